@@ -1,0 +1,44 @@
+# The two set-up commands for a new machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: demo test lint bench bench-large fuzz install install-test labelstudio clean
+
+$(VENV)/bin/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/uv
+	$(UV) pip install -q -p $(PY) -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/uv
+	$(UV) pip install -q -p $(PY) -e '.[test]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(VENV)/bin/prelabel formats
+	$(VENV)/bin/prelabel convert sample_data/yolo -o build/demo/sample.coco.json --report build/demo/report.json
+	$(VENV)/bin/prelabel validate build/demo/sample.coco.json --images sample_data/images
+
+test: install-test
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules prelabel tests
+
+lint: install-test
+	$(VENV)/bin/ruff check prelabel tests bench
+	$(VENV)/bin/mypy prelabel
+
+bench: install
+	$(PY) bench/run.py --size small
+
+bench-large: install
+	$(PY) bench/run.py --size large
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

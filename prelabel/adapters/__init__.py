@@ -1,0 +1,65 @@
+"""Source adapters: one module per format, each with ``detect()`` and ``read()``.
+
+The registry is a plain dict from format name to module path; modules are imported only when used, so the
+command line starts fast. Adding a format is one module and one line here.
+
+Example:
+    >>> from prelabel.adapters import FORMATS
+    >>> sorted(FORMATS)
+    ['coco', 'cvat', 'labelstudio', 'predictions', 'voc', 'yolo']
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import cast
+
+from ..errors import FormatDetectionError, UsageError
+from .base import Adapter, ReadOptions
+
+__all__ = ["ALIASES", "FORMATS", "Adapter", "ReadOptions", "detect", "get"]
+
+FORMATS: dict[str, str] = {
+    "yolo": "prelabel.adapters.yolo",
+    "voc": "prelabel.adapters.voc",
+    "cvat": "prelabel.adapters.cvat",
+    "labelstudio": "prelabel.adapters.labelstudio",
+    "coco": "prelabel.adapters.coco",
+    "predictions": "prelabel.adapters.predictions",
+}
+ALIASES: dict[str, str] = {
+    "ultralytics": "yolo", "darknet": "yolo", "pascal_voc": "voc", "pascalvoc": "voc", "label_studio": "labelstudio",
+    "label-studio": "labelstudio", "ls": "labelstudio", "csv": "predictions", "parquet": "predictions",
+    "dataframe": "predictions",
+}
+
+
+def get(name: str) -> Adapter:
+    """The adapter module for a format name (or alias)."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in FORMATS:
+        raise UsageError(f"unknown format {name!r}", hint=f"use one of: {', '.join(sorted(FORMATS))}")
+    return cast(Adapter, importlib.import_module(FORMATS[key]))
+
+
+def detect(path: str | Path) -> str:
+    """The format of ``path``: the adapter most sure of it. Ties and no match raise FormatDetectionError."""
+    p = Path(path)
+    if not p.exists():
+        raise FormatDetectionError(str(p), "no such file or folder")
+    scores: dict[str, float] = {}
+    for name in FORMATS:
+        try:
+            scores[name] = float(get(name).detect(p))
+        except (OSError, ValueError):
+            scores[name] = 0.0
+    best = max(scores.values())
+    if best <= 0:
+        raise FormatDetectionError(str(p), "no known annotation format found here",
+                                   hint="give the format with --from (see 'prelabel formats')")
+    top = sorted(n for n, s in scores.items() if s == best)
+    if len(top) > 1:
+        raise FormatDetectionError(str(p), f"ambiguous source: could be {' or '.join(top)}", candidates=top,
+                                   hint=f"give the format with --from {top[0]} (or --from {top[1]})")
+    return top[0]

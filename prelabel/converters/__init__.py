@@ -1,0 +1,1 @@
+"""Dataset → Dataset steps (reconcile, clip) and the COCO writer and validator."""

@@ -1,0 +1,244 @@
+"""Diagnostic codes and the Report ledger.
+
+Every annotation that enters prelabel is either written or accounted for here, with a reason code and its
+source location. The ledger balances: ``read == written + dropped``.
+
+Annotations are counted in bulk (no Python object per annotation): adapters call :meth:`Report.add_read`
+with how many they read, and every step that removes rows hands the removed rows to :meth:`Report.drop`,
+which keeps their reason, category and source location as columns.
+
+Example:
+    >>> import pandas as pd
+    >>> from prelabel.report import Report
+    >>> r = Report()
+    >>> r.add_read(3)
+    >>> rows = pd.DataFrame({"category": ["cat"], "src_file": ["a.txt"], "src_line": [2]})
+    >>> r.drop("dropped.degenerate", rows, "zero width")
+    >>> r.set_written(2)
+    >>> r.balanced, r.dropped_counts()
+    (True, {'dropped.degenerate': 1})
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["CODES", "Diagnostic", "Report", "format_source"]
+
+# code -> what it means (docs/report.md documents the same table)
+CODES: dict[str, str] = {
+    "clipped": "geometry was clipped to the image rectangle",
+    "repaired": "an invalid polygon was repaired (make_valid)",
+    "recomputed": "a stored bbox or area disagreed with the geometry and was recomputed",
+    "category.matched": "a source category matched a schema category after normalization",
+    "category.mapped": "a source category was renamed by the mapping file",
+    "dropped.degenerate": "zero or negative size after conversion or clipping",
+    "dropped.outside": "entirely outside the image",
+    "dropped.nonfinite": "NaN or infinite coordinates",
+    "dropped.min_area": "area under --min-area",
+    "dropped.min_score": "score under --min-score",
+    "dropped.unknown_category": "category not in the schema (--unknown drop)",
+    "dropped.mapped_to_null": "the mapping file sends this category to null",
+    "dropped.no_image": "annotation for an image that does not exist or has no known size",
+    "dropped.unsupported": "a shape kind that COCO object annotations cannot hold (polyline, points, ...)",
+    "dropped.cancelled": "a cancelled Label Studio annotation",
+    "dropped.ambiguous": "rows whose meaning cannot be decided (9 YOLO columns without a task)",
+    "dropped.invalid": "a row that could not be parsed",
+    "dropped.outside_frame": "a video track frame marked outside",
+    "image.missing": "a label file or record names an image that is not there",
+    "image.size_from_header": "the image size came from the image file, not the annotation file",
+    "image.unlabeled": "an image with no label file (kept with no annotations)",
+    "image.attribute": "an image-level label (tag, choices) kept as an image attribute",
+    "coordinates.suspect": "coordinates that suggest another convention (a hint names the option)",
+    "file.skipped": "an input file that was skipped",
+}
+
+
+def format_source(file: str, line: int | None = None) -> str:
+    """``file:line`` when a line (or element index) is known, else ``file``."""
+    return f"{file}:{line}" if line else str(file)
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One message about the input: ``code`` from :data:`CODES`, where it came from, and what happened."""
+
+    code: str
+    source: str
+    message: str
+    severity: str = "warning"  # "info" | "warning" | "error"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "source": self.source, "message": self.message, "severity": self.severity}
+
+
+@dataclass
+class Report:
+    """The ledger of one run: what was read, written, dropped and changed, and why."""
+
+    input: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
+    read: int = 0
+    written: int | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    mapping: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    _drops: list[pd.DataFrame] = field(default_factory=list, repr=False)
+    _changes: list[pd.DataFrame] = field(default_factory=list, repr=False)
+
+    # ----------------------------------------------------------------- counting
+    def add_read(self, n: int) -> None:
+        """Count ``n`` annotations read from the source (those in the table and those dropped while reading)."""
+        self.read += int(n)
+
+    def set_written(self, n: int) -> None:
+        self.written = int(n)
+
+    def note(self, code: str, source: str, message: str, *, severity: str = "warning") -> None:
+        """Record a diagnostic that is not about one annotation row (a file, an image, a category)."""
+        self.diagnostics.append(Diagnostic(code, str(source), message, severity))
+
+    def drop(self, reason: str, rows: pd.DataFrame, message: str = "") -> None:
+        """Record annotation rows removed for ``reason``.
+
+        ``rows`` needs the columns ``category``, ``src_file`` and ``src_line`` (the annotation table's own);
+        a ``message`` column, when present, gives a per-row message.
+        """
+        if len(rows) == 0:
+            return
+        self._drops.append(_ledger_frame(reason, rows, message))
+
+    def drop_one(self, reason: str, *, category: str | None, source_file: str, source_line: int = 0,
+                 message: str = "") -> None:
+        """Record one annotation dropped while reading (it never reached the table). Counts it as read too."""
+        self.read += 1
+        self._drops.append(pd.DataFrame({
+            "reason": [reason], "category": [category], "source": [format_source(source_file, source_line)],
+            "message": [message]}))
+
+    def change(self, code: str, rows: pd.DataFrame, message: str = "") -> None:
+        """Record annotation rows that were kept but changed (clipped, repaired, recomputed)."""
+        if len(rows) == 0:
+            return
+        self._changes.append(_ledger_frame(code, rows, message))
+
+    # ----------------------------------------------------------------- views
+    @property
+    def drops(self) -> pd.DataFrame:
+        """Every dropped annotation: reason, category, source, message."""
+        return _concat(self._drops)
+
+    @property
+    def changes(self) -> pd.DataFrame:
+        """Every changed annotation: reason (the change code), category, source, message."""
+        return _concat(self._changes)
+
+    @property
+    def dropped(self) -> int:
+        return int(sum(len(d) for d in self._drops))
+
+    def dropped_counts(self) -> dict[str, int]:
+        d = self.drops
+        if d.empty:
+            return {}
+        return {str(k): int(v) for k, v in sorted(Counter(d["reason"]).items())}
+
+    def dropped_by_category(self) -> dict[str, dict[str, int]]:
+        d = self.drops
+        out: dict[str, dict[str, int]] = {}
+        if d.empty:
+            return out
+        g = d.assign(category=d["category"].fillna("")).groupby(["category", "reason"], sort=True).size()
+        for (cat, reason), n in g.items():
+            out.setdefault(str(cat), {})[str(reason)] = int(n)
+        return out
+
+    @property
+    def balanced(self) -> bool:
+        """True when every annotation read was written or dropped (only meaningful after writing)."""
+        return self.written is not None and self.read == self.written + self.dropped
+
+    def problems(self) -> list[Diagnostic]:
+        """Diagnostics of severity warning or error, plus one per drop reason: what ``--strict`` fails on."""
+        out = [d for d in self.diagnostics if d.severity != "info"]
+        for reason, n in self.dropped_counts().items():
+            out.append(Diagnostic(reason, "", f"{n} annotation(s) dropped: {CODES.get(reason, reason)}"))
+        ch = self.changes
+        if not ch.empty:
+            for code, n in sorted(Counter(ch["reason"]).items()):
+                out.append(Diagnostic(str(code), "", f"{n} annotation(s) changed: {CODES.get(str(code), code)}"))
+        return out
+
+    def merge(self, other: Report) -> None:
+        """Add another report's counts and entries to this one (several sources merged into one dataset)."""
+        self.read += other.read
+        self.diagnostics.extend(other.diagnostics)
+        self._drops.extend(other._drops)
+        self._changes.extend(other._changes)
+        self.mapping.extend(other.mapping)
+        for k, v in other.input.items():
+            self.input.setdefault(k, v)
+
+    # ----------------------------------------------------------------- output
+    def to_dict(self) -> dict[str, Any]:
+        """The REPORT.json document (schema in docs/report.md)."""
+        drops = self.drops
+        changes = self.changes
+        diags = [d.to_dict() for d in self.diagnostics]
+        for frame in (drops, changes):
+            if not frame.empty:
+                diags.extend(
+                    {"code": str(c), "source": str(s), "message": str(m), "severity": "warning"}
+                    for c, s, m in zip(frame["reason"], frame["source"], frame["message"], strict=True))
+        return {
+            "input": dict(self.input, annotations=self.read),
+            "output": dict(self.output),
+            "ledger": {"read": self.read, "written": self.written, "dropped": self.dropped,
+                       "balanced": self.balanced},
+            "dropped": self.dropped_counts(),
+            "dropped_by_category": self.dropped_by_category(),
+            "changed": ({str(k): int(v) for k, v in sorted(Counter(changes["reason"]).items())}
+                        if not changes.empty else {}),
+            "mapping": list(self.mapping),
+            "diagnostics": diags,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+    def summary_lines(self) -> list[str]:
+        """A short human summary (the CLI prints it on stderr)."""
+        lines = [f"read {self.read} annotation(s); written {self.written if self.written is not None else '-'}; "
+                 f"dropped {self.dropped}"]
+        for reason, n in self.dropped_counts().items():
+            lines.append(f"  dropped  {reason:<28} {n:>8}  {CODES.get(reason, '')}")
+        ch = self.changes
+        if not ch.empty:
+            for code, n in sorted(Counter(ch["reason"]).items()):
+                lines.append(f"  changed  {code!s:<28} {n:>8}  {CODES.get(str(code), '')}")
+        counts = Counter((d.code, d.severity) for d in self.diagnostics)
+        for (code, sev), n in sorted(counts.items()):
+            first = next(d for d in self.diagnostics if d.code == code and d.severity == sev)
+            more = f" (+{n - 1} more)" if n > 1 else ""
+            lines.append(f"  {sev:<8} {code:<28} {first.source}: {first.message}{more}")
+        return lines
+
+
+def _ledger_frame(reason: str, rows: pd.DataFrame, message: str) -> pd.DataFrame:
+    files = rows["src_file"].astype(str).to_numpy()
+    line_vals = rows["src_line"].to_numpy() if "src_line" in rows else None
+    if line_vals is None:
+        sources = list(files)
+    else:
+        sources = [format_source(f, int(n)) for f, n in zip(files, line_vals, strict=True)]
+    msg = rows["message"].astype(str).to_numpy() if "message" in rows else [message] * len(rows)
+    cats = rows["category"].astype(object).to_numpy() if "category" in rows else [None] * len(rows)
+    return pd.DataFrame({"reason": reason, "category": cats, "source": sources, "message": msg})
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame({"reason": [], "category": [], "source": [], "message": []})
+    return pd.concat(frames, ignore_index=True)
