@@ -1,0 +1,120 @@
+"""The one interface every upload target speaks, and the results it returns.
+
+A target receives one COCO shard at a time (a complete COCO document of whole images, at most 25 MB) and runs
+the platform's five steps: receive the file, validate it against COCO and the project's schema, resolve image
+file names against the project's assets, apply the annotations, return a status. :func:`prelabel.upload.upload`
+drives the shards (parallelism, resume journal, async Future) and merges the :class:`ShardResult` s into one
+:class:`UploadResult`.
+
+Example:
+    >>> from prelabel.upload.base import UploadResult, UnmatchedFile
+    >>> r = UploadResult(status="completed", target="local:/tmp/p", annotations_applied=3,
+    ...                  files_not_matched=[UnmatchedFile("Cat.JPG", ["cat.jpg"], "case")])
+    >>> r.to_dict()["files_not_matched"][0]["why"]
+    'case'
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["STATUSES", "ShardResult", "Target", "UnmatchedFile", "UploadResult"]
+
+STATUSES = ("completed", "processing", "failed")
+
+
+@dataclass(frozen=True)
+class UnmatchedFile:
+    """A COCO file_name that matched no project asset: its closest asset names and why they differ."""
+
+    name: str
+    closest: list[str] = field(default_factory=list)
+    why: str = "no similar name"   # case | extension | prefix | sanitized | no similar name
+
+
+@dataclass
+class ShardResult:
+    """What one shard's upload did."""
+
+    index: int
+    path: str
+    status: str = "completed"
+    activity_id: str | None = None
+    annotations_applied: int = 0
+    files_matched: int = 0
+    files_not_matched: list[UnmatchedFile] = field(default_factory=list)
+    categories_ignored: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    duration: float = 0.0
+    resumed: bool = False          # taken from the journal: completed by an earlier run, not sent again
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class UploadResult:
+    """The outcome of an upload: status, activity id, per-shard results, and what was (not) applied."""
+
+    status: str
+    target: str                    # a display form of the target: never holds credentials
+    activity_id: str | None = None
+    dry_run: bool = False
+    shards: list[ShardResult] = field(default_factory=list)
+    annotations_applied: int = 0
+    files_matched: int = 0
+    files_not_matched: list[UnmatchedFile] = field(default_factory=list)
+    categories_ignored: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    duration: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def merge(cls, target: str, shards: list[ShardResult], *, dry_run: bool, duration: float) -> UploadResult:
+        """Combine shard results: failed if any failed, processing if any still runs, else completed."""
+        statuses = {s.status for s in shards}
+        status = "failed" if "failed" in statuses else ("processing" if "processing" in statuses else "completed")
+        ids = [s.activity_id for s in shards if s.activity_id]
+        seen_unmatched: dict[str, UnmatchedFile] = {}
+        for s in shards:
+            for u in s.files_not_matched:
+                seen_unmatched.setdefault(u.name, u)
+        ignored = sorted({c for s in shards for c in s.categories_ignored})
+        return cls(status=status, target=target, activity_id=ids[0] if len(ids) == 1 else (",".join(ids) or None),
+                   dry_run=dry_run, shards=shards,
+                   annotations_applied=sum(s.annotations_applied for s in shards),
+                   files_matched=sum(s.files_matched for s in shards),
+                   files_not_matched=list(seen_unmatched.values()), categories_ignored=ignored,
+                   errors=[e for s in shards for e in s.errors], duration=duration)
+
+
+class Target(Protocol):
+    """An upload target: the local project, Labellerr, or Label Studio."""
+
+    def describe(self) -> str:
+        """A display form (``local:DIR``, ``labellerr:PROJECT``): never credentials."""
+        ...
+
+    def categories(self) -> list[str] | None:
+        """The project's category names (its schema), or None when it has none yet."""
+        ...
+
+    def assets(self) -> list[str]:
+        """The file names of the project's images, as the project knows them."""
+        ...
+
+    def upload_shard(self, coco: dict[str, Any], *, index: int, path: Path, dry_run: bool,
+                     deadline: float | None, cancel: threading.Event) -> ShardResult:
+        """Send one shard (``coco`` is its parsed content, ``path`` the file on disk) and wait for its job.
+
+        ``deadline`` is a ``time.monotonic()`` value after which the target gives up (UploadTimeoutError);
+        ``cancel`` is set when the caller cancels: stop as soon as it is safe.
+        """
+        ...
+
+    def close(self) -> None: ...
