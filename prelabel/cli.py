@@ -250,3 +250,298 @@ def formats() -> None:
 
 # ------------------------------------------------------------------------------------------------ upload
 # (upload, push, project, serve: added by the upload work below this line)
+
+_WHY = {
+    "case": "the names differ only in case",
+    "extension": "the names differ only in the extension",
+    "prefix": "the same name under another folder prefix",
+    "sanitized": "the same name after the platform's upload renaming",
+    "similar name": "a similar name",
+    "no similar name": "no similar name in the project",
+}
+
+
+def _upload_options(f: Any) -> Any:
+    opts = [
+        click.option("--to", "target", required=True, metavar="TARGET",
+                     help="local:DIR, labellerr:PROJECT_ID or labelstudio:PROJECT_ID."),
+        click.option("--async", "async_", is_flag=True,
+                     help="Submit and print the job id(s) without waiting (run the same command again to poll)."),
+        click.option("--timeout", type=float, metavar="S", help="Give up after S seconds overall (exit 1)."),
+        click.option("--dry-run", is_flag=True, help="Match file names and categories against the project; apply nothing."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
+        click.option("--mode", type=click.Choice(["replace", "append"]), default="replace", show_default=True,
+                     help="Uploaded annotations replace an image's pre-annotations, or are added (local projects)."),
+        click.option("--workers", type=int, default=2, show_default=True, help="Shards uploaded at once."),
+        click.option("--journal", type=click.Path(path_type=Path),
+                     help="Resume journal (default: FILE.upload-journal.json beside the COCO file)."),
+        click.option("--no-journal", is_flag=True, help="Do not keep a resume journal."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _print_upload(result: Any, *, as_json: bool) -> None:
+    import orjson
+
+    if as_json:
+        click.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
+        return
+    n_shards = len(result.shards)
+    resumed = sum(1 for s in result.shards if s.resumed)
+    what = "dry run against" if result.dry_run else "upload to"
+    act = f" (activity {result.activity_id})" if result.activity_id else ""
+    click.echo(f"{what} {result.target}: {result.status}{act}")
+    if result.status == "processing":
+        click.echo("  the server is still processing: run the same command again to wait for the result "
+                   "(the journal makes it poll these jobs, not send them again)")
+        return
+    verb = "would be applied" if result.dry_run else "applied"
+    shards = f" in {n_shards} shards" if n_shards > 1 else ""
+    res_txt = f", {resumed} shard(s) done by an earlier run" if resumed else ""
+    click.echo(f"  annotations {verb}: {result.annotations_applied}{shards}{res_txt}")
+    click.echo(f"  images matched: {result.files_matched}")
+    if result.files_not_matched:
+        click.echo(f"  images not matched: {len(result.files_not_matched)} (their annotations are not applied)")
+        for u in result.files_not_matched[:20]:
+            closest = f"closest {', '.join(u.closest)}: " if u.closest else ""
+            click.echo(f"    {u.name}: {closest}{_WHY.get(u.why, u.why)}")
+        if len(result.files_not_matched) > 20:
+            click.echo(f"    ... and {len(result.files_not_matched) - 20} more (--json lists them all)")
+    if result.categories_ignored:
+        click.echo(f"  categories ignored (not in the project's schema; their annotations are not applied): "
+                   f"{', '.join(result.categories_ignored)}")
+    for e in result.errors[:10]:
+        click.echo(f"  error: {e}")
+
+
+def _run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, dry_run: bool, mode: str,
+                workers: int, journal: Path | None, no_journal: bool, max_file_size: int, as_json: bool) -> None:
+    from .upload.driver import upload as do_upload
+
+    result = do_upload(coco, target, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
+                       journal=False if no_journal else journal, max_file_size=max_file_size, wait=not async_)
+    _print_upload(result, as_json=as_json)
+    if result.status == "failed":
+        sys.exit(1)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(path_type=Path))
+@_upload_options
+@click.option("--max-file-size", default="25MB", show_default=True, help="Upload larger files as shards.")
+@click.pass_context
+def upload(ctx: click.Context, file: Path, target: str, async_: bool, timeout: float | None, dry_run: bool,
+           as_json: bool, mode: str, workers: int, journal: Path | None, no_journal: bool, max_file_size: str) -> None:
+    """Upload a COCO file (or its shards FILE-001.json, ...) as pre-annotations.
+
+    \b
+    Prints what was applied, the images that matched no project file (with the closest names and why),
+    and the categories the project ignored. Exit 1 when the upload failed.
+    A re-run after a crash, Ctrl-C or a timeout resumes: done shards are skipped, started jobs are polled.
+    --async submits and prints the job id(s) with status 'processing'; run the same command again
+    (without --async) to wait for them, or 'prelabel project status DIR' for a project served by 'prelabel serve'.
+    Local projects apply within the command, so --async prints their final status.
+    Labellerr credentials: LABELLERR_API_KEY, LABELLERR_API_SECRET, LABELLERR_CLIENT_ID (LABELLERR_BASE_URL).
+
+    \b
+    Examples:
+      prelabel upload out.json --to local:build/demo/project
+      prelabel upload out.json --to labellerr:my_project_id --dry-run
+      prelabel upload out.json --to labelstudio:3 --json
+    """
+    if ctx.obj.get("verbose"):
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _run_upload(file, target=target, async_=async_, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
+                journal=journal, no_journal=no_journal, max_file_size=_size(max_file_size), as_json=as_json)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("src", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path),
+              help="Keep the converted COCO here (and its resume journal); default: a temporary file.")
+@_upload_options
+@convert_options
+@click.pass_context
+def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target: str, async_: bool,
+         timeout: float | None, dry_run: bool, as_json: bool, mode: str, workers: int, journal: Path | None,
+         no_journal: bool, **kw: Any) -> None:
+    """Convert SRC, validate and upload it in one command.
+
+    \b
+    When the target has a schema (its categories) and no --schema is given, the categories are
+    reconciled against it (--unknown decides what happens to the others).
+
+    \b
+    Examples:
+      prelabel push sample_data/yolo --to local:build/demo/project
+      prelabel push preds.csv --from predictions --images imgs/ --to labellerr:my_project_id --unknown drop
+    """
+    import tempfile
+
+    from .upload.driver import parse_target
+
+    tgt = parse_target(target, mode=mode)
+    try:
+        if kw.get("schema") is None:
+            cats = tgt.categories()
+            if cats:
+                kw["schema"] = list(cats)
+        with tempfile.TemporaryDirectory(prefix="prelabel-push-") as tmp:
+            dest = out if out is not None else Path(tmp) / "push.coco.json"
+            run_convert(ctx, src, dest, kw)
+            _run_upload(dest, target=tgt, async_=async_, timeout=timeout, dry_run=dry_run, mode=mode,
+                        workers=workers, journal=journal, no_journal=no_journal or out is None,
+                        max_file_size=_size(kw.get("max_file_size") or "25MB"), as_json=as_json)
+    finally:
+        tgt.close()
+
+
+@main.group(cls=_Group, context_settings=CONTEXT)
+def project() -> None:
+    """A local project on disk: the default upload target (local:DIR).
+
+    \b
+    Examples:
+      prelabel project init build/demo/project --images sample_data/images --categories cat,dog
+      prelabel upload out.json --to local:build/demo/project
+      prelabel project status build/demo/project
+      prelabel project export build/demo/project -o current.json
+    """
+
+
+@project.command("init", context_settings=CONTEXT)
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.option("--images", required=True, type=click.Path(path_type=Path), help="The project's images folder.")
+@click.option("--categories", help="Category names, comma-separated.")
+@click.option("--schema", type=click.Path(path_type=Path),
+              help="Categories from a schema file (COCO, names .txt / data.yaml, Label Studio XML, ...).")
+@click.option("--project-id", help="The id the project answers to over 'prelabel serve' (default: random).")
+def project_init(dir: Path, images: Path, categories: str | None, schema: Path | None,  # noqa: A002
+                 project_id: str | None) -> None:
+    """Create a project in DIR for the images under --images (re-run: adds new images and categories)."""
+    from .errors import UsageError
+    from .upload.local import LocalProject, load_schema_names
+
+    if categories and schema:
+        raise UsageError("give --categories or --schema, not both")
+    names = [c.strip() for c in categories.split(",") if c.strip()] if categories else None
+    if schema is not None:
+        names = load_schema_names(schema)
+    proj, summary = LocalProject.init(dir, images=images, categories=names, project_id=project_id)
+    verb = "created" if summary["created"] else "updated"
+    click.echo(f"{verb} project {proj.project_id} in {dir}: {summary['assets']} image(s) "
+               f"({summary['assets_added']} new), categories: {', '.join(summary['categories']) or '(none yet)'}")
+    if summary["unreadable"]:
+        click.echo(f"  skipped {len(summary['unreadable'])} file(s) that are not readable images: "
+                   f"{', '.join(summary['unreadable'][:5])}", err=True)
+
+
+@project.command("status", context_settings=CONTEXT)
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.argument("activity", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def project_status(dir: Path, activity: str | None, as_json: bool) -> None:  # noqa: A002
+    """Counts of the project in DIR, and its activities (or one ACTIVITY in full)."""
+    import orjson
+
+    from .upload.local import LocalProject
+
+    proj = LocalProject(dir)
+    if activity:
+        act = proj.activity(activity)
+        if as_json:
+            click.echo(orjson.dumps(act, option=orjson.OPT_INDENT_2).decode())
+            return
+        c, m = act["counts"], act["metadata"]
+        click.echo(f"activity {act['id']}: {act['status']} ({act['mode']}, {act['source']}, {act['created_at']})")
+        for k in ("annotations_applied", "annotations_replaced", "files_matched", "files_not_matched",
+                  "annotations_skipped_unmatched", "annotations_skipped_category"):
+            if k in c:
+                click.echo(f"  {k.replace('_', ' ')}: {c[k]}")
+        for u in m.get("files_not_matched") or []:
+            closest = f"closest {', '.join(u['closest'])}: " if u.get("closest") else ""
+            click.echo(f"    {u['name']}: {closest}{_WHY.get(u['why'], u['why'])}")
+        if m.get("questions_ignored"):
+            click.echo(f"  categories ignored: {', '.join(m['questions_ignored'])}")
+        if m.get("error"):
+            click.echo(f"  error: {m['error']}")
+        return
+    st = proj.status()
+    acts = proj.activities()
+    if as_json:
+        st["recent_activities"] = acts[-20:]
+        click.echo(orjson.dumps(st, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(f"project {st['project_id']} in {st['root']} (images: {st['images_root']})")
+    click.echo(f"  images: {st['assets']}, with pre-annotations: {st['annotated_assets']}")
+    click.echo(f"  pre-annotations: {st['annotations']}")
+    for name, n in st["categories"].items():
+        click.echo(f"    {name}: {n}")
+    click.echo(f"  activities: {', '.join(f'{k} {v}' for k, v in st['activities'].items()) or 'none'}")
+    for a in acts[-10:]:
+        click.echo(f"    {a['id']}  {a['created_at']}  {a['status']:<10} {a['mode']:<7} {a['source']}  "
+                   f"applied {a['counts'].get('annotations_applied', 0)}")
+
+
+@project.command("export", context_settings=CONTEXT)
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="The COCO file to write.")
+@click.option("--max-file-size", default="25MB", show_default=True, help="Split larger files into shards.")
+def project_export(dir: Path, out: Path, max_file_size: str) -> None:  # noqa: A002
+    """Write the project's current pre-annotations as COCO."""
+    from .upload.local import LocalProject
+
+    proj = LocalProject(dir)
+    paths = proj.export(out, max_file_size=_size(max_file_size))
+    st = proj.status()
+    click.echo(f"wrote {st['assets']} image(s), {st['annotations']} annotation(s) to "
+               f"{', '.join(str(p) for p in paths)}")
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("dir", type=click.Path(path_type=Path))
+@click.option("--port", type=int, default=0, show_default=True, help="TCP port on 127.0.0.1 (0: a free one).")
+@click.option("--api-key", envvar="LABELLERR_API_KEY", help="Accepted api key [env LABELLERR_API_KEY].")
+@click.option("--api-secret", envvar="LABELLERR_API_SECRET", help="Accepted api secret [env LABELLERR_API_SECRET].")
+@click.option("--client-id", envvar="LABELLERR_CLIENT_ID", help="Accepted client id [env LABELLERR_CLIENT_ID].")
+@click.option("--faults", metavar="PLAN", help="Inject faults, e.g. 'upload_answers:500,429;status:slow=3;job:fail'.")
+@click.option("--metadata", type=click.Choice(["sdk", "docs"]), default="sdk", show_default=True,
+              help="Job metadata shape: the SDK's (files_not_updated) or the docs' (matched_files).")
+@click.option("--job-delay", type=float, default=0.0, show_default=True, help="Seconds each job stays processing.")
+@click.pass_context
+def serve(ctx: click.Context, dir: Path, port: int, api_key: str | None, api_secret: str | None,  # noqa: A002
+          client_id: str | None, faults: str | None, metadata: str, job_delay: float) -> None:
+    """Serve the local project in DIR over the Labellerr HTTP API on 127.0.0.1 (Ctrl-C stops).
+
+    \b
+    Clients must send the credentials given here (stored hashed in the project; later runs may omit them).
+    Example:
+      LABELLERR_API_KEY=k LABELLERR_API_SECRET=s LABELLERR_CLIENT_ID=c prelabel serve build/demo/project --port 8765
+      LABELLERR_BASE_URL=http://127.0.0.1:8765 prelabel upload out.json --to labellerr:PROJECT_ID
+    """
+    import logging
+
+    from .errors import UsageError
+    from .upload.credentials import Credentials
+    from .upload.server import LabellerrServer
+
+    given = [v for v in (api_key, api_secret, client_id) if v]
+    if given and len(given) != 3:
+        raise UsageError("give all three of --api-key, --api-secret and --client-id (or their env variables)")
+    creds = Credentials(api_key or "", api_secret or "", client_id or "") if given else None
+    if not ctx.obj.get("quiet"):
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    srv = LabellerrServer(dir, credentials=creds, port=port, faults=faults, metadata=metadata, job_delay=job_delay,
+                          access_log=not ctx.obj.get("quiet"))
+    pid = srv.project.project_id
+    click.echo(f"serving project {pid} ({dir}) at {srv.url}", nl=True)
+    click.echo(f"  upload with: LABELLERR_BASE_URL={srv.url} prelabel upload FILE --to labellerr:{pid}")
+    sys.stdout.flush()
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)

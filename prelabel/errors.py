@@ -14,7 +14,8 @@ The CLI turns these into one line of what went wrong, one line of what to do, an
         ├── AuthError                 401/403: bad credentials or no access
         ├── NotFoundError             unknown project or resource
         ├── JobFailedError            the server accepted the file but the job failed
-        └── UploadTimeoutError        the job did not finish within the timeout
+        ├── UploadTimeoutError        the job did not finish within the timeout
+        └── UploadCancelledError      the caller cancelled (also a concurrent.futures.CancelledError)
 
 Example:
     >>> from prelabel.errors import ReadError
@@ -23,6 +24,8 @@ Example:
 """
 
 from __future__ import annotations
+
+import concurrent.futures
 
 __all__ = [
     "AuthError",
@@ -33,6 +36,7 @@ __all__ = [
     "PrelabelError",
     "ReadError",
     "StrictError",
+    "UploadCancelledError",
     "UploadError",
     "UploadTimeoutError",
     "UsageError",
@@ -124,3 +128,7 @@ class JobFailedError(UploadError):
 
 class UploadTimeoutError(UploadError):
     """The job did not reach a final state in time."""
+
+
+class UploadCancelledError(UploadError, concurrent.futures.CancelledError):
+    """The caller cancelled the upload; raised at the next safe point (between shards, tries or polls)."""

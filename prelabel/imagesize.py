@@ -143,5 +143,12 @@ def image_sizes(paths: Iterable[str | Path], *, workers: int = 8) -> list[tuple[
     items = list(paths)
     if len(items) < 64:
         return [image_size(p) for p in items]
+    # one task per slice: ThreadPoolExecutor.map ignores chunksize, and a task per image costs more than the read
+    step = max(64, -(-len(items) // (workers * 4)))
+    slices = [items[i:i + step] for i in range(0, len(items), step)]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(image_size, items, chunksize=64))
+        return [s for part in pool.map(_sizes_of, slices) for s in part]
+
+
+def _sizes_of(paths: list[str | Path]) -> list[tuple[int, int] | None]:
+    return [image_size(p) for p in paths]

@@ -77,13 +77,17 @@ def prepare(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | Non
 
 def write_dataset(ds: Dataset, out: str | Path, *, max_file_size: int = coco_writer.DEFAULT_MAX_FILE_SIZE,
                   rle: str = "compressed", report_path: str | Path | None = None,
-                  strict: bool = False) -> ConvertResult:
-    """Write ``ds`` as COCO (validated as written), fill in the report, and apply ``strict``."""
+                  strict: bool = False, allow_outside: bool = False) -> ConvertResult:
+    """Write ``ds`` as COCO (validated as written), fill in the report, and apply ``strict``.
+
+    ``allow_outside`` (``--no-clip``) validates boxes extending outside their image as warnings, not errors.
+    """
     doc = coco_writer.to_coco(ds, rle=rle)
-    validation = coco_writer.validate(doc)
+    validation = coco_writer.validate(doc, allow_outside=allow_outside)
     coco_writer.fail_if_invalid(validation, f"the COCO written for {out}")
     rep = ds.report
-    rep.set_written(len(doc["annotations"]))
+    rep.set_written(len(doc["annotations"]),
+                    by_category=ds.annotations["category"].astype(str).value_counts(sort=False).to_dict())
     rep.output.update({"images": len(doc["images"]), "annotations": len(doc["annotations"]),
                        "categories": len(doc["categories"])})
     problems = rep.problems() if strict else []
@@ -110,4 +114,5 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
     ds = read(src, fmt=fmt, options=options)
     ds = prepare(ds, mapping=mapping, schema=schema, unknown=unknown, clip=clip, min_area=min_area,
                  min_score=min_score)
-    return write_dataset(ds, out, max_file_size=max_file_size, rle=rle, report_path=report_path, strict=strict)
+    return write_dataset(ds, out, max_file_size=max_file_size, rle=rle, report_path=report_path, strict=strict,
+                         allow_outside=not clip)

@@ -36,6 +36,7 @@ CODES: dict[str, str] = {
     "recomputed": "a stored bbox or area disagreed with the geometry and was recomputed",
     "category.matched": "a source category matched a schema category after normalization",
     "category.mapped": "a source category was renamed by the mapping file",
+    "category.unused": "a source category with no annotations that the schema does not have was left out",
     "dropped.degenerate": "zero or negative size after conversion or clipping",
     "dropped.outside": "entirely outside the image",
     "dropped.nonfinite": "NaN or infinite coordinates",
@@ -53,8 +54,14 @@ CODES: dict[str, str] = {
     "image.size_from_header": "the image size came from the image file, not the annotation file",
     "image.unlabeled": "an image with no label file (kept with no annotations)",
     "image.attribute": "an image-level label (tag, choices) kept as an image attribute",
+    "image.merged": "several tasks or records name the same image file; their annotations share one image",
+    "image.unsafe_name": "an image file name that would escape its root (absolute, '..'); a safe one was used",
     "coordinates.suspect": "coordinates that suggest another convention (a hint names the option)",
+    "value.coerced": "a value written in another type was converted (iscrowd \"false\" -> 0, a string number)",
+    "skeleton.shifted": "a 0-based keypoint skeleton was shifted to COCO's 1-based indices",
     "file.skipped": "an input file that was skipped",
+    "task.inferred": "the YOLO task (or kpt_shape) was inferred from the label files' column counts",
+    "category.unnamed": "no class names were found: categories are named by their class index",
 }
 
 
@@ -84,6 +91,7 @@ class Report:
     output: dict[str, Any] = field(default_factory=dict)
     read: int = 0
     written: int | None = None
+    written_by_category: dict[str, int] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     mapping: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -95,8 +103,11 @@ class Report:
         """Count ``n`` annotations read from the source (those in the table and those dropped while reading)."""
         self.read += int(n)
 
-    def set_written(self, n: int) -> None:
+    def set_written(self, n: int, *, by_category: dict[str, int] | None = None) -> None:
+        """Record how many annotations were written (and, optionally, how many per category name)."""
         self.written = int(n)
+        if by_category is not None:
+            self.written_by_category = {str(k): int(v) for k, v in sorted(by_category.items())}
 
     def note(self, code: str, source: str, message: str, *, severity: str = "warning") -> None:
         """Record a diagnostic that is not about one annotation row (a file, an image, a category)."""
@@ -201,6 +212,7 @@ class Report:
                        "balanced": self.balanced},
             "dropped": self.dropped_counts(),
             "dropped_by_category": self.dropped_by_category(),
+            "written_by_category": dict(self.written_by_category),
             "changed": ({str(k): int(v) for k, v in sorted(Counter(changes["reason"]).items())}
                         if not changes.empty else {}),
             "mapping": list(self.mapping),

@@ -54,3 +54,29 @@ def coco_self_ap(coco: dict[str, Any] | str | Path, iou_type: str = "bbox") -> f
 @pytest.fixture
 def self_ap():
     return coco_self_ap
+
+
+# ---------------------------------------------------------------------------------------------- Label Studio
+@pytest.fixture(scope="session")
+def label_studio():
+    """A real Label Studio on 127.0.0.1, started once per session from the .ls/ template (tests/ls_server.py).
+
+    Installs it first when .ls/venv is missing (``scripts/labelstudio.sh``). When it cannot start, the tests
+    that use it FAIL with the server's log tail: never skipped, so CI notices.
+    """
+    import subprocess
+
+    import ls_server
+
+    if not ls_server.installed() or not (ls_server.TEMPLATE / "ready").is_file():
+        done = subprocess.run(["bash", str(ROOT / "scripts" / "labelstudio.sh"), "all"], capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            pytest.fail(f"installing Label Studio failed (exit {done.returncode}):\n"
+                        f"{(done.stdout + done.stderr)[-3000:]}", pytrace=False)
+    try:
+        server = ls_server.start()
+    except ls_server.ServerError as e:
+        pytest.fail(f"Label Studio did not start: {e}", pytrace=False)
+    yield server
+    server.stop()

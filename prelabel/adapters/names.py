@@ -1,21 +1,38 @@
 """Class-name lists: data.yaml (``names`` as list or dict, ``nc``), classes.txt, obj.names, obj.data.
 
+``read_names`` reads any of them; ``find_names`` looks for the first one in a list of folders; ``locate`` finds a
+path written inside a dataset file (``data/obj.names`` in an obj.data, ``../train/images`` in a data.yaml)
+under trusted roots, stripping leading components when the literal path is not there, and never leaving the
+roots (``..`` and absolute paths are only ever stripped, never followed).
+
 Example:
     >>> import tempfile, pathlib
-    >>> p = pathlib.Path(tempfile.mkdtemp()) / "classes.txt"
-    >>> _ = p.write_text("cat\\ndog\\n")
-    >>> read_names(p)
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "classes.txt").write_text("cat\\ndog\\n")
+    >>> read_names(d / "classes.txt")
     ['cat', 'dog']
+    >>> _ = (d / "obj.data").write_text("classes = 2\\nnames = data/classes.txt\\n")
+    >>> read_names(d / "obj.data")
+    ['cat', 'dog']
+    >>> find_names([d])[0], find_names([d])[1].name
+    (['cat', 'dog'], 'classes.txt')
+    >>> locate("/somewhere/else/classes.txt", [d]) == d / "classes.txt"
+    True
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ReadError
 
-__all__ = ["names_from_yaml", "read_names"]
+__all__ = ["NAME_FILES", "find_names", "locate", "names_from_yaml", "parse_obj_data", "read_names", "split_parts"]
+
+# looked for in this order in each folder by find_names
+NAME_FILES = ("data.yaml", "data.yml", "classes.txt", "obj.names", "obj.data")
 
 
 def names_from_yaml(doc: Any, file: str) -> list[str] | None:
@@ -45,8 +62,47 @@ def names_from_yaml(doc: Any, file: str) -> list[str] | None:
     return out
 
 
+def parse_obj_data(text: str) -> dict[str, str]:
+    """The ``key = value`` lines of a Darknet ``obj.data`` (``#`` starts a comment)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k.strip().lower()] = v.strip()
+    return out
+
+
+def split_parts(name: str) -> list[str]:
+    """The components of a path written in a file (``/`` or ``\\``), without empty and ``.`` parts."""
+    return [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
+
+
+def locate(name: str, roots: Sequence[str | Path], *, want_dir: bool | None = None) -> Path | None:
+    """The existing path that ``name`` (written inside a dataset file) points to under one of ``roots``.
+
+    Tries ``root/name`` for each root, then drops leading components one at a time (``data/obj.names`` ->
+    ``obj.names``, ``../train/images`` -> ``train/images``, ``/abs/ds/images/x.jpg`` -> ``images/x.jpg``, ...).
+    Components ``..`` are never followed, so the answer is always inside a root. ``want_dir`` True/False
+    accepts only a folder/a file. None when nothing matches.
+    """
+    parts = split_parts(name)
+    for k in range(len(parts)):
+        rest = parts[k:]
+        if ".." in rest:
+            continue
+        for root in roots:
+            cand = os.path.join(os.fspath(root), *rest)
+            ok = (os.path.isdir(cand) if want_dir else os.path.isfile(cand) if want_dir is False
+                  else os.path.exists(cand))
+            if ok:
+                return Path(cand)
+    return None
+
+
 def read_names(path: str | Path) -> list[str]:
-    """Names from a YAML file (data.yaml) or a text file with one name per line (classes.txt, obj.names)."""
+    """Names from a YAML file (data.yaml), a text file with one name per line (classes.txt, obj.names), or an
+    ``obj.data`` (its ``names =`` file, looked up beside it)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
@@ -63,4 +119,40 @@ def read_names(path: str | Path) -> list[str]:
         if names is None:
             raise ReadError(str(p), "no 'names' or 'nc' in the file")
         return names
+    if p.suffix.lower() == ".data":
+        keys = parse_obj_data(text)
+        if "names" not in keys:
+            if keys.get("classes", "").isdigit():
+                return [str(i) for i in range(int(keys["classes"]))]
+            raise ReadError(str(p), "no 'names =' line", hint="add 'names = obj.names' or give --names")
+        found = locate(keys["names"], [p.parent], want_dir=False)
+        if found is None:
+            raise ReadError(str(p), f"names file {keys['names']!r} not found beside it")
+        names = read_names(found)
+        if keys.get("classes", "").isdigit() and int(keys["classes"]) != len(names):
+            raise ReadError(str(p), f"classes = {keys['classes']} but {found.name} lists {len(names)} names")
+        return names
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def find_names(folders: Sequence[str | Path]) -> tuple[list[str], Path] | tuple[None, None]:
+    """The first names file of :data:`NAME_FILES` in ``folders`` (in order): ``(names, file)``, or
+    ``(None, None)`` when there is none. A data.yaml without ``names``/``nc`` is passed over."""
+    for folder in folders:
+        for fname in NAME_FILES:
+            f = Path(folder) / fname
+            if not f.is_file():
+                continue
+            if fname.startswith("data.y"):
+                import yaml
+
+                try:
+                    doc = yaml.safe_load(f.read_text(encoding="utf-8-sig"))
+                except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+                    raise ReadError(str(f), f"not valid YAML: {e}") from None
+                names = names_from_yaml(doc, str(f)) if isinstance(doc, dict) else None
+                if names is None:
+                    continue
+                return names, f
+            return read_names(f), f
+    return None, None

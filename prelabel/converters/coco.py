@@ -275,12 +275,13 @@ def _is_num(v: Any) -> bool:
 
 
 def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | None = None,
-             tolerance: float = 1e-6) -> ValidationResult:
+             tolerance: float = 1e-6, allow_outside: bool = False) -> ValidationResult:
     """Check a COCO document (or file) against the rules the writer follows and the targets rely on.
 
     Required keys and types, unique ids >= 1, references, boxes inside images, polygons of >= 3 points,
     RLE sizes, category ids defined, keypoint counts; with ``images_root``, every ``file_name`` present with
-    the recorded size.
+    the recorded size. ``allow_outside`` (used for ``--no-clip``) makes a bbox extending outside its image a
+    warning instead of an error.
     """
     res = ValidationResult()
     err = res.errors
@@ -388,7 +389,10 @@ def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | 
                 add(f"{where}: bbox {bb} has zero or negative size")
             elif img is not None and img[0] and (x < -tolerance or y < -tolerance or x + w > img[0] + tolerance
                                                  or y + h > img[1] + tolerance):
-                add(f"{where}: bbox {bb} extends outside image {iid} ({img[0]}x{img[1]})")
+                if allow_outside:
+                    res.warnings.append(f"{where}: bbox {bb} extends outside image {iid} ({img[0]}x{img[1]})")
+                else:
+                    add(f"{where}: bbox {bb} extends outside image {iid} ({img[0]}x{img[1]})")
         area = a.get("area")
         if area is None or not _is_num(area) or area < 0:
             add(f"{where}: area must be a finite number >= 0, got {area!r}")

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["STATUSES", "ShardResult", "Target", "UnmatchedFile", "UploadResult"]
+__all__ = ["STATUSES", "JobTarget", "ShardResult", "Target", "UnmatchedFile", "UploadResult"]
 
 STATUSES = ("completed", "processing", "failed")
 
@@ -118,3 +118,19 @@ class Target(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class JobTarget(Target, Protocol):
+    """A target whose upload is a job on the server: sending and waiting are two steps, so the driver can record
+    the job id in the resume journal in between (a re-run then polls the job instead of sending the file again).
+    Optional: the driver uses these when a target has them, else :meth:`Target.upload_shard`."""
+
+    def start_shard(self, coco: dict[str, Any], *, index: int, path: Path, deadline: float | None,
+                    cancel: threading.Event) -> str:
+        """Send the shard; return the server's job (activity) id without waiting for the job."""
+        ...
+
+    def finish_shard(self, job_id: str, *, index: int, path: Path, coco: dict[str, Any] | None,
+                     deadline: float | None, cancel: threading.Event) -> ShardResult:
+        """Wait for the job ``job_id`` (started by this or an earlier run) and return its result."""
+        ...

@@ -1,0 +1,547 @@
+"""COCO JSON as an input: re-map, merge or clip existing COCO files (the writer is ``converters/coco.py``).
+
+Two shapes are read:
+
+- a COCO document (a dict with ``images`` and ``annotations``: instances, keypoints, or both);
+- a COCO *results* list (``[{"image_id", "category_id", "bbox" | "segmentation" | "keypoints", "score"}]``),
+  whose images and categories come from the ground-truth file given as ``options.images_from``
+  (``--images-from GT.json``).
+
+What the reader tolerates, and how (each case is reported):
+
+- Ids are only keys: images keep the file's order (output ids 1..N follow it), categories keep the file's
+  order with their names and ``supercategory``; ids from 0, gaps (1, 2, 4) and string ids (``"5"`` and ``5``
+  are the same image) all work.
+- ``iscrowd`` written as ``"false"``/``"true"``/``"0"``/``"1"``/``false``/``true`` becomes 0/1
+  (``value.coerced``, info); a missing ``iscrowd``, ``area`` or ``info`` is fine (area is recomputed on writing).
+- The box of an annotation with a polygon or an RLE is the geometry's enclosing box; when the stored ``bbox``
+  disagrees by more than 0.01 px it is ``recomputed`` (a change with the location ``file#annotations[i]``).
+- Uncompressed RLE (``counts`` as a list) is kept as an RLE dict (the writer compresses it).
+- Keypoints become (K, 3) arrays; a category's ``keypoints`` names are kept, or named ``kp1..kpK`` when the
+  file gives none (``value.coerced``); a skeleton holding an index 0 is 0-based and is shifted to COCO's
+  1-based form (``skeleton.shifted``).
+- An annotation whose image or category does not exist is dropped (``dropped.no_image``,
+  ``dropped.unknown_category``); an image whose ``file_name`` is unsafe (absolute, ``..``) is left out with
+  an ``image.unsafe_name`` note and its annotations dropped as ``dropped.no_image``. An image without
+  width/height takes its size from its file under the images root, else it is left out the same way.
+- Polygon parts of fewer than 3 points are removed (``repaired``); an RLE whose size is not the image's is
+  dropped as ``dropped.invalid``. Anything else malformed raises :class:`~prelabel.errors.ReadError`
+  naming the file and the element (``file#annotations[3]``).
+
+Example:
+    >>> import json, tempfile, pathlib
+    >>> from prelabel.adapters import coco
+    >>> from prelabel.adapters.base import ReadOptions
+    >>> from prelabel.report import Report
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "gt.json"
+    >>> _ = p.write_text(json.dumps({
+    ...     "images": [{"id": 0, "file_name": "a.jpg", "width": 10, "height": 10}],
+    ...     "categories": [{"id": 0, "name": "cat"}],
+    ...     "annotations": [{"id": 0, "image_id": 0, "category_id": 0, "bbox": [1, 2, 3, 4], "iscrowd": "false"}]}))
+    >>> coco.detect(p)
+    0.9
+    >>> ds = coco.read(p, options=ReadOptions(), report=Report())
+    >>> ds.annotations[["image", "category", "x", "y", "w", "h", "iscrowd"]].values.tolist()
+    [[0, 'cat', 1.0, 2.0, 3.0, 4.0, 0]]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..converters.coco import load
+from ..errors import ReadError
+from ..geometry import bbox_of_polygons, rle_bbox
+from ..imagesize import image_sizes as read_image_sizes
+from ..model import Dataset
+from ..paths import safe_relative, why_unsafe
+from ..report import Report
+from .base import ReadOptions
+
+__all__ = ["DESCRIPTION", "NAME", "detect", "read"]
+
+NAME = "coco"
+DESCRIPTION = "COCO JSON (instances, keypoints; results lists with --images-from GT.json)"
+
+_BOX_TOLERANCE = 0.01   # px: a stored bbox further than this from the geometry's box is reported as recomputed
+_DETECT_PARSE_LIMIT = 64 * 1024 * 1024  # parse files up to this size to detect; look at the first bytes above
+_ISCROWD = {"0": 0, "1": 1, "false": 0, "true": 1}
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _key(v: Any) -> Any:
+    """The lookup key of an id: ints stay ints, "5" becomes 5, other strings stay strings."""
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        return int(v)
+    if isinstance(v, str):
+        s = v.strip()
+        if s.lstrip("+-").isdigit():
+            return int(s)
+        return s
+    return None  # unhashable or null: no such key
+
+
+# ---------------------------------------------------------------------------------------------- detect
+def detect(path: Path) -> float:
+    """0.9 for a .json whose top level is a dict with ``images`` and ``annotations``; 0.5 for a list of dicts
+    with ``image_id`` and ``bbox`` / ``segmentation`` / ``keypoints`` (a results file); else 0."""
+    p = Path(path)
+    if not p.is_file() or p.suffix.lower() != ".json":
+        return 0.0
+    size = p.stat().st_size
+    if size > _DETECT_PARSE_LIMIT:
+        with open(p, "rb") as f:
+            head = f.read(1024 * 1024)
+        text = head.lstrip()
+        if text.startswith(b"{") and b'"images"' in head and b'"annotations"' in head:
+            return 0.9
+        if text.startswith(b"[") and b'"image_id"' in head and (b'"bbox"' in head or b'"segmentation"' in head):
+            return 0.5
+        return 0.0
+    try:
+        doc = load(p)
+    except ReadError:
+        return 0.0
+    if isinstance(doc, dict):
+        return 0.9 if isinstance(doc.get("images"), list) and "annotations" in doc else 0.0
+    if isinstance(doc, list) and doc and isinstance(doc[0], dict):
+        first = doc[0]
+        if "image_id" in first and any(k in first for k in ("bbox", "segmentation", "keypoints")):
+            return 0.5
+    return 0.0
+
+
+# ---------------------------------------------------------------------------------------------- images
+@dataclass
+class _Images:
+    table: pd.DataFrame
+    row_of: dict[Any, int] = field(default_factory=dict)     # id key -> row position
+    why: dict[Any, str] = field(default_factory=dict)        # id key -> why its annotations are dropped
+
+
+def _int_size(v: Any) -> int | None:
+    if _is_num(v) and math.isfinite(v) and float(v).is_integer() and v >= 1:
+        return int(v)
+    if isinstance(v, str) and v.strip().isdigit() and int(v) >= 1:
+        return int(v)
+    return None
+
+
+def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Images:
+    if not isinstance(items, list):
+        raise ReadError(file, "'images' must be a list", element="images")
+    names: list[str] = []
+    widths: list[int] = []
+    heights: list[int] = []
+    paths: list[str | None] = []
+    attrs: list[Any] = []
+    keys: list[Any] = []
+    out = _Images(table=pd.DataFrame())
+    pending: list[tuple[int, Any, str, Path]] = []   # (position, key, name, local path): size from the header
+    seen: set[Any] = set()
+    for i, im in enumerate(items):
+        el = f"images[{i}]"
+        if not isinstance(im, Mapping):
+            raise ReadError(file, "not an object", element=el)
+        key = _key(im.get("id"))
+        if key is None:
+            raise ReadError(file, f"id must be an integer or a string, got {im.get('id')!r}", element=el)
+        if key in seen:
+            raise ReadError(file, f"duplicate image id {im.get('id')!r}", element=el)
+        seen.add(key)
+        fn = im.get("file_name")
+        if not isinstance(fn, str) or not fn.strip():
+            raise ReadError(file, f"file_name must be a non-empty string, got {fn!r}", element=el)
+        rel = safe_relative(fn)
+        if rel is None:
+            out.why[key] = f"image {fn!r} has an unsafe file_name ({why_unsafe(fn)})"
+            report.note("image.unsafe_name", f"{file}#{el}",
+                        f"file_name {fn!r}: {why_unsafe(fn)}; the image is left out and its annotations dropped")
+            continue
+        local = root / rel if root is not None else None
+        w, h = _int_size(im.get("width")), _int_size(im.get("height"))
+        if (im.get("width") is not None and w is None) or (im.get("height") is not None and h is None):
+            raise ReadError(file, f"width and height must be positive integers, got {im.get('width')!r} x "
+                                  f"{im.get('height')!r}", element=el)
+        if w is None or h is None:
+            if local is None:
+                out.why[key] = f"image {rel!r} has no width/height (give the images root, --images, to read them)"
+                report.note("image.missing", f"{file}#{el}", f"{rel!r} has no width/height: its annotations "
+                            "are dropped (give --images to read the sizes from the files)")
+                continue
+            pending.append((len(names), key, rel, local))
+            w, h = 0, 0
+        out.row_of[key] = len(names)
+        keys.append(key)
+        names.append(rel)
+        widths.append(w)
+        heights.append(h)
+        paths.append(str(local) if local is not None else None)
+        a = im.get("attributes")
+        attrs.append(dict(a) if isinstance(a, Mapping) and a else None)
+    if pending:
+        sizes = read_image_sizes([str(t[3]) for t in pending])
+        gone: set[int] = set()
+        for (pos, key, rel, _local), size in zip(pending, sizes, strict=True):
+            if size is None:
+                gone.add(pos)
+                out.why[key] = f"image {rel!r} has no width/height and no readable file under {root}"
+                report.note("image.missing", file, f"{rel!r}: no width/height and no readable image file under "
+                            f"{root}; its annotations are dropped")
+            else:
+                widths[pos], heights[pos] = size
+        n_hdr = len(pending) - len(gone)
+        if n_hdr:
+            report.note("image.size_from_header", str(root), f"{n_hdr} image size(s) read from the image files",
+                        severity="info")
+        if gone:
+            keep = [k for k in range(len(names)) if k not in gone]
+            names = [names[k] for k in keep]
+            widths = [widths[k] for k in keep]
+            heights = [heights[k] for k in keep]
+            paths = [paths[k] for k in keep]
+            attrs = [attrs[k] for k in keep]
+            keys = [keys[k] for k in keep]
+    out.row_of = {}
+    for pos, key in enumerate(keys):
+        out.row_of[key] = pos
+    out.table = pd.DataFrame({"file_name": names, "width": np.asarray(widths, dtype=np.int64),
+                              "height": np.asarray(heights, dtype=np.int64), "path": paths,
+                              "attributes": pd.Series(attrs, dtype=object), "src_file": file})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- categories
+@dataclass
+class _Category:
+    name: str
+    supercategory: str
+    keypoints: list[str] | None
+    skeleton: list[list[int]] | None
+    element: str
+
+
+def _categories(items: Any, *, file: str, report: Report) -> tuple[list[_Category], dict[Any, str]]:
+    if not isinstance(items, list):
+        raise ReadError(file, "'categories' must be a list", element="categories")
+    cats: list[_Category] = []
+    name_of: dict[Any, str] = {}
+    by_name: dict[str, _Category] = {}
+    for i, c in enumerate(items):
+        el = f"categories[{i}]"
+        if not isinstance(c, Mapping):
+            raise ReadError(file, "not an object", element=el)
+        key = _key(c.get("id"))
+        if key is None:
+            raise ReadError(file, f"id must be an integer or a string, got {c.get('id')!r}", element=el)
+        if key in name_of:
+            raise ReadError(file, f"duplicate category id {c.get('id')!r}", element=el)
+        name = c.get("name")
+        if not isinstance(name, (str, int)) or isinstance(name, bool) or not str(name).strip():
+            raise ReadError(file, f"name must be a non-empty string, got {name!r}", element=el)
+        name = str(name)
+        name_of[key] = name
+        if name in by_name:
+            report.note("category.matched", f"{file}#{el}",
+                        f"category id {c.get('id')!r} repeats the name {name!r}: merged into one category")
+            continue
+        kp = c.get("keypoints")
+        if kp is not None and (not isinstance(kp, list) or not all(isinstance(k, (str, int)) for k in kp)):
+            raise ReadError(file, "keypoints must be a list of names", element=el)
+        sk = c.get("skeleton")
+        skeleton: list[list[int]] | None = None
+        if sk is not None:
+            try:
+                skeleton = [[int(a), int(b)] for a, b in sk]
+            except (TypeError, ValueError):
+                raise ReadError(file, f"skeleton must be a list of [a, b] keypoint indices, got {sk!r}",
+                                element=el) from None
+            if skeleton and any(v == 0 for e in skeleton for v in e):
+                skeleton = [[a + 1, b + 1] for a, b in skeleton]
+                report.note("skeleton.shifted", f"{file}#{el}",
+                            f"category {name!r}: the skeleton uses index 0, so it is 0-based; shifted to 1-based")
+            if any(v < 1 for e in skeleton for v in e):
+                raise ReadError(file, f"skeleton indices must be >= 0, got {sk!r}", element=el)
+        sc = c.get("supercategory")
+        cat = _Category(name=name, supercategory="" if sc is None else str(sc),
+                        keypoints=[str(k) for k in kp] if kp is not None else None, skeleton=skeleton, element=el)
+        by_name[name] = cat
+        cats.append(cat)
+    return cats, name_of
+
+
+# ---------------------------------------------------------------------------------------------- annotations
+def _polygons(seg: list[Any], *, file: str, el: str) -> tuple[list[np.ndarray], bool]:
+    """(parts with >= 3 points, whether short parts were removed)."""
+    try:
+        if seg and all(_is_num(v) for v in seg):
+            parts = [np.asarray(seg, dtype=np.float64)]
+        else:
+            parts = [np.asarray(p, dtype=np.float64) for p in seg]
+    except (TypeError, ValueError):
+        raise ReadError(file, "segmentation: polygons must be lists of numbers", element=el) from None
+    if any(p.ndim != 1 for p in parts):
+        raise ReadError(file, "segmentation: each polygon must be a flat list [x1, y1, x2, y2, ...]", element=el)
+    good = [p for p in parts if p.size >= 6 and p.size % 2 == 0]
+    return good, len(good) != len(parts)
+
+
+def _rle(seg: Mapping[str, Any], *, file: str, el: str) -> dict[str, Any]:
+    size, counts = seg.get("size"), seg.get("counts")
+    if not isinstance(size, list) or len(size) != 2 or not all(_is_num(v) for v in size):
+        raise ReadError(file, f"segmentation: RLE size must be [height, width], got {size!r}", element=el)
+    h, w = int(size[0]), int(size[1])
+    if isinstance(counts, str):
+        return {"size": [h, w], "counts": counts}
+    if isinstance(counts, list) and all(_is_num(v) for v in counts):
+        return {"size": [h, w], "counts": [int(v) for v in counts]}
+    raise ReadError(file, "segmentation: RLE counts must be a string or a list of integers", element=el)
+
+
+def _iscrowd(v: Any, *, file: str, el: str) -> tuple[int, bool]:
+    """(0 or 1, whether the value had to be coerced)."""
+    if type(v) is int and v in (0, 1):
+        return v, False
+    if v is None:
+        return 0, False
+    if isinstance(v, bool):
+        return int(v), True
+    if isinstance(v, float) and v in (0.0, 1.0):
+        return int(v), True
+    if isinstance(v, str) and v.strip().lower() in _ISCROWD:
+        return _ISCROWD[v.strip().lower()], True
+    raise ReadError(file, f"iscrowd must be 0 or 1, got {v!r}", element=el)
+
+
+@dataclass
+class _Rows:
+    keep: list[int] = field(default_factory=list)
+    image: list[int] = field(default_factory=list)
+    category: list[str] = field(default_factory=list)
+    x: list[float] = field(default_factory=list)
+    y: list[float] = field(default_factory=list)
+    w: list[float] = field(default_factory=list)
+    h: list[float] = field(default_factory=list)
+    score: list[float] = field(default_factory=list)
+    iscrowd: list[int] = field(default_factory=list)
+    seg: list[Any] = field(default_factory=list)
+    kps: list[Any] = field(default_factory=list)
+    attrs: list[Any] = field(default_factory=list)
+
+
+def _annotations(items: Any, *, file: str, prefix: str, imgs: _Images, name_of: Mapping[Any, str],
+                 report: Report) -> tuple[_Rows, dict[str, list[tuple[int, str | None, str]]]]:
+    """Parse the annotations; returns the kept rows and the dropped ones by reason: (index, category, why)."""
+    if not isinstance(items, list):
+        raise ReadError(file, f"'{prefix or 'results'}' must be a list", element=prefix or None)
+    rows = _Rows()
+    drops: dict[str, list[tuple[int, str | None, str]]] = {}
+    changed: list[int] = []
+    repaired: list[int] = []
+    coerced = 0
+    table = imgs.table
+    img_w = table["width"].to_numpy(dtype=np.int64) if len(table) else np.zeros(0, dtype=np.int64)
+    img_h = table["height"].to_numpy(dtype=np.int64) if len(table) else np.zeros(0, dtype=np.int64)
+    for i, a in enumerate(items):
+        el = f"{prefix}[{i}]"
+        if not isinstance(a, Mapping):
+            raise ReadError(file, "not an object", element=el)
+        if "image_id" not in a:
+            raise ReadError(file, "no image_id", element=el)
+        ik = _key(a["image_id"])
+        ck = _key(a.get("category_id"))
+        cat = name_of.get(ck) if ck is not None else None
+        row = imgs.row_of.get(ik) if ik is not None else None
+        if row is None:
+            why = imgs.why.get(ik) or f"image_id {a['image_id']!r} is not an image of the file"
+            drops.setdefault("dropped.no_image", []).append((i, cat, why))
+            continue
+        if cat is None:
+            drops.setdefault("dropped.unknown_category", []).append(
+                (i, None, f"category_id {a.get('category_id')!r} is not in categories"))
+            continue
+        # geometry
+        seg = a.get("segmentation")
+        geom: Any = None
+        if isinstance(seg, Mapping):
+            rle = _rle(seg, file=file, el=el)
+            if rle["size"] != [int(img_h[row]), int(img_w[row])]:
+                drops.setdefault("dropped.invalid", []).append(
+                    (i, cat, f"RLE size {rle['size']} is not the image's [h, w] = [{img_h[row]}, {img_w[row]}]"))
+                continue
+            if isinstance(rle["counts"], list) and sum(rle["counts"]) != rle["size"][0] * rle["size"][1]:
+                drops.setdefault("dropped.invalid", []).append(
+                    (i, cat, f"uncompressed RLE counts sum to {sum(rle['counts'])}, not h*w"))
+                continue
+            geom = rle
+        elif isinstance(seg, list) and seg:
+            parts, short = _polygons(seg, file=file, el=el)
+            if short:
+                repaired.append(len(rows.keep))
+            geom = parts or None
+        elif seg not in (None, []):
+            raise ReadError(file, "segmentation must be a list of polygons or an RLE object", element=el)
+        bb = a.get("bbox")
+        stored: tuple[float, float, float, float] | None = None
+        if bb is not None:
+            if not isinstance(bb, list) or len(bb) != 4 or not all(_is_num(v) for v in bb):
+                raise ReadError(file, f"bbox must be 4 numbers [x, y, w, h], got {bb!r}", element=el)
+            stored = (float(bb[0]), float(bb[1]), float(bb[2]), float(bb[3]))
+        kp = a.get("keypoints")
+        karr = None
+        if kp is not None:
+            if not isinstance(kp, list) or len(kp) % 3 or not all(_is_num(v) for v in kp):
+                raise ReadError(file, "keypoints must be a flat list of x, y, v triples", element=el)
+            karr = np.asarray(kp, dtype=np.float64).reshape(-1, 3) if kp else None
+        box: tuple[float, float, float, float]
+        if geom is not None:
+            box = rle_bbox(geom) if isinstance(geom, dict) else bbox_of_polygons(geom)
+            if stored is not None and max(abs(p - q) for p, q in zip(box, stored, strict=True)) > _BOX_TOLERANCE:
+                changed.append(len(rows.keep))
+        elif stored is not None:
+            box = stored
+        elif karr is not None:
+            x0, y0 = float(karr[:, 0].min()), float(karr[:, 1].min())
+            box = (x0, y0, float(karr[:, 0].max()) - x0, float(karr[:, 1].max()) - y0)
+        else:
+            raise ReadError(file, "no bbox, segmentation or keypoints", element=el)
+        ic, was = _iscrowd(a.get("iscrowd"), file=file, el=el)
+        coerced += was
+        sc = a.get("score")
+        if sc is not None and not _is_num(sc):
+            raise ReadError(file, f"score must be a number, got {sc!r}", element=el)
+        at = a.get("attributes")
+        rows.keep.append(i)
+        rows.image.append(row)
+        rows.category.append(cat)
+        rows.x.append(box[0])
+        rows.y.append(box[1])
+        rows.w.append(box[2])
+        rows.h.append(box[3])
+        rows.score.append(float(sc) if sc is not None else math.nan)
+        rows.iscrowd.append(ic)
+        rows.seg.append(geom)
+        rows.kps.append(karr)
+        rows.attrs.append(dict(at) if isinstance(at, Mapping) and at else None)
+    where = f"{file}#{prefix}"
+    if changed:
+        report.change("recomputed", pd.DataFrame({
+            "category": [rows.category[k] for k in changed],
+            "src_file": [f"{where}[{rows.keep[k]}]" for k in changed], "src_line": 0,
+            "message": [f"stored bbox {[float(v) for v in items[rows.keep[k]]['bbox']]} differs from the "
+                        f"geometry's {[rows.x[k], rows.y[k], rows.w[k], rows.h[k]]}" for k in changed]}))
+    if repaired:
+        report.change("repaired", pd.DataFrame({
+            "category": [rows.category[k] for k in repaired],
+            "src_file": [f"{where}[{rows.keep[k]}]" for k in repaired], "src_line": 0}),
+            "polygon part(s) with fewer than 3 points removed")
+    if coerced:
+        report.note("value.coerced", file, f"iscrowd written as a string or boolean in {coerced} annotation(s): "
+                    "read as 0/1", severity="info")
+    return rows, drops
+
+
+def _keypoint_names(cats: list[_Category], rows: _Rows, *, file: str, prefix: str,
+                    report: Report) -> None:
+    """Give every category its keypoint names (synthesized when absent) and check the annotations' counts."""
+    counts: dict[str, dict[int, int]] = {}   # category -> K -> first row with it
+    for k, (cat, arr) in enumerate(zip(rows.category, rows.kps, strict=True)):
+        if arr is not None:
+            counts.setdefault(cat, {}).setdefault(len(arr), k)
+    for c in cats:
+        ks = counts.get(c.name, {})
+        sk_max = max((v for e in c.skeleton or [] for v in e), default=0)
+        if c.keypoints:
+            n = len(c.keypoints)
+        elif ks or sk_max:
+            n = max([*ks, sk_max])
+            c.keypoints = [f"kp{j}" for j in range(1, n + 1)]
+            report.note("value.coerced", f"{file}#{c.element}",
+                        f"category {c.name!r} names no keypoints: named kp1..kp{n}", severity="info")
+        else:
+            continue
+        for kk, first in ks.items():
+            if kk != n:
+                raise ReadError(file, f"{kk} keypoints but category {c.name!r} has {n}",
+                                element=f"{prefix}[{rows.keep[first]}]")
+        if sk_max > n:
+            raise ReadError(file, f"skeleton index {sk_max} but category {c.name!r} has {n} keypoints",
+                            element=c.element)
+        if c.skeleton is None:
+            c.skeleton = []
+
+
+def _drop(report: Report, drops: Mapping[str, list[tuple[int, str | None, str]]], where: str) -> None:
+    for reason, lst in drops.items():
+        report.drop(reason, pd.DataFrame({
+            "category": pd.Series([t[1] for t in lst], dtype=object),
+            "src_file": [f"{where}[{t[0]}]" for t in lst], "src_line": 0, "message": [t[2] for t in lst]}))
+
+
+def _dataset(cats: Sequence[_Category], imgs: _Images, rows: _Rows, *, file: str, prefix: str,
+             report: Report) -> Dataset:
+    where = f"{file}#{prefix}"
+    categories = {
+        "name": [c.name for c in cats], "supercategory": [c.supercategory for c in cats],
+        "keypoints": pd.Series([c.keypoints for c in cats], dtype=object),
+        "skeleton": pd.Series([c.skeleton if c.keypoints is not None else None for c in cats], dtype=object),
+    }
+    n = len(rows.keep)
+    annotations = {
+        "image": np.asarray(rows.image, dtype=np.int64), "category": pd.Series(rows.category, dtype=object),
+        "x": np.asarray(rows.x, dtype=np.float64), "y": np.asarray(rows.y, dtype=np.float64),
+        "w": np.asarray(rows.w, dtype=np.float64), "h": np.asarray(rows.h, dtype=np.float64),
+        "score": np.asarray(rows.score, dtype=np.float64), "iscrowd": np.asarray(rows.iscrowd, dtype=np.int8),
+        "segmentation": pd.Series(rows.seg, dtype=object), "keypoints": pd.Series(rows.kps, dtype=object),
+        "attributes": pd.Series(rows.attrs, dtype=object),
+        "src_file": pd.Series([f"{where}[{i}]" for i in rows.keep], dtype=object),
+        "src_line": np.zeros(n, dtype=np.int64),
+    }
+    return Dataset.build(images=imgs.table, categories=categories, annotations=annotations, report=report)
+
+
+def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
+    """Read a COCO file, or a COCO results list with ``options.images_from`` (see the module docstring)."""
+    p = Path(path)
+    file = str(p)
+    doc = load(p)
+    if isinstance(doc, list):
+        if options.images_from is None:
+            raise ReadError(file, "a COCO results list (no images or categories): the image table must come "
+                                  "from the ground-truth file", hint="give --images-from GT.json "
+                                  "(options.images_from)")
+        gt_file = str(options.images_from)
+        gt = load(options.images_from)
+        if not isinstance(gt, dict) or not isinstance(gt.get("images"), list):
+            raise ReadError(gt_file, "--images-from must be a COCO file with 'images' and 'categories'")
+        gt_images, gt_categories, items, prefix = gt["images"], gt.get("categories", []), doc, ""
+    elif isinstance(doc, dict):
+        if not isinstance(doc.get("images"), list):
+            raise ReadError(file, "not a COCO file: no 'images' list at the top level",
+                            hint="a COCO file is an object with images, annotations and categories")
+        gt_file = file
+        gt_images, gt_categories, items, prefix = doc["images"], doc.get("categories", []), \
+            doc.get("annotations", []), "annotations"
+    else:
+        raise ReadError(file, "not a COCO file: expected an object with images/annotations or a results list")
+    imgs = _images(gt_images, file=gt_file, root=options.images, report=report)
+    cats, name_of = _categories(gt_categories if gt_categories is not None else [], file=gt_file, report=report)
+    rows, drops = _annotations(items, file=file, prefix=prefix, imgs=imgs, name_of=name_of, report=report)
+    report.add_read(len(items))
+    _drop(report, drops, f"{file}#{prefix}")
+    _keypoint_names(cats, rows, file=file, prefix=prefix, report=report)
+    return _dataset(cats, imgs, rows, file=file, prefix=prefix, report=report)

@@ -1,0 +1,1116 @@
+"""CVAT for images 1.1 and CVAT for video 1.1 (XML): task, job and project exports.
+
+What becomes what:
+
+- Categories are the labels of ``<meta>`` in their order (labels of type ``tag`` hold no objects and are left
+  out). A skeleton label's sub-labels (``<parent>``) are its keypoint names, in ``<meta>`` order; its edges
+  come from the label's ``<svg>`` (``<line data-node-from data-node-to>``, turned into 1-based COCO pairs).
+- ``box`` is a box; with ``rotation`` (degrees about the box centre, clockwise on screen) it becomes the
+  rotated rectangle as a polygon, its enclosing box as the bbox, and ``rotation`` in the attributes.
+  ``polygon`` is a polygon; ``ellipse`` a 64-vertex polygon (:func:`prelabel.geometry.ellipse_polygon`);
+  ``mask`` (row-major run lengths inside ``left top width height``) a COCO RLE of the whole image with
+  ``iscrowd`` 0; ``skeleton`` COCO keypoints (outside node: ``v=0, x=y=0``; occluded: ``v=1``; else ``v=2``;
+  bbox = extent of the labelled points).
+- ``polyline``, ``cuboid`` and (by default) ``points`` are not areas: each is counted and dropped with
+  ``dropped.unsupported``. ``options.cvat_points == "keypoints"`` keeps ``points`` as keypoints of their
+  category (named ``"1".."K"``, K the largest count seen; shorter shapes are padded with ``v=0``).
+- ``tag`` is image-level: kept in the image attributes as ``tags: [label, ...]`` (one ``image.attribute``
+  info note per file); tags are not object annotations and are not counted.
+- ``occluded``, ``z_order``, ``group_id``, ``source`` and ``<attribute>`` children go to the annotation's
+  attributes (checkbox attributes as booleans, number attributes as numbers, per ``<meta>``).
+- Project exports: images are known by their ``subset`` and ``name``; ``file_name`` is the name and the subset
+  (and ``task_id``) are image attributes. A shape with an empty ``label`` is dropped as
+  ``dropped.unknown_category``.
+
+Video (tracks): the task's frames are ``start_frame, start_frame + step, ... <= stop_frame`` (``frame_filter``
+``step=N``; absolute task frame numbers). Each becomes an image named ``options.frame_pattern`` formatted
+with ``frame=<number>`` (default ``frame_000010.png``) of the ``original_size``. A track's shape at a frame is
+the listed shape there, else a linear interpolation between the listed shapes around it (boxes, ellipses,
+rotation along the shorter arc, polygons and points with the same number of points; other pairs repeat the
+earlier shape), else, after its last listed shape, that shape repeated to the end of the task, as CVAT does.
+Nothing is written while a track is ``outside``; a track may reappear. The track id and keyframe flag go to
+the attributes. The ledger counts per-frame annotations: each frame a track writes counts as one annotation
+read (an ``outside`` marker is not an annotation); a listed shape at a frame the task does not have is
+dropped with ``dropped.no_image``. A project export with tracks takes its frames from the first task that
+describes them.
+
+The file is parsed as a stream with expat (elements are never kept; numbers go straight to column lists), so
+a large export needs memory for its annotations, not for its XML tree. A DOCTYPE, entity declaration or
+external entity is refused with a ReadError naming the file, before anything is expanded. Source locations
+are ``file:line`` of each element (of the track for interpolated frames).
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from prelabel.report import Report
+    >>> from prelabel.adapters.base import ReadOptions
+    >>> xml = ('<annotations><version>1.1</version><meta><task><labels><label><name>car</name></label>'
+    ...        '</labels></task></meta><image id="0" name="a.jpg" width="64" height="48">'
+    ...        '<box label="car" occluded="0" xtl="1" ytl="2" xbr="11" ybr="22"/></image></annotations>')
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "annotations.xml"
+    >>> _ = p.write_text(xml)
+    >>> detect(p)
+    0.95
+    >>> ds = read(p, options=ReadOptions(), report=Report())
+    >>> ds.boxes.tolist(), ds.annotations.loc[0, "attributes"]
+    ([[1.0, 2.0, 10.0, 20.0]], {'occluded': False})
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left, bisect_right
+from pathlib import Path
+from typing import Any
+from xml.parsers import expat
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ReadError, UsageError
+from ..geometry import cvat_rle_to_coco, ellipse_polygon, rle_bbox, rotated_box_center
+from ..model import Dataset
+from ..paths import safe_join, safe_relative, why_unsafe
+from ..report import Report
+from .base import ReadOptions
+
+__all__ = ["DESCRIPTION", "NAME", "detect", "read"]
+
+NAME = "cvat"
+DESCRIPTION = "CVAT for images 1.1 / CVAT for video 1.1 XML (task, job and project exports)"
+
+_CHUNK = 1 << 20
+_HEAD = 64 * 1024
+_SHAPES = frozenset({"box", "polygon", "polyline", "points", "ellipse", "mask", "skeleton", "cuboid"})
+_UNSUPPORTED = frozenset({"polyline", "cuboid"})
+_STEP_RE = re.compile(r"step\s*=\s*(\d+)")
+_LINE_RE = re.compile(r"<line\b[^>]*>", re.IGNORECASE)
+_CIRCLE_RE = re.compile(r"<circle\b[^>]*>", re.IGNORECASE)
+_SVG_ATTR_RE = re.compile(r'([\w:-]+)\s*=\s*"([^"]*)"')
+_FIRST_TAG_RE = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+
+
+class _Bad(Exception):
+    """A malformed element; turned into a ReadError with the file and line by the parse loop."""
+
+
+# ------------------------------------------------------------------------------------------------ detect
+def _xml_root(head: bytes) -> bytes | None:
+    """The root element name of an XML file from its first bytes (declaration and comments skipped)."""
+    text = re.sub(rb"<\?.*?\?>|<!--.*?-->", b"", head, flags=re.DOTALL)
+    m = _FIRST_TAG_RE.search(text)
+    return m.group(1) if m else None
+
+
+def _detect_file(path: Path) -> float:
+    if path.suffix.lower() != ".xml" or not path.is_file():
+        return 0.0
+    with open(path, "rb") as f:
+        head = f.read(_HEAD)
+    if _xml_root(head) != b"annotations":
+        return 0.0
+    return 0.95 if (b"<version>" in head or b"<meta>" in head) else 0.3
+
+
+def _xml_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".xml" and p.is_file())
+
+
+def detect(path: Path) -> float:
+    """0.95 for an XML whose root is ``<annotations>`` with ``<version>`` or ``<meta>`` (0.9 for a folder
+    holding one at its top level); 0.3 for a bare ``<annotations>`` root; else 0."""
+    p = Path(path)
+    if p.is_dir():
+        scores = [_detect_file(f) for f in _xml_files(p)[:20]]
+        return 0.9 if scores and max(scores) >= 0.95 else 0.0
+    return _detect_file(p)
+
+
+# ------------------------------------------------------------------------------------------------ read
+def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
+    """Read a CVAT XML file (or every CVAT XML at the top of a folder) into a Dataset (see the module doc)."""
+    p = Path(path)
+    if p.is_dir():
+        files = [f for f in _xml_files(p) if _detect_file(f) >= 0.95]
+        if not files:
+            raise ReadError(str(p), "no CVAT XML file (root <annotations> with <meta>) in this folder")
+        root = options.images or (p / "images" if (p / "images").is_dir() else None)
+        parts = [_Reader(f, options=options, report=report, images_root=root).run() for f in files]
+        return parts[0] if len(parts) == 1 else Dataset.concat(parts, report=report)
+    if not p.is_file():
+        raise ReadError(str(p), "no such file")
+    root = options.images or (p.parent / "images" if (p.parent / "images").is_dir() else None)
+    return _Reader(p, options=options, report=report, images_root=root).run()
+
+
+class _TShape:
+    """One listed shape of a track (tracks are few; their shapes are small objects)."""
+
+    __slots__ = ("attrs", "frame", "keyframe", "kind", "line", "mask", "occluded", "outside", "rot", "vec",
+                 "z_order")
+
+    def __init__(self, frame: int, kind: str, vec: tuple[float, ...], rot: float, outside: bool,
+                 occluded: bool, keyframe: bool, z_order: int | None, attrs: dict[str, Any], line: int,
+                 mask: tuple[str, int, int, int, int] | None) -> None:
+        self.frame, self.kind, self.vec, self.rot = frame, kind, vec, rot
+        self.outside, self.occluded, self.keyframe, self.z_order = outside, occluded, keyframe, z_order
+        self.attrs, self.line, self.mask = attrs, line, mask
+
+
+class _Track:
+    __slots__ = ("elements", "group_id", "id", "label", "line", "shapes", "source")
+
+    def __init__(self, tid: str, label: str, group_id: str | None, source: str | None, line: int) -> None:
+        self.id, self.label, self.group_id, self.source, self.line = tid, label, group_id, source, line
+        self.shapes: list[_TShape] = []
+        self.elements: list[_Track] = []
+
+
+def _parse_points(text: str) -> tuple[float, ...]:
+    """``"x,y;x,y"`` as a flat tuple of floats."""
+    if not text.strip():
+        return ()
+    vals = tuple(float(v) for v in text.replace(";", ",").split(","))
+    if len(vals) % 2:
+        raise _Bad(f"points {text[:60]!r} has an odd number of coordinates")
+    return vals
+
+
+def _angle_lerp(r0: float, r1: float, t: float) -> float:
+    """Rotation between r0 and r1 at fraction t along the shorter arc, in [0, 360)."""
+    d = ((r1 - r0 + 180.0) % 360.0) - 180.0
+    return (r0 + d * t) % 360.0
+
+
+def _frame_step(text: str) -> int:
+    m = _STEP_RE.search(text or "")
+    return max(int(m.group(1)), 1) if m else 1
+
+
+class _Reader:
+    """One file's streaming parse: expat callbacks fill column lists; :meth:`run` builds the Dataset."""
+
+    def __init__(self, path: Path, *, options: ReadOptions, report: Report, images_root: Path | None) -> None:
+        self.path = path
+        self.file = str(path)
+        self.options = options
+        self.report = report
+        self.images_root = images_root
+        if options.cvat_points not in ("skip", "keypoints"):
+            raise UsageError(f"cvat_points must be 'skip' or 'keypoints', got {options.cvat_points!r}")
+        self.points_as_kp = options.cvat_points == "keypoints"
+        self.stack: list[str] = []
+        self.parser: Any = None
+        # meta
+        self.in_meta = False
+        self.text: list[str] = []
+        self.labels: list[dict[str, Any]] = []
+        self.tasks: list[dict[str, Any]] = []
+        self.meta_done = False
+        self.attr_types: dict[str, dict[str, str]] = {}
+        self.nodes: dict[str, list[str]] = {}
+        # images
+        self.img_key: dict[tuple[str, str], int] = {}
+        self.img_name: list[str] = []
+        self.img_w: list[int] = []
+        self.img_h: list[int] = []
+        self.img_attrs: list[dict[str, Any] | None] = []
+        self.img_line: list[int] = []
+        self.cur_img = -1
+        # annotation columns
+        self.a_img: list[int] = []
+        self.a_cat: list[str] = []
+        self.a_x0: list[float] = []
+        self.a_y0: list[float] = []
+        self.a_x1: list[float] = []
+        self.a_y1: list[float] = []
+        self.a_seg: list[Any] = []
+        self.a_kp: list[Any] = []
+        self.a_attr: list[dict[str, Any] | None] = []
+        self.a_line: list[int] = []
+        self.kp_points_rows: list[int] = []  # rows holding <points> kept as keypoints (padded at the end)
+        self.clipped_rows: list[int] = []    # masks cut at the image border
+        # drops (counted in bulk at the end)
+        self.d_reason: list[str] = []
+        self.d_cat: list[str | None] = []
+        self.d_line: list[int] = []
+        self.d_msg: list[str] = []
+        # current element state
+        self.cur_attrs: dict[str, Any] | None = None  # where <attribute> children go
+        self.cur_label = ""
+        self.attr_depth = 0
+        self.attr_name = ""
+        self.skel: dict[str, Any] | None = None
+        self.track: _Track | None = None
+        self.subtrack: _Track | None = None
+        # video
+        self.frame_tags: dict[int, list[str]] = {}
+        self.tag_count = 0
+        self.tag_line = 0
+        self.max_frame: int | None = None
+        self.frame_rows: dict[int, int] = {}
+        self.frames_ready = False
+        self.frame_list: list[int] = []
+        self.frame_set: set[int] = set()
+        self.fw = self.fh = 0
+        self.pending_tracks: list[_Track] = []  # held only when <meta> gives no stop_frame nor size
+        self.has_tracks = False
+        self.mode = ""
+        self.approx_tracks: list[str] = []
+
+    # ------------------------------------------------------------------ driving the parser
+    def run(self) -> Dataset:
+        p = expat.ParserCreate()
+        p.buffer_text = True
+        p.buffer_size = 1 << 16
+        p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        p.StartDoctypeDeclHandler = self._refuse_doctype
+        p.EntityDeclHandler = self._refuse_entity
+        p.ExternalEntityRefHandler = self._refuse_external
+        p.StartElementHandler = self._start
+        p.EndElementHandler = self._end
+        self.parser = p
+        try:
+            with open(self.path, "rb") as f:
+                while True:
+                    chunk = f.read(_CHUNK)
+                    if not chunk:
+                        break
+                    p.Parse(chunk, False)
+                p.Parse(b"", True)
+        except ReadError:
+            raise
+        except expat.ExpatError as e:
+            raise ReadError(self.file, f"not well-formed XML: {expat.ErrorString(e.code)}",
+                            line=e.lineno) from None
+        except _Bad as e:
+            raise ReadError(self.file, str(e), line=p.CurrentLineNumber, element=self._where()) from None
+        except KeyError as e:
+            raise ReadError(self.file, f"missing attribute {e.args[0]!r}", line=p.CurrentLineNumber,
+                            element=self._where()) from None
+        except (ValueError, TypeError, IndexError, OverflowError) as e:
+            raise ReadError(self.file, f"bad value: {e}", line=p.CurrentLineNumber, element=self._where()) from None
+        except OSError as e:
+            raise ReadError(self.file, f"cannot read: {e}") from None
+        return self._build()
+
+    def _where(self) -> str:
+        return self.stack[-1] if self.stack else ""
+
+    def _refuse_doctype(self, *args: Any) -> None:
+        raise ReadError(self.file, "DOCTYPE / DTD refused (entities and DTDs are not allowed in CVAT XML)",
+                        line=self.parser.CurrentLineNumber,
+                        hint="remove the <!DOCTYPE ...> declaration; CVAT never writes one")
+
+    def _refuse_entity(self, *args: Any) -> None:
+        raise ReadError(self.file, "entity declaration refused", line=self.parser.CurrentLineNumber)
+
+    def _refuse_external(self, *args: Any) -> int:
+        raise ReadError(self.file, "external entity refused", line=self.parser.CurrentLineNumber)
+
+    def _capture(self) -> None:
+        self.text = []
+        self.parser.CharacterDataHandler = self.text.append
+
+    def _release(self) -> str:
+        self.parser.CharacterDataHandler = None
+        return "".join(self.text)
+
+    # ------------------------------------------------------------------ element starts
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        stack = self.stack
+        stack.append(name)
+        d = len(stack)
+        if d == 3 and self.cur_img >= 0:
+            self._image_shape(name, attrs)
+            return
+        if name == "attribute" and self.cur_attrs is not None and d == self.attr_depth:
+            self.attr_name = attrs["name"]
+            self._capture()
+            return
+        if self.in_meta:
+            self._meta_start(name, d)
+            return
+        if d == 2:
+            if name == "image":
+                self._image_start(attrs)
+            elif name == "track":
+                self._track_start(attrs)
+            elif name == "meta":
+                self.in_meta = True
+            elif name == "tag":
+                self._video_tag(attrs)
+            return
+        if d == 1:
+            if name != "annotations":
+                raise ReadError(self.file, f"not a CVAT XML: the root element is <{name}>, expected <annotations>",
+                                line=self.parser.CurrentLineNumber)
+            return
+        if self.track is not None:
+            self._track_child(name, attrs, d)
+            return
+        if self.skel is not None and d == 4 and name == "points":
+            self._skeleton_node(attrs)
+
+    def _end(self, name: str) -> None:
+        stack = self.stack
+        d = len(stack)
+        if self.in_meta:
+            self._meta_end(name, d)
+        elif name == "attribute" and self.cur_attrs is not None and d == self.attr_depth:
+            self.cur_attrs[self.attr_name] = self._attr_value(self.cur_label, self.attr_name, self._release())
+        elif d == 3 and self.cur_img >= 0:
+            if self.skel is not None:
+                self._skeleton_end()
+            self.cur_attrs = None
+        elif d == 2:
+            if name == "image":
+                self.cur_img = -1
+                self.cur_attrs = None
+            elif name == "track" and self.track is not None:
+                self._track_end(self.track)
+                self.track = None
+                self.cur_attrs = None
+            elif name == "tag":
+                self.cur_attrs = None
+        elif d == 3 and name == "track" and self.subtrack is not None:
+            if self.track is not None:
+                self.track.elements.append(self.subtrack)
+            self.subtrack = None
+        elif self.track is not None and name in _SHAPES:
+            self.cur_attrs = None
+        stack.pop()
+
+    # ------------------------------------------------------------------ meta
+    def _meta_start(self, name: str, d: int) -> None:
+        stack = self.stack
+        parent = stack[-2]
+        if name == "label" and parent == "labels":
+            self.labels.append({"name": "", "type": "", "parent": None, "svg": "", "attrs": {}})
+        elif name == "attribute" and parent == "attributes" and d >= 4 and stack[-3] == "label":
+            self.labels[-1]["attrs"][None] = ["", ""]  # name, input_type being read
+        elif name in ("task", "job") and parent in ("meta", "tasks"):
+            self.tasks.append({})
+        self._capture()
+
+    def _meta_end(self, name: str, d: int) -> None:
+        stack = self.stack
+        value = self._release()
+        if name == "meta":
+            self.in_meta = False
+            self._finish_meta()
+            return
+        parent = stack[-2] if d >= 2 else ""
+        if parent == "label" and self.labels:
+            lab = self.labels[-1]
+            if name in ("name", "type", "parent", "svg"):
+                lab[name] = value.strip() if name != "svg" else value
+        elif parent == "attribute" and d >= 5 and stack[-4] == "label" and self.labels:
+            pending = self.labels[-1]["attrs"].get(None)
+            if pending is not None:
+                if name == "name":
+                    pending[0] = value.strip()
+                elif name == "input_type":
+                    pending[1] = value.strip()
+        elif name == "attribute" and parent == "attributes" and d >= 4 and stack[-3] == "label" and self.labels:
+            attrs = self.labels[-1]["attrs"]
+            pending = attrs.pop(None, None)
+            if pending and pending[0]:
+                attrs[pending[0]] = pending[1]
+        elif parent in ("task", "job") and self.tasks and name in (
+                "id", "name", "size", "mode", "start_frame", "stop_frame", "frame_filter", "subset"):
+            self.tasks[-1][name] = value.strip()
+        elif parent == "original_size" and d >= 3 and stack[-3] in ("task", "job") and self.tasks:
+            if name in ("width", "height"):
+                self.tasks[-1]["original_" + name] = value.strip()
+
+    def _finish_meta(self) -> None:
+        self.meta_done = True
+        for lab in self.labels:
+            lab["attrs"].pop(None, None)
+            self.attr_types[lab["name"]] = dict(lab["attrs"])
+        for lab in self.labels:
+            if lab["parent"]:
+                self.nodes.setdefault(lab["parent"], []).append(lab["name"])
+        task = self._frame_task()
+        self.mode = str(task.get("mode", "")) if task else ""
+        for t in self.tasks:
+            if not self.mode and t.get("mode"):
+                self.mode = str(t["mode"])
+
+    def _frame_task(self) -> dict[str, Any] | None:
+        for t in self.tasks:
+            if "original_width" in t or "start_frame" in t:
+                return t
+        return self.tasks[0] if self.tasks else None
+
+    def _skeleton_edges(self, lab: dict[str, Any]) -> list[list[int]]:
+        names = self.nodes.get(lab["name"], [])
+        index = {n: i + 1 for i, n in enumerate(names)}
+        node_label: dict[str, str] = {}
+        svg = lab["svg"] or ""
+        for m in _CIRCLE_RE.finditer(svg):
+            a = dict(_SVG_ATTR_RE.findall(m.group(0)))
+            if "data-node-id" in a and "data-label-name" in a:
+                node_label[a["data-node-id"]] = a["data-label-name"]
+        edges: list[list[int]] = []
+        for m in _LINE_RE.finditer(svg):
+            a = dict(_SVG_ATTR_RE.findall(m.group(0)))
+            ends = []
+            for key in ("data-node-from", "data-node-to"):
+                nid = a.get(key)
+                if nid is None:
+                    break
+                if nid in node_label:
+                    k = index.get(node_label[nid])
+                else:  # no label names in the svg: node ids are 1-based positions
+                    k = int(nid) if nid.isdigit() and 1 <= int(nid) <= len(names) else None
+                if k is None:
+                    break
+                ends.append(k)
+            if len(ends) == 2 and ends[0] != ends[1] and ends not in edges:
+                edges.append(ends)
+            elif len(ends) != 2:
+                self.report.note("dropped.invalid", self.file,
+                                 f"skeleton {lab['name']!r}: an svg edge names an unknown node; edge left out")
+        return edges
+
+    def _attr_value(self, label: str, name: str, text: str) -> Any:
+        kind = self.attr_types.get(label, {}).get(name)
+        if kind == "checkbox":
+            low = text.strip().lower()
+            if low in ("true", "false"):
+                return low == "true"
+        elif kind == "number":
+            s = text.strip()
+            try:
+                return int(s)
+            except ValueError:
+                try:
+                    return float(s)
+                except ValueError:
+                    return text
+        return text
+
+    # ------------------------------------------------------------------ images mode
+    def _image_start(self, attrs: dict[str, str]) -> None:
+        line = self.parser.CurrentLineNumber
+        raw = attrs.get("name")
+        if raw is None:
+            raise _Bad("<image> without a name")
+        name = safe_relative(raw)
+        if name is None:
+            raise ReadError(self.file, f"image name {raw!r} is unsafe: {why_unsafe(raw)}", line=line,
+                            element="image", hint="image names must be relative paths inside the images folder")
+        subset = attrs.get("subset", "")
+        key = (subset, name)
+        w, h = attrs.get("width"), attrs.get("height")
+        if w is None or h is None:
+            raise _Bad(f"<image name={raw!r}> has no width/height")
+        wi, hi = int(float(w)), int(float(h))
+        if wi < 1 or hi < 1:
+            raise _Bad(f"<image name={raw!r}> has size {w}x{h}")
+        idx = self.img_key.get(key)
+        if idx is None:
+            idx = len(self.img_name)
+            self.img_key[key] = idx
+            self.img_name.append(name)
+            self.img_w.append(wi)
+            self.img_h.append(hi)
+            extra: dict[str, Any] = {}
+            if "subset" in attrs:
+                extra["subset"] = subset
+            if "task_id" in attrs:
+                tid = attrs["task_id"]
+                extra["task_id"] = int(tid) if tid.isdigit() else tid
+            self.img_attrs.append(extra or None)
+            self.img_line.append(line)
+        elif (self.img_w[idx], self.img_h[idx]) != (wi, hi):
+            raise _Bad(f"image {name!r} appears twice with different sizes "
+                       f"({self.img_w[idx]}x{self.img_h[idx]} and {wi}x{hi})")
+        self.cur_img = idx
+
+    def _common(self, a: dict[str, str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        v = a.get("occluded")
+        if v is not None:
+            out["occluded"] = v in ("1", "true", "True")
+        v = a.get("z_order")
+        if v is not None:
+            out["z_order"] = int(v)
+        v = a.get("group_id")
+        if v is not None:
+            out["group_id"] = int(v)
+        v = a.get("source")
+        if v is not None:
+            out["source"] = v
+        return out
+
+    def _drop(self, reason: str, label: str | None, line: int, message: str) -> None:
+        self.d_reason.append(reason)
+        self.d_cat.append(label)
+        self.d_line.append(line)
+        self.d_msg.append(message)
+
+    def _image_shape(self, name: str, a: dict[str, str]) -> None:
+        line = self.parser.CurrentLineNumber
+        img = self.cur_img
+        label = a.get("label", "")
+        if name == "box":
+            x0, y0, x1, y1 = float(a["xtl"]), float(a["ytl"]), float(a["xbr"]), float(a["ybr"])
+            attrs = self._common(a)
+            rot = a.get("rotation")
+            r = float(rot) if rot is not None else 0.0
+            self._listen(attrs, label, 4)
+            if not label:
+                self._drop("dropped.unknown_category", None, line, "box with an empty label")
+                return
+            if r % 360.0:
+                attrs["rotation"] = r
+                self._emit_poly(img, label, rotated_box_center(x0, y0, x1 - x0, y1 - y0, r), attrs, line)
+                return
+            self.a_img.append(img)
+            self.a_cat.append(label)
+            self.a_x0.append(x0)
+            self.a_y0.append(y0)
+            self.a_x1.append(x1)
+            self.a_y1.append(y1)
+            self.a_seg.append(None)
+            self.a_kp.append(None)
+            self.a_attr.append(attrs)
+            self.a_line.append(line)
+            return
+        if name == "tag":
+            self._listen({}, label, 4)
+            if not self.tag_count:
+                self.tag_line = line
+            self.tag_count += 1
+            self._add_tag(img, label)
+            return
+        attrs = self._common(a)
+        self._listen(attrs, label, 4)
+        if name == "skeleton":
+            self.skel = {"label": label, "attrs": attrs, "line": line, "nodes": {}}
+            return
+        if name not in _SHAPES:
+            self._drop("dropped.unsupported", label or None, line, f"<{name}> is not a shape prelabel knows")
+            return
+        if not label:
+            self._drop("dropped.unknown_category", None, line, f"{name} with an empty label")
+            return
+        if name == "mask":
+            m = (a["rle"], int(float(a["left"])), int(float(a["top"])), int(float(a["width"])),
+                 int(float(a["height"])))
+            self._emit_mask(img, label, m, attrs, line)
+            return
+        vec: tuple[float, ...]
+        if name == "ellipse":
+            vec = (float(a["cx"]), float(a["cy"]), float(a["rx"]), float(a["ry"]))
+            r = float(a.get("rotation", 0.0))
+            self._emit_shape("ellipse", vec, r, None, img, label, attrs, line, False)
+            return
+        vec = _parse_points(a["points"])
+        self._emit_shape(name, vec, 0.0, None, img, label, attrs, line, bool(attrs.get("occluded")))
+
+    def _listen(self, attrs: dict[str, Any], label: str, depth: int) -> None:
+        """Send the <attribute> children found at ``depth`` into ``attrs``."""
+        self.cur_attrs = attrs
+        self.cur_label = label
+        self.attr_depth = depth
+
+    def _add_tag(self, img: int, label: str) -> None:
+        attrs = self.img_attrs[img]
+        if attrs is None:
+            attrs = {}
+            self.img_attrs[img] = attrs
+        attrs.setdefault("tags", []).append(label)
+
+    def _skeleton_node(self, a: dict[str, str]) -> None:
+        if self.skel is None:
+            return
+        vec = _parse_points(a.get("points", ""))
+        outside = a.get("outside", "0") in ("1", "true", "True")
+        occluded = a.get("occluded", "0") in ("1", "true", "True")
+        if len(vec) >= 2:
+            self.skel["nodes"][a.get("label", "")] = (vec[0], vec[1], outside, occluded)
+
+    def _skeleton_end(self) -> None:
+        sk = self.skel
+        self.skel = None
+        if sk is None:
+            return
+        label, line = sk["label"], sk["line"]
+        if not label:
+            self._drop("dropped.unknown_category", None, line, "skeleton with an empty label")
+            return
+        names = self.nodes.get(label) or list(sk["nodes"])
+        if label not in self.nodes:
+            self.nodes[label] = names
+        kp = np.zeros((len(names), 3), dtype=np.float64)
+        for i, n in enumerate(names):
+            node = sk["nodes"].get(n)
+            if node is None or node[2]:
+                continue
+            kp[i] = (node[0], node[1], 1.0 if node[3] else 2.0)
+        self._emit_keypoints(self.cur_img, label, kp, sk["attrs"], line)
+
+    # ------------------------------------------------------------------ emitting rows
+    def _emit_poly(self, img: int, label: str, poly: np.ndarray, attrs: dict[str, Any], line: int) -> None:
+        xs, ys = poly[0::2], poly[1::2]
+        self.a_img.append(img)
+        self.a_cat.append(label)
+        self.a_x0.append(float(xs.min()))
+        self.a_y0.append(float(ys.min()))
+        self.a_x1.append(float(xs.max()))
+        self.a_y1.append(float(ys.max()))
+        self.a_seg.append([poly])
+        self.a_kp.append(None)
+        self.a_attr.append(attrs)
+        self.a_line.append(line)
+
+    def _emit_keypoints(self, img: int, label: str, kp: np.ndarray, attrs: dict[str, Any], line: int) -> None:
+        vis = kp[:, 2] > 0
+        if vis.any():
+            x0, y0 = float(kp[vis, 0].min()), float(kp[vis, 1].min())
+            x1, y1 = float(kp[vis, 0].max()), float(kp[vis, 1].max())
+        else:
+            x0 = y0 = x1 = y1 = 0.0
+        self.a_img.append(img)
+        self.a_cat.append(label)
+        self.a_x0.append(x0)
+        self.a_y0.append(y0)
+        self.a_x1.append(x1)
+        self.a_y1.append(y1)
+        self.a_seg.append(None)
+        self.a_kp.append(kp)
+        self.a_attr.append(attrs)
+        self.a_line.append(line)
+
+    def _emit_mask(self, img: int, label: str, m: tuple[str, int, int, int, int], attrs: dict[str, Any],
+                   line: int) -> None:
+        rle, left, top, width, height = m
+        iw, ih = self.img_w[img], self.img_h[img]
+        coco = cvat_rle_to_coco(rle, left=left, top=top, width=width, height=height, image_width=iw,
+                                image_height=ih)
+        if left < 0 or top < 0 or left + width > iw or top + height > ih:
+            self.clipped_rows.append(len(self.a_img))
+        self.a_img.append(img)
+        self.a_cat.append(label)
+        bx, by, bw, bh = rle_bbox(coco)
+        self.a_x0.append(bx)
+        self.a_y0.append(by)
+        self.a_x1.append(bx + bw)
+        self.a_y1.append(by + bh)
+        self.a_seg.append(coco)
+        self.a_kp.append(None)
+        self.a_attr.append(attrs)
+        self.a_line.append(line)
+
+    def _emit_shape(self, kind: str, vec: tuple[float, ...], rot: float, mask: tuple[str, int, int, int, int] | None,
+                    img: int, label: str, attrs: dict[str, Any], line: int, occluded: bool) -> None:
+        """One annotation row (or one counted drop) for a shape given by its kind and numbers."""
+        if kind == "box":
+            x0, y0, x1, y1 = vec
+            if rot % 360.0:
+                attrs["rotation"] = rot
+                self._emit_poly(img, label, rotated_box_center(x0, y0, x1 - x0, y1 - y0, rot), attrs, line)
+                return
+            self.a_img.append(img)
+            self.a_cat.append(label)
+            self.a_x0.append(x0)
+            self.a_y0.append(y0)
+            self.a_x1.append(x1)
+            self.a_y1.append(y1)
+            self.a_seg.append(None)
+            self.a_kp.append(None)
+            self.a_attr.append(attrs)
+            self.a_line.append(line)
+        elif kind == "polygon":
+            if len(vec) < 6:
+                self._drop("dropped.degenerate", label, line, f"polygon with {len(vec) // 2} point(s)")
+                return
+            self._emit_poly(img, label, np.asarray(vec, dtype=np.float64), attrs, line)
+        elif kind == "ellipse":
+            cx, cy, rx, ry = vec
+            if rot % 360.0:
+                attrs["rotation"] = rot
+            if not (rx > 0 and ry > 0):
+                self._drop("dropped.degenerate", label, line, f"ellipse with radii {rx} x {ry}")
+                return
+            self._emit_poly(img, label, ellipse_polygon(cx, cy, rx, ry, rot), attrs, line)
+        elif kind == "mask" and mask is not None:
+            self._emit_mask(img, label, mask, attrs, line)
+        elif kind == "points" and self.points_as_kp:
+            if not vec:
+                self._drop("dropped.degenerate", label, line, "points shape without points")
+                return
+            kp = np.empty((len(vec) // 2, 3), dtype=np.float64)
+            kp[:, 0] = vec[0::2]
+            kp[:, 1] = vec[1::2]
+            kp[:, 2] = 1.0 if occluded else 2.0
+            self.kp_points_rows.append(len(self.a_img))
+            self._emit_keypoints(img, label, kp, attrs, line)
+        else:
+            hint = " (read them as keypoints with cvat_points='keypoints')" if kind == "points" else ""
+            self._drop("dropped.unsupported", label, line, f"{kind} is not an area{hint}")
+
+    # ------------------------------------------------------------------ video mode
+    def _video_tag(self, a: dict[str, str]) -> None:
+        self.cur_attrs = None
+        frame = a.get("frame")
+        if frame is None:
+            return
+        if not self.tag_count:
+            self.tag_line = self.parser.CurrentLineNumber
+        self.tag_count += 1
+        self.frame_tags.setdefault(int(frame), []).append(a.get("label", ""))
+
+    def _track_start(self, a: dict[str, str]) -> None:
+        self.has_tracks = True
+        self.track = _Track(a.get("id", ""), a.get("label", ""), a.get("group_id"), a.get("source"),
+                            self.parser.CurrentLineNumber)
+
+    def _track_child(self, name: str, a: dict[str, str], d: int) -> None:
+        if d == 3 and name == "track":
+            self.subtrack = _Track(a.get("id", ""), a.get("label", ""), None, a.get("source"),
+                                   self.parser.CurrentLineNumber)
+            return
+        target = self.track if d == 3 else (self.subtrack if d == 4 else None)
+        if target is None or name == "attribute":
+            return
+        target.shapes.append(self._tshape(name, a))
+        if target is self.track:
+            self._listen(target.shapes[-1].attrs, target.label, d + 1)
+
+    def _tshape(self, name: str, a: dict[str, str]) -> _TShape:
+        line = self.parser.CurrentLineNumber
+        frame = int(a["frame"])
+        outside = a.get("outside", "0") in ("1", "true", "True")
+        occluded = a.get("occluded", "0") in ("1", "true", "True")
+        keyframe = a.get("keyframe", "1") in ("1", "true", "True")
+        z = a.get("z_order")
+        z_order = int(z) if z is not None else None
+        rot = float(a.get("rotation", 0.0))
+        mask = None
+        vec: tuple[float, ...] = ()
+        if name == "box":
+            vec = (float(a["xtl"]), float(a["ytl"]), float(a["xbr"]), float(a["ybr"]))
+        elif name == "ellipse":
+            vec = (float(a["cx"]), float(a["cy"]), float(a["rx"]), float(a["ry"]))
+        elif name == "mask":
+            mask = (a["rle"], int(float(a["left"])), int(float(a["top"])), int(float(a["width"])),
+                    int(float(a["height"])))
+        elif name in ("polygon", "polyline", "points"):
+            vec = _parse_points(a.get("points", ""))
+        return _TShape(frame, name, vec, rot, outside, occluded, keyframe, z_order, {}, line, mask)
+
+    def _frames(self) -> tuple[list[int], int, int]:
+        """(the task's frame numbers, width, height) of video frames."""
+        task = self._frame_task() or {}
+        try:
+            start = int(task.get("start_frame") or 0)
+            step = _frame_step(str(task.get("frame_filter", "")))
+            stop_s, size_s = task.get("stop_frame"), task.get("size")
+            if stop_s not in (None, ""):
+                stop = int(str(stop_s))
+            elif size_s not in (None, ""):
+                stop = start + (int(str(size_s)) - 1) * step
+            else:
+                stop = self.max_frame if self.max_frame is not None else start - 1
+            w = int(task.get("original_width") or 0)
+            h = int(task.get("original_height") or 0)
+        except ValueError as e:
+            raise ReadError(self.file, f"bad frame information in <meta>: {e}", element="meta") from None
+        if w < 1 or h < 1:
+            raise ReadError(self.file, "a video export (tracks) needs <original_size> in <meta> for frame sizes",
+                            element="meta")
+        return list(range(start, stop + 1, step)), w, h
+
+    def _frame_image(self, frame: int) -> int:
+        idx = self.frame_rows.get(frame)
+        if idx is None:
+            idx = len(self.img_name)
+            self.frame_rows[frame] = idx
+            self.img_name.append("")  # named after the frame pattern when the tables are built
+            self.img_w.append(self.fw)
+            self.img_h.append(self.fh)
+            self.img_attrs.append({"frame": frame})
+            self.img_line.append(0)
+        return idx
+
+    def _stop_known(self) -> bool:
+        task = self._frame_task() or {}
+        return task.get("stop_frame") not in (None, "") or task.get("size") not in (None, "")
+
+    def _ensure_frames(self) -> None:
+        if self.frames_ready:
+            return
+        frames, self.fw, self.fh = self._frames()
+        self.frame_list = frames
+        self.frame_set = set(frames)
+        self.frames_ready = True
+        for f in frames:
+            self._frame_image(f)
+
+    def _track_end(self, track: _Track) -> None:
+        if self.frames_ready or self._stop_known():
+            self._expand_track(track)
+        else:  # the last frame is the last frame any track names: wait for the end of the file
+            for s in (*track.shapes, *(s for el in track.elements for s in el.shapes)):
+                if self.max_frame is None or s.frame > self.max_frame:
+                    self.max_frame = s.frame
+            self.pending_tracks.append(track)
+
+    def _expand_track(self, track: _Track) -> None:
+        self._ensure_frames()
+        label = track.label
+        shapes = self._prepare(track, track.shapes)
+        if not shapes:
+            return
+        base: dict[str, Any] = {"track_id": int(track.id) if track.id.lstrip("-").isdigit() else track.id}
+        if track.group_id is not None:
+            base["group_id"] = int(track.group_id)
+        if track.source is not None:
+            base["source"] = track.source
+        skeleton = shapes[0].kind == "skeleton"
+        elements: dict[str, tuple[list[int], list[_TShape]]] = {}
+        if skeleton:
+            for el in track.elements:
+                es = self._prepare(el, el.shapes)
+                elements[el.label] = ([s.frame for s in es], es)
+            if label not in self.nodes:
+                self.nodes[label] = [el.label for el in track.elements]
+        frames = self.frame_list
+        stop = frames[-1] if frames else -1
+        n = len(shapes)
+        for j, s0 in enumerate(shapes):
+            if s0.outside:
+                continue
+            nxt = shapes[j + 1] if j + 1 < n else None
+            end = nxt.frame if nxt is not None else stop + 1
+            if s0.frame in self.frame_set:
+                self._emit_state(track, label, base, s0, None, s0.frame, elements)
+            else:
+                self._drop("dropped.no_image", label or None, s0.line,
+                           f"track {track.id}: frame {s0.frame} is not a frame of the task")
+            for f in frames[bisect_right(frames, s0.frame):bisect_left(frames, end)]:
+                self._emit_state(track, label, base, s0, nxt, f, elements)
+
+    def _prepare(self, track: _Track, shapes: list[_TShape]) -> list[_TShape]:
+        """Shapes sorted by frame, mutable attributes carried forward as CVAT does."""
+        out = sorted(shapes, key=lambda s: s.frame)
+        prev: dict[str, Any] = {}
+        for i, s in enumerate(out):
+            if i and s.frame == out[i - 1].frame:
+                raise ReadError(self.file, f"track {track.id} has two shapes at frame {s.frame}", line=s.line)
+            if prev:
+                s.attrs = {**prev, **s.attrs}
+            prev = s.attrs
+            if self.max_frame is None or s.frame > self.max_frame:
+                self.max_frame = s.frame
+        return out
+
+    def _interp(self, s0: _TShape, s1: _TShape | None, f: int, track_id: str) -> tuple[tuple[float, ...], float]:
+        """(numbers, rotation) of the shape at frame ``f`` between listed shapes s0 and s1 (s1 None: repeat)."""
+        if s1 is None or f == s0.frame:
+            return s0.vec, s0.rot
+        if s1.kind != s0.kind or s0.kind in ("mask", "skeleton", "cuboid") or len(s1.vec) != len(s0.vec):
+            if s0.kind in ("polygon", "polyline", "points") and s1.kind == s0.kind and track_id not in \
+                    self.approx_tracks:
+                self.approx_tracks.append(track_id)
+            return s0.vec, s0.rot
+        t = (f - s0.frame) / (s1.frame - s0.frame)
+        vec = tuple(a + (b - a) * t for a, b in zip(s0.vec, s1.vec, strict=True))
+        rot = _angle_lerp(s0.rot, s1.rot, t) if (s0.rot or s1.rot) else 0.0
+        return vec, rot
+
+    def _state_at(self, frames: list[int], shapes: list[_TShape], f: int) -> tuple[float, float, bool] | None:
+        """(x, y, occluded) of a skeleton node track at frame f, or None when it is outside or not started."""
+        j = bisect_right(frames, f) - 1
+        if j < 0:
+            return None
+        s0 = shapes[j]
+        if s0.outside:
+            return None
+        vec, _ = self._interp(s0, shapes[j + 1] if j + 1 < len(shapes) else None, f, "")
+        if len(vec) < 2:
+            return None
+        return vec[0], vec[1], s0.occluded
+
+    def _emit_state(self, track: _Track, label: str, base: dict[str, Any], s0: _TShape, s1: _TShape | None,
+                    f: int, elements: dict[str, tuple[list[int], list[_TShape]]]) -> None:
+        img = self._frame_image(f)
+        exact = f == s0.frame
+        attrs = dict(base)
+        attrs["keyframe"] = bool(s0.keyframe) if exact else False
+        attrs["occluded"] = s0.occluded
+        if s0.z_order is not None:
+            attrs["z_order"] = s0.z_order
+        attrs.update(s0.attrs)
+        line = s0.line if exact else track.line
+        if not label:
+            self._drop("dropped.unknown_category", None, line, f"track {track.id} has an empty label")
+            return
+        if s0.kind == "skeleton":
+            names = self.nodes.get(label, [])
+            kp = np.zeros((len(names), 3), dtype=np.float64)
+            for i, node in enumerate(names):
+                el = elements.get(node)
+                st = self._state_at(el[0], el[1], f) if el is not None else None
+                if st is not None:
+                    kp[i] = (st[0], st[1], 1.0 if st[2] else 2.0)
+            self._emit_keypoints(img, label, kp, attrs, line)
+            return
+        vec, rot = self._interp(s0, s1, f, track.id)
+        self._emit_shape(s0.kind, vec, rot, s0.mask, img, label, attrs, line, s0.occluded)
+
+    # ------------------------------------------------------------------ building the Dataset
+    def _build(self) -> Dataset:
+        for track in self.pending_tracks:
+            self._expand_track(track)
+        self.pending_tracks = []
+        task = self._frame_task() or {}
+        if self.has_tracks or self.frame_tags or (self.mode == "interpolation" and task.get("original_width")):
+            self._ensure_frames()
+        lost_tags = 0
+        for f, tags in sorted(self.frame_tags.items()):
+            if f in self.frame_set:
+                img = self._frame_image(f)
+                for t in tags:
+                    self._add_tag(img, t)
+            else:
+                lost_tags += len(tags)
+        if lost_tags:
+            self.report.note("image.missing", self.file,
+                             f"{lost_tags} tag(s) name frames the task does not have; left out")
+        if self.tag_count - lost_tags:
+            self.report.note("image.attribute", f"{self.file}:{self.tag_line}",
+                             f"{self.tag_count - lost_tags} tag(s) kept as the image attribute 'tags' (not object annotations)",
+                             severity="info")
+        if self.approx_tracks:
+            self.report.note("coordinates.suspect", self.file,
+                             f"track(s) {', '.join(self.approx_tracks[:10])}: polygons with different point "
+                             "counts between keyframes are repeated, not interpolated", severity="info")
+        names = list(self.img_name)
+        if self.frame_rows:
+            pattern = self.options.frame_pattern
+            for f, idx in self.frame_rows.items():
+                try:
+                    fn = pattern.format(frame=f)
+                except (KeyError, IndexError, ValueError) as e:
+                    raise UsageError(f"frame_pattern {pattern!r} cannot be formatted with frame=: {e}") from None
+                safe = safe_relative(fn)
+                if safe is None:
+                    raise UsageError(f"frame_pattern {pattern!r} gives an unsafe file name {fn!r}")
+                names[idx] = safe
+        paths = self._image_paths(names)
+        images = {
+            "file_name": pd.Series(names, dtype=object),
+            "width": np.asarray(self.img_w, dtype=np.int64),
+            "height": np.asarray(self.img_h, dtype=np.int64),
+            "path": pd.Series(paths, dtype=object),
+            "attributes": pd.Series(self.img_attrs, dtype=object),
+            "src_file": pd.Series([self.file] * len(names), dtype=object),
+        }
+        cats = self._categories()
+        n = len(self.a_img)
+        x0 = np.asarray(self.a_x0, dtype=np.float64)
+        y0 = np.asarray(self.a_y0, dtype=np.float64)
+        ann = {
+            "image": np.asarray(self.a_img, dtype=np.int64),
+            "category": pd.Series(self.a_cat, dtype=object),
+            "x": x0, "y": y0,
+            "w": np.asarray(self.a_x1, dtype=np.float64) - x0,
+            "h": np.asarray(self.a_y1, dtype=np.float64) - y0,
+            "iscrowd": np.zeros(n, dtype=np.int8),
+            "segmentation": pd.Series(self.a_seg, dtype=object),
+            "keypoints": pd.Series(self.a_kp, dtype=object),
+            "attributes": pd.Series(self.a_attr, dtype=object),
+            "src_file": pd.Series([self.file] * n, dtype=object),
+            "src_line": np.asarray(self.a_line, dtype=np.int64),
+        }
+        self.report.add_read(n + len(self.d_reason))
+        ds = Dataset.build(images=images, categories=cats, annotations=ann, report=self.report)
+        if self.clipped_rows:
+            self.report.change("clipped", ds.annotations.iloc[self.clipped_rows],
+                               "mask rectangle extends outside the image; cut at the border")
+        if self.d_reason:
+            drops = pd.DataFrame({"reason": self.d_reason, "category": self.d_cat,
+                                  "src_file": [self.file] * len(self.d_reason), "src_line": self.d_line,
+                                  "message": self.d_msg})
+            for reason, rows in drops.groupby("reason", sort=True):
+                self.report.drop(str(reason), rows)
+        return ds
+
+    def _categories(self) -> dict[str, list[Any]]:
+        names: list[str] = []
+        kps: list[Any] = []
+        skel: list[Any] = []
+        for lab in self.labels:
+            if lab["parent"] or lab["type"] == "tag" or lab["name"] in names or not lab["name"]:
+                continue
+            names.append(lab["name"])
+            if lab["type"] == "skeleton" or lab["name"] in self.nodes:
+                kps.append(list(self.nodes.get(lab["name"], [])))
+                skel.append(self._skeleton_edges(lab))
+            else:
+                kps.append(None)
+                skel.append(None)
+        known = set(names)
+        used = set(self.a_cat)
+        for name, nodes in self.nodes.items():  # skeletons drawn with labels missing from <meta>
+            if name not in known and name in used:
+                names.append(name)
+                kps.append(list(nodes))
+                skel.append([])
+                known.add(name)
+        if self.kp_points_rows:
+            self._pad_points(names, kps, skel)
+        return {"name": names, "keypoints": kps, "skeleton": skel}
+
+    def _pad_points(self, names: list[str], kps: list[Any], skel: list[Any]) -> None:
+        """<points> kept as keypoints: one K per category (the largest count), shorter shapes padded with v=0."""
+        per_cat: dict[str, int] = {}
+        for r in self.kp_points_rows:
+            c = self.a_cat[r]
+            per_cat[c] = max(per_cat.get(c, 0), len(self.a_kp[r]))
+        for c, k in per_cat.items():
+            if c in names:
+                i = names.index(c)
+                if kps[i] is not None and len(kps[i]) >= k:
+                    per_cat[c] = len(kps[i])
+                    continue
+                kps[i] = [str(j + 1) for j in range(k)]
+                skel[i] = []
+            else:
+                names.append(c)
+                kps.append([str(j + 1) for j in range(k)])
+                skel.append([])
+        for r in self.kp_points_rows:
+            arr = self.a_kp[r]
+            k = per_cat[self.a_cat[r]]
+            if len(arr) < k:
+                pad = np.zeros((k, 3), dtype=np.float64)
+                pad[:len(arr)] = arr
+                self.a_kp[r] = pad
+
+    def _image_paths(self, names: list[str]) -> list[str | None]:
+        root = self.images_root
+        if root is None or not Path(root).is_dir():
+            return [None] * len(names)
+        out: list[str | None] = []
+        missing = 0
+        for name, attrs in zip(names, self.img_attrs, strict=True):
+            found: Path | None = None
+            subset = (attrs or {}).get("subset")
+            for cand in (name, f"{subset}/{name}" if subset else None):
+                p = safe_join(root, cand) if cand else None
+                if p is not None and p.is_file():
+                    found = p
+                    break
+            if found is None:
+                missing += 1
+            out.append(str(found) if found is not None else None)
+        if missing:
+            self.report.note("image.missing", str(root),
+                             f"{missing} image(s) named in {self.file} are not under the images folder")
+        return out

@@ -1,0 +1,1130 @@
+"""Prediction tables: CSV / TSV / Parquet files, pandas DataFrames and supervision ``Detections``.
+
+One row per object. Columns are found by *role*, case-insensitively, from the names below (the first that
+exists wins); ``columns={"role": "column"}`` (``--column role=column`` on the command line) overrides any role.
+
+========== ==========================================================================================
+role       recognised column names (case-insensitive, first match wins)
+========== ==========================================================================================
+image      ``image``, ``filename``, ``file_name``, ``image_path``, ``img_filename``, ``path``,
+           ``img_path``, ``image_name``, ``image_file`` (a file name relative to the images root)
+image_id   ``image_id``, ``img_id`` (used when there is no file-name column; an ``image_sizes`` table
+           with ``id``/``image_id`` and ``file_name`` columns gives the names, else the id is the name)
+category   ``class``, ``category``, ``label``, ``class_name``, ``cat_name``, ``name``, ``category_name``,
+           ``label_name`` (a category name)
+class_id   ``class_id``, ``category_id``, ``cls``, ``cat_id``, ``label_id``, ``class_index`` (an index into
+           ``names``; without ``names`` the index itself is the name). A numeric ``category`` column is
+           read as an index too.
+box        ``xyxy``: ``xmin, ymin, xmax, ymax`` / ``x1, y1, x2, y2`` / ``x_min, ...`` / ``left, top,
+           right, bottom`` / ``ann_bbox_xmin, ...`` (pylabel); ``cxcywh``: ``cx, cy`` / ``x_center,
+           y_center`` / ``xc, yc`` / ``center_x, center_y`` with ``w, h`` / ``width, height``; ``xywh``:
+           ``x, y`` with ``w, h`` / ``width, height``. Tried in that order unless ``box_format`` says
+           which. Roles for overrides: ``x1 y1 x2 y2``, ``cx cy``, ``x y``, ``w h``.
+score      ``score``, ``confidence``, ``conf``, ``probability``, ``prob``
+width      ``width``, ``img_width``, ``image_width``, ``img_w``, ``image_w`` (image size, pixels; a column
+height     ``height``, ``img_height``, ``image_height``, ``img_h``, ``image_h``  the box already uses is skipped)
+polygon    ``polygon``, ``segmentation``, ``points``, ``poly`` (flat ``[x1, y1, ...]``, a list of such
+           lists, or ``[[x, y], ...]``; a list or a JSON string)
+rle        ``rle``, ``mask`` (a COCO RLE dict ``{"size": [h, w], "counts": ...}`` or its JSON string)
+keypoints  ``keypoints``, ``kpts`` (flat ``[x, y, v, ...]``, ``(K, 3)`` or ``(K, 2)``; a list or JSON)
+iscrowd    ``iscrowd``
+========== ==========================================================================================
+
+So the TensorFlow Object Detection CSV (``filename,width,height,class,xmin,ymin,xmax,ymax`` plus an optional
+``score``) needs no options at all.
+
+Decisions (documented, tested):
+
+- **Image sizes** come from the width/height columns, else ``image_sizes`` (a ``{file_name: (w, h)}``
+  mapping or a DataFrame with a name or id column and width/height), else the image file's header under the
+  images root (``images=`` / ``--images``; never decoded), else a supervision mask's shape. A row whose image
+  has no size, no name, or an unsafe name (``../x.jpg``) is dropped as ``dropped.no_image`` with its row.
+  Absolute image paths are made relative to the images root when under it, else to their common folder.
+  The images table holds the images the rows name, in first-seen order.
+- **Normalized or pixels**: ``normalized=True/False`` (``--normalized/--absolute``) decides. Left unset,
+  boxes whose values are *all* within [0, 1] while every known image is larger than 2 px are read as
+  normalized, and a ``coordinates.suspect`` warning says so (``--strict`` then fails: be explicit).
+- **NaN / infinite boxes** are dropped here as ``dropped.nonfinite`` (with their row), not passed on.
+- **Non-numeric box values** raise :class:`~prelabel.errors.ReadError` naming the file and line.
+- Source locations: CSV ``file:line`` with the header on line 1 (first data row = line 2), Parquet
+  ``file:row`` (1-based), DataFrames ``dataframe:row`` with the 1-based row position (``dataframe:1`` is the
+  first row; a 0-based index would read as "no line"). Detections: ``detections[image]:k``, the k-th box.
+- Rows with a polygon or mask take their box from the geometry (``recomputed`` when it differed).
+
+Everything is done on whole columns (numpy and pandas), never row by row; only polygon, mask and keypoint
+cells are parsed one by one.
+
+Example:
+    >>> import pandas as pd
+    >>> from prelabel.adapters.predictions import from_dataframe
+    >>> df = pd.DataFrame({"filename": ["a.jpg", "a.jpg"], "width": [100, 100], "height": [50, 50],
+    ...                    "class": ["cat", "dog"], "xmin": [10, 0], "ymin": [5, 0], "xmax": [30, 8],
+    ...                    "ymax": [25, 8], "score": [0.9, 0.2]})
+    >>> ds = from_dataframe(df, min_score=0.5)
+    >>> ds.annotations[["category", "x", "y", "w", "h", "score"]].values.tolist()
+    [['cat', 10.0, 5.0, 20.0, 20.0, 0.9]]
+    >>> ds.report.dropped_counts()
+    {'dropped.min_score': 1}
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from ..errors import ReadError, UsageError
+from ..geometry import bbox_of_polygons, rle_bbox
+from ..imagesize import image_sizes as read_image_sizes
+from ..model import ANNOTATION_COLUMNS, Dataset
+from ..paths import safe_relative, why_unsafe
+from ..report import Report
+from .base import ReadOptions
+
+__all__ = ["BOX_FORMATS", "DESCRIPTION", "NAME", "ROLE_COLUMNS", "detect", "from_dataframe", "from_detections",
+           "read"]
+
+NAME = "predictions"
+DESCRIPTION = "prediction tables: CSV / TSV / Parquet (TF Object Detection CSV, pylabel, ...) and DataFrames"
+
+ROLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "image": ("image", "filename", "file_name", "image_path", "img_filename", "path", "img_path", "image_name",
+              "image_file"),
+    "image_id": ("image_id", "img_id"),
+    "category": ("class", "category", "label", "class_name", "cat_name", "name", "category_name", "label_name"),
+    "class_id": ("class_id", "category_id", "cls", "cat_id", "label_id", "class_index"),
+    "x1": ("xmin", "x1", "x_min", "left", "ann_bbox_xmin", "bbox_xmin"),
+    "y1": ("ymin", "y1", "y_min", "top", "ann_bbox_ymin", "bbox_ymin"),
+    "x2": ("xmax", "x2", "x_max", "right", "ann_bbox_xmax", "bbox_xmax"),
+    "y2": ("ymax", "y2", "y_max", "bottom", "ann_bbox_ymax", "bbox_ymax"),
+    "cx": ("cx", "x_center", "xc", "center_x", "x_c", "cx_norm"),
+    "cy": ("cy", "y_center", "yc", "center_y", "y_c", "cy_norm"),
+    "x": ("x", "bbox_x", "box_x"),
+    "y": ("y", "bbox_y", "box_y"),
+    "w": ("w", "width", "bbox_w", "box_w", "bbox_width", "box_width"),
+    "h": ("h", "height", "bbox_h", "box_h", "bbox_height", "box_height"),
+    "score": ("score", "confidence", "conf", "probability", "prob"),
+    "width": ("width", "img_width", "image_width", "img_w", "image_w"),
+    "height": ("height", "img_height", "image_height", "img_h", "image_h"),
+    "polygon": ("polygon", "segmentation", "points", "poly"),
+    "rle": ("rle", "mask"),
+    "keypoints": ("keypoints", "kpts"),
+    "iscrowd": ("iscrowd",),
+}
+BOX_FORMATS: dict[str, tuple[str, str, str, str]] = {
+    "xyxy": ("x1", "y1", "x2", "y2"),
+    "cxcywh": ("cx", "cy", "w", "h"),
+    "xywh": ("x", "y", "w", "h"),
+}
+_ROLE_ALIASES = {"xmin": "x1", "ymin": "y1", "xmax": "x2", "ymax": "y2", "class": "category", "label": "category",
+                 "filename": "image", "file_name": "image", "confidence": "score", "conf": "score",
+                 "mask": "rle", "segmentation": "polygon", "x_center": "cx", "y_center": "cy", "cls": "class_id",
+                 "category_id": "class_id"}
+_NA_TOKENS = {"", "nan", "na", "n/a", "null", "none", "-nan", "inf", "-inf", "+inf", "infinity", "-infinity"}
+_SUFFIXES_CSV = (".csv", ".tsv", ".tab")
+_SUFFIXES_PARQUET = (".parquet", ".pq")
+_BOX_TOLERANCE = 0.01  # px: a stored box further than this from its geometry's box is reported as recomputed
+
+
+# ---------------------------------------------------------------------------------------------- columns
+@dataclass
+class _Roles:
+    """Role -> actual column name, and the box format the box roles describe."""
+
+    found: dict[str, str] = field(default_factory=dict)
+    box_format: str | None = None
+
+
+def _resolve_roles(columns: Sequence[Any], *, overrides: Mapping[str, str], box_format: str | None,
+                   file: str) -> _Roles:
+    """Map roles to columns (overrides first, then the default names); raise ReadError when required ones miss."""
+    actual = [str(c) for c in columns]
+    lower: dict[str, str] = {}
+    for c in actual:
+        lower.setdefault(c.strip().lower(), c)
+    roles = _Roles()
+    used: set[str] = set()
+    for role, col in overrides.items():
+        key = _ROLE_ALIASES.get(role.strip().lower(), role.strip().lower())
+        if key not in ROLE_COLUMNS:
+            raise UsageError(f"unknown column role {role!r}",
+                             hint=f"roles are: {', '.join(ROLE_COLUMNS)}")
+        name = col if col in actual else lower.get(str(col).strip().lower())
+        if name is None:
+            raise ReadError(file, f"column {col!r} (given for role {role!r}) is not in the table; columns found: "
+                                  f"{', '.join(actual) or '(none)'}",
+                            hint="check the spelling of --column ROLE=NAME (columns={ROLE: NAME} in Python)")
+        roles.found[key] = name
+        used.add(name)
+
+    def pick(role: str) -> str | None:
+        if role in roles.found:
+            return roles.found[role]
+        for cand in ROLE_COLUMNS[role]:
+            name = lower.get(cand)
+            if name is not None and name not in used:
+                roles.found[role] = name
+                used.add(name)
+                return name
+        return None
+
+    if pick("image") is None:
+        pick("image_id")
+    if pick("category") is None:
+        pick("class_id")
+
+    if box_format is not None and box_format not in BOX_FORMATS:
+        raise UsageError(f"unknown box format {box_format!r}", hint="use xyxy, xywh or cxcywh")
+    fmt = box_format
+    if fmt is None:  # an override of a format-specific role decides
+        for name, rs in BOX_FORMATS.items():
+            if any(r in _override_roles(overrides) for r in rs[:2]):
+                fmt = name
+                break
+    candidates = [fmt] if fmt else list(BOX_FORMATS)
+    for fmt_name in candidates:
+        rs = BOX_FORMATS[fmt_name]
+        trial = {r: roles.found.get(r) for r in rs}
+        taken = set(used)
+        ok = True
+        for r in rs:
+            if trial[r] is not None:
+                continue
+            hit = next((lower[c] for c in ROLE_COLUMNS[r] if c in lower and lower[c] not in taken), None)
+            if hit is None:
+                ok = False
+                break
+            trial[r] = hit
+            taken.add(hit)
+        if ok:
+            for r, chosen in trial.items():
+                if chosen is not None:
+                    roles.found[r] = chosen
+                    used.add(chosen)
+            roles.box_format = fmt_name
+            break
+    for role in ("score", "width", "height", "polygon", "rle", "keypoints", "iscrowd"):
+        pick(role)
+
+    missing: list[str] = []
+    if "image" not in roles.found and "image_id" not in roles.found:
+        missing.append("image (" + ", ".join(ROLE_COLUMNS["image"][:6]) + ", or image_id)")
+    if "category" not in roles.found and "class_id" not in roles.found:
+        missing.append("category (" + ", ".join(ROLE_COLUMNS["category"][:6]) + ", or class_id with names)")
+    if roles.box_format is None and "polygon" not in roles.found and "rle" not in roles.found:
+        if fmt:
+            want = ", ".join(BOX_FORMATS[fmt])
+            missing.append(f"box ({fmt}: columns for roles {want})")
+        else:
+            missing.append("box (xmin, ymin, xmax, ymax | x, y, w, h | cx, cy, w, h)")
+    if missing:
+        raise ReadError(file, f"missing columns for role(s): {'; '.join(missing)}. Columns found: "
+                              f"{', '.join(actual) or '(none)'}",
+                        hint="name them with --column ROLE=NAME (columns={'ROLE': 'NAME'} in Python), for example "
+                             "--column image=<file-name column> --column category=<class column>")
+    return roles
+
+
+def _override_roles(overrides: Mapping[str, str]) -> set[str]:
+    return {_ROLE_ALIASES.get(k.strip().lower(), k.strip().lower()) for k in overrides}
+
+
+def _numeric(col: pd.Series, *, role: str, file: str, lines: np.ndarray) -> np.ndarray:
+    """A float64 array of a column; a value that is neither a number nor empty raises ReadError (file, line)."""
+    dt = col.dtype
+    if isinstance(dt, np.dtype) and dt.kind in "fiub":
+        return np.asarray(col.to_numpy(dtype=np.float64))
+    if pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):  # nullable extension types
+        return np.asarray(col.to_numpy(dtype=np.float64, na_value=np.nan))
+    conv = pd.to_numeric(col, errors="coerce")
+    out = np.array(conv.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    bad = np.isnan(out) & col.notna().to_numpy()
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        raw = col.to_numpy()[idx]
+        tokens = np.array([str(v).strip().lower() for v in raw], dtype=object)
+        real = ~np.isin(tokens, list(_NA_TOKENS))
+        if real.any():
+            k = int(idx[np.flatnonzero(real)[0]])
+            raise ReadError(file, f"column {col.name!r} ({role}): {col.to_numpy()[k]!r} is not a number",
+                            line=int(lines[k]))
+        out[idx[np.isin(tokens, ["inf", "+inf", "infinity"])]] = np.inf
+        out[idx[np.isin(tokens, ["-inf", "-infinity"])]] = -np.inf
+    return out
+
+
+def _repeat(value: str, n: int) -> np.ndarray:
+    """An object array of ``n`` references to one string (np.full with a str is 10x slower)."""
+    return np.array([value], dtype=object)[np.zeros(n, dtype=np.intp)]
+
+
+# ---------------------------------------------------------------------------------------------- images
+def _id_key(v: Any) -> str:
+    """A lookup key for an image id: 5, 5.0 and "5" are the same image."""
+    if isinstance(v, (bool, np.bool_)):
+        return str(v)
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer():
+        return str(int(v))
+    s = str(v).strip()
+    return str(int(s)) if re.fullmatch(r"[+-]?\d+", s) else s
+
+
+@dataclass
+class _SizeTable:
+    by_name: dict[str, tuple[int, int]] = field(default_factory=dict)
+    by_id: dict[str, tuple[int, int]] = field(default_factory=dict)
+    name_of_id: dict[str, str] = field(default_factory=dict)
+
+
+def _valid_size(w: Any, h: Any) -> tuple[int, int] | None:
+    try:
+        fw, fh = float(w), float(h)
+    except (TypeError, ValueError):
+        return None
+    if not (math.isfinite(fw) and math.isfinite(fh)) or fw < 1 or fh < 1:
+        return None
+    return int(round(fw)), int(round(fh))
+
+
+def _size_table(image_sizes: Any) -> _SizeTable:
+    out = _SizeTable()
+    if image_sizes is None:
+        return out
+    if isinstance(image_sizes, pd.DataFrame):
+        cols = {str(c).strip().lower(): c for c in image_sizes.columns}
+
+        def first(cands: Sequence[str]) -> Any:
+            return next((cols[c] for c in cands if c in cols), None)
+
+        name_col = first(ROLE_COLUMNS["image"])
+        id_col = first(("id", *ROLE_COLUMNS["image_id"]))
+        w_col = first(ROLE_COLUMNS["width"])
+        h_col = first(ROLE_COLUMNS["height"])
+        if (name_col is None and id_col is None) or w_col is None or h_col is None:
+            raise UsageError("image_sizes: the table needs a file-name (or id) column and width/height columns",
+                             hint=f"columns found: {', '.join(map(str, image_sizes.columns))}")
+        names = image_sizes[name_col].tolist() if name_col is not None else None
+        ids = image_sizes[id_col].tolist() if id_col is not None else None
+        for k, (w, h) in enumerate(zip(image_sizes[w_col].tolist(), image_sizes[h_col].tolist(), strict=True)):
+            size = _valid_size(w, h)
+            if names is not None and names[k] is not None and not _isna(names[k]):
+                if size is not None:
+                    out.by_name[str(names[k])] = size
+                if ids is not None:
+                    out.name_of_id[_id_key(ids[k])] = str(names[k])
+            if ids is not None and size is not None:
+                out.by_id[_id_key(ids[k])] = size
+        return out
+    if isinstance(image_sizes, Mapping):
+        for key, val in image_sizes.items():
+            if isinstance(val, Mapping):
+                size = _valid_size(val.get("width"), val.get("height"))
+            else:
+                try:
+                    size = _valid_size(val[0], val[1])
+                except (TypeError, IndexError, KeyError):
+                    size = None
+            if size is None:
+                raise UsageError(f"image_sizes[{key!r}]: expected (width, height) in pixels, got {val!r}")
+            out.by_name[str(key)] = size
+            out.by_id[_id_key(key)] = size
+        return out
+    raise UsageError("image_sizes must be a mapping {file_name: (width, height)} or a DataFrame")
+
+
+def _isna(v: Any) -> bool:
+    try:
+        return bool(pd.isna(v))
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass
+class _Images:
+    """Per-row image index (-1 when the row's image is unusable), why, and the images table."""
+
+    row_image: np.ndarray
+    raw_codes: np.ndarray
+    why: dict[int, str]                # raw image code -> why its rows are dropped
+    table: pd.DataFrame
+
+
+def _is_absolute(name: str) -> bool:
+    n = name.replace("\\", "/")
+    return n.startswith("/") or (len(n) > 1 and n[1] == ":")
+
+
+def _strip_drive(p: str) -> str:
+    return p[2:] if len(p) > 1 and p[1] == ":" else p
+
+
+def _images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np.ndarray | None,
+            sizes: _SizeTable, root: Path | None, extra_sizes: Mapping[str, tuple[int, int]] | None,
+            report: Report, file: str) -> _Images:
+    """Factorize the image column, make names safe, and find every image's size (columns, table, headers).
+
+    Works per distinct image; rows only meet two ``take``s."""
+    raw_codes, uniques = pd.factorize(keys, sort=False, use_na_sentinel=True)
+    raw_codes = np.asarray(raw_codes, dtype=np.int64)
+    u = list(uniques)
+    nu = len(u)
+    raw_names: list[str | None] = []
+    for v in u:
+        if is_id:
+            k = _id_key(v)
+            raw_names.append(sizes.name_of_id.get(k, k))
+        else:
+            s = str(v).strip()
+            raw_names.append(s or None)
+    why: dict[int, str] = {}
+    rel: list[str | None] = [None] * nu
+    local: list[str | None] = [None] * nu
+    absolute: list[int] = []
+    root_posix = root.as_posix().rstrip("/") if root is not None else None
+    for i, name in enumerate(raw_names):
+        if name is None:
+            why[i] = "no image name"
+            continue
+        r = safe_relative(name)
+        if r is not None:
+            rel[i] = r
+            local[i] = str(root / r) if root is not None else None
+            continue
+        norm = name.replace("\\", "/")
+        if _is_absolute(name) and "\x00" not in name and ".." not in norm.split("/"):
+            local[i] = name
+            if root_posix is not None and norm.startswith(root_posix + "/"):
+                rel[i] = safe_relative(norm[len(root_posix) + 1:])
+            else:
+                absolute.append(i)
+            continue
+        why[i] = f"unsafe image file name {name!r}: {why_unsafe(name)}"
+    if absolute:
+        paths = [_strip_drive(str(raw_names[i]).replace("\\", "/")) for i in absolute]
+        common = posixpath.commonpath([posixpath.dirname(p) for p in paths])
+        for i, p in zip(absolute, paths, strict=True):
+            rel[i] = safe_relative(posixpath.relpath(p, common))
+            if rel[i] is None:
+                why[i] = f"unsafe image file name {raw_names[i]!r}"
+        report.note("image.unsafe_name", file, f"{len(absolute)} absolute image path(s) written relative to "
+                    f"{common} (e.g. {raw_names[absolute[0]]!r} -> {rel[absolute[0]]!r}); give the images root "
+                    "(--images) to choose", severity="info")
+    # several raw names may be one image ("./a.jpg", "a.jpg")
+    final_codes, final_names = pd.factorize(pd.Series(rel, dtype=object), sort=False, use_na_sentinel=True)
+    final_codes = np.asarray(final_codes, dtype=np.int64)
+    nf = len(final_names)
+    fw = np.full(nf, np.nan)
+    fh = np.full(nf, np.nan)
+    flocal: list[str | None] = [None] * nf
+    fraw: list[str] = [""] * nf
+    for i in range(nu):
+        c = int(final_codes[i])
+        if c >= 0 and not fraw[c]:
+            flocal[c] = local[i]
+            fraw[c] = str(u[i])
+    # 1. width/height columns: each image's first row with a usable size
+    if col_w is not None and col_h is not None and nf:
+        ok = (raw_codes >= 0) & np.isfinite(col_w) & np.isfinite(col_h) & (col_w >= 1) & (col_h >= 1)
+        if ok.any():
+            rc = raw_codes[ok][::-1]           # reversed: with repeated indices the last assignment wins,
+            rw = np.full(nu, np.nan)            # so each image keeps its first row's size
+            rh = np.full(nu, np.nan)
+            rw[rc] = col_w[ok][::-1]
+            rh[rc] = col_h[ok][::-1]
+            have = (final_codes >= 0) & ~np.isnan(rw)
+            fc = final_codes[have][::-1]
+            fw[fc] = np.round(rw[have][::-1])
+            fh[fc] = np.round(rh[have][::-1])
+    # 2. the image table / mapping / mask shapes
+    extra = extra_sizes or {}
+    for c in np.flatnonzero(np.isnan(fw)).tolist():
+        name = str(final_names[c])
+        hit = ((sizes.by_id.get(_id_key(fraw[c])) if is_id else None) or sizes.by_name.get(fraw[c])
+               or sizes.by_name.get(name) or extra.get(fraw[c]) or extra.get(name))
+        if hit is not None:
+            fw[c], fh[c] = hit
+    # 3. the image files' headers
+    todo = [c for c in np.flatnonzero(np.isnan(fw)).tolist() if flocal[c] is not None]
+    if todo:
+        found = read_image_sizes([str(flocal[c]) for c in todo])
+        n_hdr = 0
+        for c, size in zip(todo, found, strict=True):
+            if size is not None:
+                fw[c], fh[c] = size
+                n_hdr += 1
+        if n_hdr:
+            report.note("image.size_from_header", str(root or file),
+                        f"{n_hdr} image size(s) read from the image files' headers", severity="info")
+    has_size = ~np.isnan(fw)
+    keep_idx = np.flatnonzero(has_size)          # images without a size are not in the table
+    new_index = np.full(nf + 1, -1, dtype=np.int64)   # [nf] = -1 for "no image"
+    new_index[keep_idx] = np.arange(len(keep_idx))
+    raw_to_row = np.append(new_index[np.where(final_codes >= 0, final_codes, nf)], -1)  # [nu] = -1 for NaN
+    for i in range(nu):
+        c = int(final_codes[i])
+        if i in why or c < 0 or has_size[c]:
+            continue
+        hint = ("no such file under the images root" if flocal[c] is not None and root is not None
+                else "give width/height columns, image_sizes, or the images root (--images)")
+        why[i] = f"image {final_names[c]!r} has no known size ({hint})"
+    row_image = raw_to_row[np.where(raw_codes >= 0, raw_codes, nu)]
+    table = pd.DataFrame({
+        "file_name": pd.Series([str(final_names[c]) for c in keep_idx], dtype=object),
+        "width": fw[keep_idx].astype(np.int64),
+        "height": fh[keep_idx].astype(np.int64),
+        "path": pd.Series([flocal[c] for c in keep_idx], dtype=object),
+        "src_file": pd.Series(_repeat(file, len(keep_idx)), dtype=object),
+    })
+    return _Images(row_image=row_image, raw_codes=raw_codes, why=why, table=table)
+
+
+# ---------------------------------------------------------------------------------------------- categories
+def _name_lookup(names: Sequence[str] | Mapping[int, str] | None) -> tuple[np.ndarray, list[str]] | None:
+    """(index -> name array with None for gaps, names in index order) or None."""
+    if names is None:
+        return None
+    if isinstance(names, Mapping):
+        keyed = {int(k): str(v) for k, v in names.items()}
+        size = max(keyed) + 1 if keyed else 0
+        arr = np.full(size, None, dtype=object)
+        for k, v in keyed.items():
+            if k >= 0:
+                arr[k] = v
+        return arr, [keyed[k] for k in sorted(keyed) if k >= 0]
+    lst = [str(n) for n in names]
+    return np.asarray(lst, dtype=object).reshape(-1), lst
+
+
+@dataclass
+class _Cats:
+    """Categories as codes into ``names`` (-1 = unknown, ``why`` says why), not one string per row."""
+
+    codes: np.ndarray
+    names: np.ndarray          # object array of distinct names
+    why: np.ndarray            # object array per row: the reason where codes == -1
+
+    def per_row(self, rows: np.ndarray) -> np.ndarray:
+        """Names of some rows (a boolean mask or positions), None where unknown."""
+        ext = np.append(self.names, None).astype(object)
+        c = self.codes[rows]
+        return np.asarray(ext[np.where(c >= 0, c, len(self.names))], dtype=object)
+
+
+def _categories_of(values: np.ndarray) -> _Cats:
+    """Codes of an object array of names (None = unknown)."""
+    codes, uniq = pd.factorize(pd.Series(values, dtype=object), sort=False, use_na_sentinel=True)
+    codes = np.asarray(codes, dtype=np.int64)
+    why = np.empty(len(codes), dtype=object)
+    why[codes < 0] = "no category"
+    return _Cats(codes=codes, names=np.asarray(list(uniq), dtype=object), why=why)
+
+
+def _categories(col: pd.Series, *, as_index: bool, names: Sequence[str] | Mapping[int, str] | None, file: str,
+                lines: np.ndarray) -> _Cats:
+    """Category codes of a name column, or of an index column through ``names``."""
+    n = len(col)
+    why = np.empty(n, dtype=object)
+    lookup = _name_lookup(names)
+    numeric = pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
+    if as_index or numeric:
+        idx_f = _numeric(col, role="class_id", file=file, lines=lines)
+        fin = np.isfinite(idx_f)
+        safe = np.where(fin, idx_f, 0.0)
+        integral = fin & (np.floor(safe) == safe)
+        if (fin & ~integral).any():
+            k = int(np.flatnonzero(fin & ~integral)[0])
+            raise ReadError(file, f"column {col.name!r} (class index): {idx_f[k]!r} is not an integer",
+                            line=int(lines[k]))
+        idx = np.where(integral, idx_f, -1).astype(np.int64)
+        why[~fin] = "no category"
+        if lookup is not None:
+            arr = lookup[0]
+            codes = np.full(n, -1, dtype=np.int64)
+            inr = integral & (idx >= 0) & (idx < len(arr))
+            codes[inr] = idx[inr]
+            gaps = np.flatnonzero(pd.isna(arr))
+            if len(gaps):
+                codes[np.isin(codes, gaps)] = -1
+            miss = integral & (codes < 0)
+            if miss.any():
+                why[miss] = [f"class index {int(i)} is not in names (0..{len(arr) - 1})" for i in idx[miss]]
+            return _Cats(codes=codes, names=np.asarray(arr, dtype=object), why=why)
+        fcodes, uniq = pd.factorize(idx[integral], sort=False)
+        codes = np.full(n, -1, dtype=np.int64)
+        codes[integral] = fcodes
+        return _Cats(codes=codes, names=np.asarray([str(int(v)) for v in uniq], dtype=object), why=why)
+    raw, uniq = pd.factorize(col, sort=False, use_na_sentinel=True)
+    strs = pd.Series([str(v).strip() for v in uniq], dtype=object).replace("", None)
+    f2, names_u = pd.factorize(strs, sort=False, use_na_sentinel=True)   # "cat" and "cat " are one name
+    f2 = np.append(np.asarray(f2, dtype=np.int64), -1)
+    codes = f2[np.where(raw >= 0, raw, len(f2) - 1)]
+    why[codes < 0] = "no category"
+    return _Cats(codes=codes, names=np.asarray(list(names_u), dtype=object), why=why)
+
+
+# ---------------------------------------------------------------------------------------------- geometry cells
+def _cell(v: Any, *, what: str, file: str, line: int) -> Any:
+    """A list/dict cell, parsing JSON strings; None for empty cells."""
+    if v is None:
+        return None
+    if isinstance(v, (str, bytes)):
+        s = v.strip()
+        if not s:
+            return None
+        try:
+            return orjson.loads(s)
+        except orjson.JSONDecodeError as e:
+            raise ReadError(file, f"{what}: not valid JSON ({e.msg})", line=line) from None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+def _polygons(v: Any, *, file: str, line: int) -> list[np.ndarray]:
+    """A polygon cell as a list of flat float64 arrays (parts with < 3 points removed)."""
+    try:
+        if isinstance(v, np.ndarray) and v.dtype != object:
+            arrs = [v.astype(np.float64)]
+        else:
+            items = list(v)
+            if items and all(isinstance(t, (int, float, np.integer, np.floating)) for t in items):
+                arrs = [np.asarray(items, dtype=np.float64)]
+            else:
+                arrs = [np.asarray(t, dtype=np.float64) for t in items]
+        parts: list[np.ndarray] = []
+        for a in arrs:
+            if a.ndim == 2 and a.shape[1] == 2:  # [[x, y], ...] points
+                a = a.ravel()
+            elif a.ndim == 2 and a.shape[0] == 1:
+                a = a.ravel()
+            if a.ndim != 1:
+                raise ValueError(f"shape {a.shape}")
+            parts.append(a)
+    except (TypeError, ValueError) as e:
+        raise ReadError(file, f"polygon: expected [x1, y1, x2, y2, ...] or a list of them ({e})", line=line) from None
+    return [p for p in parts if p.size >= 6 and p.size % 2 == 0]
+
+
+def _rle(v: Any, *, file: str, line: int) -> dict[str, Any]:
+    if not isinstance(v, Mapping) or "size" not in v or "counts" not in v:
+        raise ReadError(file, "mask: expected a COCO RLE {\"size\": [h, w], \"counts\": ...}", line=line)
+    try:
+        h, w = (int(t) for t in v["size"])
+    except (TypeError, ValueError):
+        raise ReadError(file, f"mask: size must be [height, width], got {v['size']!r}", line=line) from None
+    counts = v["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    elif not isinstance(counts, str):
+        try:
+            counts = [int(t) for t in counts]
+        except (TypeError, ValueError):
+            raise ReadError(file, "mask: counts must be a string or a list of integers", line=line) from None
+    return {"size": [h, w], "counts": counts}
+
+
+def _keypoints(v: Any, *, file: str, line: int) -> np.ndarray:
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ReadError(file, "keypoints: expected numbers [x, y, v, ...]", line=line) from None
+    if a.ndim == 2 and a.shape[1] in (2, 3):
+        if a.shape[1] == 2:
+            a = np.column_stack([a, np.full(len(a), 2.0)])
+        return a
+    if a.ndim == 1 and a.size % 3 == 0:
+        return a.reshape(-1, 3)
+    raise ReadError(file, f"keypoints: expected x, y, v triples or (K, 2) / (K, 3), got shape {a.shape}", line=line)
+
+
+# ---------------------------------------------------------------------------------------------- assembly
+@dataclass
+class _Input:
+    """Columns in their source form, every array of the same length n."""
+
+    n: int
+    image: pd.Series
+    image_is_id: bool
+    cats: _Cats
+    box: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None   # raw values in box_format, or None
+    box_format: str
+    score: np.ndarray | None
+    width: np.ndarray | None
+    height: np.ndarray | None
+    src_line: np.ndarray
+    file: str = "dataframe"            # for ReadError and notes; the src_file of every row unless src_files
+    src_files: np.ndarray | None = None
+    polygon: pd.Series | None = None
+    rle: pd.Series | None = None
+    keypoints: pd.Series | None = None
+    iscrowd: np.ndarray | None = None
+    ready_segmentation: np.ndarray | None = None  # object array of already-built segmentation (detections)
+    extra_sizes: Mapping[str, tuple[int, int]] | None = None
+
+
+def _annotation_frame(cols: Mapping[str, Any]) -> pd.DataFrame:
+    """The annotations table in the model's column order and dtypes, built without per-row conversion."""
+    data: dict[str, Any] = {}
+    for name, dtype in ANNOTATION_COLUMNS.items():
+        v = cols[name]
+        data[name] = pd.Series(v, dtype=object) if dtype is object else np.asarray(v, dtype=dtype)
+    return pd.DataFrame(data, copy=False)
+
+
+def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Mapping[int, str] | None,
+              image_sizes: Any, images: Path | None, report: Report) -> Dataset:
+    n = inp.n
+    file = inp.file
+    lines = inp.src_line
+    cats = inp.cats
+    report.add_read(n)
+    imgs = _images(inp.image, is_id=inp.image_is_id, col_w=inp.width, col_h=inp.height,
+                   sizes=_size_table(image_sizes), root=images, extra_sizes=inp.extra_sizes, report=report,
+                   file=file)
+    row_image = imgs.row_image
+    table = imgs.table
+
+    def src_files(rows: np.ndarray) -> np.ndarray:
+        if inp.src_files is not None:
+            return np.asarray(inp.src_files[rows], dtype=object)
+        return _repeat(file, int(rows.sum()) if rows.dtype == bool else len(rows))
+
+    def rows_of(rows: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({"category": cats.per_row(rows), "src_file": src_files(rows), "src_line": lines[rows]})
+
+    def drop(reason: str, mask: np.ndarray, messages: Any) -> None:
+        if mask.any():
+            report.drop(reason, rows_of(mask).assign(message=messages))
+
+    alive = row_image >= 0
+    if not alive.all():
+        codes = imgs.raw_codes[~alive]
+        drop("dropped.no_image", ~alive, [imgs.why.get(int(c), "no image name") for c in codes])
+    unknown = alive & (cats.codes < 0)
+    if unknown.any():
+        drop("dropped.unknown_category", unknown, cats.why[unknown])
+        alive &= ~unknown
+
+    ri = np.where(row_image >= 0, row_image, len(table))
+    W = np.append(table["width"].to_numpy(dtype=np.float64), np.nan)[ri]
+    H = np.append(table["height"].to_numpy(dtype=np.float64), np.nan)[ri]
+
+    # boxes
+    x = np.full(n, np.nan)
+    y = np.full(n, np.nan)
+    w = np.full(n, np.nan)
+    h = np.full(n, np.nan)
+    if inp.box is not None:
+        c0, c1, c2, c3 = inp.box
+        fin = alive & np.isfinite(c0) & np.isfinite(c1) & np.isfinite(c2) & np.isfinite(c3)
+        if fin.any():
+            lo = min(float(c[fin].min()) for c in inp.box)
+            hi = max(float(c[fin].max()) for c in inp.box)
+            small = float(min(W[fin].min(), H[fin].min()))
+        else:
+            lo, hi, small = 0.0, 0.0, 0.0
+        if normalized is None:
+            normalized = bool(fin.any()) and lo >= 0.0 and hi <= 1.0 and small > 2
+            if normalized:
+                report.note("coordinates.suspect", file,
+                            "every box value is within [0, 1]: read as normalized (fractions of the image size); "
+                            "say normalized=True or False (--normalized / --absolute) to silence this")
+        elif normalized and max(abs(lo), abs(hi)) > 1.5:
+            report.note("coordinates.suspect", file,
+                        f"normalized=True but box values reach {max(abs(lo), abs(hi)):g}: are they pixels? "
+                        "(normalized=False / --absolute)")
+        if inp.box_format == "xyxy":
+            x, y, w, h = c0, c1, c2 - c0, c3 - c1
+        elif inp.box_format == "xywh":
+            x, y, w, h = c0, c1, c2, c3
+        else:  # cxcywh
+            x, y, w, h = c0 - c2 / 2.0, c1 - c3 / 2.0, c2, c3
+        if normalized:
+            x, w = x * W, w * W
+            y, h = y * H, h * H
+        else:
+            x, y, w, h = (np.array(v, dtype=np.float64) for v in (x, y, w, h))  # own copies: rows get rewritten
+    normalized = bool(normalized)
+
+    # segmentation and keypoints (only the cells that hold something)
+    seg = np.full(n, None, dtype=object) if inp.ready_segmentation is None else inp.ready_segmentation.copy()
+    has_geo = np.zeros(n, dtype=bool) if inp.ready_segmentation is None else ~pd.isna(seg)
+    has_geo &= alive
+    kps = np.full(n, None, dtype=object)
+    invalid: dict[int, str] = {}
+    repaired: list[int] = []
+    for kind, series in (("rle", inp.rle), ("polygon", inp.polygon)):
+        if series is None:
+            continue
+        vals = series.to_numpy(dtype=object)
+        for i in np.flatnonzero(alive & series.notna().to_numpy()).tolist():
+            if has_geo[i]:  # a mask wins over a polygon
+                continue
+            line = int(lines[i])
+            v = _cell(vals[i], what=kind, file=file, line=line)
+            if v is None or (isinstance(v, (list, tuple)) and not v):
+                continue
+            if kind == "rle":
+                r = _rle(v, file=file, line=line)
+                if r["size"] != [int(H[i]), int(W[i])]:
+                    invalid[i] = f"mask size {r['size']} is not the image's [h, w] = [{int(H[i])}, {int(W[i])}]"
+                    continue
+                seg[i] = r
+            else:
+                parts = _polygons(v, file=file, line=line)
+                if not parts:
+                    repaired.append(i)
+                    continue
+                if normalized:
+                    for part in parts:
+                        part[0::2] *= W[i]
+                        part[1::2] *= H[i]
+                seg[i] = parts
+            has_geo[i] = True
+    if inp.keypoints is not None:
+        vals = inp.keypoints.to_numpy(dtype=object)
+        for i in np.flatnonzero(alive & inp.keypoints.notna().to_numpy()).tolist():
+            v = _cell(vals[i], what="keypoints", file=file, line=int(lines[i]))
+            if v is None:
+                continue
+            k = _keypoints(v, file=file, line=int(lines[i]))
+            if normalized:
+                k[:, 0] *= W[i]
+                k[:, 1] *= H[i]
+            kps[i] = k
+    if invalid:
+        m = np.zeros(n, dtype=bool)
+        m[list(invalid)] = True
+        drop("dropped.invalid", m, [invalid[i] for i in np.flatnonzero(m).tolist()])
+        alive &= ~m
+        has_geo &= ~m
+
+    # the box of a row with geometry is the geometry's box
+    changed: list[int] = []
+    for i in np.flatnonzero(has_geo).tolist():
+        s = seg[i]
+        bb = rle_bbox(dict(s)) if isinstance(s, Mapping) else bbox_of_polygons(s)
+        old = (x[i], y[i], w[i], h[i])
+        if inp.box is not None and all(math.isfinite(v) for v in old) and \
+                max(abs(p - q) for p, q in zip(bb, old, strict=True)) > _BOX_TOLERANCE:
+            changed.append(i)
+        x[i], y[i], w[i], h[i] = bb
+    if changed:
+        ch = np.asarray(changed, dtype=np.intp)
+        report.change("recomputed", rows_of(ch), "the box was recomputed from the polygon or mask")
+    if repaired and inp.box is not None:
+        report.change("repaired", rows_of(np.asarray(repaired, dtype=np.intp)),
+                      "polygon with fewer than 3 points removed; the box is kept")
+    nonfinite = alive & ~(np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(h))
+    if nonfinite.any():
+        drop("dropped.nonfinite", nonfinite,
+             "NaN or infinite box values" if inp.box is not None else "no box and no usable polygon or mask")
+        alive &= ~nonfinite
+
+    keep = np.flatnonzero(alive)
+    k = len(keep)
+    kept_codes = cats.codes[keep]
+    # categories: the names list first (all of it, in index order), then the others in first-seen order
+    lookup = _name_lookup(names)
+    order: list[str] = list(dict.fromkeys(lookup[1])) if lookup is not None else []
+    known = set(order)
+    for c in pd.unique(kept_codes).tolist():
+        name = str(cats.names[c])
+        if name not in known:
+            known.add(name)
+            order.append(name)
+    small = Dataset.build(images=table, categories={"name": order}, report=report)
+    ann = _annotation_frame({
+        "image": row_image[keep], "category": cats.names[kept_codes] if k else np.zeros(0, dtype=object),
+        "x": x[keep], "y": y[keep], "w": w[keep], "h": h[keep],
+        "score": inp.score[keep] if inp.score is not None else np.full(k, np.nan),
+        "iscrowd": inp.iscrowd[keep] if inp.iscrowd is not None else np.zeros(k, dtype=np.int8),
+        "segmentation": seg[keep], "keypoints": kps[keep], "attributes": np.full(k, None, dtype=object),
+        "src_file": src_files(keep), "src_line": lines[keep],
+    })
+    return small.replace(annotations=ann)
+
+
+def _iscrowd(col: pd.Series, *, file: str, lines: np.ndarray) -> np.ndarray:
+    if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
+        col = col.map(lambda v: {"true": 1, "false": 0}.get(v.strip().lower(), v) if isinstance(v, str) else v)
+    vals = _numeric(col, role="iscrowd", file=file, lines=lines)
+    vals = np.where(np.isnan(vals), 0.0, vals)
+    bad = ~np.isin(vals, (0.0, 1.0))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ReadError(file, f"column {col.name!r} (iscrowd): {col.to_numpy()[k]!r} is not 0 or 1",
+                        line=int(lines[k]))
+    return vals.astype(np.int8)
+
+
+def _from_frame(df: pd.DataFrame, *, roles: _Roles, names: Sequence[str] | Mapping[int, str] | None,
+                normalized: bool | None, image_sizes: Any, images: Path | None, file: str, src_line: np.ndarray,
+                report: Report) -> Dataset:
+    f = roles.found
+    if "category" in f:
+        cats = _categories(df[f["category"]], as_index=False, names=names, file=file, lines=src_line)
+    else:
+        cats = _categories(df[f["class_id"]], as_index=True, names=names, file=file, lines=src_line)
+    box = None
+    if roles.box_format is not None:
+        r0, r1, r2, r3 = BOX_FORMATS[roles.box_format]
+        box = (_numeric(df[f[r0]], role=r0, file=file, lines=src_line),
+               _numeric(df[f[r1]], role=r1, file=file, lines=src_line),
+               _numeric(df[f[r2]], role=r2, file=file, lines=src_line),
+               _numeric(df[f[r3]], role=r3, file=file, lines=src_line))
+
+    def opt_num(role: str) -> np.ndarray | None:
+        return _numeric(df[f[role]], role=role, file=file, lines=src_line) if role in f else None
+
+    image_is_id = "image" not in f
+    inp = _Input(
+        n=len(df), image=df[f["image_id"] if image_is_id else f["image"]], image_is_id=image_is_id,
+        cats=cats, box=box, box_format=roles.box_format or "xywh",
+        score=opt_num("score"), width=opt_num("width"), height=opt_num("height"), src_line=src_line, file=file,
+        polygon=df[f["polygon"]] if "polygon" in f else None, rle=df[f["rle"]] if "rle" in f else None,
+        keypoints=df[f["keypoints"]] if "keypoints" in f else None,
+        iscrowd=_iscrowd(df[f["iscrowd"]], file=file, lines=src_line) if "iscrowd" in f else None)
+    return _assemble(inp, normalized=normalized, names=names, image_sizes=image_sizes, images=images,
+                     report=report)
+
+
+# ---------------------------------------------------------------------------------------------- public API
+def from_dataframe(df: pd.DataFrame, *, images: str | Path | None = None, image_sizes: Any = None,
+                   columns: Mapping[str, str] | None = None, box_format: str | None = None,
+                   normalized: bool | None = None, names: Sequence[str] | Mapping[int, str] | None = None,
+                   min_score: float | None = None, source: str = "dataframe",
+                   report: Report | None = None) -> Dataset:
+    """A Dataset from a table of predictions, one row per object (see the module docstring for the columns).
+
+    ``images`` is the images root (sizes from headers), ``image_sizes`` a ``{file_name: (w, h)}`` mapping or a
+    DataFrame, ``columns`` role -> column overrides, ``names`` class index -> name, ``min_score`` drops
+    lower scores (``dropped.min_score``), ``source`` names the table in the report (``source:row``).
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"image": ["a.jpg"], "cls": [1], "cx": [0.5], "cy": [0.5], "w": [0.2],
+        ...                    "h": [0.4], "conf": [0.8]})
+        >>> ds = from_dataframe(df, image_sizes={"a.jpg": (200, 100)}, names=["cat", "dog"], normalized=True)
+        >>> ds.annotations[["category", "x", "y", "w", "h"]].values.tolist()
+        [['dog', 80.0, 30.0, 40.0, 40.0]]
+    """
+    from ..converters.score import filter_min_score
+
+    if not isinstance(df, pd.DataFrame):
+        raise UsageError(f"from_dataframe needs a pandas DataFrame, got {type(df).__name__}")
+    rep = report if report is not None else Report()
+    if not rep.input:
+        rep.input = {"format": NAME, "source": source}
+    roles = _resolve_roles(list(df.columns), overrides=columns or {}, box_format=box_format, file=source)
+    lines = np.arange(1, len(df) + 1, dtype=np.int64)
+    ds = _from_frame(df.reset_index(drop=True), roles=roles, names=names, normalized=normalized,
+                     image_sizes=image_sizes, images=Path(images) if images is not None else None, file=source,
+                     src_line=lines, report=rep)
+    return filter_min_score(ds, min_score)
+
+
+def from_detections(detections: Mapping[str, Any], *, image_sizes: Any = None, images: str | Path | None = None,
+                    names: Sequence[str] | Mapping[int, str] | None = None, min_score: float | None = None,
+                    source: str = "detections", report: Report | None = None) -> Dataset:
+    """A Dataset from supervision ``Detections``, one object per image file name (duck-typed: supervision is
+    not imported). Reads ``.xyxy`` (pixels), ``.confidence``, ``.class_id``, ``.mask`` ((N, H, W) booleans,
+    which also give the image size) and ``.data["class_name"]``; ``names`` maps class ids when there are no
+    class names. Locations read ``detections[image]:k`` for the k-th box of an image.
+
+    Example:
+        >>> import numpy as np
+        >>> class Det:  # stands in for supervision.Detections
+        ...     xyxy = np.array([[10.0, 10.0, 50.0, 30.0]]); confidence = np.array([0.9])
+        ...     class_id = np.array([0]); mask = None; data = {}
+        >>> ds = from_detections({"a.jpg": Det()}, image_sizes={"a.jpg": (64, 48)}, names=["car"])
+        >>> ds.annotations[["category", "x", "y", "w", "h", "score"]].values.tolist()
+        [['car', 10.0, 10.0, 40.0, 20.0, 0.9]]
+    """
+    from ..converters.score import filter_min_score
+    from ..geometry import rle_encode
+
+    rep = report if report is not None else Report()
+    if not rep.input:
+        rep.input = {"format": NAME, "source": source}
+    lookup = _name_lookup(names)
+    keys: list[np.ndarray] = []
+    boxes: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    cats: list[np.ndarray] = []
+    whys: list[np.ndarray] = []
+    segs: list[np.ndarray] = []
+    files: list[np.ndarray] = []
+    lines: list[np.ndarray] = []
+    mask_sizes: dict[str, tuple[int, int]] = {}
+    for key, det in detections.items():
+        where = f"{source}[{key}]"
+        try:
+            xyxy = np.asarray(det.xyxy, dtype=np.float64).reshape(-1, 4)
+        except (AttributeError, TypeError, ValueError) as e:
+            raise ReadError(where, f"expected a Detections-like object with an (N, 4) .xyxy ({e})") from None
+        m = len(xyxy)
+        conf = getattr(det, "confidence", None)
+        cid = getattr(det, "class_id", None)
+        data = getattr(det, "data", None)
+        cname = data.get("class_name") if data is not None and hasattr(data, "get") else None
+        cat = np.full(m, None, dtype=object)
+        why = np.full(m, "no category", dtype=object)
+        if cname is not None:
+            cat[:] = [str(v) for v in np.asarray(cname, dtype=object).reshape(-1)]
+        elif cid is not None:
+            ids = np.asarray(cid).reshape(-1).astype(np.int64)
+            if lookup is not None:
+                arr = lookup[0]
+                inr = (ids >= 0) & (ids < len(arr))
+                cat[inr] = arr[ids[inr]]
+                miss = pd.isna(cat)
+                why[miss] = [f"class index {int(i)} is not in names (0..{len(arr) - 1})" for i in ids[miss]]
+            else:
+                cat[:] = [str(int(i)) for i in ids]
+        seg = np.full(m, None, dtype=object)
+        mask = getattr(det, "mask", None)
+        if mask is not None:
+            mk = np.asarray(mask)
+            if mk.ndim != 3 or len(mk) != m:
+                raise ReadError(where, f"mask: expected shape (N, H, W) with N = {m}, got {mk.shape}")
+            mask_sizes[str(key)] = (int(mk.shape[2]), int(mk.shape[1]))
+            for k in range(m):
+                if mk[k].any():
+                    seg[k] = rle_encode(mk[k].astype(bool))
+        keys.append(np.full(m, key, dtype=object))
+        boxes.append(xyxy)
+        scores.append(np.asarray(conf, dtype=np.float64).reshape(-1) if conf is not None else np.full(m, np.nan))
+        cats.append(cat)
+        whys.append(why)
+        segs.append(seg)
+        files.append(np.full(m, where, dtype=object))
+        lines.append(np.arange(1, m + 1, dtype=np.int64))
+
+    def cat_or(parts: list[np.ndarray], dtype: Any, shape: tuple[int, ...] = (0,)) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(shape, dtype=dtype)
+
+    n = sum(len(b) for b in boxes)
+    inp = _Input(
+        n=n, image=pd.Series(cat_or(keys, object), dtype=object), image_is_id=False,
+        category=cat_or(cats, object), category_why=cat_or(whys, object), box=cat_or(boxes, np.float64, (0, 4)),
+        box_format="xyxy", score=cat_or(scores, np.float64), width=None, height=None,
+        src_file=cat_or(files, object), src_line=cat_or(lines, np.int64), file=source,
+        ready_segmentation=cat_or(segs, object), extra_sizes=mask_sizes)
+    ds = _assemble(inp, normalized=False, names=names, image_sizes=image_sizes,
+                   images=Path(images) if images is not None else None, report=rep)
+    return filter_min_score(ds, min_score)
+
+
+# ---------------------------------------------------------------------------------------------- files
+def _header(path: Path) -> list[str] | None:
+    """Column names of a CSV / TSV / Parquet file, or None when they cannot be read."""
+    suffix = path.suffix.lower()
+    if suffix in _SUFFIXES_PARQUET:
+        try:
+            pq = importlib.import_module("pyarrow.parquet")
+        except ImportError:
+            return None
+        try:
+            return [str(c) for c in pq.read_schema(path).names]
+        except Exception:  # noqa: BLE001 - any pyarrow failure means "not a readable parquet file"
+            return []
+    import csv
+
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            first = fh.readline(65536)
+    except (OSError, UnicodeDecodeError):
+        return []
+    try:
+        row = next(csv.reader([first], delimiter="\t" if suffix in (".tsv", ".tab") else ","), [])
+    except csv.Error:
+        return []
+    return [c.strip() for c in row]
+
+
+def detect(path: Path) -> float:
+    """0.9 for a .csv / .tsv / .parquet file whose header has box-like columns (0.5 for a Parquet file when
+    pyarrow is missing, so that reading says what to install), else 0."""
+    p = Path(path)
+    if not p.is_file() or p.suffix.lower() not in _SUFFIXES_CSV + _SUFFIXES_PARQUET:
+        return 0.0
+    cols = _header(p)
+    if cols is None:
+        return 0.5
+    lower = {c.lower() for c in cols}
+    for rs in BOX_FORMATS.values():
+        if all(any(c in lower for c in ROLE_COLUMNS[r]) for r in rs):
+            return 0.9
+    return 0.0
+
+
+_LINE_RE = re.compile(r"line (\d+)")
+
+
+def _read_table(path: Path, roles_for: Any, *, names: Any) -> tuple[pd.DataFrame, _Roles, int]:
+    """(table, roles, line of the first row) of a CSV / TSV / Parquet file."""
+    file = str(path)
+    suffix = path.suffix.lower()
+    if suffix in _SUFFIXES_PARQUET:
+        try:
+            importlib.import_module("pyarrow")
+        except ImportError:
+            raise ReadError(file, "reading Parquet files needs pyarrow, which is not installed",
+                            hint="pip install prelabel[parquet]") from None
+        try:
+            df = pd.read_parquet(path)
+        except (OSError, ValueError) as e:
+            raise ReadError(file, f"cannot read Parquet: {e}") from None
+        except Exception as e:  # noqa: BLE001 - pyarrow raises its own ArrowInvalid etc.
+            raise ReadError(file, f"cannot read Parquet: {e}") from None
+        return df, roles_for(list(df.columns)), 1
+    sep = "\t" if suffix in (".tsv", ".tab") else ","
+    try:
+        head = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig")
+        roles = roles_for(list(head.columns))
+        text_roles = ["image", "image_id", "polygon", "rle", "keypoints"]
+        if names is None:  # without names a numeric class column is a name ("01" stays "01")
+            text_roles.append("category")
+        dtype = {roles.found[r]: str for r in text_roles if r in roles.found}
+        df = pd.read_csv(path, sep=sep, dtype=dtype, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise ReadError(file, "the file is empty (no header line)") from None
+    except pd.errors.ParserError as e:
+        m = _LINE_RE.search(str(e))
+        raise ReadError(file, f"not a valid table: {str(e).strip()}", line=int(m.group(1)) if m else None) from None
+    except UnicodeDecodeError as e:
+        raise ReadError(file, f"not UTF-8 text: {e.reason} at byte {e.start}") from None
+    except OSError as e:
+        raise ReadError(file, f"cannot read: {e.strerror or e}") from None
+    return df, roles, 2
+
+
+def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
+    """Read a predictions CSV / TSV / Parquet file (``--from predictions``)."""
+    p = Path(path)
+    file = str(p)
+    if not p.is_file():
+        raise ReadError(file, "not a file: give a .csv, .tsv or .parquet predictions table")
+    if p.suffix.lower() not in _SUFFIXES_CSV + _SUFFIXES_PARQUET:
+        raise ReadError(file, f"unsupported table type {p.suffix or '(none)'!r}: give a .csv, .tsv or .parquet file")
+
+    def roles_for(cols: list[Any]) -> _Roles:
+        return _resolve_roles(cols, overrides=options.columns, box_format=options.box_format, file=file)
+
+    df, roles, first_line = _read_table(p, roles_for, names=options.names)
+    df = df.reset_index(drop=True)
+    lines = np.arange(first_line, first_line + len(df), dtype=np.int64)
+    return _from_frame(df, roles=roles, names=options.names, normalized=options.normalized,
+                       image_sizes=None, images=options.images, file=file, src_line=lines, report=report)

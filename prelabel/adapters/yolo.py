@@ -1,0 +1,1249 @@
+"""YOLO / Ultralytics txt labels and predictions: detect, segment, OBB and pose, in the Ultralytics and Darknet
+layouts.
+
+What ``read(path)`` accepts (``path``):
+
+- a **data.yaml** (or a folder holding one): ``train`` / ``val`` / ``test`` as folders, list files of images, or
+  lists of either; ``path:`` is the dataset root. Paths written in the yaml or a list file are looked up under
+  the yaml's folder, ``path:``, the list file's folder and ``options.images``, stripping leading components when
+  the literal path is not there (``data/images/train/1.jpg`` -> ``images/train/1.jpg``, ``../train/images`` ->
+  ``train/images``); they never lead outside those roots. Several splits make one dataset.
+- an **obj.data** (Darknet, or a folder holding one): its ``train`` / ``valid`` / ``test`` list files, names
+  from its ``names`` file.
+- a **folder with images**: every image under it (recursively, hidden folders skipped); Ultralytics
+  ``images/`` + ``labels/``, Roboflow ``train/images`` + ``train/labels`` and flat folders (image and .txt
+  side by side) all work.
+- a **labels folder** (no images in it): label files under it, images from ``options.images`` or the sibling
+  images folder (the last ``labels`` component becomes ``images``; ``data/labels_x`` -> ``data/images``),
+  paired by relative path and stem.
+- one **label file** (images as for a labels folder).
+
+An image's label file follows Ultralytics: the last ``/images/`` of its path becomes ``/labels/`` and the extension
+after the last dot becomes ``.txt`` (``a.b.jpg`` -> ``a.b.txt``); when that file is absent, the ``.txt`` next to
+the image. Images with no label file are kept with no annotations (``image.unlabeled``, info). A label file with
+no image (only looked for where a folder is walked, not for list files) has its rows dropped
+(``dropped.no_image``, with ``image.missing`` for the file): normalized coordinates need the image size, which
+comes from the image header (:mod:`prelabel.imagesize`, EXIF orientation applied).
+
+``file_name`` is the image path relative to the images root, with forward slashes: ``options.images`` when every
+image is under it, else ``<root>/images``, else ``<root>`` (the yaml's ``path:``, the folder given), else the
+folder common to all images; so ``images/train/1.jpg`` is ``train/1.jpg``. ``src_file`` is the label file relative
+to the source (the folder given, or the folder of the file given), ``src_line`` its 1-based line.
+
+Class names: ``options.names``, else data.yaml (``names`` list or dict, ``nc``), else the first ``data.yaml``,
+``classes.txt``, ``obj.names`` or ``obj.data`` in the source folder, the labels folder or their parents. A class
+index with no name is a ReadError naming the file and line. With no names file at all, classes are named by
+their index (``"0"``, ``"1"``, ...; note ``category.unnamed``).
+
+The task (``options.task``, else ``pose`` when data.yaml has ``kpt_shape``, else from the files) decides what the
+columns mean. ``N`` is the number of values on a row, class included:
+
+======== ============================ ================================================================
+task     row                          trailing columns
+======== ============================ ================================================================
+detect   ``cls cx cy w h``            N=6: one extra, N=7: score then track id
+segment  ``cls x1 y1 ... xn yn``      N even: the last value is a score (a track id is not recognised)
+obb      ``cls x1 y1 ... x4 y4``      N=10: one extra, N=11: score then track id
+pose     ``cls cx cy w h`` + K points base+1: one extra, base+2: score then track id (base = 5 + K*d)
+======== ============================ ================================================================
+
+One extra column is a score, unless every value of it in the file is a whole number and one is above 1: then it
+is a track id (Ultralytics ``save_txt`` while tracking without ``save_conf``). Track ids go to
+``attributes["track_id"]``. A segment file may hold rows of any length; its 5- and 6-column rows are boxes.
+
+Without a task, each file is judged by all of its rows together, never row by row. Row lengths 5-6 mean detect,
+8 and 12+ segment, 9-11 OBB or segment, 7 detect with a score and a track id when every row's 6th value is in
+[0, 1] and 7th a whole number, else a 3-point polygon. A file of 9-11 column rows only is ambiguous (a 4-point
+polygon or an oriented box): it is read as segment when the rest of the dataset is segment (note
+``task.inferred``), otherwise its rows are dropped (``dropped.ambiguous``, "pass --task segment or --task obb").
+A file mixing box rows and polygon rows is read as segment with box rows. Pose is never inferred from column
+counts; with the pose task but no ``kpt_shape`` (data.yaml or ``options.extra["kpt_shape"]``), ``K`` and ``d``
+are inferred from label rows (no score) and noted.
+
+Pixels: box ``x = cx*W - w*W/2``, ``y = cy*H - h*H/2``, ``w*W``, ``h*H``. Polygons (segment, and the 4 corners of
+an OBB) become one float64 polygon ``[x1*W, y1*H, ...]`` with the enclosing box. Coordinates outside [0, 1] are
+kept (the clipping step deals with them), as are NaN and inf (the clipping step drops them). Keypoints become a
+(K, 3) array in pixels: with 2 values per point ``v = 0`` when ``x < 0`` or ``y < 0`` or ``x = y = 0`` (how
+missing points are written), else ``v = 2``; with 3 values the third is the visibility (0/1/2) in label files,
+but a confidence in prediction files (a file with a score column, or third values other than 0, 1, 2): then
+``v = 2`` when the confidence is above 0.5 else ``v = 1``, and the confidences go to
+``attributes["keypoint_scores"]``. A ``v = 0`` point is written as ``0, 0, 0`` (COCO). Pose categories get
+keypoint names from data.yaml ``kpt_names`` (a list, or a dict per class), else ``kp0 .. kpK-1``, and a skeleton
+only when data.yaml has ``skeleton`` (0-based pairs are made 1-based; pairs reaching ``K`` are taken as 1-based).
+
+``options.extra`` keys: ``data_yaml`` (a data.yaml to take names / kpt_shape / kpt_names from), ``kpt_shape``.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from PIL import Image
+    >>> from prelabel.report import Report
+    >>> from prelabel.adapters.base import ReadOptions
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> Image.new("RGB", (640, 480)).save(d / "a.jpg")
+    >>> _ = (d / "a.txt").write_text("0 0.5 0.5 0.25 0.5\\n")
+    >>> _ = (d / "classes.txt").write_text("cat\\n")
+    >>> ds = read(d, options=ReadOptions(), report=Report())
+    >>> ds.images.loc[0, "file_name"], ds.annotations.loc[0, "category"], ds.boxes.tolist()
+    ('a.jpg', 'cat', [[240.0, 120.0, 160.0, 240.0]])
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ReadError, UsageError
+from ..imagesize import image_sizes
+from ..model import Dataset
+from ..paths import IMAGE_EXTENSIONS
+from ..report import Report
+from . import names as names_mod
+from .base import ReadOptions
+
+__all__ = ["DESCRIPTION", "NAME", "TASKS", "detect", "read"]
+
+NAME = "yolo"
+DESCRIPTION = "YOLO / Ultralytics txt (detect, segment, OBB, pose; labels and predictions), Darknet obj.data"
+TASKS = ("detect", "segment", "obb", "pose")
+
+_SEP = os.sep
+_IMG_EXT = frozenset(IMAGE_EXTENSIONS)
+# .txt files that are never label files (names and image lists)
+_NOT_LABELS = frozenset({"classes.txt", "train.txt", "val.txt", "valid.txt", "test.txt", "obj.names",
+                         "requirements.txt", "readme.txt", "license.txt"})
+_DATA_YAMLS = ("data.yaml", "data.yml", "dataset.yaml", "dataset.yml")
+_BOM = b"\xef\xbb\xbf"
+_WS = np.zeros(256, dtype=bool)
+_WS[[9, 10, 11, 12, 13, 32]] = True  # the bytes bytes.split() splits on
+_D, _S, _O = 1, 2, 4                  # candidate task bits: detect, segment, obb
+_DETECT, _SEGMENT, _OBB, _POSE, _AMBIGUOUS = 0, 1, 2, 3, 4
+_KIND_NAMES = {_DETECT: "detect", _SEGMENT: "segment", _OBB: "obb", _POSE: "pose"}
+_AMBIGUOUS_MSG = ("9 to 11 columns: a 4-point polygon or an oriented box; "
+                  "pass --task segment or --task obb")
+
+
+# ============================================================================================ detection
+def detect(path: Path) -> float:
+    """How sure we are that ``path`` is a YOLO source (0 = not YOLO, 1 = certainly)."""
+    p = Path(path)
+    if p.is_file():
+        suffix = p.suffix.lower()
+        if suffix == ".data":
+            return 0.95 if "names" in names_mod.parse_obj_data(_head_text(p)) or p.name == "obj.data" else 0.3
+        if suffix in (".yaml", ".yml"):
+            keys = _yaml_keys(p)
+            if keys & {"names", "nc"} and keys & {"train", "val", "path", "kpt_shape"}:
+                return 0.95
+            return 0.5 if keys & {"names", "nc"} else 0.0
+        if suffix == ".txt":
+            return 0.6 if _looks_like_labels(_head_bytes(p)) else 0.0
+        return 0.0
+    if not p.is_dir():
+        return 0.0
+    try:
+        top = {e.name: e for e in os.scandir(p)}
+    except OSError:
+        return 0.0
+    for name in _DATA_YAMLS:
+        if name in top and _yaml_keys(p / name) & {"names", "nc", "train"}:
+            return 0.95
+    if "obj.data" in top:
+        return 0.95
+    has_names = "obj.names" in top or "classes.txt" in top
+    yamls = [n for n in top if n.lower().endswith((".yaml", ".yml"))]
+    if any(_yaml_keys(p / n) & {"names", "nc"} for n in yamls[:5]):
+        has_names = True
+    for sub in ("labels", "obj_train_data", "train/labels", "valid/labels", "val/labels"):
+        if (p / sub).is_dir() and _some_label_file(p / sub):
+            return 0.9 if has_names else 0.85
+    if _some_label_file(p, depth=0):
+        return 0.85 if has_names else 0.6
+    return 0.0
+
+
+def _head_bytes(p: Path, n: int = 4096) -> bytes:
+    try:
+        with open(p, "rb") as f:
+            return f.read(n)
+    except OSError:
+        return b""
+
+
+def _head_text(p: Path) -> str:
+    return _head_bytes(p, 65536).decode("utf-8", "replace")
+
+
+def _yaml_keys(p: Path) -> set[str]:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(_head_text(p))
+    except yaml.YAMLError:
+        return set()
+    return {str(k) for k in doc} if isinstance(doc, dict) else set()
+
+
+def _looks_like_labels(data: bytes) -> bool:
+    """True when the first non-empty line is a class index and at least 4 numbers (an empty file is True)."""
+    if data.startswith(_BOM):
+        data = data[3:]
+    for line in data.splitlines()[:50]:
+        toks = line.split()
+        if not toks:
+            continue
+        if len(toks) < 5:
+            return False
+        try:
+            vals = [float(t) for t in toks]
+        except ValueError:
+            return False
+        return vals[0] >= 0 and vals[0] == int(vals[0])
+    return not data.strip()
+
+
+def _some_label_file(folder: Path, *, depth: int = 2, budget: int = 200) -> bool:
+    """Whether ``folder`` (searched ``depth`` levels down, a bounded number of entries) holds a label file."""
+    seen = 0
+    stack = [(folder, 0)]
+    while stack:
+        d, level = stack.pop()
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            seen += 1
+            if seen > budget:
+                return False
+            if e.is_file() and e.name.lower().endswith(".txt") and e.name.lower() not in _NOT_LABELS:
+                head = _head_bytes(Path(e.path))
+                if head.strip() and _looks_like_labels(head):
+                    return True
+            elif e.is_dir() and level < depth and not e.name.startswith("."):
+                stack.append((Path(e.path), level + 1))
+    return False
+
+
+# ============================================================================================ layout
+@dataclass
+class _Layout:
+    root: str                                            # src_file is relative to this
+    images: list[str] = field(default_factory=list)      # image files, output order
+    labels: list[str | None] = field(default_factory=list)  # the label file of each image
+    orphans: list[str] = field(default_factory=list)     # label files with no image
+    loose: set[str] = field(default_factory=set)         # orphans that may not be label files at all
+    image_roots: list[str] = field(default_factory=list)  # file_name roots, in preference order
+    config_dirs: list[str] = field(default_factory=list)  # where names files / data.yaml are looked for
+    yaml_file: str | None = None
+    yaml_doc: dict[str, Any] | None = None
+    names: list[str] | None = None
+    names_src: str | None = None
+    claimed: set[str] = field(default_factory=set)       # label files paired with an image
+    orphan_set: set[str] = field(default_factory=set)
+
+
+
+def _norm(p: str | Path) -> str:
+    return os.path.normpath(os.fspath(p))
+
+
+_WALKS: dict[str, tuple[list[str], list[str]]] = {}  # filled and emptied within one read()
+
+
+def _walk(root: str) -> tuple[list[str], list[str]]:
+    """(images, .txt files) under ``root``, sorted, hidden folders skipped, symlinked folders followed once."""
+    cached = _WALKS.get(root)
+    if cached is not None:
+        return cached
+    images: list[str] = []
+    txts: list[str] = []
+    seen: set[str] = set()
+    for d, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(d)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        prefix = d + _SEP
+        for f in files:
+            dot = f.rfind(".")
+            if dot <= 0:
+                continue
+            ext = f[dot:].lower()
+            if ext in _IMG_EXT:
+                images.append(prefix + f)
+            elif ext == ".txt" and f.lower() not in _NOT_LABELS:
+                txts.append(prefix + f)
+    images.sort()
+    txts.sort()
+    _WALKS[root] = (images, txts)
+    return images, txts
+
+
+def _stem(path: str) -> str:
+    """``path`` without the extension of its last component."""
+    dot = path.rfind(".")
+    return path[:dot] if dot > path.rfind(_SEP) else path
+
+
+def _img2label(img: str) -> str:
+    """Ultralytics: the last ``/images/`` becomes ``/labels/``, the extension becomes ``.txt``."""
+    key = f"{_SEP}images{_SEP}"
+    i = img.rfind(key)
+    if i >= 0:
+        img = f"{img[:i]}{_SEP}labels{_SEP}{img[i + len(key):]}"
+    return _stem(img) + ".txt"
+
+
+def _beside(img: str) -> str:
+    return _stem(img) + ".txt"
+
+
+def _labels_dir_of(images_dir: str) -> str | None:
+    s = images_dir + _SEP
+    key = f"{_SEP}images{_SEP}"
+    i = s.rfind(key)
+    if i < 0:
+        return None
+    return _norm(f"{s[:i]}{_SEP}labels{_SEP}{s[i + len(key):]}")
+
+
+def _sibling_images(labels_dir: str) -> str | None:
+    parts = Path(labels_dir).parts
+    if "labels" in parts:
+        i = len(parts) - 1 - parts[::-1].index("labels")
+        cand = os.path.join(*parts[:i], "images", *parts[i + 1:])
+        if os.path.isdir(cand):
+            return _norm(cand)
+    cand = os.path.join(os.path.dirname(labels_dir), "images")
+    if os.path.isdir(cand) and _norm(cand) != _norm(labels_dir):
+        return _norm(cand)
+    return None
+
+
+def _parents(p: str, levels: int) -> list[str]:
+    out = [p]
+    for _ in range(levels):
+        parent = os.path.dirname(out[-1])
+        if not parent or parent == out[-1]:
+            break
+        out.append(parent)
+    return out
+
+
+def _pair_walked(images: list[str], txts: list[str], lay: _Layout) -> None:
+    """Pair walked images with walked .txt files; the rest of the .txt files are orphans."""
+    have = set(txts)
+    claimed: set[str] = set()
+    for img in images:
+        lab: str | None = None
+        for cand in (_img2label(img), _beside(img)):
+            if cand in have:
+                lab = cand
+                break
+        lay.images.append(img)
+        lay.labels.append(lab)
+        if lab is not None:
+            claimed.add(lab)
+    for t in txts:
+        if t not in claimed:
+            lay.orphans.append(t)
+            if f"{_SEP}labels{_SEP}" not in t:
+                lay.loose.add(t)
+
+
+def _from_folder(folder: str, options: ReadOptions, lay: _Layout) -> _Layout:
+    images, txts = _walk(folder)
+    if images:
+        _pair_walked(images, txts, lay)
+        lay.image_roots += [os.path.join(folder, "images"), folder]
+        lay.config_dirs += _parents(folder, 1)
+        return lay
+    images_root = _norm(options.images) if options.images is not None else _sibling_images(folder)
+    if images_root is None and images:
+        images_root = folder
+    return _from_labels(folder, txts, images_root, lay)
+
+
+def _from_labels(labels_root: str, txts: list[str], images_root: str | None, lay: _Layout) -> _Layout:
+    """Label files under ``labels_root`` paired with images under ``images_root`` by relative path and stem."""
+    by_stem: dict[str, str] = {}
+    if images_root is not None and os.path.isdir(images_root):
+        imgs, _ = _walk(images_root)
+        n = len(images_root) + 1
+        for im in imgs:
+            by_stem.setdefault(_stem(im[n:]), im)
+        lay.image_roots.append(images_root)
+    labelled: dict[str, str] = {}
+    n = len(labels_root) + 1
+    for t in txts:
+        img = by_stem.get(_stem(t[n:]))
+        if img is None or img in labelled:
+            lay.orphans.append(t)
+        else:
+            labelled[img] = t
+    for img in sorted(by_stem.values()):
+        lay.images.append(img)
+        lay.labels.append(labelled.get(img))
+    lay.config_dirs += _parents(labels_root, 2)
+    if images_root is not None:
+        lay.config_dirs += _parents(images_root, 1)
+    return lay
+
+
+class _Locator:
+    """``names.locate`` with a memory of the last successful (components stripped, root) for long lists."""
+
+    def __init__(self, roots: Iterable[str]) -> None:
+        self.roots = list(dict.fromkeys(r for r in roots if r))
+        self.last: tuple[int, str] | None = None
+
+    def __call__(self, name: str) -> str | None:
+        parts = names_mod.split_parts(name)
+        if self.last is not None:
+            k, root = self.last
+            if k < len(parts) and ".." not in parts[k:]:
+                cand = os.path.join(root, *parts[k:])
+                if os.path.exists(cand):
+                    return _norm(cand)
+        for k in range(len(parts)):
+            if ".." in parts[k:]:
+                continue
+            for root in self.roots:
+                cand = os.path.join(root, *parts[k:])
+                if os.path.exists(cand):
+                    self.last = (k, root)
+                    return _norm(cand)
+        return None
+
+
+def _list_file_images(list_file: str, roots: list[str], report: Report) -> list[str]:
+    try:
+        text = Path(list_file).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReadError(list_file, f"cannot read the image list: {e}") from None
+    loc = _Locator([os.path.dirname(list_file), *roots])
+    out: list[str] = []
+    missing = 0
+    first_missing = ""
+    for line in text.splitlines():
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        found = loc(entry)
+        if found is None or not os.path.isfile(found):
+            missing += 1
+            first_missing = first_missing or entry
+            continue
+        out.append(found)
+    if missing:
+        report.note("image.missing", list_file,
+                    f"{missing} listed image(s) not found (first: {first_missing!r})")
+    return out
+
+
+def _add_listed(images: list[str], lay: _Layout, seen: set[str]) -> None:
+    for img in images:
+        if img in seen:
+            continue
+        seen.add(img)
+        lab: str | None = None
+        for cand in (_img2label(img), _beside(img)):
+            if os.path.isfile(cand):
+                lab = cand
+                break
+        lay.images.append(img)
+        lay.labels.append(lab)
+        if lab is not None:
+            lay.claimed.add(lab)
+
+
+def _add_dir_split(d: str, lay: _Layout, seen: set[str], pending: list[str]) -> None:
+    images, txts = _walk(d)
+    labels_dir = _labels_dir_of(d)
+    if labels_dir is not None and os.path.isdir(labels_dir) and labels_dir != d:
+        txts = txts + _walk(labels_dir)[1]
+    have = set(txts)
+    for img in images:
+        if img in seen:
+            continue
+        seen.add(img)
+        lab: str | None = None
+        for cand in (_img2label(img), _beside(img)):
+            if cand in have:
+                lab = cand
+                break
+        lay.images.append(img)
+        lay.labels.append(lab)
+        if lab is not None:
+            lay.claimed.add(lab)
+    pending.extend(txts)
+
+
+def _settle_orphans(pending: list[str], lay: _Layout) -> None:
+    """Label files walked in split folders that no image of any split claimed."""
+    for t in pending:
+        if t not in lay.claimed and t not in lay.orphan_set:
+            lay.orphan_set.add(t)
+            lay.orphans.append(t)
+            if f"{_SEP}labels{_SEP}" not in t:
+                lay.loose.add(t)
+
+
+def _load_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReadError(path, f"cannot read: {e}") from None
+    except yaml.YAMLError as e:
+        raise ReadError(path, f"not valid YAML: {e}") from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise ReadError(path, "expected a YAML mapping (names, train, val, ...)")
+    return doc
+
+
+def _from_yaml(yaml_file: str, options: ReadOptions, report: Report, lay: _Layout) -> _Layout:
+    doc = _load_yaml(yaml_file)
+    lay.yaml_file, lay.yaml_doc = yaml_file, doc
+    ydir = os.path.dirname(yaml_file) or "."
+    root = ydir
+    pth = doc.get("path")
+    if isinstance(pth, str) and names_mod.split_parts(pth):
+        found = names_mod.locate(pth, [ydir], want_dir=True)
+        if found is not None:
+            root = _norm(found)
+        else:
+            report.note("file.skipped", f"{yaml_file}#path",
+                        f"path {pth!r} not found under {ydir}; using the yaml's folder", severity="info")
+    roots = [root, ydir] + ([_norm(options.images)] if options.images is not None else [])
+    loc = _Locator(roots)
+    lay.image_roots += [os.path.join(root, "images"), root, ydir]
+    lay.config_dirs += [ydir, root]
+    splits = [k for k in ("train", "val", "test") if doc.get(k)]
+    if not splits:
+        return _from_folder(root, options, lay)
+    seen: set[str] = set()
+    pending: list[str] = []
+    for key in splits:
+        value = doc[key]
+        entries = value if isinstance(value, list) else [value]
+        for entry in entries:
+            if not isinstance(entry, str):
+                raise ReadError(yaml_file, f"{key}: expected a path or a list of paths, got {entry!r}",
+                                element=key)
+            target = loc(entry)
+            if target is None:
+                report.note("file.skipped", f"{yaml_file}#{key}", f"{entry!r} not found under {root}")
+            elif os.path.isdir(target):
+                _add_dir_split(target, lay, seen, pending)
+            elif os.path.splitext(target)[1].lower() in _IMG_EXT:
+                _add_listed([target], lay, seen)
+            else:
+                _add_listed(_list_file_images(target, roots, report), lay, seen)
+    _settle_orphans(pending, lay)
+    return lay
+
+
+def _from_darknet(obj_data: str, options: ReadOptions, report: Report, lay: _Layout) -> _Layout:
+    try:
+        keys = names_mod.parse_obj_data(Path(obj_data).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReadError(obj_data, f"cannot read: {e}") from None
+    ddir = os.path.dirname(obj_data) or "."
+    if "names" in keys:
+        lay.names, lay.names_src = names_mod.read_names(obj_data), obj_data
+    roots = [ddir] + ([_norm(options.images)] if options.images is not None else [])
+    lay.image_roots += [os.path.join(ddir, "images"), ddir]
+    lay.config_dirs += [ddir]
+    lists = [keys[k] for k in ("train", "valid", "val", "test") if keys.get(k)]
+    seen: set[str] = set()
+    found_any = False
+    for entry in lists:
+        found = names_mod.locate(entry, [ddir], want_dir=False)
+        if found is None:
+            report.note("file.skipped", obj_data, f"image list {entry!r} not found beside it", severity="info")
+            continue
+        found_any = True
+        _add_listed(_list_file_images(_norm(found), roots, report), lay, seen)
+    if not found_any:
+        images, txts = _walk(ddir)
+        _pair_walked(images, txts, lay)
+    return lay
+
+
+def _find_data_yaml(folder: str, report: Report) -> str | None:
+    for name in _DATA_YAMLS:
+        f = os.path.join(folder, name)
+        if os.path.isfile(f):
+            return f
+    try:
+        yamls = sorted(e.name for e in os.scandir(folder) if e.is_file()
+                       and e.name.lower().endswith((".yaml", ".yml")))
+    except OSError:
+        return None
+    fitting = [y for y in yamls if _yaml_keys(Path(folder) / y) & {"names", "nc"}]
+    if len(fitting) == 1:
+        return os.path.join(folder, fitting[0])
+    if len(fitting) > 1:
+        report.note("file.skipped", folder,
+                    f"several dataset YAML files ({', '.join(fitting)}): none used; give one as the source",
+                    severity="info")
+    return None
+
+
+def _layout(p: Path, options: ReadOptions, report: Report) -> _Layout:
+    s = _norm(p)
+    if p.is_file():
+        root = os.path.dirname(s) or "."
+        lay = _Layout(root=root)
+        suffix = p.suffix.lower()
+        if suffix in (".yaml", ".yml"):
+            return _from_yaml(s, options, report, lay)
+        if suffix == ".data":
+            return _from_darknet(s, options, report, lay)
+        if suffix == ".txt" and _looks_like_labels(_head_bytes(p)):
+            images_root = _norm(options.images) if options.images is not None else _sibling_images(root)
+            if images_root is None:
+                images_root = root
+            lay = _from_labels(root, [s], images_root, lay)
+            # only the given file is read: images that are not its image are not part of the source
+            keep = [i for i, lab in enumerate(lay.labels) if lab is not None]
+            lay.images = [lay.images[i] for i in keep]
+            lay.labels = [lay.labels[i] for i in keep]
+            return lay
+        if suffix == ".txt":
+            lay.image_roots += [os.path.join(root, "images"), root]
+            lay.config_dirs += _parents(root, 1)
+            _add_listed(_list_file_images(s, [root], report), lay, set())
+            return lay
+        raise ReadError(s, "not a YOLO source: give a folder, a data.yaml, an obj.data or a .txt label file")
+    lay = _Layout(root=s)
+    yaml_file = _find_data_yaml(s, report)
+    if yaml_file is not None:
+        return _from_yaml(yaml_file, options, report, lay)
+    if os.path.isfile(os.path.join(s, "obj.data")):
+        return _from_darknet(os.path.join(s, "obj.data"), options, report, lay)
+    return _from_folder(s, options, lay)
+
+
+# ============================================================================================ config
+@dataclass
+class _Config:
+    names: list[str] | None
+    names_src: str
+    task: str | None
+    kpt_shape: tuple[int, int] | None
+    kpt_names: Any
+    skeleton: Any
+    yaml_file: str | None
+
+
+def _config(lay: _Layout, options: ReadOptions) -> _Config:
+    extra = dict(options.extra or {})
+    yaml_file: str | None = None
+    doc: dict[str, Any] | None = None
+    if extra.get("data_yaml"):
+        yaml_file = _norm(extra["data_yaml"])
+        doc = _load_yaml(yaml_file)
+    elif lay.yaml_doc is not None:
+        yaml_file, doc = lay.yaml_file, lay.yaml_doc
+    else:
+        for d in dict.fromkeys(lay.config_dirs):
+            for name in _DATA_YAMLS:
+                f = os.path.join(d, name)
+                if os.path.isfile(f):
+                    yaml_file, doc = f, _load_yaml(f)
+                    break
+            if doc is not None:
+                break
+    names: list[str] | None = None
+    names_src = ""
+    if options.names is not None:
+        names, names_src = [str(n) for n in options.names], "--names"
+    elif doc is not None and yaml_file is not None and names_mod.names_from_yaml(doc, yaml_file) is not None:
+        names, names_src = names_mod.names_from_yaml(doc, yaml_file), yaml_file
+    elif lay.names is not None:
+        names, names_src = lay.names, lay.names_src or ""
+    else:
+        found, src = names_mod.find_names(list(dict.fromkeys(lay.config_dirs)))
+        if found is not None:
+            names, names_src = found, str(src)
+    kpt: Any = extra.get("kpt_shape", doc.get("kpt_shape") if doc else None)
+    kpt_shape: tuple[int, int] | None = None
+    if kpt is not None:
+        where = yaml_file if "kpt_shape" not in extra and yaml_file else "kpt_shape option"
+        try:
+            k, dim = (int(v) for v in kpt)
+        except (TypeError, ValueError):
+            raise ReadError(where, f"kpt_shape must be [K, 2 or 3], got {kpt!r}", element="kpt_shape") from None
+        if k < 1 or dim not in (2, 3):
+            raise ReadError(where, f"kpt_shape must be [K, 2 or 3], got {kpt!r}", element="kpt_shape")
+        kpt_shape = (k, dim)
+    task = options.task
+    if task is not None and task not in TASKS:
+        raise UsageError(f"unknown YOLO task {task!r}", hint=f"use one of: {', '.join(TASKS)}")
+    if task is None and kpt_shape is not None:
+        task = "pose"
+    return _Config(names=names, names_src=names_src, task=task, kpt_shape=kpt_shape,
+                   kpt_names=doc.get("kpt_names") if doc else None,
+                   skeleton=doc.get("skeleton") if doc else None, yaml_file=yaml_file)
+
+
+# ============================================================================================ parsing
+@dataclass
+class _Lines:
+    """The non-empty rows of every label file, as columns."""
+
+    entry: np.ndarray   # which label entry the row comes from
+    line: np.ndarray    # 1-based line number in its file
+    ncol: np.ndarray    # values on the row
+    first: np.ndarray   # index of the row's first value in ``vals``
+    vals: np.ndarray    # every value of every row, float64
+
+
+def _clean(data: bytes) -> bytes:
+    if data.startswith(_BOM):
+        data = data[3:]
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
+    return data
+
+
+def _show(tok: bytes) -> str:
+    text = tok.decode("utf-8", "backslashreplace")
+    return repr(text if len(text) <= 24 else text[:24] + "...")
+
+
+def _bad_value(datas: list[bytes], files: list[str]) -> np.ndarray:
+    """Find the first value that is not a number and raise ReadError at it; else parse every value in Python."""
+    for data, file in zip(datas, files, strict=True):
+        for ln, row in enumerate(data.split(b"\n"), 1):
+            for tok in row.split():
+                try:
+                    float(tok)
+                except ValueError:
+                    hint = ""
+                    if b"\x00" in data or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+                        hint = "this looks like a binary or UTF-16 file, not a YOLO text label file"
+                    raise ReadError(file, f"not a number: {_show(tok)}", line=ln, hint=hint) from None
+    return np.fromiter((float(t) for d in datas for t in d.split()), dtype=np.float64)
+
+
+def _parse(raw: list[bytes], files: list[str]) -> _Lines:
+    datas = [_clean(d) for d in raw]
+    nlines = np.fromiter((d.count(b"\n") for d in datas), dtype=np.int64, count=len(datas))
+    buf = b"".join(datas)
+    empty = np.zeros(0, dtype=np.int64)
+    if not buf.strip():
+        return _Lines(empty, empty, empty, empty, np.zeros(0, dtype=np.float64))
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    ws = _WS[arr]
+    prev = np.empty_like(ws)
+    prev[0] = True
+    prev[1:] = ws[:-1]
+    starts = np.flatnonzero(~ws & prev)
+    ends = np.flatnonzero(arr == 10)
+    counts = np.bincount(np.searchsorted(ends, starts), minlength=len(ends))
+    vals: np.ndarray | None = None
+    try:
+        text = buf.decode("ascii")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            vals = np.fromstring(text, dtype=np.float64, sep=" ")
+        if len(vals) != len(starts):
+            vals = None
+    except (UnicodeDecodeError, ValueError, DeprecationWarning):
+        vals = None
+    if vals is None:
+        vals = _bad_value(datas, files)
+        if len(vals) != len(starts):  # pragma: no cover - the tokenizers agree on ASCII whitespace
+            raise ReadError(files[0], "internal error: value count mismatch")
+    nonempty = np.flatnonzero(counts)
+    cum = np.cumsum(nlines)
+    entry = np.searchsorted(cum, nonempty, side="right")
+    line = nonempty - (cum - nlines)[entry] + 1
+    first = (np.cumsum(counts) - counts)[nonempty]
+    return _Lines(entry=entry.astype(np.int64), line=line.astype(np.int64),
+                  ncol=counts[nonempty].astype(np.int64), first=first.astype(np.int64), vals=vals)
+
+
+def _read_files(paths: list[str]) -> list[bytes]:
+    def one(p: str) -> bytes:
+        try:
+            with open(p, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise ReadError(p, f"cannot read: {e.strerror or e}") from None
+
+    return [one(p) for p in paths]  # sequential: faster than threads for small files in the page cache
+
+
+def _per_entry_any(entry: np.ndarray, flag: np.ndarray, n: int) -> np.ndarray:
+    """For each entry, whether ``flag`` is True on any of its rows."""
+    return np.bincount(entry, weights=flag.astype(np.float64), minlength=n) > 0
+
+
+def _candidates(n: int) -> int:
+    if n in (5, 6):
+        return _D
+    if n == 7:
+        return _D | _S
+    if n in (9, 10, 11):
+        return _O | _S
+    return _S  # 8 and 12+ (fewer than 5 is refused before)
+
+
+def _rel(path: str, root: str) -> str:
+    prefix = root.rstrip(_SEP) + _SEP
+    if path.startswith(prefix):
+        rel = path[len(prefix):]
+    else:
+        try:
+            rel = os.path.relpath(path, root)
+        except ValueError:
+            rel = path
+    return rel.replace(_SEP, "/")
+
+
+def _images_root(images: list[str], candidates: list[str]) -> str:
+    for c in candidates:
+        prefix = c.rstrip(_SEP) + _SEP
+        if all(i.startswith(prefix) for i in images):
+            return c
+    dirs = {os.path.dirname(i) for i in images}
+    try:
+        return os.path.commonpath(sorted(dirs)) if dirs else "."
+    except ValueError:
+        return "."
+
+
+# ============================================================================================ reading
+def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
+    """Read a YOLO source (see the module docstring) into a Dataset; count, drop and note into ``report``."""
+    p = Path(path)
+    if not p.exists():
+        raise ReadError(str(p), "no such file or folder")
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        lay = _layout(p, options, report)
+        cfg = _config(lay, options)
+        return _read(lay, cfg, options, report, p)
+    finally:
+        _WALKS.clear()
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _read(lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src: Path) -> Dataset:
+    n_img = len(lay.images)
+    sizes = image_sizes(lay.images)
+    size_ok = np.array([s is not None for s in sizes], dtype=bool)
+    widths = np.array([s[0] if s is not None else 0 for s in sizes], dtype=np.int64)
+    heights = np.array([s[1] if s is not None else 0 for s in sizes], dtype=np.int64)
+    roots = ([_norm(options.images)] if options.images is not None else []) + lay.image_roots
+    img_root = _images_root(lay.images, roots)
+    file_names = [_rel(i, img_root) for i in lay.images]
+
+    # label entries: (file, image index or -1)
+    entry_files: list[str] = []
+    entry_image: list[int] = []
+    for i, lab in enumerate(lay.labels):
+        if lab is not None:
+            entry_files.append(lab)
+            entry_image.append(i)
+    raw = _read_files(entry_files)
+    orphan_raw = _read_files(lay.orphans)
+    for f, data in zip(lay.orphans, orphan_raw, strict=True):
+        if f in lay.loose and not _looks_like_labels(data[:65536]):
+            report.note("file.skipped", _rel(f, lay.root), "not a YOLO label file (no image of the same name)",
+                        severity="info")
+            continue
+        entry_files.append(f)
+        entry_image.append(-1)
+        raw.append(data)
+    n_entries = len(entry_files)
+    rel_files = [_rel(f, lay.root) for f in entry_files]
+    lines = _parse(raw, rel_files)
+    del raw, orphan_raw
+    n_rows = len(lines.ncol)
+    report.add_read(n_rows)
+    ent_img = np.array(entry_image, dtype=np.int64)
+    vals = lines.vals
+
+    # ---- class indices and names
+    cls = vals[lines.first] if n_rows else np.zeros(0)
+    ok = (cls >= 0) & (cls == np.floor(cls)) & (cls < 2**31)
+    if not ok.all():
+        i = int(np.argmin(ok))
+        raise ReadError(rel_files[lines.entry[i]], f"class index must be a whole number >= 0, got {cls[i]!r}",
+                        line=int(lines.line[i]))
+    ci = cls.astype(np.int64)
+    names = cfg.names
+    if names is None:
+        top = int(ci.max()) + 1 if n_rows else 0
+        names = [str(i) for i in range(top)]
+        report.note("category.unnamed", str(src),
+                    "no class names (data.yaml, classes.txt, obj.names): classes are named by their index",
+                    severity="warning")
+    elif n_rows and int(ci.max()) >= len(names):
+        i = int(np.argmax(ci >= len(names)))
+        where = cfg.names_src if cfg.names_src == "--names" else _rel(_norm(cfg.names_src), lay.root)
+        raise ReadError(rel_files[lines.entry[i]],
+                        f"class index {int(ci[i])} has no name ({where} lists {len(names)} classes)",
+                        line=int(lines.line[i]), hint="add the class to the names file or give --names")
+
+    # ---- what each file is
+    kinds, task_note = _resolve_tasks(lines, n_entries, rel_files, cfg)
+    kpt_shape = cfg.kpt_shape
+    if (kinds == _POSE).any() and kpt_shape is None:
+        kpt_shape = _infer_kpt_shape(lines, rel_files, report, str(src))
+    if task_note:
+        report.note("task.inferred", str(src), task_note, severity="info")
+    row_kind = kinds[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
+    _check_columns(lines, row_kind, rel_files, kpt_shape)
+
+    # ---- rows that cannot be kept
+    row_img = ent_img[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
+    no_image = row_img < 0
+    no_size = np.zeros(n_rows, dtype=bool)
+    no_size[~no_image] = ~size_ok[row_img[~no_image]]
+    ambiguous = (row_kind == _AMBIGUOUS) & ~no_image & ~no_size
+    names_arr = np.array(names, dtype=object)
+    files_arr = np.array(rel_files, dtype=object)
+    for mask, reason, msg in ((no_image, "dropped.no_image", "no image for this label file"),
+                              (no_size, "dropped.no_image", "the image size cannot be read"),
+                              (ambiguous, "dropped.ambiguous", _AMBIGUOUS_MSG)):
+        if mask.any():
+            report.drop(reason, pd.DataFrame({"category": names_arr[ci[mask]],
+                                              "src_file": files_arr[lines.entry[mask]],
+                                              "src_line": lines.line[mask]}), msg)
+    for e in np.flatnonzero(ent_img < 0).tolist():
+        rows = int((lines.entry == e).sum())
+        report.note("image.missing", rel_files[e],
+                    f"no image for this label file ({rows} row(s) dropped)" if rows
+                    else "no image for this (empty) label file", severity="warning" if rows else "info")
+    for i in np.flatnonzero(~size_ok).tolist():
+        report.note("image.missing", _rel(lay.images[i], lay.root),
+                    "the image size cannot be read from the file header (not an image, or a format not known)")
+    labelled = np.zeros(n_img, dtype=bool)
+    labelled[ent_img[ent_img >= 0]] = True
+    for i in np.flatnonzero(~labelled & size_ok).tolist():
+        report.note("image.unlabeled", file_names[i], "no label file: kept with no annotations", severity="info")
+
+    # ---- conversion of the kept rows
+    keep = ~(no_image | no_size | ambiguous)
+    new_index = np.cumsum(size_ok) - 1
+    ann = _convert(lines, keep, row_kind, row_img, widths, heights, kpt_shape, n_entries)
+    ann["image"] = new_index[row_img[keep]]
+    ann["category"] = names_arr[ci[keep]]
+    ann["src_file"] = files_arr[lines.entry[keep]]
+    ann["src_line"] = lines.line[keep]
+    annotations = pd.DataFrame(ann)
+
+    # ---- images and categories
+    label_of_image = {i: rel_files[e] for e, i in enumerate(entry_image) if i >= 0}
+    kept_imgs = np.flatnonzero(size_ok).tolist()
+    images = pd.DataFrame({
+        "file_name": [file_names[i] for i in kept_imgs],
+        "width": widths[size_ok], "height": heights[size_ok],
+        "path": [lay.images[i] for i in kept_imgs],
+        "attributes": [None] * len(kept_imgs),
+        "src_file": [label_of_image.get(i, _rel(lay.images[i], lay.root)) for i in kept_imgs],
+    })
+    is_pose = cfg.task == "pose" or bool((kinds == _POSE).any())
+    categories = _categories(names, cfg, kpt_shape if is_pose else None, report, lay.root)
+    return Dataset.build(images=images, categories=categories, annotations=annotations, report=report)
+
+
+def _resolve_tasks(lines: _Lines, n_entries: int, files: list[str],
+                   cfg: _Config) -> tuple[np.ndarray, str]:
+    """The task of each label entry (``_DETECT`` ... ``_AMBIGUOUS``) and a note on how it was inferred."""
+    if cfg.task is not None:
+        code = {"detect": _DETECT, "segment": _SEGMENT, "obb": _OBB, "pose": _POSE}[cfg.task]
+        return np.full(n_entries, code, dtype=np.int64), ""
+    kinds = np.full(n_entries, -1, dtype=np.int64)
+    if not len(lines.ncol):
+        return kinds, ""
+    short = lines.ncol < 5
+    if short.any():
+        i = int(np.argmax(short))
+        raise ReadError(files[lines.entry[i]], f"expected at least 5 numbers (class cx cy w h), got "
+                        f"{int(lines.ncol[i])}", line=int(lines.line[i]))
+    width = int(lines.ncol.max()) + 1
+    pairs = np.unique(lines.entry * width + lines.ncol)
+    mask = np.full(n_entries, _D | _S | _O, dtype=np.int64)
+    for key in pairs.tolist():
+        e, n = divmod(key, width)
+        mask[e] &= _candidates(n)
+    has_rows = np.bincount(lines.entry, minlength=n_entries) > 0
+    # all rows 7 columns: box + score + track id when the 6th value is a score and the 7th a whole number
+    sev = lines.ncol == 7
+    if sev.any():
+        f6 = lines.vals[lines.first[sev] + 5]
+        f7 = lines.vals[lines.first[sev] + 6]
+        not_track = ~((f6 >= 0) & (f6 <= 1) & (f7 == np.floor(f7)))
+        bad = _per_entry_any(lines.entry[sev], not_track, n_entries)
+        both = mask == (_D | _S)
+        mask[both & bad] = _S
+        mask[both & ~bad] = _D
+    kinds[has_rows & (mask == _D)] = _DETECT
+    kinds[has_rows & ((mask == _S) | (mask == 0))] = _SEGMENT  # 0: boxes and polygons mixed -> segment
+    pending = has_rows & (mask == (_O | _S))
+    decided = set(kinds[has_rows & ~pending].tolist())
+    note = ""
+    if pending.any():
+        if decided == {_SEGMENT}:
+            kinds[pending] = _SEGMENT
+            note = (f"{int(pending.sum())} file(s) with only 9-11 column rows read as polygons like the rest of the "
+                    "dataset; pass --task obb if they are oriented boxes")
+        else:
+            kinds[pending] = _AMBIGUOUS
+    counts = {name: int(((kinds == code) & has_rows).sum()) for code, name in _KIND_NAMES.items()}
+    summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+    if summary:
+        note = f"task inferred from the column counts: {summary} file(s)" + (f"; {note}" if note else "")
+    return kinds, note
+
+
+def _infer_kpt_shape(lines: _Lines, files: list[str], report: Report, src: str) -> tuple[int, int]:
+    pose_cols = sorted(set(lines.ncol.tolist()))
+    hint = "add kpt_shape: [K, 2 or 3] to data.yaml"
+    if len(pose_cols) != 1 or pose_cols[0] < 7:
+        i = 0
+        raise ReadError(files[lines.entry[i]] if len(lines.ncol) else src,
+                        f"cannot tell the keypoint layout (kpt_shape) from rows of {pose_cols} numbers",
+                        line=int(lines.line[i]) if len(lines.ncol) else None, hint=hint)
+    m = pose_cols[0] - 5
+    if m % 3 == 0 and m % 2 == 0:
+        third = lines.vals[lines.first[:, None] + 5 + 3 * np.arange(m // 3)[None, :] + 2]
+        dim = 3 if np.isin(third, (0.0, 1.0, 2.0)).all() else 2
+    elif m % 3 == 0:
+        dim = 3
+    elif m % 2 == 0:
+        dim = 2
+    else:
+        raise ReadError(files[lines.entry[0]], f"cannot tell the keypoint layout (kpt_shape) from rows of "
+                        f"{pose_cols[0]} numbers", line=int(lines.line[0]), hint=hint)
+    report.note("task.inferred", src, f"kpt_shape inferred as [{m // dim}, {dim}] from rows of {pose_cols[0]} "
+                "numbers; put kpt_shape in data.yaml to be sure", severity="info")
+    return m // dim, dim
+
+
+def _check_columns(lines: _Lines, kind: np.ndarray, files: list[str], kpt_shape: tuple[int, int] | None) -> None:
+    n = lines.ncol
+    checks: list[tuple[np.ndarray, str, str]] = []
+    det = kind == _DETECT
+    checks.append((det & ((n < 5) | (n > 7)),
+                   "expected 5 numbers (class cx cy w h), 6 with a score or 7 with a score and a track id",
+                   "rows of polygons? pass --task segment (or --task obb for 4 corners)"))
+    checks.append(((kind == _OBB) & ((n < 9) | (n > 11)),
+                   "expected 9 numbers (class x1 y1 ... x4 y4), 10 with a score or 11 with a score and a track id",
+                   ""))
+    checks.append(((kind == _SEGMENT) & (n < 7) & (n != 5) & (n != 6),
+                   "expected a class and at least 3 points (7 numbers), or a box (5 numbers)", ""))
+    if kpt_shape is not None:
+        k, d = kpt_shape
+        base = 5 + k * d
+        checks.append(((kind == _POSE) & ((n < base) | (n > base + 2)),
+                       f"expected {base} numbers (class cx cy w h and {k} keypoints of {d} values), {base + 1} with "
+                       f"a score or {base + 2} with a score and a track id",
+                       "check kpt_shape in data.yaml"))
+    for bad, msg, hint in checks:
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ReadError(files[lines.entry[i]], f"{msg}; got {int(n[i])}", line=int(lines.line[i]), hint=hint)
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(s, s + l)`` for every (s, l)."""
+    total = int(lengths.sum())
+    before = np.cumsum(lengths) - lengths
+    return np.repeat(starts - before, lengths) + np.arange(total)
+
+
+def _convert(lines: _Lines, keep: np.ndarray, kind_all: np.ndarray, img_all: np.ndarray, widths: np.ndarray,
+             heights: np.ndarray, kpt_shape: tuple[int, int] | None, n_entries: int) -> dict[str, Any]:
+    """The annotation columns of the kept rows, in reading order."""
+    vals = lines.vals
+    first = lines.first[keep]
+    ncol = lines.ncol[keep]
+    kind = kind_all[keep]
+    entry = lines.entry[keep]
+    n = len(first)
+    W = widths[img_all[keep]].astype(np.float64)
+    H = heights[img_all[keep]].astype(np.float64)
+    x = np.full(n, np.nan)
+    y = np.full(n, np.nan)
+    w = np.full(n, np.nan)
+    h = np.full(n, np.nan)
+    segs = np.full(n, None, dtype=object)
+    kps = np.full(n, None, dtype=object)
+    attrs = np.full(n, None, dtype=object)
+
+    # what the geometry is, and how many values it takes
+    poly = ((kind == _SEGMENT) & (ncol >= 7)) | (kind == _OBB)
+    box = ~poly & (kind != _POSE)
+    geo = np.where(box, 5, 0)
+    geo = np.where(kind == _OBB, 9, geo)
+    seg_rows = (kind == _SEGMENT) & (ncol >= 7)
+    geo = np.where(seg_rows, ncol - ((ncol - 1) % 2), geo)  # odd: all polygon; even: polygon + score
+    if kpt_shape is not None:
+        geo = np.where(kind == _POSE, 5 + kpt_shape[0] * kpt_shape[1], geo)
+    extras = ncol - geo
+
+    # trailing columns: score, track id
+    score = np.full(n, np.nan)
+    track = np.full(n, np.nan)
+    one = extras == 1
+    if one.any():
+        v = vals[first[one] + ncol[one] - 1]
+        not_whole = _per_entry_any(entry[one], v != np.floor(v), n_entries)
+        above_one = _per_entry_any(entry[one], v > 1, n_entries)
+        is_track = (~not_whole & above_one)[entry[one]]
+        score[np.flatnonzero(one)[~is_track]] = v[~is_track]
+        track[np.flatnonzero(one)[is_track]] = v[is_track]
+    two = extras == 2
+    if two.any():
+        score[two] = vals[first[two] + ncol[two] - 2]
+        track[two] = vals[first[two] + ncol[two] - 1]
+
+    # boxes (detect, pose, and box rows of segment files)
+    bx = box | (kind == _POSE)
+    if bx.any():
+        f = first[bx]
+        cx, cy, bw, bh = vals[f + 1], vals[f + 2], vals[f + 3], vals[f + 4]
+        Wb, Hb = W[bx], H[bx]
+        x[bx] = cx * Wb - bw * Wb / 2
+        y[bx] = cy * Hb - bh * Hb / 2
+        w[bx] = bw * Wb
+        h[bx] = bh * Hb
+
+    # polygons (segment, OBB corners)
+    if poly.any():
+        rows = np.flatnonzero(poly)
+        ncoord = geo[rows] - 1
+        idx = _ranges(first[rows] + 1, ncoord)
+        coords = vals[idx]
+        owner = np.repeat(np.arange(len(rows)), ncoord)
+        pos = idx - np.repeat(first[rows] + 1, ncoord)
+        is_x = pos % 2 == 0
+        coords = coords * np.where(is_x, W[rows][owner], H[rows][owner])
+        bounds = np.concatenate(([0], np.cumsum(ncoord)))
+        xs_min = _segment_reduce(np.where(is_x, coords, np.inf), bounds, np.minimum)
+        xs_max = _segment_reduce(np.where(is_x, coords, -np.inf), bounds, np.maximum)
+        ys_min = _segment_reduce(np.where(is_x, np.inf, coords), bounds, np.minimum)
+        ys_max = _segment_reduce(np.where(is_x, -np.inf, coords), bounds, np.maximum)
+        nonfinite = _per_entry_any(owner, ~np.isfinite(coords), len(rows))
+        xs_min[nonfinite] = np.nan  # NaN anywhere makes the box NaN (the clipping step drops it)
+        x[rows], y[rows] = xs_min, ys_min
+        w[rows], h[rows] = xs_max - xs_min, ys_max - ys_min
+        parts = np.split(coords, bounds[1:-1])
+        for r, part in zip(rows.tolist(), parts, strict=True):
+            segs[r] = [part]
+
+    # keypoints
+    pose = kind == _POSE
+    if pose.any() and kpt_shape is not None:
+        k, d = kpt_shape
+        rows = np.flatnonzero(pose)
+        kp = vals[first[rows][:, None] + 5 + np.arange(k * d)[None, :]].reshape(len(rows), k, d)
+        px = kp[..., 0] * W[rows][:, None]
+        py = kp[..., 1] * H[rows][:, None]
+        conf: np.ndarray | None = None
+        if d == 2:
+            v = np.where((kp[..., 0] < 0) | (kp[..., 1] < 0) | ((kp[..., 0] == 0) & (kp[..., 1] == 0)), 0.0, 2.0)
+        else:
+            third = kp[..., 2]
+            odd = ~np.isin(third, (0.0, 1.0, 2.0)).all(axis=1) | (extras[rows] > 0)
+            conf_entry = _per_entry_any(entry[rows], odd, n_entries)[entry[rows]]
+            v = np.where(conf_entry[:, None], np.where(third > 0.5, 2.0, 1.0), third)
+            if conf_entry.any():
+                conf = np.where(conf_entry[:, None], third, np.nan)
+        px = np.where(v == 0, 0.0, px)
+        py = np.where(v == 0, 0.0, py)
+        out = np.ascontiguousarray(np.stack([px, py, v], axis=-1))
+        for j, r in enumerate(rows.tolist()):
+            kps[r] = out[j]
+        if conf is not None:
+            for j in np.flatnonzero(~np.isnan(conf[:, 0])).tolist():
+                attrs[rows[j]] = {"keypoint_scores": conf[j].tolist()}
+
+    has_track = ~np.isnan(track)
+    for r in np.flatnonzero(has_track).tolist():
+        t = float(track[r])
+        tid: int | float = int(t) if t == int(t) else t
+        if attrs[r] is None:
+            attrs[r] = {"track_id": tid}
+        else:
+            attrs[r]["track_id"] = tid
+    return {"x": x, "y": y, "w": w, "h": h, "score": score, "segmentation": segs, "keypoints": kps,
+            "attributes": attrs}
+
+
+def _segment_reduce(values: np.ndarray, bounds: np.ndarray, op: Any) -> np.ndarray:
+    return np.asarray(op.reduceat(values, bounds[:-1]), dtype=np.float64)
+
+
+def _categories(names: list[str], cfg: _Config, kpt_shape: tuple[int, int] | None, report: Report,
+                root: str) -> pd.DataFrame:
+    seen: dict[str, int] = {}
+    order: list[int] = []
+    for i, nm in enumerate(names):
+        if nm in seen:
+            report.note("category.matched", cfg.names_src or "names",
+                        f"class {i} has the same name as class {seen[nm]} ({nm!r}): one category")
+            continue
+        seen[nm] = i
+        order.append(i)
+    keypoints: list[Any] = [None] * len(order)
+    skeleton: Any = None
+    if kpt_shape is not None:
+        k = kpt_shape[0]
+        where = cfg.yaml_file or "data.yaml"
+        default = [f"kp{j}" for j in range(k)]
+        kn = cfg.kpt_names
+        keypoints = []
+        for i in order:
+            per: Any = kn.get(i, kn.get(str(i))) if isinstance(kn, dict) else kn
+            if per is None:
+                keypoints.append(default)
+                continue
+            if not isinstance(per, list) or len(per) != k:
+                raise ReadError(where, f"kpt_names: expected {k} names per class, got {per!r}", element="kpt_names")
+            keypoints.append([str(v) for v in per])
+        if cfg.skeleton is not None:
+            skeleton, shifted = _skeleton(cfg.skeleton, k, where)
+            if shifted:
+                report.note("skeleton.shifted", _rel(where, root), "the 0-based skeleton of data.yaml was made "
+                            "1-based (COCO)", severity="info")
+    return pd.DataFrame({"name": [names[i] for i in order], "keypoints": keypoints,
+                         "skeleton": [skeleton] * len(order)})
+
+
+def _skeleton(raw: Any, k: int, where: str) -> tuple[list[list[int]], bool]:
+    try:
+        pairs = [[int(a), int(b)] for a, b in raw]
+    except (TypeError, ValueError):
+        raise ReadError(where, f"skeleton must be a list of [a, b] pairs, got {raw!r}", element="skeleton") from None
+    flat = [v for pair in pairs for v in pair]
+    one_based = bool(flat) and min(flat) >= 1 and max(flat) == k
+    out = pairs if one_based else [[a + 1, b + 1] for a, b in pairs]
+    if any(not 1 <= v <= k for pair in out for v in pair):
+        raise ReadError(where, f"skeleton refers to keypoints outside 0..{k - 1}", element="skeleton")
+    return out, bool(pairs) and not one_based

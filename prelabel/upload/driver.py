@@ -1,0 +1,372 @@
+"""The upload driver: one call for every target, blocking or as a Future, sharded, resumable.
+
+``upload(coco, target)`` takes a COCO file path (or the first name of its shards ``out-001.json``, ...), a COCO
+dict or a Dataset, and a Target or a spec string (``local:DIR``, ``labellerr:PROJECT_ID``,
+``labelstudio:PROJECT_ID``). It validates every document (invalid input is refused with a ValidationError before
+anything is sent), splits files over ``max_file_size`` into shards of whole images, uploads the shards with at
+most ``workers`` at a time, and merges their results into one :class:`~prelabel.upload.base.UploadResult`.
+
+The resume journal (default: ``<file>.upload-journal.json`` beside a COCO file; none for a dict or Dataset unless
+``journal=PATH``) is keyed by the target and each shard's content hash. The job id of a shard is recorded as soon
+as the server returns it, and the shard is marked done only when the server reports the job completed. A re-run
+after a crash, Ctrl-C, a timeout or a failure skips the done shards, polls the jobs that were started instead of
+sending their files again, and sends the rest: nothing is applied twice. The journal is deleted once every shard
+completed.
+
+``_async=True`` returns an :class:`UploadFuture` at once; the work runs on a background thread. ``timeout`` is
+overall (seconds from the call): when it passes, the upload raises :class:`~prelabel.errors.UploadTimeoutError`
+(the jobs already started keep running on the server; their ids stay in the journal). Cancellation:
+``future.cancel()`` before the work started cancels it outright (returns True). Once it runs, ``cancel()``
+returns False (the Future contract) but stops the upload at the next safe point: no further shard is sent,
+retries and polling stop; jobs the server already accepted cannot be recalled and may still complete there (a
+re-run polls them). ``future.result()`` then raises :class:`~prelabel.errors.UploadCancelledError`, which is a
+``concurrent.futures.CancelledError``.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from prelabel.upload.local import LocalProject
+    >>> tmp = pathlib.Path(tempfile.mkdtemp())
+    >>> (tmp / "imgs").mkdir()
+    >>> project, _ = LocalProject.init(tmp / "proj", images=tmp / "imgs", categories=["cat"])
+    >>> coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}],
+    ...         "categories": [{"id": 1, "name": "cat"}], "annotations": []}
+    >>> r = upload(coco, f"local:{tmp / 'proj'}", dry_run=True)
+    >>> r.status, r.dry_run, [u.name for u in r.files_not_matched]
+    ('completed', True, ['a.jpg'])
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, overload
+
+import orjson
+
+from ..converters import coco as coco_io
+from ..errors import (
+    AuthError,
+    NotFoundError,
+    UploadCancelledError,
+    UploadError,
+    UploadTimeoutError,
+    UsageError,
+    ValidationError,
+)
+from ..model import Dataset
+from .base import ShardResult, Target, UnmatchedFile, UploadResult
+from .journal import Journal, default_journal_path
+from .resolve import resolve_shard
+
+__all__ = ["TARGET_FORMS", "UploadFuture", "parse_target", "upload"]
+
+log = logging.getLogger("prelabel.upload")
+
+TARGET_FORMS = "local:DIR, labellerr:PROJECT_ID or labelstudio:PROJECT_ID"
+
+
+class UploadFuture(cf.Future):  # type: ignore[type-arg]
+    """A Future of an UploadResult whose ``cancel()`` also stops a running upload at its next safe point."""
+
+    def __init__(self, cancel_event: threading.Event) -> None:
+        super().__init__()
+        self.cancel_event = cancel_event
+
+    def cancel(self) -> bool:
+        self.cancel_event.set()
+        return bool(super().cancel())
+
+
+def parse_target(spec: str | Target, *, mode: str = "replace") -> Target:
+    """A Target from ``local:DIR``, ``labellerr:PROJECT_ID`` or ``labelstudio:PROJECT_ID`` (or the Target itself).
+
+    ``mode`` (``replace`` / ``append``) is given to the local project; Labellerr applies its own semantics and
+    refuses ``append``.
+    """
+    if not isinstance(spec, str):
+        return spec
+    kind, sep, rest = spec.partition(":")
+    kind = kind.strip().lower()
+    if not sep or not rest.strip():
+        raise UsageError(f"not an upload target: {spec!r}", hint=f"use {TARGET_FORMS}")
+    rest = rest.strip()
+    if kind == "local":
+        from .local import LocalTarget
+
+        return LocalTarget(rest, mode=mode)
+    if mode != "replace" and kind != "local":
+        if kind == "labellerr":
+            raise UsageError("--mode append is only supported by local: targets",
+                             hint="Labellerr applies its own rules to re-uploaded pre-annotations")
+    if kind == "labellerr":
+        from .labellerr import LabellerrTarget
+
+        return LabellerrTarget.from_env(rest)
+    if kind in ("labelstudio", "label-studio", "ls"):
+        import importlib
+
+        try:
+            labelstudio = importlib.import_module("prelabel.upload.labelstudio")
+        except ImportError as e:
+            raise UsageError(f"the Label Studio target is not available: {e}") from None
+        target: Target = labelstudio.LabelStudioTarget.from_env(rest)
+        if mode != "replace":
+            if not hasattr(target, "mode"):
+                raise UsageError("--mode append is not supported by the Label Studio target")
+            target.mode = mode  # type: ignore[attr-defined]
+        return target
+    raise UsageError(f"unknown upload target {kind!r} in {spec!r}", hint=f"use {TARGET_FORMS}")
+
+
+# ---------------------------------------------------------------------------------------------- shards
+@dataclass
+class _Shard:
+    index: int
+    path: Path
+    doc: dict[str, Any]
+    data: bytes
+
+
+def _source_name(coco: Any) -> str:
+    return Path(coco).name if isinstance(coco, (str, Path)) else "upload.json"
+
+
+def _prepare(coco: str | Path | Mapping[str, Any] | Dataset, *, max_file_size: int,
+             workdir: Path) -> list[_Shard]:
+    """Load, validate and split the input into shards on disk (each a complete COCO under the limit)."""
+    docs: list[tuple[Path | None, dict[str, Any], bytes]] = []
+    if isinstance(coco, Dataset):
+        doc = coco_io.to_coco(coco)
+        docs.append((None, doc, orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)))
+    elif isinstance(coco, Mapping):
+        doc = dict(coco)
+        try:
+            data = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError as e:
+            raise UsageError(f"the COCO dict cannot be serialized: {e}") from None
+        docs.append((None, doc, data))
+    else:
+        paths = coco_io.expand_shards(coco)
+        if not paths:
+            raise UsageError(f"{coco}: no such file (nor shards {Path(coco).stem}-001{Path(coco).suffix}, ...)")
+        for p in paths:
+            try:
+                data = p.read_bytes()
+            except OSError as e:
+                raise UsageError(f"cannot read {p}: {e.strerror or e}") from None
+            try:
+                doc = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                doc = coco_io.load(p)   # raises a ReadError naming the file and line
+            if not isinstance(doc, dict):
+                raise ValidationError(f"{p}: not a COCO file (expected a JSON object)")
+            docs.append((p, doc, data))
+    for where, doc, _ in docs:
+        coco_io.fail_if_invalid(coco_io.validate(doc), str(where) if where else "the COCO to upload")
+    name = _source_name(coco)
+    stem, suffix = Path(name).stem, Path(name).suffix or ".json"
+    out: list[_Shard] = []
+    for src, doc, data in docs:
+        if len(data) <= max_file_size:
+            p = src if src is not None else workdir / name
+            if src is None:
+                coco_io.write_json_atomic(p, data)
+            out.append(_Shard(len(out) + 1, p, doc, data))
+            continue
+        for part in coco_io.split_shards(doc, max_file_size=max_file_size):
+            pdata = orjson.dumps(part, option=orjson.OPT_SERIALIZE_NUMPY)
+            sp = workdir / f"{(src.stem if src else stem)}-{len(out) + 1:03d}{suffix}"
+            coco_io.write_json_atomic(sp, pdata)
+            out.append(_Shard(len(out) + 1, sp, part, pdata))
+    return out
+
+
+def _shard_from_journal(entry: Mapping[str, Any], shard: _Shard) -> ShardResult:
+    raw = dict(entry.get("result") or {})
+    names = {f.name for f in fields(ShardResult)}
+    kw = {k: v for k, v in raw.items() if k in names}
+    kw["files_not_matched"] = [UnmatchedFile(**u) for u in kw.get("files_not_matched") or []]
+    kw.update(index=shard.index, path=str(shard.path), resumed=True)
+    return ShardResult(**kw)
+
+
+# ---------------------------------------------------------------------------------------------- the run
+_FATAL = (AuthError, NotFoundError, UploadTimeoutError, UploadCancelledError, UsageError)
+
+
+def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: bool, mode: str,
+         journal: str | Path | bool | None, max_file_size: int, workers: int, wait: bool,
+         cancel: threading.Event, started: float) -> UploadResult:
+    deadline = started + timeout if timeout is not None else None
+    own = isinstance(target, str)
+    tgt = parse_target(target, mode=mode)
+    workdir = Path(tempfile.mkdtemp(prefix="prelabel-upload-"))
+    try:
+        shards = _prepare(coco, max_file_size=max_file_size, workdir=workdir)
+        label = tgt.describe()
+        if dry_run:
+            assets = tgt.assets()
+            cats = tgt.categories()
+            results = [resolve_shard(s.doc, assets=assets, categories=cats).shard_result(index=s.index,
+                                                                                         path=str(s.path))
+                       for s in shards]
+            return UploadResult.merge(label, results, dry_run=True, duration=time.monotonic() - started)
+        if journal is None:
+            jpath = default_journal_path(coco) if isinstance(coco, (str, Path)) else None
+        elif journal is False or journal is True:
+            jpath = default_journal_path(coco) if journal and isinstance(coco, (str, Path)) else None
+        else:
+            jpath = Path(journal)
+        jr = Journal(jpath)
+        results_by_index: dict[int, ShardResult] = {}
+        todo: list[tuple[_Shard, str, str | None]] = []
+        for s in shards:
+            key = Journal.key(label, s.data)
+            entry = jr.get(key)
+            if entry and entry.get("state") == "done":
+                results_by_index[s.index] = _shard_from_journal(entry, s)
+            else:
+                job = entry.get("job_id") if entry and entry.get("state") == "started" else None
+                todo.append((s, key, str(job) if job else None))
+        if todo:
+            results_by_index.update(_send(tgt, todo, jr, deadline=deadline, cancel=cancel, wait=wait,
+                                          workers=workers))
+        results = [results_by_index[s.index] for s in shards]
+        res = UploadResult.merge(label, results, dry_run=False, duration=time.monotonic() - started)
+        if res.status == "completed":
+            jr.remove()
+        return res
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if own:
+            tgt.close()
+
+
+def _send(tgt: Target, todo: list[tuple[_Shard, str, str | None]], jr: Journal, *, deadline: float | None,
+          cancel: threading.Event, wait: bool, workers: int) -> dict[int, ShardResult]:
+    two_step = callable(getattr(tgt, "start_shard", None)) and callable(getattr(tgt, "finish_shard", None))
+    synchronous = bool(getattr(tgt, "synchronous", False))
+
+    def one(s: _Shard, key: str, job: str | None) -> ShardResult:
+        if cancel.is_set():
+            raise UploadCancelledError("upload cancelled before shard "
+                                       f"{s.index} was sent; a re-run sends the rest")
+        if deadline is not None and time.monotonic() >= deadline:
+            raise UploadTimeoutError(f"the timeout passed before shard {s.index} was sent",
+                                     hint="run the same upload again: the journal resumes where it stopped")
+        try:
+            if two_step:
+                t: Any = tgt
+                r: ShardResult | None = None
+                if job is not None:
+                    log.info("shard %d: polling job %s started by an earlier run", s.index, job)
+                    try:
+                        r = t.finish_shard(job, index=s.index, path=s.path, coco=s.doc, deadline=deadline,
+                                           cancel=cancel)
+                    except NotFoundError:
+                        log.info("shard %d: the server does not know job %s; sending the shard again", s.index, job)
+                        job = None
+                if r is None:
+                    job = str(t.start_shard(s.doc, index=s.index, path=s.path, deadline=deadline, cancel=cancel))
+                    jr.mark_started(key, job, index=s.index)
+                    if not wait and not synchronous:
+                        return ShardResult(index=s.index, path=str(s.path), status="processing", activity_id=job)
+                    r = t.finish_shard(job, index=s.index, path=s.path, coco=s.doc, deadline=deadline, cancel=cancel)
+            else:
+                r = tgt.upload_shard(s.doc, index=s.index, path=s.path, dry_run=False, deadline=deadline,
+                                     cancel=cancel)
+        except _FATAL:
+            raise
+        except UploadError as e:   # JobFailedError, retries exhausted, a refused file: this shard failed
+            jr.mark_failed(key, str(e), index=s.index, job_id=job)
+            return ShardResult(index=s.index, path=str(s.path), status="failed", activity_id=job, errors=[str(e)])
+        if r.status == "completed":
+            jr.mark_done(key, r.to_dict(), index=s.index)
+        elif r.status == "failed":
+            jr.mark_failed(key, "; ".join(r.errors) or "failed", index=s.index, job_id=r.activity_id)
+        return r
+
+    out: dict[int, ShardResult] = {}
+    pool = cf.ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo))), thread_name_prefix="prelabel-shard")
+    futures = {pool.submit(one, s, key, job): s.index for s, key, job in todo}
+    first_error: BaseException | None = None
+    try:
+        for f in cf.as_completed(futures):
+            try:
+                out[futures[f]] = f.result()
+            except BaseException as e:  # noqa: B036 - stop the other shards, re-raise the first error below
+                cancel.set()
+                if first_error is None:
+                    first_error = e
+    except BaseException:   # Ctrl-C while waiting: stop the workers at their next safe point
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True, cancel_futures=True)
+    if first_error is not None:
+        raise first_error
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the call
+@overload
+def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target, *, _async: Literal[False] = ...,
+           timeout: float | None = ..., dry_run: bool = ..., mode: str = ..., journal: str | Path | bool | None = ...,
+           max_file_size: int = ..., workers: int = ..., wait: bool = ...) -> UploadResult: ...
+
+
+@overload
+def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target, *, _async: Literal[True],
+           timeout: float | None = ..., dry_run: bool = ..., mode: str = ..., journal: str | Path | bool | None = ...,
+           max_file_size: int = ..., workers: int = ..., wait: bool = ...) -> UploadFuture: ...
+
+
+def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target, *, _async: bool = False,
+           timeout: float | None = None, dry_run: bool = False, mode: str = "replace",
+           journal: str | Path | bool | None = None, max_file_size: int = coco_io.DEFAULT_MAX_FILE_SIZE,
+           workers: int = 2, wait: bool = True) -> UploadResult | UploadFuture:
+    """Upload COCO pre-annotations to a target (see the module docstring).
+
+    ``mode``: ``replace`` (the uploaded annotations of an image replace its pre-annotations) or ``append``
+    (local projects). ``journal``: None = the default path beside a COCO file, False = none, or a path.
+    ``wait=False``: return once every shard was sent (status ``processing``, job ids in ``activity_id`` and the
+    journal) instead of waiting for the jobs; a later run of the same upload polls them.
+    """
+    if mode not in ("replace", "append"):
+        raise UsageError(f"mode must be 'replace' or 'append', not {mode!r}")
+    if workers < 1:
+        raise UsageError("workers must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise UsageError("timeout must be positive (seconds)")
+    started = time.monotonic()
+    cancel = threading.Event()
+    kw: dict[str, Any] = {"timeout": timeout, "dry_run": dry_run, "mode": mode, "journal": journal,
+                          "max_file_size": max_file_size, "workers": workers, "wait": wait, "cancel": cancel,
+                          "started": started}
+    if not _async:
+        try:
+            return _run(coco, target, **kw)
+        except KeyboardInterrupt:
+            cancel.set()
+            raise
+    fut = UploadFuture(cancel)
+
+    def runner() -> None:
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            result = _run(coco, target, **kw)
+        except BaseException as e:  # noqa: B036 - delivered to the caller through the Future
+            fut.set_exception(e)
+        else:
+            fut.set_result(result)
+
+    threading.Thread(target=runner, name="prelabel-upload", daemon=False).start()
+    return fut
