@@ -301,7 +301,12 @@ def _print_upload(result: Any, *, as_json: bool) -> None:
     shards = f" in {n_shards} shards" if n_shards > 1 else ""
     res_txt = f", {resumed} shard(s) done by an earlier run" if resumed else ""
     click.echo(f"  annotations {verb}: {result.annotations_applied}{shards}{res_txt}")
-    click.echo(f"  images matched: {result.files_matched}")
+    how = result.matched_by or {}
+    rules = {"exact": "by exact name", "prefix": "by dropping a folder prefix",
+             "sanitized": "after the platform's upload renaming", "case": "ignoring case",
+             "extension": "ignoring the extension"}
+    detail = ", ".join(f"{n} {rules.get(k, k)}" for k, n in sorted(how.items()) if n) if set(how) - {"exact"} else ""
+    click.echo(f"  images matched: {result.files_matched}" + (f" ({detail})" if detail else ""))
     if result.files_not_matched:
         click.echo(f"  images not matched: {len(result.files_not_matched)} (their annotations are not applied)")
         for u in result.files_not_matched[:20]:

@@ -135,7 +135,7 @@ class LabelStudioServer:
     """A running Label Studio: ``url``, legacy API ``token``, ``pid``; ``stop()`` ends it by its PID."""
 
     url: str
-    token: str
+    token: str = field(repr=False)
     pid: int
     workdir: Path
     log: Path

@@ -39,6 +39,8 @@ gives the URL-decoded ``path``; ``s3://bucket/key`` (any ``scheme://bucket/key``
 is kept in the image's ``attributes["url"]`` (with ``task_id``). Tasks naming the same file share one image.
 A name that would escape the images root drops the task's regions (``dropped.no_image``).
 
+Attribute dicts are shared by the regions of one annotation (no dict per box): treat them as read-only.
+
 Source locations: ``src_file`` is the export file and ``src_line`` the 1-based index of the task in it (of
 the record, for JSON-MIN); drop messages name the task id, annotation id and region id. Errors read
 ``file:<task index>#task=<task id>: ...``.
@@ -255,7 +257,7 @@ def _load_config(spec: Any) -> _Config | None:
         if el.get("toName") is None:
             continue
         labels = [(c.get("alias") or c.get("value") or "", c.get("model_index"), k)
-                  for k, c in enumerate(el) if str(c.tag).lower() in ("label", "choice")]
+                  for k, c in enumerate(el.iter()) if str(c.tag).lower() in ("label", "choice")]
         labels = [t for t in labels if t[0]]
         if tag == "keypointlabels":
             order = sorted(labels, key=lambda t: (int(t[1]) if (t[1] or "").isdigit() else 1 << 30, t[2]))
@@ -271,16 +273,20 @@ def _load_config(spec: Any) -> _Config | None:
 def _loads(data: bytes, file: str) -> Any:
     enabled = gc.isenabled()
     gc.disable()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     try:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError as e:
             first = e
-        # NaN / Infinity are not JSON; read them so that the check of numbers can name the task
-        try:
-            return json.loads(data)
-        except (ValueError, RecursionError):
-            raise ReadError(file, f"not valid JSON: {first}") from None
+        if b"NaN" in data or b"Infinity" in data:
+            # NaN / Infinity are not JSON; read them so that the check of numbers names the task
+            try:
+                return json.loads(data)
+            except (ValueError, RecursionError):
+                pass
+        raise ReadError(file, f"not valid JSON: {first}")
     finally:
         if enabled:
             gc.enable()
@@ -405,6 +411,7 @@ class _Reader:
         self.choices_seen: dict[str, list[Any]] = {}   # from_name -> [count, first source]
         self.relations = 0
         self.cur: Any = None
+        self.task_ids: dict[tuple[str, int], Any] = {}  # (file, line) -> task id, for errors found at the end
         self.rotated_images: list[str] = []
         self.from_header = 0
 
@@ -421,6 +428,7 @@ class _Reader:
             if not isinstance(task, dict):
                 raise ReadError(file, f"task must be an object, got {type(task).__name__}", line=ti)
             line = task.get("__line", ti)
+            self.task_ids.setdefault((file, line), task.get("id"))
             self.cur = None
             try:
                 self._task(task, line)
@@ -455,6 +463,7 @@ class _Reader:
                    "created_at": rec.get("created_at"), "updated_at": rec.get("updated_at"),
                    "result": results, "__line": li}
             tid = rec.get("id")
+            self.task_ids[(file, li)] = tid
             key = tid if isinstance(tid, (int, str)) else ("#", li)
             if key in tasks:
                 tasks[key]["annotations"].append(ann)
@@ -488,14 +497,14 @@ class _Reader:
                         and r.get("to_name")), None)
         url = self._url(data, to_name)
         n_regions = sum(_count_regions(g[1]) for g in groups)
-        if url is None:
-            self._drop_all(groups, "dropped.no_image", f"{label}: no image URL in data "
-                           f"(keys: {', '.join(map(str, data)) or 'none'}); task skipped")
-            return
-        name, why = image_name(url)
-        if name is None:
-            self._drop_all(groups, "dropped.no_image", f"{label}: image {url!r} is not a usable file name "
-                           f"({why}); task skipped")
+        name, why = image_name(url) if url is not None else (None, "")
+        if name is None or url is None:
+            problem = (f"{label}: no image URL in data (keys: {', '.join(map(str, data)) or 'none'}); task skipped"
+                       if url is None else f"{label}: image {url!r} is not a usable file name ({why}); task skipped")
+            if n_regions:
+                self._drop_all(groups, "dropped.no_image", problem)
+            else:
+                self.report.note("dropped.no_image", f"{self.file}:{line}", problem)
             return
         size = _task_size(groups) or _task_size(self._all_groups(task))
         img = self.img_of_name.get(name)
@@ -730,7 +739,7 @@ class _Reader:
             self._keypoints(kps, rels, region_row, label, base, line)
         if rels:
             kp_ids = {k[0] for k in kps}
-            self.relations += sum(1 for a, b in rels if a not in kp_ids and b not in kp_ids)
+            self.relations += sum(1 for a, b in rels if a != b and a not in kp_ids and b not in kp_ids)
         for rid, from_name, t, payload in classif:
             row = region_row.get(rid) if rid is not None else None
             if row is not None:
@@ -878,7 +887,9 @@ class _Reader:
         self._fail(0, "coordinates must be numbers")
 
     def _fail(self, row: int, message: str) -> None:
-        raise ReadError(self.r_file[row], f"{self.r_cat[row]!r} region: {message}", line=self.r_line[row])
+        file, line = self.r_file[row], self.r_line[row]
+        raise ReadError(file, f"{self.r_cat[row]!r} region: {message}", line=line,
+                        element=f"task={self.task_ids.get((file, line))}")
 
     def _category_keypoints(self, cat: str) -> list[str] | None:
         names = self.kp_names.get(cat)
@@ -969,11 +980,12 @@ def _shape(kind: int, v: dict[str, Any], ow: float, oh: float) -> tuple[Any, tup
     if kind == _POLY:
         pts = v["points"]
         try:
-            arr = np.asarray(pts) if isinstance(pts, list) else np.zeros((0, 0))
-        except ValueError:
-            arr = np.zeros((0, 0))
-        if arr.ndim != 2 or (arr.size and (arr.shape[1] != 2 or arr.dtype.kind not in "fiu")):
+            arr = np.asarray(pts) if isinstance(pts, list) else None
+        except ValueError:  # ragged
+            arr = None
+        if arr is None or (arr.size and (arr.ndim != 2 or arr.shape[1] != 2 or arr.dtype.kind not in "fiu")):
             raise TypeError("value.points must be a list of [x, y] number pairs")
+        arr = arr.reshape(-1, 2)
         if arr.shape[0] < 3:
             raise _Drop("dropped.degenerate", f"a polygon of {arr.shape[0]} point(s) (3 needed)")
         flat = (arr.astype(np.float64) * np.array([ow / 100.0, oh / 100.0])).ravel()

@@ -516,7 +516,7 @@ class _Cats:
 
     def per_row(self, rows: np.ndarray) -> np.ndarray:
         """Names of some rows (a boolean mask or positions), None where unknown."""
-        ext = np.append(self.names, None).astype(object)
+        ext = np.concatenate([self.names, np.array([None], dtype=object)])
         c = self.codes[rows]
         return np.asarray(ext[np.where(c >= 0, c, len(self.names))], dtype=object)
 
@@ -678,7 +678,7 @@ def _annotation_frame(cols: Mapping[str, Any]) -> pd.DataFrame:
     data: dict[str, Any] = {}
     for name, dtype in ANNOTATION_COLUMNS.items():
         v = cols[name]
-        data[name] = pd.Series(v, dtype=object) if dtype is object else np.asarray(v, dtype=dtype)
+        data[name] = pd.Series(v, dtype=object, copy=False) if dtype is object else np.asarray(v, dtype=dtype)
     return pd.DataFrame(data, copy=False)
 
 
@@ -721,17 +721,19 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
     H = np.append(table["height"].to_numpy(dtype=np.float64), np.nan)[ri]
 
     # boxes
-    x = np.full(n, np.nan)
-    y = np.full(n, np.nan)
-    w = np.full(n, np.nan)
-    h = np.full(n, np.nan)
-    if inp.box is not None:
+    if inp.box is None:
+        x, y, w, h = (np.full(n, np.nan) for _ in range(4))
+    else:
         c0, c1, c2, c3 = inp.box
         fin = alive & np.isfinite(c0) & np.isfinite(c1) & np.isfinite(c2) & np.isfinite(c3)
+        if fin.all():
+            subs = [c0, c1, c2, c3, W, H]
+        else:
+            subs = [c[fin] for c in (c0, c1, c2, c3, W, H)]
         if fin.any():
-            lo = min(float(c[fin].min()) for c in inp.box)
-            hi = max(float(c[fin].max()) for c in inp.box)
-            small = float(min(W[fin].min(), H[fin].min()))
+            lo = min(float(c.min()) for c in subs[:4])
+            hi = max(float(c.max()) for c in subs[:4])
+            small = float(min(subs[4].min(), subs[5].min()))
         else:
             lo, hi, small = 0.0, 0.0, 0.0
         if normalized is None:
@@ -763,6 +765,10 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
     has_geo &= alive
     kps = np.full(n, None, dtype=object)
     invalid: dict[int, str] = {}
+    for i in np.flatnonzero(has_geo).tolist():  # masks given as arrays (detections) must fit their image
+        if isinstance(seg[i], Mapping) and list(seg[i]["size"]) != [int(H[i]), int(W[i])]:
+            invalid[i] = f"mask size {list(seg[i]['size'])} is not the image's [h, w] = [{int(H[i])}, {int(W[i])}]"
+            has_geo[i] = False
     repaired: list[int] = []
     for kind, series in (("rle", inp.rle), ("polygon", inp.polygon)):
         if series is None:
@@ -798,11 +804,11 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
             v = _cell(vals[i], what="keypoints", file=file, line=int(lines[i]))
             if v is None:
                 continue
-            k = _keypoints(v, file=file, line=int(lines[i]))
+            karr = _keypoints(v, file=file, line=int(lines[i]))
             if normalized:
-                k[:, 0] *= W[i]
-                k[:, 1] *= H[i]
-            kps[i] = k
+                karr[:, 0] *= W[i]
+                karr[:, 1] *= H[i]
+            kps[i] = karr
     if invalid:
         m = np.zeros(n, dtype=bool)
         m[list(invalid)] = True
@@ -832,9 +838,14 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
              "NaN or infinite box values" if inp.box is not None else "no box and no usable polygon or mask")
         alive &= ~nonfinite
 
+    every = bool(alive.all())
     keep = np.flatnonzero(alive)
     k = len(keep)
-    kept_codes = cats.codes[keep]
+
+    def kept(a: np.ndarray) -> np.ndarray:
+        return a if every else a[keep]
+
+    kept_codes = kept(cats.codes)
     # categories: the names list first (all of it, in index order), then the others in first-seen order
     lookup = _name_lookup(names)
     order: list[str] = list(dict.fromkeys(lookup[1])) if lookup is not None else []
@@ -844,16 +855,16 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
         if name not in known:
             known.add(name)
             order.append(name)
-    small = Dataset.build(images=table, categories={"name": order}, report=report)
+    base = Dataset.build(images=table, categories={"name": order}, report=report)
     ann = _annotation_frame({
-        "image": row_image[keep], "category": cats.names[kept_codes] if k else np.zeros(0, dtype=object),
-        "x": x[keep], "y": y[keep], "w": w[keep], "h": h[keep],
-        "score": inp.score[keep] if inp.score is not None else np.full(k, np.nan),
-        "iscrowd": inp.iscrowd[keep] if inp.iscrowd is not None else np.zeros(k, dtype=np.int8),
-        "segmentation": seg[keep], "keypoints": kps[keep], "attributes": np.full(k, None, dtype=object),
-        "src_file": src_files(keep), "src_line": lines[keep],
+        "image": kept(row_image), "category": cats.names[kept_codes] if k else np.zeros(0, dtype=object),
+        "x": kept(x), "y": kept(y), "w": kept(w), "h": kept(h),
+        "score": kept(inp.score) if inp.score is not None else np.full(k, np.nan),
+        "iscrowd": kept(inp.iscrowd) if inp.iscrowd is not None else np.zeros(k, dtype=np.int8),
+        "segmentation": kept(seg), "keypoints": kept(kps), "attributes": np.full(k, None, dtype=object),
+        "src_file": src_files(keep), "src_line": kept(lines),
     })
-    return small.replace(annotations=ann)
+    return base.replace(annotations=ann)
 
 
 def _iscrowd(col: pd.Series, *, file: str, lines: np.ndarray) -> np.ndarray:
@@ -1016,11 +1027,13 @@ def from_detections(detections: Mapping[str, Any], *, image_sizes: Any = None, i
         return np.concatenate(parts) if parts else np.zeros(shape, dtype=dtype)
 
     n = sum(len(b) for b in boxes)
+    cat_codes = _categories_of(cat_or(cats, object))
+    cat_codes.why = cat_or(whys, object)
+    box = cat_or(boxes, np.float64, (0, 4))
     inp = _Input(
-        n=n, image=pd.Series(cat_or(keys, object), dtype=object), image_is_id=False,
-        category=cat_or(cats, object), category_why=cat_or(whys, object), box=cat_or(boxes, np.float64, (0, 4)),
-        box_format="xyxy", score=cat_or(scores, np.float64), width=None, height=None,
-        src_file=cat_or(files, object), src_line=cat_or(lines, np.int64), file=source,
+        n=n, image=pd.Series(cat_or(keys, object), dtype=object), image_is_id=False, cats=cat_codes,
+        box=(box[:, 0], box[:, 1], box[:, 2], box[:, 3]), box_format="xyxy", score=cat_or(scores, np.float64),
+        width=None, height=None, src_line=cat_or(lines, np.int64), file=source, src_files=cat_or(files, object),
         ready_segmentation=cat_or(segs, object), extra_sizes=mask_sizes)
     ds = _assemble(inp, normalized=False, names=names, image_sizes=image_sizes,
                    images=Path(images) if images is not None else None, report=rep)

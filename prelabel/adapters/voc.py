@@ -62,8 +62,10 @@ import sys
 import warnings
 import xml.etree.ElementTree as ET
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -73,7 +75,7 @@ from xml.parsers import expat
 import numpy as np
 import pandas as pd
 
-from ..errors import ReadError
+from ..errors import ReadError, UsageError
 from ..imagesize import image_sizes
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_relative, why_unsafe
@@ -400,14 +402,24 @@ def _parse_one(data: bytes, origin: int, out: _Parsed, rel: str, single: bool,
     out.img_nobj.append(len(objects))
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off (bulk parsing makes only acyclic objects), restored after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _parse_files(jobs: Sequence[tuple[str, str]], origin: int, single: bool = False) -> _Parsed:
     """Parse ``(path, rel)`` files in order; stops at the first error, which is returned as data."""
     out = _Parsed()
     name_cache: dict[str | None, str] = {}
     value_cache: dict[str | None, Any] = {}
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
         for path, rel in jobs:
             try:
                 with open(path, "rb") as f:
@@ -423,9 +435,6 @@ def _parse_files(jobs: Sequence[tuple[str, str]], origin: int, single: bool = Fa
             except (ValueError, TypeError, KeyError, IndexError, AttributeError, expat.ExpatError) as e:
                 out.error = (rel, f"cannot read the file: {e}", None, None, "")
                 return out
-    finally:
-        if was_enabled:
-            gc.enable()
     return out
 
 
@@ -459,7 +468,8 @@ def _workers(options: ReadOptions, n_files: int) -> int:
             return 1
     if n_files <= POOL_THRESHOLD:
         return 1
-    return max(1, min(_MAX_WORKERS, os.cpu_count() or 1, n_files // 1000))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(_MAX_WORKERS, cpus, n_files // 1000))
 
 
 def _parse_all(jobs: list[tuple[str, str]], origin: int, *, workers: int, single: bool) -> _Parsed:
@@ -472,11 +482,14 @@ def _parse_all(jobs: list[tuple[str, str]], origin: int, *, workers: int, single
 
     # fork on Linux: workers start in milliseconds with the parser already imported (spawn elsewhere)
     ctx = mp.get_context("fork") if sys.platform.startswith("linux") else None
-    with warnings.catch_warnings():
-        # forking a process that has (idle) BLAS threads is fine here: the workers only parse XML
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            results = list(pool.map(_parse_files, chunks, [origin] * len(chunks)))
+    try:
+        with warnings.catch_warnings(), _gc_paused():
+            # forking a process that has (idle) BLAS threads is fine here: the workers only parse XML
+            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                results = list(pool.map(_parse_files, chunks, [origin] * len(chunks)))
+    except (OSError, BrokenProcessPool):  # no processes allowed here (sandbox, limits): parse in this one
+        return _parse_files(jobs, origin, single)
     return _merge(results)
 
 
@@ -605,10 +618,15 @@ def _read_error(err: tuple[str, str, int | None, str | None, str]) -> ReadError:
 
 def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     """Read Pascal VOC XML into a Dataset (see the module docstring for the conventions)."""
-    src = Path(path)
+    with _gc_paused():
+        return _read(Path(path), options, report)
+
+
+def _read(src: Path, options: ReadOptions, report: Report) -> Dataset:
     origin = int(options.voc_origin)
     if origin not in (0, 1):
-        raise ReadError(str(src), f"voc_origin must be 0 or 1, got {options.voc_origin!r}")
+        raise UsageError(f"voc_origin must be 0 or 1, got {options.voc_origin!r}",
+                         hint="--voc-origin 1 for the VOC spec's 1-based pixels, 0 for files from 0-based tools")
     single = src.is_file()
     voc_root = False
     if single:
@@ -670,7 +688,7 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     n = len(parsed.names)
     report.add_read(n)
     c = np.frombuffer(parsed.coords, dtype=np.float64).reshape(n, 4) if n else np.zeros((0, 4))
-    lines = np.frombuffer(parsed.lines, dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
+    lines = np.frombuffer(parsed.lines, dtype=np.int64).copy() if n else np.zeros(0, dtype=np.int64)
     if origin == 1:
         x, y = c[:, 0] - 1.0, c[:, 1] - 1.0
         w, h = c[:, 2] - c[:, 0] + 1.0, c[:, 3] - c[:, 1] + 1.0

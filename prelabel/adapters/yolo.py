@@ -166,6 +166,8 @@ def detect(path: Path) -> float:
             return 0.9 if has_names else 0.85
     if _some_label_file(p, depth=0):
         return 0.85 if has_names else 0.6
+    if p.name.lower().startswith("labels") and _some_label_file(p, depth=2):
+        return 0.8
     return 0.0
 
 
@@ -726,7 +728,7 @@ def _clean(data: bytes) -> bytes:
 
 def _show(tok: bytes) -> str:
     text = tok.decode("utf-8", "backslashreplace")
-    return repr(text if len(text) <= 24 else text[:24] + "...")
+    return "'" + (text if len(text) <= 24 else text[:24] + "...") + "'"
 
 
 def _bad_value(datas: list[bytes], files: list[str]) -> np.ndarray:
@@ -891,7 +893,7 @@ def _read(lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src:
     ok = (cls >= 0) & (cls == np.floor(cls)) & (cls < 2**31)
     if not ok.all():
         i = int(np.argmin(ok))
-        raise ReadError(rel_files[lines.entry[i]], f"class index must be a whole number >= 0, got {cls[i]!r}",
+        raise ReadError(rel_files[lines.entry[i]], f"class index must be a whole number >= 0, got {float(cls[i])!r}",
                         line=int(lines.line[i]))
     ci = cls.astype(np.int64)
     names = cfg.names
@@ -933,6 +935,10 @@ def _read(lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src:
             report.drop(reason, pd.DataFrame({"category": names_arr[ci[mask]],
                                               "src_file": files_arr[lines.entry[mask]],
                                               "src_line": lines.line[mask]}), msg)
+    if ambiguous.any():
+        per_file = np.bincount(lines.entry[ambiguous], minlength=n_entries)
+        for e in np.flatnonzero(per_file).tolist():
+            report.note("dropped.ambiguous", rel_files[e], f"{int(per_file[e])} row(s) dropped: {_AMBIGUOUS_MSG}")
     for e in np.flatnonzero(ent_img < 0).tolist():
         rows = int((lines.entry == e).sum())
         report.note("image.missing", rel_files[e],

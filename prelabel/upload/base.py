@@ -50,6 +50,7 @@ class ShardResult:
     errors: list[str] = field(default_factory=list)
     duration: float = 0.0
     resumed: bool = False          # taken from the journal: completed by an earlier run, not sent again
+    matched_by: dict[str, int] = field(default_factory=dict)   # match rule (exact, prefix, ...) -> images
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +71,7 @@ class UploadResult:
     categories_ignored: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     duration: float = 0.0
+    matched_by: dict[str, int] = field(default_factory=dict)   # match rule (exact, prefix, ...) -> images
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,12 +87,16 @@ class UploadResult:
             for u in s.files_not_matched:
                 seen_unmatched.setdefault(u.name, u)
         ignored = sorted({c for s in shards for c in s.categories_ignored})
+        matched_by: dict[str, int] = {}
+        for s in shards:
+            for how, n in s.matched_by.items():
+                matched_by[how] = matched_by.get(how, 0) + n
         return cls(status=status, target=target, activity_id=ids[0] if len(ids) == 1 else (",".join(ids) or None),
                    dry_run=dry_run, shards=shards,
                    annotations_applied=sum(s.annotations_applied for s in shards),
                    files_matched=sum(s.files_matched for s in shards),
                    files_not_matched=list(seen_unmatched.values()), categories_ignored=ignored,
-                   errors=[e for s in shards for e in s.errors], duration=duration)
+                   errors=[e for s in shards for e in s.errors], duration=duration, matched_by=matched_by)
 
 
 class Target(Protocol):

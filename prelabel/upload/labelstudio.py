@@ -771,7 +771,7 @@ class LabelStudioTarget:
                           json={"title": title[:50], "label_config": label_config})
         self.project_id = int(self._json(r, "project creation")["id"])
         self._config = parse_label_config(label_config)
-        self._tasks = []
+        self._tasks = None
         return self.project_id
 
     def label_config(self) -> LabelConfig | None:

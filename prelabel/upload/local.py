@@ -427,7 +427,7 @@ class LocalProject:
         pos = pd.Series(np.arange(len(assets), dtype=np.int64), index=assets["id"].to_numpy())
 
         def parsed(col: pd.Series) -> list[Any]:
-            return [None if v is None else orjson.loads(v) for v in col.tolist()]
+            return [orjson.loads(v) if isinstance(v, (str, bytes)) else None for v in col.tolist()]
 
         segs = [None if s is None else (s if isinstance(s, dict) else [np.asarray(p, dtype=np.float64) for p in s])
                 for s in parsed(anns["segmentation"])]
@@ -461,7 +461,8 @@ def shard_result(act: Mapping[str, Any], *, index: int, path: str) -> ShardResul
     return ShardResult(index=index, path=path, status=str(act["status"]), activity_id=str(act["id"]),
                        annotations_applied=int(counts.get("annotations_applied", 0)),
                        files_matched=int(counts.get("files_matched", 0)), files_not_matched=unmatched,
-                       categories_ignored=list(meta.get("questions_ignored") or []), errors=errors)
+                       categories_ignored=list(meta.get("questions_ignored") or []), errors=errors,
+                       matched_by={str(k): int(v) for k, v in (meta.get("matched_by") or {}).items()})
 
 
 class LocalTarget:

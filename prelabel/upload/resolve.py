@@ -47,7 +47,8 @@ class Resolution:
                      activity_id: str | None = None) -> ShardResult:
         return ShardResult(index=index, path=path, status=status, activity_id=activity_id,
                            annotations_applied=self.annotations_applied, files_matched=self.files_matched,
-                           files_not_matched=list(self.unmatched), categories_ignored=list(self.categories_ignored))
+                           files_not_matched=list(self.unmatched), categories_ignored=list(self.categories_ignored),
+                           matched_by=dict(self.how))
 
 
 def resolve_shard(coco: Mapping[str, Any], *, assets: Sequence[str], categories: Sequence[str] | None) -> Resolution:

@@ -201,7 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         route = _route(self.command, url.path)
-        app.count(route or "unknown")
+        app.record(route or "unknown", self.command, url.path, q, self.headers)
         fault = app.faults.next(route) if route else None
         if fault is not None and fault.kind == "drop":
             self._drop(body_read=False)
@@ -355,6 +355,7 @@ class LabellerrServer:
         self.template_id = f"tmpl-{self.project.project_id}"
         self.stopping = threading.Event()
         self.stats: Counter[str] = Counter()
+        self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._jobs: list[threading.Thread] = []
         self._started: dict[str, float] = {}
@@ -376,6 +377,17 @@ class LabellerrServer:
     def count(self, key: str) -> None:
         with self._lock:
             self.stats[key] += 1
+
+    def record(self, route: str, method: str, path: str, q: Mapping[str, str], headers: Any) -> None:
+        """Count the call and keep what a test checks of it (never a credential value)."""
+        email = headers.get("email_id")
+        entry = {"route": route, "method": method, "path": path, "query": sorted(q),
+                 "headers": sorted(k.lower() for k in headers.keys()), "source": headers.get("source"),
+                 "origin": headers.get("origin"), "content_type": (headers.get("Content-Type") or "").split(";")[0],
+                 "email_id_is_api_key": None if email is None else email == headers.get("api_key")}
+        with self._lock:
+            self.stats[route] += 1
+            self.requests.append(entry)
 
     def authorized(self, headers: Any, q: Mapping[str, str]) -> bool:
         key, secret, cid = headers.get("api_key"), headers.get("api_secret"), headers.get("client_id")
