@@ -548,3 +548,17 @@ def test_coco_self_ap_on_a_mixed_in_image_dataset(tmp_path, self_ap):
     ds, _ = _read(root, task="segment")
     coco = _coco_ok(ds, self_ap)
     assert len(coco["annotations"]) == 7
+
+
+def test_pose_task_with_only_empty_label_files(tmp_path):
+    root = _dataset(tmp_path, {"a": ""}, names="person\n")
+    ds, rep = _read(root, task="pose")
+    assert len(ds) == 0 and len(ds.images) == 1 and rep.read == 0
+
+
+def test_same_input_same_dataset(tmp_path):
+    root = _dataset(tmp_path, {"b": "1 0.5 0.5 0.2 0.4\n", "a": "0 0.1 0.2 0.5 0.2 0.3 0.6 0.8\n"})
+    first, _ = _read(root)
+    again, _ = _read(root)
+    assert to_coco(first) == to_coco(again)
+    assert first.images["file_name"].tolist() == ["a.png", "b.png"]

@@ -250,6 +250,7 @@ class _Layout:
     names_src: str | None = None
     claimed: set[str] = field(default_factory=set)       # label files paired with an image
     orphan_set: set[str] = field(default_factory=set)
+    walks: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # folder walks, done once
 
 
 
@@ -257,12 +258,9 @@ def _norm(p: str | Path) -> str:
     return os.path.normpath(os.fspath(p))
 
 
-_WALKS: dict[str, tuple[list[str], list[str]]] = {}  # filled and emptied within one read()
-
-
-def _walk(root: str) -> tuple[list[str], list[str]]:
+def _walk(root: str, lay: _Layout) -> tuple[list[str], list[str]]:
     """(images, .txt files) under ``root``, sorted, hidden folders skipped, symlinked folders followed once."""
-    cached = _WALKS.get(root)
+    cached = lay.walks.get(root)
     if cached is not None:
         return cached
     images: list[str] = []
@@ -287,7 +285,7 @@ def _walk(root: str) -> tuple[list[str], list[str]]:
                 txts.append(prefix + f)
     images.sort()
     txts.sort()
-    _WALKS[root] = (images, txts)
+    lay.walks[root] = (images, txts)
     return images, txts
 
 
@@ -364,7 +362,7 @@ def _pair_walked(images: list[str], txts: list[str], lay: _Layout) -> None:
 
 
 def _from_folder(folder: str, options: ReadOptions, lay: _Layout) -> _Layout:
-    images, txts = _walk(folder)
+    images, txts = _walk(folder, lay)
     if images:
         _pair_walked(images, txts, lay)
         lay.image_roots += [os.path.join(folder, "images"), folder]
@@ -380,7 +378,7 @@ def _from_labels(labels_root: str, txts: list[str], images_root: str | None, lay
     """Label files under ``labels_root`` paired with images under ``images_root`` by relative path and stem."""
     by_stem: dict[str, str] = {}
     if images_root is not None and os.path.isdir(images_root):
-        imgs, _ = _walk(images_root)
+        imgs, _ = _walk(images_root, lay)
         n = len(images_root) + 1
         for im in imgs:
             by_stem.setdefault(_stem(im[n:]), im)
@@ -470,10 +468,10 @@ def _add_listed(images: list[str], lay: _Layout, seen: set[str]) -> None:
 
 
 def _add_dir_split(d: str, lay: _Layout, seen: set[str], pending: list[str]) -> None:
-    images, txts = _walk(d)
+    images, txts = _walk(d, lay)
     labels_dir = _labels_dir_of(d)
     if labels_dir is not None and os.path.isdir(labels_dir) and labels_dir != d:
-        txts = txts + _walk(labels_dir)[1]
+        txts = txts + _walk(labels_dir, lay)[1]
     have = set(txts)
     for img in images:
         if img in seen:
@@ -581,7 +579,7 @@ def _from_darknet(obj_data: str, options: ReadOptions, report: Report, lay: _Lay
         found_any = True
         _add_listed(_list_file_images(_norm(found), roots, report), lay, seen)
     if not found_any:
-        images, txts = _walk(ddir)
+        images, txts = _walk(ddir, lay)
         _pair_walked(images, txts, lay)
     return lay
 
@@ -847,7 +845,6 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
         cfg = _config(lay, options)
         return _read(lay, cfg, options, report, p)
     finally:
-        _WALKS.clear()
         if gc_was_enabled:
             gc.enable()
 
@@ -913,7 +910,7 @@ def _read(lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src:
     # ---- what each file is
     kinds, task_note = _resolve_tasks(lines, n_entries, rel_files, cfg)
     kpt_shape = cfg.kpt_shape
-    if (kinds == _POSE).any() and kpt_shape is None:
+    if n_rows and (kinds == _POSE).any() and kpt_shape is None:
         kpt_shape = _infer_kpt_shape(lines, rel_files, report, str(src))
     if task_note:
         report.note("task.inferred", str(src), task_note, severity="info")

@@ -67,6 +67,16 @@ def _box_text(x: float, y: float, w: float, h: float) -> str:
     return f"[{_g(x)}, {_g(y)}, {_g(w)}, {_g(h)}]"
 
 
+def _gs(values: np.ndarray) -> np.ndarray:
+    """``_g`` of each value, as an object array (so that ``+`` concatenates element-wise)."""
+    return np.array([f"{v:.6g}" for v in values.tolist()], dtype=object)
+
+
+def _box_texts(x: np.ndarray, y: np.ndarray, w: np.ndarray, h: np.ndarray) -> np.ndarray:
+    out: np.ndarray = "[" + _gs(x) + ", " + _gs(y) + ", " + _gs(w) + ", " + _gs(h) + "]"
+    return out
+
+
 class _Ledger:
     """Per-row drop reasons (the first one wins) and change messages, turned into Report entries at the end."""
 
@@ -74,6 +84,7 @@ class _Ledger:
         self.reason = np.full(n, None, dtype=object)
         self.message = np.full(n, "", dtype=object)
         self.changes: dict[str, dict[int, str]] = {c: {} for c in _CHANGE_ORDER}
+        self.bulk: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {c: [] for c in _CHANGE_ORDER}
 
     @property
     def alive(self) -> np.ndarray:
@@ -94,6 +105,25 @@ class _Ledger:
     def change(self, code: str, row: int, message: str) -> None:
         book = self.changes[code]
         book[row] = f"{book[row]}; {message}" if row in book else message
+
+    def change_many(self, code: str, rows: np.ndarray, messages: np.ndarray) -> None:
+        """Changes of distinct rows, each changed once by this call (kept as arrays: no Python step per row)."""
+        if len(rows):
+            self.bulk[code].append((np.asarray(rows, dtype=np.int64), np.asarray(messages, dtype=object)))
+
+    def changed_rows(self, code: str, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, messages) of the rows still alive that ``code`` changed, rows ascending, one message each."""
+        book = self.changes[code]
+        rows = [np.fromiter(book, dtype=np.int64, count=len(book))] + [r for r, _ in self.bulk[code]]
+        msgs = [np.array(list(book.values()), dtype=object)] + [m for _, m in self.bulk[code]]
+        r, m = np.concatenate(rows), np.concatenate(msgs)
+        keep = alive[r]
+        r, m = r[keep], m[keep]
+        if len(np.unique(r)) != len(r):  # one row changed by several steps: one entry, messages joined
+            joined = pd.Series(m).groupby(r, sort=True).agg("; ".join)
+            return joined.index.to_numpy(dtype=np.int64), joined.to_numpy(dtype=object)
+        order = np.argsort(r, kind="stable")
+        return r[order], m[order]
 
 
 def _sizes(ds: Dataset, ann: pd.DataFrame, led: _Ledger) -> tuple[np.ndarray, np.ndarray]:
@@ -143,10 +173,12 @@ def _clip_boxes(rows: np.ndarray, box: np.ndarray, W: np.ndarray, H: np.ndarray,
     cl = need & ~out
     nx, ny = np.where(cl, x0, x), np.where(cl, y0, y)
     nw, nh = np.where(cl, nw, w), np.where(cl, nh, h)
-    changed = cl & ((nx != x) | (ny != y) | (nw != w) | (nh != h))
-    for i in np.flatnonzero(changed).tolist():
-        led.change("clipped", int(rows[i]), f"box {_box_text(x[i], y[i], w[i], h[i])} clipped to "
-                   f"{_box_text(nx[i], ny[i], nw[i], nh[i])} (image {_g(Wr[i])}x{_g(Hr[i])})")
+    ch = cl & ((nx != x) | (ny != y) | (nw != w) | (nh != h))
+    if ch.any():
+        led.change_many("clipped", rows[ch],
+                        "box " + _box_texts(x[ch], y[ch], w[ch], h[ch]) + " clipped to "
+                        + _box_texts(nx[ch], ny[ch], nw[ch], nh[ch]) + " (image " + _gs(Wr[ch]) + "x"
+                        + _gs(Hr[ch]) + ")")
     box[rows, 0], box[rows, 1], box[rows, 2], box[rows, 3] = nx, ny, nw, nh
 
 
@@ -438,10 +470,9 @@ def clip(ds: Dataset, *, enabled: bool = True, min_area: float = 0.0) -> Dataset
         m = reasons == reason
         rep.drop(reason, ann[m].assign(message=led.message[m]))
     for code in _CHANGE_ORDER:
-        book = {r: msg for r, msg in led.changes[code].items() if alive[r]}
-        if book:
-            idx = sorted(book)
-            rep.change(code, ann.iloc[idx].assign(message=[book[r] for r in idx]))
+        idx, msgs = led.changed_rows(code, alive)
+        if len(idx):
+            rep.change(code, ann.iloc[idx].assign(message=msgs))
 
     out = ann.copy()
     out["x"], out["y"], out["w"], out["h"] = box[:, 0], box[:, 1], box[:, 2], box[:, 3]

@@ -229,8 +229,10 @@ class LabellerrClient:
     def wait_job(self, project_id: str, job_id: str, *, deadline: float | None = None,
                  cancel: threading.Event | None = None) -> dict[str, Any]:
         """Poll the job until it is completed (returned) or failed (JobFailedError), or the deadline passes."""
+        polls = 0
         while True:
             resp = self.upload_status(project_id, job_id, deadline=deadline, cancel=cancel)
+            polls += 1
             status = str(resp.get("status", "")).lower()
             if status == "completed":
                 return resp
@@ -241,7 +243,8 @@ class LabellerrClient:
                           or "no reason given")
                 raise JobFailedError(f"Labellerr job {job_id} failed: {self._msg(str(reason))[:500]}",
                                      hint="fix the file (prelabel validate) and upload again")
-            delay = self.poll_interval
+            # small jobs finish in a moment: poll after 0.25 s, 0.5 s, 1 s, ... up to poll_interval
+            delay = min(self.poll_interval, 0.125 * 2 ** polls)
             if deadline is not None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
