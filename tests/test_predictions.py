@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,7 +74,7 @@ def test_tf_csv_with_score_and_min_score(tmp_path, self_ap):
 
 def test_tsv_and_parquet(tmp_path, self_ap):
     pytest.importorskip("pyarrow")
-    df = pd.read_csv(__import__("io").StringIO(TF_CSV))
+    df = pd.read_csv(io.StringIO(TF_CSV))
     tsv = tmp_path / "p.tsv"
     df.to_csv(tsv, sep="\t", index=False)
     pq = tmp_path / "p.parquet"

@@ -73,6 +73,7 @@ import importlib
 import math
 import posixpath
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1111,7 +1112,13 @@ def _read_table(path: Path, roles_for: Any, *, names: Any) -> tuple[pd.DataFrame
         if names is None:  # without names a numeric class column is a name ("01" stays "01")
             text_roles.append("category")
         dtype = {roles.found[r]: str for r in text_roles if r in roles.found}
-        df = pd.read_csv(path, sep=sep, dtype=dtype, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, sep=sep, dtype=dtype, keep_default_na=False, na_values=[""], index_col=False,
+                             encoding="utf-8-sig")
+    except pd.errors.ParserWarning:
+        raise ReadError(file, "rows have more fields than the header names",
+                        hint="check the delimiter and quoting (a comma inside a value needs quotes)") from None
     except pd.errors.EmptyDataError:
         raise ReadError(file, "the file is empty (no header line)") from None
     except pd.errors.ParserError as e:

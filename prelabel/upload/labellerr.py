@@ -1,8 +1,9 @@
 """The Labellerr target (``labellerr:PROJECT_ID``): the official SDK's HTTP flow, with retries that work.
 
-The flow (see docs/labellerr-api.md): ``POST /actions/upload_answers`` (multipart, one part ``file``,
-``answer_format=coco_json``) returns a job id; ``GET /actions/upload_answers_status`` is polled every
-``poll_interval`` seconds until the job is ``completed`` or ``failed`` or the deadline passes. Every call carries
+The flow (what the official SDK, Labellerr/SDKPython, sends): ``POST /actions/upload_answers`` (multipart, one
+part ``file``, ``answer_format=coco_json``) returns a job id; ``GET /actions/upload_answers_status`` is polled (after 0.25 s,
+0.5 s, 1 s, ..., then every ``poll_interval`` seconds) until the job is ``completed`` or ``failed`` or the
+deadline passes. Every call carries
 the headers ``api_key``, ``api_secret``, ``client_id``, ``source: sdk``, ``origin`` (and ``email_id`` = the api
 key on the upload, as the SDK does) and the query parameters ``client_id`` and a fresh ``uuid``.
 

@@ -1,6 +1,6 @@
 """``prelabel serve``: a local project served over the Labellerr HTTP contract, with fault injection.
 
-The server speaks the calls in docs/labellerr-api.md, on 127.0.0.1 only (port 0 = a free port):
+The server speaks the calls of the official Labellerr SDK, on 127.0.0.1 only (port 0 = a free port):
 
 - ``POST /actions/upload_answers?project_id&answer_format=coco_json&client_id&uuid`` (multipart part ``file``):
   the file is received into the project and a job (an activity) starts on a background thread;
