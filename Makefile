@@ -27,7 +27,10 @@ demo: install
 	$(VENV)/bin/prelabel convert sample_data/yolo -o build/demo/sample.coco.json --report build/demo/report.json
 	$(VENV)/bin/prelabel validate build/demo/sample.coco.json --images sample_data/images
 
-test: install-test
+labelstudio:
+	bash scripts/labelstudio.sh all
+
+test: install-test labelstudio
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules prelabel tests
 
 lint: install-test

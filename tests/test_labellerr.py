@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from upload_support import API_KEY, API_SECRET, CLIENT_ID, CREDS, coco_doc, new_project, sample_coco, write_json
+from upload_support import (
+    API_KEY,
+    API_SECRET,
+    CLIENT_ID,
+    CREDS,
+    coco_doc,
+    new_project,
+    sample_coco,
+    write_json,
+)
 
 from prelabel.errors import (
     AuthError,

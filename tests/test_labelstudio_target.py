@@ -257,6 +257,62 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
         LabelStudioTarget.from_env("three")
 
 
+def _fake_ls(*, drop_region: bool = False) -> tuple[LabelStudioTarget, list[dict[str, Any]]]:
+    """A target on a fake Label Studio with one task; ``drop_region`` loses one region of each prediction."""
+    stored: list[dict[str, Any]] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        path = req.url.path
+        if path == "/api/projects/5":
+            return httpx.Response(200, json={"id": 5, "label_config": CONFIG_XML})
+        if path == "/api/tasks":
+            return httpx.Response(200, json={"total": 1, "tasks": [
+                {"id": 11, "data": {"image": "/data/upload/5/abcdef12-a.png"}}]})
+        if path == "/api/projects/5/import/predictions":
+            batch = json.loads(req.content)
+            for i, p in enumerate(batch):
+                stored.append({"id": 100 + len(stored) + i, **p,
+                               "result": p["result"][1:] if drop_region else p["result"]})
+            return httpx.Response(201, json={"created": len(batch)})
+        if path == "/api/predictions":
+            return httpx.Response(200, json=[p for p in stored if str(p["task"]) == req.url.params["task"]])
+        return httpx.Response(500, json={"detail": f"unexpected {path}"})
+
+    return _mock(handler, token="t" * 40), stored
+
+
+COCO_A = {"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}],
+          "categories": [{"id": 1, "name": "cat"}],
+          "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2], "score": 0.5},
+                          {"id": 2, "image_id": 1, "category_id": 1, "bbox": [3, 3, 2, 2], "score": 1.0}]}
+
+
+def test_upload_flow_on_a_fake_server() -> None:
+    t, stored = _fake_ls()
+    res = t.upload_shard(COCO_A, index=0, path=Path("s.json"), dry_run=False, deadline=None,
+                         cancel=threading.Event())
+    assert (res.status, res.annotations_applied, res.files_matched, res.errors) == ("completed", 2, 1, [])
+    assert res.activity_id == "ls-5-100-1"
+    assert len(stored) == 1 and stored[0]["task"] == 11 and stored[0]["model_version"] == "prelabel"
+    assert stored[0]["score"] == 0.75                # mean of the region scores 0.5 and 1.0
+
+
+def test_read_back_mismatch_fails_the_shard() -> None:
+    t, _ = _fake_ls(drop_region=True)
+    res = t.upload_shard(COCO_A, index=0, path=Path("s.json"), dry_run=False, deadline=None,
+                         cancel=threading.Event())
+    assert res.status == "failed" and res.annotations_applied == 1
+    assert res.errors == ["read back 1 of 2 annotations (1 of 2 regions missing)"]
+
+
+def test_cancel_sends_nothing() -> None:
+    t, stored = _fake_ls()
+    cancel = threading.Event()
+    cancel.set()
+    res = t.upload_shard(COCO_A, index=0, path=Path("s.json"), dry_run=False, deadline=None, cancel=cancel)
+    assert (res.status, res.errors, stored) == ("failed", ["cancelled after 0 of 1 predictions were sent"], [])
+
+
 # ------------------------------------------------------------------------------------------ real server
 def _png(path: Path, w: int, h: int, color: tuple[int, int, int]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -411,3 +467,26 @@ def test_real_auth_errors_pat_and_lazy_project(label_studio: Any, tmp_path: Path
     assert cfg is not None and sorted(cfg.controls) == ["polygonlabels", "rectanglelabels"]
     assert lazy.categories() == ["cat", "dog"] and lazy.describe() == f"labelstudio:{lazy.project_id}"
     lazy.close()
+
+
+def test_server_start_failure_reports_the_log_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    import ls_server
+
+    template = tmp_path / "template"
+    template.mkdir()
+    db = sqlite3.connect(template / "label_studio.sqlite3")
+    db.execute("CREATE TABLE authtoken_token (key TEXT)")
+    db.commit()
+    db.close()
+    fake = tmp_path / "label-studio"
+    fake.write_text("#!/bin/sh\necho 'Error: port handling broke'\nexit 3\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(ls_server, "ensure_template", lambda **_: template)
+    monkeypatch.setattr(ls_server, "LS_BIN", fake)
+    monkeypatch.setattr(ls_server, "ROOT", tmp_path)
+    with pytest.raises(ls_server.ServerError) as e:
+        ls_server.start(timeout=20)
+    assert str(e.value).startswith("Label Studio exited with code 3 before it was ready; log ")
+    assert str(e.value).endswith("\nError: port handling broke")

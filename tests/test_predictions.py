@@ -109,6 +109,20 @@ def test_non_numeric_box_value_names_file_and_line(tmp_path):
     assert str(e.value) == f"{p}:3: column 'xmin' (x1): 'abc' is not a number"
 
 
+def test_malformed_csv_rows(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_text("filename,width,height,class,xmin,ymin,xmax,ymax\na.jpg,10,10,cat,1,1,5,5\n"
+                 "a.jpg,10,10,cat,1,1,5,5,9\n")
+    with pytest.raises(ReadError) as e:
+        pipeline.read(p)
+    assert e.value.line == 3 and "Expected 8 fields in line 3, saw 9" in str(e.value)
+    # every row one field too many: pandas would silently shift the columns
+    p.write_text("filename,width,height,class,xmin,ymin,xmax,ymax\na.jpg,10,10,cat,1,1,5,5,9\n")
+    with pytest.raises(ReadError) as e:
+        pipeline.read(p)
+    assert str(e.value) == f"{p}: rows have more fields than the header names"
+
+
 def test_nan_boxes_are_dropped_here_with_their_line(tmp_path, self_ap):
     p = tmp_path / "nan.csv"
     p.write_text("filename,width,height,class,xmin,ymin,xmax,ymax\na.jpg,10,10,cat,1,1,5,5\n"

@@ -12,12 +12,21 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from upload_support import API_KEY, API_SECRET, CLIENT_ID, CREDS, SECRETS, make_images, new_project, sample_coco, write_json
+from upload_support import (
+    API_KEY,
+    API_SECRET,
+    CLIENT_ID,
+    CREDS,
+    SECRETS,
+    make_images,
+    new_project,
+    sample_coco,
+    write_json,
+)
 
 from prelabel.cli import main
 from prelabel.upload.journal import default_journal_path
 from prelabel.upload.labellerr import LabellerrTarget
-from prelabel.upload.local import LocalProject
 from prelabel.upload.server import LabellerrServer
 
 ROOT = Path(__file__).resolve().parents[1]

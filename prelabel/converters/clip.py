@@ -114,8 +114,16 @@ class _Ledger:
     def changed_rows(self, code: str, alive: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows, messages) of the rows still alive that ``code`` changed, rows ascending, one message each."""
         book = self.changes[code]
-        rows = [np.fromiter(book, dtype=np.int64, count=len(book))] + [r for r, _ in self.bulk[code]]
-        msgs = [np.array(list(book.values()), dtype=object)] + [m for _, m in self.bulk[code]]
+        rows = [r for r, _ in self.bulk[code]]
+        msgs = [m for _, m in self.bulk[code]]
+        if book:
+            rows.append(np.fromiter(book, dtype=np.int64, count=len(book)))
+            msgs.append(np.array(list(book.values()), dtype=object))
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=object)
+        if len(rows) == 1 and not book:  # one bulk call: distinct rows, already ascending
+            keep = alive[rows[0]]
+            return rows[0][keep], msgs[0][keep]
         r, m = np.concatenate(rows), np.concatenate(msgs)
         keep = alive[r]
         r, m = r[keep], m[keep]
@@ -277,7 +285,9 @@ def _clip_polygons(rows: np.ndarray, seg: np.ndarray, box: np.ndarray, area: np.
     if fast.any():
         for r in some_short.tolist():
             if not need_row[r]:
-                seg[r] = [p for p, ok in zip(seg[r], keep_part[prow == r].tolist(), strict=True) if ok]
+                first = int(np.searchsorted(prow, r))  # parts are grouped by row, rows ascending
+                flags = keep_part[first:first + int(n_parts[r])].tolist()
+                seg[r] = [p for p, ok in zip(seg[r], flags, strict=True) if ok]
         area += np.bincount(row_of[fast], weights=shapely.area(polys[fast]), minlength=n)
         fp = fast[ring_id]
         _set_bounds(xy[fp, 0], xy[fp, 1], row_of[ring_id[fp]], box)
@@ -293,6 +303,7 @@ def _clip_polygons(rows: np.ndarray, seg: np.ndarray, box: np.ndarray, area: np.
     g[~gvalid] = shapely.make_valid(g[~gvalid])
     for r, why in zip(grow[~gvalid].tolist(), reasons.tolist(), strict=True):
         led.change("repaired", r, f"invalid polygon repaired ({why})")
+    cut_row = np.bincount(grow, weights=gout, minlength=n) > 0
     base_area = np.bincount(grow, weights=shapely.area(g), minlength=n)
     orig_area = np.bincount(grow, weights=shapely.area(polys[work]), minlength=n)
     pieces, src = _polygon_parts(g, np.arange(len(g)))
@@ -346,13 +357,13 @@ def _clip_polygons(rows: np.ndarray, seg: np.ndarray, box: np.ndarray, area: np.
             seg[r] = rle
             area[r] = float(mask.sum())
             box[r] = rle_bbox(rle)
-            led.change("clipped" if gout[grow == r].any() else "repaired", r,
+            led.change("clipped" if cut_row[r] else "repaired", r,
                        "polygon with holes written as an RLE mask (COCO polygons cannot express holes)")
         else:
             seg[r] = rings
             area[r] = area_rows[r]
             keep_pts[starts[ks[0]]:starts[ks[-1] + 1]] = True
-        if gout[grow == r].any():
+        if cut_row[r]:
             led.change("clipped", r, f"polygon clipped to the image ({_g(W[r])}x{_g(H[r])}): area "
                                      f"{_g(orig_area[r])} -> {_g(area_rows[r])}, {len(ks)} part(s)")
     _set_bounds(coords[keep_pts, 0], coords[keep_pts, 1], piece_row[cidx[keep_pts]], box)

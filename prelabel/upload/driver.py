@@ -10,8 +10,8 @@ The resume journal (default: ``<file>.upload-journal.json`` beside a COCO file; 
 ``journal=PATH``) is keyed by the target and each shard's content hash. The job id of a shard is recorded as soon
 as the server returns it, and the shard is marked done only when the server reports the job completed. A re-run
 after a crash, Ctrl-C, a timeout or a failure skips the done shards, polls the jobs that were started instead of
-sending their files again, and sends the rest: nothing is applied twice. The journal is deleted once every shard
-completed.
+sending their files again, and sends the rest: nothing is applied twice. Once every shard completed, the
+target's entries are dropped (the file is deleted when empty), so running the same upload again sends it again.
 
 ``_async=True`` returns an :class:`UploadFuture` at once; the work runs on a background thread. ``timeout`` is
 overall (seconds from the call): when it passes, the upload raises :class:`~prelabel.errors.UploadTimeoutError`
@@ -87,10 +87,14 @@ class UploadFuture(cf.Future):  # type: ignore[type-arg]
 def parse_target(spec: str | Target, *, mode: str = "replace") -> Target:
     """A Target from ``local:DIR``, ``labellerr:PROJECT_ID`` or ``labelstudio:PROJECT_ID`` (or the Target itself).
 
-    ``mode`` (``replace`` / ``append``) is given to the local project; Labellerr applies its own semantics and
-    refuses ``append``.
+    ``mode`` (``replace`` / ``append``) is given to the local project (and to a Target object that has a
+    ``mode`` attribute); Labellerr applies its own semantics and refuses ``append``.
     """
     if not isinstance(spec, str):
+        if mode != "replace":
+            if not hasattr(spec, "mode"):
+                raise UsageError(f"mode={mode!r} is not supported by {spec.describe()}")
+            spec.mode = mode  # type: ignore[attr-defined]
         return spec
     kind, sep, rest = spec.partition(":")
     kind = kind.strip().lower()
@@ -241,7 +245,7 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
         results = [results_by_index[s.index] for s in shards]
         res = UploadResult.merge(label, results, dry_run=False, duration=time.monotonic() - started)
         if res.status == "completed":
-            jr.remove()
+            jr.forget(label)
         return res
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

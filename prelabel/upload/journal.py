@@ -8,8 +8,8 @@ One JSON file (written atomically after every change) keyed by ``<target>|<sha25
 
 A shard is marked ``done`` only after the server reported its job completed, so a crash or Ctrl-C at any point
 leaves either nothing applied for the shard, or a job id that the next run polls: nothing is applied twice.
-The journal never holds credentials (the key names the target by its display form). The driver deletes it
-once every shard completed.
+The journal never holds credentials (the key names the target by its display form). The driver drops a
+target's entries once every shard completed (and deletes the file when it is empty).
 
 Example:
     >>> import tempfile, pathlib
@@ -97,9 +97,13 @@ class Journal:
     def mark_failed(self, key: str, message: str, *, index: int, job_id: str | None = None) -> None:
         self._set(key, {"state": "failed", "job_id": job_id, "index": index, "error": message})
 
-    def remove(self) -> None:
-        """Delete the journal file (every shard completed)."""
+    def forget(self, target: str) -> None:
+        """Drop the entries of ``target`` (every shard completed); delete the file when nothing is left."""
         with self._lock:
-            self.entries = {}
-            if self.path is not None:
+            self.entries = {k: v for k, v in self.entries.items() if not k.startswith(f"{target}|")}
+            if self.path is None:
+                return
+            if self.entries:
+                self._save()
+            else:
                 self.path.unlink(missing_ok=True)

@@ -964,9 +964,9 @@ class LabelStudioTarget:
         sent_regions = {ann: ids for ann, ids in conv.regions.items() if set(ids) <= nonce_ids}
         res.annotations_applied = sum(1 for ids in sent_regions.values() if set(ids) <= found)
         missing = len(nonce_ids - found)
-        if missing or res.annotations_applied != conv.applied:
+        if missing or res.annotations_applied != len(sent_regions):
             res.status = "failed"
-            res.errors.append(f"read back {res.annotations_applied} of {conv.applied} annotations "
+            res.errors.append(f"read back {res.annotations_applied} of {len(sent_regions)} annotations "
                               f"({missing} of {len(nonce_ids)} regions missing)")
         if pred_ids:
             res.activity_id = f"ls-{self.project_id}-{min(pred_ids)}-{len(pred_ids)}"

@@ -22,8 +22,8 @@ after S seconds), ``drop`` (read part of the request, then close the socket with
 
 Example:
     >>> plan = FaultPlan.parse("upload_answers:500*2,429;job:fail")
-    >>> [plan.next("upload_answers").code for _ in range(4)], plan.next("upload_answers")
-    ([500, 500, 429, None], None)
+    >>> [plan.next("upload_answers").code for _ in range(3)], plan.next("upload_answers")
+    ([500, 500, 429], None)
     >>> plan.next("job").kind
     'fail'
 """
