@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 from .adapters import FORMATS
 from .adapters.base import ReadOptions
+from .adapters.predictions import from_dataframe, from_detections
 from .converters.coco import ValidationResult, to_coco
 from .converters.coco import validate as validate
 from .converters.coco import write as write_coco
@@ -34,6 +35,8 @@ __all__ = [
     "ValidationResult",
     "__version__",
     "convert",
+    "from_dataframe",
+    "from_detections",
     "prepare",
     "read",
     "to_coco",

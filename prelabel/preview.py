@@ -366,8 +366,6 @@ def _draw_tile(tile: Image.Image, ann: pd.DataFrame, rows: np.ndarray, s: float,
         elif kind == "edge":
             edge = Image.fromarray(geo.astype(np.uint8) * 255, mode="L")
             out.paste(Image.new("RGBA", (tw, th), (*col, 255)), (0, 0), edge)
-        else:
-            _draw_keypoints(d, geo[0], geo[1], s, col)
     font = _font(10)
     for tx, ty, label, col in tags:
         lw = int(font.getlength(label)) + 4
@@ -375,6 +373,9 @@ def _draw_tile(tile: Image.Image, ann: pd.DataFrame, rows: np.ndarray, s: float,
         left = min(max(0.0, tx), max(0.0, tw - lw))
         d.rectangle((left, top, left + lw, top + 12), fill=col)
         d.text((left + 2, top), label, fill=_text_colour(col), font=font)
+    for kind, geo, col in outlines:  # keypoints last: small, and never hidden by a tag
+        if kind == "kps":
+            _draw_keypoints(d, geo[0], geo[1], s, col)
     return out.convert("RGB")
 
 

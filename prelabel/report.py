@@ -239,14 +239,17 @@ class Report:
 
 
 def _ledger_frame(reason: str, rows: pd.DataFrame, message: str) -> pd.DataFrame:
-    files = rows["src_file"].astype(str).to_numpy()
-    line_vals = rows["src_line"].to_numpy() if "src_line" in rows else None
-    if line_vals is None:
-        sources = list(files)
+    files = rows["src_file"].astype(str).reset_index(drop=True)
+    if "src_line" in rows:
+        lines = rows["src_line"].astype("int64").reset_index(drop=True)
+        sources = files.where(lines <= 0, files + ":" + lines.astype(str))
     else:
-        sources = [format_source(f, int(n)) for f, n in zip(files, line_vals, strict=True)]
-    msg = rows["message"].astype(str).to_numpy() if "message" in rows else [message] * len(rows)
-    cats = rows["category"].astype(object).to_numpy() if "category" in rows else [None] * len(rows)
+        sources = files
+    n = len(rows)
+    msg = (rows["message"].astype(str).reset_index(drop=True) if "message" in rows
+           else pd.Series([message] * n, dtype=object))
+    cats = (rows["category"].astype(object).reset_index(drop=True) if "category" in rows
+            else pd.Series([None] * n, dtype=object))
     return pd.DataFrame({"reason": reason, "category": cats, "source": sources, "message": msg})
 
 

@@ -56,7 +56,7 @@ from ..model import Dataset
 
 __all__ = ["clip"]
 
-_CHANGE_ORDER = ("clipped", "repaired")
+_CHANGE_ORDER = ("clipped", "repaired", "recomputed")
 
 
 def _g(v: float) -> str:
@@ -398,6 +398,28 @@ def _check_rles(rows: np.ndarray, seg: np.ndarray, box: np.ndarray, area: np.nda
 
 
 # ------------------------------------------------------------------------------------------------ keypoints
+def _boxes_from_keypoints(rows: np.ndarray, box: np.ndarray, kps: np.ndarray, led: _Ledger) -> None:
+    """A keypoint annotation with no usable box gets the extent of its labelled keypoints (as COCO's loadRes
+    does for keypoint results), reported as ``recomputed``; it stays degenerate when that extent is flat."""
+    b = box[rows]
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(b).all(axis=1) | (b[:, 2] <= 0) | (b[:, 3] <= 0)
+    for r in rows[bad].tolist():
+        try:
+            k = np.asarray(kps[r], dtype=np.float64).reshape(-1, 3)
+        except (TypeError, ValueError):
+            continue
+        k = k[(k[:, 2] > 0) & np.isfinite(k[:, 0]) & np.isfinite(k[:, 1])]
+        if len(k) < 2:
+            continue
+        x0, y0 = float(k[:, 0].min()), float(k[:, 1].min())
+        w, h = float(k[:, 0].max()) - x0, float(k[:, 1].max()) - y0
+        if w > 0 and h > 0:
+            led.change("recomputed", r, f"box {_box_text(*box[r].tolist())} replaced by the extent of the "
+                                        f"labelled keypoints {_box_text(x0, y0, w, h)}")
+            box[r] = (x0, y0, w, h)
+
+
 def _clip_keypoints(rows: np.ndarray, kps: np.ndarray, W: np.ndarray, H: np.ndarray, enabled: bool,
                     led: _Ledger) -> None:
     if len(rows) == 0:
@@ -463,10 +485,11 @@ def clip(ds: Dataset, *, enabled: bool = True, min_area: float = 0.0) -> Dataset
             led.drop(np.array([i]), "dropped.invalid", f"segmentation of type {type(s).__name__}")
     alive = led.alive
     is_box = alive & ~is_rle & ~is_poly
+    has_kp = ~pd.isna(ann["keypoints"]).to_numpy()
+    _boxes_from_keypoints(np.flatnonzero(is_box & has_kp), box, kps, led)
     _clip_boxes(np.flatnonzero(is_box), box, W, H, enabled, led)
     _clip_polygons(np.flatnonzero(is_poly & led.alive), seg, box, area, W, H, enabled, led)
     _check_rles(np.flatnonzero(is_rle & led.alive), seg, box, area, W, H, led)
-    has_kp = ~pd.isna(ann["keypoints"]).to_numpy()
     _clip_keypoints(np.flatnonzero(has_kp & led.alive), kps, W, H, enabled, led)
     alive = led.alive
     area[is_box] = box[is_box, 2] * box[is_box, 3]

@@ -27,6 +27,5 @@ def filter_min_score(ds: Dataset, min_score: float | None) -> Dataset:
     low = score < float(min_score)  # NaN (ground truth) compares False: kept
     if not low.any():
         return ds
-    rows = ds.annotations[low].assign(message=[f"score {s:.4g} < {min_score:g}" for s in score[low]])
-    ds.report.drop("dropped.min_score", rows)
+    ds.report.drop("dropped.min_score", ds.annotations[low], f"score under --min-score {min_score:g}")
     return ds.filter(~low)

@@ -72,7 +72,7 @@ log = logging.getLogger("prelabel.upload")
 TARGET_FORMS = "local:DIR, labellerr:PROJECT_ID or labelstudio:PROJECT_ID"
 
 
-class UploadFuture(cf.Future):  # type: ignore[type-arg]
+class UploadFuture(cf.Future[UploadResult]):
     """A Future of an UploadResult whose ``cancel()`` also stops a running upload at its next safe point."""
 
     def __init__(self, cancel_event: threading.Event) -> None:

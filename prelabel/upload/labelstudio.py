@@ -63,6 +63,7 @@ import secrets
 import threading
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,7 @@ DEFAULT_MODEL_VERSION = "prelabel"
 IMPORT_BATCH = 200             # predictions (tasks) per import request
 UPLOAD_BATCH = 100             # files per multipart request (Label Studio's limit)
 UPLOAD_BATCH_BYTES = 64 << 20  # bytes per multipart request
+READ_BACK_WORKERS = 4          # concurrent GET /api/predictions?task= requests
 MAX_MESSAGES = 20              # skip / fallback messages kept per shard
 KEYPOINT_WIDTH = 0.5           # marker size of a keypoint region, percent of the image width
 _EPS = 1e-9                    # percent values this close outside [0, 100] are rounding, and clamped
@@ -948,11 +950,16 @@ class LabelStudioTarget:
         found: set[str] = set()
         pred_ids: list[int] = []
         nonce_ids = {str(it["id"]) for p in preds for it in p["result"]}
-        for p in preds:
+        def read(task: int) -> Any:
             r = self._request("GET", "/api/predictions", what="reading predictions back", deadline=deadline,
-                              params={"task": p["task"]})
+                              params={"task": task})
+            return self._json(r, "the prediction list") or []
+
+        with ThreadPoolExecutor(max_workers=READ_BACK_WORKERS) as pool:
+            lists = list(pool.map(read, [int(p["task"]) for p in preds]))
+        for p, listed in zip(preds, lists, strict=True):
             mine = 0
-            for q in self._json(r, "the prediction list") or []:
+            for q in listed:
                 ids = {str(it.get("id")) for it in q.get("result") or [] if isinstance(it, Mapping)}
                 if ids & nonce_ids:
                     found |= ids & nonce_ids

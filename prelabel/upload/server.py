@@ -284,8 +284,12 @@ class _Handler(BaseHTTPRequestHandler):
         except orjson.JSONDecodeError:
             self._error(400, "the body is not JSON")
             return
-        size = max(1, min(int(req.get("size") or 100), 1000)) if isinstance(req, dict) else 100
-        after = int(req.get("next_search_after") or 0) if isinstance(req, dict) else 0
+        try:
+            size = max(1, min(int(req.get("size") or 100), 1000)) if isinstance(req, dict) else 100
+            after = int(req.get("next_search_after") or 0) if isinstance(req, dict) else 0
+        except (TypeError, ValueError):
+            self._error(400, "size and next_search_after must be numbers")
+            return
         with app.project.reader() as c:
             rows = c.execute("SELECT id, file_name, width, height FROM assets WHERE id > ? ORDER BY id LIMIT ?",
                              (after, size + 1)).fetchall()
