@@ -248,6 +248,96 @@ def formats() -> None:
         click.echo(f"{name:<12} {desc}{extra}")
 
 
+# ------------------------------------------------------------------------------------------------ look
+def _source_options(f: Any) -> Any:
+    """The reading options of 'preview' and 'inspect' (a subset of 'convert''s)."""
+    opts = [
+        click.option("--from", "fmt", metavar="FORMAT", help="Source format (default: detected). See 'prelabel formats'."),
+        click.option("--images", type=click.Path(path_type=Path), help="Images root: sizes from headers, pixels to draw."),
+        click.option("--task", type=click.Choice(["detect", "segment", "obb", "pose"]), help="YOLO task."),
+        click.option("--voc-origin", type=click.Choice(["0", "1"]), default="1", show_default=True,
+                     help="VOC pixel origin: 1 = the spec's 1-based indices, 0 = files from 0-based tools."),
+        click.option("--cvat-points", type=click.Choice(["skip", "keypoints"]), default="skip", show_default=True,
+                     help="CVAT <points> shapes: report and skip, or keep as keypoints."),
+        click.option("--ls-select", type=click.Choice(["auto", "annotations", "predictions", "both"]), default="auto",
+                     show_default=True, help="Label Studio: what to read."),
+        click.option("--column", "columns", multiple=True, metavar="ROLE=NAME",
+                     help="Predictions: column for a role (image, category, x1, y1, x2, y2, score, ...)."),
+        click.option("--box-format", type=click.Choice(["xyxy", "xywh", "cxcywh"]), help="Predictions: box columns."),
+        click.option("--normalized/--absolute", default=None, help="Predictions: box values in [0, 1]."),
+        click.option("--names", help="Class names, comma-separated, or a file (one per line / data.yaml)."),
+        click.option("--images-from", type=click.Path(path_type=Path), help="COCO results: the GT file with the images."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+@main.command("preview", context_settings=CONTEXT)
+@click.argument("src", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="The PNG to write.")
+@click.option("-n", "--n", "n", type=click.IntRange(min=1), default=16, show_default=True,
+              help="The most images on the sheet.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which images, when there are more than --n.")
+@click.option("--no-clip", is_flag=True, help="Draw the geometry as read, not clipped to the image.")
+@_source_options
+@click.pass_context
+def preview_cmd(ctx: click.Context, /, src: tuple[Path, ...], out: Path, n: int, seed: int, no_clip: bool,
+                **kw: Any) -> None:
+    """Draw SRC (any source, or a COCO file) on a contact sheet PNG: see the result before uploading.
+
+    \b
+    Boxes, polygons, masks and keypoints in per-category colours with a legend, the file name under each
+    image; images with problems (clipped, dropped, unmatched) come first, missing images are grey tiles.
+    Examples:
+      prelabel preview sample_data/coco/instances.json --images sample_data/images -o preview.png
+      prelabel preview sample_data/yolo -o preview.png --n 4 --seed 1
+    """
+    from . import preview as pv
+    from .pipeline import prepare, read
+
+    quiet = bool(ctx.obj.get("quiet"))
+    raw = read(list(src), fmt=kw.get("fmt"), options=_read_options(kw))
+    ds = prepare(raw, unknown="keep", clip=not no_clip)
+    path = pv.save(ds, out, images=kw.get("images"), n=n, seed=seed, source=raw, show_progress=not quiet)
+    if not quiet:
+        shown = min(n, len(ds.images))
+        flagged = len(pv.problem_images(ds, source=raw))
+        extra = f", {flagged} image(s) with problems first" if flagged else ""
+        click.echo(f"wrote {path}: {shown} of {len(ds.images)} image(s){extra}", err=True)
+
+
+@main.command("inspect", context_settings=CONTEXT)
+@click.argument("src", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON (keys: see prelabel.inspection.summarize).")
+@_source_options
+@click.pass_context
+def inspect_cmd(ctx: click.Context, /, src: tuple[Path, ...], as_json: bool, **kw: Any) -> None:
+    """What is in SRC: images, annotations per category and geometry kind, sizes, scores, problems.
+
+    \b
+    The problems are those 'convert' would report (clipping on, unknown categories kept), plus hints when
+    the coordinates look written in another convention (normalized boxes where pixels were expected).
+    Examples:
+      prelabel inspect sample_data/cvat/annotations.xml
+      prelabel inspect preds.csv --images imgs/ --json
+    """
+    import orjson
+
+    from .inspection import print_summary, summarize
+    from .pipeline import read
+    from .progress import progress
+
+    with progress(2, desc="inspecting", unit="steps", enabled=not ctx.obj.get("quiet")) as bar:
+        ds = read(list(src), fmt=kw.get("fmt"), options=_read_options(kw))
+        bar.advance()
+        summary = summarize(ds)
+        bar.advance()
+    if as_json:
+        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print_summary(summary, file=sys.stdout)
+
 # ------------------------------------------------------------------------------------------------ upload
 # (upload, push, project, serve: added by the upload work below this line)
 

@@ -331,7 +331,7 @@ def _draw_tile(tile: Image.Image, ann: pd.DataFrame, rows: np.ndarray, s: float,
             mask = _mask_tile(g, tw, th)
             if mask is not None:
                 layer = Image.new("RGBA", (tw, th), (*col, MASK_ALPHA))
-                overlay.paste(layer, (0, 0), Image.fromarray(mask * 255, mode="L"))
+                overlay.paste(layer, (0, 0), Image.fromarray(mask * 255))
                 outlines.append(("edge", _edges(mask), col))
         elif isinstance(g, (list, tuple)) and len(g):
             for part in g:
@@ -364,7 +364,7 @@ def _draw_tile(tile: Image.Image, ann: pd.DataFrame, rows: np.ndarray, s: float,
             d.line(ring, fill=HALO, width=4, joint="curve")
             d.line(ring, fill=col, width=2, joint="curve")
         elif kind == "edge":
-            edge = Image.fromarray(geo.astype(np.uint8) * 255, mode="L")
+            edge = Image.fromarray(geo.astype(np.uint8) * 255)
             out.paste(Image.new("RGBA", (tw, th), (*col, 255)), (0, 0), edge)
     font = _font(10)
     for tx, ty, label, col in tags:
@@ -388,7 +388,7 @@ def _mask_tile(rle: Mapping[str, Any], tw: int, th: int) -> np.ndarray | None:
         return None
     if m.size == 0:
         return None
-    im = Image.fromarray((m > 0).astype(np.uint8) * 255, mode="L").resize((tw, th), Image.Resampling.NEAREST)
+    im = Image.fromarray((m > 0).astype(np.uint8) * 255).resize((tw, th), Image.Resampling.NEAREST)
     return (np.asarray(im) > 0).astype(np.uint8)
 
 

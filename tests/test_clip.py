@@ -205,6 +205,15 @@ def test_keypoints_outside_become_unlabelled():
                                                            "x=y=0, v=0 (2 had been labelled)")]
 
 
+def test_keypoint_annotation_without_a_box_gets_the_keypoints_extent():
+    # labelled keypoints (2, 3) and (6, 8); the unlabelled one at (9, 9) does not count: box [2, 3, 4, 5]
+    kps = np.array([[2, 3, 2], [6, 8, 1], [9, 9, 0]], dtype=np.float64)
+    out = clip(_ds([{"x": 0, "y": 0, "w": 0, "h": 0, "keypoints": kps}]))
+    assert out.boxes.tolist() == [[2.0, 3.0, 4.0, 5.0]]
+    assert _changes(out) == [("recomputed", "labels/a.txt:1", "box [0, 0, 0, 0] replaced by the extent of the "
+                                                              "labelled keypoints [2, 3, 4, 5]")]
+
+
 def test_rle_of_another_size_is_dropped_with_both_sizes():
     rle = {"size": [5, 10], "counts": [0, 50]}
     out = clip(_ds([{"segmentation": rle}]))

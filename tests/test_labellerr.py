@@ -265,3 +265,25 @@ def test_fault_plan_text() -> None:
     f = plan.next("status")
     assert f is not None and (f.kind, f.seconds) == ("slow", 3.0)
     assert plan.next("project_files").kind == "drop"  # type: ignore[union-attr]
+
+
+def test_project_files_are_paged(serve: Any) -> None:
+    srv = serve()
+    client = LabellerrClient(CREDS, base_url=srv.url)
+    files = client.project_files("proj-1", page_size=2)
+    client.close()
+    assert [f["file_name"] for f in files] == ["Cat.png", "a.png", "b.png"]
+    assert srv.stats["project_files"] == 2   # 2 files, then 1 with next_search_after = None
+
+
+def test_http_log_lines_carry_no_credentials(serve: Any, coco_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    srv = serve("upload_answers:500")
+    with caplog.at_level(logging.DEBUG):
+        res = upload(coco_file, target(srv))
+    assert res.status == "completed"
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/actions/upload_answers?client_id=***&" in text   # httpx's request line, scrubbed
+    for s in (API_KEY, API_SECRET, CLIENT_ID):
+        assert s not in text

@@ -359,7 +359,8 @@ def test_real_upload_result(uploaded: dict[str, Any], self_ap: Any) -> None:
     assert self_ap(uploaded["coco"]) == 1.0
     dry, res, t = uploaded["dry"], uploaded["result"], uploaded["target"]
     assert uploaded["tasks_after_dry"] == 0            # a dry run creates nothing
-    assert (dry.annotations_applied, dry.files_matched) == (5, 3)
+    assert (dry.annotations_applied, dry.files_matched, dry.matched_by) == (5, 3, {"uploaded": 3})
+    assert res.matched_by == {"uploaded": 3}
     assert res.status == "completed"
     assert res.annotations_applied == 5 and res.files_matched == 3
     assert [(u.name, u.closest, u.why) for u in res.files_not_matched] == [
@@ -433,6 +434,7 @@ def test_real_existing_tasks_matched_by_upload_prefix_and_local_files(label_stud
     res = t.upload_shard(coco, index=1, path=Path("s1.json"), dry_run=False, deadline=None,
                          cancel=threading.Event())
     assert (res.status, res.annotations_applied, res.files_matched, res.files_not_matched) == ("completed", 2, 2, [])
+    assert res.matched_by == {"sanitized": 1, "exact": 1}
     preds = _predictions(label_studio, t.project_id)
     # [1, 2, 3, 4] in 10x20 -> 10 %, 10 %, 30 %, 20 %; [3, 4, 6, 8] in 30x40 -> 10 %, 10 %, 20 %, 20 %
     values = sorted((p["result"][0]["value"]["width"], p["result"][0]["value"]["height"]) for p in preds.values())
@@ -490,3 +492,26 @@ def test_server_start_failure_reports_the_log_tail(tmp_path: Path, monkeypatch: 
         ls_server.start(timeout=20)
     assert str(e.value).startswith("Label Studio exited with code 3 before it was ready; log ")
     assert str(e.value).endswith("\nError: port handling broke")
+
+
+@pytest.mark.labelstudio
+def test_real_upload_through_the_driver(label_studio: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from prelabel.upload import upload
+
+    t = LabelStudioTarget.create(label_studio.url, label_studio.token, "driver", ["cat"])
+    httpx.post(f"{label_studio.url}/api/projects/{t.project_id}/import",
+               headers={"Authorization": f"Token {label_studio.token}"},
+               json=[{"data": {"image": f"/data/upload/{t.project_id}/0badf00d-a.png"}}]).raise_for_status()
+    monkeypatch.setenv("LABEL_STUDIO_URL", label_studio.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+    coco = {"info": {}, "licenses": [], "images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}],
+            "categories": [{"id": 1, "name": "cat"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2], "area": 4,
+                             "iscrowd": 0, "segmentation": []}]}
+    res = upload(coco, f"labelstudio:{t.project_id}", journal=False)
+    assert (res.status, res.target, res.annotations_applied, res.files_matched) == (
+        "completed", f"labelstudio:{t.project_id}", 1, 1)
+    (pred,) = _predictions(label_studio, t.project_id).values()
+    assert res.activity_id == f"ls-{t.project_id}-{pred['id']}-1"
+    assert label_studio.token not in json.dumps(res.to_dict())
+    t.close()

@@ -18,6 +18,7 @@ from upload_support import (
     CLIENT_ID,
     CREDS,
     SECRETS,
+    coco_doc,
     make_images,
     new_project,
     sample_coco,
@@ -180,3 +181,20 @@ def test_serve_command_over_a_subprocess(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=10)
     for s in SECRETS:
         assert s not in out and s not in err
+
+
+def test_hint_text_for_case_extension_prefix(tmp_path: Path) -> None:
+    proj = new_project(tmp_path, names=["dog.jpg", "cat.jpeg", "car.png", "train/bus.png", "val/bus.png"])
+    doc = coco_doc([("Dog.JPG", [("cat", [0, 0, 1, 1])]), ("cat.png", [("cat", [0, 0, 1, 1])]),
+                    ("bus.png", [("cat", [0, 0, 1, 1])]), ("images/car.png", [("dog", [1, 1, 2, 2])])],
+                   ["cat", "dog"])
+    r = run("upload", str(write_json(tmp_path / "h.json", doc)), "--to", f"local:{proj.root}")
+    assert r.exit_code == 0
+    assert r.stdout.splitlines()[1:] == [
+        "  annotations applied: 1",
+        "  images matched: 1 (1 by dropping a folder prefix)",
+        "  images not matched: 3 (their annotations are not applied)",
+        "    Dog.JPG: closest dog.jpg: the names differ only in case",
+        "    cat.png: closest cat.jpeg: the names differ only in the extension",
+        "    bus.png: closest train/bus.png, val/bus.png: the same name under another folder prefix",
+    ]

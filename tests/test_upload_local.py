@@ -68,13 +68,14 @@ def test_upload_applies_and_reports(tmp_path: Path) -> None:
 
 
 def test_unmatched_names_with_hints(tmp_path: Path) -> None:
-    proj = new_project(tmp_path, names=["dog.jpg", "cat.jpeg", "car.png", "bus.png"])
+    proj = new_project(tmp_path, names=["dog.jpg", "cat.jpeg", "car.png", "train/bus.png", "val/bus.png"])
     doc = coco_doc([("Dog.JPG", [("cat", [0, 0, 1, 1])]), ("cat.png", [("cat", [0, 0, 1, 1])]),
-                    ("local_upload/3f2a/car.png", [("dog", [1, 1, 2, 2])]), ("IMG_0001.tif", [])], ["cat", "dog"])
+                    ("local_upload/3f2a/car.png", [("dog", [1, 1, 2, 2])]), ("bus.png", [("dog", [0, 0, 1, 1])]),
+                    ("IMG_0001.tif", [])], ["cat", "dog"])
     res = upload(doc, LocalTarget(proj.root))
     hints = {u.name: (u.closest, u.why) for u in res.files_not_matched}
     assert hints == {"Dog.JPG": (["dog.jpg"], "case"), "cat.png": (["cat.jpeg"], "extension"),
-                     "IMG_0001.tif": ([], "no similar name")}
+                     "bus.png": (["train/bus.png", "val/bus.png"], "prefix"), "IMG_0001.tif": ([], "no similar name")}
     # the Labellerr-style prefix is matched, and the result says by which rule
     assert res.files_matched == 1 and res.matched_by == {"prefix": 1}
     assert annotations(proj) == [("car.png", "dog", 1.0, 1.0, 2.0, 2.0)]
@@ -216,3 +217,14 @@ def test_two_processes_upload_at_once(tmp_path: Path) -> None:
                   + [(n, "dog", float(i), float(k), 1.0, 1.0) for i, n in enumerate(names_b) for k in range(4)])
     assert sorted(rows) == want
     assert {a["status"] for a in proj.activities()} == {"completed"}
+
+
+def test_upload_a_dataset(tmp_path: Path) -> None:
+    from prelabel.model import Dataset
+
+    proj = new_project(tmp_path)
+    ds = Dataset.build(images={"file_name": ["b.png"], "width": [64], "height": [48]},
+                       annotations={"image": [0], "category": ["dog"], "x": [2.0], "y": [3.0], "w": [4.0], "h": [5.0]})
+    res = upload(ds, f"local:{proj.root}")
+    assert (res.status, res.annotations_applied) == ("completed", 1)
+    assert annotations(proj) == [("b.png", "dog", 2.0, 3.0, 4.0, 5.0)]

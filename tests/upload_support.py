@@ -15,7 +15,7 @@ API_KEY = "KEY-abc-456"
 API_SECRET = "SECRET-xyz-123"
 CLIENT_ID = "CID-789"
 CREDS = Credentials(API_KEY, API_SECRET, CLIENT_ID)
-SECRETS = (API_KEY, API_SECRET)
+SECRETS = (API_KEY, API_SECRET, CLIENT_ID)
 
 
 def png_bytes(width: int, height: int) -> bytes:

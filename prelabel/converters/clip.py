@@ -23,7 +23,9 @@ RLE masks
     cropped by construction; the RLE's ``size`` must equal the image's ``[height, width]``, otherwise the row
     is dropped (``dropped.invalid``, the message gives both sizes); an empty mask is ``dropped.degenerate``.
 keypoints
-    a keypoint outside the image (or with a non-finite value) becomes ``x = y = 0, v = 0`` (``clipped``).
+    a keypoint outside the image (or with a non-finite value) becomes ``x = y = 0, v = 0`` (``clipped``). A
+    keypoint annotation whose box is missing (non-finite or empty) first gets the extent of its labelled
+    keypoints as its box (``recomputed``).
 
 ``x, y, w, h`` are then recomputed from the geometry (the enclosing box of the polygons or of the mask; for
 boxes, the clipped box), which is what the writer's ``bbox`` and ``area`` come from. ``min_area`` drops what
@@ -492,7 +494,8 @@ def clip(ds: Dataset, *, enabled: bool = True, min_area: float = 0.0) -> Dataset
     _check_rles(np.flatnonzero(is_rle & led.alive), seg, box, area, W, H, led)
     _clip_keypoints(np.flatnonzero(has_kp & led.alive), kps, W, H, enabled, led)
     alive = led.alive
-    area[is_box] = box[is_box, 2] * box[is_box, 3]
+    ab = is_box & alive
+    area[ab] = box[ab, 2] * box[ab, 3]
     if min_area > 0:
         small = alive & (area < float(min_area))
         led.drop(small, "dropped.min_area", [f"area {_g(a)} < {_g(min_area)}" for a in area[small].tolist()])

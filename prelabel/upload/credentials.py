@@ -15,7 +15,7 @@ A :class:`Credentials` object never shows its secret values: ``repr`` and ``str`
 Example:
     >>> c = Credentials(api_key="KEY-1234567", api_secret="SECRET-abc-987", client_id="42")
     >>> c
-    Credentials(api_key='KEY…', api_secret='***', client_id='42')
+    Credentials(api_key='KEY…', api_secret='***', client_id='***')
     >>> redact("server said: bad secret SECRET-abc-987", c)
     'server said: bad secret ***'
 """
@@ -40,14 +40,14 @@ _HINT = ("set LABELLERR_API_KEY, LABELLERR_API_SECRET and LABELLERR_CLIENT_ID (f
 
 @dataclass(frozen=True)
 class Credentials:
-    """The three Labellerr credentials. ``repr`` masks the key and hides the secret."""
+    """The three Labellerr credentials. ``repr`` shows only the key's first characters."""
 
     api_key: str
     api_secret: str
     client_id: str
 
     def __repr__(self) -> str:
-        return f"Credentials(api_key={self.api_key[:3] + '…'!r}, api_secret='***', client_id={self.client_id!r})"
+        return f"Credentials(api_key={self.api_key[:3] + '…'!r}, api_secret='***', client_id='***')"
 
     __str__ = __repr__
 

@@ -57,6 +57,27 @@ ORIGIN = "https://pro.labellerr.com"
 MAX_RETRY_AFTER = 60.0
 
 
+class _RedactFilter(logging.Filter):
+    """Scrubs the credentials of the live clients from httpx's log lines (its request URLs carry client_id)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.creds: list[Credentials] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.creds:
+            msg = record.getMessage()
+            for c in list(self.creds):
+                msg = redact(msg, c)
+            record.msg, record.args = msg, None
+        return True
+
+
+_REDACT = _RedactFilter()
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).addFilter(_REDACT)
+
+
 def _body_message(resp: httpx.Response) -> str:
     try:
         doc = resp.json()
@@ -84,12 +105,15 @@ class LabellerrClient:
         self.poll_interval = poll_interval
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
                                   follow_redirects=False)
+        _REDACT.creds.append(credentials)
 
     def __repr__(self) -> str:
         return f"LabellerrClient(base_url={self.base_url!r})"
 
     def close(self) -> None:
         self._http.close()
+        if self._creds in _REDACT.creds:
+            _REDACT.creds.remove(self._creds)
 
     def _headers(self, *, email: bool = False) -> dict[str, str]:
         h = {"api_key": self._creds.api_key, "api_secret": self._creds.api_secret,

@@ -63,8 +63,8 @@ import secrets
 import threading
 import time
 import urllib.parse
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -886,19 +886,24 @@ class LabelStudioTarget:
         tasks = self._task_list()
         m = match_names(names, [n for _, n in tasks], fold_case=self.fold_case, fold_extension=self.fold_extension)
         # images that match no task: upload them from the images folder when one was given
+        uploaded: set[str] = set()
         if m.unmatched and self.images is not None:
             todo = [(u.name, f) for u in m.unmatched
                     if (f := safe_join(self.images, u.name)) is not None and f.is_file()]
+            uploaded = {n for n, _ in todo}
             if todo and dry_run:
-                matched_by_upload = {n for n, _ in todo}
-                m.unmatched = [u for u in m.unmatched if u.name not in matched_by_upload]
-                for n in matched_by_upload:
+                m.unmatched = [u for u in m.unmatched if u.name not in uploaded]
+                for n in uploaded:
                     m.matched[n] = n
             elif todo:
                 self._upload_images(todo, deadline=deadline)
                 tasks = self._task_list(refresh=True)
                 m = match_names(names, [n for _, n in tasks], fold_case=self.fold_case,
                                 fold_extension=self.fold_extension)
+        for name in names:
+            if name in m.matched:
+                how = "uploaded" if name in uploaded else m.how.get(name, "exact")
+                res.matched_by[how] = res.matched_by.get(how, 0) + 1
         task_of_asset: dict[str, int] = {}
         for tid, n in tasks:
             task_of_asset.setdefault(n, tid)

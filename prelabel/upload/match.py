@@ -106,7 +106,10 @@ def match_names(names: Iterable[str], assets: Iterable[str], *, fold_case: bool 
                 res.how[name] = how
                 break
         else:
-            if case_hits:
+            prefix_hits = by_base.get(base, [])
+            if len(prefix_hits) > 1:   # the same name under several folders: ambiguous
+                why, closest = "prefix", prefix_hits
+            elif case_hits:
                 why, closest = "case", case_hits
             elif ext_hits:
                 why, closest = "extension", ext_hits
