@@ -247,7 +247,7 @@ def print_summary(summary: Mapping[str, Any], *, file: IO[str] | None = None) ->
     from rich.console import Console
     from rich.table import Table
 
-    con = Console(file=file, highlight=False, soft_wrap=False)
+    con = Console(file=file, highlight=False, soft_wrap=True)
     src = _source_text(summary.get("source")) or "(dataset)"
     fmt = _source_text(summary.get("format"))
     con.print(f"[bold]{src}[/bold]" + (f" ({fmt})" if fmt else ""))

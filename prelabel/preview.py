@@ -145,64 +145,46 @@ def problem_images(ds: Dataset, *, source: Dataset | None = None) -> dict[int, d
     of the report are matched by their source the same way (an image file name, a label file).
     """
     rep = ds.report
-    frames = [f for f in (rep.drops, rep.changes) if not f.empty]
+    parts = [f[["reason", "source"]] for f in (rep.drops, rep.changes) if not f.empty]
     diags = [(d.code, d.source) for d in rep.diagnostics if d.severity != "info"]
-    if not frames and not diags:
+    if diags:
+        parts.append(pd.DataFrame(diags, columns=["reason", "source"]))
+    if not parts:
         return {}
-    # file:line -> image, from annotation rows (ambiguous keys left out)
-    keyed: list[pd.Series] = []
+    todo = pd.concat(parts, ignore_index=True).astype(str)
+    # file:line -> image, from annotation rows; a key naming two different images cannot tell which one
+    keyed: list[pd.DataFrame] = []
     for d in (source, ds):
         if d is None or len(d.annotations) == 0:
             continue
         a = d.annotations
-        line = a["src_line"].to_numpy(dtype=np.int64)
         files = a["src_file"].astype(str)
-        keys = files.where(line == 0, files + ":" + a["src_line"].astype(str))
-        keyed.append(pd.Series(a["image"].to_numpy(dtype=np.int64), index=keys.to_numpy()))
-    by_key = pd.concat(keyed) if keyed else pd.Series([], dtype=np.int64)
-    by_key = by_key[~by_key.index.duplicated(keep="first")] if len(by_key) else by_key
-    if len(by_key):
-        # a key naming two different images cannot tell which one
-        pairs = pd.concat(keyed).reset_index()
-        pairs.columns = ["key", "image"]
-        n_img = pairs.drop_duplicates().groupby("key")["image"].nunique()
-        by_key = by_key[by_key.index.isin(n_img[n_img == 1].index)]
-    # file -> image, when exactly one image has that src_file or file_name
+        keys = files.where(a["src_line"].to_numpy() == 0, files + ":" + a["src_line"].astype(str))
+        keyed.append(pd.DataFrame({"key": keys.to_numpy(), "image": a["image"].to_numpy(dtype=np.int64)}))
+    where = pd.Series(np.nan, index=todo.index)
+    if keyed:
+        pairs = pd.concat(keyed, ignore_index=True).drop_duplicates()
+        pairs = pairs[~pairs["key"].duplicated(keep=False)]
+        where = todo["source"].map(pairs.set_index("key")["image"])
+    # then the file alone (the source itself, or its part before ':line'), when one image has that src_file
+    # or file_name
     img = ds.images
-    by_file: dict[str, int] = {}
-    for col in ("src_file", "file_name"):
-        vals = img[col].astype(str)
-        counts = vals.value_counts()
-        for pos, v in enumerate(vals.to_numpy()):
-            if v and counts[v] == 1:
-                by_file.setdefault(str(v), pos)
-
+    by_file = pd.concat([pd.Series(np.arange(len(img)), index=img[c].astype(str).to_numpy())
+                         for c in ("src_file", "file_name")])
+    by_file = by_file[~by_file.index.duplicated(keep=False) & (by_file.index != "")]
+    file_part = todo["source"].str.replace(_LINE, r"\1", regex=True)
+    for lookup in (todo["source"], file_part):
+        missing = where.isna()
+        if not missing.any():
+            break
+        where = where.where(~missing, lookup.map(by_file))
+    found = todo.assign(image=where).dropna(subset=["image"])
     out: dict[int, dict[str, int]] = {}
-
-    def add(code: str, where: Any) -> None:
-        if where is None:
-            return
-        out.setdefault(int(where), {})
-        out[int(where)][code] = out[int(where)].get(code, 0) + 1
-
-    key_map = by_key.to_dict()
-    for f in frames:
-        for code, src in zip(f["reason"].astype(str), f["source"].astype(str), strict=True):
-            add(code, _locate(src, key_map, by_file))
-    for code, src in diags:
-        add(code, _locate(src, key_map, by_file))
-    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}
-
-
-def _locate(src: str, key_map: Mapping[Any, Any], by_file: Mapping[str, int]) -> int | None:
-    if src in key_map:
-        return int(key_map[src])
-    if src in by_file:
-        return by_file[src]
-    m = _LINE.match(src)
-    if m and m.group(1) in by_file:
-        return by_file[m.group(1)]
-    return None
+    if len(found):
+        counts = found.groupby([found["image"].astype(np.int64), "reason"], sort=True).size()
+        for (i, code), c in counts.items():
+            out.setdefault(int(i), {})[str(code)] = int(c)
+    return out
 
 
 def select_images(ds: Dataset, problems: Mapping[int, Any], *, n: int = 16, seed: int = 0) -> list[int]:
@@ -213,8 +195,9 @@ def select_images(ds: Dataset, problems: Mapping[int, Any], *, n: int = 16, seed
     total = len(ds.images)
     first = [i for i in sorted(problems) if 0 <= i < total][:n]
     room = n - len(first)
-    taken = set(first)
-    others = np.array([i for i in range(total) if i not in taken], dtype=np.int64)
+    keep = np.ones(total, dtype=bool)
+    keep[first] = False
+    others = np.flatnonzero(keep)
     if room <= 0:
         return first
     if len(others) > room:
@@ -245,10 +228,16 @@ def _tile_size(width: int, height: int) -> tuple[int, int, float]:
     return max(1, round(width * s)), max(1, round(height * s)), s
 
 
-def _fit(text: str, font: Any, width: int) -> str:
+def _fit(text: str, font: Any, width: int, *, keep: str = "end") -> str:
+    """``text`` shortened with "..." to fit ``width`` pixels, keeping its end (file names) or its start."""
     if font.getlength(text) <= width:
         return text
     ell = "..."
+    if keep == "start":
+        n = 0
+        while n < len(text) and font.getlength(text[:n + 1] + ell) <= width:
+            n += 1
+        return text[:n] + ell
     lo = 0
     while lo < len(text) and font.getlength(ell + text[-(lo + 1):]) <= width:
         lo += 1
@@ -389,7 +378,8 @@ def _mask_tile(rle: Mapping[str, Any], tw: int, th: int) -> np.ndarray | None:
     if m.size == 0:
         return None
     im = Image.fromarray((m > 0).astype(np.uint8) * 255).resize((tw, th), Image.Resampling.NEAREST)
-    return (np.asarray(im) > 0).astype(np.uint8)
+    out: np.ndarray = (np.asarray(im) > 0).astype(np.uint8)
+    return out
 
 
 def _edges(mask: np.ndarray) -> np.ndarray:
@@ -397,7 +387,8 @@ def _edges(mask: np.ndarray) -> np.ndarray:
     m = mask.astype(bool)
     p = np.pad(m, 1, constant_values=False)
     inner = p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
-    return m & ~inner
+    edge: np.ndarray = m & ~inner
+    return edge
 
 
 def _draw_keypoints(d: ImageDraw.ImageDraw, k: np.ndarray, skeleton: Any, s: float,
@@ -463,8 +454,8 @@ def render(ds: Dataset, *, images: str | Path | None = None, n: int = 16, seed: 
     src_txt = ", ".join(str(x) for x in src) if isinstance(src, (list, tuple)) else (str(src) if src else "")
     title = (f"{k} of {len(ds.images)} image(s), {len(ds.annotations)} annotation(s)"
              + (f"; {sum(1 for i in chosen if i in problems)} with problems first" if problems else ""))
-    d.text((MARGIN, MARGIN + 2), _fit(f"{src_txt}: {title}" if src_txt else title, font, width - 2 * MARGIN),
-           fill=TEXT, font=font)
+    d.text((MARGIN, MARGIN + 2), _fit(f"{title}   {src_txt}" if src_txt else title, font, width - 2 * MARGIN,
+                                      keep="start"), fill=TEXT, font=font)
 
     ann = ds.annotations
     img_of = ann["image"].to_numpy(dtype=np.int64)

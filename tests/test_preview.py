@@ -135,6 +135,17 @@ def test_problem_images_come_first(tmp_path: Path) -> None:
     assert sheet.getpixel((196, 120)) == pv.category_colors(["cat", "dog"])["cat"]
 
 
+def test_problems_matched_by_file(tmp_path: Path) -> None:
+    ds = Dataset.build(images={"file_name": ["a.png", "b.png", "c.png"], "width": [8] * 3, "height": [8] * 3,
+                               "src_file": ["labels/a.txt", "labels/b.txt", "labels/c.txt"]})
+    # a row dropped while reading never reached the table: its label file names the image
+    ds.report.drop_one("dropped.invalid", category="cat", source_file="labels/b.txt", source_line=7)
+    # a warning about an image file; an info note is not a problem
+    ds.report.note("image.missing", "c.png", "no such file")
+    ds.report.note("image.unlabeled", "a.png", "no label file", severity="info")
+    assert pv.problem_images(ds) == {1: {"dropped.invalid": 1}, 2: {"image.missing": 1}}
+
+
 def test_sampling_with_seed(tmp_path: Path) -> None:
     raw, ds = _problem_dataset(tmp_path)
     # n = 2: both problem images, no room for the others
