@@ -5,6 +5,7 @@ The public API (everything else is private)::
     ds = prelabel.read("sample_data/yolo")                  # any source format, detected
     result = prelabel.convert("sample_data/voc", "out.json")  # read, reconcile, clip, write
     prelabel.validate("out.json").ok
+    prelabel.upload("out.json", "local:build/project")        # or labellerr:ID, labelstudio:ID; _async=True
 
 Example:
     >>> import prelabel
@@ -25,6 +26,7 @@ from .converters.coco import write as write_coco
 from .model import Dataset
 from .pipeline import ConvertResult, convert, prepare, read, write_dataset
 from .report import Report
+from .upload import UploadResult, upload  # the function shadows the subpackage name on purpose
 
 __all__ = [
     "FORMATS",
@@ -32,6 +34,7 @@ __all__ = [
     "Dataset",
     "ReadOptions",
     "Report",
+    "UploadResult",
     "ValidationResult",
     "__version__",
     "convert",
@@ -40,6 +43,7 @@ __all__ = [
     "prepare",
     "read",
     "to_coco",
+    "upload",
     "validate",
     "write_coco",
     "write_dataset",

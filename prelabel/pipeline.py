@@ -112,6 +112,9 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
             rle: str = "compressed", report_path: str | Path | None = None, strict: bool = False) -> ConvertResult:
     """Read ``src``, reconcile, clip, and write COCO to ``out``; the report says what happened to everything."""
     ds = read(src, fmt=fmt, options=options)
+    from .inspection import convention_hints
+
+    ds.report.diagnostics.extend(convention_hints(ds))
     ds = prepare(ds, mapping=mapping, schema=schema, unknown=unknown, clip=clip, min_area=min_area,
                  min_score=min_score)
     return write_dataset(ds, out, max_file_size=max_file_size, rle=rle, report_path=report_path, strict=strict,

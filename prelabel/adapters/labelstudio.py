@@ -66,6 +66,7 @@ import gc
 import json
 import math
 import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ _MIN_RESERVED = {"id", "annotator", "annotation_id", "created_at", "updated_at",
 _OBJECT_CONTROLS = {"rectanglelabels", "polygonlabels", "ellipselabels", "brushlabels", "labels"}
 _HEX_PREFIX = re.compile(r"^[0-9a-f]{8}-(?=.)")
 _NUM = (int, float)
+_MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
 
 
 # ================================================================================================ detect
@@ -243,7 +245,7 @@ def _load_config(spec: Any) -> _Config | None:
         except (OSError, UnicodeDecodeError) as e:
             raise ReadError(where, f"cannot read the label config: {e}") from None
     try:
-        root = ElementTree.fromstring(text)
+        root = ElementTree.fromstring(text, forbid_dtd=True)
     except (ElementTree.ParseError, DefusedXmlException) as e:
         raise ReadError(where, f"not a valid label config: {e}") from None
     cfg = _Config()
@@ -432,8 +434,9 @@ class _Reader:
             self.cur = None
             try:
                 self._task(task, line)
-            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
-                what = f"missing field {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as e:
+                what = (f"missing field {e.args[0]!r}" if isinstance(e, KeyError) else
+                        "a value is nested too deeply" if isinstance(e, RecursionError) else str(e))
                 rid = self.cur.get("id") if isinstance(self.cur, dict) else None
                 where = f"region {rid!r}: " if rid is not None else ""
                 raise ReadError(file, f"{where}{what}", line=line, element=f"task={task.get('id')}") from None
@@ -706,8 +709,8 @@ class _Reader:
                 raise TypeError(f"labels must be strings, got {cat!r}")
             ow = _num(r.get("original_width", W))
             oh = _num(r.get("original_height", H))
-            if ow <= 0 or oh <= 0:
-                raise ValueError(f"original_width/height must be > 0, got {ow} x {oh}")
+            if ow <= 0 or oh <= 0 or ow > _MAX_SIDE or oh > _MAX_SIDE:
+                raise ValueError(f"original_width/height must be > 0 and at most {_MAX_SIDE}, got {ow} x {oh}")
             if kind == _KP:
                 x, y = _num(v["x"]) * ow / 100.0, _num(v["y"]) * oh / 100.0
                 if not (math.isfinite(x) and math.isfinite(y)):
@@ -842,7 +845,10 @@ class _Reader:
         if n == 0:
             z = np.zeros(0, dtype=np.float64)
             return z, z, z, z, segs, attrs
-        geo = np.array(self.r_geo)
+        try:
+            geo = np.array(self.r_geo)
+        except ValueError:  # a nested list where a number belongs: inhomogeneous rows
+            self._bad_number()
         if geo.dtype.kind not in "fiu" or geo.ndim != 2:
             self._bad_number()
         geo = geo.astype(np.float64)
@@ -883,7 +889,7 @@ class _Reader:
         for i, tup in enumerate(self.r_geo):
             for v in tup:
                 if type(v) not in _NUM:
-                    self._fail(i, f"coordinates and original_width/height must be numbers, got {v!r}")
+                    self._fail(i, f"coordinates and original_width/height must be numbers, got {reprlib.repr(v)}")
         self._fail(0, "coordinates must be numbers")
 
     def _fail(self, row: int, message: str) -> None:
@@ -965,8 +971,8 @@ def _task_size(groups: list[tuple[bool, list[Any], Any, Any, int]]) -> tuple[int
         for r in g[1]:
             if isinstance(r, dict):
                 w, h = r.get("original_width"), r.get("original_height")
-                if (isinstance(w, _NUM) and isinstance(h, _NUM) and not isinstance(w, bool) and w > 0 and h > 0
-                        and float(w).is_integer() and float(h).is_integer()):
+                if (isinstance(w, _NUM) and isinstance(h, _NUM) and not isinstance(w, bool) and 0 < w <= _MAX_SIDE
+                        and 0 < h <= _MAX_SIDE and float(w).is_integer() and float(h).is_integer()):
                     return int(w), int(h)
     return None
 
