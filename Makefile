@@ -23,12 +23,17 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: install
+	@echo "== the formats prelabel reads"
 	$(VENV)/bin/prelabel formats
+	@echo "== convert the sample YOLO dataset to COCO (report in build/demo/report.json)"
 	$(VENV)/bin/prelabel convert sample_data/yolo -o build/demo/sample.coco.json --report build/demo/report.json
 	$(VENV)/bin/prelabel validate build/demo/sample.coco.json --images sample_data/images
-
-labelstudio:
-	bash scripts/labelstudio.sh all
+	@echo "== a contact sheet of the result: build/demo/preview.png"
+	$(VENV)/bin/prelabel preview build/demo/sample.coco.json --images sample_data/images -o build/demo/preview.png
+	@echo "== upload into a local project (the embedded default target)"
+	$(VENV)/bin/prelabel project init build/demo/project --images sample_data/images --categories cat,dog,car,person
+	$(VENV)/bin/prelabel upload build/demo/sample.coco.json --to local:build/demo/project
+	$(VENV)/bin/prelabel project status build/demo/project
 
 test: install-test labelstudio
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules prelabel tests

@@ -133,10 +133,13 @@ class _Images:
     why: dict[Any, str] = field(default_factory=dict)        # id key -> why its annotations are dropped
 
 
+_MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
+
+
 def _int_size(v: Any) -> int | None:
-    if _is_num(v) and math.isfinite(v) and float(v).is_integer() and v >= 1:
+    if _is_num(v) and math.isfinite(v) and float(v).is_integer() and 1 <= v <= _MAX_SIDE:
         return int(v)
-    if isinstance(v, str) and v.strip().isdigit() and int(v) >= 1:
+    if isinstance(v, str) and v.strip().isdigit() and len(v.strip()) <= 10 and 1 <= int(v) <= _MAX_SIDE:
         return int(v)
     return None
 
@@ -175,7 +178,7 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
         local = root / rel if root is not None else None
         w, h = _int_size(im.get("width")), _int_size(im.get("height"))
         if (im.get("width") is not None and w is None) or (im.get("height") is not None and h is None):
-            raise ReadError(file, f"width and height must be positive integers, got {im.get('width')!r} x "
+            raise ReadError(file, f"width and height must be integers from 1 to {_MAX_SIDE}, got {im.get('width')!r} x "
                                   f"{im.get('height')!r}", element=el)
         if w is None or h is None:
             if local is None:
@@ -538,9 +541,13 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
             doc.get("annotations", []), "annotations"
     else:
         raise ReadError(file, "not a COCO file: expected an object with images/annotations or a results list")
-    imgs = _images(gt_images, file=gt_file, root=options.images, report=report)
-    cats, name_of = _categories(gt_categories if gt_categories is not None else [], file=gt_file, report=report)
-    rows, drops = _annotations(items, file=file, prefix=prefix, imgs=imgs, name_of=name_of, report=report)
+    try:
+        imgs = _images(gt_images, file=gt_file, root=options.images, report=report)
+        cats, name_of = _categories(gt_categories if gt_categories is not None else [], file=gt_file,
+                                    report=report)
+        rows, drops = _annotations(items, file=file, prefix=prefix, imgs=imgs, name_of=name_of, report=report)
+    except RecursionError:  # a value nested ~1000 deep (orjson allows 1024) whose repr would name it
+        raise ReadError(file, "a value is nested too deeply to be a COCO field") from None
     report.add_read(len(items))
     _drop(report, drops, f"{file}#{prefix}")
     _keypoint_names(cats, rows, file=file, prefix=prefix, report=report)

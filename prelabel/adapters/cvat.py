@@ -80,6 +80,8 @@ DESCRIPTION = "CVAT for images 1.1 / CVAT for video 1.1 XML (task, job and proje
 
 _CHUNK = 1 << 20
 _HEAD = 64 * 1024
+_MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
+_MAX_FRAMES = 10_000_000  # a video task with more frames is a broken <meta> (each frame becomes an image row)
 _SHAPES = frozenset({"box", "polygon", "polyline", "points", "ellipse", "mask", "skeleton", "cuboid"})
 _UNSUPPORTED = frozenset({"polyline", "cuboid"})
 _STEP_RE = re.compile(r"step\s*=\s*(\d+)")
@@ -507,7 +509,7 @@ class _Reader:
         if w is None or h is None:
             raise _Bad(f"<image name={raw!r}> has no width/height")
         wi, hi = int(float(w)), int(float(h))
-        if wi < 1 or hi < 1:
+        if wi < 1 or hi < 1 or wi > _MAX_SIDE or hi > _MAX_SIDE:
             raise _Bad(f"<image name={raw!r}> has size {w}x{h}")
         idx = self.img_key.get(key)
         if idx is None:
@@ -823,7 +825,14 @@ class _Reader:
         if w < 1 or h < 1:
             raise ReadError(self.file, "a video export (tracks) needs <original_size> in <meta> for frame sizes",
                             element="meta")
-        return list(range(start, stop + 1, step)), w, h
+        if w > _MAX_SIDE or h > _MAX_SIDE:
+            raise ReadError(self.file, f"<original_size> {w}x{h} is larger than {_MAX_SIDE} pixels", element="meta")
+        frames = range(start, stop + 1, step)
+        if len(frames) > _MAX_FRAMES:
+            raise ReadError(self.file, f"the task has {len(frames)} frames (start_frame {start}, stop_frame {stop}, "
+                                       f"step {step}); more than {_MAX_FRAMES} is not a plausible video task",
+                            element="meta", hint="check <start_frame>, <stop_frame> and <frame_filter> in <meta>")
+        return list(frames), w, h
 
     def _frame_image(self, frame: int) -> int:
         idx = self.frame_rows.get(frame)

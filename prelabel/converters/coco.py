@@ -239,6 +239,8 @@ def load(path: str | Path) -> Any:
         data = Path(path).read_bytes()
     except OSError as e:
         raise ReadError(str(path), f"cannot read: {e.strerror or e}") from None
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark (Windows editors) is not JSON: skip it
+        data = data[3:]
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as e:
