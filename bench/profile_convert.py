@@ -4,7 +4,7 @@
     python bench/profile_convert.py --size large --format voc --cprofile 25  # + the 25 top entries by cumulative time
     python bench/profile_convert.py --dataframe 1000000                      # the predictions DataFrame case
 
-Stages are the pipeline's own steps, run the way ``prelabel convert`` runs them (read, score filter,
+Stages are the pipeline's own steps, run the way ``prelabel convert`` runs them (read, convention hints, score filter,
 reconcile, clip, COCO build and validation, write). Data comes from ``bench/generate.py`` (generated on demand).
 cProfile sees the main process only: the adapters' worker processes show up as waiting time.
 """
@@ -15,6 +15,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import resource
 import subprocess
 import sys
 import tempfile
@@ -28,29 +29,36 @@ SIZES = {"small": 1000, "large": 20000}
 SOURCES = {"yolo": "yolo", "voc": "voc", "cvat": "cvat/annotations.xml", "labelstudio": "labelstudio/export.json"}
 
 
-def _timed(stages: list[tuple[str, float]], name: str, fn: Callable[[], Any]) -> Any:
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _timed(stages: list[tuple[str, float, float]], name: str, fn: Callable[[], Any]) -> Any:
     t0 = time.perf_counter()
     out = fn()
-    stages.append((name, time.perf_counter() - t0))
+    stages.append((name, time.perf_counter() - t0, _peak_mib()))
     return out
 
 
-def run_stages(src: Path | None, fmt: str, out: Path, *, frame_rows: int = 0) -> list[tuple[str, float]]:
-    stages: list[tuple[str, float]] = []
+def run_stages(src: Path | None, fmt: str, out: Path, *, frame_rows: int = 0) -> list[tuple[str, float, float]]:
+    stages: list[tuple[str, float, float]] = []
     t0 = time.perf_counter()
     import prelabel.pipeline as pl
     from prelabel.converters.clip import clip
     from prelabel.converters.reconcile import reconcile
     from prelabel.converters.score import filter_min_score
 
-    stages.append(("import", time.perf_counter() - t0))
+    stages.append(("import", time.perf_counter() - t0, _peak_mib()))
     if frame_rows:
         frame = _timed(stages, "make DataFrame", lambda: _frame(frame_rows))
         from prelabel.adapters import predictions
 
-        ds = _timed(stages, "from_dataframe", lambda: predictions.from_dataframe(frame, **_frame_kw(frame_rows)))
+        ds = _timed(stages, "from_dataframe", lambda: predictions.from_dataframe(frame))
     else:
         ds = _timed(stages, "read", lambda: pl.read(src, fmt=fmt))
+    from prelabel.inspection import convention_hints
+
+    _timed(stages, "hints", lambda: ds.report.diagnostics.extend(convention_hints(ds)))
     ds = _timed(stages, "min_score", lambda: filter_min_score(ds, None))
     ds = _timed(stages, "reconcile", lambda: reconcile(ds))
     ds = _timed(stages, "clip", lambda: clip(ds))
@@ -70,10 +78,6 @@ def _frame(n: int) -> Any:
                          "category": np.char.add("class_", rng.integers(0, 80, n).astype(str)),
                          "x1": x1, "y1": y1, "x2": x1 + rng.uniform(1, 40, n), "y2": y1 + rng.uniform(1, 40, n),
                          "score": rng.uniform(0, 1, n), "width": 640, "height": 480})
-
-
-def _frame_kw(n: int) -> dict[str, Any]:
-    return {}
 
 
 def main() -> None:
@@ -106,8 +110,9 @@ def main() -> None:
         total = time.perf_counter() - t0
     what = f"DataFrame of {a.dataframe} rows" if a.dataframe else f"{a.fmt} {src}"
     print(f"{what}: {total:.2f} s in-process (+ interpreter start)")
-    for name, s in stages:
-        print(f"  {name:<16} {s:7.3f} s")
+    print(f"  {'stage':<16} {'seconds':>8} {'peak MiB so far':>16}")
+    for name, s, peak in stages:
+        print(f"  {name:<16} {s:8.3f} {peak:16.0f}")
     if prof:
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats(a.sort).print_stats(a.cprofile)

@@ -83,8 +83,8 @@ def convert_options(f: Any) -> Any:
     """The options shared by 'convert' and 'push'."""
     opts = [
         click.option("--from", "fmt", metavar="FORMAT", help="Source format (default: detected). See 'prelabel formats'."),
-        click.option("--images", type=click.Path(path_type=Path), help="Images root: sizes from headers, names checked."),
-        click.option("--report", "report_path", type=click.Path(path_type=Path), help="Write the report JSON here."),
+        click.option("--images", type=PATH_OR_URL, help="Images root: sizes from headers, names checked."),
+        click.option("--report", "report_path", type=PATH_OR_URL, help="Write the report JSON here."),
         click.option("--strict", is_flag=True, help="Fail (exit 1) on any warning, drop or change."),
         click.option("--task", type=click.Choice(["detect", "segment", "obb", "pose"]), help="YOLO task."),
         click.option("--voc-origin", type=click.Choice(["0", "1"]), default="1", show_default=True,
@@ -112,6 +112,13 @@ def convert_options(f: Any) -> Any:
         click.option("--no-clip", is_flag=True, help="Keep geometry as it came (still validated)."),
         click.option("--max-file-size", default="25MB", show_default=True, help="Split larger COCO files into shards."),
         click.option("--rle", type=click.Choice(["compressed", "uncompressed"]), default="compressed", show_default=True),
+        click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+                     help="fsspec option for URL inputs/outputs, e.g. endpoint_url=http://127.0.0.1:9000 "
+                          "(repeatable; see docs/distributed.md)."),
+        click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+                     help="Read the files here, or on a Dask cluster."),
+        click.option("--scheduler", metavar="ADDRESS",
+                     help="--engine dask: the scheduler (tcp://host:8786); default: a local cluster."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -147,6 +154,29 @@ def _read_options(kw: dict[str, Any]) -> Any:
     )
 
 
+class _PathOrURL(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
+    """A local path (as a Path) or an fsspec URL such as s3://bucket/key (kept as a string)."""
+
+    name = "path"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from .storage import is_url
+
+        if isinstance(value, Path) or not is_url(value):
+            return Path(value)
+        return str(value)
+
+
+PATH_OR_URL = _PathOrURL()
+
+
+def _storage_options(kw: dict[str, Any]) -> dict[str, Any] | None:
+    from .storage import parse_storage_options
+
+    items = kw.get("storage_options") or ()
+    return parse_storage_options(items) if items else None
+
+
 def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[str, Any]) -> Any:
     """Run the conversion for 'convert' and 'push' and print the summary."""
     from .pipeline import convert
@@ -157,7 +187,9 @@ def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[s
             schema=kw.get("schema"), unknown=kw.get("unknown") or "error", clip=not kw.get("no_clip"),
             min_area=kw.get("min_area") or 0.0, min_score=kw.get("min_score"),
             max_file_size=_size(kw.get("max_file_size") or "25MB"), rle=kw.get("rle") or "compressed",
-            report_path=kw.get("report_path"), strict=bool(kw.get("strict")))
+            report_path=kw.get("report_path"), strict=bool(kw.get("strict")),
+            storage_options=_storage_options(kw), engine=kw.get("engine") or "local",
+            scheduler=kw.get("scheduler"), workers=kw.get("engine_workers"))
     except Exception as e:
         from .errors import StrictError
 
@@ -171,16 +203,18 @@ def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[s
             lines = lines[:25]
         for line in lines:
             click.echo(line, err=True)
-        files = ", ".join(str(p) for p in result.paths)
+        files = ", ".join(str(p) for p in (getattr(result, "urls", None) or result.paths))
         click.echo(f"wrote {rep.output.get('images')} image(s), {rep.output.get('annotations')} annotation(s), "
                    f"{rep.output.get('categories')} categories to {files}", err=True)
     return result
 
 
 @main.command(context_settings=CONTEXT)
-@click.argument("src", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="The COCO file to write.")
+@click.argument("src", nargs=-1, required=True, type=PATH_OR_URL)
+@click.option("-o", "--output", "out", required=True, type=PATH_OR_URL, help="The COCO file (path or URL) to write.")
 @convert_options
+@click.option("--workers", "engine_workers", type=click.IntRange(min=1),
+              help="--engine dask without --scheduler: local worker processes [default: 2].")
 @click.pass_context
 def convert(ctx: click.Context, /, src: tuple[Path, ...], out: Path, **kw: Any) -> None:
     """Convert SRC (one or more sources, merged) to one COCO file.
@@ -341,31 +375,38 @@ def inspect_cmd(ctx: click.Context, /, src: tuple[Path, ...], as_json: bool, **k
 # ------------------------------------------------------------------------------------------------ upload
 # (upload, push, project, serve: added by the upload work below this line)
 
-_WHY = {
-    "case": "the names differ only in case",
-    "extension": "the names differ only in the extension",
-    "prefix": "the same name under another folder prefix",
-    "sanitized": "the same name after the platform's upload renaming",
-    "similar name": "a similar name",
-    "no similar name": "no similar name in the project",
-}
-
 
 def _upload_options(f: Any) -> Any:
     opts = [
         click.option("--to", "target", required=True, metavar="TARGET",
-                     help="local:DIR, labellerr:PROJECT_ID or labelstudio:PROJECT_ID."),
+                     help="local:DIR, labellerr:PROJECT_ID, labelstudio:PROJECT_ID, or labelstudio:new with "
+                          "--create-project TITLE."),
         click.option("--async", "async_", is_flag=True,
                      help="Submit and print the job id(s) without waiting (run the same command again to poll)."),
         click.option("--timeout", type=float, metavar="S", help="Give up after S seconds overall (exit 1)."),
         click.option("--dry-run", is_flag=True, help="Match file names and categories against the project; apply nothing."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout."),
         click.option("--mode", type=click.Choice(["replace", "append"]), default="replace", show_default=True,
-                     help="Uploaded annotations replace an image's pre-annotations, or are added (local projects)."),
+                     help="Uploaded annotations replace an image's pre-annotations (Label Studio: its predictions "
+                          "of the same --model-version), or are added (local projects, Label Studio)."),
         click.option("--workers", type=int, default=2, show_default=True, help="Shards uploaded at once."),
         click.option("--journal", type=click.Path(path_type=Path),
                      help="Resume journal (default: FILE.upload-journal.json beside the COCO file)."),
         click.option("--no-journal", is_flag=True, help="Do not keep a resume journal."),
+        click.option("--match-case-insensitive", "fold_case", is_flag=True,
+                     help="Match file names that differ only in case (Cat.JPG = cat.jpg)."),
+        click.option("--match-any-extension", "fold_extension", is_flag=True,
+                     help="Match file names that differ only in the image extension (.jpg, .jpeg, .png, ...)."),
+        click.option("--strip-prefix", "strip_prefixes", multiple=True, metavar="PREFIX",
+                     help="Remove PREFIX from the start of COCO and project file names before matching "
+                          "(repeatable), e.g. --strip-prefix data/."),
+        click.option("--name-map", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+                     help="COCO file name -> project file name: a JSON object, or a CSV of coco_name,project_name."),
+        click.option("--create-project", metavar="TITLE",
+                     help="Label Studio: create a project titled TITLE (use --to labelstudio:new); its labeling "
+                          "config comes from the COCO categories and shapes."),
+        click.option("--model-version", metavar="NAME",
+                     help="Label Studio: the predictions' model version (default: prelabel)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -374,6 +415,8 @@ def _upload_options(f: Any) -> Any:
 
 def _print_upload(result: Any, *, as_json: bool) -> None:
     import orjson
+
+    from .upload.match import unmatched_line
 
     if as_json:
         click.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
@@ -394,14 +437,14 @@ def _print_upload(result: Any, *, as_json: bool) -> None:
     how = result.matched_by or {}
     rules = {"exact": "by exact name", "prefix": "by dropping a folder prefix",
              "sanitized": "after the platform's upload renaming", "case": "ignoring case",
-             "extension": "ignoring the extension"}
+             "extension": "ignoring the extension", "name-map": "by the name map",
+             "strip-prefix": "after --strip-prefix", "uploaded": "uploaded as new tasks"}
     detail = ", ".join(f"{n} {rules.get(k, k)}" for k, n in sorted(how.items()) if n) if set(how) - {"exact"} else ""
     click.echo(f"  images matched: {result.files_matched}" + (f" ({detail})" if detail else ""))
     if result.files_not_matched:
         click.echo(f"  images not matched: {len(result.files_not_matched)} (their annotations are not applied)")
         for u in result.files_not_matched[:20]:
-            closest = f"closest {', '.join(u.closest)}: " if u.closest else ""
-            click.echo(f"    {u.name}: {closest}{_WHY.get(u.why, u.why)}")
+            click.echo(f"    {unmatched_line(u)}")
         if len(result.files_not_matched) > 20:
             click.echo(f"    ... and {len(result.files_not_matched) - 20} more (--json lists them all)")
     if result.categories_ignored:
@@ -411,12 +454,27 @@ def _print_upload(result: Any, *, as_json: bool) -> None:
         click.echo(f"  error: {e}")
 
 
+def _target_options(kw: dict[str, Any], *, images: Any = None) -> dict[str, Any]:
+    """The upload call's target options from the CLI's: match rules and the Label Studio options."""
+    from .upload.match import MatchRules, load_name_map
+
+    name_map = kw.get("name_map")
+    rules = MatchRules(fold_case=bool(kw.get("fold_case")), fold_extension=bool(kw.get("fold_extension")),
+                       strip_prefixes=tuple(kw.get("strip_prefixes") or ()),
+                       name_map=load_name_map(name_map) if name_map is not None else {})
+    return {"match": rules if rules.active else None, "images": images, "create_project": kw.get("create_project"),
+            "model_version": kw.get("model_version")}
+
+
 def _run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, dry_run: bool, mode: str,
-                workers: int, journal: Path | None, no_journal: bool, max_file_size: int, as_json: bool) -> None:
+                workers: int, journal: Path | None, no_journal: bool, max_file_size: int, as_json: bool,
+                quiet: bool = False, target_options: dict[str, Any] | None = None) -> None:
     from .upload.driver import upload as do_upload
 
+    notify = None if quiet else (lambda msg: click.echo(msg, err=True))
     result = do_upload(coco, target, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
-                       journal=False if no_journal else journal, max_file_size=max_file_size, wait=not async_)
+                       journal=False if no_journal else journal, max_file_size=max_file_size, wait=not async_,
+                       notify=notify, **(target_options or {}))
     _print_upload(result, as_json=as_json)
     if result.status == "failed":
         sys.exit(1)
@@ -425,33 +483,75 @@ def _run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, 
 @main.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path(path_type=Path))
 @_upload_options
+@click.option("--images", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
+              help="Label Studio: upload the images that match no task from DIR (by their COCO file names) "
+                   "and create their tasks.")
 @click.option("--max-file-size", default="25MB", show_default=True, help="Upload larger files as shards.")
 @click.pass_context
-def upload(ctx: click.Context, file: Path, target: str, async_: bool, timeout: float | None, dry_run: bool,
-           as_json: bool, mode: str, workers: int, journal: Path | None, no_journal: bool, max_file_size: str) -> None:
+def upload(ctx: click.Context, /, file: Path, target: str, async_: bool, timeout: float | None, dry_run: bool,
+           as_json: bool, mode: str, workers: int, journal: Path | None, no_journal: bool, max_file_size: str,
+           images: Path | None, **kw: Any) -> None:
     """Upload a COCO file (or its shards FILE-001.json, ...) as pre-annotations.
 
     \b
-    Prints what was applied, the images that matched no project file (with the closest names and why),
-    and the categories the project ignored. Exit 1 when the upload failed.
+    Prints what was applied, the images that matched no project file (with the closest names, how they
+    differ and the option that fixes it), and the categories the project ignored. Exit 1 when the upload failed.
+    A file over --max-file-size is uploaded as shards of whole images (one line on stderr says how many).
     A re-run after a crash, Ctrl-C or a timeout resumes: done shards are skipped, started jobs are polled.
     --async submits and prints the job id(s) with status 'processing'; run the same command again
     (without --async) to wait for them, or 'prelabel project status DIR' for a project served by 'prelabel serve'.
-    Local projects apply within the command, so --async prints their final status.
-    Labellerr credentials: LABELLERR_API_KEY, LABELLERR_API_SECRET, LABELLERR_CLIENT_ID (LABELLERR_BASE_URL).
+    Local projects and Label Studio apply within the command, so --async prints their final status.
+
+    \b
+    File names: exact, then a folder prefix dropped (local_upload/<id>/a.jpg = a.jpg) and Label Studio's
+    upload renaming; --match-case-insensitive, --match-any-extension, --strip-prefix and --name-map add rules.
+
+    \b
+    Credentials:
+      Labellerr: LABELLERR_API_KEY, LABELLERR_API_SECRET, LABELLERR_CLIENT_ID (LABELLERR_BASE_URL).
+      Label Studio: LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY (a legacy token or a personal access token).
+
+    \b
+    Label Studio: predictions go to the tasks whose image matches; --images DIR uploads the others and makes
+    their tasks. --to labelstudio:new --create-project TITLE creates the project (labeling config from the
+    COCO categories). --mode replace (default) replaces the tasks' predictions of the same --model-version,
+    so uploading the same file twice leaves one prediction per task; --mode append adds another.
 
     \b
     Examples:
       prelabel upload out.json --to local:build/demo/project
-      prelabel upload out.json --to labellerr:my_project_id --dry-run
-      prelabel upload out.json --to labelstudio:3 --json
+      prelabel upload out.json --to labellerr:my_project_id --dry-run --match-case-insensitive
+      prelabel upload out.json --to labelstudio:3 --images imgs/ --model-version yolo-v8
+      prelabel upload out.json --to labelstudio:new --create-project "Street scenes" --images imgs/
     """
     if ctx.obj.get("verbose"):
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     _run_upload(file, target=target, async_=async_, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
-                journal=journal, no_journal=no_journal, max_file_size=_size(max_file_size), as_json=as_json)
+                journal=journal, no_journal=no_journal, max_file_size=_size(max_file_size), as_json=as_json,
+                quiet=bool(ctx.obj.get("quiet")), target_options=_target_options(kw, images=images))
+
+
+def _is_labelstudio(target: str) -> bool:
+    from .upload.driver import LS_KINDS
+
+    return target.partition(":")[0].strip().lower() in LS_KINDS
+
+
+def _echo_mapping(mapping: list[dict[str, Any]], unknown: str) -> None:
+    """The category mapping of a push (report.mapping), one line per source category, on stderr."""
+    for m in mapping:
+        n = int(m.get("annotations") or 0)
+        count = f"{n} annotation{'s' if n != 1 else ''}"
+        how = str(m.get("how"))
+        if m.get("target") is None:
+            why = {"dropped": "mapped to null by --map", "unused": "not in the schema, no annotations",
+                   "unknown-dropped": f"not in the schema: dropped (--unknown {unknown})"}.get(how, how)
+            click.echo(f"  {m['source']}: {why}: {count}", err=True)
+        else:
+            extra = " (added: --unknown keep)" if how == "unknown-kept" else ""
+            click.echo(f"  {m['source']} -> {m['target']} (id {m['id']}, {how}){extra}: {count}", err=True)
 
 
 @main.command(context_settings=CONTEXT)
@@ -467,30 +567,49 @@ def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target:
     """Convert SRC, validate and upload it in one command.
 
     \b
-    When the target has a schema (its categories) and no --schema is given, the categories are
-    reconciled against it (--unknown decides what happens to the others).
+    When the target has a schema (its categories: a local project's, a Labellerr template's questions, a
+    Label Studio labeling config's labels) and no --schema is given, the categories are reconciled against it:
+    the mapping is printed on stderr, and --unknown decides what happens to the others (default: error,
+    naming the closest project categories). Upload options as in 'prelabel upload'; for Label Studio,
+    --images is both the images root of the conversion and the folder images are uploaded from.
 
     \b
     Examples:
       prelabel push sample_data/yolo --to local:build/demo/project
       prelabel push preds.csv --from predictions --images imgs/ --to labellerr:my_project_id --unknown drop
+      prelabel push sample_data/yolo --images sample_data/images --to labelstudio:new --create-project demo
     """
     import tempfile
 
+    from .errors import UsageError
     from .upload.driver import parse_target
 
-    tgt = parse_target(target, mode=mode)
+    quiet = bool(ctx.obj.get("quiet"))
+    images = kw.get("images") if _is_labelstudio(target) else None
+    if images is not None and not isinstance(images, Path):
+        raise UsageError(f"--images {images}: Label Studio uploads images from a local folder, not a URL")
+    topts = _target_options(kw, images=images)
+    tgt = parse_target(target, mode=mode, **topts)
     try:
+        from_target = False
         if kw.get("schema") is None:
             cats = tgt.categories()
             if cats:
                 kw["schema"] = list(cats)
+                from_target = True
+                if not quiet:
+                    click.echo(f"categories: reconciling with the schema of {tgt.describe()}: {', '.join(cats)}",
+                               err=True)
         with tempfile.TemporaryDirectory(prefix="prelabel-push-") as tmp:
             dest = out if out is not None else Path(tmp) / "push.coco.json"
-            run_convert(ctx, src, dest, kw)
+            result = run_convert(ctx, src, dest, kw)
+            mapping = list(getattr(result.report, "mapping", None) or [])
+            if from_target and mapping and not quiet:
+                click.echo("category mapping (source -> project):", err=True)
+                _echo_mapping(mapping, str(kw.get("unknown") or "error"))
             _run_upload(dest, target=tgt, async_=async_, timeout=timeout, dry_run=dry_run, mode=mode,
                         workers=workers, journal=journal, no_journal=no_journal or out is None,
-                        max_file_size=_size(kw.get("max_file_size") or "25MB"), as_json=as_json)
+                        max_file_size=_size(kw.get("max_file_size") or "25MB"), as_json=as_json, quiet=quiet)
     finally:
         tgt.close()
 
@@ -543,7 +662,9 @@ def project_status(dir: Path, activity: str | None, as_json: bool) -> None:  # n
     """Counts of the project in DIR, and its activities (or one ACTIVITY in full)."""
     import orjson
 
+    from .upload.base import UnmatchedFile
     from .upload.local import LocalProject
+    from .upload.match import unmatched_line
 
     proj = LocalProject(dir)
     if activity:
@@ -558,8 +679,7 @@ def project_status(dir: Path, activity: str | None, as_json: bool) -> None:  # n
             if k in c:
                 click.echo(f"  {k.replace('_', ' ')}: {c[k]}")
         for u in m.get("files_not_matched") or []:
-            closest = f"closest {', '.join(u['closest'])}: " if u.get("closest") else ""
-            click.echo(f"    {u['name']}: {closest}{_WHY.get(u['why'], u['why'])}")
+            click.echo(f"    {unmatched_line(UnmatchedFile(**u))}")
         if m.get("questions_ignored"):
             click.echo(f"  categories ignored: {', '.join(m['questions_ignored'])}")
         if m.get("error"):

@@ -18,15 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
+import pandas as pd
 
-from . import adapters
+from . import adapters, storage
 from .adapters.base import ReadOptions
 from .converters import coco as coco_writer
 from .converters.clip import clip as clip_step
 from .converters.reconcile import reconcile as reconcile_step
 from .converters.score import filter_min_score
-from .errors import StrictError
+from .errors import StrictError, UsageError
 from .model import Dataset
 from .report import Report
 
@@ -41,15 +43,26 @@ class ConvertResult:
     dataset: Dataset
     report: Report
     validation: coco_writer.ValidationResult = field(default_factory=coco_writer.ValidationResult)
+    urls: list[str] = field(default_factory=list)  # where the files went when the output was a URL
 
 
 def read(src: str | Path | Sequence[str | Path], *, fmt: str | None = None, options: ReadOptions | None = None,
-         report: Report | None = None) -> Dataset:
-    """Read one source (or several, merged into one dataset) into the internal model."""
+         report: Report | None = None, storage_options: Mapping[str, Any] | None = None, engine: str = "local",
+         scheduler: str | None = None, workers: int | None = None) -> Dataset:
+    """Read one source (or several, merged into one dataset) into the internal model.
+
+    A source (or ``options.images``) may be an fsspec URL (:mod:`prelabel.storage`; ``storage_options`` go to
+    its file system). ``engine="dask"`` reads the files on a Dask cluster (:mod:`prelabel.distributed`:
+    ``scheduler`` address, else a local cluster of ``workers`` processes).
+    """
     opts = options or ReadOptions()
     sources = [src] if isinstance(src, (str, Path)) else list(src)
     parts: list[Dataset] = []
     for s in sources:
+        if engine != "local" or storage.is_url(s) or storage.is_url(opts.images):
+            parts.append(_read_elsewhere(s, fmt=fmt, options=opts, storage_options=storage_options, engine=engine,
+                                         scheduler=scheduler, workers=workers))
+            continue
         p = Path(s)
         adapter = adapters.get(fmt or adapters.detect(p))
         part_report = Report()
@@ -65,6 +78,20 @@ def read(src: str | Path | Sequence[str | Path], *, fmt: str | None = None, opti
     return merged
 
 
+def _read_elsewhere(s: str | Path, *, fmt: str | None, options: ReadOptions,
+                    storage_options: Mapping[str, Any] | None, engine: str, scheduler: str | None,
+                    workers: int | None) -> Dataset:
+    if engine == "dask":
+        from .distributed import read_dask
+
+        return read_dask(s, fmt=fmt, options=options, storage_options=storage_options, scheduler=scheduler,
+                         workers=workers)
+    if engine != "local":
+        raise UsageError(f"unknown engine {engine!r}", hint="use --engine local or --engine dask")
+    ds: Dataset = storage.read_source(s, fmt=fmt, options=options, storage_options=storage_options)
+    return ds
+
+
 def prepare(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | None = None, schema: Any = None,
             unknown: str = "error", clip: bool = True, min_area: float = 0.0,
             min_score: float | None = None) -> Dataset:
@@ -75,6 +102,13 @@ def prepare(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | Non
     return ds
 
 
+def _value_counts(col: Any) -> dict[str, int]:
+    """Rows per category name, in first-seen order."""
+    codes, uniques = pd.factorize(col.to_numpy(dtype=object))
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniques)).tolist()
+    return {str(u): int(c) for u, c in zip(uniques.tolist(), counts, strict=True)}
+
+
 def write_dataset(ds: Dataset, out: str | Path, *, max_file_size: int = coco_writer.DEFAULT_MAX_FILE_SIZE,
                   rle: str = "compressed", report_path: str | Path | None = None,
                   strict: bool = False, allow_outside: bool = False) -> ConvertResult:
@@ -82,18 +116,17 @@ def write_dataset(ds: Dataset, out: str | Path, *, max_file_size: int = coco_wri
 
     ``allow_outside`` (``--no-clip``) validates boxes extending outside their image as warnings, not errors.
     """
-    doc = coco_writer.to_coco(ds, rle=rle)
-    validation = coco_writer.validate(doc, allow_outside=allow_outside)
+    tables = coco_writer.CocoTables(ds, rle=rle)
+    validation = coco_writer.validate_dataset(tables, allow_outside=allow_outside)
     coco_writer.fail_if_invalid(validation, f"the COCO written for {out}")
     rep = ds.report
-    rep.set_written(len(doc["annotations"]),
-                    by_category=ds.annotations["category"].astype(str).value_counts(sort=False).to_dict())
-    rep.output.update({"images": len(doc["images"]), "annotations": len(doc["annotations"]),
-                       "categories": len(doc["categories"])})
+    rep.set_written(tables.n, by_category=_value_counts(ds.annotations["category"]))
+    rep.output.update({"images": len(tables.images), "annotations": tables.n,
+                       "categories": len(tables.categories)})
     problems = rep.problems() if strict else []
     paths: list[Path] = []
     if not problems:
-        paths = coco_writer.write(doc, out, max_file_size=max_file_size)
+        paths = coco_writer.write(tables, out, max_file_size=max_file_size)
     rep.output["files"] = [str(p) for p in paths]
     if report_path is not None:
         coco_writer.write_json_atomic(report_path, orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2))
@@ -109,13 +142,45 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
             options: ReadOptions | None = None, mapping: Mapping[str, str | None] | str | Path | None = None,
             schema: Any = None, unknown: str = "error", clip: bool = True, min_area: float = 0.0,
             min_score: float | None = None, max_file_size: int = coco_writer.DEFAULT_MAX_FILE_SIZE,
-            rle: str = "compressed", report_path: str | Path | None = None, strict: bool = False) -> ConvertResult:
-    """Read ``src``, reconcile, clip, and write COCO to ``out``; the report says what happened to everything."""
-    ds = read(src, fmt=fmt, options=options)
+            rle: str = "compressed", report_path: str | Path | None = None, strict: bool = False,
+            storage_options: Mapping[str, Any] | None = None, engine: str = "local", scheduler: str | None = None,
+            workers: int | None = None) -> ConvertResult:
+    """Read ``src``, reconcile, clip, and write COCO to ``out``; the report says what happened to everything.
+
+    ``src``, ``out`` and ``report_path`` may be fsspec URLs; ``engine`` / ``scheduler`` / ``workers``: see
+    :func:`read`.
+    """
+    ds = read(src, fmt=fmt, options=options, storage_options=storage_options, engine=engine, scheduler=scheduler,
+              workers=workers)
     from .inspection import convention_hints
 
     ds.report.diagnostics.extend(convention_hints(ds))
     ds = prepare(ds, mapping=mapping, schema=schema, unknown=unknown, clip=clip, min_area=min_area,
                  min_score=min_score)
+    if storage.is_url(out) or storage.is_url(report_path):
+        return _write_remote(ds, out, report_path, storage_options=storage_options, max_file_size=max_file_size,
+                             rle=rle, strict=strict, allow_outside=not clip)
     return write_dataset(ds, out, max_file_size=max_file_size, rle=rle, report_path=report_path, strict=strict,
                          allow_outside=not clip)
+
+
+def _write_remote(ds: Dataset, out: str | Path, report_path: str | Path | None, *,
+                  storage_options: Mapping[str, Any] | None, **kw: Any) -> ConvertResult:
+    """Write locally to a temporary folder, then upload the COCO file (or its shards) and the report."""
+    with storage.write_outputs(out, report_path) as (local_out, local_report):
+        failed: StrictError | None = None
+        try:
+            res = write_dataset(ds, local_out, report_path=local_report, **kw)
+        except StrictError as e:
+            failed, res = e, ConvertResult(paths=[], dataset=ds, report=ds.report)
+        if storage.is_url(out) and res.paths:
+            res.urls = storage.upload_written(local_out, str(out), storage_options=storage_options)
+            res.report.output["files"] = list(res.urls)
+        if report_path is not None:
+            coco_writer.write_json_atomic(local_report, orjson.dumps(res.report.to_dict(),
+                                                                     option=orjson.OPT_INDENT_2))
+            if storage.is_url(report_path):
+                storage.upload_written(local_report, str(report_path), storage_options=storage_options)
+        if failed is not None:
+            raise failed
+    return res

@@ -59,7 +59,7 @@ from .imagesize import HEADER_BYTES, size_from_bytes
 from .paths import IMAGE_EXTENSIONS, safe_relative
 
 __all__ = ["ANNOTATION_EXTENSIONS", "JPEG_MAX_HEADER", "Localized", "is_url", "localize", "parse_storage_options",
-           "put_files", "url_to_fs", "write_outputs"]
+           "put_files", "upload_written", "url_to_fs", "write_outputs"]
 
 ANNOTATION_EXTENSIONS = frozenset({
     ".txt", ".xml", ".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".names", ".data", ".csv", ".tsv",
@@ -186,9 +186,9 @@ def localize(url: str, *, kind: str = "source", storage_options: Mapping[str, An
     ``Annotations`` also brings its sibling ``images`` / ``JPEGImages`` folder (image stand-ins), where the
     YOLO and VOC adapters look for the images.
 
-    ``select(rel)`` restricts what is fetched to the relative paths it accepts (used by the Dask engine, whose
-    workers each fetch their own part); with ``placeholders`` the images it rejects still get an empty local
-    file, so folder listings are complete. ``workdir`` is where the temporary folder goes (default: the
+    ``select(rel)`` restricts what is fetched to the paths (relative to the temporary folder, ``yolo/labels/a.txt``)
+    it accepts (used by the Dask engine, whose workers each fetch their own part); with ``placeholders`` the
+    images it rejects still get an empty local file, so folder listings are complete. ``workdir`` is where the temporary folder goes (default: the
     system's temporary folder).
     """
     if kind not in ("source", "images"):
@@ -196,7 +196,7 @@ def localize(url: str, *, kind: str = "source", storage_options: Mapping[str, An
     fs, root = url_to_fs(url, storage_options)
     root = root.rstrip("/")
     tmp = Path(tempfile.mkdtemp(prefix="prelabel-remote-", dir=workdir))
-    base = posixpath.basename(root.split("::")[0]) or "data"
+    base = posixpath.basename(root) or "data"
     loc = Localized(url=url, path=tmp / base, workdir=tmp, remote_root=url, local_root=tmp / base)
     try:
         if _isfile(fs, root):
@@ -205,19 +205,18 @@ def localize(url: str, *, kind: str = "source", storage_options: Mapping[str, An
             return loc
         if not _isdir(fs, root):
             raise ReadError(url, "no such file or folder")
-        jobs = _plan(fs, root, loc.path, kind=kind, select=select, placeholders=placeholders, loc=loc)
-        sib = _SIBLING_IMAGES.get(base.lower().split("_")[0] if base.lower().startswith("labels") else base.lower())
+        whole, heads = _plan(fs, root, tmp, base, kind=kind, select=select, placeholders=placeholders, loc=loc)
+        low = base.lower()
+        sib = _SIBLING_IMAGES.get("labels" if low.startswith("labels") else low)
         if kind == "source" and sib is not None:
             sib_root = posixpath.join(posixpath.dirname(root), sib)
             if sib_root != root and _isdir(fs, sib_root):
-                more = _plan(fs, sib_root, tmp / sib, kind="images", select=_prefixed(select, f"../{sib}/"),
-                             placeholders=placeholders, loc=loc)
-                jobs = (jobs[0] + more[0], jobs[1] + more[1])
-                # the sibling's URLs: remote_root is the source itself, so map the whole temporary folder
-                loc.local_root, loc.remote_root = tmp, _join_url(url, "..")
-                loc.remote_root = _parent_url(url)
-        _fetch_whole(fs, jobs[0], loc, url)
-        _fetch_headers(fs, jobs[1], loc)
+                more = _plan(fs, sib_root, tmp, sib, kind="images", select=select, placeholders=placeholders,
+                             loc=loc)
+                whole, heads = whole + more[0], heads + more[1]
+                loc.local_root, loc.remote_root = tmp, _parent_url(url)  # the URLs of both folders
+        _fetch_whole(fs, whole, loc, url)
+        _fetch_headers(fs, heads, loc)
     except BaseException:
         loc.cleanup()
         raise
@@ -228,12 +227,6 @@ def _parent_url(url: str) -> str:
     head, sep, tail = url.partition("::")
     head = head.rstrip("/")
     return head.rsplit("/", 1)[0] + sep + tail
-
-
-def _prefixed(select: Callable[[str], bool] | None, prefix: str) -> Callable[[str], bool] | None:
-    if select is None:
-        return None
-    return lambda rel: select(prefix + rel)
 
 
 def _isfile(fs: Any, path: str) -> bool:
@@ -253,9 +246,10 @@ def _isdir(fs: Any, path: str) -> bool:
 Job = tuple[str, Path, int]  # remote path, local destination, size in bytes
 
 
-def _plan(fs: Any, root: str, dest: Path, *, kind: str, select: Callable[[str], bool] | None,
+def _plan(fs: Any, root: str, tmp: Path, base: str, *, kind: str, select: Callable[[str], bool] | None,
           placeholders: bool, loc: Localized) -> tuple[list[Job], list[Job]]:
-    """(whole files, image headers) to fetch from the folder ``root`` into ``dest``."""
+    """(whole files, image headers) to fetch from the folder ``root`` into ``tmp / base``; ``select`` sees
+    paths relative to ``tmp`` (``base/...``)."""
     try:
         found = fs.find(root, detail=True)
     except (OSError, ValueError) as e:
@@ -275,15 +269,16 @@ def _plan(fs: Any, root: str, dest: Path, *, kind: str, select: Callable[[str], 
             continue
         ext = posixpath.splitext(rel)[1].lower()
         size = int(info.get("size") or 0)
-        target = dest / rel
+        key = f"{base}/{rel}"
+        target = tmp / key
         if ext in _IMG_EXT:
-            if select is None or select(rel):
+            if select is None or select(key):
                 heads.append((p, target, size))
             elif placeholders:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.touch()
             continue
-        if kind == "source" and ext in ANNOTATION_EXTENSIONS and (select is None or select(rel)):
+        if kind == "source" and ext in ANNOTATION_EXTENSIONS and (select is None or select(key)):
             whole.append((p, target, size))
         else:
             loc.stats["skipped"] += 1
@@ -311,7 +306,7 @@ def _fetch_whole(fs: Any, jobs: Sequence[Job], loc: Localized, url: str) -> None
         for path, target, _ in batch:
             data = got.get(path)
             if not isinstance(data, bytes):
-                raise ReadError(_join_url(url, path), f"cannot download: {data}")
+                raise ReadError(path, f"cannot download: {data}")
             _write(target, data)
             loc.stats["files"] += 1
             loc.stats["file_bytes"] += len(data)
@@ -361,27 +356,23 @@ def put_files(local: Sequence[str | Path], url: str, *,
             fs.put_file(os.fspath(p), remote)
         except (OSError, ValueError) as e:
             raise ReadError(url, f"cannot upload {name}: {e}") from None
-        out.append(_join_url(url_folder, name) if "::" in url else url_folder.rstrip("/") + "/" + name)
+        out.append(_join_url(url_folder, name))
     return out
 
 
 @contextlib.contextmanager
-def write_outputs(*targets: str | Path | None,
-                  storage_options: Mapping[str, Any] | None = None) -> Iterator[list[str | Path | None]]:
-    """Local stand-ins for output ``targets``: URLs become files in a temporary folder, other targets stay.
-
-    After the ``with`` body, every file written for a URL (the file itself, or its shards ``name-001.json``,
-    ...) is uploaded beside the URL. The URLs uploaded are in ``uploaded`` of the yielded list's owner; see
-    :func:`upload_written`.
+def write_outputs(*targets: str | Path | None) -> Iterator[list[Any]]:
+    """Local paths for output ``targets``: a URL becomes a file in a temporary folder of its own (upload it,
+    and its shards, with :func:`upload_written` inside the ``with``); other targets are returned as they are.
     """
     tmp = Path(tempfile.mkdtemp(prefix="prelabel-out-"))
     try:
-        local: list[str | Path | None] = []
+        local: list[Any] = []
         for i, t in enumerate(targets):
             if is_url(t):
                 d = tmp / str(i)
                 d.mkdir()
-                local.append(d / posixpath.basename(str(t).split("::")[0].rstrip("/")))
+                local.append(d / (posixpath.basename(str(t).split("::")[0].rstrip("/")) or "out.json"))
             else:
                 local.append(_local_path(t) if isinstance(t, str) else t)
         yield local
@@ -394,3 +385,86 @@ def upload_written(local: str | Path, url: str, *, storage_options: Mapping[str,
     folder = Path(local).parent
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     return put_files(files, url, storage_options=storage_options)
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def read_source(src: str | Path, *, fmt: str | None = None, options: Any = None,
+                storage_options: Mapping[str, Any] | None = None) -> Any:
+    """Read one source whose path (or ``options.images``) may be a URL: localize, run the adapter, relabel.
+
+    Returns the adapter's :class:`~prelabel.model.Dataset` with image paths and report sources naming the URLs.
+    """
+    from dataclasses import replace
+
+    from . import adapters
+    from .adapters.base import ReadOptions
+    from .report import Report
+
+    opts = options or ReadOptions()
+    with contextlib.ExitStack() as stack:
+        locs: list[Localized] = []
+        if is_url(src):
+            loc = stack.enter_context(localize(str(src), storage_options=storage_options))
+            locs.append(loc)
+            local = loc.path
+        else:
+            local = Path(_local_path(src) if isinstance(src, str) else src)
+        if is_url(opts.images):
+            iloc = stack.enter_context(localize(str(opts.images), kind="images", storage_options=storage_options))
+            locs.append(iloc)
+            opts = replace(opts, images=iloc.path)
+        adapter = adapters.get(fmt or adapters.detect(local))
+        report = Report()
+        report.input = {"format": adapter.NAME, "source": str(src)}
+        ds = adapter.read(local, options=opts, report=report)
+        return relabel(ds, locs)
+
+
+def relabel(ds: Any, locs: Sequence[Localized]) -> Any:
+    """Make ``ds`` name the remote URLs instead of the local copies in ``locs`` (image paths, source files,
+    report diagnostics and ledger sources); COCO ``file_name``\\ s are relative and stay as they are."""
+    import pandas as pd
+
+    from .report import Diagnostic
+
+    roots = [(str(loc.local_root), loc) for loc in locs if loc.local_root is not None]
+    workdirs = [(str(loc.workdir), loc) for loc in locs]
+    if not roots:
+        return ds
+
+    def fix(text: Any) -> Any:
+        if not isinstance(text, str) or not any(w in text for w, _ in workdirs):
+            return text
+        for root, loc in roots:
+            if root in text:
+                text = text.replace(root, loc.remote_root.rstrip("/"))
+        return text
+
+    def fix_column(col: pd.Series) -> pd.Series:
+        if not len(col):
+            return col
+        hit = col.map(lambda v: isinstance(v, str) and any(w in v for w, _ in workdirs))
+        if not hit.any():
+            return col
+        out = col.copy()
+        out[hit] = col[hit].map(fix)
+        return out
+
+    images = ds.images.copy()
+    images["path"] = fix_column(images["path"])
+    images["src_file"] = fix_column(images["src_file"])
+    anns = ds.annotations
+    if len(anns) and anns["src_file"].map(lambda v: isinstance(v, str) and v.startswith(tuple(w for w, _ in
+                                                                                             workdirs))).any():
+        anns = anns.copy()
+        anns["src_file"] = fix_column(anns["src_file"])
+    out = ds.replace(images=images, annotations=anns)
+    rep = out.report
+    rep.diagnostics = [Diagnostic(d.code, fix(d.source), fix(d.message), d.severity) for d in rep.diagnostics]
+    for frames in (rep._drops, rep._changes):
+        for i, f in enumerate(frames):
+            if "source" in f.columns:
+                frames[i] = f.assign(source=fix_column(f["source"].astype(object)),
+                                     message=fix_column(f["message"].astype(object)) if "message" in f.columns
+                                     else None)
+    return out

@@ -80,3 +80,17 @@ def label_studio():
         pytest.fail(f"Label Studio did not start: {e}", pytrace=False)
     yield server
     server.stop()
+
+
+# ---------------------------------------------------------------------------------------------- S3 (moto)
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API (moto's server mode) on 127.0.0.1, started once per session (tests/s3_server.py).
+
+    Its ``storage_options`` point fsspec at it; ``requests`` logs what it served (ranged reads, bytes sent).
+    """
+    import s3_server  # s3fs and moto[server] are in the test extra: a missing one is an error, not a skip
+
+    server = s3_server.start()
+    yield server
+    server.stop()

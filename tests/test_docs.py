@@ -7,7 +7,11 @@ such as ``sample_data/yolo`` work and nothing is written into the repository):
   first on PATH (the ``. .venv/bin/activate`` line is what that PATH does); every line must exit 0. Then the
   COCO it wrote is checked (valid, AP 1.0 against itself) and the local project holds what was uploaded.
 - README.md and docs/**/*.md: every ```python block, in order, in one namespace per file.
-- docs/**/*.md: every ```bash block, in order, each as one ``bash -euo pipefail`` script.
+- docs/**/*.md: every ```bash block, in order, each as one ``bash -euo pipefail`` script. There ``prelabel`` is a
+  small launcher that has a pre-imported prelabel process fork and run ``prelabel.cli:main`` (the console
+  script's entry point) with the same arguments, folder, environment and stdin/stdout/stderr, and returns its
+  exit code; signals are passed on. It saves the ~1 s import per command; the README quick start above runs the
+  real installed script. ``PRELABEL_DOCS_REAL=1`` runs the docs with the real script too.
 
 Not run: other README blocks (``make demo`` / ``make test``), and blocks marked ```text, ```console,
 ```py-norun or ```sh-norun (commands that need a server or credentials, sample output).
@@ -199,13 +203,125 @@ def test_python_examples_run(doc: Path, workspace: Path) -> None:
 
 
 @pytest.mark.parametrize("doc", SH_DOCS, ids=[rel(p) for p in SH_DOCS])
-def test_shell_examples_run(doc: Path, tmp_path: Path) -> None:
+def test_shell_examples_run(doc: Path, tmp_path: Path, launcher: dict[str, str]) -> None:
+    import os
+
     ws = _workspace(tmp_path / "ws")
+    env = _env()
+    if launcher:
+        env["PATH"] = f"{launcher['PATH_PREFIX']}{os.pathsep}{env['PATH']}"
+        env["PRELABEL_DOCS_ZYGOTE"] = launcher["PRELABEL_DOCS_ZYGOTE"]
     for line, code in blocks(doc, "bash"):
-        res = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=ws, env=_env(), capture_output=True,
+        res = subprocess.run(["bash", "-euo", "pipefail", "-c", code], cwd=ws, env=env, capture_output=True,
                              text=True, timeout=300, check=False)
         assert res.returncode == 0, (f"{rel(doc)}:{line}: the ```bash block exited {res.returncode}\n{code}\n"
                                      f"stdout:\n{res.stdout[-2000:]}\nstderr:\n{res.stderr[-2000:]}")
+
+
+# ------------------------------------------------------------------------------------ fast launcher
+_ZYGOTE = r"""
+import json, os, signal, socket, sys, traceback
+import prelabel, prelabel.cli, prelabel.pipeline, prelabel.inspection, prelabel.upload.driver
+for _m in ("yolo", "voc", "cvat", "labelstudio", "coco", "predictions"):
+    __import__("prelabel.adapters." + _m)
+for _m in ("prelabel.upload.local", "prelabel.upload.labellerr", "prelabel.upload.server", "prelabel.preview"):
+    try:
+        __import__(_m)
+    except ImportError:
+        pass
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)          # workers are reaped automatically
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(sys.argv[1])
+srv.listen(16)
+print("ready", flush=True)
+while True:
+    conn, _ = srv.accept()
+    data, fds, _flags, _addr = socket.recv_fds(conn, 1 << 20, 3)
+    if os.fork():
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+        continue
+    srv.close()
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    os.setsid()
+    req = json.loads(data)
+    for i, fd in enumerate(fds):
+        os.dup2(fd, i)
+        os.close(fd)
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    conn.sendall(("pid %d\n" % os.getpid()).encode())
+    sys.argv = ["prelabel", *req["argv"]]
+    code = 0
+    try:
+        prelabel.cli.main(args=req["argv"], prog_name="prelabel")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.sendall(("exit %d\n" % code).encode())
+    finally:
+        os._exit(code)
+"""
+
+_LAUNCHER = r"""
+import json, os, signal, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(os.environ["PRELABEL_DOCS_ZYGOTE"])
+req = {"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}
+socket.send_fds(s, [json.dumps(req).encode()], [0, 1, 2])
+f = s.makefile("r")
+pid = int(f.readline().split()[1])
+def forward(sig, _frame):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(sig, forward)
+line = f.readline()
+sys.exit(int(line.split()[1]) if line.startswith("exit ") else 143)
+"""
+
+
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Env additions that put the fast ``prelabel`` launcher first on PATH (or nothing, for the real script)."""
+    import os
+
+    if os.environ.get("PRELABEL_DOCS_REAL") or not hasattr(__import__("socket"), "send_fds"):
+        yield {}
+        return
+    d = tmp_path_factory.mktemp("launcher")
+    sock = str(d / "zygote.sock")
+    log = d / "zygote.log"
+    with open(log, "w") as err:
+        zygote = subprocess.Popen([sys.executable, "-c", _ZYGOTE, sock], stdout=subprocess.PIPE, stderr=err,
+                                  stdin=subprocess.DEVNULL, text=True, env=_env())
+    try:
+        ready = zygote.stdout.readline() if zygote.stdout else ""
+        if ready.strip() != "ready":
+            zygote.kill()
+            pytest.fail(f"the docs launcher did not start: {log.read_text()[-2000:]}")
+        bin_dir = d / "bin"
+        bin_dir.mkdir()
+        script = bin_dir / "prelabel"
+        script.write_text(f"#!{sys.executable} -S\n{_LAUNCHER}")
+        script.chmod(0o755)
+        yield {"PATH_PREFIX": str(bin_dir), "PRELABEL_DOCS_ZYGOTE": sock}
+    finally:
+        zygote.kill()
+        zygote.wait()
 
 
 # ------------------------------------------------------------------------------------ references

@@ -515,3 +515,115 @@ def test_real_upload_through_the_driver(label_studio: Any, monkeypatch: pytest.M
     assert res.activity_id == f"ls-{t.project_id}-{pred['id']}-1"
     assert label_studio.token not in json.dumps(res.to_dict())
     t.close()
+
+
+# ------------------------------------------------------------------------------- re-upload and the CLI
+def _auth(server: Any) -> dict[str, str]:
+    return {"Authorization": f"Token {server.token}"}
+
+
+def _preds_by_task(server: Any, project: int) -> dict[str, list[tuple[str, int]]]:
+    """coco name / image -> sorted [(model_version, number of regions)] of every prediction of the task."""
+    out = {}
+    for t in _get(server, "/api/tasks", project=project, fields="task_only", page_size=100)["tasks"]:
+        name = t["data"].get("coco_file_name") or t["data"]["image"].rsplit("-", 1)[-1]
+        out[name] = sorted((p["model_version"], len(p["result"])) for p in _get(server, "/api/predictions",
+                                                                              task=t["id"]))
+    return out
+
+
+@pytest.mark.labelstudio
+def test_real_reupload_replaces_same_model_version_and_append_adds(label_studio: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from prelabel.upload import upload
+
+    url = label_studio.url
+    t = LabelStudioTarget.create(url, label_studio.token, "re-upload", ["cat"])
+    pid = t.project_id
+    httpx.post(f"{url}/api/projects/{pid}/import", headers=_auth(label_studio),
+               json=[{"data": {"image": f"/data/upload/{pid}/0badf00d-a.png"}},
+                     {"data": {"image": f"/data/upload/{pid}/0badf00e-b.png"}}]).raise_for_status()
+    task_a = min(tid for tid, _ in t._task_list(refresh=True))
+    other = {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": 10,
+             "original_height": 10, "value": {"x": 10, "y": 10, "width": 20, "height": 20, "rotation": 0,
+                                              "rectanglelabels": ["cat"]}}
+    r = httpx.post(f"{url}/api/projects/{pid}/import/predictions", headers=_auth(label_studio),
+                   json=[{"task": task_a, "result": [other], "model_version": "other-model"}])
+    assert r.json()["created"] == 1
+    monkeypatch.setenv("LABEL_STUDIO_URL", url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", label_studio.token)
+    coco = {"info": {}, "licenses": [], "categories": [{"id": 1, "name": "cat"}],
+            "images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10},
+                       {"id": 2, "file_name": "b.png", "width": 10, "height": 10}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2], "area": 4, "iscrowd": 0},
+                            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [5, 5, 2, 2], "area": 4, "iscrowd": 0},
+                            {"id": 3, "image_id": 2, "category_id": 1, "bbox": [1, 1, 3, 3], "area": 9, "iscrowd": 0}]}
+    first = upload(coco, f"labelstudio:{pid}", journal=False)
+    second = upload(coco, f"labelstudio:{pid}", journal=False)      # the same upload again: replaced, not added
+    assert [(x.status, x.annotations_applied) for x in (first, second)] == [("completed", 3), ("completed", 3)]
+    assert _preds_by_task(label_studio, pid) == {"a.png": [("other-model", 1), ("prelabel", 2)],
+                                                 "b.png": [("prelabel", 1)]}
+    first_pred = int(str(first.activity_id).split("-")[2])          # ls-<project>-<first prediction>-<count>
+    gone = httpx.get(f"{url}/api/predictions/{first_pred}", headers=_auth(label_studio))
+    assert gone.status_code == 404
+    upload(coco, f"labelstudio:{pid}", journal=False, mode="append")
+    assert _preds_by_task(label_studio, pid) == {"a.png": [("other-model", 1), ("prelabel", 2), ("prelabel", 2)],
+                                                 "b.png": [("prelabel", 1), ("prelabel", 1)]}
+    upload(coco, f"labelstudio:{pid}", journal=False, model_version="v2")   # another version: both kept
+    upload(coco, f"labelstudio:{pid}", journal=False)                       # replaces both 'prelabel' sets
+    assert _preds_by_task(label_studio, pid) == {"a.png": [("other-model", 1), ("prelabel", 2), ("v2", 2)],
+                                                 "b.png": [("prelabel", 1), ("v2", 1)]}
+    t.close()
+
+
+@pytest.mark.labelstudio
+def test_real_cli_create_project_upload_images_and_hints(label_studio: Any, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from prelabel.cli import main
+
+    images = tmp_path / "imgs"
+    _png(images / "a.png", 40, 20, (255, 0, 0))
+    _png(images / "b.png", 30, 30, (0, 255, 0))
+    doc = {"info": {}, "licenses": [], "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+           "images": [{"id": 1, "file_name": "a.png", "width": 40, "height": 20},
+                      {"id": 2, "file_name": "b.png", "width": 30, "height": 30}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 2, 8, 4], "area": 32, "iscrowd": 0},
+                           {"id": 2, "image_id": 1, "category_id": 2, "bbox": [20, 10, 10, 5], "area": 50,
+                            "iscrowd": 0},
+                           {"id": 3, "image_id": 2, "category_id": 2, "bbox": [3, 3, 6, 6], "area": 36, "iscrowd": 0}]}
+    coco = tmp_path / "out.json"
+    coco.write_text(json.dumps(doc))
+    env = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token}
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(main, ["upload", str(coco), *args], env=env, catch_exceptions=False)
+
+    r = run("--to", "labelstudio:new", "--create-project", "cli project", "--images", str(images),
+            "--model-version", "m-2", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    pid = int(res["target"].split(":")[1])
+    assert (res["status"], res["annotations_applied"], res["files_matched"], res["matched_by"]) == (
+        "completed", 3, 2, {"uploaded": 2})
+    assert _get(label_studio, f"/api/projects/{pid}")["title"] == "cli project"
+    assert _preds_by_task(label_studio, pid) == {"a.png": [("m-2", 2)], "b.png": [("m-2", 1)]}
+    # the same file again, to that project: the tasks are found (no image uploaded twice), predictions replaced
+    r = run("--to", f"labelstudio:{pid}", "--images", str(images), "--model-version", "m-2")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[1:] == ["  annotations applied: 3", "  images matched: 2"]
+    assert _preds_by_task(label_studio, pid) == {"a.png": [("m-2", 2)], "b.png": [("m-2", 1)]}
+    # names in another case and extension: the hint, then the options it names
+    doc["images"][0]["file_name"], doc["images"][1]["file_name"] = "A.PNG", "b.jpg"
+    coco.write_text(json.dumps(doc))
+    r = run("--to", f"labelstudio:{pid}", "--dry-run")
+    assert r.stdout.splitlines()[1:] == [
+        "  annotations would be applied: 0", "  images matched: 0",
+        "  images not matched: 2 (their annotations are not applied)",
+        "    A.PNG: no project image; closest: a.png (case differs) -> rerun with --match-case-insensitive",
+        "    b.jpg: no project image; closest: b.png (extension differs) -> rerun with --match-any-extension"]
+    r = run("--to", f"labelstudio:{pid}", "--model-version", "m-2", "--match-case-insensitive",
+            "--match-any-extension")
+    assert r.stdout.splitlines()[1:] == ["  annotations applied: 3",
+                                         "  images matched: 2 (1 ignoring case, 1 ignoring the extension)"]
+    assert _preds_by_task(label_studio, pid) == {"a.png": [("m-2", 2)], "b.png": [("m-2", 1)]}

@@ -28,6 +28,7 @@ from upload_support import (
 from prelabel.cli import main
 from prelabel.upload.journal import default_journal_path
 from prelabel.upload.labellerr import LabellerrTarget
+from prelabel.upload.local import LocalProject
 from prelabel.upload.server import LabellerrServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def test_project_init_upload_status_export(tmp_path: Path) -> None:
         "  annotations applied: 1",
         "  images matched: 1",
         "  images not matched: 1 (their annotations are not applied)",
-        "    cat.png: closest Cat.png: the names differ only in case",
+        "    cat.png: no project image; closest: Cat.png (case differs) -> rerun with --match-case-insensitive",
         "  categories ignored (not in the project's schema; their annotations are not applied): zebra",
     ]
     r = run("upload", str(coco), "--to", f"local:{proj_dir}", "--json")
@@ -64,7 +65,9 @@ def test_project_init_upload_status_export(tmp_path: Path) -> None:
     r = run("project", "status", str(proj_dir))
     assert "  pre-annotations: 1\n    cat: 1\n    dog: 0\n  activities: completed 2\n" in r.stdout
     r = run("project", "status", str(proj_dir), doc["activity_id"])
-    assert "  annotations applied: 1\n" in r.stdout and "    cat.png: closest Cat.png" in r.stdout
+    assert "  annotations applied: 1\n" in r.stdout
+    assert "    cat.png: no project image; closest: Cat.png (case differs) -> rerun with --match-case-insensitive\n" \
+        in r.stdout
     out = tmp_path / "exp.json"
     r = run("project", "export", str(proj_dir), "-o", str(out))
     assert r.stdout == f"wrote 3 image(s), 1 annotation(s) to {out}\n"
@@ -183,18 +186,186 @@ def test_serve_command_over_a_subprocess(tmp_path: Path) -> None:
         assert s not in out and s not in err
 
 
-def test_hint_text_for_case_extension_prefix(tmp_path: Path) -> None:
-    proj = new_project(tmp_path, names=["dog.jpg", "cat.jpeg", "car.png", "train/bus.png", "val/bus.png"])
-    doc = coco_doc([("Dog.JPG", [("cat", [0, 0, 1, 1])]), ("cat.png", [("cat", [0, 0, 1, 1])]),
-                    ("bus.png", [("cat", [0, 0, 1, 1])]), ("images/car.png", [("dog", [1, 1, 2, 2])])],
-                   ["cat", "dog"])
-    r = run("upload", str(write_json(tmp_path / "h.json", doc)), "--to", f"local:{proj.root}")
+# ------------------------------------------------------------------------------------ file-name mismatches
+HINT_PROJECT = ["dog.jpg", "cat.jpeg", "car.png", "train/bus.png", "val/bus.png"]
+
+
+def _hint_coco() -> dict[str, Any]:
+    # one box per image; "images/car.png" matches car.png by the automatic folder-prefix rule
+    return coco_doc([("Dog.JPG", [("cat", [0, 0, 1, 1])]), ("cat.png", [("cat", [0, 0, 1, 1])]),
+                     ("data/train/bus.png", [("dog", [1, 1, 2, 2])]), ("bus.png", [("dog", [2, 2, 2, 2])]),
+                     ("images/car.png", [("dog", [1, 1, 2, 2])]), ("elephant.tif", [("cat", [0, 0, 1, 1])])],
+                    ["cat", "dog"])
+
+
+def test_hint_lines_for_case_extension_prefix(tmp_path: Path) -> None:
+    proj = new_project(tmp_path, names=HINT_PROJECT)
+    coco = write_json(tmp_path / "h.json", _hint_coco())
+    r = run("upload", str(coco), "--to", f"local:{proj.root}")
     assert r.exit_code == 0
     assert r.stdout.splitlines()[1:] == [
         "  annotations applied: 1",
         "  images matched: 1 (1 by dropping a folder prefix)",
-        "  images not matched: 3 (their annotations are not applied)",
-        "    Dog.JPG: closest dog.jpg: the names differ only in case",
-        "    cat.png: closest cat.jpeg: the names differ only in the extension",
-        "    bus.png: closest train/bus.png, val/bus.png: the same name under another folder prefix",
+        "  images not matched: 5 (their annotations are not applied)",
+        "    Dog.JPG: no project image; closest: dog.jpg (case differs) -> rerun with --match-case-insensitive",
+        "    cat.png: no project image; closest: cat.jpeg (extension differs) -> rerun with --match-any-extension",
+        "    data/train/bus.png: no project image; closest: train/bus.png, val/bus.png (folder prefix differs) "
+        "-> rerun with --strip-prefix data/",
+        "    bus.png: no project image; closest: train/bus.png, val/bus.png (folder prefix differs) "
+        "-> the name is in several folders: map it with --name-map FILE",
+        "    elephant.tif: no project image; nothing similar -> add the image to the project first",
     ]
+    # the options the hints name: every image but the elephant is matched, each by the rule that says so
+    (tmp_path / "map.csv").write_text("coco_name,project_name\nbus.png,val/bus.png\n")
+    r = run("upload", str(coco), "--to", f"local:{proj.root}", "--match-case-insensitive", "--match-any-extension",
+            "--strip-prefix", "data/", "--name-map", str(tmp_path / "map.csv"))
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[1:4] == [
+        "  annotations applied: 5",
+        "  images matched: 5 (1 ignoring case, 1 ignoring the extension, 1 by the name map, "
+        "1 by dropping a folder prefix, 1 after --strip-prefix)",
+        "  images not matched: 1 (their annotations are not applied)",
+    ]
+    with proj.reader() as c:
+        boxes = sorted(c.execute("SELECT s.file_name, a.x, a.y FROM annotations a JOIN assets s "
+                                 "ON s.id = a.asset_id").fetchall())
+    # bus.png -> val/bus.png by the map (box at 2, 2); data/train/bus.png -> train/bus.png (box at 1, 1)
+    assert boxes == [("car.png", 1.0, 1.0), ("cat.jpeg", 0.0, 0.0), ("dog.jpg", 0.0, 0.0),
+                     ("train/bus.png", 1.0, 1.0), ("val/bus.png", 2.0, 2.0)]
+    # the activity keeps the rules it applied
+    act = proj.activities()[-1]
+    assert act["metadata"]["match"]["strip_prefixes"] == ["data/"]
+
+
+def test_name_map_json_and_bad_csv(tmp_path: Path) -> None:
+    proj = new_project(tmp_path, names=HINT_PROJECT)
+    doc = coco_doc([("bus.png", [("dog", [2, 2, 2, 2])]), ("x.png", [("dog", [1, 1, 1, 1])])], ["cat", "dog"])
+    coco = write_json(tmp_path / "m.json", doc)
+    write_json(tmp_path / "map.json", {"bus.png": "train/bus.png", "x.png": "nowhere.png"})
+    r = run("upload", str(coco), "--to", f"local:{proj.root}", "--name-map", str(tmp_path / "map.json"))
+    assert r.exit_code == 0
+    assert r.stdout.splitlines()[1:] == [
+        "  annotations applied: 1",
+        "  images matched: 1 (1 by the name map)",
+        "  images not matched: 1 (their annotations are not applied)",
+        "    x.png: no project image; nothing similar -> its --name-map entry names nowhere.png, which is not in "
+        "the project: fix the entry",
+    ]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("bus.png,train/bus.png\nx.png,a.png,b.png\n")
+    r = CliRunner().invoke(main, ["upload", str(coco), "--to", f"local:{proj.root}", "--name-map", str(bad)])
+    assert r.exit_code == 2
+    assert r.stderr == (f"error: --name-map {bad}, line 2: expected 2 columns (coco name, project name), got 3\n"
+                        "hint: one 'coco_name,project_name' pair per line\n")
+
+
+def test_match_options_reach_labellerr_and_the_served_project(server: LabellerrServer, tmp_path: Path) -> None:
+    # the served project has a.png, b.png, Cat.png; the COCO says A.PNG and cat.png
+    env = {**ENV, "LABELLERR_BASE_URL": server.url}
+    doc = coco_doc([("A.PNG", [("cat", [1, 2, 3, 4])]), ("cat.png", [("dog", [5, 6, 7, 8])])], ["cat", "dog"])
+    coco = write_json(tmp_path / "l.json", doc)
+    r = run("upload", str(coco), "--to", "labellerr:proj-1", env=env)
+    assert r.exit_code == 0
+    assert r.stdout.splitlines()[1:] == [
+        "  annotations applied: 0",
+        "  images matched: 0",
+        "  images not matched: 2 (their annotations are not applied)",
+        "    A.PNG: no project image; closest: a.png (case differs) -> rerun with --match-case-insensitive",
+        "    cat.png: no project image; closest: Cat.png (case differs) -> rerun with --match-case-insensitive",
+    ]
+    r = run("upload", str(coco), "--to", "labellerr:proj-1", "--match-case-insensitive", "--dry-run", env=env)
+    assert r.stdout.splitlines() == ["dry run against labellerr:proj-1: completed",
+                                     "  annotations would be applied: 2", "  images matched: 2 (2 ignoring case)"]
+    assert server.project.status()["annotations"] == 0
+    r = run("upload", str(coco), "--to", "labellerr:proj-1", "--match-case-insensitive", env=env)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[1:] == ["  annotations applied: 2", "  images matched: 2 (2 ignoring case)"]
+    # the server matched the project's own names: the client sent them in place of A.PNG and cat.png
+    with server.project.reader() as c:
+        rows = sorted(c.execute("SELECT s.file_name, a.x FROM annotations a JOIN assets s ON s.id = a.asset_id"))
+    assert rows == [("Cat.png", 5.0), ("a.png", 1.0)]
+    act = server.project.activities()[-1]
+    assert (act["source"], act["metadata"]["files_not_updated"]) == ("l.json", [])
+    assert not list(tmp_path.glob("*.renamed*"))
+
+
+def test_over_the_size_limit_says_how_many_shards(tmp_path: Path) -> None:
+    names = ["a.png", "b.png", "c.png"]
+    proj = new_project(tmp_path, names=names)
+    # 15 boxes per image: one image's annotations alone are over 1 KB, two are over the 2 KB limit
+    doc = coco_doc([(n, [("cat", [i, i, 5, 5]) for i in range(15)]) for n in names], ["cat", "dog"])
+    coco = write_json(tmp_path / "big.json", doc)
+    size = coco.stat().st_size
+    assert 4096 < size < 10 * 1024
+    r = run("upload", str(coco), "--to", f"local:{proj.root}", "--max-file-size", "2KB")
+    assert r.exit_code == 0, r.output
+    assert r.stderr == (f"{coco} is {round(size / 1024, 1):g} KB, over the 2 KB limit: uploading it as 3 shards "
+                        "of whole images\n")
+    assert r.stdout.splitlines()[1:] == ["  annotations applied: 45 in 3 shards", "  images matched: 3"]
+    r = run("-q", "upload", str(coco), "--to", f"local:{proj.root}", "--max-file-size", "2KB")
+    assert r.stderr == ""
+
+
+def test_label_studio_options_and_env_errors(tmp_path: Path) -> None:
+    proj = new_project(tmp_path)
+    coco = str(write_json(tmp_path / "x.json", sample_coco()))
+    no_ls = {"LABEL_STUDIO_URL": None, "LABEL_STUDIO_API_KEY": None}
+    cases = [
+        (["--to", "labelstudio:3"], no_ls, 2,
+         "error: LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are not set: prelabel needs the Label Studio server's "
+         "address and an API key\n"
+         "hint: export LABEL_STUDIO_URL=http://localhost:8080 LABEL_STUDIO_API_KEY=<your token (Label Studio: "
+         "Account & Settings)>\n"),
+        (["--to", "labelstudio:3"], {"LABEL_STUDIO_URL": "http://127.0.0.1:1", "LABEL_STUDIO_API_KEY": None}, 1,
+         "error: LABEL_STUDIO_API_KEY is not set: Label Studio needs an API key\n"
+         "hint: set LABEL_STUDIO_API_KEY to a legacy token or a personal access token (Label Studio: Account & "
+         "Settings)\n"),
+        (["--to", "labelstudio:3"], {"LABEL_STUDIO_URL": None, "LABEL_STUDIO_API_KEY": "k" * 40}, 2,
+         "error: LABEL_STUDIO_URL is not set: prelabel needs the Label Studio server's address\n"
+         "hint: export LABEL_STUDIO_URL=http://localhost:8080 (the address you open in the browser)\n"),
+        (["--to", "labelstudio:new"], no_ls, 2,
+         "error: labelstudio:new makes a new Label Studio project: give its title\n"
+         "hint: add --create-project TITLE (Python: create_project='TITLE')\n"),
+        (["--to", "labelstudio:3", "--create-project", "T"], no_ls, 2,
+         "error: --create-project makes a new project, but labelstudio:3 names project 3\n"
+         "hint: use --to labelstudio:new --create-project TITLE, or drop --create-project\n"),
+        (["--to", f"local:{proj.root}", "--images", str(tmp_path / "imgs"), "--model-version", "m"], no_ls, 2,
+         "error: --images, --model-version: only for labelstudio: targets, not local:\n"
+         "hint: drop the option, or upload to labelstudio:PROJECT_ID\n"),
+        (["--to", "labellerr:p", "--mode", "append"], no_ls, 2,
+         "error: --mode append is not supported by labellerr: targets\n"
+         "hint: Labellerr applies its own rules to re-uploaded pre-annotations\n"),
+    ]
+    for args, env, code, err in cases:
+        r = CliRunner().invoke(main, ["upload", coco, *args], env=env)
+        assert (r.exit_code, r.stdout, r.stderr) == (code, "", err), args
+
+
+# ------------------------------------------------------------------------------------ push: categories
+SAMPLE = ROOT / "sample_data"
+
+
+def test_push_reconciles_sample_categories_with_the_project(tmp_path: Path) -> None:
+    # sample_data/yolo: cat x3, dog x2, car x1, person x1 (7 boxes on 5 images); the project knows Cat, dog, person
+    proj_dir = tmp_path / "proj"
+    r = run("project", "init", str(proj_dir), "--images", str(SAMPLE / "images"), "--categories", "Cat,dog,person")
+    assert r.exit_code == 0
+    r = CliRunner().invoke(main, ["push", str(SAMPLE / "yolo"), "--to", f"local:{proj_dir}"])
+    assert r.exit_code == 1
+    assert r.stderr == (
+        f"categories: reconciling with the schema of local:{proj_dir}: Cat, dog, person\n"
+        "error: 1 category is not in the schema: 'car' (1 annotation; closest: 'Cat')\n"
+        "hint: map them with --map FILE (source: target, or null to drop), or pass --unknown drop to drop their "
+        "annotations (--unknown keep to keep them)\n")
+    assert r.stdout == ""
+    r = CliRunner().invoke(main, ["push", str(SAMPLE / "yolo"), "--to", f"local:{proj_dir}", "--unknown", "drop"])
+    assert r.exit_code == 0, r.output
+    err = r.stderr.splitlines()
+    i = err.index("category mapping (source -> project):")
+    assert err[i + 1:] == ["  cat -> Cat (id 1, normalized): 3 annotations",
+                           "  dog -> dog (id 2, exact): 2 annotations",
+                           "  car: not in the schema: dropped (--unknown drop): 1 annotation",
+                           "  person -> person (id 3, exact): 1 annotation"]
+    assert r.stdout.splitlines()[1:] == ["  annotations applied: 6", "  images matched: 5"]
+    st = LocalProject(proj_dir).status()
+    assert (st["annotations"], st["categories"]) == (6, {"Cat": 3, "dog": 2, "person": 1})

@@ -410,6 +410,9 @@ def _annotations(items: Any, *, file: str, prefix: str, imgs: _Images, name_of: 
             if not isinstance(kp, list) or len(kp) % 3 or not all(_is_num(v) for v in kp):
                 raise ReadError(file, "keypoints must be a flat list of x, y, v triples", element=el)
             karr = np.asarray(kp, dtype=np.float64).reshape(-1, 3) if kp else None
+            if karr is not None and not np.isin(karr[:, 2], (0.0, 1.0, 2.0)).all():
+                bad_v = karr[:, 2][~np.isin(karr[:, 2], (0.0, 1.0, 2.0))][0]
+                raise ReadError(file, f"keypoint visibility must be 0, 1 or 2, got {bad_v:g}", element=el)
         box: tuple[float, float, float, float]
         if geom is not None:
             box = rle_bbox(geom) if isinstance(geom, dict) else bbox_of_polygons(geom)

@@ -81,7 +81,7 @@ DESCRIPTION = "CVAT for images 1.1 / CVAT for video 1.1 XML (task, job and proje
 _CHUNK = 1 << 20
 _HEAD = 64 * 1024
 _MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
-_MAX_FRAMES = 10_000_000  # a video task with more frames is a broken <meta> (each frame becomes an image row)
+_MAX_FRAMES = 1_000_000  # a video task with more frames is a broken <meta> (each frame becomes an image row)
 _SHAPES = frozenset({"box", "polygon", "polyline", "points", "ellipse", "mask", "skeleton", "cuboid"})
 _UNSUPPORTED = frozenset({"polyline", "cuboid"})
 _STEP_RE = re.compile(r"step\s*=\s*(\d+)")
@@ -293,6 +293,8 @@ class _Reader:
             raise ReadError(self.file, f"bad value: {e}", line=p.CurrentLineNumber, element=self._where()) from None
         except OSError as e:
             raise ReadError(self.file, f"cannot read: {e}") from None
+        except LookupError as e:  # an unknown encoding in the XML declaration
+            raise ReadError(self.file, f"unsupported XML encoding: {e}", line=1) from None
         return self._build()
 
     def _where(self) -> str:

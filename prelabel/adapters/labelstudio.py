@@ -246,6 +246,9 @@ def _load_config(spec: Any) -> _Config | None:
             raise ReadError(where, f"cannot read the label config: {e}") from None
     try:
         root = ElementTree.fromstring(text, forbid_dtd=True)
+    except DefusedXmlException:
+        raise ReadError(where, "not a valid label config: XML entities/DTD are not allowed",
+                        hint="remove the <!DOCTYPE ...> and <!ENTITY ...> declarations") from None
     except (ElementTree.ParseError, DefusedXmlException) as e:
         raise ReadError(where, f"not a valid label config: {e}") from None
     cfg = _Config()
@@ -857,9 +860,9 @@ class _Reader:
             self._fail(i, "coordinates must be finite numbers (NaN or Infinity found)")
         pct = np.asarray(self.r_pct, dtype=bool)
         ow, oh = geo[:, 5], geo[:, 6]
-        bad = pct & ((ow <= 0) | (oh <= 0))
+        bad = pct & ((ow <= 0) | (oh <= 0) | (ow > _MAX_SIDE) | (oh > _MAX_SIDE))
         if bad.any():
-            self._fail(int(np.flatnonzero(bad)[0]), "original_width/height must be > 0")
+            self._fail(int(np.flatnonzero(bad)[0]), f"original_width/height must be > 0 and at most {_MAX_SIDE}")
         sx = np.where(pct, ow / 100.0, 1.0)
         sy = np.where(pct, oh / 100.0, 1.0)
         x, y, w, h = geo[:, 0] * sx, geo[:, 1] * sy, geo[:, 2] * sx, geo[:, 3] * sy

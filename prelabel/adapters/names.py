@@ -29,8 +29,10 @@ from typing import Any
 
 from ..errors import ReadError
 
-__all__ = ["NAME_FILES", "find_names", "locate", "names_from_yaml", "parse_obj_data", "read_names", "split_parts"]
+__all__ = ["NAME_FILES", "find_names", "locate", "names_from_yaml", "parse_obj_data", "read_names", "split_parts",
+           "yaml_error"]
 
+_MAX_CLASSES = 1_000_000  # an nc above this is a broken file (names "0".."nc-1" would be built)
 # looked for in this order in each folder by find_names
 NAME_FILES = ("data.yaml", "data.yml", "classes.txt", "obj.names", "obj.data")
 
@@ -42,6 +44,12 @@ def names_from_yaml(doc: Any, file: str) -> list[str] | None:
     names = doc.get("names")
     nc = doc.get("nc")
     out: list[str] | None
+    if isinstance(nc, int) and not 0 <= nc <= _MAX_CLASSES:
+        raise ReadError(file, f"nc must be a class count from 0 to {_MAX_CLASSES}, got {nc}", element="nc")
+    values = names if isinstance(names, list) else names.values() if isinstance(names, dict) else []
+    if any(isinstance(n, (list, dict, set)) for n in values):
+        raise ReadError(file, "names: each class name must be a plain value, not a list or mapping",
+                        element="names")
     if names is None:
         out = [str(i) for i in range(int(nc))] if isinstance(nc, int) else None
     elif isinstance(names, list):
@@ -100,6 +108,14 @@ def locate(name: str, roots: Sequence[str | Path], *, want_dir: bool | None = No
     return None
 
 
+def yaml_error(file: str, e: Exception) -> ReadError:
+    """A one-line ReadError for a YAML parse error, with its line (PyYAML's own text spans several lines)."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None) or (str(e).splitlines() or ["?"])[0]
+    line = int(mark.line) + 1 if mark is not None else None
+    return ReadError(file, f"not valid YAML: {problem}", line=line)
+
+
 def read_names(path: str | Path) -> list[str]:
     """Names from a YAML file (data.yaml), a text file with one name per line (classes.txt, obj.names), or an
     ``obj.data`` (its ``names =`` file, looked up beside it)."""
@@ -114,7 +130,7 @@ def read_names(path: str | Path) -> list[str]:
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ReadError(str(p), f"not valid YAML: {e}") from None
+            raise yaml_error(str(p), e) from None
         names = names_from_yaml(doc, str(p))
         if names is None:
             raise ReadError(str(p), "no 'names' or 'nc' in the file")
@@ -148,7 +164,9 @@ def find_names(folders: Sequence[str | Path]) -> tuple[list[str], Path] | tuple[
 
                 try:
                     doc = yaml.safe_load(f.read_text(encoding="utf-8-sig"))
-                except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+                except yaml.YAMLError as e:
+                    raise yaml_error(str(f), e) from None
+                except (OSError, UnicodeDecodeError) as e:
                     raise ReadError(str(f), f"not valid YAML: {e}") from None
                 names = names_from_yaml(doc, str(f)) if isinstance(doc, dict) else None
                 if names is None:

@@ -39,7 +39,8 @@ Decisions (documented, tested):
   mapping or a DataFrame with a name or id column and width/height), else the image file's header under the
   images root (``images=`` / ``--images``; never decoded), else a supervision mask's shape. A row whose image
   has no size, no name, or an unsafe name (``../x.jpg``) is dropped as ``dropped.no_image`` with its row.
-  Absolute image paths are made relative to the images root when under it, else to their common folder.
+  Absolute image paths are made relative to the images root when under it, else to their common folder;
+  only files under the images root are ever opened (an absolute path elsewhere needs a size column).
   The images table holds the images the rows name, in first-seen order.
 - **Normalized or pixels**: ``normalized=True/False`` (``--normalized/--absolute``) decides. Left unset,
   boxes whose values are *all* within [0, 1] while every known image is larger than 2 px are read as
@@ -239,6 +240,15 @@ def _override_roles(overrides: Mapping[str, str]) -> set[str]:
     return {_ROLE_ALIASES.get(k.strip().lower(), k.strip().lower()) for k in overrides}
 
 
+def _to_float(v: Any) -> float:
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if not str(v).strip().startswith("-") else -math.inf
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _numeric(col: pd.Series, *, role: str, file: str, lines: np.ndarray) -> np.ndarray:
     """A float64 array of a column; a value that is neither a number nor empty raises ReadError (file, line)."""
     dt = col.dtype
@@ -246,7 +256,10 @@ def _numeric(col: pd.Series, *, role: str, file: str, lines: np.ndarray) -> np.n
         return np.asarray(col.to_numpy(dtype=np.float64))
     if pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):  # nullable extension types
         return np.asarray(col.to_numpy(dtype=np.float64, na_value=np.nan))
-    conv = pd.to_numeric(col, errors="coerce")
+    try:
+        conv = pd.to_numeric(col, errors="coerce")
+    except OverflowError:  # an integer of hundreds of digits: too large for any float, so infinite
+        conv = pd.Series([_to_float(v) for v in col.to_numpy()], index=col.index, dtype=np.float64)
     out = np.array(conv.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
     bad = np.isnan(out) & col.notna().to_numpy()
     if bad.any():
@@ -361,6 +374,9 @@ class _Images:
     table: pd.DataFrame
 
 
+_MAX_SIDE = 2**31 - 1  # the largest image width/height accepted
+
+
 def _is_absolute(name: str) -> bool:
     n = name.replace("\\", "/")
     return n.startswith("/") or (len(n) > 1 and n[1] == ":")
@@ -404,11 +420,11 @@ def _images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np
             continue
         norm = name.replace("\\", "/")
         if _is_absolute(name) and "\x00" not in name and ".." not in norm.split("/"):
-            local[i] = name
             if root_posix is not None and norm.startswith(root_posix + "/"):
+                local[i] = name  # under the images root: its header may be read
                 rel[i] = safe_relative(norm[len(root_posix) + 1:])
             else:
-                absolute.append(i)
+                absolute.append(i)  # outside every given root: named, never opened
             continue
         why[i] = f"unsafe image file name {name!r}: {why_unsafe(name)}"
     if absolute:
@@ -455,6 +471,11 @@ def _images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np
                or sizes.by_name.get(name) or extra.get(fraw[c]) or extra.get(name))
         if hit is not None:
             fw[c], fh[c] = hit
+    # sizes no image can have (above int32, as pycocotools) are unknown: the header, else a drop, decides
+    with np.errstate(invalid="ignore"):
+        too_big = (fw > _MAX_SIDE) | (fh > _MAX_SIDE)
+    fw[too_big] = np.nan
+    fh[too_big] = np.nan
     # 3. the image files' headers
     todo = [c for c in np.flatnonzero(np.isnan(fw)).tolist() if flocal[c] is not None]
     if todo:
@@ -838,6 +859,11 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
         drop("dropped.nonfinite", nonfinite,
              "NaN or infinite box values" if inp.box is not None else "no box and no usable polygon or mask")
         alive &= ~nonfinite
+    if inp.score is not None:  # NaN means "no score" (ground truth); an infinite score is no probability
+        inf_score = alive & np.isinf(inp.score)
+        if inf_score.any():
+            drop("dropped.nonfinite", inf_score, "infinite score")
+            alive &= ~inf_score
 
     every = bool(alive.all())
     keep = np.flatnonzero(alive)

@@ -437,7 +437,8 @@ def _parse_files(jobs: Sequence[tuple[str, str]], origin: int, single: bool = Fa
             except _Fail as e:
                 out.error = (rel, e.message, e.line, e.element, e.hint)
                 return out
-            except (ValueError, TypeError, KeyError, IndexError, AttributeError, expat.ExpatError) as e:
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError, LookupError, RecursionError,
+                    expat.ExpatError) as e:  # LookupError: an unknown encoding in the XML declaration
                 out.error = (rel, f"cannot read the file: {e}", None, None, "")
                 return out
     return out
@@ -621,13 +622,17 @@ def _read_error(err: tuple[str, str, int | None, str | None, str]) -> ReadError:
     return ReadError(file, message, line=line, element=element, hint=hint)
 
 
-def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
-    """Read Pascal VOC XML into a Dataset (see the module docstring for the conventions)."""
+def read(path: Path, *, options: ReadOptions, report: Report, files: Sequence[str] | None = None) -> Dataset:
+    """Read Pascal VOC XML into a Dataset (see the module docstring for the conventions).
+
+    ``files`` (relative XML paths as in ``src_file``, e.g. ``Annotations/a.xml``) reads only those files of a
+    folder source, in the usual sorted order: one partition of a distributed read.
+    """
     with _gc_paused():
-        return _read(Path(path), options, report)
+        return _read(Path(path), options, report, files)
 
 
-def _read(src: Path, options: ReadOptions, report: Report) -> Dataset:
+def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] | None = None) -> Dataset:
     origin = int(options.voc_origin)
     if origin not in (0, 1):
         raise UsageError(f"voc_origin must be 0 or 1, got {options.voc_origin!r}",
@@ -644,6 +649,10 @@ def _read(src: Path, options: ReadOptions, report: Report) -> Dataset:
         jobs, hidden = _list_xml(src / "Annotations" if voc_root else src)
         if voc_root:
             jobs = [(p, "Annotations/" + r) for p, r in jobs]
+        if files is not None:  # one partition: the hidden-files note goes with the first
+            first_job, wanted = jobs[:1], set(files)
+            jobs = [j for j in jobs if j[1] in wanted]
+            hidden = hidden if jobs[:1] == first_job else 0
         if not jobs:
             raise ReadError(str(src), "no Pascal VOC .xml files found here",
                             hint="give a VOC root (with Annotations/), a folder of .xml files, or one .xml file")

@@ -507,7 +507,7 @@ def _load_yaml(path: str) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as e:
         raise ReadError(path, f"cannot read: {e}") from None
     except yaml.YAMLError as e:
-        raise ReadError(path, f"not valid YAML: {e}") from None
+        raise names_mod.yaml_error(path, e) from None
     if doc is None:
         return {}
     if not isinstance(doc, dict):
@@ -958,6 +958,10 @@ def _read(lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src:
     ann["src_file"] = files_arr[lines.entry[keep]]
     ann["src_line"] = lines.line[keep]
     annotations = pd.DataFrame(ann)
+    inf_score = np.isinf(annotations["score"].to_numpy(dtype=np.float64))
+    if inf_score.any():  # a NaN score is "no score"; an infinite one is no probability and no valid COCO
+        report.drop("dropped.nonfinite", annotations[inf_score], "infinite score")
+        annotations = annotations[~inf_score]
 
     # ---- images and categories
     label_of_image = {i: rel_files[e] for e, i in enumerate(entry_image) if i >= 0}
@@ -1190,7 +1194,7 @@ def _convert(lines: _Lines, keep: np.ndarray, kind_all: np.ndarray, img_all: np.
     has_track = ~np.isnan(track)
     for r in np.flatnonzero(has_track).tolist():
         t = float(track[r])
-        tid: int | float = int(t) if t == int(t) else t
+        tid: int | float = int(t) if np.isfinite(t) and t == int(t) else t
         if attrs[r] is None:
             attrs[r] = {"track_id": tid}
         else:

@@ -14,26 +14,37 @@ Rules the writer always follows (see docs/coco.md):
   ``max_file_size`` is split into shards of whole images (``out-001.json``, ...), each a complete COCO file
   with the same categories and globally unique ids.
 
+How it stays fast (docs/performance.md): :class:`CocoTables` sorts the annotation columns once. Box rows (no
+segmentation, no keypoints: the bulk of a detection dataset) never become dicts: their JSON is assembled from
+whole columns serialized by orjson, so the numbers are formatted exactly as ``orjson.dumps`` formats them in a
+dict and the bytes equal ``orjson.dumps(to_coco(ds))``; :func:`validate_dataset` checks them with numpy, with
+the same rules and messages as :func:`validate`. Rows with a segmentation or keypoints take the dict path and
+the per-annotation checks of :func:`validate`.
+
 Example:
+    >>> import orjson
     >>> from prelabel.model import Dataset
-    >>> from prelabel.converters.coco import to_coco, validate
+    >>> from prelabel.converters.coco import coco_bytes, to_coco, validate, validate_dataset
     >>> ds = Dataset.build(images={"file_name": ["a.jpg"], "width": [64], "height": [48]},
     ...                    annotations={"image": [0], "category": ["cat"], "x": [1.0], "y": [2.0],
     ...                                 "w": [3.0], "h": [4.0]})
     >>> coco = to_coco(ds)
     >>> coco["annotations"][0]["bbox"], coco["annotations"][0]["area"], coco["categories"][0]["id"]
     ([1.0, 2.0, 3.0, 4.0], 12.0, 1)
-    >>> validate(coco).ok
-    True
+    >>> validate(coco).ok, validate_dataset(ds).ok, orjson.loads(coco_bytes(ds)) == coco
+    (True, True, True)
 """
 
 from __future__ import annotations
 
+import gc
 import math
+import mmap
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -47,12 +58,14 @@ from ..geometry import bbox_of_polygons, polygons_area, rle_area, rle_bbox, rle_
 from ..model import Dataset
 from ..paths import why_unsafe
 
-__all__ = ["DEFAULT_MAX_FILE_SIZE", "ValidationResult", "category_ids", "load", "to_coco", "validate", "write",
-           "write_json_atomic"]
+__all__ = ["DEFAULT_MAX_FILE_SIZE", "CocoTables", "ValidationResult", "category_ids", "coco_bytes", "load",
+           "to_coco", "validate", "validate_dataset", "write", "write_json_atomic"]
 
 DEFAULT_MAX_FILE_SIZE = 25 * 1024 * 1024
 _INFO = {"description": "written by prelabel", "version": "1.0", "year": 0, "contributor": "", "url": "",
          "date_created": ""}
+_OPT = orjson.OPT_SERIALIZE_NUMPY
+_CHUNK = 32768  # box rows assembled per step: bounds the temporary lists (~10 small objects per row)
 
 
 def category_ids(categories: pd.DataFrame) -> np.ndarray:
@@ -73,6 +86,18 @@ def category_ids(categories: pd.DataFrame) -> np.ndarray:
     return out
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while building many small containers (none of them cyclic)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def _segmentation(seg: Any, rle_mode: str) -> tuple[Any, float, tuple[float, float, float, float]]:
     """(segmentation for COCO, area, bbox) of one row's segmentation."""
     if isinstance(seg, Mapping):
@@ -82,93 +107,294 @@ def _segmentation(seg: Any, rle_mode: str) -> tuple[Any, float, tuple[float, flo
     return [p.tolist() for p in polys], polygons_area(polys), bbox_of_polygons(polys)
 
 
-def to_coco(ds: Dataset, *, rle: str = "compressed", info: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The COCO document of ``ds`` as a dict (see the module docstring for the rules)."""
-    if rle not in ("compressed", "uncompressed"):
-        raise ValueError("rle must be 'compressed' or 'uncompressed'")
-    cats = ds.categories
-    cids = category_ids(cats)
-    cat_list: list[dict[str, Any]] = []
-    for cid, row in zip(cids.tolist(), cats.itertuples(index=False), strict=True):
-        c: dict[str, Any] = {"id": cid, "name": str(row.name), "supercategory": str(row.supercategory or "")}
-        if row.keypoints is not None:
-            c["keypoints"] = [str(k) for k in row.keypoints]
-            c["skeleton"] = [[int(a), int(b)] for a, b in (row.skeleton or [])]
-        cat_list.append(c)
-    name_to_id = dict(zip(cats["name"].tolist(), cids.tolist(), strict=True))
+def _notna(col: pd.Series) -> np.ndarray:
+    return np.asarray(col.notna().to_numpy(), dtype=bool)
 
-    imgs = ds.images
-    img_list: list[dict[str, Any]] = []
-    for i, (fn, w, h, attrs) in enumerate(zip(imgs["file_name"].tolist(), imgs["width"].tolist(),
-                                              imgs["height"].tolist(), imgs["attributes"].tolist(),
-                                              strict=True)):
-        im: dict[str, Any] = {"id": i + 1, "file_name": fn, "width": int(w), "height": int(h)}
-        if attrs:
-            im["attributes"] = attrs
-        img_list.append(im)
 
-    ann = ds.annotations
-    n = len(ann)
-    order = np.argsort(ann["image"].to_numpy(), kind="stable")
-    a = ann.iloc[order]
-    unknown = set(pd.unique(a["category"])) - set(name_to_id)
-    if unknown:
-        raise ValidationError(f"annotations use categories that are not defined: {sorted(map(str, unknown))}")
-    image_id = (a["image"].to_numpy() + 1).tolist()
-    category_id = a["category"].map(name_to_id).to_numpy(dtype=np.int64).tolist()
-    x = a["x"].to_numpy(dtype=np.float64)
-    y = a["y"].to_numpy(dtype=np.float64)
-    w = a["w"].to_numpy(dtype=np.float64)
-    h = a["h"].to_numpy(dtype=np.float64)
-    area = (w * h).tolist()
-    bbox = np.column_stack([x, y, w, h]).tolist()
-    iscrowd = a["iscrowd"].to_numpy(dtype=np.int64).tolist()
-    score = a["score"].to_numpy(dtype=np.float64)
-    has_score = ~np.isnan(score)
-    score_l = score.tolist()
-    segs = a["segmentation"].tolist()
-    kps = a["keypoints"].tolist()
-    attrs_l = a["attributes"].tolist()
-    seg_out: list[Any] = [[]] * n
-    for i in np.flatnonzero(pd.notna(a["segmentation"]).to_numpy()).tolist():
-        s, ar, bb = _segmentation(segs[i], rle)
-        seg_out[i] = s
-        area[i] = ar
-        bbox[i] = list(bb)
-    out: list[dict[str, Any]] = []
-    for i in range(n):
-        d: dict[str, Any] = {"id": i + 1, "image_id": image_id[i], "category_id": category_id[i],
-                             "segmentation": seg_out[i], "area": area[i], "bbox": bbox[i],
-                             "iscrowd": iscrowd[i]}
-        if has_score[i]:
-            d["score"] = score_l[i]
-        k = kps[i]
-        if k is not None:
-            arr = np.asarray(k, dtype=np.float64).reshape(-1, 3)
+class CocoTables:
+    """The COCO document of a Dataset as sorted columns: what the writer, :func:`to_coco` and
+    :func:`validate_dataset` share (built once per write).
+
+    ``order`` is the Dataset row of each output annotation (sorted by image, stable); ``image_id``,
+    ``category_id``, ``x y w h``, ``area``, ``iscrowd``, ``score`` are numpy columns in that order;
+    ``complex_rows`` are the output rows with a segmentation or keypoints, whose dicts are in ``complex``.
+    Raises ValidationError when annotations use a category the Dataset does not define.
+    """
+
+    def __init__(self, ds: Dataset, *, rle: str = "compressed", info: Mapping[str, Any] | None = None) -> None:
+        if rle not in ("compressed", "uncompressed"):
+            raise ValueError("rle must be 'compressed' or 'uncompressed'")
+        self.info: dict[str, Any] = dict(info) if info is not None else dict(_INFO)
+        cats = ds.categories
+        cids = category_ids(cats)
+        self.categories: list[dict[str, Any]] = []
+        for cid, row in zip(cids.tolist(), cats.itertuples(index=False), strict=True):
+            c: dict[str, Any] = {"id": cid, "name": str(row.name), "supercategory": str(row.supercategory or "")}
+            if row.keypoints is not None:
+                c["keypoints"] = [str(k) for k in row.keypoints]
+                c["skeleton"] = [[int(a), int(b)] for a, b in (row.skeleton or [])]
+            self.categories.append(c)
+        imgs = ds.images
+        self.images: list[dict[str, Any]] = []
+        with _gc_paused():
+            for i, (fn, w, h, attrs) in enumerate(zip(imgs["file_name"].tolist(), imgs["width"].tolist(),
+                                                      imgs["height"].tolist(), imgs["attributes"].tolist(),
+                                                      strict=True)):
+                im: dict[str, Any] = {"id": i + 1, "file_name": fn, "width": int(w), "height": int(h)}
+                if attrs:
+                    im["attributes"] = attrs
+                self.images.append(im)
+
+        ann = ds.annotations
+        n = self.n = len(ann)
+        img = ann["image"].to_numpy(dtype=np.int64)
+        if n < 2 or bool((img[1:] >= img[:-1]).all()):
+            order = np.arange(n)
+            self.order = order
+
+            def take(a: np.ndarray) -> np.ndarray:
+                return a
+        else:
+            order = np.argsort(img, kind="stable")
+            self.order = order
+
+            def take(a: np.ndarray) -> np.ndarray:
+                return a[order]
+        codes, uniques = pd.factorize(ann["category"].to_numpy(dtype=object), use_na_sentinel=True)
+        name_to_id = dict(zip(cats["name"].tolist(), cids.tolist(), strict=True))
+        unknown = {u for u in uniques.tolist() if u not in name_to_id}
+        if (codes < 0).any():
+            unknown.add(None)
+        if unknown:
+            raise ValidationError(
+                f"annotations use categories that are not defined: {sorted(map(str, unknown))}")
+        lut = np.array([name_to_id[u] for u in uniques.tolist()], dtype=np.int64)
+        self.image_id = take(img) + 1
+        self.category_id = take(lut[codes]) if len(lut) else np.zeros(n, dtype=np.int64)
+        self.x = take(ann["x"].to_numpy(dtype=np.float64))
+        self.y = take(ann["y"].to_numpy(dtype=np.float64))
+        self.w = take(ann["w"].to_numpy(dtype=np.float64))
+        self.h = take(ann["h"].to_numpy(dtype=np.float64))
+        self.area = self.w * self.h
+        self.iscrowd = take(ann["iscrowd"].to_numpy(dtype=np.int64))
+        self.score = take(ann["score"].to_numpy(dtype=np.float64))
+        self.has_score = ~np.isnan(self.score)
+        # attributes: only rows with a truthy value are written (as the dict path does: ``if attrs``)
+        self.attr_vals = take(ann["attributes"].to_numpy(dtype=object))
+        self.has_attr = np.fromiter(map(bool, self.attr_vals), dtype=bool, count=n)
+        inv = np.empty(n, dtype=np.int64)
+        inv[order] = np.arange(n)
+        # rows with a segmentation or keypoints: the dict path
+        seg_col, kp_col = ann["segmentation"], ann["keypoints"]
+        seg_rows = np.flatnonzero(_notna(seg_col))
+        kp_rows = np.flatnonzero(_notna(kp_col))
+        self.complex: dict[int, dict[str, Any]] = {}
+        if len(seg_rows) or len(kp_rows):
+            segs = seg_col.to_numpy(dtype=object)
+            kps = kp_col.to_numpy(dtype=object)
+            rows = np.unique(np.concatenate([seg_rows, kp_rows]))
+            with _gc_paused():
+                for r in sorted(inv[rows].tolist()):
+                    self.complex[r] = self._complex_row(r, segs[order[r]], kps[order[r]], rle)
+        self.complex_rows = np.fromiter(self.complex, dtype=np.int64, count=len(self.complex))
+
+    def _complex_row(self, i: int, seg: Any, kp: Any, rle: str) -> dict[str, Any]:
+        bbox: list[float] = [float(self.x[i]), float(self.y[i]), float(self.w[i]), float(self.h[i])]
+        area = float(self.area[i])
+        seg_out: Any = []
+        if seg is not None and not (isinstance(seg, float) and math.isnan(seg)):
+            seg_out, area, bb = _segmentation(seg, rle)
+            bbox = list(bb)
+            self.area[i] = area
+        d: dict[str, Any] = {"id": i + 1, "image_id": int(self.image_id[i]), "category_id": int(self.category_id[i]),
+                             "segmentation": seg_out, "area": area, "bbox": bbox, "iscrowd": int(self.iscrowd[i])}
+        if self.has_score[i]:
+            d["score"] = float(self.score[i])
+        if kp is not None and not (isinstance(kp, float) and math.isnan(kp)):
+            arr = np.asarray(kp, dtype=np.float64).reshape(-1, 3)
             flat: list[float | int] = []
             for kx, ky, kv in arr.tolist():
                 flat.extend((kx, ky, int(kv)))
             d["keypoints"] = flat
             d["num_keypoints"] = int((arr[:, 2] > 0).sum())
-        if attrs_l[i]:
-            d["attributes"] = attrs_l[i]
-        out.append(d)
-    return {"info": dict(info) if info is not None else dict(_INFO), "licenses": [],
-            "images": img_list, "annotations": out, "categories": cat_list}
+        if self.has_attr[i]:
+            d["attributes"] = self.attr_vals[i]
+        return d
+
+    # ------------------------------------------------------------------ dicts
+    def annotation(self, i: int) -> dict[str, Any]:
+        """The dict of output annotation ``i`` (0-based)."""
+        if i in self.complex:
+            return self.complex[i]
+        d: dict[str, Any] = {"id": i + 1, "image_id": int(self.image_id[i]), "category_id": int(self.category_id[i]),
+                             "segmentation": [], "area": float(self.area[i]),
+                             "bbox": [float(self.x[i]), float(self.y[i]), float(self.w[i]), float(self.h[i])],
+                             "iscrowd": int(self.iscrowd[i])}
+        if self.has_score[i]:
+            d["score"] = float(self.score[i])
+        if self.has_attr[i]:
+            d["attributes"] = self.attr_vals[i]
+        return d
+
+    def annotations(self) -> list[dict[str, Any]]:
+        """Every annotation as a dict (what :func:`to_coco` returns)."""
+        n = self.n
+        image_id = self.image_id.tolist()
+        category_id = self.category_id.tolist()
+        area = self.area.tolist()
+        bbox = np.column_stack([self.x, self.y, self.w, self.h]).tolist()
+        iscrowd = self.iscrowd.tolist()
+        score = self.score.tolist()
+        has_score = self.has_score.tolist()
+        has_attr, attrs, cplx = self.has_attr.tolist(), self.attr_vals, self.complex
+        out: list[dict[str, Any]] = []
+        with _gc_paused():
+            for i in range(n):
+                if i in cplx:
+                    out.append(cplx[i])
+                    continue
+                d: dict[str, Any] = {"id": i + 1, "image_id": image_id[i], "category_id": category_id[i],
+                                     "segmentation": [], "area": area[i], "bbox": bbox[i], "iscrowd": iscrowd[i]}
+                if has_score[i]:
+                    d["score"] = score[i]
+                if has_attr[i]:
+                    d["attributes"] = attrs[i]
+                out.append(d)
+        return out
+
+    def to_coco(self) -> dict[str, Any]:
+        return {"info": dict(self.info), "licenses": [], "images": list(self.images),
+                "annotations": self.annotations(), "categories": list(self.categories)}
+
+    # ------------------------------------------------------------------ bytes
+    def annotation_chunks(self, lengths: list[np.ndarray] | None = None) -> Iterator[bytes]:
+        """The annotations as JSON, in chunks of rows joined by commas (no comma after the last); with
+        ``lengths``, the byte length of each row (its comma included) is appended there, chunk by chunk."""
+        last = ((self.n - 1) // _CHUNK) * _CHUNK
+        for start in range(0, self.n, _CHUNK):
+            with _gc_paused():
+                blob, ln = self._chunk_bytes(start, min(self.n, start + _CHUNK))
+            if lengths is not None:
+                lengths.append(ln)
+            yield blob if start != last else blob[:-1]
+
+    def document_chunks(self, lengths: list[np.ndarray] | None = None) -> Iterator[bytes]:
+        """The whole document, piece by piece (see :meth:`annotation_chunks` for ``lengths``)."""
+        yield self.head()
+        yield orjson.dumps(self.images, option=_OPT)
+        yield b',"annotations":['
+        yield from self.annotation_chunks(lengths)
+        yield b"]"
+        yield self.tail()
+
+    def _chunk_bytes(self, a: int, b: int) -> tuple[bytes, np.ndarray]:
+        """Rows ``a`` to ``b``: one orjson call per column, one bytes formatting per row."""
+        m = b - a
+        box = np.column_stack([self.x[a:b], self.y[a:b], self.w[a:b], self.h[a:b]])
+        cols: list[list[bytes]] = [
+            _split(np.arange(a + 1, b + 1, dtype=np.int64)), _split(self.image_id[a:b]),
+            _split(self.category_id[a:b]), _split(self.area[a:b]),
+            orjson.dumps(box, option=_OPT)[2:-2].split(b"],["), _split(self.iscrowd[a:b])]
+        template = _ROW_START
+        has_score = self.has_score[a:b]
+        n_score = int(has_score.sum())
+        if n_score == m:
+            template += b',"score":%b'
+            cols.append(_split(self.score[a:b]))
+        elif n_score:
+            template += b"%b"
+            cols.append([b',"score":' + s if h else b""
+                         for s, h in zip(_split(self.score[a:b]), has_score.tolist(), strict=True)])
+        has_attr = self.has_attr[a:b]
+        n_attr = int(has_attr.sum())
+        if n_attr:
+            rows_with = np.flatnonzero(has_attr)
+            texts = _dict_texts(self.attr_vals[a:b][rows_with] if n_attr < m else self.attr_vals[a:b])
+            if n_attr == m and texts is not None:
+                template += b',"attributes":{%b}'
+                cols.append(texts)
+            else:
+                full = [b""] * m
+                if texts is not None:
+                    for r, txt in zip(rows_with.tolist(), texts, strict=True):
+                        full[r] = b',"attributes":{' + txt + b"}"
+                else:
+                    vals = self.attr_vals[a:b]
+                    for r in rows_with.tolist():
+                        full[r] = b',"attributes":' + orjson.dumps(vals[r], option=_OPT)
+                template += b"%b"
+                cols.append(full)
+        template += b"},"
+        rows = list(map(template.__mod__, zip(*cols, strict=True)))
+        if len(self.complex_rows):
+            lo, hi = np.searchsorted(self.complex_rows, [a, b])
+            for r in self.complex_rows[lo:hi].tolist():
+                rows[r - a] = orjson.dumps(self.complex[r], option=_OPT) + b","
+        return b"".join(rows), np.fromiter(map(len, rows), dtype=np.int64, count=m)
+
+    def head(self) -> bytes:
+        """``{"info":...,"licenses":[],"images":`` (the bytes before the images list)."""
+        return b'{"info":' + orjson.dumps(self.info, option=_OPT) + b',"licenses":[],"images":'
+
+    def tail(self) -> bytes:
+        """``,"categories":[...]}`` (the bytes after the annotations list)."""
+        return b',"categories":' + orjson.dumps(self.categories, option=_OPT) + b"}"
+
+
+# the start of one box row, each %b an orjson-formatted value (the key order of the dict path); then
+# score and attributes when present, and "},"
+_ROW_START = b'{"id":%b,"image_id":%b,"category_id":%b,"segmentation":[],"area":%b,"bbox":[%b],"iscrowd":%b'
+
+
+def _split(arr: np.ndarray) -> list[bytes]:
+    """The orjson text of each value of a 1-D numeric array (one orjson call for the whole column)."""
+    if len(arr) == 0:
+        return []
+    return orjson.dumps(np.ascontiguousarray(arr), option=_OPT)[1:-1].split(b",")
+
+
+def _dict_texts(values: np.ndarray) -> list[bytes] | None:
+    """The orjson text of each (non-empty) dict without its outer braces, from one orjson call, or None when
+    a value is not a dict or the text cannot be cut safely."""
+    if not all(type(v) is dict for v in values):
+        return None
+    data = orjson.dumps(values.tolist(), option=_OPT)
+    pieces = data[2:-2].split(b"},{")
+    # the dicts are separated by exactly len - 1 "},{"; one inside a value would make more pieces
+    return pieces if len(pieces) == len(values) else None
+
+
+def _tables(ds: Dataset | CocoTables, rle: str = "compressed", info: Mapping[str, Any] | None = None) -> CocoTables:
+    return ds if isinstance(ds, CocoTables) else CocoTables(ds, rle=rle, info=info)
+
+
+def to_coco(ds: Dataset | CocoTables, *, rle: str = "compressed",
+            info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The COCO document of ``ds`` as a dict (see the module docstring for the rules)."""
+    return _tables(ds, rle, info).to_coco()
+
+
+def coco_bytes(ds: Dataset | CocoTables, *, rle: str = "compressed", info: Mapping[str, Any] | None = None) -> bytes:
+    """The COCO document of ``ds`` as JSON bytes: equal to ``orjson.dumps(to_coco(ds))``, much faster."""
+    return b"".join(_tables(ds, rle, info).document_chunks())
 
 
 def _dumps(doc: Mapping[str, Any]) -> bytes:
-    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps(doc, option=_OPT)
 
 
-def write_json_atomic(path: str | Path, data: bytes) -> None:
-    """Write bytes to ``path`` atomically: a temporary file in the same folder, fsync, then rename."""
+def write_json_atomic(path: str | Path, data: bytes | Iterable[bytes]) -> None:
+    """Write bytes (or a sequence of byte pieces, written in order) to ``path`` atomically: a temporary file
+    in the same folder, fsync, then rename."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                f.writelines(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
@@ -183,6 +409,20 @@ def shard_paths(path: str | Path, count: int) -> list[Path]:
     return [p.with_name(f"{p.stem}-{i:03d}{p.suffix}") for i in range(1, count + 1)]
 
 
+def _greedy_shards(costs: Sequence[int], overhead: int, max_file_size: int) -> list[tuple[int, int]]:
+    """[start, stop) image ranges: whole images added while the shard stays under the limit."""
+    out: list[tuple[int, int]] = []
+    start, size = 0, overhead
+    for i, cost in enumerate(costs):
+        if i > start and size + cost > max_file_size:
+            out.append((start, i))
+            start, size = i, overhead
+        size += cost
+    if len(costs) > start or not out:
+        out.append((start, len(costs)))
+    return out
+
+
 def split_shards(coco: Mapping[str, Any], *, max_file_size: int) -> list[dict[str, Any]]:
     """Split a COCO document into complete documents of whole images, each under ``max_file_size`` bytes
     where one image allows it (an image larger than the limit on its own gets a shard of its own)."""
@@ -191,26 +431,65 @@ def split_shards(coco: Mapping[str, Any], *, max_file_size: int) -> list[dict[st
     by_image: dict[int, list[dict[str, Any]]] = {}
     for a in coco["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
+    images = list(coco["images"])
+    costs = [len(_dumps(im)) + 1 + sum(len(_dumps(a)) + 1 for a in by_image.get(im["id"], [])) for im in images]
     shards: list[dict[str, Any]] = []
-    cur_imgs: list[dict[str, Any]] = []
-    cur_anns: list[dict[str, Any]] = []
-    size = overhead
-    for im in coco["images"]:
-        anns = by_image.get(im["id"], [])
-        cost = len(_dumps(im)) + 1 + sum(len(_dumps(a)) + 1 for a in anns)
-        if cur_imgs and size + cost > max_file_size:
-            shards.append({**base, "images": cur_imgs, "annotations": cur_anns})
-            cur_imgs, cur_anns, size = [], [], overhead
-        cur_imgs.append(im)
-        cur_anns.extend(anns)
-        size += cost
-    if cur_imgs or not shards:
-        shards.append({**base, "images": cur_imgs, "annotations": cur_anns})
+    for s, e in _greedy_shards(costs, overhead, max_file_size):
+        anns = [a for im in images[s:e] for a in by_image.get(im["id"], [])]
+        shards.append({**base, "images": images[s:e], "annotations": anns})
     return shards
 
 
-def write(ds_or_coco: Dataset | Mapping[str, Any], path: str | Path, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-          rle: str = "compressed", info: Mapping[str, Any] | None = None) -> list[Path]:
+def _write_tables(t: CocoTables, path: str | Path, max_file_size: int) -> list[Path]:
+    """Stream the document to a temporary file beside ``path`` (one chunk of rows in memory at a time); rename
+    it when it is under the limit, else cut the shards out of it."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        lengths: list[np.ndarray] = []
+        with os.fdopen(fd, "wb") as f:
+            f.writelines(t.document_chunks(lengths))
+            size = f.tell()
+            if size <= max_file_size:
+                f.flush()
+                os.fsync(f.fileno())
+        if size <= max_file_size:
+            os.replace(tmp, p)
+            return [p]
+        row_len = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+        return _write_shards(t, tmp, row_len, p, max_file_size)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_shards(t: CocoTables, tmp: str, row_len: np.ndarray, path: Path, max_file_size: int) -> list[Path]:
+    """Shards of whole images cut out of the full document in ``tmp`` (laid out as :func:`split_shards`
+    lays them out: info, licenses, categories, images, annotations)."""
+    img_bytes = [_dumps(im) for im in t.images]
+    start = len(t.head()) + len(_dumps(t.images)) + len(b',"annotations":[')
+    offsets = np.concatenate([[0], np.cumsum(row_len)])
+    # annotations are sorted by image: the row range of each image
+    bounds = np.searchsorted(t.image_id, np.arange(1, len(img_bytes) + 2))
+    per_image = offsets[bounds[1:]] - offsets[bounds[:-1]]
+    costs = (np.fromiter(map(len, img_bytes), dtype=np.int64, count=len(img_bytes)) + 1 + per_image).tolist()
+    head = (b'{"info":' + _dumps(t.info) + b',"licenses":[],"categories":' + _dumps(t.categories)
+            + b',"images":[')
+    overhead = len(head) + len(b'],"annotations":[]}')
+    ranges = _greedy_shards(costs, overhead, max_file_size)
+    paths = shard_paths(path, len(ranges))
+    with open(tmp, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        for sp, (s, e) in zip(paths, ranges, strict=True):
+            lo, hi = int(offsets[bounds[s]]), int(offsets[bounds[e]])
+            body = mm[start + lo:start + hi - 1] if hi > lo else b""
+            write_json_atomic(sp, [head, b",".join(img_bytes[s:e]), b'],"annotations":[', body, b"]}"])
+    return paths
+
+
+def write(ds_or_coco: Dataset | CocoTables | Mapping[str, Any], path: str | Path, *,
+          max_file_size: int = DEFAULT_MAX_FILE_SIZE, rle: str = "compressed",
+          info: Mapping[str, Any] | None = None) -> list[Path]:
     """Write COCO to ``path`` (or to shards beside it when over ``max_file_size``); returns the paths written.
 
     Example:
@@ -221,7 +500,9 @@ def write(ds_or_coco: Dataset | Mapping[str, Any], path: str | Path, *, max_file
         >>> [p.name for p in write(ds, out)]
         ['out.json']
     """
-    coco = to_coco(ds_or_coco, rle=rle, info=info) if isinstance(ds_or_coco, Dataset) else ds_or_coco
+    if isinstance(ds_or_coco, (Dataset, CocoTables)):
+        return _write_tables(_tables(ds_or_coco, rle, info), path, max_file_size)
+    coco = ds_or_coco
     data = _dumps(coco)
     if len(data) <= max_file_size:
         write_json_atomic(path, data)
@@ -241,11 +522,16 @@ def load(path: str | Path) -> Any:
         raise ReadError(str(path), f"cannot read: {e.strerror or e}") from None
     if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark (Windows editors) is not JSON: skip it
         data = data[3:]
+    was = gc.isenabled()
+    gc.disable()
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as e:
         line = data[: e.pos].count(b"\n") + 1 if e.pos is not None else None
         raise ReadError(str(path), f"not valid JSON: {e.msg}", line=line) from None
+    finally:
+        if was:
+            gc.enable()
 
 
 # ---------------------------------------------------------------------------------------------- validator
@@ -276,38 +562,18 @@ def _is_num(v: Any) -> bool:
     return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
 
 
-def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | None = None,
-             tolerance: float = 1e-6, allow_outside: bool = False) -> ValidationResult:
-    """Check a COCO document (or file) against the rules the writer follows and the targets rely on.
-
-    Required keys and types, unique ids >= 1, references, boxes inside images, polygons of >= 3 points,
-    RLE sizes, category ids defined, keypoint counts; with ``images_root``, every ``file_name`` present with
-    the recorded size. ``allow_outside`` (used for ``--no-clip``) makes a bbox extending outside its image a
-    warning instead of an error.
-    """
-    res = ValidationResult()
-    err = res.errors
-
+def _adder(err: list[str]) -> Callable[[str], None]:
     def add(msg: str) -> None:
         if len(err) < _MAX_LISTED:
             err.append(msg)
         elif len(err) == _MAX_LISTED:
             err.append("... more problems not listed")
+    return add
 
-    doc = load(coco) if isinstance(coco, (str, Path)) else coco
-    if not isinstance(doc, Mapping):
-        res.errors.append("top level: expected a JSON object with images, annotations and categories")
-        return res
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(doc.get(key), list):
-            add(f"top level: '{key}' must be a list")
-    for key in ("info", "licenses"):
-        if key not in doc:
-            res.warnings.append(f"top level: '{key}' is missing (pycocotools 2.0.9-2.0.10 loadRes needs 'info')")
-    if err:
-        return res
-    images: dict[int, tuple[int, int, str]] = {}
-    for i, im in enumerate(doc["images"]):
+
+def _check_images(images: Iterable[Any], add: Callable[[str], None]) -> dict[int, tuple[int, int, str]]:
+    out: dict[int, tuple[int, int, str]] = {}
+    for i, im in enumerate(images):
         where = f"images[{i}]"
         if not isinstance(im, Mapping):
             add(f"{where}: not an object")
@@ -316,7 +582,7 @@ def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | 
         if not _is_int(iid) or iid < 1:
             add(f"{where}: id must be an integer >= 1, got {iid!r}")
             continue
-        if iid in images:
+        if iid in out:
             add(f"{where}: duplicate image id {iid}")
         if not _is_int(w) or not _is_int(h) or w < 1 or h < 1:
             add(f"{where} (id {iid}): width and height must be integers >= 1, got {w!r} x {h!r}")
@@ -328,10 +594,14 @@ def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | 
             why = why_unsafe(fn)
             if why:
                 add(f"{where} (id {iid}): file_name {fn!r} is unsafe: {why}")
-        images[iid] = (int(w or 0), int(h or 0), str(fn))
+        out[iid] = (int(w or 0), int(h or 0), str(fn))
+    return out
+
+
+def _check_categories(categories: Iterable[Any], add: Callable[[str], None]) -> dict[int, int | None]:
     cats: dict[int, int | None] = {}
     names: set[str] = set()
-    for i, c in enumerate(doc["categories"]):
+    for i, c in enumerate(categories):
         where = f"categories[{i}]"
         if not isinstance(c, Mapping):
             add(f"{where}: not an object")
@@ -359,82 +629,129 @@ def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | 
                     add(f"{where} (id {cid}): skeleton edge {pair!r} must be two 1-based keypoint indices")
                     break
         cats[cid] = len(kp) if isinstance(kp, list) else None
-    seen: set[int] = set()
-    for i, a in enumerate(doc["annotations"]):
-        where = f"annotations[{i}]"
-        if not isinstance(a, Mapping):
-            add(f"{where}: not an object")
-            continue
-        aid = a.get("id")
-        if not _is_int(aid) or aid < 1:
-            add(f"{where}: id must be an integer >= 1 (an id of 0 breaks COCOeval), got {aid!r}")
-        elif aid in seen:
-            add(f"{where}: duplicate annotation id {aid}")
-        else:
-            seen.add(aid)
-        where = f"{where} (id {aid})"
-        iid, cid = a.get("image_id"), a.get("category_id")
-        img = images.get(iid) if _is_int(iid) else None
-        if img is None:
-            add(f"{where}: image_id {iid!r} is not an image of this file")
-        if not _is_int(cid) or cid not in cats:
-            add(f"{where}: category_id {cid!r} is not defined in categories")
-        isc = a.get("iscrowd", 0)
-        if isc not in (0, 1) or isinstance(isc, bool):
-            add(f"{where}: iscrowd must be the integer 0 or 1, got {isc!r}")
-        bb = a.get("bbox")
-        if not isinstance(bb, list) or len(bb) != 4 or not all(_is_num(v) for v in bb):
-            add(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got {bb!r}")
-        else:
-            x, y, w, h = bb
-            if w <= 0 or h <= 0:
-                add(f"{where}: bbox {bb} has zero or negative size")
-            elif img is not None and img[0] and (x < -tolerance or y < -tolerance or x + w > img[0] + tolerance
-                                                 or y + h > img[1] + tolerance):
-                if allow_outside:
-                    res.warnings.append(f"{where}: bbox {bb} extends outside image {iid} ({img[0]}x{img[1]})")
-                else:
-                    add(f"{where}: bbox {bb} extends outside image {iid} ({img[0]}x{img[1]})")
-        area = a.get("area")
-        if area is None or not _is_num(area) or area < 0:
-            add(f"{where}: area must be a finite number >= 0, got {area!r}")
-        seg = a.get("segmentation")
-        if isinstance(seg, list):
-            for k, poly in enumerate(seg):
-                if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
-                    add(f"{where}: segmentation[{k}] must be a flat polygon of >= 3 points (>= 6 numbers)")
-                elif not all(_is_num(v) for v in poly):
-                    add(f"{where}: segmentation[{k}] has a non-finite or non-numeric value")
-        elif isinstance(seg, Mapping):
-            size, counts = seg.get("size"), seg.get("counts")
-            if not isinstance(size, list) or len(size) != 2:
-                add(f"{where}: RLE size must be [height, width]")
-            elif img is not None and img[0] and list(size) != [img[1], img[0]]:
-                add(f"{where}: RLE size {size} differs from image {iid} size [h, w] = [{img[1]}, {img[0]}]")
-            if isinstance(counts, list):
-                if isinstance(size, list) and len(size) == 2 and sum(counts) != size[0] * size[1]:
-                    add(f"{where}: uncompressed RLE counts sum to {sum(counts)}, not h*w = {size[0] * size[1]}")
-            elif not isinstance(counts, str):
-                add(f"{where}: RLE counts must be a string (compressed) or a list of ints")
-        elif seg is not None:
-            add(f"{where}: segmentation must be a list of polygons or an RLE object")
-        kps = a.get("keypoints")
-        if kps is not None:
-            nkp: int | None = cats.get(cid) if _is_int(cid) else None
-            if not isinstance(kps, list) or len(kps) % 3 or not all(_is_num(v) for v in kps):
-                add(f"{where}: keypoints must be a flat list of x, y, v triples")
+    return cats
+
+
+def _finite_list(v: Any) -> bool:
+    """A list of finite numbers (floats checked in one pass; ints and bools looked at only when present)."""
+    try:
+        if all(type(x) is float for x in v):
+            return math.isfinite(math.fsum(v)) if v else True
+    except (OverflowError, TypeError, ValueError):
+        pass
+    return all(_is_num(x) for x in v)
+
+
+def _check_annotation(i: int, a: Any, images: Mapping[int, tuple[int, int, str]], cats: Mapping[int, int | None],
+                      seen: set[int], add: Callable[[str], None], warn: Callable[[str], None], *,
+                      tolerance: float, allow_outside: bool) -> None:
+    """The checks of one annotation dict (``i``: its position in the list)."""
+    where = f"annotations[{i}]"
+    if not isinstance(a, Mapping):
+        add(f"{where}: not an object")
+        return
+    aid = a.get("id")
+    if not _is_int(aid) or aid < 1:
+        add(f"{where}: id must be an integer >= 1 (an id of 0 breaks COCOeval), got {aid!r}")
+    elif aid in seen:
+        add(f"{where}: duplicate annotation id {aid}")
+    else:
+        seen.add(aid)
+    where = f"{where} (id {aid})"
+    iid, cid = a.get("image_id"), a.get("category_id")
+    img = images.get(iid) if _is_int(iid) else None
+    if img is None:
+        add(f"{where}: image_id {iid!r} is not an image of this file")
+    if not _is_int(cid) or cid not in cats:
+        add(f"{where}: category_id {cid!r} is not defined in categories")
+    isc = a.get("iscrowd", 0)
+    if isc not in (0, 1) or isinstance(isc, bool):
+        add(f"{where}: iscrowd must be the integer 0 or 1, got {isc!r}")
+    bb = a.get("bbox")
+    if not isinstance(bb, list) or len(bb) != 4 or not _finite_list(bb):
+        add(f"{where}: bbox must be 4 finite numbers [x, y, w, h], got {bb!r}")
+    else:
+        x, y, w, h = bb
+        if w <= 0 or h <= 0:
+            add(f"{where}: bbox {bb} has zero or negative size")
+        elif img is not None and img[0] and (x < -tolerance or y < -tolerance or x + w > img[0] + tolerance
+                                             or y + h > img[1] + tolerance):
+            msg = f"{where}: bbox {bb} extends outside image {iid} ({img[0]}x{img[1]})"
+            if allow_outside:
+                warn(msg)
             else:
-                if nkp is not None and len(kps) != 3 * nkp:
-                    add(f"{where}: {len(kps) // 3} keypoints but category {cid} defines {nkp}")
-                vs = kps[2::3]
-                if any(v not in (0, 1, 2) for v in vs):
-                    add(f"{where}: keypoint visibility must be 0, 1 or 2")
-                nk = a.get("num_keypoints")
-                if nk != sum(1 for v in vs if v > 0):
-                    add(f"{where}: num_keypoints {nk!r} != {sum(1 for v in vs if v > 0)} labelled keypoints")
-        sc = a.get("score")
-        if sc is not None and not _is_num(sc):
-            add(f"{where}: score must be a finite number, got {sc!r}")
+                add(msg)
+    area = a.get("area")
+    if area is None or not _is_num(area) or area < 0:
+        add(f"{where}: area must be a finite number >= 0, got {area!r}")
+    seg = a.get("segmentation")
+    if isinstance(seg, list):
+        for k, poly in enumerate(seg):
+            if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+                add(f"{where}: segmentation[{k}] must be a flat polygon of >= 3 points (>= 6 numbers)")
+            elif not _finite_list(poly):
+                add(f"{where}: segmentation[{k}] has a non-finite or non-numeric value")
+    elif isinstance(seg, Mapping):
+        size, counts = seg.get("size"), seg.get("counts")
+        if not isinstance(size, list) or len(size) != 2:
+            add(f"{where}: RLE size must be [height, width]")
+        elif img is not None and img[0] and list(size) != [img[1], img[0]]:
+            add(f"{where}: RLE size {size} differs from image {iid} size [h, w] = [{img[1]}, {img[0]}]")
+        if isinstance(counts, list):
+            if isinstance(size, list) and len(size) == 2 and sum(counts) != size[0] * size[1]:
+                add(f"{where}: uncompressed RLE counts sum to {sum(counts)}, not h*w = {size[0] * size[1]}")
+        elif not isinstance(counts, str):
+            add(f"{where}: RLE counts must be a string (compressed) or a list of ints")
+    elif seg is not None:
+        add(f"{where}: segmentation must be a list of polygons or an RLE object")
+    kps = a.get("keypoints")
+    if kps is not None:
+        nkp: int | None = cats.get(cid) if _is_int(cid) else None
+        if not isinstance(kps, list) or len(kps) % 3 or not all(_is_num(v) for v in kps):
+            add(f"{where}: keypoints must be a flat list of x, y, v triples")
+        else:
+            if nkp is not None and len(kps) != 3 * nkp:
+                add(f"{where}: {len(kps) // 3} keypoints but category {cid} defines {nkp}")
+            vs = kps[2::3]
+            if any(v not in (0, 1, 2) for v in vs):
+                add(f"{where}: keypoint visibility must be 0, 1 or 2")
+            nk = a.get("num_keypoints")
+            if nk != sum(1 for v in vs if v > 0):
+                add(f"{where}: num_keypoints {nk!r} != {sum(1 for v in vs if v > 0)} labelled keypoints")
+    sc = a.get("score")
+    if sc is not None and not _is_num(sc):
+        add(f"{where}: score must be a finite number, got {sc!r}")
+
+
+def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | None = None,
+             tolerance: float = 1e-6, allow_outside: bool = False) -> ValidationResult:
+    """Check a COCO document (or file) against the rules the writer follows and the targets rely on.
+
+    Required keys and types, unique ids >= 1, references, boxes inside images, polygons of >= 3 points,
+    RLE sizes, category ids defined, keypoint counts; with ``images_root``, every ``file_name`` present with
+    the recorded size. ``allow_outside`` (used for ``--no-clip``) makes a bbox extending outside its image a
+    warning instead of an error.
+    """
+    res = ValidationResult()
+    add = _adder(res.errors)
+    doc = load(coco) if isinstance(coco, (str, Path)) else coco
+    if not isinstance(doc, Mapping):
+        res.errors.append("top level: expected a JSON object with images, annotations and categories")
+        return res
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(doc.get(key), list):
+            add(f"top level: '{key}' must be a list")
+    for key in ("info", "licenses"):
+        if key not in doc:
+            res.warnings.append(f"top level: '{key}' is missing (pycocotools 2.0.9-2.0.10 loadRes needs 'info')")
+    if res.errors:
+        return res
+    images = _check_images(doc["images"], add)
+    cats = _check_categories(doc["categories"], add)
+    seen: set[int] = set()
+    warn = res.warnings.append
+    for i, a in enumerate(doc["annotations"]):
+        _check_annotation(i, a, images, cats, seen, add, warn, tolerance=tolerance, allow_outside=allow_outside)
     if images_root is not None:
         from ..imagesize import image_size
         from ..paths import safe_join
@@ -453,6 +770,115 @@ def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | 
                 add(f"images (id {iid}): {fn!r} is {size[0]}x{size[1]} but the file records {w}x{h}")
     res.counts = {"images": len(doc["images"]), "annotations": len(doc["annotations"]),
                   "categories": len(doc["categories"])}
+    return res
+
+
+def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6,
+                     allow_outside: bool = False) -> ValidationResult:
+    """What :func:`validate` says of the COCO the writer makes of ``ds``, without building that document.
+
+    Box rows are checked column by column with numpy (same rules, same messages, same order as
+    :func:`validate` of ``to_coco(ds)``); rows with a segmentation or keypoints are checked one by one.
+
+    Example:
+        >>> from prelabel.model import Dataset
+        >>> ds = Dataset.build(images={"file_name": ["a.jpg"], "width": [10], "height": [10]},
+        ...     annotations={"image": [0], "category": ["cat"], "x": [8.0], "y": [0.0], "w": [4.0], "h": [4.0]})
+        >>> validate_dataset(ds).errors
+        ['annotations[0] (id 1): bbox [8.0, 0.0, 4.0, 4.0] extends outside image 1 (10x10)']
+    """
+    t = _tables(ds)
+    res = ValidationResult()
+    add = _adder(res.errors)
+    # images: ids are 1..N by construction; sizes and names checked
+    n_img = len(t.images)
+    iw = np.fromiter((im["width"] for im in t.images), dtype=np.int64, count=n_img)
+    ih = np.fromiter((im["height"] for im in t.images), dtype=np.int64, count=n_img)
+    bad_wh = (iw < 1) | (ih < 1)
+    for i, im in enumerate(t.images):
+        iid, fn = im["id"], im["file_name"]
+        if bad_wh[i]:
+            add(f"images[{i}] (id {iid}): width and height must be integers >= 1, got {im['width']!r} x "
+                f"{im['height']!r}")
+        if not isinstance(fn, str) or not fn:
+            add(f"images[{i}] (id {iid}): file_name must be a non-empty string")
+        else:
+            why = why_unsafe(fn)
+            if why:
+                add(f"images[{i}] (id {iid}): file_name {fn!r} is unsafe: {why}")
+    cats = _check_categories(t.categories, add)
+    iw = np.where(bad_wh, 0, iw)
+    ih = np.where(bad_wh, 0, ih)
+
+    found: list[tuple[int, int, str]] = []  # (row, order within the row, message) of the first problems
+    warnings: list[tuple[int, str]] = []
+
+    def report(rows: np.ndarray, step: int, make: Callable[[int], str]) -> None:
+        for r in rows[:_MAX_LISTED + 1].tolist():
+            found.append((r, step, make(r)))
+
+    n = t.n
+    simple = np.ones(n, dtype=bool)
+    simple[t.complex_rows] = False
+    iid = t.image_id
+    img_ok = (iid >= 1) & (iid <= n_img)
+    cid = t.category_id
+    known = np.fromiter(cats, dtype=np.int64, count=len(cats))
+    x, y, w, h = t.x, t.y, t.w, t.h
+
+    def where(r: int) -> str:
+        return f"annotations[{r}] (id {r + 1})"
+
+    def bb(r: int) -> list[float]:
+        return [float(x[r]), float(y[r]), float(w[r]), float(h[r])]
+
+    report(np.flatnonzero(simple & ~img_ok), 1, lambda r: f"{where(r)}: image_id {int(iid[r])!r} is not an "
+           "image of this file")
+    report(np.flatnonzero(simple & ~np.isin(cid, known)), 2,
+           lambda r: f"{where(r)}: category_id {int(cid[r])!r} is not defined in categories")
+    report(np.flatnonzero(simple & (t.iscrowd != 0) & (t.iscrowd != 1)), 3,
+           lambda r: f"{where(r)}: iscrowd must be the integer 0 or 1, got {int(t.iscrowd[r])!r}")
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(h)
+        report(np.flatnonzero(simple & ~finite), 4,
+               lambda r: f"{where(r)}: bbox must be 4 finite numbers [x, y, w, h], got {bb(r)!r}")
+        sized = finite & (w > 0) & (h > 0)
+        report(np.flatnonzero(simple & finite & ~sized), 4, lambda r: f"{where(r)}: bbox {bb(r)} has zero or "
+               "negative size")
+        idx = np.where(img_ok, iid - 1, 0)
+        W = np.where(img_ok, iw[idx], 0).astype(np.float64)
+        H = np.where(img_ok, ih[idx], 0).astype(np.float64)
+        outside = simple & sized & (W > 0) & ((x < -tolerance) | (y < -tolerance) | (x + w > W + tolerance)
+                                              | (y + h > H + tolerance))
+
+        def out_msg(r: int) -> str:
+            return f"{where(r)}: bbox {bb(r)} extends outside image {int(iid[r])} ({int(W[r])}x{int(H[r])})"
+
+        if allow_outside:
+            warnings.extend((r, out_msg(r)) for r in np.flatnonzero(outside).tolist())
+        else:
+            report(np.flatnonzero(outside), 4, out_msg)
+        area = t.area
+        report(np.flatnonzero(simple & ~(np.isfinite(area) & (area >= 0))), 5,
+               lambda r: f"{where(r)}: area must be a finite number >= 0, got {float(area[r])!r}")
+        report(np.flatnonzero(simple & t.has_score & ~np.isfinite(t.score)), 6,
+               lambda r: f"{where(r)}: score must be a finite number, got {float(t.score[r])!r}")
+    if len(t.complex_rows):
+        images = {im["id"]: (int(iw[i]), int(ih[i]), str(im["file_name"] or "")) for i, im in enumerate(t.images)}
+        seen: set[int] = set()
+        for r in t.complex_rows.tolist():
+            errs: list[str] = []
+            warns: list[str] = []
+            _check_annotation(r, t.complex[r], images, cats, seen, errs.append, warns.append,
+                              tolerance=tolerance, allow_outside=allow_outside)
+            found.extend((r, 0, e) for e in errs)
+            warnings.extend((r, m) for m in warns)
+    found.sort(key=lambda f: (f[0], f[1]))
+    for _, _, msg in found[:_MAX_LISTED + 1]:
+        add(msg)
+    warnings.sort(key=lambda wm: wm[0])
+    res.warnings.extend(m for _, m in warnings)
+    res.counts = {"images": n_img, "annotations": n, "categories": len(t.categories)}
     return res
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from .base import JobTarget, ShardResult, Target, UnmatchedFile, UploadResult
 from .driver import UploadFuture, parse_target, upload
+from .match import MatchRules, load_name_map
 
-__all__ = ["JobTarget", "ShardResult", "Target", "UnmatchedFile", "UploadFuture", "UploadResult", "parse_target",
-           "upload"]
+__all__ = ["JobTarget", "MatchRules", "ShardResult", "Target", "UnmatchedFile", "UploadFuture", "UploadResult",
+           "load_name_map", "parse_target", "upload"]

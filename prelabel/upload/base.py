@@ -28,11 +28,13 @@ STATUSES = ("completed", "processing", "failed")
 
 @dataclass(frozen=True)
 class UnmatchedFile:
-    """A COCO file_name that matched no project asset: its closest asset names and why they differ."""
+    """A COCO file_name that matched no project asset: its closest asset names, why they differ, and the option
+    that fixes it (see :func:`prelabel.upload.match.unmatched_line` for the sentence the CLI prints)."""
 
     name: str
     closest: list[str] = field(default_factory=list)
-    why: str = "no similar name"   # case | extension | prefix | sanitized | no similar name
+    why: str = "no similar name"   # case | extension | prefix | sanitized | similar name | name-map | no similar name
+    hint: str = ""                 # e.g. "rerun with --match-case-insensitive" (empty: the default for ``why``)
 
 
 @dataclass

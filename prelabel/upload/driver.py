@@ -43,7 +43,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -63,7 +63,7 @@ from ..errors import (
 from ..model import Dataset
 from .base import ShardResult, Target, UnmatchedFile, UploadResult
 from .journal import Journal, default_journal_path
-from .resolve import resolve_shard
+from .match import MatchRules
 
 __all__ = ["TARGET_FORMS", "UploadFuture", "parse_target", "upload"]
 
@@ -84,47 +84,82 @@ class UploadFuture(cf.Future[UploadResult]):
         return bool(super().cancel())
 
 
-def parse_target(spec: str | Target, *, mode: str = "replace") -> Target:
+LS_KINDS = ("labelstudio", "label-studio", "ls")
+
+
+def parse_target(spec: str | Target, *, mode: str = "replace", match: MatchRules | None = None,
+                 images: str | Path | None = None, create_project: str | None = None,
+                 model_version: str | None = None) -> Target:
     """A Target from ``local:DIR``, ``labellerr:PROJECT_ID`` or ``labelstudio:PROJECT_ID`` (or the Target itself).
 
-    ``mode`` (``replace`` / ``append``) is given to the local project (and to a Target object that has a
-    ``mode`` attribute); Labellerr applies its own semantics and refuses ``append``.
+    ``mode`` (``replace`` / ``append``) is given to the local project and Label Studio (and to a Target object
+    that has a ``mode`` attribute); Labellerr applies its own semantics and refuses ``append``. ``match``: the
+    optional file-name rules, for every target. Label Studio only: ``images`` (a folder: images that match no
+    task are uploaded and get a task), ``create_project`` (the title of a project to create: the target is then
+    ``labelstudio:new``) and ``model_version`` (written on each prediction; ``replace`` replaces that version's).
     """
+    ls_opts = {k: v for k, v in (("images", images), ("create_project", create_project),
+                                 ("model_version", model_version)) if v is not None}
     if not isinstance(spec, str):
         if mode != "replace":
             if not hasattr(spec, "mode"):
                 raise UsageError(f"mode={mode!r} is not supported by {spec.describe()}")
             spec.mode = mode  # type: ignore[attr-defined]
+        if match is not None and match.active:
+            if not hasattr(spec, "match"):
+                raise UsageError(f"file-name matching options are not supported by {spec.describe()}")
+            spec.match = match  # type: ignore[attr-defined]
+        if ls_opts:
+            raise UsageError(f"{', '.join(ls_opts)}: give them to the target object {spec.describe()} itself")
         return spec
     kind, sep, rest = spec.partition(":")
     kind = kind.strip().lower()
     if not sep or not rest.strip():
-        raise UsageError(f"not an upload target: {spec!r}", hint=f"use {TARGET_FORMS}")
+        if kind in LS_KINDS and create_project is not None:
+            rest = "new"
+        else:
+            raise UsageError(f"not an upload target: {spec!r}", hint=f"use {TARGET_FORMS}")
     rest = rest.strip()
+    if ls_opts and kind not in LS_KINDS:
+        flags = ", ".join("--" + k.replace("_", "-") for k in ls_opts)
+        raise UsageError(f"{flags}: only for labelstudio: targets, not {kind}:",
+                         hint="drop the option, or upload to labelstudio:PROJECT_ID")
     if kind == "local":
         from .local import LocalTarget
 
-        return LocalTarget(rest, mode=mode)
-    if mode != "replace" and kind != "local":
-        if kind == "labellerr":
-            raise UsageError("--mode append is only supported by local: targets",
-                             hint="Labellerr applies its own rules to re-uploaded pre-annotations")
+        return LocalTarget(rest, mode=mode, match=match)
     if kind == "labellerr":
+        if mode != "replace":
+            raise UsageError("--mode append is not supported by labellerr: targets",
+                             hint="Labellerr applies its own rules to re-uploaded pre-annotations")
         from .labellerr import LabellerrTarget
 
-        return LabellerrTarget.from_env(rest)
-    if kind in ("labelstudio", "label-studio", "ls"):
+        return LabellerrTarget.from_env(rest, match=match)
+    if kind in LS_KINDS:
+        new = rest.lower() == "new"
+        if new and create_project is None:
+            raise UsageError(f"{spec} makes a new Label Studio project: give its title",
+                             hint="add --create-project TITLE (Python: create_project='TITLE')")
+        if create_project is not None and not new:
+            raise UsageError(f"--create-project makes a new project, but {spec} names project {rest}",
+                             hint="use --to labelstudio:new --create-project TITLE, or drop --create-project")
+        if create_project is not None and not create_project.strip():
+            raise UsageError("--create-project needs a project title")
+        if images is not None and not Path(images).is_dir():
+            raise UsageError(f"--images {images}: not a folder",
+                             hint="give the folder that holds the images under their COCO file names")
         import importlib
 
         try:
             labelstudio = importlib.import_module("prelabel.upload.labelstudio")
         except ImportError as e:
             raise UsageError(f"the Label Studio target is not available: {e}") from None
-        target: Target = labelstudio.LabelStudioTarget.from_env(rest)
-        if mode != "replace":
-            if not hasattr(target, "mode"):
-                raise UsageError("--mode append is not supported by the Label Studio target")
-            target.mode = mode  # type: ignore[attr-defined]
+        opts: dict[str, Any] = {"mode": mode, "match": match, "images": images}
+        if new:
+            opts.update(create_project=True, title=create_project.strip() if create_project else None)
+        if model_version is not None:
+            opts["model_version"] = model_version
+        target: Target = labelstudio.LabelStudioTarget.from_env(None if new else rest, **opts)
         return target
     raise UsageError(f"unknown upload target {kind!r} in {spec!r}", hint=f"use {TARGET_FORMS}")
 
@@ -142,8 +177,21 @@ def _source_name(coco: Any) -> str:
     return Path(coco).name if isinstance(coco, (str, Path)) else "upload.json"
 
 
+def human_size(n: int) -> str:
+    """``n`` bytes in the units of ``--max-file-size`` (1 MB = 1024 KB = 1024**2 bytes), one decimal at most.
+
+    >>> human_size(64_172_851), human_size(25 * 1024**2), human_size(2048), human_size(900)
+    ('61.2 MB', '25 MB', '2 KB', '900 bytes')
+    """
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if n >= size:
+            v = round(n / size, 1)
+            return f"{v:g} {unit}"
+    return f"{n} bytes"
+
+
 def _prepare(coco: str | Path | Mapping[str, Any] | Dataset, *, max_file_size: int,
-             workdir: Path) -> list[_Shard]:
+             workdir: Path, notify: Callable[[str], None] | None = None) -> list[_Shard]:
     """Load, validate and split the input into shards on disk (each a complete COCO under the limit)."""
     docs: list[tuple[Path | None, dict[str, Any], bytes]] = []
     if isinstance(coco, Dataset):
@@ -184,7 +232,14 @@ def _prepare(coco: str | Path | Mapping[str, Any] | Dataset, *, max_file_size: i
                 coco_io.write_json_atomic(p, data)
             out.append(_Shard(len(out) + 1, p, doc, data))
             continue
-        for part in coco_io.split_shards(doc, max_file_size=max_file_size):
+        parts = coco_io.split_shards(doc, max_file_size=max_file_size)
+        msg = (f"{src if src is not None else 'the COCO to upload'} is {human_size(len(data))}, over the "
+               f"{human_size(max_file_size)} limit: uploading it as {len(parts)} shard{'s' if len(parts) != 1 else ''}"
+               " of whole images")
+        log.info("%s", msg)
+        if notify is not None:
+            notify(msg)
+        for part in parts:
             pdata = orjson.dumps(part, option=orjson.OPT_SERIALIZE_NUMPY)
             sp = workdir / f"{(src.stem if src else stem)}-{len(out) + 1:03d}{suffix}"
             coco_io.write_json_atomic(sp, pdata)
@@ -207,27 +262,27 @@ _FATAL = (AuthError, NotFoundError, UploadTimeoutError, UploadCancelledError, Us
 
 def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: bool, mode: str,
          journal: str | Path | bool | None, max_file_size: int, workers: int, wait: bool,
-         cancel: threading.Event, started: float) -> UploadResult:
+         cancel: threading.Event, started: float, target_options: Mapping[str, Any],
+         notify: Callable[[str], None] | None) -> UploadResult:
     deadline = started + timeout if timeout is not None else None
     own = isinstance(target, str)
-    tgt = parse_target(target, mode=mode)
+    tgt = parse_target(target, mode=mode, **target_options)
     workdir = Path(tempfile.mkdtemp(prefix="prelabel-upload-"))
     try:
-        shards = _prepare(coco, max_file_size=max_file_size, workdir=workdir)
+        shards = _prepare(coco, max_file_size=max_file_size, workdir=workdir, notify=notify)
         label = tgt.describe()
-        if dry_run:
-            assets = tgt.assets()
-            cats = tgt.categories()
-            results = [resolve_shard(s.doc, assets=assets, categories=cats).shard_result(index=s.index,
-                                                                                         path=str(s.path))
-                       for s in shards]
-            return UploadResult.merge(label, results, dry_run=True, duration=time.monotonic() - started)
+        if dry_run:   # every target resolves names and categories (with its match rules) and sends nothing
+            results = [tgt.upload_shard(s.doc, index=s.index, path=s.path, dry_run=True, deadline=deadline,
+                                        cancel=cancel) for s in shards]
+            return UploadResult.merge(tgt.describe(), results, dry_run=True, duration=time.monotonic() - started)
         if journal is None:
             jpath = default_journal_path(coco) if isinstance(coco, (str, Path)) else None
         elif journal is False or journal is True:
             jpath = default_journal_path(coco) if journal and isinstance(coco, (str, Path)) else None
         else:
             jpath = Path(journal)
+        if not getattr(tgt, "resumable", True):   # e.g. a Label Studio project this run creates: nothing to resume
+            jpath = None
         jr = Journal(jpath)
         results_by_index: dict[int, ShardResult] = {}
         todo: list[tuple[_Shard, str, str | None]] = []
@@ -243,7 +298,7 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
             results_by_index.update(_send(tgt, todo, jr, deadline=deadline, cancel=cancel, wait=wait,
                                           workers=workers))
         results = [results_by_index[s.index] for s in shards]
-        res = UploadResult.merge(label, results, dry_run=False, duration=time.monotonic() - started)
+        res = UploadResult.merge(tgt.describe(), results, dry_run=False, duration=time.monotonic() - started)
         if res.status == "completed":
             jr.forget(label)
         return res
@@ -323,20 +378,30 @@ def _send(tgt: Target, todo: list[tuple[_Shard, str, str | None]], jr: Journal, 
 @overload
 def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target, *, _async: Literal[False] = ...,
            timeout: float | None = ..., dry_run: bool = ..., mode: str = ..., journal: str | Path | bool | None = ...,
-           max_file_size: int = ..., workers: int = ..., wait: bool = ...) -> UploadResult: ...
+           max_file_size: int = ..., workers: int = ..., wait: bool = ...,
+           match: MatchRules | None = ..., images: str | Path | None = ..., create_project: str | None = ...,
+           model_version: str | None = ..., notify: Callable[[str], None] | None = ...) -> UploadResult: ...
 
 
 @overload
 def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target, *, _async: Literal[True],
            timeout: float | None = ..., dry_run: bool = ..., mode: str = ..., journal: str | Path | bool | None = ...,
-           max_file_size: int = ..., workers: int = ..., wait: bool = ...) -> UploadFuture: ...
+           max_file_size: int = ..., workers: int = ..., wait: bool = ...,
+           match: MatchRules | None = ..., images: str | Path | None = ..., create_project: str | None = ...,
+           model_version: str | None = ..., notify: Callable[[str], None] | None = ...) -> UploadFuture: ...
 
 
 def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target, *, _async: bool = False,
            timeout: float | None = None, dry_run: bool = False, mode: str = "replace",
            journal: str | Path | bool | None = None, max_file_size: int = coco_io.DEFAULT_MAX_FILE_SIZE,
-           workers: int = 2, wait: bool = True) -> UploadResult | UploadFuture:
+           workers: int = 2, wait: bool = True, match: MatchRules | None = None, images: str | Path | None = None,
+           create_project: str | None = None, model_version: str | None = None,
+           notify: Callable[[str], None] | None = None) -> UploadResult | UploadFuture:
     """Upload COCO pre-annotations to a target (see the module docstring).
+
+    ``match``: optional file-name rules (:class:`~prelabel.upload.match.MatchRules`: case, extension, prefixes
+    to strip, a name map). ``images``, ``create_project``, ``model_version``: Label Studio options (see
+    :func:`parse_target`). ``notify``: called with a line for the user when a file is split into shards.
 
     ``mode``: ``replace`` (the uploaded annotations of an image replace its pre-annotations) or ``append``
     (local projects). ``journal``: None = the default path beside a COCO file, False = none, or a path.
@@ -351,9 +416,11 @@ def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target,
         raise UsageError("timeout must be positive (seconds)")
     started = time.monotonic()
     cancel = threading.Event()
+    target_options = {"match": match, "images": images, "create_project": create_project,
+                      "model_version": model_version}
     kw: dict[str, Any] = {"timeout": timeout, "dry_run": dry_run, "mode": mode, "journal": journal,
                           "max_file_size": max_file_size, "workers": workers, "wait": wait, "cancel": cancel,
-                          "started": started}
+                          "started": started, "target_options": target_options, "notify": notify}
     if not _async:
         try:
             return _run(coco, target, **kw)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from ..errors import (
     AuthError,
@@ -46,7 +49,7 @@ from ..errors import (
 )
 from .base import ShardResult, UnmatchedFile
 from .credentials import AUTH_HINT, DEFAULT_BASE_URL, Credentials, load_credentials, redact
-from .match import match_names
+from .match import USER_RULES, MatchRules, match_names
 
 __all__ = ["ANSWER_FORMATS", "LabellerrClient", "LabellerrTarget"]
 
@@ -290,13 +293,20 @@ def _as_names(v: Any) -> list[str]:
 
 
 class LabellerrTarget:
-    """``labellerr:PROJECT_ID``: uploads each shard with the SDK's flow and waits for its job."""
+    """``labellerr:PROJECT_ID``: uploads each shard with the SDK's flow and waits for its job.
+
+    ``match``: optional file-name rules (:class:`~prelabel.upload.match.MatchRules`). Labellerr matches file
+    names on its side, by its own rules, so a COCO name that only these rules match (a name map, a stripped
+    prefix, another case or extension) is sent renamed to the project's file name; the result reports it under
+    its own name, counted in ``matched_by`` under the rule.
+    """
 
     synchronous = False
 
     def __init__(self, project_id: str, *, credentials: Credentials | None = None, base_url: str | None = None,
                  client: LabellerrClient | None = None, poll_interval: float = 2.0, retries: int = 3,
-                 backoff: float = 1.0, timeout: float = 60.0, conf_bucket: str | None = None) -> None:
+                 backoff: float = 1.0, timeout: float = 60.0, conf_bucket: str | None = None,
+                 match: MatchRules | None = None) -> None:
         if not project_id:
             raise UploadError("labellerr: a project id is required (labellerr:PROJECT_ID)")
         self.project_id = project_id
@@ -310,7 +320,9 @@ class LabellerrTarget:
                                      poll_interval=poll_interval)
         self.client = client
         self.conf_bucket = conf_bucket
+        self.match = match or MatchRules()
         self._assets: list[str] | None = None
+        self._categories: tuple[list[str] | None] | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -328,6 +340,12 @@ class LabellerrTarget:
         return self.client.get_project(self.project_id)
 
     def categories(self) -> list[str] | None:
+        with self._lock:
+            if self._categories is None:
+                self._categories = (self._read_categories(),)
+            return self._categories[0]
+
+    def _read_categories(self) -> list[str] | None:
         tid = self.project().get("annotation_template_id")
         if not tid:
             return None
@@ -349,10 +367,31 @@ class LabellerrTarget:
                                 if f.get("file_name") or f.get("name")]
             return list(self._assets)
 
+    def renames(self, coco: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+        """COCO file name -> (the project's file name, rule) for the names only the ``match`` rules match."""
+        if not self.match.active:
+            return {}
+        names = [str(im.get("file_name", "")) for im in coco.get("images") or []]
+        m = match_names(names, self.assets(), rules=self.match)
+        return {n: (a, m.how[n]) for n, a in m.matched.items() if m.how.get(n) in USER_RULES and a != n}
+
     def start_shard(self, coco: dict[str, Any], *, index: int, path: Path, deadline: float | None,
                     cancel: threading.Event) -> str:
-        return self.client.upload_answers(self.project_id, Path(path), conf_bucket=self.conf_bucket,
-                                          deadline=deadline, cancel=cancel)
+        renames = self.renames(coco)
+        if not renames:
+            return self.client.upload_answers(self.project_id, Path(path), conf_bucket=self.conf_bucket,
+                                              deadline=deadline, cancel=cancel)
+        doc = dict(coco)
+        doc["images"] = [{**im, "file_name": renames[str(im.get("file_name", ""))][0]}
+                         if str(im.get("file_name", "")) in renames else im for im in coco.get("images") or []]
+        tmp = Path(tempfile.mkdtemp(prefix="prelabel-renamed-"))
+        try:
+            sent = tmp / Path(path).name
+            sent.write_bytes(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
+            return self.client.upload_answers(self.project_id, sent, conf_bucket=self.conf_bucket,
+                                              deadline=deadline, cancel=cancel)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def finish_shard(self, job_id: str, *, index: int, path: Path, coco: dict[str, Any] | None,
                      deadline: float | None, cancel: threading.Event) -> ShardResult:
@@ -367,8 +406,8 @@ class LabellerrTarget:
         if dry_run:
             from .resolve import resolve_shard
 
-            return resolve_shard(coco, assets=self.assets(), categories=self.categories()).shard_result(
-                index=index, path=str(path))
+            return resolve_shard(coco, assets=self.assets(), categories=self.categories(),
+                                 match=self.match).shard_result(index=index, path=str(path))
         job = self.start_shard(coco, index=index, path=path, deadline=deadline, cancel=cancel)
         return self.finish_shard(job, index=index, path=path, coco=coco, deadline=deadline, cancel=cancel)
 
@@ -385,11 +424,18 @@ class LabellerrTarget:
         activity = str(resp.get("activity_id") or meta_.get("activity_id") or job_id)
         images = list((coco or {}).get("images") or [])
         names = [str(im.get("file_name", "")) for im in images]
+        renames = self.renames(coco) if coco is not None and names else {}
+        sent = [renames[n][0] if n in renames else n for n in names]
         # which of our names the server did not match (it may report them with its own prefix)
         unmatched_names: list[str] = []
         if not_updated:
-            m = match_names(names, not_updated)
-            unmatched_names = [n for n in names if n in m.matched or n in not_updated]
+            m = match_names(sent, not_updated)
+            bad = {x for x in sent if x in m.matched or x in not_updated}
+            unmatched_names = [n for n, x in zip(names, sent, strict=True) if x in bad]
+        matched_by: dict[str, int] = {}
+        for n in set(renames) - set(unmatched_names):
+            rule = renames[n][1]
+            matched_by[rule] = matched_by.get(rule, 0) + names.count(n)
         unmatched = self._hints(unmatched_names) if unmatched_names else []
         if not unmatched and not_updated and not names:
             unmatched = [UnmatchedFile(n) for n in not_updated]
@@ -410,7 +456,7 @@ class LabellerrTarget:
                           if int(a["image_id"]) not in bad_imgs and cats.get(int(a["category_id"])) not in ignored)
         return ShardResult(index=index, path=str(path), status="completed", activity_id=activity,
                            annotations_applied=applied, files_matched=files_matched, files_not_matched=unmatched,
-                           categories_ignored=ignored)
+                           categories_ignored=ignored, matched_by=matched_by)
 
     def _hints(self, names: list[str]) -> list[UnmatchedFile]:
         """Closest project file names for the names Labellerr did not match (and which rule would match them)."""
@@ -418,12 +464,14 @@ class LabellerrTarget:
             assets = self.assets()
         except UploadError:
             return [UnmatchedFile(n) for n in names]
-        m = match_names(names, assets)
+        m = match_names(names, assets, rules=self.match)
         hints = {u.name: u for u in m.unmatched}
         out = []
         for n in names:
             if n in hints:
                 out.append(hints[n])
-            else:  # our rules match it but the service did not: say which rule, so the user can rename
-                out.append(UnmatchedFile(n, [m.matched[n]], m.how.get(n, "no similar name")))
+            else:  # our rules match it but the service did not: the user must rename it
+                out.append(UnmatchedFile(n, [m.matched[n]], "service",
+                                         f"the service did not match it ({m.how.get(n, 'exact')} match here): "
+                                         "rename the image in the project or in the COCO file"))
         return out

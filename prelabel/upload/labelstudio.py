@@ -16,8 +16,11 @@ What one shard does (:meth:`LabelStudioTarget.upload_shard`):
    :mod:`prelabel.upload.match`. With ``images=DIR``, images that match no task are uploaded from ``DIR`` and
    tasks are created for them;
 3. convert every annotation of a matched image whose category is in the config (:func:`coco_to_results`);
-4. import the predictions in bulk (``POST /api/projects/{id}/import/predictions``, 200 tasks a request), one
-   prediction per task with ``model_version`` and a task ``score`` (the mean of the region scores);
+4. in ``replace`` mode (the default), delete the predictions of the matched tasks that carry the same
+   ``model_version`` (``DELETE /api/predictions/{id}``): re-uploading a file leaves one prediction set, not two
+   (``append`` keeps them); then import the predictions in bulk (``POST /api/projects/{id}/import/predictions``,
+   200 tasks a request), one prediction per task with ``model_version`` and a task ``score`` (the mean of the
+   region scores);
 5. read every prediction back (``GET /api/predictions?task=``) and count the regions found; a count that differs
    from what was sent fails the shard.
 
@@ -77,7 +80,7 @@ from .. import geometry
 from ..errors import AuthError, NotFoundError, UploadError, UploadTimeoutError, UsageError
 from ..paths import safe_join
 from .base import ShardResult, UnmatchedFile
-from .match import match_names
+from .match import MatchRules, match_names
 
 __all__ = [
     "DEFAULT_MODEL_VERSION",
@@ -601,19 +604,25 @@ class LabelStudioTarget:
     ``images``: a folder holding the images by their COCO file names; images that match no task are uploaded
     and get a task. ``create_project=True`` (with ``project_id=None``): a project titled ``title`` is created on
     first use, with a label config generated from the first shard's categories and shapes.
-    ``model_version`` is written on every prediction. ``fold_case`` / ``fold_extension`` relax file-name
-    matching (see :mod:`prelabel.upload.match`).
+    ``model_version`` is written on every prediction. ``mode="replace"`` (the default): before the predictions
+    of a shard are imported, the predictions with the same ``model_version`` on every task the shard matched are
+    deleted (``DELETE /api/predictions/{id}``), so uploading the same file again leaves one prediction per task;
+    predictions of other model versions and human annotations are left alone. ``mode="append"`` keeps them.
+    ``match`` relaxes file-name matching (:class:`~prelabel.upload.match.MatchRules`).
     """
 
     synchronous = True   # Label Studio imports predictions inside the request: nothing runs on afterwards
 
     def __init__(self, url: str, token: str, project_id: int | str | None, *, images: str | Path | None = None,
                  create_project: bool = False, title: str | None = None,
-                 model_version: str = DEFAULT_MODEL_VERSION, fold_case: bool = False,
-                 fold_extension: bool = False, timeout: float = 60.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 model_version: str = DEFAULT_MODEL_VERSION, mode: str = "replace", match: MatchRules | None = None,
+                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
         if not url:
             raise UsageError(f"no Label Studio URL: set {ENV_URL} (for example http://localhost:8080)")
+        if mode not in ("replace", "append"):
+            raise UsageError(f"mode must be 'replace' or 'append', not {mode!r}")
+        if not model_version:
+            raise UsageError("the model version of the predictions cannot be empty")
         if not token:
             raise AuthError(f"no Label Studio API key: set {ENV_KEY}", hint=_AUTH_HINT)
         pid = None if project_id in (None, "", "new") else project_id
@@ -632,7 +641,9 @@ class LabelStudioTarget:
         self.create_project = create_project
         self.title = title or "prelabel"
         self.model_version = model_version
-        self.fold_case, self.fold_extension = fold_case, fold_extension
+        self.mode = mode
+        self.match = match or MatchRules()
+        self.resumable = pid is not None    # a project created by this run has no id to resume against
         self._token = token
         self._access: str | None = None
         self._lock = threading.RLock()
@@ -647,10 +658,15 @@ class LabelStudioTarget:
         """A target for ``project_id`` at ``$LABEL_STUDIO_URL`` with ``$LABEL_STUDIO_API_KEY``."""
         url = os.environ.get(ENV_URL, "").strip()
         token = os.environ.get(ENV_KEY, "").strip()
+        if not url and not token:
+            raise UsageError(f"{ENV_URL} and {ENV_KEY} are not set: prelabel needs the Label Studio server's "
+                             "address and an API key", hint=f"export {ENV_URL}=http://localhost:8080 "
+                             f"{ENV_KEY}=<your token (Label Studio: Account & Settings)>")
         if not url:
-            raise UsageError(f"{ENV_URL} is not set", hint=f"export {ENV_URL}=http://localhost:8080")
+            raise UsageError(f"{ENV_URL} is not set: prelabel needs the Label Studio server's address",
+                             hint=f"export {ENV_URL}=http://localhost:8080 (the address you open in the browser)")
         if not token:
-            raise AuthError(f"{ENV_KEY} is not set", hint=_AUTH_HINT)
+            raise AuthError(f"{ENV_KEY} is not set: Label Studio needs an API key", hint=_AUTH_HINT)
         return cls(url, token, project_id, **options)
 
     @classmethod
@@ -884,7 +900,7 @@ class LabelStudioTarget:
         images = [im for im in coco.get("images") or [] if isinstance(im, Mapping)]
         names = [str(im.get("file_name", "")) for im in images]
         tasks = self._task_list()
-        m = match_names(names, [n for _, n in tasks], fold_case=self.fold_case, fold_extension=self.fold_extension)
+        m = match_names(names, [n for _, n in tasks], rules=self.match)
         # images that match no task: upload them from the images folder when one was given
         uploaded: set[str] = set()
         if m.unmatched and self.images is not None:
@@ -898,8 +914,7 @@ class LabelStudioTarget:
             elif todo:
                 self._upload_images(todo, deadline=deadline)
                 tasks = self._task_list(refresh=True)
-                m = match_names(names, [n for _, n in tasks], fold_case=self.fold_case,
-                                fold_extension=self.fold_extension)
+                m = match_names(names, [n for _, n in tasks], rules=self.match)
         for name in names:
             if name in m.matched:
                 how = "uploaded" if name in uploaded else m.how.get(name, "exact")
@@ -913,7 +928,7 @@ class LabelStudioTarget:
             if asset is not None:
                 image_task[int(im["id"])] = task_of_asset.get(asset, -1)
         res.files_matched = len(image_task)
-        res.files_not_matched = [UnmatchedFile(u.name, list(u.closest), u.why) for u in m.unmatched]
+        res.files_not_matched = [UnmatchedFile(u.name, list(u.closest), u.why, u.hint) for u in m.unmatched]
         nonce = secrets.token_hex(4) + "_"
         conv = coco_to_results(coco, cfg, nonce=nonce, image_ids=image_task)
         res.categories_ignored = conv.categories_ignored
@@ -930,6 +945,8 @@ class LabelStudioTarget:
             if scores:
                 pred["score"] = float(np.mean(scores))
             preds.append(pred)
+        if self.mode == "replace" and not cancel.is_set():
+            self._delete_own_predictions(sorted(set(image_task.values()) - {-1}), deadline=deadline)
         sent = 0
         for start in range(0, len(preds), IMPORT_BATCH):
             if cancel.is_set():
@@ -948,6 +965,23 @@ class LabelStudioTarget:
         self._confirm(res, preds[:sent], conv, deadline=deadline)
         res.duration = time.monotonic() - t0
         return res
+
+    def _delete_own_predictions(self, tasks: list[int], *, deadline: float | None) -> int:
+        """Delete the predictions of ``tasks`` whose model_version is this target's; returns how many."""
+        def listed(task: int) -> list[int]:
+            r = self._request("GET", "/api/predictions", what="reading the tasks' predictions", deadline=deadline,
+                              params={"task": task})
+            return [int(p["id"]) for p in self._json(r, "the prediction list") or []
+                    if isinstance(p, Mapping) and p.get("model_version") == self.model_version]
+
+        def delete(pred: int) -> None:
+            self._request("DELETE", f"/api/predictions/{pred}", what="deleting a replaced prediction",
+                          deadline=deadline, ok=(200, 204, 404))
+
+        with ThreadPoolExecutor(max_workers=READ_BACK_WORKERS) as pool:
+            ids = [i for ids in pool.map(listed, tasks) for i in ids]
+            list(pool.map(delete, ids))
+        return len(ids)
 
     def _confirm(self, res: ShardResult, preds: list[dict[str, Any]], conv: Conversion, *,
                  deadline: float | None) -> None:

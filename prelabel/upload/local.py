@@ -64,6 +64,7 @@ from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS
 from .base import ShardResult, UnmatchedFile
 from .credentials import Credentials
+from .match import MatchRules
 from .resolve import resolve_shard
 
 __all__ = ["DB_NAME", "MODES", "LocalProject", "LocalTarget", "load_schema_names"]
@@ -332,16 +333,21 @@ class LocalProject:
         return ok
 
     # ------------------------------------------------------------------ the five steps
-    def receive(self, data: bytes, *, source: str, mode: str = "replace", kind: str = "pre-annotations") -> str:
-        """Step 1: copy the file into the inbox and record an activity (status ``processing``); returns its id."""
+    def receive(self, data: bytes, *, source: str, mode: str = "replace", kind: str = "pre-annotations",
+                match: MatchRules | None = None) -> str:
+        """Step 1: copy the file into the inbox and record an activity (status ``processing``); returns its id.
+
+        ``match``: the optional file-name rules (case, extension, prefixes, name map) the resolve step applies;
+        kept in the activity's metadata."""
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         aid = str(uuid.uuid4())
         coco_io.write_json_atomic(self.root / INBOX / f"{aid}.json", data)
+        meta = {"match": match.to_dict()} if match is not None and match.active else {}
         with self.transaction() as c:
             c.execute("INSERT INTO activities (id, created_at, kind, status, mode, source, sha256, counts, metadata) "
-                      "VALUES (?, ?, ?, 'processing', ?, ?, ?, '{}', '{}')",
-                      (aid, _now(), kind, mode, source, hashlib.sha256(data).hexdigest()))
+                      "VALUES (?, ?, ?, 'processing', ?, ?, ?, '{}', ?)",
+                      (aid, _now(), kind, mode, source, hashlib.sha256(data).hexdigest(), _json(meta)))
         return aid
 
     def process(self, activity_id: str, *, fail: str | None = None) -> dict[str, Any]:
@@ -351,14 +357,15 @@ class LocalProject:
         ``fail`` forces the job to fail with that message (fault injection for tests).
         """
         with self.transaction() as c:
-            row = c.execute("SELECT status, mode FROM activities WHERE id = ?", (activity_id,)).fetchone()
+            row = c.execute("SELECT status, mode, metadata FROM activities WHERE id = ?", (activity_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"no activity {activity_id} in the project {self.root}")
-            status, mode = row
+            status, mode, raw_meta = row
             if status == "processing":
+                rules = MatchRules.from_dict(json.loads(raw_meta or "{}").get("match"))
                 c.execute("SAVEPOINT apply")
                 try:
-                    counts, metadata = self._apply(c, activity_id, mode, fail)
+                    counts, metadata = self._apply(c, activity_id, mode, fail, rules)
                     status = "completed"
                 except PrelabelError as e:
                     c.execute("ROLLBACK TO apply")
@@ -368,8 +375,8 @@ class LocalProject:
                           (status, _now(), _json(counts), _json(metadata), activity_id))
         return self.activity(activity_id)
 
-    def _apply(self, c: sqlite3.Connection, aid: str, mode: str, fail: str | None) -> tuple[dict[str, Any],
-                                                                                             dict[str, Any]]:
+    def _apply(self, c: sqlite3.Connection, aid: str, mode: str, fail: str | None,
+               rules: MatchRules) -> tuple[dict[str, Any], dict[str, Any]]:
         from ..errors import JobFailedError
 
         if fail:
@@ -386,7 +393,7 @@ class LocalProject:
                             _json(k.get("skeleton"))) for k in doc["categories"]])
             proj = dict(c.execute("SELECT name, id FROM categories").fetchall())
         asset_ids = dict(c.execute("SELECT file_name, id FROM assets").fetchall())
-        r = resolve_shard(doc, assets=list(asset_ids), categories=list(proj))
+        r = resolve_shard(doc, assets=list(asset_ids), categories=list(proj), match=rules)
         cat_map = {int(k["id"]): proj[str(k["name"])] for k in doc["categories"] if str(k["name"]) in proj}
         anns = doc["annotations"]
         rows = []
@@ -412,6 +419,8 @@ class LocalProject:
         metadata = {"activity_id": aid, "files_not_updated": [u.name for u in r.unmatched],
                     "questions_ignored": r.categories_ignored, "matched_by": r.how,
                     "files_not_matched": [asdict(u) for u in r.unmatched]}
+        if rules.active:
+            metadata["match"] = rules.to_dict()
         return counts, metadata
 
     # ------------------------------------------------------------------ export
@@ -455,7 +464,8 @@ class LocalProject:
 def shard_result(act: Mapping[str, Any], *, index: int, path: str) -> ShardResult:
     """A ShardResult from a local activity record."""
     counts, meta = act.get("counts") or {}, act.get("metadata") or {}
-    unmatched = [UnmatchedFile(name=u["name"], closest=list(u.get("closest") or []), why=u.get("why", ""))
+    unmatched = [UnmatchedFile(name=u["name"], closest=list(u.get("closest") or []), why=u.get("why", ""),
+                               hint=str(u.get("hint") or ""))
                  for u in meta.get("files_not_matched") or []]
     errors = [str(meta["error"])] if meta.get("error") else []
     return ShardResult(index=index, path=path, status=str(act["status"]), activity_id=str(act["id"]),
@@ -469,16 +479,17 @@ class LocalTarget:
     """``local:DIR``: uploads into a :class:`LocalProject` in this process (one transaction per shard).
 
     ``mode="replace"`` (default): the uploaded annotations of an image replace its pre-annotations;
-    ``"append"`` adds them.
+    ``"append"`` adds them. ``match``: the optional file-name rules (:class:`~prelabel.upload.match.MatchRules`).
     """
 
     synchronous = True   # the work happens in finish_shard, in this process: --async cannot leave it to a server
 
-    def __init__(self, root: str | Path, *, mode: str = "replace") -> None:
+    def __init__(self, root: str | Path, *, mode: str = "replace", match: MatchRules | None = None) -> None:
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.project = LocalProject(root)
         self.mode = mode
+        self.match = match or MatchRules()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -495,7 +506,8 @@ class LocalTarget:
 
     def start_shard(self, coco: dict[str, Any], *, index: int, path: Path, deadline: float | None,
                     cancel: threading.Event) -> str:
-        return self.project.receive(Path(path).read_bytes(), source=Path(path).name, mode=self.mode)
+        return self.project.receive(Path(path).read_bytes(), source=Path(path).name, mode=self.mode,
+                                    match=self.match)
 
     def finish_shard(self, job_id: str, *, index: int, path: Path, coco: dict[str, Any] | None,
                      deadline: float | None, cancel: threading.Event) -> ShardResult:
@@ -504,7 +516,7 @@ class LocalTarget:
     def upload_shard(self, coco: dict[str, Any], *, index: int, path: Path, dry_run: bool,
                      deadline: float | None, cancel: threading.Event) -> ShardResult:
         if dry_run:
-            r = resolve_shard(coco, assets=self.assets(), categories=self.categories())
+            r = resolve_shard(coco, assets=self.assets(), categories=self.categories(), match=self.match)
             return r.shard_result(index=index, path=str(path))
         job = self.start_shard(coco, index=index, path=path, deadline=deadline, cancel=cancel)
         return self.finish_shard(job, index=index, path=path, coco=coco, deadline=deadline, cancel=cancel)

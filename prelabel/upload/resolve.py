@@ -9,6 +9,10 @@ Example:
     >>> r = resolve_shard(coco, assets=["a.jpg", "b.jpg"], categories=["cat", "dog"])
     >>> r.annotations_applied, r.files_matched, r.categories_ignored, r.unmatched[0].why
     (1, 1, ['zebra'], 'case')
+    >>> from prelabel.upload.match import MatchRules
+    >>> r = resolve_shard(coco, assets=["a.jpg", "b.jpg"], categories=["cat"], match=MatchRules(fold_case=True))
+    >>> r.annotations_applied, r.how
+    (2, {'exact': 1, 'case': 1})
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import ShardResult, UnmatchedFile
-from .match import match_names
+from .match import MatchRules, match_names
 
 __all__ = ["Resolution", "resolve_shard"]
 
@@ -51,13 +55,14 @@ class Resolution:
                            matched_by=dict(self.how))
 
 
-def resolve_shard(coco: Mapping[str, Any], *, assets: Sequence[str], categories: Sequence[str] | None) -> Resolution:
-    """Match the shard's images to ``assets`` and its categories to ``categories`` (None: every category is
-    accepted, the project has no schema yet)."""
+def resolve_shard(coco: Mapping[str, Any], *, assets: Sequence[str], categories: Sequence[str] | None,
+                  match: MatchRules | None = None) -> Resolution:
+    """Match the shard's images to ``assets`` (with the optional ``match`` rules) and its categories to
+    ``categories`` (None: every category is accepted, the project has no schema yet)."""
     res = Resolution()
     images = list(coco.get("images") or [])
     names = [str(im.get("file_name", "")) for im in images]
-    m = match_names(names, assets)
+    m = match_names(names, assets, rules=match)
     for im, name in zip(images, names, strict=True):
         asset = m.matched.get(name)
         if asset is not None:

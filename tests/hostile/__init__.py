@@ -463,6 +463,23 @@ _MALFORMED_XML: dict[str, tuple[Callable[[Path], str | bytes], Callable[[Path], 
                      lambda r: cvat_xml(width="nan"), "either", None),
     "xml.wrong_root": (lambda r: "<?xml version='1.0'?><html><body/></html>",
                        lambda r: "<?xml version='1.0'?><html><body/></html>", "either", None),
+    "xml.unknown_encoding": (lambda r: voc_xml().replace('encoding="utf-8"', 'encoding="utf-nan"'),
+                             lambda r: cvat_xml().replace('encoding="utf-8"', 'encoding="utf-nan"'), "refused",
+                             r"(?i)encoding"),
+    "xml.multibyte_encoding": (lambda r: voc_xml().replace('encoding="utf-8"', 'encoding="shift_jis"'),
+                               lambda r: cvat_xml().replace('encoding="utf-8"', 'encoding="shift_jis"'), "either",
+                               None),
+    "xml.utf7_encoding": (lambda r: voc_xml().replace('encoding="utf-8"', 'encoding="utf-7"'),
+                          lambda r: cvat_xml().replace('encoding="utf-8"', 'encoding="utf-7"'), "either", None),
+    "xml.latin1_encoding": (lambda r: voc_xml(name="caf\u00e9").replace('encoding="utf-8"', 'encoding="latin-1"')
+                            .encode("latin-1"),
+                            lambda r: cvat_xml(label="caf\u00e9").replace('encoding="utf-8"', 'encoding="latin-1"')
+                            .encode("latin-1"), "read", None),
+    "xml.ebcdic_dtd": (lambda r: b'<?xml version="1.0" encoding="cp500"?>' + voc_xml(
+                           name="&n;", prolog='<!DOCTYPE r [<!ENTITY n "cat">]>').split("?>", 1)[1].encode("cp500"),
+                       lambda r: b'<?xml version="1.0" encoding="cp500"?>' + cvat_xml(
+                           prolog='<!DOCTYPE r [<!ENTITY n "cat">]>').split("?>", 1)[1].encode("cp500"),
+                       "refused", None),
     "xml.crlf_bom": (lambda r: b"\xef\xbb\xbf" + voc_xml().replace("\n", "\r\n").encode(),
                      lambda r: b"\xef\xbb\xbf" + cvat_xml().replace("\n", "\r\n").encode(), "read", None),
     "xml.empty_name": (lambda r: voc_xml(name=""), lambda r: cvat_xml(label=""), "either", None),

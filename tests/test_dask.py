@@ -1,0 +1,181 @@
+"""The Dask engine (prelabel.distributed): split the files across workers, merge, and write byte-identical COCO.
+
+Most tests share one local cluster of 2 thread workers (processes=False: quick to start); one test runs the CLI,
+which starts a cluster of 2 worker processes on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from prelabel.adapters.base import ReadOptions
+from prelabel.cli import main
+from prelabel.distributed import dask_client, partition_bounds, read_dask
+from prelabel.pipeline import convert, prepare, read, write_dataset
+
+pytest.importorskip("distributed")  # in the test extra; the engine itself says how to install it
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data"
+
+
+@pytest.fixture(scope="module")
+def client():
+    with dask_client(workers=2, processes=False) as c:
+        yield c
+
+
+def _write(ds, out: Path) -> list[bytes]:
+    res = write_dataset(prepare(ds), out, max_file_size=25 * 1024**2)
+    return [p.read_bytes() for p in res.paths]
+
+
+def _same(local, dask) -> None:
+    """Same report counts, drops and diagnostics."""
+    assert dask.report.read == local.report.read
+    assert dask.report.dropped_counts() == local.report.dropped_counts()
+    assert dask.report.diagnostics == local.report.diagnostics
+
+
+def test_partition_bounds():
+    # 10 files in 3 runs: 4 + 3 + 3, contiguous, in order
+    assert partition_bounds(10, 3) == [(0, 4), (4, 7), (7, 10)]
+    assert partition_bounds(2, 5) == [(0, 1), (1, 2)]
+    assert partition_bounds(0, 3) == [(0, 0)]
+
+
+@pytest.mark.parametrize("name", ["yolo", "voc"])
+def test_file_per_image_formats_split_and_identical(name, client, tmp_path, self_ap):
+    local = read(SAMPLE / name)
+    dask = read_dask(SAMPLE / name, client=client, partitions=3)  # 5 images in runs of 2 + 2 + 1
+    assert _write(dask, tmp_path / "d.json") == _write(local, tmp_path / "l.json")
+    _same(local, dask)
+    doc = json.loads((tmp_path / "d.json").read_bytes())
+    assert len(doc["images"]) == 5 and len(doc["annotations"]) == 7
+    assert self_ap(doc) == 1.0
+
+
+@pytest.mark.parametrize("src", ["cvat/annotations.xml", "labelstudio/export.json"])
+def test_single_file_formats_run_as_one_partition(src, client, tmp_path):
+    opts = ReadOptions(images=SAMPLE / "images")
+    local = read(SAMPLE / src, options=opts)
+    dask = read_dask(SAMPLE / src, options=opts, client=client, partitions=4)
+    assert _write(dask, tmp_path / "d.json") == _write(local, tmp_path / "l.json")
+    _same(local, dask)
+
+
+def _voc_folder(root: Path, n: int) -> Path:
+    """n VOC files; every 7th has no <size> (read from its image header), categories appear in a shifting order."""
+    from PIL import Image
+
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    names = ["cat", "dog", "car", "person", "bike"]
+    for i in range(n):
+        stem = f"img_{i:03d}"
+        Image.new("RGB", (50 + i, 40)).save(root / "JPEGImages" / f"{stem}.png")
+        size = "" if i % 7 == 3 else f"<size><width>{50 + i}</width><height>40</height></size>"
+        objs = "".join(f"<object><name>{names[(i + k) % 5]}</name><bndbox><xmin>{1 + k}</xmin><ymin>2</ymin>"
+                       f"<xmax>{20 + k}</xmax><ymax>30</ymax></bndbox></object>" for k in range(i % 3 + 1))
+        (root / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.png</filename>{size}{objs}</annotation>")
+    return root
+
+
+def test_voc_many_parts_sizes_from_headers(client, tmp_path):
+    src = _voc_folder(tmp_path / "voc", 30)
+    local = read(src)
+    dask = read_dask(src, client=client, partitions=4)
+    assert _write(dask, tmp_path / "d.json") == _write(local, tmp_path / "l.json")
+    _same(local, dask)
+    # 30 files with 1, 2, 3, 1, 2, 3, ... objects: 10 * (1 + 2 + 3) = 60
+    assert len(dask) == 60 and list(dask.categories["name"]) == ["cat", "dog", "car", "person", "bike"]
+
+
+def _yolo_folder(root: Path, rows: list[str]) -> Path:
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i, text in enumerate(rows):
+        Image.new("RGB", (100, 50)).save(root / "images" / f"{i:02d}.png")
+        if text is not None:
+            (root / "labels" / f"{i:02d}.txt").write_text(text)
+    return root
+
+
+def test_yolo_unnamed_classes_and_orphans(client, tmp_path):
+    # no names file: classes named by index; the largest index differs between parts; one label has no image
+    src = _yolo_folder(tmp_path / "y", ["1 0.5 0.5 0.2 0.2\n", "0 0.5 0.5 0.2 0.2\n", "4 0.5 0.5 0.2 0.2\n",
+                                        "2 0.5 0.5 0.2 0.2\n3 0.1 0.1 0.1 0.1\n"])
+    (src / "labels" / "99.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    local = read(src)
+    dask = read_dask(src, client=client, partitions=3)
+    assert list(dask.categories["name"]) == ["0", "1", "2", "3", "4"]
+    assert _write(dask, tmp_path / "d.json") == _write(local, tmp_path / "l.json")
+    _same(local, dask)
+    assert dask.report.dropped_counts() == {"dropped.no_image": 1}
+
+
+@pytest.mark.parametrize("other", ["segment", "detect"])
+def test_yolo_whole_dataset_inference_falls_back_to_one_partition(other, client, tmp_path):
+    # 9-column rows: polygons when the rest of the dataset is polygons, else dropped as ambiguous. The part
+    # holding that file cannot know, so the engine reads the whole source as one partition.
+    poly = "0 0.1 0.1 0.9 0.1 0.9 0.9 0.5 0.95 0.1 0.9 0.05 0.5\n"  # 13 numbers: a 6-point polygon
+    box = "0 0.5 0.5 0.2 0.2\n"
+    nine = "0 0.1 0.1 0.9 0.1 0.9 0.9 0.1 0.9\n"
+    first = poly if other == "segment" else box
+    src = _yolo_folder(tmp_path / "y", [first, first, first, nine])
+    (src / "classes.txt").write_text("cat\n")
+    local = read(src)
+    dask = read_dask(src, client=client, partitions=2)
+    assert _write(dask, tmp_path / "d.json") == _write(local, tmp_path / "l.json")
+    _same(local, dask)
+    assert dask.report.dropped_counts() == ({} if other == "segment" else {"dropped.ambiguous": 1})
+
+
+def test_remote_source_each_worker_fetches_its_part(client, s3_server, tmp_path):
+    fs = s3_server.fs()
+    if not fs.exists("prelabel-dask"):
+        fs.mkdir("prelabel-dask")
+    for name in ("yolo", "voc"):
+        fs.put(str(SAMPLE / name) + "/", f"prelabel-dask/{name}/", recursive=True)
+    fs.invalidate_cache()
+    for name in ("yolo", "voc"):
+        before = len(s3_server.requests)
+        dask = read_dask(f"s3://prelabel-dask/{name}", client=client, partitions=3,
+                         storage_options=s3_server.storage_options)
+        assert _write(dask, tmp_path / f"{name}-d.json") == _write(read(SAMPLE / name), tmp_path / f"{name}-l.json")
+        assert dask.report.input["source"] == f"s3://prelabel-dask/{name}"
+        # the client listed the images but read none; the workers read each image header once, by range
+        image_gets = [r for r in s3_server.requests[before:] if r.method == "GET"
+                      and r.path.endswith((".png", ".jpg"))]
+        assert len(image_gets) == 5 and all(r.status == 206 for r in image_gets)
+
+
+def test_cli_engine_dask_with_worker_processes(tmp_path):
+    """The CLI starts a local cluster of 2 worker processes (127.0.0.1, no dashboard) and writes the same shards."""
+    runner = CliRunner()
+    base = ["convert", "sample_data/yolo", "--max-file-size", "1KB"]
+    r = runner.invoke(main, [*base, "-o", str(tmp_path / "local.json")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, [*base, "-o", str(tmp_path / "dask.json"), "--engine", "dask", "--workers", "2"],
+                      catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    local = sorted(tmp_path.glob("local-*.json"))
+    dask = sorted(tmp_path.glob("dask-*.json"))
+    assert len(local) == len(dask) > 1
+    assert [p.read_bytes() for p in dask] == [p.read_bytes() for p in local]
+
+
+def test_convert_engine_keyword(client, tmp_path):
+    """pipeline.convert(engine="dask", scheduler=ADDRESS) connects to an existing scheduler."""
+    address = client.scheduler.address
+    if not address.startswith("inproc://"):
+        pytest.skip("needs the in-process cluster")
+    res = convert(SAMPLE / "voc", tmp_path / "d.json", engine="dask", scheduler=address)
+    assert res.paths[0].read_bytes() == convert(SAMPLE / "voc", tmp_path / "l.json").paths[0].read_bytes()
