@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -98,11 +99,18 @@ def write_csv(path: Path, rows: int, *, seed: int = 0) -> dict[str, int]:
 
 
 # ------------------------------------------------------------------------------------------ measuring
-def run(cmd: list[str]) -> dict[str, Any]:
-    """Run ``cmd``; wall time, peak RSS (MB, from wait4) and exit code."""
+def run(cmd: list[str], *, limit_gb: float = 0) -> dict[str, Any]:
+    """Run ``cmd``; wall time, peak RSS (MB, from wait4) and exit code. ``limit_gb`` caps the child's address
+    space (RLIMIT_AS), so that a conversion needing more fails with MemoryError instead of swapping the host."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+
+    def cap() -> None:
+        if limit_gb > 0:
+            lim = int(limit_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, preexec_fn=cap)
     assert proc.stderr is not None
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -112,11 +120,12 @@ def run(cmd: list[str]) -> dict[str, Any]:
             "exit": proc.returncode, "stderr_tail": err.decode(errors="replace")[-600:]}
 
 
-def convert(name: str, src: Path, fmt: str, truth: dict[str, int], out_dir: Path) -> dict[str, Any]:
+def convert(name: str, src: Path, fmt: str, truth: dict[str, int], out_dir: Path, *,
+            limit_gb: float = 0) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     report = out_dir / f"{name}.report.json"
     res = run([str(PRELABEL), "-q", "convert", str(src), "--from", fmt, "-o", str(out_dir / f"{name}.json"),
-               "--report", str(report)])
+               "--report", str(report)], limit_gb=limit_gb)
     res.update(name=name, input_mb=round(truth["bytes"] / 2**20, 1), boxes=truth["boxes"], images=truth["images"])
     if res["exit"] == 0:
         ledger = json.loads(report.read_text())["ledger"]
@@ -136,6 +145,8 @@ def main() -> None:
     ap.add_argument("--csv-rows", type=int, default=1_000_000, help="rows of the prediction CSV (0: skip)")
     ap.add_argument("--quick", action="store_true", help="50 MB CVAT and 100,000 rows")
     ap.add_argument("--keep", action="store_true", help="keep the generated data and the outputs")
+    ap.add_argument("--limit-gb", type=float, default=16.0,
+                    help="address-space cap of each conversion (RLIMIT_AS, GB; 0: none); default 16")
     args = ap.parse_args()
     sizes = [50] if args.quick else [int(s) for s in str(args.cvat_mb).split(",") if s.strip()]
     rows = 100_000 if args.quick else args.csv_rows
@@ -154,7 +165,7 @@ def main() -> None:
             truth = write_cvat(src, mb * 2**20)
             print(f"generated {src.name}: {truth['bytes'] / 2**20:.0f} MB, {truth['boxes']:,} boxes "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
-            results.append(convert(f"cvat_{mb}mb", src, "cvat", truth, out_dir))
+            results.append(convert(f"cvat_{mb}mb", src, "cvat", truth, out_dir, limit_gb=args.limit_gb))
             print(json.dumps(results[-1]), flush=True)
             if not args.keep:
                 src.unlink()
@@ -163,7 +174,7 @@ def main() -> None:
             src = DATA / f"predictions_{rows}.csv"
             truth = write_csv(src, rows)
             print(f"generated {src.name}: {truth['bytes'] / 2**20:.0f} MB, {rows:,} rows", flush=True)
-            results.append(convert(f"csv_{rows}", src, "predictions", truth, out_dir))
+            results.append(convert(f"csv_{rows}", src, "predictions", truth, out_dir, limit_gb=args.limit_gb))
             print(json.dumps(results[-1]), flush=True)
     finally:
         if not args.keep:

@@ -70,6 +70,8 @@ _BATCH = 512  # ranged reads / downloads per fsspec call (bounds memory, keeps t
 _IMG_EXT = frozenset(IMAGE_EXTENSIONS)
 # a folder given as the source whose images live in a sibling folder (YOLO labels/ -> images/, VOC)
 _SIBLING_IMAGES = {"labels": "images", "annotations": "JPEGImages"}
+# a source file that refers to the files around it (YOLO data.yaml, Darknet obj.data, YOLO list or label files)
+_DATASET_FILES = frozenset({".yaml", ".yml", ".data", ".txt"})
 
 
 # ---------------------------------------------------------------------------------------------- URLs
@@ -182,7 +184,8 @@ def localize(url: str, *, kind: str = "source", storage_options: Mapping[str, An
     """Copy the source at ``url`` into a local temporary folder (see the module docstring).
 
     ``kind``: ``"source"`` (annotation files whole, image stand-ins, other files skipped) or ``"images"`` (an
-    images root: image stand-ins only). A file URL is downloaded whole. A folder named ``labels*`` or
+    images root: image stand-ins only). A file URL is downloaded whole; a ``.yaml``, ``.data`` or ``.txt`` file
+    (a YOLO data.yaml, obj.data, image list or label file) brings its whole folder, and ``path`` is the file. A folder named ``labels*`` or
     ``Annotations`` also brings its sibling ``images`` / ``JPEGImages`` folder (image stand-ins), where the
     YOLO and VOC adapters look for the images.
 
@@ -199,6 +202,13 @@ def localize(url: str, *, kind: str = "source", storage_options: Mapping[str, An
     base = posixpath.basename(root) or "data"
     loc = Localized(url=url, path=tmp / base, workdir=tmp, remote_root=url, local_root=tmp / base)
     try:
+        if _isfile(fs, root) and kind == "source" and posixpath.splitext(root)[1].lower() in _DATASET_FILES:
+            # a data.yaml, obj.data or list file names files around it: bring its folder, point at the file
+            loc.cleanup()
+            parent = localize(_parent_url(url), kind=kind, storage_options=storage_options, select=select,
+                              placeholders=placeholders, workdir=workdir)
+            parent.url, parent.path = url, parent.path / posixpath.basename(root)
+            return parent
         if _isfile(fs, root):
             info = fs.info(root)
             _fetch_whole(fs, [(root, loc.path, int(info.get("size") or 0))], loc, url)
@@ -224,9 +234,14 @@ def localize(url: str, *, kind: str = "source", storage_options: Mapping[str, An
 
 
 def _parent_url(url: str) -> str:
+    """The URL of the folder holding ``url`` (the outermost layer's path loses its last component)."""
     head, sep, tail = url.partition("::")
-    head = head.rstrip("/")
-    return head.rsplit("/", 1)[0] + sep + tail
+    proto, colon, rest = head.partition("://")
+    if not colon:
+        proto, rest = "", head
+    rest = rest.rstrip("/")
+    parent = rest.rsplit("/", 1)[0] if "/" in rest else ""
+    return (f"{proto}://{parent}" if colon else parent) + sep + tail
 
 
 def _isfile(fs: Any, path: str) -> bool:

@@ -365,6 +365,7 @@ def test_real_upload_result(uploaded: dict[str, Any], self_ap: Any) -> None:
     assert res.annotations_applied == 5 and res.files_matched == 3
     assert [(u.name, u.closest, u.why) for u in res.files_not_matched] == [
         ("Dog.png", ["dog.png"], "case"), ("nowhere/elephant.png", [], "no similar name")]
+    assert res.files_not_matched[1].hint == f"not in {t.images} either: add it there (or to the project)"
     assert res.categories_ignored == ["zebra"]
     assert res.errors == ["skipped annotation 8 (dog.png): box [60, 40, 10, 5] px reaches outside the 64x48 image"]
     first = min(p["id"] for p in _predictions(uploaded["server"], t.project_id).values())
@@ -615,15 +616,20 @@ def test_real_cli_create_project_upload_images_and_hints(label_studio: Any, tmp_
     assert _preds_by_task(label_studio, pid) == {"a.png": [("m-2", 2)], "b.png": [("m-2", 1)]}
     # names in another case and extension: the hint, then the options it names
     doc["images"][0]["file_name"], doc["images"][1]["file_name"] = "A.PNG", "b.jpg"
+    doc["images"].append({"id": 3, "file_name": "zebra-crossing.tif", "width": 8, "height": 8})
     coco.write_text(json.dumps(doc))
     r = run("--to", f"labelstudio:{pid}", "--dry-run")
+    no_task = ("    zebra-crossing.tif: no project image; nothing similar -> rerun with --images DIR to upload it and "
+               "create its task")
     assert r.stdout.splitlines()[1:] == [
         "  annotations would be applied: 0", "  images matched: 0",
-        "  images not matched: 2 (their annotations are not applied)",
+        "  images not matched: 3 (their annotations are not applied)",
         "    A.PNG: no project image; closest: a.png (case differs) -> rerun with --match-case-insensitive",
-        "    b.jpg: no project image; closest: b.png (extension differs) -> rerun with --match-any-extension"]
+        "    b.jpg: no project image; closest: b.png (extension differs) -> rerun with --match-any-extension",
+        no_task]
     r = run("--to", f"labelstudio:{pid}", "--model-version", "m-2", "--match-case-insensitive",
             "--match-any-extension")
     assert r.stdout.splitlines()[1:] == ["  annotations applied: 3",
-                                         "  images matched: 2 (1 ignoring case, 1 ignoring the extension)"]
+                                         "  images matched: 2 (1 ignoring case, 1 ignoring the extension)",
+                                         "  images not matched: 1 (their annotations are not applied)", no_task]
     assert _preds_by_task(label_studio, pid) == {"a.png": [("m-2", 2)], "b.png": [("m-2", 1)]}

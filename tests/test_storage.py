@@ -99,6 +99,15 @@ def test_zip_inside_s3(bucket, s3_server, tmp_path):
     assert res.paths[0].read_bytes() == local
 
 
+def test_data_yaml_url_brings_its_folder(bucket, s3_server, tmp_path):
+    """A data.yaml names the folders around it: its folder is localized, and the yaml is the source."""
+    local = convert(SAMPLE / "yolo" / "data.yaml", tmp_path / "local.json").paths[0].read_bytes()
+    res = convert(f"{bucket}/sample/yolo/data.yaml", tmp_path / "s3.json", storage_options=s3_server.storage_options)
+    assert res.paths[0].read_bytes() == local
+    assert res.report.input["source"] == f"{bucket}/sample/yolo/data.yaml"
+    assert sorted(res.dataset.images["path"])[0] == f"{bucket}/sample/yolo/images/empty.jpg"
+
+
 def test_memory_filesystem_and_whole_zip_root(tmp_path, sample_zip):
     fs = fsspec.filesystem("memory")
     fs.put(str(SAMPLE / "voc") + "/", "/storage-test/voc/", recursive=True)

@@ -249,7 +249,7 @@ def _load_config(spec: Any) -> _Config | None:
     except DefusedXmlException:
         raise ReadError(where, "not a valid label config: XML entities/DTD are not allowed",
                         hint="remove the <!DOCTYPE ...> and <!ENTITY ...> declarations") from None
-    except (ElementTree.ParseError, DefusedXmlException) as e:
+    except (ElementTree.ParseError, ValueError) as e:  # ValueError: an encoding expat cannot read
         raise ReadError(where, f"not a valid label config: {e}") from None
     cfg = _Config()
     for el in root.iter():

@@ -928,7 +928,7 @@ class LabelStudioTarget:
             if asset is not None:
                 image_task[int(im["id"])] = task_of_asset.get(asset, -1)
         res.files_matched = len(image_task)
-        res.files_not_matched = [UnmatchedFile(u.name, list(u.closest), u.why, u.hint) for u in m.unmatched]
+        res.files_not_matched = [UnmatchedFile(u.name, list(u.closest), u.why, self._hint(u)) for u in m.unmatched]
         nonce = secrets.token_hex(4) + "_"
         conv = coco_to_results(coco, cfg, nonce=nonce, image_ids=image_task)
         res.categories_ignored = conv.categories_ignored
@@ -965,6 +965,14 @@ class LabelStudioTarget:
         self._confirm(res, preds[:sent], conv, deadline=deadline)
         res.duration = time.monotonic() - t0
         return res
+
+    def _hint(self, u: UnmatchedFile) -> str:
+        """The matcher's hint, or for an image with no task at all: how to upload it."""
+        if u.why != "no similar name":
+            return u.hint
+        if self.images is None:
+            return "rerun with --images DIR to upload it and create its task"
+        return f"not in {self.images} either: add it there (or to the project)"
 
     def _delete_own_predictions(self, tasks: list[int], *, deadline: float | None) -> int:
         """Delete the predictions of ``tasks`` whose model_version is this target's; returns how many."""
