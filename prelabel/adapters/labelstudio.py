@@ -666,7 +666,7 @@ class _Reader:
                     score = _num(s)
             if kind == _RECT and type(v) is dict and r.get("to_name", to_name) == to_name:
                 labs = v.get(t) or _labels_of(v, str(t))
-                if labs and type(labs) is list and type(labs[0]) is str:
+                if labs and type(labs) is list and type(labs[0]) is str and labs[0].strip():
                     rid = r.get("id")
                     if rid is not None:
                         region_row[rid] = len(r_img)
@@ -710,6 +710,9 @@ class _Reader:
             cat = labs[0]
             if type(cat) is not str:
                 raise TypeError(f"labels must be strings, got {cat!r}")
+            if not cat.strip():
+                self._drop("dropped.invalid", None, line, f"{msg}: a {_KIND_NAME[kind]} with an empty label")
+                continue
             ow = _num(r.get("original_width", W))
             oh = _num(r.get("original_height", H))
             if ow <= 0 or oh <= 0 or ow > _MAX_SIDE or oh > _MAX_SIDE:

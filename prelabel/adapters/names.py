@@ -65,6 +65,9 @@ def names_from_yaml(doc: Any, file: str) -> list[str] | None:
         out = [keyed[i] for i in range(len(keyed))]
     else:
         raise ReadError(file, "names must be a list or a mapping of index to name", element="names")
+    if out is not None and not all(n.strip() for n in out):
+        i = next(k for k, n in enumerate(out) if not n.strip())
+        raise ReadError(file, f"names: class {i} has an empty name", element="names")
     if out is not None and isinstance(nc, int) and nc != len(out):
         raise ReadError(file, f"nc is {nc} but names lists {len(out)} classes", element="nc")
     return out

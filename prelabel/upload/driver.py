@@ -10,8 +10,16 @@ The resume journal (default: ``<file>.upload-journal.json`` beside a COCO file; 
 ``journal=PATH``) is keyed by the target and each shard's content hash. The job id of a shard is recorded as soon
 as the server returns it, and the shard is marked done only when the server reports the job completed. A re-run
 after a crash, Ctrl-C, a timeout or a failure skips the done shards, polls the jobs that were started instead of
-sending their files again, and sends the rest: nothing is applied twice. Once every shard completed, the
+sending their files again, and sends the rest: nothing is applied twice. (One window remains: a process killed
+between the server's reply to a send and the journal write that follows it, a few milliseconds, sends that shard
+again on the re-run; with ``mode="replace"`` the project ends the same.) Once every shard completed, the
 target's entries are dropped (the file is deleted when empty), so running the same upload again sends it again.
+A target that cannot be resumed (a Label Studio project created by the run) keeps no journal.
+
+File names are matched by each target (:mod:`prelabel.upload.match`); ``match=MatchRules(...)`` adds the
+optional rules (case, extension, prefixes to strip, a name map) for every target. A file over
+``max_file_size`` is announced through ``notify`` (``build/out.json is 61.2 MB, over the 25 MB limit:
+uploading it as 3 shards of whole images``).
 
 ``_async=True`` returns an :class:`UploadFuture` at once; the work runs on a background thread. ``timeout`` is
 overall (seconds from the call): when it passes, the upload raises :class:`~prelabel.errors.UploadTimeoutError`

@@ -662,6 +662,10 @@ register("json.keypoint_cycle:labelstudio", lambda r: _ls(r, [{"id": 1, "data": 
         {"id": "k2", "parentID": "k1", "from_name": "kp", "to_name": "image", "type": "keypointlabels",
          "original_width": 64, "original_height": 48, "value": {"x": 2, "y": 2, "keypointlabels": ["b"]}}]}]}],
     expect="either"))
+register("json.empty_label:labelstudio", lambda r: _ls(r, ls_tasks(label=""), expect="either"))
+register("json.blank_label:labelstudio", lambda r: _ls(r, ls_tasks(label="   "), expect="either"))
+register("json.empty_category_name:coco", lambda r: _coco(
+    r, {**coco_doc(), "categories": [{"id": 1, "name": ""}]}, expect="either"))
 register("json.minimal_json_min:labelstudio", lambda r: _ls(
     r, [{"image": "a.png", "id": 1, "label": [{"x": "nan", "y": None, "width": [], "height": {},
                                                "rectanglelabels": 5}]}], expect="either"))
@@ -814,6 +818,8 @@ register("yaml.binary:yolo", lambda r: _yolo(r, YOLO_ROW, yaml=_binary().decode(
 register("yaml.names_wrong_type:yolo", _yaml_case("names: 5\ntrain: images\n", "either"))
 register("yaml.names_gap:yolo", _yaml_case("names: {0: cat, 5: dog}\ntrain: images\n", "either"))
 register("yaml.names_nested:yolo", _yaml_case("names: [[a, b], {c: d}, null]\ntrain: images\n", "either"))
+register("yaml.empty_name:yolo", _yaml_case("names: ['', dog]\ntrain: images\n", "either"))
+register("yaml.null_name:yolo", _yaml_case("names: [null, dog]\ntrain: images\n", "either"))
 register("yaml.nc_huge:yolo", _yaml_case(f"nc: {10**12}\ntrain: images\n", "either"))
 register("yaml.train_wrong_type:yolo", _yaml_case("names: [cat]\ntrain: {a: 1}\n", "either"))
 register("yaml.kpt_shape_hostile:yolo", _yaml_case("names: [cat]\ntrain: images\nkpt_shape: [-1, 99]\n", "either"))
