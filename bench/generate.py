@@ -75,7 +75,7 @@ def write_all(out: Path, n_images: int, *, seed: int = 0) -> None:
         W, H = float(t["widths"][i]), float(t["heights"][i])
         x0, y0, x1, y1 = t["x0"][rows], t["y0"][rows], t["x1"][rows], t["y1"][rows]
         arr = np.column_stack([(x0 + x1) / 2 / W, (y0 + y1) / 2 / H, (x1 - x0) / W, (y1 - y0) / H])
-        lines = [f"{c} {a:.6f} {b:.6f} {c2:.6f} {d:.6f}" for c, (a, b, c2, d) in zip(t["cls"][rows], arr.tolist())]
+        lines = [f"{c} {a:.6f} {b:.6f} {c2:.6f} {d:.6f}" for c, (a, b, c2, d) in zip(t["cls"][rows], arr.tolist(), strict=True)]
         (lab / f"img_{i:06d}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
     (out / "yolo" / "classes.txt").write_text("\n".join(NAMES) + "\n")
     # VOC (1-based pixel indices)
@@ -86,7 +86,7 @@ def write_all(out: Path, n_images: int, *, seed: int = 0) -> None:
             f"<object><name>{NAMES[c]}</name><pose>Unspecified</pose><truncated>0</truncated><difficult>0</difficult>"
             f"<bndbox><xmin>{a + 1}</xmin><ymin>{b + 1}</ymin><xmax>{c2}</xmax><ymax>{d}</ymax></bndbox></object>\n"
             for c, a, b, c2, d in zip(t["cls"][rows].tolist(), t["x0"][rows].tolist(), t["y0"][rows].tolist(),
-                                      t["x1"][rows].tolist(), t["y1"][rows].tolist()))
+                                      t["x1"][rows].tolist(), t["y1"][rows].tolist(), strict=True))
         (ann / f"img_{i:06d}.xml").write_text(
             f"<annotation><folder>JPEGImages</folder><filename>{names[i]}</filename><size><width>{t['widths'][i]}"
             f"</width><height>{t['heights'][i]}</height><depth>3</depth></size><segmented>0</segmented>\n{objs}"
@@ -102,7 +102,7 @@ def write_all(out: Path, n_images: int, *, seed: int = 0) -> None:
         for i, rows in enumerate(groups):
             f.write(f'<image id="{i}" name="{names[i]}" width="{t["widths"][i]}" height="{t["heights"][i]}">\n')
             for c, a, b, c2, d in zip(t["cls"][rows].tolist(), t["x0"][rows].tolist(), t["y0"][rows].tolist(),
-                                      t["x1"][rows].tolist(), t["y1"][rows].tolist()):
+                                      t["x1"][rows].tolist(), t["y1"][rows].tolist(), strict=True):
                 f.write(f'<box label="{NAMES[c]}" source="manual" occluded="0" xtl="{a:.2f}" ytl="{b:.2f}" '
                         f'xbr="{c2:.2f}" ybr="{d:.2f}" z_order="0"></box>\n')
             f.write("</image>\n")
@@ -119,7 +119,7 @@ def write_all(out: Path, n_images: int, *, seed: int = 0) -> None:
                              "height": (d - b) / H * 100, "rotation": 0, "rectanglelabels": [NAMES[c]]}}
                   for k, (c, a, b, c2, d) in enumerate(zip(t["cls"][rows].tolist(), t["x0"][rows].tolist(),
                                                            t["y0"][rows].tolist(), t["x1"][rows].tolist(),
-                                                           t["y1"][rows].tolist()))]
+                                                           t["y1"][rows].tolist(), strict=True))]
         tasks.append({"id": i + 1, "data": {"image": f"/data/upload/1/{i:08x}-{names[i]}"},
                       "annotations": [{"id": i + 1, "completed_by": 1, "was_cancelled": False, "result": result}],
                       "predictions": []})

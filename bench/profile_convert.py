@@ -43,6 +43,9 @@ def _timed(stages: list[tuple[str, float, float]], name: str, fn: Callable[[], A
 def run_stages(src: Path | None, fmt: str, out: Path, *, frame_rows: int = 0) -> list[tuple[str, float, float]]:
     stages: list[tuple[str, float, float]] = []
     t0 = time.perf_counter()
+    from prelabel.cli import _tune_allocator
+
+    _tune_allocator()  # as the command line does
     import prelabel.pipeline as pl
     from prelabel.converters.clip import clip
     from prelabel.converters.reconcile import reconcile

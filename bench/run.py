@@ -8,6 +8,9 @@ alternate within each round, each round is repeated ``--runs`` times, and the me
 resident memory (from wait4) are reported. Every output is checked: the annotation count must equal the truth
 and every box must lie within ``--tolerance`` pixels of the truth (tools differ on the VOC origin by one pixel).
 Peers are installed on demand into their own venvs under ``.peers/`` (ignored by git), never into prelabel's.
+Every venv is compiled to bytecode once first (as pip does at install; uv does not, and PYTHONDONTWRITEBYTECODE
+never writes it), so that no tool pays for compiling its imports. The table also gives the min-max wall time
+and the median CPU time (user + sys), which other load on the machine disturbs less than wall time.
 Results are printed as a table and written as JSON to ``bench/out/<size>.json``.
 """
 
@@ -95,15 +98,33 @@ def commands(fmt: str, data: Path, out: Path) -> dict[str, tuple[list[str], Path
     return cmds
 
 
-def run_once(argv: list[str], cwd: Path) -> tuple[float, float, int, str]:
-    """(wall seconds, peak RSS MiB, exit code, stderr tail) of one whole-process run."""
+def ensure_bytecode(python: Path, *extra: Path) -> None:
+    """Compile a venv's packages to bytecode once, as pip does at install time (uv does not by default, and a
+    PYTHONDONTWRITEBYTECODE environment never writes it), so that no tool pays for compiling its imports."""
+    marker = python.parent.parent / ".bytecode"
+    dirs = [str(d) for d in extra]
+    if not marker.exists():
+        dirs.append("PURELIB")
+    if not dirs:
+        return
+    code = ("import compileall, sys, sysconfig\n"
+            "for d in sys.argv[1:]:\n"
+            "    d = sysconfig.get_paths()['purelib'] if d == 'PURELIB' else d\n"
+            "    compileall.compile_dir(d, quiet=2, workers=2)\n")
+    subprocess.run([str(python), "-c", code, *dirs], check=False, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    marker.touch()
+
+
+def run_once(argv: list[str], cwd: Path) -> tuple[float, float, float, int, str]:
+    """(wall seconds, CPU seconds, peak RSS MiB, exit code, stderr tail) of one whole-process run."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode(errors="replace")[-600:] if proc.stderr else ""
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_maxrss / 1024.0, proc.returncode, err
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, proc.returncode, err
 
 
 def check(path: Path, truth: dict[str, np.ndarray], tolerance: float) -> tuple[bool, str]:
@@ -128,7 +149,7 @@ def check(path: Path, truth: dict[str, np.ndarray], tolerance: float) -> tuple[b
         return False, "annotations per image differ from the truth"
     bounds = np.flatnonzero(np.diff(ei)) + 1
     dev = 0.0
-    for g, e in zip(np.split(got, bounds), np.split(exp, bounds)):
+    for g, e in zip(np.split(got, bounds), np.split(exp, bounds), strict=True):
         if len(e):
             d = np.abs(e[:, None, :] - g[None, :, :]).max(axis=2).min(axis=1).max()
             dev = max(dev, float(d))
@@ -155,7 +176,9 @@ def main() -> None:
     truth = dict(np.load(data / "truth.npz"))
     wanted = set(a.tools.split(","))
     for tool in sorted(wanted - {"prelabel"}):
-        peer_python(tool)
+        ensure_bytecode(peer_python(tool))
+    if "prelabel" in wanted:
+        ensure_bytecode(Path(sys.executable), ROOT / "prelabel")
     results: list[dict[str, object]] = []
     for fmt in a.formats.split(","):
         out = HERE / "out" / a.size / fmt
@@ -163,24 +186,30 @@ def main() -> None:
         out.mkdir(parents=True)
         cmds = {t: c for t, c in commands(fmt, data, out).items() if t in wanted}
         times: dict[str, list[float]] = {t: [] for t in cmds}
+        cpus: dict[str, list[float]] = {t: [] for t in cmds}
         peaks: dict[str, list[float]] = {t: [] for t in cmds}
         notes: dict[str, str] = {}
         for _ in range(a.runs):
             for tool, (argv, _) in cmds.items():
-                wall, rss, rc, err = run_once(argv, out)
+                wall, cpu, rss, rc, err = run_once(argv, out)
                 if rc != 0:
                     notes[tool] = f"exit {rc}: {err.strip().splitlines()[-1] if err.strip() else ''}"
                     continue
                 times[tool].append(wall)
+                cpus[tool].append(cpu)
                 peaks[tool].append(rss)
         for tool, (_argv, path) in cmds.items():
             ok, msg = check(path, truth, a.tolerance) if tool not in notes else (False, notes[tool])
             results.append({"format": fmt, "tool": tool, "runs": len(times[tool]),
                             "median_s": statistics.median(times[tool]) if times[tool] else None,
+                            "min_s": min(times[tool]) if times[tool] else None,
+                            "max_s": max(times[tool]) if times[tool] else None,
+                            "cpu_s": statistics.median(cpus[tool]) if cpus[tool] else None,
                             "peak_mib": max(peaks[tool]) if peaks[tool] else None, "ok": ok, "check": msg})
     # ratios against the fastest peer of each format
     print(f"\n{n} images, {len(truth['image'])} boxes, {a.runs} run(s) each; ratio = fastest peer / prelabel\n")
-    print(f"{'format':<12} {'tool':<12} {'median s':>9} {'peak MiB':>9} {'speed-up':>9}  check")
+    print(f"{'format':<12} {'tool':<12} {'median s':>9} {'min-max s':>12} {'cpu s':>7} {'peak MiB':>9} "
+          f"{'speed-up':>9}  check")
     summary = []
     for fmt in a.formats.split(","):
         rows = [r for r in results if r["format"] == fmt]
@@ -192,9 +221,11 @@ def main() -> None:
             if pre and pre["median_s"] and r["median_s"]:
                 ratio = f"{r['median_s'] / pre['median_s']:.1f}x"  # type: ignore[operator]
             med = f"{r['median_s']:.2f}" if r["median_s"] else "-"
+            spread = f"{r['min_s']:.2f}-{r['max_s']:.2f}" if r["median_s"] else "-"
+            cpu = f"{r['cpu_s']:.2f}" if r["cpu_s"] else "-"
             peak = f"{r['peak_mib']:.0f}" if r["peak_mib"] else "-"
-            print(f"{fmt:<12} {r['tool']:<12} {med:>9} {peak:>9} {ratio:>9}  {'ok' if r['ok'] else 'FAIL'}: "
-                  f"{r['check']}")
+            print(f"{fmt:<12} {r['tool']:<12} {med:>9} {spread:>12} {cpu:>7} {peak:>9} {ratio:>9}  "
+                  f"{'ok' if r['ok'] else 'FAIL'}: {r['check']}")
         if pre and fastest and pre["median_s"]:
             summary.append({"format": fmt, "fastest_peer": fastest["tool"],
                             "speedup": fastest["median_s"] / pre["median_s"],  # type: ignore[operator]

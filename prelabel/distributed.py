@@ -89,8 +89,16 @@ def dask_client(scheduler: str | None = None, *, workers: int | None = None,
         raise UsageError(f"--workers must be at least 1, got {n}")
     # Everything listens on 127.0.0.1 only, on free ports, dashboard off: the scheduler's and the workers' small
     # HTTP servers (health checks) would otherwise take 0.0.0.0:8787. processes=False (threads, for tests)
-    # talks over inproc://, which takes no host.
-    where: dict[str, Any] = {"host": "127.0.0.1"} if processes else {"worker_dashboard_address": "127.0.0.1:0"}
+    # talks over inproc://, which takes no host: the workers' HTTP servers are given 127.0.0.1:0, which
+    # LocalCluster also takes as "start the worker dashboard"; the worker class turns that off again.
+    where: dict[str, Any] = {"host": "127.0.0.1"}
+    if not processes:
+        class _Worker(dist.Worker):  # type: ignore[misc]  # distributed is untyped
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                kwargs["dashboard"] = False
+                super().__init__(*args, **kwargs)
+
+        where = {"worker_dashboard_address": "127.0.0.1:0", "worker_class": _Worker}
     with dist.LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=None,
                            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                            silence_logs=40, **where) as cluster, \

@@ -54,7 +54,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from .errors import UsageError
 from .model import Dataset
-from .paths import safe_join
+from .paths import safe_join, safe_relative
 
 __all__ = [
     "CAPTION", "GAP", "HEADER", "LEGEND_ROW", "MARGIN", "PALETTE", "SWATCH", "TILE", "category_colors",
@@ -250,19 +250,42 @@ def _text_colour(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 # ---------------------------------------------------------------------------------------------- images
-def _resolve(ds: Dataset, row: int, images: Path | None) -> Path | None:
+def _resolve(ds: Dataset, row: int, images: str | Path | None,
+             storage_options: Mapping[str, Any] | None = None) -> Path | io.BytesIO | None:
+    """The image file of ``row``: under the images root, else its ``path``; a URL (either) is downloaded."""
+    from .storage import _join_url, is_url
+
     name = str(ds.images.at[row, "file_name"])
-    if images is not None:
-        p = safe_join(images, name)
+    if is_url(images):
+        rel = safe_relative(name)
+        got = _fetch(_join_url(str(images), rel), storage_options) if rel is not None else None
+        if got is not None:
+            return got
+    elif images is not None:
+        p = safe_join(Path(images), name)
         if p is not None and p.is_file():
             return p
     path = ds.images.at[row, "path"]
+    if is_url(path):
+        return _fetch(str(path), storage_options)
     if isinstance(path, (str, Path)) and str(path) and Path(path).is_file():
         return Path(path)
     return None
 
 
-def _load(path: Path, tw: int, th: int, width: int, height: int) -> tuple[Image.Image | None, str]:
+def _fetch(url: str, storage_options: Mapping[str, Any] | None) -> io.BytesIO | None:
+    """The bytes of a remote image (:mod:`prelabel.storage`), or None when it cannot be had."""
+    from .errors import PrelabelError
+    from .storage import url_to_fs
+
+    try:
+        fs, path = url_to_fs(url, storage_options)
+        return io.BytesIO(fs.cat_file(path))
+    except (OSError, ValueError, PrelabelError):
+        return None
+
+
+def _load(path: Path | io.BytesIO, tw: int, th: int, width: int, height: int) -> tuple[Image.Image | None, str]:
     """The image scaled to the tile (EXIF orientation applied), and a note when it differs from the record."""
     try:
         with Image.open(path) as im:
@@ -415,16 +438,20 @@ def _draw_keypoints(d: ImageDraw.ImageDraw, k: np.ndarray, skeleton: Any, s: flo
 
 # ---------------------------------------------------------------------------------------------- the sheet
 def render(ds: Dataset, *, images: str | Path | None = None, n: int = 16, seed: int = 0,
-           source: Dataset | None = None, show_progress: bool = False) -> Image.Image:
+           source: Dataset | None = None, show_progress: bool = False,
+           storage_options: Mapping[str, Any] | None = None) -> Image.Image:
     """The contact sheet of ``ds`` (see the module docstring) as an RGB PIL image.
 
     ``images`` is the images root (file names are looked up under it first, then the ``path`` column);
     ``n`` the most images drawn; ``seed`` picks which when there are more; ``source`` the dataset as read
     before prepare steps dropped rows, so dropped annotations find their image (:func:`problem_images`).
+    The root and the paths may be fsspec URLs (``s3://...``): the drawn images are downloaded, with
+    ``storage_options`` (:mod:`prelabel.storage`).
     """
     from .progress import progress
+    from .storage import is_url
 
-    root = Path(images) if images is not None else None
+    root = images if is_url(images) else (Path(images) if images is not None else None)
     problems = problem_images(ds, source=source)
     chosen = select_images(ds, problems, n=n, seed=seed)
     k = len(chosen)
@@ -475,7 +502,7 @@ def render(ds: Dataset, *, images: str | Path | None = None, n: int = 16, seed: 
             tw, th, s = _tile_size(W, H)
             name = str(ds.images.at[i, "file_name"])
             notes: list[str] = []
-            path = _resolve(ds, i, root)
+            path = _resolve(ds, i, root, storage_options)
             tile: Image.Image | None = None
             if path is not None:
                 tile, note = _load(path, tw, th, W, H)
@@ -514,11 +541,13 @@ def to_png(sheet: Image.Image) -> bytes:
 
 
 def save(ds: Dataset, out: str | Path, *, images: str | Path | None = None, n: int = 16, seed: int = 0,
-         source: Dataset | None = None, show_progress: bool = False) -> Path:
+         source: Dataset | None = None, show_progress: bool = False,
+         storage_options: Mapping[str, Any] | None = None) -> Path:
     """Render ``ds`` (see :func:`render`) and write the PNG to ``out`` atomically; returns ``out``."""
     from .converters.coco import write_json_atomic
 
-    sheet = render(ds, images=images, n=n, seed=seed, source=source, show_progress=show_progress)
+    sheet = render(ds, images=images, n=n, seed=seed, source=source, show_progress=show_progress,
+                   storage_options=storage_options)
     p = Path(out)
     write_json_atomic(p, to_png(sheet))  # an atomic bytes writer, whatever the name says
     return p

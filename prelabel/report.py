@@ -42,7 +42,9 @@ CODES: dict[str, str] = {
     "dropped.nonfinite": "NaN or infinite coordinates",
     "dropped.min_area": "area under --min-area",
     "dropped.min_score": "score under --min-score",
-    "dropped.unknown_category": "category not in the schema (--unknown drop)",
+    "dropped.unknown_category": "no usable category: not in the schema (--unknown drop), an empty or missing "
+                                "label (e.g. pylabel rows of images without annotations), or a category id or "
+                                "class index the source does not define",
     "dropped.mapped_to_null": "the mapping file sends this category to null",
     "dropped.no_image": "annotation for an image that does not exist or has no known size",
     "dropped.unsupported": "a shape kind that COCO object annotations cannot hold (polyline, points, ...)",

@@ -157,6 +157,42 @@ def test_remote_source_each_worker_fetches_its_part(client, s3_server, tmp_path)
         assert len(image_gets) == 5 and all(r.status == 206 for r in image_gets)
 
 
+def test_local_cluster_starts_no_dashboard_and_asks_for_no_port_8787(monkeypatch):
+    """No Bokeh dashboard on the scheduler or the workers (recorded through stand-in dashboard modules, which
+    the scheduler and workers import only to start one), and no HTTP server on 8787, held here."""
+    import socket
+    import sys
+    import types
+    import warnings
+
+    import distributed.dashboard
+
+    started: list[str] = []
+    for part in ("scheduler", "worker"):
+        fake = types.ModuleType(f"distributed.dashboard.{part}")
+        fake.connect = lambda *a, _part=part, **k: started.append(_part)  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, fake.__name__, fake)
+        monkeypatch.setattr(distributed.dashboard, part, fake, raising=False)
+    held = socket.socket()
+    try:
+        try:
+            held.bind(("127.0.0.1", 8787))
+            held.listen()
+        except OSError:
+            pass  # already taken by something else: as good
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with dask_client(workers=2, processes=False) as c:
+                info = c.scheduler_info()
+                ports = [info["services"]["dashboard"], *(w["services"]["dashboard"]
+                                                          for w in info["workers"].values())]
+    finally:
+        held.close()
+    assert started == []
+    assert len(ports) == 3 and 8787 not in ports
+    assert [str(w.message) for w in seen if "8787" in str(w.message)] == []
+
+
 def test_cli_engine_dask_with_worker_processes(tmp_path):
     """The CLI starts a local cluster of 2 worker processes (127.0.0.1, no dashboard) and writes the same shards."""
     runner = CliRunner()

@@ -7,7 +7,7 @@ for XML, an attribute or an element's text replaced or removed. Whatever comes i
 (PrelabelError) may leave ``pipeline.read`` + ``prepare`` + ``to_coco``, and when it reads, the ledger balances
 (read == written + dropped) and the COCO validates.
 
-Budget: ``PRELABEL_FUZZ_EXAMPLES`` examples per test (default: 30 random-bytes and 45 mutation examples per
+Budget: ``PRELABEL_FUZZ_EXAMPLES`` examples per test (default: 40 random-bytes and 60 mutation examples per
 adapter, derandomized so CI is stable). ``make fuzz`` sets it to 2000 and lets hypothesis pick new inputs.
 """
 
@@ -34,8 +34,8 @@ SAMPLE = ROOT / "sample_data"
 SHARED = ROOT.parent / "shared" / "fixtures"
 
 _ENV = os.environ.get("PRELABEL_FUZZ_EXAMPLES")
-RANDOM_EXAMPLES = int(_ENV) if _ENV else 30
-MUTATION_EXAMPLES = int(_ENV) if _ENV else 45
+RANDOM_EXAMPLES = int(_ENV) if _ENV else 40
+MUTATION_EXAMPLES = int(_ENV) if _ENV else 60
 
 
 def fuzz_settings(examples: int) -> settings:

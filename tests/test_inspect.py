@@ -217,3 +217,24 @@ def test_progress_unknown_total() -> None:
         clock.t = 2.0
         bar.advance(7)
     assert out.getvalue() == "reading 7 rows\n"
+
+
+def test_cli_inspect_reads_url_sources(tmp_path: Path) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/inspect-url/cvat/annotations.xml", (SAMPLE / "cvat" / "annotations.xml").read_bytes())
+    for p in IMAGES.iterdir():
+        fs.pipe(f"/inspect-url/images/{p.name}", p.read_bytes())
+    runner = CliRunner()
+    local = runner.invoke(main, ["inspect", str(SAMPLE / "cvat" / "annotations.xml"), "--images", str(IMAGES),
+                                 "--json"])
+    # the URL is kept whole (not mangled to memory:/...) and read through prelabel.storage
+    remote = runner.invoke(main, ["inspect", "memory://inspect-url/cvat/annotations.xml", "--images",
+                                  "memory://inspect-url/images", "--json"])
+    assert remote.exit_code == 0, remote.output
+    got, want = json.loads(remote.stdout), json.loads(local.stdout)
+    assert got["source"] == "memory://inspect-url/cvat/annotations.xml"
+    assert got["per_category"] == want["per_category"] == {"cat": 3, "dog": 2, "car": 1, "person": 1}
+    assert {k: v for k, v in got.items() if k != "source"} == {k: v for k, v in want.items() if k != "source"}
+    fs.rm("/inspect-url", recursive=True)

@@ -526,3 +526,27 @@ def test_task_without_image_url_or_size_is_reported(tmp_path):
     assert [(n.code, n.message) for n in ds.report.diagnostics] == [
         ("dropped.no_image", "task 1: no image URL in data (keys: n); task skipped"),
         ("dropped.no_image", "task 2: image 'x.jpg' left out: no original_width/height and no --images")]
+
+
+def test_cli_label_config_option(fixtures_dir, tmp_path, self_ap):
+    from click.testing import CliRunner
+
+    from prelabel.cli import main
+
+    p = fixtures_dir / LS / "test_export_yolo/data_keypoints.json"
+    cfg = fixtures_dir / LS / "test_export_yolo/label_config_keypoints.xml"
+    out = tmp_path / "o.json"
+    r = CliRunner().invoke(main, ["-q", "convert", str(p), "--label-config", str(cfg), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    coco = json.loads(out.read_text())
+    # the config's 17 keypoint names in model_index order, not the 3 seen in the data
+    kps = coco["categories"][0]["keypoints"]
+    assert coco["categories"][0]["name"] == "person" and len(kps) == 17
+    assert kps[:3] == ["nose", "left_eye", "right_eye"] and kps[16] == "right_ankle"
+    assert coco["annotations"][0]["num_keypoints"] == 3
+    r = CliRunner().invoke(main, ["-q", "convert", str(p), "-o", str(out)])
+    assert json.loads(out.read_text())["categories"][0]["keypoints"] == ["nose", "left_eye", "right_eye"]
+    r = CliRunner().invoke(main, ["-q", "convert", str(p), "--label-config", str(tmp_path / "no.xml"),
+                                  "-o", str(out)])
+    assert r.exit_code == 1
+    assert r.stderr.startswith(f"error: {tmp_path / 'no.xml'}: cannot read the label config: ")

@@ -122,3 +122,21 @@ def test_docs_report_md_documents_every_key_and_code():
     r.extra["x"] = 1
     assert [k for k in r.to_dict() if f"`{k}`" not in text] == []
     assert [c for c in CODES if f"`{c}`" not in text] == [], "document new codes in docs/report.md"
+
+
+def test_unknown_category_is_described_for_empty_labels_too():
+    # a pylabel-style export: the image with no annotations is a row with an empty category and no box
+    import pandas as pd
+
+    from prelabel.adapters.predictions import from_dataframe
+
+    df = pd.DataFrame({"img_filename": ["a.jpg", "b.jpg"], "img_width": [10, 10], "img_height": [10, 10],
+                       "cat_name": ["cat", ""], "ann_bbox_xmin": [1.0, NAN], "ann_bbox_ymin": [1.0, NAN],
+                       "ann_bbox_xmax": [3.0, NAN], "ann_bbox_ymax": [3.0, NAN]})
+    rep = from_dataframe(df).report
+    assert rep.drops[["reason", "source", "message"]].values.tolist() == [
+        ["dropped.unknown_category", "dataframe:2", "no category"]]
+    desc = ("no usable category: not in the schema (--unknown drop), an empty or missing label (e.g. pylabel "
+            "rows of images without annotations), or a category id or class index the source does not define")
+    assert CODES["dropped.unknown_category"] == desc
+    assert f"  dropped  {'dropped.unknown_category':<28} {1:>8}  {desc}" in rep.summary_lines()

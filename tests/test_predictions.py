@@ -304,6 +304,22 @@ def test_absolute_and_unsafe_image_names():
     assert with_root.images["file_name"].tolist() == ["imgs/a.jpg", "imgs/sub/b.jpg"]
 
 
+def test_absolute_image_paths_under_a_relative_images_root(tmp_path, monkeypatch):
+    # the table names images by absolute path, the root is given relative to the working directory
+    root = tmp_path / "imgs"
+    (root / "sub").mkdir(parents=True)
+    Image.new("RGB", (30, 20)).save(root / "a.png")
+    Image.new("RGB", (16, 12)).save(root / "sub" / "b.png")
+    df = pd.DataFrame({"path": [str(root / "a.png"), str(root / "sub" / "b.png")], "class": ["c", "c"],
+                       "xmin": [1.0, 2.0], "ymin": [1.0, 2.0], "xmax": [5.0, 6.0], "ymax": [5.0, 6.0]})
+    monkeypatch.chdir(tmp_path)
+    ds = pred.from_dataframe(df, images="imgs")
+    # both sizes come from the headers; names are relative to the root
+    assert ds.images[["file_name", "width", "height"]].values.tolist() == [["a.png", 30, 20], ["sub/b.png", 16, 12]]
+    assert len(ds.report.drops) == 0
+    assert len(ds.annotations) == 2
+
+
 def test_a_million_rows(self_ap):
     n = 1_000_000
     rng = np.random.default_rng(7)

@@ -213,3 +213,26 @@ def test_cli_preview_n_and_quiet(tmp_path: Path) -> None:
         assert im.size[0] == 536
     res = CliRunner().invoke(main, ["preview", str(SAMPLE / "yolo"), "-o", str(tmp_path / "p.png"), "--n", "0"])
     assert res.exit_code == 2
+
+
+def test_cli_preview_reads_url_sources_and_draws_remote_images(tmp_path: Path) -> None:
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/preview-url/cvat/annotations.xml", (SAMPLE / "cvat" / "annotations.xml").read_bytes())
+    for p in IMAGES.iterdir():
+        fs.pipe(f"/preview-url/images/{p.name}", p.read_bytes())
+    runner = CliRunner()
+    res = runner.invoke(main, ["-q", "preview", str(SAMPLE / "cvat" / "annotations.xml"), "--images", str(IMAGES),
+                               "-o", str(tmp_path / "local.png")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(main, ["-q", "preview", "memory://preview-url/cvat/annotations.xml", "--images",
+                               "memory://preview-url/images", "-o", str(tmp_path / "remote.png")])
+    assert res.exit_code == 0, res.output
+    with Image.open(tmp_path / "local.png") as a, Image.open(tmp_path / "remote.png") as b:
+        assert a.size == b.size == (800, 648)
+        # below the header line (which names the source) the sheets are the same pixels: the remote images
+        # were downloaded and drawn, not grey "image not found" tiles
+        below = (0, pv.MARGIN + pv.HEADER, a.size[0], a.size[1])
+        assert np.array_equal(np.asarray(a.crop(below)), np.asarray(b.crop(below)))
+    fs.rm("/preview-url", recursive=True)

@@ -153,8 +153,30 @@ def test_schema_from_label_studio_config(fixtures_dir: Path):
     xml = fixtures_dir / LS / "test_export_coco/label_config.xml"
     schema = load_schema(xml)
     assert schema is not None
-    assert list(schema["name"]) == ["rectangle_label", "polygon_label", "keypoint_label1", "keypoint_label2"]
+    # keypoint_label1/2 are KeyPointLabels values: keypoint names, not categories
+    assert list(schema["name"]) == ["rectangle_label", "polygon_label"]
+    assert list(schema["id"]) == [1, 2]
+
+
+def test_label_studio_config_keypoint_labels_are_not_categories(tmp_path: Path):
+    # sample config: cat/dog/car/person under RectangleLabels and PolygonLabels, head/left_hand/right_hand
+    # under KeyPointLabels -> 4 categories, not 7
+    xml = Path(__file__).resolve().parent.parent / "sample_data/labelstudio/label_config.xml"
+    schema = load_schema(xml)
+    assert schema is not None
+    assert list(schema["name"]) == ["cat", "dog", "car", "person"]
     assert list(schema["id"]) == [1, 2, 3, 4]
+    # a value listed under an object control and under KeyPointLabels stays a category, in its object order
+    both = tmp_path / "both.xml"
+    both.write_text('<View><Image name="i" value="$image"/><KeyPointLabels name="kp" toName="i">'
+                    '<Label value="nose"/><Label value="hand"/></KeyPointLabels>'
+                    '<RectangleLabels name="r" toName="i"><Label value="hand"/><Label value="face"/>'
+                    '</RectangleLabels></View>')
+    assert list(load_schema(both)["name"]) == ["hand", "face"]
+    only_kp = tmp_path / "kp.xml"
+    only_kp.write_text('<View><KeyPointLabels name="kp" toName="i"><Label value="nose"/></KeyPointLabels></View>')
+    with pytest.raises(CategoryError, match=r"KeyPointLabels values are keypoint names, not categories"):
+        load_schema(only_kp)
 
 
 def test_label_studio_config_with_a_case_mismatch_in_the_data(fixtures_dir: Path):

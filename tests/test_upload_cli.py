@@ -369,3 +369,22 @@ def test_push_reconciles_sample_categories_with_the_project(tmp_path: Path) -> N
     assert r.stdout.splitlines()[1:] == ["  annotations applied: 6", "  images matched: 5"]
     st = LocalProject(proj_dir).status()
     assert (st["annotations"], st["categories"]) == (6, {"Cat": 3, "dog": 2, "person": 1})
+
+
+def test_push_reads_a_url_source(tmp_path: Path) -> None:
+    # the source URL is kept whole (not mangled to memory:/...) and read through prelabel.storage
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for p in (SAMPLE / "yolo").rglob("*"):
+        if p.is_file():
+            fs.pipe(f"/push-url/yolo/{p.relative_to(SAMPLE / 'yolo').as_posix()}", p.read_bytes())
+    proj_dir = tmp_path / "proj"
+    assert run("project", "init", str(proj_dir), "--images", str(SAMPLE / "images"),
+               "--categories", "cat,dog,car,person").exit_code == 0
+    r = CliRunner().invoke(main, ["push", "memory://push-url/yolo", "--to", f"local:{proj_dir}"])
+    assert r.exit_code == 0, r.output
+    # sample_data/yolo: 7 boxes on 5 images
+    assert r.stdout.splitlines()[1:] == ["  annotations applied: 7", "  images matched: 5"]
+    assert LocalProject(proj_dir).status()["categories"] == {"cat": 3, "dog": 2, "car": 1, "person": 1}
+    fs.rm("/push-url", recursive=True)

@@ -562,3 +562,36 @@ def test_same_input_same_dataset(tmp_path):
     again, _ = _read(root)
     assert to_coco(first) == to_coco(again)
     assert first.images["file_name"].tolist() == ["a.png", "b.png"]
+
+
+def test_cli_data_yaml_and_kpt_shape_options(fixtures_dir, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from prelabel.cli import main
+
+    out = tmp_path / "o.json"
+    # pose_2dim.yaml (kpt_shape [4, 2], names dog, cat) is not beside the labels: --data-yaml points at it
+    r = CliRunner().invoke(main, ["-q", "convert", str(fixtures_dir / DAGSHUB / "data" / "labels_pose_2dim"),
+                                  "--data-yaml", str(fixtures_dir / DAGSHUB / "pose_2dim.yaml"), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    coco = json.loads(out.read_text())
+    assert [(c["name"], c["keypoints"]) for c in coco["categories"]] == [
+        ("dog", ["kp0", "kp1", "kp2", "kp3"]), ("cat", ["kp0", "kp1", "kp2", "kp3"])]
+    # 0 0.25 0.25 0.5 0.5 | .1 .1 .2 .2 .3 .3 .4 .4 on 640x480 -> box [0, 0, 320, 240], (64, 48, 2) ...
+    assert coco["annotations"][0]["bbox"] == [0.0, 0.0, 320.0, 240.0]
+    assert coco["annotations"][0]["keypoints"][:6] == [64.0, 48.0, 2, 128.0, 96.0, 2]
+    # --kpt-shape 4,3 reads the 3-dim labels as pose without guessing (no "inferred" note)
+    r = CliRunner().invoke(main, ["-v", "convert", str(fixtures_dir / DAGSHUB / "data" / "labels_pose_3dim"),
+                                  "--kpt-shape", "4,3", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "kpt_shape inferred" not in r.stderr
+    coco = json.loads(out.read_text())
+    # 0 ... 0.1 0.1 1  0.2 0.2 0  0.3 0.3 1  0.4 0.4 0 -> (64,48,1) (0,0,0) (192,144,1) (0,0,0)
+    assert coco["annotations"][0]["keypoints"] == [64.0, 48.0, 1, 0.0, 0.0, 0, 192.0, 144.0, 1, 0.0, 0.0, 0]
+    r = CliRunner().invoke(main, ["convert", str(fixtures_dir / DAGSHUB / "data" / "labels_pose_3dim"),
+                                  "--kpt-shape", "4", "-o", str(out)])
+    assert r.exit_code == 2
+    assert ("Invalid value for '--kpt-shape': expected K,D (K keypoints, D = 2 or 3 values each), e.g. 17,3; "
+            "got '4'") in r.stderr

@@ -133,6 +133,7 @@ class _Images:
     why: dict[Any, str] = field(default_factory=dict)        # id key -> why its annotations are dropped
 
 
+_MAX_KEYPOINTS = 100_000  # keypoint names synthesized for a category that names none (kp1..kpK)
 _MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
 
 
@@ -475,6 +476,9 @@ def _keypoint_names(cats: list[_Category], rows: _Rows, *, file: str, prefix: st
             n = len(c.keypoints)
         elif ks or sk_max:
             n = max([*ks, sk_max])
+            if n > _MAX_KEYPOINTS:
+                raise ReadError(file, f"category {c.name!r} names no keypoints and its skeleton or annotations "
+                                      f"imply {n}: more than {_MAX_KEYPOINTS}", element=c.element)
             c.keypoints = [f"kp{j}" for j in range(1, n + 1)]
             report.note("value.coerced", f"{file}#{c.element}",
                         f"category {c.name!r} names no keypoints: named kp1..kp{n}", severity="info")

@@ -339,9 +339,13 @@ class _Drop(Exception):
 
 def _num(v: Any) -> float:
     """A JSON number as float; anything else (bool, str, None) raises TypeError."""
-    if type(v) is float or type(v) is int:
+    if type(v) is float:
+        return v
+    if type(v) is int:
+        if abs(v) > 2**1023:  # json's fallback parser (NaN in the file) reads any integer exactly
+            raise ValueError(f"number too large: {reprlib.repr(v)}")
         return float(v)
-    raise TypeError(f"expected a number, got {v!r}")
+    raise TypeError(f"expected a number, got {reprlib.repr(v)}")
 
 
 def _labels_of(v: dict[str, Any], t: str) -> Any:

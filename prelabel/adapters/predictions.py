@@ -408,7 +408,10 @@ def _images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np
     rel: list[str | None] = [None] * nu
     local: list[str | None] = [None] * nu
     absolute: list[int] = []
-    root_posix = root.as_posix().rstrip("/") if root is not None else None
+    # absolute names are related to the root made absolute (a relative ``images=`` is relative to the working
+    # directory) and to its symlink-resolved form, whichever the table's paths were written from
+    roots_posix = sorted({p.as_posix().rstrip("/") for p in (root.absolute(), root.resolve())},
+                         key=len, reverse=True) if root is not None else []
     for i, name in enumerate(raw_names):
         if name is None:
             why[i] = "no image name"
@@ -420,9 +423,10 @@ def _images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np
             continue
         norm = name.replace("\\", "/")
         if _is_absolute(name) and "\x00" not in name and ".." not in norm.split("/"):
-            if root_posix is not None and norm.startswith(root_posix + "/"):
+            under = next((rp for rp in roots_posix if norm.startswith(rp + "/")), None)
+            if under is not None:
                 local[i] = name  # under the images root: its header may be read
-                rel[i] = safe_relative(norm[len(root_posix) + 1:])
+                rel[i] = safe_relative(norm[len(under) + 1:])
             else:
                 absolute.append(i)  # outside every given root: named, never opened
             continue

@@ -752,26 +752,29 @@ def _parse(raw: list[bytes], files: list[str]) -> _Lines:
     if not buf.strip():
         return _Lines(empty, empty, empty, empty, np.zeros(0, dtype=np.float64))
     arr = np.frombuffer(buf, dtype=np.uint8)
+    ends = np.flatnonzero(arr == 10)
     ws = _WS[arr]
     prev = np.empty_like(ws)
     prev[0] = True
     prev[1:] = ws[:-1]
-    starts = np.flatnonzero(~ws & prev)
-    ends = np.flatnonzero(arr == 10)
+    np.logical_and(np.logical_not(ws, out=ws), prev, out=ws)  # in place: a value starts here
+    starts = np.flatnonzero(ws)
     counts = np.bincount(np.searchsorted(ends, starts), minlength=len(ends))
+    n_values = len(starts)
+    del arr, ws, prev, starts  # peak memory: the byte-sized masks go before the values are parsed
     vals: np.ndarray | None = None
     try:
-        text = buf.decode("ascii")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            vals = np.fromstring(text, dtype=np.float64, sep=" ")
-        if len(vals) != len(starts):
-            vals = None
-    except (UnicodeDecodeError, ValueError, DeprecationWarning):
+        if buf.isascii():  # parsed from the bytes themselves: no decoded copy
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                vals = np.fromstring(buf, dtype=np.float64, sep=" ")
+            if len(vals) != n_values:
+                vals = None
+    except (ValueError, DeprecationWarning):
         vals = None
     if vals is None:
         vals = _bad_value(datas, files)
-        if len(vals) != len(starts):  # pragma: no cover - the tokenizers agree on ASCII whitespace
+        if len(vals) != n_values:  # pragma: no cover - the tokenizers agree on ASCII whitespace
             raise ReadError(files[0], "internal error: value count mismatch")
     nonempty = np.flatnonzero(counts)
     cum = np.cumsum(nlines)
@@ -954,14 +957,17 @@ def _read(lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src:
     new_index = np.cumsum(size_ok) - 1
     ann = _convert(lines, keep, row_kind, row_img, widths, heights, kpt_shape, n_entries)
     ann["image"] = new_index[row_img[keep]]
-    ann["category"] = names_arr[ci[keep]]
-    ann["src_file"] = files_arr[lines.entry[keep]]
+    # object Series: pandas would otherwise infer its str dtype, and the model's cast back to object makes a
+    # new str per row (memory)
+    ann["category"] = pd.Series(names_arr[ci[keep]], dtype=object)
+    ann["src_file"] = pd.Series(files_arr[lines.entry[keep]], dtype=object)
     ann["src_line"] = lines.line[keep]
-    annotations = pd.DataFrame(ann)
-    inf_score = np.isinf(annotations["score"].to_numpy(dtype=np.float64))
+    annotations: Any = ann  # a mapping of columns: Dataset.build makes the one DataFrame (no extra copy)
+    inf_score = np.isinf(np.asarray(ann["score"], dtype=np.float64))
     if inf_score.any():  # a NaN score is "no score"; an infinite one is no probability and no valid COCO
-        report.drop("dropped.nonfinite", annotations[inf_score], "infinite score")
-        annotations = annotations[~inf_score]
+        frame = pd.DataFrame(ann)
+        report.drop("dropped.nonfinite", frame[inf_score], "infinite score")
+        annotations = frame[~inf_score]
 
     # ---- images and categories
     label_of_image = {i: rel_files[e] for e, i in enumerate(entry_image) if i >= 0}

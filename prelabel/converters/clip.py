@@ -155,9 +155,18 @@ def _sizes(ds: Dataset, ann: pd.DataFrame, led: _Ledger) -> tuple[np.ndarray, np
 
 
 # ------------------------------------------------------------------------------------------------ boxes
+_BOX_CHUNK = 65536  # boxes clipped per step: bounds the temporary arrays (peak memory), same result
+
+
 def _clip_boxes(rows: np.ndarray, box: np.ndarray, W: np.ndarray, H: np.ndarray, enabled: bool,
                 led: _Ledger) -> None:
-    """Clip the boxes of ``rows`` in place in ``box`` (N, 4)."""
+    """Clip the boxes of ``rows`` in place in ``box`` (N, 4), a chunk of rows at a time."""
+    for start in range(0, len(rows), _BOX_CHUNK):
+        _clip_box_rows(rows[start:start + _BOX_CHUNK], box, W, H, enabled, led)
+
+
+def _clip_box_rows(rows: np.ndarray, box: np.ndarray, W: np.ndarray, H: np.ndarray, enabled: bool,
+                   led: _Ledger) -> None:
     if len(rows) == 0:
         return
     x, y, w, h = (box[rows, k] for k in range(4))
@@ -511,8 +520,8 @@ def clip(ds: Dataset, *, enabled: bool = True, min_area: float = 0.0) -> Dataset
         if len(idx):
             rep.change(code, ann.iloc[idx].assign(message=msgs))
 
-    out = ann.copy()
+    out = ann.copy(deep=False)  # copy-on-write: the columns replaced below are new, the others shared
     out["x"], out["y"], out["w"], out["h"] = box[:, 0], box[:, 1], box[:, 2], box[:, 3]
     out["segmentation"] = pd.Series(seg, dtype=object)
     out["keypoints"] = pd.Series(kps, dtype=object)
-    return ds.replace(annotations=out[alive])
+    return ds.replace(annotations=out if alive.all() else out[alive])

@@ -65,7 +65,7 @@ DEFAULT_MAX_FILE_SIZE = 25 * 1024 * 1024
 _INFO = {"description": "written by prelabel", "version": "1.0", "year": 0, "contributor": "", "url": "",
          "date_created": ""}
 _OPT = orjson.OPT_SERIALIZE_NUMPY
-_CHUNK = 32768  # box rows assembled per step: bounds the temporary lists (~10 small objects per row)
+_CHUNK = 8192  # box rows assembled per step: bounds the temporary lists (~10 small objects per row)
 
 
 def category_ids(categories: pd.DataFrame) -> np.ndarray:
@@ -379,7 +379,7 @@ def coco_bytes(ds: Dataset | CocoTables, *, rle: str = "compressed", info: Mappi
     return b"".join(_tables(ds, rle, info).document_chunks())
 
 
-def _dumps(doc: Mapping[str, Any]) -> bytes:
+def _dumps(doc: Any) -> bytes:
     return orjson.dumps(doc, option=_OPT)
 
 

@@ -67,7 +67,7 @@ UNKNOWN_MODES = ("error", "drop", "keep")
 # Labellerr question types that classify an image or an object rather than draw one: not categories
 _CLASSIFICATION_TYPES = {"input", "radio", "boolean", "select", "dropdown", "checkbox", "stt", "imc", "text",
                          "textarea", "number", "date", "rating"}
-_LS_LABEL_TAGS = {"RectangleLabels", "PolygonLabels", "BrushLabels", "KeyPointLabels", "Labels", "EllipseLabels"}
+_LS_LABEL_TAGS = {"RectangleLabels", "PolygonLabels", "BrushLabels", "Labels", "EllipseLabels"}  # object controls
 
 
 # ------------------------------------------------------------------------------------------- normalization
@@ -290,6 +290,8 @@ def _label_studio_rows(text: str, path: Path) -> list[dict[str, Any]]:
         raise ReadError(str(path), f"not valid XML: {e}", line=e.position[0] if e.position else None) from None
     except DefusedXmlException as e:
         raise ReadError(str(path), f"refused XML: {e}", hint="remove the DTD / entity declarations") from None
+    # KeyPointLabels values name keypoints (head, left_hand, ...), not object categories: only the labels of
+    # object controls are categories (a value listed under both is one, through its object control)
     seen: dict[str, None] = {}
     for el in root.iter():
         if el.tag in _LS_LABEL_TAGS:
@@ -298,7 +300,8 @@ def _label_studio_rows(text: str, path: Path) -> list[dict[str, Any]]:
                     seen.setdefault(str(lab.get("value")), None)
     if not seen:
         raise CategoryError(f"schema file {path}: no <Label value=...> inside RectangleLabels, PolygonLabels, "
-                            f"BrushLabels, KeyPointLabels, EllipseLabels or Labels")
+                            f"BrushLabels, EllipseLabels or Labels (KeyPointLabels values are keypoint names, "
+                            f"not categories)")
     return [{"name": n} for n in seen]
 
 
@@ -316,7 +319,8 @@ def load_schema(schema: Any) -> pd.DataFrame | None:
       1..K; questions whose ``option_type`` (or ``question_type``) is a classification kind (radio, input,
       boolean, select, dropdown, checkbox, ...) are skipped.
     - Label Studio labeling config XML: every ``<Label value=...>`` child of RectangleLabels, PolygonLabels,
-      BrushLabels, KeyPointLabels, EllipseLabels or Labels, in document order, duplicates once, ids 1..K.
+      BrushLabels, EllipseLabels or Labels, in document order, duplicates once, ids 1..K. KeyPointLabels values
+      are keypoint names, not categories, and are left out (unless an object control lists them too).
     - a DataFrame with a ``name`` column (``id``, ``supercategory``, ``keypoints``, ``skeleton`` optional).
 
     >>> load_schema(["cat", "dog"])[["name", "id"]].values.tolist()

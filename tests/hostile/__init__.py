@@ -666,6 +666,10 @@ register("json.empty_label:labelstudio", lambda r: _ls(r, ls_tasks(label=""), ex
 register("json.blank_label:labelstudio", lambda r: _ls(r, ls_tasks(label="   "), expect="either"))
 register("json.empty_category_name:coco", lambda r: _coco(
     r, {**coco_doc(), "categories": [{"id": 1, "name": ""}]}, expect="either"))
+register("json.skeleton_huge:coco", lambda r: _coco(
+    r, {**coco_doc(), "categories": [{"id": 1, "name": "cat", "skeleton": [[1, 10**11]]}]}, expect="either"))
+register("json.huge_int_with_nan:labelstudio", lambda r: _ls(
+    r, None, raw=json.dumps([*ls_tasks(x=_BIG_INT), *ls_tasks(x=float("nan"))]).encode(), expect="either"))
 register("json.minimal_json_min:labelstudio", lambda r: _ls(
     r, [{"image": "a.png", "id": 1, "label": [{"x": "nan", "y": None, "width": [], "height": {},
                                                "rectanglelabels": 5}]}], expect="either"))
