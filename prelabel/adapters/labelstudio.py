@@ -275,6 +275,11 @@ def _load_config(spec: Any) -> _Config | None:
 
 
 # ================================================================================================ reading
+def _is_min(doc: list[Any]) -> bool:
+    """A JSON-MIN export: its first record is an object with no ``data`` and no labelled results."""
+    return bool(doc) and isinstance(doc[0], dict) and "data" not in doc[0] and not _has_labels(doc[0])
+
+
 def _loads(data: bytes, file: str) -> Any:
     enabled = gc.isenabled()
     gc.disable()
@@ -297,6 +302,75 @@ def _loads(data: bytes, file: str) -> Any:
             gc.enable()
 
 
+_PIECE = 8 << 20  # bytes of a large export parsed at a time (peak memory: the objects of one piece)
+# where the next top-level task may start: "}" "," "{" then an integer "id" (results have string ids);
+# each candidate is checked by parsing the piece it ends (a piece that parses is a run of whole tasks)
+_NEXT_TASK = re.compile(rb'\}\s*,\s*(\{)\s*"id"\s*:\s*-?\d')
+_MAX_MISSES = 8
+_LIST_START = re.compile(rb"\s*\[")
+
+
+def _valid_json(raw: bytes, file: str) -> None:
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        _loads(raw, file)  # raises the whole file's error
+
+
+def _read_in_pieces(reader: _Reader, raw: bytes, file: str) -> bool:
+    """Read a large export (a JSON list of tasks) a few MB at a time, so that the objects of only one piece
+    are alive at once; the tasks, their order and numbering are those of the whole file. Returns False, having
+    read nothing, when the file is not suited (small, not a list, JSON-MIN, or no boundary found): the caller
+    then reads the whole file."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    opening = _LIST_START.match(raw)
+    if len(raw) < 2 * _PIECE or opening is None:
+        return False
+    start = opening.end()
+    first = 1
+    gc.disable()  # read() enables it again at the end, as for a whole file
+    while True:
+        doc: Any = None
+        nxt = -1
+        m = _NEXT_TASK.search(raw, start + _PIECE) if start + _PIECE < len(raw) else None
+        for _ in range(_MAX_MISSES):
+            if m is None:
+                break
+            try:
+                doc = orjson.loads(b"[" + raw[start:m.start() + 1] + b"]")
+                nxt = m.start(1)
+                break
+            except orjson.JSONDecodeError:  # not a top-level boundary: try the next one
+                m = _NEXT_TASK.search(raw, m.start() + 1)
+        if doc is None:  # the rest in one go
+            try:
+                doc = orjson.loads(b"[" + raw[start:])
+            except orjson.JSONDecodeError:
+                if first == 1:
+                    return False
+                # the whole file's error; or NaN / Infinity, which _loads reads as json does: the rest of it
+                whole = _loads(raw, file)
+                if not isinstance(whole, list):
+                    raise ReadError(file, "not valid JSON") from None
+                doc = whole[first - 1:]
+                del whole
+        if first == 1 and (not doc or _is_min(doc)):
+            return False
+        try:
+            reader.read_doc(doc, file, first=first, check_min=False)
+        except ReadError:
+            del doc
+            if nxt >= 0:  # as for a whole file, a JSON syntax error further on is the error to report
+                _valid_json(raw, file)
+            raise
+        first += len(doc)
+        del doc
+        if nxt < 0:
+            return True
+        start = nxt
+
+
 def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     """Read a Label Studio export (file or folder of ``.json`` files) into a Dataset."""
     if options.ls_select not in SELECT_CHOICES:
@@ -317,6 +391,8 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
                 raw = f.read_bytes()
             except OSError as e:
                 raise ReadError(str(f), f"cannot read: {e}") from None
+            if _read_in_pieces(reader, raw, str(f)):
+                continue
             doc = _loads(raw, str(f))
             del raw
             gc.disable()
@@ -425,15 +501,17 @@ class _Reader:
         self.from_header = 0
 
     # ------------------------------------------------------------------------------------------ documents
-    def read_doc(self, doc: Any, file: str) -> None:
+    def read_doc(self, doc: Any, file: str, *, first: int = 1, check_min: bool = True) -> None:
+        """Read the tasks of ``doc`` (numbered from ``first``: a piece of a file continues its numbering;
+        ``check_min=False``: the file's first task already said it is not JSON-MIN)."""
         self.file = file
         if isinstance(doc, dict):
             doc = [doc]
         if not isinstance(doc, list):
             raise ReadError(file, f"expected a JSON list of tasks (or one task object), got {type(doc).__name__}")
-        if doc and all(isinstance(t, dict) for t in doc[:1]) and "data" not in doc[0] and not _has_labels(doc[0]):
+        if check_min and _is_min(doc):
             doc = self._from_min(doc, file)
-        for ti, task in enumerate(doc, 1):
+        for ti, task in enumerate(doc, first):
             if not isinstance(task, dict):
                 raise ReadError(file, f"task must be an object, got {type(task).__name__}", line=ti)
             line = task.get("__line", ti)
