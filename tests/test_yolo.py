@@ -595,3 +595,16 @@ def test_cli_data_yaml_and_kpt_shape_options(fixtures_dir, tmp_path):
     assert r.exit_code == 2
     assert ("Invalid value for '--kpt-shape': expected K,D (K keypoints, D = 2 or 3 values each), e.g. 17,3; "
             "got '4'") in r.stderr
+
+
+def test_a_malformed_label_beside_a_names_file_is_reported_not_unrecognised(tmp_path: Path) -> None:
+    from prelabel import adapters
+    from prelabel.errors import ReadError
+    from prelabel.pipeline import read as pipeline_read
+
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2\n")
+    (tmp_path / "classes.txt").write_text("a\n")
+    assert adapters.detect(tmp_path) == "yolo"
+    with pytest.raises(ReadError, match=r"labels/a.txt:1: expected at least 5 numbers"):
+        pipeline_read(tmp_path)

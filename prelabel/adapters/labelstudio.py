@@ -65,6 +65,7 @@ from __future__ import annotations
 import gc
 import json
 import math
+import mmap
 import re
 import reprlib
 from dataclasses import dataclass, field
@@ -317,18 +318,27 @@ def _valid_json(raw: bytes, file: str) -> None:
         _loads(raw, file)  # raises the whole file's error
 
 
-def _read_in_pieces(reader: _Reader, raw: bytes, file: str) -> bool:
-    """Read a large export (a JSON list of tasks) a few MB at a time, so that the objects of only one piece
-    are alive at once; the tasks, their order and numbering are those of the whole file. Returns False, having
-    read nothing, when the file is not suited (small, not a list, JSON-MIN, or no boundary found): the caller
-    then reads the whole file."""
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    opening = _LIST_START.match(raw)
-    if len(raw) < 2 * _PIECE or opening is None:
+def _read_file_in_pieces(reader: _Reader, path: Path) -> bool:
+    """Read a large export (a JSON list of tasks) a few MB at a time from a memory map of the file, so that
+    only one piece (its bytes and its objects) is in memory at once; the tasks, their order and numbering are
+    those of the whole file. Returns False, having read nothing, when the file is not suited (small, not a
+    list, JSON-MIN, or no boundary found): the caller then reads the whole file."""
+    try:
+        if path.stat().st_size < 2 * _PIECE:
+            return False
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return _read_in_pieces(reader, mm, str(path))
+    except (OSError, ValueError):  # not a regular file, cannot be mapped: read as a whole (which reports it)
+        return False
+
+
+def _read_in_pieces(reader: _Reader, raw: mmap.mmap, file: str) -> bool:
+    opening = _LIST_START.match(raw, 3 if raw[:3] == b"\xef\xbb\xbf" else 0)
+    if opening is None:
         return False
     start = opening.end()
     first = 1
+    page = mmap.PAGESIZE
     gc.disable()  # read() enables it again at the end, as for a whole file
     while True:
         doc: Any = None
@@ -350,7 +360,7 @@ def _read_in_pieces(reader: _Reader, raw: bytes, file: str) -> bool:
                 if first == 1:
                     return False
                 # the whole file's error; or NaN / Infinity, which _loads reads as json does: the rest of it
-                whole = _loads(raw, file)
+                whole = _loads(raw[:], file)
                 if not isinstance(whole, list):
                     raise ReadError(file, "not valid JSON") from None
                 doc = whole[first - 1:]
@@ -362,13 +372,15 @@ def _read_in_pieces(reader: _Reader, raw: bytes, file: str) -> bool:
         except ReadError:
             del doc
             if nxt >= 0:  # as for a whole file, a JSON syntax error further on is the error to report
-                _valid_json(raw, file)
+                _valid_json(raw[:], file)
             raise
         first += len(doc)
         del doc
         if nxt < 0:
             return True
         start = nxt
+        if start >= page:  # the bytes read so far leave this process's memory (they stay in the page cache)
+            raw.madvise(mmap.MADV_DONTNEED, 0, start - start % page)
 
 
 def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
@@ -387,12 +399,12 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     enabled = gc.isenabled()
     try:
         for f in files:
+            if _read_file_in_pieces(reader, f):
+                continue
             try:
                 raw = f.read_bytes()
             except OSError as e:
                 raise ReadError(str(f), f"cannot read: {e}") from None
-            if _read_in_pieces(reader, raw, str(f)):
-                continue
             doc = _loads(raw, str(f))
             del raw
             gc.disable()

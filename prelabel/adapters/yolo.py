@@ -162,7 +162,7 @@ def detect(path: Path) -> float:
     if any(_yaml_keys(p / n) & {"names", "nc"} for n in yamls[:5]):
         has_names = True
     for sub in ("labels", "obj_train_data", "train/labels", "valid/labels", "val/labels"):
-        if (p / sub).is_dir() and _some_label_file(p / sub):
+        if (p / sub).is_dir() and _some_label_file(p / sub, any_txt=has_names):
             return 0.9 if has_names else 0.85
     if _some_label_file(p, depth=0):
         return 0.85 if has_names else 0.6
@@ -211,8 +211,12 @@ def _looks_like_labels(data: bytes) -> bool:
     return not data.strip()
 
 
-def _some_label_file(folder: Path, *, depth: int = 2, budget: int = 200) -> bool:
-    """Whether ``folder`` (searched ``depth`` levels down, a bounded number of entries) holds a label file."""
+def _some_label_file(folder: Path, *, depth: int = 2, budget: int = 200, any_txt: bool = False) -> bool:
+    """Whether ``folder`` (searched ``depth`` levels down, a bounded number of entries) holds a label file.
+
+    With ``any_txt``, any non-empty .txt file counts (a names file beside it already says YOLO: a malformed
+    label file should then be read, and reported with its line, rather than make the source unrecognisable).
+    """
     seen = 0
     stack = [(folder, 0)]
     while stack:
@@ -227,7 +231,7 @@ def _some_label_file(folder: Path, *, depth: int = 2, budget: int = 200) -> bool
                 return False
             if e.is_file() and e.name.lower().endswith(".txt") and e.name.lower() not in _NOT_LABELS:
                 head = _head_bytes(Path(e.path))
-                if head.strip() and _looks_like_labels(head):
+                if head.strip() and (any_txt or _looks_like_labels(head)):
                     return True
             elif e.is_dir() and level < depth and not e.name.startswith("."):
                 stack.append((Path(e.path), level + 1))
