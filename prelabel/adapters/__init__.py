@@ -56,10 +56,41 @@ def detect(path: str | Path) -> str:
             scores[name] = 0.0
     best = max(scores.values())
     if best <= 0:
-        raise FormatDetectionError(str(p), "no known annotation format found here",
-                                   hint="give the format with --from (see 'prelabel formats')")
+        inside = _detect_inside(p) if p.is_dir() else []
+        hint = "give the format with --from (see 'prelabel formats')"
+        if inside:
+            hint = "these look like sources: " + ", ".join(f"{s} ({f})" for s, f in inside[:6]) + "; point at one"
+        raise FormatDetectionError(str(p), "no known annotation format found here", hint=hint)
     top = sorted(n for n, s in scores.items() if s == best)
     if len(top) > 1:
         raise FormatDetectionError(str(p), f"ambiguous source: could be {' or '.join(top)}", candidates=top,
                                    hint=f"give the format with --from {top[0]} (or --from {top[1]})")
     return top[0]
+
+
+def _detect_inside(folder: Path) -> list[tuple[str, str]]:
+    """(path, format) of the entries directly inside ``folder`` that one adapter is sure of (for a hint)."""
+    found: list[tuple[str, str]] = []
+    try:
+        entries = sorted(folder.iterdir())[:50]
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        candidates = [entry] if entry.is_dir() else []
+        if entry.is_dir():
+            candidates += sorted(c for c in entry.iterdir() if c.is_file())[:5]
+        for cand in candidates:
+            scores: dict[str, float] = {}
+            for name in FORMATS:
+                try:
+                    scores[name] = float(get(name).detect(cand))
+                except (OSError, ValueError):
+                    scores[name] = 0.0
+            best = max(scores.values())
+            top = [n for n, v in scores.items() if v == best]
+            if best >= 0.5 and len(top) == 1:
+                found.append((str(cand), top[0]))
+                break
+    return found
