@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -116,15 +114,41 @@ def ensure_bytecode(python: Path, *extra: Path) -> None:
     marker.touch()
 
 
-def run_once(argv: list[str], cwd: Path) -> tuple[float, float, float, int, str]:
-    """(wall seconds, CPU seconds, peak RSS MiB, exit code, stderr tail) of one whole-process run."""
+# Every tool is started by this small helper process, not by the runner: a child's peak resident memory
+# (ru_maxrss) starts at its parent's resident size when it forks, even across exec, and the runner grows
+# when it loads outputs to check them. The helper stays at ~10 MiB, below any tool's own peak.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+for line in sys.stdin:
+    req = json.loads(line)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(req["argv"], cwd=req["cwd"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = proc.stderr.read()
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    err = proc.stderr.read().decode(errors="replace")[-600:] if proc.stderr else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, proc.returncode, err
+    print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024.0,
+                      "rc": os.waitstatus_to_exitcode(status), "err": err.decode(errors="replace")[-600:]}),
+          flush=True)
+"""
+
+
+class Launcher:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def run(self, argv: list[str], cwd: Path) -> tuple[float, float, float, int, str]:
+        """(wall seconds, CPU seconds, peak RSS MiB, exit code, stderr tail) of one whole-process run."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd)}) + "\n")
+        self.proc.stdin.flush()
+        r = json.loads(self.proc.stdout.readline())
+        return r["wall"], r["cpu"], r["rss"], r["rc"], r["err"]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait()
 
 
 def check(path: Path, truth: dict[str, np.ndarray], tolerance: float) -> tuple[bool, str]:
@@ -167,6 +191,7 @@ def main() -> None:
     ap.add_argument("--tools", default="prelabel,globox,labelformat,lsconverter")
     ap.add_argument("--tolerance", type=float, default=1.01)
     a = ap.parse_args()
+    launcher = Launcher()  # first, while this process is small
     n = a.images or SIZES[a.size]
     data = HERE / "data" / f"{a.size}-{n}"
     if not (data / "truth.npz").exists():
@@ -191,7 +216,7 @@ def main() -> None:
         notes: dict[str, str] = {}
         for _ in range(a.runs):
             for tool, (argv, _) in cmds.items():
-                wall, cpu, rss, rc, err = run_once(argv, out)
+                wall, cpu, rss, rc, err = launcher.run(argv, out)
                 if rc != 0:
                     notes[tool] = f"exit {rc}: {err.strip().splitlines()[-1] if err.strip() else ''}"
                     continue
@@ -206,6 +231,7 @@ def main() -> None:
                             "max_s": max(times[tool]) if times[tool] else None,
                             "cpu_s": statistics.median(cpus[tool]) if cpus[tool] else None,
                             "peak_mib": max(peaks[tool]) if peaks[tool] else None, "ok": ok, "check": msg})
+    launcher.close()
     # ratios against the fastest peer of each format
     print(f"\n{n} images, {len(truth['image'])} boxes, {a.runs} run(s) each; ratio = fastest peer / prelabel\n")
     print(f"{'format':<12} {'tool':<12} {'median s':>9} {'min-max s':>12} {'cpu s':>7} {'peak MiB':>9} "
