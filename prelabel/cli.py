@@ -64,18 +64,26 @@ def _tune_allocator() -> None:
 
 @click.group(cls=_Group, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="prelabel")
-@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, no summary).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every diagnostic.")
 @click.pass_context
 def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     """prelabel: bring existing labels and model predictions into annotation projects.
 
     \b
+    Progress goes to stderr: a bar on a terminal, else a line every 2 s for long steps (short runs stay
+    silent). PRELABEL_PROGRESS=auto|rich|plain|off forces the choice; PRELABEL_PROGRESS_INTERVAL=SECONDS
+    sets the least time between two plain lines (0: every step).
+
+    \b
     Examples:
       prelabel convert sample_data/yolo -o out.json
       prelabel convert export.xml --from cvat -o out.json --report report.json
       prelabel validate out.json --images sample_data/images
+      prelabel push sample_data/voc --to local:build/demo/project
+      prelabel -q convert sample_data/voc -o out.json
       prelabel formats
+      eval "$(prelabel completion bash)"
     """
     ctx.ensure_object(dict)
     _tune_allocator()
@@ -237,16 +245,20 @@ def _storage_options(kw: dict[str, Any]) -> dict[str, Any] | None:
 def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[str, Any]) -> Any:
     """Run the conversion for 'convert' and 'push' and print the summary."""
     from .pipeline import convert
+    from .progress import Stages, active
 
+    show = active(not ctx.obj.get("quiet"))
     try:
-        result = convert(
-            list(src), out, fmt=kw.get("fmt"), options=_read_options(kw), mapping=kw.get("mapping"),
-            schema=kw.get("schema"), unknown=kw.get("unknown") or "error", clip=not kw.get("no_clip"),
-            min_area=kw.get("min_area") or 0.0, min_score=kw.get("min_score"),
-            max_file_size=_size(kw.get("max_file_size") or "25MB"), rle=kw.get("rle") or "compressed",
-            report_path=kw.get("report_path"), strict=bool(kw.get("strict")),
-            storage_options=_storage_options(kw), engine=kw.get("engine") or "local",
-            scheduler=kw.get("scheduler"), workers=kw.get("engine_workers"))
+        with Stages("convert", enabled=show) as stages:  # stage lines / a bar on stderr (prelabel.progress)
+            result = convert(
+                list(src), out, fmt=kw.get("fmt"), options=_read_options(kw), mapping=kw.get("mapping"),
+                schema=kw.get("schema"), unknown=kw.get("unknown") or "error", clip=not kw.get("no_clip"),
+                min_area=kw.get("min_area") or 0.0, min_score=kw.get("min_score"),
+                max_file_size=_size(kw.get("max_file_size") or "25MB"), rle=kw.get("rle") or "compressed",
+                report_path=kw.get("report_path"), strict=bool(kw.get("strict")),
+                storage_options=_storage_options(kw), engine=kw.get("engine") or "local",
+                scheduler=kw.get("scheduler"), workers=kw.get("engine_workers"),
+                progress=stages if show else None)
     except Exception as e:
         from .errors import StrictError
 
@@ -302,8 +314,11 @@ def validate(file: Path, images: Path | None, as_json: bool) -> None:
     FILE may name a sharded output: when out.json is absent, its shards out-001.json, out-002.json, ...
     are validated, one line each.
     Exit code 0 when valid (every shard), 1 when not.
-    Example:
+
+    \b
+    Examples:
       prelabel validate out.json --images sample_data/images
+      prelabel validate out.json --json
     """
     import orjson
 
@@ -342,7 +357,13 @@ def validate(file: Path, images: Path | None, as_json: bool) -> None:
 
 @main.command(context_settings=CONTEXT)
 def formats() -> None:
-    """List the source formats prelabel reads."""
+    """List the source formats prelabel reads (the names that --from takes, and their aliases).
+
+    \b
+    Examples:
+      prelabel formats
+      prelabel convert labels/ --from yolo --names cat,dog --images images/ -o out.json
+    """
     from . import adapters
 
     for name in sorted(adapters.FORMATS):
@@ -547,12 +568,24 @@ def _target_options(kw: dict[str, Any], *, images: Any = None) -> dict[str, Any]
 def _run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, dry_run: bool, mode: str,
                 workers: int, journal: Path | None, no_journal: bool, max_file_size: int, as_json: bool,
                 quiet: bool = False, target_options: dict[str, Any] | None = None) -> None:
+    from .progress import active, progress
+    from .upload.driver import UploadProgress
     from .upload.driver import upload as do_upload
 
-    notify = None if quiet else (lambda msg: click.echo(msg, err=True))
-    result = do_upload(coco, target, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
-                       journal=False if no_journal else journal, max_file_size=max_file_size, wait=not async_,
-                       notify=notify, **(target_options or {}))
+    show = active(not quiet)
+    # stderr only: "upload: 1/3 shards, 12 annotations applied, ETA 0:00:02" (a bar on a terminal)
+    with progress(None, desc="upload:", unit="shards", enabled=show) as bar:
+        notify = None if quiet else (bar.echo if show else (lambda msg: click.echo(msg, err=True)))
+
+        def on_progress(p: UploadProgress) -> None:
+            verb = "would be applied" if p.dry_run else "applied"
+            bar.update(completed=p.shards_done, total=p.shards_total, eta=p.eta,
+                       note=f"{p.annotations_applied} annotation{'s' if p.annotations_applied != 1 else ''} {verb}")
+
+        result = do_upload(coco, target, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
+                           journal=False if no_journal else journal, max_file_size=max_file_size,
+                           wait=not async_, notify=notify, progress=on_progress if show else None,
+                           **(target_options or {}))
     _print_upload(result, as_json=as_json)
     if result.status == "failed":
         sys.exit(1)
@@ -714,7 +747,13 @@ def project() -> None:
 @click.option("--project-id", help="The id the project answers to over 'prelabel serve' (default: random).")
 def project_init(dir: Path, images: Path, categories: str | None, schema: Path | None,  # noqa: A002
                  project_id: str | None) -> None:
-    """Create a project in DIR for the images under --images (re-run: adds new images and categories)."""
+    """Create a project in DIR for the images under --images (re-run: adds new images and categories).
+
+    \b
+    Examples:
+      prelabel project init build/demo/project --images sample_data/images --categories cat,dog
+      prelabel project init build/demo/project --images sample_data/images --schema sample_data/coco/instances.json
+    """
     from .errors import UsageError
     from .upload.local import LocalProject, load_schema_names
 
@@ -737,7 +776,13 @@ def project_init(dir: Path, images: Path, categories: str | None, schema: Path |
 @click.argument("activity", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def project_status(dir: Path, activity: str | None, as_json: bool) -> None:  # noqa: A002
-    """Counts of the project in DIR, and its activities (or one ACTIVITY in full)."""
+    """Counts of the project in DIR, and its activities (or one ACTIVITY in full).
+
+    \b
+    Examples:
+      prelabel project status build/demo/project
+      prelabel project status build/demo/project ACTIVITY_ID --json
+    """
     import orjson
 
     from .upload.base import UnmatchedFile
@@ -785,7 +830,13 @@ def project_status(dir: Path, activity: str | None, as_json: bool) -> None:  # n
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="The COCO file to write.")
 @click.option("--max-file-size", default="25MB", show_default=True, help="Split larger files into shards.")
 def project_export(dir: Path, out: Path, max_file_size: str) -> None:  # noqa: A002
-    """Write the project's current pre-annotations as COCO."""
+    """Write the project's current pre-annotations as COCO.
+
+    \b
+    Examples:
+      prelabel project export build/demo/project -o current.json
+      prelabel project export build/demo/project -o current.json --max-file-size 10MB
+    """
     from .upload.local import LocalProject
 
     proj = LocalProject(dir)
@@ -812,7 +863,9 @@ def serve(ctx: click.Context, dir: Path, port: int, api_key: str | None, api_sec
 
     \b
     Clients must send the credentials given here (stored hashed in the project; later runs may omit them).
-    Example:
+
+    \b
+    Examples:
       LABELLERR_API_KEY=k LABELLERR_API_SECRET=s LABELLERR_CLIENT_ID=c prelabel serve build/demo/project --port 8765
       LABELLERR_BASE_URL=http://127.0.0.1:8765 prelabel upload out.json --to labellerr:PROJECT_ID
     """
@@ -838,3 +891,40 @@ def serve(ctx: click.Context, dir: Path, port: int, api_key: str | None, api_sec
         srv.serve_forever()
     except KeyboardInterrupt:
         click.echo("stopped", err=True)
+
+
+# ------------------------------------------------------------------------------------------------ completion
+COMPLETION_SHELLS = ("bash", "zsh", "fish")
+
+
+@main.command("completion", context_settings=CONTEXT)
+@click.argument("shell", required=False, type=click.Choice(COMPLETION_SHELLS))
+def completion(shell: str | None) -> None:
+    """Print the shell completion script for SHELL (bash, zsh or fish; default: the one in $SHELL).
+
+    \b
+    It is click's: the same script as _PRELABEL_COMPLETE=bash_source prelabel (zsh_source, fish_source).
+    Commands, options and their choices complete; file and folder arguments complete as paths.
+
+    \b
+    Examples:
+      eval "$(prelabel completion bash)"                  # this shell; add the line to ~/.bashrc to keep it
+      eval "$(prelabel completion zsh)"                   # likewise, in ~/.zshrc
+      prelabel completion fish > ~/.config/fish/completions/prelabel.fish
+      prelabel completion bash > ~/.prelabel-complete.bash && echo '. ~/.prelabel-complete.bash' >> ~/.bashrc
+    """
+    import os
+
+    from click.shell_completion import get_completion_class
+
+    from .errors import UsageError
+
+    if shell is None:
+        shell = Path(os.environ.get("SHELL") or "bash").name
+        if shell not in COMPLETION_SHELLS:
+            raise UsageError(f"no completion for the shell {shell!r} (from $SHELL)",
+                             hint=f"name one: prelabel completion {'|'.join(COMPLETION_SHELLS)}")
+    cls = get_completion_class(shell)
+    if cls is None:  # pragma: no cover - click ships all three
+        raise UsageError(f"click has no completion for {shell}")
+    click.echo(cls(main, {}, "prelabel", "_PRELABEL_COMPLETE").source())

@@ -13,8 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,10 @@ from .report import Report
 
 __all__ = ["ConvertResult", "convert", "prepare", "read", "write_dataset"]
 
+# ``progress(stage, done, total)``: the stage (reading, reconciling, clipping, writing), units done and their
+# total when known (reading: files, from the adapters that read many; writing: files written). Off when None.
+ProgressHook = Callable[[str, int, "int | None"], None]
+
 
 @dataclass
 class ConvertResult:
@@ -48,17 +52,19 @@ class ConvertResult:
 
 def read(src: str | Path | Sequence[str | Path], *, fmt: str | None = None, options: ReadOptions | None = None,
          report: Report | None = None, storage_options: Mapping[str, Any] | None = None, engine: str = "local",
-         scheduler: str | None = None, workers: int | None = None) -> Dataset:
+         scheduler: str | None = None, workers: int | None = None, progress: ProgressHook | None = None) -> Dataset:
     """Read one source (or several, merged into one dataset) into the internal model.
 
     A source (or ``options.images``) may be an fsspec URL (:mod:`prelabel.storage`; ``storage_options`` go to
     its file system). ``engine="dask"`` reads the files on a Dask cluster (:mod:`prelabel.distributed`:
-    ``scheduler`` address, else a local cluster of ``workers`` processes).
+    ``scheduler`` address, else a local cluster of ``workers`` processes). ``progress``: see :func:`convert`.
     """
     opts = options or ReadOptions()
     sources = [src] if isinstance(src, (str, Path)) else list(src)
     parts: list[Dataset] = []
     for s in sources:
+        if progress is not None:
+            progress("reading", 0, None)
         if engine != "local" or storage.is_url(s) or storage.is_url(opts.images):
             parts.append(_read_elsewhere(s, fmt=fmt, options=opts, storage_options=storage_options, engine=engine,
                                          scheduler=scheduler, workers=workers))
@@ -67,7 +73,8 @@ def read(src: str | Path | Sequence[str | Path], *, fmt: str | None = None, opti
         adapter = adapters.get(fmt or adapters.detect(p))
         part_report = Report()
         part_report.input = {"format": adapter.NAME, "source": str(p)}
-        parts.append(adapter.read(p, options=opts, report=part_report))
+        parts.append(adapter.read(p, options=opts if progress is None else _counting(opts, progress),
+                                  report=part_report))
     if len(parts) == 1 and report is None:
         return parts[0]
     merged = Dataset.concat(parts, report=report or Report())
@@ -76,6 +83,14 @@ def read(src: str | Path | Sequence[str | Path], *, fmt: str | None = None, opti
     if len(parts) == 1:
         merged.report.input = dict(parts[0].report.input)
     return merged
+
+
+def _counting(opts: ReadOptions, progress: ProgressHook) -> ReadOptions:
+    """``opts`` with the adapters' per-file hook ``extra["progress"](done, total)`` reporting to ``progress``."""
+    def files(done: int, total: int) -> None:
+        progress("reading", done, total)
+
+    return replace(opts, extra={**dict(opts.extra or {}), "progress": files})
 
 
 def _read_elsewhere(s: str | Path, *, fmt: str | None, options: ReadOptions,
@@ -94,10 +109,14 @@ def _read_elsewhere(s: str | Path, *, fmt: str | None, options: ReadOptions,
 
 def prepare(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | None = None, schema: Any = None,
             unknown: str = "error", clip: bool = True, min_area: float = 0.0,
-            min_score: float | None = None) -> Dataset:
+            min_score: float | None = None, progress: ProgressHook | None = None) -> Dataset:
     """The Dataset → Dataset steps: score filter, category reconciliation, clipping."""
     ds = filter_min_score(ds, min_score)
+    if progress is not None:
+        progress("reconciling", 0, None)
     ds = reconcile_step(ds, mapping=mapping, schema=schema, unknown=unknown)
+    if progress is not None:
+        progress("clipping", 0, None)
     ds = clip_step(ds, enabled=clip, min_area=min_area)
     return ds
 
@@ -144,24 +163,32 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
             min_score: float | None = None, max_file_size: int = coco_writer.DEFAULT_MAX_FILE_SIZE,
             rle: str = "compressed", report_path: str | Path | None = None, strict: bool = False,
             storage_options: Mapping[str, Any] | None = None, engine: str = "local", scheduler: str | None = None,
-            workers: int | None = None) -> ConvertResult:
+            workers: int | None = None, progress: ProgressHook | None = None) -> ConvertResult:
     """Read ``src``, reconcile, clip, and write COCO to ``out``; the report says what happened to everything.
 
     ``src``, ``out`` and ``report_path`` may be fsspec URLs; ``engine`` / ``scheduler`` / ``workers``: see
-    :func:`read`.
+    :func:`read`. ``progress``: an optional ``hook(stage, done, total)`` called as each stage starts
+    (``reading``, ``reconciling``, ``clipping``, ``writing``) and as files are read and written, e.g. a
+    :class:`prelabel.progress.Stages`.
     """
     ds = read(src, fmt=fmt, options=options, storage_options=storage_options, engine=engine, scheduler=scheduler,
-              workers=workers)
+              workers=workers, progress=progress)
     from .inspection import convention_hints
 
     ds.report.diagnostics.extend(convention_hints(ds))
     ds = prepare(ds, mapping=mapping, schema=schema, unknown=unknown, clip=clip, min_area=min_area,
-                 min_score=min_score)
+                 min_score=min_score, progress=progress)
+    if progress is not None:
+        progress("writing", 0, None)
     if storage.is_url(out) or storage.is_url(report_path):
-        return _write_remote(ds, out, report_path, storage_options=storage_options, max_file_size=max_file_size,
-                             rle=rle, strict=strict, allow_outside=not clip)
-    return write_dataset(ds, out, max_file_size=max_file_size, rle=rle, report_path=report_path, strict=strict,
-                         allow_outside=not clip)
+        res = _write_remote(ds, out, report_path, storage_options=storage_options, max_file_size=max_file_size,
+                            rle=rle, strict=strict, allow_outside=not clip)
+    else:
+        res = write_dataset(ds, out, max_file_size=max_file_size, rle=rle, report_path=report_path, strict=strict,
+                            allow_outside=not clip)
+    if progress is not None:
+        progress("writing", len(res.paths), len(res.paths))
+    return res
 
 
 def _write_remote(ds: Dataset, out: str | Path, report_path: str | Path | None, *,

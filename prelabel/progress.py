@@ -197,6 +197,15 @@ class Progress:
             self._explicit_eta = True
         self._show()
 
+    def echo(self, message: str) -> None:
+        """Print a line for the user on the progress stream (stderr), above a live bar rather than into it."""
+        if self._mode == "rich":
+            self._rich.console.print(message, markup=False, highlight=False, soft_wrap=True)
+            return
+        stream = self._stream if self._stream is not None else sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
     def text(self) -> str:
         """The plain line for the current state, e.g. ``upload: 1/3 shards, 12 annotations applied, ETA 0:00:02``."""
         s = self.desc
@@ -249,6 +258,8 @@ def _eta_column() -> Any:
         def render(self, task: Task) -> Any:
             if task.fields.get("explicit_eta"):
                 eta = task.fields.get("eta")
+                if not eta and task.total is not None and task.completed >= task.total:
+                    return Text("")
                 return Text(f"ETA {eta}" if eta else "ETA -:--:--", style="progress.remaining")
             return self._estimate.render(task)
 

@@ -62,7 +62,7 @@ import sys
 import warnings
 import xml.etree.ElementTree as ET
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -478,8 +478,42 @@ def _workers(options: ReadOptions, n_files: int) -> int:
     return max(1, min(_MAX_WORKERS, cpus, n_files // 1000))
 
 
-def _parse_all(jobs: list[tuple[str, str]], origin: int, *, workers: int, single: bool) -> _Parsed:
+_PROGRESS_RUN = 500  # with a progress hook, files are parsed (and counted) in runs of this many
+
+
+def _parse_counted(jobs: list[tuple[str, str]], origin: int, single: bool,
+                   progress: Callable[[int, int], None]) -> _Parsed:
+    """:func:`_parse_files` in runs of files, calling ``progress(done, total)`` after each: the same result."""
+    parts: list[_Parsed] = []
+    for a in range(0, len(jobs), _PROGRESS_RUN):
+        parts.append(_parse_files(jobs[a:a + _PROGRESS_RUN], origin, single))
+        if parts[-1].error is not None:
+            break
+        progress(min(a + _PROGRESS_RUN, len(jobs)), len(jobs))
+    return _merge(parts)
+
+
+def _counted(results: Iterator[_Parsed], chunks: list[list[tuple[str, str]]], total: int,
+             progress: Callable[[int, int], None] | None) -> list[_Parsed]:
+    """The pool's results in order, calling ``progress(done, total)`` as each chunk arrives (when given)."""
+    if progress is None:
+        return list(results)
+    out: list[_Parsed] = []
+    done = 0
+    for chunk, r in zip(chunks, results, strict=True):
+        out.append(r)
+        done += len(chunk)
+        progress(done, total)
+    return out
+
+
+def _parse_all(jobs: list[tuple[str, str]], origin: int, *, workers: int, single: bool,
+               progress: Callable[[int, int], None] | None = None) -> _Parsed:
+    if progress is not None:  # options.extra["progress"]: the pipeline's per-file count
+        progress(0, len(jobs))
     if workers <= 1 or len(jobs) < 2:
+        if progress is not None:
+            return _parse_counted(jobs, origin, single, progress)
         return _parse_files(jobs, origin, single)
     n_chunks = min(len(jobs), workers * 4)
     bounds = np.linspace(0, len(jobs), n_chunks + 1).astype(int).tolist()
@@ -493,7 +527,8 @@ def _parse_all(jobs: list[tuple[str, str]], origin: int, *, workers: int, single
             # forking a process that has (idle) BLAS threads is fine here: the workers only parse XML
             warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                results = list(pool.map(_parse_files, chunks, [origin] * len(chunks)))
+                results = _counted(pool.map(_parse_files, chunks, [origin] * len(chunks)), chunks, len(jobs),
+                                   progress)
     except (OSError, BrokenProcessPool):  # no processes allowed here (sandbox, limits): parse in this one
         return _parse_files(jobs, origin, single)
     return _merge(results)
@@ -662,7 +697,8 @@ def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] 
         report.note("file.skipped", str(src), f"skipped {hidden} hidden file(s) or folder(s) (names starting "
                     "with '.')", severity="info")
 
-    parsed = _parse_all(jobs, origin, workers=_workers(options, len(jobs)), single=single)
+    parsed = _parse_all(jobs, origin, workers=_workers(options, len(jobs)), single=single,
+                        progress=options.extra.get("progress") if options.extra else None)
     if parsed.error is not None:
         raise _read_error(parsed.error)
     for rel, why in parsed.skipped:

@@ -92,7 +92,7 @@ from __future__ import annotations
 import gc
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -789,7 +789,7 @@ def _parse(raw: list[bytes], files: list[str]) -> _Lines:
                   ncol=counts[nonempty].astype(np.int64), first=first.astype(np.int64), vals=vals)
 
 
-def _read_files(paths: list[str]) -> list[bytes]:
+def _read_files(paths: list[str], progress: Callable[[int, int], None] | None = None) -> list[bytes]:
     def one(p: str) -> bytes:
         try:
             with open(p, "rb") as f:
@@ -797,6 +797,13 @@ def _read_files(paths: list[str]) -> list[bytes]:
         except OSError as e:
             raise ReadError(p, f"cannot read: {e.strerror or e}") from None
 
+    if progress is not None:  # options.extra["progress"]: the pipeline's per-file count, in runs of 500
+        progress(0, len(paths))
+        out: list[bytes] = []
+        for a in range(0, len(paths), 500):
+            out.extend(one(p) for p in paths[a:a + 500])
+            progress(len(out), len(paths))
+        return out
     return [one(p) for p in paths]  # sequential: faster than threads for small files in the page cache
 
 
@@ -873,7 +880,7 @@ def _read(lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src:
         if lab is not None:
             entry_files.append(lab)
             entry_image.append(i)
-    raw = _read_files(entry_files)
+    raw = _read_files(entry_files, options.extra.get("progress") if options.extra else None)
     orphan_raw = _read_files(lay.orphans)
     for f, data in zip(lay.orphans, orphan_raw, strict=True):
         if f in lay.loose and not _looks_like_labels(data[:65536]):

@@ -21,6 +21,12 @@ optional rules (case, extension, prefixes to strip, a name map) for every target
 ``max_file_size`` is announced through ``notify`` (``build/out.json is 61.2 MB, over the 25 MB limit:
 uploading it as 3 shards of whole images``).
 
+``progress`` (optional) is called with an :class:`UploadProgress` once the shards are known (shards done by an
+earlier run count as done) and after each shard finishes: shards done of the total, the annotations applied so
+far, and an ETA in seconds (the mean wall time per shard finished by this run, times the shards left). The CLI
+shows it as a rich bar on a terminal, else as plain lines (``upload: 1/3 shards, 12 annotations applied, ETA
+0:00:02``). A failing callback is logged, never fails the upload.
+
 ``_async=True`` returns an :class:`UploadFuture` at once; the work runs on a background thread. ``timeout`` is
 overall (seconds from the call): when it passes, the upload raises :class:`~prelabel.errors.UploadTimeoutError`
 (the jobs already started keep running on the server; their ids stay in the journal). Cancellation:
@@ -51,7 +57,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -73,7 +79,7 @@ from .base import ShardResult, Target, UnmatchedFile, UploadResult
 from .journal import Journal, default_journal_path
 from .match import MatchRules
 
-__all__ = ["TARGET_FORMS", "UploadFuture", "parse_target", "upload"]
+__all__ = ["TARGET_FORMS", "UploadFuture", "UploadProgress", "parse_target", "upload"]
 
 log = logging.getLogger("prelabel.upload")
 
@@ -264,6 +270,57 @@ def _shard_from_journal(entry: Mapping[str, Any], shard: _Shard) -> ShardResult:
     return ShardResult(**kw)
 
 
+# ---------------------------------------------------------------------------------------------- progress
+@dataclass(frozen=True)
+class UploadProgress:
+    """Where an upload stands, given to ``upload(progress=...)`` after each shard.
+
+    >>> UploadProgress(shards_done=1, shards_total=3, annotations_applied=12, eta=2.0).shards_left
+    2
+    """
+
+    shards_done: int
+    shards_total: int
+    annotations_applied: int
+    eta: float | None = None    # seconds left; None until a shard of this run finished, or when all are done
+    dry_run: bool = False       # annotations_applied: what would be applied
+
+    @property
+    def shards_left(self) -> int:
+        return max(0, self.shards_total - self.shards_done)
+
+
+class _Tracker:
+    """Counts finished shards and tells ``progress`` (a no-op without one)."""
+
+    def __init__(self, total: int, progress: Callable[[UploadProgress], None] | None, *, dry_run: bool) -> None:
+        self.total, self.progress, self.dry_run = total, progress, dry_run
+        self.done = self.sent = self.applied = 0
+        self.t0 = time.monotonic()
+
+    def start(self, resumed: Sequence[ShardResult] = ()) -> None:
+        self.done, self.applied = len(resumed), sum(r.annotations_applied for r in resumed)
+        self.t0 = time.monotonic()
+        self._emit()
+
+    def finished(self, r: ShardResult) -> None:
+        self.done += 1
+        self.sent += 1
+        self.applied += r.annotations_applied
+        self._emit()
+
+    def _emit(self) -> None:
+        if self.progress is None:
+            return
+        left = max(0, self.total - self.done)
+        eta = (time.monotonic() - self.t0) / self.sent * left if self.sent and left else None
+        try:
+            self.progress(UploadProgress(shards_done=self.done, shards_total=self.total,
+                                         annotations_applied=self.applied, eta=eta, dry_run=self.dry_run))
+        except Exception as e:  # a display problem must not fail (or cancel) an upload
+            log.debug("progress callback failed: %s", e)
+
+
 # ---------------------------------------------------------------------------------------------- the run
 _FATAL = (AuthError, NotFoundError, UploadTimeoutError, UploadCancelledError, UsageError)
 
@@ -271,7 +328,8 @@ _FATAL = (AuthError, NotFoundError, UploadTimeoutError, UploadCancelledError, Us
 def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: bool, mode: str,
          journal: str | Path | bool | None, max_file_size: int, workers: int, wait: bool,
          cancel: threading.Event, started: float, target_options: Mapping[str, Any],
-         notify: Callable[[str], None] | None) -> UploadResult:
+         notify: Callable[[str], None] | None,
+         progress: Callable[[UploadProgress], None] | None = None) -> UploadResult:
     deadline = started + timeout if timeout is not None else None
     own = isinstance(target, str)
     tgt = parse_target(target, mode=mode, **target_options)
@@ -280,8 +338,13 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
         shards = _prepare(coco, max_file_size=max_file_size, workdir=workdir, notify=notify)
         label = tgt.describe()
         if dry_run:   # every target resolves names and categories (with its match rules) and sends nothing
-            results = [tgt.upload_shard(s.doc, index=s.index, path=s.path, dry_run=True, deadline=deadline,
-                                        cancel=cancel) for s in shards]
+            tracker = _Tracker(len(shards), progress, dry_run=True)
+            tracker.start()
+            results = []
+            for s in shards:
+                results.append(tgt.upload_shard(s.doc, index=s.index, path=s.path, dry_run=True, deadline=deadline,
+                                                cancel=cancel))
+                tracker.finished(results[-1])
             return UploadResult.merge(tgt.describe(), results, dry_run=True, duration=time.monotonic() - started)
         if journal is None:
             jpath = default_journal_path(coco) if isinstance(coco, (str, Path)) else None
@@ -302,9 +365,11 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
             else:
                 job = entry.get("job_id") if entry and entry.get("state") == "started" else None
                 todo.append((s, key, str(job) if job else None))
+        tracker = _Tracker(len(shards), progress, dry_run=False)
+        tracker.start(list(results_by_index.values()))
         if todo:
             results_by_index.update(_send(tgt, todo, jr, deadline=deadline, cancel=cancel, wait=wait,
-                                          workers=workers))
+                                          workers=workers, on_result=tracker.finished))
         results = [results_by_index[s.index] for s in shards]
         res = UploadResult.merge(tgt.describe(), results, dry_run=False, duration=time.monotonic() - started)
         if res.status == "completed":
@@ -317,7 +382,8 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
 
 
 def _send(tgt: Target, todo: list[tuple[_Shard, str, str | None]], jr: Journal, *, deadline: float | None,
-          cancel: threading.Event, wait: bool, workers: int) -> dict[int, ShardResult]:
+          cancel: threading.Event, wait: bool, workers: int,
+          on_result: Callable[[ShardResult], None] | None = None) -> dict[int, ShardResult]:
     two_step = callable(getattr(tgt, "start_shard", None)) and callable(getattr(tgt, "finish_shard", None))
     synchronous = bool(getattr(tgt, "synchronous", False))
 
@@ -368,6 +434,8 @@ def _send(tgt: Target, todo: list[tuple[_Shard, str, str | None]], jr: Journal, 
         for f in cf.as_completed(futures):
             try:
                 out[futures[f]] = f.result()
+                if on_result is not None:
+                    on_result(out[futures[f]])
             except BaseException as e:  # noqa: B036 - stop the other shards, re-raise the first error below
                 cancel.set()
                 if first_error is None:
@@ -388,7 +456,8 @@ def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target,
            timeout: float | None = ..., dry_run: bool = ..., mode: str = ..., journal: str | Path | bool | None = ...,
            max_file_size: int = ..., workers: int = ..., wait: bool = ...,
            match: MatchRules | None = ..., images: str | Path | None = ..., create_project: str | None = ...,
-           model_version: str | None = ..., notify: Callable[[str], None] | None = ...) -> UploadResult: ...
+           model_version: str | None = ..., notify: Callable[[str], None] | None = ...,
+           progress: Callable[[UploadProgress], None] | None = ...) -> UploadResult: ...
 
 
 @overload
@@ -396,7 +465,8 @@ def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target,
            timeout: float | None = ..., dry_run: bool = ..., mode: str = ..., journal: str | Path | bool | None = ...,
            max_file_size: int = ..., workers: int = ..., wait: bool = ...,
            match: MatchRules | None = ..., images: str | Path | None = ..., create_project: str | None = ...,
-           model_version: str | None = ..., notify: Callable[[str], None] | None = ...) -> UploadFuture: ...
+           model_version: str | None = ..., notify: Callable[[str], None] | None = ...,
+           progress: Callable[[UploadProgress], None] | None = ...) -> UploadFuture: ...
 
 
 def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target, *, _async: bool = False,
@@ -404,12 +474,14 @@ def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target,
            journal: str | Path | bool | None = None, max_file_size: int = coco_io.DEFAULT_MAX_FILE_SIZE,
            workers: int = 2, wait: bool = True, match: MatchRules | None = None, images: str | Path | None = None,
            create_project: str | None = None, model_version: str | None = None,
-           notify: Callable[[str], None] | None = None) -> UploadResult | UploadFuture:
+           notify: Callable[[str], None] | None = None,
+           progress: Callable[[UploadProgress], None] | None = None) -> UploadResult | UploadFuture:
     """Upload COCO pre-annotations to a target (see the module docstring).
 
     ``match``: optional file-name rules (:class:`~prelabel.upload.match.MatchRules`: case, extension, prefixes
     to strip, a name map). ``images``, ``create_project``, ``model_version``: Label Studio options (see
     :func:`parse_target`). ``notify``: called with a line for the user when a file is split into shards.
+    ``progress``: called with an :class:`UploadProgress` as shards finish (see the module docstring).
 
     ``mode``: ``replace`` (the uploaded annotations of an image replace its pre-annotations) or ``append``
     (local projects). ``journal``: None = the default path beside a COCO file, False = none, or a path.
@@ -428,7 +500,8 @@ def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target,
                       "model_version": model_version}
     kw: dict[str, Any] = {"timeout": timeout, "dry_run": dry_run, "mode": mode, "journal": journal,
                           "max_file_size": max_file_size, "workers": workers, "wait": wait, "cancel": cancel,
-                          "started": started, "target_options": target_options, "notify": notify}
+                          "started": started, "target_options": target_options, "notify": notify,
+                          "progress": progress}
     if not _async:
         try:
             return _run(coco, target, **kw)
