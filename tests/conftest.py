@@ -94,3 +94,11 @@ def s3_server():
     server = s3_server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_progress_lines(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Progress lines appear after ~2 s on a slow run; tests that compare stderr exactly must not see them.
+    Tests of progress itself (named *progress*) keep the user's default."""
+    if "progress" not in request.node.nodeid:
+        monkeypatch.setenv("PRELABEL_PROGRESS", "off")

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -272,7 +273,7 @@ CLI_CASES = ["xml.xxe_passwd:voc", "xml.billion_laughs:cvat", "xml.quadratic:voc
 _CLI_TIMEOUT = 120
 
 
-def _launch(case: Case, out_dir: Path) -> tuple[int, Path, Path, Path]:
+def _launch(case: Case, out_dir: Path) -> tuple[subprocess.Popen[bytes], Path, Path, Path]:
     cmd = [str(PRELABEL), "convert", str(case.src), "--from", case.fmt, "-o", str(out_dir / "out.json"),
            "--report", str(out_dir / "report.json")]
     if case.options.images is not None:
@@ -281,7 +282,7 @@ def _launch(case: Case, out_dir: Path) -> tuple[int, Path, Path, Path]:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     with open(stdout, "wb") as so, open(stderr, "wb") as se:
         proc = subprocess.Popen(cmd, stdout=so, stderr=se, stdin=subprocess.DEVNULL, env=env)
-    return proc.pid, stdout, stderr, out_dir
+    return proc, stdout, stderr, out_dir
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +290,9 @@ def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     """Every CLI case run as a subprocess, two at a time: exit code, stderr, peak RSS (os.wait4)."""
     results: dict[str, dict[str, Any]] = {}
     pending = list(CLI_CASES)
-    running: dict[int, tuple[str, Path, Path, Path, threading.Timer]] = {}
+    # each child is waited for by its own pid (never wait4(-1): other children of the test process, such as
+    # multiprocessing's resource tracker, never exit), and its Popen is kept so subprocess never reaps it first
+    running: dict[int, tuple[str, Path, Path, Path, threading.Timer, subprocess.Popen[bytes]]] = {}
     while pending or running:
         while pending and len(running) < 2:
             cid = pending.pop(0)
@@ -297,18 +300,25 @@ def cli_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
             case = CASES[cid](root)
             out_dir = root / "run"
             out_dir.mkdir()
-            pid, so, se, od = _launch(case, out_dir)
-            timer = threading.Timer(_CLI_TIMEOUT, os.kill, (pid, signal.SIGKILL))
+            proc, so, se, od = _launch(case, out_dir)
+            timer = threading.Timer(_CLI_TIMEOUT, os.kill, (proc.pid, signal.SIGKILL))
             timer.start()
-            running[pid] = (cid, so, se, od, timer)
-        pid, status, usage = os.wait4(-1, 0)
-        if pid not in running:
+            running[proc.pid] = (cid, so, se, od, timer, proc)
+        finished = []
+        for pid in list(running):
+            wpid, status, usage = os.wait4(pid, os.WNOHANG)
+            if wpid == pid:
+                finished.append((pid, status, usage))
+        if not finished:
+            time.sleep(0.02)
             continue
-        cid, so, se, od, timer = running.pop(pid)
-        timer.cancel()
-        results[cid] = {"rc": os.waitstatus_to_exitcode(status), "stderr": se.read_text(errors="replace"),
-                        "stdout": so.read_text(errors="replace"), "maxrss_mb": usage.ru_maxrss / 1024,
-                        "dir": od}
+        for pid, status, usage in finished:
+            cid, so, se, od, timer, proc = running.pop(pid)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            timer.cancel()
+            results[cid] = {"rc": os.waitstatus_to_exitcode(status), "stderr": se.read_text(errors="replace"),
+                            "stdout": so.read_text(errors="replace"), "maxrss_mb": usage.ru_maxrss / 1024,
+                            "dir": od}
     return results
 
 
