@@ -47,7 +47,8 @@ def detect(path: str | Path) -> str:
     """The format of ``path``: the adapter most sure of it. Ties and no match raise FormatDetectionError."""
     p = Path(path)
     if not p.exists():
-        raise FormatDetectionError(str(p), "no such file or folder")
+        raise FormatDetectionError(str(p), "no such file or folder",
+                                   hint="check the path: SRC is a dataset folder or an annotation file")
     scores: dict[str, float] = {}
     for name in FORMATS:
         try:
