@@ -49,12 +49,7 @@ def detect(path: str | Path) -> str:
     if not p.exists():
         raise FormatDetectionError(str(p), "no such file or folder",
                                    hint="check the path: SRC is a dataset folder or an annotation file")
-    scores: dict[str, float] = {}
-    for name in FORMATS:
-        try:
-            scores[name] = float(get(name).detect(p))
-        except (OSError, ValueError):
-            scores[name] = 0.0
+    scores = _scores(p)
     best = max(scores.values())
     if best <= 0:
         inside = _detect_inside(p) if p.is_dir() else []
@@ -67,6 +62,17 @@ def detect(path: str | Path) -> str:
         raise FormatDetectionError(str(p), f"ambiguous source: could be {' or '.join(top)}", candidates=top,
                                    hint=f"give the format with --from {top[0]} (or --from {top[1]})")
     return top[0]
+
+
+def _scores(p: Path) -> dict[str, float]:
+    """How sure each adapter is that ``p`` is its format (an adapter that fails to look counts as 0)."""
+    scores: dict[str, float] = {}
+    for name in FORMATS:
+        try:
+            scores[name] = float(get(name).detect(p))
+        except (OSError, ValueError):
+            scores[name] = 0.0
+    return scores
 
 
 def _detect_inside(folder: Path) -> list[tuple[str, str]]:
@@ -83,12 +89,7 @@ def _detect_inside(folder: Path) -> list[tuple[str, str]]:
         if entry.is_dir():
             candidates += sorted(c for c in entry.iterdir() if c.is_file())[:5]
         for cand in candidates:
-            scores: dict[str, float] = {}
-            for name in FORMATS:
-                try:
-                    scores[name] = float(get(name).detect(cand))
-                except (OSError, ValueError):
-                    scores[name] = 0.0
+            scores = _scores(cand)
             best = max(scores.values())
             top = [n for n, v in scores.items() if v == best]
             if best >= 0.5 and len(top) == 1:
