@@ -568,20 +568,7 @@ class _Reader:
             if not label:
                 self._drop("dropped.unknown_category", None, line, "box with an empty label")
                 return
-            if r % 360.0:
-                attrs["rotation"] = r
-                self._emit_poly(img, label, rotated_box_center(x0, y0, x1 - x0, y1 - y0, r), attrs, line)
-                return
-            self.a_img.append(img)
-            self.a_cat.append(label)
-            self.a_x0.append(x0)
-            self.a_y0.append(y0)
-            self.a_x1.append(x1)
-            self.a_y1.append(y1)
-            self.a_seg.append(None)
-            self.a_kp.append(None)
-            self.a_attr.append(attrs)
-            self.a_line.append(line)
+            self._emit_shape("box", (x0, y0, x1, y1), r, None, img, label, attrs, line, False)
             return
         if name == "tag":
             self._listen({}, label, 4)
