@@ -131,13 +131,11 @@ def _extra_source_options() -> list[Any]:
     ]
 
 
-def convert_options(f: Any) -> Any:
-    """The options shared by 'convert' and 'push'."""
-    opts = [
+def _reading_options(*, images_help: str) -> list[Any]:
+    """The options that reach the adapters (ReadOptions): shared by convert, push, preview and inspect."""
+    return [
         click.option("--from", "fmt", metavar="FORMAT", help="Source format (default: detected). See 'prelabel formats'."),
-        click.option("--images", type=PATH_OR_URL, help="Images root: sizes from headers, names checked."),
-        click.option("--report", "report_path", type=PATH_OR_URL, help="Write the report JSON here."),
-        click.option("--strict", is_flag=True, help="Fail (exit 1) on any warning, drop or change."),
+        click.option("--images", type=PATH_OR_URL, help=images_help),
         click.option("--task", type=click.Choice(["detect", "segment", "obb", "pose"]), help="YOLO task."),
         click.option("--voc-origin", type=click.Choice(["0", "1"]), default="1", show_default=True,
                      help="VOC pixel origin: 1 = the spec's 1-based indices, 0 = files from 0-based tools."),
@@ -156,6 +154,15 @@ def convert_options(f: Any) -> Any:
         click.option("--names", help="Class names, comma-separated, or a file (one per line / data.yaml)."),
         click.option("--images-from", type=click.Path(path_type=Path), help="COCO results: the GT file with the images."),
         *_extra_source_options(),
+    ]
+
+
+def convert_options(f: Any) -> Any:
+    """The options shared by 'convert' and 'push'."""
+    opts = [
+        *_reading_options(images_help="Images root: sizes from headers, names checked."),
+        click.option("--report", "report_path", type=PATH_OR_URL, help="Write the report JSON here."),
+        click.option("--strict", is_flag=True, help="Fail (exit 1) on any warning, drop or change."),
         click.option("--map", "mapping", type=click.Path(path_type=Path), help="Category mapping file (YAML or JSON)."),
         click.option("--schema", type=click.Path(path_type=Path), help="Target category schema file."),
         click.option("--unknown", type=click.Choice(["error", "drop", "keep"]), default="error", show_default=True,
@@ -378,24 +385,9 @@ def formats() -> None:
 
 # ------------------------------------------------------------------------------------------------ look
 def _source_options(f: Any) -> Any:
-    """The reading options of 'preview' and 'inspect' (a subset of 'convert''s)."""
+    """The reading options of 'preview' and 'inspect' (the same as 'convert''s)."""
     opts = [
-        click.option("--from", "fmt", metavar="FORMAT", help="Source format (default: detected). See 'prelabel formats'."),
-        click.option("--images", type=PATH_OR_URL, help="Images root: sizes from headers, pixels to draw."),
-        click.option("--task", type=click.Choice(["detect", "segment", "obb", "pose"]), help="YOLO task."),
-        click.option("--voc-origin", type=click.Choice(["0", "1"]), default="1", show_default=True,
-                     help="VOC pixel origin: 1 = the spec's 1-based indices, 0 = files from 0-based tools."),
-        click.option("--cvat-points", type=click.Choice(["skip", "keypoints"]), default="skip", show_default=True,
-                     help="CVAT <points> shapes: report and skip, or keep as keypoints."),
-        click.option("--ls-select", type=click.Choice(["auto", "annotations", "predictions", "both"]), default="auto",
-                     show_default=True, help="Label Studio: what to read."),
-        click.option("--column", "columns", multiple=True, metavar="ROLE=NAME",
-                     help="Predictions: column for a role (image, category, x1, y1, x2, y2, score, ...)."),
-        click.option("--box-format", type=click.Choice(["xyxy", "xywh", "cxcywh"]), help="Predictions: box columns."),
-        click.option("--normalized/--absolute", default=None, help="Predictions: box values in [0, 1]."),
-        click.option("--names", help="Class names, comma-separated, or a file (one per line / data.yaml)."),
-        click.option("--images-from", type=click.Path(path_type=Path), help="COCO results: the GT file with the images."),
-        *_extra_source_options(),
+        *_reading_options(images_help="Images root: sizes from headers, pixels to draw."),
         click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
                      help="fsspec option for URL sources, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable)."),
     ]

@@ -320,3 +320,18 @@ def test_written_coco_scores_ap_one(self_ap):
         assert res.report.balanced
         assert self_ap(res.paths[0], "bbox") == pytest.approx(1.0)
         assert self_ap(res.paths[0], "segm") == pytest.approx(1.0)
+
+
+def test_an_infinite_score_is_dropped_whatever_the_source() -> None:
+    from prelabel.model import Dataset
+
+    ds = Dataset.build(
+        images={"file_name": ["a.jpg"], "width": [10], "height": [10]},
+        annotations={"image": [0, 0, 0], "category": ["a", "a", "a"], "x": [1.0, 1.0, 1.0], "y": [1.0, 1.0, 1.0],
+                     "w": [2.0, 2.0, 2.0], "h": [2.0, 2.0, 2.0], "score": [np.inf, 0.5, np.nan],
+                     "src_line": [1, 2, 3], "src_file": ["p.csv"] * 3})
+    out = clip(ds)
+    assert out.annotations["score"].tolist()[0] == 0.5 and len(out) == 2
+    drops = ds.report.drops
+    assert drops[["reason", "source", "message"]].values.tolist() == [
+        ["dropped.nonfinite", "p.csv:1", "score is infinite"]]

@@ -645,18 +645,24 @@ class _Reader:
         self._emit_keypoints(self.cur_img, label, kp, sk["attrs"], line)
 
     # ------------------------------------------------------------------ emitting rows
-    def _emit_poly(self, img: int, label: str, poly: np.ndarray, attrs: dict[str, Any], line: int) -> None:
-        xs, ys = poly[0::2], poly[1::2]
+    def _row(self, img: int, label: str, x0: float, y0: float, x1: float, y1: float, seg: Any,
+             kp: np.ndarray | None, attrs: dict[str, Any], line: int) -> None:
+        """Append one annotation row to the column lists."""
         self.a_img.append(img)
         self.a_cat.append(label)
-        self.a_x0.append(float(xs.min()))
-        self.a_y0.append(float(ys.min()))
-        self.a_x1.append(float(xs.max()))
-        self.a_y1.append(float(ys.max()))
-        self.a_seg.append([poly])
-        self.a_kp.append(None)
+        self.a_x0.append(x0)
+        self.a_y0.append(y0)
+        self.a_x1.append(x1)
+        self.a_y1.append(y1)
+        self.a_seg.append(seg)
+        self.a_kp.append(kp)
         self.a_attr.append(attrs)
         self.a_line.append(line)
+
+    def _emit_poly(self, img: int, label: str, poly: np.ndarray, attrs: dict[str, Any], line: int) -> None:
+        xs, ys = poly[0::2], poly[1::2]
+        self._row(img, label, float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max()), [poly], None,
+                  attrs, line)
 
     def _emit_keypoints(self, img: int, label: str, kp: np.ndarray, attrs: dict[str, Any], line: int) -> None:
         vis = kp[:, 2] > 0
@@ -665,16 +671,7 @@ class _Reader:
             x1, y1 = float(kp[vis, 0].max()), float(kp[vis, 1].max())
         else:
             x0 = y0 = x1 = y1 = 0.0
-        self.a_img.append(img)
-        self.a_cat.append(label)
-        self.a_x0.append(x0)
-        self.a_y0.append(y0)
-        self.a_x1.append(x1)
-        self.a_y1.append(y1)
-        self.a_seg.append(None)
-        self.a_kp.append(kp)
-        self.a_attr.append(attrs)
-        self.a_line.append(line)
+        self._row(img, label, x0, y0, x1, y1, None, kp, attrs, line)
 
     def _emit_mask(self, img: int, label: str, m: tuple[str, int, int, int, int], attrs: dict[str, Any],
                    line: int) -> None:
@@ -684,17 +681,8 @@ class _Reader:
                                 image_height=ih)
         if left < 0 or top < 0 or left + width > iw or top + height > ih:
             self.clipped_rows.append(len(self.a_img))
-        self.a_img.append(img)
-        self.a_cat.append(label)
         bx, by, bw, bh = rle_bbox(coco)
-        self.a_x0.append(bx)
-        self.a_y0.append(by)
-        self.a_x1.append(bx + bw)
-        self.a_y1.append(by + bh)
-        self.a_seg.append(coco)
-        self.a_kp.append(None)
-        self.a_attr.append(attrs)
-        self.a_line.append(line)
+        self._row(img, label, bx, by, bx + bw, by + bh, coco, None, attrs, line)
 
     def _emit_shape(self, kind: str, vec: tuple[float, ...], rot: float, mask: tuple[str, int, int, int, int] | None,
                     img: int, label: str, attrs: dict[str, Any], line: int, occluded: bool) -> None:
@@ -705,16 +693,7 @@ class _Reader:
                 attrs["rotation"] = rot
                 self._emit_poly(img, label, rotated_box_center(x0, y0, x1 - x0, y1 - y0, rot), attrs, line)
                 return
-            self.a_img.append(img)
-            self.a_cat.append(label)
-            self.a_x0.append(x0)
-            self.a_y0.append(y0)
-            self.a_x1.append(x1)
-            self.a_y1.append(y1)
-            self.a_seg.append(None)
-            self.a_kp.append(None)
-            self.a_attr.append(attrs)
-            self.a_line.append(line)
+            self._row(img, label, x0, y0, x1, y1, None, None, attrs, line)
         elif kind == "polygon":
             if len(vec) < 6:
                 self._drop("dropped.degenerate", label, line, f"polygon with {len(vec) // 2} point(s)")

@@ -344,16 +344,20 @@ def _parents(p: str, levels: int) -> list[str]:
     return out
 
 
+def _label_for(img: str, have: set[str]) -> str | None:
+    """The label file of an image: the Ultralytics images/ -> labels/ twin, else the .txt beside it."""
+    for cand in (_img2label(img), _beside(img)):
+        if cand in have:
+            return cand
+    return None
+
+
 def _pair_walked(images: list[str], txts: list[str], lay: _Layout) -> None:
     """Pair walked images with walked .txt files; the rest of the .txt files are orphans."""
     have = set(txts)
     claimed: set[str] = set()
     for img in images:
-        lab: str | None = None
-        for cand in (_img2label(img), _beside(img)):
-            if cand in have:
-                lab = cand
-                break
+        lab = _label_for(img, have)
         lay.images.append(img)
         lay.labels.append(lab)
         if lab is not None:
@@ -481,11 +485,7 @@ def _add_dir_split(d: str, lay: _Layout, seen: set[str], pending: list[str]) -> 
         if img in seen:
             continue
         seen.add(img)
-        lab: str | None = None
-        for cand in (_img2label(img), _beside(img)):
-            if cand in have:
-                lab = cand
-                break
+        lab = _label_for(img, have)
         lay.images.append(img)
         lay.labels.append(lab)
         if lab is not None:

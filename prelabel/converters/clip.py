@@ -476,6 +476,9 @@ def clip(ds: Dataset, *, enabled: bool = True, min_area: float = 0.0) -> Dataset
         return ds
     led = _Ledger(n)
     W, H = _sizes(ds, ann, led)
+    # NaN is ground truth's "no score"; an infinite score cannot be written (every source, one place)
+    led.drop(np.isinf(ann["score"].to_numpy(dtype=np.float64)) & led.alive, "dropped.nonfinite",
+             "score is infinite")
     box = ann[["x", "y", "w", "h"]].to_numpy(dtype=np.float64, copy=True)
     seg = ann["segmentation"].to_numpy(dtype=object).copy()
     kps = ann["keypoints"].to_numpy(dtype=object).copy()

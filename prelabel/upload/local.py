@@ -193,7 +193,13 @@ class LocalProject:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``: takes the write lock first, so writers queue)."""
-        conn = self._connect(self.db_path)
+        with self._immediate(self.db_path) as conn:
+            yield conn
+
+    @classmethod
+    @contextmanager
+    def _immediate(cls, db_path: Path) -> Iterator[sqlite3.Connection]:
+        conn = cls._connect(db_path)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -228,34 +234,29 @@ class LocalProject:
         rows = [(r, s[0], s[1], p.stat().st_size) for r, p, s in zip(rels, paths, sizes, strict=True) if s]
         root.mkdir(parents=True, exist_ok=True)
         (root / INBOX).mkdir(exist_ok=True)
-        conn = cls._connect(root / DB_NAME)
+        setup = cls._connect(root / DB_NAME)
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-                abs_root = str(img_root.resolve())
-                if meta and meta.get("images_root") != abs_root:
-                    raise UsageError(f"{root} is already a project for the images in {meta.get('images_root')}",
-                                     hint="use another project folder")
-                new = not meta
-                if new:
-                    conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
-                        ("project_id", project_id or uuid.uuid4().hex[:16]), ("images_root", abs_root),
-                        ("created_at", _now()), ("schema_version", "1"), ("salt", secrets.token_hex(16))])
-                before = conn.execute("SELECT count(*) FROM assets").fetchone()[0]
-                conn.executemany("INSERT OR IGNORE INTO assets (file_name, width, height, bytes) VALUES (?, ?, ?, ?)",
-                                 rows)
-                added = conn.execute("SELECT count(*) FROM assets").fetchone()[0] - before
-                conn.executemany("INSERT OR IGNORE INTO categories (name) VALUES (?)",
-                                 [(c,) for c in dict.fromkeys(categories or [])])
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+            setup.execute("PRAGMA journal_mode = WAL")
+            setup.executescript(_SCHEMA)
         finally:
-            conn.close()
+            setup.close()
+        with cls._immediate(root / DB_NAME) as conn:
+            meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+            abs_root = str(img_root.resolve())
+            if meta and meta.get("images_root") != abs_root:
+                raise UsageError(f"{root} is already a project for the images in {meta.get('images_root')}",
+                                 hint="use another project folder")
+            new = not meta
+            if new:
+                conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [
+                    ("project_id", project_id or uuid.uuid4().hex[:16]), ("images_root", abs_root),
+                    ("created_at", _now()), ("schema_version", "1"), ("salt", secrets.token_hex(16))])
+            before = conn.execute("SELECT count(*) FROM assets").fetchone()[0]
+            conn.executemany("INSERT OR IGNORE INTO assets (file_name, width, height, bytes) VALUES (?, ?, ?, ?)",
+                             rows)
+            added = conn.execute("SELECT count(*) FROM assets").fetchone()[0] - before
+            conn.executemany("INSERT OR IGNORE INTO categories (name) VALUES (?)",
+                             [(c,) for c in dict.fromkeys(categories or [])])
         project = cls(root)
         summary = {"created": new, "assets": len(project.assets()), "assets_added": added,
                    "unreadable": unreadable, "categories": project.categories(), "project_id": project.project_id}
