@@ -5,11 +5,28 @@ this format, 1 = certainly this format) and ``read(path, *, options, report) -> 
 format's conventions to the internal model at its boundary, counts every annotation it reads
 (``report.add_read``), and records what it could not keep (``report.drop_one`` / ``report.drop``) or
 noticed (``report.note``). Malformed input raises :class:`prelabel.errors.ReadError` naming file and line.
+
+An adapter that can stream also has ``iter_chunks(path, *, options, report, chunk_rows) -> Iterator[Dataset]``:
+the same dataset as ``read()``, cut into pieces of whole images so memory stays bounded on huge inputs:
+
+- each chunk holds the next images in ``read()``'s image order (at least one image per chunk; a chunk is
+  closed at an image boundary once it has about ``chunk_rows`` annotation rows or images), the annotation
+  rows of exactly those images (``image`` indexes the chunk's own ``images`` table) in ``read()``'s row
+  order, and the categories declared so far (the same table in every chunk unless the format declares
+  categories as it goes; annotation names missing from it are fine: reconciliation appends them in
+  first-seen order, as it does for ``read()``);
+- every chunk carries the one ``report`` passed in: counts, drops and notes go there as ``read()`` puts them,
+  so after the last chunk the report equals ``read()``'s;
+- ``Dataset.concat(chunks)`` equals ``read()`` row for row (images, annotations and the category names);
+- when the input needs the whole file to be read correctly (something found late changes rows already
+  yielded: an image listed twice, tracks, a per-category keypoint count known only at the end, rows not
+  grouped by image), it raises :class:`NeedsWholeRead` with the reason, at any point: the caller then
+  discards what it wrote and calls ``read()`` with a fresh report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,7 +34,18 @@ from typing import Any, Protocol
 from ..model import Dataset
 from ..report import Report
 
-__all__ = ["Adapter", "ReadOptions"]
+__all__ = ["Adapter", "NeedsWholeRead", "ReadOptions", "StreamingAdapter"]
+
+DEFAULT_CHUNK_ROWS = 200_000  # annotation rows per streamed chunk (about 100-250 MB of rows in flight)
+
+
+class NeedsWholeRead(Exception):  # noqa: N818 (a signal to the pipeline, not an error a user sees)
+    """Raised by ``iter_chunks`` when this input cannot be streamed; ``reason`` says why (it goes in the
+    report as a diagnostic ``stream.whole``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,3 +80,8 @@ class Adapter(Protocol):
     def detect(self, path: Path) -> float: ...
 
     def read(self, path: Path, *, options: ReadOptions, report: Report) -> Dataset: ...
+
+
+class StreamingAdapter(Adapter, Protocol):
+    def iter_chunks(self, path: Path, *, options: ReadOptions, report: Report,
+                    chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Dataset]: ...
