@@ -59,8 +59,9 @@ import pandas as pd
 
 from ..errors import CategoryError, ReadError, UsageError
 from ..model import CATEGORY_COLUMNS, Dataset
+from ..report import Report
 
-__all__ = ["load_mapping", "load_schema", "match_rule", "normalize_name", "reconcile"]
+__all__ = ["Reconciler", "load_mapping", "load_schema", "match_rule", "normalize_name", "reconcile"]
 
 _SEP = re.compile(r"[\s_\-]+")
 UNKNOWN_MODES = ("error", "drop", "keep")
@@ -406,155 +407,222 @@ def _unknown_error(unknown: list[_Decision], matcher: _Matcher) -> CategoryError
 def reconcile(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | None = None,
               schema: Any = None, unknown: str = "error") -> Dataset:
     """Rename, merge, drop and renumber categories to match a target schema (see the module docstring)."""
-    if unknown not in UNKNOWN_MODES:
-        raise UsageError(f"unknown={unknown!r}: expected one of {', '.join(UNKNOWN_MODES)}")
-    maps = load_mapping(mapping)
-    target_schema = load_schema(schema)
-    map_src = str(mapping) if isinstance(mapping, (str, Path)) else "mapping"
-    schema_src = str(schema) if isinstance(schema, (str, Path)) else "schema"
-    rep = ds.report
-    ann = ds.annotations
-    cats = ds.categories.drop_duplicates(subset="name", keep="first")
+    rec = Reconciler(mapping=mapping, schema=schema, unknown=unknown)
+    out = rec.apply(ds)
+    rec.finish(ds.report)
+    return out.replace(categories=rec.categories())
 
-    # rows without a category cannot be written
-    no_cat = ann["category"].isna().to_numpy()
-    if no_cat.any():
-        rep.drop("dropped.invalid", ann[no_cat].assign(category=None), "annotation has no category")
-        ann = ann[~no_cat]
 
-    counts = ann["category"].value_counts(sort=False)
-    source_names = [str(n) for n in cats["name"] if not _is_missing(n)]
-    known = set(source_names)
-    source_names += [str(n) for n in pd.unique(ann["category"].to_numpy()) if str(n) not in known]
+class Reconciler:
+    """:func:`reconcile` one chunk of a dataset at a time (the streaming pipeline), with the same result.
 
-    # 1. the mapping: exact key, else a normalized key
-    map_matcher = _Matcher(list(maps))
-    used_keys: set[str] = set()
-    decisions: list[_Decision] = []
-    for s in source_names:
-        n_ann = int(counts.get(s, 0))
-        keys = map_matcher.find(s)
-        targets = {maps[k] for k in keys}
+    :meth:`apply` maps and drops each chunk's annotation rows (categories are decided as their names first
+    appear: declared ones first, in the order of the chunk's categories table, then the names the rows use);
+    the output category table only grows, so the ids of the categories already written never change.
+    :meth:`finish` records the notes and the mapping in the report and raises the ``unknown="error"``
+    CategoryError (with the counts of the whole input: rows of unknown categories are counted, not written,
+    until the end). :meth:`categories` is the final table.
+
+    Example:
+        >>> from prelabel.model import Dataset
+        >>> rec = Reconciler(schema=["dog", "cat"], unknown="drop")
+        >>> parts = [Dataset.build(images={"file_name": ["a.jpg"], "width": [9], "height": [9]},
+        ...     annotations={"image": [0], "category": [c], "x": [0.0], "y": [0.0], "w": [1.0], "h": [1.0]})
+        ...     for c in ("cat", "bird")]
+        >>> [list(rec.apply(p).annotations["category"]) for p in parts]
+        [['cat'], []]
+        >>> rec.finish(parts[0].report)
+        >>> rec.categories()["id"].tolist(), [(m["source"], m["how"]) for m in parts[0].report.mapping]
+        ([1, 2], [('cat', 'exact'), ('bird', 'unknown-dropped')])
+    """
+
+    def __init__(self, *, mapping: Mapping[str, str | None] | str | Path | None = None, schema: Any = None,
+                 unknown: str = "error") -> None:
+        if unknown not in UNKNOWN_MODES:
+            raise UsageError(f"unknown={unknown!r}: expected one of {', '.join(UNKNOWN_MODES)}")
+        self.unknown = unknown
+        self.maps = load_mapping(mapping)
+        self.schema = load_schema(schema)
+        self.map_src = str(mapping) if isinstance(mapping, (str, Path)) else "mapping"
+        self.schema_src = str(schema) if isinstance(schema, (str, Path)) else "schema"
+        self.map_matcher = _Matcher(list(self.maps))
+        self.matcher = _Matcher([str(n) for n in self.schema["name"]]) if self.schema is not None else None
+        self.used_keys: set[str] = set()
+        self.decisions: dict[str, _Decision] = {}
+        self.notes: list[tuple[str, str, str, str]] = []  # (code, source, message, severity) in decision order
+        self.src_rows: dict[str, dict[str, Any]] = {}  # declared source categories by name
+        self.extra_columns: list[str] = []
+        self.unknown_seen = False  # unknown="error" and rows of an unknown category were met
+        self._table: pd.DataFrame | None = None
+
+    # ------------------------------------------------------------------ deciding
+    def _decide(self, s: str) -> _Decision:
+        """The decision for a new source name (notes kept in order; schema matching included)."""
+        keys = self.map_matcher.find(s)
+        targets = {self.maps[k] for k in keys}
         if len(targets) > 1:
             raise CategoryError(f"category {_q(s)} matches several mapping entries with different targets: "
                                 f"{', '.join(_q(k) for k in keys)}", hint="write one entry with the exact name")
         if keys:
-            used_keys.update(keys)
-            t = maps[keys[0]]
+            self.used_keys.update(keys)
+            t = self.maps[keys[0]]
             rule = "" if keys[0] == s else f" (key {_q(keys[0])}, {match_rule(s, keys[0])})"
             if t is None:
-                rep.note("category.mapped", map_src, f"{_q(s)} mapped to null: dropped{rule}", severity="info")
-                decisions.append(_Decision(s, None, "dropped", s, n_ann))
-                continue
-            rep.note("category.mapped", map_src, f"{_q(s)} renamed to {_q(t)} by the mapping{rule}", severity="info")
-            decisions.append(_Decision(s, t, "mapped", t, n_ann))
+                self.notes.append(("category.mapped", self.map_src, f"{_q(s)} mapped to null: dropped{rule}",
+                                   "info"))
+                return _Decision(s, None, "dropped", s)
+            self.notes.append(("category.mapped", self.map_src, f"{_q(s)} renamed to {_q(t)} by the mapping{rule}",
+                               "info"))
+            d = _Decision(s, t, "mapped", t)
         else:
-            decisions.append(_Decision(s, s, "exact", s, n_ann))
-    for k in maps:
-        if k not in used_keys:
-            rep.note("category.mapped", map_src, f"mapping entry {_q(k)} matches no source category",
-                     severity="info")
-
-    # 2. the schema
-    if target_schema is not None:
-        matcher = _Matcher([str(n) for n in target_schema["name"]])
-        unknown_list: list[_Decision] = []
-        for d in decisions:
-            if d.target is None:
-                continue
-            hits = matcher.find(d.lookup)
+            d = _Decision(s, s, "exact", s)
+        if self.matcher is not None:
+            hits = self.matcher.find(d.lookup)
             if len(hits) > 1:
                 raise CategoryError(f"category {_q(d.lookup)} matches several schema categories: "
                                     f"{', '.join(_q(h) for h in hits)}",
                                     hint=f"map {_q(d.source)} to one of them with --map")
             if hits:
                 if hits[0] != d.lookup:
-                    rep.note("category.matched", schema_src,
-                             f"{_q(d.lookup)} matched schema category {_q(hits[0])} ({match_rule(d.lookup, hits[0])})")
+                    self.notes.append(("category.matched", self.schema_src,
+                                       f"{_q(d.lookup)} matched schema category {_q(hits[0])} "
+                                       f"({match_rule(d.lookup, hits[0])})", "warning"))
                     if d.how == "exact":
                         d.how = "normalized"
                 d.target = hits[0]
-            elif d.annotations == 0 and unknown != "keep":
-                d.how, d.target = "unused", None
-                rep.note("category.unused", schema_src,
-                         f"source category {_q(d.lookup)} has no annotations and is not in the schema: left out",
-                         severity="info")
-            else:
-                unknown_list.append(d)
-        if unknown_list and unknown == "error":
-            raise _unknown_error(unknown_list, matcher)
-        for d in unknown_list:
-            d.how = "unknown-kept" if unknown == "keep" else "unknown-dropped"
-            if unknown == "drop":
-                d.target = None
+            elif self.unknown == "keep":
+                d.how = "unknown-kept"
+            else:  # decided at the end: "unused" when it never has a row, else unknown-dropped / the error
+                d.how, d.target = "unknown-" + ("dropped" if self.unknown == "drop" else "error"), None
+        return d
 
-    # 3. drop what goes nowhere, map the rest (vectorized)
-    name_map = {d.source: d.target for d in decisions}
-    target_col = ann["category"].map(name_map)
-    gone = target_col.isna().to_numpy()
-    if gone.any():
-        for d in decisions:
-            if d.target is None and d.annotations:
+    def _register(self, names: Sequence[str]) -> None:
+        for s in names:
+            if s not in self.decisions:
+                self.decisions[s] = self._decide(s)
+                self._table = None
+
+    # ------------------------------------------------------------------ applying
+    def apply(self, ds: Dataset) -> Dataset:
+        """``ds`` with its rows mapped to the target categories (dropped rows go to its report) and the
+        category table as decided so far."""
+        rep = ds.report
+        ann = ds.annotations
+        cats = ds.categories.drop_duplicates(subset="name", keep="first")
+        for c in cats.columns:
+            if c not in CATEGORY_COLUMNS and c not in self.extra_columns:
+                self.extra_columns.append(c)
+        declared: list[str] = []
+        for r in cats.to_dict(orient="records"):
+            if _is_missing(r["name"]):
+                continue
+            name = str(r["name"])
+            self.src_rows.setdefault(name, r)
+            declared.append(name)
+        self._register(declared)
+
+        no_cat = ann["category"].isna().to_numpy()
+        if no_cat.any():
+            rep.drop("dropped.invalid", ann[no_cat].assign(category=None), "annotation has no category")
+            ann = ann[~no_cat]
+        counts = ann["category"].value_counts(sort=False)
+        self._register([str(n) for n in pd.unique(ann["category"].to_numpy())])
+        for name, n in counts.items():
+            self.decisions[str(name)].annotations += int(n)
+
+        name_map = {s: d.target for s, d in self.decisions.items()}
+        target_col = ann["category"].map(name_map)
+        gone = target_col.isna().to_numpy()
+        if gone.any():
+            for name in counts.index:
+                d = self.decisions[str(name)]
+                if d.target is not None:
+                    continue
                 rows = ann[(ann["category"] == d.source).to_numpy()]
                 if d.how == "dropped":
                     rep.drop("dropped.mapped_to_null", rows, f"{_q(d.source)} is mapped to null")
-                else:
+                elif d.how == "unknown-dropped":
                     rep.drop("dropped.unknown_category", rows, f"{_q(d.lookup)} is not in the schema")
-    ann = ann.assign(category=target_col.astype(object))[~gone]
+                else:
+                    self.unknown_seen = True  # counted; finish() raises
+        ann = ann.assign(category=target_col.astype(object))[~gone]
+        return ds.replace(categories=self.categories(), annotations=ann)
 
-    # 4. the category table
-    src_rows = {str(r["name"]): r for r in cats.to_dict(orient="records")}
+    # ------------------------------------------------------------------ the end
+    def finish(self, rep: Report) -> None:
+        """Record the notes and the mapping in ``rep``; raise the unknown-category error when there is one."""
+        for code, src, msg, sev in self.notes:
+            rep.note(code, src, msg, severity=sev)
+        for k in self.maps:
+            if k not in self.used_keys:
+                rep.note("category.mapped", self.map_src, f"mapping entry {_q(k)} matches no source category",
+                         severity="info")
+        errors: list[_Decision] = []
+        for d in self.decisions.values():
+            if d.how.startswith("unknown-") and d.how != "unknown-kept" and d.annotations == 0:
+                d.how = "unused"
+                rep.note("category.unused", self.schema_src,
+                         f"source category {_q(d.lookup)} has no annotations and is not in the schema: left out",
+                         severity="info")
+            elif d.how == "unknown-error":
+                errors.append(d)
+        if errors and self.matcher is not None:
+            raise _unknown_error(errors, self.matcher)
+        from .coco import category_ids
 
-    def source_attrs(target: str) -> dict[str, Any]:
+        table = self.categories()
+        ids = dict(zip(table["name"].tolist(), category_ids(table).tolist(), strict=True))
+        rep.mapping = [{"source": d.source, "target": d.target,
+                        "id": int(ids[d.target]) if d.target is not None else None,
+                        "annotations": d.annotations, "how": d.how} for d in self.decisions.values()]
+
+    def _source_attrs(self, target: str) -> dict[str, Any]:
         """supercategory / keypoints / skeleton of the first source mapped to ``target`` (keypoints first)."""
-        rows: list[dict[str, Any]] = [src_rows[d.source] for d in decisions
-                                      if d.target == target and d.source in src_rows]
+        rows: list[dict[str, Any]] = [self.src_rows[d.source] for d in self.decisions.values()
+                                      if d.target == target and d.source in self.src_rows]
         with_kp = [r for r in rows if r.get("keypoints") is not None]
         first: dict[str, Any] = (with_kp or rows or [{}])[0]
         return first
 
-    out_rows: list[dict[str, Any]] = []
-    if target_schema is not None:
-        for r in target_schema.to_dict(orient="records"):
-            src = source_attrs(str(r["name"]))
-            kp = src.get("keypoints") if src.get("keypoints") is not None else r["keypoints"]
-            sk = src.get("skeleton") if src.get("keypoints") is not None else r["skeleton"]
-            out_rows.append({"name": r["name"], "supercategory": r["supercategory"] or src.get("supercategory") or "",
-                             "keypoints": kp, "skeleton": sk, "id": int(r["id"])})
-        next_id = int(target_schema["id"].max()) + 1
-        have = {str(n) for n in target_schema["name"]}
-        for d in decisions:
-            if d.how == "unknown-kept" and d.target is not None and d.target not in have:
-                have.add(d.target)
-                src = source_attrs(d.target)
-                out_rows.append({"name": d.target, "supercategory": src.get("supercategory") or "",
-                                 "keypoints": src.get("keypoints"), "skeleton": src.get("skeleton"),
-                                 "id": next_id})
-                next_id += 1
-    else:
-        seen: set[str] = set()
-        for d in decisions:
-            if d.target is not None and d.target not in seen:
-                seen.add(d.target)
-                src = source_attrs(d.target)
-                out_rows.append({"name": d.target, "supercategory": src.get("supercategory") or "",
-                                 "keypoints": src.get("keypoints"), "skeleton": src.get("skeleton"), "id": None})
-    new_cats = pd.DataFrame({
-        "name": pd.Series([r["name"] for r in out_rows], dtype=object),
-        "supercategory": pd.Series([r["supercategory"] for r in out_rows], dtype=object),
-        "keypoints": pd.Series([r["keypoints"] for r in out_rows], dtype=object),
-        "skeleton": pd.Series([r["skeleton"] for r in out_rows], dtype=object),
-        "id": pd.array([r["id"] for r in out_rows], dtype="Int64"),
-    })
-    extra = [c for c in ds.categories.columns if c not in CATEGORY_COLUMNS]
-    for c in extra:  # columns adapters added: carried from the first source row of each target
-        new_cats[c] = pd.Series([source_attrs(str(r["name"])).get(c) for r in out_rows], dtype=object)
-
-    # 5. the report's mapping, with the ids the writer will write
-    from .coco import category_ids
-
-    ids = dict(zip(new_cats["name"].tolist(), category_ids(new_cats).tolist(), strict=True))
-    rep.mapping = [{"source": d.source, "target": d.target,
-                    "id": int(ids[d.target]) if d.target is not None else None,
-                    "annotations": d.annotations, "how": d.how} for d in decisions]
-    return ds.replace(categories=new_cats, annotations=ann)
+    def categories(self) -> pd.DataFrame:
+        """The output category table decided so far (it only grows; ids never change)."""
+        if self._table is not None:
+            return self._table
+        out_rows: list[dict[str, Any]] = []
+        if self.schema is not None:
+            for r in self.schema.to_dict(orient="records"):
+                src = self._source_attrs(str(r["name"]))
+                kp = src.get("keypoints") if src.get("keypoints") is not None else r["keypoints"]
+                sk = src.get("skeleton") if src.get("keypoints") is not None else r["skeleton"]
+                out_rows.append({"name": r["name"], "supercategory": r["supercategory"] or src.get("supercategory")
+                                 or "", "keypoints": kp, "skeleton": sk, "id": int(r["id"])})
+            next_id = int(self.schema["id"].max()) + 1
+            have = {str(n) for n in self.schema["name"]}
+            for d in self.decisions.values():
+                if d.how == "unknown-kept" and d.target is not None and d.target not in have:
+                    have.add(d.target)
+                    src = self._source_attrs(d.target)
+                    out_rows.append({"name": d.target, "supercategory": src.get("supercategory") or "",
+                                     "keypoints": src.get("keypoints"), "skeleton": src.get("skeleton"),
+                                     "id": next_id})
+                    next_id += 1
+        else:
+            seen: set[str] = set()
+            for d in self.decisions.values():
+                if d.target is not None and d.target not in seen:
+                    seen.add(d.target)
+                    src = self._source_attrs(d.target)
+                    out_rows.append({"name": d.target, "supercategory": src.get("supercategory") or "",
+                                     "keypoints": src.get("keypoints"), "skeleton": src.get("skeleton"),
+                                     "id": None})
+        table = pd.DataFrame({
+            "name": pd.Series([r["name"] for r in out_rows], dtype=object),
+            "supercategory": pd.Series([r["supercategory"] for r in out_rows], dtype=object),
+            "keypoints": pd.Series([r["keypoints"] for r in out_rows], dtype=object),
+            "skeleton": pd.Series([r["skeleton"] for r in out_rows], dtype=object),
+            "id": pd.array([r["id"] for r in out_rows], dtype="Int64"),
+        })
+        for c in self.extra_columns:  # columns adapters added: carried from the first source row of each target
+            table[c] = pd.Series([self._source_attrs(str(r["name"])).get(c) for r in out_rows], dtype=object)
+        self._table = table
+        return table
