@@ -265,7 +265,7 @@ def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[s
                 report_path=kw.get("report_path"), strict=bool(kw.get("strict")),
                 storage_options=_storage_options(kw), engine=kw.get("engine") or "local",
                 scheduler=kw.get("scheduler"), workers=kw.get("engine_workers"),
-                progress=stages if show else None)
+                progress=stages if show else None, stream=True)
     except Exception as e:
         from .errors import StrictError
 

@@ -23,7 +23,7 @@ import orjson
 import pandas as pd
 
 from . import adapters, storage
-from .adapters.base import ReadOptions
+from .adapters.base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 from .converters import coco as coco_writer
 from .converters.clip import clip as clip_step
 from .converters.reconcile import reconcile as reconcile_step
@@ -150,11 +150,15 @@ def write_dataset(ds: Dataset, out: str | Path, *, max_file_size: int = coco_wri
     if report_path is not None:
         coco_writer.write_json_atomic(report_path, orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2))
     if problems:
-        first = problems[0]
-        raise StrictError(f"--strict: {len(problems)} problem(s); first: {first.code} {first.source} "
-                          f"{first.message}".replace("  ", " "),
-                          hint="see the report for all of them, or run without --strict")
+        raise _strict_error(problems)
     return ConvertResult(paths=paths, dataset=ds, report=rep, validation=validation)
+
+
+def _strict_error(problems: Sequence[Any]) -> StrictError:
+    first = problems[0]
+    return StrictError(f"--strict: {len(problems)} problem(s); first: {first.code} {first.source} "
+                       f"{first.message}".replace("  ", " "),
+                       hint="see the report for all of them, or run without --strict")
 
 
 def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str | None = None,
@@ -163,16 +167,36 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
             min_score: float | None = None, max_file_size: int = coco_writer.DEFAULT_MAX_FILE_SIZE,
             rle: str = "compressed", report_path: str | Path | None = None, strict: bool = False,
             storage_options: Mapping[str, Any] | None = None, engine: str = "local", scheduler: str | None = None,
-            workers: int | None = None, progress: ProgressHook | None = None) -> ConvertResult:
+            workers: int | None = None, progress: ProgressHook | None = None, stream: bool = False,
+            chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ConvertResult:
     """Read ``src``, reconcile, clip, and write COCO to ``out``; the report says what happened to everything.
 
     ``src``, ``out`` and ``report_path`` may be fsspec URLs; ``engine`` / ``scheduler`` / ``workers``: see
     :func:`read`. ``progress``: an optional ``hook(stage, done, total)`` called as each stage starts
     (``reading``, ``reconciling``, ``clipping``, ``writing``) and as files are read and written, e.g. a
     :class:`prelabel.progress.Stages`.
+
+    ``stream=True`` (what the command line does) keeps memory bounded on huge inputs: a source whose adapter
+    can stream (CVAT XML, prediction tables) is read, reconciled, clipped and written ``chunk_rows``
+    annotation rows at a time, with the same output bytes; the result's ``dataset`` then holds the categories
+    and the report but no images or annotations. Other sources, several sources, URLs and Dask are read
+    whole, as is an input the adapter finds it cannot stream (the report says why: ``stream.whole``).
     """
+    whole_reason = None
+    if stream and isinstance(src, (str, Path)) and engine == "local" and not storage.is_url(src) \
+            and not storage.is_url(out) and not storage.is_url(report_path) \
+            and not storage.is_url((options or ReadOptions()).images):
+        streamed = _convert_stream(
+            Path(src), Path(out), fmt=fmt, options=options or ReadOptions(), mapping=mapping, schema=schema,
+            unknown=unknown, clip=clip, min_area=min_area, min_score=min_score, max_file_size=max_file_size,
+            rle=rle, report_path=report_path, strict=strict, progress=progress, chunk_rows=chunk_rows)
+        if isinstance(streamed, ConvertResult):
+            return streamed
+        whole_reason = streamed
     ds = read(src, fmt=fmt, options=options, storage_options=storage_options, engine=engine, scheduler=scheduler,
               workers=workers, progress=progress)
+    if whole_reason:
+        ds.report.note("stream.whole", str(src), f"read whole, not streamed: {whole_reason}", severity="info")
     from .inspection import convention_hints
 
     ds.report.diagnostics.extend(convention_hints(ds))
@@ -211,3 +235,60 @@ def _write_remote(ds: Dataset, out: str | Path, report_path: str | Path | None, 
         if failed is not None:
             raise failed
     return res
+
+
+def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptions,
+                    mapping: Mapping[str, str | None] | str | Path | None, schema: Any, unknown: str, clip: bool,
+                    min_area: float, min_score: float | None, max_file_size: int, rle: str,
+                    report_path: str | Path | None, strict: bool, progress: ProgressHook | None,
+                    chunk_rows: int) -> ConvertResult | str | None:
+    """The streaming conversion; returns None when the adapter cannot stream, or the reason the input must
+    be read whole (nothing is written then)."""
+    from .converters.coco_stream import CocoStreamWriter
+    from .converters.reconcile import Reconciler
+    from .inspection import ConventionStats, _source_text
+
+    adapter = adapters.get(fmt or adapters.detect(src))
+    iter_chunks = getattr(adapter, "iter_chunks", None)
+    if iter_chunks is None:
+        return None
+    rep = Report()
+    rep.input = {"format": adapter.NAME, "source": str(src)}
+    rec = Reconciler(mapping=mapping, schema=schema, unknown=unknown)
+    stats = ConventionStats()
+    writer = CocoStreamWriter(out, max_file_size=max_file_size, rle=rle, allow_outside=not clip)
+    opts = options if progress is None else _counting(options, progress)
+    if progress is not None:
+        progress("reading", 0, None)
+    try:
+        for chunk in iter_chunks(src, options=opts, report=rep, chunk_rows=chunk_rows):
+            stats.add(chunk)
+            ds = rec.apply(filter_min_score(chunk, min_score))
+            if rec.unknown_seen:  # the error comes at the end, with the whole input's counts
+                continue
+            writer.add(clip_step(ds, enabled=clip, min_area=min_area))
+        rep.diagnostics.extend(stats.hints(_source_text(rep.input.get("source"))))
+        rec.finish(rep)
+        categories = rec.categories()
+        if progress is not None:
+            progress("writing", 0, None)
+        validation = writer.check(categories)
+        coco_writer.fail_if_invalid(validation, f"the COCO written for {out}")
+        rep.set_written(writer.n_annotations, by_category=writer.by_category)
+        rep.output.update({"images": writer.n_images, "annotations": writer.n_annotations,
+                           "categories": len(categories)})
+        problems = rep.problems() if strict else []
+        paths = [] if problems else writer.finish(categories)
+    except NeedsWholeRead as e:
+        return e.reason
+    finally:
+        writer.abort()
+    rep.output["files"] = [str(p) for p in paths]
+    if report_path is not None:
+        coco_writer.write_json_atomic(report_path, orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2))
+    if problems:
+        raise _strict_error(problems)
+    if progress is not None:
+        progress("writing", len(paths), len(paths))
+    return ConvertResult(paths=paths, dataset=Dataset.build(categories=categories, report=rep), report=rep,
+                         validation=validation)

@@ -86,6 +86,19 @@ def category_ids(categories: pd.DataFrame) -> np.ndarray:
     return out
 
 
+def category_dicts(categories: pd.DataFrame, ids: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """The COCO ``categories`` list of a category table (``ids``: :func:`category_ids`, computed when None)."""
+    cids = category_ids(categories) if ids is None else ids
+    out: list[dict[str, Any]] = []
+    for cid, row in zip(cids.tolist(), categories.itertuples(index=False), strict=True):
+        c: dict[str, Any] = {"id": cid, "name": str(row.name), "supercategory": str(row.supercategory or "")}
+        if row.keypoints is not None:
+            c["keypoints"] = [str(k) for k in row.keypoints]
+            c["skeleton"] = [[int(a), int(b)] for a, b in (row.skeleton or [])]
+        out.append(c)
+    return out
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """The cyclic garbage collector off while building many small containers (none of them cyclic)."""
@@ -121,25 +134,23 @@ class CocoTables:
     Raises ValidationError when annotations use a category the Dataset does not define.
     """
 
-    def __init__(self, ds: Dataset, *, rle: str = "compressed", info: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, ds: Dataset, *, rle: str = "compressed", info: Mapping[str, Any] | None = None,
+                 image_base: int = 0, annotation_base: int = 0) -> None:
         if rle not in ("compressed", "uncompressed"):
             raise ValueError("rle must be 'compressed' or 'uncompressed'")
         self.info: dict[str, Any] = dict(info) if info is not None else dict(_INFO)
+        # a chunk of a streamed document: its image ids start at image_base + 1, its annotation ids (and the
+        # positions validation messages name) at annotation_base + 1
+        self.image_base, self.annotation_base = int(image_base), int(annotation_base)
         cats = ds.categories
         cids = category_ids(cats)
-        self.categories: list[dict[str, Any]] = []
-        for cid, row in zip(cids.tolist(), cats.itertuples(index=False), strict=True):
-            c: dict[str, Any] = {"id": cid, "name": str(row.name), "supercategory": str(row.supercategory or "")}
-            if row.keypoints is not None:
-                c["keypoints"] = [str(k) for k in row.keypoints]
-                c["skeleton"] = [[int(a), int(b)] for a, b in (row.skeleton or [])]
-            self.categories.append(c)
+        self.categories = category_dicts(cats, cids)
         imgs = ds.images
         self.images: list[dict[str, Any]] = []
         with _gc_paused():
             for i, (fn, w, h, attrs) in enumerate(zip(imgs["file_name"].tolist(), imgs["width"].tolist(),
                                                       imgs["height"].tolist(), imgs["attributes"].tolist(),
-                                                      strict=True)):
+                                                      strict=True), start=self.image_base):
                 im: dict[str, Any] = {"id": i + 1, "file_name": fn, "width": int(w), "height": int(h)}
                 if attrs:
                     im["attributes"] = attrs
@@ -169,7 +180,7 @@ class CocoTables:
             raise ValidationError(
                 f"annotations use categories that are not defined: {sorted(map(str, unknown))}")
         lut = np.array([name_to_id[u] for u in uniques.tolist()], dtype=np.int64)
-        self.image_id = take(img) + 1
+        self.image_id = take(img) + 1 + self.image_base
         self.category_id = take(lut[codes]) if len(lut) else np.zeros(n, dtype=np.int64)
         self.x = take(ann["x"].to_numpy(dtype=np.float64))
         self.y = take(ann["y"].to_numpy(dtype=np.float64))
@@ -206,8 +217,8 @@ class CocoTables:
             seg_out, area, bb = _segmentation(seg, rle)
             bbox = list(bb)
             self.area[i] = area
-        d: dict[str, Any] = {"id": i + 1, "image_id": int(self.image_id[i]), "category_id": int(self.category_id[i]),
-                             "segmentation": seg_out, "area": area, "bbox": bbox, "iscrowd": int(self.iscrowd[i])}
+        d: dict[str, Any] = {"id": self.annotation_base + i + 1, "image_id": int(self.image_id[i]),
+                             "category_id": int(self.category_id[i]), "segmentation": seg_out, "area": area, "bbox": bbox, "iscrowd": int(self.iscrowd[i])}
         if self.has_score[i]:
             d["score"] = float(self.score[i])
         if kp is not None and not (isinstance(kp, float) and math.isnan(kp)):
@@ -226,8 +237,8 @@ class CocoTables:
         """The dict of output annotation ``i`` (0-based)."""
         if i in self.complex:
             return self.complex[i]
-        d: dict[str, Any] = {"id": i + 1, "image_id": int(self.image_id[i]), "category_id": int(self.category_id[i]),
-                             "segmentation": [], "area": float(self.area[i]),
+        d: dict[str, Any] = {"id": self.annotation_base + i + 1, "image_id": int(self.image_id[i]),
+                             "category_id": int(self.category_id[i]), "segmentation": [], "area": float(self.area[i]),
                              "bbox": [float(self.x[i]), float(self.y[i]), float(self.w[i]), float(self.h[i])],
                              "iscrowd": int(self.iscrowd[i])}
         if self.has_score[i]:
@@ -247,13 +258,14 @@ class CocoTables:
         score = self.score.tolist()
         has_score = self.has_score.tolist()
         has_attr, attrs, cplx = self.has_attr.tolist(), self.attr_vals, self.complex
+        base = self.annotation_base
         out: list[dict[str, Any]] = []
         with _gc_paused():
             for i in range(n):
                 if i in cplx:
                     out.append(cplx[i])
                     continue
-                d: dict[str, Any] = {"id": i + 1, "image_id": image_id[i], "category_id": category_id[i],
+                d: dict[str, Any] = {"id": base + i + 1, "image_id": image_id[i], "category_id": category_id[i],
                                      "segmentation": [], "area": area[i], "bbox": bbox[i], "iscrowd": iscrowd[i]}
                 if has_score[i]:
                     d["score"] = score[i]
@@ -292,7 +304,8 @@ class CocoTables:
         m = b - a
         box = np.column_stack([self.x[a:b], self.y[a:b], self.w[a:b], self.h[a:b]])
         cols: list[list[bytes]] = [
-            _split(np.arange(a + 1, b + 1, dtype=np.int64)), _split(self.image_id[a:b]),
+            _split(np.arange(self.annotation_base + a + 1, self.annotation_base + b + 1, dtype=np.int64)),
+            _split(self.image_id[a:b]),
             _split(self.category_id[a:b]), _split(self.area[a:b]),
             orjson.dumps(box, option=_OPT)[2:-2].split(b"],["), _split(self.iscrowd[a:b])]
         template = _ROW_START
@@ -773,12 +786,14 @@ def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | 
     return res
 
 
-def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6,
-                     allow_outside: bool = False) -> ValidationResult:
+def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6, allow_outside: bool = False,
+                     check_categories: bool = True) -> ValidationResult:
     """What :func:`validate` says of the COCO the writer makes of ``ds``, without building that document.
 
     Box rows are checked column by column with numpy (same rules, same messages, same order as
     :func:`validate` of ``to_coco(ds)``); rows with a segmentation or keypoints are checked one by one.
+    ``check_categories=False`` leaves the category table's own problems out (a streamed chunk: the writer
+    checks the final table once).
 
     Example:
         >>> from prelabel.model import Dataset
@@ -795,9 +810,11 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6,
     iw = np.fromiter((im["width"] for im in t.images), dtype=np.int64, count=n_img)
     ih = np.fromiter((im["height"] for im in t.images), dtype=np.int64, count=n_img)
     bad_wh = (iw < 1) | (ih < 1)
-    for i, im in enumerate(t.images):
+    ib, ab = t.image_base, t.annotation_base
+    for k, im in enumerate(t.images):
+        i = k + ib
         iid, fn = im["id"], im["file_name"]
-        if bad_wh[i]:
+        if bad_wh[k]:
             add(f"images[{i}] (id {iid}): width and height must be integers >= 1, got {im['width']!r} x "
                 f"{im['height']!r}")
         if not isinstance(fn, str) or not fn:
@@ -806,7 +823,7 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6,
             why = why_unsafe(fn)
             if why:
                 add(f"images[{i}] (id {iid}): file_name {fn!r} is unsafe: {why}")
-    cats = _check_categories(t.categories, add)
+    cats = _check_categories(t.categories, add if check_categories else _ignore)
     iw = np.where(bad_wh, 0, iw)
     ih = np.where(bad_wh, 0, ih)
 
@@ -821,13 +838,13 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6,
     simple = np.ones(n, dtype=bool)
     simple[t.complex_rows] = False
     iid = t.image_id
-    img_ok = (iid >= 1) & (iid <= n_img)
+    img_ok = (iid >= 1 + ib) & (iid <= ib + n_img)
     cid = t.category_id
     known = np.fromiter(cats, dtype=np.int64, count=len(cats))
     x, y, w, h = t.x, t.y, t.w, t.h
 
     def where(r: int) -> str:
-        return f"annotations[{r}] (id {r + 1})"
+        return f"annotations[{r + ab}] (id {r + ab + 1})"
 
     def bb(r: int) -> list[float]:
         return [float(x[r]), float(y[r]), float(w[r]), float(h[r])]
@@ -845,7 +862,7 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6,
         sized = finite & (w > 0) & (h > 0)
         report(np.flatnonzero(simple & finite & ~sized), 4, lambda r: f"{where(r)}: bbox {bb(r)} has zero or "
                "negative size")
-        idx = np.where(img_ok, iid - 1, 0)
+        idx = np.where(img_ok, iid - 1 - ib, 0)
         W = np.where(img_ok, iw[idx], 0).astype(np.float64)
         H = np.where(img_ok, ih[idx], 0).astype(np.float64)
         outside = simple & sized & (W > 0) & ((x < -tolerance) | (y < -tolerance) | (x + w > W + tolerance)
@@ -869,7 +886,7 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6,
         for r in t.complex_rows.tolist():
             errs: list[str] = []
             warns: list[str] = []
-            _check_annotation(r, t.complex[r], images, cats, seen, errs.append, warns.append,
+            _check_annotation(r + ab, t.complex[r], images, cats, seen, errs.append, warns.append,
                               tolerance=tolerance, allow_outside=allow_outside)
             found.extend((r, 0, e) for e in errs)
             warnings.extend((r, m) for m in warns)
@@ -880,6 +897,10 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6,
     res.warnings.extend(m for _, m in warnings)
     res.counts = {"images": n_img, "annotations": n, "categories": len(t.categories)}
     return res
+
+
+def _ignore(msg: str) -> None:
+    """Where problems go that the caller checks elsewhere (a streamed chunk's categories: checked once)."""
 
 
 def fail_if_invalid(res: ValidationResult, what: str) -> None:

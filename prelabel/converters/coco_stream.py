@@ -1,0 +1,212 @@
+"""The COCO writer for a dataset that arrives in chunks of whole images (the streaming pipeline).
+
+Each chunk is turned into bytes as it arrives (:class:`~prelabel.converters.coco.CocoTables` with id bases) and
+appended to two temporary files beside the output: the images and the annotations, each row followed by a
+comma. Only a few numbers per image stay in memory (the byte length of its image entry and of its
+annotations), so memory does not grow with the annotations. :meth:`CocoStreamWriter.finish` writes the
+categories (known only at the end) and assembles the document, or its shards of whole images, from the
+temporary files. The bytes equal what :func:`prelabel.converters.coco.write` makes of the whole dataset.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from prelabel.model import Dataset
+    >>> from prelabel.converters.coco import coco_bytes
+    >>> parts = [Dataset.build(images={"file_name": [f"{i}.jpg"], "width": [8], "height": [8]},
+    ...     categories={"name": ["cat"]}, annotations={"image": [0], "category": ["cat"], "x": [1.0],
+    ...     "y": [1.0], "w": [2.0], "h": [2.0]}) for i in range(2)]
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "out.json"
+    >>> w = CocoStreamWriter(out)
+    >>> for part in parts:
+    ...     w.add(part)
+    >>> [p.name for p in w.finish(parts[0].categories)]
+    ['out.json']
+    >>> out.read_bytes() == coco_bytes(Dataset.concat(parts))
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+import pandas as pd
+
+from ..model import Dataset
+from .coco import (
+    _OPT,
+    DEFAULT_MAX_FILE_SIZE,
+    CocoTables,
+    ValidationResult,
+    _adder,
+    _check_categories,
+    _dumps,
+    _gc_paused,
+    _greedy_shards,
+    category_dicts,
+    category_ids,
+    shard_paths,
+    validate_dataset,
+    write_json_atomic,
+)
+
+__all__ = ["CocoStreamWriter"]
+
+_COPY = 1 << 20
+
+
+class CocoStreamWriter:
+    """Write a COCO document chunk by chunk: :meth:`add` each chunk (images in output order, their rows),
+    then :meth:`finish` with the final category table; :meth:`abort` removes the temporary files.
+
+    Every chunk is validated as it is written (:func:`validate_dataset`, positions and ids counted over the
+    whole document); :attr:`validation` holds the problems, capped as :func:`validate` caps them.
+    """
+
+    def __init__(self, path: str | Path, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE, rle: str = "compressed",
+                 info: Mapping[str, Any] | None = None, allow_outside: bool = False) -> None:
+        self.path = Path(path)
+        self.max_file_size = int(max_file_size)
+        self.rle = rle
+        self.info = info
+        self.allow_outside = allow_outside
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._files: list[str] = []
+        self._images = self._temp("images")
+        self._anns = self._temp("annotations")
+        self.n_images = 0
+        self.n_annotations = 0
+        self.by_category: dict[str, int] = {}
+        self._image_len: list[np.ndarray] = []       # bytes of each image entry (without its comma)
+        self._image_ann_len: list[np.ndarray] = []   # bytes of each image's annotation rows (commas included)
+        self.validation = ValidationResult()
+        self._add_error = _adder(self.validation.errors)
+        self._head = b""
+
+    def _temp(self, what: str) -> IO[bytes]:
+        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.{what}.", suffix=".tmp", dir=self.path.parent)
+        self._files.append(name)
+        return os.fdopen(fd, "w+b")
+
+    # ------------------------------------------------------------------ chunks
+    def add(self, ds: Dataset) -> None:
+        """Append one chunk: its images after those already written, its annotation rows after theirs."""
+        t = CocoTables(ds, rle=self.rle, info=self.info, image_base=self.n_images,
+                       annotation_base=self.n_annotations)
+        if not self._head:
+            self._head = t.head()
+        res = validate_dataset(t, allow_outside=self.allow_outside, check_categories=False)
+        for e in res.errors:
+            if not e.startswith("..."):
+                self._add_error(e)
+        self.validation.warnings.extend(res.warnings)
+        n_img = len(t.images)
+        if n_img:
+            with _gc_paused():
+                pieces = [orjson.dumps(im, option=_OPT) for im in t.images]
+            self._images.write(b",".join(pieces) + b",")
+            self._image_len.append(np.fromiter(map(len, pieces), dtype=np.int64, count=n_img))
+        row_len = np.zeros(0, dtype=np.int64)
+        if t.n:
+            lengths: list[np.ndarray] = []
+            for start in range(0, t.n, 8192):
+                with _gc_paused():
+                    blob, ln = t._chunk_bytes(start, min(t.n, start + 8192))
+                self._anns.write(blob)
+                lengths.append(ln)
+            row_len = np.concatenate(lengths)
+        per_image = np.bincount(t.image_id - 1 - self.n_images, weights=row_len, minlength=n_img)
+        self._image_ann_len.append(per_image.astype(np.int64))
+        if t.n:
+            cats = ds.annotations["category"].to_numpy(dtype=object)
+            codes, uniques = pd.factorize(cats)
+            counts = np.bincount(codes[codes >= 0], minlength=len(uniques)).tolist()
+            for name, c in zip(uniques.tolist(), counts, strict=True):
+                self.by_category[str(name)] = self.by_category.get(str(name), 0) + int(c)
+        self.n_images += n_img
+        self.n_annotations += t.n
+
+    # ------------------------------------------------------------------ the end
+    def check(self, categories: pd.DataFrame) -> ValidationResult:
+        """The validation of the whole document, the final category table included."""
+        res = ValidationResult(errors=[], warnings=list(self.validation.warnings))
+        add = _adder(res.errors)
+        _check_categories(category_dicts(categories), add)
+        for e in self.validation.errors:
+            add(e)
+        res.counts = {"images": self.n_images, "annotations": self.n_annotations, "categories": len(categories)}
+        return res
+
+    def finish(self, categories: pd.DataFrame) -> list[Path]:
+        """Write the document (or its shards) with ``categories`` (the final table); returns the paths."""
+        try:
+            return self._assemble(categories)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Close and remove the temporary files (nothing is written at the output path)."""
+        for f in (self._images, self._anns):
+            if not f.closed:
+                f.close()
+        for name in self._files:
+            if os.path.exists(name):
+                os.unlink(name)
+        self._files = []
+
+    def _assemble(self, categories: pd.DataFrame) -> list[Path]:
+        cats = category_dicts(categories, category_ids(categories))
+        head = self._head or CocoTables(Dataset.build(), info=self.info).head()
+        tail = b',"categories":' + _dumps(cats) + b"}"
+        img_size = self._images.tell()
+        ann_size = self._anns.tell()
+        self._images.flush()
+        self._anns.flush()
+        img_body = max(img_size - 1, 0)  # without the last comma
+        ann_body = max(ann_size - 1, 0)
+        total = len(head) + 2 + img_body + len(b',"annotations":[') + ann_body + 1 + len(tail)
+        if total <= self.max_file_size:
+            write_json_atomic(self.path, self._pieces([
+                head + b"[", (self._images, 0, img_body), b'],"annotations":[', (self._anns, 0, ann_body),
+                b"]" + tail]))
+            return [self.path]
+        return self._shards(cats)
+
+    def _shards(self, cats: list[dict[str, Any]]) -> list[Path]:
+        info = self._head[len(b'{"info":'):-len(b',"licenses":[],"images":')]
+        head = b'{"info":' + info + b',"licenses":[],"categories":' + _dumps(cats) + b',"images":['
+        overhead = len(head) + len(b'],"annotations":[]}')
+        img_len = np.concatenate(self._image_len) if self._image_len else np.zeros(0, dtype=np.int64)
+        ann_len = np.concatenate(self._image_ann_len) if self._image_ann_len else np.zeros(0, dtype=np.int64)
+        costs = (img_len + 1 + ann_len).tolist()
+        img_off = np.concatenate([[0], np.cumsum(img_len + 1)])
+        ann_off = np.concatenate([[0], np.cumsum(ann_len)])
+        ranges = _greedy_shards(costs, overhead, self.max_file_size)
+        paths = shard_paths(self.path, len(ranges))
+        for sp, (s, e) in zip(paths, ranges, strict=True):
+            ilo, ihi = int(img_off[s]), int(img_off[e])
+            alo, ahi = int(ann_off[s]), int(ann_off[e])
+            write_json_atomic(sp, self._pieces([
+                head, (self._images, ilo, max(ihi - ilo - 1, 0)), b'],"annotations":[',
+                (self._anns, alo, max(ahi - alo - 1, 0)), b"]}"]))
+        return paths
+
+    @staticmethod
+    def _pieces(parts: list[bytes | tuple[IO[bytes], int, int]]) -> Any:
+        """Bytes, and (file, offset, length) ranges read in 1 MiB blocks, in order."""
+        for part in parts:
+            if isinstance(part, bytes):
+                yield part
+                continue
+            f, off, n = part
+            f.seek(off)
+            while n > 0:
+                block = f.read(min(_COPY, n))
+                if not block:
+                    break
+                n -= len(block)
+                yield block
