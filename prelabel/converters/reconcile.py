@@ -521,31 +521,36 @@ class Reconciler:
             declared.append(name)
         self._register(declared)
 
-        no_cat = ann["category"].isna().to_numpy()
+        # one factorize of the category column: the rest works on its codes (no per-row Python)
+        codes, uniques = pd.factorize(ann["category"].to_numpy(dtype=object), use_na_sentinel=True)
+        no_cat = codes < 0
         if no_cat.any():
             rep.drop("dropped.invalid", ann[no_cat].assign(category=None), "annotation has no category")
-            ann = ann[~no_cat]
-        counts = ann["category"].value_counts(sort=False)
-        self._register([str(n) for n in pd.unique(ann["category"].to_numpy())])
-        for name, n in counts.items():
-            self.decisions[str(name)].annotations += int(n)
-
-        name_map = {s: d.target for s, d in self.decisions.items()}
-        target_col = ann["category"].map(name_map)
-        gone = target_col.isna().to_numpy()
+        names = [str(u) for u in uniques.tolist()]
+        self._register(names)
+        counts = np.bincount(codes[~no_cat], minlength=len(names)).tolist()
+        decisions = [self.decisions[n] for n in names]
+        for d, c in zip(decisions, counts, strict=True):
+            d.annotations += int(c)
+        targets = [d.target for d in decisions]
+        lost = np.array([t is None for t in targets] + [True], dtype=bool)  # the last: rows without a category
+        gone = lost[codes]
+        for k, d in enumerate(decisions):
+            if d.target is not None or not counts[k]:
+                continue
+            rows = ann[codes == k]
+            if d.how == "dropped":
+                rep.drop("dropped.mapped_to_null", rows, f"{_q(d.source)} is mapped to null")
+            elif d.how == "unknown-dropped":
+                rep.drop("dropped.unknown_category", rows, f"{_q(d.lookup)} is not in the schema")
+            else:
+                self.unknown_seen = True  # counted; finish() raises
+        if any(t != u for t, u in zip(targets, uniques.tolist(), strict=True)):
+            lut = np.empty(len(targets) + 1, dtype=object)
+            lut[:-1] = targets
+            ann = ann.assign(category=lut[codes])
         if gone.any():
-            for name in counts.index:
-                d = self.decisions[str(name)]
-                if d.target is not None:
-                    continue
-                rows = ann[(ann["category"] == d.source).to_numpy()]
-                if d.how == "dropped":
-                    rep.drop("dropped.mapped_to_null", rows, f"{_q(d.source)} is mapped to null")
-                elif d.how == "unknown-dropped":
-                    rep.drop("dropped.unknown_category", rows, f"{_q(d.lookup)} is not in the schema")
-                else:
-                    self.unknown_seen = True  # counted; finish() raises
-        ann = ann.assign(category=target_col.astype(object))[~gone]
+            ann = ann[~gone]
         return ds.replace(categories=self.categories(), annotations=ann)
 
     # ------------------------------------------------------------------ the end
