@@ -121,13 +121,6 @@ def prepare(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | Non
     return ds
 
 
-def _value_counts(col: Any) -> dict[str, int]:
-    """Rows per category name, in first-seen order."""
-    codes, uniques = pd.factorize(col.to_numpy(dtype=object))
-    counts = np.bincount(codes[codes >= 0], minlength=len(uniques)).tolist()
-    return {str(u): int(c) for u, c in zip(uniques.tolist(), counts, strict=True)}
-
-
 def write_dataset(ds: Dataset, out: str | Path, *, max_file_size: int = coco_writer.DEFAULT_MAX_FILE_SIZE,
                   rle: str = "compressed", report_path: str | Path | None = None,
                   strict: bool = False, allow_outside: bool = False) -> ConvertResult:
@@ -139,7 +132,7 @@ def write_dataset(ds: Dataset, out: str | Path, *, max_file_size: int = coco_wri
     validation = coco_writer.validate_dataset(tables, allow_outside=allow_outside)
     coco_writer.fail_if_invalid(validation, f"the COCO written for {out}")
     rep = ds.report
-    rep.set_written(tables.n, by_category=_value_counts(ds.annotations["category"]))
+    rep.set_written(tables.n, by_category=tables.by_category)
     rep.output.update({"images": len(tables.images), "annotations": tables.n,
                        "categories": len(tables.categories)})
     problems = rep.problems() if strict else []

@@ -180,6 +180,10 @@ class CocoTables:
             raise ValidationError(
                 f"annotations use categories that are not defined: {sorted(map(str, unknown))}")
         lut = np.array([name_to_id[u] for u in uniques.tolist()], dtype=np.int64)
+        # rows per category name, in first-seen order (the report's written_by_category)
+        self.by_category: dict[str, int] = {
+            str(u): int(c) for u, c in zip(uniques.tolist(), np.bincount(codes[codes >= 0], minlength=len(uniques))
+                                           .tolist(), strict=True)}
         self.image_id = take(img) + 1 + self.image_base
         self.category_id = take(lut[codes]) if len(lut) else np.zeros(n, dtype=np.int64)
         self.x = take(ann["x"].to_numpy(dtype=np.float64))
@@ -369,7 +373,7 @@ def _split(arr: np.ndarray) -> list[bytes]:
 def _dict_texts(values: np.ndarray) -> list[bytes] | None:
     """The orjson text of each (non-empty) dict without its outer braces, from one orjson call, or None when
     a value is not a dict or the text cannot be cut safely."""
-    if not all(type(v) is dict for v in values):
+    if set(map(type, values)) != {dict}:
         return None
     data = orjson.dumps(values.tolist(), option=_OPT)
     pieces = data[2:-2].split(b"},{")
@@ -811,7 +815,9 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6, allow
     ih = np.fromiter((im["height"] for im in t.images), dtype=np.int64, count=n_img)
     bad_wh = (iw < 1) | (ih < 1)
     ib, ab = t.image_base, t.annotation_base
-    for k, im in enumerate(t.images):
+    names_ok = _names_plainly_safe([im["file_name"] for im in t.images])
+    for k in (np.flatnonzero(bad_wh).tolist() if names_ok else range(n_img)):
+        im = t.images[k]
         i = k + ib
         iid, fn = im["id"], im["file_name"]
         if bad_wh[k]:
@@ -897,6 +903,22 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6, allow
     res.warnings.extend(m for _, m in warnings)
     res.counts = {"images": n_img, "annotations": n, "categories": len(t.categories)}
     return res
+
+
+# names made of plain characters: no NUL, backslash, colon or newline, not starting with "/" or "." (one per
+# line of the joined text); with no ".." anywhere either, none of them can be unsafe (see paths.why_unsafe)
+_PLAIN_NAMES = re.compile(r"(?:[^/\\\x00\n.:][^\\\x00\n:]*\n)*")
+
+
+def _names_plainly_safe(names: list[Any]) -> bool:
+    """True when every name is a str that :func:`why_unsafe` certainly accepts (one regex over all of them);
+    False means "look at each one"."""
+    if not names:
+        return True
+    if set(map(type, names)) != {str}:
+        return False
+    joined = "\n".join(names) + "\n"
+    return ".." not in joined and _PLAIN_NAMES.fullmatch(joined) is not None
 
 
 def _ignore(msg: str) -> None:

@@ -121,12 +121,8 @@ class CocoStreamWriter:
             row_len = np.concatenate(lengths)
         per_image = np.bincount(t.image_id - 1 - self.n_images, weights=row_len, minlength=n_img)
         self._image_ann_len.append(per_image.astype(np.int64))
-        if t.n:
-            cats = ds.annotations["category"].to_numpy(dtype=object)
-            codes, uniques = pd.factorize(cats)
-            counts = np.bincount(codes[codes >= 0], minlength=len(uniques)).tolist()
-            for name, c in zip(uniques.tolist(), counts, strict=True):
-                self.by_category[str(name)] = self.by_category.get(str(name), 0) + int(c)
+        for name, c in t.by_category.items():
+            self.by_category[name] = self.by_category.get(name, 0) + c
         self.n_images += n_img
         self.n_annotations += t.n
 
