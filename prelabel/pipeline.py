@@ -18,9 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
-import pandas as pd
 
 from . import adapters, storage
 from .adapters.base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
