@@ -51,6 +51,10 @@ Decisions (documented, tested):
   ``file:row`` (1-based), DataFrames ``dataframe:row`` with the 1-based row position (``dataframe:1`` is the
   first row; a 0-based index would read as "no line"). Detections: ``detections[image]:k``, the k-th box.
 - Rows with a polygon or mask take their box from the geometry (``recomputed`` when it differed).
+- **Streaming** (:func:`iter_chunks`, for huge files): the same dataset and report as :func:`read`, in chunks
+  of whole images, when each image's rows are together (one model output per image); otherwise, or when the
+  whole file decides something late (normalized boxes, a class column of numbers and text), it raises
+  ``NeedsWholeRead`` and the caller reads the file whole.
 
 Everything is done on whole columns (numpy and pandas), never row by row; only polygon, mask and keypoint
 cells are parsed one by one.
@@ -70,12 +74,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import posixpath
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,10 +95,10 @@ from ..imagesize import image_sizes as read_image_sizes
 from ..model import ANNOTATION_COLUMNS, Dataset
 from ..paths import safe_relative, why_unsafe
 from ..report import Report
-from .base import ReadOptions
+from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 
 __all__ = ["BOX_FORMATS", "DESCRIPTION", "NAME", "ROLE_COLUMNS", "detect", "from_dataframe", "from_detections",
-           "read"]
+           "iter_chunks", "read"]
 
 NAME = "predictions"
 DESCRIPTION = "prediction tables: CSV / TSV / Parquet (TF Object Detection CSV, pylabel, ...) and DataFrames"
@@ -372,6 +377,8 @@ class _Images:
     raw_codes: np.ndarray
     why: dict[int, str]                # raw image code -> why its rows are dropped
     table: pd.DataFrame
+    row_name: np.ndarray               # per row: code into ``names`` (-1 = no usable name)
+    names: np.ndarray                  # object array: every distinct image name, with a size or not
 
 
 _MAX_SIDE = 2**31 - 1  # the largest image width/height accepted
@@ -386,61 +393,84 @@ def _strip_drive(p: str) -> str:
     return p[2:] if len(p) > 1 and p[1] == ":" else p
 
 
+def _raw_name(v: Any, *, is_id: bool, sizes: _SizeTable) -> str | None:
+    """The image name a distinct value of the image (or image id) column stands for; None when empty."""
+    if is_id:
+        k = _id_key(v)
+        return sizes.name_of_id.get(k, k)
+    s = str(v).strip()
+    return s or None
+
+
+def _roots_posix(root: Path | None) -> list[str]:
+    """The images root made absolute and symlink-resolved (whichever the table's paths were written from),
+    longest first: absolute names under one of them are related to it."""
+    if root is None:
+        return []
+    return sorted({p.as_posix().rstrip("/") for p in (root.absolute(), root.resolve())}, key=len, reverse=True)
+
+
+def _place(name: str, *, root: Path | None, roots_posix: Sequence[str]) -> tuple[str | None, str | None, str]:
+    """(relative name, local path, kind) of a raw image name; kind is ``ok``, ``outside`` (an absolute path
+    outside every root: named relative to the common folder of all such paths, never opened) or ``unsafe``."""
+    r = safe_relative(name)
+    if r is not None:
+        return r, (str(root / r) if root is not None else None), "ok"
+    norm = name.replace("\\", "/")
+    if _is_absolute(name) and "\x00" not in name and ".." not in norm.split("/"):
+        under = next((rp for rp in roots_posix if norm.startswith(rp + "/")), None)
+        if under is not None:  # under the images root: its header may be read
+            return safe_relative(norm[len(under) + 1:]), name, "ok"
+        return None, None, "outside"
+    return None, None, "unsafe"
+
+
+def _outside_path(name: str) -> str:
+    """An absolute name outside the roots as a POSIX path without a drive letter."""
+    return _strip_drive(name.replace("\\", "/"))
+
+
 def _images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np.ndarray | None,
             sizes: _SizeTable, root: Path | None, extra_sizes: Mapping[str, tuple[int, int]] | None,
-            report: Report, file: str) -> _Images:
+            report: Report, file: str, stream: _Stream | None = None) -> _Images:
     """Factorize the image column, make names safe, and find every image's size (columns, table, headers).
 
-    Works per distinct image; rows only meet two ``take``s."""
+    Works per distinct image; rows only meet two ``take``s. With ``stream`` (a chunk of :func:`iter_chunks`),
+    the common folder of absolute names is the whole file's and the notes are counted there, not written."""
     raw_codes, uniques = pd.factorize(keys, sort=False, use_na_sentinel=True)
     raw_codes = np.asarray(raw_codes, dtype=np.int64)
     u = list(uniques)
     nu = len(u)
-    raw_names: list[str | None] = []
-    for v in u:
-        if is_id:
-            k = _id_key(v)
-            raw_names.append(sizes.name_of_id.get(k, k))
-        else:
-            s = str(v).strip()
-            raw_names.append(s or None)
+    raw_names = [_raw_name(v, is_id=is_id, sizes=sizes) for v in u]
     why: dict[int, str] = {}
     rel: list[str | None] = [None] * nu
     local: list[str | None] = [None] * nu
     absolute: list[int] = []
-    # absolute names are related to the root made absolute (a relative ``images=`` is relative to the working
-    # directory) and to its symlink-resolved form, whichever the table's paths were written from
-    roots_posix = sorted({p.as_posix().rstrip("/") for p in (root.absolute(), root.resolve())},
-                         key=len, reverse=True) if root is not None else []
+    roots_posix = _roots_posix(root)
     for i, name in enumerate(raw_names):
         if name is None:
             why[i] = "no image name"
             continue
-        r = safe_relative(name)
-        if r is not None:
-            rel[i] = r
-            local[i] = str(root / r) if root is not None else None
-            continue
-        norm = name.replace("\\", "/")
-        if _is_absolute(name) and "\x00" not in name and ".." not in norm.split("/"):
-            under = next((rp for rp in roots_posix if norm.startswith(rp + "/")), None)
-            if under is not None:
-                local[i] = name  # under the images root: its header may be read
-                rel[i] = safe_relative(norm[len(under) + 1:])
-            else:
-                absolute.append(i)  # outside every given root: named, never opened
-            continue
-        why[i] = f"unsafe image file name {name!r}: {why_unsafe(name)}"
+        rel[i], local[i], kind = _place(name, root=root, roots_posix=roots_posix)
+        if kind == "outside":
+            absolute.append(i)
+        elif kind == "unsafe":
+            why[i] = f"unsafe image file name {name!r}: {why_unsafe(name)}"
     if absolute:
-        paths = [_strip_drive(str(raw_names[i]).replace("\\", "/")) for i in absolute]
-        common = posixpath.commonpath([posixpath.dirname(p) for p in paths])
+        paths = [_outside_path(str(raw_names[i])) for i in absolute]
+        common = (stream.common_folder() if stream is not None
+                  else posixpath.commonpath([posixpath.dirname(p) for p in paths]))
         for i, p in zip(absolute, paths, strict=True):
             rel[i] = safe_relative(posixpath.relpath(p, common))
             if rel[i] is None:
                 why[i] = f"unsafe image file name {raw_names[i]!r}"
-        report.note("image.unsafe_name", file, f"{len(absolute)} absolute image path(s) written relative to "
-                    f"{common} (e.g. {raw_names[absolute[0]]!r} -> {rel[absolute[0]]!r}); give the images root "
-                    "(--images) to choose", severity="info")
+        example = f"{raw_names[absolute[0]]!r} -> {rel[absolute[0]]!r}"
+        if stream is not None:
+            stream.n_absolute += len(absolute)
+            stream.absolute_example = stream.absolute_example or example
+        else:
+            report.note("image.unsafe_name", file, _unsafe_name_note(len(absolute), common, example),
+                        severity="info")
     # several raw names may be one image ("./a.jpg", "a.jpg")
     final_codes, final_names = pd.factorize(pd.Series(rel, dtype=object), sort=False, use_na_sentinel=True)
     final_codes = np.asarray(final_codes, dtype=np.int64)
@@ -489,9 +519,10 @@ def _images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np
             if size is not None:
                 fw[c], fh[c] = size
                 n_hdr += 1
-        if n_hdr:
-            report.note("image.size_from_header", str(root or file),
-                        f"{n_hdr} image size(s) read from the image files' headers", severity="info")
+        if stream is not None:
+            stream.n_header += n_hdr
+        elif n_hdr:
+            report.note("image.size_from_header", str(root or file), _header_note(n_hdr), severity="info")
     has_size = ~np.isnan(fw)
     keep_idx = np.flatnonzero(has_size)          # images without a size are not in the table
     new_index = np.full(nf + 1, -1, dtype=np.int64)   # [nf] = -1 for "no image"
@@ -512,7 +543,18 @@ def _images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np
         "path": pd.Series([flocal[c] for c in keep_idx], dtype=object),
         "src_file": pd.Series(_repeat(file, len(keep_idx)), dtype=object),
     })
-    return _Images(row_image=row_image, raw_codes=raw_codes, why=why, table=table)
+    row_name = np.append(final_codes, -1)[np.where(raw_codes >= 0, raw_codes, nu)]
+    return _Images(row_image=row_image, raw_codes=raw_codes, why=why, table=table, row_name=row_name,
+                   names=np.asarray(list(final_names), dtype=object))
+
+
+def _unsafe_name_note(n: int, common: str, example: str) -> str:
+    return (f"{n} absolute image path(s) written relative to {common} (e.g. {example}); give the images root "
+            "(--images) to choose")
+
+
+def _header_note(n: int) -> str:
+    return f"{n} image size(s) read from the image files' headers"
 
 
 # ---------------------------------------------------------------------------------------------- categories
@@ -699,6 +741,14 @@ class _Input:
     extra_sizes: Mapping[str, tuple[int, int]] | None = None
 
 
+_SUSPECT_NORMALIZED = ("every box value is within [0, 1]: read as normalized (fractions of the image size); "
+                       "say normalized=True or False (--normalized / --absolute) to silence this")
+
+
+def _suspect_pixels(top: float) -> str:
+    return f"normalized=True but box values reach {top:g}: are they pixels? (normalized=False / --absolute)"
+
+
 def _annotation_frame(cols: Mapping[str, Any]) -> pd.DataFrame:
     """The annotations table in the model's column order and dtypes, built without per-row conversion."""
     data: dict[str, Any] = {}
@@ -709,7 +759,9 @@ def _annotation_frame(cols: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Mapping[int, str] | None,
-              image_sizes: Any, images: Path | None, report: Report) -> Dataset:
+              image_sizes: Any, images: Path | None, report: Report, stream: _Stream | None = None) -> Dataset:
+    """The Dataset of one table. With ``stream`` the table is one chunk of :func:`iter_chunks`: the rows are
+    counted in ``report`` at once, but drops, changes and notes wait in ``stream`` for the end of the file."""
     n = inp.n
     file = inp.file
     lines = inp.src_line
@@ -717,7 +769,9 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
     report.add_read(n)
     imgs = _images(inp.image, is_id=inp.image_is_id, col_w=inp.width, col_h=inp.height,
                    sizes=_size_table(image_sizes), root=images, extra_sizes=inp.extra_sizes, report=report,
-                   file=file)
+                   file=file, stream=stream)
+    if stream is not None:
+        stream.check_grouped(imgs, lines)
     row_image = imgs.row_image
     table = imgs.table
 
@@ -729,17 +783,28 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
     def rows_of(rows: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame({"category": cats.per_row(rows), "src_file": src_files(rows), "src_line": lines[rows]})
 
-    def drop(reason: str, mask: np.ndarray, messages: Any) -> None:
+    def drop(slot: int, reason: str, mask: np.ndarray, messages: Any) -> None:
+        """Drop rows; ``slot`` is the place of this drop in read()'s order, which streaming keeps."""
         if mask.any():
-            report.drop(reason, rows_of(mask).assign(message=messages))
+            rows = rows_of(mask).assign(message=messages)
+            if stream is None:
+                report.drop(reason, rows)
+            else:
+                stream.defer(slot, reason, rows)
+
+    def change(slot: int, code: str, rows: pd.DataFrame, message: str) -> None:
+        if stream is None:
+            report.change(code, rows, message)
+        else:
+            stream.defer(slot, code, rows, message=message, change=True)
 
     alive = row_image >= 0
     if not alive.all():
         codes = imgs.raw_codes[~alive]
-        drop("dropped.no_image", ~alive, [imgs.why.get(int(c), "no image name") for c in codes])
+        drop(0, "dropped.no_image", ~alive, [imgs.why.get(int(c), "no image name") for c in codes])
     unknown = alive & (cats.codes < 0)
     if unknown.any():
-        drop("dropped.unknown_category", unknown, cats.why[unknown])
+        drop(1, "dropped.unknown_category", unknown, cats.why[unknown])
         alive &= ~unknown
 
     ri = np.where(row_image >= 0, row_image, len(table))
@@ -762,16 +827,25 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
             small = float(min(subs[4].min(), subs[5].min()))
         else:
             lo, hi, small = 0.0, 0.0, 0.0
-        if normalized is None:
+        if stream is not None:
+            def geometry() -> int | None:  # the first row whose reading depends on normalized, box or not
+                cells = [s.notna().to_numpy() for s in (inp.polygon, inp.keypoints) if s is not None]
+                rows = alive & np.logical_or.reduce(cells) if cells else np.zeros(0, dtype=bool)
+                return int(lines[np.argmax(rows)]) if rows.any() else None
+
+            def violation() -> int:  # the line of the first box that is not normalized-looking
+                with np.errstate(invalid="ignore"):
+                    out = np.logical_or.reduce([(c < 0.0) | (c > 1.0) for c in (c0, c1, c2, c3)]) | (W <= 2) | (H <= 2)
+                return int(lines[np.argmax(fin & out)])
+
+            normalized = stream.box_mode(any_fin=bool(fin.any()), lo=lo, hi=hi, small=small, geometry=geometry,
+                                         violation=violation)
+        elif normalized is None:
             normalized = bool(fin.any()) and lo >= 0.0 and hi <= 1.0 and small > 2
             if normalized:
-                report.note("coordinates.suspect", file,
-                            "every box value is within [0, 1]: read as normalized (fractions of the image size); "
-                            "say normalized=True or False (--normalized / --absolute) to silence this")
+                report.note("coordinates.suspect", file, _SUSPECT_NORMALIZED)
         elif normalized and max(abs(lo), abs(hi)) > 1.5:
-            report.note("coordinates.suspect", file,
-                        f"normalized=True but box values reach {max(abs(lo), abs(hi)):g}: are they pixels? "
-                        "(normalized=False / --absolute)")
+            report.note("coordinates.suspect", file, _suspect_pixels(max(abs(lo), abs(hi))))
         if inp.box_format == "xyxy":
             x, y, w, h = c0, c1, c2 - c0, c3 - c1
         elif inp.box_format == "xywh":
@@ -838,7 +912,7 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
     if invalid:
         m = np.zeros(n, dtype=bool)
         m[list(invalid)] = True
-        drop("dropped.invalid", m, [invalid[i] for i in np.flatnonzero(m).tolist()])
+        drop(2, "dropped.invalid", m, [invalid[i] for i in np.flatnonzero(m).tolist()])
         alive &= ~m
         has_geo &= ~m
 
@@ -854,19 +928,19 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
         x[i], y[i], w[i], h[i] = bb
     if changed:
         ch = np.asarray(changed, dtype=np.intp)
-        report.change("recomputed", rows_of(ch), "the box was recomputed from the polygon or mask")
+        change(0, "recomputed", rows_of(ch), "the box was recomputed from the polygon or mask")
     if repaired and inp.box is not None:
-        report.change("repaired", rows_of(np.asarray(repaired, dtype=np.intp)),
-                      "polygon with fewer than 3 points removed; the box is kept")
+        change(1, "repaired", rows_of(np.asarray(repaired, dtype=np.intp)),
+               "polygon with fewer than 3 points removed; the box is kept")
     nonfinite = alive & ~(np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(h))
     if nonfinite.any():
-        drop("dropped.nonfinite", nonfinite,
+        drop(3, "dropped.nonfinite", nonfinite,
              "NaN or infinite box values" if inp.box is not None else "no box and no usable polygon or mask")
         alive &= ~nonfinite
     if inp.score is not None:  # NaN means "no score" (ground truth); an infinite score is no probability
         inf_score = alive & np.isinf(inp.score)
         if inf_score.any():
-            drop("dropped.nonfinite", inf_score, "infinite score")
+            drop(4, "dropped.nonfinite", inf_score, "infinite score")
             alive &= ~inf_score
 
     every = bool(alive.all())
@@ -886,6 +960,9 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
         if name not in known:
             known.add(name)
             order.append(name)
+    if stream is not None:  # the categories declared so far: every chunk's table extends the previous one
+        stream.categories.update(dict.fromkeys(order))
+        order = list(stream.categories)
     base = Dataset.build(images=table, categories={"name": order}, report=report)
     ann = _annotation_frame({
         "image": kept(row_image), "category": cats.names[kept_codes] if k else np.zeros(0, dtype=object),
@@ -913,7 +990,7 @@ def _iscrowd(col: pd.Series, *, file: str, lines: np.ndarray) -> np.ndarray:
 
 def _from_frame(df: pd.DataFrame, *, roles: _Roles, names: Sequence[str] | Mapping[int, str] | None,
                 normalized: bool | None, image_sizes: Any, images: Path | None, file: str, src_line: np.ndarray,
-                report: Report) -> Dataset:
+                report: Report, stream: _Stream | None = None) -> Dataset:
     f = roles.found
     if "category" in f:
         cats = _categories(df[f["category"]], as_index=False, names=names, file=file, lines=src_line)
@@ -939,7 +1016,7 @@ def _from_frame(df: pd.DataFrame, *, roles: _Roles, names: Sequence[str] | Mappi
         keypoints=df[f["keypoints"]] if "keypoints" in f else None,
         iscrowd=_iscrowd(df[f["iscrowd"]], file=file, lines=src_line) if "iscrowd" in f else None)
     return _assemble(inp, normalized=normalized, names=names, image_sizes=image_sizes, images=images,
-                     report=report)
+                     report=report, stream=stream)
 
 
 # ---------------------------------------------------------------------------------------------- public API
@@ -1117,35 +1194,14 @@ def detect(path: Path) -> float:
 _LINE_RE = re.compile(r"line (\d+)")
 
 
-def _read_table(path: Path, roles_for: Any, *, names: Any) -> tuple[pd.DataFrame, _Roles, int]:
-    """(table, roles, line of the first row) of a CSV / TSV / Parquet file."""
-    file = str(path)
-    suffix = path.suffix.lower()
-    if suffix in _SUFFIXES_PARQUET:
-        try:
-            importlib.import_module("pyarrow")
-        except ImportError:
-            raise ReadError(file, "reading Parquet files needs pyarrow, which is not installed",
-                            hint="pip install prelabel[parquet]") from None
-        try:
-            df = pd.read_parquet(path)
-        except (OSError, ValueError) as e:
-            raise ReadError(file, f"cannot read Parquet: {e}") from None
-        except Exception as e:  # noqa: BLE001 - pyarrow raises its own ArrowInvalid etc.
-            raise ReadError(file, f"cannot read Parquet: {e}") from None
-        return df, roles_for(list(df.columns)), 1
-    sep = "\t" if suffix in (".tsv", ".tab") else ","
+@contextlib.contextmanager
+def _table_errors(file: str) -> Iterator[None]:
+    """pandas' CSV failures as a ReadError naming the file (and line); rows with more fields than the header
+    names are an error, not a warning."""
     try:
-        head = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig")
-        roles = roles_for(list(head.columns))
-        text_roles = ["image", "image_id", "polygon", "rle", "keypoints"]
-        if names is None:  # without names a numeric class column is a name ("01" stays "01")
-            text_roles.append("category")
-        dtype = {roles.found[r]: str for r in text_roles if r in roles.found}
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(path, sep=sep, dtype=dtype, keep_default_na=False, na_values=[""], index_col=False,
-                             encoding="utf-8-sig")
+            yield
     except pd.errors.ParserWarning:
         raise ReadError(file, "rows have more fields than the header names",
                         hint="check the delimiter and quoting (a comma inside a value needs quotes)") from None
@@ -1158,6 +1214,47 @@ def _read_table(path: Path, roles_for: Any, *, names: Any) -> tuple[pd.DataFrame
         raise ReadError(file, f"not UTF-8 text: {e.reason} at byte {e.start}") from None
     except OSError as e:
         raise ReadError(file, f"cannot read: {e.strerror or e}") from None
+
+
+def _csv_layout(path: Path, roles_for: Any, *, names: Any) -> tuple[str, _Roles, dict[str, Any]]:
+    """(separator, roles, ``read_csv`` dtypes) of a CSV / TSV file, from its header."""
+    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    head = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig")
+    roles = roles_for(list(head.columns))
+    text_roles = ["image", "image_id", "polygon", "rle", "keypoints"]
+    if names is None:  # without names a numeric class column is a name ("01" stays "01")
+        text_roles.append("category")
+    return sep, roles, {roles.found[r]: str for r in text_roles if r in roles.found}
+
+
+def _read_csv(path: Path, *, sep: str, dtype: Mapping[str, Any], **kw: Any) -> Any:
+    """``pd.read_csv`` with the table reader's options: only empty cells are missing values."""
+    return pd.read_csv(path, sep=sep, dtype=dict(dtype), keep_default_na=False, na_values=[""], index_col=False,
+                       encoding="utf-8-sig", **kw)
+
+
+def _parquet_error(file: str, e: Exception) -> ReadError:
+    return ReadError(file, f"cannot read Parquet: {e}")
+
+
+def _read_table(path: Path, roles_for: Any, *, names: Any) -> tuple[pd.DataFrame, _Roles, int]:
+    """(table, roles, line of the first row) of a CSV / TSV / Parquet file."""
+    file = str(path)
+    suffix = path.suffix.lower()
+    if suffix in _SUFFIXES_PARQUET:
+        try:
+            importlib.import_module("pyarrow")
+        except ImportError:
+            raise ReadError(file, "reading Parquet files needs pyarrow, which is not installed",
+                            hint="pip install prelabel[parquet]") from None
+        try:
+            df = pd.read_parquet(path)
+        except Exception as e:  # noqa: BLE001 - OSError, ValueError, pyarrow's own ArrowInvalid etc.
+            raise _parquet_error(file, e) from None
+        return df, roles_for(list(df.columns)), 1
+    with _table_errors(file):
+        sep, roles, dtype = _csv_layout(path, roles_for, names=names)
+        df = _read_csv(path, sep=sep, dtype=dtype)
     return df, roles, 2
 
 
@@ -1178,3 +1275,293 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     lines = np.arange(first_line, first_line + len(df), dtype=np.int64)
     return _from_frame(df, roles=roles, names=options.names, normalized=options.normalized,
                        image_sizes=None, images=options.images, file=file, src_line=lines, report=report)
+
+
+# ---------------------------------------------------------------------------------------------- streaming
+@dataclass
+class _Source:
+    """A table file opened for streaming: its roles, the line of its first row, its rows in pieces, one column
+    of the whole file in pieces (a second pass, for what the whole file decides), and its number of rows when
+    known (else a piece shorter than asked for is the last)."""
+
+    roles: _Roles
+    first_line: int
+    chunks: Iterator[pd.DataFrame]
+    column: Callable[[str], Iterator[pd.Series]]
+    rows: int | None = None
+
+
+def _csv_source(path: Path, roles_for: Any, *, names: Any, chunk_rows: int) -> _Source:
+    file = str(path)
+    with _table_errors(file):
+        sep, roles, dtype = _csv_layout(path, roles_for, names=names)
+
+    def pieces(**kw: Any) -> Iterator[pd.DataFrame]:
+        with _table_errors(file):
+            reader = _read_csv(path, sep=sep, chunksize=chunk_rows, **kw)
+        with reader:
+            while True:
+                with _table_errors(file):
+                    df = next(reader, None)
+                if df is None:
+                    return
+                yield df
+
+    def column(name: str) -> Iterator[pd.Series]:
+        for df in pieces(dtype={name: dtype.get(name, str)}, usecols=[name]):
+            yield df[name]
+
+    return _Source(roles=roles, first_line=2, chunks=pieces(dtype=dtype), column=column)
+
+
+def _parquet_source(path: Path, roles_for: Any, *, chunk_rows: int) -> _Source | None:
+    """A Parquet file read in record batches; None when pyarrow is missing or cannot open it (``read()`` then
+    says why)."""
+    file = str(path)
+    try:
+        pa = importlib.import_module("pyarrow")
+        pf = importlib.import_module("pyarrow.parquet").ParquetFile(path)
+        schema = pf.schema_arrow
+        columns = list(schema.empty_table().to_pandas().columns)  # as pd.read_parquet names them
+    except Exception:  # noqa: BLE001 - any failure here is read()'s to report
+        return None
+    roles = roles_for(columns)
+
+    def batches(columns: list[str] | None) -> Iterator[Any]:
+        it = pf.iter_batches(batch_size=chunk_rows, columns=columns)
+        while True:
+            try:
+                b = next(it, None)
+            except Exception as e:  # noqa: BLE001 - pyarrow raises its own ArrowInvalid etc.
+                raise _parquet_error(file, e) from None
+            if b is None:
+                return
+            yield b
+
+    def chunks() -> Iterator[pd.DataFrame]:  # batches end at row groups: gather them up to chunk_rows rows
+        group: list[Any] = []
+        rows = 0
+        for b in batches(None):
+            group.append(b)
+            rows += b.num_rows
+            if rows >= chunk_rows:
+                yield pa.Table.from_batches(group, schema=schema).to_pandas().reset_index(drop=True)
+                group, rows = [], 0
+        if group:
+            yield pa.Table.from_batches(group, schema=schema).to_pandas().reset_index(drop=True)
+
+    def column(name: str) -> Iterator[pd.Series]:
+        for b in batches([str(name)]):
+            yield b.column(0).to_pandas()
+
+    return _Source(roles=roles, first_line=1, chunks=chunks(), column=column, rows=int(pf.metadata.num_rows))
+
+
+def _last_image_start(keys: pd.Series) -> int:
+    """Where the rows of the table's last image key begin (its trailing run); the length when it has none."""
+    n = len(keys)
+    if n == 0 or _isna(keys.iloc[-1]):
+        return n
+    same = np.asarray((keys == keys.iloc[-1]).to_numpy(dtype=bool, na_value=False))
+    other = np.flatnonzero(~same)
+    return int(other[-1]) + 1 if len(other) else 0
+
+
+@dataclass
+class _Stream:
+    """What :func:`iter_chunks` carries from chunk to chunk, and the drops, changes and notes that it reports
+    once, when the file ends, in the order and with the counts that ``read()`` reports them."""
+
+    file: str
+    root: Path | None
+    normalized: bool | None                       # the option; None: the boxes decide
+    names_of_file: Callable[[], Iterator[list[str | None]]]   # the raw image names of the whole file, by piece
+    guess: bool | None = None                     # normalized=None: what the first finite boxes said
+    any_fin: bool = False                         # every finite box so far: the extremes of its values
+    lo: float = math.inf
+    hi: float = -math.inf
+    n_header: int = 0                             # image sizes read from headers
+    n_absolute: int = 0                           # absolute image names outside the root, and one example
+    absolute_example: str = ""
+    common: str | None = None                     # the common folder of all of them (the whole file's)
+    categories: dict[str, None] = field(default_factory=dict)   # declared so far, in order
+    seen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # hashes of yielded images
+    class_kind: tuple[str, int] | None = None     # numbers or text, and the line that showed it
+    deferred: dict[tuple[bool, int], tuple[str, str, list[pd.DataFrame]]] = field(default_factory=dict)
+
+    def check_kind(self, col: pd.Series, *, first_line: int) -> None:
+        """A class column read without a forced type must hold numbers (indices into names) in every piece or
+        text (names) in every piece, as the whole column would."""
+        if bool(col.isna().all()):
+            return  # empty cells are "no category" either way
+        numeric = pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
+        kind = "numbers" if numeric else "text"
+        if self.class_kind is None:
+            self.class_kind = (kind, first_line)
+        elif self.class_kind[0] != kind:
+            raise NeedsWholeRead(f"the class column {col.name!r} holds {self.class_kind[0]} from line "
+                                 f"{self.class_kind[1]} and {kind} near line {first_line}: whether its values are "
+                                 "class indices or names is decided by the whole column")
+
+    def check_grouped(self, imgs: _Images, lines: np.ndarray) -> None:
+        """No image of this chunk may have been in an earlier one (its rows would be split between images)."""
+        names = imgs.names
+        if not len(names):
+            return
+        h = np.asarray(pd.util.hash_array(names), dtype=np.uint64)
+        if len(self.seen):  # a hash collision only costs a whole read, never a wrong result
+            at = np.minimum(np.searchsorted(self.seen, h), len(self.seen) - 1)
+            hit = self.seen[at] == h
+            if hit.any():
+                c = int(np.flatnonzero(hit)[0])
+                line = int(lines[int(np.argmax(imgs.row_name == c))])
+                raise NeedsWholeRead(f"rows of image {names[c]!r} are not grouped together (line {line})")
+        self.seen = np.sort(np.concatenate([self.seen, h]), kind="stable")
+
+    def common_folder(self) -> str:
+        """The common folder of every absolute image name outside the root in the whole file (read once)."""
+        if self.common is None:
+            roots = _roots_posix(self.root)
+            common: str | None = None
+            for names in self.names_of_file():
+                dirs = [posixpath.dirname(_outside_path(nm)) for nm in names
+                        if nm is not None and _place(nm, root=self.root, roots_posix=roots)[2] == "outside"]
+                if dirs:
+                    common = posixpath.commonpath(dirs if common is None else [common, *dirs])
+            if common is None:
+                raise NeedsWholeRead("the absolute image names were not found again in a second pass")
+            self.common = common
+        return self.common
+
+    def box_mode(self, *, any_fin: bool, lo: float, hi: float, small: float, geometry: Callable[[], int | None],
+                 violation: Callable[[], int]) -> bool:
+        """Normalized or pixels for a chunk: the option, else what the first finite boxes say, which every
+        later box must agree with (read() decides it on all of them at once)."""
+        if any_fin:
+            self.any_fin = True
+            self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+        if self.normalized is not None:
+            return self.normalized
+        why = ("whether boxes are normalized is decided by the whole file (--normalized or --absolute decide it "
+               "up front)")
+        if not any_fin:
+            if self.guess is None:
+                line = geometry()
+                if line is not None:
+                    raise NeedsWholeRead(f"line {line} has a polygon or keypoints before any finite box: {why}")
+                return False  # no row of this chunk depends on it
+            return self.guess
+        fits = lo >= 0.0 and hi <= 1.0 and small > 2
+        if self.guess is None:
+            self.guess = fits
+        elif self.guess and not fits:
+            raise NeedsWholeRead(f"the boxes before line {violation()} look normalized (values within [0, 1]) but "
+                                 f"not that line's: {why}")
+        return self.guess
+
+    def defer(self, slot: int, reason: str, rows: pd.DataFrame, *, message: str = "", change: bool = False) -> None:
+        """Keep dropped (or changed) rows until the end; ``slot`` is their place in read()'s order (one reason
+        and message per slot)."""
+        self.deferred.setdefault((change, slot), (reason, message, []))[2].append(rows)
+
+    def finish(self, report: Report) -> None:
+        """Report the drops, changes and notes of the whole file, as read() reports them."""
+        for (change, _), (reason, message, frames) in sorted(self.deferred.items()):
+            rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+            if change:
+                report.change(reason, rows, message)
+            else:
+                report.drop(reason, rows, message)
+        self.deferred.clear()
+        if self.n_absolute:
+            report.note("image.unsafe_name", self.file,
+                        _unsafe_name_note(self.n_absolute, str(self.common), self.absolute_example), severity="info")
+        if self.n_header:
+            report.note("image.size_from_header", str(self.root or self.file), _header_note(self.n_header),
+                        severity="info")
+        if self.normalized is None and self.guess:
+            report.note("coordinates.suspect", self.file, _SUSPECT_NORMALIZED)
+        elif self.normalized and self.any_fin and max(abs(self.lo), abs(self.hi)) > 1.5:
+            report.note("coordinates.suspect", self.file, _suspect_pixels(max(abs(self.lo), abs(self.hi))))
+
+
+def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
+                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Dataset]:
+    """:func:`read` in pieces of whole images, so that a huge CSV / TSV / Parquet table is read in bounded
+    memory (the protocol is in :mod:`prelabel.adapters.base`).
+
+    The file is read ``chunk_rows`` rows at a time; the rows of the last image of a piece wait for the next
+    one, so each chunk holds whole images (about ``chunk_rows`` rows; one image with more rows makes a bigger
+    chunk). The rows are counted in ``report`` chunk by chunk; the rows dropped or changed while reading and
+    the notes are added when the file ends, as read() adds them. Raises :class:`NeedsWholeRead` when an
+    image's rows are not together (an image of an earlier chunk comes back), when a class column read with
+    ``names`` holds numbers in one piece and text in another, or when ``normalized`` is not given and the
+    boxes of the first chunks look normalized but a later one does not. A value that is not a number raises
+    ReadError naming its file and line, as read() does, though with several bad cells not always the same one.
+    """
+    p = Path(path)
+    file = str(p)
+    if not p.is_file():
+        raise ReadError(file, "not a file: give a .csv, .tsv or .parquet predictions table")
+    if p.suffix.lower() not in _SUFFIXES_CSV + _SUFFIXES_PARQUET:
+        raise ReadError(file, f"unsupported table type {p.suffix or '(none)'!r}: give a .csv, .tsv or .parquet file")
+    if chunk_rows < 1:
+        raise UsageError(f"chunk_rows must be at least 1, got {chunk_rows}")
+
+    def roles_for(cols: list[Any]) -> _Roles:
+        return _resolve_roles(cols, overrides=options.columns, box_format=options.box_format, file=file)
+
+    if p.suffix.lower() in _SUFFIXES_PARQUET:
+        src = _parquet_source(p, roles_for, chunk_rows=chunk_rows)
+        if src is None:
+            yield read(p, options=options, report=report)
+            return
+    else:
+        src = _csv_source(p, roles_for, names=options.names, chunk_rows=chunk_rows)
+    found = src.roles.found
+    is_id = "image" not in found
+    key = found["image_id"] if is_id else found["image"]
+    class_col = found["category"] if "category" in found and options.names is not None else None
+
+    def names_of_file() -> Iterator[list[str | None]]:
+        for col in src.column(key):
+            yield [_raw_name(v, is_id=is_id, sizes=_SizeTable()) for v in pd.unique(col.dropna())]
+
+    lookup = _name_lookup(options.names)
+    stream = _Stream(file=file, root=options.images, normalized=options.normalized, names_of_file=names_of_file,
+                     categories=dict.fromkeys(lookup[1]) if lookup is not None else {})
+
+    def chunk(frame: pd.DataFrame, start: int) -> Dataset:
+        first = src.first_line + start
+        lines = np.arange(first, first + len(frame), dtype=np.int64)
+        return _from_frame(frame.reset_index(drop=True), roles=src.roles, names=options.names,
+                           normalized=options.normalized, image_sizes=None, images=options.images, file=file,
+                           src_line=lines, report=report, stream=stream)
+
+    carry: pd.DataFrame | None = None   # the rows of the last image seen, which may go on in the next piece
+    carry_start = 0                     # its position in the file (0 = the first row)
+    pos = 0
+    yielded = False
+    for df in src.chunks:
+        if class_col is not None:
+            stream.check_kind(df[class_col], first_line=src.first_line + pos)
+        start = carry_start if carry is not None else pos
+        buf = df if carry is None else pd.concat([carry, df], ignore_index=True)
+        pos += len(df)
+        final = pos >= src.rows if src.rows is not None else len(df) < chunk_rows
+        del df
+        cut = len(buf) if final else _last_image_start(buf[key])
+        carry, carry_start = (buf.iloc[cut:].copy(), start + cut) if cut < len(buf) else (None, 0)
+        if cut:
+            ds = chunk(buf.iloc[:cut], start)
+            del buf
+            if len(ds.images):
+                yielded = True
+                yield ds
+            del ds
+    last = chunk(carry, carry_start) if carry is not None else None
+    stream.finish(report)
+    if last is not None and (len(last.images) or not yielded):
+        yield last
+    elif not yielded:  # no image at all: one empty chunk still declares the categories, as read() does
+        yield Dataset.build(categories={"name": list(stream.categories)}, report=report)
