@@ -174,6 +174,8 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
     whole, as is an input the adapter finds it cannot stream (the report says why: ``stream.whole``).
     """
     whole_reason = None
+    if not isinstance(src, (str, Path)) and len(src) == 1:
+        src = src[0]
     if stream and isinstance(src, (str, Path)) and engine == "local" and not storage.is_url(src) \
             and not storage.is_url(out) and not storage.is_url(report_path) \
             and not storage.is_url((options or ReadOptions()).images):

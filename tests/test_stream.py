@@ -210,3 +210,27 @@ def test_chunk_ids_are_global(tmp_path: Path, monkeypatch) -> None:
     assert doc["categories"] == [{"id": 1, "name": "c0", "supercategory": ""},
                                  {"id": 2, "name": "c1", "supercategory": ""}]
     assert np.all(pd.Series([a["score"] for a in doc["annotations"]]) == 0.5)
+
+
+def test_the_command_line_streams(tmp_path: Path, monkeypatch) -> None:
+    """`prelabel convert` goes through iter_chunks (one source given as the one-element SRC list)."""
+    from click.testing import CliRunner
+
+    from prelabel.cli import main
+
+    calls: list[int] = []
+    inner = _chunking("predictions", 1)
+
+    def iter_chunks(path: Path, *, options: ReadOptions, report: Report, chunk_rows: int) -> Iterator[Dataset]:
+        for c in inner(path, options=options, report=report, chunk_rows=chunk_rows):
+            calls.append(len(c.images))
+            yield c
+
+    monkeypatch.setattr(adapters.get("predictions"), "iter_chunks", iter_chunks, raising=False)
+    csv = _outside_boxes(tmp_path)
+    res = CliRunner().invoke(main, ["-q", "convert", str(csv), "--from", "predictions", "-o",
+                                    str(tmp_path / "o.json")])
+    assert res.exit_code == 0, res.output
+    assert calls == [1, 1]
+    doc = json.loads((tmp_path / "o.json").read_bytes())
+    assert [a["bbox"] for a in doc["annotations"]] == [[10.0, 10.0, 10.0, 10.0], [90.0, 10.0, 10.0, 10.0]]
