@@ -34,8 +34,12 @@ read (an ``outside`` marker is not an annotation); a listed shape at a frame the
 dropped with ``dropped.no_image``. A project export with tracks takes its frames from the first task that
 describes them.
 
-The file is parsed as a stream with expat (elements are never kept; numbers go straight to column lists), so
-a large export needs memory for its annotations, not for its XML tree. A DOCTYPE, entity declaration or
+The file is parsed as a stream with expat (elements are never kept; numbers go straight to flat arrays, labels
+are kept once), so a large export needs memory for its annotations, not for its XML tree. ``iter_chunks`` goes
+further: it hands out the images closed so far, in chunks of about ``chunk_rows`` rows, and forgets them, so its
+memory follows the chunk size, not the file; a video export (tracks, frame tags), an image listed again after
+its chunk, or a category whose keypoints change after a chunk (a skeleton label missing from ``<meta>``,
+``cvat_points="keypoints"`` counts that grow) raise ``NeedsWholeRead`` for ``read()`` to take over. A DOCTYPE, entity declaration or
 external entity is refused with a ReadError naming the file, before anything is expanded. Source locations
 are ``file:line`` of each element (of the track for interpolated frames).
 
@@ -58,7 +62,9 @@ Example:
 from __future__ import annotations
 
 import re
+from array import array
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from xml.parsers import expat
@@ -71,9 +77,9 @@ from ..geometry import cvat_rle_to_coco, ellipse_polygon, rle_bbox, rotated_box_
 from ..model import Dataset
 from ..paths import safe_join, safe_relative, why_unsafe
 from ..report import Report
-from .base import ReadOptions
+from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 
-__all__ = ["DESCRIPTION", "NAME", "detect", "read"]
+__all__ = ["DESCRIPTION", "NAME", "detect", "iter_chunks", "read"]
 
 NAME = "cvat"
 DESCRIPTION = "CVAT for images 1.1 / CVAT for video 1.1 XML (task, job and project exports)"
@@ -128,20 +134,42 @@ def detect(path: Path) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ read
-def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
-    """Read a CVAT XML file (or every CVAT XML at the top of a folder) into a Dataset (see the module doc)."""
-    p = Path(path)
+def _inputs(p: Path, options: ReadOptions) -> tuple[list[Path], Path | None]:
+    """The CVAT XML files that ``path`` names (one file, or those at the top of a folder) and the images root."""
     if p.is_dir():
         files = [f for f in _xml_files(p) if _detect_file(f) >= 0.95]
         if not files:
             raise ReadError(str(p), "no CVAT XML file (root <annotations> with <meta>) in this folder")
-        root = options.images or (p / "images" if (p / "images").is_dir() else None)
-        parts = [_Reader(f, options=options, report=report, images_root=root).run() for f in files]
-        return parts[0] if len(parts) == 1 else Dataset.concat(parts, report=report)
+        return files, options.images or (p / "images" if (p / "images").is_dir() else None)
     if not p.is_file():
         raise ReadError(str(p), "no such file")
-    root = options.images or (p.parent / "images" if (p.parent / "images").is_dir() else None)
-    return _Reader(p, options=options, report=report, images_root=root).run()
+    return [p], options.images or (p.parent / "images" if (p.parent / "images").is_dir() else None)
+
+
+def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
+    """Read a CVAT XML file (or every CVAT XML at the top of a folder) into a Dataset (see the module doc)."""
+    files, root = _inputs(Path(path), options)
+    parts = [_Reader(f, options=options, report=report, images_root=root).run() for f in files]
+    return parts[0] if len(parts) == 1 else Dataset.concat(parts, report=report)
+
+
+def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
+                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Dataset]:
+    """``read()``'s dataset in chunks of whole images (the protocol of :mod:`prelabel.adapters.base`).
+
+    A chunk is closed at the first ``</image>`` after which it holds ``chunk_rows`` annotation rows or images;
+    the rows already handed out are released, so memory follows ``chunk_rows``, not the file. A folder is read
+    file after file, as ``read()`` concatenates them. Raises :class:`NeedsWholeRead` for video exports
+    (``<track>``, frame ``<tag>``), an image listed again after its chunk was handed out, and a category whose
+    definition changes after a chunk naming it was handed out (a skeleton missing from ``<meta>``, the
+    keypoint count of ``cvat_points="keypoints"`` growing); every drop and note goes to ``report`` as
+    ``read()`` puts it, the aggregated ones with the last chunk.
+    """
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise UsageError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    files, root = _inputs(Path(path), options)
+    for f in files:
+        yield from _Reader(f, options=options, report=report, images_root=root, chunk_rows=chunk_rows).chunks()
 
 
 class _TShape:
@@ -188,10 +216,39 @@ def _frame_step(text: str) -> int:
     return max(int(m.group(1)), 1) if m else 1
 
 
-class _Reader:
-    """One file's streaming parse: expat callbacks fill column lists; :meth:`run` builds the Dataset."""
+class _Cols:
+    """The column lists of the images and rows not yet handed out (taken from the reader as one piece)."""
 
-    def __init__(self, path: Path, *, options: ReadOptions, report: Report, images_root: Path | None) -> None:
+    __slots__ = ("a_attr", "a_box", "a_cat", "a_il", "a_kp", "a_seg", "clipped_rows", "img_attrs", "img_h",
+                 "img_line", "img_name", "img_w", "kp_k", "kp_points_rows", "nodes")
+    LISTS = ("a_attr", "a_box", "a_cat", "a_il", "a_kp", "a_seg", "clipped_rows", "img_attrs", "img_h",
+             "img_line", "img_name", "img_w", "kp_points_rows")
+
+    img_name: list[str]
+    img_w: list[int]
+    img_h: list[int]
+    img_attrs: list[dict[str, Any] | None]
+    img_line: list[int]
+    a_box: array[float]
+    a_il: array[int]
+    a_cat: list[str]
+    a_seg: list[Any]
+    a_kp: list[Any]
+    a_attr: list[dict[str, Any] | None]
+    kp_points_rows: list[int]
+    clipped_rows: list[int]
+
+    def __init__(self, *, nodes: dict[str, list[str]], kp_k: dict[str, int]) -> None:
+        self.nodes = nodes  # the skeleton node names known when the chunk closed
+        self.kp_k = kp_k    # the keypoint counts of <points> known when the chunk closed
+
+
+class _Reader:
+    """One file's streaming parse: expat callbacks fill column lists; :meth:`run` builds the Dataset, and
+    :meth:`chunks` hands the closed images out in pieces (``chunk_rows``) as the parse goes."""
+
+    def __init__(self, path: Path, *, options: ReadOptions, report: Report, images_root: Path | None,
+                 chunk_rows: int = 0) -> None:
         self.path = path
         self.file = str(path)
         self.options = options
@@ -202,6 +259,7 @@ class _Reader:
         self.points_as_kp = options.cvat_points == "keypoints"
         self.stack: list[str] = []
         self.parser: Any = None
+        self.strs: dict[str, str] = {}  # labels, sources and attribute names: each value kept once
         # meta
         self.in_meta = False
         self.text: list[str] = []
@@ -218,17 +276,13 @@ class _Reader:
         self.img_attrs: list[dict[str, Any] | None] = []
         self.img_line: list[int] = []
         self.cur_img = -1
-        # annotation columns
-        self.a_img: list[int] = []
+        # annotation columns: numbers in flat arrays (no Python object per number), one entry per row elsewhere
+        self.a_box: array[float] = array("d")  # x0, y0, x1, y1 of each row
+        self.a_il: array[int] = array("q")     # image, line of each row
         self.a_cat: list[str] = []
-        self.a_x0: list[float] = []
-        self.a_y0: list[float] = []
-        self.a_x1: list[float] = []
-        self.a_y1: list[float] = []
         self.a_seg: list[Any] = []
         self.a_kp: list[Any] = []
         self.a_attr: list[dict[str, Any] | None] = []
-        self.a_line: list[int] = []
         self.kp_points_rows: list[int] = []  # rows holding <points> kept as keypoints (padded at the end)
         self.clipped_rows: list[int] = []    # masks cut at the image border
         # drops (counted in bulk at the end)
@@ -258,9 +312,20 @@ class _Reader:
         self.has_tracks = False
         self.mode = ""
         self.approx_tracks: list[str] = []
+        # what the whole file decides (kept across chunks)
+        self.used_cats: set[str] = set()    # category names of the rows built so far
+        self.kp_k: dict[str, int] = {}      # <points> kept as keypoints: the largest count per category
+        self.missing_images = 0             # images not found under the images root
+        self.clip_rows: list[pd.DataFrame] = []  # category, src_file, src_line of masks cut at the border
+        # streaming (chunk_rows > 0): chunks closed at an </image> once this many rows or images are pending
+        self.chunk_rows = chunk_rows
+        self.seal_due = False               # the next <image> starts a new chunk
+        self.sealed: list[_Cols] = []       # closed chunks not yet built
+        self.done_keys: set[tuple[str, str]] = set()  # images already handed out
+        self.prev_cats: list[tuple[Any, Any, Any]] | None = None  # the category table of the last chunk
 
     # ------------------------------------------------------------------ driving the parser
-    def run(self) -> Dataset:
+    def _parser(self) -> Any:
         p = expat.ParserCreate()
         p.buffer_text = True
         p.buffer_size = 1 << 16
@@ -271,6 +336,11 @@ class _Reader:
         p.StartElementHandler = self._start
         p.EndElementHandler = self._end
         self.parser = p
+        return p
+
+    def _parse(self) -> Iterator[None]:
+        """Feed the file to expat piece by piece; pause (yield) after each piece that closed a chunk."""
+        p = self._parser()
         try:
             with open(self.path, "rb") as f:
                 while True:
@@ -278,6 +348,8 @@ class _Reader:
                     if not chunk:
                         break
                     p.Parse(chunk, False)
+                    if self.sealed:
+                        yield
                 p.Parse(b"", True)
         except ReadError:
             raise
@@ -295,7 +367,39 @@ class _Reader:
             raise ReadError(self.file, f"cannot read: {e}") from None
         except LookupError as e:  # an unknown encoding in the XML declaration
             raise ReadError(self.file, f"unsupported XML encoding: {e}", line=1) from None
+
+    def run(self) -> Dataset:
+        """The whole file as one Dataset."""
+        for _ in self._parse():
+            pass
         return self._build()
+
+    def chunks(self) -> Iterator[Dataset]:
+        """The file as Datasets of ``chunk_rows`` rows (or images) each, the last one closing the report."""
+        for _ in self._parse():
+            yield from self._built()
+        yield from self._built()
+        yield self._build()
+
+    def _built(self) -> Iterator[Dataset]:
+        while self.sealed:
+            yield self._make(self.sealed.pop(0), final=False)
+
+    def _seal(self) -> None:
+        """Close the pending images and rows as one chunk (at an image boundary; nothing is open)."""
+        self.seal_due = False
+        self.sealed.append(self._take(nodes=dict(self.nodes), kp_k=dict(self.kp_k)))
+        self.done_keys.update(self.img_key)
+        self.img_key = {}
+
+    def _take(self, *, nodes: dict[str, list[str]], kp_k: dict[str, int]) -> _Cols:
+        """The pending images and rows (and what the categories depend on), leaving empty lists behind."""
+        cols = _Cols(nodes=nodes, kp_k=kp_k)
+        for name in _Cols.LISTS:
+            old = getattr(self, name)
+            setattr(cols, name, old)
+            setattr(self, name, array(old.typecode) if isinstance(old, array) else [])
+        return cols
 
     def _where(self) -> str:
         return self.stack[-1] if self.stack else ""
@@ -328,7 +432,8 @@ class _Reader:
             self._image_shape(name, attrs)
             return
         if name == "attribute" and self.cur_attrs is not None and d == self.attr_depth:
-            self.attr_name = attrs["name"]
+            key = attrs["name"]
+            self.attr_name = self.strs.setdefault(key, key)
             self._capture()
             return
         if self.in_meta:
@@ -336,6 +441,8 @@ class _Reader:
             return
         if d == 2:
             if name == "image":
+                if self.seal_due:
+                    self._seal()
                 self._image_start(attrs)
             elif name == "track":
                 self._track_start(attrs)
@@ -370,6 +477,8 @@ class _Reader:
             if name == "image":
                 self.cur_img = -1
                 self.cur_attrs = None
+                if self.chunk_rows and (len(self.a_cat) >= self.chunk_rows or len(self.img_name) >= self.chunk_rows):
+                    self.seal_due = True
             elif name == "track" and self.track is not None:
                 self._track_end(self.track)
                 self.track = None
@@ -447,8 +556,8 @@ class _Reader:
                 return t
         return self.tasks[0] if self.tasks else None
 
-    def _skeleton_edges(self, lab: dict[str, Any]) -> list[list[int]]:
-        names = self.nodes.get(lab["name"], [])
+    def _skeleton_edges(self, lab: dict[str, Any], nodes: dict[str, list[str]], *, notes: bool) -> list[list[int]]:
+        names = nodes.get(lab["name"], [])
         index = {n: i + 1 for i, n in enumerate(names)}
         node_label: dict[str, str] = {}
         svg = lab["svg"] or ""
@@ -473,7 +582,7 @@ class _Reader:
                 ends.append(k)
             if len(ends) == 2 and ends[0] != ends[1] and ends not in edges:
                 edges.append(ends)
-            elif len(ends) != 2:
+            elif len(ends) != 2 and notes:
                 self.report.note("dropped.invalid", self.file,
                                  f"skeleton {lab['name']!r}: an svg edge names an unknown node; edge left out")
         return edges
@@ -515,6 +624,10 @@ class _Reader:
             raise _Bad(f"<image name={raw!r}> has size {w}x{h}")
         idx = self.img_key.get(key)
         if idx is None:
+            if key in self.done_keys:
+                raise NeedsWholeRead(f"{self.file}:{line}: image {name!r}"
+                                     + (f" (subset {subset!r})" if subset else "")
+                                     + " is listed again after its chunk was handed out")
             idx = len(self.img_name)
             self.img_key[key] = idx
             self.img_name.append(name)
@@ -546,7 +659,7 @@ class _Reader:
             out["group_id"] = int(v)
         v = a.get("source")
         if v is not None:
-            out["source"] = v
+            out["source"] = self.strs.setdefault(v, v)
         return out
 
     def _drop(self, reason: str, label: str | None, line: int, message: str) -> None:
@@ -559,16 +672,19 @@ class _Reader:
         line = self.parser.CurrentLineNumber
         img = self.cur_img
         label = a.get("label", "")
+        label = self.strs.setdefault(label, label)  # one str object per label, not one per row
         if name == "box":
             x0, y0, x1, y1 = float(a["xtl"]), float(a["ytl"]), float(a["xbr"]), float(a["ybr"])
             attrs = self._common(a)
             rot = a.get("rotation")
             r = float(rot) if rot is not None else 0.0
-            self._listen(attrs, label, 4)
+            self.cur_attrs, self.cur_label, self.attr_depth = attrs, label, 4  # as _listen(attrs, label, 4)
             if not label:
                 self._drop("dropped.unknown_category", None, line, "box with an empty label")
-                return
-            self._emit_shape("box", (x0, y0, x1, y1), r, None, img, label, attrs, line, False)
+            elif r % 360.0:
+                self._emit_shape("box", (x0, y0, x1, y1), r, None, img, label, attrs, line, False)
+            else:  # the common case, straight to the row (as _emit_shape does for an unrotated box)
+                self._row(img, label, x0, y0, x1, y1, None, None, attrs, line)
             return
         if name == "tag":
             self._listen({}, label, 4)
@@ -599,7 +715,7 @@ class _Reader:
             r = float(a.get("rotation", 0.0))
             self._emit_shape("ellipse", vec, r, None, img, label, attrs, line, False)
             return
-        vec = _parse_points(a["points"])
+        vec = _parse_points(a["points"]) if name != "cuboid" else ()  # a cuboid has xtl1.. corners, no points
         self._emit_shape(name, vec, 0.0, None, img, label, attrs, line, bool(attrs.get("occluded")))
 
     def _listen(self, attrs: dict[str, Any], label: str, depth: int) -> None:
@@ -648,16 +764,12 @@ class _Reader:
     def _row(self, img: int, label: str, x0: float, y0: float, x1: float, y1: float, seg: Any,
              kp: np.ndarray | None, attrs: dict[str, Any], line: int) -> None:
         """Append one annotation row to the column lists."""
-        self.a_img.append(img)
+        self.a_il.extend((img, line))
+        self.a_box.extend((x0, y0, x1, y1))
         self.a_cat.append(label)
-        self.a_x0.append(x0)
-        self.a_y0.append(y0)
-        self.a_x1.append(x1)
-        self.a_y1.append(y1)
         self.a_seg.append(seg)
         self.a_kp.append(kp)
         self.a_attr.append(attrs)
-        self.a_line.append(line)
 
     def _emit_poly(self, img: int, label: str, poly: np.ndarray, attrs: dict[str, Any], line: int) -> None:
         xs, ys = poly[0::2], poly[1::2]
@@ -680,7 +792,7 @@ class _Reader:
         coco = cvat_rle_to_coco(rle, left=left, top=top, width=width, height=height, image_width=iw,
                                 image_height=ih)
         if left < 0 or top < 0 or left + width > iw or top + height > ih:
-            self.clipped_rows.append(len(self.a_img))
+            self.clipped_rows.append(len(self.a_cat))
         bx, by, bw, bh = rle_bbox(coco)
         self._row(img, label, bx, by, bx + bw, by + bh, coco, None, attrs, line)
 
@@ -717,7 +829,9 @@ class _Reader:
             kp[:, 0] = vec[0::2]
             kp[:, 1] = vec[1::2]
             kp[:, 2] = 1.0 if occluded else 2.0
-            self.kp_points_rows.append(len(self.a_img))
+            if self.kp_k.get(label, 0) < len(kp):
+                self.kp_k[label] = len(kp)
+            self.kp_points_rows.append(len(self.a_cat))
             self._emit_keypoints(img, label, kp, attrs, line)
         else:
             hint = " (read them as keypoints with cvat_points='keypoints')" if kind == "points" else ""
@@ -725,6 +839,9 @@ class _Reader:
 
     # ------------------------------------------------------------------ video mode
     def _video_tag(self, a: dict[str, str]) -> None:
+        if self.chunk_rows:
+            raise NeedsWholeRead(f"{self.file}:{self.parser.CurrentLineNumber}: frame tags (CVAT for video) are "
+                                 "placed on the task's frames only at the end of the file")
         self.cur_attrs = None
         frame = a.get("frame")
         if frame is None:
@@ -735,6 +852,9 @@ class _Reader:
         self.frame_tags.setdefault(int(frame), []).append(a.get("label", ""))
 
     def _track_start(self, a: dict[str, str]) -> None:
+        if self.chunk_rows:
+            raise NeedsWholeRead(f"{self.file}:{self.parser.CurrentLineNumber}: tracks (CVAT for video) write "
+                                 "rows on every frame, known only at the end of the file")
         self.has_tracks = True
         self.track = _Track(a.get("id", ""), a.get("label", ""), a.get("group_id"), a.get("source"),
                             self.parser.CurrentLineNumber)
@@ -942,6 +1062,7 @@ class _Reader:
 
     # ------------------------------------------------------------------ building the Dataset
     def _build(self) -> Dataset:
+        """After the whole file: tracks, frames and frame tags resolved, their notes, then the last Dataset."""
         for track in self.pending_tracks:
             self._expand_track(track)
         self.pending_tracks = []
@@ -967,8 +1088,14 @@ class _Reader:
             self.report.note("coordinates.suspect", self.file,
                              f"track(s) {', '.join(self.approx_tracks[:10])}: polygons with different point "
                              "counts between keyframes are repeated, not interpolated", severity="info")
-        names = list(self.img_name)
-        if self.frame_rows:
+        return self._make(self._take(nodes=self.nodes, kp_k=self.kp_k), final=True)
+
+    def _make(self, c: _Cols, *, final: bool) -> Dataset:
+        """The Dataset of one chunk's columns; ``final``: the last one, which also reports what the whole file
+        decides (the aggregated notes, the drops, the clipped masks) as one ``read()`` reports them."""
+        names = c.img_name
+        if final and self.frame_rows:
+            names = list(names)
             pattern = self.options.frame_pattern
             for f, idx in self.frame_rows.items():
                 try:
@@ -979,38 +1106,55 @@ class _Reader:
                 if safe is None:
                     raise UsageError(f"frame_pattern {pattern!r} gives an unsafe file name {fn!r}")
                 names[idx] = safe
-        paths = self._image_paths(names)
+        paths = self._image_paths(names, c.img_attrs)
+        if final and self.missing_images:
+            self.report.note("image.missing", str(self.images_root),
+                             f"{self.missing_images} image(s) named in {self.file} are not under the images folder")
         images = {
             "file_name": pd.Series(names, dtype=object),
-            "width": np.asarray(self.img_w, dtype=np.int64),
-            "height": np.asarray(self.img_h, dtype=np.int64),
+            "width": np.asarray(c.img_w, dtype=np.int64),
+            "height": np.asarray(c.img_h, dtype=np.int64),
             "path": pd.Series(paths, dtype=object),
-            "attributes": pd.Series(self.img_attrs, dtype=object),
+            "attributes": pd.Series(c.img_attrs, dtype=object),
             "src_file": pd.Series([self.file] * len(names), dtype=object),
         }
-        cats = self._categories()
-        n = len(self.a_img)
-        x0 = np.asarray(self.a_x0, dtype=np.float64)
-        y0 = np.asarray(self.a_y0, dtype=np.float64)
+        self.used_cats.update(c.a_cat)
+        cats = self._categories(c, notes=final)
+        if self.prev_cats is not None:  # names that only rows of earlier chunks brought, in their order
+            known = set(cats["name"])
+            for name, kp, sk in self.prev_cats:
+                if name not in known:
+                    cats["name"].append(name)
+                    cats["keypoints"].append(kp)
+                    cats["skeleton"].append(sk)
+        n = len(c.a_cat)
+        box = np.asarray(c.a_box, dtype=np.float64).reshape(n, 4)
+        il = np.asarray(c.a_il, dtype=np.int64).reshape(n, 2)
+        x0, y0 = box[:, 0], box[:, 1]  # views: the table copies them into its own blocks
         ann = {
-            "image": np.asarray(self.a_img, dtype=np.int64),
-            "category": pd.Series(self.a_cat, dtype=object),
+            "image": il[:, 0],
+            "category": pd.Series(c.a_cat, dtype=object),
             "x": x0, "y": y0,
-            "w": np.asarray(self.a_x1, dtype=np.float64) - x0,
-            "h": np.asarray(self.a_y1, dtype=np.float64) - y0,
+            "w": box[:, 2] - x0,
+            "h": box[:, 3] - y0,
             "iscrowd": np.zeros(n, dtype=np.int8),
-            "segmentation": pd.Series(self.a_seg, dtype=object),
-            "keypoints": pd.Series(self.a_kp, dtype=object),
-            "attributes": pd.Series(self.a_attr, dtype=object),
+            "segmentation": pd.Series(c.a_seg, dtype=object),
+            "keypoints": pd.Series(c.a_kp, dtype=object),
+            "attributes": pd.Series(c.a_attr, dtype=object),
             "src_file": pd.Series([self.file] * n, dtype=object),
-            "src_line": np.asarray(self.a_line, dtype=np.int64),
+            "src_line": il[:, 1],
         }
-        self.report.add_read(n + len(self.d_reason))
+        self.report.add_read(n + (len(self.d_reason) if final else 0))
         ds = Dataset.build(images=images, categories=cats, annotations=ann, report=self.report)
-        if self.clipped_rows:
-            self.report.change("clipped", ds.annotations.iloc[self.clipped_rows],
+        if self.chunk_rows:
+            self._check_categories(ds)
+        if c.clipped_rows:
+            self.clip_rows.append(ds.annotations.iloc[c.clipped_rows][["category", "src_file", "src_line"]])
+        if final and self.clip_rows:
+            self.report.change("clipped", self.clip_rows[0] if len(self.clip_rows) == 1
+                               else pd.concat(self.clip_rows, ignore_index=True),
                                "mask rectangle extends outside the image; cut at the border")
-        if self.d_reason:
+        if final and self.d_reason:
             drops = pd.DataFrame({"reason": self.d_reason, "category": self.d_cat,
                                   "src_file": [self.file] * len(self.d_reason), "src_line": self.d_line,
                                   "message": self.d_msg})
@@ -1018,7 +1162,24 @@ class _Reader:
                 self.report.drop(str(reason), rows)
         return ds
 
-    def _categories(self) -> dict[str, list[Any]]:
+    def _check_categories(self, ds: Dataset) -> None:
+        """Streaming: the chunks' category tables must grow by appending only, so that their union is the
+        table ``read()`` builds once at the end; a name defined again differently needs the whole file."""
+        cats = ds.categories
+        table = list(zip(cats["name"], cats["keypoints"], cats["skeleton"], strict=True))
+        prev = self.prev_cats or []
+        for i, (old, new) in enumerate(zip(prev, table[:len(prev)], strict=False)):
+            if old != new:
+                what = (f"category {old[0]!r} is defined again ({new[1]!r} keypoints)" if old[0] == new[0]
+                        else f"category {new[0]!r} takes the place of {old[0]!r} (position {i + 1})")
+                raise NeedsWholeRead(f"{self.file}: {what} after a chunk was handed out: a skeleton label "
+                                     "missing from <meta> or a keypoint count growing with cvat_points="
+                                     "'keypoints' is known only at the end of the file")
+        if len(table) < len(prev):
+            raise NeedsWholeRead(f"{self.file}: categories of an earlier chunk are missing from a later one")
+        self.prev_cats = table
+
+    def _categories(self, c: _Cols, *, notes: bool) -> dict[str, list[Any]]:
         names: list[str] = []
         kps: list[Any] = []
         skel: list[Any] = []
@@ -1026,57 +1187,54 @@ class _Reader:
             if lab["parent"] or lab["type"] == "tag" or lab["name"] in names or not lab["name"]:
                 continue
             names.append(lab["name"])
-            if lab["type"] == "skeleton" or lab["name"] in self.nodes:
-                kps.append(list(self.nodes.get(lab["name"], [])))
-                skel.append(self._skeleton_edges(lab))
+            if lab["type"] == "skeleton" or lab["name"] in c.nodes:
+                kps.append(list(c.nodes.get(lab["name"], [])))
+                skel.append(self._skeleton_edges(lab, c.nodes, notes=notes))
             else:
                 kps.append(None)
                 skel.append(None)
         known = set(names)
-        used = set(self.a_cat)
-        for name, nodes in self.nodes.items():  # skeletons drawn with labels missing from <meta>
+        used = self.used_cats
+        for name, nodes in c.nodes.items():  # skeletons drawn with labels missing from <meta>
             if name not in known and name in used:
                 names.append(name)
                 kps.append(list(nodes))
                 skel.append([])
                 known.add(name)
-        if self.kp_points_rows:
-            self._pad_points(names, kps, skel)
+        if c.kp_k:
+            self._pad_points(names, kps, skel, c)
         return {"name": names, "keypoints": kps, "skeleton": skel}
 
-    def _pad_points(self, names: list[str], kps: list[Any], skel: list[Any]) -> None:
+    def _pad_points(self, names: list[str], kps: list[Any], skel: list[Any], c: _Cols) -> None:
         """<points> kept as keypoints: one K per category (the largest count), shorter shapes padded with v=0."""
-        per_cat: dict[str, int] = {}
-        for r in self.kp_points_rows:
-            c = self.a_cat[r]
-            per_cat[c] = max(per_cat.get(c, 0), len(self.a_kp[r]))
-        for c, k in per_cat.items():
-            if c in names:
-                i = names.index(c)
+        per_cat = dict(c.kp_k)
+        for cat, k in per_cat.items():
+            if cat in names:
+                i = names.index(cat)
                 if kps[i] is not None and len(kps[i]) >= k:
-                    per_cat[c] = len(kps[i])
+                    per_cat[cat] = len(kps[i])
                     continue
                 kps[i] = [str(j + 1) for j in range(k)]
                 skel[i] = []
             else:
-                names.append(c)
+                names.append(cat)
                 kps.append([str(j + 1) for j in range(k)])
                 skel.append([])
-        for r in self.kp_points_rows:
-            arr = self.a_kp[r]
-            k = per_cat[self.a_cat[r]]
+        for r in c.kp_points_rows:
+            arr = c.a_kp[r]
+            k = per_cat[c.a_cat[r]]
             if len(arr) < k:
                 pad = np.zeros((k, 3), dtype=np.float64)
                 pad[:len(arr)] = arr
-                self.a_kp[r] = pad
+                c.a_kp[r] = pad
 
-    def _image_paths(self, names: list[str]) -> list[str | None]:
+    def _image_paths(self, names: list[str], img_attrs: list[dict[str, Any] | None]) -> list[str | None]:
         root = self.images_root
         if root is None or not Path(root).is_dir():
             return [None] * len(names)
         out: list[str | None] = []
         missing = 0
-        for name, attrs in zip(names, self.img_attrs, strict=True):
+        for name, attrs in zip(names, img_attrs, strict=True):
             found: Path | None = None
             subset = (attrs or {}).get("subset")
             for cand in (name, f"{subset}/{name}" if subset else None):
@@ -1087,7 +1245,5 @@ class _Reader:
             if found is None:
                 missing += 1
             out.append(str(found) if found is not None else None)
-        if missing:
-            self.report.note("image.missing", str(root),
-                             f"{missing} image(s) named in {self.file} are not under the images folder")
+        self.missing_images += missing
         return out

@@ -1,0 +1,478 @@
+"""Streaming the CVAT adapter: ``iter_chunks`` must give ``read()``'s dataset and report, cut into whole images.
+
+The reference is ``read()`` (the same parser, but one table built once the whole file is known, where the
+chunks build theirs as they go); one small case is also checked value by value against numbers worked out by
+hand from its XML.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prelabel.adapters import cvat
+from prelabel.adapters.base import NeedsWholeRead, ReadOptions
+from prelabel.errors import ReadError, UsageError
+from prelabel.model import Dataset
+from prelabel.report import Report
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data" / "cvat" / "annotations.xml"
+CVAT = Path("cvat")
+FIXTURE_FILES = [
+    CVAT / "cvat-ai__datumaro/tests/assets/cvat_dataset/for_images",  # a folder: train.xml + images/
+    CVAT / "cvat-ai__datumaro/tests/assets/cvat_dataset/for_images/train.xml",
+    CVAT / "openvinotoolkit__datumaro/tests/assets/cvat_dataset/for_images/export_project/annotations.xml",
+    CVAT / "openvinotoolkit__datumaro/tests/assets/cvat_dataset/for_images/export_task/train.xml",
+    CVAT / "cvat-ai__cvat/site/content/en/docs/other/xml_format.md.example_annotation.xml",
+]
+FOR_VIDEO = CVAT / "cvat-ai__datumaro/tests/assets/cvat_dataset/for_video/annotations.xml"
+SIZES = (1, 2, 3, 5, 10**6)
+
+
+# ---------------------------------------------------------------------------------------------- comparing
+def _same(a: Any, b: Any) -> bool:
+    """Deep equality of cell values: arrays by dtype, shape and values; NaN equals NaN; dicts and lists deeply."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True)))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if a is pd.NA or b is pd.NA:
+        return a is b
+    return type(a) is type(b) and bool(a == b)
+
+
+def _frames_equal(a: pd.DataFrame, b: pd.DataFrame, what: str) -> None:
+    assert list(a.columns) == list(b.columns), what
+    assert len(a) == len(b), f"{what}: {len(a)} rows != {len(b)}"
+    for col in a.columns:
+        assert a[col].dtype == b[col].dtype, f"{what}.{col}: {a[col].dtype} != {b[col].dtype}"
+        for i, (x, y) in enumerate(zip(a[col].tolist(), b[col].tolist(), strict=True)):
+            assert _same(x, y), f"{what}.{col}[{i}]: {x!r} != {y!r}"
+
+
+def _datasets_equal(a: Dataset, b: Dataset) -> None:
+    _frames_equal(a.images, b.images, "images")
+    _frames_equal(a.categories, b.categories, "categories")
+    _frames_equal(a.annotations, b.annotations, "annotations")
+
+
+def _reports_equal(a: Report, b: Report) -> None:
+    assert a.read == b.read
+    assert a.diagnostics == b.diagnostics
+    _frames_equal(a.drops, b.drops, "drops")
+    _frames_equal(a.changes, b.changes, "changes")
+    assert a.to_dict() == b.to_dict()
+
+
+def _whole(path: Path, **opts: Any) -> tuple[Dataset, Report]:
+    report = Report()
+    return cvat.read(path, options=ReadOptions(**opts), report=report), report
+
+
+def _stream(path: Path, chunk_rows: int, **opts: Any) -> tuple[list[Dataset], Report]:
+    report = Report()
+    chunks = list(cvat.iter_chunks(path, options=ReadOptions(**opts), report=report, chunk_rows=chunk_rows))
+    for c in chunks:
+        assert c.report is report
+    return chunks, report
+
+
+def _check(path: Path, chunk_rows: int, **opts: Any) -> list[Dataset]:
+    """Chunks of whole images, closed at the first image boundary past ``chunk_rows``; their concatenation
+    and the report equal ``read()``'s."""
+    ds, rep = _whole(path, **opts)
+    chunks, srep = _stream(path, chunk_rows, **opts)
+    assert chunks
+    for i, c in enumerate(chunks):
+        img = c.annotations["image"].to_numpy()
+        assert ((img >= 0) & (img < len(c.images))).all()
+        assert len(c.images) >= 1 or len(ds.images) == 0
+        if i < len(chunks) - 1 and len(chunks) > 1 and Path(path).is_file():
+            # closed once it reached chunk_rows rows or images, not one image earlier
+            last = len(c.images) - 1
+            rows_before = int((img < last).sum())
+            assert len(c) >= chunk_rows or len(c.images) >= chunk_rows
+            assert rows_before < chunk_rows and last < chunk_rows
+    _datasets_equal(Dataset.concat(chunks), ds)
+    _reports_equal(srep, rep)
+    return chunks
+
+
+# ---------------------------------------------------------------------------------------------- generated XML
+META = """<meta><task><name>gen</name><mode>annotation</mode><labels>
+<label><name>car</name><type>rectangle</type><attributes>
+  <attribute><name>parked</name><input_type>checkbox</input_type></attribute>
+  <attribute><name>speed</name><input_type>number</input_type></attribute></attributes></label>
+<label><name>person</name><type>any</type></label>
+<label><name>pts</name><type>points</type></label>
+<label><name>day</name><type>tag</type></label>
+<label><name>sk</name><type>skeleton</type><svg>&lt;line data-node-from="1" data-node-to="2"&gt;&lt;/line&gt;
+&lt;line data-node-from="2" data-node-to="9"&gt;&lt;/line&gt;</svg></label>
+<label><name>a</name><type>points</type><parent>sk</parent></label>
+<label><name>b</name><type>points</type><parent>sk</parent></label>
+<label><name>c</name><type>points</type><parent>sk</parent></label>
+</labels></task></meta>"""
+
+
+def _mask(rng: random.Random, w: int, h: int) -> str:
+    """A CVAT RLE (background run first) covering ``w * h`` pixels."""
+    total, runs = w * h, []
+    while total > 0:
+        r = min(total, rng.randint(0 if not runs else 1, 4))
+        runs.append(r)
+        total -= r
+    return ", ".join(map(str, runs))
+
+
+def _shape(rng: random.Random, kind: str, W: int, H: int) -> str:
+    x, y = rng.randint(0, W - 10), rng.randint(0, H - 10)
+    if kind == "box":
+        return (f'<box label="car" occluded="{rng.randint(0, 1)}" source="manual" xtl="{x}.5" ytl="{y}" '
+                f'xbr="{x + 7}" ybr="{y + 3}.25" z_order="{rng.randint(0, 3)}"><attribute name="parked">'
+                f'{rng.choice(["true", "false"])}</attribute><attribute name="speed">{rng.randint(0, 90)}'
+                '</attribute></box>')
+    if kind == "rotated":
+        return f'<box label="person" xtl="{x}" ytl="{y}" xbr="{x + 6}" ybr="{y + 4}" rotation="30.5"/>'
+    if kind == "polygon":
+        return f'<polygon label="person" occluded="0" points="{x},{y};{x + 5},{y};{x + 5},{y + 5}" group_id="3"/>'
+    if kind == "polygon2":  # two points: dropped as degenerate
+        return f'<polygon label="person" points="{x},{y};{x + 5},{y}"/>'
+    if kind == "ellipse":
+        return f'<ellipse label="car" cx="{x + 5}" cy="{y + 5}" rx="3" ry="{rng.choice([0, 2])}"/>'
+    if kind == "mask":  # sometimes reaching past the right edge: cut at the border (a "clipped" change)
+        left = rng.choice([x, W - 2])
+        return f'<mask label="car" rle="{_mask(rng, 4, 3)}" left="{left}" top="{y}" width="4" height="3"/>'
+    if kind == "skeleton":
+        return (f'<skeleton label="sk" z_order="1"><points label="a" points="{x},{y}" outside="0" occluded="0"/>'
+                f'<points label="b" points="{x + 2},{y + 1}" outside="1"/>'
+                f'<points label="c" points="{x + 3},{y + 4}" occluded="1"/></skeleton>')
+    if kind == "points":
+        return f'<points label="pts" points="{x},{y};{x + 1},{y + 1};{x + 2},{y}" occluded="{rng.randint(0, 1)}"/>'
+    if kind == "polyline":
+        return f'<polyline label="person" points="{x},{y};{x + 3},{y + 3}"/>'
+    if kind == "cuboid":
+        return '<cuboid label="car" xtl1="0" ytl1="0" xbl1="0" ybl1="1" xtr1="1" ytr1="0" xbr1="1" ybr1="1"/>'
+    if kind == "empty":
+        return f'<box label="" xtl="{x}" ytl="{y}" xbr="{x + 2}" ybr="{y + 2}"/>'
+    if kind == "bus":  # not declared in <meta>: appended to the categories where first seen
+        return f'<box label="bus" xtl="{x}" ytl="{y}" xbr="{x + 4}" ybr="{y + 4}"/>'
+    if kind == "truck":
+        return f'<polygon label="truck" points="{x},{y};{x + 4},{y};{x},{y + 4}"/>'
+    if kind == "tag":
+        return '<tag label="day" source="manual"/>'
+    raise AssertionError(kind)
+
+
+KINDS = ["box", "box", "box", "rotated", "polygon", "polygon2", "ellipse", "mask", "skeleton", "points",
+         "polyline", "cuboid", "empty", "bus", "truck", "tag"]
+
+
+def _generate(path: Path, n_images: int, *, seed: int = 0, subsets: bool = False, kinds: list[str] = KINDS) -> Path:
+    """A CVAT for images file of every shape kind, drops and clipped masks spread over many images, some
+    images without shapes; ``bus`` first appears late, ``truck`` later still."""
+    rng = random.Random(seed)
+    parts = ['<?xml version="1.0" encoding="utf-8"?>\n<annotations><version>1.1</version>', META, "\n"]
+    for i in range(n_images):
+        W, H = rng.randint(20, 60), rng.randint(20, 60)
+        subset = f' subset="{rng.choice(["train", "val"])}" task_id="7"' if subsets else ""
+        parts.append(f'<image id="{i}" name="dir/img{i:04d}.jpg" width="{W}" height="{H}"{subset}>\n')
+        if i == 0:  # <points> from the start: their keypoint count (3) is known from the first chunk on
+            parts.append(_shape(rng, "points", W, H) + "\n")
+        elif rng.random() < 0.25:
+            parts.append("</image>\n")  # an image without shapes
+            continue
+        for _ in range(rng.randint(1, 6)):
+            kind = rng.choice(kinds)
+            if kind == "bus" and i < n_images // 3 or kind == "truck" and i < 2 * n_images // 3:
+                kind = "box"
+            parts.append(_shape(rng, kind, W, H) + "\n")
+        parts.append("</image>\n")
+    parts.append("</annotations>\n")
+    path.write_text("".join(parts), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _generate(tmp_path_factory.mktemp("gen") / "annotations.xml", 60)
+
+
+# ---------------------------------------------------------------------------------------------- equal to read()
+@pytest.mark.parametrize("chunk_rows", SIZES)
+def test_sample_data(chunk_rows: int) -> None:
+    _check(SAMPLE, chunk_rows)
+    _check(SAMPLE, chunk_rows, images=ROOT / "sample_data" / "images")  # paths found, some images missing
+
+
+@pytest.mark.parametrize("name", FIXTURE_FILES, ids=lambda p: "/".join(p.parts[-3:]))
+@pytest.mark.parametrize("chunk_rows", SIZES)
+def test_fixtures(fixtures_dir: Path, name: Path, chunk_rows: int) -> None:
+    _check(fixtures_dir / name, chunk_rows)
+    try:
+        _check(fixtures_dir / name, chunk_rows, cvat_points="keypoints")
+    except NeedsWholeRead as e:  # only for a category whose <points> first come after an earlier chunk
+        m = re.search(r"category '([^']+)' is defined again", e.reason)
+        assert m and chunk_rows < 10**6, e.reason
+        ds, _ = _whole(fixtures_dir / name, cvat_points="keypoints")
+        first_chunk = ds.annotations[ds.annotations["image"] == 0]
+        assert m.group(1) in set(ds.annotations["category"]) - set(first_chunk["category"])
+
+
+@pytest.mark.parametrize("chunk_rows", SIZES)
+def test_generated_every_shape(generated: Path, chunk_rows: int) -> None:
+    chunks = _check(generated, chunk_rows)
+    ds, rep = _whole(generated)
+    # the file exercises what it is meant to: drops of several reasons, clipped masks, empty images, tags
+    assert set(rep.dropped_counts()) == {"dropped.degenerate", "dropped.unknown_category", "dropped.unsupported"}
+    assert rep.to_dict()["changed"]["clipped"] > 1
+    assert (~ds.images.index.isin(ds.annotations["image"])).sum() > 5
+    assert ds.category_names == ["car", "person", "pts", "sk", "bus", "truck"]
+    if chunk_rows <= 3:
+        assert len(chunks) > 20
+        # drops come from many chunks, yet they are reported once, grouped by reason as read() does
+        assert len(rep.drops) > len(rep.dropped_counts())
+
+
+@pytest.mark.parametrize("chunk_rows", SIZES)
+def test_generated_points_as_keypoints(generated: Path, chunk_rows: int) -> None:
+    chunks = _check(generated, chunk_rows, cvat_points="keypoints")
+    pts = Dataset.concat(chunks).categories.set_index("name").loc["pts"]
+    assert pts.keypoints == ["1", "2", "3"]
+
+
+def test_points_as_keypoints_declared_late(tmp_path: Path) -> None:
+    """<meta>'s label 'pts' has no keypoints until its first <points>: a chunk before that one has handed it
+    out without them, so the whole file is needed (whatever the size of the pieces read)."""
+    xml = _generate(tmp_path / "annotations.xml", 30, seed=4)
+    text = xml.read_text(encoding="utf-8")
+    first = text.index("<image ")
+    xml.write_text(text[:first] + '<image id="x" name="first.jpg" width="8" height="8"/>' + text[first:],
+                   encoding="utf-8")
+    _raises(xml, 1, "'pts' is defined again", cvat_points="keypoints")
+    _check(xml, 10**6, cvat_points="keypoints")
+
+
+@pytest.mark.parametrize("chunk_rows", (1, 4, 10**6))
+def test_generated_project_export_with_images_root(tmp_path: Path, chunk_rows: int) -> None:
+    xml = _generate(tmp_path / "annotations.xml", 30, seed=3, subsets=True)
+    images = tmp_path / "images"
+    for i in range(0, 30, 3):  # every third image exists (under its subset folder or at the top)
+        for sub in ("train", "val"):
+            p = images / sub / "dir" / f"img{i:04d}.jpg"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"")
+    _check(xml, chunk_rows)  # the images folder beside the file is found by both
+    ds, rep = _whole(xml)
+    assert ds.images["path"].notna().sum() == 10
+    assert [d.code for d in rep.diagnostics].count("image.missing") == 1  # one note for all chunks
+
+
+@pytest.mark.parametrize("chunk_rows", (1, 2, 10**6))
+def test_folder_of_files(tmp_path: Path, chunk_rows: int) -> None:
+    _generate(tmp_path / "a.xml", 8, seed=1)
+    _generate(tmp_path / "b.xml", 9, seed=2)
+    chunks = _check(tmp_path, chunk_rows)
+    files = {str(tmp_path / "a.xml"), str(tmp_path / "b.xml")}
+    for c in chunks:  # a chunk never mixes files
+        assert len(set(c.images["src_file"])) <= 1 and set(c.images["src_file"]) <= files
+
+
+@pytest.mark.parametrize("chunk_rows", (1, 10**6))
+def test_no_images(tmp_path: Path, chunk_rows: int) -> None:
+    p = tmp_path / "annotations.xml"
+    p.write_text(f"<annotations><version>1.1</version>{META}</annotations>", encoding="utf-8")
+    chunks = _check(p, chunk_rows)
+    assert len(chunks) == 1 and len(chunks[0].images) == 0
+    assert chunks[0].category_names == ["car", "person", "pts", "sk"]
+
+
+def test_interpolation_task_images_export_adds_frames_last(tmp_path: Path) -> None:
+    """A CVAT for images export of a video task: read() appends the task's frames after the <image> rows."""
+    p = tmp_path / "annotations.xml"
+    p.write_text('<annotations><version>1.1</version><meta><task><mode>interpolation</mode><size>3</size>'
+                 '<start_frame>0</start_frame><stop_frame>2</stop_frame><original_size><width>20</width>'
+                 '<height>10</height></original_size><labels><label><name>car</name></label></labels></task>'
+                 '</meta>' + "".join(f'<image id="{i}" name="frame_{i:06d}" width="20" height="10">'
+                                     f'<box label="car" xtl="1" ytl="1" xbr="{i + 2}" ybr="3"/></image>'
+                                     for i in range(3)) + '</annotations>', encoding="utf-8")
+    for n in (1, 2, 10**6):
+        chunks = _check(p, n)
+        assert len(chunks[-1].images) >= 3  # the frames come with the last chunk
+
+
+# ---------------------------------------------------------------------------------------------- by hand
+HAND = """<annotations><version>1.1</version><meta><task><labels><label><name>car</name></label>
+<label><name>dog</name></label></labels></task></meta>
+<image id="0" name="a.jpg" width="10" height="8">
+  <box label="car" occluded="1" xtl="1" ytl="2" xbr="4" ybr="6"/>
+</image>
+<image id="1" name="b.jpg" width="10" height="8">
+  <polyline label="dog" points="0,0;1,1"/>
+  <polygon label="dog" points="1,1;5,1;5,4"/>
+  <box label="cat" xtl="0" ytl="0" xbr="2" ybr="2"/>
+</image>
+<image id="2" name="c.jpg" width="12" height="9">
+</image>
+<image id="3" name="d.jpg" width="10" height="8">
+  <mask label="car" rle="0, 3, 1" left="8" top="7" width="2" height="2"/>
+</image>
+</annotations>
+"""
+
+
+def test_small_case_by_hand(tmp_path: Path) -> None:
+    p = tmp_path / "annotations.xml"
+    p.write_text(HAND, encoding="utf-8")
+    chunks, rep = _stream(p, 2)
+    # chunk_rows=2: a has 1 row (not enough); with b the chunk holds 3 rows -> closed before c. c has no rows,
+    # c + d make 2 images -> the end of the file closes the last chunk anyway.
+    assert [list(c.images["file_name"]) for c in chunks] == [["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"]]
+    a0, a1 = chunks[0].annotations, chunks[1].annotations
+    assert a0["image"].tolist() == [0, 1, 1] and a1["image"].tolist() == [1]
+    assert a0["category"].tolist() == ["car", "dog", "cat"]
+    # box (1,2)-(4,6) -> [1, 2, 3, 4]; triangle (1,1) (5,1) (5,4) -> [1, 1, 4, 3]; box (0,0)-(2,2) -> [0, 0, 2, 2]
+    assert a0[["x", "y", "w", "h"]].to_numpy().tolist() == [[1, 2, 3, 4], [1, 1, 4, 3], [0, 0, 2, 2]]
+    assert a0["src_line"].tolist() == [4, 8, 9] and a1["src_line"].tolist() == [14]
+    assert a0["attributes"].tolist() == [{"occluded": True}, {}, {}]
+    # the mask 2x2 at (8, 7) in a 10x8 image, row-major runs 0 off, 3 on, 1 off: pixels (8,7) (9,7) (8,8) are
+    # set; row 8 is outside the image, so what is left is (8,7) and (9,7): bbox [8, 7, 2, 1], "clipped"
+    assert a1[["x", "y", "w", "h"]].to_numpy().tolist() == [[8, 7, 2, 1]]
+    # categories: <meta>'s car, dog; cat appended where first seen (chunk 1), kept in chunk 2
+    assert chunks[0].category_names == ["car", "dog", "cat"] and chunks[1].category_names == ["car", "dog", "cat"]
+    assert rep.read == 5 and rep.dropped_counts() == {"dropped.unsupported": 1}
+    assert rep.drops["source"].tolist() == [f"{p}:7"]
+    assert rep.changes[["reason", "source"]].values.tolist() == [["clipped", f"{p}:14"]]
+
+
+@pytest.mark.parametrize("piece", (97, 4096))
+def test_chunks_release_rows(generated: Path, monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
+    """Read in small pieces, the reader holds only the rows of the pieces since the last chunk handed out,
+    and the result does not depend on where the pieces end."""
+    monkeypatch.setattr(cvat, "_CHUNK", piece)
+    reader = cvat._Reader(generated, options=ReadOptions(), report=Report(), images_root=None, chunk_rows=2)
+    most = 0
+    for c in reader.chunks():
+        most = max(most, len(reader.a_cat) + sum(len(s.a_cat) for s in reader.sealed))
+        assert len(c) < 2 + 6  # at most one image past the threshold (6 shapes an image)
+    assert most < (10 if piece < 100 else 40)
+    for n in (1, 3, 10**6):
+        _check(generated, n)
+        _check(generated, n, cvat_points="keypoints")
+
+
+# ---------------------------------------------------------------------------------------------- whole file needed
+def _raises(path: Path, chunk_rows: int, match: str, **opts: Any) -> None:
+    with pytest.raises(NeedsWholeRead, match=match) as e:
+        list(cvat.iter_chunks(path, options=ReadOptions(**opts), report=Report(), chunk_rows=chunk_rows))
+    assert e.value.reason == str(e.value)
+
+
+def test_video_tracks_need_the_whole_file(fixtures_dir: Path) -> None:
+    _raises(fixtures_dir / FOR_VIDEO, 10**6, "tracks")
+
+
+def test_video_frame_tags_need_the_whole_file(tmp_path: Path) -> None:
+    p = tmp_path / "annotations.xml"
+    p.write_text('<annotations><version>1.1</version><meta><task><mode>interpolation</mode><size>2</size>'
+                 '<original_size><width>8</width><height>6</height></original_size><labels><label>'
+                 '<name>day</name><type>tag</type></label></labels></task></meta>'
+                 '<tag frame="1" label="day"/></annotations>', encoding="utf-8")
+    _raises(p, 10**6, "frame tags")
+
+
+def test_image_listed_again(tmp_path: Path) -> None:
+    body = ('<image id="0" name="a.jpg" width="8" height="6"><box label="car" xtl="0" ytl="0" xbr="1" ybr="1"/>'
+            '</image><image id="1" name="b.jpg" width="8" height="6"/>'
+            '<image id="0" name="a.jpg" width="8" height="6"><box label="car" xtl="2" ytl="2" xbr="3" ybr="3"/>'
+            '</image>')
+    p = tmp_path / "annotations.xml"
+    p.write_text(f"<annotations><version>1.1</version>{META}\n{body}</annotations>", encoding="utf-8")
+    _raises(p, 1, r"image 'a.jpg' is listed again")
+    ds = _check(p, 10**6)[0]  # within one chunk the second listing merges into the first, as in read()
+    assert ds.annotations["image"].tolist() == [0, 0] and len(ds.images) == 2
+
+
+def test_skeleton_label_missing_from_meta(tmp_path: Path) -> None:
+    def doc(first: str) -> str:
+        return ('<annotations><version>1.1</version><meta><task><labels><label><name>car</name></label>'
+                '</labels></task></meta>'
+                f'<image id="0" name="a.jpg" width="8" height="6">{first}</image>'
+                '<image id="1" name="b.jpg" width="8" height="6"><skeleton label="hand">'
+                '<points label="p" points="1,1"/></skeleton></image></annotations>')
+
+    p = tmp_path / "annotations.xml"
+    p.write_text(doc('<box label="car" xtl="0" ytl="0" xbr="1" ybr="1"/>'), encoding="utf-8")
+    chunks = _check(p, 1)  # first seen in the second chunk: appended there, as read() appends it
+    assert chunks[1].categories.set_index("name").loc["hand"].keypoints == ["p"]
+    p.write_text(doc('<box label="hand" xtl="0" ytl="0" xbr="1" ybr="1"/>'), encoding="utf-8")
+    _raises(p, 1, "'hand' is defined again")  # a plain category in chunk 1, a skeleton in chunk 2
+    _check(p, 10**6)
+
+
+def test_points_as_keypoints_count_growing(tmp_path: Path) -> None:
+    p = tmp_path / "annotations.xml"
+    p.write_text('<annotations><version>1.1</version><meta><task><labels><label><name>pts</name></label>'
+                 '</labels></task></meta>'
+                 '<image id="0" name="a.jpg" width="8" height="6"><points label="pts" points="1,1;2,2"/></image>'
+                 '<image id="1" name="b.jpg" width="8" height="6"><points label="pts" points="1,1;2,2;3,3"/>'
+                 '</image></annotations>', encoding="utf-8")
+    _raises(p, 1, "'pts' is defined again", cvat_points="keypoints")
+    ds = _check(p, 10**6, cvat_points="keypoints")[0]
+    assert ds.categories.set_index("name").loc["pts"].keypoints == ["1", "2", "3"]
+    assert ds.annotations["keypoints"][0].tolist() == [[1, 1, 2], [2, 2, 2], [0, 0, 0]]  # padded with v=0
+    _check(p, 1)  # skipped points: nothing to pad, streams
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def test_errors_are_read_errors_as_read_raises_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _generate(tmp_path / "annotations.xml", 20, seed=5)
+    text = p.read_text(encoding="utf-8")
+    text, n = re.subn(r'(<image id="15" name="[^"]+" width=")\d+', r"\1x", text)
+    assert n == 1
+    line = text[:text.index('<image id="15"')].count("\n") + 1
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(ReadError) as whole:
+        _whole(p)
+    assert f"annotations.xml:{line}#image: bad value" in str(whole.value)
+    for piece in (64, 1 << 20):  # the error comes after some chunks were handed out, or before any
+        monkeypatch.setattr(cvat, "_CHUNK", piece)
+        got = []
+        with pytest.raises(ReadError) as streamed:
+            for c in cvat.iter_chunks(p, options=ReadOptions(), report=Report(), chunk_rows=1):
+                got.append(list(c.images["file_name"]))
+        assert str(streamed.value) == str(whole.value)
+        # images 0..14 closed before image 15 fails; the last closed one is still the open chunk
+        assert got == [[f"dir/img{i:04d}.jpg"] for i in range(len(got))] and len(got) <= 14
+        assert len(got) > 10 if piece == 64 else not got
+    with pytest.raises(UsageError, match="chunk_rows"):
+        list(cvat.iter_chunks(p, options=ReadOptions(), report=Report(), chunk_rows=0))
+    with pytest.raises(ReadError, match="no such file"):
+        list(cvat.iter_chunks(tmp_path / "nope.xml", options=ReadOptions(), report=Report()))
+
+
+def test_cuboid_is_dropped_not_an_error(tmp_path: Path) -> None:
+    """A CVAT cuboid has corner attributes (xtl1, ...), no ``points``: counted and dropped as unsupported."""
+    p = tmp_path / "annotations.xml"
+    p.write_text('<annotations><version>1.1</version><meta><task><labels><label><name>car</name></label>'
+                 '</labels></task></meta><image id="0" name="a.jpg" width="8" height="6">\n'
+                 '<cuboid label="car" xtl1="0" ytl1="0" xbl1="0" ybl1="1" xtr1="1" ytr1="0" xbr1="1" ybr1="1" '
+                 'xtl2="2" ytl2="0" xbl2="2" ybl2="1" xtr2="3" ytr2="0" xbr2="3" ybr2="1"/></image></annotations>',
+                 encoding="utf-8")
+    ds, rep = _whole(p)
+    assert len(ds) == 0 and rep.read == 1
+    assert rep.drops[["reason", "source", "message"]].values.tolist() == [
+        ["dropped.unsupported", f"{p}:2", "cuboid is not an area"]]
+    _check(p, 1)
