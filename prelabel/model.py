@@ -75,7 +75,9 @@ def _table(data: TableLike, columns: dict[str, Any], what: str) -> pd.DataFrame:
     if data is None:
         frame = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in columns.items()})
         return frame
-    frame = data.copy() if isinstance(data, pd.DataFrame) else pd.DataFrame(dict(data))
+    # no copy of the caller's columns: pandas' copy-on-write keeps the caller's frame unchanged when this one
+    # changes; arrays from a mapping are used as they are (the adapters hand over arrays they no longer touch)
+    frame = data.copy(deep=False) if isinstance(data, pd.DataFrame) else pd.DataFrame(dict(data), copy=False)
     n = len(frame)
     for col, dtype in columns.items():
         if col not in frame.columns:
@@ -112,7 +114,9 @@ class Dataset:
         """Build a Dataset from column mappings or DataFrames, filling defaults and fixing dtypes.
 
         Categories used by annotations but missing from ``categories`` are appended in first-seen order
-        (unless ``add_missing_categories`` is False).
+        (unless ``add_missing_categories`` is False). Columns are not copied: numpy arrays given in a mapping
+        become the Dataset's columns (don't change them afterwards); a DataFrame given is left unchanged
+        (copy-on-write).
         """
         img = _table(images, IMAGE_COLUMNS, "images")
         cat = _table(categories, CATEGORY_COLUMNS, "categories")
