@@ -242,25 +242,35 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
     from .inspection import ConventionStats, _source_text
 
     adapter = adapters.get(fmt or adapters.detect(src))
-    iter_chunks = getattr(adapter, "iter_chunks", None)
-    if iter_chunks is None:
+    if getattr(adapter, "iter_chunks", None) is None:
         return None
-    rep = Report()
-    rep.input = {"format": adapter.NAME, "source": str(src)}
+    from .prefetch import ChunkReader
+
+    def files(done: int, total: int) -> None:
+        if progress is not None:
+            progress("reading", done, total)
+
+    # the adapter's report comes from the reader at the end; the steps here record into their own, merged after
+    reader = ChunkReader(adapter, src, options=options, chunk_rows=chunk_rows,
+                         progress=files if progress is not None else None)
+    steps = Report()
     rec = Reconciler(mapping=mapping, schema=schema, unknown=unknown)
     stats = ConventionStats()
     writer = CocoStreamWriter(out, max_file_size=max_file_size, rle=rle, allow_outside=not clip)
-    opts = options if progress is None else _counting(options, progress)
     if progress is not None:
         progress("reading", 0, None)
     try:
-        for chunk in iter_chunks(src, options=opts, report=rep, chunk_rows=chunk_rows):
+        for images, categories, annotations in reader:
+            chunk = Dataset(images=images, categories=categories, annotations=annotations, report=steps)
             stats.add(chunk)
             ds = rec.apply(filter_min_score(chunk, min_score))
             if rec.unknown_seen:  # the error comes at the end, with the whole input's counts
                 continue
             writer.add(clip_step(ds, enabled=clip, min_area=min_area))
+        rep = reader.report
+        rep.input = {"format": adapter.NAME, "source": str(src)}
         rep.diagnostics.extend(stats.hints(_source_text(rep.input.get("source"))))
+        rep.merge(steps)
         rec.finish(rep)
         categories = rec.categories()
         if progress is not None:

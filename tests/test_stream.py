@@ -10,6 +10,7 @@ streaming adapter must; the adapters' own ``iter_chunks`` are tested against ``r
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,13 @@ def _canonical(report: dict[str, Any]) -> dict[str, Any]:
     out["output"] = dict(report["output"], files=[Path(f).name for f in report["output"]["files"]])
     out["diagnostics"] = sorted(report["diagnostics"], key=lambda d: json.dumps(d, sort_keys=True))
     return out
+
+
+@pytest.fixture(params=["here", "child"], autouse=True)
+def where(request, monkeypatch) -> str:
+    """Every test runs twice: the chunks read in this process, and in a forked child (prelabel.prefetch)."""
+    monkeypatch.setenv("PRELABEL_READ_IN_CHILD", "0" if request.param == "here" else "always")
+    return str(request.param)
 
 
 @pytest.mark.parametrize("k", [1, 2, 100])
@@ -212,18 +220,19 @@ def test_chunk_ids_are_global(tmp_path: Path, monkeypatch) -> None:
     assert np.all(pd.Series([a["score"] for a in doc["annotations"]]) == 0.5)
 
 
-def test_the_command_line_streams(tmp_path: Path, monkeypatch) -> None:
+def test_the_command_line_streams(tmp_path: Path, monkeypatch, where: str) -> None:
     """`prelabel convert` goes through iter_chunks (one source given as the one-element SRC list)."""
     from click.testing import CliRunner
 
     from prelabel.cli import main
 
-    calls: list[int] = []
+    log = tmp_path / "calls.txt"  # written by whichever process reads (this one or the child)
     inner = _chunking("predictions", 1)
 
     def iter_chunks(path: Path, *, options: ReadOptions, report: Report, chunk_rows: int) -> Iterator[Dataset]:
         for c in inner(path, options=options, report=report, chunk_rows=chunk_rows):
-            calls.append(len(c.images))
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(f"{len(c.images)} {os.getpid()}\n")
             yield c
 
     monkeypatch.setattr(adapters.get("predictions"), "iter_chunks", iter_chunks, raising=False)
@@ -231,6 +240,28 @@ def test_the_command_line_streams(tmp_path: Path, monkeypatch) -> None:
     res = CliRunner().invoke(main, ["-q", "convert", str(csv), "--from", "predictions", "-o",
                                     str(tmp_path / "o.json")])
     assert res.exit_code == 0, res.output
-    assert calls == [1, 1]
+    calls = [line.split() for line in log.read_text(encoding="utf-8").splitlines()]
+    assert [int(n) for n, _ in calls] == [1, 1]
+    assert all((pid == str(os.getpid())) == (where == "here") for _, pid in calls)
     doc = json.loads((tmp_path / "o.json").read_bytes())
     assert [a["bbox"] for a in doc["annotations"]] == [[10.0, 10.0, 10.0, 10.0], [90.0, 10.0, 10.0, 10.0]]
+
+
+def test_a_read_error_is_the_same_error_wherever_the_chunks_are_read(tmp_path: Path) -> None:
+    """A bad value on line 4 of a CSV: the ReadError names file and line, whether this process or the child
+    read it (the child sends the exception back; prelabel.prefetch rebuilds it), and nothing is written."""
+    from prelabel.errors import ReadError
+
+    csv = tmp_path / "bad.csv"
+    csv.write_text("image,width,height,label,x1,y1,x2,y2,score\n"
+                   "a.jpg,100,50,cat,10,10,20,20,0.9\n"
+                   "b.jpg,100,50,cat,10,10,20,20,0.9\n"
+                   "c.jpg,100,50,cat,ten,10,20,20,0.9\n", encoding="utf-8")
+    out = tmp_path / "out"
+    with pytest.raises(ReadError) as e:
+        convert(csv, out / "o.json", fmt="predictions", options=ReadOptions(), stream=True, chunk_rows=1)
+    with pytest.raises(ReadError) as whole:
+        convert(csv, out / "w.json", fmt="predictions", options=ReadOptions())
+    assert str(e.value) == str(whole.value)
+    assert e.value.file == str(csv) and e.value.line == 4
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
