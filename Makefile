@@ -50,7 +50,7 @@ bench-large: install
 
 # hypothesis fuzzing of every adapter with a long budget (make test runs a short, derandomized one)
 fuzz: install-test
-	PRELABEL_FUZZ_EXAMPLES=$${PRELABEL_FUZZ_EXAMPLES:-2000} $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py
+	PRELABEL_FUZZ_EXAMPLES=$${PRELABEL_FUZZ_EXAMPLES:-2000} $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz.py tests/test_validate_fast.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

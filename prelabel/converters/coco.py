@@ -576,7 +576,13 @@ def _is_int(v: Any) -> TypeGuard[int]:
 
 
 def _is_num(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+    """A finite int or float (not a bool; an int too large for a float is not a usable number)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _adder(err: list[str]) -> Callable[[str], None]:
@@ -740,6 +746,82 @@ def _check_annotation(i: int, a: Any, images: Mapping[int, tuple[int, int, str]]
         add(f"{where}: score must be a finite number, got {sc!r}")
 
 
+def _types(values: list[Any]) -> set[type]:
+    return set(map(type, values))
+
+
+def _suspect_rows(anns: list[Any], images: Mapping[int, tuple[int, int, str]], cats: Mapping[int, int | None], *,
+                  tolerance: float) -> np.ndarray | None:
+    """The annotations that :func:`_check_annotation` could say something about, found with numpy: every
+    other row certainly passes. None when the list is unusual (not all dicts, ids not unique ints >= 1,
+    values of unexpected types): then every row is checked one by one. Rows with a segmentation, keypoints
+    or anything out of the ordinary are always suspects, so the messages are exactly :func:`_check_annotation`'s.
+    """
+    n = len(anns)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if _types(anns) != {dict}:
+        return None
+    ids = [a.get("id") for a in anns]
+    if _types(ids) != {int}:
+        return None
+    try:
+        id_arr = np.array(ids, dtype=np.int64)
+    except OverflowError:
+        return None
+    if (id_arr < 1).any() or len(np.unique(id_arr)) != n:
+        return None  # duplicates: their messages depend on the order; the slow path keeps it
+    suspect = np.zeros(n, dtype=bool)
+    # geometry other than a plain box, keypoints, a score: the row-by-row checks
+    suspect |= np.fromiter((a.get("segmentation") not in (None, []) or "keypoints" in a or "score" in a
+                            for a in anns), dtype=bool, count=n)
+
+    def int_column(key: str, default: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        vals = [a.get(key, default) for a in anns]
+        is_int = np.fromiter((type(v) is int for v in vals), dtype=bool, count=n)
+        out = np.zeros(n, dtype=np.int64)
+        if is_int.all():
+            try:
+                out = np.array(vals, dtype=np.int64)
+            except OverflowError:
+                return out, np.zeros(n, dtype=bool)
+        return out, is_int
+
+    img_ids = np.array(sorted(images), dtype=np.int64)
+    img_w = np.array([images[i][0] for i in img_ids.tolist()], dtype=np.float64)
+    img_h = np.array([images[i][1] for i in img_ids.tolist()], dtype=np.float64)
+    iid, ok_iid = int_column("image_id")
+    pos = np.clip(np.searchsorted(img_ids, iid), 0, max(len(img_ids) - 1, 0))
+    found = ok_iid & (len(img_ids) > 0) & (img_ids[pos] == iid if len(img_ids) else False)
+    suspect |= ~found
+    cid, ok_cid = int_column("category_id")
+    suspect |= ~(ok_cid & np.isin(cid, np.array(list(cats), dtype=np.int64)))
+    isc, ok_isc = int_column("iscrowd", 0)
+    suspect |= ~(ok_isc & ((isc == 0) | (isc == 1)))
+    bbs = [a.get("bbox") for a in anns]
+    if _types(bbs) != {list} or set(map(len, bbs)) != {4} or not _types(
+            [v for b in bbs for v in b]) <= {int, float}:
+        return None
+    areas = [a.get("area") for a in anns]
+    if not _types(areas) <= {int, float}:
+        return None
+    try:
+        box = np.array(bbs, dtype=np.float64)
+        area = np.array(areas, dtype=np.float64)
+    except OverflowError:
+        return None
+    x, y, w, h = box.T
+    with np.errstate(invalid="ignore", over="ignore"):
+        W = np.where(found, img_w[pos] if len(img_ids) else 0.0, 0.0)
+        H = np.where(found, img_h[pos] if len(img_ids) else 0.0, 0.0)
+        good = (np.isfinite(box).all(axis=1) & (w > 0) & (h > 0)
+                & ((W == 0) | ~((x < -tolerance) | (y < -tolerance) | (x + w > W + tolerance)
+                                | (y + h > H + tolerance)))
+                & np.isfinite(area) & (area >= 0))
+    suspect |= ~good
+    return np.flatnonzero(suspect)
+
+
 def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | None = None,
              tolerance: float = 1e-6, allow_outside: bool = False) -> ValidationResult:
     """Check a COCO document (or file) against the rules the writer follows and the targets rely on.
@@ -765,10 +847,14 @@ def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | 
         return res
     images = _check_images(doc["images"], add)
     cats = _check_categories(doc["categories"], add)
-    seen: set[int] = set()
     warn = res.warnings.append
-    for i, a in enumerate(doc["annotations"]):
-        _check_annotation(i, a, images, cats, seen, add, warn, tolerance=tolerance, allow_outside=allow_outside)
+    anns = doc["annotations"]
+    suspects = _suspect_rows(anns, images, cats, tolerance=tolerance)
+    rows: Iterable[int] = range(len(anns)) if suspects is None else suspects.tolist()
+    seen: set[int] = set()
+    for i in rows:
+        _check_annotation(i, anns[i], images, cats, seen if suspects is None else set(), add, warn,
+                          tolerance=tolerance, allow_outside=allow_outside)
     if images_root is not None:
         from ..imagesize import image_size
         from ..paths import safe_join
