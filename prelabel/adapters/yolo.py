@@ -73,6 +73,11 @@ only when data.yaml has ``skeleton`` (0-based pairs are made 1-based; pairs reac
 
 ``options.extra`` keys: ``data_yaml`` (a data.yaml to take names / kpt_shape / kpt_names from), ``kpt_shape``.
 
+:func:`iter_chunks` gives ``read()``'s dataset and report in chunks of whole images, reading the label files and
+image headers batch by batch (bounded memory on huge datasets). What ``read()`` decides from every label file
+(the class count without names, the fate of files of 9-11 column rows only, an inferred ``kpt_shape``) is
+decided from the files read so far; ``NeedsWholeRead`` is raised when a later file would change it.
+
 Example:
     >>> import tempfile, pathlib
     >>> from PIL import Image
@@ -92,7 +97,8 @@ from __future__ import annotations
 import gc
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,9 +112,9 @@ from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS
 from ..report import Report
 from . import names as names_mod
-from .base import ReadOptions
+from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 
-__all__ = ["DESCRIPTION", "NAME", "TASKS", "detect", "read"]
+__all__ = ["DESCRIPTION", "NAME", "TASKS", "detect", "iter_chunks", "read"]
 
 NAME = "yolo"
 DESCRIPTION = "YOLO / Ultralytics txt (detect, segment, OBB, pose; labels and predictions), Darknet obj.data"
@@ -789,22 +795,28 @@ def _parse(raw: list[bytes], files: list[str]) -> _Lines:
                   ncol=counts[nonempty].astype(np.int64), first=first.astype(np.int64), vals=vals)
 
 
-def _read_files(paths: list[str], progress: Callable[[int, int], None] | None = None) -> list[bytes]:
-    def one(p: str) -> bytes:
-        try:
-            with open(p, "rb") as f:
-                return f.read()
-        except OSError as e:
-            raise ReadError(p, f"cannot read: {e.strerror or e}") from None
+def _read_one(p: str) -> bytes:
+    try:
+        with open(p, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ReadError(p, f"cannot read: {e.strerror or e}") from None
 
+
+def _read_files(paths: list[str], progress: Callable[[int, int], None] | None = None) -> list[bytes]:
     if progress is not None:  # options.extra["progress"]: the pipeline's per-file count, in runs of 500
         progress(0, len(paths))
         out: list[bytes] = []
         for a in range(0, len(paths), 500):
-            out.extend(one(p) for p in paths[a:a + 500])
+            out.extend(_read_one(p) for p in paths[a:a + 500])
             progress(len(out), len(paths))
         return out
-    return [one(p) for p in paths]  # sequential: faster than threads for small files in the page cache
+    return [_read_one(p) for p in paths]  # sequential: faster than threads for small files in the page cache
+
+
+def _row_count(data: bytes) -> int:
+    """The lines of a label file (its rows, and any empty lines): what chunks are cut by."""
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
 
 
 def _per_entry_any(entry: np.ndarray, flag: np.ndarray, n: int) -> np.ndarray:
@@ -847,205 +859,521 @@ def _images_root(images: list[str], candidates: list[str]) -> str:
 
 
 # ============================================================================================ reading
+_BATCH_ROWS = 65_536   # iter_chunks: label rows parsed at once, at least (one bulk parse; what decides the task)
+_BATCH_IMAGES = 8_192  # ... or images
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while many small objects are made (none of them forms a cycle)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _progress_hook(options: ReadOptions) -> Callable[[int, int], None] | None:
+    hook: Callable[[int, int], None] | None = options.extra.get("progress") if options.extra else None
+    return hook
+
+
 def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     """Read a YOLO source (see the module docstring) into a Dataset; count, drop and note into ``report``."""
     p = Path(path)
     if not p.exists():
         raise ReadError(str(p), "no such file or folder")
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
         lay = _layout(p, options, report)
-        cfg = _config(lay, options)
-        return _read(lay, cfg, options, report, p)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
+        return _read(lay, _config(lay, options), options, report, p)
 
 
 def _read(lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src: Path) -> Dataset:
-    n_img = len(lay.images)
+    """Every label file as one batch: the images' label files in image order, then the orphans."""
+    run = _Run(lay, cfg, options, report, str(src))
     sizes = image_sizes(lay.images)
-    size_ok = np.array([s is not None for s in sizes], dtype=bool)
-    widths = np.array([s[0] if s is not None else 0 for s in sizes], dtype=np.int64)
-    heights = np.array([s[1] if s is not None else 0 for s in sizes], dtype=np.int64)
-    roots = ([_norm(options.images)] if options.images is not None else []) + lay.image_roots
-    img_root = _images_root(lay.images, roots)
-    file_names = [_rel(i, img_root) for i in lay.images]
-
-    # label entries: (file, image index or -1)
-    entry_files: list[str] = []
-    entry_image: list[int] = []
-    for i, lab in enumerate(lay.labels):
-        if lab is not None:
-            entry_files.append(lab)
-            entry_image.append(i)
-    raw = _read_files(entry_files, options.extra.get("progress") if options.extra else None)
-    orphan_raw = _read_files(lay.orphans)
-    for f, data in zip(lay.orphans, orphan_raw, strict=True):
-        if f in lay.loose and not _looks_like_labels(data[:65536]):
-            report.note("file.skipped", _rel(f, lay.root), "not a YOLO label file (no image of the same name)",
-                        severity="info")
-            continue
-        entry_files.append(f)
-        entry_image.append(-1)
-        raw.append(data)
-    n_entries = len(entry_files)
-    rel_files = [_rel(f, lay.root) for f in entry_files]
-    lines = _parse(raw, rel_files)
-    del raw, orphan_raw
-    n_rows = len(lines.ncol)
-    report.add_read(n_rows)
-    ent_img = np.array(entry_image, dtype=np.int64)
-    vals = lines.vals
-
-    # ---- class indices and names
-    cls = vals[lines.first] if n_rows else np.zeros(0)
-    ok = (cls >= 0) & (cls == np.floor(cls)) & (cls < 2**31)
-    if not ok.all():
-        i = int(np.argmin(ok))
-        raise ReadError(rel_files[lines.entry[i]], f"class index must be a whole number >= 0, got {float(cls[i])!r}",
-                        line=int(lines.line[i]))
-    ci = cls.astype(np.int64)
-    names = cfg.names
-    if names is None:
-        top = int(ci.max()) + 1 if n_rows else 0
-        names = [str(i) for i in range(top)]
-        report.note("category.unnamed", str(src),
-                    "no class names (data.yaml, classes.txt, obj.names): classes are named by their index",
-                    severity="warning")
-    elif n_rows and int(ci.max()) >= len(names):
-        i = int(np.argmax(ci >= len(names)))
-        where = cfg.names_src if cfg.names_src == "--names" else _rel(_norm(cfg.names_src), lay.root)
-        raise ReadError(rel_files[lines.entry[i]],
-                        f"class index {int(ci[i])} has no name ({where} lists {len(names)} classes)",
-                        line=int(lines.line[i]), hint="add the class to the names file or give --names")
-
-    # ---- what each file is
-    kinds, task_note = _resolve_tasks(lines, n_entries, rel_files, cfg)
-    kpt_shape = cfg.kpt_shape
-    if n_rows and (kinds == _POSE).any() and kpt_shape is None:
-        kpt_shape = _infer_kpt_shape(lines, rel_files, report, str(src))
-    if task_note:
-        report.note("task.inferred", str(src), task_note, severity="info")
-    row_kind = kinds[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
-    _check_columns(lines, row_kind, rel_files, kpt_shape)
-
-    # ---- rows that cannot be kept
-    row_img = ent_img[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
-    no_image = row_img < 0
-    no_size = np.zeros(n_rows, dtype=bool)
-    no_size[~no_image] = ~size_ok[row_img[~no_image]]
-    ambiguous = (row_kind == _AMBIGUOUS) & ~no_image & ~no_size
-    names_arr = np.array(names, dtype=object)
-    files_arr = np.array(rel_files, dtype=object)
-    for mask, reason, msg in ((no_image, "dropped.no_image", "no image for this label file"),
-                              (no_size, "dropped.no_image", "the image size cannot be read"),
-                              (ambiguous, "dropped.ambiguous", _AMBIGUOUS_MSG)):
-        if mask.any():
-            report.drop(reason, pd.DataFrame({"category": names_arr[ci[mask]],
-                                              "src_file": files_arr[lines.entry[mask]],
-                                              "src_line": lines.line[mask]}), msg)
-    if ambiguous.any():
-        per_file = np.bincount(lines.entry[ambiguous], minlength=n_entries)
-        for e in np.flatnonzero(per_file).tolist():
-            report.note("dropped.ambiguous", rel_files[e], f"{int(per_file[e])} row(s) dropped: {_AMBIGUOUS_MSG}")
-    for e in np.flatnonzero(ent_img < 0).tolist():
-        rows = int((lines.entry == e).sum())
-        report.note("image.missing", rel_files[e],
-                    f"no image for this label file ({rows} row(s) dropped)" if rows
-                    else "no image for this (empty) label file", severity="warning" if rows else "info")
-    for i in np.flatnonzero(~size_ok).tolist():
-        report.note("image.missing", _rel(lay.images[i], lay.root),
-                    "the image size cannot be read from the file header (not an image, or a format not known)")
-    labelled = np.zeros(n_img, dtype=bool)
-    labelled[ent_img[ent_img >= 0]] = True
-    for i in np.flatnonzero(~labelled & size_ok).tolist():
-        report.note("image.unlabeled", file_names[i], "no label file: kept with no annotations", severity="info")
-
-    # ---- conversion of the kept rows
-    keep = ~(no_image | no_size | ambiguous)
-    new_index = np.cumsum(size_ok) - 1
-    ann = _convert(lines, keep, row_kind, row_img, widths, heights, kpt_shape, n_entries)
-    ann["image"] = new_index[row_img[keep]]
-    # object Series: pandas would otherwise infer its str dtype, and the model's cast back to object makes a
-    # new str per row (memory)
-    ann["category"] = pd.Series(names_arr[ci[keep]], dtype=object)
-    ann["src_file"] = pd.Series(files_arr[lines.entry[keep]], dtype=object)
-    ann["src_line"] = lines.line[keep]
-    annotations: Any = ann  # a mapping of columns: Dataset.build makes the one DataFrame (no extra copy)
-    inf_score = np.isinf(np.asarray(ann["score"], dtype=np.float64))
-    if inf_score.any():  # a NaN score is "no score"; an infinite one is no probability and no valid COCO
-        frame = pd.DataFrame(ann)
-        report.drop("dropped.nonfinite", frame[inf_score], "infinite score")
-        annotations = frame[~inf_score]
-
-    # ---- images and categories
-    label_of_image = {i: rel_files[e] for e, i in enumerate(entry_image) if i >= 0}
-    kept_imgs = np.flatnonzero(size_ok).tolist()
-    images = pd.DataFrame({
-        "file_name": [file_names[i] for i in kept_imgs],
-        "width": widths[size_ok], "height": heights[size_ok],
-        "path": [lay.images[i] for i in kept_imgs],
-        "attributes": [None] * len(kept_imgs),
-        "src_file": [label_of_image.get(i, _rel(lay.images[i], lay.root)) for i in kept_imgs],
-    })
-    is_pose = cfg.task == "pose" or bool((kinds == _POSE).any())
-    categories = _categories(names, cfg, kpt_shape if is_pose else None, report, lay.root)
-    return Dataset.build(images=images, categories=categories, annotations=annotations, report=report)
+    files = [lab for lab in lay.labels if lab is not None]
+    image_of = [i for i, lab in enumerate(lay.labels) if lab is not None]
+    raw = _read_files(files, _progress_hook(options))
+    orphans, orphan_raw = run.label_orphans(lay.orphans, _read_files(lay.orphans))
+    files += orphans
+    image_of += [-1] * len(orphans)
+    raw += orphan_raw
+    del orphan_raw
+    piece = run.batch(files, image_of, raw, 0, len(lay.images), sizes)
+    categories = run.finish()
+    return Dataset.build(images=piece.images, categories=categories, annotations=piece.annotations,
+                         report=run.report)
 
 
-def _resolve_tasks(lines: _Lines, n_entries: int, files: list[str],
-                   cfg: _Config) -> tuple[np.ndarray, str]:
-    """The task of each label entry (``_DETECT`` ... ``_AMBIGUOUS``) and a note on how it was inferred."""
-    if cfg.task is not None:
-        code = {"detect": _DETECT, "segment": _SEGMENT, "obb": _OBB, "pose": _POSE}[cfg.task]
-        return np.full(n_entries, code, dtype=np.int64), ""
-    kinds = np.full(n_entries, -1, dtype=np.int64)
-    if not len(lines.ncol):
-        return kinds, ""
-    short = lines.ncol < 5
-    if short.any():
-        i = int(np.argmax(short))
-        raise ReadError(files[lines.entry[i]], f"expected at least 5 numbers (class cx cy w h), got "
-                        f"{int(lines.ncol[i])}", line=int(lines.line[i]))
-    width = int(lines.ncol.max()) + 1
-    pairs = np.unique(lines.entry * width + lines.ncol)
-    mask = np.full(n_entries, _D | _S | _O, dtype=np.int64)
-    for key in pairs.tolist():
-        e, n = divmod(key, width)
-        mask[e] &= _candidates(n)
-    has_rows = np.bincount(lines.entry, minlength=n_entries) > 0
-    # all rows 7 columns: box + score + track id when the 6th value is a score and the 7th a whole number
-    sev = lines.ncol == 7
-    if sev.any():
-        f6 = lines.vals[lines.first[sev] + 5]
-        f7 = lines.vals[lines.first[sev] + 6]
-        not_track = ~((f6 >= 0) & (f6 <= 1) & (f7 == np.floor(f7)))
-        bad = _per_entry_any(lines.entry[sev], not_track, n_entries)
-        both = mask == (_D | _S)
-        mask[both & bad] = _S
-        mask[both & ~bad] = _D
-    kinds[has_rows & (mask == _D)] = _DETECT
-    kinds[has_rows & ((mask == _S) | (mask == 0))] = _SEGMENT  # 0: boxes and polygons mixed -> segment
-    pending = has_rows & (mask == (_O | _S))
-    decided = set(kinds[has_rows & ~pending].tolist())
-    note = ""
-    if pending.any():
-        if decided == {_SEGMENT}:
-            kinds[pending] = _SEGMENT
-            note = (f"{int(pending.sum())} file(s) with only 9-11 column rows read as polygons like the rest of the "
+def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
+                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Dataset]:
+    """``read()``'s dataset in chunks of whole images (the protocol of :mod:`prelabel.adapters.base`).
+
+    The layout (every image and its label file) is found first, as ``read()`` finds it; then the label files
+    are read in image order, batch by batch (at least ``chunk_rows`` rows or images, and some 65,000 rows
+    or 8,000 images: one bulk parse and one threaded read of image headers per batch), and each batch is cut
+    into chunks closed at the first image at which a chunk holds ``chunk_rows`` annotation rows or images
+    (rows counted as the lines of the label files). Orphan label files (no image) are read before the
+    images: their rows are all dropped, but their class indices and tasks count for the whole dataset, as in
+    ``read()``. The rows are counted as they are read; the drops and notes go to ``report`` in ``read()``'s
+    order once the last chunk was handed out (when the iteration ends).
+
+    What ``read()`` decides from every label file is decided from the files read so far and checked on every
+    later one; :class:`NeedsWholeRead` is raised when a later file would change rows already handed out:
+    files of 9-11 column rows only (read as polygons when every other file is a polygon file, else
+    dropped) when a later file changes which, and an inferred ``kpt_shape`` that a later file's rows do not
+    fit. A malformed label file raises ReadError as ``read()`` does once every label file has been read;
+    before that, NeedsWholeRead (``read()`` reports the first error in its own order, which a file not read
+    yet may hold). Chunks of images without label rows wait while the category table waits for an inferred
+    ``kpt_shape`` (an images table only).
+    """
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise UsageError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    p = Path(path)
+    if not p.exists():
+        raise ReadError(str(p), "no such file or folder")
+    with _gc_paused():
+        lay = _layout(p, options, report)
+        run = _Run(lay, _config(lay, options), options, report, str(p))
+    yield from _stream(run, options, chunk_rows)
+
+
+def _stream(run: _Run, options: ReadOptions, chunk_rows: int) -> Iterator[Dataset]:
+    """The chunks of :func:`iter_chunks`, once the layout and config are known."""
+    lay, report = run.lay, run.report
+    n_img = len(lay.images)
+    n_labels = sum(lab is not None for lab in lay.labels)
+    unread = n_labels + len(lay.orphans)  # label files not read yet
+    batch_rows = max(chunk_rows, _BATCH_ROWS)
+    batch_images = max(chunk_rows, _BATCH_IMAGES)
+    progress = _progress_hook(options)
+
+    def whole(e: ReadError) -> NeedsWholeRead:
+        return NeedsWholeRead(f"{e}; read() reports the first such error in its own order, which a label file "
+                              "not read yet may hold")
+
+    # orphan label files first: no image, all rows dropped, but their classes and tasks are the dataset's
+    pos = 0
+    while pos < len(lay.orphans):
+        files: list[str] = []
+        raw: list[bytes] = []
+        rows = 0
+        with _gc_paused():
+            try:
+                while pos < len(lay.orphans) and rows < batch_rows and len(files) < batch_images:
+                    data = _read_one(lay.orphans[pos])
+                    files.append(lay.orphans[pos])
+                    raw.append(data)
+                    rows += _row_count(data)
+                    pos += 1
+                    unread -= 1
+                kept, kept_raw = run.label_orphans(files, raw)
+                del raw
+                run.batch(kept, [-1] * len(kept), kept_raw, 0, 0, [])
+            except ReadError as e:
+                if unread:
+                    raise whole(e) from e
+                raise
+
+    # the images in order, with their label files
+    if progress is not None:
+        progress(0, n_labels)
+    done = 0
+    held: list[tuple[pd.DataFrame, Any]] = []  # chunks waiting for the category table (an inferred kpt_shape)
+    declared: int | None = None                # the class count of the last table handed out
+    cursor = 0
+    while cursor < n_img:
+        files, raw = [], []
+        image_of: list[int] = []
+        cuts = [cursor]
+        rows = imgs = in_batch_rows = in_batch_imgs = 0
+        i = cursor
+        with _gc_paused():
+            try:
+                while i < n_img:
+                    lab = lay.labels[i]
+                    if lab is not None:
+                        data = _read_one(lab)
+                        files.append(lab)
+                        image_of.append(i)
+                        raw.append(data)
+                        rows += _row_count(data)
+                        unread -= 1
+                        done += 1
+                        if progress is not None and (done % 500 == 0 or done == n_labels):
+                            progress(done, n_labels)
+                    imgs += 1
+                    i += 1
+                    if rows >= chunk_rows or imgs >= chunk_rows:
+                        cuts.append(i)
+                        in_batch_rows += rows
+                        in_batch_imgs += imgs
+                        rows = imgs = 0
+                        if in_batch_rows >= batch_rows or in_batch_imgs >= batch_images:
+                            break
+                if cuts[-1] != i:
+                    cuts.append(i)
+                piece = run.batch(files, image_of, raw, cursor, i, image_sizes(lay.images[cursor:i]))
+                del raw
+                held.extend(piece.chunks(cuts, cursor))
+                del piece
+                table = run.table() if held and run.table_ready() else None
+            except ReadError as e:
+                if unread:
+                    raise whole(e) from e
+                raise
+        cursor = i
+        if table is not None:
+            declared = run.top
+            while held:
+                yield _next_chunk(held, table, report)
+    with _gc_paused():
+        table = run.finish()
+    if held or declared is None:  # declared is None: no image at all; one chunk still declares the categories
+        if not held:
+            yield Dataset.build(categories=table, report=report)
+        while held:
+            yield _next_chunk(held, table, report)
+    elif declared != run.top:
+        raise NeedsWholeRead(f"classes {declared} to {run.top - 1} (named by their index) are only in label files "
+                             "read after the last chunk, of images whose size cannot be read: no chunk declares them")
+
+
+def _next_chunk(held: list[tuple[pd.DataFrame, Any]], table: pd.DataFrame, report: Report) -> Dataset:
+    """The first held chunk, taken out of ``held`` (no reference to it stays behind once handed out)."""
+    images, annotations = held.pop(0)
+    return Dataset.build(images=images, categories=table, annotations=annotations, report=report)
+
+
+@dataclass
+class _Piece:
+    """A batch's images (those with a size, in order) and annotation rows (``image`` indexes ``images``)."""
+
+    images: pd.DataFrame
+    annotations: Any                    # a mapping of columns, or a DataFrame
+    before: np.ndarray                  # per image of the batch (and one past the end): sized images before it
+
+    def chunks(self, cuts: list[int], lo: int) -> list[tuple[pd.DataFrame, Any]]:
+        """The (images, annotations) of the images ``cuts[j]:cuts[j + 1]`` (global indices, ``lo`` the
+        batch's first), chunks without a sized image left out."""
+        ann = self.annotations
+        img = np.asarray(ann["image"])
+        out: list[tuple[pd.DataFrame, Any]] = []
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            i0, i1 = int(self.before[a - lo]), int(self.before[b - lo])
+            if i1 == i0:
+                continue
+            if i0 == 0 and i1 == len(self.images):
+                out.append((self.images, ann))
+                continue
+            r0, r1 = (int(r) for r in np.searchsorted(img, [i0, i1]))
+            out.append((self.images.iloc[i0:i1], _rows(ann, r0, r1, i0)))
+        return out
+
+
+def _rows(ann: Any, r0: int, r1: int, shift: int) -> Any:
+    """Annotation rows ``r0:r1`` with their image index less ``shift``."""
+    if isinstance(ann, pd.DataFrame):
+        part = ann.iloc[r0:r1]
+        return part.assign(image=part["image"].to_numpy() - shift)
+    out = {k: v.iloc[r0:r1].reset_index(drop=True) if isinstance(v, pd.Series) else v[r0:r1]
+           for k, v in ann.items()}
+    out["image"] = out["image"] - shift
+    return out
+
+
+class _Run:
+    """One reading of a YOLO source: what the label files decide for the whole dataset (the class count
+    without names, the fate of files of 9-11 column rows only, an inferred kpt_shape), gathered batch by
+    batch, and the drops and notes, held until :meth:`finish` reports them in ``read()``'s order.
+
+    ``read()`` is one batch of every label file; ``iter_chunks`` gives the orphan label files first, then the
+    images in order, and gets :class:`NeedsWholeRead` when a batch contradicts what earlier ones decided.
+    """
+
+    def __init__(self, lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src: str) -> None:
+        self.lay, self.cfg, self.report, self.src = lay, cfg, report, src
+        roots = ([_norm(options.images)] if options.images is not None else []) + lay.image_roots
+        self.img_root = _images_root(lay.images, roots)
+        self.top = 0                                # without names: 1 + the largest class index so far
+        self.kpt_shape = cfg.kpt_shape              # inferred from the first pose rows when not given
+        self.kpt_cols = 0                           # inferred: the value count of every pose row
+        self.decided: set[int] = set()              # the tasks of the files that decide theirs
+        self.n_detect = self.n_segment = self.n_pending = 0  # files per inferred task; 9-11 column files
+        self.pending_as_segment: bool | None = None  # how rows of 9-11 column files were read (None: none yet)
+        self.skipped: list[str] = []                # loose orphan .txt files that are not label files
+        self.deferred: dict[int, tuple[str, str, list[pd.DataFrame]]] = {}  # drops by their place in read()
+        self.ambiguous: list[tuple[str, int]] = []  # files with rows dropped as ambiguous, and how many
+        self.orphan_rows: list[tuple[str, int]] = []  # label files with no image, and their row counts
+        self.unsized: list[str] = []                # images whose size cannot be read
+        self.unlabeled: list[str] = []              # images with no label file
+        self._names: tuple[int, np.ndarray] | None = None
+        self._table: tuple[tuple[int, tuple[int, int] | None], pd.DataFrame] | None = None
+
+    # ------------------------------------------------------------------ names and categories
+    def names(self) -> list[str]:
+        return self.cfg.names if self.cfg.names is not None else [str(i) for i in range(self.top)]
+
+    def names_array(self) -> np.ndarray:
+        if self._names is None or self._names[0] != self.top:
+            self._names = (self.top, np.array(self.names(), dtype=object))
+        return self._names[1]
+
+    def table_ready(self) -> bool:
+        """Whether the category table is known (a pose table waits for the keypoint count)."""
+        return not (self.cfg.task == "pose" and self.kpt_shape is None)
+
+    def table(self) -> pd.DataFrame:
+        """The category table as known so far (its notes go to the report in :meth:`finish`)."""
+        kpt = self.kpt_shape if self.cfg.task == "pose" else None
+        if self._table is None or self._table[0] != (self.top, kpt):
+            self._table = ((self.top, kpt), _categories(self.names(), self.cfg, kpt, Report(), self.lay.root))
+        return self._table[1]
+
+    # ------------------------------------------------------------------ batches
+    def label_orphans(self, files: list[str], raw: list[bytes]) -> tuple[list[str], list[bytes]]:
+        """The orphan files that are label files; loose .txt files that do not look like one are skipped."""
+        kept: list[str] = []
+        kept_raw: list[bytes] = []
+        for f, data in zip(files, raw, strict=True):
+            if f in self.lay.loose and not _looks_like_labels(data[:65536]):
+                self.skipped.append(_rel(f, self.lay.root))
+                continue
+            kept.append(f)
+            kept_raw.append(data)
+        return kept, kept_raw
+
+    def batch(self, files: list[str], image_of: list[int], raw: list[bytes], lo: int, hi: int,
+              sizes: list[tuple[int, int] | None]) -> _Piece:
+        """Parse and convert label ``files`` (the contents ``raw``, emptied once parsed), each the label file
+        of image ``image_of`` (or -1: no image); the images ``lo:hi`` (their ``sizes``) are the piece's."""
+        lay, cfg = self.lay, self.cfg
+        size_ok = np.array([s is not None for s in sizes], dtype=bool)
+        widths = np.array([s[0] if s is not None else 0 for s in sizes], dtype=np.int64)
+        heights = np.array([s[1] if s is not None else 0 for s in sizes], dtype=np.int64)
+        n_entries = len(files)
+        rel_files = [_rel(f, lay.root) for f in files]
+        lines = _parse(raw, rel_files)
+        raw.clear()
+        n_rows = len(lines.ncol)
+        self.report.add_read(n_rows)
+        ent_img = np.array(image_of, dtype=np.int64)
+
+        # ---- class indices and names
+        cls = lines.vals[lines.first] if n_rows else np.zeros(0)
+        ok = (cls >= 0) & (cls == np.floor(cls)) & (cls < 2**31)
+        if not ok.all():
+            i = int(np.argmin(ok))
+            raise ReadError(rel_files[lines.entry[i]], f"class index must be a whole number >= 0, got "
+                            f"{float(cls[i])!r}", line=int(lines.line[i]))
+        ci = cls.astype(np.int64)
+        if cfg.names is None:
+            if n_rows:
+                self.top = max(self.top, int(ci.max()) + 1)
+        elif n_rows and int(ci.max()) >= len(cfg.names):
+            i = int(np.argmax(ci >= len(cfg.names)))
+            where = cfg.names_src if cfg.names_src == "--names" else _rel(_norm(cfg.names_src), lay.root)
+            raise ReadError(rel_files[lines.entry[i]],
+                            f"class index {int(ci[i])} has no name ({where} lists {len(cfg.names)} classes)",
+                            line=int(lines.line[i]), hint="add the class to the names file or give --names")
+
+        # ---- what each file is
+        has_image = ent_img >= 0
+        sized_entry = np.zeros(n_entries, dtype=bool)
+        sized_entry[has_image] = size_ok[ent_img[has_image] - lo]
+        kinds = self._kinds(lines, n_entries, rel_files, sized_entry)
+        if n_rows and cfg.task == "pose" and cfg.kpt_shape is None:
+            self._kpt(lines, rel_files)
+        row_kind = kinds[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
+        _check_columns(lines, row_kind, rel_files, self.kpt_shape)
+
+        # ---- rows that cannot be kept
+        row_img = ent_img[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
+        no_image = row_img < 0
+        no_size = np.zeros(n_rows, dtype=bool)
+        no_size[~no_image] = ~size_ok[row_img[~no_image] - lo]
+        ambiguous = (row_kind == _AMBIGUOUS) & ~no_image & ~no_size
+        names_arr = self.names_array()
+        files_arr = np.array(rel_files, dtype=object)
+        for slot, (mask, reason, msg) in enumerate(((no_image, "dropped.no_image", "no image for this label file"),
+                                                    (no_size, "dropped.no_image", "the image size cannot be read"),
+                                                    (ambiguous, "dropped.ambiguous", _AMBIGUOUS_MSG))):
+            if mask.any():
+                self._defer(slot, reason, msg, pd.DataFrame({"category": names_arr[ci[mask]],
+                                                             "src_file": files_arr[lines.entry[mask]],
+                                                             "src_line": lines.line[mask]}))
+        if ambiguous.any():
+            per_file = np.bincount(lines.entry[ambiguous], minlength=n_entries)
+            self.ambiguous += [(rel_files[e], int(per_file[e])) for e in np.flatnonzero(per_file).tolist()]
+        if not has_image.all():
+            per_entry = np.bincount(lines.entry, minlength=n_entries)
+            self.orphan_rows += [(rel_files[e], int(per_entry[e])) for e in np.flatnonzero(~has_image).tolist()]
+        self.unsized += [_rel(lay.images[lo + i], lay.root) for i in np.flatnonzero(~size_ok).tolist()]
+        file_names = [_rel(i, self.img_root) for i in lay.images[lo:hi]]
+        labelled = np.zeros(hi - lo, dtype=bool)
+        labelled[ent_img[has_image] - lo] = True
+        self.unlabeled += [file_names[i] for i in np.flatnonzero(~labelled & size_ok).tolist()]
+
+        # ---- conversion of the kept rows
+        keep = ~(no_image | no_size | ambiguous)
+        before = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(size_ok, dtype=np.int64)))
+        row_loc = row_img - lo
+        ann = _convert(lines, keep, row_kind, row_loc, widths, heights, self.kpt_shape, n_entries)
+        ann["image"] = before[row_loc[keep]]
+        # object Series: pandas would otherwise infer its str dtype, and the model's cast back to object makes a
+        # new str per row (memory)
+        ann["category"] = pd.Series(names_arr[ci[keep]], dtype=object)
+        ann["src_file"] = pd.Series(files_arr[lines.entry[keep]], dtype=object)
+        ann["src_line"] = lines.line[keep]
+        annotations: Any = ann  # a mapping of columns: Dataset.build makes the one DataFrame (no extra copy)
+        inf_score = np.isinf(np.asarray(ann["score"], dtype=np.float64))
+        if inf_score.any():  # a NaN score is "no score"; an infinite one is no probability and no valid COCO
+            frame = pd.DataFrame(ann)
+            self._defer(3, "dropped.nonfinite", "infinite score",
+                        frame.loc[inf_score, ["category", "src_file", "src_line"]])
+            annotations = frame[~inf_score]
+
+        # ---- images
+        label_of_image = {i: rel_files[e] for e, i in enumerate(image_of) if i >= 0}
+        kept_imgs = np.flatnonzero(size_ok).tolist()
+        images = pd.DataFrame({
+            "file_name": [file_names[i] for i in kept_imgs],
+            "width": widths[size_ok], "height": heights[size_ok],
+            "path": [lay.images[lo + i] for i in kept_imgs],
+            "attributes": [None] * len(kept_imgs),
+            "src_file": [label_of_image.get(lo + i, _rel(lay.images[lo + i], lay.root)) for i in kept_imgs],
+        })
+        return _Piece(images=images, annotations=annotations, before=before)
+
+    def _defer(self, slot: int, reason: str, message: str, rows: pd.DataFrame) -> None:
+        self.deferred.setdefault(slot, (reason, message, []))[2].append(rows)
+
+    def _kinds(self, lines: _Lines, n_entries: int, files: list[str], sized: np.ndarray) -> np.ndarray:
+        """The task of each label file of the batch (``_DETECT`` ... ``_AMBIGUOUS``); ``sized``: the files whose
+        rows can be kept (an image with a size)."""
+        cfg = self.cfg
+        if cfg.task is not None:
+            code = {"detect": _DETECT, "segment": _SEGMENT, "obb": _OBB, "pose": _POSE}[cfg.task]
+            return np.full(n_entries, code, dtype=np.int64)
+        kinds = np.full(n_entries, -1, dtype=np.int64)
+        if not len(lines.ncol):
+            return kinds
+        short = lines.ncol < 5
+        if short.any():
+            i = int(np.argmax(short))
+            raise ReadError(files[lines.entry[i]], f"expected at least 5 numbers (class cx cy w h), got "
+                            f"{int(lines.ncol[i])}", line=int(lines.line[i]))
+        width = int(lines.ncol.max()) + 1
+        pairs = np.unique(lines.entry * width + lines.ncol)
+        mask = np.full(n_entries, _D | _S | _O, dtype=np.int64)
+        for key in pairs.tolist():
+            e, n = divmod(key, width)
+            mask[e] &= _candidates(n)
+        has_rows = np.bincount(lines.entry, minlength=n_entries) > 0
+        # all rows 7 columns: box + score + track id when the 6th value is a score and the 7th a whole number
+        sev = lines.ncol == 7
+        if sev.any():
+            f6 = lines.vals[lines.first[sev] + 5]
+            f7 = lines.vals[lines.first[sev] + 6]
+            not_track = ~((f6 >= 0) & (f6 <= 1) & (f7 == np.floor(f7)))
+            bad = _per_entry_any(lines.entry[sev], not_track, n_entries)
+            both = mask == (_D | _S)
+            mask[both & bad] = _S
+            mask[both & ~bad] = _D
+        kinds[has_rows & (mask == _D)] = _DETECT
+        kinds[has_rows & ((mask == _S) | (mask == 0))] = _SEGMENT  # 0: boxes and polygons mixed -> segment
+        pending = has_rows & (mask == (_O | _S))
+        decided = has_rows & ~pending
+        self.decided.update(kinds[decided].tolist())
+        self.n_detect += int((kinds == _DETECT).sum())
+        self.n_segment += int((kinds == _SEGMENT).sum())
+        self.n_pending += int(pending.sum())
+        # files of 9-11 column rows only are polygons when every other file of the dataset is a polygon file
+        as_segment = self.decided == {_SEGMENT}
+        if self.pending_as_segment is not None and self.pending_as_segment != as_segment:
+            culprit = decided & (kinds != _SEGMENT) if self.pending_as_segment else decided
+            raise NeedsWholeRead(
+                "label files of 9-11 column rows only (4-point polygons or oriented boxes) are read as polygons "
+                "when every other label file holds polygons, else dropped; the files read before "
+                f"{files[int(np.argmax(culprit))]} decided the one and that file the other (pass --task segment "
+                "or --task obb to stream)")
+        if self.pending_as_segment is None and (pending & sized).any():
+            self.pending_as_segment = as_segment
+        kinds[pending] = _SEGMENT if as_segment else _AMBIGUOUS
+        return kinds
+
+    def _kpt(self, lines: _Lines, files: list[str]) -> None:
+        """Infer kpt_shape from the first pose rows; later rows must fit what they gave."""
+        if not self.kpt_cols:
+            self.kpt_shape = _infer_kpt_shape(lines, files, self.src)
+            self.kpt_cols = int(lines.ncol[0])
+            return
+        other = lines.ncol != self.kpt_cols
+        if other.any():
+            i = int(np.argmax(other))
+            raise NeedsWholeRead(f"kpt_shape is inferred from every pose row: rows of {self.kpt_cols} numbers came "
+                                 f"first, {files[lines.entry[i]]}:{int(lines.line[i])} has {int(lines.ncol[i])} "
+                                 "(put kpt_shape in data.yaml)")
+        if _infer_kpt_shape(lines, files, self.src) != self.kpt_shape and self.kpt_shape is not None \
+                and self.kpt_shape[1] == 3:
+            raise NeedsWholeRead(f"kpt_shape is inferred from every pose row: the third values of the first rows "
+                                 f"of {self.kpt_cols} numbers were all visibilities (0, 1, 2), not those of "
+                                 f"{files[0]} (put kpt_shape in data.yaml)")
+
+    # ------------------------------------------------------------------ the end
+    def _task_note(self) -> str:
+        if self.cfg.task is not None:
+            return ""
+        segment = self.n_segment
+        note = ""
+        if self.n_pending and self.decided == {_SEGMENT}:
+            segment += self.n_pending
+            note = (f"{self.n_pending} file(s) with only 9-11 column rows read as polygons like the rest of the "
                     "dataset; pass --task obb if they are oriented boxes")
-        else:
-            kinds[pending] = _AMBIGUOUS
-    counts = {name: int(((kinds == code) & has_rows).sum()) for code, name in _KIND_NAMES.items()}
-    summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
-    if summary:
-        note = f"task inferred from the column counts: {summary} file(s)" + (f"; {note}" if note else "")
-    return kinds, note
+        counts = {"detect": self.n_detect, "segment": segment}
+        summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+        if not summary:
+            return ""
+        return f"task inferred from the column counts: {summary} file(s)" + (f"; {note}" if note else "")
+
+    def finish(self) -> pd.DataFrame:
+        """Report the drops and notes in ``read()``'s order; the final category table."""
+        rep, cfg = self.report, self.cfg
+        for f in self.skipped:
+            rep.note("file.skipped", f, "not a YOLO label file (no image of the same name)", severity="info")
+        if cfg.names is None:
+            rep.note("category.unnamed", self.src,
+                     "no class names (data.yaml, classes.txt, obj.names): classes are named by their index",
+                     severity="warning")
+        if self.kpt_cols and self.kpt_shape is not None:
+            k, d = self.kpt_shape
+            rep.note("task.inferred", self.src, f"kpt_shape inferred as [{k}, {d}] from rows of {self.kpt_cols} "
+                     "numbers; put kpt_shape in data.yaml to be sure", severity="info")
+        note = self._task_note()
+        if note:
+            rep.note("task.inferred", self.src, note, severity="info")
+        for slot in sorted(self.deferred):
+            reason, message, frames = self.deferred[slot]
+            rep.drop(reason, frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True), message)
+        self.deferred.clear()
+        for f, n in self.ambiguous:
+            rep.note("dropped.ambiguous", f, f"{n} row(s) dropped: {_AMBIGUOUS_MSG}")
+        for f, n in self.orphan_rows:
+            rep.note("image.missing", f, f"no image for this label file ({n} row(s) dropped)" if n
+                     else "no image for this (empty) label file", severity="warning" if n else "info")
+        for f in self.unsized:
+            rep.note("image.missing", f,
+                     "the image size cannot be read from the file header (not an image, or a format not known)")
+        for f in self.unlabeled:
+            rep.note("image.unlabeled", f, "no label file: kept with no annotations", severity="info")
+        kpt = self.kpt_shape if cfg.task == "pose" else None
+        return _categories(self.names(), cfg, kpt, rep, self.lay.root)
 
 
-def _infer_kpt_shape(lines: _Lines, files: list[str], report: Report, src: str) -> tuple[int, int]:
+def _infer_kpt_shape(lines: _Lines, files: list[str], src: str) -> tuple[int, int]:
     pose_cols = sorted(set(lines.ncol.tolist()))
     hint = "add kpt_shape: [K, 2 or 3] to data.yaml"
     if len(pose_cols) != 1 or pose_cols[0] < 7:
@@ -1064,8 +1392,6 @@ def _infer_kpt_shape(lines: _Lines, files: list[str], report: Report, src: str) 
     else:
         raise ReadError(files[lines.entry[0]], f"cannot tell the keypoint layout (kpt_shape) from rows of "
                         f"{pose_cols[0]} numbers", line=int(lines.line[0]), hint=hint)
-    report.note("task.inferred", src, f"kpt_shape inferred as [{m // dim}, {dim}] from rows of {pose_cols[0]} "
-                "numbers; put kpt_shape in data.yaml to be sure", severity="info")
     return m // dim, dim
 
 
