@@ -35,7 +35,10 @@ What is read, and how:
 - **Speed.** The garbage collector is paused while parsing, values accumulate in flat lists and arrays, the
   columns are built once, and more than 2000 files are parsed by a pool of processes over contiguous runs of
   the sorted file list (the result is identical to a single process). ``options.extra["voc_workers"]``
-  sets the number of processes (1 = none).
+  sets the number of processes (1 = none; always none in a daemonic process, which cannot start one).
+- **Streaming.** :func:`iter_chunks` gives ``read()``'s dataset and report in chunks of whole images, parsing
+  the sorted files in batches (a few in flight in the pool), so memory follows the chunk size, not the
+  number of files.
 
 Example:
     >>> import tempfile, pathlib
@@ -62,8 +65,9 @@ import sys
 import warnings
 import xml.etree.ElementTree as ET
 from array import array
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,9 +84,9 @@ from ..imagesize import image_sizes
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_relative, why_unsafe
 from ..report import Report, format_source
-from .base import ReadOptions
+from .base import DEFAULT_CHUNK_ROWS, ReadOptions
 
-__all__ = ["DESCRIPTION", "NAME", "detect", "read"]
+__all__ = ["DESCRIPTION", "NAME", "detect", "iter_chunks", "read"]
 
 NAME = "voc"
 DESCRIPTION = "Pascal VOC XML (Annotations/ + JPEGImages/, a folder of .xml files, or one .xml file)"
@@ -466,6 +470,10 @@ def _merge(parts: Sequence[_Parsed]) -> _Parsed:
 
 
 def _workers(options: ReadOptions, n_files: int) -> int:
+    import multiprocessing as mp
+
+    if mp.current_process().daemon:  # a daemonic process (the streaming reader's child) cannot start a pool
+        return 1
     want = options.extra.get("voc_workers") if options.extra else None
     if want is not None:
         try:
@@ -611,41 +619,49 @@ def _safe_name(raw: str) -> str | None:
     return safe_relative(raw)
 
 
-def _resolve_images(parsed: _Parsed, jobs: Sequence[tuple[str, str]], *, voc_jpeg: str | None,
-                    images: Path | None, report: Report) -> tuple[list[str], list[str | None]]:
-    """The COCO file name and the local path (or None) of every image."""
-    abs_of = dict((rel, p) for p, rel in jobs)
-    listing = _Listing()
-    dirs: dict[str, tuple[str, bool]] = {}
-    file_names: list[str] = []
-    paths: list[str | None] = []
-    for rel, raw in zip(parsed.img_rel, parsed.img_filename, strict=True):
-        xml_path = abs_of[rel]
-        xml_dir = os.path.dirname(xml_path)
-        got = dirs.get(xml_dir)
-        if got is None:
-            got = dirs[xml_dir] = _image_dir(xml_dir, images, voc_jpeg)
-        img_dir, explicit = got
-        name = _safe_name(raw) if raw else None
-        if name is None:
-            stem = os.path.splitext(os.path.basename(xml_path))[0]
-            if raw:
-                ext = os.path.splitext(raw.replace("\\", "/"))[1]
-                name = stem + ext if ext.lower() in IMAGE_EXTENSIONS else stem
-                report.note("image.unsafe_name", rel,
-                            f"<filename> {raw!r} is unsafe ({why_unsafe(raw)}); using {name!r} instead")
+class _ImageFinder:
+    """Finds the image file of each XML file (``_Listing`` and the per-folder image place, cached across calls,
+    so that the chunks of a stream share them)."""
+
+    def __init__(self, *, voc_jpeg: str | None, images: Path | None) -> None:
+        self.voc_jpeg = voc_jpeg
+        self.images = images
+        self.listing = _Listing()
+        self.dirs: dict[str, tuple[str, bool]] = {}
+
+    def resolve(self, parsed: _Parsed, abs_of: dict[str, str], report: Report) -> tuple[list[str], list[str | None]]:
+        """The COCO file name and the local path (or None) of every image of ``parsed``; ``abs_of`` maps each
+        relative XML path to its path on disk."""
+        listing, dirs = self.listing, self.dirs
+        file_names: list[str] = []
+        paths: list[str | None] = []
+        for rel, raw in zip(parsed.img_rel, parsed.img_filename, strict=True):
+            xml_path = abs_of[rel]
+            xml_dir = os.path.dirname(xml_path)
+            got = dirs.get(xml_dir)
+            if got is None:
+                got = dirs[xml_dir] = _image_dir(xml_dir, self.images, self.voc_jpeg)
+            img_dir, explicit = got
+            name = _safe_name(raw) if raw else None
+            if name is None:
+                stem = os.path.splitext(os.path.basename(xml_path))[0]
+                if raw:
+                    ext = os.path.splitext(raw.replace("\\", "/"))[1]
+                    name = stem + ext if ext.lower() in IMAGE_EXTENSIONS else stem
+                    report.note("image.unsafe_name", rel,
+                                f"<filename> {raw!r} is unsafe ({why_unsafe(raw)}); using {name!r} instead")
+                else:
+                    name = stem
+            found = listing.find(img_dir, name)
+            if found is not None:
+                name = found
+                paths.append(os.path.join(img_dir, found))
             else:
-                name = stem
-        found = listing.find(img_dir, name)
-        if found is not None:
-            name = found
-            paths.append(os.path.join(img_dir, found))
-        else:
-            paths.append(None)
-            if explicit:
-                report.note("image.missing", rel, f"image {name!r} not found in {img_dir}")
-        file_names.append(name)
-    return file_names, paths
+                paths.append(None)
+                if explicit:
+                    report.note("image.missing", rel, f"image {name!r} not found in {img_dir}")
+            file_names.append(name)
+        return file_names, paths
 
 
 def _objects(values: Any) -> pd.Series:
@@ -657,17 +673,19 @@ def _read_error(err: tuple[str, str, int | None, str | None, str]) -> ReadError:
     return ReadError(file, message, line=line, element=element, hint=hint)
 
 
-def read(path: Path, *, options: ReadOptions, report: Report, files: Sequence[str] | None = None) -> Dataset:
-    """Read Pascal VOC XML into a Dataset (see the module docstring for the conventions).
+@dataclass
+class _Source:
+    """What a source is, before any file is parsed: the sorted XML files and where their images are."""
 
-    ``files`` (relative XML paths as in ``src_file``, e.g. ``Annotations/a.xml``) reads only those files of a
-    folder source, in the usual sorted order: one partition of a distributed read.
-    """
-    with _gc_paused():
-        return _read(Path(path), options, report, files)
+    origin: int
+    single: bool
+    jobs: list[tuple[str, str]]   # (path on disk, path relative to the source root), sorted by the latter
+    hidden: int                   # hidden files or folders skipped
+    voc_jpeg: str | None          # JPEGImages/ of a VOC root
 
 
-def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] | None = None) -> Dataset:
+def _source(src: Path, options: ReadOptions, files: Sequence[str] | None = None) -> _Source:
+    """The files of ``src`` (see :func:`read` for ``files``); a ReadError when there are none."""
     origin = int(options.voc_origin)
     if origin not in (0, 1):
         raise UsageError(f"voc_origin must be 0 or 1, got {options.voc_origin!r}",
@@ -693,32 +711,66 @@ def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] 
                             hint="give a VOC root (with Annotations/), a folder of .xml files, or one .xml file")
     else:
         raise ReadError(str(src), "no such file or folder")
-    if hidden:
-        report.note("file.skipped", str(src), f"skipped {hidden} hidden file(s) or folder(s) (names starting "
-                    "with '.')", severity="info")
+    return _Source(origin=origin, single=single, jobs=jobs, hidden=hidden,
+                   voc_jpeg=str(root / "JPEGImages") if voc_root else None)
 
-    parsed = _parse_all(jobs, origin, workers=_workers(options, len(jobs)), single=single,
+
+def _note_hidden(src: Path, source: _Source, report: Report) -> None:
+    if source.hidden:
+        report.note("file.skipped", str(src), f"skipped {source.hidden} hidden file(s) or folder(s) (names "
+                    "starting with '.')", severity="info")
+
+
+def read(path: Path, *, options: ReadOptions, report: Report, files: Sequence[str] | None = None) -> Dataset:
+    """Read Pascal VOC XML into a Dataset (see the module docstring for the conventions).
+
+    ``files`` (relative XML paths as in ``src_file``, e.g. ``Annotations/a.xml``) reads only those files of a
+    folder source, in the usual sorted order: one partition of a distributed read.
+    """
+    with _gc_paused():
+        return _read(Path(path), options, report, files)
+
+
+def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] | None = None) -> Dataset:
+    source = _source(src, options, files)
+    _note_hidden(src, source, report)
+    jobs = source.jobs
+    parsed = _parse_all(jobs, source.origin, workers=_workers(options, len(jobs)), single=source.single,
                         progress=options.extra.get("progress") if options.extra else None)
     if parsed.error is not None:
         raise _read_error(parsed.error)
     for rel, why in parsed.skipped:
         report.note("file.skipped", rel, why)
+    finder = _ImageFinder(voc_jpeg=source.voc_jpeg, images=options.images)
+    abs_of = {rel: p for p, rel in jobs}
+    # one pass over the whole set: its notes go to the report phase after phase
+    images, annotations = _assemble(parsed, source.origin, finder, abs_of, resolve=report, sizes=report,
+                                    suspect=report)
+    report.add_read(len(parsed.names))
+    # categories come in first-seen (sorted file) order
+    categories = {"name": _objects(dict.fromkeys(parsed.names))}
+    return Dataset.build(images=images, categories=categories, annotations=annotations, report=report)
 
+
+def _assemble(parsed: _Parsed, origin: int, finder: _ImageFinder, abs_of: dict[str, str], *, resolve: Report,
+              sizes: Report, suspect: Report) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The images and annotations columns of the parsed files (all of them, or one chunk's), with their notes:
+    the image names and places (``resolve``), sizes read from image headers (``sizes``) and 0-based-looking
+    files (``suspect``). A file whose size is unknown and that has objects is a ReadError."""
     # ------------------------------------------------------------------ images
     n_img = len(parsed.img_rel)
     widths = np.asarray(parsed.img_w, dtype=np.int64)
     heights = np.asarray(parsed.img_h, dtype=np.int64)
-    file_names, paths = _resolve_images(parsed, jobs, voc_jpeg=str(root / "JPEGImages") if voc_root else None,
-                                        images=options.images, report=report)
+    file_names, paths = finder.resolve(parsed, abs_of, resolve)
 
     keep = np.ones(n_img, dtype=bool)
     need = np.flatnonzero((widths <= 0) | (heights <= 0))
     if len(need):
         have = [int(i) for i in need if paths[i] is not None]
-        sizes = dict(zip(have, image_sizes([paths[i] for i in have]), strict=True))  # type: ignore[misc]
+        got = dict(zip(have, image_sizes([paths[i] for i in have]), strict=True))  # type: ignore[misc]
         for i in need.tolist():
             rel = parsed.img_rel[i]
-            size = sizes.get(i)
+            size = got.get(i)
             if size is None:
                 why = (f"image {file_names[i]!r} could not be read" if paths[i] is not None
                        else f"no image {file_names[i]!r} found to read it from")
@@ -726,17 +778,16 @@ def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] 
                     raise ReadError(rel, f"no <size> (or a zero width/height) in the file, and {why}",
                                     element="size", hint="give the images folder with --images")
                 keep[i] = False
-                report.note("file.skipped", rel, f"no <size> and {why}; the file has no objects, so it is skipped")
+                sizes.note("file.skipped", rel, f"no <size> and {why}; the file has no objects, so it is skipped")
                 continue
             widths[i], heights[i] = size
-            report.note("image.size_from_header", rel, f"size {size[0]}x{size[1]} read from {paths[i]}",
-                        severity="info")
+            sizes.note("image.size_from_header", rel, f"size {size[0]}x{size[1]} read from {paths[i]}",
+                       severity="info")
 
     # ------------------------------------------------------------------ annotations
     nobj = np.asarray(parsed.img_nobj, dtype=np.int64)
     img_index = np.repeat(np.arange(n_img, dtype=np.int64), nobj)
     n = len(parsed.names)
-    report.add_read(n)
     c = np.frombuffer(parsed.coords, dtype=np.float64).reshape(n, 4) if n else np.zeros((0, 4))
     lines = np.frombuffer(parsed.lines, dtype=np.int64).copy() if n else np.zeros(0, dtype=np.int64)
     if origin == 1:
@@ -746,9 +797,9 @@ def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] 
         if len(zero):
             _, first = np.unique(img_index[zero], return_index=True)
             for r in zero[first].tolist():
-                report.note("coordinates.suspect", format_source(parsed.img_rel[img_index[r]], int(lines[r])),
-                            "a coordinate is 0, which 1-based VOC files never have: this file looks 0-based "
-                            "(datumaro, CVAT, Roboflow); read it with --voc-origin 0")
+                suspect.note("coordinates.suspect", format_source(parsed.img_rel[img_index[r]], int(lines[r])),
+                             "a coordinate is 0, which 1-based VOC files never have: this file looks 0-based "
+                             "(datumaro, CVAT, Roboflow); read it with --voc-origin 0")
     else:
         x, y = c[:, 0].copy(), c[:, 1].copy()
         w, h = c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]
@@ -759,7 +810,6 @@ def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] 
     if not keep.all():
         img_index = (np.cumsum(keep) - 1)[img_index]
     kept = np.flatnonzero(keep).tolist()
-    # categories come in first-seen (sorted file) order;
     # object Series: pandas would otherwise infer a str dtype and turn None into NaN
     images = {
         "file_name": _objects([file_names[i] for i in kept]),
@@ -767,10 +817,235 @@ def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] 
         "path": _objects([paths[i] for i in kept]),
         "src_file": _objects([rels_all[i] for i in kept]),
     }
-    categories = {"name": _objects(dict.fromkeys(parsed.names))}
     annotations = {
         "image": img_index, "category": _objects(parsed.names), "x": x, "y": y, "w": w, "h": h,
         "attributes": _objects(parsed.attrs), "src_file": _objects(src_files), "src_line": lines,
     }
-    return Dataset.build(images=images, categories=categories, annotations=annotations, report=report)
+    return images, annotations
 
+
+# ---------------------------------------------------------------------------------------------- streaming
+_STREAM_BATCH = 512  # files parsed per batch at most while streaming (fewer when files hold many objects)
+
+
+def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
+                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Dataset]:
+    """``read()``'s dataset in chunks of whole images (the protocol of :mod:`prelabel.adapters.base`).
+
+    The sorted file list is known up front; files are parsed in batches (by the process pool when ``read()``
+    would use one, at most two batches per process in flight; not in a daemonic process such as the streaming
+    pipeline's reading child, which cannot start one), and a chunk is closed after the first image at which it
+    holds ``chunk_rows`` annotation rows or images. Each chunk's categories are the names seen so far, in
+    first-seen order. What ``read()`` notes over the whole set (files that are not VOC, unsafe names, missing
+    images, sizes read from image headers, 0-based-looking files) is held back and added to ``report`` with
+    the last chunk, in ``read()``'s order (when the files after the last chunk are all skipped, as the
+    iteration ends). A malformed file raises the ReadError ``read()`` raises (a file without a size and with
+    objects raises its ReadError only once every later file is parsed, as ``read()`` reports a malformed file
+    first). VOC files are independent of one another, so no input needs :class:`NeedsWholeRead`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from prelabel.adapters.base import ReadOptions
+        >>> from prelabel.report import Report
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> box = "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox>"
+        >>> for stem, names in [("a", "cat dog"), ("b", ""), ("c", "cat bird")]:
+        ...     objects = "".join(f"<object><name>{n}</name>{box}</object>" for n in names.split())
+        ...     _ = (d / f"{stem}.xml").write_text(f"<annotation><filename>{stem}.jpg</filename><size>"
+        ...                                        f"<width>9</width><height>9</height></size>{objects}</annotation>")
+        >>> report = Report()
+        >>> chunks = list(iter_chunks(d, options=ReadOptions(), report=report, chunk_rows=2))
+        >>> [(c.images["file_name"].tolist(), c.category_names) for c in chunks]
+        [(['a.jpg'], ['cat', 'dog']), (['b.jpg', 'c.jpg'], ['cat', 'dog', 'bird'])]
+        >>> report.read
+        4
+    """
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise UsageError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    src = Path(path)
+    source = _source(src, options)
+    _note_hidden(src, source, report)
+    yield from _Stream(source, options=options, report=report, chunk_rows=chunk_rows).chunks()
+
+
+def _extend(out: _Parsed, p: _Parsed) -> None:
+    """Append the images and rows of ``p`` to ``out`` (not its skipped files or error)."""
+    out.img_rel += p.img_rel
+    out.img_filename += p.img_filename
+    out.img_w += p.img_w
+    out.img_h += p.img_h
+    out.img_nobj += p.img_nobj
+    out.names += p.names
+    out.coords.extend(p.coords)
+    out.lines.extend(p.lines)
+    out.attrs += p.attrs
+
+
+def _slice(p: _Parsed, a: int, b: int, ra: int, rb: int) -> _Parsed:
+    """Images ``a:b`` of ``p``, whose rows are ``ra:rb``."""
+    return _Parsed(img_rel=p.img_rel[a:b], img_filename=p.img_filename[a:b], img_w=p.img_w[a:b],
+                   img_h=p.img_h[a:b], img_nobj=p.img_nobj[a:b], names=p.names[ra:rb],
+                   coords=p.coords[4 * ra:4 * rb], lines=p.lines[ra:rb], attrs=p.attrs[ra:rb])
+
+
+def _split(p: _Parsed, k: int, r: int) -> tuple[_Parsed, _Parsed]:
+    """The first ``k`` images of ``p`` (whose rows are the first ``r``) and the rest: the first part is ``p``
+    itself, cut short in place, so that a chunk's rows are not copied."""
+    rest = _slice(p, k, len(p.img_rel), r, len(p.names))
+    for name in ("img_rel", "img_filename", "img_w", "img_h", "img_nobj"):
+        del getattr(p, name)[k:]
+    del p.names[r:], p.coords[4 * r:], p.lines[r:], p.attrs[r:]
+    return p, rest
+
+
+def _cuts(nobj: Sequence[int], chunk_rows: int) -> list[int]:
+    """Image counts at which chunks close: after the first image at which a chunk holds ``chunk_rows`` rows or
+    images. Only cuts before the end (the images after the last cut may yet be joined by more)."""
+    n = len(nobj)
+    if n == 0:
+        return []
+    cum = np.cumsum(np.asarray(nobj, dtype=np.int64))
+    cuts: list[int] = []
+    start, base = 0, 0
+    while True:
+        by_rows = int(np.searchsorted(cum, base + chunk_rows, side="left"))  # first image reaching chunk_rows
+        end = min(by_rows, start + chunk_rows - 1) + 1
+        if end >= n:
+            return cuts
+        cuts.append(end)
+        start, base = end, int(cum[end - 1])
+
+
+class _Stream:
+    """The state of one streamed read: the held-back notes, the categories seen, the image finder."""
+
+    def __init__(self, source: _Source, *, options: ReadOptions, report: Report, chunk_rows: int) -> None:
+        self.source = source
+        self.options = options
+        self.report = report
+        self.chunk_rows = chunk_rows
+        self.finder = _ImageFinder(voc_jpeg=source.voc_jpeg, images=options.images)
+        self.abs_of = {rel: p for p, rel in source.jobs}
+        self.seen: dict[str, None] = {}     # category names in first-seen order
+        # read() notes phase after phase over the whole set; these hold each phase's notes until the end
+        self.skipped: list[tuple[str, str]] = []
+        self.resolve, self.sizes, self.suspect = Report(), Report(), Report()
+
+    def chunks(self) -> Iterator[Dataset]:
+        batches = self._batches()
+        buf = _Parsed()
+        yielded = False
+        try:
+            for p in batches:
+                if p.error is not None:
+                    raise _read_error(p.error)
+                self.skipped += p.skipped
+                _extend(buf, p)
+                del p
+                cuts = _cuts(buf.img_nobj, self.chunk_rows)
+                if not cuts:
+                    continue
+                # the images after the last cut wait for more; the ones before it become chunks
+                rows = list(accumulate(buf.img_nobj[:cuts[-1]], initial=0))
+                head, buf = _split(buf, cuts[-1], rows[-1])
+                for a, b in zip([0, *cuts[:-1]], cuts, strict=True):
+                    part = head if len(cuts) == 1 else _slice(head, a, b, rows[a], rows[b])
+                    ds = self._chunk(part, batches)
+                    del part
+                    if len(ds.images):
+                        yielded = True
+                        yield ds
+                    del ds  # not kept while the next chunk is built
+                del head
+            last = self._chunk(buf, batches)
+        finally:
+            batches.close()
+        self._flush()
+        if len(last.images) or not yielded:
+            yield last
+
+    def _chunk(self, part: _Parsed, batches: Iterator[_Parsed]) -> Dataset:
+        try:
+            with _gc_paused():
+                images, annotations = _assemble(part, self.source.origin, self.finder, self.abs_of,
+                                                resolve=self.resolve, sizes=self.sizes, suspect=self.suspect)
+        except ReadError:
+            # read() raises a malformed file before any size problem: parse the rest first
+            for p in batches:
+                if p.error is not None:
+                    raise _read_error(p.error) from None
+            raise
+        self.report.add_read(len(part.names))
+        self.seen.update(dict.fromkeys(part.names))
+        return Dataset.build(images=images, categories={"name": _objects(self.seen)}, annotations=annotations,
+                             report=self.report)
+
+    def _flush(self) -> None:
+        """The held-back notes, in read()'s order."""
+        for rel, why in self.skipped:
+            self.report.note("file.skipped", rel, why)
+        for held in (self.resolve, self.sizes, self.suspect):
+            self.report.diagnostics.extend(held.diagnostics)
+            held.diagnostics.clear()
+
+    def _batches(self) -> Generator[_Parsed, None, None]:
+        """The parsed files in order, a batch at a time (a few batches in flight in the pool, when used)."""
+        jobs, origin, single = self.source.jobs, self.source.origin, self.source.single
+        total = len(jobs)
+        progress = self.options.extra.get("progress") if self.options.extra else None
+        if progress is not None:
+            progress(0, total)
+        workers = _workers(self.options, total)
+        pool = _start_pool(workers) if workers > 1 else None
+        pending: deque[tuple[list[tuple[str, str]], Future[_Parsed] | None]] = deque()
+        pos = done = rows = 0
+        try:
+            while pos < total or pending:
+                # files per batch: about half a chunk of rows (at most _STREAM_BATCH files)
+                per_file = rows / done if done else 1.0
+                size = max(1, min(_STREAM_BATCH, int(self.chunk_rows / 2 / max(per_file, 1.0))))
+                while pool is not None and pos < total and len(pending) < 2 * workers:
+                    batch = jobs[pos:pos + size]
+                    pos += len(batch)
+                    try:
+                        with warnings.catch_warnings():
+                            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
+                            fut: Future[_Parsed] | None = pool.submit(_parse_files, batch, origin, single)
+                    except (OSError, RuntimeError, BrokenProcessPool):  # no processes after all: this one parses
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        pool, fut = None, None
+                    pending.append((batch, fut))
+                if pending:
+                    batch, fut = pending.popleft()
+                else:
+                    batch, fut = jobs[pos:pos + size], None
+                    pos += len(batch)
+                parsed: _Parsed | None = None
+                if fut is not None:
+                    try:
+                        parsed = fut.result()
+                    except (OSError, BrokenProcessPool):
+                        if pool is not None:
+                            pool.shutdown(wait=False, cancel_futures=True)
+                            pool = None
+                if parsed is None:
+                    parsed = _parse_files(batch, origin, single)
+                done += len(batch)
+                rows += len(parsed.names)
+                if progress is not None and parsed.error is None:
+                    progress(done, total)
+                yield parsed
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_pool(workers: int) -> ProcessPoolExecutor | None:
+    """A pool of ``workers`` processes (forked on Linux, see :func:`_parse_all`), or None when none can start."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork") if sys.platform.startswith("linux") else None
+    try:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    except (OSError, ValueError):
+        return None

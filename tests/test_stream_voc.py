@@ -1,0 +1,488 @@
+"""Streaming the Pascal VOC adapter: ``iter_chunks`` must give ``read()``'s dataset and report, cut into whole
+images.
+
+The reference is ``read()`` of the same source (the same parser, but one table built once every file is
+parsed, where the chunks build theirs batch by batch and hold back the notes ``read()`` makes over the whole
+set); one small case is also checked value by value against numbers worked out by hand from its XML, and the
+streaming pipeline is checked to write the bytes the whole-dataset pipeline writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from prelabel.adapters import voc
+from prelabel.adapters.base import ReadOptions
+from prelabel.errors import ReadError, UsageError
+from prelabel.model import Dataset
+from prelabel.pipeline import convert
+from prelabel.report import Report
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_data" / "voc"
+DATUMARO = Path("voc/openvinotoolkit__datumaro/tests/assets")
+FIXTURES: list[tuple[Path, dict[str, Any]]] = [  # (folder under ../shared/fixtures, read options)
+    (DATUMARO / "voc_dataset/voc_dataset1", {}),
+    (DATUMARO / "voc_dataset/voc_dataset2", {"images": "IMAGES"}),  # no <size>: sizes from image headers
+    (DATUMARO / "voc_dataset/voc_dataset3", {}),
+    (DATUMARO / "roboflow_dataset/voc", {}),                 # 1-based reading: one suspect note per file
+    (DATUMARO / "roboflow_dataset/voc", {"voc_origin": 0}),
+    (DATUMARO / "roboflow_dataset/voc/train/train_002.xml", {}),  # one file
+]
+SIZES = (1, 2, 3, 5, 10**6)
+
+
+# ---------------------------------------------------------------------------------------------- comparing
+def _same(a: Any, b: Any) -> bool:
+    """Deep equality of cell values: arrays by dtype, shape and values; NaN equals NaN; dicts and lists deeply."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True)))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if a is pd.NA or b is pd.NA:
+        return a is b
+    return type(a) is type(b) and bool(a == b)
+
+
+def _frames_equal(a: pd.DataFrame, b: pd.DataFrame, what: str) -> None:
+    assert list(a.columns) == list(b.columns), what
+    assert len(a) == len(b), f"{what}: {len(a)} rows != {len(b)}"
+    for col in a.columns:
+        assert a[col].dtype == b[col].dtype, f"{what}.{col}: {a[col].dtype} != {b[col].dtype}"
+        for i, (x, y) in enumerate(zip(a[col].tolist(), b[col].tolist(), strict=True)):
+            assert _same(x, y), f"{what}.{col}[{i}]: {x!r} != {y!r}"
+
+
+def _reports_equal(a: Report, b: Report) -> None:
+    assert a.read == b.read
+    assert a.diagnostics == b.diagnostics  # the same notes in the same order
+    _frames_equal(a.drops, b.drops, "drops")
+    _frames_equal(a.changes, b.changes, "changes")
+    assert a.to_dict() == b.to_dict()
+
+
+def _options(**opts: Any) -> ReadOptions:
+    workers = opts.pop("workers", None)
+    return ReadOptions(**opts, extra={"voc_workers": workers} if workers is not None else {})
+
+
+def _whole(path: Path, **opts: Any) -> tuple[Dataset, Report]:
+    report = Report()
+    return voc.read(path, options=_options(**opts), report=report), report
+
+
+def _stream(path: Path, chunk_rows: int, **opts: Any) -> tuple[list[Dataset], Report]:
+    report = Report()
+    chunks = list(voc.iter_chunks(path, options=_options(**opts), report=report, chunk_rows=chunk_rows))
+    assert all(c.report is report for c in chunks)
+    return chunks, report
+
+
+def _check(path: Path, chunk_rows: int, *, exact_cuts: bool = True, **opts: Any) -> list[Dataset]:
+    """Chunks of whole images, closed at the first image at which they hold ``chunk_rows`` rows or images; their
+    concatenation and the report equal ``read()``'s. ``exact_cuts``: check where chunks close (not when files
+    skipped for a missing size leave a chunk short of the images it counted)."""
+    ds, rep = _whole(path, **opts)
+    chunks, srep = _stream(path, chunk_rows, **opts)
+    assert chunks
+    seen: list[str] = []
+    for i, c in enumerate(chunks):
+        img = c.annotations["image"].to_numpy()
+        assert ((img >= 0) & (img < len(c.images))).all()
+        assert len(c.images) >= 1 or (len(chunks) == 1 and len(ds.images) == 0)
+        assert (np.diff(img) >= 0).all()  # rows grouped by image, in order
+        # the categories of a chunk: every name seen so far, in first-seen order
+        seen += [n for n in pd.unique(c.annotations["category"].to_numpy()) if n not in seen]
+        assert c.category_names == seen
+        if exact_cuts and i < len(chunks) - 1:
+            last = len(c.images) - 1
+            assert len(c) >= chunk_rows or len(c.images) >= chunk_rows
+            assert int((img < last).sum()) < chunk_rows and last < chunk_rows  # not one image later
+    got = Dataset.concat(chunks, report=srep)
+    for name in ("images", "categories", "annotations"):
+        _frames_equal(getattr(got, name), getattr(ds, name), name)
+    assert got.category_names == ds.category_names
+    _reports_equal(srep, rep)
+    return chunks
+
+
+def _raised(fn: Any) -> ReadError:
+    with pytest.raises(ReadError) as e:
+        fn()
+    return e.value
+
+
+def _same_error(path: Path, chunk_rows: int, **opts: Any) -> tuple[ReadError, int]:
+    """read() and iter_chunks raise the same ReadError; the error and how many chunks came before it."""
+    whole = _raised(lambda: _whole(path, **opts))
+    got: list[Dataset] = []
+
+    def run() -> None:
+        for c in voc.iter_chunks(path, options=_options(**opts), report=Report(), chunk_rows=chunk_rows):
+            got.append(c)
+
+    streamed = _raised(run)
+    assert (str(streamed), streamed.file, streamed.line, streamed.element, streamed.hint) == \
+        (str(whole), whole.file, whole.line, whole.element, whole.hint)
+    return streamed, len(got)
+
+
+# ---------------------------------------------------------------------------------------------- generated VOC
+CATS = ["person", "car", "dog", "bicycle", "cat", "bird"]
+
+
+def _png(path: Path, w: int, h: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (w, h)).save(path)
+
+
+def _object(rng: random.Random, zero: bool) -> str:
+    name = rng.choice(CATS)
+    x0, y0 = rng.randint(0 if zero else 1, 60), rng.randint(1, 40)
+    x1, y1 = x0 + rng.randint(-3, 30), y0 + rng.randint(0, 20)  # a few inverted boxes: kept for the clip step
+    extra = ""
+    if rng.random() < 0.5:
+        extra += f"<pose>{rng.choice(['Left', 'Unspecified'])}</pose><truncated>{rng.randint(0, 1)}</truncated>"
+    if rng.random() < 0.5:
+        extra += f"<difficult>{rng.randint(0, 1)}</difficult><occluded>{rng.random():.2f}</occluded>"
+    if rng.random() < 0.2:
+        extra += ("<part><name>head</name><bndbox><xmin>2</xmin><ymin>3</ymin><xmax>5.5</xmax><ymax>6</ymax>"
+                  "</bndbox></part>")
+    if rng.random() < 0.1:
+        extra += "<actions><jumping>1</jumping><phoning>0</phoning></actions>"
+    if rng.random() < 0.1:
+        extra += "<attributes><attribute><name>color</name><value>red</value></attribute></attributes>"
+    box = f"<bndbox><xmax>{x1}</xmax><xmin>{x0}</xmin><ymin>{y0}</ymin><ymax>{y1}</ymax></bndbox>"
+    return f"  <object>\n    <name>{name}</name>{extra}\n    {box}\n  </object>\n"
+
+
+def _generate(root: Path, n: int, *, seed: int, voc_root: bool = True) -> Path:
+    """``n`` VOC files of every kind the adapter handles, in nested folders; a VOC root (``Annotations/`` +
+    ``JPEGImages/``) or a plain folder with the images beside the XML files."""
+    rng = random.Random(seed)
+    ann = root / "Annotations" if voc_root else root
+    ann.mkdir(parents=True)
+    for i in range(n):
+        sub = rng.choice(["", "", "", "set1/", "set1/deep/", "set2/"])
+        xml = ann / f"{sub}f{i:03d}.xml"
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        img_dir = root / "JPEGImages" if voc_root else xml.parent
+        kind = rng.random()
+        stem = f"img{i:03d}"
+        filename = f"{stem}.png"
+        size = f"<size><width>{rng.randint(50, 90)}</width><height>{rng.randint(30, 60)}</height></size>"
+        n_obj = rng.choice([0, 0, 1, 2, 3, 5])
+        if kind < 0.08:     # not a VOC file: skipped with a note
+            xml.write_text("<?xml version='1.0'?>\n<somethingelse><a>1</a></somethingelse>\n")
+            continue
+        if kind < 0.16:     # no <size>, the image is there: size from its header
+            size = ""
+            _png(img_dir / filename, 64, 48)
+        elif kind < 0.22:   # no <size>, no image, no objects: skipped with a note
+            size, n_obj = "", 0
+        elif kind < 0.28:   # an unsafe name
+            filename = f"../../{stem}.png"
+        elif kind < 0.34:   # a name without extension, matched by stem
+            filename = stem
+            _png(img_dir / f"{stem}.jpg", 8, 8)
+        elif kind < 0.6:
+            _png(img_dir / filename, 8, 8)
+        # else: no image at all (a VOC root notes it missing)
+        zero = rng.random() < 0.2  # a 0 coordinate now and then: looks 0-based when read 1-based
+        comment = "<!-- <object> in a comment -->\n" if rng.random() < 0.1 else ""
+        objects = "".join(_object(rng, zero) for _ in range(n_obj))
+        xml.write_text(f"<?xml version='1.0'?>\n<annotation>\n{comment}  <folder>x</folder>\n"
+                       f"  <filename>{filename}</filename>\n  {size}\n{objects}</annotation>\n")
+    (ann / ".hidden.xml").write_text("<annotation/>")  # skipped with a note
+    return root
+
+
+@pytest.fixture(scope="module")
+def gen_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _generate(tmp_path_factory.mktemp("voc") / "root", 60, seed=1)
+
+
+@pytest.fixture(scope="module")
+def gen_plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _generate(tmp_path_factory.mktemp("voc") / "plain", 40, seed=2, voc_root=False)
+
+
+def _line(objects: list[str], head: str = "") -> str:
+    return "<annotation>" + head + "\n" + "".join(o + "\n" for o in objects) + "</annotation>\n"
+
+
+def _box(name: str, x0: object, y0: object, x1: object, y1: object, extra: str = "") -> str:
+    return (f"<object><name>{name}</name>{extra}<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax>"
+            f"<ymax>{y1}</ymax></bndbox></object>")
+
+
+# ---------------------------------------------------------------------------------------------- by hand
+def test_small_case_by_hand(tmp_path: Path) -> None:
+    size = "<size><width>20</width><height>10</height></size>"
+    (tmp_path / "a.xml").write_text(_line([_box("cat", 0, 2, 3, 4), _box("dog", 5, 6, 10, 8)],
+                                          "<filename>a.jpg</filename>" + size))
+    (tmp_path / "b.xml").write_text(_line([], "<filename>b.jpg</filename>" + size))
+    (tmp_path / "c.xml").write_text(_line(
+        [_box("bird", 2, 2, 3, 3, "<difficult>1</difficult><part><name>head</name><bndbox><xmin>2</xmin>"
+              "<ymin>2</ymin><xmax>2</xmax><ymax>2</ymax></bndbox></part>")],
+        "<filename>../c.png</filename>" + size))
+    report = Report()
+    it = voc.iter_chunks(tmp_path, options=ReadOptions(), report=report, chunk_rows=2)
+    first = next(it)
+    # a.xml holds 2 rows = chunk_rows: the chunk closes after it
+    assert first.images["file_name"].tolist() == ["a.jpg"]
+    assert first.category_names == ["cat", "dog"]
+    # cat 0,2,3,4 (1-based): x = 0-1 = -1, y = 1, w = 3-0+1 = 4, h = 4-2+1 = 3; dog 5,6,10,8: 4, 5, 6, 3
+    assert first.boxes.tolist() == [[-1.0, 1.0, 4.0, 3.0], [4.0, 5.0, 6.0, 3.0]]
+    assert first.annotations["src_line"].tolist() == [2, 3]  # one <object> per line after <annotation>
+    assert report.read == 2 and report.diagnostics == []     # notes wait for the last chunk
+    second = next(it)
+    assert second.images["file_name"].tolist() == ["b.jpg", "c.png"]  # ../c.png: c.xml's stem + .png
+    assert second.images["src_file"].tolist() == ["b.xml", "c.xml"]
+    assert second.category_names == ["cat", "dog", "bird"]
+    # bird 2,2,3,3: x 1, y 1, w 2, h 2; head 2,2,2,2: 1, 1, 1, 1; c is image 1 of this chunk
+    assert second.boxes.tolist() == [[1.0, 1.0, 2.0, 2.0]]
+    assert second.annotations["image"].tolist() == [1]
+    assert second.annotations.loc[0, "attributes"] == {"difficult": 1,
+                                                      "parts": [{"name": "head", "bbox": [1.0, 1.0, 1.0, 1.0]}]}
+    assert list(it) == []
+    assert report.read == 3
+    # read()'s order: image names (c.xml) are noted before 0-based-looking files (a.xml), whatever the chunks
+    assert [(d.code, d.source) for d in report.diagnostics] == [("image.unsafe_name", "c.xml"),
+                                                                ("coordinates.suspect", "a.xml:2")]
+    assert "using 'c.png' instead" in report.diagnostics[0].message
+    _check(tmp_path, 2)
+
+
+# ---------------------------------------------------------------------------------------------- equal to read()
+@pytest.mark.parametrize("chunk_rows", SIZES)
+def test_sample_data(chunk_rows: int) -> None:
+    chunks = _check(SAMPLE, chunk_rows)
+    if chunk_rows == 1:
+        assert len(chunks) == 5  # one image per chunk (empty.xml has no objects: an image all the same)
+
+
+@pytest.mark.parametrize("chunk_rows", SIZES)
+@pytest.mark.parametrize("case", range(len(FIXTURES)))
+def test_fixtures(fixtures_dir: Path, tmp_path: Path, case: int, chunk_rows: int) -> None:
+    rel, opts = FIXTURES[case]
+    if opts.get("images") == "IMAGES":
+        _png(tmp_path / "a.jpg", 7, 9)
+        opts = dict(opts, images=tmp_path)
+    _check(fixtures_dir / rel, chunk_rows, **opts)
+
+
+@pytest.mark.parametrize("chunk_rows", (1, 2, 3, 7, 10**6))
+def test_generated_voc_root(gen_root: Path, chunk_rows: int) -> None:
+    ds, rep = _whole(gen_root)
+    codes = {d.code for d in rep.diagnostics}
+    # the generated set has every note read() makes over the whole set
+    assert codes == {"file.skipped", "image.unsafe_name", "image.missing", "image.size_from_header",
+                     "coordinates.suspect"}
+    assert len(ds.images) > 30 and len(ds) > 60
+    assert ds.annotations["attributes"].map(lambda a: bool(a and "parts" in a)).any()
+    assert (ds.annotations["w"] <= 0).any()  # inverted boxes are kept
+    chunks = _check(gen_root, chunk_rows, exact_cuts=False)
+    assert len(chunks) > 1 or chunk_rows == 10**6
+
+
+@pytest.mark.parametrize("chunk_rows", (1, 3, 10**6))
+def test_generated_plain_folder(gen_plain: Path, chunk_rows: int) -> None:
+    _check(gen_plain, chunk_rows, exact_cuts=False)
+
+
+@pytest.mark.parametrize("chunk_rows", (1, 4))
+def test_generated_zero_based(gen_root: Path, chunk_rows: int) -> None:
+    _check(gen_root, chunk_rows, exact_cuts=False, voc_origin=0)
+
+
+@pytest.mark.parametrize("chunk_rows", (2, 5, 10**6))
+def test_generated_through_the_pool(tmp_path: Path, chunk_rows: int) -> None:
+    """Two processes parse the batches (read() uses them too): the same chunks and report, and the exact cut
+    rule holds (no file of this set is skipped)."""
+    root = tmp_path / "pool"
+    rng = random.Random(5)
+    for i in range(150):
+        objs = [_box(rng.choice(CATS), rng.randint(1, 9), 1, rng.randint(10, 20), 9)
+                for _ in range(rng.choice([0, 1, 2, 4]))]
+        path = root / f"d{i % 3}" / f"{i:04d}.xml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_line(objs, f"<filename>{i}.jpg</filename><size><width>30</width><height>20</height>"
+                                    "</size>"))
+    _check(root, chunk_rows, workers=2)
+
+
+class _FlakyPool:
+    """A stand-in for the process pool: every other batch comes back broken (``broken``), or no batch can be
+    submitted at all (``refuses``)."""
+
+    def __init__(self, how: str) -> None:
+        self.how, self.n = how, 0
+
+    def submit(self, fn: Any, *args: Any) -> Future[Any]:
+        self.n += 1
+        if self.how == "refuses":
+            raise OSError("no processes here")
+        f: Future[Any] = Future()
+        if self.n % 2:
+            f.set_result(fn(*args))
+        else:
+            f.set_exception(BrokenProcessPool("a worker died"))
+        return f
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass
+
+
+@pytest.mark.parametrize("how", ["broken", "refuses", "none"])
+def test_pool_failures_fall_back_to_this_process(gen_plain: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """A pool that breaks, refuses work or cannot start: the batches are parsed here, with the same result."""
+    monkeypatch.setattr(voc, "_start_pool", lambda workers: None if how == "none" else _FlakyPool(how))
+    _check(gen_plain, 2, exact_cuts=False, workers=2)
+
+
+def test_many_objects_in_one_file(tmp_path: Path) -> None:
+    """An image with more rows than chunk_rows is one chunk of its own."""
+    size = "<size><width>50</width><height>50</height></size>"
+    for stem, k in [("a", 1), ("b", 9), ("c", 2)]:
+        (tmp_path / f"{stem}.xml").write_text(_line([_box(f"c{j}", 1, 1, 5, 5) for j in range(k)],
+                                                     f"<filename>{stem}.jpg</filename>" + size))
+    chunks = _check(tmp_path, 3)
+    assert [len(c.images) for c in chunks] == [2, 1]  # a + b (1 + 9 rows >= 3), then c
+    assert [len(c) for c in chunks] == [10, 2]
+
+
+def test_one_file(tmp_path: Path) -> None:
+    f = tmp_path / "one.xml"
+    f.write_text(_line([_box("cat", 1, 1, 4, 4), _box("dog", 2, 2, 6, 6)],
+                       "<filename>x.jpg</filename><size><width>9</width><height>9</height></size>"))
+    chunks = _check(f, 1)
+    assert len(chunks) == 1 and chunks[0].images["src_file"].tolist() == ["one.xml"]
+
+
+def test_nothing_but_non_voc_files(tmp_path: Path) -> None:
+    """No image at all: one empty chunk, as read() gives an empty dataset, with the skipped-file notes."""
+    for stem in ("a", "b"):
+        (tmp_path / f"{stem}.xml").write_text("<other/>")
+    chunks = _check(tmp_path, 1)
+    assert len(chunks) == 1 and len(chunks[0].images) == 0
+    assert [d.code for d in chunks[0].report.diagnostics] == ["file.skipped", "file.skipped"]
+
+
+def test_skipped_image_at_the_end(tmp_path: Path) -> None:
+    """The last file has no size, no image and no objects: its image is left out, the chunks before hold all."""
+    size = "<size><width>9</width><height>9</height></size>"
+    (tmp_path / "a.xml").write_text(_line([_box("cat", 1, 1, 4, 4)], "<filename>a.jpg</filename>" + size))
+    (tmp_path / "b.xml").write_text(_line([], "<filename>b.jpg</filename>"))
+    chunks = _check(tmp_path, 1, exact_cuts=False)
+    assert [c.images["file_name"].tolist() for c in chunks] == [["a.jpg"]]
+    assert [d.code for d in chunks[0].report.diagnostics] == ["file.skipped"]
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def _numbered(root: Path, n: int, *, bad: dict[int, str]) -> Path:
+    """``n`` good files ``f000.xml`` ... with two objects each, except those in ``bad`` (index -> content)."""
+    size = "<size><width>30</width><height>20</height></size>"
+    for i in range(n):
+        text = bad.get(i) or _line([_box("cat", 1, 1, 5, 5), _box("dog", 2, 2, 6, 6)],
+                                   f"<filename>{i}.jpg</filename>" + size)
+        (root / f"f{i:03d}.xml").write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("workers", (1, 2))
+def test_malformed_file_in_the_middle(tmp_path: Path, workers: int) -> None:
+    root = _numbered(tmp_path, 30, bad={17: "<annotation>\n<filename>x.jpg</filename>\n<object>\n</annotation>\n"})
+    err, before = _same_error(root, 2, workers=workers)
+    assert err.file == "f017.xml" and err.line == 4
+    assert before >= 1  # chunks came out before the bad file was met
+
+
+@pytest.mark.parametrize("bad", [
+    _line([_box("cat", 1, 1, "x", 5)], "<filename>a.jpg</filename>"),             # not a number
+    _line(["<object><bndbox/></object>"], "<filename>a.jpg</filename>"),          # no <name>
+    "<?xml version='1.0'?>\n<!DOCTYPE a [<!ENTITY e 'x'>]>\n<annotation/>\n",    # a DTD
+])
+def test_other_read_errors(tmp_path: Path, bad: str) -> None:
+    _same_error(_numbered(tmp_path, 8, bad={5: bad}), 1)
+
+
+def test_missing_size_error_waits_for_a_later_malformed_file(tmp_path: Path) -> None:
+    """read() raises a malformed file before a file without a size: the stream, which meets the size first,
+    parses the rest before raising."""
+    no_size = _line([_box("cat", 1, 1, 5, 5)], "<filename>nowhere.jpg</filename>")
+    root = _numbered(tmp_path, 12, bad={2: no_size, 9: "<annotation><object></annotation>"})
+    err, _ = _same_error(root, 1)
+    assert err.file == "f009.xml"
+    (root / "f009.xml").unlink()
+    err, _ = _same_error(root, 1)
+    assert err.file == "f002.xml" and "no <size>" in str(err)
+
+
+def test_bad_chunk_rows(tmp_path: Path) -> None:
+    for bad in (0, -1, True, 2.0):
+        with pytest.raises(UsageError):
+            next(voc.iter_chunks(SAMPLE, options=ReadOptions(), report=Report(), chunk_rows=bad))  # type: ignore[arg-type]
+    with pytest.raises(UsageError):
+        next(voc.iter_chunks(SAMPLE, options=ReadOptions(voc_origin=2), report=Report(), chunk_rows=5))
+    with pytest.raises(ReadError):
+        next(voc.iter_chunks(tmp_path, options=ReadOptions(), report=Report(), chunk_rows=5))  # no .xml
+
+
+def test_progress_counts_files(gen_plain: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    opts = ReadOptions(extra={"progress": lambda done, total: calls.append((done, total))})
+    list(voc.iter_chunks(gen_plain, options=opts, report=Report(), chunk_rows=3))
+    n = len(list(gen_plain.rglob("[!.]*.xml")))
+    assert calls[0] == (0, n) and calls[-1] == (n, n)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+
+
+# ---------------------------------------------------------------------------------------------- the pipeline
+def _convert(tmp: Path, name: str, src: Path, **kw: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
+    out = tmp / name / "out.json"
+    rep = tmp / name / "report.json"
+    convert(src, out, fmt="voc", report_path=rep, **kw)
+    files = {p.name: p.read_bytes() for p in sorted(out.parent.iterdir()) if p.name != "report.json"}
+    doc = json.loads(rep.read_bytes())
+    doc["output"]["files"] = [Path(f).name for f in doc["output"]["files"]]
+    return files, doc
+
+
+@pytest.mark.parametrize("where", ["here", "child"])
+def test_streamed_conversion_writes_the_whole_conversion(gen_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         where: str) -> None:
+    """The CLI's streaming conversion writes the same bytes and report as reading whole (inverted boxes are
+    dropped by the clip step, chunk by chunk); in the forked reading child (a daemonic process, which cannot
+    start a pool) the files are parsed in that child even when two processes are asked for."""
+    monkeypatch.setenv("PRELABEL_READ_IN_CHILD", "0" if where == "here" else "always")
+    opts = ReadOptions(extra={"voc_workers": 2})
+    whole, whole_rep = _convert(tmp_path, "whole", gen_root, options=opts)
+    notes = [d.to_dict() for d in _whole(gen_root)[1].diagnostics]
+    assert whole_rep["dropped"] and whole_rep["ledger"]["balanced"] is True
+    for k in (1, 7):
+        streamed, rep = _convert(tmp_path, f"stream{k}", gen_root, options=opts, stream=True, chunk_rows=k)
+        assert streamed == whole
+        assert not [d for d in rep["diagnostics"] if d["code"] == "stream.whole"]
+        assert {**rep, "diagnostics": None} == {**whole_rep, "diagnostics": None}
+        # the same entries; the reader's notes come first, in read()'s order (the steps' drops follow, chunk
+        # by chunk in the stream, so their order may differ)
+        key = json.dumps
+        assert sorted(map(key, rep["diagnostics"])) == sorted(map(key, whole_rep["diagnostics"]))
+        assert rep["diagnostics"][:len(notes)] == whole_rep["diagnostics"][:len(notes)] == notes
