@@ -267,6 +267,7 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
             if rec.unknown_seen:  # the error comes at the end, with the whole input's counts
                 continue
             writer.add(clip_step(ds, enabled=clip, min_area=min_area))
+            del chunk, ds, images, categories, annotations  # not held while the next chunk is read
         rep = reader.report
         rep.input = {"format": adapter.NAME, "source": str(src)}
         rep.diagnostics.extend(stats.hints(_source_text(rep.input.get("source"))))

@@ -42,13 +42,25 @@ CHILD_MIN_BYTES = 8 * 2**20  # below this the fork and the pipe cost more than t
 Tables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 
 
-def _size(path: Path) -> int:
+def _at_least(path: Path, limit: int) -> bool:
+    """Whether the file, or the files under the folder, hold at least ``limit`` bytes (stops counting there)."""
     try:
-        if path.is_dir():
-            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        return path.stat().st_size
+        if not path.is_dir():
+            return path.stat().st_size >= limit
+        total = 0
+        stack = [str(path)]
+        while stack:
+            with os.scandir(stack.pop()) as entries:
+                for e in entries:
+                    if e.is_dir(follow_symlinks=True):
+                        stack.append(e.path)
+                    elif e.is_file(follow_symlinks=True):
+                        total += e.stat(follow_symlinks=True).st_size
+                        if total >= limit:
+                            return True
+        return False
     except OSError:
-        return 0
+        return False
 
 
 def use_child(path: Path) -> bool:
@@ -61,7 +73,7 @@ def use_child(path: Path) -> bool:
         return False
     if env == "always":
         return True
-    return (os.cpu_count() or 1) >= 2 and _size(path) >= CHILD_MIN_BYTES
+    return (os.cpu_count() or 1) >= 2 and _at_least(path, CHILD_MIN_BYTES)
 
 
 class ChunkReader:
@@ -83,7 +95,10 @@ class ChunkReader:
             opts = self._with_progress(self.progress)
             for ds in self.adapter.iter_chunks(self.path, options=opts, report=self.report,
                                                chunk_rows=self.chunk_rows):
-                yield ds.images, ds.categories, ds.annotations
+                tables = ds.images, ds.categories, ds.annotations
+                del ds  # nothing of this chunk is held here while the adapter reads the next one
+                yield tables
+                del tables
             return
         yield from self._from_child()
 
@@ -135,6 +150,7 @@ class ChunkReader:
             opts = self._with_progress(progress if self.progress is not None else None)
             for ds in self.adapter.iter_chunks(self.path, options=opts, report=rep, chunk_rows=self.chunk_rows):
                 send.send(("chunk", ds.images, ds.categories, ds.annotations))
+                del ds
             send.send(("done", rep))
         except NeedsWholeRead as e:
             send.send(("whole", e.reason))

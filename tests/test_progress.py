@@ -29,12 +29,12 @@ PLAIN = {"PRELABEL_PROGRESS": "plain", "PRELABEL_PROGRESS_INTERVAL": "0"}
 ETA = r"ETA \d+:\d\d:\d\d"
 
 # sample_data/voc/Annotations holds 5 XML files (empty, park, portrait, room, street); the output is one file
+# VOC streams (prelabel.pipeline._convert_stream): chunks are read, reconciled, clipped and written as they
+# come, so the stages are reading (with the files) and writing
 VOC_STAGES = [
     "convert: reading",
     "convert: reading 0/5 files",
     "convert: reading 5/5 files",
-    "convert: reconciling",
-    "convert: clipping",
     "convert: writing",
     "convert: writing 1/1 files",
 ]
