@@ -63,9 +63,10 @@ def _at_least(path: Path, limit: int) -> bool:
         return False
 
 
-def use_child(path: Path) -> bool:
-    """Whether reading ``path`` in a child pays: several cores, ``fork``, and at least CHILD_MIN_BYTES
-    (the environment variable ``PRELABEL_READ_IN_CHILD``: ``0`` never, ``always`` whatever the size)."""
+def use_child(path: Path, adapter: Any = None) -> bool:
+    """Whether reading ``path`` in a child pays: several cores, ``fork``, at least CHILD_MIN_BYTES, and an
+    ``adapter`` that reads on one core (no ``PARALLEL_READ = True``). The environment variable
+    ``PRELABEL_READ_IN_CHILD``: ``0`` never, ``always`` whatever the size and the adapter."""
     if not sys.platform.startswith("linux"):
         return False
     env = os.environ.get("PRELABEL_READ_IN_CHILD", "").lower()  # "0": never, "always": whatever the size
@@ -73,6 +74,8 @@ def use_child(path: Path) -> bool:
         return False
     if env == "always":
         return True
+    if getattr(adapter, "PARALLEL_READ", False):  # it keeps both cores busy itself (VOC's pool, YOLO's threads)
+        return False
     return (os.cpu_count() or 1) >= 2 and _at_least(path, CHILD_MIN_BYTES)
 
 
@@ -86,7 +89,7 @@ class ChunkReader:
         self.path = path
         self.options = options
         self.chunk_rows = chunk_rows
-        self.child = use_child(path) if child is None else child
+        self.child = use_child(path, adapter) if child is None else child
         self.progress = progress
         self.report = Report()
 

@@ -90,6 +90,7 @@ __all__ = ["DESCRIPTION", "NAME", "detect", "iter_chunks", "read"]
 
 NAME = "voc"
 DESCRIPTION = "Pascal VOC XML (Annotations/ + JPEGImages/, a folder of .xml files, or one .xml file)"
+PARALLEL_READ = True  # files are parsed by a process pool: the pipeline does not read it in a second process
 
 POOL_THRESHOLD = 2000  # more files than this are parsed by a process pool
 _MAX_WORKERS = 8

@@ -118,6 +118,7 @@ __all__ = ["DESCRIPTION", "NAME", "TASKS", "detect", "iter_chunks", "read"]
 
 NAME = "yolo"
 DESCRIPTION = "YOLO / Ultralytics txt (detect, segment, OBB, pose; labels and predictions), Darknet obj.data"
+PARALLEL_READ = True  # image headers are read by threads: the pipeline does not read it in a second process
 TASKS = ("detect", "segment", "obb", "pose")
 
 _SEP = os.sep
