@@ -41,6 +41,12 @@ A name that would escape the images root drops the task's regions (``dropped.no_
 
 Attribute dicts are shared by the regions of one annotation (no dict per box): treat them as read-only.
 
+Speed: a task whose regions are all plain ``rectanglelabels`` is read in one pass (:func:`_scan_rects`),
+any other region by region; the results are the same. An export over 16 MB is read a piece of 8 MB at a time
+(bounded memory); one over 32 MB is shared with a forked worker process that reads its second half, where
+fork is cheap and safe (Linux, two cores available, no other thread in this process; ``extra["ls_workers"]``:
+1 never, 2 whenever it is safe). Both give the same dataset and the same errors as one process.
+
 Source locations: ``src_file`` is the export file and ``src_line`` the 1-based index of the task in it (of
 the record, for JSON-MIN); drop messages name the task id, annotation id and region id. Errors read
 ``file:<task index>#task=<task id>: ...``.
@@ -66,11 +72,18 @@ import gc
 import json
 import math
 import mmap
+import os
+import pickle
 import re
 import reprlib
+import signal
+import sys
+import threading
+import warnings
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
@@ -111,6 +124,8 @@ _MIN_RESERVED = {"id", "annotator", "annotation_id", "created_at", "updated_at",
                  "history", "was_cancelled", "drafts", "predictions", "annotations"}
 _OBJECT_CONTROLS = {"rectanglelabels", "polygonlabels", "ellipselabels", "brushlabels", "labels"}
 _HEX_PREFIX = re.compile(r"^[0-9a-f]{8}-(?=.)")
+# an upload URL whose file name is plain ASCII (no escapes, no query): image_name's answer without urlsplit
+_UPLOAD_URL = re.compile(r"/data/upload/[0-9]+/[0-9a-f]{8}-([A-Za-z0-9_.\-]+)")
 _NUM = (int, float)
 _MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
 
@@ -185,6 +200,9 @@ def image_name(url: str) -> tuple[str | None, str]:
         >>> image_name("/data/local-files/?d=ds%2Fimg%201.jpg")[0], image_name("../x.jpg")
         ('ds/img 1.jpg', (None, "'..' segment escapes the root"))
     """
+    fast = _UPLOAD_URL.fullmatch(url)
+    if fast is not None and fast[1] not in (".", ".."):  # the common case, as the general path reads it
+        return fast[1], ""
     u = url.strip()
     if not u:
         return None, "empty image URL"
@@ -319,44 +337,84 @@ def _valid_json(raw: bytes, file: str) -> None:
 
 
 def _read_file_in_pieces(reader: _Reader, path: Path) -> bool:
-    """Read a large export (a JSON list of tasks) a few MB at a time from a memory map of the file, so that
-    only one piece (its bytes and its objects) is in memory at once; the tasks, their order and numbering are
-    those of the whole file. Returns False, having read nothing, when the file is not suited (small, not a
-    list, JSON-MIN, or no boundary found): the caller then reads the whole file."""
+    """Read a large export (a JSON list of tasks) a few MB at a time, so that only one piece (its bytes and its
+    objects) is in memory at once; the tasks, their order and numbering are those of the whole file. Returns
+    False, having read nothing, when the file is not suited (small, not a list, JSON-MIN, or no boundary
+    found): the caller then reads the whole file. A file of at least ``_PARALLEL_MIN`` bytes is shared with a
+    worker process (see :class:`_Worker`)."""
     try:
         if path.stat().st_size < 2 * _PIECE:
             return False
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return _read_in_pieces(reader, mm, str(path))
+        with open(path, "rb", buffering=0) as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return _read_in_pieces(reader, mm, _Bytes(f), path)
     except (OSError, ValueError):  # not a regular file, cannot be mapped: read as a whole (which reports it)
         return False
 
 
-def _read_in_pieces(reader: _Reader, raw: mmap.mmap, file: str) -> bool:
+class _Bytes:
+    """Byte ranges of a file read as a JSON list into one buffer (one copy; the memory map of the file is only
+    searched for boundaries)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.buf = bytearray()
+
+    def as_list(self, a: int, b: int, *, close: bool) -> memoryview:
+        """``[`` + bytes ``a:b`` (+ ``]`` when ``close``)."""
+        n = b - a
+        if len(self.buf) < n + 2:
+            self.buf = bytearray(n + 2 + (n >> 3))
+        view = memoryview(self.buf)
+        view[0] = 0x5B
+        self.f.seek(a)
+        got = 1
+        while got <= n:
+            k = self.f.readinto(view[got:n + 1])
+            if not k:
+                raise OSError(f"{self.f.name}: the file got shorter while read")
+            got += k
+        if close:
+            view[n + 1] = 0x5D
+            return view[:n + 2]
+        return view[:n + 1]
+
+
+def _piece(raw: mmap.mmap, data: _Bytes, start: int, cut: re.Match[bytes] | None) -> tuple[Any, int]:
+    """The tasks of the piece that starts at ``start`` (the first byte of a top-level task) and where the next
+    piece starts (-1: this one ran to the end of the file); (None, -1) when the rest of the file does not parse.
+    ``cut``: a boundary the piece must not pass (it ends there, unless that is no boundary)."""
+    m = _NEXT_TASK.search(raw, start + _PIECE) if start + _PIECE < len(raw) else None
+    if cut is not None and (m is None or m.start() >= cut.start()):
+        m = cut
+    for _ in range(_MAX_MISSES):
+        if m is None:
+            break
+        try:
+            return orjson.loads(data.as_list(start, m.start() + 1, close=True)), m.start(1)
+        except orjson.JSONDecodeError:  # not a top-level boundary: try the next one
+            m = _NEXT_TASK.search(raw, m.start() + 1)
+    try:  # the rest in one go
+        return orjson.loads(data.as_list(start, len(raw), close=False)), -1
+    except orjson.JSONDecodeError:
+        return None, -1
+
+
+def _read_in_pieces(reader: _Reader, raw: mmap.mmap, data: _Bytes, path: Path) -> bool:
+    file = str(path)
     opening = _LIST_START.match(raw, 3 if raw[:3] == b"\xef\xbb\xbf" else 0)
     if opening is None:
         return False
     start = opening.end()
     first = 1
-    page = mmap.PAGESIZE
     gc.disable()  # read() enables it again at the end, as for a whole file
-    while True:
-        doc: Any = None
-        nxt = -1
-        m = _NEXT_TASK.search(raw, start + _PIECE) if start + _PIECE < len(raw) else None
-        for _ in range(_MAX_MISSES):
-            if m is None:
-                break
-            try:
-                doc = orjson.loads(b"[" + raw[start:m.start() + 1] + b"]")
-                nxt = m.start(1)
-                break
-            except orjson.JSONDecodeError:  # not a top-level boundary: try the next one
-                m = _NEXT_TASK.search(raw, m.start() + 1)
-        if doc is None:  # the rest in one go
-            try:
-                doc = orjson.loads(b"[" + raw[start:])
-            except orjson.JSONDecodeError:
+    worker = _Worker.start(reader, raw, path, start)
+    try:
+        while True:
+            doc, nxt = _piece(raw, data, start, worker.cut if worker is not None else None)
+            if worker is not None and not 0 <= nxt <= worker.begin:  # this piece went past the worker's start
+                worker.stop()
+                worker = None
+            if doc is None:
                 if first == 1:
                     return False
                 # the whole file's error; or NaN / Infinity, which _loads reads as json does: the rest of it
@@ -365,22 +423,146 @@ def _read_in_pieces(reader: _Reader, raw: mmap.mmap, file: str) -> bool:
                     raise ReadError(file, "not valid JSON") from None
                 doc = whole[first - 1:]
                 del whole
-        if first == 1 and (not doc or _is_min(doc)):
-            return False
-        try:
-            reader.read_doc(doc, file, first=first, check_min=False)
-        except ReadError:
+            if first == 1 and (not doc or _is_min(doc)):
+                return False
+            try:
+                reader.read_doc(doc, file, first=first, check_min=False)
+            except ReadError:
+                del doc
+                if nxt >= 0:  # as for a whole file, a JSON syntax error further on is the error to report
+                    _valid_json(raw[:], file)
+                raise
+            first += len(doc)
             del doc
-            if nxt >= 0:  # as for a whole file, a JSON syntax error further on is the error to report
-                _valid_json(raw[:], file)
-            raise
-        first += len(doc)
-        del doc
-        if nxt < 0:
-            return True
-        start = nxt
-        if start >= page:  # the bytes read so far leave this process's memory (they stay in the page cache)
-            raw.madvise(mmap.MADV_DONTNEED, 0, start - start % page)
+            if worker is not None and nxt == worker.begin:  # the worker's pieces, then on from where it stopped
+                done, worker = worker, None
+                nxt, first = done.add(reader, raw, file, first)
+            if nxt < 0:
+                return True
+            start = nxt
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+_PARALLEL_MIN = 4 * _PIECE  # an export at least this large is shared with a worker process
+_SHARE = 0.5  # the part of it (in bytes) that this process reads itself
+
+
+def _workers(options: ReadOptions) -> int:
+    """1, or 2 when a worker process may read part of a large export (``extra["ls_workers"]``: 1 never, 2 where
+    fork works; default: when this process may use two cores and runs no other thread)."""
+    want = options.extra.get("ls_workers") if options.extra else None
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork") or threading.active_count() > 1:
+        return 1  # fork only where it is cheap and safe: Linux, and no other thread that holds a lock
+    if want is not None:
+        try:
+            return 2 if int(want) >= 2 else 1
+        except (TypeError, ValueError):
+            return 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 2 if cpus >= 2 else 1
+
+
+class _Worker:
+    """A forked process that reads the end of a large export (from the first task boundary after ``_SHARE`` of
+    it) while this process reads the start, and leaves what it read in shared memory, piece by piece, as
+    :meth:`_Reader.prepare` makes it: this process then adds it in order (:meth:`add`). The boundary is checked
+    by this process (its last piece must end there and parse); if not, the worker is stopped and this process
+    reads on alone. Where the worker stops early (a piece that does not parse, full memory, any error), this
+    process reads on from there, so that every error is found and reported as without a worker."""
+
+    def __init__(self, pid: int, cut: re.Match[bytes], shm: mmap.mmap) -> None:
+        self.pid = pid               # 0 once waited for
+        self.cut = cut               # "}, {" before the worker's first task
+        self.begin = cut.start(1)    # the worker's first task
+        self.shm = shm
+
+    @classmethod
+    def start(cls, reader: _Reader, raw: mmap.mmap, path: Path, start: int) -> _Worker | None:
+        if len(raw) < _PARALLEL_MIN or _workers(reader.opts) < 2:
+            return None
+        cut = _NEXT_TASK.search(raw, start + int((len(raw) - start) * _SHARE))
+        if cut is None:
+            return None
+        try:
+            shm = mmap.mmap(-1, len(raw) - cut.start() + (1 << 20))  # anonymous, shared; pages used as written
+        except (OSError, ValueError):
+            return None
+        try:
+            with warnings.catch_warnings():  # Python 3.12+ warns of native (idle BLAS) threads: the worker uses none
+                warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
+                pid = os.fork()
+        except OSError:
+            shm.close()
+            return None
+        if pid == 0:  # the worker: never returns
+            code = 1
+            try:
+                _work(reader, raw, path, cut.start(1), shm)
+                code = 0
+            finally:
+                os._exit(code)  # no clean-up: the parent owns everything (and freeing the objects takes time)
+        return cls(pid, cut, shm)
+
+    def stop(self) -> None:
+        if self.pid:
+            pid, self.pid = self.pid, 0
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        self.shm.close()
+
+    def add(self, reader: _Reader, raw: mmap.mmap, file: str, first: int) -> tuple[int, int]:
+        """Wait for the worker and read what it left, numbering its tasks from ``first``; returns where to read
+        on (-1: nowhere, it read to the end) and the number of the next task."""
+        try:
+            pid, self.pid = self.pid, 0
+            _, status = os.waitpid(pid, 0)
+            shm = self.shm
+            count = int.from_bytes(shm[0:8], "little") if os.waitstatus_to_exitcode(status) == 0 else 0
+            nxt, pos = self.begin, 8
+            for _ in range(count):
+                size = int.from_bytes(shm[pos:pos + 8], "little")
+                nxt, n_tasks, prep = pickle.loads(shm[pos + 8:pos + 8 + size])
+                pos += 8 + size
+                try:
+                    reader.apply(prep, file, first=first)
+                except ReadError:
+                    if nxt >= 0:  # as for a whole file, a JSON syntax error further on is the error to report
+                        _valid_json(raw[:], file)
+                    raise
+                first += n_tasks
+            return nxt, first
+        finally:
+            self.shm.close()
+
+
+def _work(reader: _Reader, raw: mmap.mmap, path: Path, start: int, shm: mmap.mmap) -> None:
+    """The worker: prepare the pieces from ``start`` on; shm holds their count, then each as (size, pickle of
+    (where the next starts, tasks, prepared)), the count updated after each."""
+    pos = 8
+    count = 0
+    with open(path, "rb", buffering=0) as f:
+        data = _Bytes(f)
+        while True:
+            doc, nxt = _piece(raw, data, start, None)
+            if doc is None:
+                return  # the parent reads on from here, and reports it
+            blob = pickle.dumps((nxt, len(doc), reader.prepare(doc)), protocol=pickle.HIGHEST_PROTOCOL)
+            del doc
+            if pos + 8 + len(blob) > len(shm):
+                return
+            shm[pos:pos + 8] = len(blob).to_bytes(8, "little")
+            shm[pos + 8:pos + 8 + len(blob)] = blob
+            pos += 8 + len(blob)
+            count += 1
+            shm[0:8] = count.to_bytes(8, "little")
+            if nxt < 0:
+                return
+            start = nxt
 
 
 def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
@@ -492,7 +674,9 @@ class _Reader:
         # annotation rows (geo: x, y, w, h, rotation, original w, original h; percent rows flagged in pct)
         self.r_img: list[int] = []
         self.r_cat: list[str] = []
-        self.r_geo: list[tuple[Any, ...]] = []
+        self.r_geo: list[tuple[Any, ...]] = []           # the rows since the last _seal, as read
+        self.geo_segs: list[_Seg] = []                    # the rows before, in runs (see _seal)
+        self.geo_rows = 0                                 # rows in geo_segs
         self.r_pct: list[bool] = []
         self.r_seg: list[Any] = []
         self.r_score: list[Any] = []
@@ -511,6 +695,7 @@ class _Reader:
         self.task_ids: dict[tuple[str, int], Any] = {}  # (file, line) -> task id, for errors found at the end
         self.rotated_images: list[str] = []
         self.from_header = 0
+        self.good_labels: dict[str, str] = {}  # labels seen to be non-blank strings: one str object each
 
     # ------------------------------------------------------------------------------------------ documents
     def read_doc(self, doc: Any, file: str, *, first: int = 1, check_min: bool = True) -> None:
@@ -524,19 +709,125 @@ class _Reader:
         if check_min and _is_min(doc):
             doc = self._from_min(doc, file)
         for ti, task in enumerate(doc, first):
-            if not isinstance(task, dict):
-                raise ReadError(file, f"task must be an object, got {type(task).__name__}", line=ti)
-            line = task.get("__line", ti)
-            self.task_ids.setdefault((file, line), task.get("id"))
-            self.cur = None
+            self._one(task, ti, file)
+        self._seal()
+
+    def _one(self, task: Any, ti: int, file: str) -> None:
+        """Read task number ``ti`` of ``file``."""
+        if not isinstance(task, dict):
+            raise ReadError(file, f"task must be an object, got {type(task).__name__}", line=ti)
+        line = task.get("__line", ti)
+        self.task_ids.setdefault((file, line), task.get("id"))
+        self.cur = None
+        try:
+            self._task(task, line)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as e:
+            what = (f"missing field {e.args[0]!r}" if isinstance(e, KeyError) else
+                    "a value is nested too deeply" if isinstance(e, RecursionError) else str(e))
+            rid = self.cur.get("id") if isinstance(self.cur, dict) else None
+            where = f"region {rid!r}: " if rid is not None else ""
+            raise ReadError(file, f"{where}{what}", line=line, element=f"task={task.get('id')}") from None
+
+    # ------------------------------------------------------------------------------------------ pieces
+    def prepare(self, doc: list[Any]) -> _Prepared:
+        """What :meth:`apply` needs to read the tasks of ``doc`` as :meth:`read_doc` would: run in a worker
+        process on its copy of this reader (whose state it may change: it is thrown away). A task read by
+        :func:`_scan_rects` comes as its rows; any other task as itself, to be read here by :meth:`_one`."""
+        entries: list[Any] = []
+        rows: list[tuple[Any, ...]] = []
+        cats: list[str] = []
+        scores: list[float] = []
+        for i, task in enumerate(doc):
             try:
-                self._task(task, line)
-            except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as e:
-                what = (f"missing field {e.args[0]!r}" if isinstance(e, KeyError) else
-                        "a value is nested too deeply" if isinstance(e, RecursionError) else str(e))
-                rid = self.cur.get("id") if isinstance(self.cur, dict) else None
-                where = f"region {rid!r}: " if rid is not None else ""
-                raise ReadError(file, f"{where}{what}", line=line, element=f"task={task.get('id')}") from None
+                ready = self._prepare_task(task)
+            except Exception:  # any trouble: the parent reads the task itself (and reports it)
+                ready = None
+            if ready is None:
+                entries.append((i, task))
+                continue
+            tid, url, name, fast, metas = ready
+            entries.append((i, tid, url, name, fast.size, fast.rotated, metas))
+            rows += fast.geo
+            cats += fast.cats
+            scores += fast.scores
+        block, types = _as_block(rows)
+        return _Prepared(entries, block if block is not None else rows, types, cats, scores)
+
+    def _prepare_task(self, task: Any) -> tuple[Any, str, str, _Rects, list[tuple[bool, Any, int]]] | None:
+        if type(task) is not dict or "__line" in task:
+            return None
+        data = task.get("data")
+        if type(data) is not dict:
+            return None
+        tid = task.get("id")
+        drops = len(self.drops)
+        groups = self._select(task, tid, "", _NO_LINE)  # type: ignore[arg-type]
+        if len(self.drops) != drops or any(g[4] is not _NO_LINE for g in groups):
+            return None  # a cancelled annotation (reported), or a line of its own
+        fast = _scan_rects(groups, self.good_labels)
+        if fast is None:
+            return None
+        url = self._url(data, fast.to_name)
+        name = image_name(url)[0] if url is not None else None
+        if url is None or name is None:
+            return None
+        return tid, url, name, fast, [(g[0], g[2], k) for g, k in zip(groups, fast.counts, strict=True)]
+
+    def apply(self, prep: _Prepared, file: str, *, first: int) -> None:
+        """Read the tasks that :meth:`prepare` made ready, numbered from ``first``."""
+        self.file = file
+        block = prep.geo if isinstance(prep.geo, np.ndarray) else None
+        at = sc = 0
+        run = -1  # where the current run of rows from block starts (-1: none)
+        for e in prep.entries:
+            if len(e) == 2:  # read here
+                if run >= 0:
+                    self._add_block(block, run, at, prep.types)
+                    run = -1
+                self._one(e[1], first + e[0], file)
+                continue
+            i, tid, url, name, size, rotated, metas = e
+            line = first + i
+            self.task_ids.setdefault((file, line), tid)
+            self.cur = None
+            label = f"task {tid}" if tid is not None else f"task #{line}"
+            n = sum(m[2] for m in metas)
+            img = self._place_image(name, url, tid, size, label, line, [], n)
+            if img is not None:
+                if rotated:
+                    self.rotated_images.append(f"{file}:{line}")
+                n_pred = sum(m[2] for m in metas if m[0])
+                self._commit(img, [(is_pred, base, line, k) for is_pred, base, k in metas],
+                             prep.cats[at:at + n], prep.scores[sc:sc + n_pred], None if block is not None else
+                             prep.geo[at:at + n])
+                if block is not None:
+                    if run < 0:
+                        self._seal()
+                        run = at
+            elif run >= 0:
+                self._add_block(block, run, at, prep.types)
+                run = -1
+            at += n
+            sc += sum(m[2] for m in metas if m[0])
+        if run >= 0:
+            self._add_block(block, run, at, prep.types)
+        self._seal()
+
+    def _add_block(self, block: Any, a: int, b: int, types: frozenset[type]) -> None:
+        if b > a:
+            self.geo_segs.append(_Seg(self.geo_rows, block[a:b], types))
+            self.geo_rows += b - a
+
+    def _seal(self) -> None:
+        """Move the rows read since the last call to geo_segs: as a float64 array when their values are plain
+        numbers (which the array keeps exactly), else as read (checked with the others at the end)."""
+        rows = self.r_geo
+        if not rows:
+            return
+        block, types = _as_block(rows)
+        self.geo_segs.append(_Seg(self.geo_rows, block if block is not None else rows, types))
+        self.geo_rows += len(rows)
+        self.r_geo = []
 
     def _from_min(self, records: list[Any], file: str) -> list[dict[str, Any]]:
         """JSON-MIN records grouped into tasks (one annotation per record)."""
@@ -592,11 +883,17 @@ class _Reader:
         if not isinstance(data, dict):
             raise TypeError("'data' must be an object")
         groups = self._select(task, tid, label, line)
+        # the common case (only plain rectangles) in one pass over the regions; None: the general path below
+        fast = _scan_rects(groups, self.good_labels)
         # the image: its URL from the first region's to_name, its name, its size
-        to_name = next((r.get("to_name") for g in groups for r in g[1] if isinstance(r, dict)
-                        and r.get("to_name")), None)
+        if fast is not None:
+            to_name = fast.to_name
+            n_regions = len(fast.cats)
+        else:
+            to_name = next((r.get("to_name") for g in groups for r in g[1] if isinstance(r, dict)
+                            and r.get("to_name")), None)
+            n_regions = sum(_count_regions(g[1]) for g in groups)
         url = self._url(data, to_name)
-        n_regions = sum(_count_regions(g[1]) for g in groups)
         name, why = image_name(url) if url is not None else (None, "")
         if name is None or url is None:
             problem = (f"{label}: no image URL in data (keys: {', '.join(map(str, data)) or 'none'}); task skipped"
@@ -606,7 +903,29 @@ class _Reader:
             else:
                 self.report.note("dropped.no_image", f"{self.file}:{line}", problem)
             return
-        size = _task_size(groups) or _task_size(self._all_groups(task))
+        size = fast.size if fast is not None else _task_size(groups) or _task_size(self._all_groups(task))
+        img = self._place_image(name, url, tid, size, label, line, groups, n_regions)
+        if img is None:
+            return
+        size = size or (self.img_w[img], self.img_h[img])
+        if fast is not None:
+            if fast.rotated:
+                self.rotated_images.append(f"{self.file}:{line}")
+            n_pred = sum(k for g, k in zip(groups, fast.counts, strict=True) if g[0])
+            self._commit(img, [(g[0], g[2], g[4], k) for g, k in zip(groups, fast.counts, strict=True)], fast.cats,
+                         fast.scores[:n_pred], fast.geo)
+            return
+        first = next((r for g in groups for r in g[1] if isinstance(r, dict) and r.get("image_rotation")), None)
+        if first is not None:
+            self.rotated_images.append(f"{self.file}:{line}")
+        for is_pred, results, base, score, gline in groups:
+            self._results(results, img, size, label, base, is_pred, score if is_pred else math.nan, gline,
+                          to_name, data)
+
+    def _place_image(self, name: str, url: str, tid: Any, size: tuple[int, int] | None, label: str, line: int,
+                     groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]], n_regions: int) -> int | None:
+        """The image of a task (a new one, or the one an earlier task named); None when it cannot be placed
+        (its regions reported)."""
         img = self.img_of_name.get(name)
         if img is not None:
             size = size or (self.img_w[img], self.img_h[img])
@@ -627,7 +946,7 @@ class _Reader:
                 else:
                     self.report.note("dropped.no_image", f"{self.file}:{line}",
                                      f"{label}: image {name!r} left out: {why}")
-                return
+                return None
             if self.root is not None and not found:
                 self.report.note("image.missing", f"{self.file}:{line}",
                                  f"{label}: image {name!r} not found under {self.root}")
@@ -639,12 +958,33 @@ class _Reader:
             self.img_path.append(str(path) if found else None)
             self.img_attrs.append({"url": url, "task_id": tid})
             self.img_src.append(self.file)
-        first = next((r for g in groups for r in g[1] if isinstance(r, dict) and r.get("image_rotation")), None)
-        if first is not None:
-            self.rotated_images.append(f"{self.file}:{line}")
-        for is_pred, results, base, score, gline in groups:
-            self._results(results, img, size, label, base, is_pred, score if is_pred else math.nan, gline,
-                          to_name, data)
+        return img
+
+    def _commit(self, img: int, groups: list[tuple[bool, dict[str, Any], int, int]], cats: list[str],
+                scores: list[float], geo: list[tuple[Any, ...]] | None) -> None:
+        """Append the rows of a task read by :func:`_scan_rects` (``groups``: is_prediction, base attributes,
+        line, rows), the rows :meth:`_results` appends for it; ``geo`` None: the caller adds them."""
+        file = self.file
+        r_score = self.r_score
+        k0 = 0
+        for is_pred, base, gline, k in groups:
+            if not k:
+                continue
+            self.r_img += [img] * k
+            self.r_attrs += [base or None] * k
+            self.r_line += [gline] * k
+            self.r_file += [file] * k
+            if is_pred:
+                r_score += scores[k0:k0 + k]
+                k0 += k
+            else:
+                r_score += [math.nan] * k
+        n = len(cats)
+        self.r_cat += cats
+        if geo is not None:
+            self.r_geo += geo
+        self.r_pct += [True] * n
+        self.r_seg += [None] * n
 
     def _all_groups(self, task: dict[str, Any]) -> list[tuple[bool, list[Any], Any, Any, int]]:
         out = []
@@ -910,7 +1250,7 @@ class _Reader:
         kp_col = self._keypoint_column(n)
         cats = list(self.config.categories) if self.config else []
         known = set(cats)
-        for c in pd.unique(pd.Series(self.r_cat, dtype=object)) if n else []:
+        for c in dict.fromkeys(self.r_cat):  # in order of first use
             if c not in known:
                 cats.append(str(c))
                 known.add(c)
@@ -938,20 +1278,47 @@ class _Reader:
             report=report,
         )
 
+    def _geo(self) -> np.ndarray:
+        """All rows' geo values as one (n, 7) float64 array: the values ``np.array`` of all the rows as read
+        gives, and the same errors."""
+        self._seal()
+        segs = self.geo_segs
+        raw = [g for g in segs if not isinstance(g.rows, np.ndarray)]
+        if not raw:
+            return np.concatenate([g.rows for g in segs]) if len(segs) > 1 else segs[0].rows
+        # the rows as read, converted together with one row per type of number in the arrays: the dtype (and so
+        # the values, and whether it fails) that one array of all rows has
+        kinds = frozenset().union(*(g.types for g in segs if isinstance(g.rows, np.ndarray)))
+        probes = [(v,) * 7 for t, v in ((float, 0.0), (int, 0)) if t in kinds]
+        rows = [r for g in raw for r in g.rows]
+        try:
+            arr = np.array(rows + probes)
+        except ValueError:  # a nested list where a number belongs: inhomogeneous rows
+            self._bad_number(raw)
+        if arr.dtype.kind not in "fiu" or arr.ndim != 2:
+            self._bad_number(raw)
+        arr = arr[:len(rows)].astype(np.float64)
+        if len(raw) == len(segs):
+            return arr
+        geo = np.empty((self.geo_rows, 7), dtype=np.float64)
+        k = 0
+        for g in segs:
+            n = len(g.rows)
+            if isinstance(g.rows, np.ndarray):
+                geo[g.start:g.start + n] = g.rows
+            else:
+                geo[g.start:g.start + n] = arr[k:k + n]
+                k += n
+        return geo
+
     def _boxes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any], list[Any]]:
-        n = len(self.r_geo)
+        n = len(self.r_img)
         segs = self.r_seg
         attrs = self.r_attrs
         if n == 0:
             z = np.zeros(0, dtype=np.float64)
             return z, z, z, z, segs, attrs
-        try:
-            geo = np.array(self.r_geo)
-        except ValueError:  # a nested list where a number belongs: inhomogeneous rows
-            self._bad_number()
-        if geo.dtype.kind not in "fiu" or geo.ndim != 2:
-            self._bad_number()
-        geo = geo.astype(np.float64)
+        geo = self._geo()
         if not np.isfinite(geo).all():
             i = int(np.flatnonzero(~np.isfinite(geo).all(axis=1))[0])
             self._fail(i, "coordinates must be finite numbers (NaN or Infinity found)")
@@ -985,14 +1352,17 @@ class _Reader:
                 attrs[i] = {**(attrs[i] or {}), "rotation": float(rot[i])}
         return x, y, w, h, segs, attrs
 
-    def _bad_number(self) -> None:
-        for i, tup in enumerate(self.r_geo):
-            for v in tup:
-                if type(v) not in _NUM:
-                    self._fail(i, f"coordinates and original_width/height must be numbers, got {reprlib.repr(v)}")
+    def _bad_number(self, raw: list[_Seg]) -> NoReturn:
+        """Fail on the first value that is not a number (only the ``raw`` runs can have one)."""
+        for g in raw:
+            for i, tup in enumerate(g.rows, g.start):
+                for v in tup:
+                    if type(v) not in _NUM:
+                        self._fail(i, f"coordinates and original_width/height must be numbers, got "
+                                      f"{reprlib.repr(v)}")
         self._fail(0, "coordinates must be numbers")
 
-    def _fail(self, row: int, message: str) -> None:
+    def _fail(self, row: int, message: str) -> NoReturn:
         file, line = self.r_file[row], self.r_line[row]
         raise ReadError(file, f"{self.r_cat[row]!r} region: {message}", line=line,
                         element=f"task={self.task_ids.get((file, line))}")
@@ -1064,6 +1434,124 @@ def _is_region(r: dict[str, Any]) -> bool:
 
 def _count_regions(results: list[Any]) -> int:
     return sum(1 for r in results if isinstance(r, dict) and _is_region(r))
+
+
+class _Rects(NamedTuple):
+    """The rows of a task whose regions are all plain rectangles (see :func:`_scan_rects`)."""
+
+    to_name: Any
+    size: tuple[int, int]
+    rotated: bool                  # a region records an image_rotation
+    counts: list[int]              # regions per group
+    cats: list[str]
+    geo: list[tuple[Any, ...]]     # as _Reader.r_geo
+    scores: list[float]            # of the prediction groups' regions, in order
+
+
+def _scan_rects(groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]],
+                good: dict[str, str]) -> _Rects | None:
+    """The rows of a task in one pass over its regions, when they are all ``rectanglelabels`` with one
+    non-blank label on the first region's image (which gives whole-pixel ``original_width`` /
+    ``original_height``) and, in predictions, no score or a number as score. Else None, having changed
+    nothing but ``good``: :meth:`_Reader._task` then reads the task region by region. The rows are those
+    that :meth:`_Reader._results` makes of the same regions (its first branch); ``good`` holds the labels
+    already found to be non-blank strings, each as the one str object that the rows share (a column of a few
+    distinct objects hashes and compares fast)."""
+    to_name: Any = None
+    w: Any = 0
+    h: Any = 0
+    geo: list[tuple[Any, ...]] = []
+    cats: list[str] = []
+    counts: list[int] = []
+    scores: list[float] = []
+    rotated = False
+    try:
+        for is_pred, results, _, score0, _ in groups:
+            n0 = len(cats)
+            for r in results:
+                if type(r) is not dict or r["type"] != "rectanglelabels":
+                    return None
+                v = r["value"]
+                if type(v) is not dict:
+                    return None
+                if to_name is None:  # the task's first region names the image and gives its size
+                    to_name = r.get("to_name")
+                    w, h = r.get("original_width"), r.get("original_height")
+                    if not to_name or type(w) is not int or type(h) is not int or not (
+                            0 < w <= _MAX_SIDE and 0 < h <= _MAX_SIDE):
+                        return None
+                elif r.get("to_name", to_name) != to_name:
+                    return None
+                labs = v["rectanglelabels"]
+                if type(labs) is not list or len(labs) != 1:
+                    return None
+                c = labs[0]
+                if type(c) is not str:
+                    return None
+                label = good.get(c)
+                if label is None:
+                    if not c.strip():
+                        return None
+                    good[c] = label = c
+                if is_pred:
+                    s = r.get("score")
+                    if s is None:
+                        scores.append(score0)
+                    elif type(s) is float:
+                        scores.append(s)
+                    else:
+                        return None
+                if r.get("image_rotation"):
+                    rotated = True
+                geo.append((v["x"], v["y"], v["width"], v["height"], v.get("rotation") or 0,
+                            r.get("original_width", w), r.get("original_height", h)))
+                cats.append(label)
+            counts.append(len(cats) - n0)
+    except KeyError:  # the general path reports it
+        return None
+    if to_name is None:
+        return None
+    return _Rects(to_name, (w, h), rotated, counts, cats, geo, scores)
+
+
+_NO_LINE = object()  # the line given to _select in a worker: a group with another line has one of its own
+_PLAIN = frozenset((float, int))
+_BIG = float(2**63)
+
+
+class _Seg(NamedTuple):
+    """A run of annotation rows' geo values: ``start`` is its first row; ``rows`` a float64 array (its values
+    were all Python floats and ints of ``types``, see :func:`_as_block`) or the 7-tuples as read."""
+
+    start: int
+    rows: Any
+    types: frozenset[type]
+
+
+class _Prepared(NamedTuple):
+    """The tasks of one piece of a file as a worker made them ready (see :meth:`_Reader.prepare`)."""
+
+    entries: list[Any]   # (index, task) to read, or (index, id, url, name, size, rotated, [(pred, base, rows)])
+    geo: Any             # the rows of the ready tasks, in order: a float64 array, or a list of 7-tuples
+    types: frozenset[type]
+    cats: list[str]
+    scores: list[float]
+
+
+def _as_block(rows: list[tuple[Any, ...]]) -> tuple[np.ndarray | None, frozenset[type]]:
+    """``rows`` (7-tuples as read) as a float64 array, and the Python types of their values, when every value
+    is a float or an int of magnitude under 2**63 (they convert exactly as one array of all rows would,
+    whatever the other rows); else (None, types)."""
+    types = frozenset(map(type, chain.from_iterable(rows)))
+    if not rows or not types <= _PLAIN:
+        return None, types
+    try:
+        arr = np.array(rows, dtype=np.float64)  # as float(v) for each: exact below 2**63
+    except OverflowError:  # an int past the largest float (json reads any integer): checked at the end
+        return None, types
+    if not (np.abs(arr) < _BIG).all():  # an int near or past 2**63 (or a float as large): checked at the end
+        return None, types
+    return arr, types
 
 
 def _task_size(groups: list[tuple[bool, list[Any], Any, Any, int]]) -> tuple[int, int] | None:
