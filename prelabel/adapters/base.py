@@ -36,7 +36,7 @@ from ..report import Report
 
 __all__ = ["Adapter", "NeedsWholeRead", "ReadOptions", "StreamingAdapter"]
 
-DEFAULT_CHUNK_ROWS = 200_000  # annotation rows per streamed chunk (about 100-250 MB of rows in flight)
+DEFAULT_CHUNK_ROWS = 50_000  # annotation rows per streamed chunk (about 25-60 MB of rows in flight)
 
 
 class NeedsWholeRead(Exception):  # noqa: N818 (a signal to the pipeline, not an error a user sees)
