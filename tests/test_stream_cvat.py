@@ -476,3 +476,29 @@ def test_cuboid_is_dropped_not_an_error(tmp_path: Path) -> None:
     assert rep.drops[["reason", "source", "message"]].values.tolist() == [
         ["dropped.unsupported", f"{p}:2", "cuboid is not an area"]]
     _check(p, 1)
+
+
+def test_plain_boxes_share_attributes_until_a_child_changes_one(tmp_path: Path) -> None:
+    """Plain boxes with the same occluded/z_order/source share one attributes dict; a box with an <attribute>
+    child gets its own copy, so the others keep theirs (checked by hand)."""
+    from prelabel.adapters import cvat as cvat_mod
+    from prelabel.adapters.base import ReadOptions as RO
+    from prelabel.report import Report as Rep
+
+    xml = tmp_path / "a.xml"
+    xml.write_text(
+        '<?xml version="1.0"?><annotations><version>1.1</version><meta><task><labels><label><name>cat</name>'
+        '<attributes><attribute><name>color</name><input_type>text</input_type></attribute></attributes>'
+        '</label></labels></task></meta>'
+        '<image id="0" name="a.jpg" width="10" height="10">'
+        '<box label="cat" occluded="0" xtl="1" ytl="1" xbr="2" ybr="2" z_order="0" source="manual"></box>'
+        '<box label="cat" occluded="0" xtl="2" ytl="2" xbr="3" ybr="3" z_order="0" source="manual">'
+        '<attribute name="color">red</attribute></box>'
+        '<box label="cat" occluded="0" xtl="3" ytl="3" xbr="4" ybr="4" z_order="0" source="manual"></box>'
+        '</image></annotations>', encoding="utf-8")
+    ds = cvat_mod.read(xml, options=RO(), report=Rep())
+    attrs = ds.annotations["attributes"].tolist()
+    assert attrs == [{"occluded": False, "z_order": 0, "source": "manual"},
+                     {"occluded": False, "z_order": 0, "source": "manual", "color": "red"},
+                     {"occluded": False, "z_order": 0, "source": "manual"}]
+    assert attrs[0] is attrs[2] and attrs[1] is not attrs[0]

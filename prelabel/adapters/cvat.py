@@ -292,6 +292,8 @@ class _Reader:
         self.d_msg: list[str] = []
         # current element state
         self.cur_attrs: dict[str, Any] | None = None  # where <attribute> children go
+        self.shared_attrs: dict[tuple[str | None, ...], dict[str, Any]] = {}  # plain boxes' attributes, shared
+        self.cur_shared_row = -1  # the row whose attributes dict is shared (copied before a child changes it)
         self.cur_label = ""
         self.attr_depth = 0
         self.attr_name = ""
@@ -468,11 +470,16 @@ class _Reader:
         if self.in_meta:
             self._meta_end(name, d)
         elif name == "attribute" and self.cur_attrs is not None and d == self.attr_depth:
+            if self.cur_shared_row >= 0:  # a shared dict (a plain box): this box gets its own copy
+                self.cur_attrs = dict(self.cur_attrs)
+                self.a_attr[self.cur_shared_row] = self.cur_attrs
+                self.cur_shared_row = -1
             self.cur_attrs[self.attr_name] = self._attr_value(self.cur_label, self.attr_name, self._release())
         elif d == 3 and self.cur_img >= 0:
             if self.skel is not None:
                 self._skeleton_end()
             self.cur_attrs = None
+            self.cur_shared_row = -1
         elif d == 2:
             if name == "image":
                 self.cur_img = -1
@@ -675,16 +682,32 @@ class _Reader:
         label = self.strs.setdefault(label, label)  # one str object per label, not one per row
         if name == "box":
             x0, y0, x1, y1 = float(a["xtl"]), float(a["ytl"]), float(a["xbr"]), float(a["ybr"])
-            attrs = self._common(a)
             rot = a.get("rotation")
             r = float(rot) if rot is not None else 0.0
-            self.cur_attrs, self.cur_label, self.attr_depth = attrs, label, 4  # as _listen(attrs, label, 4)
-            if not label:
-                self._drop("dropped.unknown_category", None, line, "box with an empty label")
-            elif r % 360.0:
-                self._emit_shape("box", (x0, y0, x1, y1), r, None, img, label, attrs, line, False)
-            else:  # the common case, straight to the row (as _emit_shape does for an unrotated box)
-                self._row(img, label, x0, y0, x1, y1, None, None, attrs, line)
+            if not label or r % 360.0:
+                attrs = self._common(a)
+                self.cur_attrs, self.cur_label, self.attr_depth = attrs, label, 4  # as _listen(attrs, label, 4)
+                if not label:
+                    self._drop("dropped.unknown_category", None, line, "box with an empty label")
+                else:
+                    self._emit_shape("box", (x0, y0, x1, y1), r, None, img, label, attrs, line, False)
+                return
+            # the common case, straight to the row (as _emit_shape does for an unrotated box). Boxes with the
+            # same occluded / z_order / group_id / source share one attributes dict; an <attribute> child
+            # gives the box its own copy first (_end)
+            key = (a.get("occluded"), a.get("z_order"), a.get("group_id"), a.get("source"))
+            shared = self.shared_attrs.get(key)
+            if shared is None:
+                shared = self.shared_attrs[key] = self._common(a)
+            attrs = shared
+            self.cur_attrs, self.cur_label, self.attr_depth = attrs, label, 4
+            self.cur_shared_row = len(self.a_attr)
+            self.a_il.extend((img, line))
+            self.a_box.extend((x0, y0, x1, y1))
+            self.a_cat.append(label)
+            self.a_seg.append(None)
+            self.a_kp.append(None)
+            self.a_attr.append(attrs)
             return
         if name == "tag":
             self._listen({}, label, 4)
