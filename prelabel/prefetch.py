@@ -114,7 +114,7 @@ class ChunkReader:
     def _from_child(self) -> Iterator[Tables]:
         ctx = mp.get_context("fork")
         receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=self._child_main, args=(send,), daemon=True)
+        proc = ctx.Process(target=self._child_main, args=(send,))  # not daemonic: it may fork workers itself
         proc.start()
         send.close()
         try:
