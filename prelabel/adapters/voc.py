@@ -58,7 +58,6 @@ Example:
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 import sys
@@ -69,7 +68,6 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -80,6 +78,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ReadError, UsageError
+from ..gcpause import gc_paused
 from ..imagesize import image_sizes
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_relative, why_unsafe
@@ -412,16 +411,6 @@ def _parse_one(data: bytes, origin: int, out: _Parsed, rel: str, single: bool,
     out.img_nobj.append(len(objects))
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off (bulk parsing makes only acyclic objects), restored after."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _parse_files(jobs: Sequence[tuple[str, str]], origin: int, single: bool = False) -> _Parsed:
@@ -429,7 +418,7 @@ def _parse_files(jobs: Sequence[tuple[str, str]], origin: int, single: bool = Fa
     out = _Parsed()
     name_cache: dict[str | None, str] = {}
     value_cache: dict[str | None, Any] = {}
-    with _gc_paused():
+    with gc_paused():
         for path, rel in jobs:
             try:
                 with open(path, "rb") as f:
@@ -532,7 +521,7 @@ def _parse_all(jobs: list[tuple[str, str]], origin: int, *, workers: int, single
     # fork on Linux: workers start in milliseconds with the parser already imported (spawn elsewhere)
     ctx = mp.get_context("fork") if sys.platform.startswith("linux") else None
     try:
-        with warnings.catch_warnings(), _gc_paused():
+        with warnings.catch_warnings(), gc_paused():
             # forking a process that has (idle) BLAS threads is fine here: the workers only parse XML
             warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
@@ -728,7 +717,7 @@ def read(path: Path, *, options: ReadOptions, report: Report, files: Sequence[st
     ``files`` (relative XML paths as in ``src_file``, e.g. ``Annotations/a.xml``) reads only those files of a
     folder source, in the usual sorted order: one partition of a distributed read.
     """
-    with _gc_paused():
+    with gc_paused():
         return _read(Path(path), options, report, files)
 
 
@@ -967,7 +956,7 @@ class _Stream:
 
     def _chunk(self, part: _Parsed, batches: Iterator[_Parsed]) -> Dataset:
         try:
-            with _gc_paused():
+            with gc_paused():
                 images, annotations = _assemble(part, self.source.origin, self.finder, self.abs_of,
                                                 resolve=self.resolve, sizes=self.sizes, suspect=self.suspect)
         except ReadError:

@@ -94,11 +94,9 @@ Example:
 
 from __future__ import annotations
 
-import gc
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +105,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ReadError, UsageError
+from ..gcpause import gc_paused
 from ..imagesize import image_sizes
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS
@@ -864,16 +863,6 @@ _BATCH_ROWS = 65_536   # iter_chunks: label rows parsed at once, at least (one b
 _BATCH_IMAGES = 8_192  # ... or images
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while many small objects are made (none of them forms a cycle)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _progress_hook(options: ReadOptions) -> Callable[[int, int], None] | None:
@@ -886,7 +875,7 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     p = Path(path)
     if not p.exists():
         raise ReadError(str(p), "no such file or folder")
-    with _gc_paused():
+    with gc_paused():
         lay = _layout(p, options, report)
         return _read(lay, _config(lay, options), options, report, p)
 
@@ -936,7 +925,7 @@ def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
     p = Path(path)
     if not p.exists():
         raise ReadError(str(p), "no such file or folder")
-    with _gc_paused():
+    with gc_paused():
         lay = _layout(p, options, report)
         run = _Run(lay, _config(lay, options), options, report, str(p))
     yield from _stream(run, options, chunk_rows)
@@ -962,7 +951,7 @@ def _stream(run: _Run, options: ReadOptions, chunk_rows: int) -> Iterator[Datase
         files: list[str] = []
         raw: list[bytes] = []
         rows = 0
-        with _gc_paused():
+        with gc_paused():
             try:
                 while pos < len(lay.orphans) and rows < batch_rows and len(files) < batch_images:
                     data = _read_one(lay.orphans[pos])
@@ -992,7 +981,7 @@ def _stream(run: _Run, options: ReadOptions, chunk_rows: int) -> Iterator[Datase
         cuts = [cursor]
         rows = imgs = in_batch_rows = in_batch_imgs = 0
         i = cursor
-        with _gc_paused():
+        with gc_paused():
             try:
                 while i < n_img:
                     lab = lay.labels[i]
@@ -1031,7 +1020,7 @@ def _stream(run: _Run, options: ReadOptions, chunk_rows: int) -> Iterator[Datase
             declared = run.top
             while held:
                 yield _next_chunk(held, table, report)
-    with _gc_paused():
+    with gc_paused():
         table = run.finish()
     if held or declared is None:  # declared is None: no image at all; one chunk still declares the categories
         if not held:

@@ -44,7 +44,6 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -54,6 +53,7 @@ import orjson
 import pandas as pd
 
 from ..errors import ReadError, ValidationError
+from ..gcpause import gc_paused
 from ..geometry import bbox_of_polygons, polygons_area, rle_area, rle_bbox, rle_compress, rle_uncompress
 from ..model import Dataset
 from ..paths import why_unsafe
@@ -99,16 +99,6 @@ def category_dicts(categories: pd.DataFrame, ids: np.ndarray | None = None) -> l
     return out
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while building many small containers (none of them cyclic)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _segmentation(seg: Any, rle_mode: str) -> tuple[Any, float, tuple[float, float, float, float]]:
@@ -147,7 +137,7 @@ class CocoTables:
         self.categories = category_dicts(cats, cids)
         imgs = ds.images
         self.images: list[dict[str, Any]] = []
-        with _gc_paused():
+        with gc_paused():
             for i, (fn, w, h, attrs) in enumerate(zip(imgs["file_name"].tolist(), imgs["width"].tolist(),
                                                       imgs["height"].tolist(), imgs["attributes"].tolist(),
                                                       strict=True), start=self.image_base):
@@ -208,7 +198,7 @@ class CocoTables:
             segs = seg_col.to_numpy(dtype=object)
             kps = kp_col.to_numpy(dtype=object)
             rows = np.unique(np.concatenate([seg_rows, kp_rows]))
-            with _gc_paused():
+            with gc_paused():
                 for r in sorted(inv[rows].tolist()):
                     self.complex[r] = self._complex_row(r, segs[order[r]], kps[order[r]], rle)
         self.complex_rows = np.fromiter(self.complex, dtype=np.int64, count=len(self.complex))
@@ -264,7 +254,7 @@ class CocoTables:
         has_attr, attrs, cplx = self.has_attr.tolist(), self.attr_vals, self.complex
         base = self.annotation_base
         out: list[dict[str, Any]] = []
-        with _gc_paused():
+        with gc_paused():
             for i in range(n):
                 if i in cplx:
                     out.append(cplx[i])
@@ -288,7 +278,7 @@ class CocoTables:
         ``lengths``, the byte length of each row (its comma included) is appended there, chunk by chunk."""
         last = ((self.n - 1) // _CHUNK) * _CHUNK
         for start in range(0, self.n, _CHUNK):
-            with _gc_paused():
+            with gc_paused():
                 blob, ln = self._chunk_bytes(start, min(self.n, start + _CHUNK))
             if lengths is not None:
                 lengths.append(ln)

@@ -36,6 +36,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from ..gcpause import gc_paused
 from ..model import Dataset
 from .coco import (
     _OPT,
@@ -45,7 +46,6 @@ from .coco import (
     _adder,
     _check_categories,
     _dumps,
-    _gc_paused,
     _greedy_shards,
     category_dicts,
     category_ids,
@@ -106,7 +106,7 @@ class CocoStreamWriter:
         self.validation.warnings.extend(res.warnings)
         n_img = len(t.images)
         if n_img:
-            with _gc_paused():
+            with gc_paused():
                 pieces = [orjson.dumps(im, option=_OPT) for im in t.images]
             self._images.write(b",".join(pieces) + b",")
             self._image_len.append(np.fromiter(map(len, pieces), dtype=np.int64, count=n_img))
@@ -114,7 +114,7 @@ class CocoStreamWriter:
         if t.n:
             lengths: list[np.ndarray] = []
             for start in range(0, t.n, 8192):
-                with _gc_paused():
+                with gc_paused():
                     blob, ln = t._chunk_bytes(start, min(t.n, start + 8192))
                 self._anns.write(blob)
                 lengths.append(ln)
