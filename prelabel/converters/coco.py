@@ -37,7 +37,6 @@ Example:
 
 from __future__ import annotations
 
-import gc
 import math
 import mmap
 import os
@@ -529,16 +528,12 @@ def load(path: str | Path) -> Any:
         raise ReadError(str(path), f"cannot read: {e.strerror or e}") from None
     if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark (Windows editors) is not JSON: skip it
         data = data[3:]
-    was = gc.isenabled()
-    gc.disable()
     try:
-        return orjson.loads(data)
+        with gc_paused():
+            return orjson.loads(data)
     except orjson.JSONDecodeError as e:
         line = data[: e.pos].count(b"\n") + 1 if e.pos is not None else None
         raise ReadError(str(path), f"not valid JSON: {e.msg}", line=line) from None
-    finally:
-        if was:
-            gc.enable()
 
 
 # ---------------------------------------------------------------------------------------------- validator
