@@ -7,15 +7,13 @@ hand from its XML.
 
 from __future__ import annotations
 
-import math
 import random
 import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
+from chunk_equality import datasets_equal, reports_equal
 
 from prelabel.adapters import cvat
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
@@ -38,43 +36,6 @@ SIZES = (1, 2, 3, 5, 10**6)
 
 
 # ---------------------------------------------------------------------------------------------- comparing
-def _same(a: Any, b: Any) -> bool:
-    """Deep equality of cell values: arrays by dtype, shape and values; NaN equals NaN; dicts and lists deeply."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
-                and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True)))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if a is pd.NA or b is pd.NA:
-        return a is b
-    return type(a) is type(b) and bool(a == b)
-
-
-def _frames_equal(a: pd.DataFrame, b: pd.DataFrame, what: str) -> None:
-    assert list(a.columns) == list(b.columns), what
-    assert len(a) == len(b), f"{what}: {len(a)} rows != {len(b)}"
-    for col in a.columns:
-        assert a[col].dtype == b[col].dtype, f"{what}.{col}: {a[col].dtype} != {b[col].dtype}"
-        for i, (x, y) in enumerate(zip(a[col].tolist(), b[col].tolist(), strict=True)):
-            assert _same(x, y), f"{what}.{col}[{i}]: {x!r} != {y!r}"
-
-
-def _datasets_equal(a: Dataset, b: Dataset) -> None:
-    _frames_equal(a.images, b.images, "images")
-    _frames_equal(a.categories, b.categories, "categories")
-    _frames_equal(a.annotations, b.annotations, "annotations")
-
-
-def _reports_equal(a: Report, b: Report) -> None:
-    assert a.read == b.read
-    assert a.diagnostics == b.diagnostics
-    _frames_equal(a.drops, b.drops, "drops")
-    _frames_equal(a.changes, b.changes, "changes")
-    assert a.to_dict() == b.to_dict()
 
 
 def _whole(path: Path, **opts: Any) -> tuple[Dataset, Report]:
@@ -106,8 +67,8 @@ def _check(path: Path, chunk_rows: int, **opts: Any) -> list[Dataset]:
             rows_before = int((img < last).sum())
             assert len(c) >= chunk_rows or len(c.images) >= chunk_rows
             assert rows_before < chunk_rows and last < chunk_rows
-    _datasets_equal(Dataset.concat(chunks), ds)
-    _reports_equal(srep, rep)
+    datasets_equal(Dataset.concat(chunks), ds)
+    reports_equal(srep, rep)
     return chunks
 
 

@@ -10,7 +10,6 @@ streaming pipeline is checked to write the bytes the whole-dataset pipeline writ
 from __future__ import annotations
 
 import json
-import math
 import random
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from chunk_equality import frames_equal, reports_equal
 from PIL import Image
 
 from prelabel.adapters import voc
@@ -44,37 +44,6 @@ SIZES = (1, 2, 3, 5, 10**6)
 
 
 # ---------------------------------------------------------------------------------------------- comparing
-def _same(a: Any, b: Any) -> bool:
-    """Deep equality of cell values: arrays by dtype, shape and values; NaN equals NaN; dicts and lists deeply."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
-                and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True)))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if a is pd.NA or b is pd.NA:
-        return a is b
-    return type(a) is type(b) and bool(a == b)
-
-
-def _frames_equal(a: pd.DataFrame, b: pd.DataFrame, what: str) -> None:
-    assert list(a.columns) == list(b.columns), what
-    assert len(a) == len(b), f"{what}: {len(a)} rows != {len(b)}"
-    for col in a.columns:
-        assert a[col].dtype == b[col].dtype, f"{what}.{col}: {a[col].dtype} != {b[col].dtype}"
-        for i, (x, y) in enumerate(zip(a[col].tolist(), b[col].tolist(), strict=True)):
-            assert _same(x, y), f"{what}.{col}[{i}]: {x!r} != {y!r}"
-
-
-def _reports_equal(a: Report, b: Report) -> None:
-    assert a.read == b.read
-    assert a.diagnostics == b.diagnostics  # the same notes in the same order
-    _frames_equal(a.drops, b.drops, "drops")
-    _frames_equal(a.changes, b.changes, "changes")
-    assert a.to_dict() == b.to_dict()
 
 
 def _options(**opts: Any) -> ReadOptions:
@@ -116,9 +85,9 @@ def _check(path: Path, chunk_rows: int, *, exact_cuts: bool = True, **opts: Any)
             assert int((img < last).sum()) < chunk_rows and last < chunk_rows  # not one image later
     got = Dataset.concat(chunks, report=srep)
     for name in ("images", "categories", "annotations"):
-        _frames_equal(getattr(got, name), getattr(ds, name), name)
+        frames_equal(getattr(got, name), getattr(ds, name), name)
     assert got.category_names == ds.category_names
-    _reports_equal(srep, rep)
+    reports_equal(srep, rep)
     return chunks
 
 

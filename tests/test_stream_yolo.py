@@ -12,14 +12,13 @@ One small case is checked value by value against numbers worked out by hand.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
+from chunk_equality import frames_equal, reports_equal
 from PIL import Image
 
 from prelabel.adapters import yolo
@@ -38,37 +37,6 @@ SIZES = (1, 2, 3, 5, 10**6)
 
 
 # ---------------------------------------------------------------------------------------------- comparing
-def _same(a: Any, b: Any) -> bool:
-    """Deep equality of cell values: arrays by dtype, shape and values; NaN equals NaN; dicts and lists deeply."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
-                and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True)))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if a is pd.NA or b is pd.NA:
-        return a is b
-    return type(a) is type(b) and bool(a == b)
-
-
-def _frames_equal(a: pd.DataFrame, b: pd.DataFrame, what: str) -> None:
-    assert list(a.columns) == list(b.columns), what
-    assert len(a) == len(b), f"{what}: {len(a)} rows != {len(b)}"
-    for col in a.columns:
-        assert a[col].dtype == b[col].dtype, f"{what}.{col}: {a[col].dtype} != {b[col].dtype}"
-        for i, (x, y) in enumerate(zip(a[col].tolist(), b[col].tolist(), strict=True)):
-            assert _same(x, y), f"{what}.{col}[{i}]: {x!r} != {y!r}"
-
-
-def _reports_equal(a: Report, b: Report) -> None:
-    assert a.read == b.read
-    assert a.diagnostics == b.diagnostics
-    _frames_equal(a.drops, b.drops, "drops")
-    _frames_equal(a.changes, b.changes, "changes")
-    assert a.to_dict() == b.to_dict()
 
 
 def _whole(path: Path, **opts: Any) -> tuple[Dataset, Report]:
@@ -94,11 +62,11 @@ def _check(path: Path, chunk_rows: int, **opts: Any) -> list[Dataset]:
         assert len(c.images) >= 1 or len(chunks) == 1 and len(ds.images) == 0
         assert (np.diff(img) >= 0).all()  # rows in image order, as read() has them
     got = Dataset.concat(chunks, report=srep)
-    _frames_equal(got.images, ds.images, "images")
-    _frames_equal(got.annotations, ds.annotations, "annotations")
-    _frames_equal(got.categories, ds.categories, "categories")
+    frames_equal(got.images, ds.images, "images")
+    frames_equal(got.annotations, ds.annotations, "annotations")
+    frames_equal(got.categories, ds.categories, "categories")
     assert got.category_names == ds.category_names
-    _reports_equal(srep, rep)
+    reports_equal(srep, rep)
     return chunks
 
 
@@ -555,8 +523,8 @@ def test_chunk_reader_in_a_child(tmp_path: Path) -> None:
     assert len(tables) > 1
     got = Dataset.concat([Dataset(images=i, categories=c, annotations=a, report=reader.report)
                           for i, c, a in tables], report=reader.report)
-    _frames_equal(got.annotations, ds.annotations, "annotations")
-    _reports_equal(reader.report, rep)
+    frames_equal(got.annotations, ds.annotations, "annotations")
+    reports_equal(reader.report, rep)
 
 
 @pytest.mark.parametrize("chunk_rows", (1, 4, 10**6))

@@ -1,0 +1,56 @@
+"""Exact equality of datasets and reports, cell by cell: what the streaming tests compare chunks against read() with.
+
+Imported by the tests (``from chunk_equality import ...``); pytest puts ``tests/`` on the path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prelabel.model import Dataset
+from prelabel.report import Report
+
+__all__ = ["datasets_equal", "frames_equal", "reports_equal", "same"]
+
+
+def same(a: Any, b: Any) -> bool:
+    """Deep equality of cell values: arrays by dtype, shape and values; NaN equals NaN; dicts and lists deeply."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True)))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if a is pd.NA or b is pd.NA:
+        return a is b
+    return type(a) is type(b) and bool(a == b)
+
+
+def frames_equal(a: pd.DataFrame, b: pd.DataFrame, what: str) -> None:
+    assert list(a.columns) == list(b.columns), what
+    assert len(a) == len(b), f"{what}: {len(a)} rows != {len(b)}"
+    for col in a.columns:
+        assert a[col].dtype == b[col].dtype, f"{what}.{col}: {a[col].dtype} != {b[col].dtype}"
+        for i, (x, y) in enumerate(zip(a[col].tolist(), b[col].tolist(), strict=True)):
+            assert same(x, y), f"{what}.{col}[{i}]: {x!r} != {y!r}"
+
+
+def datasets_equal(a: Dataset, b: Dataset) -> None:
+    frames_equal(a.images, b.images, "images")
+    frames_equal(a.categories, b.categories, "categories")
+    frames_equal(a.annotations, b.annotations, "annotations")
+
+
+def reports_equal(a: Report, b: Report) -> None:
+    assert a.read == b.read
+    assert a.diagnostics == b.diagnostics
+    frames_equal(a.drops, b.drops, "drops")
+    frames_equal(a.changes, b.changes, "changes")
+    assert a.to_dict() == b.to_dict()
