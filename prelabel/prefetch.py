@@ -145,6 +145,9 @@ class ChunkReader:
 
     def _child_main(self, send: Any) -> None:
         code = 0
+        # the parent may have threads (a progress display) holding the locks of its stdout / stderr at the fork:
+        # this process writes nothing there (its results and progress go through the pipe)
+        sys.stdout = sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - closed by os._exit
         try:
             def progress(done: int, total: int) -> None:
                 send.send(("progress", done, total))
