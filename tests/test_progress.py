@@ -120,9 +120,11 @@ def test_stages_unknown_totals_and_repeated_states() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- convert
-def test_convert_voc_plain_stage_lines(tmp_path: Path) -> None:
+@pytest.mark.parametrize("child", ["0", "always"])
+def test_convert_voc_plain_stage_lines(tmp_path: Path, child: str) -> None:
+    """The same lines whether the files are read here or in the reading child (its progress is forwarded)."""
     out = tmp_path / "voc.json"
-    r = run("convert", str(SAMPLE / "voc"), "-o", str(out), env=PLAIN)
+    r = run("convert", str(SAMPLE / "voc"), "-o", str(out), env={**PLAIN, "PRELABEL_READ_IN_CHILD": child})
     assert r.exit_code == 0, r.output
     err = r.stderr.splitlines()
     assert err[:len(VOC_STAGES)] == VOC_STAGES
