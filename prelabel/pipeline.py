@@ -246,7 +246,11 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
         return None
     from .prefetch import ChunkReader
 
+    counted_files = False
+
     def files(done: int, total: int) -> None:
+        nonlocal counted_files
+        counted_files = True
         if progress is not None:
             progress("reading", done, total)
 
@@ -268,6 +272,8 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
                 continue
             writer.add(clip_step(ds, enabled=clip, min_area=min_area))
             del chunk, ds, images, categories, annotations  # not held while the next chunk is read
+            if progress is not None and not counted_files:  # one big file: the annotations written so far
+                progress("streaming", writer.n_annotations, None)
         rep = reader.report
         rep.input = {"format": adapter.NAME, "source": str(src)}
         rep.diagnostics.extend(stats.hints(_source_text(rep.input.get("source"))))

@@ -291,11 +291,12 @@ class Stages:
 
     Each call gives the whole state: the stage's name (``reading``, ``reconciling``, ...), the units done and
     their total when known. Shown as ``JOB: STAGE DONE/TOTAL UNIT`` (``convert: reading 120/500 files``),
-    the unit from ``units`` by stage name (default: ``files`` for ``reading`` and ``writing``). Use it as a
+    the unit from ``units`` by stage name (default: ``files`` for ``reading`` and ``writing``, ``annotations``
+    for ``streaming``: a big single file converted chunk by chunk). Use it as a
     context manager; the other keywords are those of :func:`progress`.
     """
 
-    UNITS: Mapping[str, str] = {"reading": "files", "writing": "files"}
+    UNITS: Mapping[str, str] = {"reading": "files", "writing": "files", "streaming": "annotations"}
 
     def __init__(self, job: str, *, units: Mapping[str, str] | None = None, enabled: bool = True,
                  stream: IO[str] | None = None, interval: float | None = None,

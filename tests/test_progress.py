@@ -322,3 +322,14 @@ def test_voc_file_count_hook_gives_the_same_dataset(tmp_path: Path, n_files: int
     # VOC xmin=2 is the 2nd pixel (1-based): x = 2 - 1 = 1, w = 6 - 2 + 1 = 5; y = 3 - 1 = 2, h = 8 - 3 + 1 = 6
     first = with_hook.annotations.iloc[0]
     assert (first["x"], first["y"], first["w"], first["h"]) == (1.0, 2.0, 5.0, 6.0)
+
+
+@pytest.mark.parametrize("child", ["0", "always"])
+def test_convert_one_big_file_counts_annotations(tmp_path: Path, child: str) -> None:
+    """A single CVAT file has no files to count: the streamed conversion shows the annotations written so far
+    (sample_data/cvat: 7 boxes, one chunk)."""
+    r = run("convert", str(SAMPLE / "cvat" / "annotations.xml"), "-o", str(tmp_path / "c.json"),
+            env={**PLAIN, "PRELABEL_READ_IN_CHILD": child})
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines()[:4] == ["convert: reading", "convert: streaming 7 annotations", "convert: writing",
+                                         "convert: writing 1/1 files"]
