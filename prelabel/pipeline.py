@@ -244,7 +244,11 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
     adapter = adapters.get(fmt or adapters.detect(src))
     if getattr(adapter, "iter_chunks", None) is None:
         return None
-    from .prefetch import ChunkReader
+    from .prefetch import ChunkReader, at_least
+
+    floor = getattr(adapter, "STREAM_MIN_BYTES", 0)  # below it the adapter's whole read is faster (and small)
+    if floor and not at_least(src, floor):
+        return None
 
     counted_files = False
 

@@ -35,14 +35,14 @@ import pandas as pd
 from .adapters.base import NeedsWholeRead, ReadOptions
 from .report import Report
 
-__all__ = ["CHILD_MIN_BYTES", "ChunkReader", "use_child"]
+__all__ = ["CHILD_MIN_BYTES", "ChunkReader", "at_least", "use_child"]
 
 CHILD_MIN_BYTES = 8 * 2**20  # below this the fork and the pipe cost more than they save
 
 Tables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 
 
-def _at_least(path: Path, limit: int) -> bool:
+def at_least(path: Path, limit: int) -> bool:
     """Whether the file, or the files under the folder, hold at least ``limit`` bytes (stops counting there)."""
     try:
         if not path.is_dir():
@@ -76,7 +76,7 @@ def use_child(path: Path, adapter: Any = None) -> bool:
         return True
     if getattr(adapter, "PARALLEL_READ", False):  # it keeps both cores busy itself (VOC's pool, YOLO's threads)
         return False
-    return (os.cpu_count() or 1) >= 2 and _at_least(path, CHILD_MIN_BYTES)
+    return (os.cpu_count() or 1) >= 2 and at_least(path, CHILD_MIN_BYTES)
 
 
 class ChunkReader:

@@ -265,3 +265,25 @@ def test_a_read_error_is_the_same_error_wherever_the_chunks_are_read(tmp_path: P
     assert str(e.value) == str(whole.value)
     assert e.value.file == str(csv) and e.value.line == 4
     assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
+
+
+def test_an_adapter_can_ask_for_whole_reads_of_small_inputs(tmp_path: Path, monkeypatch) -> None:
+    """STREAM_MIN_BYTES: a source under it is read whole (no stream.whole note: nothing went wrong), one over it
+    is streamed."""
+    fmt, src = "cvat", SOURCES["cvat"]
+    calls: list[str] = []
+    inner = _chunking(fmt, 1)
+
+    def iter_chunks(path: Path, *, options: ReadOptions, report: Report, chunk_rows: int) -> Iterator[Dataset]:
+        calls.append("stream")
+        yield from inner(path, options=options, report=report, chunk_rows=chunk_rows)
+
+    monkeypatch.setenv("PRELABEL_READ_IN_CHILD", "0")
+    monkeypatch.setattr(adapters.get(fmt), "iter_chunks", iter_chunks, raising=False)
+    size = src.stat().st_size
+    monkeypatch.setattr(adapters.get(fmt), "STREAM_MIN_BYTES", size + 1, raising=False)
+    _, rep = _run(tmp_path, "small", fmt, src, stream=True)
+    assert calls == [] and all(d["code"] != "stream.whole" for d in rep["diagnostics"])
+    monkeypatch.setattr(adapters.get(fmt), "STREAM_MIN_BYTES", size, raising=False)
+    _run(tmp_path, "big", fmt, src, stream=True)
+    assert calls == ["stream"]
