@@ -29,6 +29,7 @@ from hostile import (
     base_coco,
     base_ls,
     run_pipeline,
+    run_stream,
     write_png,
     wrong_type_documents,
 )
@@ -41,6 +42,7 @@ PRELABEL = Path(sys.executable).with_name("prelabel")
 
 def _check(case: Case, tmp_path: Path) -> Any:
     out = run_pipeline(case.src, fmt=case.fmt, options=case.options, seconds=30)
+    _check_streamed(case, out, tmp_path)
     # never open or list anything outside the roots, never connect anywhere
     assert out.touched(case.forbidden) == [], f"{case.id}: accessed {out.touched(case.forbidden)}"
     if "symlink" not in case.id:
@@ -63,6 +65,26 @@ def _check(case: Case, tmp_path: Path) -> Any:
     assert all(s for s in drops["source"]), f"{case.id}: a drop without its source location"
     assert SECRET not in json.dumps(out.coco, default=str)
     return out
+
+
+def _check_streamed(case: Case, whole: Any, tmp_path: Path) -> None:
+    """The streaming pipeline (what the command line runs), one image per chunk, on the same input: the same
+    refusal, or the same COCO document with a balanced ledger; it never touches what the whole read may not."""
+    streamed = run_stream(case.src, tmp_path / "streamed", fmt=case.fmt, options=case.options, seconds=30)
+    if streamed is None:
+        return
+    assert [a for a in streamed.accessed if a.startswith("<socket") or a.startswith("<urllib")] == []
+    roots = [os.path.realpath(f) for f in case.forbidden]
+    assert [a for a in streamed.accessed if any(os.path.realpath(a) == r or os.path.realpath(a).startswith(r + os.sep)
+                                                for r in roots)] == [], f"{case.id}: streaming accessed a forbidden path"
+    if whole.error is not None:
+        assert streamed.error is not None, f"{case.id}: the whole read failed ({whole.error}), streaming did not"
+        assert type(streamed.error) is type(whole.error)
+        assert str(streamed.error) == str(whole.error), f"{case.id}: {streamed.error} != {whole.error}"
+        return
+    assert streamed.error is None, f"{case.id}: streaming failed: {streamed.error}"
+    assert streamed.coco == json.loads(json.dumps(whole.coco, default=list)), f"{case.id}: another document"
+    assert streamed.report is not None and streamed.report["ledger"]["balanced"]
 
 
 @pytest.mark.parametrize("case_id", sorted(CASES))

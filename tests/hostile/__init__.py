@@ -988,3 +988,42 @@ def _symlink_escape(fmt: str) -> Builder:
 register("path.symlink_in_root:coco", _symlink_escape("coco"))
 
 KINDS = sorted({kind_of(k) for k in CASES})
+
+
+@dataclass
+class Streamed:
+    """What one streamed conversion (``convert(stream=True)``, one image per chunk) gave."""
+
+    error: PrelabelError | None = None
+    coco: dict[str, Any] | None = None
+    report: dict[str, Any] | None = None
+    accessed: list[str] = field(default_factory=list)
+
+
+def run_stream(src: Path, out_dir: Path, *, fmt: str | None, options: ReadOptions | None = None,
+               seconds: float = 30.0) -> Streamed | None:
+    """The streaming pipeline on ``src`` in this process (so that file access is recorded), chunks of one
+    image; None when the format does not stream."""
+    from prelabel import adapters
+
+    if fmt is None or getattr(adapters.get(fmt), "iter_chunks", None) is None:
+        return None
+    out = Streamed()
+    old = os.environ.get("PRELABEL_READ_IN_CHILD")
+    os.environ["PRELABEL_READ_IN_CHILD"] = "0"
+    try:
+        with record_access() as seen, time_limit(seconds):
+            try:
+                res = pipeline.convert(src, out_dir / "stream.json", fmt=fmt, options=options, stream=True,
+                                       chunk_rows=1, max_file_size=2**40)
+                out.coco = json.loads((out_dir / "stream.json").read_bytes())
+                out.report = res.report.to_dict()
+            except PrelabelError as e:
+                out.error = e
+        out.accessed = list(seen)
+    finally:
+        if old is None:
+            os.environ.pop("PRELABEL_READ_IN_CHILD", None)
+        else:
+            os.environ["PRELABEL_READ_IN_CHILD"] = old
+    return out
