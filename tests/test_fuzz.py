@@ -22,8 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
-from hostile import WRONG_TYPES, run_pipeline
+from hostile import WRONG_TYPES, run_pipeline, run_stream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -135,11 +136,27 @@ def targets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Target]]
     return {fmt: [b(work / f"{fmt}{i}") for i, b in enumerate(builders)] for fmt, builders in BASES.items()}
 
 
+def _as_written(coco: Any) -> Any:
+    """The document as the writer writes it (orjson: NaN and infinity become null)."""
+    return orjson.loads(orjson.dumps(coco, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
 def _run(t: Target, what: str) -> None:
     out = run_pipeline(t.src, fmt=t.fmt, options=t.options, seconds=60)
     assert out.touched(FORBIDDEN) == [], f"{what}: accessed {out.touched(FORBIDDEN)}"
     if out.error is None:
         assert out.balanced, f"{what}: the ledger does not balance: {out.ledger()}"
+    # the streaming pipeline (the command line's), one image per chunk: the same outcome
+    streamed = run_stream(t.src, t.folder.parent / f"{t.folder.name}-streamed", fmt=t.fmt, options=t.options,
+                          seconds=60)
+    if streamed is None:
+        return
+    if out.error is not None:
+        assert streamed.error is not None, f"{what}: streaming read what the whole read refused ({out.error})"
+        assert str(streamed.error) == str(out.error), f"{what}: {streamed.error} != {out.error}"
+    else:
+        assert streamed.error is None, f"{what}: streaming refused ({streamed.error}) what the whole read read"
+        assert streamed.coco == _as_written(out.coco), f"{what}: another document"
 
 
 # ============================================================================================ mutations

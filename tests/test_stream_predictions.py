@@ -189,9 +189,36 @@ def test_parse_error_in_a_later_piece_is_the_same_read_error(tmp_path, bad):
     p = _write(tmp_path / "p.csv", [*rows, bad, "z.jpg,64,48,cat,1,1,5,5,0.5"])
     with pytest.raises(ReadError) as whole:
         pred.read(p, options=ReadOptions(), report=Report())
-    with pytest.raises(ReadError) as streamed:
+    # the pieces cannot know whether read() would name this row or an earlier bad cell: read whole ...
+    with pytest.raises(NeedsWholeRead) as streamed:
         _chunks(p, 4)
-    assert str(streamed.value) == str(whole.value)
+    assert streamed.value.reason.startswith(f"{p}") and "not a valid table" in streamed.value.reason
+    # ... so that the conversion reports exactly read()'s error
+    from prelabel.pipeline import convert
+
+    with pytest.raises(ReadError) as converted:
+        convert(p, tmp_path / "o.json", fmt="predictions", stream=True, chunk_rows=4)
+    assert str(converted.value) == str(whole.value)
+
+
+def test_several_bad_cells_give_read_errors_first_one(tmp_path):
+    """A later piece's bad height and an earlier bad width elsewhere: read() checks column by column, so it
+    names the width; the streamed conversion gives the same error (checked by hand: width is on line 3)."""
+    from prelabel.pipeline import convert
+
+    p = _write(tmp_path / "p.csv", ["a.jpg,64,48,cat,1,1,5,5,0.5", "b.jpg,64,abc,cat,1,1,5,5,0.5",
+                                    "c.jpg,true,48,cat,1,1,5,5,0.5", "d.jpg,64,48,cat,1,1,5,5,0.5"])
+    with pytest.raises(ReadError) as converted:
+        convert(p, tmp_path / "o.json", fmt="predictions", stream=True, chunk_rows=1)
+    assert str(converted.value) == f"{p}:4: column 'width' (width): 'true' is not a number"
+
+
+def test_a_column_of_true_is_not_a_number(tmp_path):
+    """pandas reads a column of true / false as bool; as a width it is an error, not 1 (a whole read too)."""
+    p = _write(tmp_path / "p.csv", ["a.jpg,true,48,cat,1,1,5,5,0.5", "b.jpg,false,48,cat,1,1,5,5,0.5"])
+    with pytest.raises(ReadError) as e:
+        pred.read(p, options=ReadOptions(), report=Report())
+    assert str(e.value) == f"{p}:2: column 'width' (width): True is not a number"
 
 
 def test_drops_spread_over_chunks(tmp_path):

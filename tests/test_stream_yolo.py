@@ -546,3 +546,28 @@ def test_convert_streamed_writes_the_same_bytes(tmp_path: Path, chunk_rows: int)
     assert sorted(map(str, whole["diagnostics"])) == sorted(map(str, streamed["diagnostics"]))
     assert {k: v for k, v in whole.items() if k != "diagnostics"} == \
         {k: v for k, v in streamed.items() if k != "diagnostics"}
+
+
+def test_an_infinite_sixth_value_is_a_score_not_a_track_id(tmp_path: Path) -> None:
+    """`inf` is not a whole number: the 6th column of this file is a score, and the infinite one is dropped as
+    non-finite (it used to become track_id inf, written as null). Checked by hand: 2 rows, 1 kept."""
+    from prelabel.pipeline import convert
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    import struct
+    import zlib
+
+    def png(w: int, h: int) -> bytes:
+        ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+        return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+                + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+
+    (tmp_path / "images" / "a.png").write_bytes(png(100, 50))
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2 inf\n0 0.25 0.5 0.1 0.2 3\n")
+    (tmp_path / "classes.txt").write_text("cat\n")
+    res = convert(tmp_path, tmp_path / "out.json", fmt="yolo", stream=True, chunk_rows=1)
+    doc = json.loads((tmp_path / "out.json").read_bytes())
+    assert [(a["bbox"], a["score"], a.get("attributes")) for a in doc["annotations"]] == [
+        ([20.0, 20.0, 10.0, 10.0], 3.0, None)]
+    assert res.report.dropped_counts() == {"dropped.nonfinite": 1}

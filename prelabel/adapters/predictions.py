@@ -257,15 +257,27 @@ def _to_float(v: Any) -> float:
 def _numeric(col: pd.Series, *, role: str, file: str, lines: np.ndarray) -> np.ndarray:
     """A float64 array of a column; a value that is neither a number nor empty raises ReadError (file, line)."""
     dt = col.dtype
-    if isinstance(dt, np.dtype) and dt.kind in "fiub":
+    if pd.api.types.is_bool_dtype(dt):  # true / false (pandas reads a column of them as bool): not coordinates
+        present = np.flatnonzero(col.notna().to_numpy())
+        if len(present):
+            k = int(present[0])
+            raise ReadError(file, f"column {col.name!r} ({role}): {bool(col.to_numpy()[k])!r} is not a number",
+                            line=int(lines[k]))
+        return np.full(len(col), np.nan)
+    if isinstance(dt, np.dtype) and dt.kind in "fiu":
         return np.asarray(col.to_numpy(dtype=np.float64))
-    if pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt):  # nullable extension types
+    if pd.api.types.is_numeric_dtype(dt):  # nullable extension types
         return np.asarray(col.to_numpy(dtype=np.float64, na_value=np.nan))
     try:
         conv = pd.to_numeric(col, errors="coerce")
     except OverflowError:  # an integer of hundreds of digits: too large for any float, so infinite
         conv = pd.Series([_to_float(v) for v in col.to_numpy()], index=col.index, dtype=np.float64)
     out = np.array(conv.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
+    raw_values = col.to_numpy()
+    # a bool among other values (pieces of a table joined): to_numeric makes it 1 or 0; it is not a number
+    is_bool = np.fromiter((type(v) is bool or type(v) is np.bool_ for v in raw_values), dtype=bool,
+                          count=len(raw_values))
+    out[is_bool] = np.nan
     bad = np.isnan(out) & col.notna().to_numpy()
     if bad.any():
         idx = np.flatnonzero(bad)
@@ -1496,8 +1508,9 @@ def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
     the notes are added when the file ends, as read() adds them. Raises :class:`NeedsWholeRead` when an
     image's rows are not together (an image of an earlier chunk comes back), when a class column read with
     ``names`` holds numbers in one piece and text in another, or when ``normalized`` is not given and the
-    boxes of the first chunks look normalized but a later one does not. A value that is not a number raises
-    ReadError naming its file and line, as read() does, though with several bad cells not always the same one.
+    boxes of the first chunks look normalized but a later one does not, and when a piece holds a value that is
+    not a number or a malformed row (read() names the file's first one in its own order, which a piece cannot
+    know).
     """
     p = Path(path)
     file = str(p)
@@ -1538,13 +1551,33 @@ def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
                            normalized=options.normalized, image_sizes=None, images=options.images, file=file,
                            src_line=lines, report=report, stream=stream)
 
+    try:
+        yield from _chunks_of(src, stream, chunk, key=key, class_col=class_col, chunk_rows=chunk_rows,
+                              report=report)
+    except ReadError as e:
+        # the file has a bad value or row: read() names the first one in its own order (column by column over
+        # the whole file), which a piece cannot know; the whole read reports it exactly
+        raise NeedsWholeRead(f"{e.file}{':' + str(e.line) if e.line else ''}: {e.reason}: read whole so that the "
+                             "error is the one a whole read reports first") from None
+
+
+def _chunks_of(src: Any, stream: _Stream, chunk: Callable[[pd.DataFrame, int], Dataset], *, key: str,
+               class_col: str | None, chunk_rows: int, report: Report) -> Iterator[Dataset]:
+    """iter_chunks' loop: pieces of the table cut at image boundaries (the last image waits for the next)."""
     carry: pd.DataFrame | None = None   # the rows of the last image seen, which may go on in the next piece
     carry_start = 0                     # its position in the file (0 = the first row)
     pos = 0
     yielded = False
+    text_cols = {src.roles.found[r] for r in ("image", "image_id", "polygon", "rle", "keypoints", "category")
+                 if r in src.roles.found}
     for df in src.chunks:
         if class_col is not None:
             stream.check_kind(df[class_col], first_line=src.first_line + pos)
+        for col in df.columns:
+            # pandas reads a piece whose values are all true / false as bool, and joining it to the next piece
+            # turns them into 1 and 0: read() sees the text (an error, or iscrowd's noted coercion)
+            if col not in text_cols and pd.api.types.is_bool_dtype(df[col].dtype):
+                raise NeedsWholeRead(f"column {col!r} holds true/false values (line {src.first_line + pos} on)")
         start = carry_start if carry is not None else pos
         buf = df if carry is None else pd.concat([carry, df], ignore_index=True)
         pos += len(df)

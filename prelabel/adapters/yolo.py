@@ -47,8 +47,8 @@ obb      ``cls x1 y1 ... x4 y4``      N=10: one extra, N=11: score then track id
 pose     ``cls cx cy w h`` + K points base+1: one extra, base+2: score then track id (base = 5 + K*d)
 ======== ============================ ================================================================
 
-One extra column is a score, unless every value of it in the file is a whole number and one is above 1: then it
-is a track id (Ultralytics ``save_txt`` while tracking without ``save_conf``). Track ids go to
+One extra column is a score, unless every value of it in the file is a finite whole number and one is above 1:
+then it is a track id (Ultralytics ``save_txt`` while tracking without ``save_conf``). Track ids go to
 ``attributes["track_id"]``. A segment file may hold rows of any length; its 5- and 6-column rows are boxes.
 
 Without a task, each file is judged by all of its rows together, never row by row. Row lengths 5-6 mean detect,
@@ -1268,7 +1268,7 @@ class _Run:
         if sev.any():
             f6 = lines.vals[lines.first[sev] + 5]
             f7 = lines.vals[lines.first[sev] + 6]
-            not_track = ~((f6 >= 0) & (f6 <= 1) & (f7 == np.floor(f7)))
+            not_track = ~((f6 >= 0) & (f6 <= 1) & np.isfinite(f7) & (f7 == np.floor(f7)))
             bad = _per_entry_any(lines.entry[sev], not_track, n_entries)
             both = mask == (_D | _S)
             mask[both & bad] = _S
@@ -1453,7 +1453,7 @@ def _convert(lines: _Lines, keep: np.ndarray, kind_all: np.ndarray, img_all: np.
     one = extras == 1
     if one.any():
         v = vals[first[one] + ncol[one] - 1]
-        not_whole = _per_entry_any(entry[one], v != np.floor(v), n_entries)
+        not_whole = _per_entry_any(entry[one], ~(np.isfinite(v) & (v == np.floor(v))), n_entries)
         above_one = _per_entry_any(entry[one], v > 1, n_entries)
         is_track = (~not_whole & above_one)[entry[one]]
         score[np.flatnonzero(one)[~is_track]] = v[~is_track]
