@@ -169,10 +169,10 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
 
     ``stream=True`` (what the command line does) keeps memory bounded on huge inputs: a source whose adapter
     can stream (CVAT XML, prediction tables, YOLO datasets, VOC folders) is read, reconciled, clipped and
-    written ``chunk_rows``
-    annotation rows at a time, with the same output bytes; the result's ``dataset`` then holds the categories
-    and the report but no images or annotations. Other sources, several sources, URLs and Dask are read
-    whole, as is an input the adapter finds it cannot stream (the report says why: ``stream.whole``).
+    written ``chunk_rows`` annotation rows at a time, with the same output bytes; the result's ``dataset``
+    then holds the categories and the report but no images or annotations. Other sources, several sources,
+    URLs and Dask are read whole, as is an input the adapter finds it cannot stream (the report says why:
+    ``stream.whole``).
     """
     whole_reason = None
     if not isinstance(src, (str, Path)) and len(src) == 1:
