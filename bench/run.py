@@ -5,7 +5,9 @@
 
 Every tool runs as a whole process (start-up, imports, reading, writing: what a user waits for), tools
 alternate within each round, each round is repeated ``--runs`` times, and the median wall time and the peak
-resident memory (from wait4) are reported. Every output is checked: the annotation count must equal the truth
+memory are reported: the peak resident memory of the largest process (``ru_maxrss`` from wait4), and the peak
+of the summed proportional set size of the whole process tree, sampled every 20 ms (a tool that forks workers
+uses their memory too; PSS counts pages shared after a fork once). Every output is checked: the annotation count must equal the truth
 and every box must lie within ``--tolerance`` pixels of the truth (tools differ on the VOC origin by one pixel).
 Peers are installed on demand into their own venvs under ``.peers/`` (ignored by git), never into prelabel's.
 Every venv is compiled to bytecode once first (as pip does at install; uv does not, and PYTHONDONTWRITEBYTECODE
@@ -118,17 +120,52 @@ def ensure_bytecode(python: Path, *extra: Path) -> None:
 # (ru_maxrss) starts at its parent's resident size when it forks, even across exec, and the runner grows
 # when it loads outputs to check them. The helper stays at ~10 MiB, below any tool's own peak.
 LAUNCHER = """
-import json, os, subprocess, sys, time
+import json, os, subprocess, sys, threading, time
+
+def tree(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+def pss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
 for line in sys.stdin:
     req = json.loads(line)
     t0 = time.perf_counter()
     proc = subprocess.Popen(req["argv"], cwd=req["cwd"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.02):
+            peak[0] = max(peak[0], sum(pss_kb(p) for p in tree(proc.pid)))
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
     err = proc.stderr.read()
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    done.set()
+    th.join()
     print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024.0,
-                      "rc": os.waitstatus_to_exitcode(status), "err": err.decode(errors="replace")[-600:]}),
-          flush=True)
+                      "pss": peak[0] / 1024.0, "rc": os.waitstatus_to_exitcode(status),
+                      "err": err.decode(errors="replace")[-600:]}), flush=True)
 """
 
 
@@ -137,13 +174,14 @@ class Launcher:
         self.proc = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
 
-    def run(self, argv: list[str], cwd: Path) -> tuple[float, float, float, int, str]:
-        """(wall seconds, CPU seconds, peak RSS MiB, exit code, stderr tail) of one whole-process run."""
+    def run(self, argv: list[str], cwd: Path) -> tuple[float, float, float, float, int, str]:
+        """(wall seconds, CPU seconds, peak RSS MiB of the largest process, peak PSS MiB of the whole process
+        tree (sampled every 20 ms), exit code, stderr tail) of one whole-process run."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd)}) + "\n")
         self.proc.stdin.flush()
         r = json.loads(self.proc.stdout.readline())
-        return r["wall"], r["cpu"], r["rss"], r["rc"], r["err"]
+        return r["wall"], r["cpu"], r["rss"], r["pss"], r["rc"], r["err"]
 
     def close(self) -> None:
         if self.proc.stdin is not None:
@@ -213,16 +251,18 @@ def main() -> None:
         times: dict[str, list[float]] = {t: [] for t in cmds}
         cpus: dict[str, list[float]] = {t: [] for t in cmds}
         peaks: dict[str, list[float]] = {t: [] for t in cmds}
+        trees: dict[str, list[float]] = {t: [] for t in cmds}
         notes: dict[str, str] = {}
         for _ in range(a.runs):
             for tool, (argv, _) in cmds.items():
-                wall, cpu, rss, rc, err = launcher.run(argv, out)
+                wall, cpu, rss, pss, rc, err = launcher.run(argv, out)
                 if rc != 0:
                     notes[tool] = f"exit {rc}: {err.strip().splitlines()[-1] if err.strip() else ''}"
                     continue
                 times[tool].append(wall)
                 cpus[tool].append(cpu)
                 peaks[tool].append(rss)
+                trees[tool].append(pss)
         for tool, (_argv, path) in cmds.items():
             ok, msg = check(path, truth, a.tolerance) if tool not in notes else (False, notes[tool])
             results.append({"format": fmt, "tool": tool, "runs": len(times[tool]),
@@ -230,12 +270,13 @@ def main() -> None:
                             "min_s": min(times[tool]) if times[tool] else None,
                             "max_s": max(times[tool]) if times[tool] else None,
                             "cpu_s": statistics.median(cpus[tool]) if cpus[tool] else None,
-                            "peak_mib": max(peaks[tool]) if peaks[tool] else None, "ok": ok, "check": msg})
+                            "peak_mib": max(peaks[tool]) if peaks[tool] else None,
+                            "tree_pss_mib": max(trees[tool]) if trees[tool] else None, "ok": ok, "check": msg})
     launcher.close()
     # ratios against the fastest peer of each format
     print(f"\n{n} images, {len(truth['image'])} boxes, {a.runs} run(s) each; ratio = fastest peer / prelabel\n")
     print(f"{'format':<12} {'tool':<12} {'median s':>9} {'min-max s':>12} {'cpu s':>7} {'peak MiB':>9} "
-          f"{'speed-up':>9}  check")
+          f"{'tree MiB':>9} {'speed-up':>9}  check")
     summary = []
     for fmt in a.formats.split(","):
         rows = [r for r in results if r["format"] == fmt]
@@ -250,7 +291,8 @@ def main() -> None:
             spread = f"{r['min_s']:.2f}-{r['max_s']:.2f}" if r["median_s"] else "-"
             cpu = f"{r['cpu_s']:.2f}" if r["cpu_s"] else "-"
             peak = f"{r['peak_mib']:.0f}" if r["peak_mib"] else "-"
-            print(f"{fmt:<12} {r['tool']:<12} {med:>9} {spread:>12} {cpu:>7} {peak:>9} {ratio:>9}  "
+            tree = f"{r['tree_pss_mib']:.0f}" if r["tree_pss_mib"] else "-"
+            print(f"{fmt:<12} {r['tool']:<12} {med:>9} {spread:>12} {cpu:>7} {peak:>9} {tree:>9} {ratio:>9}  "
                   f"{'ok' if r['ok'] else 'FAIL'}: {r['check']}")
         if pre and fastest and pre["median_s"]:
             summary.append({"format": fmt, "fastest_peer": fastest["tool"],
