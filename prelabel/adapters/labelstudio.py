@@ -46,6 +46,8 @@ any other region by region; the results are the same. An export over 16 MB is re
 (bounded memory); one over 32 MB is shared with a forked worker process that reads its second half, where
 fork is cheap and safe (Linux, two cores available, no other thread in this process; ``extra["ls_workers"]``:
 1 never, 2 whenever it is safe). Both give the same dataset and the same errors as one process.
+:func:`iter_chunks` streams an export in chunks of whole images (in this process, piece by piece, no worker);
+below ``STREAM_MIN_BYTES`` the pipeline reads it whole, which is faster.
 
 Source locations: ``src_file`` is the export file and ``src_line`` the 1-based index of the task in it (of
 the record, for JSON-MIN); drop messages name the task id, annotation id and region id. Errors read
@@ -80,6 +82,7 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -96,9 +99,9 @@ from ..imagesize import image_size
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_join, safe_relative, why_unsafe
 from ..report import Report
-from .base import ReadOptions
+from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 
-__all__ = ["DESCRIPTION", "NAME", "detect", "image_name", "read"]
+__all__ = ["DESCRIPTION", "NAME", "STREAM_MIN_BYTES", "detect", "image_name", "iter_chunks", "read"]
 
 NAME = "labelstudio"
 DESCRIPTION = "Label Studio JSON / JSON-MIN export, or task files with predictions"
@@ -1259,6 +1262,14 @@ class _Reader:
         report.add_read(n + len(self.drops))
         self._report_drops()
         self._notes()
+        return self._dataset(cats, cat_kp, (x, y, w, h), segs, attrs, kp_col)
+
+    def _dataset(self, cats: list[str], cat_kp: list[Any], xywh: tuple[Any, Any, Any, Any], segs: list[Any],
+                 attrs: list[Any], kp_col: list[Any]) -> Dataset:
+        """The Dataset of the images and rows held, with categories ``cats`` (keypoint names ``cat_kp``), the
+        boxes, segmentations and attributes :meth:`_boxes` made and the keypoints column."""
+        x, y, w, h = xywh
+        report = self.report
         return Dataset.build(
             images={"file_name": self.img_name, "width": np.asarray(self.img_w, dtype=np.int64),
                     "height": np.asarray(self.img_h, dtype=np.int64),
@@ -1613,3 +1624,324 @@ def _shape(kind: int, v: dict[str, Any], ow: float, oh: float) -> tuple[Any, tup
         raise _Drop("dropped.degenerate", "an empty brush mask")
     rle = rle_encode(mask > 0)
     return rle, rle_bbox(rle)
+
+
+# ================================================================================================ streaming
+STREAM_MIN_BYTES = 256 * 2**20  # below this the pipeline reads a Label Studio export whole (read() is faster)
+_STREAM_TASKS = 2000  # tasks read between two looks for chunks to hand out
+
+
+def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
+                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Dataset]:
+    """``read()``'s dataset in chunks of whole images (the protocol of :mod:`prelabel.adapters.base`).
+
+    The export is read as ``read()`` reads it, in this process (no worker): a large JSON list a piece of 8 MB
+    at a time, anything else (a small file, JSON-MIN, one task object) parsed whole; tasks are read
+    ``_STREAM_TASKS`` at a time and a chunk is closed at the first image at which it holds ``chunk_rows``
+    annotation rows or images and after which no row read so far is of an earlier image (tasks that name the
+    same image), keeping the last image read (a later task may still add to it). The rows
+    handed out are released, so memory follows the piece and ``chunk_rows``, not the file (JSON-MIN and files
+    under 16 MB: the parsed document is held whole, as ``read()`` holds it). Each chunk's categories are the
+    label config's, then the names used so far in first-use order. Drops and the notes ``read()`` makes at the
+    end (choices, relations, rotations, sizes from headers) go to ``report`` with the last chunk, in
+    ``read()``'s order; notes made task by task go as the tasks are read.
+
+    Raises :class:`NeedsWholeRead` when a task names an image already handed out (``read()`` merges the two
+    tasks into one image), when the keypoint names of a category handed out change later (its rows' keypoint
+    arrays would differ), when coordinates are not all plain numbers (``read()`` checks them over the whole
+    file) and when a chunk's rows fail the checks ``read()`` makes once all tasks are read (``read()`` reports
+    the first error of the whole file, which may be a later task's). A malformed task raises the ReadError
+    ``read()`` raises. ``ls_select`` and ``ls_annotator`` choose per task, so they need nothing more.
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> from prelabel.adapters.base import ReadOptions
+        >>> from prelabel.report import Report
+        >>> def task(i, labels):
+        ...     return {"id": i, "data": {"image": f"/data/upload/1/0000000{i}-im{i}.jpg"}, "annotations": [{"id": i,
+        ...             "result": [{"id": f"r{k}", "type": "rectanglelabels", "original_width": 10,
+        ...                         "original_height": 10, "value": {"x": 0, "y": 0, "width": 50, "height": 50,
+        ...                                                          "rectanglelabels": [lab]}}
+        ...                        for k, lab in enumerate(labels)]}]}
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "export.json"
+        >>> _ = p.write_text(json.dumps([task(1, ["cat", "dog"]), task(2, []), task(3, ["bird"])]))
+        >>> report = Report()
+        >>> chunks = list(iter_chunks(p, options=ReadOptions(), report=report, chunk_rows=2))
+        >>> [(c.images["file_name"].tolist(), c.category_names) for c in chunks]
+        [(['im1.jpg'], ['cat', 'dog']), (['im3.jpg'], ['cat', 'dog', 'bird'])]
+        >>> report.read, [d.code for d in report.diagnostics]  # task 2: no region, so no size for its image
+        (3, ['dropped.no_image'])
+    """
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise UsageError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    if options.ls_select not in SELECT_CHOICES:
+        raise UsageError(f"ls_select must be one of {', '.join(SELECT_CHOICES)}, got {options.ls_select!r}")
+    if options.ls_annotator not in ANNOTATOR_CHOICES:
+        raise UsageError(f"ls_annotator must be one of {', '.join(ANNOTATOR_CHOICES)}, "
+                         f"got {options.ls_annotator!r}")
+    p = Path(path)
+    files = sorted(p.glob("*.json")) if p.is_dir() else [p]
+    if not files:
+        raise ReadError(str(p), "no .json files in this folder")
+    config = _load_config(options.extra.get("label_config"))
+    yield from _Stream(options=options, report=report, config=config, chunk_rows=chunk_rows).chunks(files)
+
+
+class _StreamReader(_Reader):
+    """A :class:`_Reader` whose images handed out in chunks stay known by name (index -1), so that a later
+    task naming one of them stops the stream."""
+
+    def _place_image(self, name: str, url: str, tid: Any, size: tuple[int, int] | None, label: str, line: int,
+                     groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]], n_regions: int) -> int | None:
+        if self.img_of_name.get(name, 0) < 0:
+            raise NeedsWholeRead(f"{self.file}:{line}: {label} names image {name!r}, which an earlier task named "
+                                 "and whose chunk was already handed out (read() merges the tasks into one image)")
+        return super()._place_image(name, url, tid, size, label, line, groups, n_regions)
+
+
+def _cuts(r_img: list[int], n_img: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """(images, rows) from the start at which the held images and rows can be cut into chunks: after the first image at which
+    a chunk holds ``chunk_rows`` rows or images, where every row before the cut is of an image before it and
+    every row after of an image after (tasks naming an earlier image put rows out of image order). The last
+    image held is never cut off (a later task may add to it)."""
+    if n_img == 0:
+        return []
+    r = np.asarray(r_img, dtype=np.int64)
+    cum = np.cumsum(np.bincount(r, minlength=n_img))     # cum[c - 1]: rows of the images before c
+    pmax = np.maximum.accumulate(r) if len(r) else r
+    cand = np.arange(1, n_img + 1)
+    p = cum[cand - 1]
+    ok = (p == 0) | (pmax[np.maximum(p - 1, 0)] < cand) if len(r) else np.ones(n_img, dtype=bool)
+    ok[-1] = False
+    valid = cand[ok]
+    cuts: list[tuple[int, int]] = []
+    s, base = 0, 0
+    while True:
+        by_rows = int(np.searchsorted(cum, base + chunk_rows, side="left")) + 1
+        want = min(by_rows, s + chunk_rows)
+        k = int(np.searchsorted(valid, want, side="left"))
+        if k == len(valid):
+            return cuts
+        c = int(valid[k])
+        cuts.append((c, int(cum[c - 1])))
+        s, base = c, int(cum[c - 1])
+
+
+def _forget(mm: mmap.mmap, end: int) -> None:
+    """Let the pages of ``mm`` before ``end`` go (read and searched already): else every page of the file searched
+    stays in this process's resident memory until the end."""
+    end -= end % mmap.PAGESIZE
+    if end > 0 and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mm.madvise(mmap.MADV_DONTNEED, 0, end)
+        except OSError:  # pragma: no cover (only a hint)
+            pass
+
+
+_ROW_LISTS = ("r_img", "r_cat", "r_pct", "r_seg", "r_score", "r_attrs", "r_file", "r_line")
+_IMAGE_LISTS = ("img_name", "img_w", "img_h", "img_path", "img_attrs", "img_src")
+
+
+class _Stream:
+    """One streamed read: the reader holding the images and rows not yet handed out, the categories so far."""
+
+    def __init__(self, *, options: ReadOptions, report: Report, config: _Config | None, chunk_rows: int) -> None:
+        self.reader = _StreamReader(options=options, report=report, config=config)
+        self.chunk_rows = chunk_rows
+        self.cats: list[str] = list(config.categories) if config else []
+        self.known: set[Any] = set(self.cats)
+        self.handed_kp: dict[str, Any] = {}  # category -> the keypoint names of the chunks handed out
+        self.rows_out = 0
+        self.handed = 0  # chunks handed out
+        self.started = False  # tasks of the current file read from its pieces
+
+    def chunks(self, files: list[Path]) -> Iterator[Dataset]:
+        for f in files:
+            yield from self._file(f)
+        r = self.reader
+        last = None
+        if r.img_name or not self.handed:
+            head = self._take(len(r.img_name), len(r.r_img))
+            last = self._chunk(head, 0, len(head.img_name), 0, len(head.r_img))
+        self._check_keypoints([c for c in self.handed_kp if c in r.kp_names])
+        r.report.add_read(self.rows_out + len(r.drops))
+        r._report_drops()
+        r._notes()
+        if last is not None:
+            yield last
+
+    # ------------------------------------------------------------------------------------------ reading
+    def _file(self, f: Path) -> Iterator[Dataset]:
+        file = str(f)
+        self.started = False
+        try:
+            if f.stat().st_size >= 2 * _PIECE:
+                with open(f, "rb", buffering=0) as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                    if (yield from self._pieces(mm, _Bytes(fh), file)):
+                        return
+        except (OSError, ValueError) as e:  # not a regular file, cannot be mapped: read as a whole (which reports it)
+            if self.started:  # the file changed while read
+                raise NeedsWholeRead(f"{file}: {e}") from None
+        try:
+            raw = f.read_bytes()
+        except OSError as e:
+            raise ReadError(file, f"cannot read: {e}") from None
+        doc = _loads(raw, file)
+        del raw
+        r = self.reader
+        if isinstance(doc, dict):
+            doc = [doc]
+        if not isinstance(doc, list):
+            r.read_doc(doc, file)  # raises read()'s error
+        if _is_min(doc):
+            r.file = file
+            doc = r._from_min(doc, file)
+        yield from self._tasks(doc, file, 1, None)
+
+    def _pieces(self, mm: mmap.mmap, data: _Bytes, file: str) -> Generator[Dataset, None, bool]:
+        """As :func:`_read_in_pieces` without a worker; False, having read nothing, when the file is not suited."""
+        opening = _LIST_START.match(mm, 3 if mm[:3] == b"\xef\xbb\xbf" else 0)
+        if opening is None:
+            return False
+        start = opening.end()
+        first = 1
+        while True:
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                doc, nxt = _piece(mm, data, start, None)
+            finally:
+                if enabled:
+                    gc.enable()
+            if doc is None:
+                if first == 1:
+                    return False
+                # the whole file's error; or NaN / Infinity, which _loads reads as json does: the rest of it
+                whole = _loads(mm[:], file)
+                if not isinstance(whole, list):
+                    raise ReadError(file, "not valid JSON") from None
+                doc = whole[first - 1:]
+                del whole
+            if first == 1 and (not doc or _is_min(doc)):
+                return False
+            n = len(doc)
+            self.started = True
+            yield from self._tasks(doc, file, first, mm if nxt >= 0 else None)
+            del doc
+            first += n
+            if nxt < 0:
+                return True
+            _forget(mm, nxt)
+            start = nxt
+
+    def _tasks(self, doc: list[Any], file: str, first: int, rest: mmap.mmap | None) -> Iterator[Dataset]:
+        """Read the tasks of ``doc`` (numbered from ``first``), handing out chunks as they fill; ``rest``: the
+        file, when more of it follows (a JSON syntax error there is the error to report, as ``read()`` does)."""
+        r = self.reader
+        for a in range(0, max(len(doc), 1), _STREAM_TASKS):
+            part = doc[a:a + _STREAM_TASKS]
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                r.read_doc(part, file, first=first + a, check_min=False)
+            except ReadError:
+                if rest is not None:
+                    _valid_json(rest[:], file)
+                raise
+            finally:
+                if enabled:
+                    gc.enable()
+            del part
+            r.task_ids.clear()  # only used to name a task in an error found once its rows are built
+            cuts = _cuts(r.r_img, len(r.img_name), self.chunk_rows)
+            if not cuts:
+                continue
+            head = self._take(*cuts[-1])  # all at once: the reader's lists are cut once, not once per chunk
+            a_img = a_row = 0
+            for b_img, b_row in cuts:
+                yield self._chunk(head, a_img, b_img, a_row, b_row)
+                a_img, a_row = b_img, b_row
+            del head
+
+    # ------------------------------------------------------------------------------------------ chunks
+    def _take(self, n_img: int, n_rows: int) -> _Reader:
+        """A reader of the first ``n_img`` images held and their rows (the first ``n_rows``), which this stream's
+        reader then forgets (the names of the images stay known, as handed out)."""
+        r = self.reader
+        r._seal()
+        if any(not isinstance(g.rows, np.ndarray) for g in r.geo_segs):
+            raise NeedsWholeRead(f"{r.file}: coordinates or original_width/height that are not plain numbers "
+                                 "(read() checks them over the whole file)")
+        geo = (np.concatenate([g.rows for g in r.geo_segs]) if len(r.geo_segs) > 1 else r.geo_segs[0].rows
+               if r.geo_segs else np.zeros((0, 7), dtype=np.float64))
+        head = _Reader(options=r.opts, report=r.report, config=r.config)
+        head.file = r.file
+        head.kp_names, head.kp_controls = r.kp_names, r.kp_controls
+        for name in _ROW_LISTS:
+            rows = getattr(r, name)
+            setattr(head, name, rows[:n_rows])
+            setattr(r, name, rows[n_rows:])
+        for name in _IMAGE_LISTS:
+            imgs = getattr(r, name)
+            setattr(head, name, imgs[:n_img])
+            setattr(r, name, imgs[n_img:])
+        if n_img:
+            r.r_img = [i - n_img for i in r.r_img]
+            for name in head.img_name:
+                r.img_of_name[name] = -1
+            for i, name in enumerate(r.img_name):
+                r.img_of_name[name] = i
+        head.geo_segs, head.geo_rows = [_Seg(0, geo[:n_rows], frozenset())], n_rows
+        rest = geo[n_rows:]
+        r.geo_segs = [_Seg(0, rest, frozenset())] if len(rest) else []
+        r.geo_rows = len(rest)
+        if r.kp_rows:
+            head.kp_rows = {k: v for k, v in r.kp_rows.items() if k < n_rows}
+            r.kp_rows = {k - n_rows: v for k, v in r.kp_rows.items() if k >= n_rows}
+        return head
+
+    def _chunk(self, src: _Reader, a_img: int, b_img: int, a_row: int, b_row: int) -> Dataset:
+        """The chunk of images ``a_img:b_img`` of ``src`` and their rows ``a_row:b_row``."""
+        if (a_img, a_row) == (0, 0) and (b_img, b_row) == (len(src.img_name), len(src.r_img)):
+            head = src
+        else:
+            head = _Reader(options=src.opts, report=src.report, config=src.config)
+            head.file = src.file
+            head.kp_names, head.kp_controls = src.kp_names, src.kp_controls
+            for name in _ROW_LISTS:
+                setattr(head, name, getattr(src, name)[a_row:b_row])
+            for name in _IMAGE_LISTS:
+                setattr(head, name, getattr(src, name)[a_img:b_img])
+            if a_img:
+                head.r_img = [i - a_img for i in head.r_img]
+            head.geo_segs, head.geo_rows = [_Seg(0, src.geo_segs[0].rows[a_row:b_row], frozenset())], b_row - a_row
+            if src.kp_rows:
+                kp = src.kp_rows
+                head.kp_rows = {k - a_row: kp[k] for k in range(a_row, b_row) if k in kp}
+        n_rows = b_row - a_row
+        try:
+            x, y, w, h, segs, attrs = head._boxes()
+        except ReadError as e:
+            raise NeedsWholeRead(f"{e} (read() reports the first error of the whole file)") from None
+        kp_col = head._keypoint_column(n_rows)
+        for c in dict.fromkeys(head.r_cat):  # in order of first use
+            if c not in self.known:
+                self.cats.append(str(c))
+                self.known.add(c)
+        self._check_keypoints(self.cats)
+        cat_kp = [self.handed_kp[c] for c in self.cats]
+        self.rows_out += n_rows
+        self.handed += 1
+        return head._dataset(list(self.cats), cat_kp, (x, y, w, h), segs, attrs, kp_col)
+
+    def _check_keypoints(self, cats: list[str]) -> None:
+        """Record the keypoint names of ``cats``; NeedsWholeRead when one handed out has changed."""
+        r = self.reader
+        for c in cats:
+            kp = r._category_keypoints(c)
+            if c in self.handed_kp:
+                if self.handed_kp[c] != kp:
+                    raise NeedsWholeRead(f"{r.file}: the keypoint names of category {c!r} changed after a chunk "
+                                         f"with it was handed out ({self.handed_kp[c]} -> {kp})")
+            else:
+                self.handed_kp[c] = kp
