@@ -8,7 +8,9 @@ prediction CSV.
 
 The inputs are generated with a fixed seed and streamed to disk under ``bench/data/memory/`` (ignored by git):
 never held in memory whole. Each conversion runs the venv's ``prelabel`` CLI as a subprocess (start-up, imports,
-reading, writing: what a user waits for); the peak resident memory comes from ``os.wait4`` (``ru_maxrss``).
+reading, writing: what a user waits for); the peak resident memory of the largest process comes from
+``os.wait4`` (``ru_maxrss``), and the peak of the whole process tree (the reading child included) is the
+summed PSS sampled every 20 ms (``bench/treemem.py``).
 Every run is checked: the report's ledger must balance and count every generated box. The figures are printed
 as a table and written to ``bench/out/memory.json``; the data is deleted afterwards unless ``--keep``.
 """
@@ -27,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from treemem import TreePeak  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data" / "memory"
@@ -111,13 +116,16 @@ def run(cmd: list[str], *, limit_gb: float = 0) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, preexec_fn=cap)
+    sampler = TreePeak(proc.pid)
     assert proc.stderr is not None
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
+    tree_mb = sampler.stop()
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-            "exit": proc.returncode, "stderr_tail": err.decode(errors="replace")[-600:]}
+            "tree_pss_mb": round(tree_mb, 1), "exit": proc.returncode,
+            "stderr_tail": err.decode(errors="replace")[-600:]}
 
 
 def convert(name: str, src: Path, fmt: str, truth: dict[str, int], out_dir: Path, *,
@@ -181,11 +189,12 @@ def main() -> None:
             shutil.rmtree(DATA, ignore_errors=True)
 
     print(f"\nbaseline (prelabel --version): {baseline['peak_rss_mb']:.0f} MB peak RSS, {baseline['wall_s']:.1f} s")
-    print(f"{'input':<22}{'in MB':>8}{'boxes':>12}{'out MB':>8}{'wall s':>9}{'peak MB':>9}{'MB/M boxes':>12}  ok")
+    print(f"{'input':<22}{'in MB':>8}{'boxes':>12}{'out MB':>8}{'wall s':>9}{'peak MB':>9}{'tree MB':>9}"
+          f"{'MB/M boxes':>12}  ok")
     for r in results:
         per = (r["peak_rss_mb"] - baseline["peak_rss_mb"]) / (r["boxes"] / 1e6)
         print(f"{r['name']:<22}{r['input_mb']:>8.0f}{r['boxes']:>12,}{r.get('output_mb', 0):>8.0f}"
-              f"{r['wall_s']:>9.1f}{r['peak_rss_mb']:>9.0f}{per:>12.0f}  {r['ok']}")
+              f"{r['wall_s']:>9.1f}{r['peak_rss_mb']:>9.0f}{r.get('tree_pss_mb', 0):>9.0f}{per:>12.0f}  {r['ok']}")
         if not r["ok"]:
             print(f"  exit {r['exit']}: {r['stderr_tail']}")
     OUT.mkdir(parents=True, exist_ok=True)

@@ -120,53 +120,23 @@ def ensure_bytecode(python: Path, *extra: Path) -> None:
 # (ru_maxrss) starts at its parent's resident size when it forks, even across exec, and the runner grows
 # when it loads outputs to check them. The helper stays at ~10 MiB, below any tool's own peak.
 LAUNCHER = """
-import json, os, subprocess, sys, threading, time
-
-def tree(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for t in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{t}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:
-            pass
-    return out
-
-def pss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+import json, os, subprocess, sys, time
+sys.path.insert(0, BENCH)
+from treemem import TreePeak
 
 for line in sys.stdin:
     req = json.loads(line)
     t0 = time.perf_counter()
     proc = subprocess.Popen(req["argv"], cwd=req["cwd"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = [0]
-    done = threading.Event()
-
-    def sample():
-        while not done.wait(0.02):
-            peak[0] = max(peak[0], sum(pss_kb(p) for p in tree(proc.pid)))
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
+    sampler = TreePeak(proc.pid)
     err = proc.stderr.read()
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    done.set()
-    th.join()
+    pss = sampler.stop()
     print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024.0,
-                      "pss": peak[0] / 1024.0, "rc": os.waitstatus_to_exitcode(status),
+                      "pss": pss, "rc": os.waitstatus_to_exitcode(status),
                       "err": err.decode(errors="replace")[-600:]}), flush=True)
-"""
+""".replace("BENCH", repr(str(HERE)))
 
 
 class Launcher:
