@@ -43,6 +43,15 @@ its chunk, or a category whose keypoints change after a chunk (a skeleton label 
 external entity is refused with a ReadError naming the file, before anything is expanded. Source locations
 are ``file:line`` of each element (of the track for interpolated frames).
 
+Speed: a CVAT for images file of 16 MB to 512 MB is parsed by two processes where fork is cheap and safe
+(Linux, two cores available, no other thread in this process; ``extra["cvat_workers"]`` or the environment
+variable ``PRELABEL_CVAT_WORKERS``: 1 never): after ``<meta>``, a forked worker parses from an ``<image>`` near
+the middle to the end while this process parses the start, then hands its columns back (see :class:`_Split`).
+The split is taken only where this process's own parser ends an image at depth 2 right before it; anything
+unusual in the worker's part (an error, tracks, frame tags, an image listed twice or also listed earlier, a
+skeleton missing from ``<meta>``, points kept as keypoints) makes this process parse that part itself, so the
+dataset, the chunks, the report and every error are those of one process.
+
 Example:
     >>> import tempfile, pathlib
     >>> from prelabel.report import Report
@@ -61,7 +70,15 @@ Example:
 
 from __future__ import annotations
 
+import gc
+import mmap
+import os
+import pickle
 import re
+import signal
+import sys
+import threading
+import warnings
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
@@ -95,6 +112,11 @@ _LINE_RE = re.compile(r"<line\b[^>]*>", re.IGNORECASE)
 _CIRCLE_RE = re.compile(r"<circle\b[^>]*>", re.IGNORECASE)
 _SVG_ATTR_RE = re.compile(r'([\w:-]+)\s*=\s*"([^"]*)"')
 _FIRST_TAG_RE = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+_SPLIT_MIN = 16 * 2**20   # a file at least this large is parsed by two processes (see _Split) ...
+_SPLIT_MAX = 512 * 2**20  # ... and at most this large (the worker's part is held in memory until it is merged)
+_SPLIT_SHARE = 0.42       # the part after </meta> that the reader parses itself (it also builds the chunks)
+_SPLIT_RE = re.compile(rb"</image\s*>\s*(<image[\s/>])")
+_ENCODING_RE = re.compile(rb"""<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
 
 
 class _Bad(Exception):
@@ -170,6 +192,119 @@ def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
     files, root = _inputs(Path(path), options)
     for f in files:
         yield from _Reader(f, options=options, report=report, images_root=root, chunk_rows=chunk_rows).chunks()
+
+
+def _line_breaks(text: bytes) -> int:
+    """The line breaks in ``text`` as expat counts them (``\\n``, ``\\r\\n`` and ``\\r``)."""
+    return text.count(b"\n") + text.count(b"\r") - text.count(b"\r\n")
+
+
+def _split_wanted(options: ReadOptions) -> bool:
+    """Whether a worker process may parse part of a large file (``extra["cvat_workers"]``, else the environment
+    variable ``PRELABEL_CVAT_WORKERS``: 1 never, 2 where fork is safe; default: when this process may use two
+    cores and runs no other thread)."""
+    want = (options.extra or {}).get("cvat_workers", os.environ.get("PRELABEL_CVAT_WORKERS") or None)
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork") or threading.active_count() > 1:
+        return False  # fork only where it is cheap and safe: Linux, and no other thread that holds a lock
+    if want is not None:
+        try:
+            return int(want) >= 2
+        except (TypeError, ValueError):
+            return False
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cpus >= 2
+
+
+class _Split:
+    """A forked worker that parses a CVAT file from an ``<image>`` near the middle (``split``, right after the
+    ``</image>`` at ``last_end``) to its end, with the ``<meta>`` its parent had read, and leaves its columns in
+    shared memory (their size, then their pickle). It gives up (no result) on any error and on whatever its
+    parent could not merge as if it had read on itself: the parent then parses that part, with its errors."""
+
+    def __init__(self, pid: int, last_end: int, split: int, shm: mmap.mmap) -> None:
+        self.pid = pid  # 0 once waited for
+        self.last_end = last_end
+        self.split = split
+        self.shm = shm
+
+    @classmethod
+    def start(cls, reader: _Reader, mm: mmap.mmap, meta_end: int) -> _Split | None:
+        n = len(mm)
+        m = _SPLIT_RE.search(mm, meta_end + int((n - meta_end) * _SPLIT_SHARE))
+        if m is None:
+            return None
+        try:  # anonymous and shared; pages are used as they are written
+            shm = mmap.mmap(-1, 4 * (n - m.start(1)) + (16 << 20))
+        except (OSError, ValueError):
+            return None
+        try:
+            with warnings.catch_warnings():  # Python 3.12+ warns of native (idle BLAS) threads: the worker uses none
+                warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
+                pid = os.fork()
+        except OSError:
+            shm.close()
+            return None
+        if pid == 0:  # the worker: never returns
+            code = 1
+            try:
+                _split_work(reader, mm, m.start(1), shm)
+                code = 0
+            except BaseException:  # noqa: BLE001, S110 - the parent parses this part itself and reports it
+                pass
+            finally:
+                os._exit(code)  # no clean-up: the parent owns everything
+        return cls(pid, m.start(), m.start(1), shm)
+
+    def stop(self) -> None:
+        if self.pid:
+            pid, self.pid = self.pid, 0
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+        self.shm.close()
+
+    def result(self) -> tuple[Any, ...] | None:
+        """Wait for the worker: its columns, or None when it gave up."""
+        try:
+            pid, self.pid = self.pid, 0
+            _, status = os.waitpid(pid, 0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                return None
+            size = int.from_bytes(self.shm[0:8], "little")
+            if not size:
+                return None
+            state: tuple[Any, ...] = pickle.loads(self.shm[8:8 + size])
+            return state
+        except (OSError, ValueError, pickle.UnpicklingError, EOFError):  # then this process parses that part
+            return None
+        finally:
+            self.shm.close()
+
+
+def _split_work(reader: _Reader, mm: mmap.mmap, split: int, shm: mmap.mmap) -> None:
+    """The worker: parse ``<annotations>`` + the file from ``split`` on (lines counted from there) and leave the
+    columns in ``shm`` when its parent can merge them."""
+    gc.disable()
+    nodes = {k: list(v) for k, v in reader.nodes.items()}
+    reader.chunk_rows = 0  # one piece: the parent cuts it into chunks
+    p = reader._parser()
+    reader.stack = []
+    p.Parse(b"<annotations>", False)
+    for pos in range(split, len(mm), _CHUNK):
+        p.Parse(mm[pos:pos + _CHUNK], False)
+    p.Parse(b"", True)
+    r = reader
+    if (r.repeated or r.has_tracks or r.frame_tags or r.pending_tracks or r.frame_rows or r.kp_k or r.sealed
+            or r.nodes != nodes or r.kp_points_rows):
+        return
+    state = (list(r.img_key), r.img_name, r.img_w, r.img_h, r.img_attrs, r.img_line, r.a_box, r.a_il, r.a_cat,
+             r.a_seg, r.a_kp, r.a_attr, r.clipped_rows, r.d_reason, r.d_cat, r.d_line, r.d_msg, r.tag_count,
+             r.tag_line)
+    shm.seek(8)
+    pickle.dump(state, shm, protocol=pickle.HIGHEST_PROTOCOL)
+    shm[0:8] = (shm.tell() - 8).to_bytes(8, "little")
 
 
 class _TShape:
@@ -276,6 +411,7 @@ class _Reader:
         self.img_attrs: list[dict[str, Any] | None] = []
         self.img_line: list[int] = []
         self.cur_img = -1
+        self.repeated = False  # an image listed twice (its rows were added to the first one)
         # annotation columns: numbers in flat arrays (no Python object per number), one entry per row elsewhere
         self.a_box: array[float] = array("d")  # x0, y0, x1, y1 of each row
         self.a_il: array[int] = array("q")     # image, line of each row
@@ -344,6 +480,11 @@ class _Reader:
         """Feed the file to expat piece by piece; pause (yield) after each piece that closed a chunk."""
         p = self._parser()
         try:
+            mapped = self._mapped()
+            if mapped is not None:
+                with mapped[0], mapped[1]:
+                    yield from self._feed_split(p, mapped[1])
+                return
             with open(self.path, "rb") as f:
                 while True:
                     chunk = f.read(_CHUNK)
@@ -369,6 +510,150 @@ class _Reader:
             raise ReadError(self.file, f"cannot read: {e}") from None
         except LookupError as e:  # an unknown encoding in the XML declaration
             raise ReadError(self.file, f"unsupported XML encoding: {e}", line=1) from None
+
+    # ------------------------------------------------------------------ two processes (see _Split)
+    def _mapped(self) -> tuple[Any, mmap.mmap] | None:
+        """The open file and its memory map, when its parse is to be shared with a worker; else None."""
+        if not _split_wanted(self.options):
+            return None
+        try:
+            size = self.path.stat().st_size
+            lo = int((self.options.extra or {}).get("cvat_split_min", _SPLIT_MIN))
+            if not lo <= size <= _SPLIT_MAX:
+                return None
+            f = open(self.path, "rb", buffering=0)  # noqa: SIM115 - closed by the caller
+        except (OSError, ValueError, TypeError):
+            return None
+        try:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            f.close()
+            return None
+        enc = _ENCODING_RE.match(mm, 3 if mm[:3] == b"\xef\xbb\xbf" else 0)
+        if enc is not None and enc.group(1).lower().replace(b"-", b"").replace(b"_", b"") != b"utf8":
+            mm.close()
+            f.close()
+            return None
+        return f, mm
+
+    def _feed_split(self, p: Any, mm: mmap.mmap) -> Iterator[None]:
+        """``_parse`` for a mapped file: up to ``</meta>`` here, then a worker parses from an image near the
+        middle while this process parses up to it; its columns are merged, or (anything unusual) this process
+        parses the rest itself. Pauses (yields) after each piece that closed a chunk, as ``_parse``."""
+        n = len(mm)
+        pos = 0
+        worker: _Split | None = None
+        meta = mm.find(b"</meta>")
+        try:
+            if meta > 0:
+                pos = meta + len(b"</meta>")
+                p.Parse(mm[:pos], False)
+                if (self.meta_done and not self.in_meta and self.stack == ["annotations"] and not self.img_name
+                        and not self.done_keys and not self.sealed and not self.d_reason and not self.has_tracks
+                        and not self.frame_tags and not self.tag_count):
+                    worker = _Split.start(self, mm, pos)
+            if worker is not None:
+                while pos < worker.last_end:
+                    end = min(pos + _CHUNK, worker.last_end)
+                    p.Parse(mm[pos:end], False)
+                    pos = end
+                    if self.sealed:
+                        yield
+                ends: list[tuple[int, int]] = []
+
+                def end_at(name: str) -> None:  # the </image> right before the split: where and on which line
+                    if name == "image" and len(self.stack) == 2:
+                        ends.append((p.CurrentByteIndex, p.CurrentLineNumber))
+                    self._end(name)
+
+                p.EndElementHandler = end_at
+                p.Parse(mm[pos:worker.split], False)
+                p.EndElementHandler = self._end
+                pos = worker.split
+                split, worker = worker, None
+                if (ends and ends[-1][0] == split.last_end and self.stack == ["annotations"] and self.cur_img < 0
+                        and not self.has_tracks and not self.frame_tags and not self.frame_rows
+                        and not self.pending_tracks):
+                    state = split.result()
+                    line = ends[-1][1] + _line_breaks(mm[split.last_end:split.split])
+                    if state is not None and self._merge(state, line - 1):
+                        if self.sealed:
+                            yield
+                        return  # the worker parsed the rest of the file to its end without an error
+                else:
+                    split.stop()
+            while pos < n:
+                end = min(pos + _CHUNK, n)
+                p.Parse(mm[pos:end], False)
+                pos = end
+                if self.sealed:
+                    yield
+            p.Parse(b"", True)
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    def _merge(self, state: tuple[Any, ...], line_offset: int) -> bool:
+        """Add the worker's columns as if this parser had read on (its lines are counted from the split:
+        ``line_offset`` is added), sealing chunks where this parser would have; False (nothing changed) when
+        an image of the worker's part is also in this one's."""
+        (keys, names, ws, hs, iattrs, ilines, box, il, cat, seg, kp, attr, clipped, d_reason, d_cat, d_line, d_msg,
+         tag_count, tag_line) = state
+        if any(k in self.img_key or k in self.done_keys for k in keys):
+            return False
+        n_img, n_rows = len(names), len(cat)
+        rows = np.frombuffer(il, dtype=np.int64).reshape(n_rows, 2) if n_rows else np.zeros((0, 2), np.int64)
+        img_col = rows[:, 0]
+        if n_rows and (n_img == 0 or bool((np.diff(img_col) < 0).any()) or img_col[0] < 0
+                       or img_col[-1] >= n_img):
+            return False
+        ends = np.searchsorted(img_col, np.arange(n_img), side="right").tolist()  # rows once image i is closed
+        cr = self.chunk_rows
+        due = self.seal_due
+        i0 = r0 = 0
+        for i in range(n_img):
+            if due:  # this image starts a new chunk
+                r = ends[i - 1] if i else 0
+                self._append(state, rows, i0, i, r0, r, line_offset)
+                i0, r0 = i, r
+                self._seal()
+            if cr:
+                due = len(self.a_cat) + ends[i] - r0 >= cr or len(self.img_name) + i + 1 - i0 >= cr
+        self._append(state, rows, i0, n_img, r0, n_rows, line_offset)
+        self.seal_due = due
+        self.d_reason.extend(d_reason)
+        self.d_cat.extend(d_cat)
+        self.d_line.extend([x + line_offset for x in d_line])
+        self.d_msg.extend(d_msg)
+        if tag_count:
+            if not self.tag_count:
+                self.tag_line = tag_line + line_offset
+            self.tag_count += tag_count
+        return True
+
+    def _append(self, state: tuple[Any, ...], rows: np.ndarray, i0: int, i1: int, r0: int, r1: int,
+                line_offset: int) -> None:
+        """Images i0:i1 and rows r0:r1 of the worker's columns, added to the pending ones."""
+        keys, names, ws, hs, iattrs, ilines, box, _il, cat, seg, kp, attr, clipped = state[:13]
+        base_img, base_row = len(self.img_name), len(self.a_cat)
+        for j, key in enumerate(keys[i0:i1]):
+            self.img_key[key] = base_img + j
+        self.img_name.extend(names[i0:i1])
+        self.img_w.extend(ws[i0:i1])
+        self.img_h.extend(hs[i0:i1])
+        self.img_attrs.extend(iattrs[i0:i1])
+        self.img_line.extend([x + line_offset for x in ilines[i0:i1]])
+        if r1 > r0:
+            part = rows[r0:r1].copy()
+            part[:, 0] += base_img - i0
+            part[:, 1] += line_offset
+            self.a_il.frombytes(part.tobytes())
+            self.a_box.extend(box[4 * r0:4 * r1])
+            self.a_cat.extend(cat[r0:r1])
+            self.a_seg.extend(seg[r0:r1])
+            self.a_kp.extend(kp[r0:r1])
+            self.a_attr.extend(attr[r0:r1])
+            self.clipped_rows.extend(r - r0 + base_row for r in clipped[bisect_left(clipped, r0):bisect_left(clipped, r1)])
 
     def run(self) -> Dataset:
         """The whole file as one Dataset."""
@@ -630,6 +915,8 @@ class _Reader:
         if wi < 1 or hi < 1 or wi > _MAX_SIDE or hi > _MAX_SIDE:
             raise _Bad(f"<image name={raw!r}> has size {w}x{h}")
         idx = self.img_key.get(key)
+        if idx is not None:
+            self.repeated = True
         if idx is None:
             if key in self.done_keys:
                 raise NeedsWholeRead(f"{self.file}:{line}: image {name!r}"
