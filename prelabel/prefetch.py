@@ -34,6 +34,7 @@ import pandas as pd
 
 from .adapters.base import NeedsWholeRead, ReadOptions
 from .report import Report
+from .workers import die_with_parent
 
 __all__ = ["CHILD_MIN_BYTES", "ChunkReader", "at_least", "use_child"]
 
@@ -114,7 +115,7 @@ class ChunkReader:
     def _from_child(self) -> Iterator[Tables]:
         ctx = mp.get_context("fork")
         receive, send = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=self._child_main, args=(send,))  # not daemonic: it may fork workers itself
+        proc = ctx.Process(target=self._child_main, args=(send, os.getpid()))  # not daemonic: it may fork workers itself
         proc.start()
         send.close()
         try:
@@ -143,7 +144,8 @@ class ChunkReader:
                 proc.kill()
             proc.join()
 
-    def _child_main(self, send: Any) -> None:
+    def _child_main(self, send: Any, parent: int) -> None:
+        die_with_parent(parent)  # the parent killed: no reading on for nothing
         code = 0
         # the parent may have threads (a progress display) holding the locks of its stdout / stderr at the fork:
         # this process writes nothing there (its results and progress go through the pipe)

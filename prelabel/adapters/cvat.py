@@ -94,6 +94,7 @@ from ..geometry import cvat_rle_to_coco, ellipse_polygon, rle_bbox, rotated_box_
 from ..model import Dataset
 from ..paths import safe_join, safe_relative, why_unsafe
 from ..report import Report
+from ..workers import die_with_parent
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 
 __all__ = ["DESCRIPTION", "NAME", "detect", "iter_chunks", "read"]
@@ -240,6 +241,7 @@ class _Split:
         try:
             with warnings.catch_warnings():  # Python 3.12+ warns of native (idle BLAS) threads: the worker uses none
                 warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
+                parent = os.getpid()
                 pid = os.fork()
         except OSError:
             shm.close()
@@ -247,6 +249,7 @@ class _Split:
         if pid == 0:  # the worker: never returns
             code = 1
             try:
+                die_with_parent(parent)
                 _split_work(reader, mm, m.start(1), shm)
                 code = 0
             except BaseException:  # noqa: BLE001, S110 - the parent parses this part itself and reports it

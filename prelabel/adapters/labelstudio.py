@@ -99,6 +99,7 @@ from ..imagesize import image_size
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_join, safe_relative, why_unsafe
 from ..report import Report
+from ..workers import die_with_parent
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 
 __all__ = ["DESCRIPTION", "NAME", "STREAM_MIN_BYTES", "detect", "image_name", "iter_chunks", "read"]
@@ -495,6 +496,7 @@ class _Worker:
         try:
             with warnings.catch_warnings():  # Python 3.12+ warns of native (idle BLAS) threads: the worker uses none
                 warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
+                parent = os.getpid()
                 pid = os.fork()
         except OSError:
             shm.close()
@@ -502,6 +504,7 @@ class _Worker:
         if pid == 0:  # the worker: never returns
             code = 1
             try:
+                die_with_parent(parent)
                 _work(reader, raw, path, cut.start(1), shm)
                 code = 0
             finally:
