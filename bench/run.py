@@ -6,8 +6,8 @@
 Every tool runs as a whole process (start-up, imports, reading, writing: what a user waits for), tools
 alternate within each round, each round is repeated ``--runs`` times, and the median wall time and the peak
 memory are reported: the peak resident memory of the largest process (``ru_maxrss`` from wait4), and the peak
-of the summed proportional set size of the whole process tree, sampled every 20 ms (a tool that forks workers
-uses their memory too; PSS counts pages shared after a fork once). Every output is checked: the annotation count must equal the truth
+of the summed proportional set size of the whole process tree, sampled every 20 ms in one extra round that is
+not timed (a tool that forks workers uses their memory too; PSS counts pages shared after a fork once). Every output is checked: the annotation count must equal the truth
 and every box must lie within ``--tolerance`` pixels of the truth (tools differ on the VOC origin by one pixel).
 Peers are installed on demand into their own venvs under ``.peers/`` (ignored by git), never into prelabel's.
 Every venv is compiled to bytecode once first (as pip does at install; uv does not, and PYTHONDONTWRITEBYTECODE
@@ -128,11 +128,11 @@ for line in sys.stdin:
     req = json.loads(line)
     t0 = time.perf_counter()
     proc = subprocess.Popen(req["argv"], cwd=req["cwd"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    sampler = TreePeak(proc.pid)
+    sampler = TreePeak(proc.pid) if req["sample"] else None
     err = proc.stderr.read()
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    pss = sampler.stop()
+    pss = sampler.stop() if sampler is not None else 0.0
     print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024.0,
                       "pss": pss, "rc": os.waitstatus_to_exitcode(status),
                       "err": err.decode(errors="replace")[-600:]}), flush=True)
@@ -144,11 +144,11 @@ class Launcher:
         self.proc = subprocess.Popen([sys.executable, "-c", LAUNCHER], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
 
-    def run(self, argv: list[str], cwd: Path) -> tuple[float, float, float, float, int, str]:
+    def run(self, argv: list[str], cwd: Path, *, sample: bool = False) -> tuple[float, float, float, float, int, str]:
         """(wall seconds, CPU seconds, peak RSS MiB of the largest process, peak PSS MiB of the whole process
-        tree (sampled every 20 ms), exit code, stderr tail) of one whole-process run."""
+        tree (sampled every 20 ms when ``sample``, else 0), exit code, stderr tail) of one whole-process run."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd)}) + "\n")
+        self.proc.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd), "sample": sample}) + "\n")
         self.proc.stdin.flush()
         r = json.loads(self.proc.stdout.readline())
         return r["wall"], r["cpu"], r["rss"], r["pss"], r["rc"], r["err"]
@@ -223,16 +223,19 @@ def main() -> None:
         peaks: dict[str, list[float]] = {t: [] for t in cmds}
         trees: dict[str, list[float]] = {t: [] for t in cmds}
         notes: dict[str, str] = {}
-        for _ in range(a.runs):
+        for k in range(a.runs + 1):  # the timed rounds, then one round that samples the memory of the tree
+            sample = k == a.runs     # (sampling /proc costs CPU, so it is kept out of the timed rounds)
             for tool, (argv, _) in cmds.items():
-                wall, cpu, rss, pss, rc, err = launcher.run(argv, out)
+                wall, cpu, rss, pss, rc, err = launcher.run(argv, out, sample=sample)
                 if rc != 0:
                     notes[tool] = f"exit {rc}: {err.strip().splitlines()[-1] if err.strip() else ''}"
+                    continue
+                if sample:
+                    trees[tool].append(pss)
                     continue
                 times[tool].append(wall)
                 cpus[tool].append(cpu)
                 peaks[tool].append(rss)
-                trees[tool].append(pss)
         for tool, (_argv, path) in cmds.items():
             ok, msg = check(path, truth, a.tolerance) if tool not in notes else (False, notes[tool])
             results.append({"format": fmt, "tool": tool, "runs": len(times[tool]),
