@@ -383,6 +383,15 @@ class _Bytes:
         return view[:n + 1]
 
 
+def _rest_of_file(buf: Any, file: str, first: int) -> list[Any]:
+    """The tasks from the ``first`` (1-based) on, when a piece did not parse: parsing the whole file raises its
+    error, or reads NaN / Infinity as json does (which the pieces' parser refuses)."""
+    whole = _loads(buf[:], file)
+    if not isinstance(whole, list):
+        raise ReadError(file, "not valid JSON") from None
+    return whole[first - 1:]
+
+
 def _piece(raw: mmap.mmap, data: _Bytes, start: int, cut: re.Match[bytes] | None) -> tuple[Any, int]:
     """The tasks of the piece that starts at ``start`` (the first byte of a top-level task) and where the next
     piece starts (-1: this one ran to the end of the file); (None, -1) when the rest of the file does not parse.
@@ -421,12 +430,7 @@ def _read_in_pieces(reader: _Reader, raw: mmap.mmap, data: _Bytes, path: Path) -
             if doc is None:
                 if first == 1:
                     return False
-                # the whole file's error; or NaN / Infinity, which _loads reads as json does: the rest of it
-                whole = _loads(raw[:], file)
-                if not isinstance(whole, list):
-                    raise ReadError(file, "not valid JSON") from None
-                doc = whole[first - 1:]
-                del whole
+                doc = _rest_of_file(raw, file, first)
             if first == 1 and (not doc or _is_min(doc)):
                 return False
             try:
@@ -1819,12 +1823,7 @@ class _Stream:
             if doc is None:
                 if first == 1:
                     return False
-                # the whole file's error; or NaN / Infinity, which _loads reads as json does: the rest of it
-                whole = _loads(mm[:], file)
-                if not isinstance(whole, list):
-                    raise ReadError(file, "not valid JSON") from None
-                doc = whole[first - 1:]
-                del whole
+                doc = _rest_of_file(mm, file, first)
             if first == 1 and (not doc or _is_min(doc)):
                 return False
             n = len(doc)
