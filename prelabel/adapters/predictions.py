@@ -1270,14 +1270,21 @@ def _read_table(path: Path, roles_for: Any, *, names: Any) -> tuple[pd.DataFrame
     return df, roles, 2
 
 
+def _table_path(path: Path) -> Path:
+    """``path`` when it is a table prelabel reads (CSV, TSV, Parquet), else the ReadError saying what to give."""
+    p = Path(path)
+    if not p.is_file():
+        raise ReadError(str(p), "not a file: give a .csv, .tsv or .parquet predictions table")
+    if p.suffix.lower() not in _SUFFIXES_CSV + _SUFFIXES_PARQUET:
+        raise ReadError(str(p), f"unsupported table type {p.suffix or '(none)'!r}: give a .csv, .tsv or .parquet "
+                                "file")
+    return p
+
+
 def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     """Read a predictions CSV / TSV / Parquet file (``--from predictions``)."""
-    p = Path(path)
+    p = _table_path(path)
     file = str(p)
-    if not p.is_file():
-        raise ReadError(file, "not a file: give a .csv, .tsv or .parquet predictions table")
-    if p.suffix.lower() not in _SUFFIXES_CSV + _SUFFIXES_PARQUET:
-        raise ReadError(file, f"unsupported table type {p.suffix or '(none)'!r}: give a .csv, .tsv or .parquet file")
 
     def roles_for(cols: list[Any]) -> _Roles:
         return _resolve_roles(cols, overrides=options.columns, box_format=options.box_format, file=file)
@@ -1512,12 +1519,8 @@ def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
     not a number or a malformed row (read() names the file's first one in its own order, which a piece cannot
     know).
     """
-    p = Path(path)
+    p = _table_path(path)
     file = str(p)
-    if not p.is_file():
-        raise ReadError(file, "not a file: give a .csv, .tsv or .parquet predictions table")
-    if p.suffix.lower() not in _SUFFIXES_CSV + _SUFFIXES_PARQUET:
-        raise ReadError(file, f"unsupported table type {p.suffix or '(none)'!r}: give a .csv, .tsv or .parquet file")
     if chunk_rows < 1:
         raise UsageError(f"chunk_rows must be at least 1, got {chunk_rows}")
 
