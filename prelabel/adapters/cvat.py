@@ -75,10 +75,8 @@ import mmap
 import os
 import pickle
 import re
-import signal
 import sys
 import threading
-import warnings
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
@@ -94,7 +92,7 @@ from ..geometry import cvat_rle_to_coco, ellipse_polygon, rle_bbox, rotated_box_
 from ..model import Dataset
 from ..paths import safe_join, safe_relative, why_unsafe
 from ..report import Report
-from ..workers import die_with_parent
+from ..workers import fork_worker, stop_worker
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 
 __all__ = ["DESCRIPTION", "NAME", "detect", "iter_chunks", "read"]
@@ -235,38 +233,16 @@ class _Split:
         m = _SPLIT_RE.search(mm, meta_end + int((n - meta_end) * _SPLIT_SHARE))
         if m is None:
             return None
-        try:  # anonymous and shared; pages are used as they are written
-            shm = mmap.mmap(-1, 4 * (n - m.start(1)) + (16 << 20))
-        except (OSError, ValueError):
+        split = m.start(1)
+        started = fork_worker(4 * (n - split) + (16 << 20), lambda shm: _split_work(reader, mm, split, shm))
+        if started is None:  # (a worker that fails leaves this part to this process, which reports its errors)
             return None
-        try:
-            with warnings.catch_warnings():  # Python 3.12+ warns of native (idle BLAS) threads: the worker uses none
-                warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
-                parent = os.getpid()
-                pid = os.fork()
-        except OSError:
-            shm.close()
-            return None
-        if pid == 0:  # the worker: never returns
-            code = 1
-            try:
-                die_with_parent(parent)
-                _split_work(reader, mm, m.start(1), shm)
-                code = 0
-            except BaseException:  # noqa: BLE001, S110 - the parent parses this part itself and reports it
-                pass
-            finally:
-                os._exit(code)  # no clean-up: the parent owns everything
-        return cls(pid, m.start(), m.start(1), shm)
+        return cls(started[0], m.start(), split, started[1])
 
     def stop(self) -> None:
         if self.pid:
             pid, self.pid = self.pid, 0
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+            stop_worker(pid)
         self.shm.close()
 
     def result(self) -> tuple[Any, ...] | None:

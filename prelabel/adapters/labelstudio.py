@@ -78,10 +78,8 @@ import os
 import pickle
 import re
 import reprlib
-import signal
 import sys
 import threading
-import warnings
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -99,7 +97,7 @@ from ..imagesize import image_size
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_join, safe_relative, why_unsafe
 from ..report import Report
-from ..workers import die_with_parent
+from ..workers import fork_worker, stop_worker
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 
 __all__ = ["DESCRIPTION", "NAME", "STREAM_MIN_BYTES", "detect", "image_name", "iter_chunks", "read"]
@@ -493,36 +491,16 @@ class _Worker:
         cut = _NEXT_TASK.search(raw, start + int((len(raw) - start) * _SHARE))
         if cut is None:
             return None
-        try:
-            shm = mmap.mmap(-1, len(raw) - cut.start() + (1 << 20))  # anonymous, shared; pages used as written
-        except (OSError, ValueError):
+        begin = cut.start(1)
+        started = fork_worker(len(raw) - cut.start() + (1 << 20), lambda shm: _work(reader, raw, path, begin, shm))
+        if started is None:
             return None
-        try:
-            with warnings.catch_warnings():  # Python 3.12+ warns of native (idle BLAS) threads: the worker uses none
-                warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
-                parent = os.getpid()
-                pid = os.fork()
-        except OSError:
-            shm.close()
-            return None
-        if pid == 0:  # the worker: never returns
-            code = 1
-            try:
-                die_with_parent(parent)
-                _work(reader, raw, path, cut.start(1), shm)
-                code = 0
-            finally:
-                os._exit(code)  # no clean-up: the parent owns everything (and freeing the objects takes time)
-        return cls(pid, cut, shm)
+        return cls(started[0], cut, started[1])
 
     def stop(self) -> None:
         if self.pid:
             pid, self.pid = self.pid, 0
-            try:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+            stop_worker(pid)
         self.shm.close()
 
     def add(self, reader: _Reader, raw: mmap.mmap, file: str, first: int) -> tuple[int, int]:
