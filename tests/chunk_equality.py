@@ -42,10 +42,11 @@ def frames_equal(a: pd.DataFrame, b: pd.DataFrame, what: str) -> None:
             assert same(x, y), f"{what}.{col}[{i}]: {x!r} != {y!r}"
 
 
-def datasets_equal(a: Dataset, b: Dataset) -> None:
-    frames_equal(a.images, b.images, "images")
-    frames_equal(a.categories, b.categories, "categories")
-    frames_equal(a.annotations, b.annotations, "annotations")
+def datasets_equal(a: Dataset, b: Dataset, what: str = "") -> None:
+    """``what`` prefixes the table names in the messages (e.g. "chunk 3: ")."""
+    frames_equal(a.images, b.images, what + "images")
+    frames_equal(a.categories, b.categories, what + "categories")
+    frames_equal(a.annotations, b.annotations, what + "annotations")
 
 
 def reports_equal(a: Report, b: Report) -> None:

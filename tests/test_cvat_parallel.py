@@ -9,16 +9,14 @@ split went (merged, or parsed again by this process), so that a test cannot pass
 
 from __future__ import annotations
 
-import math
 import random
 import re
 import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
+from chunk_equality import datasets_equal, reports_equal
 
 from prelabel.adapters import cvat
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
@@ -35,44 +33,6 @@ pytestmark = pytest.mark.skipif(not cvat._split_wanted(ReadOptions(extra=TWO)) o
 
 
 # ---------------------------------------------------------------------------------------------- comparing
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
-                and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True)))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    if a is pd.NA or b is pd.NA:
-        return a is b
-    return type(a) is type(b) and bool(a == b)
-
-
-def _frames_equal(a: pd.DataFrame, b: pd.DataFrame, what: str) -> None:
-    assert list(a.columns) == list(b.columns), what
-    assert len(a) == len(b), f"{what}: {len(a)} rows != {len(b)}"
-    for col in a.columns:
-        assert a[col].dtype == b[col].dtype, f"{what}.{col}"
-        for i, (x, y) in enumerate(zip(a[col].tolist(), b[col].tolist(), strict=True)):
-            assert _same(x, y), f"{what}.{col}[{i}]: {x!r} != {y!r}"
-
-
-def _datasets_equal(a: Dataset, b: Dataset, what: str = "") -> None:
-    _frames_equal(a.images, b.images, what + "images")
-    _frames_equal(a.categories, b.categories, what + "categories")
-    _frames_equal(a.annotations, b.annotations, what + "annotations")
-
-
-def _reports_equal(a: Report, b: Report) -> None:
-    assert a.read == b.read
-    assert a.diagnostics == b.diagnostics
-    _frames_equal(a.drops, b.drops, "drops")
-    _frames_equal(a.changes, b.changes, "changes")
-    assert a.to_dict() == b.to_dict()
-
-
 @pytest.fixture
 def merges(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """How each split ended: "merged", "refused" (this process would not merge) or "gave up" (the worker)."""
@@ -112,14 +72,14 @@ def _check(path: Path, chunk_rows: int, **opts: Any) -> list[Dataset]:
     two, rep2 = _chunks(path, chunk_rows, TWO, **opts)
     assert len(two) == len(one)
     for i, (a, b) in enumerate(zip(two, one, strict=True)):
-        _datasets_equal(a, b, f"chunk {i}: ")
-    _reports_equal(rep2, rep1)
+        datasets_equal(a, b, f"chunk {i}: ")
+    reports_equal(rep2, rep1)
     whole, rep = _read(path, ONE, **opts)
-    _datasets_equal(Dataset.concat(two), whole)
-    _reports_equal(rep2, rep)
+    datasets_equal(Dataset.concat(two), whole)
+    reports_equal(rep2, rep)
     whole2, rep3 = _read(path, TWO, **opts)
-    _datasets_equal(whole2, whole)
-    _reports_equal(rep3, rep)
+    datasets_equal(whole2, whole)
+    reports_equal(rep3, rep)
     return two
 
 
@@ -349,8 +309,8 @@ def test_sample_data_not_split() -> None:
     sample = ROOT / "sample_data" / "cvat" / "annotations.xml"
     a, ra = _read(sample, ONE)
     b, rb = _read(sample, {"cvat_workers": 2})
-    _datasets_equal(a, b)
-    _reports_equal(ra, rb)
+    datasets_equal(a, b)
+    reports_equal(ra, rb)
 
 
 def test_byte_order_mark(tmp_path: Path, merges: list[str]) -> None:
