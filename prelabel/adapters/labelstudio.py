@@ -553,8 +553,9 @@ def _work(reader: _Reader, raw: mmap.mmap, path: Path, start: int, shm: mmap.mma
             start = nxt
 
 
-def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
-    """Read a Label Studio export (file or folder of ``.json`` files) into a Dataset."""
+def _source(path: Path, options: ReadOptions) -> tuple[list[Path], Any]:
+    """The export files (a file, or a folder's ``.json`` files in name order) and the labeling config, after
+    checking the options."""
     if options.ls_select not in SELECT_CHOICES:
         raise UsageError(f"ls_select must be one of {', '.join(SELECT_CHOICES)}, got {options.ls_select!r}")
     if options.ls_annotator not in ANNOTATOR_CHOICES:
@@ -564,7 +565,12 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     files = sorted(p.glob("*.json")) if p.is_dir() else [p]
     if not files:
         raise ReadError(str(p), "no .json files in this folder")
-    config = _load_config(options.extra.get("label_config"))
+    return files, _load_config(options.extra.get("label_config"))
+
+
+def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
+    """Read a Label Studio export (file or folder of ``.json`` files) into a Dataset."""
+    files, config = _source(path, options)
     reader = _Reader(options=options, report=report, config=config)
     enabled = gc.isenabled()
     try:
@@ -1659,16 +1665,7 @@ def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
     """
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise UsageError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-    if options.ls_select not in SELECT_CHOICES:
-        raise UsageError(f"ls_select must be one of {', '.join(SELECT_CHOICES)}, got {options.ls_select!r}")
-    if options.ls_annotator not in ANNOTATOR_CHOICES:
-        raise UsageError(f"ls_annotator must be one of {', '.join(ANNOTATOR_CHOICES)}, "
-                         f"got {options.ls_annotator!r}")
-    p = Path(path)
-    files = sorted(p.glob("*.json")) if p.is_dir() else [p]
-    if not files:
-        raise ReadError(str(p), "no .json files in this folder")
-    config = _load_config(options.extra.get("label_config"))
+    files, config = _source(path, options)
     yield from _Stream(options=options, report=report, config=config, chunk_rows=chunk_rows).chunks(files)
 
 

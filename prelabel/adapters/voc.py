@@ -443,16 +443,8 @@ def _merge(parts: Sequence[_Parsed]) -> _Parsed:
         return parts[0]
     out = _Parsed()
     for p in parts:
-        out.img_rel += p.img_rel
-        out.img_filename += p.img_filename
-        out.img_w += p.img_w
-        out.img_h += p.img_h
-        out.img_nobj += p.img_nobj
+        _extend(out, p)
         out.skipped += p.skipped
-        out.names += p.names
-        out.coords.extend(p.coords)
-        out.lines.extend(p.lines)
-        out.attrs += p.attrs
         if p.error is not None:
             out.error = p.error
             break
