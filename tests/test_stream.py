@@ -287,3 +287,18 @@ def test_an_adapter_can_ask_for_whole_reads_of_small_inputs(tmp_path: Path, monk
     monkeypatch.setattr(adapters.get(fmt), "STREAM_MIN_BYTES", size, raising=False)
     _run(tmp_path, "big", fmt, src, stream=True)
     assert calls == ["stream"]
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
+    """The COCO file, its shards and the report are created as open() creates files (0o666 less the umask), not
+    0o600 as the temporary files they start as."""
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "o.json"
+        convert(SOURCES["cvat"], out, fmt="cvat", options=OPTS, stream=True, report_path=tmp_path / "r.json")
+        convert(SOURCES["cvat"], tmp_path / "s.json", fmt="cvat", options=OPTS, max_file_size=400)
+        written = sorted(tmp_path.glob("*.json"))
+        assert len(written) > 3
+        assert {oct(p.stat().st_mode & 0o777) for p in written} == {"0o644"}
+    finally:
+        os.umask(old)

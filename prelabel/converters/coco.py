@@ -389,9 +389,23 @@ def _dumps(doc: Any) -> bytes:
     return orjson.dumps(doc, option=_OPT)
 
 
+def _file_mode() -> int:
+    """The mode a new file gets from ``open`` (0o666 less the umask): a temporary file from mkstemp is 0o600,
+    which would make the outputs private to their owner. The umask is read without changing it (threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
+
+
 def write_json_atomic(path: str | Path, data: bytes | Iterable[bytes]) -> None:
     """Write bytes (or a sequence of byte pieces, written in order) to ``path`` atomically: a temporary file
-    in the same folder, fsync, then rename."""
+    in the same folder, fsync, then rename. The file gets the mode ``open`` would give it (0o666 less the
+    umask)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
@@ -403,6 +417,7 @@ def write_json_atomic(path: str | Path, data: bytes | Iterable[bytes]) -> None:
                 f.writelines(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):
@@ -461,6 +476,7 @@ def _write_tables(t: CocoTables, path: str | Path, max_file_size: int) -> list[P
                 f.flush()
                 os.fsync(f.fileno())
         if size <= max_file_size:
+            os.chmod(tmp, _file_mode())
             os.replace(tmp, p)
             return [p]
         row_len = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
