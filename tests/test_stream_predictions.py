@@ -245,8 +245,15 @@ def test_drops_spread_over_chunks(tmp_path):
         ["dropped.no_image", f"{p}:3"], ["dropped.no_image", f"{p}:6"], ["dropped.no_image", f"{p}:7"],
         ["dropped.no_image", f"{p}:8"], ["dropped.no_image", f"{p}:13"],
         ["dropped.unknown_category", f"{p}:4"], ["dropped.unknown_category", f"{p}:10"],
-        ["dropped.nonfinite", f"{p}:5"], ["dropped.nonfinite", f"{p}:11"], ["dropped.nonfinite", f"{p}:9"]]
-    assert report.read == 12 and sum(len(ds) for ds in chunks) == 2
+        ["dropped.nonfinite", f"{p}:5"], ["dropped.nonfinite", f"{p}:11"]]
+    assert report.read == 12 and sum(len(ds) for ds in chunks) == 3
+    # the infinite score (line 9) is dropped by the shared clip step, as for every source
+    from prelabel.converters.clip import clip
+
+    clipped = clip(Dataset.concat(chunks, report=report))
+    assert len(clipped) == 2
+    assert clipped.report.drops[["reason", "source", "message"]].values.tolist()[-1] == [
+        "dropped.nonfinite", f"{p}:9", "score is infinite"]
     # b.jpg and e.jpg have a size but every row dropped: they are still images, as in read()
     assert [n for ds in chunks for n in ds.images["file_name"]] == ["a.jpg", "b.jpg", "e.jpg", "f.jpg", "g.jpg"]
 

@@ -25,7 +25,7 @@ from prelabel.adapters import yolo
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
 from prelabel.errors import ReadError, UsageError
 from prelabel.model import Dataset
-from prelabel.pipeline import convert
+from prelabel.pipeline import convert, prepare
 from prelabel.prefetch import ChunkReader
 from prelabel.report import Report
 
@@ -371,8 +371,10 @@ def test_drops_spread_over_files(tmp_path: Path, chunk_rows: int, batches: str) 
     _txt(tmp_path / "classes.txt", "a\nb\nc\nd\n")
     _check(labels, chunk_rows)
     _check(labels, chunk_rows, images=images)  # the images root given
-    _, rep = _whole(labels)
-    assert set(rep.dropped_counts()) == {"dropped.no_image", "dropped.ambiguous", "dropped.nonfinite"}
+    ds, rep = _whole(labels)
+    # the reader drops what it cannot read; the infinite score goes in the shared clip step (every source)
+    assert set(rep.dropped_counts()) == {"dropped.no_image", "dropped.ambiguous"}
+    assert set(prepare(ds).report.dropped_counts()) == {"dropped.no_image", "dropped.ambiguous", "dropped.nonfinite"}
     # a flat folder with a loose .txt that is no label file (skipped with a note)
     flat = _flat(tmp_path / "flat", _random_labels(6, "detect", seed=14))
     _txt(flat / "notes.txt", "this is not a label file\n")

@@ -92,6 +92,7 @@ import orjson
 import pandas as pd
 
 from ..errors import ReadError, UsageError
+from ..gcpause import gc_paused
 from ..geometry import ellipse_polygon, ls_rle_decode, rle_bbox, rle_encode
 from ..imagesize import image_size
 from ..model import Dataset
@@ -302,11 +303,9 @@ def _is_min(doc: list[Any]) -> bool:
 
 
 def _loads(data: bytes, file: str) -> Any:
-    enabled = gc.isenabled()
-    gc.disable()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    try:
+    with gc_paused():
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError as e:
@@ -318,9 +317,6 @@ def _loads(data: bytes, file: str) -> Any:
             except (ValueError, RecursionError):
                 pass
         raise ReadError(file, f"not valid JSON: {first}")
-    finally:
-        if enabled:
-            gc.enable()
 
 
 _PIECE = 8 << 20  # bytes of a large export parsed at a time (peak memory: the objects of one piece)
@@ -1788,13 +1784,8 @@ class _Stream:
         start = opening.end()
         first = 1
         while True:
-            enabled = gc.isenabled()
-            gc.disable()
-            try:
+            with gc_paused():
                 doc, nxt = _piece(mm, data, start, None)
-            finally:
-                if enabled:
-                    gc.enable()
             if doc is None:
                 if first == 1:
                     return False
@@ -1817,17 +1808,13 @@ class _Stream:
         r = self.reader
         for a in range(0, max(len(doc), 1), _STREAM_TASKS):
             part = doc[a:a + _STREAM_TASKS]
-            enabled = gc.isenabled()
-            gc.disable()
             try:
-                r.read_doc(part, file, first=first + a, check_min=False)
+                with gc_paused():
+                    r.read_doc(part, file, first=first + a, check_min=False)
             except ReadError:
                 if rest is not None:
                     _valid_json(rest[:], file)
                 raise
-            finally:
-                if enabled:
-                    gc.enable()
             del part
             r.task_ids.clear()  # only used to name a task in an error found once its rows are built
             cuts = _cuts(r.r_img, len(r.img_name), self.chunk_rows)

@@ -949,11 +949,7 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
         drop(3, "dropped.nonfinite", nonfinite,
              "NaN or infinite box values" if inp.box is not None else "no box and no usable polygon or mask")
         alive &= ~nonfinite
-    if inp.score is not None:  # NaN means "no score" (ground truth); an infinite score is no probability
-        inf_score = alive & np.isinf(inp.score)
-        if inf_score.any():
-            drop(4, "dropped.nonfinite", inf_score, "infinite score")
-            alive &= ~inf_score
+    # (an infinite score is dropped by the shared clip step, for every source)
 
     every = bool(alive.all())
     keep = np.flatnonzero(alive)

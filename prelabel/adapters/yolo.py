@@ -1219,12 +1219,7 @@ class _Run:
         ann["src_file"] = pd.Series(files_arr[lines.entry[keep]], dtype=object)
         ann["src_line"] = lines.line[keep]
         annotations: Any = ann  # a mapping of columns: Dataset.build makes the one DataFrame (no extra copy)
-        inf_score = np.isinf(np.asarray(ann["score"], dtype=np.float64))
-        if inf_score.any():  # a NaN score is "no score"; an infinite one is no probability and no valid COCO
-            frame = pd.DataFrame(ann)
-            self._defer(3, "dropped.nonfinite", "infinite score",
-                        frame.loc[inf_score, ["category", "src_file", "src_line"]])
-            annotations = frame[~inf_score]
+        # (an infinite score is dropped by the shared clip step, for every source)
 
         # ---- images
         label_of_image = {i: rel_files[e] for e, i in enumerate(image_of) if i >= 0}
