@@ -498,6 +498,9 @@ def _upload_options(f: Any) -> Any:
                           "config comes from the COCO categories and shapes."),
         click.option("--model-version", metavar="NAME",
                      help="Label Studio: the predictions' model version (default: prelabel)."),
+        click.option("--allow-empty", is_flag=True,
+                     help="Exit 0 even when the file holds annotations and none of them is applied "
+                          "(by default that is a failure: exit 1)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -525,6 +528,10 @@ def _print_upload(result: Any, *, as_json: bool) -> None:
     shards = f" in {n_shards} shards" if n_shards > 1 else ""
     res_txt = f", {resumed} shard(s) done by an earlier run" if resumed else ""
     click.echo(f"  annotations {verb}: {result.annotations_applied}{shards}{res_txt}")
+    if result.annotations_replaced is not None and (result.dry_run or result.annotations_replaced):
+        n, m = result.annotations_replaced, result.images_replaced or 0
+        what = (f"{n} existing pre-annotation{'s' if n != 1 else ''} on {m} image{'s' if m != 1 else ''}")
+        click.echo(f"  {'would replace' if result.dry_run else 'replaced'} {what}")
     how = result.matched_by or {}
     rules = {"exact": "by exact name", "prefix": "by dropping a folder prefix",
              "sanitized": "after the platform's upload renaming", "case": "ignoring case",
@@ -559,7 +566,8 @@ def _target_options(kw: dict[str, Any], *, images: Any = None) -> dict[str, Any]
 
 def _run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, dry_run: bool, mode: str,
                 workers: int, journal: Path | None, no_journal: bool, max_file_size: int, as_json: bool,
-                quiet: bool = False, target_options: dict[str, Any] | None = None) -> None:
+                quiet: bool = False, target_options: dict[str, Any] | None = None,
+                allow_empty: bool = False) -> None:
     from .progress import active, progress
     from .upload.driver import UploadProgress
     from .upload.driver import upload as do_upload
@@ -577,7 +585,7 @@ def _run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, 
         result = do_upload(coco, target, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
                            journal=False if no_journal else journal, max_file_size=max_file_size,
                            wait=not async_, notify=notify, progress=on_progress if show else None,
-                           **(target_options or {}))
+                           allow_empty=allow_empty, **(target_options or {}))
     _print_upload(result, as_json=as_json)
     if result.status == "failed":
         sys.exit(1)
@@ -593,12 +601,15 @@ def _run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, 
 @click.pass_context
 def upload(ctx: click.Context, /, file: Path, target: str, async_: bool, timeout: float | None, dry_run: bool,
            as_json: bool, mode: str, workers: int, journal: Path | None, no_journal: bool, max_file_size: str,
-           images: Path | None, **kw: Any) -> None:
+           images: Path | None, allow_empty: bool, **kw: Any) -> None:
     """Upload a COCO file (or its shards FILE-001.json, ...) as pre-annotations.
 
     \b
     Prints what was applied, the images that matched no project file (with the closest names, how they
-    differ and the option that fixes it), and the categories the project ignored. Exit 1 when the upload failed.
+    differ and the option that fixes it), and the categories the project ignored. Exit 1 when the upload failed,
+    or when the file holds annotations and none of them was applied (--allow-empty accepts that).
+    --mode replace: an image's pre-annotations are replaced only by annotations applied to it; --dry-run
+    says how many existing pre-annotations the upload would replace.
     A file over --max-file-size is uploaded as shards of whole images (one line on stderr says how many).
     A re-run after a crash, Ctrl-C or a timeout resumes: done shards are skipped, started jobs are polled.
     --async submits and prints the job id(s) with status 'processing'; run the same command again
@@ -633,7 +644,8 @@ def upload(ctx: click.Context, /, file: Path, target: str, async_: bool, timeout
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     _run_upload(file, target=target, async_=async_, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
                 journal=journal, no_journal=no_journal, max_file_size=_size(max_file_size), as_json=as_json,
-                quiet=bool(ctx.obj.get("quiet")), target_options=_target_options(kw, images=images))
+                quiet=bool(ctx.obj.get("quiet")), target_options=_target_options(kw, images=images),
+                allow_empty=allow_empty)
 
 
 def _is_labelstudio(target: str) -> bool:
@@ -666,7 +678,7 @@ def _echo_mapping(mapping: list[dict[str, Any]], unknown: str) -> None:
 @click.pass_context
 def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target: str, async_: bool,
          timeout: float | None, dry_run: bool, as_json: bool, mode: str, workers: int, journal: Path | None,
-         no_journal: bool, **kw: Any) -> None:
+         no_journal: bool, allow_empty: bool, **kw: Any) -> None:
     """Convert SRC, validate and upload it in one command.
 
     \b
@@ -712,7 +724,8 @@ def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target:
                 _echo_mapping(mapping, str(kw.get("unknown") or "error"))
             _run_upload(dest, target=tgt, async_=async_, timeout=timeout, dry_run=dry_run, mode=mode,
                         workers=workers, journal=journal, no_journal=no_journal or out is None,
-                        max_file_size=_size(kw.get("max_file_size") or "25MB"), as_json=as_json, quiet=quiet)
+                        max_file_size=_size(kw.get("max_file_size") or "25MB"), as_json=as_json, quiet=quiet,
+                        allow_empty=allow_empty)
     finally:
         tgt.close()
 

@@ -220,8 +220,9 @@ def test_hint_lines_for_case_extension_prefix(tmp_path: Path) -> None:
     r = run("upload", str(coco), "--to", f"local:{proj.root}", "--match-case-insensitive", "--match-any-extension",
             "--strip-prefix", "data/", "--name-map", str(tmp_path / "map.csv"))
     assert r.exit_code == 0, r.output
-    assert r.stdout.splitlines()[1:4] == [
+    assert r.stdout.splitlines()[1:5] == [
         "  annotations applied: 5",
+        "  replaced 1 existing pre-annotation on 1 image",   # the first run's box on the prefixed image
         "  images matched: 5 (1 ignoring case, 1 ignoring the extension, 1 by the name map, "
         "1 by dropping a folder prefix, 1 after --strip-prefix)",
         "  images not matched: 1 (their annotations are not applied)",
@@ -265,13 +266,16 @@ def test_match_options_reach_labellerr_and_the_served_project(server: LabellerrS
     doc = coco_doc([("A.PNG", [("cat", [1, 2, 3, 4])]), ("cat.png", [("dog", [5, 6, 7, 8])])], ["cat", "dog"])
     coco = write_json(tmp_path / "l.json", doc)
     r = run("upload", str(coco), "--to", "labellerr:proj-1", env=env)
-    assert r.exit_code == 0
+    assert r.exit_code == 1   # the file holds 2 annotations and none was applied
     assert r.stdout.splitlines()[1:] == [
         "  annotations applied: 0",
         "  images matched: 0",
         "  images not matched: 2 (their annotations are not applied)",
         "    A.PNG: no project image; closest: a.png (case differs) -> rerun with --match-case-insensitive",
         "    cat.png: no project image; closest: Cat.png (case differs) -> rerun with --match-case-insensitive",
+        "  error: none of the 2 annotations in the file were applied (no image matched a project file); no "
+        "pre-annotation of the project was replaced. If that is intended, pass allow_empty=True (command line: "
+        "--allow-empty)",
     ]
     r = run("upload", str(coco), "--to", "labellerr:proj-1", "--match-case-insensitive", "--dry-run", env=env)
     assert r.stdout.splitlines() == ["dry run against labellerr:proj-1: completed",

@@ -53,6 +53,11 @@ class ShardResult:
     duration: float = 0.0
     resumed: bool = False          # taken from the journal: completed by an earlier run, not sent again
     matched_by: dict[str, int] = field(default_factory=dict)   # match rule (exact, prefix, ...) -> images
+    annotations_in_file: int = 0   # the annotations the shard held (set by the driver)
+    # existing pre-annotations the upload removed (a dry run: would remove) in replace mode, and on how many
+    # images; None when the target cannot tell
+    annotations_replaced: int | None = None
+    images_replaced: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +79,9 @@ class UploadResult:
     errors: list[str] = field(default_factory=list)
     duration: float = 0.0
     matched_by: dict[str, int] = field(default_factory=dict)   # match rule (exact, prefix, ...) -> images
+    annotations_in_file: int = 0   # the annotations the uploaded file(s) held
+    annotations_replaced: int | None = None   # see ShardResult
+    images_replaced: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,12 +101,18 @@ class UploadResult:
         for s in shards:
             for how, n in s.matched_by.items():
                 matched_by[how] = matched_by.get(how, 0) + n
+        def total(name: str) -> int | None:
+            vals = [getattr(s, name) for s in shards if getattr(s, name) is not None]
+            return sum(vals) if vals else None
+
         return cls(status=status, target=target, activity_id=ids[0] if len(ids) == 1 else (",".join(ids) or None),
                    dry_run=dry_run, shards=shards,
                    annotations_applied=sum(s.annotations_applied for s in shards),
                    files_matched=sum(s.files_matched for s in shards),
                    files_not_matched=list(seen_unmatched.values()), categories_ignored=ignored,
-                   errors=[e for s in shards for e in s.errors], duration=duration, matched_by=matched_by)
+                   errors=[e for s in shards for e in s.errors], duration=duration, matched_by=matched_by,
+                   annotations_in_file=sum(s.annotations_in_file for s in shards),
+                   annotations_replaced=total("annotations_replaced"), images_replaced=total("images_replaced"))
 
 
 class Target(Protocol):

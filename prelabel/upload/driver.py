@@ -325,8 +325,32 @@ class _Tracker:
 _FATAL = (AuthError, NotFoundError, UploadTimeoutError, UploadCancelledError, UsageError)
 
 
+def _n_annotations(doc: Mapping[str, Any]) -> int:
+    anns = doc.get("annotations")
+    return len(anns) if isinstance(anns, list) else 0
+
+
+def _fail_if_nothing_applied(res: UploadResult) -> None:
+    """A completed upload whose file held annotations but applied none is a failure: the user meant to change
+    the project and nothing changed (a category spelled differently, names that match no image...)."""
+    if res.annotations_in_file == 0 or res.annotations_applied > 0:
+        return
+    why = []
+    if res.files_matched == 0:
+        why.append("no image matched a project file")
+    elif res.files_not_matched:
+        why.append(f"{len(res.files_not_matched)} image(s) matched no project file")
+    if res.categories_ignored:
+        why.append(f"the project ignored the categories {', '.join(res.categories_ignored)}")
+    reason = "; ".join(why) or "the target applied none of them"
+    res.status = "failed"
+    res.errors.insert(0, f"none of the {res.annotations_in_file} annotations in the file were applied ({reason}); "
+                         "no pre-annotation of the project was replaced. If that is intended, pass "
+                         "allow_empty=True (command line: --allow-empty)")
+
+
 def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: bool, mode: str,
-         journal: str | Path | bool | None, max_file_size: int, workers: int, wait: bool,
+         journal: str | Path | bool | None, max_file_size: int, workers: int, wait: bool, allow_empty: bool,
          cancel: threading.Event, started: float, target_options: Mapping[str, Any],
          notify: Callable[[str], None] | None,
          progress: Callable[[UploadProgress], None] | None = None) -> UploadResult:
@@ -344,6 +368,7 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
             for s in shards:
                 results.append(tgt.upload_shard(s.doc, index=s.index, path=s.path, dry_run=True, deadline=deadline,
                                                 cancel=cancel))
+                results[-1].annotations_in_file = _n_annotations(s.doc)
                 tracker.finished(results[-1])
             return UploadResult.merge(tgt.describe(), results, dry_run=True, duration=time.monotonic() - started)
         if journal is None:
@@ -370,10 +395,14 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
         if todo:
             results_by_index.update(_send(tgt, todo, jr, deadline=deadline, cancel=cancel, wait=wait,
                                           workers=workers, on_result=tracker.finished))
+        for s in shards:
+            results_by_index[s.index].annotations_in_file = _n_annotations(s.doc)
         results = [results_by_index[s.index] for s in shards]
         res = UploadResult.merge(tgt.describe(), results, dry_run=False, duration=time.monotonic() - started)
         if res.status == "completed":
             jr.forget(label)
+            if not allow_empty:
+                _fail_if_nothing_applied(res)
         return res
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -457,7 +486,8 @@ def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target,
            max_file_size: int = ..., workers: int = ..., wait: bool = ...,
            match: MatchRules | None = ..., images: str | Path | None = ..., create_project: str | None = ...,
            model_version: str | None = ..., notify: Callable[[str], None] | None = ...,
-           progress: Callable[[UploadProgress], None] | None = ...) -> UploadResult: ...
+           progress: Callable[[UploadProgress], None] | None = ...,
+           allow_empty: bool = ...) -> UploadResult: ...
 
 
 @overload
@@ -466,7 +496,8 @@ def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target,
            max_file_size: int = ..., workers: int = ..., wait: bool = ...,
            match: MatchRules | None = ..., images: str | Path | None = ..., create_project: str | None = ...,
            model_version: str | None = ..., notify: Callable[[str], None] | None = ...,
-           progress: Callable[[UploadProgress], None] | None = ...) -> UploadFuture: ...
+           progress: Callable[[UploadProgress], None] | None = ...,
+           allow_empty: bool = ...) -> UploadFuture: ...
 
 
 def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target, *, _async: bool = False,
@@ -475,7 +506,8 @@ def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target,
            workers: int = 2, wait: bool = True, match: MatchRules | None = None, images: str | Path | None = None,
            create_project: str | None = None, model_version: str | None = None,
            notify: Callable[[str], None] | None = None,
-           progress: Callable[[UploadProgress], None] | None = None) -> UploadResult | UploadFuture:
+           progress: Callable[[UploadProgress], None] | None = None,
+           allow_empty: bool = False) -> UploadResult | UploadFuture:
     """Upload COCO pre-annotations to a target (see the module docstring).
 
     ``match``: optional file-name rules (:class:`~prelabel.upload.match.MatchRules`: case, extension, prefixes
@@ -487,6 +519,11 @@ def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target,
     (local projects). ``journal``: None = the default path beside a COCO file, False = none, or a path.
     ``wait=False``: return once every shard was sent (status ``processing``, job ids in ``activity_id`` and the
     journal) instead of waiting for the jobs; a later run of the same upload polls them.
+
+    ``allow_empty``: an upload whose file holds annotations but applies none of them (a category spelled
+    differently from the project's, names that match no image) returns status ``failed`` with the reason,
+    unless this is True. In ``replace`` mode, an image's pre-annotations are only replaced by annotations that
+    are applied to it, so such an upload changes nothing in the project either way.
     """
     if mode not in ("replace", "append"):
         raise UsageError(f"mode must be 'replace' or 'append', not {mode!r}")
@@ -501,7 +538,7 @@ def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target,
     kw: dict[str, Any] = {"timeout": timeout, "dry_run": dry_run, "mode": mode, "journal": journal,
                           "max_file_size": max_file_size, "workers": workers, "wait": wait, "cancel": cancel,
                           "started": started, "target_options": target_options, "notify": notify,
-                          "progress": progress}
+                          "progress": progress, "allow_empty": allow_empty}
     if not _async:
         try:
             return _run(coco, target, **kw)

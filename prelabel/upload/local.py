@@ -13,8 +13,9 @@ An upload runs the five steps of the platform: **receive** (the file is copied i
 is recorded with status ``processing``), **validate** (COCO rules; categories the project does not know are
 ``categories_ignored`` and their annotations are not applied), **resolve** file names with
 :mod:`prelabel.upload.match`, **apply** in ONE transaction (``BEGIN IMMEDIATE``: two processes uploading at once
-are serialized, never mixed), and **return** a status. In ``replace`` mode (the default) the annotations of
-each matched image replace the image's pre-annotations; ``append`` adds to them. Applying an activity that is
+are serialized, never mixed), and **return** a status. In ``replace`` mode (the default) the annotations applied
+to an image replace the image's pre-annotations; an image none of whose annotations is applied (an ignored
+category, ...) keeps its pre-annotations. ``append`` adds to them. Applying an activity that is
 no longer ``processing`` does nothing, so an activity is applied at most once.
 
 Example:
@@ -311,6 +312,16 @@ class LocalProject:
                 "assets": n_assets, "annotated_assets": n_annotated, "annotations": n_ann,
                 "categories": per_cat, "activities": by_status}
 
+    def existing(self, assets: Sequence[str]) -> tuple[int, int]:
+        """``(pre-annotations, images holding any)`` among the assets named: what a replace of them removes."""
+        with self.reader() as c:
+            c.execute("CREATE TEMP TABLE wanted (file_name TEXT PRIMARY KEY)")
+            c.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", [(a,) for a in assets])
+            n, m = c.execute("SELECT count(a.id), count(DISTINCT a.asset_id) FROM annotations a "
+                             "JOIN assets s ON s.id = a.asset_id JOIN wanted w ON w.file_name = s.file_name"
+                             ).fetchone()
+        return int(n), int(m)
+
     # ------------------------------------------------------------------ credentials (for prelabel serve)
     def set_credentials(self, creds: Credentials) -> None:
         """Store the credentials ``prelabel serve`` accepts (hashed with the project's salt, never in clear)."""
@@ -405,16 +416,18 @@ class LocalProject:
             rows.append((asset_ids[r.image_asset[int(a["image_id"])]], cat_map[int(a["category_id"])], x, y, w, h,
                          a.get("area"), int(a.get("iscrowd", 0)), a.get("score"), _json(seg) if seg else None,
                          _json(a.get("keypoints")), _json(a.get("attributes")), aid))
-        replaced = 0
-        if mode == "replace":
-            targets = sorted({asset_ids[n] for n in r.image_asset.values()})
-            for aid_ in targets:
-                replaced += c.execute("DELETE FROM annotations WHERE asset_id = ?", (aid_,)).rowcount
+        replaced = images_replaced = 0
+        if mode == "replace":   # only the images that receive an annotation: skipped ones keep theirs
+            for aid_ in sorted({asset_ids[n] for n in r.applied_assets}):
+                n = c.execute("DELETE FROM annotations WHERE asset_id = ?", (aid_,)).rowcount
+                replaced += n
+                images_replaced += n > 0
         c.executemany("INSERT INTO annotations (asset_id, category_id, x, y, w, h, area, iscrowd, score, "
                       "segmentation, keypoints, attributes, activity_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       rows)
         counts = {"images": len(doc["images"]), "annotations": len(anns), "annotations_applied": len(rows),
-                  "annotations_replaced": replaced, "files_matched": r.files_matched,
+                  "annotations_replaced": replaced, "images_replaced": images_replaced,
+                  "files_matched": r.files_matched,
                   "files_not_matched": len(r.unmatched), "annotations_skipped_unmatched": r.skipped_unmatched,
                   "annotations_skipped_category": r.skipped_category}
         metadata = {"activity_id": aid, "files_not_updated": [u.name for u in r.unmatched],
@@ -473,7 +486,13 @@ def shard_result(act: Mapping[str, Any], *, index: int, path: str) -> ShardResul
                        annotations_applied=int(counts.get("annotations_applied", 0)),
                        files_matched=int(counts.get("files_matched", 0)), files_not_matched=unmatched,
                        categories_ignored=list(meta.get("questions_ignored") or []), errors=errors,
-                       matched_by={str(k): int(v) for k, v in (meta.get("matched_by") or {}).items()})
+                       matched_by={str(k): int(v) for k, v in (meta.get("matched_by") or {}).items()},
+                       annotations_replaced=_int_or_none(counts.get("annotations_replaced")),
+                       images_replaced=_int_or_none(counts.get("images_replaced")))
+
+
+def _int_or_none(v: Any) -> int | None:
+    return None if v is None else int(v)
 
 
 class LocalTarget:
@@ -518,7 +537,12 @@ class LocalTarget:
                      deadline: float | None, cancel: threading.Event) -> ShardResult:
         if dry_run:
             r = resolve_shard(coco, assets=self.assets(), categories=self.categories(), match=self.match)
-            return r.shard_result(index=index, path=str(path))
+            res = r.shard_result(index=index, path=str(path))
+            if self.mode == "replace":
+                res.annotations_replaced, res.images_replaced = self.project.existing(r.applied_assets)
+            else:
+                res.annotations_replaced = res.images_replaced = 0
+            return res
         job = self.start_shard(coco, index=index, path=path, deadline=deadline, cancel=cancel)
         return self.finish_shard(job, index=index, path=path, coco=coco, deadline=deadline, cancel=cancel)
 

@@ -7,8 +7,8 @@ Example:
     ...         "annotations": [{"id": 1, "image_id": 1, "category_id": 1}, {"id": 2, "image_id": 1, "category_id": 2},
     ...                         {"id": 3, "image_id": 2, "category_id": 1}]}
     >>> r = resolve_shard(coco, assets=["a.jpg", "b.jpg"], categories=["cat", "dog"])
-    >>> r.annotations_applied, r.files_matched, r.categories_ignored, r.unmatched[0].why
-    (1, 1, ['zebra'], 'case')
+    >>> r.annotations_applied, r.files_matched, r.categories_ignored, r.unmatched[0].why, r.applied_assets
+    (1, 1, ['zebra'], 'case', ['a.jpg'])
     >>> from prelabel.upload.match import MatchRules
     >>> r = resolve_shard(coco, assets=["a.jpg", "b.jpg"], categories=["cat"], match=MatchRules(fold_case=True))
     >>> r.annotations_applied, r.how
@@ -36,6 +36,7 @@ class Resolution:
     unmatched: list[UnmatchedFile] = field(default_factory=list)
     categories_ignored: list[str] = field(default_factory=list)
     keep: list[int] = field(default_factory=list)               # positions in coco["annotations"] to apply
+    applied_assets: list[str] = field(default_factory=list)     # assets that receive an annotation, in order
     skipped_unmatched: int = 0
     skipped_category: int = 0
 
@@ -75,11 +76,13 @@ def resolve_shard(coco: Mapping[str, Any], *, assets: Sequence[str], categories:
     ignored_ids = {cid for cid, n in cat_name.items() if known is not None and n not in known}
     res.categories_ignored = sorted({cat_name[c] for c in ignored_ids})
     matched_ids = set(res.image_asset)
-    for i, a in enumerate(coco.get("annotations") or []):
+    anns = list(coco.get("annotations") or [])
+    for i, a in enumerate(anns):
         if int(a["image_id"]) not in matched_ids:
             res.skipped_unmatched += 1
         elif int(a["category_id"]) in ignored_ids:
             res.skipped_category += 1
         else:
             res.keep.append(i)
+    res.applied_assets = list(dict.fromkeys(res.image_asset[int(anns[i]["image_id"])] for i in res.keep))
     return res
