@@ -59,7 +59,7 @@ def run_stages(src: Path | None, fmt: str, out: Path, *, frame_rows: int = 0) ->
         ds = _timed(stages, "from_dataframe", lambda: predictions.from_dataframe(frame))
     else:
         ds = _timed(stages, "read", lambda: pl.read(src, fmt=fmt))
-    from prelabel.inspection import convention_hints
+    from prelabel.converters.conventions import convention_hints
 
     _timed(stages, "hints", lambda: ds.report.diagnostics.extend(convention_hints(ds)))
     ds = _timed(stages, "min_score", lambda: filter_min_score(ds, None))

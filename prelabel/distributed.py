@@ -46,9 +46,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from . import adapters, storage
+from .adapters import voc, yolo
 from .adapters.base import ReadOptions
 from .errors import UsageError
 from .model import Dataset
+from .paths import IMAGE_EXTENSIONS
 from .report import Diagnostic, Report
 
 __all__ = ["dask_client", "partition_bounds", "read_dask"]
@@ -133,8 +136,6 @@ def _n_parts(client: Any, n_files: int, partitions: int | None) -> int:
 
 def _read(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
           storage_options: Mapping[str, Any] | None, partitions: int | None) -> Dataset:
-    from . import adapters, storage
-
     remote = storage.is_url(src)
     if storage.is_url(opts.images) and not storage.is_url(src):
         raise UsageError("--images as a URL needs the source to be a URL too with --engine dask",
@@ -174,8 +175,6 @@ def _read(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
 
 
 def _is_image(rel: str) -> bool:
-    from .paths import IMAGE_EXTENSIONS
-
     return posixpath.splitext(rel)[1].lower() in IMAGE_EXTENSIONS
 
 
@@ -184,8 +183,6 @@ Task = tuple[Callable[..., Dataset], tuple[Any, ...]]
 
 def _plan_yolo(local: Path, opts: ReadOptions, report: Report, client: Any, partitions: int | None,
                skeleton: Any, storage_options: Mapping[str, Any] | None) -> list[Task]:
-    from .adapters import yolo
-
     lay = yolo._layout(local, opts, report)
     cfg = yolo._config(lay, opts)
     roots = ([yolo._norm(opts.images)] if opts.images is not None else []) + lay.image_roots
@@ -213,8 +210,6 @@ def _plan_yolo(local: Path, opts: ReadOptions, report: Report, client: Any, part
 
 def _plan_voc(local: Path, opts: ReadOptions, client: Any, partitions: int | None, skeleton: Any,
               storage_options: Mapping[str, Any] | None) -> list[Task]:
-    from .adapters import voc
-
     voc_root = (local / "Annotations").is_dir()
     jobs, _ = voc._list_xml(local / "Annotations" if voc_root else local)
     rels = [("Annotations/" + r) if voc_root else r for _, r in jobs]
@@ -254,8 +249,6 @@ def _rel_to(path: str, root: str) -> str:
 # ------------------------------------------------------------------------------------------- on the workers
 def _worker_copy(url: str, keys: Sequence[str], storage_options: Mapping[str, Any] | None,
                  placeholders: bool) -> Any:
-    from . import storage
-
     wanted = frozenset(keys)
     return storage.localize(url, storage_options=storage_options, select=wanted.__contains__,
                             placeholders=placeholders)
@@ -269,9 +262,6 @@ def _read_yolo_part(sub: Any, cfg: Any, opts: ReadOptions, local: str, url: str 
                     keys: Sequence[str] | None, client_work: str | None,
                     storage_options: Mapping[str, Any] | None) -> Dataset:
     """One run of a YOLO dataset's images (and, for the last run, the label files with no image)."""
-    from . import storage
-    from .adapters import yolo
-
     report = Report()
     if url is None or keys is None or client_work is None:
         part: Dataset = yolo._read(sub, cfg, opts, report, Path(local))
@@ -295,9 +285,6 @@ def _read_voc_part(local: str, files: Sequence[str], opts: ReadOptions, url: str
                    keys: Sequence[str] | None, client_work: str | None,
                    storage_options: Mapping[str, Any] | None) -> Dataset:
     """One run of a VOC dataset's XML files."""
-    from . import storage
-    from .adapters import voc
-
     report = Report()
     if url is None or keys is None or client_work is None:
         return voc.read(Path(local), options=opts, report=report, files=files)
@@ -310,13 +297,9 @@ def _read_voc_part(local: str, files: Sequence[str], opts: ReadOptions, url: str
 def _read_whole(src: str, name: str, opts: ReadOptions, storage_options: Mapping[str, Any],
                 remote: bool) -> Dataset:
     """A whole source as one partition (single-file formats; YOLO when an inference needs every file)."""
-    from . import storage
-
     if remote or storage.is_url(opts.images):
         got: Dataset = storage.read_source(src, fmt=name, options=opts, storage_options=storage_options)
         return got
-    from . import adapters
-
     report = Report()
     report.input = {"format": name, "source": src}
     return adapters.get(name).read(Path(src), options=opts, report=report)
@@ -365,9 +348,7 @@ def _dedupe_diagnostics(parts: Sequence[Dataset]) -> None:
     if first_task is not None:
         k, i = first_task
         d = parts[k].report.diagnostics[i]
-        from .adapters.yolo import _KIND_NAMES
-
-        order = list(_KIND_NAMES.values())
+        order = list(yolo.KIND_NAMES.values())
         text = ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts, key=lambda x: (
             order.index(x) if x in order else len(order), x)))
         parts[k].report.diagnostics[i] = Diagnostic(d.code, d.source, f"{_TASK_COUNTS}{text} file(s)", d.severity)

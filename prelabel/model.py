@@ -180,8 +180,21 @@ class Dataset:
     @classmethod
     def concat(cls, datasets: Sequence[Dataset], *, report: Report | None = None) -> Dataset:
         """Merge datasets: images appended (annotation image indices shifted), categories united by name
-        in first-seen order (keypoints and skeleton from the first that defines them), reports merged."""
+        in first-seen order (keypoints and skeleton from the first that defines them), reports merged: each
+        distinct report once (streamed chunks share one report, which then is the result's report as it is).
+
+        >>> a = Dataset.build(images={"file_name": ["a.jpg"], "width": [8], "height": [8]})
+        >>> b = Dataset.build(images={"file_name": ["b.jpg"], "width": [8], "height": [8]}, report=a.report)
+        >>> a.report.read = 7
+        >>> merged = Dataset.concat([a, b])
+        >>> len(merged.images), merged.report.read, merged.report is a.report
+        (2, 7, True)
+        """
+        shared = {id(ds.report) for ds in datasets}
+        if report is None and len(shared) == 1 and datasets:
+            report = datasets[0].report
         rep = report or Report()
+        merged_ids: set[int] = {id(rep)}
         imgs: list[pd.DataFrame] = []
         anns: list[pd.DataFrame] = []
         cats: list[pd.DataFrame] = []
@@ -193,7 +206,8 @@ class Dataset:
             anns.append(a)
             cats.append(ds.categories)
             offset += len(ds.images)
-            if ds.report is not rep:
+            if id(ds.report) not in merged_ids:
+                merged_ids.add(id(ds.report))
                 rep.merge(ds.report)
         cat = (pd.concat(cats, ignore_index=True) if cats else None)
         if cat is not None and len(cat):

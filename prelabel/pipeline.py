@@ -24,10 +24,15 @@ from . import adapters, storage
 from .adapters.base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 from .converters import coco as coco_writer
 from .converters.clip import clip as clip_step
+from .converters.coco_stream import CocoStreamWriter
+from .converters.conventions import ConventionStats, convention_hints, source_text
+from .converters.reconcile import Reconciler
 from .converters.reconcile import reconcile as reconcile_step
 from .converters.score import filter_min_score
+from .distributed import read_dask
 from .errors import StrictError, UsageError
 from .model import Dataset
+from .prefetch import ChunkReader, at_least
 from .report import Report
 
 __all__ = ["ConvertResult", "convert", "prepare", "read", "write_dataset"]
@@ -95,8 +100,6 @@ def _read_elsewhere(s: str | Path, *, fmt: str | None, options: ReadOptions,
                     storage_options: Mapping[str, Any] | None, engine: str, scheduler: str | None,
                     workers: int | None) -> Dataset:
     if engine == "dask":
-        from .distributed import read_dask
-
         return read_dask(s, fmt=fmt, options=options, storage_options=storage_options, scheduler=scheduler,
                          workers=workers)
     if engine != "local":
@@ -191,8 +194,6 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
               workers=workers, progress=progress)
     if whole_reason:
         ds.report.note("stream.whole", str(src), f"read whole, not streamed: {whole_reason}", severity="info")
-    from .inspection import convention_hints
-
     ds.report.diagnostics.extend(convention_hints(ds))
     ds = prepare(ds, mapping=mapping, schema=schema, unknown=unknown, clip=clip, min_area=min_area,
                  min_score=min_score, progress=progress)
@@ -238,15 +239,10 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
                     chunk_rows: int) -> ConvertResult | str | None:
     """The streaming conversion; returns None when the adapter cannot stream, or the reason the input must
     be read whole (nothing is written then)."""
-    from .converters.coco_stream import CocoStreamWriter
-    from .converters.reconcile import Reconciler
-    from .inspection import ConventionStats, _source_text
 
     adapter = adapters.get(fmt or adapters.detect(src))
     if getattr(adapter, "iter_chunks", None) is None:
         return None
-    from .prefetch import ChunkReader, at_least
-
     floor = getattr(adapter, "STREAM_MIN_BYTES", 0)  # below it the adapter's whole read is faster (and small)
     if floor and not at_least(src, floor):
         return None
@@ -281,7 +277,7 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
                 progress("streaming", writer.n_annotations, None)
         rep = reader.report
         rep.input = {"format": adapter.NAME, "source": str(src)}
-        rep.diagnostics.extend(stats.hints(_source_text(rep.input.get("source"))))
+        rep.diagnostics.extend(stats.hints(source_text(rep.input.get("source"))))
         rep.merge(steps)
         rec.finish(rep)
         categories = rec.categories()

@@ -52,9 +52,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from .errors import UsageError
+from .converters.coco import write_json_atomic
+from .errors import PrelabelError, UsageError
+from .geometry import rle_decode
 from .model import Dataset
 from .paths import safe_join, safe_relative
+from .progress import progress
+from .storage import is_url, join_url, url_to_fs
 
 __all__ = [
     "CAPTION", "GAP", "HEADER", "LEGEND_ROW", "MARGIN", "PALETTE", "SWATCH", "TILE", "category_colors",
@@ -253,12 +257,10 @@ def _text_colour(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
 def _resolve(ds: Dataset, row: int, images: str | Path | None,
              storage_options: Mapping[str, Any] | None = None) -> Path | io.BytesIO | None:
     """The image file of ``row``: under the images root, else its ``path``; a URL (either) is downloaded."""
-    from .storage import _join_url, is_url
-
     name = str(ds.images.at[row, "file_name"])
     if is_url(images):
         rel = safe_relative(name)
-        got = _fetch(_join_url(str(images), rel), storage_options) if rel is not None else None
+        got = _fetch(join_url(str(images), rel), storage_options) if rel is not None else None
         if got is not None:
             return got
     elif images is not None:
@@ -275,9 +277,6 @@ def _resolve(ds: Dataset, row: int, images: str | Path | None,
 
 def _fetch(url: str, storage_options: Mapping[str, Any] | None) -> io.BytesIO | None:
     """The bytes of a remote image (:mod:`prelabel.storage`), or None when it cannot be had."""
-    from .errors import PrelabelError
-    from .storage import url_to_fs
-
     try:
         fs, path = url_to_fs(url, storage_options)
         return io.BytesIO(fs.cat_file(path))
@@ -392,8 +391,6 @@ def _draw_tile(tile: Image.Image, ann: pd.DataFrame, rows: np.ndarray, s: float,
 
 
 def _mask_tile(rle: Mapping[str, Any], tw: int, th: int) -> np.ndarray | None:
-    from .geometry import rle_decode
-
     try:
         m = rle_decode(dict(rle))
     except (ValueError, TypeError, KeyError):
@@ -448,9 +445,6 @@ def render(ds: Dataset, *, images: str | Path | None = None, n: int = 16, seed: 
     The root and the paths may be fsspec URLs (``s3://...``): the drawn images are downloaded, with
     ``storage_options`` (:mod:`prelabel.storage`).
     """
-    from .progress import progress
-    from .storage import is_url
-
     root = images if is_url(images) else (Path(images) if images is not None else None)
     problems = problem_images(ds, source=source)
     chosen = select_images(ds, problems, n=n, seed=seed)
@@ -544,8 +538,6 @@ def save(ds: Dataset, out: str | Path, *, images: str | Path | None = None, n: i
          source: Dataset | None = None, show_progress: bool = False,
          storage_options: Mapping[str, Any] | None = None) -> Path:
     """Render ``ds`` (see :func:`render`) and write the PNG to ``out`` atomically; returns ``out``."""
-    from .converters.coco import write_json_atomic
-
     sheet = render(ds, images=images, n=n, seed=seed, source=source, show_progress=show_progress,
                    storage_options=storage_options)
     p = Path(out)

@@ -50,13 +50,18 @@ import posixpath
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from . import adapters
+from .adapters.base import ReadOptions
 from .errors import ReadError, UsageError
 from .imagesize import HEADER_BYTES, size_from_bytes
 from .paths import IMAGE_EXTENSIONS, safe_relative
+from .report import Diagnostic, Report
 
 __all__ = ["ANNOTATION_EXTENSIONS", "JPEG_MAX_HEADER", "Localized", "is_url", "localize", "parse_storage_options",
            "put_files", "upload_written", "url_to_fs", "write_outputs"]
@@ -172,7 +177,7 @@ class Localized:
         return local
 
 
-def _join_url(url: str, rel: str) -> str:
+def join_url(url: str, rel: str) -> str:
     """``url`` with ``rel`` appended to its path (the path of the outermost layer of a chained URL)."""
     head, sep, tail = url.partition("::")
     return head.rstrip("/") + "/" + rel + sep + tail
@@ -371,7 +376,7 @@ def put_files(local: Sequence[str | Path], url: str, *,
             fs.put_file(os.fspath(p), remote)
         except (OSError, ValueError) as e:
             raise ReadError(url, f"cannot upload {name}: {e}") from None
-        out.append(_join_url(url_folder, name))
+        out.append(join_url(url_folder, name))
     return out
 
 
@@ -409,12 +414,6 @@ def read_source(src: str | Path, *, fmt: str | None = None, options: Any = None,
 
     Returns the adapter's :class:`~prelabel.model.Dataset` with image paths and report sources naming the URLs.
     """
-    from dataclasses import replace
-
-    from . import adapters
-    from .adapters.base import ReadOptions
-    from .report import Report
-
     opts = options or ReadOptions()
     with contextlib.ExitStack() as stack:
         locs: list[Localized] = []
@@ -438,10 +437,6 @@ def read_source(src: str | Path, *, fmt: str | None = None, options: Any = None,
 def relabel(ds: Any, locs: Sequence[Localized]) -> Any:
     """Make ``ds`` name the remote URLs instead of the local copies in ``locs`` (image paths, source files,
     report diagnostics and ledger sources); COCO ``file_name``\\ s are relative and stay as they are."""
-    import pandas as pd
-
-    from .report import Diagnostic
-
     roots = [(str(loc.local_root), loc) for loc in locs if loc.local_root is not None]
     workdirs = [(str(loc.workdir), loc) for loc in locs]
     if not roots:

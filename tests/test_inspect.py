@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from prelabel.adapters.base import ReadOptions
 from prelabel.cli import main
+from prelabel.converters.conventions import convention_hints
 from prelabel.geometry import rle_encode
-from prelabel.inspection import KINDS, convention_hints, geometry_kinds, summarize
+from prelabel.inspection import KINDS, geometry_kinds, summarize
 from prelabel.model import Dataset
 from prelabel.pipeline import read
 from prelabel.progress import progress

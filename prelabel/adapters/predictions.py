@@ -89,8 +89,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from ..converters.score import filter_min_score
 from ..errors import ReadError, UsageError
-from ..geometry import bbox_of_polygons, rle_bbox
+from ..geometry import bbox_of_polygons, rle_bbox, rle_encode
 from ..imagesize import image_sizes as read_image_sizes
 from ..model import ANNOTATION_COLUMNS, Dataset
 from ..paths import safe_relative, why_unsafe
@@ -1047,8 +1048,6 @@ def from_dataframe(df: pd.DataFrame, *, images: str | Path | None = None, image_
         >>> ds.annotations[["category", "x", "y", "w", "h"]].values.tolist()
         [['dog', 80.0, 30.0, 40.0, 40.0]]
     """
-    from ..converters.score import filter_min_score
-
     if not isinstance(df, pd.DataFrame):
         raise UsageError(f"from_dataframe needs a pandas DataFrame, got {type(df).__name__}")
     rep = report if report is not None else Report()
@@ -1079,9 +1078,6 @@ def from_detections(detections: Mapping[str, Any], *, image_sizes: Any = None, i
         >>> ds.annotations[["category", "x", "y", "w", "h", "score"]].values.tolist()
         [['car', 10.0, 10.0, 40.0, 20.0, 0.9]]
     """
-    from ..converters.score import filter_min_score
-    from ..geometry import rle_encode
-
     rep = report if report is not None else Report()
     if not rep.input:
         rep.input = {"format": NAME, "source": source}

@@ -131,7 +131,7 @@ _WS = np.zeros(256, dtype=bool)
 _WS[[9, 10, 11, 12, 13, 32]] = True  # the bytes bytes.split() splits on
 _D, _S, _O = 1, 2, 4                  # candidate task bits: detect, segment, obb
 _DETECT, _SEGMENT, _OBB, _POSE, _AMBIGUOUS = 0, 1, 2, 3, 4
-_KIND_NAMES = {_DETECT: "detect", _SEGMENT: "segment", _OBB: "obb", _POSE: "pose"}
+KIND_NAMES = {_DETECT: "detect", _SEGMENT: "segment", _OBB: "obb", _POSE: "pose"}
 _AMBIGUOUS_MSG = ("9 to 11 columns: a 4-point polygon or an oriented box; "
                   "pass --task segment or --task obb")
 

@@ -54,8 +54,9 @@ import pandas as pd
 from ..errors import ReadError, ValidationError
 from ..gcpause import gc_paused
 from ..geometry import bbox_of_polygons, polygons_area, rle_area, rle_bbox, rle_compress, rle_uncompress
+from ..imagesize import image_size
 from ..model import Dataset
-from ..paths import why_unsafe
+from ..paths import safe_join, why_unsafe
 
 __all__ = ["DEFAULT_MAX_FILE_SIZE", "CocoTables", "ValidationResult", "category_ids", "coco_bytes", "load",
            "to_coco", "validate", "validate_dataset", "write", "write_json_atomic"]
@@ -63,7 +64,7 @@ __all__ = ["DEFAULT_MAX_FILE_SIZE", "CocoTables", "ValidationResult", "category_
 DEFAULT_MAX_FILE_SIZE = 25 * 1024 * 1024
 _INFO = {"description": "written by prelabel", "version": "1.0", "year": 0, "contributor": "", "url": "",
          "date_created": ""}
-_OPT = orjson.OPT_SERIALIZE_NUMPY
+JSON_OPT = orjson.OPT_SERIALIZE_NUMPY
 _CHUNK = 8192  # box rows assembled per step: bounds the temporary lists (~10 small objects per row)
 
 
@@ -286,7 +287,7 @@ class CocoTables:
     def document_chunks(self, lengths: list[np.ndarray] | None = None) -> Iterator[bytes]:
         """The whole document, piece by piece (see :meth:`annotation_chunks` for ``lengths``)."""
         yield self.head()
-        yield orjson.dumps(self.images, option=_OPT)
+        yield orjson.dumps(self.images, option=JSON_OPT)
         yield b',"annotations":['
         yield from self.annotation_chunks(lengths)
         yield b"]"
@@ -300,7 +301,7 @@ class CocoTables:
             _split(np.arange(self.annotation_base + a + 1, self.annotation_base + b + 1, dtype=np.int64)),
             _split(self.image_id[a:b]),
             _split(self.category_id[a:b]), _split(self.area[a:b]),
-            orjson.dumps(box, option=_OPT)[2:-2].split(b"],["), _split(self.iscrowd[a:b])]
+            orjson.dumps(box, option=JSON_OPT)[2:-2].split(b"],["), _split(self.iscrowd[a:b])]
         template = _ROW_START
         has_score = self.has_score[a:b]
         n_score = int(has_score.sum())
@@ -327,7 +328,7 @@ class CocoTables:
                 else:
                     vals = self.attr_vals[a:b]
                     for r in rows_with.tolist():
-                        full[r] = b',"attributes":' + orjson.dumps(vals[r], option=_OPT)
+                        full[r] = b',"attributes":' + orjson.dumps(vals[r], option=JSON_OPT)
                 template += b"%b"
                 cols.append(full)
         template += b"},"
@@ -335,16 +336,16 @@ class CocoTables:
         if len(self.complex_rows):
             lo, hi = np.searchsorted(self.complex_rows, [a, b])
             for r in self.complex_rows[lo:hi].tolist():
-                rows[r - a] = orjson.dumps(self.complex[r], option=_OPT) + b","
+                rows[r - a] = orjson.dumps(self.complex[r], option=JSON_OPT) + b","
         return b"".join(rows), np.fromiter(map(len, rows), dtype=np.int64, count=m)
 
     def head(self) -> bytes:
         """``{"info":...,"licenses":[],"images":`` (the bytes before the images list)."""
-        return b'{"info":' + orjson.dumps(self.info, option=_OPT) + b',"licenses":[],"images":'
+        return b'{"info":' + orjson.dumps(self.info, option=JSON_OPT) + b',"licenses":[],"images":'
 
     def tail(self) -> bytes:
         """``,"categories":[...]}`` (the bytes after the annotations list)."""
-        return b',"categories":' + orjson.dumps(self.categories, option=_OPT) + b"}"
+        return b',"categories":' + orjson.dumps(self.categories, option=JSON_OPT) + b"}"
 
 
 # the start of one box row, each %b an orjson-formatted value (the key order of the dict path); then
@@ -356,7 +357,7 @@ def _split(arr: np.ndarray) -> list[bytes]:
     """The orjson text of each value of a 1-D numeric array (one orjson call for the whole column)."""
     if len(arr) == 0:
         return []
-    return orjson.dumps(np.ascontiguousarray(arr), option=_OPT)[1:-1].split(b",")
+    return orjson.dumps(np.ascontiguousarray(arr), option=JSON_OPT)[1:-1].split(b",")
 
 
 def _dict_texts(values: np.ndarray) -> list[bytes] | None:
@@ -364,7 +365,7 @@ def _dict_texts(values: np.ndarray) -> list[bytes] | None:
     a value is not a dict or the text cannot be cut safely."""
     if set(map(type, values)) != {dict}:
         return None
-    data = orjson.dumps(values.tolist(), option=_OPT)
+    data = orjson.dumps(values.tolist(), option=JSON_OPT)
     pieces = data[2:-2].split(b"},{")
     # the dicts are separated by exactly len - 1 "},{"; one inside a value would make more pieces
     return pieces if len(pieces) == len(values) else None
@@ -385,8 +386,8 @@ def coco_bytes(ds: Dataset | CocoTables, *, rle: str = "compressed", info: Mappi
     return b"".join(_tables(ds, rle, info).document_chunks())
 
 
-def _dumps(doc: Any) -> bytes:
-    return orjson.dumps(doc, option=_OPT)
+def dumps(doc: Any) -> bytes:
+    return orjson.dumps(doc, option=JSON_OPT)
 
 
 def _file_mode() -> int:
@@ -430,7 +431,7 @@ def shard_paths(path: str | Path, count: int) -> list[Path]:
     return [p.with_name(f"{p.stem}-{i:03d}{p.suffix}") for i in range(1, count + 1)]
 
 
-def _greedy_shards(costs: Sequence[int], overhead: int, max_file_size: int) -> list[tuple[int, int]]:
+def greedy_shards(costs: Sequence[int], overhead: int, max_file_size: int) -> list[tuple[int, int]]:
     """[start, stop) image ranges: whole images added while the shard stays under the limit."""
     out: list[tuple[int, int]] = []
     start, size = 0, overhead
@@ -448,14 +449,14 @@ def split_shards(coco: Mapping[str, Any], *, max_file_size: int) -> list[dict[st
     """Split a COCO document into complete documents of whole images, each under ``max_file_size`` bytes
     where one image allows it (an image larger than the limit on its own gets a shard of its own)."""
     base = {k: v for k, v in coco.items() if k not in ("images", "annotations")}
-    overhead = len(_dumps({**base, "images": [], "annotations": []}))
+    overhead = len(dumps({**base, "images": [], "annotations": []}))
     by_image: dict[int, list[dict[str, Any]]] = {}
     for a in coco["annotations"]:
         by_image.setdefault(a["image_id"], []).append(a)
     images = list(coco["images"])
-    costs = [len(_dumps(im)) + 1 + sum(len(_dumps(a)) + 1 for a in by_image.get(im["id"], [])) for im in images]
+    costs = [len(dumps(im)) + 1 + sum(len(dumps(a)) + 1 for a in by_image.get(im["id"], [])) for im in images]
     shards: list[dict[str, Any]] = []
-    for s, e in _greedy_shards(costs, overhead, max_file_size):
+    for s, e in greedy_shards(costs, overhead, max_file_size):
         anns = [a for im in images[s:e] for a in by_image.get(im["id"], [])]
         shards.append({**base, "images": images[s:e], "annotations": anns})
     return shards
@@ -489,17 +490,17 @@ def _write_tables(t: CocoTables, path: str | Path, max_file_size: int) -> list[P
 def _write_shards(t: CocoTables, tmp: str, row_len: np.ndarray, path: Path, max_file_size: int) -> list[Path]:
     """Shards of whole images cut out of the full document in ``tmp`` (laid out as :func:`split_shards`
     lays them out: info, licenses, categories, images, annotations)."""
-    img_bytes = [_dumps(im) for im in t.images]
-    start = len(t.head()) + len(_dumps(t.images)) + len(b',"annotations":[')
+    img_bytes = [dumps(im) for im in t.images]
+    start = len(t.head()) + len(dumps(t.images)) + len(b',"annotations":[')
     offsets = np.concatenate([[0], np.cumsum(row_len)])
     # annotations are sorted by image: the row range of each image
     bounds = np.searchsorted(t.image_id, np.arange(1, len(img_bytes) + 2))
     per_image = offsets[bounds[1:]] - offsets[bounds[:-1]]
     costs = (np.fromiter(map(len, img_bytes), dtype=np.int64, count=len(img_bytes)) + 1 + per_image).tolist()
-    head = (b'{"info":' + _dumps(t.info) + b',"licenses":[],"categories":' + _dumps(t.categories)
+    head = (b'{"info":' + dumps(t.info) + b',"licenses":[],"categories":' + dumps(t.categories)
             + b',"images":[')
     overhead = len(head) + len(b'],"annotations":[]}')
-    ranges = _greedy_shards(costs, overhead, max_file_size)
+    ranges = greedy_shards(costs, overhead, max_file_size)
     paths = shard_paths(path, len(ranges))
     with open(tmp, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         for sp, (s, e) in zip(paths, ranges, strict=True):
@@ -525,14 +526,14 @@ def write(ds_or_coco: Dataset | CocoTables | Mapping[str, Any], path: str | Path
     if isinstance(ds_or_coco, (Dataset, CocoTables)):
         return _write_tables(_tables(ds_or_coco, rle, info), path, max_file_size)
     coco = ds_or_coco
-    data = _dumps(coco)
+    data = dumps(coco)
     if len(data) <= max_file_size:
         write_json_atomic(path, data)
         return [Path(path)]
     shards = split_shards(coco, max_file_size=max_file_size)
     paths = shard_paths(path, len(shards))
     for p, doc in zip(paths, shards, strict=True):
-        write_json_atomic(p, _dumps(doc))
+        write_json_atomic(p, dumps(doc))
     return paths
 
 
@@ -586,7 +587,7 @@ def _is_num(v: Any) -> bool:
         return False
 
 
-def _adder(err: list[str]) -> Callable[[str], None]:
+def adder(err: list[str]) -> Callable[[str], None]:
     def add(msg: str) -> None:
         if len(err) < _MAX_LISTED:
             err.append(msg)
@@ -622,7 +623,7 @@ def _check_images(images: Iterable[Any], add: Callable[[str], None]) -> dict[int
     return out
 
 
-def _check_categories(categories: Iterable[Any], add: Callable[[str], None]) -> dict[int, int | None]:
+def check_category_table(categories: Iterable[Any], add: Callable[[str], None]) -> dict[int, int | None]:
     cats: dict[int, int | None] = {}
     names: set[str] = set()
     for i, c in enumerate(categories):
@@ -833,7 +834,7 @@ def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | 
     warning instead of an error.
     """
     res = ValidationResult()
-    add = _adder(res.errors)
+    add = adder(res.errors)
     doc = load(coco) if isinstance(coco, (str, Path)) else coco
     if not isinstance(doc, Mapping):
         res.errors.append("top level: expected a JSON object with images, annotations and categories")
@@ -847,7 +848,7 @@ def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | 
     if res.errors:
         return res
     images = _check_images(doc["images"], add)
-    cats = _check_categories(doc["categories"], add)
+    cats = check_category_table(doc["categories"], add)
     warn = res.warnings.append
     anns = doc["annotations"]
     suspects = _suspect_rows(anns, images, cats, tolerance=tolerance)
@@ -857,9 +858,6 @@ def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | 
         _check_annotation(i, anns[i], images, cats, seen if suspects is None else set(), add, warn,
                           tolerance=tolerance, allow_outside=allow_outside)
     if images_root is not None:
-        from ..imagesize import image_size
-        from ..paths import safe_join
-
         for iid, (w, h, fn) in images.items():
             p = safe_join(images_root, fn) if fn else None
             if p is None:
@@ -895,7 +893,7 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6, allow
     """
     t = _tables(ds)
     res = ValidationResult()
-    add = _adder(res.errors)
+    add = adder(res.errors)
     # images: ids are 1..N by construction; sizes and names checked
     n_img = len(t.images)
     iw = np.fromiter((im["width"] for im in t.images), dtype=np.int64, count=n_img)
@@ -916,7 +914,7 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6, allow
             why = why_unsafe(fn)
             if why:
                 add(f"images[{i}] (id {iid}): file_name {fn!r} is unsafe: {why}")
-    cats = _check_categories(t.categories, add if check_categories else _ignore)
+    cats = check_category_table(t.categories, add if check_categories else _ignore)
     iw = np.where(bad_wh, 0, iw)
     ih = np.where(bad_wh, 0, ih)
 

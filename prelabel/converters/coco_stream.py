@@ -39,16 +39,16 @@ import pandas as pd
 from ..gcpause import gc_paused
 from ..model import Dataset
 from .coco import (
-    _OPT,
     DEFAULT_MAX_FILE_SIZE,
+    JSON_OPT,
     CocoTables,
     ValidationResult,
-    _adder,
-    _check_categories,
-    _dumps,
-    _greedy_shards,
+    adder,
     category_dicts,
     category_ids,
+    check_category_table,
+    dumps,
+    greedy_shards,
     shard_paths,
     validate_dataset,
     write_json_atomic,
@@ -84,7 +84,7 @@ class CocoStreamWriter:
         self._image_len: list[np.ndarray] = []       # bytes of each image entry (without its comma)
         self._image_ann_len: list[np.ndarray] = []   # bytes of each image's annotation rows (commas included)
         self.validation = ValidationResult()
-        self._add_error = _adder(self.validation.errors)
+        self._add_error = adder(self.validation.errors)
         self._head = b""
 
     def _temp(self, what: str) -> IO[bytes]:
@@ -107,7 +107,7 @@ class CocoStreamWriter:
         n_img = len(t.images)
         if n_img:
             with gc_paused():
-                pieces = [orjson.dumps(im, option=_OPT) for im in t.images]
+                pieces = [orjson.dumps(im, option=JSON_OPT) for im in t.images]
             self._images.write(b",".join(pieces) + b",")
             self._image_len.append(np.fromiter(map(len, pieces), dtype=np.int64, count=n_img))
         row_len = np.zeros(0, dtype=np.int64)
@@ -130,8 +130,8 @@ class CocoStreamWriter:
     def check(self, categories: pd.DataFrame) -> ValidationResult:
         """The validation of the whole document, the final category table included."""
         res = ValidationResult(errors=[], warnings=list(self.validation.warnings))
-        add = _adder(res.errors)
-        _check_categories(category_dicts(categories), add)
+        add = adder(res.errors)
+        check_category_table(category_dicts(categories), add)
         for e in self.validation.errors:
             add(e)
         res.counts = {"images": self.n_images, "annotations": self.n_annotations, "categories": len(categories)}
@@ -157,7 +157,7 @@ class CocoStreamWriter:
     def _assemble(self, categories: pd.DataFrame) -> list[Path]:
         cats = category_dicts(categories, category_ids(categories))
         head = self._head or CocoTables(Dataset.build(), info=self.info).head()
-        tail = b',"categories":' + _dumps(cats) + b"}"
+        tail = b',"categories":' + dumps(cats) + b"}"
         img_size = self._images.tell()
         ann_size = self._anns.tell()
         self._images.flush()
@@ -174,14 +174,14 @@ class CocoStreamWriter:
 
     def _shards(self, cats: list[dict[str, Any]]) -> list[Path]:
         info = self._head[len(b'{"info":'):-len(b',"licenses":[],"images":')]
-        head = b'{"info":' + info + b',"licenses":[],"categories":' + _dumps(cats) + b',"images":['
+        head = b'{"info":' + info + b',"licenses":[],"categories":' + dumps(cats) + b',"images":['
         overhead = len(head) + len(b'],"annotations":[]}')
         img_len = np.concatenate(self._image_len) if self._image_len else np.zeros(0, dtype=np.int64)
         ann_len = np.concatenate(self._image_ann_len) if self._image_ann_len else np.zeros(0, dtype=np.int64)
         costs = (img_len + 1 + ann_len).tolist()
         img_off = np.concatenate([[0], np.cumsum(img_len + 1)])
         ann_off = np.concatenate([[0], np.cumsum(ann_len)])
-        ranges = _greedy_shards(costs, overhead, self.max_file_size)
+        ranges = greedy_shards(costs, overhead, self.max_file_size)
         paths = shard_paths(self.path, len(ranges))
         for sp, (s, e) in zip(paths, ranges, strict=True):
             ilo, ihi = int(img_off[s]), int(img_off[e])

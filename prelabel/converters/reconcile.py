@@ -60,6 +60,7 @@ import pandas as pd
 from ..errors import CategoryError, ReadError, UsageError
 from ..model import CATEGORY_COLUMNS, Dataset
 from ..report import Report
+from .coco import category_ids
 
 __all__ = ["Reconciler", "load_mapping", "load_schema", "match_rule", "normalize_name", "reconcile"]
 
@@ -573,8 +574,6 @@ class Reconciler:
                 errors.append(d)
         if errors and self.matcher is not None:
             raise _unknown_error(errors, self.matcher)
-        from .coco import category_ids
-
         table = self.categories()
         ids = dict(zip(table["name"].tolist(), category_ids(table).tolist(), strict=True))
         rep.mapping = [{"source": d.source, "target": d.target,

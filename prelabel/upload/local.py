@@ -58,8 +58,10 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from ..adapters.names import read_names
 from ..converters import coco as coco_io
-from ..errors import NotFoundError, PrelabelError, UsageError
+from ..converters import reconcile
+from ..errors import JobFailedError, NotFoundError, PrelabelError, UsageError
 from ..imagesize import image_sizes
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS
@@ -110,8 +112,6 @@ def _digest(salt: str, value: str) -> str:
 def load_schema_names(path: str | Path) -> list[str]:
     """Category names from a schema file: the reconciliation step's loader when it offers one, else a COCO
     file or categories list (JSON), a Label Studio config (XML), or a names file (.txt / data.yaml)."""
-    from ..converters import reconcile
-
     p = Path(path)
     loader = getattr(reconcile, "load_schema", None)
     if callable(loader):
@@ -126,8 +126,6 @@ def load_schema_names(path: str | Path) -> list[str]:
         if names is None:
             raise UsageError(f"{p}: expected a COCO file or a JSON list of categories")
         return names
-    from ..adapters.names import read_names
-
     return read_names(p)
 
 
@@ -389,8 +387,6 @@ class LocalProject:
 
     def _apply(self, c: sqlite3.Connection, aid: str, mode: str, fail: str | None,
                rules: MatchRules) -> tuple[dict[str, Any], dict[str, Any]]:
-        from ..errors import JobFailedError
-
         if fail:
             raise JobFailedError(fail)
         doc = coco_io.load(self.root / INBOX / f"{aid}.json")

@@ -1,0 +1,104 @@
+"""Coordinates written in another convention than the source's format says (normalized boxes where pixels were
+expected): :func:`convention_hints` for a whole dataset, :class:`ConventionStats` gathered chunk by chunk by the
+pipeline. ``prelabel inspect`` lists the hints and ``convert`` adds them to the report.
+
+Example:
+    >>> from prelabel.model import Dataset
+    >>> ds = Dataset.build(images={"file_name": ["a.jpg"], "width": [640], "height": [480]},
+    ...     annotations={"image": [0], "category": ["cat"], "x": [1.0], "y": [2.0], "w": [30.0], "h": [40.0]})
+    >>> convention_hints(ds)
+    []
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..model import Dataset
+from ..report import Diagnostic
+
+__all__ = ["ConventionStats", "convention_hints", "source_text"]
+
+
+def convention_hints(ds: Dataset) -> list[Diagnostic]:
+    """Diagnostics (code ``coordinates.suspect``) when the boxes look written in another coordinate convention.
+
+    - every box lies within ``[0, 1]`` although its image is larger than 2 px: the boxes look normalized;
+    - else every box lies in the top-left 1/100 (of the width and of the height) of its image: the same.
+
+    Only rows with finite boxes on images larger than 2 x 2 px are looked at; no rows, no hint. (The VOC
+    adapter notes 0-based VOC files itself.)
+
+    >>> from prelabel.model import Dataset
+    >>> ds = Dataset.build(images={"file_name": ["a.jpg"], "width": [640], "height": [480]},
+    ...     annotations={"image": [0], "category": ["cat"], "x": [0.1], "y": [0.2], "w": [0.3], "h": [0.4]})
+    >>> [d.message for d in convention_hints(ds)]
+    ['all 1 box(es) lie within [0, 1] although the images are up to 640x480 px: the boxes look normalized: use --normalized']
+    """
+    stats = ConventionStats()
+    stats.add(ds)
+    return stats.hints(source_text(ds.report.input.get("source")))
+
+
+class ConventionStats:
+    """What :func:`convention_hints` looks at, gathered one chunk at a time (the streaming pipeline): the
+    number of boxes looked at, their extent, and whether every one lies in the top-left 1/100 of its image."""
+
+    def __init__(self) -> None:
+        self.k = 0
+        self.lo = np.inf    # the smallest x or y of any box corner
+        self.hi = -np.inf   # the largest x or y of any box corner
+        self.tiny = True    # every box within the top-left 1/100 of its image
+        self.max_w = 0
+        self.max_h = 0
+
+    def add(self, ds: Dataset) -> None:
+        ann = ds.annotations
+        if len(ann) == 0 or len(ds.images) == 0:
+            return
+        idx = ann["image"].to_numpy(dtype=np.int64)
+        valid = (idx >= 0) & (idx < len(ds.images))
+        W = np.zeros(len(ann))
+        H = np.zeros(len(ann))
+        W[valid] = ds.images["width"].to_numpy(dtype=np.float64)[idx[valid]]
+        H[valid] = ds.images["height"].to_numpy(dtype=np.float64)[idx[valid]]
+        box = ds.boxes
+        use = valid & np.isfinite(box).all(axis=1) & (W > 2) & (H > 2)
+        k = int(use.sum())
+        if k == 0:
+            return
+        b, W, H = box[use], W[use], H[use]
+        x1 = b[:, 0] + b[:, 2]
+        y1 = b[:, 1] + b[:, 3]
+        self.k += k
+        self.lo = min(self.lo, float(min(b[:, 0].min(), b[:, 1].min(), x1.min(), y1.min())))
+        self.hi = max(self.hi, float(max(b[:, 0].max(), b[:, 1].max(), x1.max(), y1.max())))
+        self.tiny = self.tiny and bool(np.all(x1 <= W / 100.0)) and bool(np.all(y1 <= H / 100.0)) and bool(
+            np.all(b[:, 0] <= W / 100.0)) and bool(np.all(b[:, 1] <= H / 100.0))
+        self.max_w = max(self.max_w, int(W.max()))
+        self.max_h = max(self.max_h, int(H.max()))
+
+    def hints(self, src: str) -> list[Diagnostic]:
+        if self.k == 0:
+            return []
+        size = f"{self.max_w}x{self.max_h} px"
+        if self.lo >= 0 and self.hi <= 1:
+            return [Diagnostic("coordinates.suspect", src,
+                               f"all {self.k} box(es) lie within [0, 1] although the images are up to {size}: "
+                               "the boxes look normalized: use --normalized")]
+        if self.lo >= 0 and self.tiny:
+            return [Diagnostic("coordinates.suspect", src,
+                               f"all {self.k} box(es) lie in the top-left 1/100 of their images (up to {size}): "
+                               "the boxes look normalized: use --normalized")]
+        return []
+
+
+def source_text(src: Any) -> str:
+    """A report's ``input.source`` as text (several sources joined with commas)."""
+    if src is None:
+        return ""
+    if isinstance(src, (list, tuple)):
+        return ", ".join(str(s) for s in src)
+    return str(src)
