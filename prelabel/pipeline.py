@@ -13,19 +13,20 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pandas as pd
 
 from . import adapters, storage
 from .adapters.base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 from .converters import coco as coco_writer
 from .converters.clip import clip as clip_step
 from .converters.coco_stream import CocoStreamWriter
-from .converters.conventions import ConventionStats, convention_hints, source_text
+from .converters.conventions import ConventionStats, source_text
 from .converters.reconcile import Reconciler
 from .converters.reconcile import reconcile as reconcile_step
 from .converters.score import filter_min_score
@@ -36,6 +37,8 @@ from .prefetch import ChunkReader, at_least
 from .report import Report
 
 __all__ = ["ConvertResult", "convert", "prepare", "read", "write_dataset"]
+
+Tables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 
 # ``progress(stage, done, total)``: the stage (reading, reconciling, clipping, writing), units done and their
 # total when known (reading: files, from the adapters that read many; writing: files written). Off when None.
@@ -127,24 +130,35 @@ def write_dataset(ds: Dataset, out: str | Path, *, max_file_size: int = coco_wri
                   strict: bool = False, allow_outside: bool = False) -> ConvertResult:
     """Write ``ds`` as COCO (validated as written), fill in the report, and apply ``strict``.
 
-    ``allow_outside`` (``--no-clip``) validates boxes extending outside their image as warnings, not errors.
+    ``ds`` is written as it is (its categories keep their ids; no reconciliation, no clipping: see
+    :func:`prepare`). ``allow_outside`` (``--no-clip``) validates boxes extending outside their image as
+    warnings, not errors.
     """
-    tables = coco_writer.CocoTables(ds, rle=rle)
-    validation = coco_writer.validate_dataset(tables, allow_outside=allow_outside)
+    writer = CocoStreamWriter(out, max_file_size=max_file_size, rle=rle, allow_outside=allow_outside)
+    try:
+        writer.add(ds)
+        return _finish(writer, ds.report, ds.categories, out, report_path=report_path, strict=strict, dataset=ds)
+    finally:
+        writer.abort()
+
+
+def _finish(writer: CocoStreamWriter, rep: Report, categories: Any, out: str | Path, *,
+            report_path: str | Path | None, strict: bool, dataset: Dataset | None) -> ConvertResult:
+    """Validate the categories, fill in the report's output, write the files (unless ``strict`` finds
+    problems) and the report; the one end of every conversion."""
+    validation = writer.check(categories)
     coco_writer.fail_if_invalid(validation, f"the COCO written for {out}")
-    rep = ds.report
-    rep.set_written(tables.n, by_category=tables.by_category)
-    rep.output.update({"images": len(tables.images), "annotations": tables.n,
-                       "categories": len(tables.categories)})
+    rep.set_written(writer.n_annotations, by_category=writer.by_category)
+    rep.output.update({"images": writer.n_images, "annotations": writer.n_annotations,
+                       "categories": len(categories)})
     problems = rep.problems() if strict else []
-    paths: list[Path] = []
-    if not problems:
-        paths = coco_writer.write(tables, out, max_file_size=max_file_size)
+    paths = [] if problems else writer.finish(categories)
     rep.output["files"] = [str(p) for p in paths]
     if report_path is not None:
         coco_writer.write_json_atomic(report_path, orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2))
     if problems:
         raise _strict_error(problems)
+    ds = dataset if dataset is not None else Dataset.build(categories=categories, report=rep)
     return ConvertResult(paths=paths, dataset=ds, report=rep, validation=validation)
 
 
@@ -170,83 +184,96 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
     (``reading``, ``reconciling``, ``clipping``, ``writing``) and as files are read and written, e.g. a
     :class:`prelabel.progress.Stages`.
 
+    Every conversion is one loop: chunks of whole images are reconciled, clipped and written as they come.
     ``stream=True`` (what the command line does) keeps memory bounded on huge inputs: a source whose adapter
-    can stream (CVAT XML, prediction tables, YOLO datasets, VOC folders) is read, reconciled, clipped and
-    written ``chunk_rows`` annotation rows at a time, with the same output bytes; the result's ``dataset``
-    then holds the categories and the report but no images or annotations. Other sources, several sources,
-    URLs and Dask are read whole, as is an input the adapter finds it cannot stream (the report says why:
-    ``stream.whole``).
+    can stream (CVAT XML, prediction tables, YOLO datasets, VOC folders, large Label Studio exports) comes in
+    chunks of about ``chunk_rows`` annotation rows, with the same output bytes; the result's ``dataset`` then
+    holds the categories and the report but no images or annotations. Otherwise the source is read whole and
+    is the loop's one chunk; so are several sources, URLs and Dask, and an input the adapter finds it cannot
+    stream (the report says why: ``stream.whole``).
     """
-    whole_reason = None
     if not isinstance(src, (str, Path)) and len(src) == 1:
         src = src[0]
-    if stream and isinstance(src, (str, Path)) and engine == "local" and not storage.is_url(src) \
-            and not storage.is_url(out) and not storage.is_url(report_path) \
-            and not storage.is_url((options or ReadOptions()).images):
-        streamed = _convert_stream(
-            Path(src), Path(out), fmt=fmt, options=options or ReadOptions(), mapping=mapping, schema=schema,
-            unknown=unknown, clip=clip, min_area=min_area, min_score=min_score, max_file_size=max_file_size,
-            rle=rle, report_path=report_path, strict=strict, progress=progress, chunk_rows=chunk_rows)
-        if isinstance(streamed, ConvertResult):
-            return streamed
-        whole_reason = streamed
-    ds = read(src, fmt=fmt, options=options, storage_options=storage_options, engine=engine, scheduler=scheduler,
-              workers=workers, progress=progress)
-    if whole_reason:
-        ds.report.note("stream.whole", str(src), f"read whole, not streamed: {whole_reason}", severity="info")
-    ds.report.diagnostics.extend(convention_hints(ds))
-    ds = prepare(ds, mapping=mapping, schema=schema, unknown=unknown, clip=clip, min_area=min_area,
-                 min_score=min_score, progress=progress)
-    if progress is not None:
-        progress("writing", 0, None)
-    if storage.is_url(out) or storage.is_url(report_path):
-        res = _write_remote(ds, out, report_path, storage_options=storage_options, max_file_size=max_file_size,
-                            rle=rle, strict=strict, allow_outside=not clip)
-    else:
-        res = write_dataset(ds, out, max_file_size=max_file_size, rle=rle, report_path=report_path, strict=strict,
-                            allow_outside=not clip)
+    opts = options or ReadOptions()
+    steps = _Steps(mapping=mapping, schema=schema, unknown=unknown, clip=clip, min_area=min_area,
+                   min_score=min_score, max_file_size=max_file_size, rle=rle, strict=strict, progress=progress)
+    with storage.write_outputs(out, report_path) as (local_out, local_report):
+        whole_reason = None
+        res: ConvertResult | None = None
+        failed: StrictError | None = None
+        try:
+            if stream and isinstance(src, (str, Path)) and engine == "local" and not storage.is_url(src) \
+                    and not storage.is_url(opts.images):
+                try:
+                    res = _convert_stream(Path(src), Path(local_out), fmt=fmt, options=opts, steps=steps,
+                                          report_path=local_report, chunk_rows=chunk_rows)
+                except NeedsWholeRead as e:
+                    whole_reason = e.reason
+            if res is None:
+                ds = read(src, fmt=fmt, options=opts, storage_options=storage_options, engine=engine,
+                          scheduler=scheduler, workers=workers, progress=progress)
+                if whole_reason:
+                    ds.report.note("stream.whole", str(src), f"read whole, not streamed: {whole_reason}",
+                                   severity="info")
+                res = _run(iter([(ds.images, ds.categories, ds.annotations)]), lambda: ds.report, Path(local_out),
+                           steps=steps, report_path=local_report, whole=True)
+        except StrictError as e:
+            if not storage.is_url(out) and not storage.is_url(report_path):
+                raise
+            failed = e
+        if storage.is_url(out) or storage.is_url(report_path):
+            res = _upload_outputs(res, out, report_path, local_out, local_report, storage_options=storage_options)
+        if failed is not None:
+            raise failed
+    if res is None:  # unreachable: every path above returns a result or raises
+        raise UsageError("nothing was converted")
     if progress is not None:
         progress("writing", len(res.paths), len(res.paths))
     return res
 
 
-def _write_remote(ds: Dataset, out: str | Path, report_path: str | Path | None, *,
-                  storage_options: Mapping[str, Any] | None, **kw: Any) -> ConvertResult:
-    """Write locally to a temporary folder, then upload the COCO file (or its shards) and the report."""
-    with storage.write_outputs(out, report_path) as (local_out, local_report):
-        failed: StrictError | None = None
-        try:
-            res = write_dataset(ds, local_out, report_path=local_report, **kw)
-        except StrictError as e:
-            failed, res = e, ConvertResult(paths=[], dataset=ds, report=ds.report)
-        if storage.is_url(out) and res.paths:
-            res.urls = storage.upload_written(local_out, str(out), storage_options=storage_options)
-            res.report.output["files"] = list(res.urls)
-        if report_path is not None:
+@dataclass(frozen=True, kw_only=True)
+class _Steps:
+    """The options of the Dataset steps and the writer, as :func:`convert` was given them."""
+
+    mapping: Mapping[str, str | None] | str | Path | None
+    schema: Any
+    unknown: str
+    clip: bool
+    min_area: float
+    min_score: float | None
+    max_file_size: int
+    rle: str
+    strict: bool
+    progress: ProgressHook | None
+
+
+def _upload_outputs(res: ConvertResult | None, out: str | Path, report_path: str | Path | None,
+                    local_out: str | Path, local_report: str | Path | None, *, storage_options: Mapping[str, Any] | None) -> ConvertResult | None:
+    """Upload the COCO file (or its shards) and the report written locally for URL outputs."""
+    if res is not None and storage.is_url(out) and res.paths:
+        res.urls = storage.upload_written(local_out, str(out), storage_options=storage_options)
+        res.report.output["files"] = list(res.urls)
+        if local_report is not None:
             coco_writer.write_json_atomic(local_report, orjson.dumps(res.report.to_dict(),
                                                                      option=orjson.OPT_INDENT_2))
-            if storage.is_url(report_path):
-                storage.upload_written(local_report, str(report_path), storage_options=storage_options)
-        if failed is not None:
-            raise failed
+    if report_path is not None and local_report is not None and storage.is_url(report_path) \
+            and Path(local_report).exists():
+        storage.upload_written(local_report, str(report_path), storage_options=storage_options)
     return res
 
 
-def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptions,
-                    mapping: Mapping[str, str | None] | str | Path | None, schema: Any, unknown: str, clip: bool,
-                    min_area: float, min_score: float | None, max_file_size: int, rle: str,
-                    report_path: str | Path | None, strict: bool, progress: ProgressHook | None,
-                    chunk_rows: int) -> ConvertResult | str | None:
-    """The streaming conversion; returns None when the adapter cannot stream, or the reason the input must
-    be read whole (nothing is written then)."""
-
+def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptions, steps: _Steps,
+                    report_path: str | Path | None, chunk_rows: int) -> ConvertResult | None:
+    """The streamed conversion; None when the adapter cannot stream this input (it is read whole then).
+    ``NeedsWholeRead`` passes through: nothing is written then."""
     adapter = adapters.get(fmt or adapters.detect(src))
     if getattr(adapter, "iter_chunks", None) is None:
         return None
     floor = getattr(adapter, "STREAM_MIN_BYTES", 0)  # below it the adapter's whole read is faster (and small)
     if floor and not at_least(src, floor):
         return None
-
+    progress = steps.progress
     counted_files = False
 
     def files(done: int, total: int) -> None:
@@ -255,51 +282,60 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
         if progress is not None:
             progress("reading", done, total)
 
-    # the adapter's report comes from the reader at the end; the steps here record into their own, merged after
+    # the adapter's report comes from the reader at the end (it may read in a child process)
     reader = ChunkReader(adapter, src, options=options, chunk_rows=chunk_rows,
                          progress=files if progress is not None else None)
-    steps = Report()
-    rec = Reconciler(mapping=mapping, schema=schema, unknown=unknown)
-    stats = ConventionStats()
-    writer = CocoStreamWriter(out, max_file_size=max_file_size, rle=rle, allow_outside=not clip)
-    if progress is not None:
-        progress("reading", 0, None)
-    try:
-        for images, categories, annotations in reader:
-            chunk = Dataset(images=images, categories=categories, annotations=annotations, report=steps)
-            stats.add(chunk)
-            ds = rec.apply(filter_min_score(chunk, min_score))
-            if rec.unknown_seen:  # the error comes at the end, with the whole input's counts
-                continue
-            writer.add(clip_step(ds, enabled=clip, min_area=min_area))
-            del chunk, ds, images, categories, annotations  # not held while the next chunk is read
-            if progress is not None and not counted_files:  # one big file: the annotations written so far
-                progress("streaming", writer.n_annotations, None)
+
+    def report() -> Report:
         rep = reader.report
         rep.input = {"format": adapter.NAME, "source": str(src)}
+        return rep
+
+    if progress is not None:
+        progress("reading", 0, None)
+    return _run(iter(reader), report, out, steps=steps, report_path=report_path, whole=False,
+                one_file=lambda: not counted_files)
+
+
+def _run(chunks: Iterator[Tables], source_report: Callable[[], Report], out: Path, *, steps: _Steps,
+         report_path: str | Path | None, whole: bool, one_file: Callable[[], bool] | None = None) -> ConvertResult:
+    """The one conversion loop: each chunk of whole images is score-filtered, reconciled, clipped and
+    written as it comes; then the reader's report takes the convention hints, the steps' records and the
+    category mapping, and the writer assembles the file (or its shards). ``whole``: the one chunk is the
+    whole dataset (its progress stages are named; the result keeps its rows)."""
+    progress = steps.progress
+    records = Report()   # the steps record here, merged after the reader's own entries
+    rec = Reconciler(mapping=steps.mapping, schema=steps.schema, unknown=steps.unknown)
+    stats = ConventionStats()
+    writer = CocoStreamWriter(out, max_file_size=steps.max_file_size, rle=steps.rle, allow_outside=not steps.clip)
+    last: Dataset | None = None
+    try:
+        for images, categories, annotations in chunks:
+            chunk = Dataset(images=images, categories=categories, annotations=annotations, report=records)
+            stats.add(chunk)
+            if whole and progress is not None:
+                progress("reconciling", 0, None)
+            ds = rec.apply(filter_min_score(chunk, steps.min_score))
+            if rec.unknown_seen:  # the error comes at the end, with the whole input's counts
+                continue
+            if whole and progress is not None:
+                progress("clipping", 0, None)
+            last = clip_step(ds, enabled=steps.clip, min_area=steps.min_area)
+            writer.add(last)
+            if not whole:
+                last = None
+                del chunk, ds, images, categories, annotations  # not held while the next chunk is read
+                if progress is not None and one_file is not None and one_file():  # a big file: rows so far
+                    progress("streaming", writer.n_annotations, None)
+        rep = source_report()
         rep.diagnostics.extend(stats.hints(source_text(rep.input.get("source"))))
-        rep.merge(steps)
+        rep.merge(records)
         rec.finish(rep)
         categories = rec.categories()
         if progress is not None:
             progress("writing", 0, None)
-        validation = writer.check(categories)
-        coco_writer.fail_if_invalid(validation, f"the COCO written for {out}")
-        rep.set_written(writer.n_annotations, by_category=writer.by_category)
-        rep.output.update({"images": writer.n_images, "annotations": writer.n_annotations,
-                           "categories": len(categories)})
-        problems = rep.problems() if strict else []
-        paths = [] if problems else writer.finish(categories)
-    except NeedsWholeRead as e:
-        return e.reason
+        kept = (Dataset(images=last.images, categories=categories, annotations=last.annotations, report=rep)
+                if last is not None else None)
+        return _finish(writer, rep, categories, out, report_path=report_path, strict=steps.strict, dataset=kept)
     finally:
         writer.abort()
-    rep.output["files"] = [str(p) for p in paths]
-    if report_path is not None:
-        coco_writer.write_json_atomic(report_path, orjson.dumps(rep.to_dict(), option=orjson.OPT_INDENT_2))
-    if problems:
-        raise _strict_error(problems)
-    if progress is not None:
-        progress("writing", len(paths), len(paths))
-    return ConvertResult(paths=paths, dataset=Dataset.build(categories=categories, report=rep), report=rep,
-                         validation=validation)

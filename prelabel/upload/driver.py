@@ -57,7 +57,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -74,9 +74,10 @@ from ..errors import (
     UsageError,
     ValidationError,
 )
+from ..memory import release_memory
 from ..model import Dataset
 from .base import ShardResult, Target, UnmatchedFile, UploadResult
-from .journal import Journal, default_journal_path
+from .journal import Journal, default_journal_path, shard_hash
 from .match import MatchRules
 
 __all__ = ["TARGET_FORMS", "UploadFuture", "UploadProgress", "parse_target", "upload"]
@@ -181,10 +182,19 @@ def parse_target(spec: str | Target, *, mode: str = "replace", match: MatchRules
 # ---------------------------------------------------------------------------------------------- shards
 @dataclass
 class _Shard:
+    """A shard on disk: only its path, its size and its content hash stay in memory; the document is parsed
+    again when the shard is sent, so one shard's document is in memory at a time."""
+
     index: int
     path: Path
-    doc: dict[str, Any]
-    data: bytes
+    digest: str
+    size: int
+
+    def load(self) -> dict[str, Any]:
+        doc = orjson.loads(self.path.read_bytes())
+        if not isinstance(doc, dict):  # checked when the shard was made; the file changed since
+            raise ValidationError(f"{self.path}: not a COCO file (expected a JSON object)")
+        return doc
 
 
 def _source_name(coco: Any) -> str:
@@ -204,47 +214,54 @@ def human_size(n: int) -> str:
     return f"{n} bytes"
 
 
-def _prepare(coco: str | Path | Mapping[str, Any] | Dataset, *, max_file_size: int,
-             workdir: Path, notify: Callable[[str], None] | None = None) -> list[_Shard]:
-    """Load, validate and split the input into shards on disk (each a complete COCO under the limit)."""
-    docs: list[tuple[Path | None, dict[str, Any], bytes]] = []
+def _inputs(coco: str | Path | Mapping[str, Any] | Dataset) -> Iterator[tuple[Path | None, dict[str, Any], bytes]]:
+    """The documents to upload, one at a time: (file or None, parsed document, its bytes)."""
     if isinstance(coco, Dataset):
         doc = coco_io.to_coco(coco)
-        docs.append((None, doc, orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)))
-    elif isinstance(coco, Mapping):
+        yield None, doc, orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+        return
+    if isinstance(coco, Mapping):
         doc = dict(coco)
         try:
             data = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
         except TypeError as e:
             raise UsageError(f"the COCO dict cannot be serialized: {e}") from None
-        docs.append((None, doc, data))
-    else:
-        paths = coco_io.expand_shards(coco)
-        if not paths:
-            raise UsageError(f"{coco}: no such file (nor shards {Path(coco).stem}-001{Path(coco).suffix}, ...)")
-        for p in paths:
-            try:
-                data = p.read_bytes()
-            except OSError as e:
-                raise UsageError(f"cannot read {p}: {e.strerror or e}") from None
-            try:
-                doc = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                doc = coco_io.load(p)   # raises a ReadError naming the file and line
-            if not isinstance(doc, dict):
-                raise ValidationError(f"{p}: not a COCO file (expected a JSON object)")
-            docs.append((p, doc, data))
-    for where, doc, _ in docs:
-        coco_io.fail_if_invalid(coco_io.validate(doc), str(where) if where else "the COCO to upload")
+        yield None, doc, data
+        return
+    paths = coco_io.expand_shards(coco)
+    if not paths:
+        raise UsageError(f"{coco}: no such file (nor shards {Path(coco).stem}-001{Path(coco).suffix}, ...)")
+    for p in paths:
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise UsageError(f"cannot read {p}: {e.strerror or e}") from None
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            doc = coco_io.load(p)   # raises a ReadError naming the file and line
+        if not isinstance(doc, dict):
+            raise ValidationError(f"{p}: not a COCO file (expected a JSON object)")
+        yield p, doc, data
+        del doc, data   # not held while the next file is parsed
+
+
+def _prepare(coco: str | Path | Mapping[str, Any] | Dataset, *, max_file_size: int,
+             workdir: Path, notify: Callable[[str], None] | None = None) -> list[_Shard]:
+    """Validate the input and split it into shards on disk (each a complete COCO under the limit), one input
+    document in memory at a time. Every document is validated before any shard is sent."""
     name = _source_name(coco)
     stem, suffix = Path(name).stem, Path(name).suffix or ".json"
     out: list[_Shard] = []
-    for src, doc, data in docs:
+    for src, doc, data in _inputs(coco):
+        coco_io.fail_if_invalid(coco_io.validate(doc), str(src) if src else "the COCO to upload")
         if len(data) <= max_file_size:
             p = src if src is not None else workdir / name
             if src is None:
                 coco_io.write_json_atomic(p, data)
-            out.append(_Shard(len(out) + 1, p, doc, data))
+            out.append(_Shard(len(out) + 1, p, shard_hash(data), len(data)))
+            del doc, data   # one input document in memory at a time
+            release_memory()
             continue
         parts = coco_io.split_shards(doc, max_file_size=max_file_size)
         msg = (f"{src if src is not None else 'the COCO to upload'} is {human_size(len(data))}, over the "
@@ -253,11 +270,14 @@ def _prepare(coco: str | Path | Mapping[str, Any] | Dataset, *, max_file_size: i
         log.info("%s", msg)
         if notify is not None:
             notify(msg)
+        del doc, data
         for part in parts:
             pdata = orjson.dumps(part, option=orjson.OPT_SERIALIZE_NUMPY)
             sp = workdir / f"{(src.stem if src else stem)}-{len(out) + 1:03d}{suffix}"
             coco_io.write_json_atomic(sp, pdata)
-            out.append(_Shard(len(out) + 1, sp, part, pdata))
+            out.append(_Shard(len(out) + 1, sp, shard_hash(pdata), len(pdata)))
+        del parts
+        release_memory()
     return out
 
 
@@ -366,9 +386,11 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
             tracker.start()
             results = []
             for s in shards:
-                results.append(tgt.upload_shard(s.doc, index=s.index, path=s.path, dry_run=True, deadline=deadline,
+                doc = s.load()
+                results.append(tgt.upload_shard(doc, index=s.index, path=s.path, dry_run=True, deadline=deadline,
                                                 cancel=cancel))
-                results[-1].annotations_in_file = _n_annotations(s.doc)
+                results[-1].annotations_in_file = _n_annotations(doc)
+                del doc
                 tracker.finished(results[-1])
             return UploadResult.merge(tgt.describe(), results, dry_run=True, duration=time.monotonic() - started)
         if journal is None:
@@ -383,7 +405,7 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
         results_by_index: dict[int, ShardResult] = {}
         todo: list[tuple[_Shard, str, str | None]] = []
         for s in shards:
-            key = Journal.key(label, s.data)
+            key = Journal.key_of(label, s.digest)
             entry = jr.get(key)
             if entry and entry.get("state") == "done":
                 results_by_index[s.index] = _shard_from_journal(entry, s)
@@ -395,8 +417,6 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
         if todo:
             results_by_index.update(_send(tgt, todo, jr, deadline=deadline, cancel=cancel, wait=wait,
                                           workers=workers, on_result=tracker.finished))
-        for s in shards:
-            results_by_index[s.index].annotations_in_file = _n_annotations(s.doc)
         results = [results_by_index[s.index] for s in shards]
         res = UploadResult.merge(tgt.describe(), results, dry_run=False, duration=time.monotonic() - started)
         if res.status == "completed":
@@ -423,6 +443,18 @@ def _send(tgt: Target, todo: list[tuple[_Shard, str, str | None]], jr: Journal, 
         if deadline is not None and time.monotonic() >= deadline:
             raise UploadTimeoutError(f"the timeout passed before shard {s.index} was sent",
                                      hint="run the same upload again: the journal resumes where it stopped")
+        doc = s.load()
+        r = _one(s, doc, key, job)
+        r.annotations_in_file = _n_annotations(doc)
+        del doc
+        release_memory()   # the next shard's document does not stack on this one's freed pages
+        if r.status == "completed":
+            jr.mark_done(key, r.to_dict(), index=s.index)
+        elif r.status == "failed":
+            jr.mark_failed(key, "; ".join(r.errors) or "failed", index=s.index, job_id=r.activity_id)
+        return r
+
+    def _one(s: _Shard, doc: dict[str, Any], key: str, job: str | None) -> ShardResult:
         try:
             if two_step:
                 t: Any = tgt
@@ -430,31 +462,28 @@ def _send(tgt: Target, todo: list[tuple[_Shard, str, str | None]], jr: Journal, 
                 if job is not None:
                     log.info("shard %d: polling job %s started by an earlier run", s.index, job)
                     try:
-                        r = t.finish_shard(job, index=s.index, path=s.path, coco=s.doc, deadline=deadline,
+                        r = t.finish_shard(job, index=s.index, path=s.path, coco=doc, deadline=deadline,
                                            cancel=cancel)
                     except NotFoundError:
                         log.info("shard %d: the server does not know job %s; sending the shard again", s.index, job)
                         job = None
                 if r is None:
-                    job = str(t.start_shard(s.doc, index=s.index, path=s.path, deadline=deadline, cancel=cancel))
+                    job = str(t.start_shard(doc, index=s.index, path=s.path, deadline=deadline, cancel=cancel))
                     jr.mark_started(key, job, index=s.index)
                     if not wait and not synchronous:
                         return ShardResult(index=s.index, path=str(s.path), status="processing", activity_id=job)
-                    r = t.finish_shard(job, index=s.index, path=s.path, coco=s.doc, deadline=deadline, cancel=cancel)
-            else:
-                r = tgt.upload_shard(s.doc, index=s.index, path=s.path, dry_run=False, deadline=deadline,
-                                     cancel=cancel)
+                    r = t.finish_shard(job, index=s.index, path=s.path, coco=doc, deadline=deadline, cancel=cancel)
+                return r
+            return tgt.upload_shard(doc, index=s.index, path=s.path, dry_run=False, deadline=deadline, cancel=cancel)
         except _FATAL:
             raise
         except UploadError as e:   # JobFailedError, retries exhausted, a refused file: this shard failed
-            jr.mark_failed(key, str(e), index=s.index, job_id=job)
             return ShardResult(index=s.index, path=str(s.path), status="failed", activity_id=job, errors=[str(e)])
-        if r.status == "completed":
-            jr.mark_done(key, r.to_dict(), index=s.index)
-        elif r.status == "failed":
-            jr.mark_failed(key, "; ".join(r.errors) or "failed", index=s.index, job_id=r.activity_id)
-        return r
 
+    # a target that applies in this process (the local project: one SQLite writer) gains nothing from
+    # parallel shards, and each would hold its document: one at a time
+    if synchronous:
+        workers = 1
     out: dict[int, ShardResult] = {}
     pool = cf.ThreadPoolExecutor(max_workers=max(1, min(workers, len(todo))), thread_name_prefix="prelabel-shard")
     futures = {pool.submit(one, s, key, job): s.index for s, key, job in todo}

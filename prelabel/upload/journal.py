@@ -69,7 +69,12 @@ class Journal:
 
     @staticmethod
     def key(target: str, data: bytes) -> str:
-        return f"{target}|{shard_hash(data)}"
+        return Journal.key_of(target, shard_hash(data))
+
+    @staticmethod
+    def key_of(target: str, digest: str) -> str:
+        """The key of a shard whose content hash (:func:`shard_hash`) is ``digest``."""
+        return f"{target}|{digest}"
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:

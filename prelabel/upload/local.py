@@ -360,11 +360,13 @@ class LocalProject:
                       (aid, _now(), kind, mode, source, hashlib.sha256(data).hexdigest(), _json(meta)))
         return aid
 
-    def process(self, activity_id: str, *, fail: str | None = None) -> dict[str, Any]:
+    def process(self, activity_id: str, *, fail: str | None = None,
+                doc: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Steps 2 to 5 for a received activity, in one transaction; returns the activity record.
 
         An activity that is already ``completed`` or ``failed`` is returned as it is (never applied twice).
-        ``fail`` forces the job to fail with that message (fault injection for tests).
+        ``fail`` forces the job to fail with that message (fault injection for tests). ``doc``: the received
+        file already parsed by the caller in this process (it is not parsed again from the inbox).
         """
         with self.transaction() as c:
             row = c.execute("SELECT status, mode, metadata FROM activities WHERE id = ?", (activity_id,)).fetchone()
@@ -375,7 +377,7 @@ class LocalProject:
                 rules = MatchRules.from_dict(json.loads(raw_meta or "{}").get("match"))
                 c.execute("SAVEPOINT apply")
                 try:
-                    counts, metadata = self._apply(c, activity_id, mode, fail, rules)
+                    counts, metadata = self._apply(c, activity_id, mode, fail, rules, doc)
                     status = "completed"
                 except PrelabelError as e:
                     c.execute("ROLLBACK TO apply")
@@ -385,11 +387,11 @@ class LocalProject:
                           (status, _now(), _json(counts), _json(metadata), activity_id))
         return self.activity(activity_id)
 
-    def _apply(self, c: sqlite3.Connection, aid: str, mode: str, fail: str | None,
-               rules: MatchRules) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _apply(self, c: sqlite3.Connection, aid: str, mode: str, fail: str | None, rules: MatchRules,
+               given: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
         if fail:
             raise JobFailedError(fail)
-        doc = coco_io.load(self.root / INBOX / f"{aid}.json")
+        doc = given if given is not None else coco_io.load(self.root / INBOX / f"{aid}.json")
         res = coco_io.validate(doc)
         if not res.ok:
             raise JobFailedError(f"invalid COCO: {len(res.errors)} problem(s): {res.errors[0]}")
@@ -527,7 +529,7 @@ class LocalTarget:
 
     def finish_shard(self, job_id: str, *, index: int, path: Path, coco: dict[str, Any] | None,
                      deadline: float | None, cancel: threading.Event) -> ShardResult:
-        return shard_result(self.project.process(job_id), index=index, path=str(path))
+        return shard_result(self.project.process(job_id, doc=coco), index=index, path=str(path))
 
     def upload_shard(self, coco: dict[str, Any], *, index: int, path: Path, dry_run: bool,
                      deadline: float | None, cancel: threading.Event) -> ShardResult:
