@@ -312,3 +312,13 @@ def test_convert_folder_checked_with_pycocotools(tmp_path: Path, self_ap: Any) -
     assert r.exit_code == 0, r.output
     kp = json.loads((tmp_path / "kp.json").read_text())
     assert [a["keypoints"] for a in kp["annotations"] if a.get("num_keypoints")] == [[1, 1, 2, 9, 9, 2]]
+
+
+def test_a_folder_that_also_holds_voc_stays_voc(tmp_path: Path) -> None:
+    _write(tmp_path / "data_annotated" / "a.json", _doc([_shape("car", [[0, 0], [5, 5]], "rectangle")]))
+    voc = tmp_path / "voc" / "a.xml"
+    voc.parent.mkdir()
+    voc.write_text("<annotation><filename>a.jpg</filename><size><width>4</width><height>4</height></size>"
+                   "</annotation>")
+    assert detect(tmp_path) == "voc"
+    assert detect(tmp_path / "data_annotated") == "labelme"

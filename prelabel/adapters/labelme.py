@@ -36,7 +36,7 @@ Example:
     ...        "imageHeight": 48, "imageWidth": 64}
     >>> _ = (d / "a.json").write_text(json.dumps(doc))
     >>> detect(d / "a.json"), detect(d)
-    (0.95, 0.85)
+    (0.95, 0.55)
     >>> ds = read(d, options=ReadOptions(), report=(rep := Report()))
     >>> ds.boxes.tolist(), ds.images["file_name"].tolist(), rep.dropped_counts()
     ([[10.0, 20.0, 20.0, 20.0], [0.0, 0.0, 4.0, 3.0]], ['a.jpg'], {'dropped.unsupported': 1})
@@ -116,14 +116,15 @@ def _first_json(folder: Path, *, depth: int) -> Path | None:
 
 
 def detect(path: Path) -> float:
-    """0.95 for a LabelMe JSON file (a dict with a ``shapes`` list and ``imagePath`` or ``imageData``), 0.85 for
-    a folder whose first JSON file (sorted, up to 4 levels down) is one; else 0."""
+    """0.95 for a LabelMe JSON file (a dict with a ``shapes`` list and ``imagePath`` or ``imageData``); 0.55 for
+    a folder whose first JSON file (sorted, up to 4 levels down) is one: below every other folder detector, so
+    a folder that also holds VOC or YOLO files is still read as it was before this format; else 0."""
     p = Path(path)
     if p.is_file():
         return 0.95 if p.suffix.lower() == ".json" and _looks_like(p) else 0.0
     if p.is_dir():
         first = _first_json(p, depth=4)
-        return 0.85 if first is not None and _looks_like(first) else 0.0
+        return 0.55 if first is not None and _looks_like(first) else 0.0
     return 0.0
 
 
