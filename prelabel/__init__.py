@@ -13,7 +13,7 @@ shapely or pycocotools until something needs them.
 Example:
     >>> import prelabel
     >>> sorted(prelabel.FORMATS)
-    ['coco', 'cvat', 'labelstudio', 'predictions', 'voc', 'yolo']
+    ['coco', 'cvat', 'labelme', 'labelstudio', 'predictions', 'voc', 'yolo']
 """
 
 from __future__ import annotations

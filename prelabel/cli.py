@@ -141,6 +141,8 @@ def _reading_options(*, images_help: str) -> list[Any]:
                      help="VOC pixel origin: 1 = the spec's 1-based indices, 0 = files from 0-based tools."),
         click.option("--cvat-points", type=click.Choice(["skip", "keypoints"]), default="skip", show_default=True,
                      help="CVAT <points> shapes: report and skip, or keep as keypoints."),
+        click.option("--points", type=click.Choice(["skip", "keypoints"]), default="skip", show_default=True,
+                     help="LabelMe point, line and linestrip shapes: report and skip, or keep as keypoints."),
         click.option("--frame-pattern", default="frame_{frame:06d}.png", show_default=True,
                      help="File name of a CVAT video frame image."),
         click.option("--ls-select", type=click.Choice(["auto", "annotations", "predictions", "both"]), default="auto",
@@ -207,7 +209,7 @@ def _read_options(kw: dict[str, Any]) -> Any:
             name_list = [n.strip() for n in names.split(",")]
     return ReadOptions(
         images=kw.get("images"), task=kw.get("task"), voc_origin=int(kw.get("voc_origin") or 1),
-        cvat_points=kw.get("cvat_points") or "skip", frame_pattern=kw.get("frame_pattern") or "frame_{frame:06d}.png",
+        cvat_points=kw.get("cvat_points") or "skip", points=kw.get("points") or "skip", frame_pattern=kw.get("frame_pattern") or "frame_{frame:06d}.png",
         ls_select=kw.get("ls_select") or "auto", ls_annotator=kw.get("ls_annotator") or "all",
         columns=columns, box_format=kw.get("box_format"), normalized=kw.get("normalized"), names=name_list,
         images_from=kw.get("images_from"), extra=_extra(kw),

@@ -57,6 +57,8 @@ CODES: dict[str, str] = {
     "image.unlabeled": "an image with no label file (kept with no annotations)",
     "image.attribute": "an image-level label (tag, choices) kept as an image attribute",
     "image.merged": "several tasks or records name the same image file; their annotations share one image",
+    "shape.grouped": "shapes sharing a group_id and label (LabelMe) were joined into one annotation; the ledger "
+                     "counts the annotation once",
     "image.unsafe_name": "an image file name that would escape its root (absolute, '..'); a safe one was used",
     "coordinates.suspect": "coordinates that suggest another convention (a hint names the option)",
     "value.coerced": "a value written in another type was converted (iscrowd \"false\" -> 0, a string number)",

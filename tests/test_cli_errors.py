@@ -30,7 +30,7 @@ def test_unknown_format_name_is_a_usage_error(tmp_path: Path) -> None:
     res = run("convert", str(SAMPLE / "yolo"), "--from", "kitti", "-o", str(tmp_path / "o.json"))
     assert res.returncode == 2
     assert res.stderr.splitlines() == ["error: unknown format 'kitti'",
-                                       "hint: use one of: coco, cvat, labelstudio, predictions, voc, yolo"]
+                                       "hint: use one of: coco, cvat, labelme, labelstudio, predictions, voc, yolo"]
 
 
 def test_a_missing_source_says_so_and_what_to_check(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ command line starts fast. Adding a format is one module and one line here.
 Example:
     >>> from prelabel.adapters import FORMATS
     >>> sorted(FORMATS)
-    ['coco', 'cvat', 'labelstudio', 'predictions', 'voc', 'yolo']
+    ['coco', 'cvat', 'labelme', 'labelstudio', 'predictions', 'voc', 'yolo']
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ FORMATS: dict[str, str] = {
     "labelstudio": "prelabel.adapters.labelstudio",
     "coco": "prelabel.adapters.coco",
     "predictions": "prelabel.adapters.predictions",
+    "labelme": "prelabel.adapters.labelme",
 }
 ALIASES: dict[str, str] = {
     "ultralytics": "yolo", "darknet": "yolo", "pascal_voc": "voc", "pascalvoc": "voc", "label_studio": "labelstudio",

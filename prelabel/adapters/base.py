@@ -60,6 +60,9 @@ class ReadOptions:
     # CVAT
     cvat_points: str = "skip"             # skip | keypoints: what to do with <points> shapes
     frame_pattern: str = "frame_{frame:06d}.png"  # file name of a video frame image
+    # point-like shapes that are not areas, in formats without an option of their own (LabelMe point, line,
+    # linestrip): skip (dropped.unsupported) | keypoints
+    points: str = "skip"
     # Label Studio
     ls_select: str = "auto"               # annotations | predictions | both | auto (annotations, else predictions)
     ls_annotator: str = "all"             # first | latest | all (several annotators per task)
