@@ -25,7 +25,7 @@ from . import adapters, storage
 from .adapters.base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 from .converters import coco as coco_writer
 from .converters.clip import clip as clip_step
-from .converters.coco_stream import CocoStreamWriter
+from .converters.coco_write import CocoStreamWriter
 from .converters.conventions import ConventionStats, source_text
 from .converters.reconcile import Reconciler
 from .converters.reconcile import reconcile as reconcile_step

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prelabel.converters.coco import _names_plainly_safe
+from prelabel.converters.coco_validate import names_plainly_safe
 from prelabel.paths import why_unsafe
 
 ALPHABET = st.sampled_from(list("ab./\\:\x00\n é") + ["..", "C:", "//"])
@@ -14,12 +14,12 @@ ALPHABET = st.sampled_from(list("ab./\\:\x00\n é") + ["..", "C:", "//"])
 @settings(max_examples=2000, deadline=None)
 @given(st.lists(st.lists(ALPHABET, max_size=8).map("".join), max_size=4))
 def test_plain_names_are_never_unsafe(names: list[str]) -> None:
-    if _names_plainly_safe(names):
+    if names_plainly_safe(names):
         assert all(why_unsafe(n) is None for n in names)
 
 
 def test_examples() -> None:
-    assert _names_plainly_safe(["a.jpg", "dir/b c.png", "é/ü.jpg"])
+    assert names_plainly_safe(["a.jpg", "dir/b c.png", "é/ü.jpg"])
     for bad in (["../a.jpg"], ["a/../../b"], ["/etc/passwd"], ["C:/x.jpg"], ["a\x00.jpg"], [""], ["a\\b"]):
-        assert not _names_plainly_safe(bad), bad
+        assert not names_plainly_safe(bad), bad
         assert why_unsafe(bad[0]) is not None or bad == ["a\\b"]

@@ -183,12 +183,12 @@ def test_every_kind_of_row_scores_ap_one(self_ap):
 def test_bytes_do_not_depend_on_the_chunk_size(monkeypatch, tmp_path, chunk):
     import orjson
 
-    from prelabel.converters import coco as coco_mod
+    from prelabel.converters import coco_tables
 
     ds = _mixed()
     expected = orjson.dumps(to_coco(ds), option=orjson.OPT_SERIALIZE_NUMPY)
-    monkeypatch.setattr(coco_mod, "_CHUNK", chunk)
-    assert coco_mod.coco_bytes(ds) == expected
+    monkeypatch.setattr(coco_tables, "_CHUNK", chunk)
+    assert coco_tables.coco_bytes(ds) == expected
     assert write(ds, tmp_path / "a.json")[0].read_bytes() == expected
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prelabel.converters import coco
+from prelabel.converters import coco_validate as coco
 
 VALUES = {
     "id": st.one_of(st.integers(min_value=1, max_value=6), st.sampled_from([0, -1, 1.0, True, "3", None, 2**70])),

@@ -1,16 +1,17 @@
-"""The COCO writer for a dataset that arrives in chunks of whole images (the streaming pipeline).
+"""The COCO writer: a dataset arriving in chunks of whole images (every conversion), written atomically and
+in shards of whole images when over the size limit.
 
 Each chunk is turned into bytes as it arrives (:class:`~prelabel.converters.coco.CocoTables` with id bases) and
 appended to two temporary files beside the output: the images and the annotations, each row followed by a
 comma. Only a few numbers per image stay in memory (the byte length of its image entry and of its
 annotations), so memory does not grow with the annotations. :meth:`CocoStreamWriter.finish` writes the
 categories (known only at the end) and assembles the document, or its shards of whole images, from the
-temporary files. The bytes equal what :func:`prelabel.converters.coco.write` makes of the whole dataset.
+temporary files. The bytes equal ``coco_bytes`` of the whole dataset.
 
 Example:
     >>> import tempfile, pathlib
     >>> from prelabel.model import Dataset
-    >>> from prelabel.converters.coco import coco_bytes
+    >>> from prelabel.converters.coco_tables import coco_bytes
     >>> parts = [Dataset.build(images={"file_name": [f"{i}.jpg"], "width": [8], "height": [8]},
     ...     categories={"name": ["cat"]}, annotations={"image": [0], "category": ["cat"], "x": [1.0],
     ...     "y": [1.0], "w": [2.0], "h": [2.0]}) for i in range(2)]
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,25 +39,84 @@ import pandas as pd
 
 from ..gcpause import gc_paused
 from ..model import Dataset
-from .coco import (
-    DEFAULT_MAX_FILE_SIZE,
-    JSON_OPT,
-    CocoTables,
-    ValidationResult,
-    adder,
-    category_dicts,
-    category_ids,
-    check_category_table,
-    dumps,
-    greedy_shards,
-    shard_paths,
-    validate_dataset,
-    write_json_atomic,
-)
+from .coco_tables import DEFAULT_MAX_FILE_SIZE, JSON_OPT, CocoTables, category_dicts, category_ids, dumps
+from .coco_validate import ValidationResult, adder, check_category_table, validate_dataset
 
-__all__ = ["CocoStreamWriter"]
+__all__ = ["CocoStreamWriter", "greedy_shards", "shard_paths", "split_shards", "write", "write_json_atomic"]
 
 _COPY = 1 << 20
+
+
+def _file_mode() -> int:
+    """The mode a new file gets from ``open`` (0o666 less the umask): a temporary file from mkstemp is 0o600,
+    which would make the outputs private to their owner. The umask is read without changing it (threads)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
+
+
+def write_json_atomic(path: str | Path, data: bytes | Iterable[bytes]) -> None:
+    """Write bytes (or a sequence of byte pieces, written in order) to ``path`` atomically: a temporary file
+    in the same folder, fsync, then rename. The file gets the mode ``open`` would give it (0o666 less the
+    umask)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                f.write(data)
+            else:
+                f.writelines(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def shard_paths(path: str | Path, count: int) -> list[Path]:
+    p = Path(path)
+    return [p.with_name(f"{p.stem}-{i:03d}{p.suffix}") for i in range(1, count + 1)]
+
+
+def greedy_shards(costs: Sequence[int], overhead: int, max_file_size: int) -> list[tuple[int, int]]:
+    """[start, stop) image ranges: whole images added while the shard stays under the limit."""
+    out: list[tuple[int, int]] = []
+    start, size = 0, overhead
+    for i, cost in enumerate(costs):
+        if i > start and size + cost > max_file_size:
+            out.append((start, i))
+            start, size = i, overhead
+        size += cost
+    if len(costs) > start or not out:
+        out.append((start, len(costs)))
+    return out
+
+
+def split_shards(coco: Mapping[str, Any], *, max_file_size: int) -> list[dict[str, Any]]:
+    """Split a COCO document into complete documents of whole images, each under ``max_file_size`` bytes
+    where one image allows it (an image larger than the limit on its own gets a shard of its own)."""
+    base = {k: v for k, v in coco.items() if k not in ("images", "annotations")}
+    overhead = len(dumps({**base, "images": [], "annotations": []}))
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for a in coco["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    images = list(coco["images"])
+    costs = [len(dumps(im)) + 1 + sum(len(dumps(a)) + 1 for a in by_image.get(im["id"], [])) for im in images]
+    shards: list[dict[str, Any]] = []
+    for s, e in greedy_shards(costs, overhead, max_file_size):
+        anns = [a for im in images[s:e] for a in by_image.get(im["id"], [])]
+        shards.append({**base, "images": images[s:e], "annotations": anns})
+    return shards
 
 
 class CocoStreamWriter:
@@ -113,11 +173,7 @@ class CocoStreamWriter:
         row_len = np.zeros(0, dtype=np.int64)
         if t.n:
             lengths: list[np.ndarray] = []
-            for start in range(0, t.n, 8192):
-                with gc_paused():
-                    blob, ln = t._chunk_bytes(start, min(t.n, start + 8192))
-                self._anns.write(blob)
-                lengths.append(ln)
+            self._anns.writelines(t.annotation_chunks(lengths, trailing_comma=True))
             row_len = np.concatenate(lengths)
         per_image = np.bincount(t.image_id - 1 - self.n_images, weights=row_len, minlength=n_img)
         self._image_ann_len.append(per_image.astype(np.int64))
@@ -206,3 +262,37 @@ class CocoStreamWriter:
                     break
                 n -= len(block)
                 yield block
+
+
+def write(ds_or_coco: Dataset | Mapping[str, Any], path: str | Path, *, max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+          rle: str = "compressed", info: Mapping[str, Any] | None = None) -> list[Path]:
+    """Write COCO to ``path`` (or to shards beside it when over ``max_file_size``); returns the paths written.
+
+    A Dataset goes through :class:`CocoStreamWriter` (the writer of every conversion, as one chunk); a COCO
+    document (a dict) is written as it is, or split with :func:`split_shards`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from prelabel.model import Dataset
+        >>> ds = Dataset.build(images={"file_name": ["a.jpg"], "width": [8], "height": [8]})
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "out.json"
+        >>> [p.name for p in write(ds, out)]
+        ['out.json']
+    """
+    if isinstance(ds_or_coco, Dataset):
+        writer = CocoStreamWriter(path, max_file_size=max_file_size, rle=rle, info=info, allow_outside=True)
+        try:
+            writer.add(ds_or_coco)
+            return writer.finish(ds_or_coco.categories)
+        finally:
+            writer.abort()
+    coco = ds_or_coco
+    data = dumps(coco)
+    if len(data) <= max_file_size:
+        write_json_atomic(path, data)
+        return [Path(path)]
+    shards = split_shards(coco, max_file_size=max_file_size)
+    paths = shard_paths(path, len(shards))
+    for p, doc in zip(paths, shards, strict=True):
+        write_json_atomic(p, dumps(doc))
+    return paths
