@@ -148,6 +148,10 @@ class _Transient(UploadError):
     """A call that kept failing in a way that may pass (5xx, 429, timeouts, connection errors)."""
 
 
+class _JobUnknown(UploadError):
+    """The status route answered 404: the service does not know the job (not: the project is missing)."""
+
+
 _ROUTES = {"/actions/upload_answers": "upload", "/actions/upload_answers_status": "status",
            "/search/project_files": "project files", "/annotations/get_template": "template"}
 
@@ -213,6 +217,8 @@ class LabellerrClient:
         if route == "project" and (status == 404 or (status == 400 and "not found" in msg.lower())):
             return NotFoundError(f"Labellerr: project {project_id} not found ({status}: {msg})",
                                  hint="check the project id in the Labellerr web app (Projects page)")
+        if route == "status" and status == 404:
+            return _JobUnknown(f"Labellerr does not know this job (404 from the status route: {msg})")
         return UploadError(f"Labellerr refused {what} ({status}, the {route} route): {msg}")
 
     def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
@@ -527,6 +533,11 @@ class LabellerrTarget:
                      deadline: float | None, cancel: threading.Event) -> ShardResult:
         try:
             doc = self.client.wait_job(self.project_id, job_id, deadline=deadline, cancel=cancel)
+        except _JobUnknown as e:   # the job was sent (its id came back): whether it was applied is unknown
+            raise UnconfirmedUploadError(
+                f"{e}: job {job_id} was sent and may have been applied. Check in the Labellerr web app whether "
+                f"project {self.project_id} shows these pre-annotations; if it does not, run the same upload "
+                "again with --resend-unconfirmed (Python: resend_unconfirmed=True)") from None
         except JobFailedError as e:
             return ShardResult(index=index, path=str(path), status="failed", activity_id=job_id, errors=[str(e)],
                                service_reply=e.reply, applied_source="service")

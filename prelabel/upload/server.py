@@ -187,7 +187,7 @@ class _Handler(BaseHTTPRequestHandler):
     # ---------------------------------------------------------------- plumbing
     def _body(self, limit: int | None = None) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
+        if n > self.server.app.max_body:
             # read (and drop) the body first, so the client sees the 413 rather than a reset connection
             left = n
             while left > 0:
@@ -246,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._body()
         except (ValueError, OSError):
             # the message is a guess: the service's 413 body is not recorded
-            self._error(413, f"request too large: the limit is {MAX_BODY:,} bytes")
+            self._error(413, f"request too large: the limit is {app.max_body:,} bytes")
             return
         if fault is not None:
             if fault.kind == "slow" and app.stopping.wait(fault.seconds):
@@ -382,14 +382,14 @@ class LabellerrServer:
     """A :class:`~prelabel.upload.local.LocalProject` behind the Labellerr HTTP contract.
 
     ``credentials``: stored in the project (hashed) and required on every call; None uses the ones stored by an
-    earlier ``serve``. ``faults``: a FaultPlan or its text form. ``metadata``: ``sdk`` (``files_not_updated``,
+    earlier ``serve``. ``max_body``: the largest request body taken (413 above). ``faults``: a FaultPlan or its text form. ``metadata``: ``sdk`` (``files_not_updated``,
     ``questions_ignored``) or ``docs`` (``total_annotations``, ``matched_files``, ...). ``job_delay``: seconds
     every job stays ``processing``. Use as a context manager, or ``start()`` / ``stop()``.
     """
 
     def __init__(self, project: LocalProject | str | Path, *, credentials: Credentials | None = None, port: int = 0,
                  faults: FaultPlan | str | None = None, metadata: str = "sdk", job_delay: float = 0.0,
-                 access_log: bool = False) -> None:
+                 access_log: bool = False, max_body: int = MAX_BODY) -> None:
         self.project = project if isinstance(project, LocalProject) else LocalProject(project)
         if credentials is not None:
             self.project.set_credentials(credentials)
@@ -403,6 +403,7 @@ class LabellerrServer:
         self.metadata = metadata
         self.job_delay = job_delay
         self.access_log = access_log
+        self.max_body = max_body
         self.template_id = f"tmpl-{self.project.project_id}"
         self.stopping = threading.Event()
         self.stats: Counter[str] = Counter()
@@ -451,6 +452,10 @@ class LabellerrServer:
 
     # ---------------------------------------------------------------- jobs
     def start_job(self, data: bytes, *, source: str) -> str:
+        with self.project.reader() as c:   # jobs of this project still running: stats["max_running_jobs"]
+            running = int(c.execute("SELECT COUNT(*) FROM activities WHERE status = 'processing'").fetchone()[0])
+        with self._lock:
+            self.stats["max_running_jobs"] = max(self.stats["max_running_jobs"], running + 1)
         job_id = self.project.receive(data, source=source, mode="replace", exact=True)
         fault = self.faults.next("job")
         delay = self.job_delay + (fault.seconds if fault is not None and fault.kind == "delay" else 0.0)
