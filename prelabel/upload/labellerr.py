@@ -541,7 +541,13 @@ class LabellerrTarget:
         except JobFailedError as e:
             return ShardResult(index=index, path=str(path), status="failed", activity_id=job_id, errors=[str(e)],
                                service_reply=e.reply, applied_source="service")
-        renames = self.renames(coco) if coco is not None else {}
+        try:   # the names this shard was sent under (the project's file list is read once, cached)
+            renames = self.renames(coco) if coco is not None else {}
+        except AuthError:
+            raise
+        except UploadError as e:   # the result then names renamed images as they were sent
+            log.warning("Labellerr: cannot read the project's file names (%s)", e)
+            renames = {}
         return read_result(self.client.redact_reply(doc), job_id=job_id, index=index, path=path, coco=coco,
                            renames=renames, assets=self._assets_or_none, rules=self.match)
 

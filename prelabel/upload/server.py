@@ -412,6 +412,7 @@ class LabellerrServer:
         self._jobs: list[threading.Thread] = []
         self._started: dict[str, float] = {}
         self._odd_failures: set[str] = set()
+        self._receiving = threading.Lock()
         self._httpd = _HTTPServer((HOST, port), _Handler)
         self._httpd.app = self
         self._thread: threading.Thread | None = None
@@ -452,11 +453,12 @@ class LabellerrServer:
 
     # ---------------------------------------------------------------- jobs
     def start_job(self, data: bytes, *, source: str) -> str:
-        with self.project.reader() as c:   # jobs of this project still running: stats["max_running_jobs"]
-            running = int(c.execute("SELECT COUNT(*) FROM activities WHERE status = 'processing'").fetchone()[0])
-        with self._lock:
-            self.stats["max_running_jobs"] = max(self.stats["max_running_jobs"], running + 1)
-        job_id = self.project.receive(data, source=source, mode="replace", exact=True)
+        with self._receiving:   # count the jobs still running (stats["max_running_jobs"]) and take this one
+            with self.project.reader() as c:
+                running = int(c.execute("SELECT COUNT(*) FROM activities WHERE status = 'processing'").fetchone()[0])
+            with self._lock:
+                self.stats["max_running_jobs"] = max(self.stats["max_running_jobs"], running + 1)
+            job_id = self.project.receive(data, source=source, mode="replace", exact=True)
         fault = self.faults.next("job")
         delay = self.job_delay + (fault.seconds if fault is not None and fault.kind == "delay" else 0.0)
         fail = "injected failure: the job could not be processed" \
