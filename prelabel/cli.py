@@ -530,6 +530,10 @@ def _print_upload(result: Any, *, as_json: bool) -> None:
         click.echo("  the server is still processing: run the same command again to wait for the result "
                    "(the journal makes it poll these jobs, not send them again)")
         return
+    if result.status == "failed" and result.shards and not any(s.status == "completed" for s in result.shards):
+        for e in result.errors[:10]:   # no shard completed: there are no counts to show, only what went wrong
+            click.echo(f"  error: {e}")
+        return
     verb = "would be applied" if result.dry_run else "applied"
     shards = f" in {n_shards} shards" if n_shards > 1 else ""
     res_txt = f", {resumed} shard(s) done by an earlier run" if resumed else ""

@@ -239,7 +239,9 @@ class LabellerrClient:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise UploadTimeoutError(f"Labellerr: {what} did not finish within the timeout"
-                                         + (f" (last error: {last})" if last else ""))
+                                         + (f" (last error: {last})" if last else ""),
+                                         hint="run the same upload again: the journal resumes where it stopped "
+                                              "(started jobs are polled, not sent again)")
             timeout = self._timeout(upload=file is not None, remaining=remaining)
             retry_after: float | None = None
             unconfirmed = ""

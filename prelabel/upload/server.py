@@ -296,7 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
         job_id = app.start_job(data, source=Path(name).name)
         if took is not None:   # the job is taken: the client must not be able to tell it from a refusal
             if took.code is not None:
-                self._error(took.code, "injected fault after the job was taken")
+                self._error(took.code, "injected fault (the job was taken)")
                 return
             if took.seconds <= 0:
                 self._drop(body_read=True)
