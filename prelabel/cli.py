@@ -482,7 +482,8 @@ def _upload_options(f: Any) -> Any:
         click.option("--mode", type=click.Choice(["replace", "append"]), default="replace", show_default=True,
                      help="Uploaded annotations replace an image's pre-annotations (Label Studio: its predictions "
                           "of the same --model-version), or are added (local projects, Label Studio)."),
-        click.option("--workers", type=int, default=2, show_default=True, help="Shards uploaded at once."),
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Shards uploaded at once (default: 1 for Labellerr, as its SDK does; 2 for the others)."),
         click.option("--journal", type=click.Path(path_type=Path),
                      help="Resume journal (default: FILE.upload-journal.json beside the COCO file)."),
         click.option("--no-journal", is_flag=True, help="Do not keep a resume journal."),
@@ -500,6 +501,11 @@ def _upload_options(f: Any) -> Any:
                           "config comes from the COCO categories and shapes."),
         click.option("--model-version", metavar="NAME",
                      help="Label Studio: the predictions' model version (default: prelabel)."),
+        click.option("--conf-bucket", type=click.Choice(["low", "medium", "high"]), default=None,
+                     help="Labellerr: the confidence bucket of the pre-annotations (sent as the SDK's conf_bucket)."),
+        click.option("--resend-unconfirmed", is_flag=True,
+                     help="Send again the shards an earlier run sent without a usable reply (they may have been "
+                          "applied: check the project first). Without it a re-run does not send them."),
         click.option("--allow-empty", is_flag=True,
                      help="Exit 0 even when the file holds annotations and none of them is applied "
                           "(by default that is a failure: exit 1)."),
@@ -526,10 +532,17 @@ def _print_upload(result: Any, *, as_json: bool) -> None:
         click.echo("  the server is still processing: run the same command again to wait for the result "
                    "(the journal makes it poll these jobs, not send them again)")
         return
+    if result.status == "failed" and result.shards and not any(s.status == "completed" for s in result.shards):
+        for e in result.errors[:10]:   # no shard completed: there are no counts to show, only what went wrong
+            click.echo(f"  error: {e}")
+        return
     verb = "would be applied" if result.dry_run else "applied"
     shards = f" in {n_shards} shards" if n_shards > 1 else ""
     res_txt = f", {resumed} shard(s) done by an earlier run" if resumed else ""
-    click.echo(f"  annotations {verb}: {result.annotations_applied}{shards}{res_txt}")
+    source = ""
+    if getattr(result, "applied_source", "service") == "estimate" and not result.dry_run:
+        source = " (prelabel's estimate: the service reported no count)"
+    click.echo(f"  annotations {verb}: {result.annotations_applied}{source}{shards}{res_txt}")
     if result.annotations_replaced is not None and (result.dry_run or result.annotations_replaced):
         n, m = result.annotations_replaced, result.images_replaced or 0
         what = (f"{n} existing pre-annotation{'s' if n != 1 else ''} on {m} image{'s' if m != 1 else ''}")
@@ -541,8 +554,12 @@ def _print_upload(result: Any, *, as_json: bool) -> None:
              "strip-prefix": "after --strip-prefix", "uploaded": "uploaded as new tasks"}
     detail = ", ".join(f"{n} {rules.get(k, k)}" for k, n in sorted(how.items()) if n) if set(how) - {"exact"} else ""
     click.echo(f"  images matched: {result.files_matched}" + (f" ({detail})" if detail else ""))
+    n_unmatched = result.files_not_matched_count
+    n_unmatched = len(result.files_not_matched) if n_unmatched is None else n_unmatched
+    if n_unmatched and not result.files_not_matched:
+        click.echo(f"  images not matched: {n_unmatched} (the service gave the count, not the names)")
     if result.files_not_matched:
-        click.echo(f"  images not matched: {len(result.files_not_matched)} (their annotations are not applied)")
+        click.echo(f"  images not matched: {n_unmatched} (their annotations are not applied)")
         for u in result.files_not_matched[:20]:
             click.echo(f"    {unmatched_line(u)}")
         if len(result.files_not_matched) > 20:
@@ -563,13 +580,13 @@ def _target_options(kw: dict[str, Any], *, images: Any = None) -> dict[str, Any]
                        strip_prefixes=tuple(kw.get("strip_prefixes") or ()),
                        name_map=load_name_map(name_map) if name_map is not None else {})
     return {"match": rules if rules.active else None, "images": images, "create_project": kw.get("create_project"),
-            "model_version": kw.get("model_version")}
+            "model_version": kw.get("model_version"), "conf_bucket": kw.get("conf_bucket")}
 
 
 def _run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, dry_run: bool, mode: str,
-                workers: int, journal: Path | None, no_journal: bool, max_file_size: int, as_json: bool,
-                quiet: bool = False, target_options: dict[str, Any] | None = None,
-                allow_empty: bool = False) -> None:
+                workers: int | None, journal: Path | None, no_journal: bool, max_file_size: int | None,
+                as_json: bool, quiet: bool = False, target_options: dict[str, Any] | None = None,
+                allow_empty: bool = False, resend_unconfirmed: bool = False) -> None:
     from .progress import active, progress
     from .upload.driver import UploadProgress
     from .upload.driver import upload as do_upload
@@ -587,7 +604,8 @@ def _run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, 
         result = do_upload(coco, target, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
                            journal=False if no_journal else journal, max_file_size=max_file_size,
                            wait=not async_, notify=notify, progress=on_progress if show else None,
-                           allow_empty=allow_empty, **(target_options or {}))
+                           allow_empty=allow_empty, resend_unconfirmed=resend_unconfirmed,
+                           **(target_options or {}))
     _print_upload(result, as_json=as_json)
     if result.status == "failed":
         sys.exit(1)
@@ -599,11 +617,14 @@ def _run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, 
 @click.option("--images", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
               help="Label Studio: upload the images that match no task from DIR (by their COCO file names) "
                    "and create their tasks.")
-@click.option("--max-file-size", default="25MB", show_default=True, help="Upload larger files as shards.")
+@click.option("--max-file-size", default=None,
+              help="Upload larger files as shards (default: the target's limit: 25 MB; Labellerr under "
+                   "25,000,000 bytes).")
 @click.pass_context
 def upload(ctx: click.Context, /, file: Path, target: str, async_: bool, timeout: float | None, dry_run: bool,
-           as_json: bool, mode: str, workers: int, journal: Path | None, no_journal: bool, max_file_size: str,
-           images: Path | None, allow_empty: bool, **kw: Any) -> None:
+           as_json: bool, mode: str, workers: int | None, journal: Path | None, no_journal: bool,
+           max_file_size: str | None, images: Path | None, allow_empty: bool, resend_unconfirmed: bool,
+           **kw: Any) -> None:
     """Upload a COCO file (or its shards FILE-001.json, ...) as pre-annotations.
 
     \b
@@ -645,9 +666,10 @@ def upload(ctx: click.Context, /, file: Path, target: str, async_: bool, timeout
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     _run_upload(file, target=target, async_=async_, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
-                journal=journal, no_journal=no_journal, max_file_size=_size(max_file_size), as_json=as_json,
+                journal=journal, no_journal=no_journal,
+                max_file_size=_size(max_file_size) if max_file_size else None, as_json=as_json,
                 quiet=bool(ctx.obj.get("quiet")), target_options=_target_options(kw, images=images),
-                allow_empty=allow_empty)
+                allow_empty=allow_empty, resend_unconfirmed=resend_unconfirmed)
 
 
 def _is_labelstudio(target: str) -> bool:
@@ -679,8 +701,8 @@ def _echo_mapping(mapping: list[dict[str, Any]], unknown: str) -> None:
 @convert_options
 @click.pass_context
 def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target: str, async_: bool,
-         timeout: float | None, dry_run: bool, as_json: bool, mode: str, workers: int, journal: Path | None,
-         no_journal: bool, allow_empty: bool, **kw: Any) -> None:
+         timeout: float | None, dry_run: bool, as_json: bool, mode: str, workers: int | None, journal: Path | None,
+         no_journal: bool, allow_empty: bool, resend_unconfirmed: bool, **kw: Any) -> None:
     """Convert SRC, validate and upload it in one command.
 
     \b
@@ -702,6 +724,8 @@ def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target:
     from .upload.driver import parse_target
 
     quiet = bool(ctx.obj.get("quiet"))
+    # --max-file-size not given: the conversion's default, and the target's own limit for the upload
+    upload_limit_default = ctx.get_parameter_source("max_file_size") == click.core.ParameterSource.DEFAULT
     images = kw.get("images") if _is_labelstudio(target) else None
     if images is not None and not isinstance(images, Path):
         raise UsageError(f"--images {images}: Label Studio uploads images from a local folder, not a URL")
@@ -726,8 +750,9 @@ def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target:
                 _echo_mapping(mapping, str(kw.get("unknown") or "error"))
             _run_upload(dest, target=tgt, async_=async_, timeout=timeout, dry_run=dry_run, mode=mode,
                         workers=workers, journal=journal, no_journal=no_journal or out is None,
-                        max_file_size=_size(kw.get("max_file_size") or "25MB"), as_json=as_json, quiet=quiet,
-                        allow_empty=allow_empty)
+                        max_file_size=None if upload_limit_default else _size(kw.get("max_file_size") or "25MB"),
+                        as_json=as_json, quiet=quiet, allow_empty=allow_empty,
+                        resend_unconfirmed=resend_unconfirmed)
     finally:
         tgt.close()
 

@@ -14,6 +14,8 @@ The CLI turns these into one line of what went wrong, one line of what to do, an
         ├── AuthError                 401/403: bad credentials or no access
         ├── NotFoundError             unknown project or resource
         ├── JobFailedError            the server accepted the file but the job failed
+        ├── UnconfirmedUploadError    the file was sent and the reply lost: it may have been applied
+        ├── ShardTooLargeError        the server refused the file's size (413): split it and send again
         ├── UploadTimeoutError        the job did not finish within the timeout
         └── UploadCancelledError      the caller cancelled (also a concurrent.futures.CancelledError)
 
@@ -26,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
+from typing import Any
 
 __all__ = [
     "AuthError",
@@ -36,6 +39,8 @@ __all__ = [
     "PrelabelError",
     "ReadError",
     "StrictError",
+    "ShardTooLargeError",
+    "UnconfirmedUploadError",
     "UploadCancelledError",
     "UploadError",
     "UploadTimeoutError",
@@ -123,7 +128,20 @@ class NotFoundError(UploadError):
 
 
 class JobFailedError(UploadError):
-    """The server took the file, then reported the job as failed."""
+    """The server took the file, then reported the job as failed; ``reply`` is its status reply (redacted)."""
+
+    def __init__(self, message: str, *, hint: str = "", reply: dict[str, Any] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reply = reply
+
+
+class UnconfirmedUploadError(UploadError):
+    """The file was sent but no usable reply came back (a read timeout, a dropped connection, a 500, 502 or
+    504): the service may have taken it. It must not be sent again blindly; the message says how to check."""
+
+
+class ShardTooLargeError(UploadError):
+    """The server refused the file as too large (413): nothing was taken; send it again in smaller parts."""
 
 
 class UploadTimeoutError(UploadError):

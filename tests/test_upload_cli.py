@@ -162,7 +162,7 @@ def test_serve_command_over_a_subprocess(tmp_path: Path) -> None:
     proj = new_project(tmp_path)
     env = {**os.environ, **ENV}
     proc = subprocess.Popen([sys.executable, "-c", "from prelabel.cli import main; main()", "-q", "serve",
-                             str(proj.root), "--port", "0", "--faults", "upload_answers:500"],
+                             str(proj.root), "--port", "0", "--faults", "upload_answers:503"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -174,7 +174,7 @@ def test_serve_command_over_a_subprocess(tmp_path: Path) -> None:
                                env={**ENV, "LABELLERR_BASE_URL": url})
         assert r.exit_code == 0, r.output
         res: dict[str, Any] = json.loads(r.stdout)
-        assert (res["status"], res["annotations_applied"]) == ("completed", 1)   # after one injected 500
+        assert (res["status"], res["annotations_applied"]) == ("completed", 1)   # after one injected 503
         st = run("project", "status", str(proj.root), "--json")
         assert json.loads(st.stdout)["annotations"] == 1
         for s in SECRETS:
@@ -268,7 +268,7 @@ def test_match_options_reach_labellerr_and_the_served_project(server: LabellerrS
     r = run("upload", str(coco), "--to", "labellerr:proj-1", env=env)
     assert r.exit_code == 1   # the file holds 2 annotations and none was applied
     assert r.stdout.splitlines()[1:] == [
-        "  annotations applied: 0",
+        "  annotations applied: 0 (prelabel's estimate: the service reported no count)",   # issue 14, item 3
         "  images matched: 0",
         "  images not matched: 2 (their annotations are not applied)",
         "    A.PNG: no project image; closest: a.png (case differs) -> rerun with --match-case-insensitive",
@@ -283,7 +283,8 @@ def test_match_options_reach_labellerr_and_the_served_project(server: LabellerrS
     assert server.project.status()["annotations"] == 0
     r = run("upload", str(coco), "--to", "labellerr:proj-1", "--match-case-insensitive", env=env)
     assert r.exit_code == 0, r.output
-    assert r.stdout.splitlines()[1:] == ["  annotations applied: 2", "  images matched: 2 (2 ignoring case)"]
+    assert r.stdout.splitlines()[1:] == ["  annotations applied: 2 (prelabel's estimate: the service reported no "
+                                         "count)", "  images matched: 2 (2 ignoring case)"]
     # the server matched the project's own names: the client sent them in place of A.PNG and cat.png
     with server.project.reader() as c:
         rows = sorted(c.execute("SELECT s.file_name, a.x FROM annotations a JOIN assets s ON s.id = a.asset_id"))

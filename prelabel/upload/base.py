@@ -58,9 +58,20 @@ class ShardResult:
     # images; None when the target cannot tell
     annotations_replaced: int | None = None
     images_replaced: int | None = None
+    # "service": annotations_applied is the count the target reported; "estimate": prelabel computed it from the
+    # file and the names / categories the service reported as not used (Labellerr's recorded reply has no count)
+    applied_source: str = "service"
+    files_not_matched_count: int | None = None   # when the service gave a count without names; None: len(list)
+    service_reply: dict[str, Any] | None = None  # the final status reply of the job, credentials redacted
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def not_matched(self) -> int:
+        """How many images matched no project file (the service's count when it gave one)."""
+        n = self.files_not_matched_count
+        return len(self.files_not_matched) if n is None else max(n, len(self.files_not_matched))
 
 
 @dataclass
@@ -82,6 +93,8 @@ class UploadResult:
     annotations_in_file: int = 0   # the annotations the uploaded file(s) held
     annotations_replaced: int | None = None   # see ShardResult
     images_replaced: int | None = None
+    applied_source: str = "service"            # "estimate" when any shard's count is prelabel's estimate
+    files_not_matched_count: int | None = None  # the images not matched (a count may come without names)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,7 +125,9 @@ class UploadResult:
                    files_not_matched=list(seen_unmatched.values()), categories_ignored=ignored,
                    errors=[e for s in shards for e in s.errors], duration=duration, matched_by=matched_by,
                    annotations_in_file=sum(s.annotations_in_file for s in shards),
-                   annotations_replaced=total("annotations_replaced"), images_replaced=total("images_replaced"))
+                   annotations_replaced=total("annotations_replaced"), images_replaced=total("images_replaced"),
+                   applied_source="estimate" if any(s.applied_source == "estimate" for s in shards) else "service",
+                   files_not_matched_count=sum(s.not_matched for s in shards))
 
 
 class Target(Protocol):

@@ -67,7 +67,10 @@ import orjson
 from ..converters import coco as coco_io
 from ..errors import (
     AuthError,
+    JobFailedError,
     NotFoundError,
+    ShardTooLargeError,
+    UnconfirmedUploadError,
     UploadCancelledError,
     UploadError,
     UploadTimeoutError,
@@ -78,6 +81,9 @@ from ..memory import release_memory
 from ..model import Dataset
 from .base import ShardResult, Target, UnmatchedFile, UploadResult
 from .journal import Journal, default_journal_path, shard_hash
+from .labellerr import LabellerrTarget, check_conf_bucket
+from .labelstudio import LabelStudioTarget
+from .local import LocalTarget
 from .match import MatchRules
 
 __all__ = ["TARGET_FORMS", "UploadFuture", "UploadProgress", "parse_target", "upload"]
@@ -104,7 +110,7 @@ LS_KINDS = ("labelstudio", "label-studio", "ls")
 
 def parse_target(spec: str | Target, *, mode: str = "replace", match: MatchRules | None = None,
                  images: str | Path | None = None, create_project: str | None = None,
-                 model_version: str | None = None) -> Target:
+                 model_version: str | None = None, conf_bucket: str | None = None) -> Target:
     """A Target from ``local:DIR``, ``labellerr:PROJECT_ID`` or ``labelstudio:PROJECT_ID`` (or the Target itself).
 
     ``mode`` (``replace`` / ``append``) is given to the local project and Label Studio (and to a Target object
@@ -112,7 +118,17 @@ def parse_target(spec: str | Target, *, mode: str = "replace", match: MatchRules
     optional file-name rules, for every target. Label Studio only: ``images`` (a folder: images that match no
     task are uploaded and get a task), ``create_project`` (the title of a project to create: the target is then
     ``labelstudio:new``) and ``model_version`` (written on each prediction; ``replace`` replaces that version's).
+    Labellerr only: ``conf_bucket`` (``low``, ``medium`` or ``high``).
     """
+    if conf_bucket is not None:
+        check_conf_bucket(conf_bucket)
+        if not isinstance(spec, str):
+            if not hasattr(spec, "conf_bucket"):
+                raise UsageError(f"conf_bucket is only for labellerr: targets, not {spec.describe()}")
+            spec.conf_bucket = conf_bucket  # type: ignore[attr-defined]
+        elif spec.partition(":")[0].strip().lower() != "labellerr":
+            raise UsageError(f"--conf-bucket is only for labellerr: targets, not {spec}",
+                             hint="drop the option, or upload to labellerr:PROJECT_ID")
     ls_opts = {k: v for k, v in (("images", images), ("create_project", create_project),
                                  ("model_version", model_version)) if v is not None}
     if not isinstance(spec, str):
@@ -140,16 +156,12 @@ def parse_target(spec: str | Target, *, mode: str = "replace", match: MatchRules
         raise UsageError(f"{flags}: only for labelstudio: targets, not {kind}:",
                          hint="drop the option, or upload to labelstudio:PROJECT_ID")
     if kind == "local":
-        from .local import LocalTarget
-
         return LocalTarget(rest, mode=mode, match=match)
     if kind == "labellerr":
         if mode != "replace":
             raise UsageError("--mode append is not supported by labellerr: targets",
                              hint="Labellerr applies its own rules to re-uploaded pre-annotations")
-        from .labellerr import LabellerrTarget
-
-        return LabellerrTarget.from_env(rest, match=match)
+        return LabellerrTarget.from_env(rest, match=match, conf_bucket=conf_bucket)
     if kind in LS_KINDS:
         new = rest.lower() == "new"
         if new and create_project is None:
@@ -163,18 +175,12 @@ def parse_target(spec: str | Target, *, mode: str = "replace", match: MatchRules
         if images is not None and not Path(images).is_dir():
             raise UsageError(f"--images {images}: not a folder",
                              hint="give the folder that holds the images under their COCO file names")
-        import importlib
-
-        try:
-            labelstudio = importlib.import_module("prelabel.upload.labelstudio")
-        except ImportError as e:
-            raise UsageError(f"the Label Studio target is not available: {e}") from None
         opts: dict[str, Any] = {"mode": mode, "match": match, "images": images}
         if new:
             opts.update(create_project=True, title=create_project.strip() if create_project else None)
         if model_version is not None:
             opts["model_version"] = model_version
-        target: Target = labelstudio.LabelStudioTarget.from_env(None if new else rest, **opts)
+        target: Target = LabelStudioTarget.from_env(None if new else rest, **opts)
         return target
     raise UsageError(f"unknown upload target {kind!r} in {spec!r}", hint=f"use {TARGET_FORMS}")
 
@@ -341,7 +347,33 @@ class _Tracker:
             log.debug("progress callback failed: %s", e)
 
 
+def _journal_state(jr: Journal, key: str, shard: _Shard, *,
+                   resend_unconfirmed: bool) -> tuple[ShardResult | None, str | None]:
+    """(the shard's result when the journal settles it, else None; the job id to poll, else None)."""
+    entry = jr.get(key)
+    state = entry.get("state") if entry else None
+    if entry and state == "done":
+        return _shard_from_journal(entry, shard), None
+    if entry and state == "unconfirmed" and not resend_unconfirmed:
+        return ShardResult(index=shard.index, path=str(shard.path), status="failed",
+                           errors=[f"shard {shard.index} was not sent again: {entry.get('error')}"]), None
+    job = entry.get("job_id") if entry and state == "started" else None
+    return None, str(job) if job else None
+
+
+def _combine(shard: _Shard, label: str, parts: list[ShardResult]) -> ShardResult:
+    """One ShardResult for a shard that was sent as several parts (after a 413)."""
+    m = UploadResult.merge(label, parts, dry_run=False, duration=0.0)
+    return ShardResult(index=shard.index, path=str(shard.path), status=m.status, activity_id=m.activity_id,
+                       annotations_applied=m.annotations_applied, files_matched=m.files_matched,
+                       files_not_matched=m.files_not_matched, categories_ignored=m.categories_ignored,
+                       errors=m.errors, matched_by=m.matched_by, applied_source=m.applied_source,
+                       files_not_matched_count=m.files_not_matched_count,
+                       service_reply={"parts": [p.service_reply for p in parts]})
+
+
 # ---------------------------------------------------------------------------------------------- the run
+DEFAULT_WORKERS = 2
 _FATAL = (AuthError, NotFoundError, UploadTimeoutError, UploadCancelledError, UsageError)
 
 
@@ -370,7 +402,8 @@ def _fail_if_nothing_applied(res: UploadResult) -> None:
 
 
 def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: bool, mode: str,
-         journal: str | Path | bool | None, max_file_size: int, workers: int, wait: bool, allow_empty: bool,
+         journal: str | Path | bool | None, max_file_size: int | None, workers: int | None, wait: bool,
+         allow_empty: bool, resend_unconfirmed: bool,
          cancel: threading.Event, started: float, target_options: Mapping[str, Any],
          notify: Callable[[str], None] | None,
          progress: Callable[[UploadProgress], None] | None = None) -> UploadResult:
@@ -379,6 +412,8 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
     tgt = parse_target(target, mode=mode, **target_options)
     workdir = Path(tempfile.mkdtemp(prefix="prelabel-upload-"))
     try:
+        if max_file_size is None:   # the target's limit (Labellerr: under 25,000,000 bytes), else 25 MB
+            max_file_size = int(getattr(tgt, "max_file_size", coco_io.DEFAULT_MAX_FILE_SIZE))
         shards = _prepare(coco, max_file_size=max_file_size, workdir=workdir, notify=notify)
         label = tgt.describe()
         if dry_run:   # every target resolves names and categories (with its match rules) and sends nothing
@@ -406,17 +441,17 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
         todo: list[tuple[_Shard, str, str | None]] = []
         for s in shards:
             key = Journal.key_of(label, s.digest)
-            entry = jr.get(key)
-            if entry and entry.get("state") == "done":
-                results_by_index[s.index] = _shard_from_journal(entry, s)
+            known, job = _journal_state(jr, key, s, resend_unconfirmed=resend_unconfirmed)
+            if known is not None:
+                results_by_index[s.index] = known
             else:
-                job = entry.get("job_id") if entry and entry.get("state") == "started" else None
-                todo.append((s, key, str(job) if job else None))
+                todo.append((s, key, job))
         tracker = _Tracker(len(shards), progress, dry_run=False)
         tracker.start(list(results_by_index.values()))
         if todo:
             results_by_index.update(_send(tgt, todo, jr, deadline=deadline, cancel=cancel, wait=wait,
-                                          workers=workers, on_result=tracker.finished))
+                                          workers=workers or int(getattr(tgt, "default_workers", DEFAULT_WORKERS)),
+                                          on_result=tracker.finished, resend_unconfirmed=resend_unconfirmed))
         results = [results_by_index[s.index] for s in shards]
         res = UploadResult.merge(tgt.describe(), results, dry_run=False, duration=time.monotonic() - started)
         if res.status == "completed":
@@ -432,11 +467,40 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
 
 def _send(tgt: Target, todo: list[tuple[_Shard, str, str | None]], jr: Journal, *, deadline: float | None,
           cancel: threading.Event, wait: bool, workers: int,
-          on_result: Callable[[ShardResult], None] | None = None) -> dict[int, ShardResult]:
+          on_result: Callable[[ShardResult], None] | None = None,
+          resend_unconfirmed: bool = False) -> dict[int, ShardResult]:
     two_step = callable(getattr(tgt, "start_shard", None)) and callable(getattr(tgt, "finish_shard", None))
     synchronous = bool(getattr(tgt, "synchronous", False))
+    label = tgt.describe()
+
+    def split(s: _Shard, doc: dict[str, Any], err: ShardTooLargeError) -> ShardResult:
+        """A shard the server refused as too large (nothing was taken): send it as two or more parts."""
+        parts = coco_io.split_shards(doc, max_file_size=max(1, s.size // 2))
+        if len(parts) < 2:
+            return ShardResult(index=s.index, path=str(s.path), status="failed",
+                               errors=[f"{err}; shard {s.index} holds a single image and cannot be split further"])
+        log.info("shard %d: %s; sending it as %d parts", s.index, err, len(parts))
+        tmp = Path(tempfile.mkdtemp(prefix="prelabel-split-"))
+        try:
+            subs = []
+            for i, part in enumerate(parts, start=1):
+                data = orjson.dumps(part, option=orjson.OPT_SERIALIZE_NUMPY)
+                sub = _Shard(s.index, tmp / f"{s.path.stem}-part{i}{s.path.suffix or '.json'}", shard_hash(data),
+                             len(data))
+                coco_io.write_json_atomic(sub.path, data)
+                subs.append(sub)
+            del parts
+            results = []
+            for sub in subs:
+                skey = Journal.key_of(label, sub.digest)
+                known, sjob = _journal_state(jr, skey, sub, resend_unconfirmed=resend_unconfirmed)
+                results.append(known if known is not None else one(sub, skey, sjob))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return _combine(s, label, results)
 
     def one(s: _Shard, key: str, job: str | None) -> ShardResult:
+        """Send one shard: its document is parsed here and freed once the shard is done."""
         if cancel.is_set():
             raise UploadCancelledError("upload cancelled before shard "
                                        f"{s.index} was sent; a re-run sends the rest")
@@ -444,41 +508,61 @@ def _send(tgt: Target, todo: list[tuple[_Shard, str, str | None]], jr: Journal, 
             raise UploadTimeoutError(f"the timeout passed before shard {s.index} was sent",
                                      hint="run the same upload again: the journal resumes where it stopped")
         doc = s.load()
-        r = _one(s, doc, key, job)
-        r.annotations_in_file = _n_annotations(doc)
-        del doc
-        release_memory()   # the next shard's document does not stack on this one's freed pages
-        if r.status == "completed":
-            jr.mark_done(key, r.to_dict(), index=s.index)
-        elif r.status == "failed":
-            jr.mark_failed(key, "; ".join(r.errors) or "failed", index=s.index, job_id=r.activity_id)
-        return r
+        try:
+            return send(s, doc, key, job)
+        finally:
+            del doc
+            release_memory()   # the next shard's document does not stack on this one's freed pages
 
-    def _one(s: _Shard, doc: dict[str, Any], key: str, job: str | None) -> ShardResult:
+    def send(s: _Shard, doc: dict[str, Any], key: str, job: str | None) -> ShardResult:
+        polling = False   # True while waiting for a job the server took: its errors keep the job in the journal
         try:
             if two_step:
                 t: Any = tgt
                 r: ShardResult | None = None
                 if job is not None:
                     log.info("shard %d: polling job %s started by an earlier run", s.index, job)
+                    polling = True
                     try:
                         r = t.finish_shard(job, index=s.index, path=s.path, coco=doc, deadline=deadline,
                                            cancel=cancel)
                     except NotFoundError:
                         log.info("shard %d: the server does not know job %s; sending the shard again", s.index, job)
-                        job = None
+                        job, polling = None, False
                 if r is None:
                     job = str(t.start_shard(doc, index=s.index, path=s.path, deadline=deadline, cancel=cancel))
                     jr.mark_started(key, job, index=s.index)
                     if not wait and not synchronous:
                         return ShardResult(index=s.index, path=str(s.path), status="processing", activity_id=job)
+                    polling = True
                     r = t.finish_shard(job, index=s.index, path=s.path, coco=doc, deadline=deadline, cancel=cancel)
-                return r
-            return tgt.upload_shard(doc, index=s.index, path=s.path, dry_run=False, deadline=deadline, cancel=cancel)
+            else:
+                r = tgt.upload_shard(doc, index=s.index, path=s.path, dry_run=False, deadline=deadline, cancel=cancel)
         except _FATAL:
             raise
-        except UploadError as e:   # JobFailedError, retries exhausted, a refused file: this shard failed
-            return ShardResult(index=s.index, path=str(s.path), status="failed", activity_id=job, errors=[str(e)])
+        except ShardTooLargeError as e:   # refused for its size: nothing was taken
+            r = split(s, doc, e)
+        except UnconfirmedUploadError as e:   # sent, reply lost: may be applied; a re-run must not resend blindly
+            jr.mark_unconfirmed(key, str(e), index=s.index)
+            return ShardResult(index=s.index, path=str(s.path), status="failed", errors=[str(e)],
+                               annotations_in_file=_n_annotations(doc))
+        except UploadError as e:
+            if polling and job is not None and not isinstance(e, JobFailedError):
+                # the server has the job: keep it 'started' so the re-run polls it instead of sending the file
+                return ShardResult(index=s.index, path=str(s.path), status="failed", activity_id=job,
+                                   errors=[f"{e}; job {job} stays in the journal: run the same upload again "
+                                           "to poll it (the file is not sent again)"],
+                                   annotations_in_file=_n_annotations(doc))
+            # a job that failed, retries exhausted before anything was taken, a refused file: send again later
+            jr.mark_failed(key, str(e), index=s.index, job_id=job)
+            return ShardResult(index=s.index, path=str(s.path), status="failed", activity_id=job, errors=[str(e)],
+                               annotations_in_file=_n_annotations(doc))
+        r.annotations_in_file = _n_annotations(doc)
+        if r.status == "completed":
+            jr.mark_done(key, r.to_dict(), index=s.index)
+        elif r.status == "failed":
+            jr.mark_failed(key, "; ".join(r.errors) or "failed", index=s.index, job_id=r.activity_id)
+        return r
 
     # a target that applies in this process (the local project: one SQLite writer) gains nothing from
     # parallel shards, and each would hold its document: one at a time
@@ -512,31 +596,34 @@ def _send(tgt: Target, todo: list[tuple[_Shard, str, str | None]], jr: Journal, 
 @overload
 def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target, *, _async: Literal[False] = ...,
            timeout: float | None = ..., dry_run: bool = ..., mode: str = ..., journal: str | Path | bool | None = ...,
-           max_file_size: int = ..., workers: int = ..., wait: bool = ...,
+           max_file_size: int | None = ..., workers: int | None = ..., wait: bool = ...,
            match: MatchRules | None = ..., images: str | Path | None = ..., create_project: str | None = ...,
            model_version: str | None = ..., notify: Callable[[str], None] | None = ...,
            progress: Callable[[UploadProgress], None] | None = ...,
-           allow_empty: bool = ...) -> UploadResult: ...
+           allow_empty: bool = ..., conf_bucket: str | None = ...,
+           resend_unconfirmed: bool = ...) -> UploadResult: ...
 
 
 @overload
 def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target, *, _async: Literal[True],
            timeout: float | None = ..., dry_run: bool = ..., mode: str = ..., journal: str | Path | bool | None = ...,
-           max_file_size: int = ..., workers: int = ..., wait: bool = ...,
+           max_file_size: int | None = ..., workers: int | None = ..., wait: bool = ...,
            match: MatchRules | None = ..., images: str | Path | None = ..., create_project: str | None = ...,
            model_version: str | None = ..., notify: Callable[[str], None] | None = ...,
            progress: Callable[[UploadProgress], None] | None = ...,
-           allow_empty: bool = ...) -> UploadFuture: ...
+           allow_empty: bool = ..., conf_bucket: str | None = ...,
+           resend_unconfirmed: bool = ...) -> UploadFuture: ...
 
 
 def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target, *, _async: bool = False,
            timeout: float | None = None, dry_run: bool = False, mode: str = "replace",
-           journal: str | Path | bool | None = None, max_file_size: int = coco_io.DEFAULT_MAX_FILE_SIZE,
-           workers: int = 2, wait: bool = True, match: MatchRules | None = None, images: str | Path | None = None,
+           journal: str | Path | bool | None = None, max_file_size: int | None = None,
+           workers: int | None = None, wait: bool = True, match: MatchRules | None = None, images: str | Path | None = None,
            create_project: str | None = None, model_version: str | None = None,
            notify: Callable[[str], None] | None = None,
            progress: Callable[[UploadProgress], None] | None = None,
-           allow_empty: bool = False) -> UploadResult | UploadFuture:
+           allow_empty: bool = False, conf_bucket: str | None = None,
+           resend_unconfirmed: bool = False) -> UploadResult | UploadFuture:
     """Upload COCO pre-annotations to a target (see the module docstring).
 
     ``match``: optional file-name rules (:class:`~prelabel.upload.match.MatchRules`: case, extension, prefixes
@@ -553,21 +640,28 @@ def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target,
     differently from the project's, names that match no image) returns status ``failed`` with the reason,
     unless this is True. In ``replace`` mode, an image's pre-annotations are only replaced by annotations that
     are applied to it, so such an upload changes nothing in the project either way.
+
+    ``workers`` and ``max_file_size`` default to the target's (``default_workers``, ``max_file_size``
+    attributes): Labellerr one shard at a time, cut under 25,000,000 bytes; the others 2 and 25 MB.
+    ``conf_bucket`` (Labellerr: ``low``, ``medium``, ``high``). ``resend_unconfirmed``: send again the shards
+    an earlier run sent without a usable reply (they may have been applied: the journal keeps them
+    ``unconfirmed`` and a re-run does not send them unless this is True).
     """
     if mode not in ("replace", "append"):
         raise UsageError(f"mode must be 'replace' or 'append', not {mode!r}")
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise UsageError("workers must be at least 1")
     if timeout is not None and timeout <= 0:
         raise UsageError("timeout must be positive (seconds)")
     started = time.monotonic()
     cancel = threading.Event()
     target_options = {"match": match, "images": images, "create_project": create_project,
-                      "model_version": model_version}
+                      "model_version": model_version, "conf_bucket": conf_bucket}
     kw: dict[str, Any] = {"timeout": timeout, "dry_run": dry_run, "mode": mode, "journal": journal,
                           "max_file_size": max_file_size, "workers": workers, "wait": wait, "cancel": cancel,
                           "started": started, "target_options": target_options, "notify": notify,
-                          "progress": progress, "allow_empty": allow_empty}
+                          "progress": progress, "allow_empty": allow_empty,
+                          "resend_unconfirmed": resend_unconfirmed}
     if not _async:
         try:
             return _run(coco, target, **kw)

@@ -4,7 +4,11 @@ One JSON file (written atomically after every change) keyed by ``<target>|<sha25
 
 - ``started`` with the server's job id: the shard was sent; a re-run polls that job instead of sending again;
 - ``done`` with the shard's result: the server reported the job completed; a re-run skips the shard;
-- ``failed`` with the message: a re-run sends the shard again.
+- ``failed`` with the message: a re-run sends the shard again (the target proved nothing was applied: it
+  refused the file, or its job failed);
+- ``unconfirmed`` with the message: the shard was sent but the reply was lost (a read timeout, a dropped
+  connection, a 500 after the file was taken): it may have been applied, so a re-run does not send it again
+  unless told to (``resend_unconfirmed=True``, ``--resend-unconfirmed``).
 
 A shard is marked ``done`` only after the server reported its job completed, so a crash or Ctrl-C at any point
 leaves either nothing applied for the shard, or a job id that the next run polls: nothing is applied twice.
@@ -101,6 +105,9 @@ class Journal:
 
     def mark_failed(self, key: str, message: str, *, index: int, job_id: str | None = None) -> None:
         self._set(key, {"state": "failed", "job_id": job_id, "index": index, "error": message})
+
+    def mark_unconfirmed(self, key: str, message: str, *, index: int) -> None:
+        self._set(key, {"state": "unconfirmed", "job_id": None, "index": index, "error": message})
 
     def forget(self, target: str) -> None:
         """Drop the entries of ``target`` (every shard completed); delete the file when nothing is left."""

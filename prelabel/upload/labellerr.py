@@ -1,30 +1,45 @@
-"""The Labellerr target (``labellerr:PROJECT_ID``): the official SDK's HTTP flow, with retries that work.
+"""The Labellerr target (``labellerr:PROJECT_ID``): the official SDK's HTTP flow, without its duplicates.
 
 The flow (what the official SDK, Labellerr/SDKPython, sends): ``POST /actions/upload_answers`` (multipart, one
-part ``file``, ``answer_format=coco_json``) returns a job id; ``GET /actions/upload_answers_status`` is polled (after 0.25 s,
-0.5 s, 1 s, ..., then every ``poll_interval`` seconds) until the job is ``completed`` or ``failed`` or the
-deadline passes. Every call carries
-the headers ``api_key``, ``api_secret``, ``client_id``, ``source: sdk``, ``origin`` (and ``email_id`` = the api
-key on the upload, as the SDK does) and the query parameters ``client_id`` and a fresh ``uuid``.
+part ``file``, ``answer_format=coco_json``) returns a job id; ``GET /actions/upload_answers_status`` is polled (after
+0.25 s, 0.5 s, 1 s, ..., then every ``poll_interval`` seconds) until the job is ``completed`` or ``failed`` or the
+deadline passes. Every call carries the headers ``api_key``, ``api_secret``, ``client_id``, ``source: sdk``,
+``origin`` (and ``email_id`` = the api key on the upload, as the SDK does) and the query parameters ``client_id``
+and a ``uuid``, the same one for every try of a call.
 
-Unlike the SDK: 429, 5xx and connection errors are retried ``retries`` times with a deterministic exponential
-backoff (``backoff``, ``2 * backoff``, ...; a ``Retry-After`` header is honoured up to 60 s), the file is
-RE-OPENED for every try, every request has a timeout clipped to the overall deadline, and nothing blocks a
-caller that asked for a Future. Errors: 401/403 -> :class:`~prelabel.errors.AuthError`, unknown project ->
-:class:`~prelabel.errors.NotFoundError`, a failed job -> :class:`~prelabel.errors.JobFailedError`, the deadline
--> :class:`~prelabel.errors.UploadTimeoutError`. No credential ever appears in a message, a repr or a log line.
+Retries, by what a failure proves:
+
+- the upload POST is re-sent only when the file provably was not taken: a connect error, 429 or 503
+  (``Retry-After`` honoured). A read timeout, a dropped connection or a 500 / 502 / 504 may come after the
+  service took the job: the shard fails with :class:`~prelabel.errors.UnconfirmedUploadError`, whose message says
+  it may have been applied and how to check; the journal keeps it so a re-run does not send it blindly;
+- a 413 raises :class:`~prelabel.errors.ShardTooLargeError` (nothing was taken: the driver splits the shard);
+- the other calls read and change nothing, and are retried on any 5xx, 429, timeout or connection error; an
+  outage of the status route is waited out for up to ``poll_outage`` seconds, then the shard fails with its
+  job id kept in the journal, so the re-run polls that job.
+
+The project is checked once up front (``GET /projects/project/{id}``, cached): only that route's 404 means
+"project not found". Errors: 401/403 -> :class:`~prelabel.errors.AuthError`, unknown project ->
+:class:`~prelabel.errors.NotFoundError`, a failed job -> :class:`~prelabel.errors.JobFailedError` (its reason, or
+the reply itself), the deadline -> :class:`~prelabel.errors.UploadTimeoutError`. No credential ever appears in a
+message, a repr, a log line or a kept reply.
 
 Example:
     >>> from prelabel.upload.credentials import Credentials
     >>> t = LabellerrTarget("p1", credentials=Credentials("KEY-1", "SECRET-2", "77"), base_url="http://127.0.0.1:9")
     >>> t
     LabellerrTarget('labellerr:p1', base_url='http://127.0.0.1:9')
-    >>> t.describe()
-    'labellerr:p1'
+    >>> t.describe(), t.default_workers, t.max_file_size
+    ('labellerr:p1', 1, 24998000)
+    >>> LabellerrTarget("p1", credentials=Credentials("KEY-1", "SECRET-2", "77"), conf_bucket="hi")
+    Traceback (most recent call last):
+    ...
+    prelabel.errors.UsageError: conf_bucket must be one of low, medium, high, not 'hi'
 """
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import os
 import shutil
@@ -39,25 +54,47 @@ from typing import Any
 import httpx
 import orjson
 
+from ..converters.reconcile import load_schema
 from ..errors import (
     AuthError,
+    CategoryError,
     JobFailedError,
     NotFoundError,
+    ShardTooLargeError,
+    UnconfirmedUploadError,
     UploadCancelledError,
     UploadError,
     UploadTimeoutError,
+    UsageError,
 )
-from .base import ShardResult, UnmatchedFile
+from .base import ShardResult
 from .credentials import AUTH_HINT, DEFAULT_BASE_URL, Credentials, load_credentials, redact
-from .match import USER_RULES, MatchRules, match_names
+from .labellerr_reply import failure_reason, inner, read_result, redact_reply
+from .match import MatchRules, match_names
+from .resolve import resolve_shard
 
-__all__ = ["ANSWER_FORMATS", "LabellerrClient", "LabellerrTarget"]
+__all__ = ["ANSWER_FORMATS", "CONF_BUCKETS", "MAX_UPLOAD_BYTES", "LabellerrClient", "LabellerrTarget"]
 
 log = logging.getLogger("prelabel.upload.labellerr")
 
 ANSWER_FORMATS = ("json", "coco_json", "csv", "png")
+CONF_BUCKETS = ("low", "medium", "high")
 ORIGIN = "https://pro.labellerr.com"
-MAX_RETRY_AFTER = 60.0
+MAX_RETRY_AFTER = 300.0
+#: the documented 25 MB per annotation file: 25,000,000 bytes, the multipart wrapper included
+MAX_UPLOAD_BYTES = 25_000_000
+#: room left for the multipart wrapper (boundaries, the part's headers and file name: a few hundred bytes)
+MULTIPART_MARGIN = 2_000
+#: the read timeout of the upload POST: a 25 MB file may be read and stored before the reply starts
+UPLOAD_READ_TIMEOUT = 300.0
+
+
+def check_conf_bucket(conf_bucket: str | None) -> str | None:
+    """``conf_bucket`` if it is None or one of low / medium / high, else a UsageError."""
+    if conf_bucket is not None and conf_bucket not in CONF_BUCKETS:
+        raise UsageError(f"conf_bucket must be one of {', '.join(CONF_BUCKETS)}, not {conf_bucket!r}",
+                         hint="--conf-bucket low|medium|high (Python: conf_bucket='high')")
+    return conf_bucket
 
 
 class _RedactFilter(logging.Filter):
@@ -94,11 +131,40 @@ def _body_message(resp: httpx.Response) -> str:
     return str(doc)[:300]
 
 
+def _retry_after(resp: httpx.Response) -> float | None:
+    """The ``Retry-After`` header in seconds (a number or an HTTP date), capped at MAX_RETRY_AFTER."""
+    ra = resp.headers.get("retry-after")
+    if ra is None:
+        return None
+    try:
+        secs = float(ra)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(ra)
+        except (TypeError, ValueError):
+            return None
+        secs = when.timestamp() - time.time()
+    return min(MAX_RETRY_AFTER, max(0.0, secs))
+
+
+class _Transient(UploadError):
+    """A call that kept failing in a way that may pass (5xx, 429, timeouts, connection errors)."""
+
+
+class _JobUnknown(UploadError):
+    """The status route answered 404: the service does not know the job (not: the project is missing)."""
+
+
+_ROUTES = {"/actions/upload_answers": "upload", "/actions/upload_answers_status": "status",
+           "/search/project_files": "project files", "/annotations/get_template": "template"}
+
+
 class LabellerrClient:
     """The HTTP calls of the Labellerr API that the upload needs (httpx, one connection pool)."""
 
     def __init__(self, credentials: Credentials, *, base_url: str, timeout: float = 60.0, retries: int = 3,
-                 backoff: float = 1.0, poll_interval: float = 2.0,
+                 backoff: float = 1.0, poll_interval: float = 2.0, poll_outage: float = 120.0,
+                 upload_read_timeout: float = UPLOAD_READ_TIMEOUT,
                  transport: httpx.BaseTransport | None = None) -> None:
         self._creds = credentials
         self.base_url = base_url.rstrip("/")
@@ -106,6 +172,8 @@ class LabellerrClient:
         self.retries = retries
         self.backoff = backoff
         self.poll_interval = poll_interval
+        self.poll_outage = poll_outage
+        self.upload_read_timeout = upload_read_timeout
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
                                   follow_redirects=False)
         _REDACT.creds.append(credentials)
@@ -128,24 +196,58 @@ class LabellerrClient:
     def _msg(self, text: str) -> str:
         return redact(text, self._creds)
 
+    def redact_reply(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """A reply with every credential value replaced by ``***`` (to keep it in a result)."""
+        return redact_reply(doc, self._creds)
+
+    def _timeout(self, *, upload: bool, remaining: float | None) -> httpx.Timeout:
+        read = self.upload_read_timeout if upload else self.timeout
+        t = httpx.Timeout(self.timeout, read=read)
+        if remaining is None:
+            return t
+        clip = max(0.05, remaining)
+        return httpx.Timeout(min(self.timeout, clip), read=min(read, clip))
+
+    def _refusal(self, resp: httpx.Response, *, what: str, path: str, project_id: str | None) -> UploadError:
+        """The error for a 4xx reply, worded by route: only the project route's 404 means no such project."""
+        status, msg = resp.status_code, self._msg(_body_message(resp))
+        route = "project" if path.startswith("/projects/project/") else _ROUTES.get(path, path)
+        if status in (401, 403):
+            extra = f" or they give no access to project {project_id}" if project_id and status == 403 else ""
+            return AuthError(f"Labellerr rejected the credentials ({status}){extra}: {msg}", hint=AUTH_HINT)
+        if status == 413:
+            return ShardTooLargeError(f"Labellerr refused the file as too large (413): {msg}")
+        if route == "project" and (status == 404 or (status == 400 and "not found" in msg.lower())):
+            return NotFoundError(f"Labellerr: project {project_id} not found ({status}: {msg})",
+                                 hint="check the project id in the Labellerr web app (Projects page)")
+        if route == "status" and status == 404:
+            return _JobUnknown(f"Labellerr does not know this job (404 from the status route: {msg})")
+        return UploadError(f"Labellerr refused {what} ({status}, the {route} route): {msg}")
+
     def request(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
                 json: Any = None, file: Path | None = None, email: bool = False, project_id: str | None = None,
-                deadline: float | None = None, cancel: threading.Event | None = None) -> dict[str, Any]:
-        """One API call with retries; returns the reply's ``response`` object (or the whole body)."""
+                deadline: float | None = None, cancel: threading.Event | None = None,
+                whole: bool = False) -> dict[str, Any]:
+        """One API call with retries; returns the reply's ``response`` object (``whole``: the whole body).
+
+        A call with a ``file`` (the upload) is retried only on a connect error, 429 or 503; any other failure
+        after the file was sent raises UnconfirmedUploadError. One ``uuid`` for every try of the call.
+        """
         what = f"{method} {path}"
         last = ""
+        q = {"client_id": self._creds.client_id, "uuid": str(uuid.uuid4()), **(params or {})}
         for attempt in range(self.retries + 1):
             if cancel is not None and cancel.is_set():
                 raise UploadCancelledError(f"Labellerr: {what} cancelled")
-            timeout = self.timeout
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise UploadTimeoutError(f"Labellerr: {what} did not finish within the timeout"
-                                             + (f" (last error: {last})" if last else ""))
-                timeout = max(0.05, min(timeout, remaining))
-            q = {"client_id": self._creds.client_id, "uuid": str(uuid.uuid4()), **(params or {})}
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise UploadTimeoutError(f"Labellerr: {what} did not finish within the timeout"
+                                         + (f" (last error: {last})" if last else ""),
+                                         hint="run the same upload again: the journal resumes where it stopped "
+                                              "(started jobs are polled, not sent again)")
+            timeout = self._timeout(upload=file is not None, remaining=remaining)
             retry_after: float | None = None
+            unconfirmed = ""
             try:
                 if file is not None:
                     with open(file, "rb") as fh:   # re-opened for every try: the stream of a failed try is spent
@@ -155,33 +257,26 @@ class LabellerrClient:
                 else:
                     resp = self._http.request(method, path, params=q, headers=self._headers(email=email),
                                               json=json, timeout=timeout)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+                last = f"cannot connect ({type(e).__name__})"          # nothing was sent
             except httpx.TimeoutException as e:
                 last = f"timed out ({type(e).__name__})"
+                unconfirmed = "no reply came within the read timeout"
             except httpx.TransportError as e:
                 last = f"connection error ({type(e).__name__})"
+                unconfirmed = f"the connection broke before the reply ({type(e).__name__})"
             except OSError as e:
                 raise UploadError(f"cannot read {file}: {e.strerror or e}") from None
             else:
                 status = resp.status_code
-                if status == 429 or status >= 500:
+                if status in (429, 503) or (status >= 500 and file is None):
                     last = f"HTTP {status}: {self._msg(_body_message(resp))}"
-                    ra = resp.headers.get("retry-after")
-                    if ra is not None:
-                        try:
-                            retry_after = min(MAX_RETRY_AFTER, max(0.0, float(ra)))
-                        except ValueError:
-                            retry_after = None
-                elif status in (401, 403):
-                    msg = self._msg(_body_message(resp))
-                    extra = f" or they give no access to project {project_id}" if project_id and status == 403 else ""
-                    raise AuthError(f"Labellerr rejected the credentials ({status}){extra}: {msg}", hint=AUTH_HINT)
-                elif status == 404 or (status == 400 and "not found" in _body_message(resp).lower()):
-                    msg = self._msg(_body_message(resp))
-                    what_nf = f"project {project_id}" if project_id else path
-                    raise NotFoundError(f"Labellerr: {what_nf} not found ({status}: {msg})",
-                                        hint="check the project id in the Labellerr web app (Projects page)")
+                    retry_after = _retry_after(resp)
+                elif status >= 500:
+                    last = f"HTTP {status}: {self._msg(_body_message(resp))}"
+                    unconfirmed = f"the service answered {last}"
                 elif status >= 400:
-                    raise UploadError(f"Labellerr refused {what} ({status}): {self._msg(_body_message(resp))}")
+                    raise self._refusal(resp, what=what, path=path, project_id=project_id)
                 else:
                     try:
                         doc = resp.json()
@@ -189,12 +284,13 @@ class LabellerrClient:
                         raise UploadError(f"Labellerr: {what} answered {status} with a body that is not JSON") from None
                     if not isinstance(doc, Mapping):
                         raise UploadError(f"Labellerr: {what} answered an unexpected body")
-                    inner = doc.get("response")
-                    if isinstance(inner, Mapping):
-                        return dict(inner)
-                    if doc.get("error"):
+                    if not isinstance(doc.get("response"), Mapping) and doc.get("error"):
                         raise UploadError(f"Labellerr: {what} failed: {self._msg(str(doc['error']))[:300]}")
-                    return dict(doc)
+                    return dict(doc) if whole else inner(doc)
+            if unconfirmed and file is not None:
+                raise UnconfirmedUploadError(
+                    f"Labellerr: {unconfirmed} after the file {file.name} was sent (request uuid {q['uuid']}), "
+                    "so it may have been applied; it was not sent again")
             if attempt == self.retries:
                 break
             delay = retry_after if retry_after is not None else self.backoff * (2 ** attempt)
@@ -206,11 +302,11 @@ class LabellerrClient:
                     raise UploadCancelledError(f"Labellerr: {what} cancelled")
             else:
                 time.sleep(delay)
-        raise UploadError(f"Labellerr: {what} failed after {self.retries + 1} tries: {last}",
-                          hint="the service may be down or rate-limiting; re-run the same command later "
-                               "(the journal resumes where it stopped)")
+        raise _Transient(f"Labellerr: {what} failed after {self.retries + 1} tries: {last}",
+                         hint="the service may be down or rate-limiting; re-run the same command later "
+                              "(the journal resumes where it stopped)")
 
-    # ------------------------------------------------------------------ calls
+# ------------------------------------------------------------------ calls
     def get_project(self, project_id: str, **kw: Any) -> dict[str, Any]:
         return self.request("GET", f"/projects/project/{project_id}", project_id=project_id, **kw)
 
@@ -237,40 +333,63 @@ class LabellerrClient:
 
     def upload_answers(self, project_id: str, file: Path, *, answer_format: str = "coco_json",
                        conf_bucket: str | None = None, **kw: Any) -> str:
-        """``POST /actions/upload_answers`` (multipart); returns the job id."""
+        """``POST /actions/upload_answers`` (multipart); returns the job id.
+
+        A file over 25,000,000 bytes with its multipart wrapper is refused here (ShardTooLargeError), unsent."""
         if answer_format not in ANSWER_FORMATS:
             raise UploadError(f"answer_format must be one of {', '.join(ANSWER_FORMATS)}, not {answer_format!r}")
         params = {"project_id": project_id, "answer_format": answer_format}
-        if conf_bucket:
-            params["conf_bucket"] = conf_bucket
-        resp = self.request("POST", "/actions/upload_answers", params=params, file=Path(file), email=True,
+        if check_conf_bucket(conf_bucket):
+            params["conf_bucket"] = str(conf_bucket)
+        file = Path(file)
+        try:
+            size = file.stat().st_size
+        except OSError as e:
+            raise UploadError(f"cannot read {file}: {e.strerror or e}") from None
+        if size + MULTIPART_MARGIN > MAX_UPLOAD_BYTES:
+            raise ShardTooLargeError(f"{file.name} is {size:,} bytes: with its multipart wrapper it is over "
+                                     f"Labellerr's {MAX_UPLOAD_BYTES:,}-byte limit (not sent)")
+        resp = self.request("POST", "/actions/upload_answers", params=params, file=file, email=True,
                             project_id=project_id, **kw)
         job = resp.get("job_id")
         if not job:
-            raise UploadError("Labellerr accepted the file but returned no job id")
+            raise UnconfirmedUploadError("Labellerr answered the upload without a job id, so it may have been "
+                                         "applied; it was not sent again")
         return str(job)
 
     def upload_status(self, project_id: str, job_id: str, **kw: Any) -> dict[str, Any]:
-        return self.request("GET", "/actions/upload_answers_status",
+        """``GET /actions/upload_answers_status``: the whole reply (``{"message", "response", "error"}``)."""
+        return self.request("GET", "/actions/upload_answers_status", whole=True,
                             params={"project_id": project_id, "job_id": job_id}, project_id=project_id, **kw)
 
     def wait_job(self, project_id: str, job_id: str, *, deadline: float | None = None,
                  cancel: threading.Event | None = None) -> dict[str, Any]:
-        """Poll the job until it is completed (returned) or failed (JobFailedError), or the deadline passes."""
+        """Poll the job until it is completed (its whole final reply is returned) or failed (JobFailedError, the
+        reply redacted in ``.reply``), or the deadline passes. A status route that keeps failing (5xx, 429,
+        timeouts) is polled again for up to ``poll_outage`` seconds before the error is raised."""
         polls = 0
+        down_since: float | None = None
         while True:
-            resp = self.upload_status(project_id, job_id, deadline=deadline, cancel=cancel)
+            try:
+                doc = self.upload_status(project_id, job_id, deadline=deadline, cancel=cancel)
+            except _Transient as e:
+                now = time.monotonic()
+                down_since = now if down_since is None else down_since
+                if now - down_since >= self.poll_outage:
+                    raise UploadError(f"Labellerr: cannot read the status of job {job_id}: {e}") from None
+                log.info("Labellerr job %s: the status route fails (%s); polling again", job_id, e)
+                status = "unknown"
+            else:
+                down_since = None
+                resp = inner(doc)
+                status = str(resp.get("status", "")).lower()
+                if status == "completed":
+                    return doc
+                if status == "failed":
+                    reply = self.redact_reply(doc)
+                    raise JobFailedError(f"Labellerr job {job_id} failed: {failure_reason(reply)}",
+                                         hint="fix the file (prelabel validate) and upload again", reply=reply)
             polls += 1
-            status = str(resp.get("status", "")).lower()
-            if status == "completed":
-                return resp
-            if status == "failed":
-                raw_meta = resp.get("metadata")
-                meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
-                reason = (meta.get("error") or meta.get("message") or resp.get("error") or resp.get("message")
-                          or "no reason given")
-                raise JobFailedError(f"Labellerr job {job_id} failed: {self._msg(str(reason))[:500]}",
-                                     hint="fix the file (prelabel validate) and upload again")
             # small jobs finish in a moment: poll after 0.25 s, 0.5 s, 1 s, ... up to poll_interval
             delay = min(self.poll_interval, 0.125 * 2 ** polls)
             if deadline is not None:
@@ -288,28 +407,32 @@ class LabellerrClient:
                 time.sleep(delay)
 
 
-def _as_names(v: Any) -> list[str]:
-    return [str(x) for x in v] if isinstance(v, list) else []
-
-
 class LabellerrTarget:
     """``labellerr:PROJECT_ID``: uploads each shard with the SDK's flow and waits for its job.
 
-    ``match``: optional file-name rules (:class:`~prelabel.upload.match.MatchRules`). Labellerr matches file
-    names on its side, by its own rules, so a COCO name that only these rules match (a name map, a stripped
-    prefix, another case or extension) is sent renamed to the project's file name; the result reports it under
-    its own name, counted in ``matched_by`` under the rule.
+    Labellerr matches file names exactly and case-sensitively. So every image that matches a project file
+    other than exactly, by whichever rule (a folder prefix, Label Studio's renaming, and the optional ``match``
+    rules: a name map, ``--strip-prefix``, case, extension), is sent renamed to the project's exact file name
+    (in a temporary copy of the shard); the result names it by its COCO name and counts it in ``matched_by``
+    under its rule. ``conf_bucket``: ``low``, ``medium`` or ``high`` (sent as the SDK does).
+
+    ``default_workers`` (1: one shard at a time, as the SDK) and ``max_file_size`` (under the 25,000,000-byte
+    limit) are the driver's defaults for this target.
     """
 
     synchronous = False
+    default_workers = 1
+    max_file_size = MAX_UPLOAD_BYTES - MULTIPART_MARGIN
 
     def __init__(self, project_id: str, *, credentials: Credentials | None = None, base_url: str | None = None,
                  client: LabellerrClient | None = None, poll_interval: float = 2.0, retries: int = 3,
                  backoff: float = 1.0, timeout: float = 60.0, conf_bucket: str | None = None,
-                 match: MatchRules | None = None) -> None:
+                 match: MatchRules | None = None, poll_outage: float = 120.0,
+                 upload_read_timeout: float = UPLOAD_READ_TIMEOUT) -> None:
         if not project_id:
             raise UploadError("labellerr: a project id is required (labellerr:PROJECT_ID)")
         self.project_id = project_id
+        self.conf_bucket = check_conf_bucket(conf_bucket)
         if client is None:
             if credentials is None:
                 creds, url = load_credentials(base_url=base_url)
@@ -317,10 +440,11 @@ class LabellerrTarget:
                 creds = credentials
                 url = (base_url or os.environ.get("LABELLERR_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
             client = LabellerrClient(creds, base_url=url, timeout=timeout, retries=retries, backoff=backoff,
-                                     poll_interval=poll_interval)
+                                     poll_interval=poll_interval, poll_outage=poll_outage,
+                                     upload_read_timeout=upload_read_timeout)
         self.client = client
-        self.conf_bucket = conf_bucket
         self.match = match or MatchRules()
+        self._project: dict[str, Any] | None = None
         self._assets: list[str] | None = None
         self._categories: tuple[list[str] | None] | None = None
         self._lock = threading.Lock()
@@ -337,22 +461,24 @@ class LabellerrTarget:
         return f"labellerr:{self.project_id}"
 
     def project(self) -> dict[str, Any]:
-        return self.client.get_project(self.project_id)
+        """The project (``GET /projects/project/{id}``), read once: its 404 is "project not found"."""
+        with self._lock:
+            if self._project is None:
+                self._project = self.client.get_project(self.project_id)
+            return dict(self._project)
 
     def categories(self) -> list[str] | None:
+        project = self.project()
         with self._lock:
             if self._categories is None:
-                self._categories = (self._read_categories(),)
+                self._categories = (self._read_categories(project),)
             return self._categories[0]
 
-    def _read_categories(self) -> list[str] | None:
-        tid = self.project().get("annotation_template_id")
+    def _read_categories(self, project: Mapping[str, Any]) -> list[str] | None:
+        tid = project.get("annotation_template_id")
         if not tid:
             return None
         tmpl = self.client.get_template(str(tid))
-        from ..converters.reconcile import load_schema
-        from ..errors import CategoryError
-
         try:   # drawing questions only: classification questions (radio, text, ...) are not categories
             schema = load_schema(tmpl)
         except CategoryError:
@@ -360,6 +486,7 @@ class LabellerrTarget:
         return [str(n) for n in schema["name"]] if schema is not None and len(schema) else None
 
     def assets(self) -> list[str]:
+        self.project()
         with self._lock:
             if self._assets is None:
                 files = self.client.project_files(self.project_id)
@@ -368,110 +495,79 @@ class LabellerrTarget:
             return list(self._assets)
 
     def renames(self, coco: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
-        """COCO file name -> (the project's file name, rule) for the names only the ``match`` rules match."""
-        if not self.match.active:
-            return {}
+        """COCO file name -> (the project's exact file name, rule), for every name that some rule matches to a
+        project file that is not the very same string (the service would not match it)."""
         names = [str(im.get("file_name", "")) for im in coco.get("images") or []]
+        if not names:
+            return {}
         m = match_names(names, self.assets(), rules=self.match)
-        return {n: (a, m.how[n]) for n, a in m.matched.items() if m.how.get(n) in USER_RULES and a != n}
+        return {n: (a, m.how[n]) for n, a in m.matched.items() if a != n}
 
     def start_shard(self, coco: dict[str, Any], *, index: int, path: Path, deadline: float | None,
                     cancel: threading.Event) -> str:
+        self.project()   # once, up front: a wrong project id is "project not found" before anything is sent
         renames = self.renames(coco)
-        if not renames:
-            return self.client.upload_answers(self.project_id, Path(path), conf_bucket=self.conf_bucket,
-                                              deadline=deadline, cancel=cancel)
-        doc = dict(coco)
-        doc["images"] = [{**im, "file_name": renames[str(im.get("file_name", ""))][0]}
-                         if str(im.get("file_name", "")) in renames else im for im in coco.get("images") or []]
-        tmp = Path(tempfile.mkdtemp(prefix="prelabel-renamed-"))
         try:
-            sent = tmp / Path(path).name
-            sent.write_bytes(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
-            return self.client.upload_answers(self.project_id, sent, conf_bucket=self.conf_bucket,
-                                              deadline=deadline, cancel=cancel)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if not renames:
+                return self.client.upload_answers(self.project_id, Path(path), conf_bucket=self.conf_bucket,
+                                                  deadline=deadline, cancel=cancel)
+            doc = dict(coco)
+            doc["images"] = [{**im, "file_name": renames[str(im.get("file_name", ""))][0]}
+                             if str(im.get("file_name", "")) in renames else im for im in coco.get("images") or []]
+            tmp = Path(tempfile.mkdtemp(prefix="prelabel-renamed-"))
+            try:
+                sent = tmp / Path(path).name
+                sent.write_bytes(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
+                return self.client.upload_answers(self.project_id, sent, conf_bucket=self.conf_bucket,
+                                                  deadline=deadline, cancel=cancel)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except UnconfirmedUploadError as e:
+            sample = [renames.get(n, (n, ""))[0] for n in
+                      (str(im.get("file_name", "")) for im in (coco.get("images") or [])[:3])]
+            raise UnconfirmedUploadError(
+                f"{e}. Check in the Labellerr web app whether project {self.project_id} shows these "
+                f"pre-annotations (images {', '.join(sample)}{', ...' if len(coco.get('images') or []) > 3 else ''})"
+                "; if it does not, run the same upload again with --resend-unconfirmed "
+                "(Python: resend_unconfirmed=True)") from None
 
     def finish_shard(self, job_id: str, *, index: int, path: Path, coco: dict[str, Any] | None,
                      deadline: float | None, cancel: threading.Event) -> ShardResult:
         try:
-            resp = self.client.wait_job(self.project_id, job_id, deadline=deadline, cancel=cancel)
+            doc = self.client.wait_job(self.project_id, job_id, deadline=deadline, cancel=cancel)
+        except _JobUnknown as e:   # the job was sent (its id came back): whether it was applied is unknown
+            raise UnconfirmedUploadError(
+                f"{e}: job {job_id} was sent and may have been applied. Check in the Labellerr web app whether "
+                f"project {self.project_id} shows these pre-annotations; if it does not, run the same upload "
+                "again with --resend-unconfirmed (Python: resend_unconfirmed=True)") from None
         except JobFailedError as e:
-            return ShardResult(index=index, path=str(path), status="failed", activity_id=job_id, errors=[str(e)])
-        return self._result(resp, job_id=job_id, index=index, path=path, coco=coco)
+            return ShardResult(index=index, path=str(path), status="failed", activity_id=job_id, errors=[str(e)],
+                               service_reply=e.reply, applied_source="service")
+        try:   # the names this shard was sent under (the project's file list is read once, cached)
+            renames = self.renames(coco) if coco is not None else {}
+        except AuthError:
+            raise
+        except UploadError as e:   # the result then names renamed images as they were sent
+            log.warning("Labellerr: cannot read the project's file names (%s)", e)
+            renames = {}
+        return read_result(self.client.redact_reply(doc), job_id=job_id, index=index, path=path, coco=coco,
+                           renames=renames, assets=self._assets_or_none, rules=self.match)
+
+    def _assets_or_none(self) -> list[str] | None:
+        try:
+            return self.assets()
+        except UploadError:
+            return None
 
     def upload_shard(self, coco: dict[str, Any], *, index: int, path: Path, dry_run: bool,
                      deadline: float | None, cancel: threading.Event) -> ShardResult:
-        if dry_run:
-            from .resolve import resolve_shard
-
-            return resolve_shard(coco, assets=self.assets(), categories=self.categories(),
-                                 match=self.match).shard_result(index=index, path=str(path))
+        if dry_run:   # what the service will do: exact names, and the names prelabel's rules rename
+            r = resolve_shard(coco, assets=self.assets(), categories=self.categories(),
+                              match=self.match).shard_result(index=index, path=str(path))
+            r.applied_source = "estimate"
+            return r
         job = self.start_shard(coco, index=index, path=path, deadline=deadline, cancel=cancel)
         return self.finish_shard(job, index=index, path=path, coco=coco, deadline=deadline, cancel=cancel)
 
     def close(self) -> None:
         self.client.close()
-
-    # ------------------------------------------------------------------ reading the job's metadata
-    def _result(self, resp: Mapping[str, Any], *, job_id: str, index: int, path: Path,
-                coco: Mapping[str, Any] | None) -> ShardResult:
-        raw = resp.get("metadata")
-        meta_: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-        not_updated = _as_names(meta_.get("files_not_updated")) or _as_names(meta_.get("unmatched_files"))
-        ignored = sorted(set(_as_names(meta_.get("questions_ignored"))))
-        activity = str(resp.get("activity_id") or meta_.get("activity_id") or job_id)
-        images = list((coco or {}).get("images") or [])
-        names = [str(im.get("file_name", "")) for im in images]
-        renames = self.renames(coco) if coco is not None and names else {}
-        sent = [renames[n][0] if n in renames else n for n in names]
-        # which of our names the server did not match (it may report them with its own prefix)
-        unmatched_names: list[str] = []
-        if not_updated:
-            m = match_names(sent, not_updated)
-            bad = {x for x in sent if x in m.matched or x in not_updated}
-            unmatched_names = [n for n, x in zip(names, sent, strict=True) if x in bad]
-        matched_by: dict[str, int] = {}
-        for n in set(renames) - set(unmatched_names):
-            rule = renames[n][1]
-            matched_by[rule] = matched_by.get(rule, 0) + names.count(n)
-        unmatched = self._hints(unmatched_names) if unmatched_names else []
-        if not unmatched and not_updated and not names:
-            unmatched = [UnmatchedFile(n) for n in not_updated]
-        matched_files = meta_.get("matched_files")
-        if isinstance(matched_files, list):
-            files_matched = len(matched_files)
-        elif isinstance(matched_files, int):
-            files_matched = matched_files
-        else:
-            files_matched = len(names) - len(unmatched_names)
-        total = meta_.get("total_annotations")
-        if isinstance(total, int) and not isinstance(total, bool):
-            applied = total
-        else:
-            bad_imgs = {int(im["id"]) for im, n in zip(images, names, strict=True) if n in set(unmatched_names)}
-            cats = {int(c["id"]): str(c.get("name")) for c in (coco or {}).get("categories") or []}
-            applied = sum(1 for a in (coco or {}).get("annotations") or []
-                          if int(a["image_id"]) not in bad_imgs and cats.get(int(a["category_id"])) not in ignored)
-        return ShardResult(index=index, path=str(path), status="completed", activity_id=activity,
-                           annotations_applied=applied, files_matched=files_matched, files_not_matched=unmatched,
-                           categories_ignored=ignored, matched_by=matched_by)
-
-    def _hints(self, names: list[str]) -> list[UnmatchedFile]:
-        """Closest project file names for the names Labellerr did not match (and which rule would match them)."""
-        try:
-            assets = self.assets()
-        except UploadError:
-            return [UnmatchedFile(n) for n in names]
-        m = match_names(names, assets, rules=self.match)
-        hints = {u.name: u for u in m.unmatched}
-        out = []
-        for n in names:
-            if n in hints:
-                out.append(hints[n])
-            else:  # our rules match it but the service did not: the user must rename it
-                out.append(UnmatchedFile(n, [m.matched[n]], "service",
-                                         f"the service did not match it ({m.how.get(n, 'exact')} match here): "
-                                         "rename the image in the project or in the COCO file"))
-        return out

@@ -344,16 +344,19 @@ class LocalProject:
 
     # ------------------------------------------------------------------ the five steps
     def receive(self, data: bytes, *, source: str, mode: str = "replace", kind: str = "pre-annotations",
-                match: MatchRules | None = None) -> str:
+                match: MatchRules | None = None, exact: bool = False) -> str:
         """Step 1: copy the file into the inbox and record an activity (status ``processing``); returns its id.
 
         ``match``: the optional file-name rules (case, extension, prefixes, name map) the resolve step applies;
-        kept in the activity's metadata."""
+        kept in the activity's metadata. ``exact``: match file names exactly and case-sensitively, by no other
+        rule (as Labellerr does: ``prelabel serve``)."""
         if mode not in MODES:
             raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         aid = str(uuid.uuid4())
         coco_io.write_json_atomic(self.root / INBOX / f"{aid}.json", data)
-        meta = {"match": match.to_dict()} if match is not None and match.active else {}
+        meta: dict[str, Any] = {"match": match.to_dict()} if match is not None and match.active else {}
+        if exact:
+            meta["exact"] = True
         with self.transaction() as c:
             c.execute("INSERT INTO activities (id, created_at, kind, status, mode, source, sha256, counts, metadata) "
                       "VALUES (?, ?, ?, 'processing', ?, ?, ?, '{}', ?)",
@@ -374,10 +377,12 @@ class LocalProject:
                 raise NotFoundError(f"no activity {activity_id} in the project {self.root}")
             status, mode, raw_meta = row
             if status == "processing":
-                rules = MatchRules.from_dict(json.loads(raw_meta or "{}").get("match"))
+                meta_in = json.loads(raw_meta or "{}")
+                rules = MatchRules.from_dict(meta_in.get("match"))
                 c.execute("SAVEPOINT apply")
                 try:
-                    counts, metadata = self._apply(c, activity_id, mode, fail, rules, doc)
+                    counts, metadata = self._apply(c, activity_id, mode, fail, rules, doc,
+                                                   exact=bool(meta_in.get("exact")))
                     status = "completed"
                 except PrelabelError as e:
                     c.execute("ROLLBACK TO apply")
@@ -388,7 +393,7 @@ class LocalProject:
         return self.activity(activity_id)
 
     def _apply(self, c: sqlite3.Connection, aid: str, mode: str, fail: str | None, rules: MatchRules,
-               given: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+               given: Mapping[str, Any] | None, *, exact: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         if fail:
             raise JobFailedError(fail)
         doc = given if given is not None else coco_io.load(self.root / INBOX / f"{aid}.json")
@@ -403,7 +408,7 @@ class LocalProject:
                             _json(k.get("skeleton"))) for k in doc["categories"]])
             proj = dict(c.execute("SELECT name, id FROM categories").fetchall())
         asset_ids = dict(c.execute("SELECT file_name, id FROM assets").fetchall())
-        r = resolve_shard(doc, assets=list(asset_ids), categories=list(proj), match=rules)
+        r = resolve_shard(doc, assets=list(asset_ids), categories=list(proj), match=rules, exact=exact)
         cat_map = {int(k["id"]): proj[str(k["name"])] for k in doc["categories"] if str(k["name"]) in proj}
         anns = doc["annotations"]
         rows = []

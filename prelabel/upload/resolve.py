@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .base import ShardResult, UnmatchedFile
-from .match import MatchRules, match_names
+from .match import MatchResult, MatchRules, match_names
 
 __all__ = ["Resolution", "resolve_shard"]
 
@@ -57,13 +57,23 @@ class Resolution:
 
 
 def resolve_shard(coco: Mapping[str, Any], *, assets: Sequence[str], categories: Sequence[str] | None,
-                  match: MatchRules | None = None) -> Resolution:
+                  match: MatchRules | None = None, exact: bool = False) -> Resolution:
     """Match the shard's images to ``assets`` (with the optional ``match`` rules) and its categories to
-    ``categories`` (None: every category is accepted, the project has no schema yet)."""
+    ``categories`` (None: every category is accepted, the project has no schema yet). ``exact``: names match
+    only when equal, byte for byte and case-sensitively (Labellerr's matching; ``match`` is then unused)."""
     res = Resolution()
     images = list(coco.get("images") or [])
     names = [str(im.get("file_name", "")) for im in images]
-    m = match_names(names, assets, rules=match)
+    if exact:
+        asset_set = set(assets)
+        m = MatchResult()
+        for n in names:
+            if n in asset_set:
+                m.matched[n], m.how[n] = n, "exact"
+            else:
+                m.unmatched.append(UnmatchedFile(n))
+    else:
+        m = match_names(names, assets, rules=match)
     for im, name in zip(images, names, strict=True):
         asset = m.matched.get(name)
         if asset is not None:

@@ -13,12 +13,23 @@ The server speaks the calls of the official Labellerr SDK, on 127.0.0.1 only (po
 Every call must carry the credentials the project stores (headers ``api_key``, ``api_secret``, ``client_id``
 and the ``client_id`` query parameter): otherwise 401. An unknown project or job answers 404 with an error body.
 
+It answers as the real service does, as far as that is known (``shared/LABELLERR_API.md``): file names are
+matched exactly and case-sensitively (no prefix is stripped, no case folded); ``files_not_updated`` holds the
+uploaded names verbatim; the documented shape has INTEGER ``matched_files`` / ``unmatched_files`` /
+``total_annotations`` counts; a request body over 25,000,000 bytes (the documented 25 MB, multipart wrapper
+included) is refused with 413 before anything is taken.
+
 A :class:`FaultPlan` makes the server misbehave on purpose, per endpoint (``upload_answers``, ``status``,
 ``project``, ``project_files``, ``template``) and for jobs (``job``). Each entry is used by one request (or job),
-in order; when the list is spent the server behaves. Items: an HTTP status (``500``, ``429``), ``slow=S`` (reply
-after S seconds), ``drop`` (read part of the request, then close the socket without a reply), ``ok``; for ``job``:
-``fail`` (the job fails), ``delay=S`` (the job takes S seconds). ``ITEM*N`` repeats an item. Text form:
-``upload_answers:500,500,429;status:slow=3;job:delay=2,fail``.
+in order; when the list is spent the server behaves. Items: an HTTP status (``500``, ``429``; ``429@2`` adds
+``Retry-After: 2``), ``slow=S`` (reply after S seconds), ``drop`` (read part of the request, then close the
+socket without a reply), ``ok``, ``down=S`` (the endpoint answers 503 to every request for S seconds from the
+first one it meets: an outage); for ``upload_answers`` also ``took=CODE``, ``took=drop`` and ``took=slow=S``
+(the job IS taken and started, then the reply is that status, no reply at all, or a reply after S seconds:
+what a client cannot tell from a refused file); for ``job``: ``fail`` (the job fails, its reason in ``metadata.error``), ``fail-unknown`` (it fails with the
+reason in a field no client knows: the failure reply's shape is not documented), ``delay=S`` (the job
+takes S seconds). ``ITEM*N`` repeats an item. Text form:
+``upload_answers:500,500,429@1,took=500;status:down=5;job:delay=2,fail``.
 
 Example:
     >>> plan = FaultPlan.parse("upload_answers:500*2,429;job:fail")
@@ -56,20 +67,25 @@ log = logging.getLogger("prelabel.upload.server")
 
 ENDPOINTS = ("upload_answers", "status", "project", "project_files", "template", "job")
 HOST = "127.0.0.1"
-MAX_BODY = 512 * 1024 * 1024
+MAX_BODY = 25_000_000          # the documented 25 MB per upload, multipart wrapper included
 
 
 @dataclass(frozen=True)
 class Fault:
-    """One injected misbehaviour: ``kind`` is ``status`` (``code``), ``slow`` / ``delay`` (``seconds``),
-    ``drop``, ``fail`` or ``ok``."""
+    """One injected misbehaviour: ``kind`` is ``status`` (``code``, ``retry_after``), ``slow`` / ``delay`` /
+    ``down`` (``seconds``), ``drop``, ``fail``, ``ok``, or ``took`` (the job is taken, then ``code``, or no reply
+    when ``code`` is None and ``seconds`` is 0, or a reply after ``seconds``)."""
 
     kind: str
     code: int | None = None
     seconds: float = 0.0
+    retry_after: float | None = None
 
 
-_ITEM = re.compile(r"^(?:(?P<code>[1-5]\d\d)|(?P<word>ok|drop|fail)|(?P<timed>slow|delay)=(?P<secs>\d+(?:\.\d+)?))"
+_SECS = r"\d+(?:\.\d+)?"
+_ITEM = re.compile(rf"^(?:(?P<code>[1-5]\d\d)(?:@(?P<ra>{_SECS}))?|(?P<word>ok|drop|fail-unknown|fail)"
+                   rf"|(?P<timed>slow|delay|down)=(?P<secs>{_SECS})"
+                   rf"|took=(?:(?P<tcode>[1-5]\d\d)|(?P<tdrop>drop)|slow=(?P<tsecs>{_SECS})))"
                    r"(?:\*(?P<n>\d+))?$")
 
 
@@ -78,6 +94,7 @@ class FaultPlan:
 
     def __init__(self, plan: Mapping[str, list[Fault]] | None = None) -> None:
         self._queues: dict[str, list[Fault]] = {k: list(v) for k, v in (plan or {}).items()}
+        self._down_until: dict[str, float] = {}
         self._lock = threading.Lock()
         for k in self._queues:
             if k not in ENDPOINTS:
@@ -99,9 +116,13 @@ class FaultPlan:
                 m = _ITEM.match(item.strip())
                 if not m:
                     raise UsageError(f"fault plan: cannot read {item.strip()!r}",
-                                     hint="items: an HTTP status, ok, drop, fail, slow=S, delay=S, ITEM*N")
+                                     hint="items: an HTTP status (CODE@S: with Retry-After), ok, drop, fail, "
+                                          "slow=S, delay=S, down=S, took=CODE|drop|slow=S, ITEM*N")
                 if m["code"]:
-                    f = Fault("status", code=int(m["code"]))
+                    f = Fault("status", code=int(m["code"]), retry_after=float(m["ra"]) if m["ra"] else None)
+                elif m["tcode"] or m["tdrop"] or m["tsecs"]:
+                    f = Fault("took", code=int(m["tcode"]) if m["tcode"] else None,
+                              seconds=float(m["tsecs"]) if m["tsecs"] else 0.0)
                 elif m["word"]:
                     f = Fault(m["word"])
                 else:
@@ -112,6 +133,13 @@ class FaultPlan:
     def next(self, endpoint: str) -> Fault | None:
         with self._lock:
             q = self._queues.get(endpoint)
+            while q and q[0].kind == "down":   # an outage: 503 until its time from the first request has passed
+                now = time.monotonic()
+                until = self._down_until.setdefault(endpoint, now + q[0].seconds)
+                if now < until:
+                    return Fault("status", code=503)
+                q.pop(0)
+                del self._down_until[endpoint]
             return q.pop(0) if q else None
 
     def add(self, endpoint: str, *items: str) -> None:
@@ -159,7 +187,15 @@ class _Handler(BaseHTTPRequestHandler):
     # ---------------------------------------------------------------- plumbing
     def _body(self, limit: int | None = None) -> bytes:
         n = int(self.headers.get("Content-Length") or 0)
-        if n > MAX_BODY:
+        if n > self.server.app.max_body:
+            # read (and drop) the body first, so the client sees the 413 rather than a reset connection
+            left = n
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                left -= len(chunk)
+            self.close_connection = True
             raise ValueError("request too large")
         return self.rfile.read(n if limit is None else min(n, limit))
 
@@ -176,8 +212,8 @@ class _Handler(BaseHTTPRequestHandler):
         if app.access_log:
             log.info("%s %s %d", self.command, urlparse(self.path).path, code)
 
-    def _error(self, code: int, message: str) -> None:
-        self._reply(code, {"message": f"{code}: {message}", "response": None, "error": message})
+    def _error(self, code: int, message: str, *, headers: Mapping[str, str] | None = None) -> None:
+        self._reply(code, {"message": f"{code}: {message}", "response": None, "error": message}, headers)
 
     def _drop(self, body_read: bool) -> None:
         if not body_read:
@@ -209,13 +245,15 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._body()
         except (ValueError, OSError):
-            self._error(413, "request too large")
+            # the message is a guess: the service's 413 body is not recorded
+            self._error(413, f"request too large: the limit is {app.max_body:,} bytes")
             return
         if fault is not None:
             if fault.kind == "slow" and app.stopping.wait(fault.seconds):
                 return
             if fault.kind == "status" and fault.code is not None:
-                self._error(fault.code, "injected fault")
+                extra = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else None
+                self._error(fault.code, "injected fault", headers=extra)
                 return
         if route is None:
             self._error(404, "Not Found")
@@ -225,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if route == "upload_answers":
-                self._upload(q, body)
+                self._upload(q, body, fault if fault is not None and fault.kind == "took" else None)
             elif route == "status":
                 self._status(q)
             elif route == "project":
@@ -243,7 +281,7 @@ class _Handler(BaseHTTPRequestHandler):
         if project_id != app.project.project_id:
             raise NotFoundError(f"Project {project_id} not found")
 
-    def _upload(self, q: Mapping[str, str], body: bytes) -> None:
+    def _upload(self, q: Mapping[str, str], body: bytes, took: Fault | None = None) -> None:
         app = self.server.app
         self._check_project(q.get("project_id"))
         fmt = q.get("answer_format")
@@ -256,6 +294,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         name, data = part
         job_id = app.start_job(data, source=Path(name).name)
+        if took is not None:   # the job is taken: the client must not be able to tell it from a refusal
+            if took.code is not None:
+                self._error(took.code, "injected fault (the job was taken)")
+                return
+            if took.seconds <= 0:
+                self._drop(body_read=True)
+                return
+            if app.stopping.wait(took.seconds):
+                return
         self._reply(200, {"message": "200: Success", "response": {"job_id": job_id}, "error": None})
 
     def _status(self, q: Mapping[str, str]) -> None:
@@ -335,14 +382,14 @@ class LabellerrServer:
     """A :class:`~prelabel.upload.local.LocalProject` behind the Labellerr HTTP contract.
 
     ``credentials``: stored in the project (hashed) and required on every call; None uses the ones stored by an
-    earlier ``serve``. ``faults``: a FaultPlan or its text form. ``metadata``: ``sdk`` (``files_not_updated``,
+    earlier ``serve``. ``max_body``: the largest request body taken (413 above). ``faults``: a FaultPlan or its text form. ``metadata``: ``sdk`` (``files_not_updated``,
     ``questions_ignored``) or ``docs`` (``total_annotations``, ``matched_files``, ...). ``job_delay``: seconds
     every job stays ``processing``. Use as a context manager, or ``start()`` / ``stop()``.
     """
 
     def __init__(self, project: LocalProject | str | Path, *, credentials: Credentials | None = None, port: int = 0,
                  faults: FaultPlan | str | None = None, metadata: str = "sdk", job_delay: float = 0.0,
-                 access_log: bool = False) -> None:
+                 access_log: bool = False, max_body: int = MAX_BODY) -> None:
         self.project = project if isinstance(project, LocalProject) else LocalProject(project)
         if credentials is not None:
             self.project.set_credentials(credentials)
@@ -356,6 +403,7 @@ class LabellerrServer:
         self.metadata = metadata
         self.job_delay = job_delay
         self.access_log = access_log
+        self.max_body = max_body
         self.template_id = f"tmpl-{self.project.project_id}"
         self.stopping = threading.Event()
         self.stats: Counter[str] = Counter()
@@ -363,6 +411,8 @@ class LabellerrServer:
         self._lock = threading.Lock()
         self._jobs: list[threading.Thread] = []
         self._started: dict[str, float] = {}
+        self._odd_failures: set[str] = set()
+        self._receiving = threading.Lock()
         self._httpd = _HTTPServer((HOST, port), _Handler)
         self._httpd.app = self
         self._thread: threading.Thread | None = None
@@ -388,6 +438,8 @@ class LabellerrServer:
         entry = {"route": route, "method": method, "path": path, "query": sorted(q),
                  "headers": sorted(k.lower() for k in headers.keys()), "source": headers.get("source"),
                  "origin": headers.get("origin"), "content_type": (headers.get("Content-Type") or "").split(";")[0],
+                 "uuid": q.get("uuid"), "conf_bucket": q.get("conf_bucket"),
+                 "content_length": int(headers.get("Content-Length") or 0),
                  "email_id_is_api_key": None if email is None else email == headers.get("api_key")}
         with self._lock:
             self.stats[route] += 1
@@ -401,11 +453,19 @@ class LabellerrServer:
 
     # ---------------------------------------------------------------- jobs
     def start_job(self, data: bytes, *, source: str) -> str:
-        job_id = self.project.receive(data, source=source, mode="replace")
+        with self._receiving:   # count the jobs still running (stats["max_running_jobs"]) and take this one
+            with self.project.reader() as c:
+                running = int(c.execute("SELECT COUNT(*) FROM activities WHERE status = 'processing'").fetchone()[0])
+            with self._lock:
+                self.stats["max_running_jobs"] = max(self.stats["max_running_jobs"], running + 1)
+            job_id = self.project.receive(data, source=source, mode="replace", exact=True)
         fault = self.faults.next("job")
         delay = self.job_delay + (fault.seconds if fault is not None and fault.kind == "delay" else 0.0)
-        fail = "injected failure: the job could not be processed" if fault is not None and fault.kind == "fail" \
-            else None
+        fail = "injected failure: the job could not be processed" \
+            if fault is not None and fault.kind in ("fail", "fail-unknown") else None
+        if fault is not None and fault.kind == "fail-unknown":
+            with self._lock:
+                self._odd_failures.add(job_id)
         self.count("jobs")
         with self._lock:
             self._started[job_id] = time.monotonic()
@@ -434,16 +494,20 @@ class LabellerrServer:
                                "job_type": act.get("kind", "pre-annotations"), "status": act["status"],
                                "created_at": _ms(act.get("created_at")),
                                "updated_at": _ms(act.get("finished_at") or act.get("created_at"))}
-        if act["status"] == "failed":
+        if act["status"] == "failed" and job_id in self._odd_failures:
+            # a guess at another shape: the reason under a key no client reads
+            out["metadata"] = {"activity_id": job_id, "details": {"stage": "parse", "msg": meta.get("error")}}
+        elif act["status"] == "failed":
             out["metadata"] = {"activity_id": job_id, "error": meta.get("error", "failed")}
         elif act["status"] == "completed" and self.metadata == "docs":
             t0 = _ms(act.get("created_at")) or 0
             t1 = _ms(act.get("finished_at")) or t0
+            # the documented shape: integer counts, no names (activity_id is beside status, above)
             out["metadata"] = {"total_annotations": int(counts.get("annotations_applied", 0)),
                                "matched_files": int(counts.get("files_matched", 0)),
-                               "unmatched_files": list(meta.get("files_not_updated") or []),
+                               "unmatched_files": len(meta.get("files_not_updated") or []),
                                "processing_time_seconds": round((t1 - t0) / 1000, 3)}
-        elif act["status"] == "completed":
+        elif act["status"] == "completed":   # the shape recorded from the service (names verbatim)
             out["metadata"] = {"activity_id": job_id, "files_not_updated": list(meta.get("files_not_updated") or []),
                                "questions_ignored": list(meta.get("questions_ignored") or [])}
         else:
