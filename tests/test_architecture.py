@@ -103,6 +103,14 @@ def test_no_hidden_imports_and_no_cycles() -> None:
     assert cycles == []
 
 
+def test_every_module_is_on_the_floor_plan() -> None:
+    plan = (PKG.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = [str(p.relative_to(PKG)) for p in sorted(PKG.rglob("*.py"))
+               if p.name != "__init__.py" or p.parent == PKG
+               if f"`{p.relative_to(PKG).as_posix()}`" not in plan]
+    assert missing == []
+
+
 def test_concat_of_streamed_chunks_counts_the_shared_report_once(tmp_path: Path) -> None:
     # 7 rows over 3 images, cut into chunks of whole images by the streaming reader: one shared report
     df = pd.DataFrame({"filename": ["a.jpg"] * 3 + ["b.jpg"] * 2 + ["c.jpg"] * 2, "width": 100, "height": 50,
