@@ -265,9 +265,11 @@ def _fake_ls(*, drop_region: bool = False) -> tuple[LabelStudioTarget, list[dict
         path = req.url.path
         if path == "/api/projects/5":
             return httpx.Response(200, json={"id": 5, "label_config": CONFIG_XML})
-        if path == "/api/tasks":
-            return httpx.Response(200, json={"total": 1, "tasks": [
-                {"id": 11, "data": {"image": "/data/upload/5/abcdef12-a.png"}}]})
+        if path == "/api/tasks":       # fields=all: the task with its predictions (the read-back listing)
+            task: dict[str, Any] = {"id": 11, "data": {"image": "/data/upload/5/abcdef12-a.png"}}
+            if req.url.params.get("fields") == "all":
+                task["predictions"] = [p for p in stored if p["task"] == 11]
+            return httpx.Response(200, json={"total": 1, "tasks": [task]})
         if path == "/api/projects/5/import/predictions":
             batch = json.loads(req.content)
             for i, p in enumerate(batch):
