@@ -614,7 +614,8 @@ def test_real_cli_create_project_upload_images_and_hints(label_studio: Any, tmp_
     # the same file again, to that project: the tasks are found (no image uploaded twice), predictions replaced
     r = run("--to", f"labelstudio:{pid}", "--images", str(images), "--model-version", "m-2")
     assert r.exit_code == 0, r.output
-    assert r.stdout.splitlines()[1:] == ["  annotations applied: 3", "  images matched: 2"]
+    assert r.stdout.splitlines()[1:] == ["  annotations applied: 3", "  replaced 2 existing pre-annotations on 2 images",
+                                         "  images matched: 2"]
     assert _preds_by_task(label_studio, pid) == {"a.png": [("m-2", 2)], "b.png": [("m-2", 1)]}
     # names in another case and extension: the hint, then the options it names
     doc["images"][0]["file_name"], doc["images"][1]["file_name"] = "A.PNG", "b.jpg"
@@ -624,14 +625,15 @@ def test_real_cli_create_project_upload_images_and_hints(label_studio: Any, tmp_
     no_task = ("    zebra-crossing.tif: no project image; nothing similar -> rerun with --images DIR to upload it and "
                "create its task")
     assert r.stdout.splitlines()[1:] == [
-        "  annotations would be applied: 0", "  images matched: 0",
+        "  annotations would be applied: 0", "  would replace 0 existing pre-annotations on 0 images",
+        "  images matched: 0",
         "  images not matched: 3 (their annotations are not applied)",
         "    A.PNG: no project image; closest: a.png (case differs) -> rerun with --match-case-insensitive",
         "    b.jpg: no project image; closest: b.png (extension differs) -> rerun with --match-any-extension",
         no_task]
     r = run("--to", f"labelstudio:{pid}", "--model-version", "m-2", "--match-case-insensitive",
             "--match-any-extension")
-    assert r.stdout.splitlines()[1:] == ["  annotations applied: 3",
+    assert r.stdout.splitlines()[1:] == ["  annotations applied: 3", "  replaced 2 existing pre-annotations on 2 images",
                                          "  images matched: 2 (1 ignoring case, 1 ignoring the extension)",
                                          "  images not matched: 1 (their annotations are not applied)", no_task]
     assert _preds_by_task(label_studio, pid) == {"a.png": [("m-2", 2)], "b.png": [("m-2", 1)]}
