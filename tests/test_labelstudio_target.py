@@ -245,6 +245,39 @@ def test_legacy_token_bad_token_unknown_project_and_no_secret_in_text() -> None:
     assert "f" * 40 not in str(e3.value) + e3.value.hint
 
 
+def test_only_get_and_delete_are_retried_and_json_detail_is_plain_text() -> None:
+    calls: list[str] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(req.method)
+        if req.method == "GET" and calls.count("GET") < 3:
+            raise httpx.ConnectError("connection refused")
+        if req.method == "GET":
+            return httpx.Response(200, json={"id": 5, "label_config": CONFIG_XML})
+        if req.method == "DELETE" and calls.count("DELETE") == 1:
+            return httpx.Response(502, text="Bad Gateway")
+        if req.method == "DELETE":
+            return httpx.Response(204)
+        return httpx.Response(500, json={"detail": "Sqlite <a href='https://docs'>doesn't operate well</a> on "
+                                                   "multiple transactions."})
+
+    t = LabelStudioTarget("http://ls.test", "t" * 40, 5, transport=httpx.MockTransport(handler), retry_delays=(0, 0))
+    assert t.categories() == ["cat"] and calls == ["GET", "GET", "GET"]
+    assert t._request("DELETE", "/api/predictions/3", what="deleting", ok=(204,)).status_code == 204
+    with pytest.raises(UploadError) as e:
+        t._request("POST", "/api/projects/5/import/predictions", what="importing predictions", json=[])
+    assert str(e.value) == ("Label Studio answered HTTP 500 while importing predictions: Sqlite doesn't operate "
+                            "well on multiple transactions.")
+    assert calls[3:] == ["DELETE", "DELETE", "POST"]            # the import was not sent twice
+    t._config = None
+    t.retry_delays = (0,)
+    calls.clear()
+    with pytest.raises(UploadError) as e2:                        # retries exhausted
+        t.categories()
+    assert str(e2.value) == ("cannot reach Label Studio at http://ls.test (reading the project): ConnectError")
+    assert calls == ["GET", "GET"]
+
+
 def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
     monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:1/")

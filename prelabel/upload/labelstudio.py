@@ -792,25 +792,23 @@ class LabelStudioTarget:
         while True:
             if deadline is not None and deadline - time.monotonic() <= 0:
                 raise UploadTimeoutError(f"Label Studio: timed out before {what}")
+            r: httpx.Response | None = None
             try:
                 r = self._attempt(method, path, deadline=deadline, **kw)
+                failure = f"HTTP {r.status_code} ({self._detail(r)})" if r.status_code in _RETRY_STATUS else ""
             except httpx.TimeoutException:
                 raise UploadTimeoutError(f"Label Studio did not answer in time ({what})") from None
             except httpx.TransportError as e:
-                pause = next(pauses, None)
-                if pause is None or (deadline is not None and time.monotonic() + pause >= deadline):
-                    raise UploadError(f"cannot reach Label Studio at {self.url} ({what}): {type(e).__name__}",
-                                      hint=f"check {ENV_URL}") from None
-                log.info("Label Studio: %s while %s; retrying in %g s", type(e).__name__, what, pause)
-                time.sleep(pause)
-                continue
-            if r.status_code in _RETRY_STATUS:
+                failure = type(e).__name__
+            if failure:
                 pause = next(pauses, None)
                 if pause is not None and (deadline is None or time.monotonic() + pause < deadline):
-                    log.info("Label Studio answered HTTP %d while %s (%s); retrying in %g s", r.status_code, what,
-                             self._detail(r), pause)
+                    log.info("Label Studio: %s while %s; retrying in %g s", failure, what, pause)
                     time.sleep(pause)
                     continue
+            if r is None:
+                raise UploadError(f"cannot reach Label Studio at {self.url} ({what}): {failure}",
+                                  hint=f"check {ENV_URL}")
             break
         if r.status_code in (401, 403):
             raise AuthError(f"Label Studio at {self.url} refused the API key ({r.status_code}) while {what}",
@@ -825,12 +823,12 @@ class LabelStudioTarget:
         """Send once (a personal access token is exchanged again when the server says it expired)."""
         if deadline is not None:
             kw["timeout"] = httpx.Timeout(min(max(deadline - time.monotonic(), 0.001), 600.0))
-        with self._write_lock if method != "GET" else nullcontext():
-            for attempt in (0, 1):
-                headers = {"Authorization": self._auth_header(renew=attempt == 1)}
+        for attempt in (0, 1):
+            headers = {"Authorization": self._auth_header(renew=attempt == 1)}   # outside the write lock
+            with self._write_lock if method != "GET" else nullcontext():
                 r = self._client.request(method, path, headers=headers, **kw)
-                if r.status_code != 401 or attempt == 1 or not _is_jwt(self._token):
-                    break
+            if r.status_code != 401 or attempt == 1 or not _is_jwt(self._token):
+                break
         return r
 
     def _detail(self, r: httpx.Response) -> str:
