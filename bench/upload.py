@@ -80,6 +80,30 @@ def _session_cpu(sid: int) -> float:
     return total
 
 
+_LOG_LINE = re.compile(r'^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*?"(GET|POST|DELETE) (\S+) HTTP')
+_PHASES = {"list/read back (GET /api/tasks, fields=all)": ("GET", "/api/tasks?", "fields=all"),
+           "import predictions": ("POST", "/import/predictions", ""),
+           "delete replaced (DELETE /api/predictions/ID)": ("DELETE", "/api/predictions/", "")}
+
+
+def _phases(log_text: str) -> dict[str, dict[str, float]]:
+    """Per phase, from Label Studio's request log: requests, and seconds from the first to the last answer."""
+    import datetime as dt
+
+    seen: dict[str, list[float]] = {k: [] for k in _PHASES}
+    last = None
+    for line in log_text.splitlines():
+        m = _LOG_LINE.match(line)
+        if not m or line == last:          # Label Studio logs each request twice
+            continue
+        last = line
+        when = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for name, (method, part, extra) in _PHASES.items():
+            if m.group(2) == method and part in m.group(3) and extra in m.group(3):
+                seen[name].append(when)
+    return {k: {"requests": len(v), "span_s": round(max(v) - min(v), 1) if v else 0.0} for k, v in seen.items()}
+
+
 def labelstudio(n: int, boxes: int = 15) -> None:
     """First upload and two replace re-uploads of ``n`` images x ``boxes`` boxes into a real Label Studio."""
     sys.path.insert(0, str(HERE.parent / "tests"))
@@ -115,6 +139,7 @@ def labelstudio(n: int, boxes: int = 15) -> None:
         for step in ("first upload", "replace re-upload 1", "replace re-upload 2"):
             extra = ["--create-project", "bench", "--images", str(work / "images")] if step == "first upload" else []
             cpu0 = _session_cpu(server.pid)
+            log0 = server.log.stat().st_size
             up = _client([str(PRELABEL), "upload", str(coco), "--to", target, *extra, "--no-journal", "--json"], env)
             srv = _session_cpu(server.pid) - cpu0
             if up["code"]:
@@ -123,7 +148,8 @@ def labelstudio(n: int, boxes: int = 15) -> None:
             target = out["target"]
             runs.append({"step": step, "wall_s": round(up["wall"], 1), "client_cpu_s": round(up["cpu"], 1),
                          "server_cpu_s": round(srv, 1), "applied": out["annotations_applied"],
-                         "replaced": out["annotations_replaced"], "images_replaced": out["images_replaced"]})
+                         "replaced": out["annotations_replaced"], "images_replaced": out["images_replaced"],
+                         "phases": _phases(server.log.read_bytes()[log0:].decode(errors="replace"))})
             print(runs[-1], flush=True)
         # every task: exactly one prediction with all its regions
         pid = int(target.split(":")[1])
@@ -147,6 +173,9 @@ def labelstudio(n: int, boxes: int = 15) -> None:
     for r in runs:
         print(f"{r['step']:<22} {r['wall_s']:>7} {r['client_cpu_s']:>13} {r['server_cpu_s']:>13} {r['applied']:>9} "
               f"{r['replaced']:>9}")
+    for r in runs:
+        print(f"{r['step']}: " + "; ".join(f"{k}: {v['requests']} requests over {v['span_s']} s"
+                                          for k, v in r["phases"].items()))
     print(f"every task holds exactly one prediction with its {boxes} regions: {ok}")
     if not ok:
         sys.exit(1)
