@@ -23,8 +23,8 @@ What one shard does (:meth:`LabelStudioTarget.upload_shard`):
 5. read the predictions back and count the regions found; a count that differs from what was sent fails the
    shard;
 6. in ``replace`` mode, delete the listed old predictions (``DELETE /api/predictions/{id}``) of every task whose
-   new prediction read back complete. A task never holds fewer predictions than before, whatever fails: a failure
-   leaves the old set beside the new one, and a re-run lists both, imports once more and deletes both.
+   new prediction read back complete. A task never loses its prediction, whatever fails: a failure leaves the old
+   set beside the new one, and a re-run lists both, imports once more and deletes both.
 
 Tasks and their predictions are read through the task listing (``GET /api/tasks?fields=all``, the tasks of a
 shard selected 500 a request), never one request per task. Writes go one at a time (SQLite, Label Studio's default
