@@ -1007,10 +1007,11 @@ class LabelStudioTarget:
         conv = coco_to_results(coco, cfg, nonce=nonce, image_ids=image_task)
         res.categories_ignored = conv.categories_ignored
         res.errors.extend(conv.messages)
-        receiving = sorted({image_task[i] for i in conv.results} - {-1})   # tasks that get a new prediction
+        receiving = {image_task[i] for i in conv.results} - {-1}   # tasks that get a new prediction
+        fresh = {task_of_asset.get(m.matched.get(n, ""), -1) for n in uploaded}   # made just now: nothing to list
         old: dict[int, list[int]] = {}
-        if self.mode == "replace" and receiving:   # listed before the import: these are removed after it
-            old = self._own_predictions(receiving, deadline=deadline)
+        if self.mode == "replace" and receiving - fresh:   # listed before the import: removed after it
+            old = self._own_predictions(sorted(receiving - fresh), deadline=deadline)
         res.annotations_replaced = res.images_replaced = 0
         if dry_run:
             res.annotations_applied = conv.applied
