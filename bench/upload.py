@@ -14,6 +14,17 @@ whole ``prelabel upload`` process:
 
 Printed as a table and written to ``bench/out/upload.json``. The client's CPU per shard includes its start-up
 (imports), spread over the shards.
+
+Label Studio mode (``--labelstudio``): a real Label Studio 1.23.2 on SQLite, started from ``.ls/template`` as the
+tests start it (``tests/ls_server.py``), receives N images with exactly 15 boxes each::
+
+    python bench/upload.py --labelstudio 2000     # or 20000
+
+three whole ``prelabel upload`` processes run: the first upload (``--to labelstudio:new --create-project ...
+--images DIR``: images uploaded, tasks created, predictions imported and read back), then two replace re-uploads
+of the same file to that project. Each is timed (wall, client CPU, and the CPU of Label Studio's process tree), and
+afterwards every task must hold exactly one prediction of the model version with its 15 regions. Written to
+``bench/out/upload-labelstudio-N.json``.
 """
 
 from __future__ import annotations
@@ -56,12 +67,131 @@ def _client(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
             "out": out.decode(), "err": err.decode()}
 
 
+def _session_cpu(sid: int) -> float:
+    """user + sys seconds of every live process of session ``sid`` (Label Studio and any children)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:
+            total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+_LOG_LINE = re.compile(r'^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*?"(GET|POST|DELETE) (\S+) HTTP')
+_PHASES = {"list/read back (GET /api/tasks, fields=all)": ("GET", "/api/tasks?", "fields=all"),
+           "import predictions": ("POST", "/import/predictions", ""),
+           "delete replaced (DELETE /api/predictions/ID)": ("DELETE", "/api/predictions/", "")}
+
+
+def _phases(log_text: str) -> dict[str, dict[str, float]]:
+    """Per phase, from Label Studio's request log: requests, and seconds from the first to the last answer."""
+    import datetime as dt
+
+    seen: dict[str, list[float]] = {k: [] for k in _PHASES}
+    last = None
+    for line in log_text.splitlines():
+        m = _LOG_LINE.match(line)
+        if not m or line == last:          # Label Studio logs each request twice
+            continue
+        last = line
+        when = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for name, (method, part, extra) in _PHASES.items():
+            if m.group(2) == method and part in m.group(3) and extra in m.group(3):
+                seen[name].append(when)
+    return {k: {"requests": len(v), "span_s": round(max(v) - min(v), 1) if v else 0.0} for k, v in seen.items()}
+
+
+def labelstudio(n: int, boxes: int = 15) -> None:
+    """First upload and two replace re-uploads of ``n`` images x ``boxes`` boxes into a real Label Studio."""
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    import httpx
+    import ls_server
+    from generate import png_header
+
+    work = HERE / "data" / f"upload-labelstudio-{n}"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "images").mkdir(parents=True)
+    rng = __import__("numpy").random.default_rng(0)
+    names = [f"{i:06d}.png" for i in range(n)]
+    cats = [{"id": c + 1, "name": f"class_{c}"} for c in range(10)]
+    images, anns = [], []
+    for i, name in enumerate(names, 1):
+        w, h = int(rng.integers(320, 1921)), int(rng.integers(320, 1921))
+        (work / "images" / name).write_bytes(png_header(w, h))
+        images.append({"id": i, "file_name": name, "width": w, "height": h})
+        for _ in range(boxes):
+            bw, bh = int(rng.integers(4, w // 2)), int(rng.integers(4, h // 2))
+            x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(rng.integers(1, 11)),
+                         "bbox": [x, y, bw, bh], "area": bw * bh, "iscrowd": 0, "segmentation": [],
+                         "score": round(float(rng.uniform(0.3, 1.0)), 3)})
+    coco = work / "coco.json"
+    coco.write_text(json.dumps({"info": {}, "licenses": [], "images": images, "categories": cats,
+                                "annotations": anns}))
+    server = ls_server.start()
+    env = dict(os.environ, LABEL_STUDIO_URL=server.url, LABEL_STUDIO_API_KEY=server.token, PRELABEL_PROGRESS="off")
+    runs: list[dict[str, Any]] = []
+    try:
+        target = "labelstudio:new"
+        for step in ("first upload", "replace re-upload 1", "replace re-upload 2"):
+            extra = ["--create-project", "bench", "--images", str(work / "images")] if step == "first upload" else []
+            cpu0 = _session_cpu(server.pid)
+            log0 = server.log.stat().st_size
+            up = _client([str(PRELABEL), "upload", str(coco), "--to", target, *extra, "--no-journal", "--json"], env)
+            srv = _session_cpu(server.pid) - cpu0
+            if up["code"]:
+                sys.exit(f"{step} failed:\n{up['out']}\n{up['err']}")
+            out = json.loads(up["out"])
+            target = out["target"]
+            runs.append({"step": step, "wall_s": round(up["wall"], 1), "client_cpu_s": round(up["cpu"], 1),
+                         "server_cpu_s": round(srv, 1), "applied": out["annotations_applied"],
+                         "replaced": out["annotations_replaced"], "images_replaced": out["images_replaced"],
+                         "phases": _phases(server.log.read_bytes()[log0:].decode(errors="replace"))})
+            print(runs[-1], flush=True)
+        # every task: exactly one prediction with all its regions
+        pid = int(target.split(":")[1])
+        per_task: list[int] = []
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Token {server.token}"}, timeout=600) as c:
+            page = 1
+            while len(per_task) < n:
+                body = c.get("/api/tasks", params={"project": pid, "fields": "all", "include": "id,predictions",
+                                                   "page": page, "page_size": 500}).json()
+                per_task += [len(p["result"]) if len(t["predictions"]) == 1 else -1 for t in body["tasks"]
+                             for p in t["predictions"][:1] or [{"result": []}]]
+                page += 1
+        ok = per_task == [boxes] * n
+    finally:
+        server.stop()
+    result = {"images": n, "boxes": len(anns), "runs": runs, "every_task_one_prediction_with_all_regions": ok}
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"upload-labelstudio-{n}.json").write_text(json.dumps(result, indent=1))
+    print(f"{n} images x {boxes} boxes into Label Studio {ls_server.LS_VERSION} (SQLite)")
+    print(f"{'step':<22} {'wall s':>7} {'client cpu s':>13} {'server cpu s':>13} {'applied':>9} {'replaced':>9}")
+    for r in runs:
+        print(f"{r['step']:<22} {r['wall_s']:>7} {r['client_cpu_s']:>13} {r['server_cpu_s']:>13} {r['applied']:>9} "
+              f"{r['replaced']:>9}")
+    for r in runs:
+        print(f"{r['step']}: " + "; ".join(f"{k}: {v['requests']} requests over {v['span_s']} s"
+                                          for k, v in r["phases"].items()))
+    print(f"every task holds exactly one prediction with its {boxes} regions: {ok}")
+    if not ok:
+        sys.exit(1)
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=sorted(SIZES), default="large")
     ap.add_argument("--max-file-size", default="25MB")
     ap.add_argument("--workers", type=int, default=2, help="shards uploaded at once (the CLI default: 2)")
+    ap.add_argument("--labelstudio", type=int, metavar="N", help="Label Studio mode: N images x 15 boxes")
     a = ap.parse_args()
+    if a.labelstudio:
+        labelstudio(a.labelstudio)
+        return
     n = SIZES[a.size]
     data = HERE / "data" / f"{a.size}-{n}"
     if not (data / "yolo").is_dir():

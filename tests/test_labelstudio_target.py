@@ -245,6 +245,39 @@ def test_legacy_token_bad_token_unknown_project_and_no_secret_in_text() -> None:
     assert "f" * 40 not in str(e3.value) + e3.value.hint
 
 
+def test_only_get_and_delete_are_retried_and_json_detail_is_plain_text() -> None:
+    calls: list[str] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(req.method)
+        if req.method == "GET" and calls.count("GET") < 3:
+            raise httpx.ConnectError("connection refused")
+        if req.method == "GET":
+            return httpx.Response(200, json={"id": 5, "label_config": CONFIG_XML})
+        if req.method == "DELETE" and calls.count("DELETE") == 1:
+            return httpx.Response(502, text="Bad Gateway")
+        if req.method == "DELETE":
+            return httpx.Response(204)
+        return httpx.Response(500, json={"detail": "Sqlite <a href='https://docs'>doesn't operate well</a> on "
+                                                   "multiple transactions."})
+
+    t = LabelStudioTarget("http://ls.test", "t" * 40, 5, transport=httpx.MockTransport(handler), retry_delays=(0, 0))
+    assert t.categories() == ["cat"] and calls == ["GET", "GET", "GET"]
+    assert t._request("DELETE", "/api/predictions/3", what="deleting", ok=(204,)).status_code == 204
+    with pytest.raises(UploadError) as e:
+        t._request("POST", "/api/projects/5/import/predictions", what="importing predictions", json=[])
+    assert str(e.value) == ("Label Studio answered HTTP 500 while importing predictions: Sqlite doesn't operate "
+                            "well on multiple transactions.")
+    assert calls[3:] == ["DELETE", "DELETE", "POST"]            # the import was not sent twice
+    t._config = None
+    t.retry_delays = (0,)
+    calls.clear()
+    with pytest.raises(UploadError) as e2:                        # retries exhausted
+        t.categories()
+    assert str(e2.value) == ("cannot reach Label Studio at http://ls.test (reading the project): ConnectError")
+    assert calls == ["GET", "GET"]
+
+
 def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
     monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:1/")
@@ -265,9 +298,11 @@ def _fake_ls(*, drop_region: bool = False) -> tuple[LabelStudioTarget, list[dict
         path = req.url.path
         if path == "/api/projects/5":
             return httpx.Response(200, json={"id": 5, "label_config": CONFIG_XML})
-        if path == "/api/tasks":
-            return httpx.Response(200, json={"total": 1, "tasks": [
-                {"id": 11, "data": {"image": "/data/upload/5/abcdef12-a.png"}}]})
+        if path == "/api/tasks":       # fields=all: the task with its predictions (the read-back listing)
+            task: dict[str, Any] = {"id": 11, "data": {"image": "/data/upload/5/abcdef12-a.png"}}
+            if req.url.params.get("fields") == "all":
+                task["predictions"] = [p for p in stored if p["task"] == 11]
+            return httpx.Response(200, json={"total": 1, "tasks": [task]})
         if path == "/api/projects/5/import/predictions":
             batch = json.loads(req.content)
             for i, p in enumerate(batch):
@@ -612,7 +647,8 @@ def test_real_cli_create_project_upload_images_and_hints(label_studio: Any, tmp_
     # the same file again, to that project: the tasks are found (no image uploaded twice), predictions replaced
     r = run("--to", f"labelstudio:{pid}", "--images", str(images), "--model-version", "m-2")
     assert r.exit_code == 0, r.output
-    assert r.stdout.splitlines()[1:] == ["  annotations applied: 3", "  images matched: 2"]
+    assert r.stdout.splitlines()[1:] == ["  annotations applied: 3", "  replaced 2 existing pre-annotations on 2 images",
+                                         "  images matched: 2"]
     assert _preds_by_task(label_studio, pid) == {"a.png": [("m-2", 2)], "b.png": [("m-2", 1)]}
     # names in another case and extension: the hint, then the options it names
     doc["images"][0]["file_name"], doc["images"][1]["file_name"] = "A.PNG", "b.jpg"
@@ -622,14 +658,15 @@ def test_real_cli_create_project_upload_images_and_hints(label_studio: Any, tmp_
     no_task = ("    zebra-crossing.tif: no project image; nothing similar -> rerun with --images DIR to upload it and "
                "create its task")
     assert r.stdout.splitlines()[1:] == [
-        "  annotations would be applied: 0", "  images matched: 0",
+        "  annotations would be applied: 0", "  would replace 0 existing pre-annotations on 0 images",
+        "  images matched: 0",
         "  images not matched: 3 (their annotations are not applied)",
         "    A.PNG: no project image; closest: a.png (case differs) -> rerun with --match-case-insensitive",
         "    b.jpg: no project image; closest: b.png (extension differs) -> rerun with --match-any-extension",
         no_task]
     r = run("--to", f"labelstudio:{pid}", "--model-version", "m-2", "--match-case-insensitive",
             "--match-any-extension")
-    assert r.stdout.splitlines()[1:] == ["  annotations applied: 3",
+    assert r.stdout.splitlines()[1:] == ["  annotations applied: 3", "  replaced 2 existing pre-annotations on 2 images",
                                          "  images matched: 2 (1 ignoring case, 1 ignoring the extension)",
                                          "  images not matched: 1 (their annotations are not applied)", no_task]
     assert _preds_by_task(label_studio, pid) == {"a.png": [("m-2", 2)], "b.png": [("m-2", 1)]}

@@ -16,13 +16,21 @@ What one shard does (:meth:`LabelStudioTarget.upload_shard`):
    :mod:`prelabel.upload.match`. With ``images=DIR``, images that match no task are uploaded from ``DIR`` and
    tasks are created for them;
 3. convert every annotation of a matched image whose category is in the config (:func:`coco_to_results`);
-4. in ``replace`` mode (the default), delete the predictions of the matched tasks that carry the same
-   ``model_version`` (``DELETE /api/predictions/{id}``): re-uploading a file leaves one prediction set, not two
-   (``append`` keeps them); then import the predictions in bulk (``POST /api/projects/{id}/import/predictions``,
-   200 tasks a request), one prediction per task with ``model_version`` and a task ``score`` (the mean of the
-   region scores);
-5. read every prediction back (``GET /api/predictions?task=``) and count the regions found; a count that differs
-   from what was sent fails the shard.
+4. in ``replace`` mode (the default), list the predictions of this ``model_version`` on the tasks that will
+   receive a new prediction (a task whose annotations were all skipped keeps its predictions); then import the new
+   predictions in bulk (``POST /api/projects/{id}/import/predictions``, 200 tasks a request), one prediction per
+   task with ``model_version`` and a task ``score`` (the mean of the region scores);
+5. read the predictions back and count the regions found; a count that differs from what was sent fails the
+   shard;
+6. in ``replace`` mode, delete the listed old predictions (``DELETE /api/predictions/{id}``) of every task whose
+   new prediction read back complete. A task never loses its prediction, whatever fails: a failure leaves the old
+   set beside the new one, and a re-run lists both, imports once more and deletes both.
+
+Tasks and their predictions are read through the task listing (``GET /api/tasks?fields=all``, the tasks of a
+shard selected 500 a request), never one request per task. Writes go one at a time (SQLite, Label Studio's default
+database, lets one writer in); GET and DELETE are retried with backoff on HTTP 500/502/503/504 and connection
+errors (SQLite's "database is locked" is transient); an import is never retried. An error shows Label Studio's
+JSON ``detail``, or for an HTML or text error page the exception line (``OperationalError: database is locked``).
 
 The shard's ``activity_id`` is ``ls-<project>-<first prediction id>-<number of predictions>``: the predictions
 it created are the ids from the first one on, in the project's prediction list.
@@ -58,6 +66,9 @@ Example:
 
 from __future__ import annotations
 
+import html
+import json
+import logging
 import math
 import mimetypes
 import os
@@ -67,7 +78,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,13 +106,16 @@ __all__ = [
     "task_image_name",
 ]
 
+log = logging.getLogger(__name__)
+
 ENV_URL = "LABEL_STUDIO_URL"
 ENV_KEY = "LABEL_STUDIO_API_KEY"
 DEFAULT_MODEL_VERSION = "prelabel"
 IMPORT_BATCH = 200             # predictions (tasks) per import request
 UPLOAD_BATCH = 100             # files per multipart request (Label Studio's limit)
 UPLOAD_BATCH_BYTES = 64 << 20  # bytes per multipart request
-READ_BACK_WORKERS = 4          # concurrent GET /api/predictions?task= requests
+LIST_BATCH = 500               # tasks per task-listing request
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)   # seconds before each retry of a GET or DELETE
 MAX_MESSAGES = 20              # skip / fallback messages kept per shard
 KEYPOINT_WIDTH = 0.5           # marker size of a keypoint region, percent of the image width
 _EPS = 1e-9                    # percent values this close outside [0, 100] are rounding, and clamped
@@ -114,6 +128,7 @@ _KIND_TYPE = {"rectangle": "rectanglelabels", "polygon": "polygonlabels", "brush
 _CONTROL_NAMES = {"rectanglelabels": "label", "polygonlabels": "polygon", "brushlabels": "brush",
                   "keypointlabels": "kp"}
 _AUTH_HINT = (f"set {ENV_KEY} to a legacy token or a personal access token (Label Studio: Account & Settings)")
+_RETRY_STATUS = frozenset({500, 502, 503, 504})
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
@@ -594,6 +609,42 @@ def _keypoints(b: _Builder, a: Mapping[str, Any], cat: Mapping[str, Any], w: int
 
 
 # ----------------------------------------------------------------------------------------------- client
+_TAGS = re.compile(r"<[^>]*>")
+_DJANGO_TEXT = re.compile(r"\A\s*([A-Za-z_][\w.]*) at /\S*\r?\n(.*)")
+
+
+def _text(fragment: str) -> str:
+    """An HTML fragment as one line of plain text."""
+    return " ".join(html.unescape(_TAGS.sub(" ", fragment)).split())
+
+
+def _page_error(body: str) -> str:
+    r"""The exception line of an error page that is not JSON: Django's debug page (``<title>OperationalError at
+    /api/...</title>`` and ``<pre class="exception_value">``) or its text form, else the page's title and heading.
+
+    >>> _page_error('<title>OperationalError\n  at /api/predictions/7</title>'
+    ...             '<pre class="exception_value">database is locked</pre>')
+    'OperationalError: database is locked'
+    >>> _page_error("OperationalError at /api/predictions/7\ndatabase is locked\n\nRequest Method: DELETE")
+    'OperationalError: database is locked'
+    >>> _page_error("<html><title>500 | Label Studio</title><h1>Uh oh, something went wrong.</h1></html>")
+    "an error page without details (500 | Label Studio: Uh oh, something went wrong.); the server's log has them"
+    """
+    title = re.search(r"<title[^>]*>(.*?)</title>", body, re.S | re.I)
+    value = re.search(r'<pre class="exception_value">(.*?)</pre>', body, re.S)
+    if title and value:
+        kind = _text(title.group(1)).split(" at ", 1)[0]
+        return f"{kind}: {_text(value.group(1))}"[:300]
+    m = _DJANGO_TEXT.match(body)
+    if m:
+        return f"{m.group(1)}: {m.group(2).strip()}"[:300]
+    if "<html" in body[:1000].lower() or title:
+        h1 = re.search(r"<h1[^>]*>(.*?)</h1>", body, re.S | re.I)
+        what = ": ".join(_text(g.group(1)) for g in (title, h1) if g is not None and _text(g.group(1)))
+        return f"an error page without details ({what[:200] or 'HTML'}); the server's log has them"
+    return " ".join(body.split())[:300]
+
+
 def _is_jwt(token: str) -> bool:
     return _JWT.fullmatch(token) is not None
 
@@ -604,11 +655,13 @@ class LabelStudioTarget:
     ``images``: a folder holding the images by their COCO file names; images that match no task are uploaded
     and get a task. ``create_project=True`` (with ``project_id=None``): a project titled ``title`` is created on
     first use, with a label config generated from the first shard's categories and shapes.
-    ``model_version`` is written on every prediction. ``mode="replace"`` (the default): before the predictions
-    of a shard are imported, the predictions with the same ``model_version`` on every task the shard matched are
-    deleted (``DELETE /api/predictions/{id}``), so uploading the same file again leaves one prediction per task;
-    predictions of other model versions and human annotations are left alone. ``mode="append"`` keeps them.
-    ``match`` relaxes file-name matching (:class:`~prelabel.upload.match.MatchRules`).
+    ``model_version`` is written on every prediction. ``mode="replace"`` (the default): the predictions with the
+    same ``model_version`` on every task that receives a new prediction are deleted once the new one has been
+    imported and read back (``DELETE /api/predictions/{id}``), so uploading the same file again leaves one
+    prediction per task; tasks whose annotations were all skipped, predictions of other model versions and human
+    annotations are left alone. ``mode="append"`` keeps them. ``match`` relaxes file-name matching
+    (:class:`~prelabel.upload.match.MatchRules`). ``retry_delays``: the pauses (seconds) before each retry of a GET
+    or DELETE that met HTTP 500/502/503/504 or a connection error.
     """
 
     synchronous = True   # Label Studio imports predictions inside the request: nothing runs on afterwards
@@ -616,7 +669,8 @@ class LabelStudioTarget:
     def __init__(self, url: str, token: str, project_id: int | str | None, *, images: str | Path | None = None,
                  create_project: bool = False, title: str | None = None,
                  model_version: str = DEFAULT_MODEL_VERSION, mode: str = "replace", match: MatchRules | None = None,
-                 timeout: float = 60.0, transport: httpx.BaseTransport | None = None) -> None:
+                 timeout: float = 60.0, retry_delays: Sequence[float] = RETRY_DELAYS,
+                 transport: httpx.BaseTransport | None = None) -> None:
         if not url:
             raise UsageError(f"no Label Studio URL: set {ENV_URL} (for example http://localhost:8080)")
         if mode not in ("replace", "append"):
@@ -646,7 +700,9 @@ class LabelStudioTarget:
         self.resumable = pid is not None    # a project created by this run has no id to resume against
         self._token = token
         self._access: str | None = None
+        self.retry_delays = tuple(float(d) for d in retry_delays)
         self._lock = threading.RLock()
+        self._write_lock = threading.Lock()     # one write at a time, whatever the number of shard workers
         self._config: LabelConfig | None = None
         self._tasks: list[tuple[int, str]] | None = None
         self._client = httpx.Client(base_url=self.url, timeout=timeout, transport=transport,
@@ -730,25 +786,29 @@ class LabelStudioTarget:
 
     def _request(self, method: str, path: str, *, what: str, deadline: float | None = None,
                  ok: Sequence[int] = (200, 201), not_found: str | None = None, **kw: Any) -> httpx.Response:
-        timeout = None
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
+        """One request; a GET or DELETE is retried after ``retry_delays`` on 500/502/503/504 and connection errors
+        (never a POST: an import that reached the server may have been applied). Writes go one at a time."""
+        pauses = iter(self.retry_delays if method in ("GET", "DELETE") else ())
+        while True:
+            if deadline is not None and deadline - time.monotonic() <= 0:
                 raise UploadTimeoutError(f"Label Studio: timed out before {what}")
-            timeout = httpx.Timeout(min(left, 600.0))
-        for attempt in (0, 1):
-            headers = {"Authorization": self._auth_header(renew=attempt == 1)}
+            r: httpx.Response | None = None
             try:
-                if timeout is not None:
-                    kw["timeout"] = timeout
-                r = self._client.request(method, path, headers=headers, **kw)
+                r = self._attempt(method, path, deadline=deadline, **kw)
+                failure = f"HTTP {r.status_code} ({self._detail(r)})" if r.status_code in _RETRY_STATUS else ""
             except httpx.TimeoutException:
                 raise UploadTimeoutError(f"Label Studio did not answer in time ({what})") from None
-            except httpx.HTTPError as e:
-                raise UploadError(f"cannot reach Label Studio at {self.url} ({what}): {type(e).__name__}",
-                                  hint=f"check {ENV_URL}") from None
-            if r.status_code == 401 and attempt == 0 and _is_jwt(self._token):
-                continue                                 # the access token expired: exchange the PAT again
+            except httpx.TransportError as e:
+                failure = type(e).__name__
+            if failure:
+                pause = next(pauses, None)
+                if pause is not None and (deadline is None or time.monotonic() + pause < deadline):
+                    log.info("Label Studio: %s while %s; retrying in %g s", failure, what, pause)
+                    time.sleep(pause)
+                    continue
+            if r is None:
+                raise UploadError(f"cannot reach Label Studio at {self.url} ({what}): {failure}",
+                                  hint=f"check {ENV_URL}")
             break
         if r.status_code in (401, 403):
             raise AuthError(f"Label Studio at {self.url} refused the API key ({r.status_code}) while {what}",
@@ -759,13 +819,27 @@ class LabelStudioTarget:
             raise UploadError(f"Label Studio answered HTTP {r.status_code} while {what}: {self._detail(r)}")
         return r
 
+    def _attempt(self, method: str, path: str, *, deadline: float | None, **kw: Any) -> httpx.Response:
+        """Send once (a personal access token is exchanged again when the server says it expired)."""
+        if deadline is not None:
+            kw["timeout"] = httpx.Timeout(min(max(deadline - time.monotonic(), 0.001), 600.0))
+        for attempt in (0, 1):
+            headers = {"Authorization": self._auth_header(renew=attempt == 1)}   # outside the write lock
+            with self._write_lock if method != "GET" else nullcontext():
+                r = self._client.request(method, path, headers=headers, **kw)
+            if r.status_code != 401 or attempt == 1 or not _is_jwt(self._token):
+                break
+        return r
+
     def _detail(self, r: httpx.Response) -> str:
+        """What went wrong, in a line: the JSON ``detail`` (and validation errors), or the exception line of an
+        error page (Django's debug page or its text form: ``OperationalError: database is locked``)."""
         try:
             body = r.json()
         except ValueError:
-            return self._redact(r.text[:300].strip() or r.reason_phrase)
+            return self._redact(_page_error(r.text) or r.reason_phrase)
         if isinstance(body, Mapping):
-            parts = [str(body.get("detail") or "")]
+            parts = [_text(str(body.get("detail") or ""))]
             if body.get("validation_errors"):
                 parts.append(str(body["validation_errors"]))
             text = "; ".join(p for p in parts if p) or str(body)
@@ -933,8 +1007,16 @@ class LabelStudioTarget:
         conv = coco_to_results(coco, cfg, nonce=nonce, image_ids=image_task)
         res.categories_ignored = conv.categories_ignored
         res.errors.extend(conv.messages)
+        receiving = {image_task[i] for i in conv.results} - {-1}   # tasks that get a new prediction
+        fresh = {task_of_asset.get(m.matched.get(n, ""), -1) for n in uploaded}   # made just now: nothing to list
+        old: dict[int, list[int]] = {}
+        if self.mode == "replace" and receiving - fresh:   # listed before the import: removed after it
+            old = self._own_predictions(sorted(receiving - fresh), deadline=deadline)
+        res.annotations_replaced = res.images_replaced = 0
         if dry_run:
             res.annotations_applied = conv.applied
+            res.annotations_replaced = sum(len(ids) for ids in old.values())
+            res.images_replaced = len(old)
             res.duration = time.monotonic() - t0
             return res
         preds: list[dict[str, Any]] = []
@@ -945,8 +1027,6 @@ class LabelStudioTarget:
             if scores:
                 pred["score"] = float(np.mean(scores))
             preds.append(pred)
-        if self.mode == "replace" and not cancel.is_set():
-            self._delete_own_predictions(sorted(set(image_task.values()) - {-1}), deadline=deadline)
         sent = 0
         for start in range(0, len(preds), IMPORT_BATCH):
             if cancel.is_set():
@@ -962,7 +1042,10 @@ class LabelStudioTarget:
                 res.status = "failed"
                 res.errors.append(f"Label Studio created {n_created} of {len(batch)} predictions in one import")
             sent += len(batch)
-        self._confirm(res, preds[:sent], conv, deadline=deadline)
+        confirmed = self._confirm(res, preds[:sent], conv, deadline=deadline)
+        if old:
+            self._remove_replaced(res, {t: ids for t, ids in old.items() if t in confirmed}, kept=len(old),
+                                  deadline=deadline, cancel=cancel)
         res.duration = time.monotonic() - t0
         return res
 
@@ -974,39 +1057,71 @@ class LabelStudioTarget:
             return "rerun with --images DIR to upload it and create its task"
         return f"not in {self.images} either: add it there (or to the project)"
 
-    def _delete_own_predictions(self, tasks: list[int], *, deadline: float | None) -> int:
-        """Delete the predictions of ``tasks`` whose model_version is this target's; returns how many."""
-        def listed(task: int) -> list[int]:
-            r = self._request("GET", "/api/predictions", what="reading the tasks' predictions", deadline=deadline,
-                              params={"task": task})
-            return [int(p["id"]) for p in self._json(r, "the prediction list") or []
-                    if isinstance(p, Mapping) and p.get("model_version") == self.model_version]
+    def _predictions_of(self, tasks: Sequence[int], *, what: str,
+                        deadline: float | None) -> dict[int, list[Mapping[str, Any]]]:
+        """The predictions of ``tasks`` (every model version), by task: the task listing with ``fields=all``,
+        the tasks selected 500 a request (``query={"selectedItems": ...}``)."""
+        out: dict[int, list[Mapping[str, Any]]] = {}
+        for start in range(0, len(tasks), LIST_BATCH):
+            chunk = [int(t) for t in tasks[start:start + LIST_BATCH]]
+            query = json.dumps({"selectedItems": {"all": False, "included": chunk}})
+            r = self._request("GET", "/api/tasks", what=what, deadline=deadline, not_found=self._not_found(),
+                              params={"project": self.project_id, "fields": "all", "include": "id,predictions",
+                                      "page_size": LIST_BATCH, "query": query})
+            body = self._json(r, "the task list")
+            listed = body.get("tasks") if isinstance(body, Mapping) else None
+            if not isinstance(listed, list) or int(body.get("total", -1)) > len(chunk):
+                raise UploadError(f"Label Studio did not list the selected tasks while {what} (its task listing "
+                                  "ignored the selection)")
+            for t in listed:
+                out[int(t["id"])] = [p for p in t.get("predictions") or [] if isinstance(p, Mapping)]
+        return out
 
-        def delete(pred: int) -> None:
-            self._request("DELETE", f"/api/predictions/{pred}", what="deleting a replaced prediction",
-                          deadline=deadline, ok=(200, 204, 404))
+    def _own_predictions(self, tasks: Sequence[int], *, deadline: float | None) -> dict[int, list[int]]:
+        """``{task: [prediction ids]}``: the predictions of this target's model_version on ``tasks`` (tasks without
+        one are left out)."""
+        listed = self._predictions_of(tasks, what="listing the predictions to replace", deadline=deadline)
+        own = {t: [int(p["id"]) for p in preds if p.get("model_version") == self.model_version]
+               for t, preds in listed.items()}
+        return {t: ids for t, ids in own.items() if ids}
 
-        with ThreadPoolExecutor(max_workers=READ_BACK_WORKERS) as pool:
-            ids = [i for ids in pool.map(listed, tasks) for i in ids]
-            list(pool.map(delete, ids))
-        return len(ids)
+    def _remove_replaced(self, res: ShardResult, old: dict[int, list[int]], *, kept: int, deadline: float | None,
+                         cancel: threading.Event) -> None:
+        """Delete the replaced predictions ``old`` (``{task: [ids]}``, of tasks whose new prediction read back),
+        one at a time; ``kept``: the number of tasks that had old predictions. Counts go to ``res``."""
+        if kept > len(old):
+            res.errors.append(f"the old predictions of {kept - len(old)} task(s) were kept: their new prediction "
+                              "did not read back complete")
+        done = 0
+        try:
+            for ids in old.values():
+                if cancel.is_set():
+                    raise UploadError("cancelled")
+                for pred in ids:
+                    self._request("DELETE", f"/api/predictions/{pred}", what="deleting a replaced prediction",
+                                  deadline=deadline, ok=(200, 204, 404))
+                    res.annotations_replaced = (res.annotations_replaced or 0) + 1
+                done += 1
+                res.images_replaced = done
+        except UploadError as e:
+            left = sum(len(ids) for ids in old.values()) - (res.annotations_replaced or 0)
+            res.status = "failed"
+            res.errors.append(f"{e}; {left} replaced prediction(s) on {len(old) - done} task(s) are still there "
+                              "beside the new ones: run the same upload again to remove them")
 
     def _confirm(self, res: ShardResult, preds: list[dict[str, Any]], conv: Conversion, *,
-                 deadline: float | None) -> None:
-        """Read the predictions back, count the annotations whose every region is there, set the activity id."""
+                 deadline: float | None) -> set[int]:
+        """Read the predictions back, count the annotations whose every region is there, set the activity id;
+        returns the tasks whose new prediction read back with all its regions."""
         found: set[str] = set()
         pred_ids: list[int] = []
+        confirmed: set[int] = set()
         nonce_ids = {str(it["id"]) for p in preds for it in p["result"]}
-        def read(task: int) -> Any:
-            r = self._request("GET", "/api/predictions", what="reading predictions back", deadline=deadline,
-                              params={"task": task})
-            return self._json(r, "the prediction list") or []
-
-        with ThreadPoolExecutor(max_workers=READ_BACK_WORKERS) as pool:
-            lists = list(pool.map(read, [int(p["task"]) for p in preds]))
-        for p, listed in zip(preds, lists, strict=True):
+        listed = self._predictions_of(sorted({int(p["task"]) for p in preds}), what="reading predictions back",
+                                      deadline=deadline)
+        for p in preds:
             mine = 0
-            for q in listed:
+            for q in listed.get(int(p["task"]), []):
                 ids = {str(it.get("id")) for it in q.get("result") or [] if isinstance(it, Mapping)}
                 if ids & nonce_ids:
                     found |= ids & nonce_ids
@@ -1015,6 +1130,8 @@ class LabelStudioTarget:
             if mine != 1:
                 res.status = "failed"
                 res.errors.append(f"task {p['task']}: {mine} predictions of this upload read back, expected 1")
+            elif {str(it["id"]) for it in p["result"]} <= found:
+                confirmed.add(int(p["task"]))
         sent_regions = {ann: ids for ann, ids in conv.regions.items() if set(ids) <= nonce_ids}
         res.annotations_applied = sum(1 for ids in sent_regions.values() if set(ids) <= found)
         missing = len(nonce_ids - found)
@@ -1024,3 +1141,4 @@ class LabelStudioTarget:
                               f"({missing} of {len(nonce_ids)} regions missing)")
         if pred_ids:
             res.activity_id = f"ls-{self.project_id}-{min(pred_ids)}-{len(pred_ids)}"
+        return confirmed
