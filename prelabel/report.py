@@ -51,7 +51,7 @@ CODES: dict[str, str] = {
     "dropped.cancelled": "a cancelled Label Studio annotation",
     "dropped.ambiguous": "rows whose meaning cannot be decided (9 YOLO columns without a task)",
     "dropped.invalid": "a row that could not be parsed",
-    "dropped.outside_frame": "a video track frame marked outside",
+    "dropped.outside_frame": "a video track frame, or a shape in an image, marked outside",
     "image.missing": "a label file or record names an image that is not there",
     "image.size_from_header": "the image size came from the image file, not the annotation file",
     "image.unlabeled": "an image with no label file (kept with no annotations)",

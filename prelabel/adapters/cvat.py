@@ -16,8 +16,9 @@ What becomes what:
   category (named ``"1".."K"``, K the largest count seen; shorter shapes are padded with ``v=0``).
 - ``tag`` is image-level: kept in the image attributes as ``tags: [label, ...]`` (one ``image.attribute``
   info note per file); tags are not object annotations and are not counted.
-- ``occluded``, ``z_order``, ``group_id``, ``source`` and ``<attribute>`` children go to the annotation's
-  attributes (checkbox attributes as booleans, number attributes as numbers, per ``<meta>``).
+- ``occluded``, ``z_order``, ``group_id``, ``source``, ``track_id``, ``keyframe`` and ``<attribute>`` children go
+  to the annotation's attributes; a shape inside ``<image>`` marked ``outside="1"`` (datumaro) is dropped as
+  ``dropped.outside_frame`` (checkbox attributes as booleans, number attributes as numbers, per ``<meta>``).
 - Project exports: images are known by their ``subset`` and ``name``; ``file_name`` is the name and the subset
   (and ``task_id``) are image attributes. A shape with an empty ``label`` is dropped as
   ``dropped.unknown_category``.
@@ -934,6 +935,12 @@ class _Reader:
         v = a.get("source")
         if v is not None:
             out["source"] = self.strs.setdefault(v, v)
+        v = a.get("track_id")  # datumaro's CVAT exporter: a shape of a track, written per image
+        if v is not None:
+            out["track_id"] = int(v) if v.lstrip("-").isdigit() else v
+        v = a.get("keyframe")
+        if v is not None:
+            out["keyframe"] = v in ("1", "true", "True")
         return out
 
     def _drop(self, reason: str, label: str | None, line: int, message: str) -> None:
@@ -947,6 +954,12 @@ class _Reader:
         img = self.cur_img
         label = a.get("label", "")
         label = self.strs.setdefault(label, label)  # one str object per label, not one per row
+        if a.get("outside", "0") in ("1", "true", "True") and name != "tag":
+            # datumaro writes outside on every shape; an outside shape is not visible in this image
+            self._listen({}, label, 4)
+            self._drop("dropped.outside_frame", label or None, line, f'{name} marked outside="1": not visible in '
+                       "this image")
+            return
         if name == "box":
             x0, y0, x1, y1 = float(a["xtl"]), float(a["ytl"]), float(a["xbr"]), float(a["ybr"])
             rot = a.get("rotation")
@@ -962,7 +975,8 @@ class _Reader:
             # the common case, straight to the row (as _emit_shape does for an unrotated box). Boxes with the
             # same occluded / z_order / group_id / source share one attributes dict; an <attribute> child
             # gives the box its own copy first (_end)
-            key = (a.get("occluded"), a.get("z_order"), a.get("group_id"), a.get("source"))
+            key = (a.get("occluded"), a.get("z_order"), a.get("group_id"), a.get("source"), a.get("track_id"),
+                   a.get("keyframe"))
             shared = self.shared_attrs.get(key)
             if shared is None:
                 shared = self.shared_attrs[key] = self._common(a)
