@@ -17,8 +17,9 @@ What becomes what:
 - ``tag`` is image-level: kept in the image attributes as ``tags: [label, ...]`` (one ``image.attribute``
   info note per file); tags are not object annotations and are not counted.
 - ``occluded``, ``z_order``, ``group_id``, ``source``, ``track_id``, ``keyframe`` and ``<attribute>`` children go
-  to the annotation's attributes; a shape inside ``<image>`` marked ``outside="1"`` (datumaro) is dropped as
-  ``dropped.outside_frame`` (checkbox attributes as booleans, number attributes as numbers, per ``<meta>``).
+  to the annotation's attributes (checkbox attributes as booleans, number attributes as numbers, per
+  ``<meta>``); a shape inside ``<image>`` marked ``outside="1"`` (datumaro) is dropped as
+  ``dropped.outside_frame``.
 - Project exports: images are known by their ``subset`` and ``name``; ``file_name`` is the name and the subset
   (and ``task_id``) are image attributes. A shape with an empty ``label`` is dropped as
   ``dropped.unknown_category``.
