@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prelabel.adapters import cvat
+from prelabel.adapters import cvat, names, yolo
 from prelabel.adapters.base import ReadOptions
 from prelabel.model import Dataset
 from prelabel.report import Report
@@ -44,4 +44,60 @@ def test_cvat_outside_shapes_in_images_are_dropped_and_track_attributes_kept(tmp
     assert drops["message"].tolist() == ['box marked outside="1": not visible in this image',
                                          'polygon marked outside="1": not visible in this image']
     assert ds.report.read == 3
+    _balanced(ds)
+
+
+# ------------------------------------------------------------------ 5. YOLO: LabelImg classes.txt, YAML 1.1 words
+def _png(path: Path, w: int, h: int) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (w, h)).save(path)
+
+
+def test_yolo_labelimg_classes_txt_in_labels_is_found_from_the_root(tmp_path: Path) -> None:
+    _png(tmp_path / "images" / "a.png", 40, 20)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "classes.txt").write_text("cat\ndog\n")
+    (tmp_path / "labels" / "a.txt").write_text("1 0.5 0.5 0.5 0.5\n")
+    ds = yolo.read(tmp_path, options=ReadOptions(), report=Report())
+    assert ds.categories["name"].tolist() == ["cat", "dog"]
+    # class 1 = dog; cx 0.5*40=20, w 0.5*40=20 -> x 10; cy 0.5*20=10, h 10 -> y 5
+    assert ds.annotations["category"].tolist() == ["dog"]
+    assert ds.boxes.tolist() == [[10.0, 5.0, 20.0, 10.0]]
+    assert not [d for d in ds.report.diagnostics if d.code == "category.unnamed"]
+
+
+def test_yolo_yaml_11_booleans_in_names_stay_the_words_written(tmp_path: Path) -> None:
+    _png(tmp_path / "images" / "train" / "a.png", 10, 10)
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    (tmp_path / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2 0.2\n"
+                                                          "2 0.5 0.5 0.2 0.2\n3 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "data.yaml").write_text("train: images/train\nval: images/train\nnames: [on, off, yes, no]\n")
+    ds = yolo.read(tmp_path, options=ReadOptions(), report=Report())
+    assert ds.categories["name"].tolist() == ["on", "off", "yes", "no"]
+    assert ds.annotations["category"].tolist() == ["on", "off", "yes", "no"]
+    # the dict form and a names file read through names.read_names alike
+    (tmp_path / "data.yaml").write_text("train: images/train\nnames: {0: on, 1: off, 2: y, 3: n}\n")
+    assert names.read_names(tmp_path / "data.yaml") == ["on", "off", "y", "n"]
+
+
+# ------------------------------------------------------------------ 6. a data.yaml naming a missing image folder
+def test_yolo_missing_image_folder_rows_enter_the_ledger_with_the_path_looked_for(tmp_path: Path) -> None:
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    (tmp_path / "labels" / "train" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.1 0.1 0.1 0.1\n")
+    (tmp_path / "labels" / "train" / "b.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [cat, dog]\n")
+    ds = yolo.read(tmp_path, options=ReadOptions(), report=Report())
+    assert len(ds) == 0 and ds.report.read == 3
+    drops = ds.report.drops
+    assert drops["reason"].tolist() == ["dropped.no_image"] * 3
+    assert drops["category"].tolist() == ["cat", "dog", "cat"]
+    assert drops["source"].tolist() == ["labels/train/a.txt:1", "labels/train/a.txt:2", "labels/train/b.txt:1"]
+    assert drops["message"].tolist() == ["no image for this label file (looked for images/train/a.*)"] * 2 + [
+        "no image for this label file (looked for images/train/b.*)"]
+    missing = [d for d in ds.report.diagnostics if d.code == "image.missing"]
+    assert missing[0].source == f"{tmp_path / 'data.yaml'}#train"
+    assert missing[0].message == ("image folder 'images/train' not found (looked for images/train); the 2 label "
+                                  "file(s) of labels/train have no image")
     _balanced(ds)
