@@ -5,8 +5,10 @@ Values are worked out by hand in the comments next to each assertion.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from prelabel.adapters import coco as coco_in
 from prelabel.adapters import cvat, names, yolo
 from prelabel.adapters.base import ReadOptions
 from prelabel.model import Dataset
@@ -101,3 +103,37 @@ def test_yolo_missing_image_folder_rows_enter_the_ledger_with_the_path_looked_fo
     assert missing[0].message == ("image folder 'images/train' not found (looked for images/train); the 2 label "
                                   "file(s) of labels/train have no image")
     _balanced(ds)
+
+
+# ------------------------------------------------------------------ 14. stored COCO areas recomputed are `changed`
+def test_coco_stored_areas_that_change_are_listed_under_changed(tmp_path: Path) -> None:
+    p = tmp_path / "gt.json"
+    p.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 50, "height": 50}],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [
+            # box 10 x 20 = 200: a stored 150 is recomputed
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 20], "area": 150},
+            # triangle (0,0) (10,0) (0,10): area 50, bbox [0, 0, 10, 10]; 50.4 is within 1 px² of it
+            {"id": 2, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 50.4,
+             "segmentation": [[0, 0, 10, 0, 0, 10]]},
+            # the same triangle stored as 52: off by 2 > max(1, 1 % of 50)
+            {"id": 3, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 52,
+             "segmentation": [[0, 0, 10, 0, 0, 10]]},
+            # a stale bbox and area together: one change naming both
+            {"id": 4, "image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 10], "area": 90,
+             "segmentation": [[0, 0, 10, 0, 0, 10]]},
+        ]}))
+    rep = Report()
+    ds = coco_in.read(p, options=ReadOptions(), report=rep)
+    assert len(ds) == 4
+    ch = rep.changes
+    assert ch["reason"].tolist() == ["recomputed"] * 3
+    assert ch["source"].tolist() == [f"{p}#annotations[0]", f"{p}#annotations[2]", f"{p}#annotations[3]"]
+    assert ch["message"].tolist() == [
+        "stored area 150 differs from the geometry's 200",
+        "stored area 52 differs from the geometry's 50",
+        "stored bbox [0.0, 0.0, 9.0, 10.0] differs from the geometry's [0.0, 0.0, 10.0, 10.0]; "
+        "stored area 90 differs from the geometry's 50"]
+    rep.set_written(4)
+    assert rep.to_dict()["changed"] == {"recomputed": 3}
