@@ -6,11 +6,14 @@ Values are worked out by hand in the comments next to each assertion.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from prelabel.adapters import coco as coco_in
 from prelabel.adapters import cvat, names, yolo
 from prelabel.adapters.base import ReadOptions
+from prelabel.errors import ReadError, option, spell
 from prelabel.model import Dataset
 from prelabel.report import Report
 
@@ -137,3 +140,40 @@ def test_coco_stored_areas_that_change_are_listed_under_changed(tmp_path: Path) 
         "stored area 90 differs from the geometry's 50"]
     rep.set_written(4)
     assert rep.to_dict()["changed"] == {"recomputed": 3}
+
+
+# ------------------------------------------------------------------ 11. hints name the reader's own options
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "prelabel", *args], capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def test_hints_name_cli_flags_on_the_command_line_and_python_names_in_python(tmp_path: Path) -> None:
+    p = tmp_path / "annotations.xml"
+    p.write_text(CVAT_HEAD + '<image id="0" name="a.jpg" width="100" height="60">\n'
+                 '<points label="car" points="1,1;2,2"/>\n</image></annotations>', encoding="utf-8")
+    ds = cvat.read(p, options=ReadOptions(), report=Report())
+    assert ds.report.drops["message"].tolist() == [
+        "points is not an area (read them as keypoints with cvat_points='keypoints')"]
+    res = _cli("convert", str(p), "-o", str(tmp_path / "out.json"), "--report", str(tmp_path / "r.json"))
+    assert res.returncode == 0, res.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    [drop] = [d for d in report["diagnostics"] if d["code"] == "dropped.unsupported"]
+    assert drop["message"] == "points is not an area (read them as keypoints with --cvat-points keypoints)"
+    assert drop["source"] == f"{p}:3"
+
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]))
+    res = _cli("convert", str(results), "--from", "coco", "-o", str(tmp_path / "o2.json"))
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[-1] == "hint: give --images-from GT.json"
+    try:
+        coco_in.read(results, options=ReadOptions(), report=Report())
+    except ReadError as e:
+        assert e.hint == "give images_from='GT.json'"
+    else:
+        raise AssertionError("a results list without images_from must fail")
+    # one mechanism: the same text spelled for either reader
+    text = f"use {option('normalized', False)} or {option('columns', 'ROLE=NAME')} or {option('data_yaml')}"
+    assert spell(text, cli=True) == "use --absolute or --column ROLE=NAME or --data-yaml"
+    assert spell(text, cli=False) == "use normalized=False or columns={ROLE: NAME} or extra={'data_yaml': ...}"

@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 from ..converters.coco import load
-from ..errors import ReadError
+from ..errors import ReadError, option
 from ..geometry import bbox_of_polygons, polygons_area, rle_area, rle_bbox
 from ..imagesize import image_sizes as read_image_sizes
 from ..model import Dataset
@@ -191,9 +191,9 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
                                   f"{im.get('height')!r}", element=el)
         if w is None or h is None:
             if local is None:
-                out.why[key] = f"image {rel!r} has no width/height (give the images root, --images, to read them)"
+                out.why[key] = f"image {rel!r} has no width/height (give the images root, {option('images')}, to read them)"
                 report.note("image.missing", f"{file}#{el}", f"{rel!r} has no width/height: its annotations "
-                            "are dropped (give --images to read the sizes from the files)")
+                            f"are dropped (give {option('images')} to read the sizes from the files)")
                 continue
             pending.append((len(names), key, rel, local))
             w, h = 0, 0
@@ -580,12 +580,11 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     if isinstance(doc, list):
         if options.images_from is None:
             raise ReadError(file, "a COCO results list (no images or categories): the image table must come "
-                                  "from the ground-truth file", hint="give --images-from GT.json "
-                                  "(options.images_from)")
+                                  "from the ground-truth file", hint=f"give {option('images_from', 'GT.json')}")
         gt_file = str(options.images_from)
         gt = load(options.images_from)
         if not isinstance(gt, dict) or not isinstance(gt.get("images"), list):
-            raise ReadError(gt_file, "--images-from must be a COCO file with 'images' and 'categories'")
+            raise ReadError(gt_file, f"{option('images_from')} must be a COCO file with 'images' and 'categories'")
         gt_images, gt_categories, items, prefix = gt["images"], gt.get("categories", []), doc, ""
     elif isinstance(doc, dict):
         if not isinstance(doc.get("images"), list):

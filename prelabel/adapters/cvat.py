@@ -89,7 +89,7 @@ from xml.parsers import expat
 import numpy as np
 import pandas as pd
 
-from ..errors import ReadError, UsageError
+from ..errors import ReadError, UsageError, option
 from ..geometry import cvat_rle_to_coco, ellipse_polygon, rle_bbox, rotated_box_center
 from ..model import Dataset
 from ..paths import safe_join, safe_relative, why_unsafe
@@ -372,7 +372,7 @@ class _Reader:
         self.report = report
         self.images_root = images_root
         if options.cvat_points not in ("skip", "keypoints"):
-            raise UsageError(f"cvat_points must be 'skip' or 'keypoints', got {options.cvat_points!r}")
+            raise UsageError(f"{option('cvat_points')} must be 'skip' or 'keypoints', got {options.cvat_points!r}")
         self.points_as_kp = options.cvat_points == "keypoints"
         self.stack: list[str] = []
         self.parser: Any = None
@@ -1139,7 +1139,7 @@ class _Reader:
             self.kp_points_rows.append(len(self.a_cat))
             self._emit_keypoints(img, label, kp, attrs, line)
         else:
-            hint = " (read them as keypoints with cvat_points='keypoints')" if kind == "points" else ""
+            hint = f" (read them as keypoints with {option('cvat_points', 'keypoints')})" if kind == "points" else ""
             self._drop("dropped.unsupported", label, line, f"{kind} is not an area{hint}")
 
     # ------------------------------------------------------------------ video mode

@@ -61,7 +61,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ..errors import ReadError, UsageError
+from ..errors import ReadError, UsageError, option
 from ..geometry import bbox_of_polygons, ellipse_polygon, rle_bbox, rle_decode, rle_encode, rle_from_polygons
 from ..imagesize import HEADER_BYTES, image_size, size_from_bytes
 from ..model import Dataset
@@ -321,7 +321,7 @@ class _Reader:
         n = len(pts)
         if kind in _POINT_KINDS:
             if not self.keypoints:
-                return "dropped.unsupported", f"{kind} is not an area (keep it as keypoints with --points keypoints)"
+                return "dropped.unsupported", f"{kind} is not an area (keep it as keypoints with {option('points', 'keypoints')})"
             kp = np.empty((n, 3), dtype=np.float64)
             kp[:, :2], kp[:, 2] = pts, 2.0
             inst.kp = kp

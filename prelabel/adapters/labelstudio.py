@@ -91,7 +91,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ..errors import ReadError, UsageError
+from ..errors import ReadError, UsageError, option
 from ..gcpause import gc_paused
 from ..geometry import ellipse_polygon, ls_rle_decode, rle_bbox, rle_encode
 from ..imagesize import image_size
@@ -928,8 +928,8 @@ class _Reader:
                 if size is not None:
                     self.from_header += 1
             if size is None:
-                why = ("no original_width/height and no --images" if self.root is None else
-                       f"no original_width/height and image {name!r} not found under --images" if not found
+                why = (f"no original_width/height and no images root ({option('images')})" if self.root is None else
+                       f"no original_width/height and image {name!r} not found under the images root" if not found
                        else f"no original_width/height and {name!r} is not a readable image")
                 if n_regions:
                     self._drop_all(groups, "dropped.no_image", f"{label}: {why}")

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ReadError
+from ..errors import ReadError, option
 
 __all__ = ["NAME_FILES", "find_names", "load_yaml", "locate", "names_from_yaml", "parse_obj_data", "read_names",
            "split_parts", "yaml_error"]
@@ -169,7 +169,7 @@ def read_names(path: str | Path) -> list[str]:
         if "names" not in keys:
             if keys.get("classes", "").isdigit():
                 return [str(i) for i in range(int(keys["classes"]))]
-            raise ReadError(str(p), "no 'names =' line", hint="add 'names = obj.names' or give --names")
+            raise ReadError(str(p), "no 'names =' line", hint=f"add 'names = obj.names' or give {option('names')}")
         found = locate(keys["names"], [p.parent], want_dir=False)
         if found is None:
             raise ReadError(str(p), f"names file {keys['names']!r} not found beside it")

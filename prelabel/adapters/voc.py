@@ -77,7 +77,7 @@ from xml.parsers import expat
 import numpy as np
 import pandas as pd
 
-from ..errors import ReadError, UsageError
+from ..errors import ReadError, UsageError, option
 from ..gcpause import gc_paused
 from ..imagesize import image_sizes
 from ..model import Dataset
@@ -671,7 +671,8 @@ def _source(src: Path, options: ReadOptions, files: Sequence[str] | None = None)
     origin = int(options.voc_origin)
     if origin not in (0, 1):
         raise UsageError(f"voc_origin must be 0 or 1, got {options.voc_origin!r}",
-                         hint="--voc-origin 1 for the VOC spec's 1-based pixels, 0 for files from 0-based tools")
+                         hint=f"{option('voc_origin', 1)} for the VOC spec's 1-based pixels, "
+                              f"{option('voc_origin', 0)} for files from 0-based tools")
     single = src.is_file()
     voc_root = False
     if single:
@@ -758,7 +759,7 @@ def _assemble(parsed: _Parsed, origin: int, finder: _ImageFinder, abs_of: dict[s
                        else f"no image {file_names[i]!r} found to read it from")
                 if parsed.img_nobj[i]:
                     raise ReadError(rel, f"no <size> (or a zero width/height) in the file, and {why}",
-                                    element="size", hint="give the images folder with --images")
+                                    element="size", hint=f"give the images folder with {option('images')}")
                 keep[i] = False
                 sizes.note("file.skipped", rel, f"no <size> and {why}; the file has no objects, so it is skipped")
                 continue
@@ -781,7 +782,7 @@ def _assemble(parsed: _Parsed, origin: int, finder: _ImageFinder, abs_of: dict[s
             for r in zero[first].tolist():
                 suspect.note("coordinates.suspect", format_source(parsed.img_rel[img_index[r]], int(lines[r])),
                              "a coordinate is 0, which 1-based VOC files never have: this file looks 0-based "
-                             "(datumaro, CVAT, Roboflow); read it with --voc-origin 0")
+                             f"(datumaro, CVAT, Roboflow); read it with {option('voc_origin', 0)}")
     else:
         x, y = c[:, 0].copy(), c[:, 1].copy()
         w, h = c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]

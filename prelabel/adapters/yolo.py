@@ -57,7 +57,7 @@ Without a task, each file is judged by all of its rows together, never row by ro
 8 and 12+ segment, 9-11 OBB or segment, 7 detect with a score and a track id when every row's 6th value is in
 [0, 1] and 7th a whole number, else a 3-point polygon. A file of 9-11 column rows only is ambiguous (a 4-point
 polygon or an oriented box): it is read as segment when the rest of the dataset is segment (note
-``task.inferred``), otherwise its rows are dropped (``dropped.ambiguous``, "pass --task segment or --task obb").
+``task.inferred``), otherwise its rows are dropped (``dropped.ambiguous``, f"pass {option('task', 'segment')} or {option('task', 'obb')}").
 A file mixing box rows and polygon rows is read as segment with box rows. Pose is never inferred from column
 counts; with the pose task but no ``kpt_shape`` (data.yaml or ``options.extra["kpt_shape"]``), ``K`` and ``d``
 are inferred from label rows (no score) and noted.
@@ -106,7 +106,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ReadError, UsageError
+from ..errors import ReadError, UsageError, option
 from ..gcpause import gc_paused
 from ..imagesize import image_sizes
 from ..model import Dataset
@@ -135,7 +135,7 @@ _D, _S, _O = 1, 2, 4                  # candidate task bits: detect, segment, ob
 _DETECT, _SEGMENT, _OBB, _POSE, _AMBIGUOUS = 0, 1, 2, 3, 4
 KIND_NAMES = {_DETECT: "detect", _SEGMENT: "segment", _OBB: "obb", _POSE: "pose"}
 _AMBIGUOUS_MSG = ("9 to 11 columns: a 4-point polygon or an oriented box; "
-                  "pass --task segment or --task obb")
+                  f"pass {option('task', 'segment')} or {option('task', 'obb')}")
 
 
 # ============================================================================================ detection
@@ -1192,7 +1192,7 @@ class _Run:
             where = cfg.names_src if cfg.names_src == "--names" else _rel(_norm(cfg.names_src), lay.root)
             raise ReadError(rel_files[lines.entry[i]],
                             f"class index {int(ci[i])} has no name ({where} lists {len(cfg.names)} classes)",
-                            line=int(lines.line[i]), hint="add the class to the names file or give --names")
+                            line=int(lines.line[i]), hint=f"add the class to the names file or give {option('names')}")
 
         # ---- what each file is
         has_image = ent_img >= 0
@@ -1322,8 +1322,8 @@ class _Run:
             raise NeedsWholeRead(
                 "label files of 9-11 column rows only (4-point polygons or oriented boxes) are read as polygons "
                 "when every other label file holds polygons, else dropped; the files read before "
-                f"{files[int(np.argmax(culprit))]} decided the one and that file the other (pass --task segment "
-                "or --task obb to stream)")
+                f"{files[int(np.argmax(culprit))]} decided the one and that file the other (pass {option('task', 'segment')} "
+                f"or {option('task', 'obb')} to stream)")
         if self.pending_as_segment is None and (pending & sized).any():
             self.pending_as_segment = as_segment
         kinds[pending] = _SEGMENT if as_segment else _AMBIGUOUS
@@ -1356,7 +1356,7 @@ class _Run:
         if self.n_pending and self.decided == {_SEGMENT}:
             segment += self.n_pending
             note = (f"{self.n_pending} file(s) with only 9-11 column rows read as polygons like the rest of the "
-                    "dataset; pass --task obb if they are oriented boxes")
+                    f"dataset; pass {option('task', 'obb')} if they are oriented boxes")
         counts = {"detect": self.n_detect, "segment": segment}
         summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
         if not summary:
@@ -1425,7 +1425,7 @@ def _check_columns(lines: _Lines, kind: np.ndarray, files: list[str], kpt_shape:
     det = kind == _DETECT
     checks.append((det & ((n < 5) | (n > 7)),
                    "expected 5 numbers (class cx cy w h), 6 with a score or 7 with a score and a track id",
-                   "rows of polygons? pass --task segment (or --task obb for 4 corners)"))
+                   f"rows of polygons? pass {option('task', 'segment')} (or {option('task', 'obb')} for 4 corners)"))
     checks.append(((kind == _OBB) & ((n < 9) | (n > 11)),
                    "expected 9 numbers (class x1 y1 ... x4 y4), 10 with a score or 11 with a score and a track id",
                    ""))
