@@ -6,12 +6,14 @@ Values are worked out by hand in the comments next to each assertion.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from prelabel import adapters
 from prelabel.adapters import coco as coco_in
-from prelabel.adapters import cvat, names, yolo
+from prelabel.adapters import cvat, labelme, names, voc, yolo
 from prelabel.adapters.base import ReadOptions
 from prelabel.errors import ReadError, option, spell
 from prelabel.model import Dataset
@@ -177,3 +179,125 @@ def test_hints_name_cli_flags_on_the_command_line_and_python_names_in_python(tmp
     text = f"use {option('normalized', False)} or {option('columns', 'ROLE=NAME')} or {option('data_yaml')}"
     assert spell(text, cli=True) == "use --absolute or --column ROLE=NAME or --data-yaml"
     assert spell(text, cli=False) == "use normalized=False or columns={ROLE: NAME} or extra={'data_yaml': ...}"
+
+
+# ------------------------------------------------------------------ 7, 8. junk next to the data, names not UTF-8
+VOC_XML = ("<annotation><filename>{name}</filename><size><width>40</width><height>20</height><depth>3</depth>"
+           "</size>{objects}</annotation>")
+VOC_BOX = ("<object><name>cat</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax>"
+           "</bndbox></object>")
+LABELME = {"version": "5.0.1", "flags": {}, "imagePath": "a.jpg", "imageData": None, "imageHeight": 20,
+           "imageWidth": 40, "shapes": [{"label": "cat", "points": [[1, 2], [11, 12]], "shape_type": "rectangle",
+                                         "group_id": None, "flags": {}}]}
+
+
+def _junk(folder: Path, *names: str) -> None:
+    """AppleDouble files (binary) under ``folder`` and in its ``__MACOSX`` twin, plus a .DS_Store."""
+    for n in names:
+        (folder / f"._{n}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \xff\xfe")
+        (folder / "__MACOSX").mkdir(exist_ok=True)
+        (folder / "__MACOSX" / f"._{n}").write_bytes(b"\x00\x05\x16\x07")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+
+
+def _skipped(report: Report) -> list[str]:
+    return sorted(d.message for d in report.diagnostics if d.code == "file.skipped")
+
+
+def test_yolo_junk_is_skipped_with_a_note(tmp_path: Path) -> None:
+    _png(tmp_path / "images" / "a.png", 40, 20)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (tmp_path / "classes.txt").write_text("cat\n")
+    _junk(tmp_path / "images", "a.png")
+    _junk(tmp_path / "labels", "a.txt")
+    ds = yolo.read(tmp_path, options=ReadOptions(), report=Report())
+    assert ds.images["file_name"].tolist() == ["a.png"]
+    assert ds.boxes.tolist() == [[10.0, 5.0, 20.0, 10.0]]  # cx 20 w 20 -> x 10; cy 10 h 10 -> y 5
+    # per reason: 2 AppleDouble files (images/._a.png, labels/._a.txt), 2 __MACOSX folders, 2 .DS_Store
+    assert _skipped(ds.report) == [
+        "2 hidden file(s) or folder(s) skipped (first: images/.DS_Store)",
+        "2 macOS AppleDouble file(s) (resource fork) skipped (first: images/._a.png)",
+        "2 macOS zip metadata folder(s) skipped (first: images/__MACOSX)"]
+
+
+def test_voc_and_labelme_junk_is_skipped_with_a_note(tmp_path: Path) -> None:
+    vdir = tmp_path / "voc"
+    vdir.mkdir()
+    (vdir / "a.xml").write_text(VOC_XML.format(name="a.jpg", objects=VOC_BOX.format(x0=2, y0=3, x1=12, y1=13)))
+    _junk(vdir, "a.xml")
+    ds = voc.read(vdir, options=ReadOptions(), report=Report())
+    assert ds.boxes.tolist() == [[1.0, 2.0, 11.0, 11.0]]  # 1-based pixels: x 2-1=1, w 12-2+1=11
+    assert _skipped(ds.report) == [  # only .xml files are looked at: .DS_Store is not one
+        "1 macOS AppleDouble file(s) (resource fork) skipped (first: ._a.xml)",
+        "1 macOS zip metadata folder(s) skipped (first: __MACOSX)"]
+    ldir = tmp_path / "labelme"
+    ldir.mkdir()
+    (ldir / "a.json").write_text(json.dumps(LABELME))
+    _junk(ldir, "a.json")
+    ds = labelme.read(ldir, options=ReadOptions(), report=Report())
+    assert ds.boxes.tolist() == [[1.0, 2.0, 10.0, 10.0]]
+    assert len(_skipped(ds.report)) == 2
+    assert adapters.detect(vdir) == "voc" and adapters.detect(ldir) == "labelme"
+
+
+def test_file_names_that_are_not_utf8_are_one_clear_error(tmp_path: Path) -> None:
+    root = os.fsencode(tmp_path)
+    _png(tmp_path / "images" / "a.png", 40, 20)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "classes.txt").write_text("cat\n")
+    for d, ext in ((b"images", b".png"), (b"labels", b".txt")):
+        with open(os.path.join(root, d, b"caf\xe9" + ext), "wb") as f:
+            f.write(b"0 0.5 0.5 0.5 0.5\n" if ext == b".txt" else (tmp_path / "images" / "a.png").read_bytes())
+    try:
+        yolo.read(tmp_path, options=ReadOptions(), report=Report())
+    except ReadError as e:
+        assert e.reason == ("2 file name(s) are not valid UTF-8 (images/caf\\xe9.png, labels/caf\\xe9.txt): such "
+                            "names cannot be written into COCO or matched in a project")
+        assert e.hint == f"rename them to UTF-8 first, for example: convmv -f cp1252 -t utf-8 -r --notest {tmp_path}"
+    else:
+        raise AssertionError("expected a ReadError")
+    vdir = tmp_path / "voc"
+    vdir.mkdir()
+    with open(os.path.join(os.fsencode(vdir), b"caf\xe9.xml"), "wb") as f:
+        f.write(VOC_XML.format(name="a.jpg", objects="").encode())
+    res = _cli("convert", str(vdir), "--from", "voc", "-o", str(tmp_path / "o.json"))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "1 file name(s) are not valid UTF-8 (caf\\xe9.xml)" in res.stderr
+
+
+# ------------------------------------------------------------------ 12. one malformed record never aborts a dataset
+def test_voc_object_without_bndbox_is_dropped_with_its_line_and_the_rest_converts(tmp_path: Path) -> None:
+    (tmp_path / "a.xml").write_text(VOC_XML.format(name="a.jpg", objects=VOC_BOX.format(x0=2, y0=3, x1=12, y1=13)))
+    (tmp_path / "b.xml").write_text(
+        "<annotation><filename>b.jpg</filename>\n"
+        "<size><width>40</width><height>20</height></size>\n"
+        "<object><name>dog</name><pose>Left</pose></object>\n"                       # line 3: no <bndbox>
+        "<object><name>cat</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>9</ymax></bndbox>"
+        "</object>\n"                                                                 # line 4: kept
+        "<object><name>cat</name><bndbox><xmin>1</xmin><ymin>x</ymin><xmax>5</xmax><ymax>9</ymax></bndbox>"
+        "</object>\n"                                                                 # line 5: ymin not a number
+        "<object><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>9</ymax></bndbox></object>\n"  # 6: no name
+        "</annotation>\n")
+    for stream in (False, True):
+        rep = Report()
+        if stream:
+            ds = Dataset.concat(list(voc.iter_chunks(tmp_path, options=ReadOptions(), report=rep, chunk_rows=1)))
+        else:
+            ds = voc.read(tmp_path, options=ReadOptions(), report=rep)
+        # a.xml (2,3)-(12,13) 1-based: x 1 y 2 w 11 h 11; b.xml (1,1)-(5,9): x 0 y 0 w 5 h 9
+        assert ds.boxes.tolist() == [[1.0, 2.0, 11.0, 11.0], [0.0, 0.0, 5.0, 9.0]]
+        assert ds.annotations["src_line"].tolist()[1] == 4
+        drops = rep.drops
+        assert drops["reason"].tolist() == ["dropped.invalid"] * 3
+        assert drops["source"].tolist() == ["b.xml:3", "b.xml:5", "b.xml:6"]
+        assert drops["category"].tolist() == ["dog", "cat", None]
+        assert drops["message"].tolist() == ["object 1 has no <bndbox>",
+                                             "object 3: <ymin> is not a number: 'x' (<bndbox/ymin>)",
+                                             "object 4 has no <name> (<name>)"]
+        assert rep.read == 5
+        rep.set_written(len(ds))
+        assert rep.balanced
+    res = _cli("convert", str(tmp_path), "--from", "voc", "-o", str(tmp_path / "o.json"), "--strict")
+    assert res.returncode == 1
+    assert "error: --strict: 1 problem(s); first: dropped.invalid" in res.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import cast
 
 from ..errors import FormatDetectionError, UsageError, option
+from ..junk import junk_reason
 from .base import Adapter, ReadOptions
 
 __all__ = ["ALIASES", "FORMATS", "Adapter", "ReadOptions", "detect", "get"]
@@ -84,11 +85,11 @@ def _detect_inside(folder: Path) -> list[tuple[str, str]]:
     except OSError:
         return found
     for entry in entries:
-        if entry.name.startswith("."):
+        if junk_reason(entry.name) is not None:
             continue
         candidates = [entry] if entry.is_dir() else []
         if entry.is_dir():
-            candidates += sorted(c for c in entry.iterdir() if c.is_file())[:5]
+            candidates += sorted(c for c in entry.iterdir() if c.is_file() and junk_reason(c.name) is None)[:5]
         for cand in candidates:
             scores = _scores(cand)
             best = max(scores.values())

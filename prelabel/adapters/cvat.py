@@ -91,6 +91,7 @@ import pandas as pd
 
 from ..errors import ReadError, UsageError, option
 from ..geometry import cvat_rle_to_coco, ellipse_polygon, rle_bbox, rotated_box_center
+from ..junk import junk_reason
 from ..model import Dataset
 from ..paths import safe_join, safe_relative, why_unsafe
 from ..report import Report
@@ -144,7 +145,8 @@ def _detect_file(path: Path) -> float:
 
 
 def _xml_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".xml" and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".xml" and junk_reason(p.name) is None
+                  and p.is_file())
 
 
 def detect(path: Path) -> float:

@@ -95,6 +95,7 @@ from ..errors import ReadError, UsageError, option
 from ..gcpause import gc_paused
 from ..geometry import ellipse_polygon, ls_rle_decode, rle_bbox, rle_encode
 from ..imagesize import image_size
+from ..junk import junk_reason
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_join, safe_relative, why_unsafe
 from ..report import Report
@@ -558,7 +559,7 @@ def _source(path: Path, options: ReadOptions) -> tuple[list[Path], Any]:
         raise UsageError(f"ls_annotator must be one of {', '.join(ANNOTATOR_CHOICES)}, "
                          f"got {options.ls_annotator!r}")
     p = Path(path)
-    files = sorted(p.glob("*.json")) if p.is_dir() else [p]
+    files = sorted(f for f in p.glob("*.json") if junk_reason(f.name) is None) if p.is_dir() else [p]
     if not files:
         raise ReadError(str(p), "no .json files in this folder")
     return files, _load_config(options.extra.get("label_config"))

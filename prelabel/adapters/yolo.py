@@ -109,6 +109,7 @@ import pandas as pd
 from ..errors import ReadError, UsageError, option
 from ..gcpause import gc_paused
 from ..imagesize import image_sizes
+from ..junk import Skips
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS
 from ..report import Report
@@ -263,6 +264,7 @@ class _Layout:
     claimed: set[str] = field(default_factory=set)       # label files paired with an image
     orphan_set: set[str] = field(default_factory=set)
     walks: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # folder walks, done once
+    skips: Skips = field(default_factory=Skips)               # junk next to the data, names not UTF-8
     looked_for: dict[str, str] = field(default_factory=dict)  # orphan label file -> the image path looked for
 
 
@@ -285,9 +287,11 @@ def _walk(root: str, lay: _Layout) -> tuple[list[str], list[str]]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        dirs[:] = sorted(x for x in dirs if lay.skips.keep(d, x))
         prefix = d + _SEP
         for f in files:
+            if not lay.skips.keep(d, f):
+                continue
             dot = f.rfind(".")
             if dot <= 0:
                 continue
@@ -639,6 +643,12 @@ def _find_data_yaml(folder: str, report: Report) -> str | None:
 
 
 def _layout(p: Path, options: ReadOptions, report: Report) -> _Layout:
+    lay = _layout_of(p, options, report)
+    lay.skips.flush(report, lay.root)
+    return lay
+
+
+def _layout_of(p: Path, options: ReadOptions, report: Report) -> _Layout:
     s = _norm(p)
     if p.is_file():
         root = os.path.dirname(s) or "."
