@@ -301,3 +301,22 @@ def test_voc_object_without_bndbox_is_dropped_with_its_line_and_the_rest_convert
     res = _cli("convert", str(tmp_path), "--from", "voc", "-o", str(tmp_path / "o.json"), "--strict")
     assert res.returncode == 1
     assert "error: --strict: 1 problem(s); first: dropped.invalid" in res.stderr
+
+
+# ------------------------------------------------------------------ 9. detection: a small JSON export with a BOM
+def test_small_json_exports_with_a_utf8_bom_are_detected(tmp_path: Path) -> None:
+    bom = b"\xef\xbb\xbf"
+    ls = [{"id": 1, "data": {"image": "/data/upload/1/a.jpg"}, "annotations": [{"id": 5, "result": [{
+        "id": "r", "type": "rectanglelabels", "from_name": "label", "to_name": "image", "original_width": 40,
+        "original_height": 20, "value": {"x": 10, "y": 10, "width": 50, "height": 50, "rotation": 0,
+                                         "rectanglelabels": ["cat"]}}]}]}]
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 40, "height": 20}],
+            "categories": [{"id": 1, "name": "cat"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [4, 2, 20, 10]}]}
+    for name, doc, fmt in (("ls.json", ls, "labelstudio"), ("coco.json", coco, "coco"),
+                           ("lm.json", LABELME, "labelme")):
+        (tmp_path / name).write_bytes(bom + json.dumps(doc).encode())
+        assert adapters.detect(tmp_path / name) == fmt, name
+    ds = adapters.get("labelstudio").read(tmp_path / "ls.json", options=ReadOptions(), report=Report())
+    # 10 % of 40 = 4, 10 % of 20 = 2, 50 % of 40 = 20, 50 % of 20 = 10
+    assert ds.boxes.tolist() == [[4.0, 2.0, 20.0, 10.0]]

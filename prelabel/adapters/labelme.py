@@ -93,7 +93,7 @@ def _looks_like(p: Path) -> bool:
             head = f.read(64 * 1024).lstrip()
         return head.startswith(b"{") and b'"shapes"' in head and (b'"version"' in head or b'"imagePath"' in head)
     try:
-        return _is_labelme(orjson.loads(p.read_bytes()))
+        return _is_labelme(orjson.loads(p.read_bytes().removeprefix(b"\xef\xbb\xbf")))  # a UTF-8 BOM is fine
     except orjson.JSONDecodeError:
         return False
 

@@ -145,6 +145,8 @@ def detect(path: Path) -> float:
         return 0.0
     with open(p, "rb") as f:
         head = f.read(_PEEK + 1)
+    if head.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM (Windows editors, some exports)
+        head = head[3:]
     if len(head) <= _PEEK:
         try:
             return _shape_score(orjson.loads(head))
