@@ -42,7 +42,7 @@ def load_yaml(text: str) -> Any:
     no]`` as ``[True, False, True, False]``, merging four classes into two); numbers, lists and mappings as
     usual. Raises ``yaml.YAMLError``.
 
-        >>> load_yaml("names: [on, off, yes, no, true]\nnc: 5")
+        >>> load_yaml("names: [on, off, yes, no, true]\\nnc: 5")
         {'names': ['on', 'off', 'yes', 'no', 'true'], 'nc': 5}
     """
     import yaml

@@ -237,8 +237,11 @@ def _resolve_roles(columns: Sequence[Any], *, overrides: Mapping[str, str], box_
     if missing:
         raise ReadError(file, f"missing columns for role(s): {'; '.join(missing)}. Columns found: "
                               f"{', '.join(actual) or '(none)'}",
-                        hint="name them with --column ROLE=NAME (columns={'ROLE': 'NAME'} in Python), for example "
-                             "--column image=<file-name column> --column category=<class column>")
+                        hint=f"name them with {option('columns', 'ROLE=NAME')}, for example "
+                             f"{option('columns', 'image=<file-name column>')}"
+                             + (f"; a box as x, y, width, height columns: {option('columns', 'x=xmin')} "
+                                f"{option('columns', 'w=width')} ... with {option('box_format', 'xywh')}"
+                                if any(m.startswith("box") for m in missing) else ""))
     return roles
 
 
