@@ -21,15 +21,16 @@ class _Group(click.Group):
     """Turns prelabel's errors into one line of what went wrong and one line of what to do."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from .errors import PrelabelError
+        from .errors import PrelabelError, cli_spelling
 
-        try:
-            return super().invoke(ctx)
-        except PrelabelError as e:
-            _fail(e)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+        with cli_spelling():  # options named in errors, hints and the report are spelled as this command's flags
+            try:
+                return super().invoke(ctx)
+            except PrelabelError as e:
+                _fail(e)
+            except KeyboardInterrupt:
+                click.echo("interrupted", err=True)
+                sys.exit(130)
 
 
 def _fail(e: Any) -> NoReturn:

@@ -19,15 +19,30 @@ The CLI turns these into one line of what went wrong, one line of what to do, an
         ├── UploadTimeoutError        the job did not finish within the timeout
         └── UploadCancelledError      the caller cancelled (also a concurrent.futures.CancelledError)
 
+Options named in a message or hint are written with :func:`option`, never spelled out: the text then names
+the Python keyword (``cvat_points='keypoints'``) for a Python caller and the flag (``--cvat-points keypoints``)
+on the command line, which runs each command inside :func:`cli_spelling`. Errors, hints and the
+report's messages (:mod:`prelabel.report`) are spelled when they are shown, by :func:`spell`.
+
 Example:
-    >>> from prelabel.errors import ReadError
+    >>> from prelabel.errors import ReadError, UsageError, option, spell
     >>> str(ReadError("labels/a.txt", "expected 5 numbers, got 4", line=3))
     'labels/a.txt:3: expected 5 numbers, got 4'
+    >>> e = UsageError("no names", hint=f"give {option('names', 'cat,dog')} or {option('normalized', False)}")
+    >>> e.hint
+    "give names='cat,dog' or normalized=False"
+    >>> spell(e.raw_hint, cli=True)
+    'give --names cat,dog or --absolute'
 """
 
 from __future__ import annotations
 
+import ast
 import concurrent.futures
+import contextlib
+import contextvars
+import re
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
@@ -46,7 +61,69 @@ __all__ = [
     "UploadTimeoutError",
     "UsageError",
     "ValidationError",
+    "cli_spelling",
+    "option",
+    "spell",
 ]
+
+# how a Python option is spelled on the command line where it is not --name-with-dashes VALUE
+_CLI_FLAG = {"columns": "--column", "fmt": "--from", "mapping": "--map"}
+_CLI_BOOL = {"normalized": ("--normalized", "--absolute")}
+# options that a Python caller gives inside ``extra={...}``
+_IN_EXTRA = frozenset({"data_yaml", "kpt_shape", "label_config"})
+_MARK = re.compile(r"\{option:([a-z_]+)(?:=(.*?))?\}")
+_CLI: contextvars.ContextVar[bool] = contextvars.ContextVar("prelabel_cli_spelling", default=False)
+
+
+def option(name: str, value: object = None) -> str:
+    """An option (its Python keyword ``name``, and optionally a ``value``) named in a message or hint; shown as
+    ``name=value`` to a Python caller and as ``--name value`` on the command line (see :func:`spell`). A string
+    value in capitals (``"ROLE=NAME"``) is a placeholder, written bare."""
+    return "{option:" + name + ("" if value is None else "=" + repr(value)) + "}"
+
+
+@contextlib.contextmanager
+def cli_spelling() -> Iterator[None]:
+    """Spell options as command-line flags inside the block (the command line runs each command in one)."""
+    token = _CLI.set(True)
+    try:
+        yield
+    finally:
+        _CLI.reset(token)
+
+
+def spell(text: str, *, cli: bool | None = None) -> str:
+    """``text`` with every :func:`option` written for its reader: the command line's flags when ``cli`` (by
+    default, inside :func:`cli_spelling`), else Python keywords."""
+    if "{option:" not in text:
+        return text
+    as_cli = _CLI.get() if cli is None else cli
+    return _MARK.sub(lambda m: _spell_one(m.group(1), m.group(2), as_cli), text)
+
+
+def _spell_one(name: str, raw: str | None, cli: bool) -> str:
+    value: Any = None
+    if raw is not None:
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+    placeholder = isinstance(value, str) and value.replace("=", "").replace("_", "").isupper()
+    if cli:
+        if name in _CLI_BOOL and isinstance(value, bool):
+            return _CLI_BOOL[name][0 if value else 1]
+        flag = _CLI_FLAG.get(name, "--" + name.replace("_", "-"))
+        if value is None or value is True:
+            return flag
+        return f"{flag} {value}"
+    if value is None:  # a keyword to fill in
+        return f"extra={{'{name}': ...}}" if name in _IN_EXTRA else f"{name}=..."
+    if name == "columns" and isinstance(value, str) and "=" in value:
+        role, col = value.split("=", 1)
+        text = f"{{{role}: {col}}}" if placeholder else f"{{{role!r}: {col!r}}}"
+        return f"columns={text}"
+    shown = value if placeholder else repr(value)
+    return f"extra={{'{name}': {shown}}}" if name in _IN_EXTRA else f"{name}={shown}"
 
 
 class PrelabelError(Exception):
@@ -59,8 +136,17 @@ class PrelabelError(Exception):
 
     def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message)
-        self.message = message
-        self.hint = hint
+        self.raw_message = message
+        self.raw_hint = hint
+
+    @property
+    def message(self) -> str:
+        return spell(self.raw_message)
+
+    @property
+    def hint(self) -> str:
+        """What to do, naming options as the reader gives them (see :func:`spell`)."""
+        return spell(self.raw_hint)
 
     def __str__(self) -> str:
         return self.message

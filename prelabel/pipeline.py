@@ -31,7 +31,7 @@ from .converters.reconcile import Reconciler
 from .converters.reconcile import reconcile as reconcile_step
 from .converters.score import filter_min_score
 from .distributed import read_dask
-from .errors import StrictError, UsageError
+from .errors import StrictError, UsageError, option
 from .model import Dataset
 from .prefetch import ChunkReader, at_least
 from .report import Report
@@ -106,7 +106,7 @@ def _read_elsewhere(s: str | Path, *, fmt: str | None, options: ReadOptions,
         return read_dask(s, fmt=fmt, options=options, storage_options=storage_options, scheduler=scheduler,
                          workers=workers)
     if engine != "local":
-        raise UsageError(f"unknown engine {engine!r}", hint="use --engine local or --engine dask")
+        raise UsageError(f"unknown engine {engine!r}", hint=f"use {option('engine', 'local')} or {option('engine', 'dask')}")
     ds: Dataset = storage.read_source(s, fmt=fmt, options=options, storage_options=storage_options)
     return ds
 
@@ -166,7 +166,7 @@ def _strict_error(problems: Sequence[Any]) -> StrictError:
     first = problems[0]
     return StrictError(f"--strict: {len(problems)} problem(s); first: {first.code} {first.source} "
                        f"{first.message}".replace("  ", " "),
-                       hint="see the report for all of them, or run without --strict")
+                       hint=f"see the report for all of them, or run without {option('strict')}")
 
 
 def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str | None = None,

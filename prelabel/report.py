@@ -3,6 +3,9 @@
 Every annotation that enters prelabel is either written or accounted for here, with a reason code and its
 source location. The ledger balances: ``read == written + dropped``.
 
+Messages naming an option (:func:`prelabel.errors.option`) are spelled for their reader as they are recorded:
+Python keywords, or the command line's flags.
+
 Annotations are counted in bulk (no Python object per annotation): adapters call :meth:`Report.add_read`
 with how many they read, and every step that removes rows hands the removed rows to :meth:`Report.drop`,
 which keeps their reason, category and source location as columns.
@@ -26,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+
+from .errors import spell
 
 __all__ = ["CODES", "Diagnostic", "Report", "format_source"]
 
@@ -51,7 +56,7 @@ CODES: dict[str, str] = {
     "dropped.cancelled": "a cancelled Label Studio annotation",
     "dropped.ambiguous": "rows whose meaning cannot be decided (9 YOLO columns without a task)",
     "dropped.invalid": "a row that could not be parsed",
-    "dropped.outside_frame": "a video track frame marked outside",
+    "dropped.outside_frame": "a video track frame, or a shape in an image, marked outside",
     "image.missing": "a label file or record names an image that is not there",
     "image.size_from_header": "the image size came from the image file, not the annotation file",
     "image.unlabeled": "an image with no label file (kept with no annotations)",
@@ -83,6 +88,10 @@ class Diagnostic:
     source: str
     message: str
     severity: str = "warning"  # "info" | "warning" | "error"
+
+    def __post_init__(self) -> None:
+        if "{option:" in self.message:  # an option named in the message, spelled for its reader
+            object.__setattr__(self, "message", spell(self.message))
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "source": self.source, "message": self.message, "severity": self.severity}
@@ -116,7 +125,7 @@ class Report:
 
     def note(self, code: str, source: str, message: str, *, severity: str = "warning") -> None:
         """Record a diagnostic that is not about one annotation row (a file, an image, a category)."""
-        self.diagnostics.append(Diagnostic(code, str(source), message, severity))
+        self.diagnostics.append(Diagnostic(code, str(source), spell(message), severity))
 
     def drop(self, reason: str, rows: pd.DataFrame, message: str = "") -> None:
         """Record annotation rows removed for ``reason``.
@@ -126,7 +135,7 @@ class Report:
         """
         if len(rows) == 0:
             return
-        self._drops.append(_ledger_frame(reason, rows, message))
+        self._drops.append(_ledger_frame(reason, rows, spell(message)))
 
     def drop_one(self, reason: str, *, category: str | None, source_file: str, source_line: int = 0,
                  message: str = "") -> None:
@@ -134,13 +143,13 @@ class Report:
         self.read += 1
         self._drops.append(pd.DataFrame({
             "reason": [reason], "category": [category], "source": [format_source(source_file, source_line)],
-            "message": [message]}))
+            "message": [spell(message)]}))
 
     def change(self, code: str, rows: pd.DataFrame, message: str = "") -> None:
         """Record annotation rows that were kept but changed (clipped, repaired, recomputed)."""
         if len(rows) == 0:
             return
-        self._changes.append(_ledger_frame(code, rows, message))
+        self._changes.append(_ledger_frame(code, rows, spell(message)))
 
     # ----------------------------------------------------------------- views
     @property
@@ -253,6 +262,8 @@ def _ledger_frame(reason: str, rows: pd.DataFrame, message: str) -> pd.DataFrame
     n = len(rows)
     msg = (rows["message"].astype(str).reset_index(drop=True) if "message" in rows
            else pd.Series([message] * n, dtype=object))
+    if "message" in rows and msg.str.contains("{option:", regex=False).any():
+        msg = msg.map(spell)
     cats = (rows["category"].astype(object).reset_index(drop=True) if "category" in rows
             else pd.Series([None] * n, dtype=object))
     return pd.DataFrame({"reason": reason, "category": cats, "source": sources, "message": msg})

@@ -228,14 +228,20 @@ def test_short_polygon_parts_are_removed(tmp_path, self_ap):
     ({"bbox": [1, 2, 3, 4], "segmentation": {"size": [20], "counts": "x"}},
      "segmentation: RLE size must be [height, width], got [20]"),
 ])
-def test_malformed_annotation_raises_naming_the_element(tmp_path, ann, message):
+def test_malformed_annotation_is_dropped_naming_the_element(tmp_path, ann, message):
+    # issue 15 item 12: one malformed annotation never aborts the file; the good one beside it is kept
     p = _write(tmp_path, "gt.json", {
         "images": [{"id": 1, "file_name": "a.jpg", "width": 20, "height": 20}],
         "categories": [{"id": 1, "name": "cat"}],
-        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, **ann}]})
-    with pytest.raises(ReadError) as e:
-        _read(p)
-    assert str(e.value) == f"{p}#annotations[0]: {message}"
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, **ann},
+                        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}]})
+    ds, rep = _read(p)
+    assert ds.boxes.tolist() == [[1.0, 2.0, 3.0, 4.0]]
+    drops = rep.drops
+    assert drops["reason"].tolist() == ["dropped.invalid"]
+    assert drops["source"].tolist() == [f"{p}#annotations[0]"]
+    assert drops["message"].tolist() == [message]
+    assert rep.read == 2
 
 
 def test_not_json_raises_with_line(tmp_path):
@@ -281,7 +287,7 @@ def test_results_without_images_from_says_what_to_give(tmp_path):
     _, res = _gt_and_results(tmp_path)
     with pytest.raises(ReadError) as e:
         _read(res)
-    assert "results list" in str(e.value) and e.value.hint == "give --images-from GT.json (options.images_from)"
+    assert "results list" in str(e.value) and e.value.hint == "give images_from='GT.json'"
 
 
 def test_results_on_the_command_line(tmp_path):

@@ -117,7 +117,7 @@ def test_2_a_lost_reply_after_the_job_was_taken_is_not_resent(serve: Any, coco_f
     [err] = res.errors
     assert "so it may have been applied; it was not sent again" in err
     assert "Check in the Labellerr web app whether project proj-1 shows these pre-annotations (images a.png, " \
-           "cat.png); if it does not, run the same upload again with --resend-unconfirmed" in err
+           "cat.png); if it does not, run the same upload again with resend_unconfirmed=True" in err  # Python names
     assert (srv.stats["upload_answers"], srv.stats["jobs"]) == (1, 1)   # before issue 14: 4 POSTs, 4 jobs
     assert [e["state"] for e in entries(coco_file)] == ["unconfirmed"]
     # the re-run does not send it blindly either

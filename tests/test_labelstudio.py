@@ -396,7 +396,7 @@ def test_missing_original_size(tmp_path, self_ap):
     ds = _read(p)
     assert len(ds) == 0 and len(ds.images) == 0
     assert ds.report.dropped_counts() == {"dropped.no_image": 1}
-    assert ds.report.drops["message"][0] == "task 3: no original_width/height and no --images; annotation 103 " \
+    assert ds.report.drops["message"][0] == "task 3: no original_width/height and no images root (images=...); annotation 103 " \
                                             "(region r)"
     # with --images: the size comes from the header of images/pic.png (40 x 30)
     root = tmp_path / "images"
@@ -411,7 +411,7 @@ def test_missing_original_size(tmp_path, self_ap):
     _coco_ok(ds, self_ap)
     # --images given but the file is not there
     ds = _read(p, images=tmp_path / "elsewhere")
-    assert "no original_width/height and image 'pic.png' not found under --images" in ds.report.drops["message"][0]
+    assert "no original_width/height and image 'pic.png' not found under the images root" in ds.report.drops["message"][0]
 
 
 def test_image_names():
@@ -525,7 +525,7 @@ def test_task_without_image_url_or_size_is_reported(tmp_path):
     assert len(ds.images) == 0 and ds.report.read == 0
     assert [(n.code, n.message) for n in ds.report.diagnostics] == [
         ("dropped.no_image", "task 1: no image URL in data (keys: n); task skipped"),
-        ("dropped.no_image", "task 2: image 'x.jpg' left out: no original_width/height and no --images")]
+        ("dropped.no_image", "task 2: image 'x.jpg' left out: no original_width/height and no images root (images=...)")]
 
 
 def test_cli_label_config_option(fixtures_dir, tmp_path, self_ap):

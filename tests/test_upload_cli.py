@@ -330,7 +330,7 @@ def test_label_studio_options_and_env_errors(tmp_path: Path) -> None:
          "hint: export LABEL_STUDIO_URL=http://localhost:8080 (the address you open in the browser)\n"),
         (["--to", "labelstudio:new"], no_ls, 2,
          "error: labelstudio:new makes a new Label Studio project: give its title\n"
-         "hint: add --create-project TITLE (Python: create_project='TITLE')\n"),
+         "hint: add --create-project TITLE\n"),
         (["--to", "labelstudio:3", "--create-project", "T"], no_ls, 2,
          "error: --create-project makes a new project, but labelstudio:3 names project 3\n"
          "hint: use --to labelstudio:new --create-project TITLE, or drop --create-project\n"),

@@ -121,7 +121,7 @@ def test_roboflow_read_as_one_based_gets_one_hint_per_file(fixtures_dir):
     suspects = [d for d in report.diagnostics if d.code == "coordinates.suspect"]
     # train_002 has a 0; val_001 has zeros in both of its objects but gets a single diagnostic
     assert [d.source for d in suspects] == ["train/train_002.xml:14", "val/val_001.xml:14"]
-    assert all("--voc-origin 0" in d.message for d in suspects)
+    assert all("voc_origin=0" in d.message for d in suspects)  # Python names to a Python caller
 
 
 def test_datumaro_voc_dataset2_without_size(fixtures_dir, tmp_path):
@@ -132,7 +132,7 @@ def test_datumaro_voc_dataset2_without_size(fixtures_dir, tmp_path):
         _read(root)
     assert e.value.file == "Annotations/a.xml"
     assert "no <size>" in str(e.value) and "'a.jpg'" in str(e.value)
-    assert "--images" in e.value.hint
+    assert "images=..." in e.value.hint  # Python names to a Python caller
 
     _png(tmp_path / "a.jpg", 7, 9)  # a PNG under a .jpg name: the header decides
     ds, report = _read(root, images=tmp_path)
@@ -231,30 +231,31 @@ def test_empty_file_is_a_read_error(tmp_path):
         _read(tmp_path / "empty.xml")
 
 
-def test_non_numeric_coordinate_is_a_read_error_at_the_object_line(tmp_path):
+def test_non_numeric_coordinate_drops_the_object_at_its_line(tmp_path):
     f = tmp_path / "n.xml"
-    # objects start on lines 2 and 3; the second has ymax "x2"
+    # objects start on lines 2 and 3; the second has ymax "x2": dropped (issue 15 item 12), the first kept
     f.write_text(_xml("\n" + _obj("a", 1, 1, 2, 2) + "\n" + _obj("b", 1, 1, 2, "x2") + "\n"))
-    with pytest.raises(ReadError) as e:
-        _read(f)
-    assert str(e.value) == "n.xml:3#bndbox/ymax: object 2: <ymax> is not a number: 'x2'"
+    ds, rep = _read(f)
+    assert ds.annotations["category"].tolist() == ["a"]
+    assert rep.drops[["reason", "category", "source", "message"]].values.tolist() == [
+        ["dropped.invalid", "b", "n.xml:3", "object 2: <ymax> is not a number: 'x2' (<bndbox/ymax>)"]]
 
 
 @pytest.mark.parametrize(("obj", "message"), [
-    ("<object><name>a</name></object>", "n.xml:1: object 1 has no <bndbox>"),
+    ("<object><name>a</name></object>", "object 1 has no <bndbox>"),
     ("<object><name>a</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax></bndbox></object>",
-     "n.xml:1#bndbox/ymax: object 1: <bndbox> has no <ymax>"),
+     "object 1: <bndbox> has no <ymax> (<bndbox/ymax>)"),
     ("<object><name> </name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox></object>",
-     "n.xml:1#name: object 1 has no <name>"),
+     "object 1 has no <name> (<name>)"),
     (_obj("a", 1, 1, 2, 2, "<part><name>hand</name><bndbox><xmin>q</xmin></bndbox></part>"),
-     "n.xml:1#bndbox/xmin: object 1 <part> 'hand': <xmin> is not a number: 'q'"),
+     "object 1 <part> 'hand': <xmin> is not a number: 'q' (<bndbox/xmin>)"),
 ])
-def test_incomplete_objects_are_read_errors(tmp_path, obj, message):
+def test_incomplete_objects_are_dropped_at_their_line(tmp_path, obj, message):
     f = tmp_path / "n.xml"
     f.write_text(_xml(obj))
-    with pytest.raises(ReadError) as e:
-        _read(f)
-    assert str(e.value) == message
+    ds, rep = _read(f)
+    assert len(ds) == 0 and rep.read == 1
+    assert rep.drops[["reason", "source", "message"]].values.tolist() == [["dropped.invalid", "n.xml:1", message]]
 
 
 def test_non_voc_root(tmp_path):

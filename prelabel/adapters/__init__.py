@@ -15,7 +15,8 @@ import importlib
 from pathlib import Path
 from typing import cast
 
-from ..errors import FormatDetectionError, UsageError
+from ..errors import FormatDetectionError, UsageError, option
+from ..junk import junk_reason
 from .base import Adapter, ReadOptions
 
 __all__ = ["ALIASES", "FORMATS", "Adapter", "ReadOptions", "detect", "get"]
@@ -54,14 +55,14 @@ def detect(path: str | Path) -> str:
     best = max(scores.values())
     if best <= 0:
         inside = _detect_inside(p) if p.is_dir() else []
-        hint = "give the format with --from (see 'prelabel formats')"
+        hint = f"give the format with {option('fmt')} (see 'prelabel formats')"
         if inside:
             hint = "these look like sources: " + ", ".join(f"{s} ({f})" for s, f in inside[:6]) + "; point at one"
         raise FormatDetectionError(str(p), "no known annotation format found here", hint=hint)
     top = sorted(n for n, s in scores.items() if s == best)
     if len(top) > 1:
         raise FormatDetectionError(str(p), f"ambiguous source: could be {' or '.join(top)}", candidates=top,
-                                   hint=f"give the format with --from {top[0]} (or --from {top[1]})")
+                                   hint=f"give the format with {option('fmt', top[0])} (or {option('fmt', top[1])})")
     return top[0]
 
 
@@ -84,11 +85,11 @@ def _detect_inside(folder: Path) -> list[tuple[str, str]]:
     except OSError:
         return found
     for entry in entries:
-        if entry.name.startswith("."):
+        if junk_reason(entry.name) is not None:
             continue
         candidates = [entry] if entry.is_dir() else []
         if entry.is_dir():
-            candidates += sorted(c for c in entry.iterdir() if c.is_file())[:5]
+            candidates += sorted(c for c in entry.iterdir() if c.is_file() and junk_reason(c.name) is None)[:5]
         for cand in candidates:
             scores = _scores(cand)
             best = max(scores.values())

@@ -25,8 +25,12 @@ What the reader tolerates, and how (each case is reported):
   an ``image.unsafe_name`` note and its annotations dropped as ``dropped.no_image``. An image without
   width/height takes its size from its file under the images root, else it is left out the same way.
 - Polygon parts of fewer than 3 points are removed (``repaired``); an RLE whose size is not the image's is
-  dropped as ``dropped.invalid``. Anything else malformed raises :class:`~prelabel.errors.ReadError`
-  naming the file and the element (``file#annotations[3]``).
+  dropped as ``dropped.invalid``; so is one malformed annotation (not an object, no ``image_id``, a bad
+  ``bbox``, ``keypoints``, ``iscrowd`` or ``score``, no geometry), with the location ``file#annotations[3]``
+  and what is wrong, and the rest of the file is read. A file that is not a COCO document raises
+  :class:`~prelabel.errors.ReadError` naming the file and the element.
+- A stored ``area`` further than max(1 px², 1 %) from the area written (polygon or mask area, else w*h) is
+  ``recomputed`` too (one change per annotation, the message giving the stored and the new values).
 
 Example:
     >>> import json, tempfile, pathlib
@@ -57,8 +61,8 @@ import numpy as np
 import pandas as pd
 
 from ..converters.coco import load
-from ..errors import ReadError
-from ..geometry import bbox_of_polygons, rle_bbox
+from ..errors import ReadError, option
+from ..geometry import bbox_of_polygons, polygons_area, rle_area, rle_bbox
 from ..imagesize import image_sizes as read_image_sizes
 from ..model import Dataset
 from ..paths import safe_relative, why_unsafe
@@ -71,6 +75,10 @@ NAME = "coco"
 DESCRIPTION = "COCO JSON (instances, keypoints; results lists with --images-from GT.json)"
 
 _BOX_TOLERANCE = 0.01   # px: a stored bbox further than this from the geometry's box is reported as recomputed
+# a stored area further than max(1 px², 1 %) from the area written (polygon, RLE pixel count, else w*h) is
+# reported as recomputed: pycocotools' own areas (rasterized polygons) stay within it
+_AREA_TOLERANCE = 1.0
+_AREA_RELATIVE = 0.01
 _DETECT_PARSE_LIMIT = 64 * 1024 * 1024  # parse files up to this size to detect; look at the first bytes above
 _ISCROWD = {"0": 0, "1": 1, "false": 0, "true": 1}
 
@@ -183,9 +191,9 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
                                   f"{im.get('height')!r}", element=el)
         if w is None or h is None:
             if local is None:
-                out.why[key] = f"image {rel!r} has no width/height (give the images root, --images, to read them)"
+                out.why[key] = f"image {rel!r} has no width/height (give the images root, {option('images')}, to read them)"
                 report.note("image.missing", f"{file}#{el}", f"{rel!r} has no width/height: its annotations "
-                            "are dropped (give --images to read the sizes from the files)")
+                            f"are dropped (give {option('images')} to read the sizes from the files)")
                 continue
             pending.append((len(names), key, rel, local))
             w, h = 0, 0
@@ -355,6 +363,7 @@ def _annotations(items: Any, *, file: str, prefix: str, imgs: _Images, name_of: 
     rows = _Rows()
     drops: dict[str, list[tuple[int, str | None, str]]] = {}
     changed: list[int] = []
+    changed_msg: list[str] = []
     repaired: list[int] = []
     coerced = 0
     table = imgs.table
@@ -362,95 +371,46 @@ def _annotations(items: Any, *, file: str, prefix: str, imgs: _Images, name_of: 
     img_h = table["height"].to_numpy(dtype=np.int64) if len(table) else np.zeros(0, dtype=np.int64)
     for i, a in enumerate(items):
         el = f"{prefix}[{i}]"
-        if not isinstance(a, Mapping):
-            raise ReadError(file, "not an object", element=el)
-        if "image_id" not in a:
-            raise ReadError(file, "no image_id", element=el)
-        ik = _key(a["image_id"])
-        ck = _key(a.get("category_id"))
-        cat = name_of.get(ck) if ck is not None else None
-        row = imgs.row_of.get(ik) if ik is not None else None
-        if row is None:
-            why = imgs.why.get(ik) or f"image_id {a['image_id']!r} is not an image of the file"
-            drops.setdefault("dropped.no_image", []).append((i, cat, why))
+        cat: str | None = None
+        try:
+            if not isinstance(a, Mapping):
+                raise ReadError(file, "not an object", element=el)
+            ck = _key(a.get("category_id"))
+            cat = name_of.get(ck) if ck is not None else None
+            got = _one(a, file=file, el=el, imgs=imgs, img_w=img_w, img_h=img_h, cat=cat)
+        except ReadError as e:  # one malformed annotation: dropped with its location, the rest is read
+            drops.setdefault("dropped.invalid", []).append((i, cat, e.reason))
             continue
-        if cat is None:
-            drops.setdefault("dropped.unknown_category", []).append(
-                (i, None, f"category_id {a.get('category_id')!r} is not in categories"))
+        if not isinstance(got, _One):
+            drops.setdefault(got[0], []).append((i, cat, got[1]))
             continue
-        # geometry
-        seg = a.get("segmentation")
-        geom: Any = None
-        if isinstance(seg, Mapping):
-            rle = _rle(seg, file=file, el=el)
-            if rle["size"] != [int(img_h[row]), int(img_w[row])]:
-                drops.setdefault("dropped.invalid", []).append(
-                    (i, cat, f"RLE size {rle['size']} is not the image's [h, w] = [{img_h[row]}, {img_w[row]}]"))
-                continue
-            if isinstance(rle["counts"], list) and sum(rle["counts"]) != rle["size"][0] * rle["size"][1]:
-                drops.setdefault("dropped.invalid", []).append(
-                    (i, cat, f"uncompressed RLE counts sum to {sum(rle['counts'])}, not h*w"))
-                continue
-            geom = rle
-        elif isinstance(seg, list) and seg:
-            parts, short = _polygons(seg, file=file, el=el)
-            if short:
-                repaired.append(len(rows.keep))
-            geom = parts or None
-        elif seg not in (None, []):
-            raise ReadError(file, "segmentation must be a list of polygons or an RLE object", element=el)
-        bb = a.get("bbox")
-        stored: tuple[float, float, float, float] | None = None
-        if bb is not None:
-            if not isinstance(bb, list) or len(bb) != 4 or not all(_is_num(v) for v in bb):
-                raise ReadError(file, f"bbox must be 4 numbers [x, y, w, h], got {bb!r}", element=el)
-            stored = (float(bb[0]), float(bb[1]), float(bb[2]), float(bb[3]))
-        kp = a.get("keypoints")
-        karr = None
-        if kp is not None:
-            if not isinstance(kp, list) or len(kp) % 3 or not all(_is_num(v) for v in kp):
-                raise ReadError(file, "keypoints must be a flat list of x, y, v triples", element=el)
-            karr = np.asarray(kp, dtype=np.float64).reshape(-1, 3) if kp else None
-            if karr is not None and not np.isin(karr[:, 2], (0.0, 1.0, 2.0)).all():
-                bad_v = karr[:, 2][~np.isin(karr[:, 2], (0.0, 1.0, 2.0))][0]
-                raise ReadError(file, f"keypoint visibility must be 0, 1 or 2, got {bad_v:g}", element=el)
-        box: tuple[float, float, float, float]
-        if geom is not None:
-            box = rle_bbox(geom) if isinstance(geom, dict) else bbox_of_polygons(geom)
-            if stored is not None and max(abs(p - q) for p, q in zip(box, stored, strict=True)) > _BOX_TOLERANCE:
-                changed.append(len(rows.keep))
-        elif stored is not None:
-            box = stored
-        elif karr is not None:
-            x0, y0 = float(karr[:, 0].min()), float(karr[:, 1].min())
-            box = (x0, y0, float(karr[:, 0].max()) - x0, float(karr[:, 1].max()) - y0)
-        else:
-            raise ReadError(file, "no bbox, segmentation or keypoints", element=el)
-        ic, was = _iscrowd(a.get("iscrowd"), file=file, el=el)
-        coerced += was
-        sc = a.get("score")
-        if sc is not None and not _is_num(sc):
-            raise ReadError(file, f"score must be a number, got {sc!r}", element=el)
-        at = a.get("attributes")
+        k = len(rows.keep)
+        if got.repaired:
+            repaired.append(k)
+        if got.changed:
+            changed.append(k)
+            changed_msg.append(got.changed)
+        coerced += got.coerced
+        cat = got.category
+        box = got.box
         rows.keep.append(i)
-        rows.image.append(row)
+        rows.image.append(got.row)
         rows.category.append(cat)
         rows.x.append(box[0])
         rows.y.append(box[1])
         rows.w.append(box[2])
         rows.h.append(box[3])
-        rows.score.append(float(sc) if sc is not None else math.nan)
-        rows.iscrowd.append(ic)
-        rows.seg.append(geom)
-        rows.kps.append(karr)
-        rows.attrs.append(dict(at) if isinstance(at, Mapping) and at else None)
+        rows.score.append(got.score)
+        rows.iscrowd.append(got.iscrowd)
+        rows.seg.append(got.geom)
+        rows.kps.append(got.kps)
+        rows.attrs.append(got.attrs)
     where = f"{file}#{prefix}"
     if changed:
         report.change("recomputed", pd.DataFrame({
             "category": [rows.category[k] for k in changed],
             "src_file": [f"{where}[{rows.keep[k]}]" for k in changed], "src_line": 0,
-            "message": [f"stored bbox {[float(v) for v in items[rows.keep[k]]['bbox']]} differs from the "
-                        f"geometry's {[rows.x[k], rows.y[k], rows.w[k], rows.h[k]]}" for k in changed]}))
+            "message": changed_msg}))
     if repaired:
         report.change("repaired", pd.DataFrame({
             "category": [rows.category[k] for k in repaired],
@@ -460,6 +420,94 @@ def _annotations(items: Any, *, file: str, prefix: str, imgs: _Images, name_of: 
         report.note("value.coerced", file, f"iscrowd written as a string or boolean in {coerced} annotation(s): "
                     "read as 0/1", severity="info")
     return rows, drops
+
+
+@dataclass
+class _One:
+    """One annotation as read (see :func:`_one`)."""
+
+    row: int
+    category: str
+    box: tuple[float, float, float, float]
+    score: float
+    iscrowd: int
+    geom: Any
+    kps: Any
+    attrs: Any
+    repaired: bool
+    changed: str        # why the stored bbox or area was recomputed ('' when it was not)
+    coerced: int
+
+
+def _one(a: Mapping[str, Any], *, file: str, el: str, imgs: _Images, img_w: np.ndarray, img_h: np.ndarray,
+         cat: str | None) -> _One | tuple[str, str]:
+    """One annotation: its row, or (drop reason, why). A malformed field raises ReadError (the caller drops
+    the annotation with its location)."""
+    if "image_id" not in a:
+        raise ReadError(file, "no image_id", element=el)
+    ik = _key(a["image_id"])
+    row = imgs.row_of.get(ik) if ik is not None else None
+    if row is None:
+        return "dropped.no_image", imgs.why.get(ik) or f"image_id {a['image_id']!r} is not an image of the file"
+    if cat is None:
+        return "dropped.unknown_category", f"category_id {a.get('category_id')!r} is not in categories"
+    seg = a.get("segmentation")
+    geom: Any = None
+    was_repaired = False
+    if isinstance(seg, Mapping):
+        rle = _rle(seg, file=file, el=el)
+        if rle["size"] != [int(img_h[row]), int(img_w[row])]:
+            return "dropped.invalid", f"RLE size {rle['size']} is not the image's [h, w] = [{img_h[row]}, {img_w[row]}]"
+        if isinstance(rle["counts"], list) and sum(rle["counts"]) != rle["size"][0] * rle["size"][1]:
+            return "dropped.invalid", f"uncompressed RLE counts sum to {sum(rle['counts'])}, not h*w"
+        geom = rle
+    elif isinstance(seg, list) and seg:
+        parts, was_repaired = _polygons(seg, file=file, el=el)
+        geom = parts or None
+    elif seg not in (None, []):
+        raise ReadError(file, "segmentation must be a list of polygons or an RLE object", element=el)
+    bb = a.get("bbox")
+    stored: tuple[float, float, float, float] | None = None
+    if bb is not None:
+        if not isinstance(bb, list) or len(bb) != 4 or not all(_is_num(v) for v in bb):
+            raise ReadError(file, f"bbox must be 4 numbers [x, y, w, h], got {bb!r}", element=el)
+        stored = (float(bb[0]), float(bb[1]), float(bb[2]), float(bb[3]))
+    kp = a.get("keypoints")
+    karr = None
+    if kp is not None:
+        if not isinstance(kp, list) or len(kp) % 3 or not all(_is_num(v) for v in kp):
+            raise ReadError(file, "keypoints must be a flat list of x, y, v triples", element=el)
+        karr = np.asarray(kp, dtype=np.float64).reshape(-1, 3) if kp else None
+        if karr is not None and not np.isin(karr[:, 2], (0.0, 1.0, 2.0)).all():
+            bad_v = karr[:, 2][~np.isin(karr[:, 2], (0.0, 1.0, 2.0))][0]
+            raise ReadError(file, f"keypoint visibility must be 0, 1 or 2, got {bad_v:g}", element=el)
+    box: tuple[float, float, float, float]
+    why: list[str] = []
+    if geom is not None:
+        box = rle_bbox(geom) if isinstance(geom, dict) else bbox_of_polygons(geom)
+        if stored is not None and max(abs(p - q) for p, q in zip(box, stored, strict=True)) > _BOX_TOLERANCE:
+            why.append(f"stored bbox {list(stored)} differs from the geometry's {list(box)}")
+    elif stored is not None:
+        box = stored
+    elif karr is not None:
+        x0, y0 = float(karr[:, 0].min()), float(karr[:, 1].min())
+        box = (x0, y0, float(karr[:, 0].max()) - x0, float(karr[:, 1].max()) - y0)
+    else:
+        raise ReadError(file, "no bbox, segmentation or keypoints", element=el)
+    area: Any = a.get("area")
+    if _is_num(area):
+        new = (rle_area(geom) if isinstance(geom, dict) else polygons_area(geom) if geom is not None
+               else box[2] * box[3])
+        if abs(float(area) - new) > max(_AREA_TOLERANCE, _AREA_RELATIVE * abs(new)):
+            why.append(f"stored area {float(area):g} differs from the geometry's {new:g}")
+    ic, was = _iscrowd(a.get("iscrowd"), file=file, el=el)
+    sc = a.get("score")
+    if sc is not None and not _is_num(sc):
+        raise ReadError(file, f"score must be a number, got {sc!r}", element=el)
+    at = a.get("attributes")
+    return _One(row=row, category=cat, box=box, score=float(sc) if sc is not None else math.nan, iscrowd=ic,
+                geom=geom, kps=karr, attrs=dict(at) if isinstance(at, Mapping) and at else None,
+                repaired=was_repaired, changed="; ".join(why), coerced=was)
 
 
 def _keypoint_names(cats: list[_Category], rows: _Rows, *, file: str, prefix: str,
@@ -532,12 +580,11 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     if isinstance(doc, list):
         if options.images_from is None:
             raise ReadError(file, "a COCO results list (no images or categories): the image table must come "
-                                  "from the ground-truth file", hint="give --images-from GT.json "
-                                  "(options.images_from)")
+                                  "from the ground-truth file", hint=f"give {option('images_from', 'GT.json')}")
         gt_file = str(options.images_from)
         gt = load(options.images_from)
         if not isinstance(gt, dict) or not isinstance(gt.get("images"), list):
-            raise ReadError(gt_file, "--images-from must be a COCO file with 'images' and 'categories'")
+            raise ReadError(gt_file, f"{option('images_from')} must be a COCO file with 'images' and 'categories'")
         gt_images, gt_categories, items, prefix = gt["images"], gt.get("categories", []), doc, ""
     elif isinstance(doc, dict):
         if not isinstance(doc.get("images"), list):

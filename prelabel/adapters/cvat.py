@@ -16,8 +16,10 @@ What becomes what:
   category (named ``"1".."K"``, K the largest count seen; shorter shapes are padded with ``v=0``).
 - ``tag`` is image-level: kept in the image attributes as ``tags: [label, ...]`` (one ``image.attribute``
   info note per file); tags are not object annotations and are not counted.
-- ``occluded``, ``z_order``, ``group_id``, ``source`` and ``<attribute>`` children go to the annotation's
-  attributes (checkbox attributes as booleans, number attributes as numbers, per ``<meta>``).
+- ``occluded``, ``z_order``, ``group_id``, ``source``, ``track_id``, ``keyframe`` and ``<attribute>`` children go
+  to the annotation's attributes (checkbox attributes as booleans, number attributes as numbers, per
+  ``<meta>``); a shape inside ``<image>`` marked ``outside="1"`` (datumaro) is dropped as
+  ``dropped.outside_frame``.
 - Project exports: images are known by their ``subset`` and ``name``; ``file_name`` is the name and the subset
   (and ``task_id``) are image attributes. A shape with an empty ``label`` is dropped as
   ``dropped.unknown_category``.
@@ -87,8 +89,9 @@ from xml.parsers import expat
 import numpy as np
 import pandas as pd
 
-from ..errors import ReadError, UsageError
+from ..errors import ReadError, UsageError, option
 from ..geometry import cvat_rle_to_coco, ellipse_polygon, rle_bbox, rotated_box_center
+from ..junk import junk_reason
 from ..model import Dataset
 from ..paths import safe_join, safe_relative, why_unsafe
 from ..report import Report
@@ -142,7 +145,8 @@ def _detect_file(path: Path) -> float:
 
 
 def _xml_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".xml" and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() == ".xml" and junk_reason(p.name) is None
+                  and p.is_file())
 
 
 def detect(path: Path) -> float:
@@ -370,7 +374,7 @@ class _Reader:
         self.report = report
         self.images_root = images_root
         if options.cvat_points not in ("skip", "keypoints"):
-            raise UsageError(f"cvat_points must be 'skip' or 'keypoints', got {options.cvat_points!r}")
+            raise UsageError(f"{option('cvat_points')} must be 'skip' or 'keypoints', got {options.cvat_points!r}")
         self.points_as_kp = options.cvat_points == "keypoints"
         self.stack: list[str] = []
         self.parser: Any = None
@@ -934,6 +938,12 @@ class _Reader:
         v = a.get("source")
         if v is not None:
             out["source"] = self.strs.setdefault(v, v)
+        v = a.get("track_id")  # datumaro's CVAT exporter: a shape of a track, written per image
+        if v is not None:
+            out["track_id"] = int(v) if v.lstrip("-").isdigit() else v
+        v = a.get("keyframe")
+        if v is not None:
+            out["keyframe"] = v in ("1", "true", "True")
         return out
 
     def _drop(self, reason: str, label: str | None, line: int, message: str) -> None:
@@ -947,6 +957,12 @@ class _Reader:
         img = self.cur_img
         label = a.get("label", "")
         label = self.strs.setdefault(label, label)  # one str object per label, not one per row
+        if a.get("outside", "0") in ("1", "true", "True") and name != "tag":
+            # datumaro writes outside on every shape; an outside shape is not visible in this image
+            self._listen({}, label, 4)
+            self._drop("dropped.outside_frame", label or None, line, f'{name} marked outside="1": not visible in '
+                       "this image")
+            return
         if name == "box":
             x0, y0, x1, y1 = float(a["xtl"]), float(a["ytl"]), float(a["xbr"]), float(a["ybr"])
             rot = a.get("rotation")
@@ -962,7 +978,8 @@ class _Reader:
             # the common case, straight to the row (as _emit_shape does for an unrotated box). Boxes with the
             # same occluded / z_order / group_id / source share one attributes dict; an <attribute> child
             # gives the box its own copy first (_end)
-            key = (a.get("occluded"), a.get("z_order"), a.get("group_id"), a.get("source"))
+            key = (a.get("occluded"), a.get("z_order"), a.get("group_id"), a.get("source"), a.get("track_id"),
+                   a.get("keyframe"))
             shared = self.shared_attrs.get(key)
             if shared is None:
                 shared = self.shared_attrs[key] = self._common(a)
@@ -1124,7 +1141,7 @@ class _Reader:
             self.kp_points_rows.append(len(self.a_cat))
             self._emit_keypoints(img, label, kp, attrs, line)
         else:
-            hint = " (read them as keypoints with cvat_points='keypoints')" if kind == "points" else ""
+            hint = f" (read them as keypoints with {option('cvat_points', 'keypoints')})" if kind == "points" else ""
             self._drop("dropped.unsupported", label, line, f"{kind} is not an area{hint}")
 
     # ------------------------------------------------------------------ video mode

@@ -61,9 +61,10 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ..errors import ReadError, UsageError
+from ..errors import ReadError, UsageError, option
 from ..geometry import bbox_of_polygons, ellipse_polygon, rle_bbox, rle_decode, rle_encode, rle_from_polygons
 from ..imagesize import HEADER_BYTES, image_size, size_from_bytes
+from ..junk import Skips, junk_reason
 from ..model import Dataset
 from ..paths import safe_relative, why_unsafe
 from ..report import Report
@@ -92,7 +93,7 @@ def _looks_like(p: Path) -> bool:
             head = f.read(64 * 1024).lstrip()
         return head.startswith(b"{") and b'"shapes"' in head and (b'"version"' in head or b'"imagePath"' in head)
     try:
-        return _is_labelme(orjson.loads(p.read_bytes()))
+        return _is_labelme(orjson.loads(p.read_bytes().removeprefix(b"\xef\xbb\xbf")))  # a UTF-8 BOM is fine
     except orjson.JSONDecodeError:
         return False
 
@@ -102,7 +103,7 @@ def _first_json(folder: Path, *, depth: int) -> Path | None:
     entries = sorted(os.scandir(folder), key=lambda e: e.name)
     subdirs = []
     for e in entries:
-        if e.name.startswith("."):
+        if junk_reason(e.name) is not None:
             continue
         if e.name.lower().endswith(".json") and e.is_file():
             return Path(e.path)
@@ -129,14 +130,15 @@ def detect(path: Path) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- reading
-def _list_json(root: Path) -> Iterator[tuple[str, str]]:
-    """(path, posix path relative to ``root``) of every non-hidden ``.json`` file under ``root``, sorted."""
+def _list_json(root: Path, skips: Skips) -> Iterator[tuple[str, str]]:
+    """(path, posix path relative to ``root``) of every ``.json`` file under ``root`` that is not junk
+    (:mod:`prelabel.junk`, recorded in ``skips``), sorted."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames if skips.keep(dirpath, d)]
         reldir = os.path.relpath(dirpath, root).replace(os.sep, "/")
         for fn in filenames:
-            if fn.lower().endswith(".json") and not fn.startswith("."):
+            if fn.lower().endswith(".json") and skips.keep(dirpath, fn):
                 found.append((os.path.join(dirpath, fn), fn if reldir == "." else f"{reldir}/{fn}"))
     return iter(sorted(found, key=lambda t: t[1]))
 
@@ -321,7 +323,7 @@ class _Reader:
         n = len(pts)
         if kind in _POINT_KINDS:
             if not self.keypoints:
-                return "dropped.unsupported", f"{kind} is not an area (keep it as keypoints with --points keypoints)"
+                return "dropped.unsupported", f"{kind} is not an area (keep it as keypoints with {option('points', 'keypoints')})"
             kp = np.empty((n, 3), dtype=np.float64)
             kp[:, :2], kp[:, 2] = pts, 2.0
             inst.kp = kp
@@ -440,7 +442,9 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     if src.is_file():
         reader.file(str(src), src.name, single=True)
     elif src.is_dir():
-        files = list(_list_json(src))
+        skips = Skips()
+        files = list(_list_json(src, skips))
+        skips.flush(report, str(src))
         if not files:
             raise ReadError(str(src), "no LabelMe .json files found here",
                             hint="give one LabelMe .json file or a folder of them")

@@ -91,10 +91,11 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ..errors import ReadError, UsageError
+from ..errors import ReadError, UsageError, option
 from ..gcpause import gc_paused
 from ..geometry import ellipse_polygon, ls_rle_decode, rle_bbox, rle_encode
 from ..imagesize import image_size
+from ..junk import junk_reason
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_join, safe_relative, why_unsafe
 from ..report import Report
@@ -144,6 +145,8 @@ def detect(path: Path) -> float:
         return 0.0
     with open(p, "rb") as f:
         head = f.read(_PEEK + 1)
+    if head.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM (Windows editors, some exports)
+        head = head[3:]
     if len(head) <= _PEEK:
         try:
             return _shape_score(orjson.loads(head))
@@ -558,7 +561,7 @@ def _source(path: Path, options: ReadOptions) -> tuple[list[Path], Any]:
         raise UsageError(f"ls_annotator must be one of {', '.join(ANNOTATOR_CHOICES)}, "
                          f"got {options.ls_annotator!r}")
     p = Path(path)
-    files = sorted(p.glob("*.json")) if p.is_dir() else [p]
+    files = sorted(f for f in p.glob("*.json") if junk_reason(f.name) is None) if p.is_dir() else [p]
     if not files:
         raise ReadError(str(p), "no .json files in this folder")
     return files, _load_config(options.extra.get("label_config"))
@@ -928,8 +931,8 @@ class _Reader:
                 if size is not None:
                     self.from_header += 1
             if size is None:
-                why = ("no original_width/height and no --images" if self.root is None else
-                       f"no original_width/height and image {name!r} not found under --images" if not found
+                why = (f"no original_width/height and no images root ({option('images')})" if self.root is None else
+                       f"no original_width/height and image {name!r} not found under the images root" if not found
                        else f"no original_width/height and {name!r} is not a readable image")
                 if n_regions:
                     self._drop_all(groups, "dropped.no_image", f"{label}: {why}")

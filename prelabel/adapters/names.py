@@ -27,14 +27,40 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ReadError
+from ..errors import ReadError, option
 
-__all__ = ["NAME_FILES", "find_names", "locate", "names_from_yaml", "parse_obj_data", "read_names", "split_parts",
-           "yaml_error"]
+__all__ = ["NAME_FILES", "find_names", "load_yaml", "locate", "names_from_yaml", "parse_obj_data", "read_names",
+           "split_parts", "yaml_error"]
 
 _MAX_CLASSES = 1_000_000  # an nc above this is a broken file (names "0".."nc-1" would be built)
 # looked for in this order in each folder by find_names
 NAME_FILES = ("data.yaml", "data.yml", "classes.txt", "obj.names", "obj.data")
+
+
+def load_yaml(text: str) -> Any:
+    """A data.yaml as the user wrote it: no word is read as a boolean (YAML 1.1 reads ``names: [on, off, yes,
+    no]`` as ``[True, False, True, False]``, merging four classes into two); numbers, lists and mappings as
+    usual. Raises ``yaml.YAMLError``.
+
+        >>> load_yaml("names: [on, off, yes, no, true]\\nnc: 5")
+        {'names': ['on', 'off', 'yes', 'no', 'true'], 'nc': 5}
+    """
+    import yaml
+
+    global _loader
+    if _loader is None:
+        class _WordsLoader(yaml.SafeLoader):
+            pass
+
+        # a copy of SafeLoader's implicit resolvers without the boolean one
+        _WordsLoader.yaml_implicit_resolvers = {
+            first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+        _loader = _WordsLoader
+    return yaml.load(text, Loader=_loader)  # noqa: S506 (a SafeLoader subclass)
+
+
+_loader: Any = None
 
 
 def names_from_yaml(doc: Any, file: str) -> list[str] | None:
@@ -131,7 +157,7 @@ def read_names(path: str | Path) -> list[str]:
         import yaml
 
         try:
-            doc = yaml.safe_load(text)
+            doc = load_yaml(text)
         except yaml.YAMLError as e:
             raise yaml_error(str(p), e) from None
         names = names_from_yaml(doc, str(p))
@@ -143,7 +169,7 @@ def read_names(path: str | Path) -> list[str]:
         if "names" not in keys:
             if keys.get("classes", "").isdigit():
                 return [str(i) for i in range(int(keys["classes"]))]
-            raise ReadError(str(p), "no 'names =' line", hint="add 'names = obj.names' or give --names")
+            raise ReadError(str(p), "no 'names =' line", hint=f"add 'names = obj.names' or give {option('names')}")
         found = locate(keys["names"], [p.parent], want_dir=False)
         if found is None:
             raise ReadError(str(p), f"names file {keys['names']!r} not found beside it")
@@ -166,7 +192,7 @@ def find_names(folders: Sequence[str | Path]) -> tuple[list[str], Path] | tuple[
                 import yaml
 
                 try:
-                    doc = yaml.safe_load(f.read_text(encoding="utf-8-sig"))
+                    doc = load_yaml(f.read_text(encoding="utf-8-sig"))
                 except yaml.YAMLError as e:
                     raise yaml_error(str(f), e) from None
                 except (OSError, UnicodeDecodeError) as e:

@@ -90,7 +90,7 @@ import orjson
 import pandas as pd
 
 from ..converters.score import filter_min_score
-from ..errors import ReadError, UsageError
+from ..errors import ReadError, UsageError, option
 from ..geometry import bbox_of_polygons, rle_bbox, rle_encode
 from ..imagesize import image_sizes as read_image_sizes
 from ..model import ANNOTATION_COLUMNS, Dataset
@@ -170,7 +170,7 @@ def _resolve_roles(columns: Sequence[Any], *, overrides: Mapping[str, str], box_
         if name is None:
             raise ReadError(file, f"column {col!r} (given for role {role!r}) is not in the table; columns found: "
                                   f"{', '.join(actual) or '(none)'}",
-                            hint="check the spelling of --column ROLE=NAME (columns={ROLE: NAME} in Python)")
+                            hint=f"check the spelling of {option('columns', 'ROLE=NAME')}")
         roles.found[key] = name
         used.add(name)
 
@@ -237,8 +237,11 @@ def _resolve_roles(columns: Sequence[Any], *, overrides: Mapping[str, str], box_
     if missing:
         raise ReadError(file, f"missing columns for role(s): {'; '.join(missing)}. Columns found: "
                               f"{', '.join(actual) or '(none)'}",
-                        hint="name them with --column ROLE=NAME (columns={'ROLE': 'NAME'} in Python), for example "
-                             "--column image=<file-name column> --column category=<class column>")
+                        hint=f"name them with {option('columns', 'ROLE=NAME')}, for example "
+                             f"{option('columns', 'image=<file-name column>')}"
+                             + (f"; a box as x, y, width, height columns: {option('columns', 'x=xmin')} "
+                                f"{option('columns', 'w=width')} ... with {option('box_format', 'xywh')}"
+                                if any(m.startswith("box") for m in missing) else ""))
     return roles
 
 
@@ -546,7 +549,7 @@ def _images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np
         if i in why or c < 0 or has_size[c]:
             continue
         hint = ("no such file under the images root" if flocal[c] is not None and root is not None
-                else "give width/height columns, image_sizes, or the images root (--images)")
+                else f"give width/height columns, image_sizes, or the images root ({option('images')})")
         why[i] = f"image {final_names[c]!r} has no known size ({hint})"
     row_image = raw_to_row[np.where(raw_codes >= 0, raw_codes, nu)]
     table = pd.DataFrame({
@@ -563,7 +566,7 @@ def _images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np
 
 def _unsafe_name_note(n: int, common: str, example: str) -> str:
     return (f"{n} absolute image path(s) written relative to {common} (e.g. {example}); give the images root "
-            "(--images) to choose")
+            f"({option('images')}) to choose")
 
 
 def _header_note(n: int) -> str:
@@ -755,11 +758,12 @@ class _Input:
 
 
 _SUSPECT_NORMALIZED = ("every box value is within [0, 1]: read as normalized (fractions of the image size); "
-                       "say normalized=True or False (--normalized / --absolute) to silence this")
+                       f"say {option('normalized', True)} or {option('normalized', False)} to silence this")
 
 
 def _suspect_pixels(top: float) -> str:
-    return f"normalized=True but box values reach {top:g}: are they pixels? (normalized=False / --absolute)"
+    return (f"{option('normalized', True)} but box values reach {top:g}: are they pixels? "
+            f"({option('normalized', False)})")
 
 
 def _annotation_frame(cols: Mapping[str, Any]) -> pd.DataFrame:
@@ -1453,7 +1457,7 @@ class _Stream:
             self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
         if self.normalized is not None:
             return self.normalized
-        why = ("whether boxes are normalized is decided by the whole file (--normalized or --absolute decide it "
+        why = ("whether boxes are normalized is decided by the whole file ({option('normalized', True)} or {option('normalized', False)} decide it "
                "up front)")
         if not any_fin:
             if self.guess is None:

@@ -11,8 +11,9 @@ What is read, and how:
   ``x = xmin - 1``, ``w = xmax - xmin + 1``. ``voc_origin = 0`` reads files written by 0-based tools (datumaro,
   CVAT, Roboflow, labelformat): ``x = xmin``, ``w = xmax - xmin``. In 1-based mode a coordinate of 0 (which no
   1-based file has) gets one ``coordinates.suspect`` diagnostic per file suggesting ``--voc-origin 0``.
-  Inverted or empty boxes are kept for the clip step to drop and report; a coordinate that is missing or not a
-  number is a :class:`~prelabel.errors.ReadError` naming the file and the ``<object>`` line.
+  Inverted or empty boxes are kept for the clip step to drop and report; an object with no ``<name>``, no
+  ``<bndbox>`` or a coordinate that is missing or not a number is dropped (``dropped.invalid``, at the file and
+  the ``<object>`` line) and the rest is read.
 - **Sizes.** A file without ``<size>`` (or with a width or height of 0) takes the size from the image header
   (``image.size_from_header``). When the image cannot be found the file is a ReadError, unless it has no
   objects: then it is skipped with a ``file.skipped`` note (nothing is lost).
@@ -77,9 +78,10 @@ from xml.parsers import expat
 import numpy as np
 import pandas as pd
 
-from ..errors import ReadError, UsageError
+from ..errors import ReadError, UsageError, option
 from ..gcpause import gc_paused
 from ..imagesize import image_sizes
+from ..junk import Skips, junk_reason
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_relative, why_unsafe
 from ..report import Report, format_source
@@ -132,7 +134,7 @@ def _first_xml(folder: Path, *, max_depth: int) -> Path | None:
         return None
     subdirs = []
     for e in entries:
-        if e.name.startswith("."):
+        if junk_reason(e.name) is not None:
             continue
         if e.name.lower().endswith(".xml") and e.is_file():
             return Path(e.path)
@@ -186,6 +188,7 @@ class _Parsed:
     img_h: list[int] = field(default_factory=list)
     img_nobj: list[int] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel, why): XML files that are not VOC
+    bad: list[tuple[str, int, str | None, str]] = field(default_factory=list)  # malformed objects: rel, line, name, why
     names: list[str] = field(default_factory=list)
     coords: array[float] = field(default_factory=lambda: array("d"))  # xmin, ymin, xmax, ymax per object
     lines: array[int] = field(default_factory=lambda: array("q"))
@@ -365,21 +368,23 @@ def _parse_one(data: bytes, origin: int, out: _Parsed, rel: str, single: bool,
         lines = _object_lines_exact(data)
     names_append, coords_extend, attrs_append = out.names.append, out.coords.extend, out.attrs.append
     skip, nested, common = _OBJECT_SKIP, _OBJECT_NESTED, _OBJECT_COMMON
-    k = 0
-    try:
-        # the hot loop: one pass per object, errors explained (slowly) only when they happen
-        for k, obj in enumerate(objects):  # noqa: B007 - k names the object in errors
+    kept_lines: list[int] | None = None  # the lines of the objects kept, once one is dropped
+    # the hot loop: one pass per object, errors explained (slowly) only when they happen. A malformed object
+    # (no <name>, no <bndbox>, a coordinate that is not a number) is dropped with its line; the rest is read
+    for k, obj in enumerate(objects):
+        name: str | None = None
+        try:
             raw = obj.findtext("name")
             name = name_cache.get(raw)
             if name is None:
-                name = (raw or "").strip()
-                if not name:
+                name = (raw or "").strip() or None
+                if name is None:
                     raise _Fail(f"object {k + 1} has no <name>", element="name")
                 name_cache[raw] = name
             b = obj.find("bndbox")
             try:
-                coords_extend((float(b.findtext("xmin")), float(b.findtext("ymin")),  # type: ignore[union-attr,arg-type]
-                               float(b.findtext("xmax")), float(b.findtext("ymax"))))  # type: ignore[union-attr,arg-type]
+                box = (float(b.findtext("xmin")), float(b.findtext("ymin")),  # type: ignore[union-attr,arg-type]
+                       float(b.findtext("xmax")), float(b.findtext("ymax")))  # type: ignore[union-attr,arg-type]
             except (AttributeError, TypeError, ValueError):
                 _box_values(b, f"object {k + 1}")
                 raise
@@ -397,18 +402,26 @@ def _parse_one(data: bytes, origin: int, out: _Parsed, rel: str, single: bool,
                 if v is value_cache:
                     v = value_cache[text] = _value(text)
                 attrs[tag] = v
-            attrs_append(attrs or None)
-            names_append(name)
-    except _Fail as e:
-        e.line = lines[k]
-        raise
+        except _Fail as e:
+            if kept_lines is None:
+                kept_lines = list(lines[:k])
+            where = f" (<{e.element}>)" if e.element else ""
+            out.bad.append((rel, lines[k], name, f"{e.message}{where}"))
+            continue
+        coords_extend(box)
+        attrs_append(attrs or None)
+        names_append(name)
+        if kept_lines is not None:
+            kept_lines.append(lines[k])
+    if kept_lines is not None:
+        lines = kept_lines
     out.lines.extend(lines)
     out.img_rel.append(rel)
     fn = root.findtext("filename")
     out.img_filename.append(fn.strip() if fn is not None else None)
     out.img_w.append(width)
     out.img_h.append(height)
-    out.img_nobj.append(len(objects))
+    out.img_nobj.append(len(lines))
 
 
 
@@ -445,6 +458,7 @@ def _merge(parts: Sequence[_Parsed]) -> _Parsed:
     for p in parts:
         _extend(out, p)
         out.skipped += p.skipped
+        out.bad += p.bad
         if p.error is not None:
             out.error = p.error
             break
@@ -525,25 +539,20 @@ def _parse_all(jobs: list[tuple[str, str]], origin: int, *, workers: int, single
 
 
 # ---------------------------------------------------------------------------------------------- files
-def _list_xml(root: Path) -> tuple[list[tuple[str, str]], int]:
-    """(path, relative posix path) of every .xml file under ``root``, sorted; and how many hidden were skipped."""
+def _list_xml(root: Path) -> tuple[list[tuple[str, str]], Skips]:
+    """(path, relative posix path) of every .xml file under ``root``, sorted; and the junk skipped
+    (:mod:`prelabel.junk`: hidden files and folders, ``__MACOSX``, ``._*``; names that are not UTF-8)."""
     found: list[tuple[str, str]] = []
-    hidden = 0
+    skips = Skips()
     for dirpath, dirnames, filenames in os.walk(root):
-        kept = [d for d in dirnames if not d.startswith(".")]
-        hidden += len(dirnames) - len(kept)
-        dirnames[:] = kept
+        dirnames[:] = [d for d in dirnames if skips.keep(dirpath, d)]
         reldir = os.path.relpath(dirpath, root).replace(os.sep, "/")
         prefix = "" if reldir == "." else reldir + "/"
         for fn in filenames:
-            if not fn.lower().endswith(".xml"):
-                continue
-            if fn.startswith("."):
-                hidden += 1
-                continue
-            found.append((os.path.join(dirpath, fn), prefix + fn))
+            if fn.lower().endswith(".xml") and skips.keep(dirpath, fn):
+                found.append((os.path.join(dirpath, fn), prefix + fn))
     found.sort(key=lambda t: t[1])
-    return found, hidden
+    return found, skips
 
 
 class _Listing:
@@ -662,7 +671,7 @@ class _Source:
     origin: int
     single: bool
     jobs: list[tuple[str, str]]   # (path on disk, path relative to the source root), sorted by the latter
-    hidden: int                   # hidden files or folders skipped
+    skips: Skips                  # junk skipped (hidden, __MACOSX, ._*), names that are not UTF-8
     voc_jpeg: str | None          # JPEGImages/ of a VOC root
 
 
@@ -671,36 +680,36 @@ def _source(src: Path, options: ReadOptions, files: Sequence[str] | None = None)
     origin = int(options.voc_origin)
     if origin not in (0, 1):
         raise UsageError(f"voc_origin must be 0 or 1, got {options.voc_origin!r}",
-                         hint="--voc-origin 1 for the VOC spec's 1-based pixels, 0 for files from 0-based tools")
+                         hint=f"{option('voc_origin', 1)} for the VOC spec's 1-based pixels, "
+                              f"{option('voc_origin', 0)} for files from 0-based tools")
     single = src.is_file()
     voc_root = False
     if single:
         root = src.parent
         jobs = [(str(src), src.name)]
-        hidden = 0
+        skips = Skips()
     elif src.is_dir():
         root = src
         voc_root = (src / "Annotations").is_dir()
-        jobs, hidden = _list_xml(src / "Annotations" if voc_root else src)
+        jobs, skips = _list_xml(src / "Annotations" if voc_root else src)
         if voc_root:
             jobs = [(p, "Annotations/" + r) for p, r in jobs]
         if files is not None:  # one partition: the hidden-files note goes with the first
             first_job, wanted = jobs[:1], set(files)
             jobs = [j for j in jobs if j[1] in wanted]
-            hidden = hidden if jobs[:1] == first_job else 0
+            skips = skips if jobs[:1] == first_job else Skips()
+        skips.refuse_bad_names(str(src))
         if not jobs:
             raise ReadError(str(src), "no Pascal VOC .xml files found here",
                             hint="give a VOC root (with Annotations/), a folder of .xml files, or one .xml file")
     else:
         raise ReadError(str(src), "no such file or folder")
-    return _Source(origin=origin, single=single, jobs=jobs, hidden=hidden,
+    return _Source(origin=origin, single=single, jobs=jobs, skips=skips,
                    voc_jpeg=str(root / "JPEGImages") if voc_root else None)
 
 
 def _note_hidden(src: Path, source: _Source, report: Report) -> None:
-    if source.hidden:
-        report.note("file.skipped", str(src), f"skipped {source.hidden} hidden file(s) or folder(s) (names "
-                    "starting with '.')", severity="info")
+    source.skips.flush(report, str(src))
 
 
 def read(path: Path, *, options: ReadOptions, report: Report, files: Sequence[str] | None = None) -> Dataset:
@@ -723,6 +732,7 @@ def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] 
         raise _read_error(parsed.error)
     for rel, why in parsed.skipped:
         report.note("file.skipped", rel, why)
+    _drop_bad(parsed.bad, report)
     finder = _ImageFinder(voc_jpeg=source.voc_jpeg, images=options.images)
     abs_of = {rel: p for p, rel in jobs}
     # one pass over the whole set: its notes go to the report phase after phase
@@ -732,6 +742,12 @@ def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] 
     # categories come in first-seen (sorted file) order
     categories = {"name": _objects(dict.fromkeys(parsed.names))}
     return Dataset.build(images=images, categories=categories, annotations=annotations, report=report)
+
+
+def _drop_bad(bad: Sequence[tuple[str, int, str | None, str]], report: Report) -> None:
+    """Malformed objects: each read and dropped as ``dropped.invalid`` with its file:line."""
+    for rel, line, name, why in bad:
+        report.drop_one("dropped.invalid", category=name, source_file=rel, source_line=line, message=why)
 
 
 def _assemble(parsed: _Parsed, origin: int, finder: _ImageFinder, abs_of: dict[str, str], *, resolve: Report,
@@ -758,7 +774,7 @@ def _assemble(parsed: _Parsed, origin: int, finder: _ImageFinder, abs_of: dict[s
                        else f"no image {file_names[i]!r} found to read it from")
                 if parsed.img_nobj[i]:
                     raise ReadError(rel, f"no <size> (or a zero width/height) in the file, and {why}",
-                                    element="size", hint="give the images folder with --images")
+                                    element="size", hint=f"give the images folder with {option('images')}")
                 keep[i] = False
                 sizes.note("file.skipped", rel, f"no <size> and {why}; the file has no objects, so it is skipped")
                 continue
@@ -781,7 +797,7 @@ def _assemble(parsed: _Parsed, origin: int, finder: _ImageFinder, abs_of: dict[s
             for r in zero[first].tolist():
                 suspect.note("coordinates.suspect", format_source(parsed.img_rel[img_index[r]], int(lines[r])),
                              "a coordinate is 0, which 1-based VOC files never have: this file looks 0-based "
-                             "(datumaro, CVAT, Roboflow); read it with --voc-origin 0")
+                             f"(datumaro, CVAT, Roboflow); read it with {option('voc_origin', 0)}")
     else:
         x, y = c[:, 0].copy(), c[:, 1].copy()
         w, h = c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]
@@ -911,6 +927,7 @@ class _Stream:
         self.seen: dict[str, None] = {}     # category names in first-seen order
         # read() notes phase after phase over the whole set; these hold each phase's notes until the end
         self.skipped: list[tuple[str, str]] = []
+        self.bad: list[tuple[str, int, str | None, str]] = []
         self.resolve, self.sizes, self.suspect = Report(), Report(), Report()
 
     def chunks(self) -> Iterator[Dataset]:
@@ -922,6 +939,7 @@ class _Stream:
                 if p.error is not None:
                     raise _read_error(p.error)
                 self.skipped += p.skipped
+                self.bad += p.bad
                 _extend(buf, p)
                 del p
                 cuts = _cuts(buf.img_nobj, self.chunk_rows)
@@ -966,6 +984,7 @@ class _Stream:
         """The held-back notes, in read()'s order."""
         for rel, why in self.skipped:
             self.report.note("file.skipped", rel, why)
+        _drop_bad(self.bad, self.report)
         for held in (self.resolve, self.sizes, self.suspect):
             self.report.diagnostics.extend(held.diagnostics)
             held.diagnostics.clear()

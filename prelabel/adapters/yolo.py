@@ -22,7 +22,8 @@ An image's label file follows Ultralytics: the last ``/images/`` of its path bec
 after the last dot becomes ``.txt`` (``a.b.jpg`` -> ``a.b.txt``); when that file is absent, the ``.txt`` next to
 the image. Images with no label file are kept with no annotations (``image.unlabeled``, info). A label file with
 no image (only looked for where a folder is walked, not for list files) has its rows dropped
-(``dropped.no_image``, with ``image.missing`` for the file): normalized coordinates need the image size, which
+(``dropped.no_image`` naming the image path looked for, with ``image.missing`` for the file; a data.yaml split
+whose image folder is missing has its ``labels`` twin read the same way): normalized coordinates need the image size, which
 comes from the image header (:mod:`prelabel.imagesize`, EXIF orientation applied).
 
 ``file_name`` is the image path relative to the images root, with forward slashes: ``options.images`` when every
@@ -30,8 +31,9 @@ image is under it, else ``<root>/images``, else ``<root>`` (the yaml's ``path:``
 folder common to all images; so ``images/train/1.jpg`` is ``train/1.jpg``. ``src_file`` is the label file relative
 to the source (the folder given, or the folder of the file given), ``src_line`` its 1-based line.
 
-Class names: ``options.names``, else data.yaml (``names`` list or dict, ``nc``), else the first ``data.yaml``,
-``classes.txt``, ``obj.names`` or ``obj.data`` in the source folder, the labels folder or their parents. A class
+Class names: ``options.names``, else data.yaml (``names`` list or dict, ``nc``; read with no YAML booleans, so
+``[on, off, yes, no]`` stay four names), else the first ``data.yaml``, ``classes.txt``, ``obj.names`` or
+``obj.data`` in the source folder, its ``labels/`` (LabelImg), the labels folder or their parents. A class
 index with no name is a ReadError naming the file and line. With no names file at all, classes are named by
 their index (``"0"``, ``"1"``, ...; note ``category.unnamed``).
 
@@ -55,7 +57,7 @@ Without a task, each file is judged by all of its rows together, never row by ro
 8 and 12+ segment, 9-11 OBB or segment, 7 detect with a score and a track id when every row's 6th value is in
 [0, 1] and 7th a whole number, else a 3-point polygon. A file of 9-11 column rows only is ambiguous (a 4-point
 polygon or an oriented box): it is read as segment when the rest of the dataset is segment (note
-``task.inferred``), otherwise its rows are dropped (``dropped.ambiguous``, "pass --task segment or --task obb").
+``task.inferred``), otherwise its rows are dropped (``dropped.ambiguous``, f"pass {option('task', 'segment')} or {option('task', 'obb')}").
 A file mixing box rows and polygon rows is read as segment with box rows. Pose is never inferred from column
 counts; with the pose task but no ``kpt_shape`` (data.yaml or ``options.extra["kpt_shape"]``), ``K`` and ``d``
 are inferred from label rows (no score) and noted.
@@ -104,9 +106,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ReadError, UsageError
+from ..errors import ReadError, UsageError, option
 from ..gcpause import gc_paused
 from ..imagesize import image_sizes
+from ..junk import Skips
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS
 from ..report import Report
@@ -133,7 +136,7 @@ _D, _S, _O = 1, 2, 4                  # candidate task bits: detect, segment, ob
 _DETECT, _SEGMENT, _OBB, _POSE, _AMBIGUOUS = 0, 1, 2, 3, 4
 KIND_NAMES = {_DETECT: "detect", _SEGMENT: "segment", _OBB: "obb", _POSE: "pose"}
 _AMBIGUOUS_MSG = ("9 to 11 columns: a 4-point polygon or an oriented box; "
-                  "pass --task segment or --task obb")
+                  f"pass {option('task', 'segment')} or {option('task', 'obb')}")
 
 
 # ============================================================================================ detection
@@ -261,6 +264,8 @@ class _Layout:
     claimed: set[str] = field(default_factory=set)       # label files paired with an image
     orphan_set: set[str] = field(default_factory=set)
     walks: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # folder walks, done once
+    skips: Skips = field(default_factory=Skips)               # junk next to the data, names not UTF-8
+    looked_for: dict[str, str] = field(default_factory=dict)  # orphan label file -> the image path looked for
 
 
 
@@ -282,9 +287,11 @@ def _walk(root: str, lay: _Layout) -> tuple[list[str], list[str]]:
             dirs[:] = []
             continue
         seen.add(real)
-        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        dirs[:] = sorted(x for x in dirs if lay.skips.keep(d, x))
         prefix = d + _SEP
         for f in files:
+            if not lay.skips.keep(d, f):
+                continue
             dot = f.rfind(".")
             if dot <= 0:
                 continue
@@ -380,7 +387,8 @@ def _from_folder(folder: str, options: ReadOptions, lay: _Layout) -> _Layout:
     if images:
         _pair_walked(images, txts, lay)
         lay.image_roots += [os.path.join(folder, "images"), folder]
-        lay.config_dirs += _parents(folder, 1)
+        # LabelImg keeps classes.txt in labels/ beside images/
+        lay.config_dirs += [*_parents(folder, 1), os.path.join(folder, "labels")]
         return lay
     images_root = _norm(options.images) if options.images is not None else _sibling_images(folder)
     if images_root is None and images:
@@ -499,6 +507,26 @@ def _add_dir_split(d: str, lay: _Layout, seen: set[str], pending: list[str]) -> 
     pending.extend(txts)
 
 
+def _missing_split(entry: str, root: str, loc: _Locator, lay: _Layout, pending: list[str], report: Report,
+                   where: str) -> None:
+    """A split whose image folder is not there: its label files (the folder with ``images`` turned into
+    ``labels``) still enter the ledger, as orphans whose rows are dropped with the image path looked for."""
+    looked = os.path.join(root, *names_mod.split_parts(entry))
+    parts = names_mod.split_parts(entry)
+    labels_dir: str | None = None
+    if "images" in parts:
+        i = len(parts) - 1 - parts[::-1].index("images")
+        found = loc("/".join([*parts[:i], "labels", *parts[i + 1:]]))
+        labels_dir = found if found is not None and os.path.isdir(found) else None
+    txts = _walk(labels_dir, lay)[1] if labels_dir is not None else []
+    report.note("image.missing", where, f"image folder {entry!r} not found (looked for {_rel(looked, lay.root)})"
+                + (f"; the {len(txts)} label file(s) of {_rel(labels_dir, lay.root)} have no image"
+                   if labels_dir is not None else ""))
+    for t in txts:
+        lay.looked_for[t] = os.path.join(looked, _stem(t[len(labels_dir or "") + 1:]) + ".*")
+    pending.extend(txts)
+
+
 def _settle_orphans(pending: list[str], lay: _Layout) -> None:
     """Label files walked in split folders that no image of any split claimed."""
     for t in pending:
@@ -513,7 +541,7 @@ def _load_yaml(path: str) -> dict[str, Any]:
     import yaml
 
     try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+        doc = names_mod.load_yaml(Path(path).read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as e:
         raise ReadError(path, f"cannot read: {e}") from None
     except yaml.YAMLError as e:
@@ -556,7 +584,7 @@ def _from_yaml(yaml_file: str, options: ReadOptions, report: Report, lay: _Layou
                                 element=key)
             target = loc(entry)
             if target is None:
-                report.note("file.skipped", f"{yaml_file}#{key}", f"{entry!r} not found under {root}")
+                _missing_split(entry, root, loc, lay, pending, report, f"{yaml_file}#{key}")
             elif os.path.isdir(target):
                 _add_dir_split(target, lay, seen, pending)
             elif os.path.splitext(target)[1].lower() in _IMG_EXT:
@@ -615,6 +643,12 @@ def _find_data_yaml(folder: str, report: Report) -> str | None:
 
 
 def _layout(p: Path, options: ReadOptions, report: Report) -> _Layout:
+    lay = _layout_of(p, options, report)
+    lay.skips.flush(report, lay.root)
+    return lay
+
+
+def _layout_of(p: Path, options: ReadOptions, report: Report) -> _Layout:
     s = _norm(p)
     if p.is_file():
         root = os.path.dirname(s) or "."
@@ -1168,7 +1202,7 @@ class _Run:
             where = cfg.names_src if cfg.names_src == "--names" else _rel(_norm(cfg.names_src), lay.root)
             raise ReadError(rel_files[lines.entry[i]],
                             f"class index {int(ci[i])} has no name ({where} lists {len(cfg.names)} classes)",
-                            line=int(lines.line[i]), hint="add the class to the names file or give --names")
+                            line=int(lines.line[i]), hint=f"add the class to the names file or give {option('names')}")
 
         # ---- what each file is
         has_image = ent_img >= 0
@@ -1192,9 +1226,13 @@ class _Run:
                                                     (no_size, "dropped.no_image", "the image size cannot be read"),
                                                     (ambiguous, "dropped.ambiguous", _AMBIGUOUS_MSG))):
             if mask.any():
-                self._defer(slot, reason, msg, pd.DataFrame({"category": names_arr[ci[mask]],
-                                                             "src_file": files_arr[lines.entry[mask]],
-                                                             "src_line": lines.line[mask]}))
+                rows = pd.DataFrame({"category": names_arr[ci[mask]], "src_file": files_arr[lines.entry[mask]],
+                                     "src_line": lines.line[mask]})
+                if slot == 0:  # the image path looked for, per label file
+                    looked = np.array([f"no image for this label file (looked for {self._looked_for(f)})"
+                                       for f in files], dtype=object)
+                    rows["message"] = looked[lines.entry[mask]]
+                self._defer(slot, reason, msg, rows)
         if ambiguous.any():
             per_file = np.bincount(lines.entry[ambiguous], minlength=n_entries)
             self.ambiguous += [(rel_files[e], int(per_file[e])) for e in np.flatnonzero(per_file).tolist()]
@@ -1232,6 +1270,17 @@ class _Run:
             "src_file": [label_of_image.get(lo + i, _rel(lay.images[lo + i], lay.root)) for i in kept_imgs],
         })
         return _Piece(images=images, annotations=annotations, before=before)
+
+    def _looked_for(self, label_file: str) -> str:
+        """The image path a label file's image was looked for at (relative to the source): the one a missing
+        split folder named, else the Ultralytics twin (last ``labels`` -> ``images``, any extension)."""
+        looked = self.lay.looked_for.get(label_file)
+        if looked is None:
+            key = f"{_SEP}labels{_SEP}"
+            i = label_file.rfind(key)
+            twin = f"{label_file[:i]}{_SEP}images{_SEP}{label_file[i + len(key):]}" if i >= 0 else label_file
+            looked = _stem(twin) + ".*"
+        return _rel(looked, self.lay.root)
 
     def _defer(self, slot: int, reason: str, message: str, rows: pd.DataFrame) -> None:
         self.deferred.setdefault(slot, (reason, message, []))[2].append(rows)
@@ -1283,8 +1332,8 @@ class _Run:
             raise NeedsWholeRead(
                 "label files of 9-11 column rows only (4-point polygons or oriented boxes) are read as polygons "
                 "when every other label file holds polygons, else dropped; the files read before "
-                f"{files[int(np.argmax(culprit))]} decided the one and that file the other (pass --task segment "
-                "or --task obb to stream)")
+                f"{files[int(np.argmax(culprit))]} decided the one and that file the other (pass {option('task', 'segment')} "
+                f"or {option('task', 'obb')} to stream)")
         if self.pending_as_segment is None and (pending & sized).any():
             self.pending_as_segment = as_segment
         kinds[pending] = _SEGMENT if as_segment else _AMBIGUOUS
@@ -1317,7 +1366,7 @@ class _Run:
         if self.n_pending and self.decided == {_SEGMENT}:
             segment += self.n_pending
             note = (f"{self.n_pending} file(s) with only 9-11 column rows read as polygons like the rest of the "
-                    "dataset; pass --task obb if they are oriented boxes")
+                    f"dataset; pass {option('task', 'obb')} if they are oriented boxes")
         counts = {"detect": self.n_detect, "segment": segment}
         summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
         if not summary:
@@ -1386,7 +1435,7 @@ def _check_columns(lines: _Lines, kind: np.ndarray, files: list[str], kpt_shape:
     det = kind == _DETECT
     checks.append((det & ((n < 5) | (n > 7)),
                    "expected 5 numbers (class cx cy w h), 6 with a score or 7 with a score and a track id",
-                   "rows of polygons? pass --task segment (or --task obb for 4 corners)"))
+                   f"rows of polygons? pass {option('task', 'segment')} (or {option('task', 'obb')} for 4 corners)"))
     checks.append(((kind == _OBB) & ((n < 9) | (n > 11)),
                    "expected 9 numbers (class x1 y1 ... x4 y4), 10 with a score or 11 with a score and a track id",
                    ""))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import option
 from ..model import Dataset
 from ..report import Diagnostic
 
@@ -35,7 +36,7 @@ def convention_hints(ds: Dataset) -> list[Diagnostic]:
     >>> ds = Dataset.build(images={"file_name": ["a.jpg"], "width": [640], "height": [480]},
     ...     annotations={"image": [0], "category": ["cat"], "x": [0.1], "y": [0.2], "w": [0.3], "h": [0.4]})
     >>> [d.message for d in convention_hints(ds)]
-    ['all 1 box(es) lie within [0, 1] although the images are up to 640x480 px: the boxes look normalized: use --normalized']
+    ['all 1 box(es) lie within [0, 1] although the images are up to 640x480 px: the boxes look normalized: use normalized=True']
     """
     stats = ConventionStats()
     stats.add(ds)
@@ -87,11 +88,11 @@ class ConventionStats:
         if self.lo >= 0 and self.hi <= 1:
             return [Diagnostic("coordinates.suspect", src,
                                f"all {self.k} box(es) lie within [0, 1] although the images are up to {size}: "
-                               "the boxes look normalized: use --normalized")]
+                               f"the boxes look normalized: use {option('normalized', True)}")]
         if self.lo >= 0 and self.tiny:
             return [Diagnostic("coordinates.suspect", src,
                                f"all {self.k} box(es) lie in the top-left 1/100 of their images (up to {size}): "
-                               "the boxes look normalized: use --normalized")]
+                               f"the boxes look normalized: use {option('normalized', True)}")]
         return []
 
 

@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import CategoryError, ReadError, UsageError
+from ..errors import CategoryError, ReadError, UsageError, option
 from ..model import CATEGORY_COLUMNS, Dataset
 from ..report import Report
 from .coco import category_ids
@@ -401,8 +401,9 @@ def _unknown_error(unknown: list[_Decision], matcher: _Matcher) -> CategoryError
         parts.append(f"{_q(d.lookup)} ({via}{n} annotation{'s' if n != 1 else ''}; {near})")
     k = len(unknown)
     msg = f"{k} categor{'ies are' if k != 1 else 'y is'} not in the schema: {', '.join(parts)}"
-    return CategoryError(msg, hint="map them with --map FILE (source: target, or null to drop), "
-                                   "or pass --unknown drop to drop their annotations (--unknown keep to keep them)")
+    return CategoryError(msg, hint=f"map them with {option('mapping', 'FILE')} (source: target, or null to drop), "
+                                   f"or pass {option('unknown', 'drop')} to drop their annotations "
+                                   f"({option('unknown', 'keep')} to keep them)")
 
 
 def reconcile(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | None = None,
@@ -482,7 +483,7 @@ class Reconciler:
             if len(hits) > 1:
                 raise CategoryError(f"category {_q(d.lookup)} matches several schema categories: "
                                     f"{', '.join(_q(h) for h in hits)}",
-                                    hint=f"map {_q(d.source)} to one of them with --map")
+                                    hint=f"map {_q(d.source)} to one of them with {option('mapping')}")
             if hits:
                 if hits[0] != d.lookup:
                     self.notes.append(("category.matched", self.schema_src,

@@ -76,6 +76,7 @@ from ..errors import (
     UploadTimeoutError,
     UsageError,
     ValidationError,
+    option,
 )
 from ..memory import release_memory
 from ..model import Dataset
@@ -166,7 +167,7 @@ def parse_target(spec: str | Target, *, mode: str = "replace", match: MatchRules
         new = rest.lower() == "new"
         if new and create_project is None:
             raise UsageError(f"{spec} makes a new Label Studio project: give its title",
-                             hint="add --create-project TITLE (Python: create_project='TITLE')")
+                             hint=f"add {option('create_project', 'TITLE')}")
         if create_project is not None and not new:
             raise UsageError(f"--create-project makes a new project, but {spec} names project {rest}",
                              hint="use --to labelstudio:new --create-project TITLE, or drop --create-project")

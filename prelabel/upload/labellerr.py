@@ -66,6 +66,7 @@ from ..errors import (
     UploadError,
     UploadTimeoutError,
     UsageError,
+    option,
 )
 from .base import ShardResult
 from .credentials import AUTH_HINT, DEFAULT_BASE_URL, Credentials, load_credentials, redact
@@ -93,7 +94,7 @@ def check_conf_bucket(conf_bucket: str | None) -> str | None:
     """``conf_bucket`` if it is None or one of low / medium / high, else a UsageError."""
     if conf_bucket is not None and conf_bucket not in CONF_BUCKETS:
         raise UsageError(f"conf_bucket must be one of {', '.join(CONF_BUCKETS)}, not {conf_bucket!r}",
-                         hint="--conf-bucket low|medium|high (Python: conf_bucket='high')")
+                         hint=f"{option('conf_bucket', 'high')} (or low, medium)")
     return conf_bucket
 
 
@@ -528,8 +529,7 @@ class LabellerrTarget:
             raise UnconfirmedUploadError(
                 f"{e}. Check in the Labellerr web app whether project {self.project_id} shows these "
                 f"pre-annotations (images {', '.join(sample)}{', ...' if len(coco.get('images') or []) > 3 else ''})"
-                "; if it does not, run the same upload again with --resend-unconfirmed "
-                "(Python: resend_unconfirmed=True)") from None
+                f"; if it does not, run the same upload again with {option('resend_unconfirmed', True)}") from None
 
     def finish_shard(self, job_id: str, *, index: int, path: Path, coco: dict[str, Any] | None,
                      deadline: float | None, cancel: threading.Event) -> ShardResult:
@@ -539,7 +539,7 @@ class LabellerrTarget:
             raise UnconfirmedUploadError(
                 f"{e}: job {job_id} was sent and may have been applied. Check in the Labellerr web app whether "
                 f"project {self.project_id} shows these pre-annotations; if it does not, run the same upload "
-                "again with --resend-unconfirmed (Python: resend_unconfirmed=True)") from None
+                f"again with {option('resend_unconfirmed', True)}") from None
         except JobFailedError as e:
             return ShardResult(index=index, path=str(path), status="failed", activity_id=job_id, errors=[str(e)],
                                service_reply=e.reply, applied_source="service")
