@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
+import re
 from typing import Any
 
 __all__ = [
@@ -46,7 +47,79 @@ __all__ = [
     "UploadTimeoutError",
     "UsageError",
     "ValidationError",
+    "by_face",
+    "for_face",
+    "set_face",
 ]
+
+# Who is calling: "python" (the default: a hint names keywords) or "cli" (set by the command line: a hint names
+# flags). Hints are written once, in the command line's words; for_face() says them in Python's.
+_FACE = {"name": "python"}
+
+# a flag (and its value, when the hint gives one) -> the same advice in Python's words
+_PY_WORDS: list[tuple[str, str]] = [
+    (r"--allow-empty", "allow_empty=True"),
+    (r"--match-case-insensitive", "match=MatchRules(fold_case=True)"),
+    (r"--match-any-extension", "match=MatchRules(fold_extension=True)"),
+    (r"--strip-prefix (\S+)", r'match=MatchRules(strip_prefixes=("\1",))'),
+    (r"--strip-prefix", "match=MatchRules(strip_prefixes=...)"),
+    (r"--name-map FILE", "match=MatchRules(name_map=load_name_map(FILE))"),
+    (r"--name-map", "match=MatchRules(name_map=...)"),
+    (r"--from (\w+)", r'fmt="\1"'),
+    (r"--from", "fmt="),
+    (r"--unknown (\w+)", r'unknown="\1"'),
+    (r"--map FILE", "mapping=FILE"),
+    (r"--map", "mapping="),
+    (r"--schema", "schema="),
+    (r"--images-from", "ReadOptions(images_from=...)"),
+    (r"--images DIR", "ReadOptions(images=DIR)"),
+    (r"--images", "ReadOptions(images=...)"),
+    (r"--names", "ReadOptions(names=[...])"),
+    (r"--task (\w+)", r'ReadOptions(task="\1")'),
+    (r"--strict", "strict=True"),
+    (r"--engine (\w+)", r'engine="\1"'),
+    (r"--conf-bucket", "conf_bucket="),
+    (r"--create-project TITLE", 'create_project="TITLE"'),
+    (r"--create-project", "create_project="),
+    (r"--min-score", "min_score="),
+    (r"--resend-unconfirmed", "resend_unconfirmed=True"),
+    (r"--mode (\w+)", r'mode="\1"'),
+    (r"'prelabel formats'", "prelabel.FORMATS"),
+    (r"\brerun with\b", "call again with"),
+    (r"\buse prelabel push\b", "use prelabel.push"),
+]
+
+
+def set_face(face: str) -> None:
+    """``"cli"`` (the command line sets it) or ``"python"`` (the default): the words of the hints."""
+    _FACE["name"] = face
+
+
+def by_face(*, cli: str, python: str) -> str:
+    """The text for the caller's face.
+
+    >>> by_face(cli="pass --allow-empty", python="pass allow_empty=True")
+    'pass allow_empty=True'
+    """
+    return cli if _FACE["name"] == "cli" else python
+
+
+def for_face(hint: str) -> str:
+    """A hint written with command-line flags, in the caller's words: unchanged for the command line; for a
+    Python caller, each flag becomes the keyword that does the same.
+
+    >>> for_face("rerun with --match-case-insensitive")
+    'call again with match=MatchRules(fold_case=True)'
+    >>> for_face("give the format with --from yolo (see 'prelabel formats')")
+    'give the format with fmt="yolo" (see prelabel.FORMATS)'
+    """
+    if _FACE["name"] == "cli" or "-" not in hint and "rerun" not in hint:
+        return hint
+    out = hint
+    for flag, words in _PY_WORDS:
+        out = re.sub(flag if flag.startswith("\\b") or flag.startswith("'") else r"(?<![\w-])" + flag + r"(?![\w-])",
+                     words, out)
+    return out
 
 
 class PrelabelError(Exception):
@@ -60,7 +133,7 @@ class PrelabelError(Exception):
     def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = for_face(hint)
 
     def __str__(self) -> str:
         return self.message
