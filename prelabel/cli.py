@@ -174,7 +174,8 @@ def _reading_options(*, images_help: str) -> list[Any]:
                      help="Predictions: column for a role (image, category, x1, y1, x2, y2, x, y, w, h, cx, cy, score, ...)."),
         click.option("--box-format", type=click.Choice(["xyxy", "xywh", "cxcywh"]), help="Predictions: box columns."),
         click.option("--normalized/--absolute", default=None, help="Predictions: box values in [0, 1]."),
-        click.option("--names", help="Class names, comma-separated, or a file (one per line / data.yaml)."),
+        click.option("--names", help="Class names, comma-separated, or a file (one per line / data.yaml), or 'coco': "
+                                      "the 80 COCO class names of pretrained detectors."),
         click.option("--images-from", type=click.Path(path_type=Path), help="COCO results: the GT file with the images."),
         *_extra_source_options(),
     ]
@@ -192,6 +193,8 @@ def convert_options(f: Any) -> Any:
                      help="Categories not in the schema."),
         click.option("--min-score", type=float, help="Drop predictions scored under this."),
         click.option("--min-area", type=float, default=0.0, show_default=True, help="Drop objects smaller than this (px²)."),
+        click.option("--min-size", type=float, default=0.0, show_default=True,
+                     help="Drop objects whose box has a side (width or height) under this (px)."),
         click.option("--no-clip", is_flag=True, help="Keep geometry as it came (still validated)."),
         click.option("--max-file-size", default="25MB", show_default=True, help="Split larger COCO files into shards."),
         click.option("--rle", type=click.Choice(["compressed", "uncompressed"]), default="compressed", show_default=True),
@@ -220,7 +223,11 @@ def _read_options(kw: dict[str, Any]) -> Any:
         columns[role.strip()] = name.strip()
     names = kw.get("names")
     name_list: list[str] | None = None
-    if names:
+    if names and names.strip().lower() == "coco" and not Path(names).is_file():
+        from .adapters.names import COCO_NAMES
+
+        name_list = list(COCO_NAMES)
+    elif names:
         p = Path(names)
         if p.is_file():
             from .adapters import names as names_mod
@@ -283,7 +290,7 @@ def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[s
             result = convert(
                 list(src), out, fmt=kw.get("fmt"), options=_read_options(kw), mapping=kw.get("mapping"),
                 schema=kw.get("schema"), unknown=kw.get("unknown") or "error", clip=not kw.get("no_clip"),
-                min_area=kw.get("min_area") or 0.0, min_score=kw.get("min_score"),
+                min_area=kw.get("min_area") or 0.0, min_size=kw.get("min_size") or 0.0, min_score=kw.get("min_score"),
                 max_file_size=_size(kw.get("max_file_size") or "25MB"), rle=kw.get("rle") or "compressed",
                 report_path=kw.get("report_path"), strict=bool(kw.get("strict")),
                 storage_options=_storage_options(kw), engine=kw.get("engine") or "local",
@@ -434,26 +441,39 @@ def _source_options(f: Any) -> Any:
               help="The most images on the sheet.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which images, when there are more than --n.")
 @click.option("--no-clip", is_flag=True, help="Draw the geometry as read, not clipped to the image.")
+@click.option("--min-score", type=float, help="Leave out predictions scored under this (as push would).")
 @_source_options
 @click.pass_context
 def preview_cmd(ctx: click.Context, /, src: tuple[Path, ...], out: Path, n: int, seed: int, no_clip: bool,
-                **kw: Any) -> None:
+                min_score: float | None, **kw: Any) -> None:
     """Draw SRC (any source, or a COCO file) on a contact sheet PNG: see the result before uploading.
 
     \b
     Boxes, polygons, masks and keypoints in per-category colours with a legend, the file name under each
     image; images with problems (clipped, dropped, unmatched) come first, missing images are grey tiles.
+    SRC may be a local project, local:DIR: its current pre-annotations, drawn on its images.
     Examples:
       prelabel preview sample_data/coco/instances.json --images sample_data/images -o preview.png
       prelabel preview sample_data/yolo -o preview.png --n 4 --seed 1
+      prelabel preview local:build/demo/project -o project.png
     """
+    import tempfile
+
     from . import preview as pv
     from .pipeline import prepare, read
+    from .upload.local import LocalProject
 
     quiet = bool(ctx.obj.get("quiet"))
     storage_options = _storage_options(kw)
-    raw = read(list(src), fmt=kw.get("fmt"), options=_read_options(kw), storage_options=storage_options)
-    ds = prepare(raw, unknown="keep", clip=not no_clip)
+    with tempfile.TemporaryDirectory(prefix="prelabel-preview-") as tmp:
+        sources: list[Any] = list(src)
+        for i, s in enumerate(sources):
+            if str(s).startswith("local:"):   # a local project: its pre-annotations as COCO, its images root
+                proj = LocalProject(str(s)[len("local:"):])
+                sources[i] = proj.export(Path(tmp) / f"project-{i}.json", max_file_size=2**62)[0]
+                kw["images"] = kw.get("images") or proj.images_root
+        raw = read(sources, fmt=kw.get("fmt"), options=_read_options(kw), storage_options=storage_options)
+    ds = prepare(raw, unknown="keep", clip=not no_clip, min_score=min_score)
     path = pv.save(ds, out, images=kw.get("images"), n=n, seed=seed, source=raw, show_progress=not quiet,
                    storage_options=storage_options)
     if not quiet:
