@@ -279,8 +279,10 @@ def _storage_options(kw: dict[str, Any]) -> dict[str, Any] | None:
     return parse_storage_options(items) if items else None
 
 
-def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[str, Any]) -> Any:
-    """Run the conversion for 'convert' and 'push' and print the summary."""
+def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[str, Any], *,
+                temporary: bool = False) -> Any:
+    """Run the conversion for 'convert' and 'push' and print the summary (``temporary``: ``out`` is deleted
+    after the upload, so its path is not printed)."""
     from .pipeline import convert
     from .progress import Stages, active
 
@@ -310,6 +312,8 @@ def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[s
         for line in lines:
             click.echo(line, err=True)
         files = ", ".join(str(p) for p in (getattr(result, "urls", None) or result.paths))
+        if temporary:
+            files = "a temporary file (-o FILE keeps it)"
         click.echo(f"wrote {rep.output.get('images')} image(s), {rep.output.get('annotations')} annotation(s), "
                    f"{rep.output.get('categories')} categories to {files}", err=True)
     n_read, n_written = int(result.report.read or 0), int(result.report.output.get("annotations") or 0)
@@ -690,7 +694,7 @@ def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target:
                                err=True)
         with tempfile.TemporaryDirectory(prefix="prelabel-push-") as tmp:
             dest = out if out is not None else Path(tmp) / "push.coco.json"
-            result = run_convert(ctx, src, dest, kw)
+            result = run_convert(ctx, src, dest, kw, temporary=out is None)
             mapping = list(getattr(result.report, "mapping", None) or [])
             if from_target and mapping and not quiet:
                 click.echo("category mapping (source -> project):", err=True)
@@ -699,7 +703,8 @@ def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target:
                        workers=workers, journal=journal, no_journal=no_journal or out is None,
                        max_file_size=None if upload_limit_default else _size(kw.get("max_file_size") or "25MB"),
                        as_json=as_json, quiet=quiet, allow_empty=allow_empty,
-                       resend_unconfirmed=resend_unconfirmed, strict=fail_on_unmatched or bool(kw.get("strict")))
+                       resend_unconfirmed=resend_unconfirmed, strict=fail_on_unmatched or bool(kw.get("strict")),
+                       temporary=out is None)
     finally:
         tgt.close()
 

@@ -91,10 +91,15 @@ def strict_problems(result: Any) -> list[str]:
     return out
 
 
-def print_upload(result: Any, *, as_json: bool, quiet: bool = False) -> None:
-    """The result on stdout (``--json``: as JSON); with ``quiet``, only a failed upload's errors, on stderr."""
+def print_upload(result: Any, *, as_json: bool, quiet: bool = False, temporary: bool = False) -> None:
+    """The result on stdout (``--json``: as JSON); with ``quiet``, only a failed upload's errors, on stderr.
+    ``temporary``: the uploaded file is deleted afterwards (push without -o): its path is not printed."""
     if as_json:
-        click.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
+        doc = result.to_dict()
+        if temporary:
+            for s in doc["shards"]:
+                s["path"] = "(a temporary file: -o FILE keeps it)"
+        click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
         return
     if quiet:
         if result.status == "failed":
@@ -163,7 +168,8 @@ def target_options(kw: dict[str, Any], *, images: Any = None) -> dict[str, Any]:
 def run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, dry_run: bool, mode: str,
                workers: int | None, journal: Path | None, no_journal: bool, max_file_size: int | None,
                as_json: bool, quiet: bool = False, target_options: dict[str, Any] | None = None,
-               allow_empty: bool = False, resend_unconfirmed: bool = False, strict: bool = False) -> None:
+               allow_empty: bool = False, resend_unconfirmed: bool = False, strict: bool = False,
+               temporary: bool = False) -> None:
     """Upload, print the result, and exit 1 when it failed (or, with ``strict``, left images or annotated
     categories out)."""
     show = active(not quiet)
@@ -181,7 +187,7 @@ def run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, d
                            wait=not async_, notify=notify, progress=on_progress if show else None,
                            allow_empty=allow_empty, resend_unconfirmed=resend_unconfirmed,
                            **(target_options or {}))
-    print_upload(result, as_json=as_json, quiet=quiet)
+    print_upload(result, as_json=as_json, quiet=quiet, temporary=temporary)
     if result.status == "failed":
         sys.exit(1)
     problems = strict_problems(result) if strict and result.status == "completed" else []

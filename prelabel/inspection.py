@@ -228,6 +228,8 @@ def print_summary(summary: Mapping[str, Any], *, file: IO[str] | None = None) ->
     hints = summary.get("hints") or []
     if not problems and not hints:
         con.print("problems: none")
+    else:
+        con.print(f"problems: {len(problems) + len(hints)}")
     for d in [*problems, *hints]:
         where = f"{d['source']}: " if d.get("source") else ""
         con.print(f"{d['severity']:<8} {d['code']:<26} {where}{d['message']}", markup=False)
