@@ -729,8 +729,9 @@ def project() -> None:
 @click.option("--schema", type=click.Path(path_type=Path),
               help="Categories from a schema file (COCO, names .txt / data.yaml, Label Studio XML, ...).")
 @click.option("--project-id", help="The id the project answers to over 'prelabel serve' (default: random).")
-def project_init(dir: Path, images: Path, categories: str | None, schema: Path | None,  # noqa: A002
-                 project_id: str | None) -> None:
+@click.pass_context
+def project_init(ctx: click.Context, dir: Path, images: Path, categories: str | None,  # noqa: A002
+                 schema: Path | None, project_id: str | None) -> None:
     """Create a project in DIR for the images under --images (re-run: adds new images and categories).
 
     \b
@@ -748,6 +749,8 @@ def project_init(dir: Path, images: Path, categories: str | None, schema: Path |
         names = load_schema_names(schema)
     proj, summary = LocalProject.init(dir, images=images, categories=names, project_id=project_id)
     verb = "created" if summary["created"] else "updated"
+    if (ctx.obj or {}).get("quiet"):
+        return
     click.echo(f"{verb} project {proj.project_id} in {dir}: {summary['assets']} image(s) "
                f"({summary['assets_added']} new), categories: {', '.join(summary['categories']) or '(none yet)'}")
     if summary["unreadable"]:

@@ -37,7 +37,9 @@ RULE_WORDS = {"exact": "by exact name", "prefix": "by dropping a folder prefix",
 
 
 def _plural(n: int, word: str) -> str:
-    """>>> _plural(1, "category"), _plural(2, "category"), _plural(2, "image")
+    """``n`` and the word, plural when ``n`` is not 1.
+
+    >>> _plural(1, "category"), _plural(2, "category"), _plural(2, "image")
     ('1 category', '2 categories', '2 images')
     """
     if n == 1:
