@@ -71,6 +71,7 @@ _PY_WORDS: list[tuple[str, str]] = [
     (r"--map FILE", "mapping=FILE"),
     (r"--map", "mapping="),
     (r"--schema", "schema="),
+    (r"--images-from (\S+)", r'ReadOptions(images_from="\1")'),
     (r"--images-from", "ReadOptions(images_from=...)"),
     (r"--images DIR", "ReadOptions(images=DIR)"),
     (r"--images", "ReadOptions(images=...)"),

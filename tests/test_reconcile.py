@@ -240,8 +240,8 @@ def test_unknown_error_names_them_and_the_closest_schema_names():
     assert str(e.value) == ("3 categories are not in the schema: 'cta' (2 annotations; closest: 'cat'), "
                             "'zebra' (1 annotation; no close match), "
                             "'kat' (mapped from 'kitty'; 1 annotation; closest: 'cat')")
-    assert e.value.hint == ("map them with --map FILE (source: target, or null to drop), or pass --unknown drop "
-                            "to drop their annotations (--unknown keep to keep them)")
+    assert e.value.hint == ("map them with mapping=FILE (source: target, or null to drop), or pass unknown=\"drop\" "
+                            "to drop their annotations (unknown=\"keep\" to keep them)")   # Python's words
 
 
 def test_unknown_drop():
