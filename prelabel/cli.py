@@ -1,7 +1,6 @@
 """The command line. Parsing and printing only: no format or platform logic lives here.
 
-Exit codes: 0 success; 1 invalid data, a failed upload or a --strict failure; 2 usage errors
-(unknown options, an ambiguous source, contradictory options).
+Exit codes: see docs/cli.md, "Exit codes" (the one place they are listed).
 """
 
 from __future__ import annotations
@@ -17,8 +16,24 @@ from . import __version__
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
 
+def _global_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """-q / -v given after the command: the same as before it."""
+    if value and param.name:
+        ctx.ensure_object(dict)[param.name] = True
+
+
 class _Group(click.Group):
-    """Turns prelabel's errors into one line of what went wrong and one line of what to do."""
+    """Turns prelabel's errors into one line of what went wrong and one line of what to do; every command also
+    takes the global -q and -v after its name."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not isinstance(cmd, click.Group):
+            cmd.params += [
+                click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_global_flag,
+                             help="Print only errors (no progress, no summary); also before the command."),
+                click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, callback=_global_flag,
+                             help="Print every diagnostic; also before the command.")]
+        super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         from .errors import PrelabelError, cli_spelling
@@ -154,7 +169,8 @@ def _reading_options(*, images_help: str) -> list[Any]:
                      help="Predictions: column for a role (image, category, x1, y1, x2, y2, x, y, w, h, cx, cy, score, ...)."),
         click.option("--box-format", type=click.Choice(["xyxy", "xywh", "cxcywh"]), help="Predictions: box columns."),
         click.option("--normalized/--absolute", default=None, help="Predictions: box values in [0, 1]."),
-        click.option("--names", help="Class names, comma-separated, or a file (one per line / data.yaml)."),
+        click.option("--names", help="Class names, comma-separated, or a file (one per line / data.yaml), or 'coco': "
+                                      "the 80 COCO class names of pretrained detectors."),
         click.option("--images-from", type=click.Path(path_type=Path), help="COCO results: the GT file with the images."),
         *_extra_source_options(),
     ]
@@ -172,6 +188,8 @@ def convert_options(f: Any) -> Any:
                      help="Categories not in the schema."),
         click.option("--min-score", type=float, help="Drop predictions scored under this."),
         click.option("--min-area", type=float, default=0.0, show_default=True, help="Drop objects smaller than this (px²)."),
+        click.option("--min-size", type=float, default=0.0, show_default=True,
+                     help="Drop objects whose box has a side (width or height) under this (px)."),
         click.option("--no-clip", is_flag=True, help="Keep geometry as it came (still validated)."),
         click.option("--max-file-size", default="25MB", show_default=True, help="Split larger COCO files into shards."),
         click.option("--rle", type=click.Choice(["compressed", "uncompressed"]), default="compressed", show_default=True),
@@ -200,7 +218,11 @@ def _read_options(kw: dict[str, Any]) -> Any:
         columns[role.strip()] = name.strip()
     names = kw.get("names")
     name_list: list[str] | None = None
-    if names:
+    if names and names.strip().lower() == "coco" and not Path(names).is_file():
+        from .adapters.names import COCO_NAMES
+
+        name_list = list(COCO_NAMES)
+    elif names:
         p = Path(names)
         if p.is_file():
             from .adapters import names as names_mod
@@ -252,8 +274,10 @@ def _storage_options(kw: dict[str, Any]) -> dict[str, Any] | None:
     return parse_storage_options(items) if items else None
 
 
-def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[str, Any]) -> Any:
-    """Run the conversion for 'convert' and 'push' and print the summary."""
+def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[str, Any], *,
+                temporary: bool = False) -> Any:
+    """Run the conversion for 'convert' and 'push' and print the summary (``temporary``: ``out`` is deleted
+    after the upload, so its path is not printed)."""
     from .pipeline import convert
     from .progress import Stages, active
 
@@ -263,7 +287,7 @@ def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[s
             result = convert(
                 list(src), out, fmt=kw.get("fmt"), options=_read_options(kw), mapping=kw.get("mapping"),
                 schema=kw.get("schema"), unknown=kw.get("unknown") or "error", clip=not kw.get("no_clip"),
-                min_area=kw.get("min_area") or 0.0, min_score=kw.get("min_score"),
+                min_area=kw.get("min_area") or 0.0, min_size=kw.get("min_size") or 0.0, min_score=kw.get("min_score"),
                 max_file_size=_size(kw.get("max_file_size") or "25MB"), rle=kw.get("rle") or "compressed",
                 report_path=kw.get("report_path"), strict=bool(kw.get("strict")),
                 storage_options=_storage_options(kw), engine=kw.get("engine") or "local",
@@ -283,8 +307,18 @@ def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[s
         for line in lines:
             click.echo(line, err=True)
         files = ", ".join(str(p) for p in (getattr(result, "urls", None) or result.paths))
+        if temporary:
+            files = "a temporary file (-o FILE keeps it)"
         click.echo(f"wrote {rep.output.get('images')} image(s), {rep.output.get('annotations')} annotation(s), "
                    f"{rep.output.get('categories')} categories to {files}", err=True)
+    n_read, n_written = int(result.report.read or 0), int(result.report.output.get("annotations") or 0)
+    if n_read and not n_written:
+        from .errors import PrelabelError
+
+        raise PrelabelError(f"read {n_read} annotation(s) and wrote none: every one was dropped "
+                            f"({', '.join(f'{k} {v}' for k, v in result.report.dropped_counts().items())})",
+                            hint="see the report's drops (-v prints them all); image.missing: point --images at "
+                                 "the folder that holds the images")
     return result
 
 
@@ -406,26 +440,39 @@ def _source_options(f: Any) -> Any:
               help="The most images on the sheet.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Which images, when there are more than --n.")
 @click.option("--no-clip", is_flag=True, help="Draw the geometry as read, not clipped to the image.")
+@click.option("--min-score", type=float, help="Leave out predictions scored under this (as push would).")
 @_source_options
 @click.pass_context
 def preview_cmd(ctx: click.Context, /, src: tuple[Path, ...], out: Path, n: int, seed: int, no_clip: bool,
-                **kw: Any) -> None:
+                min_score: float | None, **kw: Any) -> None:
     """Draw SRC (any source, or a COCO file) on a contact sheet PNG: see the result before uploading.
 
     \b
     Boxes, polygons, masks and keypoints in per-category colours with a legend, the file name under each
     image; images with problems (clipped, dropped, unmatched) come first, missing images are grey tiles.
+    SRC may be a local project, local:DIR: its current pre-annotations, drawn on its images.
     Examples:
       prelabel preview sample_data/coco/instances.json --images sample_data/images -o preview.png
       prelabel preview sample_data/yolo -o preview.png --n 4 --seed 1
+      prelabel preview local:build/demo/project -o project.png
     """
+    import tempfile
+
     from . import preview as pv
     from .pipeline import prepare, read
+    from .upload.local import LocalProject
 
     quiet = bool(ctx.obj.get("quiet"))
     storage_options = _storage_options(kw)
-    raw = read(list(src), fmt=kw.get("fmt"), options=_read_options(kw), storage_options=storage_options)
-    ds = prepare(raw, unknown="keep", clip=not no_clip)
+    with tempfile.TemporaryDirectory(prefix="prelabel-preview-") as tmp:
+        sources: list[Any] = list(src)
+        for i, s in enumerate(sources):
+            if str(s).startswith("local:"):   # a local project: its pre-annotations as COCO, its images root
+                proj = LocalProject(str(s)[len("local:"):])
+                sources[i] = proj.export(Path(tmp) / f"project-{i}.json", max_file_size=2**62)[0]
+                kw["images"] = kw.get("images") or proj.images_root
+        raw = read(sources, fmt=kw.get("fmt"), options=_read_options(kw), storage_options=storage_options)
+    ds = prepare(raw, unknown="keep", clip=not no_clip, min_score=min_score)
     path = pv.save(ds, out, images=kw.get("images"), n=n, seed=seed, source=raw, show_progress=not quiet,
                    storage_options=storage_options)
     if not quiet:
@@ -516,102 +563,6 @@ def _upload_options(f: Any) -> Any:
     return f
 
 
-def _print_upload(result: Any, *, as_json: bool) -> None:
-    import orjson
-
-    from .upload.match import unmatched_line
-
-    if as_json:
-        click.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
-        return
-    n_shards = len(result.shards)
-    resumed = sum(1 for s in result.shards if s.resumed)
-    what = "dry run against" if result.dry_run else "upload to"
-    act = f" (activity {result.activity_id})" if result.activity_id else ""
-    click.echo(f"{what} {result.target}: {result.status}{act}")
-    if result.status == "processing":
-        click.echo("  the server is still processing: run the same command again to wait for the result "
-                   "(the journal makes it poll these jobs, not send them again)")
-        return
-    if result.status == "failed" and result.shards and not any(s.status == "completed" for s in result.shards):
-        for e in result.errors[:10]:   # no shard completed: there are no counts to show, only what went wrong
-            click.echo(f"  error: {e}")
-        return
-    verb = "would be applied" if result.dry_run else "applied"
-    shards = f" in {n_shards} shards" if n_shards > 1 else ""
-    res_txt = f", {resumed} shard(s) done by an earlier run" if resumed else ""
-    source = ""
-    if getattr(result, "applied_source", "service") == "estimate" and not result.dry_run:
-        source = " (prelabel's estimate: the service reported no count)"
-    click.echo(f"  annotations {verb}: {result.annotations_applied}{source}{shards}{res_txt}")
-    if result.annotations_replaced is not None and (result.dry_run or result.annotations_replaced):
-        n, m = result.annotations_replaced, result.images_replaced or 0
-        what = (f"{n} existing pre-annotation{'s' if n != 1 else ''} on {m} image{'s' if m != 1 else ''}")
-        click.echo(f"  {'would replace' if result.dry_run else 'replaced'} {what}")
-    how = result.matched_by or {}
-    rules = {"exact": "by exact name", "prefix": "by dropping a folder prefix",
-             "sanitized": "after the platform's upload renaming", "case": "ignoring case",
-             "extension": "ignoring the extension", "name-map": "by the name map",
-             "strip-prefix": "after --strip-prefix", "uploaded": "uploaded as new tasks"}
-    detail = ", ".join(f"{n} {rules.get(k, k)}" for k, n in sorted(how.items()) if n) if set(how) - {"exact"} else ""
-    click.echo(f"  images matched: {result.files_matched}" + (f" ({detail})" if detail else ""))
-    n_unmatched = result.files_not_matched_count
-    n_unmatched = len(result.files_not_matched) if n_unmatched is None else n_unmatched
-    if n_unmatched and not result.files_not_matched:
-        click.echo(f"  images not matched: {n_unmatched} (the service gave the count, not the names)")
-    if result.files_not_matched:
-        click.echo(f"  images not matched: {n_unmatched} (their annotations are not applied)")
-        for u in result.files_not_matched[:20]:
-            click.echo(f"    {unmatched_line(u)}")
-        if len(result.files_not_matched) > 20:
-            click.echo(f"    ... and {len(result.files_not_matched) - 20} more (--json lists them all)")
-    if result.categories_ignored:
-        click.echo(f"  categories ignored (not in the project's schema; their annotations are not applied): "
-                   f"{', '.join(result.categories_ignored)}")
-    for e in result.errors[:10]:
-        click.echo(f"  error: {e}")
-
-
-def _target_options(kw: dict[str, Any], *, images: Any = None) -> dict[str, Any]:
-    """The upload call's target options from the CLI's: match rules and the Label Studio options."""
-    from .upload.match import MatchRules, load_name_map
-
-    name_map = kw.get("name_map")
-    rules = MatchRules(fold_case=bool(kw.get("fold_case")), fold_extension=bool(kw.get("fold_extension")),
-                       strip_prefixes=tuple(kw.get("strip_prefixes") or ()),
-                       name_map=load_name_map(name_map) if name_map is not None else {})
-    return {"match": rules if rules.active else None, "images": images, "create_project": kw.get("create_project"),
-            "model_version": kw.get("model_version"), "conf_bucket": kw.get("conf_bucket")}
-
-
-def _run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, dry_run: bool, mode: str,
-                workers: int | None, journal: Path | None, no_journal: bool, max_file_size: int | None,
-                as_json: bool, quiet: bool = False, target_options: dict[str, Any] | None = None,
-                allow_empty: bool = False, resend_unconfirmed: bool = False) -> None:
-    from .progress import active, progress
-    from .upload.driver import UploadProgress
-    from .upload.driver import upload as do_upload
-
-    show = active(not quiet)
-    # stderr only: "upload: 1/3 shards, 12 annotations applied, ETA 0:00:02" (a bar on a terminal)
-    with progress(None, desc="upload:", unit="shards", enabled=show) as bar:
-        notify = None if quiet else (bar.echo if show else (lambda msg: click.echo(msg, err=True)))
-
-        def on_progress(p: UploadProgress) -> None:
-            verb = "would be applied" if p.dry_run else "applied"
-            bar.update(completed=p.shards_done, total=p.shards_total, eta=p.eta,
-                       note=f"{p.annotations_applied} annotation{'s' if p.annotations_applied != 1 else ''} {verb}")
-
-        result = do_upload(coco, target, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
-                           journal=False if no_journal else journal, max_file_size=max_file_size,
-                           wait=not async_, notify=notify, progress=on_progress if show else None,
-                           allow_empty=allow_empty, resend_unconfirmed=resend_unconfirmed,
-                           **(target_options or {}))
-    _print_upload(result, as_json=as_json)
-    if result.status == "failed":
-        sys.exit(1)
-
-
 @main.command(context_settings=CONTEXT)
 @click.argument("file", type=click.Path(path_type=Path))
 @_upload_options
@@ -621,11 +572,14 @@ def _run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, 
 @click.option("--max-file-size", default=None,
               help="Upload larger files as shards (default: the target's limit: 25 MB; Labellerr under "
                    "25,000,000 bytes).")
+@click.option("--strict", "--fail-on-unmatched", "strict", is_flag=True,
+              help="Exit 1 when an image matched no project file or a category that carries annotations was "
+                   "ignored (also with --dry-run).")
 @click.pass_context
 def upload(ctx: click.Context, /, file: Path, target: str, async_: bool, timeout: float | None, dry_run: bool,
            as_json: bool, mode: str, workers: int | None, journal: Path | None, no_journal: bool,
            max_file_size: str | None, images: Path | None, allow_empty: bool, resend_unconfirmed: bool,
-           **kw: Any) -> None:
+           strict: bool, **kw: Any) -> None:
     """Upload a COCO file (or its shards FILE-001.json, ...) as pre-annotations.
 
     \b
@@ -666,11 +620,13 @@ def upload(ctx: click.Context, /, file: Path, target: str, async_: bool, timeout
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    _run_upload(file, target=target, async_=async_, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
-                journal=journal, no_journal=no_journal,
-                max_file_size=_size(max_file_size) if max_file_size else None, as_json=as_json,
-                quiet=bool(ctx.obj.get("quiet")), target_options=_target_options(kw, images=images),
-                allow_empty=allow_empty, resend_unconfirmed=resend_unconfirmed)
+    from .cli_upload import run_upload, target_options
+
+    run_upload(file, target=target, async_=async_, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
+               journal=journal, no_journal=no_journal,
+               max_file_size=_size(max_file_size) if max_file_size else None, as_json=as_json,
+               quiet=bool(ctx.obj.get("quiet")), target_options=target_options(kw, images=images),
+               allow_empty=allow_empty, resend_unconfirmed=resend_unconfirmed, strict=strict)
 
 
 def _is_labelstudio(target: str) -> bool:
@@ -679,31 +635,19 @@ def _is_labelstudio(target: str) -> bool:
     return target.partition(":")[0].strip().lower() in LS_KINDS
 
 
-def _echo_mapping(mapping: list[dict[str, Any]], unknown: str) -> None:
-    """The category mapping of a push (report.mapping), one line per source category, on stderr."""
-    for m in mapping:
-        n = int(m.get("annotations") or 0)
-        count = f"{n} annotation{'s' if n != 1 else ''}"
-        how = str(m.get("how"))
-        if m.get("target") is None:
-            why = {"dropped": "mapped to null by --map", "unused": "not in the schema, no annotations",
-                   "unknown-dropped": f"not in the schema: dropped (--unknown {unknown})"}.get(how, how)
-            click.echo(f"  {m['source']}: {why}: {count}", err=True)
-        else:
-            extra = " (added: --unknown keep)" if how == "unknown-kept" else ""
-            click.echo(f"  {m['source']} -> {m['target']} (id {m['id']}, {how}){extra}: {count}", err=True)
-
-
 @main.command(context_settings=CONTEXT)
 @click.argument("src", nargs=-1, required=True, type=PATH_OR_URL)
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path),
               help="Keep the converted COCO here (and its resume journal); default: a temporary file.")
 @_upload_options
 @convert_options
+@click.option("--fail-on-unmatched", is_flag=True,
+              help="Exit 1 when an image matched no project file or a category that carries annotations was "
+                   "ignored (--strict does this too, and also fails the conversion on any drop or change).")
 @click.pass_context
 def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target: str, async_: bool,
          timeout: float | None, dry_run: bool, as_json: bool, mode: str, workers: int | None, journal: Path | None,
-         no_journal: bool, allow_empty: bool, resend_unconfirmed: bool, **kw: Any) -> None:
+         no_journal: bool, allow_empty: bool, resend_unconfirmed: bool, fail_on_unmatched: bool, **kw: Any) -> None:
     """Convert SRC, validate and upload it in one command.
 
     \b
@@ -721,6 +665,7 @@ def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target:
     """
     import tempfile
 
+    from .cli_upload import echo_mapping, run_upload, target_options
     from .errors import UsageError
     from .upload.driver import parse_target
 
@@ -730,7 +675,7 @@ def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target:
     images = kw.get("images") if _is_labelstudio(target) else None
     if images is not None and not isinstance(images, Path):
         raise UsageError(f"--images {images}: Label Studio uploads images from a local folder, not a URL")
-    topts = _target_options(kw, images=images)
+    topts = target_options(kw, images=images)
     tgt = parse_target(target, mode=mode, **topts)
     try:
         from_target = False
@@ -744,16 +689,17 @@ def push(ctx: click.Context, /, src: tuple[Path, ...], out: Path | None, target:
                                err=True)
         with tempfile.TemporaryDirectory(prefix="prelabel-push-") as tmp:
             dest = out if out is not None else Path(tmp) / "push.coco.json"
-            result = run_convert(ctx, src, dest, kw)
+            result = run_convert(ctx, src, dest, kw, temporary=out is None)
             mapping = list(getattr(result.report, "mapping", None) or [])
             if from_target and mapping and not quiet:
                 click.echo("category mapping (source -> project):", err=True)
-                _echo_mapping(mapping, str(kw.get("unknown") or "error"))
-            _run_upload(dest, target=tgt, async_=async_, timeout=timeout, dry_run=dry_run, mode=mode,
-                        workers=workers, journal=journal, no_journal=no_journal or out is None,
-                        max_file_size=None if upload_limit_default else _size(kw.get("max_file_size") or "25MB"),
-                        as_json=as_json, quiet=quiet, allow_empty=allow_empty,
-                        resend_unconfirmed=resend_unconfirmed)
+                echo_mapping(mapping, str(kw.get("unknown") or "error"))
+            run_upload(dest, target=tgt, async_=async_, timeout=timeout, dry_run=dry_run, mode=mode,
+                       workers=workers, journal=journal, no_journal=no_journal or out is None,
+                       max_file_size=None if upload_limit_default else _size(kw.get("max_file_size") or "25MB"),
+                       as_json=as_json, quiet=quiet, allow_empty=allow_empty,
+                       resend_unconfirmed=resend_unconfirmed, strict=fail_on_unmatched or bool(kw.get("strict")),
+                       temporary=out is None)
     finally:
         tgt.close()
 
@@ -778,8 +724,9 @@ def project() -> None:
 @click.option("--schema", type=click.Path(path_type=Path),
               help="Categories from a schema file (COCO, names .txt / data.yaml, Label Studio XML, ...).")
 @click.option("--project-id", help="The id the project answers to over 'prelabel serve' (default: random).")
-def project_init(dir: Path, images: Path, categories: str | None, schema: Path | None,  # noqa: A002
-                 project_id: str | None) -> None:
+@click.pass_context
+def project_init(ctx: click.Context, dir: Path, images: Path, categories: str | None,  # noqa: A002
+                 schema: Path | None, project_id: str | None) -> None:
     """Create a project in DIR for the images under --images (re-run: adds new images and categories).
 
     \b
@@ -797,6 +744,8 @@ def project_init(dir: Path, images: Path, categories: str | None, schema: Path |
         names = load_schema_names(schema)
     proj, summary = LocalProject.init(dir, images=images, categories=names, project_id=project_id)
     verb = "created" if summary["created"] else "updated"
+    if (ctx.obj or {}).get("quiet"):
+        return
     click.echo(f"{verb} project {proj.project_id} in {dir}: {summary['assets']} image(s) "
                f"({summary['assets_added']} new), categories: {', '.join(summary['categories']) or '(none yet)'}")
     if summary["unreadable"]:

@@ -40,7 +40,6 @@ from __future__ import annotations
 import ast
 import concurrent.futures
 import contextlib
-import contextvars
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -61,7 +60,9 @@ __all__ = [
     "UploadTimeoutError",
     "UsageError",
     "ValidationError",
+    "by_face",
     "cli_spelling",
+    "for_face",
     "option",
     "spell",
 ]
@@ -71,8 +72,13 @@ _CLI_FLAG = {"columns": "--column", "fmt": "--from", "mapping": "--map"}
 _CLI_BOOL = {"normalized": ("--normalized", "--absolute")}
 # options that a Python caller gives inside ``extra={...}``
 _IN_EXTRA = frozenset({"data_yaml", "kpt_shape", "label_config"})
+# the reading options a Python caller gives inside ``ReadOptions(...)`` (prelabel.adapters.base.ReadOptions)
+_READ_OPTIONS = frozenset({"images", "task", "voc_origin", "cvat_points", "frame_pattern", "points", "ls_select",
+                           "ls_annotator", "columns", "box_format", "normalized", "names", "images_from", "extra"})
 _MARK = re.compile(r"\{option:([a-z_]+)(?:=(.*?))?\}")
-_CLI: contextvars.ContextVar[bool] = contextvars.ContextVar("prelabel_cli_spelling", default=False)
+# Who is calling: the command line (options spelled as flags) or Python (keywords). One process-wide state, not a
+# context variable: an upload's worker threads record report lines and hints for the same caller.
+_FACE = {"cli": False}
 
 
 def option(name: str, value: object = None) -> str:
@@ -85,11 +91,12 @@ def option(name: str, value: object = None) -> str:
 @contextlib.contextmanager
 def cli_spelling() -> Iterator[None]:
     """Spell options as command-line flags inside the block (the command line runs each command in one)."""
-    token = _CLI.set(True)
+    before = _FACE["cli"]
+    _FACE["cli"] = True
     try:
         yield
     finally:
-        _CLI.reset(token)
+        _FACE["cli"] = before
 
 
 def spell(text: str, *, cli: bool | None = None) -> str:
@@ -97,7 +104,7 @@ def spell(text: str, *, cli: bool | None = None) -> str:
     default, inside :func:`cli_spelling`), else Python keywords."""
     if "{option:" not in text:
         return text
-    as_cli = _CLI.get() if cli is None else cli
+    as_cli = _FACE["cli"] if cli is None else cli
     return _MARK.sub(lambda m: _spell_one(m.group(1), m.group(2), as_cli), text)
 
 
@@ -117,13 +124,77 @@ def _spell_one(name: str, raw: str | None, cli: bool) -> str:
             return flag
         return f"{flag} {value}"
     if value is None:  # a keyword to fill in
-        return f"extra={{'{name}': ...}}" if name in _IN_EXTRA else f"{name}=..."
-    if name == "columns" and isinstance(value, str) and "=" in value:
+        kw = f"extra={{'{name}': ...}}" if name in _IN_EXTRA else f"{name}=..."
+    elif name == "columns" and isinstance(value, str) and "=" in value:
         role, col = value.split("=", 1)
-        text = f"{{{role}: {col}}}" if placeholder else f"{{{role!r}: {col!r}}}"
-        return f"columns={text}"
-    shown = value if placeholder else repr(value)
-    return f"extra={{'{name}': {shown}}}" if name in _IN_EXTRA else f"{name}={shown}"
+        kw = "columns=" + (f"{{{role}: {col}}}" if placeholder else f"{{{role!r}: {col!r}}}")
+    else:
+        shown = value if placeholder else repr(value)
+        kw = f"extra={{'{name}': {shown}}}" if name in _IN_EXTRA else f"{name}={shown}"
+    return f"ReadOptions({kw})" if name in _READ_OPTIONS or name in _IN_EXTRA else kw
+
+
+
+# a flag (and its value, when the hint gives one) -> the same advice in Python's words
+_PY_WORDS: list[tuple[str, str]] = [
+    (r"--allow-empty", "allow_empty=True"),
+    (r"--match-case-insensitive", "match=MatchRules(fold_case=True)"),
+    (r"--match-any-extension", "match=MatchRules(fold_extension=True)"),
+    (r"--strip-prefix (\S+)", r'match=MatchRules(strip_prefixes=("\1",))'),
+    (r"--strip-prefix", "match=MatchRules(strip_prefixes=...)"),
+    (r"--name-map FILE", "match=MatchRules(name_map=load_name_map(FILE))"),
+    (r"--name-map", "match=MatchRules(name_map=...)"),
+    (r"--from (\w+)", r'fmt="\1"'),
+    (r"--from", "fmt="),
+    (r"--unknown (\w+)", r'unknown="\1"'),
+    (r"--map FILE", "mapping=FILE"),
+    (r"--map", "mapping="),
+    (r"--schema", "schema="),
+    (r"--images-from (\S+)", r'ReadOptions(images_from="\1")'),
+    (r"--images-from", "ReadOptions(images_from=...)"),
+    (r"--images DIR", "ReadOptions(images=DIR)"),
+    (r"--images", "ReadOptions(images=...)"),
+    (r"--names", "ReadOptions(names=[...])"),
+    (r"--task (\w+)", r'ReadOptions(task="\1")'),
+    (r"--strict", "strict=True"),
+    (r"--engine (\w+)", r'engine="\1"'),
+    (r"--conf-bucket", "conf_bucket="),
+    (r"--create-project TITLE", 'create_project="TITLE"'),
+    (r"--create-project", "create_project="),
+    (r"--min-score", "min_score="),
+    (r"--resend-unconfirmed", "resend_unconfirmed=True"),
+    (r"--mode (\w+)", r'mode="\1"'),
+    (r"'prelabel formats'", "prelabel.FORMATS"),
+    (r"\brerun with\b", "call again with"),
+    (r"\buse prelabel push\b", "use prelabel.push"),
+]
+
+
+def by_face(*, cli: str, python: str) -> str:
+    """The text for the caller's face.
+
+    >>> by_face(cli="pass --allow-empty", python="pass allow_empty=True")
+    'pass allow_empty=True'
+    """
+    return cli if _FACE["cli"] else python
+
+
+def for_face(hint: str) -> str:
+    """A hint written with command-line flags, in the caller's words: unchanged for the command line; for a
+    Python caller, each flag becomes the keyword that does the same.
+
+    >>> for_face("rerun with --match-case-insensitive")
+    'call again with match=MatchRules(fold_case=True)'
+    >>> for_face("give the format with --from yolo (see 'prelabel formats')")
+    'give the format with fmt="yolo" (see prelabel.FORMATS)'
+    """
+    if _FACE["cli"] or "-" not in hint and "rerun" not in hint:
+        return hint
+    out = hint
+    for flag, words in _PY_WORDS:
+        out = re.sub(flag if flag.startswith("\\b") or flag.startswith("'") else r"(?<![\w-])" + flag + r"(?![\w-])",
+                     words, out)
+    return out
 
 
 class PrelabelError(Exception):
@@ -146,7 +217,7 @@ class PrelabelError(Exception):
     @property
     def hint(self) -> str:
         """What to do, naming options as the reader gives them (see :func:`spell`)."""
-        return spell(self.raw_hint)
+        return spell(for_face(self.raw_hint))
 
     def __str__(self) -> str:
         return self.message

@@ -206,8 +206,10 @@ def print_summary(summary: Mapping[str, Any], *, file: IO[str] | None = None) ->
     if sc:
         con.print(f"scores ({sc['count']}): min {_num(sc['min'])}, q1 {_num(sc['q1'])}, "
                   f"median {_num(sc['median'])}, q3 {_num(sc['q3'])}, max {_num(sc['max'])}")
-    else:
+    elif summary.get("annotations"):
         con.print("scores: none (ground truth)")
+    else:
+        con.print("scores: none read (no annotation was kept: see the problems)")
 
     kinds = [k for k in KINDS if summary["per_kind"].get(k)] or ["box"]
     table = Table(box=box.SIMPLE_HEAD, show_footer=True, pad_edge=False)
@@ -226,6 +228,8 @@ def print_summary(summary: Mapping[str, Any], *, file: IO[str] | None = None) ->
     hints = summary.get("hints") or []
     if not problems and not hints:
         con.print("problems: none")
+    else:
+        con.print(f"problems: {len(problems) + len(hints)}")
     for d in [*problems, *hints]:
         where = f"{d['source']}: " if d.get("source") else ""
         con.print(f"{d['severity']:<8} {d['code']:<26} {where}{d['message']}", markup=False)

@@ -171,9 +171,23 @@ class Dataset:
         h = self.images["height"].to_numpy(dtype=np.float64)[idx]
         return w, h
 
-    def filter(self, keep: np.ndarray | pd.Series) -> Dataset:
-        """Keep the annotation rows where ``keep`` is True (the caller reports the others)."""
+    def filter(self, keep: np.ndarray | pd.Series, *, reason: str | None = None, message: str = "") -> Dataset:
+        """Keep the annotation rows where ``keep`` is True.
+
+        With ``reason`` (a code of your own, e.g. ``"dropped.my_filter"``) the other rows are recorded in the
+        report as dropped for it, so the ledger (read = written + dropped) still balances; without it the caller
+        records them (``ds.report.drop(reason, rows)``), or :func:`prelabel.write_dataset` warns that the ledger
+        does not balance.
+
+        >>> import prelabel
+        >>> ds = prelabel.read("sample_data/voc")
+        >>> small = ds.filter(ds.annotations["w"] >= 20, reason="dropped.too_small", message="under 20 px wide")
+        >>> len(ds.annotations) == len(small.annotations) + small.report.dropped_counts()["dropped.too_small"]
+        True
+        """
         mask = np.asarray(keep, dtype=bool)
+        if reason is not None and not mask.all():
+            self.report.drop(reason, self.annotations[~mask], message)
         return self.replace(annotations=self.annotations[mask])
 
     # ------------------------------------------------------------------ merging

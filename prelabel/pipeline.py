@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -113,15 +114,16 @@ def _read_elsewhere(s: str | Path, *, fmt: str | None, options: ReadOptions,
 
 def prepare(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | None = None, schema: Any = None,
             unknown: str = "error", clip: bool = True, min_area: float = 0.0,
-            min_score: float | None = None, progress: ProgressHook | None = None) -> Dataset:
-    """The Dataset → Dataset steps: score filter, category reconciliation, clipping."""
+            min_score: float | None = None, progress: ProgressHook | None = None, min_size: float = 0.0) -> Dataset:
+    """The Dataset → Dataset steps: score filter, category reconciliation, clipping (``min_area`` in px²,
+    ``min_size``: the least side of a box in px)."""
     ds = filter_min_score(ds, min_score)
     if progress is not None:
         progress("reconciling", 0, None)
     ds = reconcile_step(ds, mapping=mapping, schema=schema, unknown=unknown)
     if progress is not None:
         progress("clipping", 0, None)
-    ds = clip_step(ds, enabled=clip, min_area=min_area)
+    ds = clip_step(ds, enabled=clip, min_area=min_area, min_size=min_size)
     return ds
 
 
@@ -132,8 +134,19 @@ def write_dataset(ds: Dataset, out: str | Path, *, max_file_size: int = coco_wri
 
     ``ds`` is written as it is (its categories keep their ids; no reconciliation, no clipping: see
     :func:`prepare`). ``allow_outside`` (``--no-clip``) validates boxes extending outside their image as
-    warnings, not errors.
+    warnings, not errors. When the report's ledger does not balance (read is not written + dropped: rows
+    removed without a record, e.g. ``ds.filter(mask)`` without ``reason=``), a ``ledger.unbalanced`` warning is
+    issued and noted in the report; with ``strict=True`` nothing is written (StrictError).
     """
+    rep = ds.report
+    if rep.read and rep.read != len(ds.annotations) + rep.dropped:
+        lost = rep.read - len(ds.annotations) - rep.dropped
+        msg = (f"the ledger does not balance: read {rep.read} annotation(s), writing {len(ds.annotations)}, "
+               f"dropped {rep.dropped}: {abs(lost)} annotation(s) {'removed' if lost > 0 else 'added'} without a "
+               "record (give Dataset.filter a reason=, or record them with ds.report.drop)")
+        rep.note("ledger.unbalanced", str(out), msg)   # a problem: strict=True refuses to write
+        if not strict:
+            warnings.warn(msg, UserWarning, stacklevel=2)
     writer = CocoStreamWriter(out, max_file_size=max_file_size, rle=rle, allow_outside=allow_outside)
     try:
         writer.add(ds)
@@ -176,7 +189,7 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
             rle: str = "compressed", report_path: str | Path | None = None, strict: bool = False,
             storage_options: Mapping[str, Any] | None = None, engine: str = "local", scheduler: str | None = None,
             workers: int | None = None, progress: ProgressHook | None = None, stream: bool = False,
-            chunk_rows: int = DEFAULT_CHUNK_ROWS) -> ConvertResult:
+            chunk_rows: int = DEFAULT_CHUNK_ROWS, min_size: float = 0.0) -> ConvertResult:
     """Read ``src``, reconcile, clip, and write COCO to ``out``; the report says what happened to everything.
 
     ``src``, ``out`` and ``report_path`` may be fsspec URLs; ``engine`` / ``scheduler`` / ``workers``: see
@@ -191,12 +204,15 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
     holds the categories and the report but no images or annotations. Otherwise the source is read whole and
     is the loop's one chunk; so are several sources, URLs and Dask, and an input the adapter finds it cannot
     stream (the report says why: ``stream.whole``).
+
+    ``min_area`` drops objects under that area (px², ``dropped.min_area``), ``min_size`` those with a side of
+    their box under that many pixels (``dropped.min_size``).
     """
     if not isinstance(src, (str, Path)) and len(src) == 1:
         src = src[0]
     opts = options or ReadOptions()
     steps = _Steps(mapping=mapping, schema=schema, unknown=unknown, clip=clip, min_area=min_area,
-                   min_score=min_score, max_file_size=max_file_size, rle=rle, strict=strict, progress=progress)
+                   min_size=min_size, min_score=min_score, max_file_size=max_file_size, rle=rle, strict=strict, progress=progress)
     with storage.write_outputs(out, report_path) as (local_out, local_report):
         whole_reason = None
         res: ConvertResult | None = None
@@ -242,6 +258,7 @@ class _Steps:
     clip: bool
     min_area: float
     min_score: float | None
+    min_size: float
     max_file_size: int
     rle: str
     strict: bool
@@ -320,7 +337,7 @@ def _run(chunks: Iterator[Tables], source_report: Callable[[], Report], out: Pat
                 continue
             if whole and progress is not None:
                 progress("clipping", 0, None)
-            last = clip_step(ds, enabled=steps.clip, min_area=steps.min_area)
+            last = clip_step(ds, enabled=steps.clip, min_area=steps.min_area, min_size=steps.min_size)
             writer.add(last)
             if not whole:
                 last = None

@@ -44,7 +44,7 @@ import colorsys
 import io
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ from .storage import is_url, join_url, url_to_fs
 
 __all__ = [
     "CAPTION", "GAP", "HEADER", "LEGEND_ROW", "MARGIN", "PALETTE", "SWATCH", "TILE", "category_colors",
-    "legend_entries", "problem_images", "render", "save", "select_images", "tile_scale", "to_png",
+    "legend_entries", "place_labels", "problem_images", "render", "save", "select_images", "tile_scale", "to_png",
 ]
 
 TILE = 256          # cell size: the long side of an image tile
@@ -146,15 +146,23 @@ def problem_images(ds: Dataset, *, source: Dataset | None = None) -> dict[int, d
     Drops and changes are matched to images by their source location (``file:line``): first against the
     annotations of ``source`` (the dataset as read, before steps dropped rows; same images table) and of
     ``ds``, then by the file alone when one image has that ``src_file`` or ``file_name``. Warnings and errors
-    of the report are matched by their source the same way (an image file name, a label file).
+    of the report are matched by their source the same way (an image file name, a label file). An image that
+    has fewer annotations in ``ds`` than in ``source`` had drops even when their source names no one image (a
+    COCO file, a local project): it counts them as ``dropped``.
     """
     rep = ds.report
     parts = [f[["reason", "source"]] for f in (rep.drops, rep.changes) if not f.empty]
     diags = [(d.code, d.source) for d in rep.diagnostics if d.severity != "info"]
     if diags:
         parts.append(pd.DataFrame(diags, columns=["reason", "source"]))
+    lost: dict[int, int] = {}
+    if source is not None and len(source.images) == len(ds.images):
+        n_img = len(ds.images)
+        before = np.bincount(source.annotations["image"].to_numpy(dtype=np.int64), minlength=n_img)
+        after = np.bincount(ds.annotations["image"].to_numpy(dtype=np.int64), minlength=n_img)
+        lost = {int(i): int(before[i] - after[i]) for i in np.flatnonzero(before > after).tolist()}
     if not parts:
-        return {}
+        return {i: {"dropped": n} for i, n in lost.items()}
     todo = pd.concat(parts, ignore_index=True).astype(str)
     # file:line -> image, from annotation rows; a key naming two different images cannot tell which one
     keyed: list[pd.DataFrame] = []
@@ -188,7 +196,11 @@ def problem_images(ds: Dataset, *, source: Dataset | None = None) -> dict[int, d
         counts = found.groupby([found["image"].astype(np.int64), "reason"], sort=True).size()
         for (i, code), c in counts.items():
             out.setdefault(int(i), {})[str(code)] = int(c)
-    return out
+    for i, n in lost.items():   # drops that the sources did not place on their image
+        codes = out.setdefault(i, {})
+        if not any(str(c).startswith("dropped") for c in codes):
+            codes["dropped"] = n
+    return dict(sorted(out.items()))
 
 
 def select_images(ds: Dataset, problems: Mapping[int, Any], *, n: int = 16, seed: int = 0) -> list[int]:
@@ -378,16 +390,43 @@ def _draw_tile(tile: Image.Image, ann: pd.DataFrame, rows: np.ndarray, s: float,
             edge = Image.fromarray(geo.astype(np.uint8) * 255)
             out.paste(Image.new("RGBA", (tw, th), (*col, 255)), (0, 0), edge)
     font = _font(10)
-    for tx, ty, label, col in tags:
+    spots = place_labels([(tx, ty, int(font.getlength(label)) + 4) for tx, ty, label, _ in tags], tw, th)
+    for (_tx, _ty, label, col), (left, top) in zip(tags, spots, strict=True):
         lw = int(font.getlength(label)) + 4
-        top = ty - 13 if ty - 13 >= 0 else ty + 2
-        left = min(max(0.0, tx), max(0.0, tw - lw))
         d.rectangle((left, top, left + lw, top + 12), fill=col)
         d.text((left + 2, top), label, fill=_text_colour(col), font=font)
     for kind, geo, col in outlines:  # keypoints last: small, and never hidden by a tag
         if kind == "kps":
             _draw_keypoints(d, geo[0], geo[1], s, col)
     return out.convert("RGB")
+
+
+def place_labels(tags: Sequence[tuple[float, float, int]], tw: int, th: int, *,
+                 height: int = 13) -> list[tuple[float, float]]:
+    """Where to draw each label (x, y of its box's corner, its width), so that no two overlap: above the box
+    when it fits, else below its top edge; a label that would cover one already placed moves down a line (then
+    up, when the tile ends) until it is clear.
+
+    >>> place_labels([(10, 30, 40), (14, 31, 40), (200, 30, 40)], 256, 256)
+    [(10, 17), (14, 31), (200, 17)]
+    """
+    placed: list[tuple[float, float, float, float]] = []
+    out: list[tuple[float, float]] = []
+    for tx, ty, lw in tags:
+        left = min(max(0.0, tx), max(0.0, tw - lw))
+        top = ty - height if ty - height >= 0 else ty + 2
+        tries = [top + k * height for k in range(0, th // height + 1)] + \
+                [top - k * height for k in range(1, th // height + 1)]
+        for cand in tries:
+            if cand < 0 or cand + height > th + height:
+                continue
+            if not any(left < x1 and x0 < left + lw and cand < y1 and y0 < cand + height
+                       for x0, y0, x1, y1 in placed):
+                top = cand
+                break
+        placed.append((left, top, left + lw, top + height))
+        out.append((left, top))
+    return out
 
 
 def _mask_tile(rle: Mapping[str, Any], tw: int, th: int) -> np.ndarray | None:

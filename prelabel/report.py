@@ -46,6 +46,9 @@ CODES: dict[str, str] = {
     "dropped.outside": "entirely outside the image",
     "dropped.nonfinite": "NaN or infinite coordinates",
     "dropped.min_area": "area under --min-area",
+    "dropped.min_size": "a side (width or height of the box) under --min-size",
+    "ledger.unbalanced": "read is not written + dropped: rows were removed without a record "
+                         "(Dataset.filter without reason=)",
     "dropped.min_score": "score under --min-score",
     "dropped.unknown_category": "no usable category: not in the schema (--unknown drop), an empty or missing "
                                 "label (e.g. pylabel rows of images without annotations), or a category id or "

@@ -287,7 +287,7 @@ def test_results_without_images_from_says_what_to_give(tmp_path):
     _, res = _gt_and_results(tmp_path)
     with pytest.raises(ReadError) as e:
         _read(res)
-    assert "results list" in str(e.value) and e.value.hint == "give images_from='GT.json'"
+    assert "results list" in str(e.value) and e.value.hint == "give ReadOptions(images_from='GT.json')"
 
 
 def test_results_on_the_command_line(tmp_path):

@@ -358,7 +358,7 @@ def test_cli_hostile(case_id: str, cli_runs: dict[str, dict[str, Any]]) -> None:
     # the XML bombs are refused before anything is expanded: the process stays near its resting size
     assert run["maxrss_mb"] < 600, f"{case_id}: peak RSS {run['maxrss_mb']:.0f} MB"
     if case_id == "path.dotdot:coco":  # read, the unsafe image left out and its annotation reported
-        assert run["rc"] == 0, err
+        assert run["rc"] == 1, err   # read 1, wrote none: exit 1 (issue 17, item 2); the report is written
         rep = json.loads((run["dir"] / "report.json").read_text())
         assert rep["ledger"] == {"read": 1, "written": 0, "dropped": 1, "balanced": True}
         assert rep["dropped"] == {"dropped.no_image": 1}

@@ -156,7 +156,7 @@ def test_2_a_connect_error_is_retried(coco_file: Path, project: LocalProject) ->
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t = LabellerrTarget("proj-1", credentials=CREDS, base_url=f"http://127.0.0.1:{port}", backoff=0.01, retries=2)
-    with pytest.raises(Exception, match=r"failed after 3 tries: cannot connect \(ConnectError\)"):
+    with pytest.raises(Exception, match=r"failed after 3 tries: cannot connect to http://127\.0\.0\.1:\d+ \(ConnectError\)"):
         t.client.upload_answers("proj-1", coco_file)
     t.close()
 

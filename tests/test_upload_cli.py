@@ -57,7 +57,7 @@ def test_project_init_upload_status_export(tmp_path: Path) -> None:
         "  images matched: 1",
         "  images not matched: 1 (their annotations are not applied)",
         "    cat.png: no project image; closest: Cat.png (case differs) -> rerun with --match-case-insensitive",
-        "  categories ignored (not in the project's schema; their annotations are not applied): zebra",
+        "  categories ignored (not in the project's schema; their annotations are not applied): zebra (1 annotation)",
     ]
     r = run("upload", str(coco), "--to", f"local:{proj_dir}", "--json")
     doc = json.loads(r.stdout)
@@ -274,8 +274,7 @@ def test_match_options_reach_labellerr_and_the_served_project(server: LabellerrS
         "    A.PNG: no project image; closest: a.png (case differs) -> rerun with --match-case-insensitive",
         "    cat.png: no project image; closest: Cat.png (case differs) -> rerun with --match-case-insensitive",
         "  error: none of the 2 annotations in the file were applied (no image matched a project file); no "
-        "pre-annotation of the project was replaced. If that is intended, pass allow_empty=True (command line: "
-        "--allow-empty)",
+        "pre-annotation of the project was replaced. If that is intended, pass --allow-empty",
     ]
     r = run("upload", str(coco), "--to", "labellerr:proj-1", "--match-case-insensitive", "--dry-run", env=env)
     assert r.stdout.splitlines() == ["dry run against labellerr:proj-1: completed",
@@ -367,7 +366,7 @@ def test_push_reconciles_sample_categories_with_the_project(tmp_path: Path) -> N
     assert r.exit_code == 0, r.output
     err = r.stderr.splitlines()
     i = err.index("category mapping (source -> project):")
-    assert err[i + 1:] == ["  cat -> Cat (id 1, normalized): 3 annotations",
+    assert err[i + 1:] == ["  cat -> Cat (id 1, case): 3 annotations",
                            "  dog -> dog (id 2, exact): 2 annotations",
                            "  car: not in the schema: dropped (--unknown drop): 1 annotation",
                            "  person -> person (id 3, exact): 1 annotation"]

@@ -49,7 +49,7 @@ def test_a_replace_that_applies_nothing_keeps_every_pre_annotation(tmp_path: Pat
     assert res.status == "failed"
     assert res.errors[0] == ("none of the 9 annotations in the file were applied (the project ignored the "
                              "categories car); no pre-annotation of the project was replaced. If that is intended, "
-                             "pass allow_empty=True (command line: --allow-empty)")
+                             "pass allow_empty=True")
     assert _count(proj) == 27
     assert (res.annotations_replaced, res.images_replaced) == (0, 0)
     # allowed: completed, and still nothing removed

@@ -132,7 +132,7 @@ def test_datumaro_voc_dataset2_without_size(fixtures_dir, tmp_path):
         _read(root)
     assert e.value.file == "Annotations/a.xml"
     assert "no <size>" in str(e.value) and "'a.jpg'" in str(e.value)
-    assert "images=..." in e.value.hint  # Python names to a Python caller
+    assert "ReadOptions(images=...)" in e.value.hint  # Python names to a Python caller
 
     _png(tmp_path / "a.jpg", 7, 9)  # a PNG under a .jpg name: the header decides
     ds, report = _read(root, images=tmp_path)

@@ -397,7 +397,7 @@ def test_wrong_column_counts_are_read_errors(tmp_path):
     with pytest.raises(ReadError) as e:
         _read(root, task="detect")
     assert str(e.value).startswith("labels/a.txt:3: expected 5 numbers (class cx cy w h)")
-    assert "task='segment'" in e.value.hint
+    assert "ReadOptions(task='segment')" in e.value.hint  # a Python caller: the keyword, not the flag
 
 
 @pytest.mark.parametrize("content,line,shown", [

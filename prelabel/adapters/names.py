@@ -18,6 +18,8 @@ Example:
     (['cat', 'dog'], 'classes.txt')
     >>> locate("/somewhere/else/classes.txt", [d]) == d / "classes.txt"
     True
+    >>> len(COCO_NAMES), COCO_NAMES[0], COCO_NAMES[79]
+    (80, 'person', 'toothbrush')
 """
 
 from __future__ import annotations
@@ -29,8 +31,22 @@ from typing import Any
 
 from ..errors import ReadError, option
 
-__all__ = ["NAME_FILES", "find_names", "load_yaml", "locate", "names_from_yaml", "parse_obj_data", "read_names",
-           "split_parts", "yaml_error"]
+# The 80 class names of the pretrained Ultralytics (and most COCO-trained) detectors, in class-index order: what
+# `--names coco` gives a model that has no data.yaml.
+COCO_NAMES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)
+
+__all__ = ["COCO_NAMES", "NAME_FILES", "find_names", "load_yaml", "locate", "names_from_yaml", "parse_obj_data",
+           "read_names", "split_parts", "yaml_error"]
 
 _MAX_CLASSES = 1_000_000  # an nc above this is a broken file (names "0".."nc-1" would be built)
 # looked for in this order in each folder by find_names

@@ -106,7 +106,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ReadError, UsageError, option
+from ..errors import ReadError, UsageError, for_face, option
 from ..gcpause import gc_paused
 from ..imagesize import image_sizes
 from ..junk import Skips
@@ -344,6 +344,10 @@ def _sibling_images(labels_dir: str) -> str | None:
     cand = os.path.join(os.path.dirname(labels_dir), "images")
     if os.path.isdir(cand) and _norm(cand) != _norm(labels_dir):
         return _norm(cand)
+    parent = os.path.dirname(labels_dir)   # runs/detect/predict: the images beside labels/
+    if os.path.basename(labels_dir) == "labels" and parent and any(
+            os.path.splitext(e)[1].lower() in _IMG_EXT for e in os.listdir(parent)):
+        return _norm(parent)
     return None
 
 
@@ -358,8 +362,10 @@ def _parents(p: str, levels: int) -> list[str]:
 
 
 def _label_for(img: str, have: set[str]) -> str | None:
-    """The label file of an image: the Ultralytics images/ -> labels/ twin, else the .txt beside it."""
-    for cand in (_img2label(img), _beside(img)):
+    """The label file of an image: the Ultralytics images/ -> labels/ twin, else the .txt beside it, else the
+    one in ``labels/`` beside it (an Ultralytics ``runs/detect/predict`` folder: rendered images, ``labels/``)."""
+    beside_dir = os.path.join(os.path.dirname(img), "labels", os.path.basename(_stem(img)) + ".txt")
+    for cand in (_img2label(img), _beside(img), _norm(beside_dir)):
         if cand in have:
             return cand
     return None
@@ -1120,6 +1126,7 @@ class _Run:
 
     def __init__(self, lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src: str) -> None:
         self.lay, self.cfg, self.report, self.src = lay, cfg, report, src
+        self.images_given = options.images is not None
         roots = ([_norm(options.images)] if options.images is not None else []) + lay.image_roots
         self.img_root = _images_root(lay.images, roots)
         self.top = 0                                # without names: 1 + the largest class index so far
@@ -1395,8 +1402,10 @@ class _Run:
         self.deferred.clear()
         for f, n in self.ambiguous:
             rep.note("dropped.ambiguous", f, f"{n} row(s) dropped: {_AMBIGUOUS_MSG}")
+        fix = for_face(" (check --images DIR: the folder that holds the images)" if self.images_given
+                       else " (give --images DIR: the folder that holds the images)")
         for f, n in self.orphan_rows:
-            rep.note("image.missing", f, f"no image for this label file ({n} row(s) dropped)" if n
+            rep.note("image.missing", f, f"no image for this label file ({n} row(s) dropped){fix}" if n
                      else "no image for this (empty) label file", severity="warning" if n else "info")
         for f in self.unsized:
             rep.note("image.missing", f,

@@ -468,8 +468,11 @@ def _clip_keypoints(rows: np.ndarray, kps: np.ndarray, W: np.ndarray, H: np.ndar
 
 
 # ------------------------------------------------------------------------------------------------ clip
-def clip(ds: Dataset, *, enabled: bool = True, min_area: float = 0.0) -> Dataset:
-    """Clip every annotation to its image and drop what is empty, degenerate or non-finite (module docstring)."""
+def clip(ds: Dataset, *, enabled: bool = True, min_area: float = 0.0, min_size: float = 0.0) -> Dataset:
+    """Clip every annotation to its image and drop what is empty, degenerate or non-finite (module docstring).
+
+    ``min_size`` drops what has a side (of its box: width or height, after clipping) under that many pixels
+    (``dropped.min_size``)."""
     ann = ds.annotations.reset_index(drop=True)
     n = len(ann)
     if n == 0:
@@ -511,6 +514,11 @@ def clip(ds: Dataset, *, enabled: bool = True, min_area: float = 0.0) -> Dataset
     if min_area > 0:
         small = alive & (area < float(min_area))
         led.drop(small, "dropped.min_area", [f"area {_g(a)} < {_g(min_area)}" for a in area[small].tolist()])
+        alive = led.alive
+    if min_size > 0:
+        side = np.minimum(box[:, 2], box[:, 3])
+        thin = alive & (side < float(min_size))
+        led.drop(thin, "dropped.min_size", [f"side {_g(a)} < {_g(min_size)}" for a in side[thin].tolist()])
         alive = led.alive
 
     rep = ds.report

@@ -63,6 +63,8 @@ class ShardResult:
     applied_source: str = "service"
     files_not_matched_count: int | None = None   # when the service gave a count without names; None: len(list)
     service_reply: dict[str, Any] | None = None  # the final status reply of the job, credentials redacted
+    annotations_by_category: dict[str, int] = field(default_factory=dict)  # the shard's annotations per category
+    image_tags: dict[str, int] = field(default_factory=dict)   # image-level tag / choice -> images (set by the driver)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,9 +97,26 @@ class UploadResult:
     images_replaced: int | None = None
     applied_source: str = "service"            # "estimate" when any shard's count is prelabel's estimate
     files_not_matched_count: int | None = None  # the images not matched (a count may come without names)
+    # annotations per ignored category (a category of the file that holds none is ignored without loss)
+    categories_ignored_annotations: dict[str, int] = field(default_factory=dict)
+    # ignored category -> the project's category whose name differs from it only in case, spaces or separators
+    category_hints: dict[str, str] = field(default_factory=dict)
+    # image-level tags (CVAT <tag>, Label Studio choices) that reached the COCO file and that the target does not
+    # keep (it takes object annotations only): tag -> images
+    image_tags_not_kept: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The result as plain data; a dry run says ``would_apply`` where an upload says ``annotations_applied``.
+
+        >>> UploadResult(status="completed", target="local:p", dry_run=True, annotations_applied=3).to_dict()["would_apply"]
+        3
+        """
+        d = asdict(self)
+        if self.dry_run:
+            d = {("would_apply" if k == "annotations_applied" else k): v for k, v in d.items()}
+            d["shards"] = [{("would_apply" if k == "annotations_applied" else k): v for k, v in s.items()}
+                           for s in d["shards"]]
+        return d
 
     @classmethod
     def merge(cls, target: str, shards: list[ShardResult], *, dry_run: bool, duration: float) -> UploadResult:
@@ -110,6 +129,11 @@ class UploadResult:
             for u in s.files_not_matched:
                 seen_unmatched.setdefault(u.name, u)
         ignored = sorted({c for s in shards for c in s.categories_ignored})
+        ignored_n = {c: sum(s.annotations_by_category.get(c, 0) for s in shards) for c in ignored}
+        tags: dict[str, int] = {}
+        for s in shards:
+            for t, n in s.image_tags.items():
+                tags[t] = tags.get(t, 0) + n
         matched_by: dict[str, int] = {}
         for s in shards:
             for how, n in s.matched_by.items():
@@ -127,7 +151,9 @@ class UploadResult:
                    annotations_in_file=sum(s.annotations_in_file for s in shards),
                    annotations_replaced=total("annotations_replaced"), images_replaced=total("images_replaced"),
                    applied_source="estimate" if any(s.applied_source == "estimate" for s in shards) else "service",
-                   files_not_matched_count=sum(s.not_matched for s in shards))
+                   files_not_matched_count=sum(s.not_matched for s in shards),
+                   categories_ignored_annotations={c: n for c, n in ignored_n.items() if n},
+                   image_tags_not_kept=tags)
 
 
 class Target(Protocol):

@@ -65,6 +65,7 @@ from typing import Any, Literal, overload
 import orjson
 
 from ..converters import coco as coco_io
+from ..converters.reconcile import normalize_name
 from ..errors import (
     AuthError,
     JobFailedError,
@@ -76,6 +77,7 @@ from ..errors import (
     UploadTimeoutError,
     UsageError,
     ValidationError,
+    by_face,
     option,
 )
 from ..memory import release_memory
@@ -383,6 +385,54 @@ def _n_annotations(doc: Mapping[str, Any]) -> int:
     return len(anns) if isinstance(anns, list) else 0
 
 
+def _shard_facts(r: ShardResult, doc: Mapping[str, Any], *, keeps_tags: bool) -> None:
+    """What the driver knows of a shard from its document: its annotations (in all, per category) and its
+    image-level tags, which no target keeps (``keeps_image_tags``) unless it says so."""
+    r.annotations_in_file = _n_annotations(doc)
+    names = {c.get("id"): str(c.get("name")) for c in doc.get("categories") or [] if isinstance(c, Mapping)}
+    by_cat: dict[str, int] = {}
+    for a in doc.get("annotations") or []:
+        if isinstance(a, Mapping):
+            name = names.get(a.get("category_id"), str(a.get("category_id")))
+            by_cat[name] = by_cat.get(name, 0) + 1
+    r.annotations_by_category = by_cat
+    if keeps_tags:
+        return
+    tags: dict[str, int] = {}
+    for im in doc.get("images") or []:
+        attrs = im.get("attributes") if isinstance(im, Mapping) else None
+        if not isinstance(attrs, Mapping):
+            continue
+        seen: set[str] = set()
+        for t in attrs.get("tags") or []:
+            seen.add(str(t))
+        choices = attrs.get("choices")
+        if isinstance(choices, Mapping):
+            for vals in choices.values():
+                seen.update(str(v) for v in (vals if isinstance(vals, list) else [vals]))
+        for t in seen:
+            tags[t] = tags.get(t, 0) + 1
+    r.image_tags = tags
+
+
+def _category_hints(res: UploadResult, tgt: Target) -> None:
+    """For each ignored category that carries annotations, the project's category whose name differs from it
+    only in case, spaces or separators (what ``push`` would reconcile it with)."""
+    if not res.categories_ignored_annotations:
+        return
+    try:
+        project = tgt.categories() or []
+    except UploadError:
+        return
+    by_key: dict[str, list[str]] = {}
+    for c in project:
+        by_key.setdefault(normalize_name(c), []).append(c)
+    for c in res.categories_ignored_annotations:
+        hits = by_key.get(normalize_name(c), [])
+        if len(hits) == 1:
+            res.category_hints[c] = hits[0]
+
+
 def _fail_if_nothing_applied(res: UploadResult) -> None:
     """A completed upload whose file held annotations but applied none is a failure: the user meant to change
     the project and nothing changed (a category spelled differently, names that match no image...)."""
@@ -399,7 +449,7 @@ def _fail_if_nothing_applied(res: UploadResult) -> None:
     res.status = "failed"
     res.errors.insert(0, f"none of the {res.annotations_in_file} annotations in the file were applied ({reason}); "
                          "no pre-annotation of the project was replaced. If that is intended, pass "
-                         "allow_empty=True (command line: --allow-empty)")
+                         + by_face(cli="--allow-empty", python="allow_empty=True"))
 
 
 def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: bool, mode: str,
@@ -417,6 +467,7 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
             max_file_size = int(getattr(tgt, "max_file_size", coco_io.DEFAULT_MAX_FILE_SIZE))
         shards = _prepare(coco, max_file_size=max_file_size, workdir=workdir, notify=notify)
         label = tgt.describe()
+        keeps_tags = bool(getattr(tgt, "keeps_image_tags", False))
         if dry_run:   # every target resolves names and categories (with its match rules) and sends nothing
             tracker = _Tracker(len(shards), progress, dry_run=True)
             tracker.start()
@@ -425,10 +476,12 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
                 doc = s.load()
                 results.append(tgt.upload_shard(doc, index=s.index, path=s.path, dry_run=True, deadline=deadline,
                                                 cancel=cancel))
-                results[-1].annotations_in_file = _n_annotations(doc)
+                _shard_facts(results[-1], doc, keeps_tags=keeps_tags)
                 del doc
                 tracker.finished(results[-1])
-            return UploadResult.merge(tgt.describe(), results, dry_run=True, duration=time.monotonic() - started)
+            res = UploadResult.merge(tgt.describe(), results, dry_run=True, duration=time.monotonic() - started)
+            _category_hints(res, tgt)
+            return res
         if journal is None:
             jpath = default_journal_path(coco) if isinstance(coco, (str, Path)) else None
         elif journal is False or journal is True:
@@ -452,9 +505,11 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
         if todo:
             results_by_index.update(_send(tgt, todo, jr, deadline=deadline, cancel=cancel, wait=wait,
                                           workers=workers or int(getattr(tgt, "default_workers", DEFAULT_WORKERS)),
-                                          on_result=tracker.finished, resend_unconfirmed=resend_unconfirmed))
+                                          on_result=tracker.finished, resend_unconfirmed=resend_unconfirmed,
+                                          keeps_tags=keeps_tags))
         results = [results_by_index[s.index] for s in shards]
         res = UploadResult.merge(tgt.describe(), results, dry_run=False, duration=time.monotonic() - started)
+        _category_hints(res, tgt)
         if res.status == "completed":
             jr.forget(label)
             if not allow_empty:
@@ -469,7 +524,7 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
 def _send(tgt: Target, todo: list[tuple[_Shard, str, str | None]], jr: Journal, *, deadline: float | None,
           cancel: threading.Event, wait: bool, workers: int,
           on_result: Callable[[ShardResult], None] | None = None,
-          resend_unconfirmed: bool = False) -> dict[int, ShardResult]:
+          resend_unconfirmed: bool = False, keeps_tags: bool = False) -> dict[int, ShardResult]:
     two_step = callable(getattr(tgt, "start_shard", None)) and callable(getattr(tgt, "finish_shard", None))
     synchronous = bool(getattr(tgt, "synchronous", False))
     label = tgt.describe()
@@ -558,7 +613,7 @@ def _send(tgt: Target, todo: list[tuple[_Shard, str, str | None]], jr: Journal, 
             jr.mark_failed(key, str(e), index=s.index, job_id=job)
             return ShardResult(index=s.index, path=str(s.path), status="failed", activity_id=job, errors=[str(e)],
                                annotations_in_file=_n_annotations(doc))
-        r.annotations_in_file = _n_annotations(doc)
+        _shard_facts(r, doc, keeps_tags=keeps_tags)
         if r.status == "completed":
             jr.mark_done(key, r.to_dict(), index=s.index)
         elif r.status == "failed":

@@ -236,6 +236,7 @@ class LabellerrClient:
         """
         what = f"{method} {path}"
         last = ""
+        connect_failed = False
         q = {"client_id": self._creds.client_id, "uuid": str(uuid.uuid4()), **(params or {})}
         for attempt in range(self.retries + 1):
             if cancel is not None and cancel.is_set():
@@ -259,7 +260,8 @@ class LabellerrClient:
                     resp = self._http.request(method, path, params=q, headers=self._headers(email=email),
                                               json=json, timeout=timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
-                last = f"cannot connect ({type(e).__name__})"          # nothing was sent
+                last = f"cannot connect to {self.base_url} ({type(e).__name__})"   # nothing was sent
+                connect_failed = True
             except httpx.TimeoutException as e:
                 last = f"timed out ({type(e).__name__})"
                 unconfirmed = "no reply came within the read timeout"
@@ -303,9 +305,15 @@ class LabellerrClient:
                     raise UploadCancelledError(f"Labellerr: {what} cancelled")
             else:
                 time.sleep(delay)
-        raise _Transient(f"Labellerr: {what} failed after {self.retries + 1} tries: {last}",
-                         hint="the service may be down or rate-limiting; re-run the same command later "
-                              "(the journal resumes where it stopped)")
+        hint = ("the service may be down or rate-limiting; re-run the same command later "
+                "(the journal resumes where it stopped)")
+        if connect_failed:
+            env = os.environ.get("LABELLERR_BASE_URL", "").rstrip("/")
+            where = (f"the address comes from LABELLERR_BASE_URL={env}" if env == self.base_url
+                     else "set LABELLERR_BASE_URL to the service's address" if env == ""
+                     else "the address was given as base_url")
+            hint = f"nothing answers at {self.base_url}: {where} (is 'prelabel serve' running there?)"
+        raise _Transient(f"Labellerr: {what} failed after {self.retries + 1} tries: {last}", hint=hint)
 
 # ------------------------------------------------------------------ calls
     def get_project(self, project_id: str, **kw: Any) -> dict[str, Any]:

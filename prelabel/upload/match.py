@@ -25,8 +25,8 @@ Example:
     {'car.jpg': 'local_upload/1f/car.jpg'}
     >>> for u in m.unmatched:
     ...     print(unmatched_line(u))
-    Dog.JPG: no project image; closest: dog.jpg (case differs) -> rerun with --match-case-insensitive
-    cat.png: no project image; closest: cat.jpeg (extension differs) -> rerun with --match-any-extension
+    Dog.JPG: no project image; closest: dog.jpg (case differs) -> call again with match=MatchRules(fold_case=True)
+    cat.png: no project image; closest: cat.jpeg (extension differs) -> call again with match=MatchRules(fold_extension=True)
     >>> match_names(["Dog.JPG"], ["dog.jpg"], rules=MatchRules(fold_case=True)).how
     {'Dog.JPG': 'case'}
 """
@@ -46,7 +46,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import UsageError
+from ..errors import UsageError, for_face
 from .base import UnmatchedFile
 
 __all__ = ["WHY_TEXT", "MatchResult", "MatchRules", "fix_hint", "load_name_map", "match_names",
@@ -184,23 +184,23 @@ def _prefix_fix(name: str, assets: list[str]) -> tuple[list[str], str]:
     best = _norm(ranked[0])
     tails = [_common_tail(n, _norm(a)) for a in ranked]
     if len(ranked) > 1 and tails[0] == tails[1]:
-        return ranked, "the name is in several folders: map it with --name-map FILE"
+        return ranked, for_face("the name is in several folders: map it with --name-map FILE")
     if n.endswith("/" + best):
-        return ranked, f"rerun with --strip-prefix {n[:len(n) - len(best)]}"
+        return ranked, for_face(f"rerun with --strip-prefix {n[:len(n) - len(best)]}")
     if best.endswith("/" + n):
-        return ranked, f"rerun with --strip-prefix {best[:len(best) - len(n)]}"
-    return ranked, "map it with --name-map FILE"
+        return ranked, for_face(f"rerun with --strip-prefix {best[:len(best) - len(n)]}")
+    return ranked, for_face("map it with --name-map FILE")
 
 
 def fix_hint(why: str) -> str:
     """The default fix for a kind of mismatch (when the matcher gave none)."""
-    return {"case": "rerun with --match-case-insensitive", "extension": "rerun with --match-any-extension",
+    return for_face({"case": "rerun with --match-case-insensitive", "extension": "rerun with --match-any-extension",
             "prefix": "rerun with --strip-prefix PREFIX or map it with --name-map FILE",
             "sanitized": "map it with --name-map FILE",
             "similar name": "if it is that image, map it with --name-map FILE",
             "name-map": "fix its entry in the --name-map file",
             "service": "rename the image in the project, or check the project's file list"}.get(
-        why, "add the image to the project first")
+        why, "add the image to the project first"))
 
 
 def unmatched_line(u: UnmatchedFile) -> str:
@@ -286,13 +286,13 @@ class _Matcher:
             return UnmatchedFile(name, ranked[:3], "prefix", hint)
         if len(sanitized_hits) > 1:
             return UnmatchedFile(name, sanitized_hits[:3], "sanitized",
-                                 "several project names differ only there: map it with --name-map FILE")
+                                 for_face("several project names differ only there: map it with --name-map FILE"))
         if case_hits:
-            hint = ("several project names differ only in case: map it with --name-map FILE"
+            hint = (for_face("several project names differ only in case: map it with --name-map FILE")
                     if self.rules.fold_case else fix_hint("case"))
             return UnmatchedFile(name, case_hits[:3], "case", hint)
         if ext_hits:
-            hint = ("several project names differ only in the extension: map it with --name-map FILE"
+            hint = (for_face("several project names differ only in the extension: map it with --name-map FILE")
                     if self.rules.fold_extension else fix_hint("extension"))
             return UnmatchedFile(name, ext_hits[:3], "extension", hint)
         close = difflib.get_close_matches(base, list(self.by_base), n=3, cutoff=0.6)
