@@ -20,7 +20,7 @@ The CLI turns these into one line of what went wrong, one line of what to do, an
         └── UploadCancelledError      the caller cancelled (also a concurrent.futures.CancelledError)
 
 Options named in a message or hint are written with :func:`option`, never spelled out: the text then names
-the Python keyword (``cvat_points='keypoints'``) for a Python caller and the flag (``--cvat-points keypoints``)
+the Python keyword (``ReadOptions(cvat_points='keypoints')`` for a reading option) for a Python caller and the flag (``--cvat-points keypoints``)
 on the command line, which runs each command inside :func:`cli_spelling`. Errors, hints and the
 report's messages (:mod:`prelabel.report`) are spelled when they are shown, by :func:`spell`.
 
@@ -30,7 +30,7 @@ Example:
     'labels/a.txt:3: expected 5 numbers, got 4'
     >>> e = UsageError("no names", hint=f"give {option('names', 'cat,dog')} or {option('normalized', False)}")
     >>> e.hint
-    "give names='cat,dog' or normalized=False"
+    "give ReadOptions(names='cat,dog') or ReadOptions(normalized=False)"
     >>> spell(e.raw_hint, cli=True)
     'give --names cat,dog or --absolute'
 """

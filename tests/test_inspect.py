@@ -116,7 +116,7 @@ def test_hint_normalized_boxes() -> None:
     hints = convention_hints(_normalized())
     assert [h.code for h in hints] == ["coordinates.suspect"]
     assert hints[0].message == ("all 3 box(es) lie within [0, 1] although the images are up to 640x480 px: "
-                                "the boxes look normalized: use normalized=True")
+                                "the boxes look normalized: use ReadOptions(normalized=True)")
     assert summarize(_normalized())["hints"][0]["code"] == "coordinates.suspect"
     # images of 2 px or less cannot tell
     assert convention_hints(_normalized(2, 2)) == []
@@ -129,7 +129,7 @@ def test_hint_boxes_in_one_corner() -> None:
                                     "w": [3.0, 5.0], "h": [2.0, 4.0]})
     (hint,) = convention_hints(ds)
     assert hint.message == ("all 2 box(es) lie in the top-left 1/100 of their images (up to 1000x800 px): "
-                            "the boxes look normalized: use normalized=True")
+                            "the boxes look normalized: use ReadOptions(normalized=True)")
     # one box out of the corner: no hint
     wide = Dataset.build(images={"file_name": ["a.jpg"], "width": [1000], "height": [800]},
                          annotations={"image": [0, 0], "category": ["a", "a"], "x": [1.0, 400.0],

@@ -396,7 +396,7 @@ def test_missing_original_size(tmp_path, self_ap):
     ds = _read(p)
     assert len(ds) == 0 and len(ds.images) == 0
     assert ds.report.dropped_counts() == {"dropped.no_image": 1}
-    assert ds.report.drops["message"][0] == "task 3: no original_width/height and no images root (images=...); annotation 103 " \
+    assert ds.report.drops["message"][0] == "task 3: no original_width/height and no images root (ReadOptions(images=...)); annotation 103 " \
                                             "(region r)"
     # with --images: the size comes from the header of images/pic.png (40 x 30)
     root = tmp_path / "images"
@@ -525,7 +525,7 @@ def test_task_without_image_url_or_size_is_reported(tmp_path):
     assert len(ds.images) == 0 and ds.report.read == 0
     assert [(n.code, n.message) for n in ds.report.diagnostics] == [
         ("dropped.no_image", "task 1: no image URL in data (keys: n); task skipped"),
-        ("dropped.no_image", "task 2: image 'x.jpg' left out: no original_width/height and no images root (images=...)")]
+        ("dropped.no_image", "task 2: image 'x.jpg' left out: no original_width/height and no images root (ReadOptions(images=...))")]
 
 
 def test_cli_label_config_option(fixtures_dir, tmp_path, self_ap):

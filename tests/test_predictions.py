@@ -142,7 +142,7 @@ def test_missing_columns_list_what_was_found_and_the_roles_missing():
         pred.from_dataframe(df)
     assert str(e.value) == ("dataframe: missing columns for role(s): image (image, filename, file_name, image_path, "
                             "img_filename, path, or image_id). Columns found: foo, class, xmin, ymin, xmax, ymax")
-    assert e.value.hint.startswith("name them with columns={ROLE: NAME}")  # Python names
+    assert e.value.hint.startswith("name them with ReadOptions(columns={ROLE: NAME})")  # Python names
     ds = pred.from_dataframe(df, columns={"image": "foo"}, image_sizes={"a.jpg": (10, 10)})
     assert _boxes(ds) == [[1, 1, 1, 1]]
     with pytest.raises(ReadError) as e:

@@ -153,10 +153,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_hints_name_cli_flags_on_the_command_line_and_python_names_in_python(tmp_path: Path) -> None:
     p = tmp_path / "annotations.xml"
     p.write_text(CVAT_HEAD + '<image id="0" name="a.jpg" width="100" height="60">\n'
-                 '<points label="car" points="1,1;2,2"/>\n</image></annotations>', encoding="utf-8")
+                 '<points label="car" points="1,1;2,2"/>\n'
+                 '<box label="car" occluded="0" xtl="1" ytl="1" xbr="5" ybr="5"/>\n</image></annotations>', encoding="utf-8")
     ds = cvat.read(p, options=ReadOptions(), report=Report())
     assert ds.report.drops["message"].tolist() == [
-        "points is not an area (read them as keypoints with cvat_points='keypoints')"]
+        "points is not an area (read them as keypoints with ReadOptions(cvat_points='keypoints'))"]
     res = _cli("convert", str(p), "-o", str(tmp_path / "out.json"), "--report", str(tmp_path / "r.json"))
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "r.json").read_text())
@@ -172,13 +173,14 @@ def test_hints_name_cli_flags_on_the_command_line_and_python_names_in_python(tmp
     try:
         coco_in.read(results, options=ReadOptions(), report=Report())
     except ReadError as e:
-        assert e.hint == "give images_from='GT.json'"
+        assert e.hint == "give ReadOptions(images_from='GT.json')"
     else:
         raise AssertionError("a results list without images_from must fail")
     # one mechanism: the same text spelled for either reader
     text = f"use {option('normalized', False)} or {option('columns', 'ROLE=NAME')} or {option('data_yaml')}"
     assert spell(text, cli=True) == "use --absolute or --column ROLE=NAME or --data-yaml"
-    assert spell(text, cli=False) == "use normalized=False or columns={ROLE: NAME} or extra={'data_yaml': ...}"
+    assert spell(text, cli=False) == ("use ReadOptions(normalized=False) or ReadOptions(columns={ROLE: NAME}) or "
+                                     "ReadOptions(extra={'data_yaml': ...})")
 
 
 # ------------------------------------------------------------------ 7, 8. junk next to the data, names not UTF-8

@@ -164,7 +164,7 @@ def test_hints_to_a_python_caller_name_keywords(tmp_path: Path) -> None:
     assert res.files_not_matched[0].hint == "call again with match=MatchRules(fold_case=True)"
     with pytest.raises(prelabel.errors.CategoryError) as e:   # type: ignore[attr-defined]
         prelabel.convert(SAMPLE / "voc", tmp_path / "o.json", schema=["cat"])
-    assert "--" not in e.value.hint and 'unknown="drop"' in e.value.hint
+    assert "--" not in e.value.hint and "unknown='drop'" in e.value.hint
 
 
 # --------------------------------------------------------------------------------------------- item 8

@@ -128,7 +128,7 @@ def test_datumaro_obb_needs_a_task(fixtures_dir):
     assert drops["reason"].tolist() == ["dropped.ambiguous", "dropped.ambiguous"]
     assert drops["source"].tolist() == ["labels/train/1.txt:1", "labels/train/1.txt:2"]
     assert drops["category"].tolist() == ["label_2", "label_4"]
-    assert "pass task='segment' or task='obb'" in drops["message"][0]
+    assert "pass ReadOptions(task='segment') or ReadOptions(task='obb')" in drops["message"][0]
 
 
 def test_datumaro_obb_with_task(fixtures_dir, self_ap):
@@ -376,7 +376,7 @@ def test_ambiguous_file_is_reported_not_guessed(tmp_path, self_ap):
     assert len(ds) == 1 and rep.dropped == 1
     assert rep.drops.iloc[0].to_dict() == {
         "reason": "dropped.ambiguous", "category": "dog", "source": "labels/b.txt:1",
-        "message": "9 to 11 columns: a 4-point polygon or an oriented box; pass task='segment' or task='obb'"}
+        "message": "9 to 11 columns: a 4-point polygon or an oriented box; pass ReadOptions(task='segment') or ReadOptions(task='obb')"}
     ds, rep = _read(root, task="segment")  # a box row is a box in a segment file
     assert rep.dropped == 0 and _boxes(ds) == [[40, 15, 20, 20], [10, 5, 80, 40]]
     _coco_ok(ds, self_ap)

@@ -36,7 +36,7 @@ def convention_hints(ds: Dataset) -> list[Diagnostic]:
     >>> ds = Dataset.build(images={"file_name": ["a.jpg"], "width": [640], "height": [480]},
     ...     annotations={"image": [0], "category": ["cat"], "x": [0.1], "y": [0.2], "w": [0.3], "h": [0.4]})
     >>> [d.message for d in convention_hints(ds)]
-    ['all 1 box(es) lie within [0, 1] although the images are up to 640x480 px: the boxes look normalized: use normalized=True']
+    ['all 1 box(es) lie within [0, 1] although the images are up to 640x480 px: the boxes look normalized: use ReadOptions(normalized=True)']
     """
     stats = ConventionStats()
     stats.add(ds)
