@@ -30,6 +30,7 @@ from .converters.conventions import ConventionStats, source_text
 from .converters.reconcile import Reconciler
 from .converters.reconcile import reconcile as reconcile_step
 from .converters.score import filter_min_score
+from .converters.sizes import check_sizes
 from .distributed import read_dask
 from .errors import StrictError, UsageError
 from .model import Dataset
@@ -91,6 +92,13 @@ def read(src: str | Path | Sequence[str | Path], *, fmt: str | None = None, opti
     return merged
 
 
+def _relative_sizes(fmt: Any) -> bool:
+    """Whether the format's coordinates are relative to the image size (they then follow the image file)."""
+    names = fmt if isinstance(fmt, (list, tuple)) else [fmt]
+    return bool(names) and all(isinstance(n, str) and n in adapters.FORMATS
+                               and bool(getattr(adapters.get(n), "RELATIVE_SIZES", False)) for n in names)
+
+
 def _counting(opts: ReadOptions, progress: ProgressHook) -> ReadOptions:
     """``opts`` with the adapters' per-file hook ``extra["progress"](done, total)`` reporting to ``progress``."""
     def files(done: int, total: int) -> None:
@@ -114,7 +122,9 @@ def _read_elsewhere(s: str | Path, *, fmt: str | None, options: ReadOptions,
 def prepare(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | None = None, schema: Any = None,
             unknown: str = "error", clip: bool = True, min_area: float = 0.0,
             min_score: float | None = None, progress: ProgressHook | None = None) -> Dataset:
-    """The Dataset → Dataset steps: score filter, category reconciliation, clipping."""
+    """The Dataset → Dataset steps: recorded image sizes checked against the image files, score filter,
+    category reconciliation, clipping."""
+    ds = check_sizes(ds, relative=_relative_sizes(ds.report.input.get("format")))
     ds = filter_min_score(ds, min_score)
     if progress is not None:
         progress("reconciling", 0, None)
@@ -216,7 +226,8 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
                     ds.report.note("stream.whole", str(src), f"read whole, not streamed: {whole_reason}",
                                    severity="info")
                 res = _run(iter([(ds.images, ds.categories, ds.annotations)]), lambda: ds.report, Path(local_out),
-                           steps=steps, report_path=local_report, whole=True)
+                           steps=steps, report_path=local_report, whole=True,
+                           relative=_relative_sizes(ds.report.input.get("format")))
         except StrictError as e:
             if not storage.is_url(out) and not storage.is_url(report_path):
                 raise
@@ -294,11 +305,12 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
     if progress is not None:
         progress("reading", 0, None)
     return _run(iter(reader), report, out, steps=steps, report_path=report_path, whole=False,
-                one_file=lambda: not counted_files)
+                one_file=lambda: not counted_files, relative=bool(getattr(adapter, "RELATIVE_SIZES", False)))
 
 
 def _run(chunks: Iterator[Tables], source_report: Callable[[], Report], out: Path, *, steps: _Steps,
-         report_path: str | Path | None, whole: bool, one_file: Callable[[], bool] | None = None) -> ConvertResult:
+         report_path: str | Path | None, whole: bool, one_file: Callable[[], bool] | None = None,
+         relative: bool = False) -> ConvertResult:
     """The one conversion loop: each chunk of whole images is score-filtered, reconciled, clipped and
     written as it comes; then the reader's report takes the convention hints, the steps' records and the
     category mapping, and the writer assembles the file (or its shards). ``whole``: the one chunk is the
@@ -311,7 +323,8 @@ def _run(chunks: Iterator[Tables], source_report: Callable[[], Report], out: Pat
     last: Dataset | None = None
     try:
         for images, categories, annotations in chunks:
-            chunk = Dataset(images=images, categories=categories, annotations=annotations, report=records)
+            chunk = check_sizes(Dataset(images=images, categories=categories, annotations=annotations,
+                                        report=records), relative=relative)
             stats.add(chunk)
             if whole and progress is not None:
                 progress("reconciling", 0, None)

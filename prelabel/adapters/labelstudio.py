@@ -105,6 +105,8 @@ __all__ = ["DESCRIPTION", "NAME", "STREAM_MIN_BYTES", "detect", "image_name", "i
 
 NAME = "labelstudio"
 DESCRIPTION = "Label Studio JSON / JSON-MIN export, or task files with predictions"
+# coordinates are percents of the recorded size: when the image file is at hand, they follow its real size
+RELATIVE_SIZES = True
 
 SELECT_CHOICES = ("annotations", "predictions", "both", "auto")
 ANNOTATOR_CHOICES = ("first", "latest", "all")
