@@ -102,3 +102,68 @@ def test_no_note_when_the_sizes_agree_or_the_image_is_not_at_hand(tmp_path: Path
     assert _mismatch(_convert(cvat, tmp_path)[1]) == []
     (d / "a.png").unlink()
     assert _mismatch(_convert(cvat, tmp_path)[1]) == []
+
+
+# ---------------------------------------------------------------------------------------------- item 2
+def test_two_records_naming_one_image_are_refused_with_both_sources(tmp_path: Path) -> None:
+    from prelabel.converters.coco import validate
+    from prelabel.errors import ValidationError
+
+    ann = tmp_path / "voc"
+    ann.mkdir()
+    for name in ("first", "second"):   # two VOC files whose <filename> is the same
+        (ann / f"{name}.xml").write_text(
+            f"<annotation><filename>a.png</filename><size><width>64</width><height>48</height></size><object>"
+            f"<name>{name}</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox>"
+            "</object></annotation>")
+    with pytest.raises(ValidationError) as e:
+        convert(ann, tmp_path / "out.json")
+    assert "images[1] (id 2): file_name 'a.png' is also the name of images[0] (id 1): two records name the same " \
+           "image" in str(e.value)
+    assert not (tmp_path / "out.json").exists()
+    doc = {"images": [{"id": 1, "file_name": "x.jpg", "width": 8, "height": 8},
+                      {"id": 7, "file_name": "x.jpg", "width": 8, "height": 8}], "categories": [], "annotations": []}
+    assert validate(doc).errors == ["images[1] (id 7): file_name 'x.jpg' is also the name of images[0] (id 1): "
+                                    "two records name the same image"]
+
+
+def test_duplicates_across_streamed_chunks_are_found(tmp_path: Path) -> None:
+    from prelabel.errors import ValidationError
+
+    csv = tmp_path / "preds.csv"   # two images in two chunks of one row: nothing repeats, nothing refused
+    csv.write_text("filename,width,height,class,xmin,ymin,xmax,ymax\na.jpg,8,8,car,1,1,2,2\n"
+                   "b.jpg,8,8,car,1,1,2,2\n")
+    out = tmp_path / "o.json"
+    convert(csv, out, stream=True, chunk_rows=1)
+    assert [im["file_name"] for im in orjson.loads(out.read_bytes())["images"]] == ["a.jpg", "b.jpg"]
+    from prelabel.converters.coco_write import CocoStreamWriter
+    from prelabel.model import Dataset
+
+    w = CocoStreamWriter(tmp_path / "w.json")
+    for name in ("a.jpg", "b.jpg", "a.jpg"):
+        w.add(Dataset.build(images={"file_name": [name], "width": [8], "height": [8]}))
+    with pytest.raises(ValidationError, match=r"images\[2\] \(id 3\): file_name 'a.jpg' is also the name of "
+                                              r"images\[0\] \(id 1\)"):
+        from prelabel.converters.coco_validate import fail_if_invalid
+        fail_if_invalid(w.check(Dataset.build().categories), "w.json")
+    w.abort()
+
+
+# ---------------------------------------------------------------------------------------------- item 3
+def test_urls_as_image_names_follow_one_rule(tmp_path: Path) -> None:
+    doc = {"images": [{"id": 1, "file_name": "s3://bucket/train/a.jpg", "width": 8, "height": 8},
+                      {"id": 2, "file_name": "https://cdn.example.com/imgs/b%20c.jpg?sig=x%2Fy", "width": 8,
+                       "height": 8}],
+           "categories": [{"id": 1, "name": "car"}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2], "area": 4, "iscrowd": 0}]}
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps(doc))
+    out = tmp_path / "out.json"
+    convert(src, out)
+    images = orjson.loads(out.read_bytes())["images"]
+    assert [im["file_name"] for im in images] == ["train/a.jpg", "b c.jpg"]
+    assert images[0]["attributes"]["url"] == "s3://bucket/train/a.jpg"
+    csv = tmp_path / "preds.csv"
+    csv.write_text("filename,width,height,class,xmin,ymin,xmax,ymax\ngs://bkt/set/x.png,8,8,car,1,1,3,3\n")
+    convert(csv, out)
+    assert [im["file_name"] for im in orjson.loads(out.read_bytes())["images"]] == ["set/x.png"]

@@ -146,6 +146,7 @@ class CocoStreamWriter:
         self.validation = ValidationResult()
         self._add_error = adder(self.validation.errors)
         self._head = b""
+        self._names: dict[str, tuple[int, Any]] = {}   # every file_name written so far: duplicates are refused
 
     def _temp(self, what: str) -> IO[bytes]:
         fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.{what}.", suffix=".tmp", dir=self.path.parent)
@@ -159,7 +160,8 @@ class CocoStreamWriter:
                        annotation_base=self.n_annotations)
         if not self._head:
             self._head = t.head()
-        res = validate_dataset(t, allow_outside=self.allow_outside, check_categories=False)
+        res = validate_dataset(t, allow_outside=self.allow_outside, check_categories=False,
+                               seen_names=self._names)
         for e in res.errors:
             if not e.startswith("..."):
                 self._add_error(e)
