@@ -58,14 +58,18 @@ def peer_python(tool: str) -> Path:
     return py
 
 
-def commands(fmt: str, data: Path, out: Path) -> dict[str, tuple[list[str], Path]]:
-    """tool -> (argv, the COCO file it writes) for one source format."""
+def commands(fmt: str, data: Path, out: Path, baseline: Path | None = None) -> dict[str, tuple[list[str], Path]]:
+    """tool -> (argv, the COCO file it writes) for one source format. ``baseline``: another checkout of
+    prelabel with its own ``.venv`` (an earlier commit), run as the tool ``baseline`` beside this one."""
     prelabel = str(Path(sys.executable).parent / "prelabel")
     src = {"yolo": data / "yolo", "voc": data / "voc", "cvat": data / "cvat" / "annotations.xml",
            "labelstudio": data / "labelstudio" / "export.json"}[fmt]
     cmds: dict[str, tuple[list[str], Path]] = {
         "prelabel": ([prelabel, "-q", "convert", str(src), "--from", fmt, "-o", str(out / "prelabel.json"),
                       "--max-file-size", "10GB"], out / "prelabel.json")}
+    if baseline is not None:
+        cmds["baseline"] = ([str(baseline / ".venv" / "bin" / "prelabel"), "-q", "convert", str(src), "--from", fmt,
+                             "-o", str(out / "baseline.json"), "--max-file-size", "10GB"], out / "baseline.json")
     g = str(PEERS / "globox" / "bin" / "globox")
     lf = str(PEERS / "labelformat" / "bin" / "labelformat")
     if fmt == "yolo":
@@ -198,6 +202,9 @@ def main() -> None:
     ap.add_argument("--formats", default="yolo,voc,cvat,labelstudio")
     ap.add_argument("--tools", default="prelabel,globox,labelformat,lsconverter")
     ap.add_argument("--tolerance", type=float, default=1.01)
+    ap.add_argument("--baseline", type=Path, metavar="DIR",
+                    help="another prelabel checkout with its own .venv (e.g. a worktree of an earlier commit): "
+                         "run as the tool 'baseline' beside this one, for before/after tables")
     a = ap.parse_args()
     launcher = Launcher()  # first, while this process is small
     n = a.images or SIZES[a.size]
@@ -212,12 +219,15 @@ def main() -> None:
         ensure_bytecode(peer_python(tool))
     if "prelabel" in wanted:
         ensure_bytecode(Path(sys.executable), ROOT / "prelabel")
+    if a.baseline is not None:
+        ensure_bytecode(a.baseline / ".venv" / "bin" / "python", a.baseline / "prelabel")
     results: list[dict[str, object]] = []
     for fmt in a.formats.split(","):
         out = HERE / "out" / a.size / fmt
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        cmds = {t: c for t, c in commands(fmt, data, out).items() if t in wanted}
+        cmds = {t: c for t, c in commands(fmt, data, out, a.baseline).items()
+                if t in wanted or (t == "baseline" and a.baseline is not None)}
         times: dict[str, list[float]] = {t: [] for t in cmds}
         cpus: dict[str, list[float]] = {t: [] for t in cmds}
         peaks: dict[str, list[float]] = {t: [] for t in cmds}

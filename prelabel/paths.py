@@ -14,10 +14,12 @@ Example:
 from __future__ import annotations
 
 import posixpath
+import re
 import unicodedata
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["IMAGE_EXTENSIONS", "safe_join", "safe_relative", "why_unsafe"]
+__all__ = ["IMAGE_EXTENSIONS", "image_name", "is_url", "safe_join", "safe_relative", "why_unsafe"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -53,3 +55,71 @@ def safe_join(root: str | Path, name: str) -> Path | None:
     if rel is None:
         return None
     return Path(root) / rel
+
+
+_HEX_PREFIX = re.compile(r"^[0-9a-f]{8}-(?=.)")
+# a Label Studio upload URL whose file name is plain ASCII (no escapes, no query): image_name's answer at once
+_UPLOAD_URL = re.compile(r"/data/upload/[0-9]+/[0-9a-f]{8}-([A-Za-z0-9_.\-]+)")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+://")
+
+
+def is_url(name: str) -> bool:
+    """Whether an image reference is a URL (``scheme://...``) rather than a file name.
+
+    >>> is_url("s3://bucket/a.jpg"), is_url("https://h/a.jpg?sig=1"), is_url("dir/a.jpg"), is_url("C:/a.jpg")
+    (True, True, False, False)
+    """
+    return _SCHEME.match(name) is not None
+
+
+def image_name(url: str) -> tuple[str | None, str]:
+    """The file name a user knows for an image reference, one rule for every format: ``(name, "")`` or
+    ``(None, why not)``. ``s3://bucket/key`` (any ``scheme://bucket/key`` but http) gives ``key``;
+    ``http(s)://host/path?query`` and host paths ``/...`` give their last path component (URL-decoded);
+    Label Studio's ``/data/upload/<project>/<8 hex>-<name>`` gives ``name`` and ``/data/local-files/?d=<path>``
+    gives ``path``; a relative name is kept (made safe: see :func:`safe_relative`).
+
+    Example:
+        >>> image_name("/data/upload/3/1a2b3c4d-photo.jpg")[0], image_name("s3://bkt/dir/a.png")[0]
+        ('photo.jpg', 'dir/a.png')
+        >>> image_name("/data/local-files/?d=ds%2Fimg%201.jpg")[0], image_name("../x.jpg")
+        ('ds/img 1.jpg', (None, "'..' segment escapes the root"))
+    """
+    fast = _UPLOAD_URL.fullmatch(url)
+    if fast is not None and fast[1] not in (".", ".."):  # the common case, as the general path reads it
+        return fast[1], ""
+    u = url.strip()
+    if not u:
+        return None, "empty image URL"
+    if u.lower().startswith("data:"):
+        return None, "inline data: URL (no file name)"
+    parts = urlsplit(u)
+    scheme = parts.scheme.lower()
+    if len(scheme) == 1:
+        return None, "absolute path"  # a Windows drive letter
+    name: str
+    if scheme in ("", "http", "https") and (scheme or u.startswith("/")):
+        path = unquote(parts.path)
+        if "/data/local-files" in path and parts.query:
+            d = parse_qs(parts.query).get("d")
+            if not d:
+                return None, "local-files URL without ?d="
+            name = d[0]
+        else:
+            name = path.rsplit("/", 1)[-1]
+            if "/data/upload/" in path:
+                name = _HEX_PREFIX.sub("", name)
+            if not name:
+                return None, "URL has no file name"
+    elif scheme:
+        if not parts.netloc:
+            return None, f"{scheme}: URL without a bucket"
+        name = parts.path.lstrip("/")
+        if not name:
+            return None, f"{scheme}: URL without a key"
+    else:
+        name = u
+    safe = safe_relative(name)
+    if safe is None:
+        return None, why_unsafe(name) or "unsafe file name"
+    return safe, ""

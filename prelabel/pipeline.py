@@ -31,6 +31,7 @@ from .converters.conventions import ConventionStats, source_text
 from .converters.reconcile import Reconciler
 from .converters.reconcile import reconcile as reconcile_step
 from .converters.score import filter_min_score
+from .converters.sizes import check_sizes
 from .distributed import read_dask
 from .errors import StrictError, UsageError, option
 from .model import Dataset
@@ -92,6 +93,21 @@ def read(src: str | Path | Sequence[str | Path], *, fmt: str | None = None, opti
     return merged
 
 
+def _size_rule(fmt: Any) -> bool | None:
+    """How recorded image sizes are checked (:func:`check_sizes`): ``True`` when the format's coordinates are
+    relative to the image size (they then follow the image file), ``False`` for pixel coordinates, ``None`` when
+    the format records no size (its sizes already come from the image headers: nothing to check)."""
+    names = fmt if isinstance(fmt, (list, tuple)) else [fmt]
+    known = [adapters.get(n) for n in names if isinstance(n, str) and n in adapters.FORMATS]
+    if known and len(known) == len(names) and all(getattr(a, "SIZES_FROM_HEADERS", False) for a in known):
+        return None
+    return bool(known) and len(known) == len(names) and all(getattr(a, "RELATIVE_SIZES", False) for a in known)
+
+
+def _adapter_size_rule(adapter: Any) -> bool | None:
+    return None if getattr(adapter, "SIZES_FROM_HEADERS", False) else bool(getattr(adapter, "RELATIVE_SIZES", False))
+
+
 def _counting(opts: ReadOptions, progress: ProgressHook) -> ReadOptions:
     """``opts`` with the adapters' per-file hook ``extra["progress"](done, total)`` reporting to ``progress``."""
     def files(done: int, total: int) -> None:
@@ -115,8 +131,11 @@ def _read_elsewhere(s: str | Path, *, fmt: str | None, options: ReadOptions,
 def prepare(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | None = None, schema: Any = None,
             unknown: str = "error", clip: bool = True, min_area: float = 0.0,
             min_score: float | None = None, progress: ProgressHook | None = None, min_size: float = 0.0) -> Dataset:
-    """The Dataset → Dataset steps: score filter, category reconciliation, clipping (``min_area`` in px²,
-    ``min_size``: the least side of a box in px)."""
+    """The Dataset → Dataset steps: recorded image sizes checked against the image files, score filter,
+    category reconciliation, clipping (``min_area`` in px², ``min_size``: the least side of a box in px)."""
+    relative = _size_rule(ds.report.input.get("format"))
+    if relative is not None:
+        ds = check_sizes(ds, relative=relative)
     ds = filter_min_score(ds, min_score)
     if progress is not None:
         progress("reconciling", 0, None)
@@ -231,8 +250,12 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
                 if whole_reason:
                     ds.report.note("stream.whole", str(src), f"read whole, not streamed: {whole_reason}",
                                    severity="info")
-                res = _run(iter([(ds.images, ds.categories, ds.annotations)]), lambda: ds.report, Path(local_out),
-                           steps=steps, report_path=local_report, whole=True)
+                whole_report = ds.report
+                relative = _size_rule(whole_report.input.get("format"))
+                box = [(ds.images, ds.categories, ds.annotations)]
+                del ds  # the loop holds the tables from here: each step's input is freed once it has its output
+                res = _run(_take(box), lambda: whole_report, Path(local_out), steps=steps,
+                           report_path=local_report, whole=True, relative=relative)
         except StrictError as e:
             if not storage.is_url(out) and not storage.is_url(report_path):
                 raise
@@ -311,11 +334,18 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
     if progress is not None:
         progress("reading", 0, None)
     return _run(iter(reader), report, out, steps=steps, report_path=report_path, whole=False,
-                one_file=lambda: not counted_files)
+                one_file=lambda: not counted_files, relative=_adapter_size_rule(adapter))
+
+
+def _take(box: list[Tables]) -> Iterator[Tables]:
+    """The one chunk of a whole read, taken out of ``box`` (no reference stays behind)."""
+    while box:
+        yield box.pop()
 
 
 def _run(chunks: Iterator[Tables], source_report: Callable[[], Report], out: Path, *, steps: _Steps,
-         report_path: str | Path | None, whole: bool, one_file: Callable[[], bool] | None = None) -> ConvertResult:
+         report_path: str | Path | None, whole: bool, one_file: Callable[[], bool] | None = None,
+         relative: bool | None = False) -> ConvertResult:
     """The one conversion loop: each chunk of whole images is score-filtered, reconciled, clipped and
     written as it comes; then the reader's report takes the convention hints, the steps' records and the
     category mapping, and the writer assembles the file (or its shards). ``whole``: the one chunk is the
@@ -329,19 +359,22 @@ def _run(chunks: Iterator[Tables], source_report: Callable[[], Report], out: Pat
     try:
         for images, categories, annotations in chunks:
             chunk = Dataset(images=images, categories=categories, annotations=annotations, report=records)
+            if relative is not None:
+                chunk = check_sizes(chunk, relative=relative)
             stats.add(chunk)
             if whole and progress is not None:
                 progress("reconciling", 0, None)
             ds = rec.apply(filter_min_score(chunk, steps.min_score))
+            del chunk, images, categories, annotations  # freed as soon as the next step has its output
             if rec.unknown_seen:  # the error comes at the end, with the whole input's counts
                 continue
             if whole and progress is not None:
                 progress("clipping", 0, None)
             last = clip_step(ds, enabled=steps.clip, min_area=steps.min_area, min_size=steps.min_size)
+            del ds
             writer.add(last)
             if not whole:
-                last = None
-                del chunk, ds, images, categories, annotations  # not held while the next chunk is read
+                last = None  # not held while the next chunk is read
                 if progress is not None and one_file is not None and one_file():  # a big file: rows so far
                     progress("streaming", writer.n_annotations, None)
         rep = source_report()

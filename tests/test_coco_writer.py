@@ -242,3 +242,30 @@ def test_validate_dataset_lists_200_problems_then_says_there_are_more():
     assert len(errors) == 201 and errors[-1] == "... more problems not listed"
     assert errors[199] == "annotations[199] (id 200): bbox [0.0, 0.0, 0.0, 1.0] has zero or negative size"
     assert errors == validate(to_coco(ds)).errors
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 5])
+def test_a_large_chunk_is_written_in_slices_of_whole_images_with_the_same_bytes(monkeypatch, tmp_path, rows):
+    import orjson
+
+    from prelabel.converters import coco_write
+
+    mixed = _mixed(4)
+    order = np.argsort(mixed.annotations["image"].to_numpy(), kind="stable")
+    ds = mixed.replace(annotations=mixed.annotations.iloc[order].reset_index(drop=True))  # rows in image order
+    doc = to_coco(ds)
+    expected = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    slices = []
+    monkeypatch.setattr(coco_write, "ADD_ROWS", rows)
+    real = coco_write._image_slices
+    monkeypatch.setattr(coco_write, "_image_slices", lambda d, r: slices.append(list(real(d, r))) or iter(slices[-1]))
+    writer = coco_write.CocoStreamWriter(tmp_path / "a.json")
+    writer.add(ds)
+    assert writer.finish(ds.categories)[0].read_bytes() == expected
+    parts = slices[0]
+    assert len(parts) > 1 and sum(len(p.images) for p in parts) == len(ds.images)
+    assert sum(len(p.annotations) for p in parts) == len(ds.annotations) == len(doc["annotations"])
+    for limit in (700, 1300):  # shards of whole images, as from the document itself
+        got = write(ds, tmp_path / f"ds{limit}.json", max_file_size=limit)
+        assert [p.read_bytes() for p in got] == [p.read_bytes() for p in write(doc, tmp_path / f"d{limit}.json",
+                                                                                max_file_size=limit)]

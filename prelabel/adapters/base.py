@@ -75,6 +75,13 @@ class ReadOptions:
     images_from: Path | None = None       # a GT COCO file whose images table a results list refers to
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # a local path given as a string (what a Python caller writes) becomes a Path; URLs stay strings
+        for name in ("images", "images_from"):
+            v = getattr(self, name)
+            if isinstance(v, str) and "://" not in v and not v.startswith(("zip::", "tar::")):
+                object.__setattr__(self, name, Path(v))
+
 
 class Adapter(Protocol):
     NAME: str

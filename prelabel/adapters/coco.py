@@ -65,7 +65,7 @@ from ..errors import ReadError, option
 from ..geometry import bbox_of_polygons, polygons_area, rle_area, rle_bbox
 from ..imagesize import image_sizes as read_image_sizes
 from ..model import Dataset
-from ..paths import safe_relative, why_unsafe
+from ..paths import image_name, is_url, safe_relative, why_unsafe
 from ..report import Report
 from .base import ReadOptions
 
@@ -178,11 +178,12 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
         fn = im.get("file_name")
         if not isinstance(fn, str) or not fn.strip():
             raise ReadError(file, f"file_name must be a non-empty string, got {fn!r}", element=el)
-        rel = safe_relative(fn)
+        url = fn if is_url(fn) else None   # s3://bucket/key, https://host/a.jpg?sig=...: the shared rule
+        rel, why = image_name(fn) if url is not None else (safe_relative(fn), why_unsafe(fn) or "")
         if rel is None:
-            out.why[key] = f"image {fn!r} has an unsafe file_name ({why_unsafe(fn)})"
+            out.why[key] = f"image {fn!r} has an unsafe file_name ({why})"
             report.note("image.unsafe_name", f"{file}#{el}",
-                        f"file_name {fn!r}: {why_unsafe(fn)}; the image is left out and its annotations dropped")
+                        f"file_name {fn!r}: {why}; the image is left out and its annotations dropped")
             continue
         local = root / rel if root is not None else None
         w, h = _int_size(im.get("width")), _int_size(im.get("height"))
@@ -204,7 +205,10 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
         heights.append(h)
         paths.append(str(local) if local is not None else None)
         a = im.get("attributes")
-        attrs.append(dict(a) if isinstance(a, Mapping) and a else None)
+        attr = dict(a) if isinstance(a, Mapping) and a else None
+        if url is not None:
+            attr = {**(attr or {}), "url": url}
+        attrs.append(attr)
     if pending:
         sizes = read_image_sizes([str(t[3]) for t in pending])
         gone: set[int] = set()

@@ -85,7 +85,6 @@ from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import numpy as np
 import orjson
@@ -97,7 +96,7 @@ from ..geometry import ellipse_polygon, ls_rle_decode, rle_bbox, rle_encode
 from ..imagesize import image_size
 from ..junk import junk_reason
 from ..model import Dataset
-from ..paths import IMAGE_EXTENSIONS, safe_join, safe_relative, why_unsafe
+from ..paths import IMAGE_EXTENSIONS, image_name, safe_join
 from ..report import Report
 from ..workers import fork_worker, stop_worker
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
@@ -106,6 +105,8 @@ __all__ = ["DESCRIPTION", "NAME", "STREAM_MIN_BYTES", "detect", "image_name", "i
 
 NAME = "labelstudio"
 DESCRIPTION = "Label Studio JSON / JSON-MIN export, or task files with predictions"
+# coordinates are percents of the recorded size: when the image file is at hand, they follow its real size
+RELATIVE_SIZES = True
 
 SELECT_CHOICES = ("annotations", "predictions", "both", "auto")
 ANNOTATOR_CHOICES = ("first", "latest", "all")
@@ -127,9 +128,6 @@ _MIN_TYPE_KEYS = ("rectanglelabels", "polygonlabels", "ellipselabels", "keypoint
 _MIN_RESERVED = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement",
                  "history", "was_cancelled", "drafts", "predictions", "annotations"}
 _OBJECT_CONTROLS = {"rectanglelabels", "polygonlabels", "ellipselabels", "brushlabels", "labels"}
-_HEX_PREFIX = re.compile(r"^[0-9a-f]{8}-(?=.)")
-# an upload URL whose file name is plain ASCII (no escapes, no query): image_name's answer without urlsplit
-_UPLOAD_URL = re.compile(r"/data/upload/[0-9]+/[0-9a-f]{8}-([A-Za-z0-9_.\-]+)")
 _NUM = (int, float)
 _MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
 
@@ -194,56 +192,6 @@ def _peek_score(text: str) -> float:
     if _PEEK_DICT.match(text) and labelled and has("data") and not has("images") and not has("categories"):
         return 0.9
     return 0.0
-
-
-# ================================================================================================ names
-def image_name(url: str) -> tuple[str | None, str]:
-    """The file name a user knows for a Label Studio image URL: ``(name, "")`` or ``(None, why not)``.
-
-    Example:
-        >>> image_name("/data/upload/3/1a2b3c4d-photo.jpg")[0], image_name("s3://bkt/dir/a.png")[0]
-        ('photo.jpg', 'dir/a.png')
-        >>> image_name("/data/local-files/?d=ds%2Fimg%201.jpg")[0], image_name("../x.jpg")
-        ('ds/img 1.jpg', (None, "'..' segment escapes the root"))
-    """
-    fast = _UPLOAD_URL.fullmatch(url)
-    if fast is not None and fast[1] not in (".", ".."):  # the common case, as the general path reads it
-        return fast[1], ""
-    u = url.strip()
-    if not u:
-        return None, "empty image URL"
-    if u.lower().startswith("data:"):
-        return None, "inline data: URL (no file name)"
-    parts = urlsplit(u)
-    scheme = parts.scheme.lower()
-    if len(scheme) == 1:
-        return None, "absolute path"  # a Windows drive letter
-    name: str
-    if scheme in ("", "http", "https") and (scheme or u.startswith("/")):
-        path = unquote(parts.path)
-        if "/data/local-files" in path and parts.query:
-            d = parse_qs(parts.query).get("d")
-            if not d:
-                return None, "local-files URL without ?d="
-            name = d[0]
-        else:
-            name = path.rsplit("/", 1)[-1]
-            if "/data/upload/" in path:
-                name = _HEX_PREFIX.sub("", name)
-            if not name:
-                return None, "URL has no file name"
-    elif scheme:
-        if not parts.netloc:
-            return None, f"{scheme}: URL without a bucket"
-        name = parts.path.lstrip("/")
-        if not name:
-            return None, f"{scheme}: URL without a key"
-    else:
-        name = u
-    safe = safe_relative(name)
-    if safe is None:
-        return None, why_unsafe(name) or "unsafe file name"
-    return safe, ""
 
 
 # ================================================================================================ config

@@ -94,7 +94,7 @@ from ..errors import ReadError, UsageError, option
 from ..geometry import bbox_of_polygons, rle_bbox, rle_encode
 from ..imagesize import image_sizes as read_image_sizes
 from ..model import ANNOTATION_COLUMNS, Dataset
-from ..paths import safe_relative, why_unsafe
+from ..paths import image_name, is_url, safe_relative, why_unsafe
 from ..report import Report
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 
@@ -428,7 +428,12 @@ def _roots_posix(root: Path | None) -> list[str]:
 
 def _place(name: str, *, root: Path | None, roots_posix: Sequence[str]) -> tuple[str | None, str | None, str]:
     """(relative name, local path, kind) of a raw image name; kind is ``ok``, ``outside`` (an absolute path
-    outside every root: named relative to the common folder of all such paths, never opened) or ``unsafe``."""
+    outside every root: named relative to the common folder of all such paths, never opened) or ``unsafe``.
+    A URL (``s3://bucket/key``, ``https://host/a.jpg?sig=...``) is named by the shared rule,
+    :func:`prelabel.paths.image_name`."""
+    if is_url(name):
+        u, _ = image_name(name)
+        return (u, str(root / u) if root is not None else None, "ok") if u is not None else (None, None, "unsafe")
     r = safe_relative(name)
     if r is not None:
         return r, (str(root / r) if root is not None else None), "ok"

@@ -119,6 +119,8 @@ from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 __all__ = ["DESCRIPTION", "NAME", "TASKS", "detect", "iter_chunks", "read"]
 
 NAME = "yolo"
+# YOLO records no image size: every size comes from the image's header (nothing for check_sizes to check)
+SIZES_FROM_HEADERS = True
 DESCRIPTION = "YOLO / Ultralytics txt (detect, segment, OBB, pose; labels and predictions), Darknet obj.data"
 PARALLEL_READ = True  # image headers are read by threads: the pipeline does not read it in a second process
 TASKS = ("detect", "segment", "obb", "pose")

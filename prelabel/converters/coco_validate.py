@@ -33,7 +33,7 @@ from ..model import Dataset
 from ..paths import safe_join, why_unsafe
 from .coco_tables import CocoTables, load, tables_of
 
-__all__ = ["ValidationResult", "adder", "check_category_table", "fail_if_invalid", "names_plainly_safe",
+__all__ = ["ValidationResult", "adder", "check_category_table", "fail_if_invalid", "duplicate_names", "names_plainly_safe",
            "validate", "validate_dataset"]
 
 
@@ -81,8 +81,36 @@ def adder(err: list[str]) -> Callable[[str], None]:
     return add
 
 
+def duplicate_names(names: list[Any], ids: list[Any], add: Callable[[str], None], *, base: int = 0,
+                    seen: dict[str, tuple[int, Any]] | None = None) -> None:
+    """Report every file_name that an earlier image already has (``seen``: the names of earlier chunks, by
+    position and id; updated). Two images under one name are one picture to every target: the boxes of both
+    would land on it.
+
+    >>> errors = []
+    >>> duplicate_names(["a.jpg", "b.jpg", "a.jpg"], [1, 2, 3], errors.append)
+    >>> errors
+    ["images[2] (id 3): file_name 'a.jpg' is also the name of images[0] (id 1): two records name the same image"]
+    """
+    seen = {} if seen is None else seen
+    if len(set(names)) == len(names) and seen.keys().isdisjoint(names):
+        seen.update((n, (base + k, i)) for k, (n, i) in enumerate(zip(names, ids, strict=True)))
+        return
+    for k, (n, i) in enumerate(zip(names, ids, strict=True)):
+        if not isinstance(n, str) or not n:
+            continue
+        first = seen.get(n)
+        if first is None:
+            seen[n] = (base + k, i)
+        else:
+            add(f"images[{base + k}] (id {i}): file_name {n!r} is also the name of images[{first[0]}] "
+                f"(id {first[1]}): two records name the same image")
+
+
 def _check_images(images: Iterable[Any], add: Callable[[str], None]) -> dict[int, tuple[int, int, str]]:
     out: dict[int, tuple[int, int, str]] = {}
+    names: list[Any] = []
+    ids: list[Any] = []
     for i, im in enumerate(images):
         where = f"images[{i}]"
         if not isinstance(im, Mapping):
@@ -105,6 +133,9 @@ def _check_images(images: Iterable[Any], add: Callable[[str], None]) -> dict[int
             if why:
                 add(f"{where} (id {iid}): file_name {fn!r} is unsafe: {why}")
         out[iid] = (int(w or 0), int(h or 0), str(fn))
+        names.append(fn)
+        ids.append(iid)
+    duplicate_names(names, ids, add)
     return out
 
 
@@ -361,13 +392,14 @@ def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | 
 
 
 def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6, allow_outside: bool = False,
-                     check_categories: bool = True) -> ValidationResult:
+                     check_categories: bool = True, seen_names: dict[str, tuple[int, Any]] | None = None) -> ValidationResult:
     """What :func:`validate` says of the COCO the writer makes of ``ds``, without building that document.
 
     Box rows are checked column by column with numpy (same rules, same messages, same order as
     :func:`validate` of ``to_coco(ds)``); rows with a segmentation or keypoints are checked one by one.
     ``check_categories=False`` leaves the category table's own problems out (a streamed chunk: the writer
-    checks the final table once).
+    checks the final table once); ``seen_names``: the file names of the chunks before (duplicates across
+    chunks are found too).
 
     Example:
         >>> from prelabel.model import Dataset
@@ -399,6 +431,8 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6, allow
             why = why_unsafe(fn)
             if why:
                 add(f"images[{i}] (id {iid}): file_name {fn!r} is unsafe: {why}")
+    duplicate_names([im["file_name"] for im in t.images], [im["id"] for im in t.images], add, base=ib,
+                    seen=seen_names)
     cats = check_category_table(t.categories, add if check_categories else _ignore)
     iw = np.where(bad_wh, 0, iw)
     ih = np.where(bad_wh, 0, ih)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -119,6 +119,30 @@ def split_shards(coco: Mapping[str, Any], *, max_file_size: int) -> list[dict[st
     return shards
 
 
+# annotation rows serialized at a time by CocoStreamWriter.add (a larger chunk is cut between images)
+ADD_ROWS = 100_000
+
+
+def _image_slices(ds: Dataset, rows: int) -> Iterator[Dataset]:
+    """``ds`` cut into runs of whole images of about ``rows`` annotation rows (``ds`` itself when it is small
+    or its rows are not in image order)."""
+    at = ds.annotations["image"].to_numpy(dtype=np.int64)
+    n_img = len(ds.images)
+    if len(at) <= rows or n_img < 2 or not bool((at[1:] >= at[:-1]).all()):
+        yield ds
+        return
+    ends = np.cumsum(np.bincount(at, minlength=n_img))   # rows up to and including each image
+    cuts = np.unique(np.searchsorted(ends, np.arange(rows, int(ends[-1]), rows), side="left") + 1)
+    bounds = [0, *[int(c) for c in cuts if 0 < c < n_img], n_img]
+    row_at = np.concatenate([[0], ends])
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+        r0, r1 = int(row_at[lo]), int(row_at[hi])
+        ann = ds.annotations.iloc[r0:r1].reset_index(drop=True)
+        ann["image"] = ann["image"].to_numpy(dtype=np.int64) - lo
+        yield Dataset(images=ds.images.iloc[lo:hi].reset_index(drop=True), categories=ds.categories,
+                      annotations=ann, report=ds.report)
+
+
 class CocoStreamWriter:
     """Write a COCO document chunk by chunk: :meth:`add` each chunk (images in output order, their rows),
     then :meth:`finish` with the final category table; :meth:`abort` removes the temporary files.
@@ -146,6 +170,7 @@ class CocoStreamWriter:
         self.validation = ValidationResult()
         self._add_error = adder(self.validation.errors)
         self._head = b""
+        self._names: dict[str, tuple[int, Any]] = {}   # every file_name written so far: duplicates are refused
 
     def _temp(self, what: str) -> IO[bytes]:
         fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.{what}.", suffix=".tmp", dir=self.path.parent)
@@ -154,12 +179,20 @@ class CocoStreamWriter:
 
     # ------------------------------------------------------------------ chunks
     def add(self, ds: Dataset) -> None:
-        """Append one chunk: its images after those already written, its annotation rows after theirs."""
+        """Append one chunk: its images after those already written, its annotation rows after theirs.
+
+        A large chunk (a whole read) is written in slices of whole images of about :data:`ADD_ROWS` rows, with
+        the same bytes: its COCO entries are never all in memory at once."""
+        for part in _image_slices(ds, ADD_ROWS):
+            self._add(part)
+
+    def _add(self, ds: Dataset) -> None:
         t = CocoTables(ds, rle=self.rle, info=self.info, image_base=self.n_images,
                        annotation_base=self.n_annotations)
         if not self._head:
             self._head = t.head()
-        res = validate_dataset(t, allow_outside=self.allow_outside, check_categories=False)
+        res = validate_dataset(t, allow_outside=self.allow_outside, check_categories=False,
+                               seen_names=self._names)
         for e in res.errors:
             if not e.startswith("..."):
                 self._add_error(e)
