@@ -28,7 +28,11 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .adapters import FORMATS
     from .adapters.base import ReadOptions
-    from .adapters.predictions import from_dataframe, from_detections
+    from .adapters.huggingface_outputs import from_huggingface
+    from .adapters.predictions import from_dataframe
+    from .adapters.supervision_detections import from_detections
+    from .adapters.torchvision_outputs import from_torchvision
+    from .adapters.ultralytics_results import from_ultralytics
     from .converters.coco import ValidationResult, to_coco
     from .converters.coco import validate as validate
     from .converters.coco import write as write_coco
@@ -42,7 +46,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "FORMATS": (".adapters", "FORMATS"),
     "ReadOptions": (".adapters.base", "ReadOptions"),
     "from_dataframe": (".adapters.predictions", "from_dataframe"),
-    "from_detections": (".adapters.predictions", "from_detections"),
+    "from_detections": (".adapters.supervision_detections", "from_detections"),
+    "from_huggingface": (".adapters.huggingface_outputs", "from_huggingface"),
+    "from_torchvision": (".adapters.torchvision_outputs", "from_torchvision"),
+    "from_ultralytics": (".adapters.ultralytics_results", "from_ultralytics"),
     "ValidationResult": (".converters.coco", "ValidationResult"),
     "to_coco": (".converters.coco", "to_coco"),
     "validate": (".converters.coco", "validate"),
@@ -69,6 +76,9 @@ __all__ = [
     "convert",
     "from_dataframe",
     "from_detections",
+    "from_huggingface",
+    "from_torchvision",
+    "from_ultralytics",
     "prepare",
     "read",
     "to_coco",
