@@ -6,6 +6,8 @@ The public API (everything else is private)::
     result = prelabel.convert("sample_data/voc", "out.json")  # read, reconcile, clip, write
     prelabel.validate("out.json").ok
     prelabel.upload("out.json", "local:build/project")        # or labellerr:ID, labelstudio:ID; _async=True
+    ds = prelabel.from_ultralytics(model(images))            # or from_torchvision, from_huggingface, ...
+    prelabel.push(ds, "local:build/project")                  # reconcile with the project, clip, upload
 
 The names are imported on first use, so ``import prelabel`` (and ``prelabel --help``) does not pay for pandas,
 shapely or pycocotools until something needs them.
@@ -38,8 +40,10 @@ if TYPE_CHECKING:
     from .converters.coco import write as write_coco
     from .model import Dataset
     from .pipeline import ConvertResult, convert, prepare, read, write_dataset
+    from .pushing import PushResult, push
     from .report import Report
     from .upload import UploadResult, upload  # the function shadows the subpackage name on purpose
+    from .upload.local import LocalProject, project_init
 
 # public name -> (module, attribute)
 _LAZY: dict[str, tuple[str, str]] = {
@@ -60,7 +64,11 @@ _LAZY: dict[str, tuple[str, str]] = {
     "prepare": (".pipeline", "prepare"),
     "read": (".pipeline", "read"),
     "write_dataset": (".pipeline", "write_dataset"),
+    "PushResult": (".pushing", "PushResult"),
+    "push": (".pushing", "push"),
     "Report": (".report", "Report"),
+    "LocalProject": (".upload.local", "LocalProject"),
+    "project_init": (".upload.local", "project_init"),
     "UploadResult": (".upload", "UploadResult"),
 }
 
@@ -68,6 +76,8 @@ __all__ = [
     "FORMATS",
     "ConvertResult",
     "Dataset",
+    "LocalProject",
+    "PushResult",
     "ReadOptions",
     "Report",
     "UploadResult",
@@ -80,6 +90,8 @@ __all__ = [
     "from_torchvision",
     "from_ultralytics",
     "prepare",
+    "project_init",
+    "push",
     "read",
     "to_coco",
     "upload",
