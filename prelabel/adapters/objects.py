@@ -45,10 +45,11 @@ COCO_SKELETON = ((16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 
 
 
 def array(x: Any, *, dtype: Any = None) -> np.ndarray:
-    """A numpy array of a torch tensor (``.detach().cpu().numpy()``), a numpy array or a list.
+    """A numpy array of a torch tensor (``.detach().cpu().numpy()``), a numpy array or a list. Asked for
+    float64, float32 (and float16) values become the shortest decimal they print as, not their binary widening.
 
-    >>> array([[1, 2]], dtype=np.float64).tolist()
-    [[1.0, 2.0]]
+    >>> array([[1, 2]], dtype=np.float64).tolist(), array(np.float32([0.66]), dtype=np.float64).tolist()
+    ([[1.0, 2.0]], [0.66])
     """
     if hasattr(x, "detach"):
         x = x.detach()
@@ -56,7 +57,11 @@ def array(x: Any, *, dtype: Any = None) -> np.ndarray:
         x = x.cpu()
     if hasattr(x, "numpy") and not isinstance(x, np.ndarray):
         x = x.numpy()
-    return np.asarray(x, dtype=dtype)
+    a = np.asarray(x)
+    if a.dtype in (np.float32, np.float16) and np.dtype(dtype or a.dtype) == np.float64:
+        # a model's float32 0.66 is 0.6600000262 as float64: take the decimal it prints as (0.66)
+        return np.asarray(a.astype(str).astype(np.float64))
+    return np.asarray(a, dtype=dtype)
 
 
 def name_table(names: Sequence[str] | Mapping[int, str] | None) -> dict[int, str] | None:
@@ -116,9 +121,10 @@ def mask_rles(masks: np.ndarray, *, where: str) -> np.ndarray:
     return out
 
 
-def with_keypoint_names(ds: Dataset, names: Sequence[str] | None) -> Dataset:
-    """``ds`` whose categories that carry keypoints are given the keypoint ``names`` (and COCO's skeleton when
-    they are the 17 COCO person keypoints); ``ds`` itself when ``names`` is None.
+def with_keypoint_names(ds: Dataset, names: Sequence[str] | Mapping[str, Sequence[str]] | None) -> Dataset:
+    """``ds`` whose categories that carry keypoints are given the keypoint ``names`` (one list for all, or
+    ``{category: list}``), with COCO's skeleton when they are the 17 COCO person keypoints; ``ds`` itself when
+    ``names`` is None.
 
     >>> ds = Dataset.build(images={"file_name": ["a.jpg"], "width": [8], "height": [8]},
     ...     annotations={"image": [0], "category": ["hand"], "x": [1.0], "y": [1.0], "w": [2.0], "h": [2.0],
@@ -130,10 +136,12 @@ def with_keypoint_names(ds: Dataset, names: Sequence[str] | None) -> Dataset:
         return ds
     cats = ds.categories.copy()
     used = set(ds.annotations.loc[ds.annotations["keypoints"].notna(), "category"])
-    skeleton = [list(p) for p in COCO_SKELETON] if list(names) == list(COCO_KEYPOINTS) else None
     for i in cats.index[cats["name"].isin(used)]:
-        cats.at[i, "keypoints"] = list(names)
-        cats.at[i, "skeleton"] = skeleton
+        own = names.get(str(cats.at[i, "name"])) if isinstance(names, Mapping) else names
+        if own is None:
+            continue
+        cats.at[i, "keypoints"] = [str(v) for v in own]
+        cats.at[i, "skeleton"] = [list(p) for p in COCO_SKELETON] if list(own) == list(COCO_KEYPOINTS) else None
     return ds.replace(categories=cats)
 
 

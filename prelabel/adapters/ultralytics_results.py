@@ -14,8 +14,9 @@ works):
 - ``.keypoints`` (pose models): ``xy`` pixels and ``conf``: ``v = 0`` for a point at (0, 0) (how Ultralytics
   writes a missing one), else ``v = 2`` when its confidence is above 0.5, else ``v = 1`` (as the YOLO reader
   reads prediction files); the confidences go to ``attributes["keypoint_scores"]``. Keypoint names:
-  ``keypoint_names``, else the model's own (``.kpt_names`` on the results, when a version gives them), else the
-  17 COCO person keypoints when K = 17, else ``kp0 ..``;
+  ``keypoint_names`` (a list, or ``{class index: list}`` as a trained model's ``model.model.kpt_names``), else
+  ``.kpt_names`` on the results when a version gives them, else the 17 COCO person keypoints (and COCO's
+  skeleton) when K = 17, else ``kp0 ..``;
 - ``.names`` (``{index: name}``): the categories, in index order, unless ``names`` is given.
 
 Classification results (``.probs`` without boxes) hold no object: they are noted (``results.ignored``), not read.
@@ -70,7 +71,8 @@ def _keypoints(kp: Any, n: int, where: str) -> tuple[np.ndarray, np.ndarray | No
 
 def from_ultralytics(results: Any, *, names: Sequence[str] | Mapping[int, str] | None = None,
                      min_score: float | None = None, images: str | Path | None = None,
-                     keypoint_names: Sequence[str] | None = None, source: str = "ultralytics",
+                     keypoint_names: Sequence[str] | Mapping[int, Sequence[str]] | None = None,
+                     source: str = "ultralytics",
                      report: Report | None = None) -> Dataset:
     """A Dataset from a list of Ultralytics ``Results`` (one per image; see the module docstring).
 
@@ -98,7 +100,12 @@ def from_ultralytics(results: Any, *, names: Sequence[str] | Mapping[int, str] |
     table = name_table(names)
     rep = report if report is not None else Report()
     objs = Objects(source)
-    kp_names: list[str] | None = list(keypoint_names) if keypoint_names is not None else None
+    kp_names: list[str] | None = None
+    kp_by_class: Mapping[int, Sequence[str]] | None = None
+    if isinstance(keypoint_names, Mapping):
+        kp_by_class = keypoint_names
+    elif keypoint_names is not None:
+        kp_names = [str(v) for v in keypoint_names]
     model_table: dict[int, str] = {}
     for i, r in enumerate(items):
         path = getattr(r, "path", None)
@@ -152,7 +159,7 @@ def from_ultralytics(results: Any, *, names: Sequence[str] | Mapping[int, str] |
         kp = getattr(r, "keypoints", None)
         if kp is not None:
             kps, attrs, n_kp = _keypoints(kp, n, where)
-            if kp_names is None:
+            if kp_names is None and kp_by_class is None:
                 given = getattr(r, "kpt_names", None)
                 kp_names = ([str(v) for v in given] if given is not None and len(given) == n_kp
                             else list(COCO_KEYPOINTS) if n_kp == 17 else [f"kp{j}" for j in range(n_kp)])
@@ -164,6 +171,8 @@ def from_ultralytics(results: Any, *, names: Sequence[str] | Mapping[int, str] |
                  keypoints=kps, attributes=attrs)
     declared = list(dict.fromkeys(v for _, v in sorted(model_table.items())))
     ds = objs.dataset(categories=declared, images=images, min_score=min_score, report=rep)
+    if kp_by_class is not None:
+        return with_keypoint_names(ds, {model_table.get(int(k), str(k)): v for k, v in kp_by_class.items()})
     return with_keypoint_names(ds, kp_names)
 
 
