@@ -141,8 +141,9 @@ def test_torchvision_outputs_as_tensors() -> None:
 def _blocks(path: Path) -> list[str]:
     import re
 
-    text = path.read_text(encoding="utf-8")
-    return [m.group(1) for m in re.finditer(r"^```py-models[^\n]*\n(.*?)^```[ \t]*$", text, re.M | re.S)]
+    text = path.read_text(encoding="utf-8")   # each block padded to its line, so tracebacks point into the page
+    return ["\n" * text.count("\n", 0, m.start(1)) + m.group(1)
+            for m in re.finditer(r"^```py-models[^\n]*\n(.*?)^```[ \t]*$", text, re.M | re.S)]
 
 
 @pytest.mark.parametrize("page", ["docs/formats/models.md", "docs/migration/from-model-outputs.md"])

@@ -110,6 +110,8 @@ def from_ultralytics(results: Any, *, names: Sequence[str] | Mapping[int, str] |
     for i, r in enumerate(items):
         path = getattr(r, "path", None)
         name = str(path) if path else f"image{i}.jpg"
+        if path and images is not None and not Path(name).is_absolute():
+            name = str(Path(name).absolute())   # a relative path under the images folder: named relative to it
         where = f"{source}[{name}]"
         shape = getattr(r, "orig_shape", None)
         if shape is None:
