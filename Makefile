@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test lint bench bench-large fuzz install install-test labelstudio clean
+.PHONY: demo test test-models lint bench bench-large fuzz install install-test labelstudio clean
 
 $(VENV)/bin/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,24 @@ demo: install
 
 test: install-test labelstudio
 	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules prelabel tests
+
+# Real Ultralytics Results and torchvision outputs (tests/test_models_torch.py and the docs' py-models blocks),
+# in a venv of their own: torch 2.13.0+cpu is the CPU wheel on this machine's disk (pip finds it; an exact
+# +cpu pin fails rather than download a CUDA build), Ultralytics without its dependencies (they would pull
+# torchvision and a CUDA torch), torchvision's metadata only (Ultralytics reads its version; PyPI's
+# torchvision does not import beside the CPU torch, and nothing here imports it). About 2.3 GB.
+VENV_MODELS ?= .venv-models
+$(VENV_MODELS)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_MODELS)
+	$(VENV_MODELS)/bin/pip install -q --disable-pip-version-check 'torch==2.13.0+cpu'
+	$(VENV_MODELS)/bin/pip install -q --disable-pip-version-check --no-deps ultralytics 'torchvision==0.28.0'
+	$(VENV_MODELS)/bin/pip install -q --disable-pip-version-check -e '.[test]' opencv-python-headless psutil \
+		polars ultralytics-thop requests
+	touch $@
+
+test-models: $(VENV_MODELS)/.installed
+	$(VENV_MODELS)/bin/python -m pytest -q -p no:cacheprovider tests/test_models_torch.py tests/test_model_objects.py \
+		-m "not labelstudio"
 
 lint: install-test
 	$(VENV)/bin/ruff check prelabel tests bench

@@ -6,6 +6,8 @@ The public API (everything else is private)::
     result = prelabel.convert("sample_data/voc", "out.json")  # read, reconcile, clip, write
     prelabel.validate("out.json").ok
     prelabel.upload("out.json", "local:build/project")        # or labellerr:ID, labelstudio:ID; _async=True
+    ds = prelabel.from_ultralytics(model(images))            # or from_torchvision, from_huggingface, ...
+    prelabel.push(ds, "local:build/project")                  # reconcile with the project, clip, upload
 
 The names are imported on first use, so ``import prelabel`` (and ``prelabel --help``) does not pay for pandas,
 shapely or pycocotools until something needs them.
@@ -28,21 +30,30 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .adapters import FORMATS
     from .adapters.base import ReadOptions
-    from .adapters.predictions import from_dataframe, from_detections
+    from .adapters.huggingface_outputs import from_huggingface
+    from .adapters.predictions import from_dataframe
+    from .adapters.supervision_detections import from_detections
+    from .adapters.torchvision_outputs import from_torchvision
+    from .adapters.ultralytics_results import from_ultralytics
     from .converters.coco import ValidationResult, to_coco
     from .converters.coco import validate as validate
     from .converters.coco import write as write_coco
     from .model import Dataset
     from .pipeline import ConvertResult, convert, prepare, read, write_dataset
+    from .pushing import PushResult, push
     from .report import Report
     from .upload import UploadResult, upload  # the function shadows the subpackage name on purpose
+    from .upload.local import LocalProject, project_init
 
 # public name -> (module, attribute)
 _LAZY: dict[str, tuple[str, str]] = {
     "FORMATS": (".adapters", "FORMATS"),
     "ReadOptions": (".adapters.base", "ReadOptions"),
     "from_dataframe": (".adapters.predictions", "from_dataframe"),
-    "from_detections": (".adapters.predictions", "from_detections"),
+    "from_detections": (".adapters.supervision_detections", "from_detections"),
+    "from_huggingface": (".adapters.huggingface_outputs", "from_huggingface"),
+    "from_torchvision": (".adapters.torchvision_outputs", "from_torchvision"),
+    "from_ultralytics": (".adapters.ultralytics_results", "from_ultralytics"),
     "ValidationResult": (".converters.coco", "ValidationResult"),
     "to_coco": (".converters.coco", "to_coco"),
     "validate": (".converters.coco", "validate"),
@@ -53,7 +64,11 @@ _LAZY: dict[str, tuple[str, str]] = {
     "prepare": (".pipeline", "prepare"),
     "read": (".pipeline", "read"),
     "write_dataset": (".pipeline", "write_dataset"),
+    "PushResult": (".pushing", "PushResult"),
+    "push": (".pushing", "push"),
     "Report": (".report", "Report"),
+    "LocalProject": (".upload.local", "LocalProject"),
+    "project_init": (".upload.local", "project_init"),
     "UploadResult": (".upload", "UploadResult"),
 }
 
@@ -61,6 +76,8 @@ __all__ = [
     "FORMATS",
     "ConvertResult",
     "Dataset",
+    "LocalProject",
+    "PushResult",
     "ReadOptions",
     "Report",
     "UploadResult",
@@ -69,7 +86,12 @@ __all__ = [
     "convert",
     "from_dataframe",
     "from_detections",
+    "from_huggingface",
+    "from_torchvision",
+    "from_ultralytics",
     "prepare",
+    "project_init",
+    "push",
     "read",
     "to_coco",
     "upload",

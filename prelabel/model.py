@@ -161,6 +161,19 @@ class Dataset:
         return np.asarray(self.annotations[["x", "y", "w", "h"]].to_numpy(dtype=np.float64))
 
     @property
+    def file_names(self) -> pd.Series:
+        """Each annotation's image file name, aligned with ``annotations`` (no join needed):
+        ``ds.annotations.assign(file_name=ds.file_names)``.
+
+        >>> ds = Dataset.build(images={"file_name": ["a.jpg", "b.jpg"], "width": [8, 8], "height": [8, 8]},
+        ...     annotations={"image": [1], "category": ["cat"], "x": [1.0], "y": [1.0], "w": [2.0], "h": [2.0]})
+        >>> ds.file_names.tolist()
+        ['b.jpg']
+        """
+        names = self.images["file_name"].to_numpy(dtype=object)[self.annotations["image"].to_numpy()]
+        return pd.Series(names, index=self.annotations.index, name="file_name", dtype=object)
+
+    @property
     def category_names(self) -> list[str]:
         return [str(n) for n in self.categories["name"]]
 

@@ -30,6 +30,7 @@ from .converters.coco_write import CocoStreamWriter
 from .converters.conventions import ConventionStats, source_text
 from .converters.reconcile import Reconciler
 from .converters.reconcile import reconcile as reconcile_step
+from .converters.same_images import merge_same_images
 from .converters.score import filter_min_score
 from .converters.sizes import check_sizes
 from .distributed import read_dask
@@ -86,6 +87,9 @@ def read(src: str | Path | Sequence[str | Path], *, fmt: str | None = None, opti
     if len(parts) == 1 and report is None:
         return parts[0]
     merged = Dataset.concat(parts, report=report or Report())
+    if len(parts) > 1:  # sources that name the same image describe one picture (or are refused)
+        merged = merge_same_images(merged, sources=[str(d.report.input.get("source", "")) for d in parts
+                                                    for _ in range(len(d.images))])
     merged.report.input = {"format": [d.report.input.get("format") for d in parts],
                            "source": [d.report.input.get("source") for d in parts]}
     if len(parts) == 1:

@@ -76,6 +76,7 @@ CODES: dict[str, str] = {
     "task.inferred": "the YOLO task (or kpt_shape) was inferred from the label files' column counts",
     "category.unnamed": "no class names were found: categories are named by their class index",
     "stream.whole": "an input the command line would stream was read whole (the note says why); same output",
+    "results.ignored": "model results that hold no object (classification probabilities): not read",
 }
 
 

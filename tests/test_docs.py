@@ -14,7 +14,8 @@ such as ``sample_data/yolo`` work and nothing is written into the repository):
   real installed script. ``PRELABEL_DOCS_REAL=1`` runs the docs with the real script too.
 
 Not run: other README blocks (``make demo`` / ``make test``), and blocks marked ```text, ```console,
-```py-norun or ```sh-norun (commands that need a server or credentials, sample output).
+```py-norun or ```sh-norun (commands that need a server or credentials, sample output). ```py-models blocks
+need torch and Ultralytics: tests/test_models_torch.py runs them under ``make test-models``.
 
 Checked without running: every format of ``prelabel formats`` has docs/formats/<name>.md; every command and
 option of the CLI is in docs/cli.md; every report code and every ``--option`` the docs name exists.

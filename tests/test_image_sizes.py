@@ -167,3 +167,51 @@ def test_urls_as_image_names_follow_one_rule(tmp_path: Path) -> None:
     csv.write_text("filename,width,height,class,xmin,ymin,xmax,ymax\ngs://bkt/set/x.png,8,8,car,1,1,3,3\n")
     convert(csv, out)
     assert [im["file_name"] for im in orjson.loads(out.read_bytes())["images"]] == ["set/x.png"]
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def test_two_sources_naming_the_same_images_merge_onto_one_image_each(tmp_path: Path) -> None:
+    from prelabel.pipeline import read
+
+    cvat_ds = read(SAMPLE / "cvat" / "annotations.xml")
+    ls_ds = read(SAMPLE / "labelstudio" / "export.json", options=ReadOptions(images=SAMPLE / "images"))
+    doc, rep = _convert_many([SAMPLE / "cvat" / "annotations.xml", SAMPLE / "labelstudio" / "export.json"], tmp_path)
+    # the same five pictures in both: five images, each with the rows of both sources
+    assert sorted(im["file_name"] for im in doc["images"]) == sorted(cvat_ds.images["file_name"].tolist())
+    per_source = [d.annotations.groupby(d.images["file_name"].to_numpy()[d.annotations["image"]]).size()
+                  for d in (cvat_ds, ls_ds)]
+    ids = {im["id"]: im["file_name"] for im in doc["images"]}
+    got: dict[str, int] = {}
+    for a in doc["annotations"]:
+        got[ids[a["image_id"]]] = got.get(ids[a["image_id"]], 0) + 1
+    assert got == {n: int(per_source[0].get(n, 0) + per_source[1].get(n, 0)) for n in got}
+    assert len(doc["annotations"]) == len(cvat_ds.annotations) + len(ls_ds.annotations) == rep["ledger"]["written"] == 14  # 7 + 7
+    merged = [d for d in rep["diagnostics"] if d["code"] == "image.merged"]
+    assert merged[0]["message"] == (f"street.jpg: named by {SAMPLE / 'cvat' / 'annotations.xml'} and by "
+                                    f"{SAMPLE / 'labelstudio' / 'export.json'}: their annotations share one image")
+
+
+def _convert_many(srcs: list[Path], tmp: Path) -> tuple[dict, dict]:
+    convert(srcs, tmp / "out.json", options=ReadOptions(images=SAMPLE / "images"), report_path=tmp / "r.json")
+    return json.loads((tmp / "out.json").read_text()), json.loads((tmp / "r.json").read_text())
+
+
+def test_two_sources_naming_one_image_with_different_sizes_are_refused(tmp_path: Path) -> None:
+    from prelabel.errors import UsageError
+
+    def coco(name: str, w: int) -> Path:
+        p = tmp_path / name
+        p.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": w, "height": 50}],
+                                 "categories": [{"id": 1, "name": "cat"}],
+                                 "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5],
+                                                  "area": 25, "iscrowd": 0}]}))
+        return p
+
+    a, b = coco("a.json", 100), coco("b.json", 200)
+    with pytest.raises(UsageError) as e:
+        convert([a, b], tmp_path / "out.json")
+    assert str(e.value) == (f"'a.jpg' is 100x50 in {a} and 200x50 in {b}: two sources name the same image with "
+                            "different sizes")
+    assert not (tmp_path / "out.json").exists()

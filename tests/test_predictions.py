@@ -340,37 +340,3 @@ def test_a_million_rows(self_ap):
     assert ds.annotations.loc[n - 1, "src_line"] == n
     head = ds.replace(images=ds.images, annotations=ds.annotations.iloc[:50])
     assert validate(to_coco(head)).ok
-
-
-# ------------------------------------------------------------------------------------------ Detections
-class FakeDetections:
-    """Duck-types supervision.Detections: xyxy, confidence, class_id, mask, data."""
-
-    def __init__(self, xyxy, confidence=None, class_id=None, mask=None, data=None):
-        self.xyxy = np.asarray(xyxy, dtype=np.float32)
-        self.confidence = None if confidence is None else np.asarray(confidence)
-        self.class_id = None if class_id is None else np.asarray(class_id)
-        self.mask = mask
-        self.data = data or {}
-
-
-def test_supervision_like_detections(self_ap):
-    mask = np.zeros((2, 8, 10), dtype=bool)
-    mask[0, 2:5, 3:7] = True            # rows 2..4, columns 3..6 -> box (3, 2, 4, 3)
-    with_masks = FakeDetections([[3, 2, 7, 5], [0, 0, 1, 1]], confidence=[0.8, 0.6], class_id=[0, 1], mask=mask,
-                                data={"class_name": np.array(["person", "car"])})
-    by_id = FakeDetections([[10, 10, 30, 20], [1, 1, 2, 2]], confidence=[0.9, 0.4], class_id=[1, 7])
-    ds = pred.from_detections({"m.jpg": with_masks, "b.jpg": by_id}, image_sizes={"b.jpg": (64, 48)},
-                              names=["person", "car"], min_score=0.5)
-    # m.jpg's size comes from its masks (H=8, W=10)
-    assert ds.images[["file_name", "width", "height"]].values.tolist() == [["m.jpg", 10, 8], ["b.jpg", 64, 48]]
-    a = ds.annotations
-    assert a[["image", "category", "score"]].values.tolist() == [[0, "person", 0.8], [0, "car", 0.6],
-                                                                 [1, "car", 0.9]]
-    assert _boxes(ds) == [[3, 2, 4, 3], [0, 0, 1, 1], [10, 10, 20, 10]]
-    assert a.loc[0, "segmentation"]["size"] == [8, 10] and a.loc[1, "segmentation"] is None  # empty mask: box
-    drops = ds.report.drops
-    assert drops[["reason", "source"]].values.tolist() == [
-        ["dropped.unknown_category", "detections[b.jpg]:2"]]  # class 7 (score 0.4 never reached the filter)
-    doc = _checked(ds, self_ap)
-    assert doc["annotations"][0]["area"] == 12.0  # 4 x 3 pixels

@@ -1,4 +1,5 @@
-"""Prediction tables: CSV / TSV / Parquet files, pandas DataFrames and supervision ``Detections``.
+"""Prediction tables: CSV / TSV / Parquet files and pandas DataFrames; :func:`from_columns` builds the Dataset
+of model objects (:mod:`prelabel.adapters.objects`: supervision, Ultralytics, torchvision, Hugging Face).
 
 One row per object. Columns are found by *role*, case-insensitively, from the names below (the first that
 exists wins); ``columns={"role": "column"}`` (``--column role=column`` on the command line) overrides any role.
@@ -49,7 +50,7 @@ Decisions (documented, tested):
 - **Non-numeric box values** raise :class:`~prelabel.errors.ReadError` naming the file and line.
 - Source locations: CSV ``file:line`` with the header on line 1 (first data row = line 2), Parquet
   ``file:row`` (1-based), DataFrames ``dataframe:row`` with the 1-based row position (``dataframe:1`` is the
-  first row; a 0-based index would read as "no line"). Detections: ``detections[image]:k``, the k-th box.
+  first row; a 0-based index would read as "no line"). Model objects: ``source[image]:k``, the k-th object.
 - Rows with a polygon or mask take their box from the geometry (``recomputed`` when it differed).
 - **Streaming** (:func:`iter_chunks`, for huge files): the same dataset and report as :func:`read`, in chunks
   of whole images, when each image's rows are together (one model output per image); otherwise, or when the
@@ -91,14 +92,14 @@ import pandas as pd
 
 from ..converters.score import filter_min_score
 from ..errors import ReadError, UsageError, option
-from ..geometry import bbox_of_polygons, rle_bbox, rle_encode
+from ..geometry import bbox_of_polygons, rle_bbox
 from ..imagesize import image_sizes as read_image_sizes
 from ..model import ANNOTATION_COLUMNS, Dataset
 from ..paths import image_name, is_url, safe_relative, why_unsafe
 from ..report import Report
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 
-__all__ = ["BOX_FORMATS", "DESCRIPTION", "NAME", "ROLE_COLUMNS", "detect", "from_dataframe", "from_detections",
+__all__ = ["BOX_FORMATS", "DESCRIPTION", "NAME", "ROLE_COLUMNS", "detect", "from_columns", "from_dataframe",
            "iter_chunks", "read"]
 
 NAME = "predictions"
@@ -758,8 +759,9 @@ class _Input:
     rle: pd.Series | None = None
     keypoints: pd.Series | None = None
     iscrowd: np.ndarray | None = None
-    ready_segmentation: np.ndarray | None = None  # object array of already-built segmentation (detections)
+    ready_segmentation: np.ndarray | None = None  # object array of already-built segmentation (model objects)
     extra_sizes: Mapping[str, tuple[int, int]] | None = None
+    attributes: np.ndarray | None = None          # object array of attribute dicts (model objects)
 
 
 _SUSPECT_NORMALIZED = ("every box value is within [0, 1]: read as normalized (fractions of the image size); "
@@ -887,7 +889,7 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
     has_geo &= alive
     kps = np.full(n, None, dtype=object)
     invalid: dict[int, str] = {}
-    for i in np.flatnonzero(has_geo).tolist():  # masks given as arrays (detections) must fit their image
+    for i in np.flatnonzero(has_geo).tolist():  # masks given as arrays (model objects) must fit their image
         if isinstance(seg[i], Mapping) and list(seg[i]["size"]) != [int(H[i]), int(W[i])]:
             invalid[i] = f"mask size {list(seg[i]['size'])} is not the image's [h, w] = [{int(H[i])}, {int(W[i])}]"
             has_geo[i] = False
@@ -987,7 +989,8 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
         "x": kept(x), "y": kept(y), "w": kept(w), "h": kept(h),
         "score": kept(inp.score) if inp.score is not None else np.full(k, np.nan),
         "iscrowd": kept(inp.iscrowd) if inp.iscrowd is not None else np.zeros(k, dtype=np.int8),
-        "segmentation": kept(seg), "keypoints": kept(kps), "attributes": np.full(k, None, dtype=object),
+        "segmentation": kept(seg), "keypoints": kept(kps),
+        "attributes": kept(inp.attributes) if inp.attributes is not None else np.full(k, None, dtype=object),
         "src_file": src_files(keep), "src_line": kept(lines),
     })
     return base.replace(annotations=ann)
@@ -1070,94 +1073,47 @@ def from_dataframe(df: pd.DataFrame, *, images: str | Path | None = None, image_
     return filter_min_score(ds, min_score)
 
 
-def from_detections(detections: Mapping[str, Any], *, image_sizes: Any = None, images: str | Path | None = None,
-                    names: Sequence[str] | Mapping[int, str] | None = None, min_score: float | None = None,
-                    source: str = "detections", report: Report | None = None) -> Dataset:
-    """A Dataset from supervision ``Detections``, one object per image file name (duck-typed: supervision is
-    not imported). Reads ``.xyxy`` (pixels), ``.confidence``, ``.class_id``, ``.mask`` ((N, H, W) booleans,
-    which also give the image size) and ``.data["class_name"]``; ``names`` maps class ids when there are no
-    class names. Locations read ``detections[image]:k`` for the k-th box of an image.
+def from_columns(*, image: np.ndarray, category: np.ndarray, xyxy: np.ndarray, score: np.ndarray | None = None,
+                 why: np.ndarray | None = None, segmentation: np.ndarray | None = None,
+                 keypoints: np.ndarray | None = None, attributes: np.ndarray | None = None,
+                 src_file: np.ndarray | None = None, src_line: np.ndarray | None = None,
+                 mask_sizes: Mapping[str, tuple[int, int]] | None = None, categories: Sequence[str] | None = None,
+                 image_sizes: Any = None, images: str | Path | None = None, min_score: float | None = None,
+                 source: str = "objects", report: Report | None = None) -> Dataset:
+    """The shared builder of the readers of model objects (:mod:`prelabel.adapters.objects`): one row per
+    object, boxes ``xyxy`` in pixels (an (N, 4) array), ``category`` names (None: unknown, ``why`` says why),
+    ``segmentation`` / ``keypoints`` / ``attributes`` object arrays already in the model's form (pixels; a
+    mask's RLE size must be the image's), ``mask_sizes`` ``{image: (w, h)}`` known from masks, and
+    ``categories`` the names declared first, in order. Image names, sizes (``image_sizes``, ``images``), drops,
+    the box of a geometry and ``min_score`` go as for :func:`from_dataframe`.
 
     Example:
         >>> import numpy as np
-        >>> class Det:  # stands in for supervision.Detections
-        ...     xyxy = np.array([[10.0, 10.0, 50.0, 30.0]]); confidence = np.array([0.9])
-        ...     class_id = np.array([0]); mask = None; data = {}
-        >>> ds = from_detections({"a.jpg": Det()}, image_sizes={"a.jpg": (64, 48)}, names=["car"])
+        >>> ds = from_columns(image=np.array(["a.jpg"], dtype=object), category=np.array(["car"], dtype=object),
+        ...                   xyxy=np.array([[10.0, 10.0, 50.0, 30.0]]), score=np.array([0.9]),
+        ...                   image_sizes={"a.jpg": (64, 48)})
         >>> ds.annotations[["category", "x", "y", "w", "h", "score"]].values.tolist()
         [['car', 10.0, 10.0, 40.0, 20.0, 0.9]]
     """
     rep = report if report is not None else Report()
     if not rep.input:
         rep.input = {"format": NAME, "source": source}
-    lookup = _name_lookup(names)
-    keys: list[np.ndarray] = []
-    boxes: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
-    cats: list[np.ndarray] = []
-    whys: list[np.ndarray] = []
-    segs: list[np.ndarray] = []
-    files: list[np.ndarray] = []
-    lines: list[np.ndarray] = []
-    mask_sizes: dict[str, tuple[int, int]] = {}
-    for key, det in detections.items():
-        where = f"{source}[{key}]"
-        try:
-            xyxy = np.asarray(det.xyxy, dtype=np.float64).reshape(-1, 4)
-        except (AttributeError, TypeError, ValueError) as e:
-            raise ReadError(where, f"expected a Detections-like object with an (N, 4) .xyxy ({e})") from None
-        m = len(xyxy)
-        conf = getattr(det, "confidence", None)
-        cid = getattr(det, "class_id", None)
-        data = getattr(det, "data", None)
-        cname = data.get("class_name") if data is not None and hasattr(data, "get") else None
-        cat = np.full(m, None, dtype=object)
-        why = np.full(m, "no category", dtype=object)
-        if cname is not None:
-            cat[:] = [str(v) for v in np.asarray(cname, dtype=object).reshape(-1)]
-        elif cid is not None:
-            ids = np.asarray(cid).reshape(-1).astype(np.int64)
-            if lookup is not None:
-                arr = lookup[0]
-                inr = (ids >= 0) & (ids < len(arr))
-                cat[inr] = arr[ids[inr]]
-                miss = pd.isna(cat)
-                why[miss] = [f"class index {int(i)} is not in names (0..{len(arr) - 1})" for i in ids[miss]]
-            else:
-                cat[:] = [str(int(i)) for i in ids]
-        seg = np.full(m, None, dtype=object)
-        mask = getattr(det, "mask", None)
-        if mask is not None:
-            mk = np.asarray(mask)
-            if mk.ndim != 3 or len(mk) != m:
-                raise ReadError(where, f"mask: expected shape (N, H, W) with N = {m}, got {mk.shape}")
-            mask_sizes[str(key)] = (int(mk.shape[2]), int(mk.shape[1]))
-            for k in range(m):
-                if mk[k].any():
-                    seg[k] = rle_encode(mk[k].astype(bool))
-        keys.append(np.full(m, key, dtype=object))
-        boxes.append(xyxy)
-        scores.append(np.asarray(conf, dtype=np.float64).reshape(-1) if conf is not None else np.full(m, np.nan))
-        cats.append(cat)
-        whys.append(why)
-        segs.append(seg)
-        files.append(np.full(m, where, dtype=object))
-        lines.append(np.arange(1, m + 1, dtype=np.int64))
-
-    def cat_or(parts: list[np.ndarray], dtype: Any, shape: tuple[int, ...] = (0,)) -> np.ndarray:
-        return np.concatenate(parts) if parts else np.zeros(shape, dtype=dtype)
-
-    n = sum(len(b) for b in boxes)
-    cat_codes = _categories_of(cat_or(cats, object))
-    cat_codes.why = cat_or(whys, object)
-    box = cat_or(boxes, np.float64, (0, 4))
+    n = len(image)
+    box = np.asarray(xyxy, dtype=np.float64).reshape(n, 4)
+    cats = _categories_of(np.asarray(category, dtype=object))
+    if why is not None:
+        cats.why = np.where(cats.codes < 0, np.asarray(why, dtype=object), cats.why)
+    kps = pd.Series(keypoints, dtype=object) if keypoints is not None else None
     inp = _Input(
-        n=n, image=pd.Series(cat_or(keys, object), dtype=object), image_is_id=False, cats=cat_codes,
-        box=(box[:, 0], box[:, 1], box[:, 2], box[:, 3]), box_format="xyxy", score=cat_or(scores, np.float64),
-        width=None, height=None, src_line=cat_or(lines, np.int64), file=source, src_files=cat_or(files, object),
-        ready_segmentation=cat_or(segs, object), extra_sizes=mask_sizes)
-    ds = _assemble(inp, normalized=False, names=names, image_sizes=image_sizes,
-                   images=Path(images) if images is not None else None, report=rep)
+        n=n, image=pd.Series(np.asarray(image, dtype=object), dtype=object), image_is_id=False, cats=cats,
+        box=(box[:, 0], box[:, 1], box[:, 2], box[:, 3]), box_format="xyxy",
+        score=np.asarray(score, dtype=np.float64) if score is not None else None, width=None, height=None,
+        src_line=np.asarray(src_line, dtype=np.int64) if src_line is not None else np.arange(1, n + 1),
+        file=source, src_files=np.asarray(src_file, dtype=object) if src_file is not None else None,
+        keypoints=kps, ready_segmentation=np.asarray(segmentation, dtype=object) if segmentation is not None
+        else None, extra_sizes=mask_sizes, attributes=attributes)
+    ds = _assemble(inp, normalized=False, names=list(categories) if categories is not None else None,
+                   image_sizes=image_sizes, images=Path(images) if images is not None else None, report=rep)
     return filter_min_score(ds, min_score)
 
 

@@ -70,7 +70,7 @@ from .credentials import Credentials
 from .match import MatchRules
 from .resolve import resolve_shard
 
-__all__ = ["DB_NAME", "MODES", "LocalProject", "LocalTarget", "load_schema_names"]
+__all__ = ["DB_NAME", "MODES", "LocalProject", "LocalTarget", "load_schema_names", "project_init"]
 
 DB_NAME = "project.sqlite3"
 INBOX = "inbox"
@@ -476,6 +476,21 @@ class LocalProject:
     def export(self, out: str | Path, *, max_file_size: int = coco_io.DEFAULT_MAX_FILE_SIZE) -> list[Path]:
         """Write the current pre-annotations as COCO (all assets, the project's category ids)."""
         return coco_io.write(self.to_dataset(), out, max_file_size=max_file_size)
+
+
+def project_init(root: str | Path, *, images: str | Path, categories: Sequence[str] | None = None,
+                 project_id: str | None = None) -> LocalProject:
+    """Create a local project in ``root`` for the images under ``images`` (or update one: new images and
+    categories are added) and return it; upload to it with ``local:ROOT``. ``LocalProject.init`` does the same
+    and also returns a summary of what was added.
+
+    >>> import tempfile, pathlib
+    >>> p = project_init(pathlib.Path(tempfile.mkdtemp()) / "proj", images="sample_data/images",
+    ...                  categories=["cat", "dog"])
+    >>> p.categories(), len(p.assets())
+    (['cat', 'dog'], 5)
+    """
+    return LocalProject.init(root, images=images, categories=categories, project_id=project_id)[0]
 
 
 def shard_result(act: Mapping[str, Any], *, index: int, path: str) -> ShardResult:
