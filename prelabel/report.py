@@ -65,6 +65,7 @@ CODES: dict[str, str] = {
     "image.unlabeled": "an image with no label file (kept with no annotations)",
     "image.attribute": "an image-level label (tag, choices) kept as an image attribute",
     "image.size_mismatch": "the size an annotation file records for an image differs from the image file's header",
+    "image.by_subset": "a CVAT project export of several subsets: images are named <subset>/<name>",
     "image.merged": "several tasks or records name the same image file; their annotations share one image",
     "shape.grouped": "shapes sharing a group_id and label (LabelMe) were joined into one annotation; the ledger "
                      "counts the annotation once",

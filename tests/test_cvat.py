@@ -289,8 +289,12 @@ def test_task_export_with_empty_labels(fixtures_dir, self_ap):
 def test_project_export_keeps_subsets_apart(fixtures_dir, self_ap):
     ds = _read(fixtures_dir / PROJECT)
     im = ds.images
-    # ids 0 and 1 repeat in each subset: six images, known by subset and name
-    assert im["file_name"].tolist() == ["img0.jpg", "img1.jpg"] * 3
+    # ids 0 and 1 repeat in each subset: six images, named <subset>/<name> as CVAT lays out their files
+    assert im["file_name"].tolist() == ["Test/img0.jpg", "Test/img1.jpg", "Train/img0.jpg", "Train/img1.jpg",
+                                        "Validation/img0.jpg", "Validation/img1.jpg"]
+    [note] = [d for d in ds.report.diagnostics if d.code == "image.by_subset"]
+    assert note.message == ("a project export of the subsets Test, Train, Validation: each image is named "
+                            "<subset>/<name> (the same name may be a different picture in each subset)")
     assert [a["subset"] for a in im["attributes"]] == ["Test", "Test", "Train", "Train", "Validation", "Validation"]
     assert {a["task_id"] for a in im["attributes"]} == {39}
     assert ds.category_names == ["label1", "label2"]

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
+from prelabel import paths
 from prelabel.adapters import labelstudio as ls
 from prelabel.adapters.base import ReadOptions
 from prelabel.errors import ReadError
@@ -158,7 +159,7 @@ def _canon(ds: Dataset) -> dict[str, Any]:
 
 def _general(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ls, "_scan_rects", lambda groups, good: None)
-    monkeypatch.setattr(ls, "_UPLOAD_URL", re.compile(r"(?!)(x)"))
+    monkeypatch.setattr(paths, "_UPLOAD_URL", re.compile(r"(?!)(x)"))  # image_name's fast path off
 
 
 def _read(path: Path, **opts: Any) -> Dataset | str:
@@ -393,7 +394,7 @@ URLS = ["/data/upload/1/0123abcd-img_1.png", "/data/upload/12/ffffffff-a.b-c_d.J
 @pytest.mark.parametrize("url", URLS)
 def test_image_name_of_upload_urls_is_the_general_answer(monkeypatch, url):
     fast = ls.image_name(url)
-    monkeypatch.setattr(ls, "_UPLOAD_URL", re.compile(r"(?!)(x)"))
+    monkeypatch.setattr(paths, "_UPLOAD_URL", re.compile(r"(?!)(x)"))  # image_name's fast path off
     assert fast == ls.image_name(url)
 
 

@@ -284,8 +284,10 @@ POOL = ["cat", "Cat", "dog", "kitty", "bird", "car"]
 def test_property_one_target_name_gets_one_id_across_merged_sources(sources, mapping, with_schema):
     parts = []
     names: list[str] = []
-    for cats in sources:
-        parts.append(_ds(cats))
+    for i, cats in enumerate(sources):
+        part = _ds(cats)
+        part.images["file_name"] = [f"part{i}.jpg"]  # one picture per source (one name, one image)
+        parts.append(part)
         names.extend(cats)
     merged = Dataset.concat(parts)
     merged.annotations["src_line"] = range(len(names))  # row -> its source name

@@ -20,8 +20,10 @@ What becomes what:
   to the annotation's attributes (checkbox attributes as booleans, number attributes as numbers, per
   ``<meta>``); a shape inside ``<image>`` marked ``outside="1"`` (datumaro) is dropped as
   ``dropped.outside_frame``.
-- Project exports: images are known by their ``subset`` and ``name``; ``file_name`` is the name and the subset
-  (and ``task_id``) are image attributes. A shape with an empty ``label`` is dropped as
+- Project exports: images are known by their ``subset`` and ``name``; the subset (and ``task_id``) are image
+  attributes. When the export holds several subsets (the same name may then be a different picture in each),
+  ``file_name`` is ``<subset>/<name>``, as CVAT lays out the exported images (``images/<subset>/``), with an info
+  note ``image.by_subset``; with one subset it is the name. A shape with an empty ``label`` is dropped as
   ``dropped.unknown_category``.
 
 Video (tracks): the task's frames are ``start_frame, start_frame + step, ... <= stop_frame`` (``frame_filter``
@@ -396,6 +398,7 @@ class _Reader:
         self.img_line: list[int] = []
         self.cur_img = -1
         self.repeated = False  # an image listed twice (its rows were added to the first one)
+        self.by_subset = False  # a project export of several subsets: images are named <subset>/<name>
         # annotation columns: numbers in flat arrays (no Python object per number), one entry per row elsewhere
         self.a_box: array[float] = array("d")  # x0, y0, x1, y1 of each row
         self.a_il: array[int] = array("q")     # image, line of each row
@@ -820,6 +823,13 @@ class _Reader:
         for lab in self.labels:
             if lab["parent"]:
                 self.nodes.setdefault(lab["parent"], []).append(lab["name"])
+        subsets = sorted({str(t["subset"]) for t in self.tasks if t.get("subset")})
+        if len(subsets) > 1:  # the same name may be two pictures, one per subset (CVAT exports images/<subset>/)
+            self.by_subset = True
+            self.report.note("image.by_subset", self.file,
+                             f"a project export of the subsets {', '.join(subsets)}: each image is named "
+                             f"<subset>/<name> (the same name may be a different picture in each subset)",
+                             severity="info")
         task = self._frame_task()
         self.mode = str(task.get("mode", "")) if task else ""
         for t in self.tasks:
@@ -891,6 +901,12 @@ class _Reader:
             raise ReadError(self.file, f"image name {raw!r} is unsafe: {why_unsafe(raw)}", line=line,
                             element="image", hint="image names must be relative paths inside the images folder")
         subset = attrs.get("subset", "")
+        if self.by_subset and subset:
+            qualified = safe_relative(f"{subset}/{name}")
+            if qualified is None:
+                raise ReadError(self.file, f"subset {subset!r} is not a safe folder name: {why_unsafe(subset)}",
+                                line=line, element="image")
+            name = qualified
         key = (subset, name)
         w, h = attrs.get("width"), attrs.get("height")
         if w is None or h is None:
@@ -1544,7 +1560,8 @@ class _Reader:
         for name, attrs in zip(names, img_attrs, strict=True):
             found: Path | None = None
             subset = (attrs or {}).get("subset")
-            for cand in (name, f"{subset}/{name}" if subset else None):
+            bare = name[len(subset) + 1:] if self.by_subset and subset and name.startswith(f"{subset}/") else None
+            for cand in (name, f"{subset}/{name}" if subset and bare is None else bare):
                 p = safe_join(root, cand) if cand else None
                 if p is not None and p.is_file():
                     found = p
