@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +35,8 @@ from .converters.same_images import merge_same_images
 from .converters.score import filter_min_score
 from .converters.sizes import check_sizes
 from .distributed import read_dask
-from .errors import StrictError, UsageError, option
+from .errors import ReadError, StrictError, UsageError, option
+from .junk import junk_reason
 from .model import Dataset
 from .prefetch import ChunkReader, at_least
 from .report import Report
@@ -74,11 +76,12 @@ def read(src: str | Path | Sequence[str | Path], *, fmt: str | None = None, opti
     for s in sources:
         if progress is not None:
             progress("reading", 0, None)
+        s = _zip_url(s)
         if engine != "local" or storage.is_url(s) or storage.is_url(opts.images):
             parts.append(_read_elsewhere(s, fmt=fmt, options=opts, storage_options=storage_options, engine=engine,
                                          scheduler=scheduler, workers=workers))
             continue
-        p = Path(s)
+        p = adapters.locate(s, fmt)
         adapter = adapters.get(fmt or adapters.detect(p))
         part_report = Report()
         part_report.input = {"format": adapter.NAME, "source": str(p)}
@@ -95,6 +98,21 @@ def read(src: str | Path | Sequence[str | Path], *, fmt: str | None = None, opti
     if len(parts) == 1:
         merged.report.input = dict(parts[0].report.input)
     return merged
+
+
+def _zip_url(src: str | Path) -> str | Path:
+    """A local ``.zip`` export (CVAT's task export, a zipped YOLO or VOC dataset) as the fsspec URL of its
+    contents, read like any other URL source (:mod:`prelabel.storage`); anything else unchanged."""
+    if storage.is_url(src) or Path(src).suffix.lower() != ".zip" or not Path(src).is_file():
+        return src
+    try:
+        with zipfile.ZipFile(src) as z:
+            names = [n for n in z.namelist() if not any(junk_reason(part) for part in n.split("/") if part)]
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ReadError(str(src), f"not a readable zip file: {e}") from None
+    tops = {n.split("/", 1)[0] for n in names}
+    inner = tops.pop() if len(tops) == 1 and all("/" in n for n in names) else ""  # all in one folder: that folder
+    return f"zip://{inner}::{Path(src).resolve()}"
 
 
 def _size_rule(fmt: Any) -> bool | None:
@@ -233,6 +251,10 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
     """
     if not isinstance(src, (str, Path)) and len(src) == 1:
         src = src[0]
+    if isinstance(src, (str, Path)):
+        src = _zip_url(src)
+        if not storage.is_url(src):
+            src = adapters.locate(src, fmt)
     opts = options or ReadOptions()
     steps = _Steps(mapping=mapping, schema=schema, unknown=unknown, clip=clip, min_area=min_area,
                    min_size=min_size, min_score=min_score, max_file_size=max_file_size, rle=rle, strict=strict, progress=progress)

@@ -322,3 +322,67 @@ def test_small_json_exports_with_a_utf8_bom_are_detected(tmp_path: Path) -> None
     ds = adapters.get("labelstudio").read(tmp_path / "ls.json", options=ReadOptions(), report=Report())
     # 10 % of 40 = 4, 10 % of 20 = 2, 50 % of 40 = 20, 50 % of 20 = 10
     assert ds.boxes.tolist() == [[4.0, 2.0, 20.0, 10.0]]
+
+
+# ------------------------------------------------------------------ 9. exports in a folder, zip exports
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
+
+
+def _boxes(doc: dict) -> list[tuple[str, list[float]]]:
+    names = {im["id"]: im["file_name"] for im in doc["images"]}
+    return sorted((names[a["image_id"]], a["bbox"]) for a in doc["annotations"])
+
+
+def test_a_zip_export_is_read_inside(tmp_path: Path) -> None:
+    import zipfile
+
+    import prelabel
+
+    flat = tmp_path / "task_export.zip"  # CVAT's task export: annotations.xml at the root
+    with zipfile.ZipFile(flat, "w") as z:
+        z.write(SAMPLE_DATA / "cvat" / "annotations.xml", "annotations.xml")
+        z.writestr("__MACOSX/._annotations.xml", b"\x00\x05\x16\x07")
+    nested = tmp_path / "yolo.zip"  # a zipped dataset folder, with the folder inside
+    with zipfile.ZipFile(nested, "w") as z:
+        for f in sorted((SAMPLE_DATA / "yolo").rglob("*")):
+            if f.is_file():
+                z.write(f, "yolo/" + f.relative_to(SAMPLE_DATA / "yolo").as_posix())
+    for src, plain in ((flat, SAMPLE_DATA / "cvat" / "annotations.xml"), (nested, SAMPLE_DATA / "yolo")):
+        got = prelabel.convert(src, tmp_path / f"{src.stem}.json")
+        want = prelabel.convert(plain, tmp_path / f"{src.stem}.plain.json")
+        doc = json.loads(got.paths[0].read_text())
+        assert len(doc["images"]) == 5 and len(doc["annotations"]) == 7  # sample_data's truth table
+        assert _boxes(doc) == _boxes(json.loads(want.paths[0].read_text()))
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    res = _cli("convert", str(tmp_path / "bad.zip"), "-o", str(tmp_path / "bad.json"))
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[0] == f"error: {tmp_path / 'bad.zip'}: not a readable zip file: File is not a zip file"
+
+
+def test_a_folder_holding_one_export_is_looked_into(tmp_path: Path) -> None:
+    import shutil
+
+    import prelabel
+
+    ls_dir = tmp_path / "project-1-at-2026"
+    ls_dir.mkdir()
+    shutil.copy(SAMPLE_DATA / "labelstudio" / "export.json", ls_dir / "project-1-at-2026.json")
+    for img in (SAMPLE_DATA / "images").iterdir():  # images beside it are not exports
+        shutil.copy(img, ls_dir / img.name)
+    assert adapters.locate(ls_dir) == ls_dir / "project-1-at-2026.json"
+    doc = json.loads(prelabel.convert(ls_dir, tmp_path / "ls.json").paths[0].read_text())
+    assert len(doc["annotations"]) == 7
+    # Roboflow's COCO export: train/_annotations.coco.json beside the images
+    rf = tmp_path / "roboflow"
+    for split in ("train", "valid"):
+        (rf / split).mkdir(parents=True)
+        shutil.copy(SAMPLE_DATA / "coco" / "instances.json", rf / split / "_annotations.coco.json")
+    assert adapters.locate(rf / "train") == rf / "train" / "_annotations.coco.json"
+    assert adapters.locate(rf / "train", "coco") == rf / "train" / "_annotations.coco.json"
+    doc = json.loads(prelabel.convert(rf / "train", tmp_path / "rf.json").paths[0].read_text())
+    assert len(doc["images"]) == 5 and len(doc["annotations"]) == 7
+    assert adapters.locate(rf) == rf  # two exports: which one is the user's to say
+    res = _cli("convert", str(rf), "-o", str(tmp_path / "x.json"))
+    assert res.returncode == 2  # a format that cannot be told: a usage error (docs/cli.md, exit codes)
+    assert res.stderr.splitlines()[-1] == (f"hint: these look like sources: {rf / 'train' / '_annotations.coco.json'} "
+                                           f"(coco), {rf / 'valid' / '_annotations.coco.json'} (coco); point at one")

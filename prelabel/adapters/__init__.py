@@ -19,7 +19,7 @@ from ..errors import FormatDetectionError, UsageError, option
 from ..junk import junk_reason
 from .base import Adapter, ReadOptions
 
-__all__ = ["ALIASES", "FORMATS", "Adapter", "ReadOptions", "detect", "get"]
+__all__ = ["ALIASES", "FORMATS", "Adapter", "ReadOptions", "detect", "get", "locate"]
 
 FORMATS: dict[str, str] = {
     "yolo": "prelabel.adapters.yolo",
@@ -66,6 +66,34 @@ def detect(path: str | Path) -> str:
     return top[0]
 
 
+def locate(path: str | Path, fmt: str | None = None) -> Path:
+    """The source to read for ``path``: ``path`` itself, or, for a folder that no adapter (or not ``fmt``)
+    recognises but that holds exactly one export file an adapter is sure of (a Label Studio export in its
+    folder, Roboflow's ``train/_annotations.coco.json`` beside the images), that file.
+
+    Example:
+        >>> import tempfile, pathlib, json
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "export").mkdir(), (d / "export" / "result.json").write_text(json.dumps(
+        ...     [{"id": 1, "data": {"image": "/data/upload/1/abcd1234-a.jpg"}, "annotations": []}]))
+        >>> locate(d / "export").name
+        'result.json'
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    if fmt is not None and fmt in FORMATS:
+        try:
+            if float(get(fmt).detect(p)) > 0:
+                return p
+        except (OSError, ValueError):
+            pass
+    elif max(_scores(p).values()) > 0:
+        return p
+    files = [Path(f) for f, name in _detect_inside(p, files_only=True) if fmt is None or name == fmt]
+    return files[0] if len(files) == 1 else p
+
+
 def _scores(p: Path) -> dict[str, float]:
     """How sure each adapter is that ``p`` is its format (an adapter that fails to look counts as 0)."""
     scores: dict[str, float] = {}
@@ -77,17 +105,22 @@ def _scores(p: Path) -> dict[str, float]:
     return scores
 
 
-def _detect_inside(folder: Path) -> list[tuple[str, str]]:
-    """(path, format) of the entries directly inside ``folder`` that one adapter is sure of (for a hint)."""
+# the files that may be an export (images and the rest beside them are not looked at)
+_EXPORT_SUFFIXES = frozenset({".json", ".xml", ".csv", ".tsv", ".parquet", ".yaml", ".yml", ".data"})
+
+
+def _detect_inside(folder: Path, *, files_only: bool = False) -> list[tuple[str, str]]:
+    """(path, format) of the entries directly inside ``folder`` (or, for a subfolder, the first file in it) that
+    one adapter is sure of; ``files_only``: annotation files only, not dataset folders."""
     found: list[tuple[str, str]] = []
     try:
-        entries = sorted(folder.iterdir())[:50]
+        entries = sorted(e for e in folder.iterdir() if e.is_dir() or e.suffix.lower() in _EXPORT_SUFFIXES)[:50]
     except OSError:
         return found
     for entry in entries:
         if junk_reason(entry.name) is not None:
             continue
-        candidates = [entry] if entry.is_dir() else []
+        candidates = [entry] if entry.is_dir() and not files_only else [] if entry.is_dir() else [entry]
         if entry.is_dir():
             candidates += sorted(c for c in entry.iterdir() if c.is_file() and junk_reason(c.name) is None)[:5]
         for cand in candidates:
