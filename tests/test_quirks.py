@@ -386,3 +386,43 @@ def test_a_folder_holding_one_export_is_looked_into(tmp_path: Path) -> None:
     assert res.returncode == 2  # a format that cannot be told: a usage error (docs/cli.md, exit codes)
     assert res.stderr.splitlines()[-1] == (f"hint: these look like sources: {rf / 'train' / '_annotations.coco.json'} "
                                            f"(coco), {rf / 'valid' / '_annotations.coco.json'} (coco); point at one")
+
+
+# ------------------------------------------------------------------ 10. prediction tables in common layouts
+def _pred_boxes(path: Path) -> list[tuple[str, list[float], float]]:
+    import prelabel
+
+    ds = prelabel.read(path)
+    a = ds.annotations
+    names = ds.images["file_name"].to_numpy()[a["image"].to_numpy()]
+    return [(str(n), [float(v) for v in row], float(s)) for n, row, s in
+            zip(names, a[["x", "y", "w", "h"]].to_numpy().tolist(), a["score"].tolist(), strict=True)]
+
+
+def test_prediction_tables_in_common_layouts(tmp_path: Path) -> None:
+    import math
+
+    # a corner and a size: xmin, ymin, width, height (no xmax): x, y, w, h as written
+    p = tmp_path / "corner.csv"
+    p.write_text("image,label,xmin,ymin,width,height,img_width,img_height\na.jpg,cat,10,20,30,40,100,100\n")
+    assert adapters.detect(p) == "predictions"
+    assert _pred_boxes(p)[0][:2] == ("a.jpg", [10.0, 20.0, 30.0, 40.0])
+    # one bbox column "[x, y, w, h]" (Kaggle's global wheat style); a cell that is not four numbers is dropped
+    p = tmp_path / "kaggle.csv"
+    p.write_text('image_id,bbox,category,image_width,image_height\na.jpg,"[10, 20, 30, 40]",cat,100,100\n'
+                 'b.jpg,"[1, 2, 3]",cat,100,100\nc.jpg,"[1.5, 2, 3, 4, 5]",cat,100,100\n')
+    assert adapters.detect(p) == "predictions"
+    import prelabel
+
+    ds = prelabel.read(p)
+    assert ds.annotations[["x", "y", "w", "h"]].to_numpy().tolist() == [[10.0, 20.0, 30.0, 40.0]]
+    drops = ds.report.drops
+    assert drops["reason"].tolist() == ["dropped.nonfinite"] * 2
+    assert sorted(drops["source"].tolist()) == [f"{p}:3", f"{p}:4"]
+    assert ds.report.read == len(ds.annotations) + len(drops) == 3  # every row read is kept or dropped
+    # semicolons and decimal commas (Excel in many locales): xmin 10,5 .. xmax 40,5 is a box 30 wide
+    p = tmp_path / "excel.csv"
+    p.write_text("filename;class;xmin;ymin;xmax;ymax;score;img_w;img_h\na.jpg;cat;10,5;20;40,5;60;0,9;100;100\n")
+    assert adapters.detect(p) == "predictions"
+    [(name, box, score)] = _pred_boxes(p)
+    assert (name, box) == ("a.jpg", [10.5, 20.0, 30.0, 40.0]) and math.isclose(score, 0.9)

@@ -128,6 +128,7 @@ ROLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "rle": ("rle", "mask"),
     "keypoints": ("keypoints", "kpts"),
     "iscrowd": ("iscrowd",),
+    "bbox": ("bbox", "box", "bounding_box"),  # one column holding a box as "[x, y, w, h]" (Kaggle style)
 }
 BOX_FORMATS: dict[str, tuple[str, str, str, str]] = {
     "xyxy": ("x1", "y1", "x2", "y2"),
@@ -221,6 +222,8 @@ def _resolve_roles(columns: Sequence[Any], *, overrides: Mapping[str, str], box_
                     used.add(chosen)
             roles.box_format = fmt_name
             break
+    if roles.box_format is None and fmt in (None, "xywh"):
+        _box_fallbacks(roles, lower, used, fmt=fmt)
     for role in ("score", "width", "height", "polygon", "rle", "keypoints", "iscrowd"):
         pick(role)
 
@@ -244,6 +247,46 @@ def _resolve_roles(columns: Sequence[Any], *, overrides: Mapping[str, str], box_
                                 f"{option('columns', 'w=width')} ... with {option('box_format', 'xywh')}"
                                 if any(m.startswith("box") for m in missing) else ""))
     return roles
+
+
+def _box_fallbacks(roles: _Roles, lower: Mapping[str, str], used: set[str], *, fmt: str | None) -> None:
+    """The common layouts that match no box format by name: ``xmin, ymin, width, height`` (a corner and a size,
+    with no ``xmax``) and one ``bbox`` column holding ``[x, y, w, h]``; both are ``xywh``."""
+    def first(role: str) -> str | None:
+        return next((lower[c] for c in ROLE_COLUMNS[role] if c in lower and lower[c] not in used), None)
+
+    corner = (first("x1"), first("y1"), first("w"), first("h"))
+    if all(corner) and first("x2") is None and first("y2") is None:
+        for role, col in zip(("x", "y", "w", "h"), corner, strict=True):
+            roles.found[role] = str(col)
+            used.add(str(col))
+        roles.box_format = "xywh"
+        return
+    col = first("bbox")
+    if col is not None:
+        roles.found["bbox"] = col
+        used.add(col)
+        roles.box_format = fmt or "xywh"
+
+
+def _split_bbox(df: pd.DataFrame, roles: _Roles) -> tuple[pd.DataFrame, _Roles]:
+    """A ``bbox`` column of ``"[x, y, w, h]"`` texts as four numeric columns (a cell that is not four numbers
+    gives NaN there, dropped with its line as any missing coordinate)."""
+    col = roles.found["bbox"]
+    text = df[col].astype(str).str.strip().str.strip("[]()").str.strip()
+    parts = text.str.split(r"\s*[,;\s]\s*", expand=True, regex=True)
+    parts = parts.reindex(columns=range(max(4, parts.shape[1])))
+    nums = parts.iloc[:, :4].apply(pd.to_numeric, errors="coerce")
+    if parts.shape[1] > 4:  # more than four numbers: not a box
+        nums[parts.iloc[:, 4:].notna().to_numpy().any(axis=1)] = np.nan
+    out = df.copy()
+    names = BOX_FORMATS[roles.box_format or "xywh"]
+    found = dict(roles.found)
+    for i, role in enumerate(names):
+        key = f"{col}[{i}]"
+        out[key] = nums[i].to_numpy(dtype=np.float64)
+        found[role] = key
+    return out, _Roles(found=found, box_format=roles.box_format)
 
 
 def _override_roles(overrides: Mapping[str, str]) -> set[str]:
@@ -1012,6 +1055,8 @@ def _iscrowd(col: pd.Series, *, file: str, lines: np.ndarray) -> np.ndarray:
 def _from_frame(df: pd.DataFrame, *, roles: _Roles, names: Sequence[str] | Mapping[int, str] | None,
                 normalized: bool | None, image_sizes: Any, images: Path | None, file: str, src_line: np.ndarray,
                 report: Report, stream: _Stream | None = None) -> Dataset:
+    if "bbox" in roles.found:
+        df, roles = _split_bbox(df, roles)
     f = roles.found
     if "category" in f:
         cats = _categories(df[f["category"]], as_index=False, names=names, file=file, lines=src_line)
@@ -1138,7 +1183,7 @@ def _header(path: Path) -> list[str] | None:
     except (OSError, UnicodeDecodeError):
         return []
     try:
-        row = next(csv.reader([first], delimiter="\t" if suffix in (".tsv", ".tab") else ","), [])
+        row = next(csv.reader([first], delimiter=_separator(suffix, first)), [])
     except csv.Error:
         return []
     return [c.strip() for c in row]
@@ -1154,7 +1199,7 @@ def detect(path: Path) -> float:
     if cols is None:
         return 0.5
     lower = {c.lower() for c in cols}
-    for rs in BOX_FORMATS.values():
+    for rs in (*BOX_FORMATS.values(), ("x1", "y1", "w", "h"), ("bbox",)):
         if all(any(c in lower for c in ROLE_COLUMNS[r]) for r in rs):
             return 0.9
     return 0.0
@@ -1187,10 +1232,11 @@ def _table_errors(file: str) -> Iterator[None]:
 
 def _csv_layout(path: Path, roles_for: Any, *, names: Any) -> tuple[str, _Roles, dict[str, Any]]:
     """(separator, roles, ``read_csv`` dtypes) of a CSV / TSV file, from its header."""
-    sep = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        sep = _separator(path.suffix.lower(), fh.readline(65536))
     head = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig")
     roles = roles_for(list(head.columns))
-    text_roles = ["image", "image_id", "polygon", "rle", "keypoints"]
+    text_roles = ["image", "image_id", "polygon", "rle", "keypoints", "bbox"]
     if names is None:  # without names a numeric class column is a name ("01" stays "01")
         text_roles.append("category")
     return sep, roles, {roles.found[r]: str for r in text_roles if r in roles.found}
@@ -1199,7 +1245,27 @@ def _csv_layout(path: Path, roles_for: Any, *, names: Any) -> tuple[str, _Roles,
 def _read_csv(path: Path, *, sep: str, dtype: Mapping[str, Any], **kw: Any) -> Any:
     """``pd.read_csv`` with the table reader's options: only empty cells are missing values."""
     return pd.read_csv(path, sep=sep, dtype=dict(dtype), keep_default_na=False, na_values=[""], index_col=False,
-                       encoding="utf-8-sig", **kw)
+                       encoding="utf-8-sig", decimal=_decimal(path, sep), **kw)
+
+
+def _separator(suffix: str, header: str) -> str:
+    """Tab for .tsv / .tab; for .csv a comma, or a semicolon when the header has more of them (Excel in the
+    locales that write decimal commas)."""
+    if suffix in (".tsv", ".tab"):
+        return "\t"
+    return ";" if header.count(";") > header.count(",") else ","
+
+
+_DECIMAL_COMMA = re.compile(r"(?:^|;)\s*-?[0-9]+,[0-9]+\s*(?:;|$)")
+
+
+def _decimal(path: Path, sep: str) -> str:
+    """``","`` for a semicolon-separated file whose first rows write numbers with a decimal comma, else ``"."``."""
+    if sep != ";":
+        return "."
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        rows = [fh.readline(65536) for _ in range(21)][1:]
+    return "," if any(_DECIMAL_COMMA.search(r.strip()) for r in rows) else "."
 
 
 def _parquet_error(file: str, e: Exception) -> ReadError:
