@@ -440,17 +440,20 @@ def test_xxe_refused(tmp_path):
 
 
 @pytest.mark.parametrize(("body", "message"), [
-    ('<box label="car" xtl="x" ytl="0" xbr="1" ybr="1"/>', "#box: bad value: could not convert string to float: 'x'"),
-    ('<box label="car" ytl="0" xbr="1" ybr="1"/>', "#box: missing attribute 'xtl'"),
-    ('<polygon label="car" points="1,2;3"/>', "#polygon: points '1,2;3' has an odd number of coordinates"),
+    ('<box label="car" xtl="x" ytl="0" xbr="1" ybr="1"/>', "<box>: bad value: could not convert string to float: 'x'"),
+    ('<box label="car" ytl="0" xbr="1" ybr="1"/>', "<box>: missing attribute 'xtl'"),
+    ('<polygon label="car" points="1,2;3"/>', "<polygon>: points '1,2;3' has an odd number of coordinates"),
     ('<mask label="car" rle="1, 2" left="0" top="0" width="2" height="2"/>',
-     "#mask: bad value: CVAT RLE runs cover 3 pixels, not width*height = 2*2 = 4"),
+     "<mask>: bad value: CVAT RLE runs cover 3 pixels, not width*height = 2*2 = 4"),
 ])
-def test_malformed_elements_name_file_and_line(tmp_path, body, message):
-    p = _write(tmp_path, _images_xml(body))
-    with pytest.raises(ReadError) as e:
-        _read(p)
-    assert str(e.value) == f"{p}:3{message}"
+def test_a_malformed_shape_is_dropped_at_its_line_and_the_rest_converts(tmp_path, body, message):
+    good = '<box label="car" xtl="0" ytl="0" xbr="1" ybr="2"/>'
+    p = _write(tmp_path, _images_xml(body + "\n" + good))
+    ds = _read(p)
+    assert ds.report.drops[["reason", "category", "source", "message"]].values.tolist() == [
+        ["dropped.invalid", "car", f"{p}:3", message]]
+    assert ds.annotations[["x", "y", "w", "h"]].values.tolist() == [[0.0, 0.0, 1.0, 2.0]]  # the next shape read
+    assert ds.report.read == 2
 
 
 def test_unsafe_image_name_and_wrong_root(tmp_path):

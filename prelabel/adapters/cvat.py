@@ -703,7 +703,11 @@ class _Reader:
         stack.append(name)
         d = len(stack)
         if d == 3 and self.cur_img >= 0:
-            self._image_shape(name, attrs)
+            rows, skel = len(self.a_cat), self.skel
+            try:
+                self._image_shape(name, attrs)
+            except (_Bad, KeyError, ValueError, TypeError, IndexError, OverflowError) as e:
+                self._bad_shape(name, attrs, e, rows=rows, skel=skel)
             return
         if name == "attribute" and self.cur_attrs is not None and d == self.attr_depth:
             key = attrs["name"]
@@ -967,6 +971,20 @@ class _Reader:
         self.d_cat.append(label)
         self.d_line.append(line)
         self.d_msg.append(message)
+
+    def _bad_shape(self, name: str, a: dict[str, str], e: Exception, *, rows: int, skel: Any) -> None:
+        """A shape of an ``<image>`` whose values cannot be read: dropped (``dropped.invalid``) at its line, with
+        any row it had begun taken back; the rest of the file converts (``--strict`` fails on the drop)."""
+        for arr, per in ((self.a_il, 2), (self.a_box, 4), (self.a_cat, 1), (self.a_seg, 1), (self.a_kp, 1),
+                         (self.a_attr, 1)):
+            del arr[rows * per:]
+        self.skel = skel
+        self.cur_shared_row = -1
+        why = (f"missing attribute {e.args[0]!r}" if isinstance(e, KeyError) else str(e) if isinstance(e, _Bad)
+               else f"bad value: {e}")
+        label = a.get("label") or None
+        self._listen({}, label or "", 4)  # its <attribute> children go nowhere
+        self._drop("dropped.invalid", label, self.parser.CurrentLineNumber, f"<{name}>: {why}")
 
     def _image_shape(self, name: str, a: dict[str, str]) -> None:
         line = self.parser.CurrentLineNumber
