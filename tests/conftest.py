@@ -5,10 +5,15 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from upload_support import CREDS, new_project
+
+from prelabel.upload.local import LocalProject
+from prelabel.upload.server import LabellerrServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -102,3 +107,26 @@ def _no_progress_lines(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
     Tests of progress itself (named *progress*) keep the user's default."""
     if "progress" not in request.node.nodeid:
         monkeypatch.setenv("PRELABEL_PROGRESS", "off")
+
+
+# ------------------------------------------------------------------ a local project, and Labellerr stand-ins over it
+@pytest.fixture
+def project(tmp_path: Path) -> LocalProject:
+    """A local project holding a.png, b.png and Cat.png (upload_support.new_project)."""
+    return new_project(tmp_path)
+
+
+@pytest.fixture
+def serve(project: LocalProject) -> Iterator[Any]:
+    """``serve(faults=None, **kw)`` starts a Labellerr stand-in (``prelabel serve``) over ``project`` on 127.0.0.1;
+    every server started is stopped after the test."""
+    servers: list[LabellerrServer] = []
+
+    def start(faults: str | None = None, **kw: Any) -> LabellerrServer:
+        srv = LabellerrServer(project, credentials=CREDS, faults=faults, **kw).start()
+        servers.append(srv)
+        return srv
+
+    yield start
+    for s in servers:
+        s.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from upload_support import (
     CLIENT_ID,
     CREDS,
     coco_doc,
-    new_project,
     sample_coco,
     write_json,
 )
@@ -35,25 +33,6 @@ from prelabel.upload.journal import Journal, default_journal_path
 from prelabel.upload.labellerr import LabellerrClient, LabellerrTarget
 from prelabel.upload.local import LocalProject
 from prelabel.upload.server import FaultPlan, LabellerrServer
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> LocalProject:
-    return new_project(tmp_path)
-
-
-@pytest.fixture
-def serve(project: LocalProject) -> Iterator[Any]:
-    servers: list[LabellerrServer] = []
-
-    def start(faults: str | None = None, **kw: Any) -> LabellerrServer:
-        srv = LabellerrServer(project, credentials=CREDS, faults=faults, **kw).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for s in servers:
-        s.stop()
 
 
 def target(srv: LabellerrServer, *, project_id: str | None = None, creds: Credentials = CREDS,

@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from upload_support import (
     CREDS,
     SECRETS,
     coco_doc,
-    new_project,
     sample_coco,
     write_json,
 )
@@ -39,25 +37,6 @@ from prelabel.upload.server import LabellerrServer
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"LABELLERR_API_KEY": API_KEY, "LABELLERR_API_SECRET": API_SECRET, "LABELLERR_CLIENT_ID": CLIENT_ID,
        "PRELABEL_CONFIG": "/nonexistent/prelabel.json"}
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> LocalProject:
-    return new_project(tmp_path)
-
-
-@pytest.fixture
-def serve(project: LocalProject) -> Iterator[Any]:
-    servers: list[LabellerrServer] = []
-
-    def start(faults: str | None = None, **kw: Any) -> LabellerrServer:
-        srv = LabellerrServer(project, credentials=CREDS, faults=faults, **kw).start()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for s in servers:
-        s.stop()
 
 
 def target(srv: LabellerrServer, **kw: Any) -> LabellerrTarget:
