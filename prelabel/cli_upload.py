@@ -9,7 +9,7 @@ Example:
     >>> for line in ignored_lines(r):
     ...     print(line)
       categories ignored (not in the project's schema; their annotations are not applied): car (3 annotations)
-        car: differs only in case from the project's `Car`: use `push` or `--map`
+        car: differs only in case from the project's `Car`: use `push` (it reconciles), or `convert --map` before uploading
       1 more category not in the project's schema, with no annotations (nothing lost)
 """
 
@@ -64,7 +64,8 @@ def ignored_lines(result: Any) -> list[str]:
             if c in hints:
                 rule = match_rule(c, hints[c])
                 how = "case" if rule == "case" else rule
-                lines.append(f"    {c}: differs only in {how} from the project's `{hints[c]}`: use `push` or `--map`")
+                lines.append(f"    {c}: differs only in {how} from the project's `{hints[c]}`: use `push` (it reconciles), "
+                             "or `convert --map` before uploading")
     empty = len(ignored) - len(carrying)
     if empty:
         lines.append(f"  {_plural(empty, 'more category' if carrying else 'category')} not in the project's "
@@ -190,11 +191,10 @@ def run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, d
                            allow_empty=allow_empty, resend_unconfirmed=resend_unconfirmed,
                            **(target_options or {}))
     print_upload(result, as_json=as_json, quiet=quiet, temporary=temporary)
-    if result.status == "failed":
-        sys.exit(1)
-    problems = strict_problems(result) if strict and result.status == "completed" else []
+    problems = strict_problems(result) if strict and result.status in ("completed", "failed") else []
     if problems:
         click.echo(f"error: --strict: {'; '.join(problems)}", err=True)
+    if result.status == "failed" or problems:
         sys.exit(1)
 
 

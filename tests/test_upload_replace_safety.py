@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from upload_support import coco_doc, new_project, write_json
+from upload_support import coco_doc, make_images, new_project, write_json
 
 from prelabel.upload import upload
 from prelabel.upload.local import LocalProject
@@ -107,3 +107,14 @@ def test_a_file_with_no_annotations_is_not_a_failure(tmp_path: Path) -> None:
     res = upload(coco_doc([("img0.png", [])], ["Car"]), f"local:{proj.root}")
     assert (res.status, res.annotations_in_file, res.annotations_applied) == ("completed", 0, 0)
     assert _count(proj) == 27
+
+
+def test_a_dry_run_that_would_apply_nothing_says_the_upload_would_fail(tmp_path: Path) -> None:
+    proj, _ = LocalProject.init(tmp_path / "proj", images=make_images(tmp_path / "img", ["a.png"]), categories=["Car"])
+    doc = coco_doc([("a.png", [("car", [1, 1, 5, 5]), ("car", [2, 2, 5, 5])])], ["car"])
+    res = upload(doc, f"local:{proj.root}", dry_run=True)
+    assert (res.status, res.dry_run, res.annotations_applied) == ("failed", True, 0)
+    assert res.errors[0] == ("none of the 2 annotations in the file would be applied (the project ignored the "
+                             "categories car): the upload would fail and replace nothing. If that is intended, pass "
+                             "allow_empty=True")
+    assert upload(doc, f"local:{proj.root}", dry_run=True, allow_empty=True).status == "completed"

@@ -81,7 +81,8 @@ def test_categories_ignored_hint_the_project_category_and_count_the_empty_ones(t
     lines = r.stdout.splitlines()
     assert ("  categories ignored (not in the project's schema; their annotations are not applied): "
             "car (2 annotations)") in lines
-    assert "    car: differs only in case from the project's `Car`: use `push` or `--map`" in lines
+    assert ("    car: differs only in case from the project's `Car`: use `push` (it reconciles), or "
+            "`convert --map` before uploading") in lines
     assert "  78 more categories not in the project's schema, with no annotations (nothing lost)" in lines
     assert sum("categor" in ln for ln in lines) == 4   # the three above and the error naming car
 

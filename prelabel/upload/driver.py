@@ -433,9 +433,10 @@ def _category_hints(res: UploadResult, tgt: Target) -> None:
             res.category_hints[c] = hits[0]
 
 
-def _fail_if_nothing_applied(res: UploadResult) -> None:
+def _fail_if_nothing_applied(res: UploadResult, *, dry_run: bool = False) -> None:
     """A completed upload whose file held annotations but applied none is a failure: the user meant to change
-    the project and nothing changed (a category spelled differently, names that match no image...)."""
+    the project and nothing changed (a category spelled differently, names that match no image...). A dry run
+    that would apply none fails the same way, so that a check before the upload says what the upload will."""
     if res.annotations_in_file == 0 or res.annotations_applied > 0:
         return
     why = []
@@ -447,9 +448,11 @@ def _fail_if_nothing_applied(res: UploadResult) -> None:
         why.append(f"the project ignored the categories {', '.join(res.categories_ignored)}")
     reason = "; ".join(why) or "the target applied none of them"
     res.status = "failed"
-    res.errors.insert(0, f"none of the {res.annotations_in_file} annotations in the file were applied ({reason}); "
-                         "no pre-annotation of the project was replaced. If that is intended, pass "
-                         + by_face(cli="--allow-empty", python="allow_empty=True"))
+    fix = "If that is intended, pass " + by_face(cli="--allow-empty", python="allow_empty=True")
+    res.errors.insert(0, f"none of the {res.annotations_in_file} annotations in the file would be applied "
+                         f"({reason}): the upload would fail and replace nothing. {fix}" if dry_run else
+                         f"none of the {res.annotations_in_file} annotations in the file were applied ({reason}); "
+                         f"no pre-annotation of the project was replaced. {fix}")
 
 
 def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: bool, mode: str,
@@ -481,6 +484,8 @@ def _run(coco: Any, target: str | Target, *, timeout: float | None, dry_run: boo
                 tracker.finished(results[-1])
             res = UploadResult.merge(tgt.describe(), results, dry_run=True, duration=time.monotonic() - started)
             _category_hints(res, tgt)
+            if res.status == "completed" and not allow_empty:
+                _fail_if_nothing_applied(res, dry_run=True)
             return res
         if journal is None:
             jpath = default_journal_path(coco) if isinstance(coco, (str, Path)) else None
