@@ -179,6 +179,10 @@ def summarize(ds: Dataset, *, prepare: bool = True) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- printing
+# categories without annotations listed one per row up to this many; more are one line
+_EMPTY_LISTED = 5
+
+
 def _num(v: float) -> str:
     return f"{v:.4g}"
 
@@ -217,10 +221,14 @@ def print_summary(summary: Mapping[str, Any], *, file: IO[str] | None = None) ->
     table.add_column("annotations", justify="right", footer=str(n_ann))
     for k in kinds:
         table.add_column(_KIND_TITLES[k], justify="right", footer=str(summary["per_kind"][k]))
+    empty = [cat for cat in summary["categories"] if not summary["per_category"][cat]]
     for cat in summary["categories"]:
-        row = summary["per_category_kind"][cat]
-        table.add_row(cat, str(summary["per_category"][cat]), *(str(row[k]) for k in kinds))
+        if summary["per_category"][cat] or len(empty) <= _EMPTY_LISTED:
+            row = summary["per_category_kind"][cat]
+            table.add_row(cat, str(summary["per_category"][cat]), *(str(row[k]) for k in kinds))
     con.print(table)
+    if len(empty) > _EMPTY_LISTED:   # a model's 80 classes: the ones it did not predict are one line
+        con.print(f"{len(empty)} more categories with no annotations (--json lists them)")
 
     if summary.get("kept") is not None:
         con.print(f"after clipping: {summary['kept']} of {n_ann} annotation(s) kept")

@@ -239,3 +239,20 @@ def test_cli_inspect_reads_url_sources(tmp_path: Path) -> None:
     assert got["per_category"] == want["per_category"] == {"cat": 3, "dog": 2, "car": 1, "person": 1}
     assert {k: v for k, v in got.items() if k != "source"} == {k: v for k, v in want.items() if k != "source"}
     fs.rm("/inspect-url", recursive=True)
+
+
+def test_an_80_class_model_lists_only_the_classes_it_predicted(tmp_path):
+    import json
+    import shutil
+
+    pred = tmp_path / "runs" / "detect" / "predict"
+    (pred / "labels").mkdir(parents=True)
+    shutil.copy(SAMPLE / "images" / "street.jpg", pred / "street.jpg")
+    (pred / "labels" / "street.txt").write_text("2 0.5 0.5 0.2 0.3 0.91\n0 0.3 0.3 0.1 0.2 0.42\n")
+    res = CliRunner().invoke(main, ["inspect", str(pred), "--names", "coco"])
+    assert res.exit_code == 0, res.output
+    rows = [ln.split() for ln in res.output.splitlines() if ln.strip().startswith(("person", "car", "bicycle"))]
+    assert rows == [["person", "1", "1"], ["car", "1", "1"]]   # COCO class 0 and 2; bicycle (1) not listed
+    assert "78 more categories with no annotations (--json lists them)" in res.output
+    doc = json.loads(CliRunner().invoke(main, ["inspect", str(pred), "--names", "coco", "--json"]).output)
+    assert len(doc["per_category"]) == 80 and doc["per_category"]["bicycle"] == 0
