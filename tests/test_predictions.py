@@ -100,13 +100,15 @@ def test_parquet_without_pyarrow_says_what_to_install(tmp_path, monkeypatch):
     assert e.value.hint == "pip install prelabel[parquet]"
 
 
-def test_non_numeric_box_value_names_file_and_line(tmp_path):
+def test_a_non_numeric_value_drops_its_row_at_its_line(tmp_path):
     p = tmp_path / "bad.csv"
-    p.write_text("filename,width,height,class,xmin,ymin,xmax,ymax\na.jpg,10,10,cat,1,1,5,5\n"
-                 "a.jpg,10,10,cat,abc,1,5,5\n")
-    with pytest.raises(ReadError) as e:
-        pipeline.read(p)
-    assert str(e.value) == f"{p}:3: column 'xmin' (x1): 'abc' is not a number"
+    p.write_text("filename,width,height,class,xmin,ymin,xmax,ymax,score\na.jpg,10,10,cat,1,1,5,5,0.5\n"
+                 "a.jpg,10,10,cat,abc,1,5,5,0.5\na.jpg,10,10,cat,1,1,5,5,high\n")
+    ds = pipeline.read(p)
+    assert ds.annotations[["x", "y", "w", "h", "score"]].values.tolist() == [[1.0, 1.0, 4.0, 4.0, 0.5]]
+    assert ds.report.drops[["reason", "source", "message"]].values.tolist() == [
+        ["dropped.invalid", f"{p}:3", "column 'xmin' (x1): 'abc' is not a number"],
+        ["dropped.invalid", f"{p}:4", "column 'score' (score): 'high' is not a number"]]
 
 
 def test_malformed_csv_rows(tmp_path):

@@ -201,24 +201,30 @@ def test_parse_error_in_a_later_piece_is_the_same_read_error(tmp_path, bad):
     assert str(converted.value) == str(whole.value)
 
 
-def test_several_bad_cells_give_read_errors_first_one(tmp_path):
-    """A later piece's bad height and an earlier bad width elsewhere: read() checks column by column, so it
-    names the width; the streamed conversion gives the same error (checked by hand: width is on line 3)."""
+def test_bad_cells_drop_their_rows_streamed_as_read(tmp_path):
+    """A bad height (line 3) and a width of true (line 4): both rows are dropped at their lines, the rest
+    converts, and the streamed conversion reports what read() does (checked by hand)."""
     from prelabel.pipeline import convert
 
     p = _write(tmp_path / "p.csv", ["a.jpg,64,48,cat,1,1,5,5,0.5", "b.jpg,64,abc,cat,1,1,5,5,0.5",
                                     "c.jpg,true,48,cat,1,1,5,5,0.5", "d.jpg,64,48,cat,1,1,5,5,0.5"])
-    with pytest.raises(ReadError) as converted:
-        convert(p, tmp_path / "o.json", fmt="predictions", stream=True, chunk_rows=1)
-    assert str(converted.value) == f"{p}:4: column 'width' (width): 'true' is not a number"
+    want = [["dropped.invalid", f"{p}:3", "column 'height' (height): 'abc' is not a number"],
+            ["dropped.invalid", f"{p}:4", "column 'width' (width): 'true' is not a number"]]
+    assert pred.read(p, options=ReadOptions(), report=Report()).report.drops[
+        ["reason", "source", "message"]].values.tolist() == want
+    res = convert(p, tmp_path / "o.json", fmt="predictions", stream=True, chunk_rows=1)
+    assert res.report.drops[["reason", "source", "message"]].values.tolist() == want
+    assert res.report.balanced and res.report.written == 2
 
 
 def test_a_column_of_true_is_not_a_number(tmp_path):
-    """pandas reads a column of true / false as bool; as a width it is an error, not 1 (a whole read too)."""
+    """pandas reads a column of true / false as bool; as a width it is not 1: each row is dropped."""
     p = _write(tmp_path / "p.csv", ["a.jpg,true,48,cat,1,1,5,5,0.5", "b.jpg,false,48,cat,1,1,5,5,0.5"])
-    with pytest.raises(ReadError) as e:
-        pred.read(p, options=ReadOptions(), report=Report())
-    assert str(e.value) == f"{p}:2: column 'width' (width): True is not a number"
+    ds = pred.read(p, options=ReadOptions(), report=Report())
+    assert len(ds.annotations) == 0
+    assert ds.report.drops[["source", "message"]].values.tolist() == [
+        [f"{p}:2", "column 'width' (width): True is not a number"],
+        [f"{p}:3", "column 'width' (width): False is not a number"]]
 
 
 def test_drops_spread_over_chunks(tmp_path):

@@ -302,15 +302,23 @@ def _to_float(v: Any) -> float:
         return math.nan
 
 
-def _numeric(col: pd.Series, *, role: str, file: str, lines: np.ndarray) -> np.ndarray:
-    """A float64 array of a column; a value that is neither a number nor empty raises ReadError (file, line)."""
+def _numeric(col: pd.Series, *, role: str, file: str, lines: np.ndarray,
+             invalid: dict[int, str] | None = None) -> np.ndarray:
+    """A float64 array of a column. A value that is neither a number nor empty raises ReadError (file, line),
+    or, given ``invalid`` (row -> why), is NaN there and its row is recorded in it: the row is dropped as
+    ``dropped.invalid`` and the rest of the table converts."""
+    def refuse(rows: np.ndarray, shown: Any) -> None:
+        if invalid is None:
+            k = int(rows[0])
+            raise ReadError(file, f"column {col.name!r} ({role}): {shown(k)!r} is not a number", line=int(lines[k]))
+        for k in rows.tolist():
+            invalid.setdefault(int(k), f"column {col.name!r} ({role}): {shown(k)!r} is not a number")
+
     dt = col.dtype
     if pd.api.types.is_bool_dtype(dt):  # true / false (pandas reads a column of them as bool): not coordinates
         present = np.flatnonzero(col.notna().to_numpy())
         if len(present):
-            k = int(present[0])
-            raise ReadError(file, f"column {col.name!r} ({role}): {bool(col.to_numpy()[k])!r} is not a number",
-                            line=int(lines[k]))
+            refuse(present, lambda k: bool(col.to_numpy()[k]))
         return np.full(len(col), np.nan)
     if isinstance(dt, np.dtype) and dt.kind in "fiu":
         return np.asarray(col.to_numpy(dtype=np.float64))
@@ -333,9 +341,7 @@ def _numeric(col: pd.Series, *, role: str, file: str, lines: np.ndarray) -> np.n
         tokens = np.array([str(v).strip().lower() for v in raw], dtype=object)
         real = ~np.isin(tokens, list(_NA_TOKENS))
         if real.any():
-            k = int(idx[np.flatnonzero(real)[0]])
-            raise ReadError(file, f"column {col.name!r} ({role}): {col.to_numpy()[k]!r} is not a number",
-                            line=int(lines[k]))
+            refuse(idx[np.flatnonzero(real)], lambda k: col.to_numpy()[k])
         out[idx[np.isin(tokens, ["inf", "+inf", "infinity"])]] = np.inf
         out[idx[np.isin(tokens, ["-inf", "-infinity"])]] = -np.inf
     return out
@@ -805,6 +811,7 @@ class _Input:
     ready_segmentation: np.ndarray | None = None  # object array of already-built segmentation (model objects)
     extra_sizes: Mapping[str, tuple[int, int]] | None = None
     attributes: np.ndarray | None = None          # object array of attribute dicts (model objects)
+    invalid: Mapping[int, str] | None = None      # row -> why it cannot be read (a value that is not a number)
 
 
 _SUSPECT_NORMALIZED = ("every box value is within [0, 1]: read as normalized (fractions of the image size); "
@@ -865,10 +872,15 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
         else:
             stream.defer(slot, code, rows, message=message, change=True)
 
-    alive = row_image >= 0
-    if not alive.all():
-        codes = imgs.raw_codes[~alive]
-        drop(0, "dropped.no_image", ~alive, [imgs.why.get(int(c), "no image name") for c in codes])
+    unreadable = np.zeros(n, dtype=bool)   # a value that is not a number: dropped first, saying which
+    if inp.invalid:
+        unreadable[np.fromiter(inp.invalid, dtype=np.intp, count=len(inp.invalid))] = True
+        drop(-1, "dropped.invalid", unreadable, [inp.invalid[i] for i in np.flatnonzero(unreadable).tolist()])
+    alive = (row_image >= 0) & ~unreadable
+    no_image = (row_image < 0) & ~unreadable
+    if no_image.any():
+        codes = imgs.raw_codes[no_image]
+        drop(0, "dropped.no_image", no_image, [imgs.why.get(int(c), "no image name") for c in codes])
     unknown = alive & (cats.codes < 0)
     if unknown.any():
         drop(1, "dropped.unknown_category", unknown, cats.why[unknown])
@@ -1062,16 +1074,17 @@ def _from_frame(df: pd.DataFrame, *, roles: _Roles, names: Sequence[str] | Mappi
         cats = _categories(df[f["category"]], as_index=False, names=names, file=file, lines=src_line)
     else:
         cats = _categories(df[f["class_id"]], as_index=True, names=names, file=file, lines=src_line)
+    bad: dict[int, str] = {}   # rows with a value that is not a number: dropped at their line
     box = None
     if roles.box_format is not None:
         r0, r1, r2, r3 = BOX_FORMATS[roles.box_format]
-        box = (_numeric(df[f[r0]], role=r0, file=file, lines=src_line),
-               _numeric(df[f[r1]], role=r1, file=file, lines=src_line),
-               _numeric(df[f[r2]], role=r2, file=file, lines=src_line),
-               _numeric(df[f[r3]], role=r3, file=file, lines=src_line))
+        box = (_numeric(df[f[r0]], role=r0, file=file, lines=src_line, invalid=bad),
+               _numeric(df[f[r1]], role=r1, file=file, lines=src_line, invalid=bad),
+               _numeric(df[f[r2]], role=r2, file=file, lines=src_line, invalid=bad),
+               _numeric(df[f[r3]], role=r3, file=file, lines=src_line, invalid=bad))
 
     def opt_num(role: str) -> np.ndarray | None:
-        return _numeric(df[f[role]], role=role, file=file, lines=src_line) if role in f else None
+        return _numeric(df[f[role]], role=role, file=file, lines=src_line, invalid=bad) if role in f else None
 
     image_is_id = "image" not in f
     inp = _Input(
@@ -1080,7 +1093,7 @@ def _from_frame(df: pd.DataFrame, *, roles: _Roles, names: Sequence[str] | Mappi
         score=opt_num("score"), width=opt_num("width"), height=opt_num("height"), src_line=src_line, file=file,
         polygon=df[f["polygon"]] if "polygon" in f else None, rle=df[f["rle"]] if "rle" in f else None,
         keypoints=df[f["keypoints"]] if "keypoints" in f else None,
-        iscrowd=_iscrowd(df[f["iscrowd"]], file=file, lines=src_line) if "iscrowd" in f else None)
+        iscrowd=_iscrowd(df[f["iscrowd"]], file=file, lines=src_line) if "iscrowd" in f else None, invalid=bad)
     return _assemble(inp, normalized=normalized, names=names, image_sizes=image_sizes, images=images,
                      report=report, stream=stream)
 
