@@ -663,7 +663,10 @@ def test_real_cli_create_project_upload_images_and_hints(label_studio: Any, tmp_
         "  images not matched: 3 (their annotations are not applied)",
         "    A.PNG: no project image; closest: a.png (case differs) -> rerun with --match-case-insensitive",
         "    b.jpg: no project image; closest: b.png (extension differs) -> rerun with --match-any-extension",
-        no_task]
+        no_task,
+        "  error: none of the 3 annotations in the file would be applied (no image matched a project file): the "
+        "upload would fail and replace nothing. If that is intended, pass --allow-empty"]
+    assert r.exit_code == 1   # the dry run says what the upload would do: fail
     r = run("--to", f"labelstudio:{pid}", "--model-version", "m-2", "--match-case-insensitive",
             "--match-any-extension")
     assert r.stdout.splitlines()[1:] == ["  annotations applied: 3", "  replaced 2 existing pre-annotations on 2 images",

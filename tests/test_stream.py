@@ -248,15 +248,16 @@ def test_the_command_line_streams(tmp_path: Path, monkeypatch, where: str) -> No
 
 
 def test_a_read_error_is_the_same_error_wherever_the_chunks_are_read(tmp_path: Path) -> None:
-    """A bad value on line 4 of a CSV: the ReadError names file and line, whether this process or the child
-    read it (the child sends the exception back; prelabel.prefetch rebuilds it), and nothing is written."""
+    """A polygon cell that is not JSON on line 4 of a CSV: the ReadError names file and line, whether this
+    process or the child read it (the child sends the exception back; prelabel.prefetch rebuilds it), and
+    nothing is written."""
     from prelabel.errors import ReadError
 
     csv = tmp_path / "bad.csv"
-    csv.write_text("image,width,height,label,x1,y1,x2,y2,score\n"
-                   "a.jpg,100,50,cat,10,10,20,20,0.9\n"
-                   "b.jpg,100,50,cat,10,10,20,20,0.9\n"
-                   "c.jpg,100,50,cat,ten,10,20,20,0.9\n", encoding="utf-8")
+    csv.write_text("image,width,height,label,x1,y1,x2,y2,polygon\n"
+                   "a.jpg,100,50,cat,10,10,20,20,\n"
+                   "b.jpg,100,50,cat,10,10,20,20,\n"
+                   'c.jpg,100,50,cat,10,10,20,20,"[[1, 2"\n', encoding="utf-8")
     out = tmp_path / "out"
     with pytest.raises(ReadError) as e:
         convert(csv, out / "o.json", fmt="predictions", options=ReadOptions(), stream=True, chunk_rows=1)
