@@ -13,7 +13,7 @@ import pytest
 
 from prelabel.adapters import cvat
 from prelabel.adapters import labelstudio as ls
-from prelabel.adapters.base import ReadOptions
+from prelabel.adapters.base import NeedsWholeRead, ReadOptions
 from prelabel.errors import ReadError
 from prelabel.model import Dataset
 from prelabel.report import Report
@@ -209,3 +209,10 @@ def test_same_track_from_cvat_and_label_studio_gives_the_same_boxes(tmp_path: Pa
     # CVAT lists every frame of the task as an image (0..9); Label Studio the frames that hold a box
     assert set(lsd.images["file_name"]) <= set(c.images["file_name"])
     _balanced(lsd)
+
+
+def test_streaming_a_video_export_asks_for_a_whole_read(tmp_path: Path) -> None:
+    p = tmp_path / "export.json"
+    p.write_text(json.dumps([_task([_kf(1, 0, 0, 10, 10)])]))
+    with pytest.raises(NeedsWholeRead, match="is a video"):
+        list(ls.iter_chunks(p, options=ReadOptions(), report=Report(), chunk_rows=10))
