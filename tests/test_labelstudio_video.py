@@ -13,6 +13,7 @@ import pytest
 
 from prelabel.adapters import cvat
 from prelabel.adapters import labelstudio as ls
+from prelabel.adapters import labelstudio_video as ls_video
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
 from prelabel.errors import ReadError
 from prelabel.model import Dataset
@@ -216,3 +217,13 @@ def test_streaming_a_video_export_asks_for_a_whole_read(tmp_path: Path) -> None:
     p.write_text(json.dumps([_task([_kf(1, 0, 0, 10, 10)])]))
     with pytest.raises(NeedsWholeRead, match="is a video"):
         list(ls.iter_chunks(p, options=ReadOptions(), report=Report(), chunk_rows=10))
+
+
+def test_rotation_turns_along_the_shorter_arc_about_the_top_left_corner(tmp_path: Path) -> None:
+    # 350 deg at frame 1 -> 30 deg at frame 3: the shorter arc is +40, so frame 2 is 350 + 20 = 370 = 10 deg
+    seq = [_kf(1, 10, 10, 10, 10, rot=350), _kf(3, 10, 10, 10, 10, rot=30, enabled=False)]
+    fb = ls_video.frame_boxes({"sequence": seq})
+    assert [round(r, 9) for r in fb.geo[:, 4].tolist()] == [350.0, 10.0, 30.0]
+    ds = _read(tmp_path, [_task([_kf(1, 10, 10, 10, 20, rot=90, enabled=False)])])
+    # top-left (20, 10) px, 20 x 20 px turned 90 deg clockwise about it: x from 20 - 20 = 0 to 20, y 10..30
+    assert _rows(ds) == [("frame_000000.png", 0.0, 10.0, 20.0, 20.0)]

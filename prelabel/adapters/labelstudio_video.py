@@ -14,6 +14,9 @@ The rule is Label Studio's own drawing (its editor, ``web/libs/editor/src/region
   after the last keyframe). Before the first keyframe there is no box.
 - ``enabled: false`` on a keyframe: the box is drawn on that frame, and not after it until the next keyframe
   (a gap; the region may reappear at a later, enabled keyframe).
+- Percent of the frame become pixels, and ``rotation`` turns the box about its top-left corner, as for
+  ``rectanglelabels`` (``tags/object/Video/Rectangle.tsx`` draws a Konva ``Rect`` at ``x, y``): the rows go to
+  the Label Studio reader's rectangle columns, converted with its rectangles.
 
 Frames: Label Studio frame ``k`` (1-based) is CVAT frame ``k - 1`` (0-based), an image named
 ``frame_file_name(options.frame_pattern, k - 1)`` (default ``frame_000000.png``), as the CVAT video reader
