@@ -227,3 +227,14 @@ def test_rotation_turns_along_the_shorter_arc_about_the_top_left_corner(tmp_path
     ds = _read(tmp_path, [_task([_kf(1, 10, 10, 10, 20, rot=90, enabled=False)])])
     # top-left (20, 10) px, 20 x 20 px turned 90 deg clockwise about it: x from 20 - 20 = 0 to 20, y 10..30
     assert _rows(ds) == [("frame_000000.png", 0.0, 10.0, 20.0, 20.0)]
+
+
+def test_json_min_video_record(tmp_path: Path) -> None:
+    # JSON-MIN: the value with "type" merged in, one record per annotation
+    v = {"sequence": [_kf(1, 10, 20, 20, 30), _kf(2, 30, 40, 30, 50, enabled=False)], "framesCount": 4,
+         "labels": ["car"], "type": "videorectangle", "original_width": W, "original_height": H}
+    rec = {"video": "/data/upload/1/0a1b2c3d-clip.mp4", "id": 3, "box": [v], "annotator": 1, "annotation_id": 7,
+           "created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z", "lead_time": 1.0}
+    ds = _read(tmp_path, [rec])
+    assert _rows(ds) == [("frame_000000.png", 20.0, 20.0, 40.0, 30.0), ("frame_000001.png", 60.0, 40.0, 60.0, 50.0)]
+    _balanced(ds)
