@@ -160,7 +160,8 @@ def _reading_options(*, images_help: str) -> list[Any]:
         click.option("--points", type=click.Choice(["skip", "keypoints"]), default="skip", show_default=True,
                      help="LabelMe point, line and linestrip shapes: report and skip, or keep as keypoints."),
         click.option("--frame-pattern", default="frame_{frame:06d}.png", show_default=True,
-                     help="File name of a CVAT video frame image."),
+                     help="File name of a video frame image (CVAT tracks, Label Studio videorectangle), "
+                          "formatted with frame=<0-based number>."),
         click.option("--ls-select", type=click.Choice(["auto", "annotations", "predictions", "both"]), default="auto",
                      show_default=True, help="Label Studio: what to read."),
         click.option("--ls-annotator", type=click.Choice(["first", "latest", "all"]), default="all",

@@ -23,6 +23,7 @@ import numpy as np
 
 __all__ = [
     "ELLIPSE_VERTICES",
+    "angle_lerp",
     "bbox_of_polygons",
     "coco_to_cvat_rle",
     "cvat_rle_decode",
@@ -30,6 +31,7 @@ __all__ = [
     "cvat_rle_runs",
     "cvat_rle_to_coco",
     "ellipse_polygon",
+    "keyframe_lerp",
     "ls_rle_decode",
     "ls_rle_encode",
     "ls_rle_pack",
@@ -48,6 +50,21 @@ __all__ = [
 ]
 
 ELLIPSE_VERTICES = 64  # area of the inscribed 64-gon is 99.84% of pi*rx*ry (within 0.5%)
+
+
+def keyframe_lerp(v0: Any, v1: Any, t: Any) -> Any:
+    """The value at fraction ``t`` (0 at v0, 1 at v1) of the straight line from v0 to v1: how CVAT and Label
+    Studio both draw a track between two keyframes (``t = (frame - frame0) / (frame1 - frame0)``). Numbers or
+    numpy arrays (broadcast), so one function serves a frame at a time and whole columns of frames."""
+    return v0 + (v1 - v0) * t
+
+
+def angle_lerp(r0: Any, r1: Any, t: Any) -> Any:
+    """Rotation between r0 and r1 (degrees) at fraction t along the shorter arc, in [0, 360): CVAT's and Label
+    Studio's rule for rotation between keyframes (Label Studio's ``interpolateProp`` normalizes the difference
+    to (-180, 180] and writes the angle in that range; the same angle). Numbers or numpy arrays."""
+    d = ((r1 - r0 + 180.0) % 360.0) - 180.0
+    return (r0 + d * t) % 360.0
 
 
 def _rotate(xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, degrees: float) -> np.ndarray:

@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..errors import UsageError
 from ..model import Dataset
+from ..paths import safe_relative
 from ..report import Report
 
-__all__ = ["Adapter", "NeedsWholeRead", "ReadOptions", "StreamingAdapter"]
+__all__ = ["Adapter", "NeedsWholeRead", "ReadOptions", "StreamingAdapter", "frame_file_name"]
 
 DEFAULT_CHUNK_ROWS = 50_000  # annotation rows per streamed chunk (about 25-60 MB of rows in flight)
 
@@ -81,6 +83,19 @@ class ReadOptions:
             v = getattr(self, name)
             if isinstance(v, str) and "://" not in v and not v.startswith(("zip::", "tar::")):
                 object.__setattr__(self, name, Path(v))
+
+
+def frame_file_name(pattern: str, frame: int) -> str:
+    """The file name of video frame ``frame`` (0-based, as CVAT numbers frames) under ``frame_pattern``: one
+    rule for every reader of video (CVAT tracks, Label Studio ``videorectangle``), so their frames meet."""
+    try:
+        fn = pattern.format(frame=frame)
+    except (KeyError, IndexError, ValueError) as e:
+        raise UsageError(f"frame_pattern {pattern!r} cannot be formatted with frame=: {e}") from None
+    safe = safe_relative(fn)
+    if safe is None:
+        raise UsageError(f"frame_pattern {pattern!r} gives an unsafe file name {fn!r}")
+    return safe
 
 
 class Adapter(Protocol):

@@ -92,13 +92,20 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ReadError, UsageError, option
-from ..geometry import cvat_rle_to_coco, ellipse_polygon, rle_bbox, rotated_box_center
+from ..geometry import (
+    angle_lerp,
+    cvat_rle_to_coco,
+    ellipse_polygon,
+    keyframe_lerp,
+    rle_bbox,
+    rotated_box_center,
+)
 from ..junk import junk_reason
 from ..model import Dataset
 from ..paths import safe_join, safe_relative, why_unsafe
 from ..report import Report
 from ..workers import fork_worker, stop_worker
-from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
+from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions, frame_file_name
 
 __all__ = ["DESCRIPTION", "NAME", "detect", "iter_chunks", "read"]
 
@@ -324,12 +331,6 @@ def _parse_points(text: str) -> tuple[float, ...]:
     if len(vals) % 2:
         raise _Bad(f"points {text[:60]!r} has an odd number of coordinates")
     return vals
-
-
-def _angle_lerp(r0: float, r1: float, t: float) -> float:
-    """Rotation between r0 and r1 at fraction t along the shorter arc, in [0, 360)."""
-    d = ((r1 - r0 + 180.0) % 360.0) - 180.0
-    return (r0 + d * t) % 360.0
 
 
 def _frame_step(text: str) -> int:
@@ -1357,8 +1358,8 @@ class _Reader:
                 self.approx_tracks.append(track_id)
             return s0.vec, s0.rot
         t = (f - s0.frame) / (s1.frame - s0.frame)
-        vec = tuple(a + (b - a) * t for a, b in zip(s0.vec, s1.vec, strict=True))
-        rot = _angle_lerp(s0.rot, s1.rot, t) if (s0.rot or s1.rot) else 0.0
+        vec = tuple(keyframe_lerp(a, b, t) for a, b in zip(s0.vec, s1.vec, strict=True))
+        rot = float(angle_lerp(s0.rot, s1.rot, t)) if (s0.rot or s1.rot) else 0.0
         return vec, rot
 
     def _state_at(self, frames: list[int], shapes: list[_TShape], f: int) -> tuple[float, float, bool] | None:
@@ -1439,14 +1440,7 @@ class _Reader:
             names = list(names)
             pattern = self.options.frame_pattern
             for f, idx in self.frame_rows.items():
-                try:
-                    fn = pattern.format(frame=f)
-                except (KeyError, IndexError, ValueError) as e:
-                    raise UsageError(f"frame_pattern {pattern!r} cannot be formatted with frame=: {e}") from None
-                safe = safe_relative(fn)
-                if safe is None:
-                    raise UsageError(f"frame_pattern {pattern!r} gives an unsafe file name {fn!r}")
-                names[idx] = safe
+                names[idx] = frame_file_name(pattern, f)
         paths = self._image_paths(names, c.img_attrs)
         if final and self.missing_images:
             self.report.note("image.missing", str(self.images_root),

@@ -100,6 +100,7 @@ from ..paths import IMAGE_EXTENSIONS, image_name, safe_join
 from ..report import Report
 from ..workers import fork_worker, stop_worker
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
+from .labelstudio_video import has_video, read_video_task
 
 __all__ = ["DESCRIPTION", "NAME", "STREAM_MIN_BYTES", "detect", "image_name", "iter_chunks", "read"]
 
@@ -845,6 +846,9 @@ class _Reader:
                 self.report.note("dropped.no_image", f"{self.file}:{line}", problem)
             return
         size = fast.size if fast is not None else _task_size(groups) or _task_size(self._all_groups(task))
+        if fast is None and has_video(groups):  # frames of a video: labelstudio_video.py
+            return read_video_task(self, groups, size=size, url=url, tid=tid, label=label, line=line,
+                                   streaming=isinstance(self, _StreamReader))
         img = self._place_image(name, url, tid, size, label, line, groups, n_regions)
         if img is None:
             return
