@@ -1149,7 +1149,13 @@ class LabelStudioTarget:
                               f"predictions of model version {self.model_version!r} appeared elsewhere in the "
                               f"project during the upload: the old predictions were kept; {again}")
             return
-        removed = self._delete_version(self.model_version, len(old), deadline=deadline)
+        try:
+            removed = self._delete_version(self.model_version, len(old), deadline=deadline)
+        except UploadError as e:
+            res.status = "failed"
+            res.errors.append(f"{e}; the old predictions are still there beside staging copies of the new ones; "
+                              f"{again}")
+            return
         log.info("Label Studio: replaced %d prediction(s) of %r in bulk", removed, self.model_version)
         res.annotations_replaced = res.images_replaced = len(old)
         final = redo()
@@ -1164,7 +1170,13 @@ class LabelStudioTarget:
             res.status = "failed"
             res.errors.append(f"the staging copies {staging!r} were kept beside the new predictions; {again}")
             return
-        gone = self._delete_version(staging, len(staged), deadline=deadline)
+        try:
+            gone = self._delete_version(staging, len(staged), deadline=deadline)
+        except UploadError as e:
+            res.status = "failed"
+            res.errors.append(f"{e}; the staging copies {staging!r} are still there beside the new predictions; "
+                              f"{again}")
+            return
         if gone not in (len(staged), 0):
             res.errors.append(f"Label Studio deleted {gone} of {len(staged)} staging prediction(s)")
 
