@@ -88,15 +88,18 @@ def test_a_failure_at_any_step_of_the_swap_loses_nothing_and_a_rerun_converges(l
         return None
 
     with FaultProxy(label_studio.url, fault=fault) as px:
-        try:
-            res = _send(px.url, label_studio.token, pid, _coco(names, boxes=2))
-            status = res.status
-        except Exception as e:  # noqa: BLE001  (the import's 500 is raised)
-            status = f"raised {type(e).__name__}"
-    assert status != "completed"
+        res = _send(px.url, label_studio.token, pid, _coco(names, boxes=2))
+    assert res.status == "failed" and res.errors[-1].endswith("run the same upload again to finish the replace")
+    assert px.requests("DELETE", "/api/predictions/") == []
     assert seen and all(min(counts.values()) >= 1 for counts in seen)
     mid = _state(label_studio, pid)
-    assert all(len(v) >= 1 for v in mid.values()) and len(mid) == len(names)
+    assert len(mid) == len(names)
+    left = {"version delete": [(3, "m"), (2, "m~staging-")],       # old beside staging
+            "second import": [(2, "m~staging-")],                  # staging alone: one, as before
+            "staging delete": [(2, "m"), (2, "m~staging-")]}[step]  # new beside staging
+    assert all(sorted((n, mv[:len(want)]) for (mv, n, _), (_, want) in zip(sorted(v, key=lambda p: p[0]), left,
+                                                                            strict=True)) == sorted(left)
+               for v in mid.values())
     again = _send(label_studio.url, label_studio.token, pid, _coco(names, boxes=5))
     assert (again.status, again.errors, again.annotations_applied) == ("completed", [], 60)
     assert _shape(_state(label_studio, pid)) == {n: [("m", 5)] for n in names}

@@ -1047,7 +1047,7 @@ class LabelStudioTarget:
         preds = _predictions(conv, image_task, self.model_version)
         with self._replace_lock if self.mode == "replace" else nullcontext():
             if old and self._can_swap(old, deadline=deadline):
-                self._swap(res, preds, conv, old, redo=lambda: coco_to_results(
+                self._swap(res, preds, old, redo=lambda: coco_to_results(
                     coco, cfg, nonce=secrets.token_hex(4) + "_", image_ids=image_task),
                            image_task=image_task, deadline=deadline, cancel=cancel)
             else:
@@ -1124,13 +1124,14 @@ class LabelStudioTarget:
         body = self._json(r, "the model version deletion")
         return int(body.get("deleted_predictions", -1)) if isinstance(body, Mapping) else -1
 
-    def _swap(self, res: ShardResult, preds: list[dict[str, Any]], conv: Conversion, old: Mapping[int, list[int]],
+    def _swap(self, res: ShardResult, preds: list[dict[str, Any]], old: Mapping[int, list[int]],
               *, redo: Callable[[], Conversion], image_task: Mapping[int, int], deadline: float | None,
               cancel: threading.Event) -> None:
         """Replace ``old`` (one prediction of this model version on each task, and none elsewhere) in bulk; every
         step leaves each task at least as many predictions as it had:
 
-        1. import the new predictions under a staging model version ``<model_version>~staging-<hex>``, read back;
+        1. import the new predictions under a staging model version ``<model_version>~staging-<hex>``, and count
+           them (``GET /api/projects/{id}/model-versions/``: one a task, and this model version only the old ones);
         2. delete this model version project-wide (``DELETE /api/projects/{id}/model-versions/``): the old ones;
         3. import the new predictions again under this model version, read back;
         4. delete the staging model version.
@@ -1142,18 +1143,21 @@ class LabelStudioTarget:
         scratch = ShardResult(index=res.index, path=res.path)
         staged = [dict(p, model_version=staging) for p in preds]
         sent = self._import(scratch, staged, deadline=deadline, cancel=cancel)
-        confirmed = self._confirm(scratch, staged[:sent], conv, deadline=deadline) if sent else set()
         tasks = {int(p["task"]) for p in preds}
-        if scratch.status == "failed" or confirmed != tasks:
+        if scratch.status == "failed" or sent != len(staged):
             res.status = "failed"
-            res.errors.extend(e.replace(" of this upload", " of this upload (staging)") for e in scratch.errors)
-            res.errors.append(f"the old predictions were kept: the staging copies did not all read back; {again}")
+            res.errors.extend(scratch.errors)
+            res.errors.append(f"the old predictions were kept beside the staging copies sent; {again}")
             return
-        if cancel.is_set() or self._versions(deadline=deadline).get(self.model_version, 0) != len(old):
+        # one staging copy on each task (one a task was sent, every one created): counted, not read back (the
+        # regions are read back from the final import); and this model version is still only the old ones
+        versions = self._versions(deadline=deadline)
+        if cancel.is_set() or versions.get(self.model_version, 0) != len(old) or versions.get(staging) != len(tasks):
             res.status = "failed"
             res.errors.append("cancelled" if cancel.is_set() else
-                              f"predictions of model version {self.model_version!r} appeared elsewhere in the "
-                              f"project during the upload: the old predictions were kept; {again}")
+                              f"Label Studio counts {versions.get(staging, 0)} staging copies of {len(tasks)} and "
+                              f"{versions.get(self.model_version, 0)} predictions of {self.model_version!r} where "
+                              f"{len(old)} were listed: the old predictions were kept; {again}")
             return
         try:
             removed = self._delete_version(self.model_version, len(old), deadline=deadline)
@@ -1170,7 +1174,13 @@ class LabelStudioTarget:
             res.status = "failed"
             res.errors.append(f"cancelled with the new predictions under the staging model version; {again}")
             return
-        sent = self._import(res, preds, deadline=deadline, cancel=cancel)
+        try:
+            sent = self._import(res, preds, deadline=deadline, cancel=cancel)
+        except UploadError as e:
+            res.status = "failed"
+            res.errors.append(f"{e}; the new predictions are there under the staging model version {staging!r}; "
+                              f"{again}")
+            return
         confirmed = self._confirm(res, preds[:sent], final, deadline=deadline)
         if res.status == "failed" or confirmed != tasks:
             res.status = "failed"
