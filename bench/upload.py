@@ -83,7 +83,8 @@ def _session_cpu(sid: int) -> float:
 _LOG_LINE = re.compile(r'^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\].*?"(GET|POST|DELETE) (\S+) HTTP')
 _PHASES = {"list/read back (GET /api/tasks, fields=all)": ("GET", "/api/tasks?", "fields=all"),
            "import predictions": ("POST", "/import/predictions", ""),
-           "delete replaced (DELETE /api/predictions/ID)": ("DELETE", "/api/predictions/", "")}
+           "delete replaced (DELETE /api/predictions/ID)": ("DELETE", "/api/predictions/", ""),
+           "delete in bulk (DELETE /api/projects/ID/model-versions/)": ("DELETE", "/model-versions/", "")}
 
 
 def _phases(log_text: str) -> dict[str, dict[str, float]]:
@@ -91,7 +92,8 @@ def _phases(log_text: str) -> dict[str, dict[str, float]]:
     import datetime as dt
 
     seen: dict[str, list[float]] = {k: [] for k in _PHASES}
-    last = None
+    busy: dict[str, float] = dict.fromkeys(_PHASES, 0.0)
+    last, prev = None, None
     for line in log_text.splitlines():
         m = _LOG_LINE.match(line)
         if not m or line == last:          # Label Studio logs each request twice
@@ -101,7 +103,11 @@ def _phases(log_text: str) -> dict[str, dict[str, float]]:
         for name, (method, part, extra) in _PHASES.items():
             if m.group(2) == method and part in m.group(3) and extra in m.group(3):
                 seen[name].append(when)
-    return {k: {"requests": len(v), "span_s": round(max(v) - min(v), 1) if v else 0.0} for k, v in seen.items()}
+                busy[name] += when - prev if prev is not None else 0.0
+        prev = when
+    # busy_s: per request, the time since the previous answer (one request at a time: about its own duration)
+    return {k: {"requests": len(v), "span_s": round(max(v) - min(v), 1) if v else 0.0,
+                "busy_s": round(busy[k], 1)} for k, v in seen.items()}
 
 
 def labelstudio(n: int, boxes: int = 15) -> None:
@@ -174,7 +180,7 @@ def labelstudio(n: int, boxes: int = 15) -> None:
         print(f"{r['step']:<22} {r['wall_s']:>7} {r['client_cpu_s']:>13} {r['server_cpu_s']:>13} {r['applied']:>9} "
               f"{r['replaced']:>9}")
     for r in runs:
-        print(f"{r['step']}: " + "; ".join(f"{k}: {v['requests']} requests over {v['span_s']} s"
+        print(f"{r['step']}: " + "; ".join(f"{k}: {v['requests']} requests, {v['busy_s']} s"
                                           for k, v in r["phases"].items()))
     print(f"every task holds exactly one prediction with its {boxes} regions: {ok}")
     if not ok:

@@ -1,5 +1,6 @@
-"""Replace mode against the real Label Studio (issue 18, and issue 17 item 1 for Label Studio): the new predictions
-are imported and read back before the old ones are deleted, writes go one at a time, GET and DELETE are retried
+"""Replace mode against the real Label Studio (issue 18, and issue 17 item 1 for Label Studio), one prediction at a
+time (``swap=False``, the path a replace takes when the bulk model-version swap is not safe; the swap is tested in
+test_labelstudio_swap.py): the new predictions are imported and read back before the old ones are deleted, writes go one at a time, GET and DELETE are retried
 on a 500, a failure between import and delete leaves no task emptier and a re-run converges, tasks whose
 annotations were all skipped keep their predictions, and an HTML 500 shows its exception line.
 
@@ -90,7 +91,7 @@ def test_replace_imports_first_deletes_one_at_a_time_and_retries_500s(label_stud
         return None
 
     with FaultProxy(label_studio.url, fault=fault) as px:
-        res = _send(px.url, label_studio.token, pid, _coco(names))
+        res = _send(px.url, label_studio.token, pid, _coco(names), swap=False)
     assert (res.status, res.errors) == ("completed", [])
     assert (res.annotations_applied, res.annotations_replaced, res.images_replaced) == (36, 12, 12)
     assert _shape(_state(label_studio, pid)) == {n: [("m", 3)] for n in names}
@@ -113,7 +114,7 @@ def test_a_failure_between_import_and_delete_loses_nothing_and_a_rerun_converges
     _send(label_studio.url, label_studio.token, pid, _coco(names))
     with FaultProxy(label_studio.url,
                     fault=lambda m, p, n: (503, "text/plain", b"Service Unavailable") if m == "DELETE" else None) as px:
-        res = _send(px.url, label_studio.token, pid, _coco(names))
+        res = _send(px.url, label_studio.token, pid, _coco(names), swap=False)
     assert res.status == "failed" and res.annotations_applied == 36
     assert (res.annotations_replaced, res.images_replaced) == (0, 0)
     assert res.errors == ["Label Studio answered HTTP 503 while deleting a replaced prediction: Service Unavailable; "

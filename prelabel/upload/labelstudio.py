@@ -22,9 +22,14 @@ What one shard does (:meth:`LabelStudioTarget.upload_shard`):
    task with ``model_version`` and a task ``score`` (the mean of the region scores);
 5. read the predictions back and count the regions found; a count that differs from what was sent fails the
    shard;
-6. in ``replace`` mode, delete the listed old predictions (``DELETE /api/predictions/{id}``) of every task whose
-   new prediction read back complete. A task never loses its prediction, whatever fails: a failure leaves the old
-   set beside the new one, and a re-run lists both, imports once more and deletes both.
+6. in ``replace`` mode, remove the listed old predictions of every task whose new prediction read back complete.
+   Where it is safe (each such task holds exactly one prediction of this model version and the project none
+   elsewhere, no staging copies are left over, the project's selected model version would not be cleared), by a
+   bulk model-version swap (:meth:`LabelStudioTarget._swap`: steps 4-5 under a staging model version, then
+   ``DELETE /api/projects/{id}/model-versions/`` of this version, import and read back again under it, and delete
+   the staging version), ~13 ms of Label Studio a prediction; otherwise one ``DELETE /api/predictions/{id}`` each,
+   ~90 ms. A task never holds fewer predictions than before, whatever fails: a failure leaves the old set (or a
+   staging copy) beside the new one, and a re-run lists both, imports once more and deletes both.
 
 Tasks and their predictions are read through the task listing (``GET /api/tasks?fields=all``, the tasks of a
 shard selected 500 a request), never one request per task. Writes go one at a time (SQLite, Label Studio's default
@@ -77,7 +82,7 @@ import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +120,7 @@ IMPORT_BATCH = 200             # predictions (tasks) per import request
 UPLOAD_BATCH = 100             # files per multipart request (Label Studio's limit)
 UPLOAD_BATCH_BYTES = 64 << 20  # bytes per multipart request
 LIST_BATCH = 500               # tasks per task-listing request
+STAGING = "~staging-"          # a model version's staging copies during a swap: <model_version>~staging-<hex>
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)   # seconds before each retry of a GET or DELETE
 MAX_MESSAGES = 20              # skip / fallback messages kept per shard
 KEYPOINT_WIDTH = 0.5           # marker size of a keypoint region, percent of the image width
@@ -645,6 +651,18 @@ def _page_error(body: str) -> str:
     return " ".join(body.split())[:300]
 
 
+def _predictions(conv: Conversion, image_task: Mapping[int, int], model_version: str) -> list[dict[str, Any]]:
+    """One prediction per image of ``conv``: its task, results, ``model_version`` and the mean region score."""
+    preds: list[dict[str, Any]] = []
+    for img_id, results in conv.results.items():
+        pred: dict[str, Any] = {"task": image_task[img_id], "result": results, "model_version": model_version}
+        scores = conv.scores.get(img_id)
+        if scores:
+            pred["score"] = float(np.mean(scores))
+        preds.append(pred)
+    return preds
+
+
 def _is_jwt(token: str) -> bool:
     return _JWT.fullmatch(token) is not None
 
@@ -661,7 +679,8 @@ class LabelStudioTarget:
     prediction per task; tasks whose annotations were all skipped, predictions of other model versions and human
     annotations are left alone. ``mode="append"`` keeps them. ``match`` relaxes file-name matching
     (:class:`~prelabel.upload.match.MatchRules`). ``retry_delays``: the pauses (seconds) before each retry of a GET
-    or DELETE that met HTTP 500/502/503/504 or a connection error.
+    or DELETE that met HTTP 500/502/503/504 or a connection error. ``swap=False`` turns off the bulk model-version
+    swap of a replace (every old prediction is then deleted by its id).
     """
 
     synchronous = True   # Label Studio imports predictions inside the request: nothing runs on afterwards
@@ -669,7 +688,7 @@ class LabelStudioTarget:
     def __init__(self, url: str, token: str, project_id: int | str | None, *, images: str | Path | None = None,
                  create_project: bool = False, title: str | None = None,
                  model_version: str = DEFAULT_MODEL_VERSION, mode: str = "replace", match: MatchRules | None = None,
-                 timeout: float = 60.0, retry_delays: Sequence[float] = RETRY_DELAYS,
+                 timeout: float = 60.0, retry_delays: Sequence[float] = RETRY_DELAYS, swap: bool = True,
                  transport: httpx.BaseTransport | None = None) -> None:
         if not url:
             raise UsageError(f"no Label Studio URL: set {ENV_URL} (for example http://localhost:8080)")
@@ -698,6 +717,9 @@ class LabelStudioTarget:
         self.mode = mode
         self.match = match or MatchRules()
         self.resumable = pid is not None    # a project created by this run has no id to resume against
+        self.swap = swap                    # replace by a bulk model-version swap where that is safe
+        self._replace_lock = threading.Lock()   # one shard's replace at a time (the swap checks project-wide counts)
+        self._project_model_version: str | None = None
         self._token = token
         self._access: str | None = None
         self.retry_delays = tuple(float(d) for d in retry_delays)
@@ -863,6 +885,7 @@ class LabelStudioTarget:
                           json={"title": title[:50], "label_config": label_config})
         self.project_id = int(self._json(r, "project creation")["id"])
         self._config = parse_label_config(label_config)
+        self._project_model_version = ""
         self._tasks = None
         return self.project_id
 
@@ -872,7 +895,9 @@ class LabelStudioTarget:
             if self._config is None and self.project_id is not None:
                 r = self._request("GET", f"/api/projects/{self.project_id}", what="reading the project",
                                   not_found=self._not_found())
-                self._config = parse_label_config(str(self._json(r, "the project")["label_config"]))
+                body = self._json(r, "the project")
+                self._config = parse_label_config(str(body["label_config"]))
+                self._project_model_version = str(body.get("model_version") or "")
             return self._config
 
     def categories(self) -> list[str] | None:
@@ -1019,14 +1044,24 @@ class LabelStudioTarget:
             res.images_replaced = len(old)
             res.duration = time.monotonic() - t0
             return res
-        preds: list[dict[str, Any]] = []
-        for img_id, results in conv.results.items():
-            pred: dict[str, Any] = {"task": image_task[img_id], "result": results,
-                                    "model_version": self.model_version}
-            scores = conv.scores.get(img_id)
-            if scores:
-                pred["score"] = float(np.mean(scores))
-            preds.append(pred)
+        preds = _predictions(conv, image_task, self.model_version)
+        with self._replace_lock if self.mode == "replace" else nullcontext():
+            if old and self._can_swap(old, deadline=deadline):
+                self._swap(res, preds, old, redo=lambda: coco_to_results(
+                    coco, cfg, nonce=secrets.token_hex(4) + "_", image_ids=image_task),
+                           image_task=image_task, deadline=deadline, cancel=cancel)
+            else:
+                sent = self._import(res, preds, deadline=deadline, cancel=cancel)
+                confirmed = self._confirm(res, preds[:sent], conv, deadline=deadline)
+                if old:
+                    self._remove_replaced(res, {t: ids for t, ids in old.items() if t in confirmed}, kept=len(old),
+                                          deadline=deadline, cancel=cancel)
+        res.duration = time.monotonic() - t0
+        return res
+
+    def _import(self, res: ShardResult, preds: list[dict[str, Any]], *, deadline: float | None,
+                cancel: threading.Event) -> int:
+        """Import ``preds`` in bulk (``IMPORT_BATCH`` a request, never retried); returns how many were sent."""
         sent = 0
         for start in range(0, len(preds), IMPORT_BATCH):
             if cancel.is_set():
@@ -1042,12 +1077,124 @@ class LabelStudioTarget:
                 res.status = "failed"
                 res.errors.append(f"Label Studio created {n_created} of {len(batch)} predictions in one import")
             sent += len(batch)
-        confirmed = self._confirm(res, preds[:sent], conv, deadline=deadline)
-        if old:
-            self._remove_replaced(res, {t: ids for t, ids in old.items() if t in confirmed}, kept=len(old),
-                                  deadline=deadline, cancel=cancel)
-        res.duration = time.monotonic() - t0
-        return res
+        return sent
+
+    # -- replace by a model-version swap -------------------------------------------------------------------
+    def _own_version(self, version: Any) -> bool:
+        """A prediction of this target's model_version, or a staging copy a failed swap left behind."""
+        v = str(version or "")
+        return v == self.model_version or v.startswith(self.model_version + STAGING)
+
+    def _versions(self, *, deadline: float | None) -> dict[str, int]:
+        """``{model version: predictions}`` of the whole project (``GET /api/projects/{id}/model-versions/``)."""
+        r = self._request("GET", f"/api/projects/{self.project_id}/model-versions/", what="counting model versions",
+                          deadline=deadline, not_found=self._not_found())
+        body = self._json(r, "the model versions")
+        if not isinstance(body, Mapping):
+            raise UploadError("Label Studio answered the model versions with something that is not a mapping")
+        return {str(k): int(v) for k, v in body.items()}
+
+    def _can_swap(self, old: Mapping[int, Sequence[int]], *, deadline: float | None) -> bool:
+        """Whether deleting this model version project-wide removes exactly ``old`` (one prediction on each task,
+        nothing of it elsewhere, no staging left over) and changes no project setting: Label Studio clears the
+        project's selected model version when it is the deleted one or an ML backend's."""
+        if not self.swap or not old or any(len(ids) != 1 for ids in old.values()):
+            return False
+        versions = self._versions(deadline=deadline)
+        if versions.get(self.model_version, 0) != len(old) or any(
+                v.startswith(self.model_version + STAGING) for v in versions):
+            return False
+        self.label_config()
+        selected = self._project_model_version or ""
+        if selected == self.model_version:
+            return False
+        if selected:
+            r = self._request("GET", "/api/ml", what="listing ML backends", deadline=deadline,
+                              params={"project": self.project_id})
+            backends = self._json(r, "the ML backends")
+            if not isinstance(backends, list) or backends:
+                return False
+        return True
+
+    def _delete_version(self, version: str, expected: int, *, deadline: float | None) -> int:
+        """``DELETE /api/projects/{id}/model-versions/`` of one model version (idempotent: retried); the count."""
+        r = self._request("DELETE", f"/api/projects/{self.project_id}/model-versions/", ok=(200,),
+                          what=f"deleting {expected} replaced prediction(s) in bulk", deadline=deadline,
+                          json={"model_version": version})
+        body = self._json(r, "the model version deletion")
+        return int(body.get("deleted_predictions", -1)) if isinstance(body, Mapping) else -1
+
+    def _swap(self, res: ShardResult, preds: list[dict[str, Any]], old: Mapping[int, list[int]],
+              *, redo: Callable[[], Conversion], image_task: Mapping[int, int], deadline: float | None,
+              cancel: threading.Event) -> None:
+        """Replace ``old`` (one prediction of this model version on each task, and none elsewhere) in bulk; every
+        step leaves each task at least as many predictions as it had:
+
+        1. import the new predictions under a staging model version ``<model_version>~staging-<hex>``, and count
+           them (``GET /api/projects/{id}/model-versions/``: one a task, and this model version only the old ones);
+        2. delete this model version project-wide (``DELETE /api/projects/{id}/model-versions/``): the old ones;
+        3. import the new predictions again under this model version, read back;
+        4. delete the staging model version.
+
+        A bulk deletion costs Label Studio ~13 ms a prediction against ~90 ms for ``DELETE /api/predictions/{id}``.
+        A failure leaves the staging copies, which a re-run counts as its own (and removes one by one)."""
+        again = "run the same upload again to finish the replace"
+        staging = f"{self.model_version}{STAGING}{secrets.token_hex(4)}"
+        scratch = ShardResult(index=res.index, path=res.path)
+        staged = [dict(p, model_version=staging) for p in preds]
+        sent = self._import(scratch, staged, deadline=deadline, cancel=cancel)
+        tasks = {int(p["task"]) for p in preds}
+        if scratch.status == "failed" or sent != len(staged):
+            res.status = "failed"
+            res.errors.extend(scratch.errors)
+            res.errors.append(f"the old predictions were kept beside the staging copies sent; {again}")
+            return
+        # one staging copy on each task (one a task was sent, every one created): counted, not read back (the
+        # regions are read back from the final import); and this model version is still only the old ones
+        versions = self._versions(deadline=deadline)
+        if cancel.is_set() or versions.get(self.model_version, 0) != len(old) or versions.get(staging) != len(tasks):
+            res.status = "failed"
+            res.errors.append("cancelled" if cancel.is_set() else
+                              f"Label Studio counts {versions.get(staging, 0)} staging copies of {len(tasks)} and "
+                              f"{versions.get(self.model_version, 0)} predictions of {self.model_version!r} where "
+                              f"{len(old)} were listed: the old predictions were kept; {again}")
+            return
+        try:
+            removed = self._delete_version(self.model_version, len(old), deadline=deadline)
+        except UploadError as e:
+            res.status = "failed"
+            res.errors.append(f"{e}; the old predictions are still there beside staging copies of the new ones; "
+                              f"{again}")
+            return
+        log.info("Label Studio: replaced %d prediction(s) of %r in bulk", removed, self.model_version)
+        res.annotations_replaced = res.images_replaced = len(old)
+        final = redo()
+        preds = _predictions(final, image_task, self.model_version)
+        if cancel.is_set():
+            res.status = "failed"
+            res.errors.append(f"cancelled with the new predictions under the staging model version; {again}")
+            return
+        try:
+            sent = self._import(res, preds, deadline=deadline, cancel=cancel)
+        except UploadError as e:
+            res.status = "failed"
+            res.errors.append(f"{e}; the new predictions are there under the staging model version {staging!r}; "
+                              f"{again}")
+            return
+        confirmed = self._confirm(res, preds[:sent], final, deadline=deadline)
+        if res.status == "failed" or confirmed != tasks:
+            res.status = "failed"
+            res.errors.append(f"the staging copies {staging!r} were kept beside the new predictions; {again}")
+            return
+        try:
+            gone = self._delete_version(staging, len(staged), deadline=deadline)
+        except UploadError as e:
+            res.status = "failed"
+            res.errors.append(f"{e}; the staging copies {staging!r} are still there beside the new predictions; "
+                              f"{again}")
+            return
+        if gone not in (len(staged), 0):
+            res.errors.append(f"Label Studio deleted {gone} of {len(staged)} staging prediction(s)")
 
     def _hint(self, u: UnmatchedFile) -> str:
         """The matcher's hint, or for an image with no task at all: how to upload it."""
@@ -1081,7 +1228,7 @@ class LabelStudioTarget:
         """``{task: [prediction ids]}``: the predictions of this target's model_version on ``tasks`` (tasks without
         one are left out)."""
         listed = self._predictions_of(tasks, what="listing the predictions to replace", deadline=deadline)
-        own = {t: [int(p["id"]) for p in preds if p.get("model_version") == self.model_version]
+        own = {t: [int(p["id"]) for p in preds if self._own_version(p.get("model_version"))]
                for t, preds in listed.items()}
         return {t: ids for t, ids in own.items() if ids}
 
