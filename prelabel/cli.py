@@ -5,6 +5,7 @@ Exit codes: see docs/cli.md, "Exit codes" (the one place they are listed).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -12,6 +13,12 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__
+
+# The command line does no linear algebra: native thread pools (OpenBLAS, OpenMP, MKL, Arrow's jemalloc) stay
+# unstarted, so this process keeps one OS thread and may fork its readers' workers (prelabel.workers).
+for _var, _value in (("OPENBLAS_NUM_THREADS", "1"), ("OMP_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"),
+                     ("JE_ARROW_MALLOC_CONF", "background_thread:false")):
+    os.environ.setdefault(_var, _value)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -328,7 +335,9 @@ def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[s
 @click.option("-o", "--output", "out", required=True, type=PATH_OR_URL, help="The COCO file (path or URL) to write.")
 @convert_options
 @click.option("--workers", "engine_workers", type=click.IntRange(min=1),
-              help="--engine dask without --scheduler: local worker processes [default: 2].")
+              help="Processes to read with: 1 = this one only [default: by the input's size, or the environment "
+                   "variable PRELABEL_WORKERS]; --engine dask without --scheduler: local worker processes "
+                   "[default: 2].")
 @click.pass_context
 def convert(ctx: click.Context, /, src: tuple[Path, ...], out: Path, **kw: Any) -> None:
     """Convert SRC (one or more sources, merged) to one COCO file.

@@ -8,8 +8,9 @@ How a source is split:
   which label file goes with each image, the class names), splits the images into contiguous runs in output
   order, and each worker reads its run's label files and image headers (the adapter's own parsing, on its part
   of the files). Label files without an image go with the last run.
-- **Pascal VOC** (a folder of XML files or a VOC root): the sorted list of XML files is split into contiguous
-  runs; each worker reads its run with ``voc.read(..., files=run)``.
+- **Pascal VOC** (a folder of XML files or a VOC root): the adapter's ``plan`` cuts the sorted XML files into
+  contiguous runs (:class:`prelabel.adapters.parts.FilesPart`); each worker reads its runs with
+  ``voc.read_part`` (Dask map-only; the client concatenates with :func:`prelabel.adapters.parts.merge`).
 - **CVAT, Label Studio, COCO and prediction tables** are one file each: they run as one partition, on one
   worker.
 
@@ -49,10 +50,11 @@ from typing import Any
 from . import adapters, storage
 from .adapters import voc, yolo
 from .adapters.base import ReadOptions
-from .errors import UsageError
+from .adapters.parts import FilesPart, merge
+from .errors import ReadError, UsageError
 from .model import Dataset
 from .paths import IMAGE_EXTENSIONS
-from .report import Diagnostic, Report
+from .report import Report
 
 __all__ = ["dask_client", "partition_bounds", "read_dask"]
 
@@ -168,8 +170,7 @@ def _read(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
         if skeleton is not None:
             skeleton.cleanup()
     layout_report.input = {"format": name, "source": str(src)}
-    _dedupe_diagnostics(parts)
-    ds = Dataset.concat(parts, report=layout_report)
+    ds = merge(parts, report=layout_report, kind_order=list(yolo.KIND_NAMES.values()))
     ds.report.input = {"format": name, "source": str(src)}
     return ds
 
@@ -210,19 +211,19 @@ def _plan_yolo(local: Path, opts: ReadOptions, report: Report, client: Any, part
 
 def _plan_voc(local: Path, opts: ReadOptions, client: Any, partitions: int | None, skeleton: Any,
               storage_options: Mapping[str, Any] | None) -> list[Task]:
-    voc_root = (local / "Annotations").is_dir()
-    jobs, _ = voc._list_xml(local / "Annotations" if voc_root else local)
-    rels = [("Annotations/" + r) if voc_root else r for _, r in jobs]
+    try:
+        rels = list(voc.plan(local, options=opts)[0].files)  # the adapter's own plan: every XML file, sorted
+    except ReadError:
+        rels = []
     if not rels:
         return [(_read_whole, (str(local), "voc", opts, {}, False))]
     # one process per worker: a nested process pool is neither allowed in a Dask worker nor useful
-    part_opts = replace(opts, extra={**dict(opts.extra or {}), "voc_workers": 1})
-    bounds = partition_bounds(len(rels), _n_parts(client, len(rels), partitions))
+    part_opts = replace(opts, extra={**dict(opts.extra or {}), "workers": 1})
+    n_parts = _n_parts(client, len(rels), partitions)
+    if skeleton is None:  # each worker reads its parts of the plan (voc.read_part)
+        return [(_read_voc_part, (p, part_opts)) for p in voc.plan(local, options=opts, parts=n_parts)]
+    bounds = partition_bounds(len(rels), n_parts)
     tasks: list[Task] = []
-    if skeleton is None:
-        for a, b in bounds:
-            tasks.append((_read_voc_part, (str(local), rels[a:b], part_opts, None, None, None, None)))
-        return tasks
     work = str(skeleton.workdir)
     base = _rel_to(str(local), work)
     # images whose stem is an XML file's stem get header stand-ins on that part's worker; the others are empty
@@ -237,8 +238,8 @@ def _plan_voc(local: Path, opts: ReadOptions, client: Any, partitions: int | Non
         keys = [f"{base}/{r}" for r in rels[a:b]]
         for r in rels[a:b]:
             keys += images_by_stem.get(posixpath.splitext(posixpath.basename(r))[0], [])
-        tasks.append((_read_voc_part, (str(local), rels[a:b], part_opts, skeleton.url, sorted(keys), work,
-                                       dict(storage_options or {}))))
+        tasks.append((_read_remote_voc_part, (str(local), rels[a:b], part_opts, skeleton.url, sorted(keys), work,
+                                              dict(storage_options or {}))))
     return tasks
 
 
@@ -281,13 +282,16 @@ def _read_yolo_part(sub: Any, cfg: Any, opts: ReadOptions, local: str, url: str 
         return out
 
 
-def _read_voc_part(local: str, files: Sequence[str], opts: ReadOptions, url: str | None,
-                   keys: Sequence[str] | None, client_work: str | None,
-                   storage_options: Mapping[str, Any] | None) -> Dataset:
-    """One run of a VOC dataset's XML files."""
+def _read_voc_part(part: FilesPart, opts: ReadOptions) -> Dataset:
+    """One part of a local VOC dataset's plan."""
+    return voc.read_part(part, options=opts)
+
+
+def _read_remote_voc_part(local: str, files: Sequence[str], opts: ReadOptions, url: str,
+                          keys: Sequence[str], client_work: str,
+                          storage_options: Mapping[str, Any] | None) -> Dataset:
+    """One run of a remote VOC dataset's XML files, copied to the worker with their images' headers."""
     report = Report()
-    if url is None or keys is None or client_work is None:
-        return voc.read(Path(local), options=opts, report=report, files=files)
     with _worker_copy(url, keys, storage_options, True) as loc:
         ds = voc.read(Path(_moved(local, client_work, str(loc.workdir))), options=opts, report=report, files=files)
         out: Dataset = storage.relabel(ds, [loc])
@@ -320,35 +324,3 @@ def _needs_whole_yolo(parts: Sequence[Dataset]) -> bool:
     return len(kpt) > 1
 
 
-_TASK_COUNTS = "task inferred from the column counts: "
-
-
-def _dedupe_diagnostics(parts: Sequence[Dataset]) -> None:
-    """Notes every part makes about the whole source (``category.unnamed``, ...) are kept once, and the YOLO
-    parts' "task inferred" counts are added up into one note, as the local engine writes it."""
-    seen: set[Diagnostic] = set()
-    first_task: tuple[int, int] | None = None
-    counts: dict[str, int] = {}
-    for k, ds in enumerate(parts):
-        diags = ds.report.diagnostics
-        kept: list[Diagnostic] = []
-        for d in diags:
-            if d.code == "task.inferred" and d.message.startswith(_TASK_COUNTS) and ";" not in d.message:
-                for item in d.message[len(_TASK_COUNTS):].removesuffix(" file(s)").split(", "):
-                    n, _, kind = item.partition(" ")
-                    counts[kind] = counts.get(kind, 0) + int(n)
-                if first_task is not None:
-                    continue
-                first_task = (k, len(kept))
-            elif k and d in seen:
-                continue
-            kept.append(d)
-        seen.update(diags)
-        ds.report.diagnostics = kept
-    if first_task is not None:
-        k, i = first_task
-        d = parts[k].report.diagnostics[i]
-        order = list(yolo.KIND_NAMES.values())
-        text = ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts, key=lambda x: (
-            order.index(x) if x in order else len(order), x)))
-        parts[k].report.diagnostics[i] = Diagnostic(d.code, d.source, f"{_TASK_COUNTS}{text} file(s)", d.severity)

@@ -35,6 +35,7 @@ from .converters.same_images import merge_same_images
 from .converters.score import filter_min_score
 from .converters.sizes import check_sizes
 from .distributed import read_dask
+from .engine import with_workers
 from .errors import ReadError, StrictError, UsageError, option
 from .junk import junk_reason
 from .model import Dataset
@@ -68,9 +69,14 @@ def read(src: str | Path | Sequence[str | Path], *, fmt: str | None = None, opti
 
     A source (or ``options.images``) may be an fsspec URL (:mod:`prelabel.storage`; ``storage_options`` go to
     its file system). ``engine="dask"`` reads the files on a Dask cluster (:mod:`prelabel.distributed`:
-    ``scheduler`` address, else a local cluster of ``workers`` processes). ``progress``: see :func:`convert`.
+    ``scheduler`` address, else a local cluster of ``workers`` processes). With the local engine ``workers``
+    is the number of processes the readers may use (1: this one only; None: by the input's size, or the
+    environment variable ``PRELABEL_WORKERS``; :func:`prelabel.workers.wanted_workers`). ``progress``: see
+    :func:`convert`.
     """
     opts = options or ReadOptions()
+    if engine == "local":  # the one worker policy (prelabel.workers.wanted_workers) reads it from the options
+        opts = with_workers(opts, workers)
     sources = [src] if isinstance(src, (str, Path)) else list(src)
     parts: list[Dataset] = []
     for s in sources:
@@ -256,6 +262,8 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
         if not storage.is_url(src):
             src = adapters.locate(src, fmt)
     opts = options or ReadOptions()
+    if engine == "local":
+        opts = with_workers(opts, workers)
     steps = _Steps(mapping=mapping, schema=schema, unknown=unknown, clip=clip, min_area=min_area,
                    min_size=min_size, min_score=min_score, max_file_size=max_file_size, rle=rle, strict=strict, progress=progress)
     with storage.write_outputs(out, report_path) as (local_out, local_report):

@@ -34,7 +34,7 @@ import pandas as pd
 
 from .adapters.base import NeedsWholeRead, ReadOptions
 from .report import Report
-from .workers import die_with_parent
+from .workers import die_with_parent, may_fork, wanted_workers
 
 __all__ = ["CHILD_MIN_BYTES", "ChunkReader", "at_least", "use_child"]
 
@@ -64,17 +64,21 @@ def at_least(path: Path, limit: int) -> bool:
         return False
 
 
-def use_child(path: Path, adapter: Any = None) -> bool:
+def use_child(path: Path, adapter: Any = None, options: Any = None) -> bool:
     """Whether reading ``path`` in a child pays: several cores, ``fork``, at least CHILD_MIN_BYTES, and an
     ``adapter`` that reads on one core (no ``PARALLEL_READ = True``). The environment variable
-    ``PRELABEL_READ_IN_CHILD``: ``0`` never, ``always`` whatever the size and the adapter."""
-    if not sys.platform.startswith("linux"):
+    ``PRELABEL_READ_IN_CHILD`` (an alias of the one worker policy): ``0`` never, ``always`` whatever the size
+    and the adapter; else ``workers`` / ``PRELABEL_WORKERS`` of 1 (:func:`prelabel.workers.wanted_workers`):
+    never. Never in a process with more than one OS thread (:func:`prelabel.workers.may_fork`)."""
+    if not may_fork():
         return False
     env = os.environ.get("PRELABEL_READ_IN_CHILD", "").lower()  # "0": never, "always": whatever the size
     if env in ("0", "no", "off", "false"):
         return False
     if env == "always":
         return True
+    if wanted_workers(getattr(options, "extra", None) if options is not None else None) == 1:
+        return False
     if getattr(adapter, "PARALLEL_READ", False):  # it keeps both cores busy itself (VOC's pool, YOLO's threads)
         return False
     return (os.cpu_count() or 1) >= 2 and at_least(path, CHILD_MIN_BYTES)
@@ -90,7 +94,7 @@ class ChunkReader:
         self.path = path
         self.options = options
         self.chunk_rows = chunk_rows
-        self.child = use_child(path, adapter) if child is None else child
+        self.child = use_child(path, adapter, options) if child is None else child
         self.progress = progress
         self.report = Report()
 

@@ -1,4 +1,11 @@
-"""Forked workers: started with a shared memory block, dying with the process that forked them.
+"""Worker processes: the one worker policy, explicit start methods, and forked workers that die with their parent.
+
+The policy (:func:`wanted_workers`): ``workers`` (Python ``workers=N``, ``convert --workers N``) first, then
+the old per-format switches (``voc_workers``, ``ls_workers``, ``cvat_workers``) kept as aliases, then the
+environment (``PRELABEL_WORKERS``, then the old ``PRELABEL_CVAT_WORKERS``). Start methods are explicit
+(:func:`start_method`): ``fork`` only when this process has one OS thread (Linux counts ``/proc/self/task``,
+native BLAS threads included), else ``forkserver`` (or ``spawn`` where it does not exist); :func:`may_fork`
+says whether a raw :func:`fork_worker` is allowed at all.
 
 The readers fork workers (a CVAT or Label Studio file parsed on both cores, the reading child of
 :mod:`prelabel.prefetch`). When their parent is killed, a worker would go on parsing for nothing; Linux can
@@ -10,13 +17,88 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import multiprocessing as mp
 import os
 import signal
 import sys
-import warnings
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
-__all__ = ["die_with_parent", "fork_worker", "stop_worker"]
+__all__ = ["WORKERS_ENV", "die_with_parent", "fork_worker", "may_fork", "os_threads", "process_pool",
+           "start_method", "stop_worker", "wanted_workers"]
+
+WORKERS_ENV = "PRELABEL_WORKERS"
+_OLD_ENV = ("PRELABEL_CVAT_WORKERS",)  # aliases of PRELABEL_WORKERS, kept for users' scripts
+
+
+def _as_count(value: Any) -> int | None:
+    """A worker count from a switch: an int >= 1 (anything else that is not empty counts as 1)."""
+    if value is None or value == "":
+        return None
+    try:
+        return max(1, int(value))
+    except (TypeError, ValueError):
+        return 1
+
+
+def wanted_workers(extra: Mapping[str, Any] | None, *aliases: str) -> int | None:
+    """The worker count asked for, or None (let the reader decide by the input's size).
+
+    ``extra["workers"]`` first, then the format's old switches named in ``aliases`` (``"voc_workers"``...),
+    then ``PRELABEL_WORKERS``, then ``PRELABEL_CVAT_WORKERS``. 1 means one process, no worker at all.
+
+    >>> wanted_workers({"voc_workers": 3}, "voc_workers")
+    3
+    >>> wanted_workers({"workers": 1, "voc_workers": 3}, "voc_workers")
+    1
+    """
+    extra = extra or {}
+    for key in ("workers", *aliases):
+        got = _as_count(extra.get(key))
+        if got is not None:
+            return got
+    for env in (WORKERS_ENV, *_OLD_ENV):
+        got = _as_count(os.environ.get(env))
+        if got is not None:
+            return got
+    return None
+
+
+def os_threads() -> int:
+    """The OS threads of this process: ``/proc/self/task`` on Linux (native BLAS threads count), else the
+    Python threads (``threading.active_count``)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def may_fork() -> bool:
+    """Whether this process may be forked: Linux, ``os.fork``, and one OS thread (a forked copy of a threaded
+    process may inherit a lock held by a thread that does not exist in the copy)."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork") and os_threads() == 1
+
+
+def start_method() -> str:
+    """``fork`` when :func:`may_fork`, else ``forkserver`` where it exists, else ``spawn``; never the platform
+    default (which is ``forkserver`` from Python 3.14 on Linux, ``spawn`` on macOS and Windows)."""
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and may_fork():
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor | None:
+    """A pool of ``workers`` processes started with :func:`start_method`, or None when no process can start
+    here (a daemonic process, a sandbox, limits): the caller then does the work itself."""
+    if workers < 2 or mp.current_process().daemon:
+        return None
+    try:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(start_method()))
+    except (OSError, ValueError):
+        return None
 
 _PR_SET_PDEATHSIG = 1
 
@@ -37,16 +119,17 @@ def die_with_parent(parent: int) -> None:
 def fork_worker(shm_size: int, work: Callable[[mmap.mmap], None]) -> tuple[int, mmap.mmap] | None:
     """Fork a worker that runs ``work(shm)`` on an anonymous shared memory block of ``shm_size`` bytes and exits
     (code 0, or 1 on any exception: the caller then does that part itself). Returns (pid, shm), or None when
-    the memory or the process cannot be had. The worker dies with this process and cleans nothing up."""
+    the memory or the process cannot be had, or when this process may not be forked (:func:`may_fork`). The
+    worker dies with this process and cleans nothing up."""
+    if not may_fork():
+        return None
     try:
         shm = mmap.mmap(-1, shm_size)  # pages are used as they are written
     except (OSError, ValueError):
         return None
     try:
-        with warnings.catch_warnings():  # Python 3.12+ warns of native (idle BLAS) threads: the worker uses none
-            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
-            parent = os.getpid()
-            pid = os.fork()
+        parent = os.getpid()
+        pid = os.fork()
     except OSError:
         shm.close()
         return None

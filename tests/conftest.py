@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import single_thread  # noqa: F401 (before anything imports numpy or pyarrow)
 from upload_support import CREDS, new_project
 
 from prelabel.upload.local import LocalProject

@@ -22,7 +22,7 @@ FLOORS = {
     "progress": 1, "junk": 1,
     "adapters": 2, "converters": 2,
     "storage": 3, "prefetch": 3, "distributed": 3, "upload": 3,
-    "pipeline": 4, "inspection": 4, "preview": 4, "pushing": 4,
+    "pipeline": 4, "engine": 4, "inspection": 4, "preview": 4, "pushing": 4,
     "cli": 5, "cli_upload": 5, "__init__": 5, "__main__": 5, "labellerr": 5,
 }
 LAZY_FACES = {"cli", "__init__"}

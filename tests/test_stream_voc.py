@@ -315,6 +315,11 @@ class _FlakyPool:
             f.set_exception(BrokenProcessPool("a worker died"))
         return f
 
+    def map(self, fn: Any, *iterables: Any) -> Any:
+        if self.how == "refuses":
+            raise OSError("no processes here")
+        raise BrokenProcessPool("a worker died")
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         pass
 
@@ -322,7 +327,7 @@ class _FlakyPool:
 @pytest.mark.parametrize("how", ["broken", "refuses", "none"])
 def test_pool_failures_fall_back_to_this_process(gen_plain: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     """A pool that breaks, refuses work or cannot start: the batches are parsed here, with the same result."""
-    monkeypatch.setattr(voc, "_start_pool", lambda workers: None if how == "none" else _FlakyPool(how))
+    monkeypatch.setattr(voc, "process_pool", lambda workers: None if how == "none" else _FlakyPool(how))
     _check(gen_plain, 2, exact_cuts=False, workers=2)
 
 

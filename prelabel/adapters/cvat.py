@@ -79,8 +79,6 @@ import mmap
 import os
 import pickle
 import re
-import sys
-import threading
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
@@ -104,7 +102,7 @@ from ..junk import junk_reason
 from ..model import Dataset
 from ..paths import safe_join, safe_relative, why_unsafe
 from ..report import Report
-from ..workers import fork_worker, stop_worker
+from ..workers import fork_worker, may_fork, stop_worker, wanted_workers
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions, frame_file_name
 
 __all__ = ["DESCRIPTION", "NAME", "detect", "iter_chunks", "read"]
@@ -213,17 +211,15 @@ def _line_breaks(text: bytes) -> int:
 
 
 def _split_wanted(options: ReadOptions) -> bool:
-    """Whether a worker process may parse part of a large file (``extra["cvat_workers"]``, else the environment
-    variable ``PRELABEL_CVAT_WORKERS``: 1 never, 2 where fork is safe; default: when this process may use two
-    cores and runs no other thread)."""
-    want = (options.extra or {}).get("cvat_workers", os.environ.get("PRELABEL_CVAT_WORKERS") or None)
-    if not sys.platform.startswith("linux") or not hasattr(os, "fork") or threading.active_count() > 1:
+    """Whether a worker process may parse part of a large file (the one worker policy,
+    :func:`prelabel.workers.wanted_workers`: ``workers``, its alias ``cvat_workers``, ``PRELABEL_WORKERS``, its
+    alias ``PRELABEL_CVAT_WORKERS``: 1 never, 2 where fork is safe; default: when this process may use two
+    cores and has one OS thread)."""
+    if not may_fork():
         return False  # fork only where it is cheap and safe: Linux, and no other thread that holds a lock
+    want = wanted_workers(options.extra, "cvat_workers")
     if want is not None:
-        try:
-            return int(want) >= 2
-        except (TypeError, ValueError):
-            return False
+        return want >= 2
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return cpus >= 2
 

@@ -78,8 +78,6 @@ import os
 import pickle
 import re
 import reprlib
-import sys
-import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -98,7 +96,7 @@ from ..junk import junk_reason
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, image_name, safe_join
 from ..report import Report
-from ..workers import fork_worker, stop_worker
+from ..workers import fork_worker, may_fork, stop_worker, wanted_workers
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 from .labelstudio_video import has_video, read_video_task
 
@@ -404,16 +402,14 @@ _SHARE = 0.5  # the part of it (in bytes) that this process reads itself
 
 
 def _workers(options: ReadOptions) -> int:
-    """1, or 2 when a worker process may read part of a large export (``extra["ls_workers"]``: 1 never, 2 where
-    fork works; default: when this process may use two cores and runs no other thread)."""
-    want = options.extra.get("ls_workers") if options.extra else None
-    if not sys.platform.startswith("linux") or not hasattr(os, "fork") or threading.active_count() > 1:
+    """1, or 2 when a worker process may read part of a large export (the one worker policy,
+    :func:`prelabel.workers.wanted_workers`: ``workers``, its alias ``ls_workers``, ``PRELABEL_WORKERS``: 1
+    never, 2 where fork works; default: when this process may use two cores and has one OS thread)."""
+    if not may_fork():
         return 1  # fork only where it is cheap and safe: Linux, and no other thread that holds a lock
+    want = wanted_workers(options.extra, "ls_workers")
     if want is not None:
-        try:
-            return 2 if int(want) >= 2 else 1
-        except (TypeError, ValueError):
-            return 1
+        return 2 if want >= 2 else 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 2 if cpus >= 2 else 1
 

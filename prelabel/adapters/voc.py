@@ -35,8 +35,10 @@ What is read, and how:
   entity to expand or fetch, and ElementTree never processes XInclude.
 - **Speed.** The garbage collector is paused while parsing, values accumulate in flat lists and arrays, the
   columns are built once, and more than 2000 files are parsed by a pool of processes over contiguous runs of
-  the sorted file list (the result is identical to a single process). ``options.extra["voc_workers"]``
-  sets the number of processes (1 = none; always none in a daemonic process, which cannot start one).
+  the sorted file list (the result is identical to a single process). The one worker policy sets the number
+  of processes (:func:`prelabel.workers.wanted_workers`: ``workers``, its alias ``voc_workers``,
+  ``PRELABEL_WORKERS``; 1 = none; always none in a daemonic process, which cannot start one); they are
+  forked only from a process with one thread, else started by a fork server (:mod:`prelabel.workers`).
 - **Streaming.** :func:`iter_chunks` gives ``read()``'s dataset and report in chunks of whole images, parsing
   the sorted files in batches (a few in flight in the pool), so memory follows the chunk size, not the
   number of files.
@@ -61,13 +63,11 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import warnings
 import xml.etree.ElementTree as ET
 from array import array
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -85,9 +85,11 @@ from ..junk import Skips, junk_reason
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_relative, why_unsafe
 from ..report import Report, format_source
+from ..workers import process_pool, wanted_workers
 from .base import DEFAULT_CHUNK_ROWS, ReadOptions
+from .parts import FilesPart
 
-__all__ = ["DESCRIPTION", "NAME", "detect", "iter_chunks", "read"]
+__all__ = ["DESCRIPTION", "NAME", "detect", "iter_chunks", "plan", "read", "read_part"]
 
 NAME = "voc"
 DESCRIPTION = "Pascal VOC XML (Annotations/ + JPEGImages/, a folder of .xml files, or one .xml file)"
@@ -466,16 +468,12 @@ def _merge(parts: Sequence[_Parsed]) -> _Parsed:
 
 
 def _workers(options: ReadOptions, n_files: int) -> int:
-    import multiprocessing as mp
-
-    if mp.current_process().daemon:  # a daemonic process (the streaming reader's child) cannot start a pool
-        return 1
-    want = options.extra.get("voc_workers") if options.extra else None
+    """Processes to parse ``n_files`` with: the one worker policy (:func:`prelabel.workers.wanted_workers`,
+    ``voc_workers`` its alias), else one per 1,000 files above POOL_THRESHOLD, at most _MAX_WORKERS and the
+    cores."""
+    want = wanted_workers(options.extra, "voc_workers")
     if want is not None:
-        try:
-            return max(1, int(want))
-        except (TypeError, ValueError):
-            return 1
+        return want
     if n_files <= POOL_THRESHOLD:
         return 1
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -522,19 +520,16 @@ def _parse_all(jobs: list[tuple[str, str]], origin: int, *, workers: int, single
     n_chunks = min(len(jobs), workers * 4)
     bounds = np.linspace(0, len(jobs), n_chunks + 1).astype(int).tolist()
     chunks = [jobs[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    import multiprocessing as mp
-
-    # fork on Linux: workers start in milliseconds with the parser already imported (spawn elsewhere)
-    ctx = mp.get_context("fork") if sys.platform.startswith("linux") else None
-    try:
-        with warnings.catch_warnings(), gc_paused():
-            # forking a process that has (idle) BLAS threads is fine here: the workers only parse XML
-            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                results = _counted(pool.map(_parse_files, chunks, [origin] * len(chunks)), chunks, len(jobs),
-                                   progress)
-    except (OSError, BrokenProcessPool):  # no processes allowed here (sandbox, limits): parse in this one
+    pool = process_pool(workers)  # fork only when this process has one thread (prelabel.workers.start_method)
+    if pool is None:  # no processes allowed here (a daemonic child, a sandbox, limits): parse in this one
         return _parse_files(jobs, origin, single)
+    try:
+        with gc_paused():
+            results = _counted(pool.map(_parse_files, chunks, [origin] * len(chunks)), chunks, len(jobs), progress)
+    except (OSError, BrokenProcessPool):
+        return _parse_files(jobs, origin, single)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     return _merge(results)
 
 
@@ -720,6 +715,28 @@ def read(path: Path, *, options: ReadOptions, report: Report, files: Sequence[st
     """
     with gc_paused():
         return _read(Path(path), options, report, files)
+
+
+def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]:
+    """The source cut into ``parts`` runs of its sorted XML files (one part for a single file): each read by
+    :func:`read_part`, their datasets concatenated in this order give :func:`read`'s.
+
+    >>> [len(p.files) for p in plan(Path("sample_data/voc"), options=ReadOptions(), parts=2)]
+    [2, 3]
+    """
+    src = Path(path)
+    if not src.is_dir():
+        return [FilesPart(source=str(src), files=())]
+    source = _source(src, options)
+    rels = [r for _, r in source.jobs]
+    n = max(1, min(parts, len(rels)))
+    cuts = [len(rels) * k // n for k in range(n + 1)]
+    return [FilesPart(source=str(src), files=tuple(rels[a:b])) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def read_part(part: FilesPart, *, options: ReadOptions) -> Dataset:
+    """One part of :func:`plan`: its files read as :func:`read` reads them (``files=()``: the whole source)."""
+    return read(Path(part.source), options=options, report=Report(), files=part.files or None)
 
 
 def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] | None = None) -> Dataset:
@@ -997,7 +1014,7 @@ class _Stream:
         if progress is not None:
             progress(0, total)
         workers = _workers(self.options, total)
-        pool = _start_pool(workers) if workers > 1 else None
+        pool = process_pool(workers)
         pending: deque[tuple[list[tuple[str, str]], Future[_Parsed] | None]] = deque()
         pos = done = rows = 0
         try:
@@ -1009,9 +1026,7 @@ class _Stream:
                     batch = jobs[pos:pos + size]
                     pos += len(batch)
                     try:
-                        with warnings.catch_warnings():
-                            warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*fork.*")
-                            fut: Future[_Parsed] | None = pool.submit(_parse_files, batch, origin, single)
+                        fut: Future[_Parsed] | None = pool.submit(_parse_files, batch, origin, single)
                     except (OSError, RuntimeError, BrokenProcessPool):  # no processes after all: this one parses
                         pool.shutdown(wait=False, cancel_futures=True)
                         pool, fut = None, None
@@ -1039,14 +1054,3 @@ class _Stream:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _start_pool(workers: int) -> ProcessPoolExecutor | None:
-    """A pool of ``workers`` processes (forked on Linux, see :func:`_parse_all`), or None when none can start."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("fork") if sys.platform.startswith("linux") else None
-    try:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-    except (OSError, ValueError):
-        return None

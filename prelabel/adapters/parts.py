@@ -1,0 +1,97 @@
+"""Parts of a source: what an adapter's ``plan`` cuts a source into and its ``read_part`` reads, and how the
+datasets read from the parts are merged back into the one a whole read gives.
+
+A part is a small picklable record, so that any engine (this process, a process pool, a Dask cluster) can
+carry it to a worker: :class:`FilesPart` (a run of a folder's files), :class:`ByteRange` (bytes of one file cut
+at record boundaries) or :class:`RowRange` (rows of a table). :func:`merge` concatenates the parts' datasets
+in plan order, keeping the notes every part makes about the whole source once.
+
+Example:
+    >>> from prelabel.model import Dataset
+    >>> part = FilesPart(source="ds", files=("Annotations/a.xml",))
+    >>> part.files
+    ('Annotations/a.xml',)
+    >>> a = Dataset.build(images={"file_name": ["a.jpg"], "width": [8], "height": [8]})
+    >>> b = Dataset.build(images={"file_name": ["b.jpg"], "width": [8], "height": [8]})
+    >>> list(merge([a, b]).images["file_name"])
+    ['a.jpg', 'b.jpg']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..model import Dataset
+from ..report import Diagnostic, Report
+
+__all__ = ["ByteRange", "FilesPart", "Part", "RowRange", "merge"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilesPart:
+    """A run of a folder source's files: ``files`` relative to ``source`` (posix), in the order read."""
+
+    source: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ByteRange:
+    """Bytes ``start``..``stop`` of the file ``source``, cut at record boundaries."""
+
+    source: str
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RowRange:
+    """Rows ``start``..``stop`` of the table ``source``."""
+
+    source: str
+    start: int
+    stop: int
+
+
+Part = FilesPart | ByteRange | RowRange
+
+_TASK_COUNTS = "task inferred from the column counts: "
+
+
+def _dedupe_diagnostics(parts: Sequence[Dataset], kind_order: Sequence[str]) -> None:
+    """Notes every part makes about the whole source (``category.unnamed``, ...) are kept once, and YOLO's
+    "task inferred" counts are added up into one note (kinds in ``kind_order``), as a whole read writes it."""
+    seen: set[Diagnostic] = set()
+    first_task: tuple[int, int] | None = None
+    counts: dict[str, int] = {}
+    for k, ds in enumerate(parts):
+        diags = ds.report.diagnostics
+        kept: list[Diagnostic] = []
+        for d in diags:
+            if d.code == "task.inferred" and d.message.startswith(_TASK_COUNTS) and ";" not in d.message:
+                for item in d.message[len(_TASK_COUNTS):].removesuffix(" file(s)").split(", "):
+                    n, _, kind = item.partition(" ")
+                    counts[kind] = counts.get(kind, 0) + int(n)
+                if first_task is not None:
+                    continue
+                first_task = (k, len(kept))
+            elif k and d in seen:
+                continue
+            kept.append(d)
+        seen.update(diags)
+        ds.report.diagnostics = kept
+    if first_task is not None:
+        k, i = first_task
+        d = parts[k].report.diagnostics[i]
+        order = list(kind_order)
+        text = ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts, key=lambda x: (
+            order.index(x) if x in order else len(order), x)))
+        parts[k].report.diagnostics[i] = Diagnostic(d.code, d.source, f"{_TASK_COUNTS}{text} file(s)", d.severity)
+
+
+def merge(parts: Sequence[Dataset], *, report: Report | None = None, kind_order: Sequence[str] = ()) -> Dataset:
+    """The parts' datasets as one, in plan order (:meth:`Dataset.concat`), the notes about the whole source
+    kept once. ``report``: the result's report (else a new one). The parts' reports are edited in place."""
+    _dedupe_diagnostics(parts, kind_order)
+    return Dataset.concat(parts, report=report)

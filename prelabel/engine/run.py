@@ -1,0 +1,87 @@
+"""Running an adapter's parts: in this process, in a process pool, or on Dask; concatenated in plan order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .. import adapters
+from ..adapters.base import ReadOptions
+from ..adapters.parts import Part, merge
+from ..errors import UsageError
+from ..model import Dataset
+from ..report import Report
+from ..workers import process_pool, wanted_workers
+
+__all__ = ["ENGINES", "read_parts", "with_workers"]
+
+ENGINES = ("local", "dask")
+
+
+def with_workers(options: ReadOptions, workers: int | None) -> ReadOptions:
+    """``options`` with the worker count ``workers`` (None: unchanged, the policy decides).
+
+    >>> with_workers(ReadOptions(), 2).extra["workers"]
+    2
+    """
+    if workers is None:
+        return options
+    return replace(options, extra={**dict(options.extra or {}), "workers": workers})
+
+
+def _read_part(name: str, part: Part, options: ReadOptions) -> Dataset:
+    """One part read by the adapter ``name`` (a module-level function: what a pool or Dask worker runs)."""
+    adapter: Any = adapters.get(name)  # an adapter with a plan (plan and read_part are optional)
+    got: Dataset = adapter.read_part(part, options=options)
+    return got
+
+
+def _run_local(name: str, parts: Sequence[Part], options: ReadOptions, workers: int) -> list[Dataset]:
+    pool = process_pool(min(workers, len(parts)))
+    if pool is None:  # one worker, one part, or no process can start here: read them in this one
+        return [_read_part(name, p, options) for p in parts]
+    try:
+        return list(pool.map(_read_part, [name] * len(parts), parts, [options] * len(parts)))
+    except (OSError, BrokenProcessPool):
+        return [_read_part(name, p, options) for p in parts]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def read_parts(src: str | Path, *, fmt: str | None = None, options: ReadOptions | None = None,
+               workers: int | None = None, engine: str = "local", client: Any = None) -> Dataset:
+    """Read ``src`` part by part (the adapter's ``plan`` and ``read_part``) and concatenate the parts in plan
+    order: the dataset and report of the adapter's ``read``. An adapter without ``plan`` reads the source as
+    one part. ``workers``: processes (None: the worker policy, else 1); ``engine="dask"`` runs the parts on
+    ``client`` (a ``dask.distributed.Client``), each worker reading its own parts.
+
+    >>> ds = read_parts("sample_data/voc", fmt="voc", workers=2)
+    >>> ds.report.input["format"]
+    'voc'
+    """
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}", hint="use one of: " + ", ".join(ENGINES))
+    path = Path(src)
+    adapter = adapters.get(fmt or adapters.detect(path))
+    opts = options or ReadOptions()
+    n = workers if workers is not None else (wanted_workers(opts.extra) or 1)
+    if not hasattr(adapter, "plan"):
+        report = Report()
+        report.input = {"format": adapter.NAME, "source": str(path)}
+        whole: Dataset = adapter.read(path, options=opts, report=report)
+        return whole
+    parts: list[Part] = adapter.plan(path, options=opts, parts=n)
+    part_opts = with_workers(opts, 1)  # one process a part: the parallelism is the engine's
+    if engine == "dask":
+        if client is None:
+            raise UsageError("engine='dask' needs a client", hint="pass client=prelabel.distributed.dask_client()")
+        futures = [client.submit(_read_part, adapter.NAME, p, part_opts, pure=False) for p in parts]
+        results: list[Dataset] = client.gather(futures)
+    else:
+        results = _run_local(adapter.NAME, parts, part_opts if n > 1 else opts, n)
+    ds = merge(results, report=Report(), kind_order=list(getattr(adapter, "KIND_NAMES", {}).values()))
+    ds.report.input = {"format": adapter.NAME, "source": str(path)}
+    return ds
