@@ -357,11 +357,16 @@ def test_cli_hostile(case_id: str, cli_runs: dict[str, dict[str, Any]]) -> None:
     assert "Traceback" not in err and "Traceback" not in run["stdout"]
     # the XML bombs are refused before anything is expanded: the process stays near its resting size
     assert run["maxrss_mb"] < 600, f"{case_id}: peak RSS {run['maxrss_mb']:.0f} MB"
-    if case_id == "path.dotdot:coco":  # read, the unsafe image left out and its annotation reported
+    dropped = {"path.dotdot:coco": "dropped.no_image",     # the unsafe image left out, its annotation reported
+               "text.non_numeric:yolo": "dropped.invalid"}  # the row dropped at its line (issue 15 item 12)
+    if case_id in dropped:
         assert run["rc"] == 1, err   # read 1, wrote none: exit 1 (issue 17, item 2); the report is written
         rep = json.loads((run["dir"] / "report.json").read_text())
         assert rep["ledger"] == {"read": 1, "written": 0, "dropped": 1, "balanced": True}
-        assert rep["dropped"] == {"dropped.no_image": 1}
+        assert rep["dropped"] == {dropped[case_id]: 1}
+        if case_id == "text.non_numeric:yolo":  # the drop names the file, the line and the value
+            assert {"code": "dropped.invalid", "source": "labels/a.txt:1", "message": "not a number: 'abc'",
+                    "severity": "warning"} in rep["diagnostics"]
         return
     assert run["rc"] == 1, f"{case_id}: exit {run['rc']}\n{err}"
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -379,7 +384,6 @@ def test_cli_messages_name_file_and_location(cli_runs: dict[str, dict[str, Any]]
                      first["json.truncated_1:coco"])
     assert re.search(r"/ds/export\.json:1#task=1: 'cat' region: coordinates must be finite numbers",
                      first["json.number_nan:labelstudio"])
-    assert first["text.non_numeric:yolo"] == "error: labels/a.txt:1: not a number: 'abc'"
     assert re.search(r"/ds/annotations\.xml:5#image: image name '\.\./outside/secret\.png' is unsafe",
                      first["path.dotdot:cvat"])
 
