@@ -464,3 +464,29 @@ def test_unsafe_image_name_and_wrong_root(tmp_path):
     assert cvat.detect(q) == 0.0
     with pytest.raises(ReadError, match="the root element is <annotation>, expected <annotations>"):
         _read(q)
+
+
+def test_a_malformed_keyframe_drops_its_track_and_the_rest_converts(tmp_path):
+    # track 0's second keyframe has xtl="abc": the track cannot be interpolated, so it is dropped at its line (7);
+    # track 1 is read: box 50,10 -> 60,20 on frames 0 and 1, outside from frame 2
+    p = _write(tmp_path, """<?xml version="1.0" encoding="utf-8"?>
+<annotations>
+  <version>1.1</version>
+  <meta><task><size>3</size><mode>interpolation</mode><start_frame>0</start_frame><stop_frame>2</stop_frame>
+  <original_size><width>100</width><height>80</height></original_size>
+  <labels><label><name>car</name></label></labels></task></meta>
+  <track id="0" label="car">
+    <box frame="0" xtl="10" ytl="10" xbr="20" ybr="20" outside="0" occluded="0" keyframe="1"/>
+    <box frame="2" xtl="abc" ytl="10" xbr="30" ybr="20" outside="0" occluded="0" keyframe="1"/>
+  </track>
+  <track id="1" label="car">
+    <box frame="0" xtl="50" ytl="10" xbr="60" ybr="20" outside="0" occluded="0" keyframe="1"/>
+    <box frame="2" xtl="50" ytl="10" xbr="60" ybr="20" outside="1" occluded="0" keyframe="1"/>
+  </track>
+</annotations>
+""")
+    ds = _read(p)
+    assert ds.annotations[["image", "x", "y", "w", "h"]].values.tolist() == [[0, 50, 10, 10, 10], [1, 50, 10, 10, 10]]
+    assert ds.report.drops[["reason", "category", "source", "message"]].values.tolist() == [
+        ["dropped.invalid", "car", f"{p}:7", "track 0: <box> at line 9: bad value: could not convert string to "
+                                            "float: 'abc'; the track is dropped (its frames cannot be interpolated)"]]

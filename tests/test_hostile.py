@@ -176,11 +176,18 @@ def test_oversized_image_dimensions_are_refused(tmp_path: Path) -> None:
         ("xml.huge_size:voc", "<size>: <width> is larger than 2147483647 pixels"),
         ("xml.huge_size:cvat", "has size 9999999999999999999999999999999999999999x48"),
         ("json.size_huge_float:coco", "width and height must be integers from 1 to 2147483647"),
-        ("json.size_huge_float:labelstudio", "original_width/height must be > 0 and at most 2147483647"),
     ]:
         case = CASES[cid](tmp_path / cid.replace(":", "_"))
         out = run_pipeline(case.src, fmt=case.fmt, options=case.options)
         assert out.error is not None and expected in str(out.error), (cid, out.error)
+    # a Label Studio region's original_width is one region's value: that region is dropped (issue 15 item 12);
+    # the image keeps the size its header gives
+    case = CASES["json.size_huge_float:labelstudio"](tmp_path / "ls")
+    out = run_pipeline(case.src, fmt=case.fmt, options=case.options)
+    assert out.error is None and [(i["width"], i["height"]) for i in out.coco["images"]] == [(64, 48)]
+    assert out.dataset.report.drops.values.tolist() == [
+        ["dropped.invalid", "cat", f"{case.src}:1",
+         "'cat' region: original_width/height must be > 0 and at most 2147483647, got 1e+308 x 48"]]
 
 
 def test_cvat_video_with_absurd_frame_range_is_refused(tmp_path: Path) -> None:
@@ -357,11 +364,21 @@ def test_cli_hostile(case_id: str, cli_runs: dict[str, dict[str, Any]]) -> None:
     assert "Traceback" not in err and "Traceback" not in run["stdout"]
     # the XML bombs are refused before anything is expanded: the process stays near its resting size
     assert run["maxrss_mb"] < 600, f"{case_id}: peak RSS {run['maxrss_mb']:.0f} MB"
-    if case_id == "path.dotdot:coco":  # read, the unsafe image left out and its annotation reported
+    dropped = {"path.dotdot:coco": "dropped.no_image",     # the unsafe image left out, its annotation reported
+               "text.non_numeric:yolo": "dropped.invalid",  # the row dropped at its line (issue 15 item 12)
+               "json.number_nan:labelstudio": "dropped.nonfinite"}
+    if case_id in dropped:
         assert run["rc"] == 1, err   # read 1, wrote none: exit 1 (issue 17, item 2); the report is written
         rep = json.loads((run["dir"] / "report.json").read_text())
         assert rep["ledger"] == {"read": 1, "written": 0, "dropped": 1, "balanced": True}
-        assert rep["dropped"] == {"dropped.no_image": 1}
+        assert rep["dropped"] == {dropped[case_id]: 1}
+        if case_id == "text.non_numeric:yolo":  # the drop names the file, the line and the value
+            assert {"code": "dropped.invalid", "source": "labels/a.txt:1", "message": "not a number: 'abc'",
+                    "severity": "warning"} in rep["diagnostics"]
+        if case_id == "json.number_nan:labelstudio":
+            assert [(d["source"].endswith("/ds/export.json:1"), d["message"]) for d in rep["diagnostics"]
+                    if d["code"] == "dropped.nonfinite"] == [
+                (True, "'cat' region: coordinates must be finite numbers (NaN or Infinity found)")]
         return
     assert run["rc"] == 1, f"{case_id}: exit {run['rc']}\n{err}"
     lines = [ln for ln in err.splitlines() if ln.strip()]
@@ -377,9 +394,6 @@ def test_cli_messages_name_file_and_location(cli_runs: dict[str, dict[str, Any]]
     assert re.search(r"/ds/annotations\.xml:2: DOCTYPE / DTD refused", first["xml.billion_laughs:cvat"])
     assert re.search(r"/ds/instances\.json:1: not valid JSON: unexpected end of data$",
                      first["json.truncated_1:coco"])
-    assert re.search(r"/ds/export\.json:1#task=1: 'cat' region: coordinates must be finite numbers",
-                     first["json.number_nan:labelstudio"])
-    assert first["text.non_numeric:yolo"] == "error: labels/a.txt:1: not a number: 'abc'"
     assert re.search(r"/ds/annotations\.xml:5#image: image name '\.\./outside/secret\.png' is unsafe",
                      first["path.dotdot:cvat"])
 

@@ -312,10 +312,14 @@ def test_brush_mask_in_a_task(tmp_path, self_ap):
     assert ds.boxes[0].tolist() == [1.0, 0.0, 2.0, 2.0]
     coco = _coco_ok(ds, self_ap, "segm")
     assert coco["annotations"][0]["area"] == 3.0
-    # a blob that does not fit its image is a malformed file
-    bad = dict(brush, original_width=4)
-    with pytest.raises(ReadError, match=r"export.json:1#task=1: region 'm': brush RLE holds 24 values"):
-        _read(_write(tmp_path, [_task(1, [bad])]))
+    # a blob that does not fit its image is a malformed region: dropped at its line, the rest read
+    bad = dict(brush, id="b", original_width=4)
+    path = _write(tmp_path, [_task(1, [bad, brush])])
+    ds = _read(path)
+    assert len(ds) == 1 and rle_decode(ds.annotations.loc[0, "segmentation"]).tolist() == [[0, 1, 1], [0, 0, 1]]
+    drop = ds.report.drops.iloc[0].to_dict()
+    assert (drop["reason"], drop["category"], drop["source"]) == ("dropped.invalid", "lesion", f"{path}:1")
+    assert drop["message"].startswith("task 1, annotation 101, region b: brush RLE holds 24 values")
 
 
 def test_ellipse_and_per_region_classification(tmp_path, self_ap):
@@ -470,24 +474,35 @@ def test_malformed_files(tmp_path, content, message):
     assert str(e.value).startswith(f"{tmp_path}/{message}")
 
 
-def test_wrong_types_and_nan_name_the_task(tmp_path):
+def test_a_malformed_region_is_dropped_at_its_task(tmp_path):
+    # one malformed region never stops the file: it is dropped at its task's line, saying what is wrong
     ok = _task(1, [_rect("r", 1, 1, 5, 5, "car")])
     bad = _task(7, [_rect("r", "12", 1, 5, 5, "car")])
-    with pytest.raises(ReadError, match=r"export.json:2#task=7: 'car' region: coordinates and "
-                                        r"original_width/height must be numbers, got '12'"):
-        _read(_write(tmp_path, [ok, bad]))
+    path = _write(tmp_path, [ok, bad])
+    ds = _read(path)
+    assert len(ds) == 1 and ds.report.read == 2
+    assert ds.report.drops.values.tolist() == [
+        ["dropped.invalid", "car", f"{path}:2",
+         "'car' region: coordinates and original_width/height must be numbers, got '12'"]]
     no_x = _task(8, [_rect("r", 1, 1, 5, 5, "car")])
     del no_x["annotations"][0]["result"][0]["value"]["x"]
-    with pytest.raises(ReadError, match=r"export.json:1#task=8: region 'r': missing field 'x'"):
-        _read(_write(tmp_path, [no_x]))
+    path = _write(tmp_path, [no_x, ok])
+    ds = _read(path)
+    assert len(ds) == 1 and ds.report.drops.values.tolist() == [
+        ["dropped.invalid", "car", f"{path}:1", "task 8, annotation 108, region r: missing field 'x'"]]
     p = tmp_path / "nan.json"
     p.write_text(json.dumps([ok, _task(9, [_rect("r", 1, 1, 5, 5, "car")])]).replace('"x": 1,', '"x": NaN,', 2))
-    with pytest.raises(ReadError, match=r"nan.json:1#task=1: 'car' region: coordinates must be finite numbers"):
-        _read(p)
+    ds = _read(p)
+    assert len(ds) == 0 and ds.report.drops.values.tolist() == [
+        ["dropped.nonfinite", "car", f"{p}:{line}", "'car' region: coordinates must be finite numbers (NaN or "
+                                                    "Infinity found)"] for line in (1, 2)]
     poly = {"id": "p", "type": "polygonlabels", "original_width": 10, "original_height": 10,
             "value": {"points": [[1, 2], [3]], "polygonlabels": ["x"]}}
-    with pytest.raises(ReadError, match=r"#task=3: region 'p': value.points must be a list of \[x, y\] number pairs"):
-        _read(_write(tmp_path, [_task(3, [poly])]))
+    path = _write(tmp_path, [_task(3, [poly]), ok])
+    ds = _read(path)
+    assert len(ds) == 1 and ds.report.drops.values.tolist() == [
+        ["dropped.invalid", "x", f"{path}:1",
+         "task 3, annotation 103, region p: value.points must be a list of [x, y] number pairs"]]
 
 
 def test_unsupported_results_are_reported(tmp_path):

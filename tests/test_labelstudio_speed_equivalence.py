@@ -11,7 +11,6 @@ with every kind of task the general path handles next to the plain ones, so that
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import threading
@@ -276,24 +275,29 @@ ERRORS = {
 }
 
 
-# what the general path says (by hand: task n is line n; tasks 1-300, two regions each, "dog" the second)
+# what the general path says (by hand: task n is line n; tasks 1-300, two regions each, "dog" the second):
+# a task that cannot be read stops the read ...
 EXPECTED = {
-    "a string coordinate late": ":251#task=251: 'dog' region: coordinates and original_width/height must be "
-                                "numbers, got 'abc'",
-    "a bool early, a string late": ":21#task=21: 'dog' region: coordinates and original_width/height must be "
-                                   "numbers, got True",
-    "a nested list late": ":261#task=261: 'dog' region: coordinates and original_width/height must be numbers, "
-                          "got [1, 2]",
-    "a zero width late": ":241#task=241: 'dog' region: original_width/height must be > 0",
-    "a null coordinate late": ":241#task=241: 'dog' region: coordinates and original_width/height must be "
-                              "numbers, got None",
     "a syntax error late, a task without data early": ": not valid JSON: unexpected character",
     "a task without data late": ":260#task=260: 'data' must be an object",
     "a task that is no object late": ":260: task must be an object, got list",
-    "NaN late": ":251#task=251: 'dog' region: coordinates must be finite numbers",
-    "Infinity early": ":4#task=4: 'dog' region: coordinates must be finite numbers",
-    # (json reads the NaN file, and the int past floats: numpy makes an object array of it; no row is named)
-    "an int past floats, and NaN": ":1#task=1: 'cat' region: coordinates must be numbers",
+}
+# ... one malformed region is dropped at its task's line, and the other 599 are read (issue 15 item 12)
+_NOT_A_NUMBER = "'dog' region: coordinates and original_width/height must be numbers, got "
+_NOT_FINITE = ("dropped.nonfinite", "'dog' region: coordinates must be finite numbers (NaN or Infinity found)")
+DROPPED = {
+    "a string coordinate late": [(251, "dropped.invalid", _NOT_A_NUMBER + "'abc'")],
+    "a bool early, a string late": [(21, "dropped.invalid", _NOT_A_NUMBER + "True"),
+                                    (251, "dropped.invalid", _NOT_A_NUMBER + "'abc'")],
+    "a nested list late": [(261, "dropped.invalid", _NOT_A_NUMBER + "[1, 2]")],
+    "a zero width late": [(241, "dropped.invalid", "'dog' region: original_width/height must be > 0 and at most "
+                                                   "2147483647, got 0 x 480")],
+    "a null coordinate late": [(241, "dropped.invalid", _NOT_A_NUMBER + "None")],
+    "NaN late": [(251, *_NOT_FINITE)],
+    "Infinity early": [(4, *_NOT_FINITE)],
+    # (json reads the NaN file, and the int past floats exactly: no float holds it)
+    "an int past floats, and NaN": [(201, "dropped.invalid", "'dog' region: a coordinate or original_width/height "
+                                                            "is too large for a number"), (251, *_NOT_FINITE)],
 }
 
 
@@ -304,8 +308,12 @@ def test_errors_and_odd_numbers_come_out_the_same(tmp_path, monkeypatch, name):
     ref = _as_reference(monkeypatch, path)
     if name in EXPECTED:
         assert isinstance(ref, str) and f"{path}{EXPECTED[name]}" in ref
-    else:  # ints past int64 are numbers: read (as floats)
-        assert not isinstance(ref, str) and len(ref.annotations) == 600
+    else:  # ints past int64 are numbers: read (as floats); a malformed region is dropped at its line
+        drops = DROPPED.get(name, [])
+        assert not isinstance(ref, str) and len(ref.annotations) == 600 - len(drops)
+        assert ref.report.read == 600
+        assert ref.report.drops[["reason", "source", "message"]].values.tolist() == [
+            [reason, f"{path}:{line}", message] for line, reason, message in drops]
     _same(_read(path), ref)
     for worker in (False, True):
         with monkeypatch.context() as m:
@@ -313,21 +321,19 @@ def test_errors_and_odd_numbers_come_out_the_same(tmp_path, monkeypatch, name):
             _same(_read(path, extra={"ls_workers": 2}), ref)
 
 
-def test_odd_numbers_read_as_numpy_reads_them(tmp_path, monkeypatch):
-    # a bool is read as 1 (numpy's conversion; the general path's behaviour); an int past 2**64 fails
+def test_a_bool_is_not_a_number(tmp_path, monkeypatch):
+    # a bool where a coordinate belongs drops its region, on every path (it was read as 1 once)
     path = tmp_path / "export.json"
-    path.write_bytes(ERRORS["a bool early, a string late"])
-    ref = _as_reference(monkeypatch, path)
-    assert isinstance(ref, str) and "row" not in ref and "got True" in ref  # the first value not a number
     path.write_bytes(_with(300, {20: {"x": True}}))
     ds = _read(path)
-    assert not isinstance(ds, str)
-    assert ds.annotations.loc[41, "x"] == pytest.approx(640 / 100)  # x = 1 percent of 640 px
+    assert not isinstance(ds, str) and len(ds.annotations) == 599
+    assert ds.report.drops[["source", "message"]].values.tolist() == [[f"{path}:21", _NOT_A_NUMBER + "True"]]
+    _same(ds, _as_reference(monkeypatch, path))
 
 
 def test_a_piece_of_odd_values_only_reads_as_in_the_whole_file(tmp_path, monkeypatch):
     # task 150 is a piece of its own (it and the task before it are longer than a piece): its one row is all
-    # bools, which numpy reads as numbers next to the other rows' floats (and as bools alone)
+    # bools, which are not numbers: the row is dropped the same way on every path
     tasks = [_plain(i) for i in range(1, 301)]
     tasks[148]["data"]["pad"] = tasks[149]["data"]["pad"] = "x" * 5000
     odd = {"id": "o", "type": "rectanglelabels", "to_name": "image", "original_width": True, "original_height": True,
@@ -339,12 +345,10 @@ def test_a_piece_of_odd_values_only_reads_as_in_the_whole_file(tmp_path, monkeyp
     path.write_bytes(orjson.dumps(tasks))
     ref = _as_reference(monkeypatch, path)
     assert not isinstance(ref, str)
-    row = ref.annotations[ref.annotations["category"] == "cow"].iloc[0]
-    # 1% of 1 px each, turned by 1 degree about (0.01, 0.01): x from 0.01 - 0.01 sin 1, y from 0.01, the
-    # envelope 0.01 (cos 1 + sin 1) wide and high
-    c, s = math.cos(math.radians(1)), math.sin(math.radians(1))
-    assert [row["x"], row["y"], row["w"], row["h"]] == pytest.approx([0.01 - 0.01 * s, 0.01, 0.01 * (c + s),
-                                                                      0.01 * (c + s)])
+    assert "cow" not in set(ref.annotations["category"]) and len(ref.annotations) == 598
+    assert ref.report.drops[["reason", "category", "source", "message"]].values.tolist() == [
+        ["dropped.invalid", "cow", f"{path}:150",
+         "'cow' region: coordinates and original_width/height must be numbers, got True"]]
     for worker in (False, True):
         with monkeypatch.context() as m:
             _pieces(m, worker=worker)

@@ -429,46 +429,47 @@ def test_keypoint_names_growing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         _needs_whole(path, chunk_rows, "keypoint names of category 'face' changed")
 
 
-def test_not_plain_numbers(tmp_path: Path) -> None:
-    """A coordinate read() converts only with all the others (a bool here) stops the stream."""
+@pytest.mark.parametrize("chunk_rows", [1, 2, 10**6])
+def test_not_plain_numbers(tmp_path: Path, chunk_rows: int) -> None:
+    """A coordinate that is not a number (a bool here) drops its region, streamed as in read()."""
     tasks = _tasks(20, seed=4, kinds=["box"])
     tasks[12]["annotations"] = [{"id": 5, "result": [_Gen(1).box(40, 40, value={"x": True})]}]
     path = _write(tmp_path / "b.json", tasks)
-    ds, _ = _whole(path)
-    assert 1.0 * 40 / 100 in ds.annotations["x"].tolist()
-    _needs_whole(path, 2, "not plain numbers")
+    ds, rep = _whole(path)
+    bad = rep.drops[rep.drops["reason"] == "dropped.invalid"]
+    assert bad["source"].tolist() == [f"{path}:13"]
+    assert bad["message"].iloc[0].endswith("region: coordinates and original_width/height must be numbers, got True")
+    assert rep.read == len(ds) + rep.dropped
+    _check(path, chunk_rows)
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 10**6])
 def test_error_found_when_rows_are_built(tmp_path: Path, chunk_rows: int) -> None:
-    """read() checks original_width/height of all rows once every task is read (a task's own error would come
-    first): the stream leaves it to read()."""
+    """read() checks original_width/height of all rows once every task is read: a region whose size is 0 is
+    dropped at its line, the same way streamed."""
     tasks = _tasks(20, seed=4, kinds=["box"])
     g = _Gen(1)
     tasks[5]["annotations"] = [{"id": 5, "result": [g.box(40, 40), g.box(40, 40, original_width=0)]}]
     path = _write(tmp_path / "w.json", tasks)
-    with pytest.raises(ReadError, match="original_width/height must be > 0"):
-        _whole(path)
-    _needs_whole(path, chunk_rows, "original_width/height must be > 0")
+    ds, rep = _whole(path)
+    bad = rep.drops[rep.drops["reason"] == "dropped.invalid"]
+    assert bad["source"].tolist() == [f"{path}:6"]
+    assert "region: original_width/height must be > 0 and at most 2147483647, got 0 x " in bad["message"].iloc[0]
+    _check(path, chunk_rows)
 
 
 # ---------------------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("chunk_rows", [1, 3, 10**6])
-def test_malformed_task_late(tmp_path: Path, tasks_per_read: int, chunk_rows: int) -> None:
+def test_malformed_region_late(tmp_path: Path, tasks_per_read: int, chunk_rows: int) -> None:
     tasks = _tasks(80, seed=6)
     tasks[70]["annotations"] = [{"id": 7, "result": [{"id": "bad", "type": "polygonlabels",
                                                       "original_width": 10, "original_height": 10,
                                                       "value": {"polygonlabels": ["x"]}}]}]
     path = _write(tmp_path / "m.json", tasks)
-    with pytest.raises(ReadError) as whole:
-        _whole(path)
-    got: list[Dataset] = []
-    with pytest.raises(ReadError) as streamed:
-        got.extend(ls.iter_chunks(path, options=ReadOptions(), report=Report(), chunk_rows=chunk_rows))
-    assert str(streamed.value) == str(whole.value)
-    assert "#task=71" in str(whole.value) and "missing field 'points'" in str(whole.value)
-    if chunk_rows == 1 and tasks_per_read == 7:
-        assert len(got) > 20  # chunks were handed out before the error
+    ds, rep = _whole(path)
+    assert rep.drops[rep.drops["source"] == f"{path}:71"].values.tolist() == [
+        ["dropped.invalid", "x", f"{path}:71", "task 71, annotation 7, region bad: missing field 'points'"]]
+    _check(path, chunk_rows)
 
 
 def test_malformed_task_then_syntax_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -470,29 +470,29 @@ def test_inferred_kpt_shape_contradicted_needs_a_whole_read(tmp_path: Path, smal
 
 @pytest.mark.parametrize("bad", ["0 0.5 x 0.2 0.2\n", "-1 0.5 0.5 0.2 0.2\n", "9 0.5 0.5 0.2 0.2\n",
                                  "0 0.5 0.5\n"])
-def test_a_malformed_file_raises_read_s_error(tmp_path: Path, bad: str, small_batches: None) -> None:
-    # in the last batch: the same ReadError as read(); before it: NeedsWholeRead (a later file may hold the
-    # error read() reports first)
+def test_a_malformed_row_is_dropped_the_same_way_streamed(tmp_path: Path, bad: str, small_batches: None) -> None:
+    # wherever the malformed row is (first file, last file, beside good rows), the stream drops it as read() does
     good = "0 0.5 0.5 0.2 0.2\n"
-    src = _flat(tmp_path / "last", [good, good, bad], names=["a", "b"])
-    with pytest.raises(ReadError) as whole:
-        _whole(src)
-    with pytest.raises(ReadError) as streamed:
-        _stream(src, 1)
-    assert str(streamed.value) == str(whole.value) and streamed.value.line == whole.value.line
-    src = _flat(tmp_path / "first", [bad, good, good], names=["a", "b"])
-    with pytest.raises(NeedsWholeRead, match="img_000.txt"):
-        _stream(src, 1)
+    for where, labels in (("last", [good, good, bad]), ("first", [bad, good, good]),
+                          ("beside", [good, good + bad + good, good])):
+        src = _flat(tmp_path / where, labels, names=["a", "b"])
+        for chunk_rows in (1, 2, 10**6):
+            _check(src, chunk_rows)
+        ds, rep = _whole(src)
+        assert len(ds) == 4 if where == "beside" else len(ds) == 2
+        assert rep.dropped_counts() == {"dropped.unknown_category" if bad.startswith("9") else "dropped.invalid": 1}
 
 
-def test_read_reports_a_later_file_s_error_first(tmp_path: Path, small_batches: None) -> None:
-    # a class index without a name in the first file, a value that is not a number in the last: read() parses
-    # every file before it looks at classes, so its error is the last file's; the stream asks for read()
-    src = _flat(tmp_path, ["9 0.5 0.5 0.2 0.2\n", "0 0.5 0.5 0.2 0.2\n", "0 0.5 oops 0.1 0.1\n"], names=["a"])
-    with pytest.raises(NeedsWholeRead, match="img_000.txt:1: class index 9 has no name"):
-        _stream(src, 1)
-    with pytest.raises(ReadError, match="img_002.txt:1: not a number: 'oops'"):
-        _whole(src)
+def test_rows_dropped_in_several_files_are_listed_by_file_and_line(tmp_path: Path, small_batches: None) -> None:
+    # a class index without a name in the first file, a value that is not a number in the last
+    src = _flat(tmp_path, ["9 0.5 0.5 0.2 0.2\n", "0 0.5 0.5 0.2 0.2\n", "0 0.5 0.5 0.1 0.1\n0 0.5 oops 0.1 0.1\n"],
+                names=["a"])
+    _check(src, 1)
+    _, rep = _whole(src)
+    assert rep.read == 4 and rep.drops[["source", "message"]].values.tolist() == [
+        ["img_000.txt:1", "class index 9 has no name (classes.txt lists 1 classes; add it there or give "
+                          "ReadOptions(names=...))"],
+        ["img_002.txt:2", "not a number: 'oops'"]]
 
 
 def test_classes_only_in_unsized_images_after_the_last_chunk(tmp_path: Path, small_batches: None) -> None:

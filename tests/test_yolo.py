@@ -200,11 +200,16 @@ def test_dagshub_segmentation_with_9_column_rows(fixtures_dir, self_ap):
     _coco_ok(ds, self_ap, "segm")
 
 
-def test_dagshub_segmentation_read_as_obb_fails_on_the_triangle(fixtures_dir):
-    with pytest.raises(ReadError) as e:
-        _read(fixtures_dir / DAGSHUB / "data" / "labels_segmentation", task="obb")
-    assert str(e.value) == ("testimg.txt:3: expected 9 numbers (class x1 y1 ... x4 y4), 10 with a score or 11 "
-                            "with a score and a track id; got 7")
+def test_dagshub_segmentation_read_as_obb_drops_the_triangle(fixtures_dir):
+    # testimg.txt (640x480): two 4-corner rows and a triangle (7 numbers), read as oriented boxes: the corners
+    # (0,0) (.5,0) (.5,.5) (0,.5) -> (0,0) (320,0) (320,240) (0,240); the triangle is dropped at its line
+    ds, rep = _read(fixtures_dir / DAGSHUB / "data" / "labels_segmentation", task="obb")
+    assert _boxes(ds) == [[0, 0, 320, 240], [320, 240, 320, 240]]
+    assert _seg(ds, 0) == [0, 0, 320, 0, 320, 240, 0, 240]
+    assert rep.read == 3 and rep.drops.to_dict("records") == [{
+        "reason": "dropped.invalid", "category": "0", "source": "testimg.txt:3",
+        "message": "expected 9 numbers (class x1 y1 ... x4 y4), 10 with a score or 11 with a score and a track id; "
+                   "got 7"}]
 
 
 def test_dagshub_pose_2dim(fixtures_dir, self_ap):
@@ -357,17 +362,22 @@ def test_image_without_label_is_kept(tmp_path):
     assert notes == [("image.unlabeled", "b.png", "info")]
 
 
-def test_class_index_without_a_name(tmp_path):
+def test_class_index_without_a_name_is_dropped_at_its_line(tmp_path):
     root = _dataset(tmp_path, {"a": "0 0.5 0.5 0.2 0.4\n2 0.5 0.5 0.2 0.4\n"})
-    with pytest.raises(ReadError) as e:
-        _read(root)
-    assert str(e.value) == "labels/a.txt:2: class index 2 has no name (classes.txt lists 2 classes)"
+    ds, rep = _read(root)
+    assert _boxes(ds) == [[40, 15, 20, 20]] and rep.read == 2
+    assert rep.drops.to_dict("records") == [{
+        "reason": "dropped.unknown_category", "category": None, "source": "labels/a.txt:2",
+        "message": "class index 2 has no name (classes.txt lists 2 classes; add it there or give ReadOptions(names=...))"}]
 
 
 def test_class_index_must_be_whole(tmp_path):
-    root = _dataset(tmp_path, {"a": "0.5 0.5 0.5 0.2 0.4\n"})
-    with pytest.raises(ReadError, match=r"^labels/a.txt:1: class index must be a whole number >= 0, got 0.5$"):
-        _read(root)
+    root = _dataset(tmp_path, {"a": "0.5 0.5 0.5 0.2 0.4\n1 0.5 0.5 0.2 0.4\n-1 0.5 0.5 0.2 0.4\n"})
+    ds, rep = _read(root)
+    assert _boxes(ds) == [[40, 15, 20, 20]] and ds.annotations["category"].tolist() == ["dog"]
+    assert rep.drops[["source", "message"]].values.tolist() == [
+        ["labels/a.txt:1", "class index must be a whole number >= 0, got 0.5"],
+        ["labels/a.txt:3", "class index must be a whole number >= 0, got -1.0"]]
 
 
 def test_ambiguous_file_is_reported_not_guessed(tmp_path, self_ap):
@@ -389,30 +399,42 @@ def test_ambiguous_file_in_a_segment_dataset_follows_the_dataset(tmp_path):
     assert any("read as polygons like the rest of the dataset" in d.message for d in rep.diagnostics)
 
 
-def test_wrong_column_counts_are_read_errors(tmp_path):
-    root = _dataset(tmp_path, {"a": "0 0.5 0.5 0.2\n"})
-    with pytest.raises(ReadError, match=r"^labels/a.txt:1: expected at least 5 numbers \(class cx cy w h\), got 4$"):
-        _read(root)
+def test_wrong_column_counts_are_dropped_at_their_line(tmp_path):
+    root = _dataset(tmp_path, {"a": "0 0.5 0.5 0.2\n1 0.5 0.5 0.2 0.4\n"})
+    ds, rep = _read(root)
+    assert _boxes(ds) == [[40, 15, 20, 20]] and rep.read == 2
+    assert rep.drops[["reason", "category", "source", "message"]].values.tolist() == [
+        ["dropped.invalid", "cat", "labels/a.txt:1", "expected at least 5 numbers (class cx cy w h), got 4"]]
     root = _dataset(tmp_path, {"a": "0 0.5 0.5 0.2 0.4\n\n0 0.1 0.1 0.1 0.1 0.1 0.1 0.1 0.1\n"})
-    with pytest.raises(ReadError) as e:
-        _read(root, task="detect")
-    assert str(e.value).startswith("labels/a.txt:3: expected 5 numbers (class cx cy w h)")
-    assert "ReadOptions(task='segment')" in e.value.hint  # a Python caller: the keyword, not the flag
+    ds, rep = _read(root, task="detect")
+    assert _boxes(ds) == [[40, 15, 20, 20]]
+    assert rep.drops[["source", "message"]].values.tolist() == [
+        ["labels/a.txt:3", "expected 5 numbers (class cx cy w h), 6 with a score or 7 with a score and a track id; "
+                           "got 9 (rows of polygons? pass ReadOptions(task='segment'), or ReadOptions(task='obb') for 4 "
+                           "corners)"]]  # a Python caller: the keyword, not the flag
 
 
 @pytest.mark.parametrize("content,line,shown", [
     (b"0 0.5 0.5 0.2 0.4\n0 0.5 abc 0.2 0.4\n", 2, r"'abc'"),
     (b"0 0.5 0.5 0.2 0.4\r\n0 0.5 0,5 0.2 0.4\r\n", 2, r"'0,5'"),
     (b"0 0.5 0.5 0.2 0.4\n1 \xe9 0.5 0.2 0.4\n", 2, r"'\xe9'"),            # not UTF-8
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", 1, r"'\x89PNG'"),           # binary
 ])
-def test_malformed_values_name_file_and_line(tmp_path, content, line, shown):
+def test_a_value_that_is_not_a_number_drops_its_row(tmp_path, content, line, shown):
     root = _dataset(tmp_path, {"a": ""})
     (root / "labels" / "a.txt").write_bytes(content)
+    ds, rep = _read(root)
+    assert _boxes(ds) == [[40, 15, 20, 20]] and rep.read == 2
+    assert rep.drops[["reason", "category", "source", "message"]].values.tolist() == [
+        ["dropped.invalid", None, f"labels/a.txt:{line}", f"not a number: {shown}"]]
+
+
+def test_a_binary_label_file_fails_with_its_name(tmp_path):
+    root = _dataset(tmp_path, {"a": ""})
+    (root / "labels" / "a.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
     with pytest.raises(ReadError) as e:
         _read(root)
-    assert str(e.value) == f"labels/a.txt:{line}: not a number: {shown}"
-    assert ("binary" in e.value.hint) == content.startswith(b"\x89PNG")
+    assert str(e.value) == r"labels/a.txt:1: not a number: '\x89PNG'"
+    assert e.value.hint == "this looks like a binary or UTF-16 file, not a YOLO text label file"
 
 
 def test_bom_crlf_blank_lines_and_nonfinite_values(tmp_path):
@@ -599,12 +621,12 @@ def test_cli_data_yaml_and_kpt_shape_options(fixtures_dir, tmp_path):
 
 def test_a_malformed_label_beside_a_names_file_is_reported_not_unrecognised(tmp_path: Path) -> None:
     from prelabel import adapters
-    from prelabel.errors import ReadError
     from prelabel.pipeline import read as pipeline_read
 
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2\n")
     (tmp_path / "classes.txt").write_text("a\n")
     assert adapters.detect(tmp_path) == "yolo"
-    with pytest.raises(ReadError, match=r"labels/a.txt:1: expected at least 5 numbers"):
-        pipeline_read(tmp_path)
+    rep = pipeline_read(tmp_path).report
+    assert rep.read == 1 and rep.drops[["reason", "source", "message"]].values.tolist() == [
+        ["dropped.invalid", "labels/a.txt:1", "expected at least 5 numbers (class cx cy w h), got 4"]]

@@ -311,12 +311,13 @@ class _TShape:
 
 
 class _Track:
-    __slots__ = ("elements", "group_id", "id", "label", "line", "shapes", "source")
+    __slots__ = ("bad", "elements", "group_id", "id", "label", "line", "shapes", "source")
 
     def __init__(self, tid: str, label: str, group_id: str | None, source: str | None, line: int) -> None:
         self.id, self.label, self.group_id, self.source, self.line = tid, label, group_id, source, line
         self.shapes: list[_TShape] = []
         self.elements: list[_Track] = []
+        self.bad: str | None = None  # why a shape of the track could not be read: the whole track is dropped
 
 
 def _parse_points(text: str) -> tuple[float, ...]:
@@ -1205,7 +1206,18 @@ class _Reader:
         target = self.track if d == 3 else (self.subtrack if d == 4 else None)
         if target is None or name == "attribute":
             return
-        target.shapes.append(self._tshape(name, a))
+        try:
+            shape = self._tshape(name, a)
+        except (_Bad, KeyError, ValueError, TypeError, IndexError, OverflowError) as e:
+            # one malformed keyframe: its track cannot be interpolated, so the track is dropped (at the end)
+            track = self.track
+            if track is not None and track.bad is None:
+                why = (f"missing attribute {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
+                       if isinstance(e, _Bad) else f"bad value: {e}")
+                track.bad = f"<{name}> at line {self.parser.CurrentLineNumber}: {why}"
+            self._listen({}, target.label, d + 1)  # its <attribute> children go nowhere
+            return
+        target.shapes.append(shape)
         if target is self.track:
             self._listen(target.shapes[-1].attrs, target.label, d + 1)
 
@@ -1298,6 +1310,10 @@ class _Reader:
     def _expand_track(self, track: _Track) -> None:
         self._ensure_frames()
         label = track.label
+        if track.bad is not None:
+            self._drop("dropped.invalid", label or None, track.line,
+                       f"track {track.id}: {track.bad}; the track is dropped (its frames cannot be interpolated)")
+            return
         shapes = self._prepare(track, track.shapes)
         if not shapes:
             return

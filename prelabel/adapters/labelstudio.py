@@ -82,7 +82,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
@@ -622,6 +622,8 @@ class _Reader:
         self.r_file: list[str] = []
         self.r_line: list[int] = []
         self.kp_rows: dict[int, dict[str, tuple[float, float]]] = {}
+        self.bad_rows: dict[int, str] = {}  # row -> why its geo values are not numbers (see _geo)
+        self.late_drops: list[tuple[str, str | None, str, int, str]] = []  # rows left out once built (_boxes)
         self.kp_names: dict[str, list[str]] = {}        # category -> keypoint names (first appearance)
         self.kp_controls: dict[str, list[str]] = {}     # category -> KeyPointLabels from_names seen
         # drops: reason, category, file, line, message
@@ -630,7 +632,6 @@ class _Reader:
         self.choices_seen: dict[str, list[Any]] = {}   # from_name -> [count, first source]
         self.relations = 0
         self.cur: Any = None
-        self.task_ids: dict[tuple[str, int], Any] = {}  # (file, line) -> task id, for errors found at the end
         self.rotated_images: list[str] = []
         self.from_header = 0
         self.good_labels: dict[str, str] = {}  # labels seen to be non-blank strings: one str object each
@@ -655,13 +656,11 @@ class _Reader:
         if not isinstance(task, dict):
             raise ReadError(file, f"task must be an object, got {type(task).__name__}", line=ti)
         line = task.get("__line", ti)
-        self.task_ids.setdefault((file, line), task.get("id"))
         self.cur = None
         try:
             self._task(task, line)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as e:
-            what = (f"missing field {e.args[0]!r}" if isinstance(e, KeyError) else
-                    "a value is nested too deeply" if isinstance(e, RecursionError) else str(e))
+            what = _problem(e)
             rid = self.cur.get("id") if isinstance(self.cur, dict) else None
             where = f"region {rid!r}: " if rid is not None else ""
             raise ReadError(file, f"{where}{what}", line=line, element=f"task={task.get('id')}") from None
@@ -726,7 +725,6 @@ class _Reader:
                 continue
             i, tid, url, name, size, rotated, metas = e
             line = first + i
-            self.task_ids.setdefault((file, line), tid)
             self.cur = None
             label = f"task {tid}" if tid is not None else f"task #{line}"
             n = sum(m[2] for m in metas)
@@ -792,7 +790,6 @@ class _Reader:
                    "created_at": rec.get("created_at"), "updated_at": rec.get("updated_at"),
                    "result": results, "__line": li}
             tid = rec.get("id")
-            self.task_ids[(file, li)] = tid
             key = tid if isinstance(tid, (int, str)) else ("#", li)
             if key in tasks:
                 tasks[key]["annotations"].append(ann)
@@ -1028,96 +1025,103 @@ class _Reader:
         r_img, r_cat, r_geo, r_pct = self.r_img, self.r_cat, self.r_geo, self.r_pct
         r_seg, r_score, r_attrs, r_file, r_line = self.r_seg, self.r_score, self.r_attrs, self.r_file, self.r_line
         for r in results:
-            self.cur = r
-            if type(r) is not dict:
-                raise TypeError(f"a result must be an object, got {type(r).__name__}")
-            t = r.get("type")
-            v = r.get("value")
-            kind = _TYPE_KIND.get(t) if type(t) is str else None
-            score = score0
-            if is_pred:
-                s = r.get("score")
-                if s is not None:
-                    score = _num(s)
-            if kind == _RECT and type(v) is dict and r.get("to_name", to_name) == to_name:
-                labs = v.get(t) or _labels_of(v, str(t))
-                if labs and type(labs) is list and type(labs[0]) is str and labs[0].strip():
-                    rid = r.get("id")
-                    if rid is not None:
-                        region_row[rid] = len(r_img)
-                    r_img.append(img)
-                    r_cat.append(labs[0])
-                    r_geo.append((v["x"], v["y"], v["width"], v["height"], v.get("rotation") or 0,
-                                  r.get("original_width", W), r.get("original_height", H)))
-                    r_pct.append(True)
-                    r_seg.append(None)
-                    r_score.append(score)
-                    r_attrs.append(attrs0 if len(labs) == 1 else {**base, "labels": list(labs)})
-                    r_file.append(file)
-                    r_line.append(line)
-                    continue
-            if t == "relation":
-                rels.append((r.get("from_id"), r.get("to_id")))
-                continue
-            if type(v) is not dict:
-                raise TypeError("'value' must be an object")
-            if type(t) is not str:
-                raise TypeError(f"'type' must be a string, got {t!r}")
-            rid = r.get("id")
-            msg = f"{label}, {_source_name(base)}, region {rid}"
-            if t in _CLASSIFICATION:
-                classif.append((rid, r.get("from_name"), t, v.get(_CLASSIFICATION[t])))
-                continue
-            if kind is None and t == "labels":
-                kind = _infer_kind(v)
-            if kind is None:
-                self._drop("dropped.unsupported", None, line, f"{msg}: a '{t}' result is not an image object")
-                continue
-            tn = r.get("to_name", to_name)
-            if tn != to_name and self._url(data, tn) != self._url(data, to_name):
-                self._drop("dropped.unsupported", None, line,
-                           f"{msg}: on a second image of the task ({tn!r}); only the first is read")
-                continue
-            labs = _labels_of(v, t)
-            if not labs or type(labs) is not list:
-                self._drop("dropped.invalid", None, line, f"{msg}: a {_KIND_NAME[kind]} without a label")
-                continue
-            cat = labs[0]
-            if type(cat) is not str:
-                raise TypeError(f"labels must be strings, got {cat!r}")
-            if not cat.strip():
-                self._drop("dropped.invalid", None, line, f"{msg}: a {_KIND_NAME[kind]} with an empty label")
-                continue
-            ow = _num(r.get("original_width", W))
-            oh = _num(r.get("original_height", H))
-            if ow <= 0 or oh <= 0 or ow > _MAX_SIDE or oh > _MAX_SIDE:
-                raise ValueError(f"original_width/height must be > 0 and at most {_MAX_SIDE}, got {ow} x {oh}")
-            if kind == _KP:
-                x, y = _num(v["x"]) * ow / 100.0, _num(v["y"]) * oh / 100.0
-                if not (math.isfinite(x) and math.isfinite(y)):
-                    raise ValueError("keypoint x, y must be finite numbers")
-                kps.append((rid, r.get("parentID"), cat, x, y, r.get("from_name")))
-                continue
             try:
-                seg, box = _shape(kind, v, ow, oh)
-            except _Drop as d:
-                self._drop(d.reason, cat, line, f"{msg}: {d.message}")
-                continue
-            if kind == _RECT:  # a rectangle result whose value was not the usual shape (e.g. type "labels")
-                r_geo.append((v["x"], v["y"], v["width"], v["height"], v.get("rotation") or 0, ow, oh))
-                r_pct.append(True)
-            else:
-                r_geo.append((*box, 0.0, 0.0, 0.0))
-                r_pct.append(False)
-            if rid is not None:
-                region_row[rid] = len(r_img)
-            r_img.append(img)
-            r_cat.append(cat)
-            r_seg.append(seg)
-            r_score.append(score)
-            r_attrs.append(attrs0 if len(labs) == 1 else {**base, "labels": list(labs)})
-            r_file.append(file)
-            r_line.append(line)
+                self.cur = r
+                if type(r) is not dict:
+                    raise TypeError(f"a result must be an object, got {type(r).__name__}")
+                t = r.get("type")
+                v = r.get("value")
+                kind = _TYPE_KIND.get(t) if type(t) is str else None
+                score = score0
+                if is_pred:
+                    s = r.get("score")
+                    if s is not None:
+                        score = _num(s)
+                if kind == _RECT and type(v) is dict and r.get("to_name", to_name) == to_name:
+                    labs = v.get(t) or _labels_of(v, str(t))
+                    if labs and type(labs) is list and type(labs[0]) is str and labs[0].strip():
+                        geo = (v["x"], v["y"], v["width"], v["height"], v.get("rotation") or 0,
+                               r.get("original_width", W), r.get("original_height", H))  # before any append
+                        rid = r.get("id")
+                        if rid is not None:
+                            region_row[rid] = len(r_img)
+                        r_img.append(img)
+                        r_cat.append(labs[0])
+                        r_geo.append(geo)
+                        r_pct.append(True)
+                        r_seg.append(None)
+                        r_score.append(score)
+                        r_attrs.append(attrs0 if len(labs) == 1 else {**base, "labels": list(labs)})
+                        r_file.append(file)
+                        r_line.append(line)
+                        continue
+                if t == "relation":
+                    rels.append((r.get("from_id"), r.get("to_id")))
+                    continue
+                if type(v) is not dict:
+                    raise TypeError("'value' must be an object")
+                if type(t) is not str:
+                    raise TypeError(f"'type' must be a string, got {t!r}")
+                rid = r.get("id")
+                msg = f"{label}, {_source_name(base)}, region {rid}"
+                if t in _CLASSIFICATION:
+                    classif.append((rid, r.get("from_name"), t, v.get(_CLASSIFICATION[t])))
+                    continue
+                if kind is None and t == "labels":
+                    kind = _infer_kind(v)
+                if kind is None:
+                    self._drop("dropped.unsupported", None, line, f"{msg}: a '{t}' result is not an image object")
+                    continue
+                tn = r.get("to_name", to_name)
+                if tn != to_name and self._url(data, tn) != self._url(data, to_name):
+                    self._drop("dropped.unsupported", None, line,
+                               f"{msg}: on a second image of the task ({tn!r}); only the first is read")
+                    continue
+                labs = _labels_of(v, t)
+                if not labs or type(labs) is not list:
+                    self._drop("dropped.invalid", None, line, f"{msg}: a {_KIND_NAME[kind]} without a label")
+                    continue
+                cat = labs[0]
+                if type(cat) is not str:
+                    raise TypeError(f"labels must be strings, got {cat!r}")
+                if not cat.strip():
+                    self._drop("dropped.invalid", None, line, f"{msg}: a {_KIND_NAME[kind]} with an empty label")
+                    continue
+                ow = _num(r.get("original_width", W))
+                oh = _num(r.get("original_height", H))
+                if ow <= 0 or oh <= 0 or ow > _MAX_SIDE or oh > _MAX_SIDE:
+                    raise ValueError(f"original_width/height must be > 0 and at most {_MAX_SIDE}, got {ow} x {oh}")
+                if kind == _KP:
+                    x, y = _num(v["x"]) * ow / 100.0, _num(v["y"]) * oh / 100.0
+                    if not (math.isfinite(x) and math.isfinite(y)):
+                        raise ValueError("keypoint x, y must be finite numbers")
+                    kps.append((rid, r.get("parentID"), cat, x, y, r.get("from_name")))
+                    continue
+                try:
+                    seg, box = _shape(kind, v, ow, oh)
+                except _Drop as d:
+                    self._drop(d.reason, cat, line, f"{msg}: {d.message}")
+                    continue
+                if kind == _RECT:  # a rectangle result whose value was not the usual shape (e.g. type "labels")
+                    geo = (v["x"], v["y"], v["width"], v["height"], v.get("rotation") or 0, ow, oh)
+                    r_geo.append(geo)
+                    r_pct.append(True)
+                else:
+                    r_geo.append((*box, 0.0, 0.0, 0.0))
+                    r_pct.append(False)
+                if rid is not None:
+                    region_row[rid] = len(r_img)
+                r_img.append(img)
+                r_cat.append(cat)
+                r_seg.append(seg)
+                r_score.append(score)
+                r_attrs.append(attrs0 if len(labs) == 1 else {**base, "labels": list(labs)})
+                r_file.append(file)
+                r_line.append(line)
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as e:
+                # one malformed region: dropped at its task's line, the rest of the task and the file are read
+                self._drop("dropped.invalid", _region_label(r), line,
+                           f"{label}, {_source_name(base)}, region {_region_id(r)}: {_problem(e)}")
         self.cur = None
         if kps:
             self._keypoints(kps, rels, region_row, label, base, line)
@@ -1187,7 +1191,7 @@ class _Reader:
     # ------------------------------------------------------------------------------------------ finish
     def finish(self) -> Dataset:
         n = len(self.r_img)
-        x, y, w, h, segs, attrs = self._boxes()
+        x, y, w, h, segs, attrs, dropped = self._boxes()
         kp_col = self._keypoint_column(n)
         cats = list(self.config.categories) if self.config else []
         known = set(cats)
@@ -1198,17 +1202,19 @@ class _Reader:
         cat_kp = [self._category_keypoints(c) for c in cats]
         report = self.report
         report.add_read(n + len(self.drops))
+        self.drops += self.late_drops  # after the regions dropped while reading, as a streamed read lists them
         self._report_drops()
         self._notes()
-        return self._dataset(cats, cat_kp, (x, y, w, h), segs, attrs, kp_col)
+        return self._dataset(cats, cat_kp, (x, y, w, h), segs, attrs, kp_col, dropped)
 
     def _dataset(self, cats: list[str], cat_kp: list[Any], xywh: tuple[Any, Any, Any, Any], segs: list[Any],
-                 attrs: list[Any], kp_col: list[Any]) -> Dataset:
+                 attrs: list[Any], kp_col: list[Any], dropped: list[int]) -> Dataset:
         """The Dataset of the images and rows held, with categories ``cats`` (keypoint names ``cat_kp``), the
-        boxes, segmentations and attributes :meth:`_boxes` made and the keypoints column."""
+        boxes, segmentations and attributes :meth:`_boxes` made and the keypoints column; the rows ``dropped``
+        left out."""
         x, y, w, h = xywh
         report = self.report
-        return Dataset.build(
+        ds = Dataset.build(
             images={"file_name": self.img_name, "width": np.asarray(self.img_w, dtype=np.int64),
                     "height": np.asarray(self.img_h, dtype=np.int64),
                     "path": pd.Series(self.img_path, dtype=object),
@@ -1226,56 +1232,67 @@ class _Reader:
                          "src_line": np.asarray(self.r_line, dtype=np.int64)},
             report=report,
         )
+        if dropped:
+            keep = np.ones(len(self.r_img), dtype=bool)
+            keep[dropped] = False
+            ds.annotations = ds.annotations[keep].reset_index(drop=True)
+        return ds
 
     def _geo(self) -> np.ndarray:
-        """All rows' geo values as one (n, 7) float64 array: the values ``np.array`` of all the rows as read
-        gives, and the same errors."""
+        """All rows' geo values as one (n, 7) float64 array. A row read with a value that is not a JSON number
+        (or one past the largest float) is NaN, with its message in ``bad_rows``."""
         self._seal()
         segs = self.geo_segs
-        raw = [g for g in segs if not isinstance(g.rows, np.ndarray)]
-        if not raw:
+        if all(isinstance(g.rows, np.ndarray) for g in segs):
             return np.concatenate([g.rows for g in segs]) if len(segs) > 1 else segs[0].rows
-        # the rows as read, converted together with one row per type of number in the arrays: the dtype (and so
-        # the values, and whether it fails) that one array of all rows has
-        kinds = frozenset().union(*(g.types for g in segs if isinstance(g.rows, np.ndarray)))
-        probes = [(v,) * 7 for t, v in ((float, 0.0), (int, 0)) if t in kinds]
-        rows = [r for g in raw for r in g.rows]
-        try:
-            arr = np.array(rows + probes)
-        except ValueError:  # a nested list where a number belongs: inhomogeneous rows
-            self._bad_number(raw)
-        if arr.dtype.kind not in "fiu" or arr.ndim != 2:
-            self._bad_number(raw)
-        arr = arr[:len(rows)].astype(np.float64)
-        if len(raw) == len(segs):
-            return arr
         geo = np.empty((self.geo_rows, 7), dtype=np.float64)
-        k = 0
         for g in segs:
-            n = len(g.rows)
             if isinstance(g.rows, np.ndarray):
-                geo[g.start:g.start + n] = g.rows
-            else:
-                geo[g.start:g.start + n] = arr[k:k + n]
-                k += n
+                geo[g.start:g.start + len(g.rows)] = g.rows
+                continue
+            for i, tup in enumerate(g.rows, g.start):  # as float(v) of each value: what _as_block's arrays hold
+                bad = next((v for v in tup if type(v) not in _NUM), _NONE) if len(tup) == 7 else tup
+                try:
+                    if bad is _NONE:
+                        geo[i] = [float(v) for v in tup]
+                        continue
+                    message = ("coordinates and original_width/height must be numbers, got "
+                               f"{reprlib.repr(bad)}")
+                except OverflowError:
+                    message = "a coordinate or original_width/height is too large for a number"
+                geo[i] = math.nan
+                self.bad_rows[i] = message
         return geo
 
-    def _boxes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any], list[Any]]:
+    def _boxes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Any], list[Any], list[int]]:
+        """The rows' boxes (x, y, w, h in pixels), segmentations and attributes, and the rows dropped as
+        malformed (each recorded in ``late_drops``, in row order)."""
         n = len(self.r_img)
         segs = self.r_seg
         attrs = self.r_attrs
         if n == 0:
             z = np.zeros(0, dtype=np.float64)
-            return z, z, z, z, segs, attrs
+            return z, z, z, z, segs, attrs, []
         geo = self._geo()
-        if not np.isfinite(geo).all():
-            i = int(np.flatnonzero(~np.isfinite(geo).all(axis=1))[0])
-            self._fail(i, "coordinates must be finite numbers (NaN or Infinity found)")
         pct = np.asarray(self.r_pct, dtype=bool)
+        finite = np.isfinite(geo).all(axis=1)
         ow, oh = geo[:, 5], geo[:, 6]
-        bad = pct & ((ow <= 0) | (oh <= 0) | (ow > _MAX_SIDE) | (oh > _MAX_SIDE))
-        if bad.any():
-            self._fail(int(np.flatnonzero(bad)[0]), f"original_width/height must be > 0 and at most {_MAX_SIDE}")
+        wrong_size = finite & pct & ((ow <= 0) | (oh <= 0) | (ow > _MAX_SIDE) | (oh > _MAX_SIDE))
+        dropped = np.flatnonzero(~finite | wrong_size).tolist()
+        if dropped:
+            for i in dropped:
+                if i in self.bad_rows:
+                    reason, message = "dropped.invalid", self.bad_rows[i]
+                elif not finite[i]:
+                    reason, message = "dropped.nonfinite", "coordinates must be finite numbers (NaN or Infinity found)"
+                else:
+                    reason, message = "dropped.invalid", (f"original_width/height must be > 0 and at most "
+                                                          f"{_MAX_SIDE}, got {ow[i]:g} x {oh[i]:g}")
+                cat = self.r_cat[i]
+                self.late_drops.append((reason, cat, self.r_file[i], self.r_line[i], f"{cat!r} region: {message}"))
+            geo = geo.copy()
+            geo[dropped] = (0.0, 0.0, 0.0, 0.0, 0.0, 100.0, 100.0)  # computed like the others, then left out
+            ow, oh = geo[:, 5], geo[:, 6]
         sx = np.where(pct, ow / 100.0, 1.0)
         sy = np.where(pct, oh / 100.0, 1.0)
         x, y, w, h = geo[:, 0] * sx, geo[:, 1] * sy, geo[:, 2] * sx, geo[:, 3] * sy
@@ -1299,22 +1316,7 @@ class _Reader:
             for k, i in enumerate(turned.tolist()):
                 segs[i] = [corners[k]]
                 attrs[i] = {**(attrs[i] or {}), "rotation": float(rot[i])}
-        return x, y, w, h, segs, attrs
-
-    def _bad_number(self, raw: list[_Seg]) -> NoReturn:
-        """Fail on the first value that is not a number (only the ``raw`` runs can have one)."""
-        for g in raw:
-            for i, tup in enumerate(g.rows, g.start):
-                for v in tup:
-                    if type(v) not in _NUM:
-                        self._fail(i, f"coordinates and original_width/height must be numbers, got "
-                                      f"{reprlib.repr(v)}")
-        self._fail(0, "coordinates must be numbers")
-
-    def _fail(self, row: int, message: str) -> NoReturn:
-        file, line = self.r_file[row], self.r_line[row]
-        raise ReadError(file, f"{self.r_cat[row]!r} region: {message}", line=line,
-                        element=f"task={self.task_ids.get((file, line))}")
+        return x, y, w, h, segs, attrs, dropped
 
     def _category_keypoints(self, cat: str) -> list[str] | None:
         names = self.kp_names.get(cat)
@@ -1374,6 +1376,24 @@ def _source_name(base: dict[str, Any] | None) -> str:
     if "prediction_id" in base or "model_version" in base:
         return f"prediction {base.get('prediction_id', base.get('model_version'))}"
     return f"annotation {base.get('annotation_id')}"
+
+
+def _problem(e: Exception) -> str:
+    """What a malformed task or region has, from the exception reading it raised."""
+    if isinstance(e, KeyError):
+        return f"missing field {e.args[0]!r}"
+    return "a value is nested too deeply" if isinstance(e, RecursionError) else str(e)
+
+
+def _region_id(r: Any) -> Any:
+    return r.get("id") if isinstance(r, dict) else None
+
+
+def _region_label(r: Any) -> str | None:
+    """The first label of a region, when it has a readable one (the category a dropped region is counted in)."""
+    v = r.get("value") if isinstance(r, dict) else None
+    labs = _labels_of(v, str(r.get("type"))) if isinstance(v, dict) else None
+    return labs[0] if isinstance(labs, list) and labs and isinstance(labs[0], str) and labs[0].strip() else None
 
 
 def _is_region(r: dict[str, Any]) -> bool:
@@ -1463,7 +1483,8 @@ def _scan_rects(groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]],
     return _Rects(to_name, (w, h), rotated, counts, cats, geo, scores)
 
 
-_NO_LINE = object()  # the line given to _select in a worker: a group with another line has one of its own
+_NO_LINE = object()
+_NONE = object()  # no such value (None is a value)  # the line given to _select in a worker: a group with another line has one of its own
 _PLAIN = frozenset((float, int))
 _BIG = float(2**63)
 
@@ -1683,6 +1704,7 @@ class _Stream:
         self.rows_out = 0
         self.handed = 0  # chunks handed out
         self.started = False  # tasks of the current file read from its pieces
+        self.late_drops: list[tuple[str, str | None, str, int, str]] = []  # rows the chunks left out (_boxes)
 
     def chunks(self, files: list[Path]) -> Iterator[Dataset]:
         for f in files:
@@ -1694,6 +1716,7 @@ class _Stream:
             last = self._chunk(head, 0, len(head.img_name), 0, len(head.r_img))
         self._check_keypoints([c for c in self.handed_kp if c in r.kp_names])
         r.report.add_read(self.rows_out + len(r.drops))
+        r.drops += self.late_drops  # after the regions dropped while reading, as read() lists them
         r._report_drops()
         r._notes()
         if last is not None:
@@ -1767,7 +1790,6 @@ class _Stream:
                     _valid_json(rest[:], file)
                 raise
             del part
-            r.task_ids.clear()  # only used to name a task in an error found once its rows are built
             cuts = _cuts(r.r_img, len(r.img_name), self.chunk_rows)
             if not cuts:
                 continue
@@ -1784,11 +1806,7 @@ class _Stream:
         reader then forgets (the names of the images stay known, as handed out)."""
         r = self.reader
         r._seal()
-        if any(not isinstance(g.rows, np.ndarray) for g in r.geo_segs):
-            raise NeedsWholeRead(f"{r.file}: coordinates or original_width/height that are not plain numbers "
-                                 "(read() checks them over the whole file)")
-        geo = (np.concatenate([g.rows for g in r.geo_segs]) if len(r.geo_segs) > 1 else r.geo_segs[0].rows
-               if r.geo_segs else np.zeros((0, 7), dtype=np.float64))
+        geo = r._geo() if r.geo_segs else np.zeros((0, 7), dtype=np.float64)
         head = _Reader(options=r.opts, report=r.report, config=r.config)
         head.file = r.file
         head.kp_names, head.kp_controls = r.kp_names, r.kp_controls
@@ -1813,6 +1831,9 @@ class _Stream:
         if r.kp_rows:
             head.kp_rows = {k: v for k, v in r.kp_rows.items() if k < n_rows}
             r.kp_rows = {k - n_rows: v for k, v in r.kp_rows.items() if k >= n_rows}
+        if r.bad_rows:
+            head.bad_rows = {k: v for k, v in r.bad_rows.items() if k < n_rows}
+            r.bad_rows = {k - n_rows: v for k, v in r.bad_rows.items() if k >= n_rows}
         return head
 
     def _chunk(self, src: _Reader, a_img: int, b_img: int, a_row: int, b_row: int) -> Dataset:
@@ -1833,11 +1854,10 @@ class _Stream:
             if src.kp_rows:
                 kp = src.kp_rows
                 head.kp_rows = {k - a_row: kp[k] for k in range(a_row, b_row) if k in kp}
+            head.bad_rows = {k - a_row: m for k, m in src.bad_rows.items() if a_row <= k < b_row}
         n_rows = b_row - a_row
-        try:
-            x, y, w, h, segs, attrs = head._boxes()
-        except ReadError as e:
-            raise NeedsWholeRead(f"{e} (read() reports the first error of the whole file)") from None
+        x, y, w, h, segs, attrs, dropped = head._boxes()
+        self.late_drops += head.late_drops
         kp_col = head._keypoint_column(n_rows)
         for c in dict.fromkeys(head.r_cat):  # in order of first use
             if c not in self.known:
@@ -1847,7 +1867,7 @@ class _Stream:
         cat_kp = [self.handed_kp[c] for c in self.cats]
         self.rows_out += n_rows
         self.handed += 1
-        return head._dataset(list(self.cats), cat_kp, (x, y, w, h), segs, attrs, kp_col)
+        return head._dataset(list(self.cats), cat_kp, (x, y, w, h), segs, attrs, kp_col, dropped)
 
     def _check_keypoints(self, cats: list[str]) -> None:
         """Record the keypoint names of ``cats``; NeedsWholeRead when one handed out has changed."""

@@ -764,6 +764,12 @@ class _Lines:
     ncol: np.ndarray    # values on the row
     first: np.ndarray   # index of the row's first value in ``vals``
     vals: np.ndarray    # every value of every row, float64
+    bad: list[tuple[int, int, str]] = field(default_factory=list)  # rows not parsed: (entry, line, message)
+
+    def keep(self, mask: np.ndarray) -> _Lines:
+        """The rows where ``mask`` holds (the values stay where they are)."""
+        return _Lines(entry=self.entry[mask], line=self.line[mask], ncol=self.ncol[mask], first=self.first[mask],
+                      vals=self.vals, bad=self.bad)
 
 
 def _clean(data: bytes) -> bytes:
@@ -781,23 +787,52 @@ def _show(tok: bytes) -> str:
     return "'" + (text if len(text) <= 24 else text[:24] + "...") + "'"
 
 
-def _bad_value(datas: list[bytes], files: list[str]) -> np.ndarray:
-    """Find the first value that is not a number and raise ReadError at it; else parse every value in Python."""
-    for data, file in zip(datas, files, strict=True):
-        for ln, row in enumerate(data.split(b"\n"), 1):
+def _unparseable(data: bytes) -> bool:
+    """A binary or UTF-16 file: not a text label file at all (it fails as a whole, not row by row)."""
+    return b"\x00" in data or data[:2] in (b"\xff\xfe", b"\xfe\xff")
+
+
+def _scrub(datas: list[bytes], files: list[str]) -> tuple[list[bytes], list[tuple[int, int, str]]]:
+    """The files with every row that holds a value that is not a number blanked (an empty line: the line numbers
+    hold), and those rows: (entry, line, message). A binary or UTF-16 file raises ReadError at its first value."""
+    out: list[bytes] = []
+    bad: list[tuple[int, int, str]] = []
+    for entry, (data, file) in enumerate(zip(datas, files, strict=True)):
+        rows = data.split(b"\n")
+        blanked = False
+        for ln, row in enumerate(rows, 1):
             for tok in row.split():
                 try:
                     float(tok)
                 except ValueError:
-                    hint = ""
-                    if b"\x00" in data or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-                        hint = "this looks like a binary or UTF-16 file, not a YOLO text label file"
-                    raise ReadError(file, f"not a number: {_show(tok)}", line=ln, hint=hint) from None
-    return np.fromiter((float(t) for d in datas for t in d.split()), dtype=np.float64)
+                    if _unparseable(data):
+                        raise ReadError(file, f"not a number: {_show(tok)}", line=ln,
+                                        hint="this looks like a binary or UTF-16 file, not a YOLO text label file"
+                                        ) from None
+                    bad.append((entry, ln, f"not a number: {_show(tok)}"))
+                    rows[ln - 1] = b""
+                    blanked = True
+                    break
+        out.append(b"\n".join(rows) if blanked else data)
+    return out, bad
 
 
 def _parse(raw: list[bytes], files: list[str]) -> _Lines:
+    """Every row of the label files ``raw`` (named ``files``) as columns; a row with a value that is not a number
+    is left out and listed in ``bad``."""
     datas = [_clean(d) for d in raw]
+    lines = _columns(datas, fast=True)
+    if lines is None:
+        datas, bad = _scrub(datas, files)
+        lines = _columns(datas, fast=False)
+        if lines is None:  # pragma: no cover - every value is a number now
+            raise ReadError(files[0], "internal error: value count mismatch")
+        lines.bad = bad
+    return lines
+
+
+def _columns(datas: list[bytes], *, fast: bool) -> _Lines | None:
+    """The rows of ``datas`` as columns; None when ``fast`` (numpy's parser) and a value is not a number."""
     nlines = np.fromiter((d.count(b"\n") for d in datas), dtype=np.int64, count=len(datas))
     buf = b"".join(datas)
     empty = np.zeros(0, dtype=np.int64)
@@ -815,19 +850,20 @@ def _parse(raw: list[bytes], files: list[str]) -> _Lines:
     n_values = len(starts)
     del arr, ws, prev, starts  # peak memory: the byte-sized masks go before the values are parsed
     vals: np.ndarray | None = None
-    try:
-        if buf.isascii():  # parsed from the bytes themselves: no decoded copy
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")
-                vals = np.fromstring(buf, dtype=np.float64, sep=" ")
-            if len(vals) != n_values:
-                vals = None
-    except (ValueError, DeprecationWarning):
-        vals = None
-    if vals is None:
-        vals = _bad_value(datas, files)
-        if len(vals) != n_values:  # pragma: no cover - the tokenizers agree on ASCII whitespace
-            raise ReadError(files[0], "internal error: value count mismatch")
+    if not fast:  # every value is a number: Python's float, which reads what numpy's parser does not
+        vals = np.fromiter((float(t) for d in datas for t in d.split()), dtype=np.float64, count=n_values)
+    else:
+        try:
+            if buf.isascii():  # parsed from the bytes themselves: no decoded copy
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    vals = np.fromstring(buf, dtype=np.float64, sep=" ")
+                if len(vals) != n_values:
+                    return None
+            else:
+                return None
+        except (ValueError, DeprecationWarning):
+            return None
     nonempty = np.flatnonzero(counts)
     cum = np.cumsum(nlines)
     entry = np.searchsorted(cum, nonempty, side="right")
@@ -1191,27 +1227,18 @@ class _Run:
         rel_files = [_rel(f, lay.root) for f in files]
         lines = _parse(raw, rel_files)
         raw.clear()
-        n_rows = len(lines.ncol)
-        self.report.add_read(n_rows)
+        self.report.add_read(len(lines.ncol) + len(lines.bad))
         ent_img = np.array(image_of, dtype=np.int64)
+        invalid: list[pd.DataFrame] = []  # rows that cannot be read, dropped at their file and line
 
         # ---- class indices and names
-        cls = lines.vals[lines.first] if n_rows else np.zeros(0)
-        ok = (cls >= 0) & (cls == np.floor(cls)) & (cls < 2**31)
-        if not ok.all():
-            i = int(np.argmin(ok))
-            raise ReadError(rel_files[lines.entry[i]], f"class index must be a whole number >= 0, got "
-                            f"{float(cls[i])!r}", line=int(lines.line[i]))
-        ci = cls.astype(np.int64)
-        if cfg.names is None:
-            if n_rows:
-                self.top = max(self.top, int(ci.max()) + 1)
-        elif n_rows and int(ci.max()) >= len(cfg.names):
-            i = int(np.argmax(ci >= len(cfg.names)))
-            where = cfg.names_src if cfg.names_src == "--names" else _rel(_norm(cfg.names_src), lay.root)
-            raise ReadError(rel_files[lines.entry[i]],
-                            f"class index {int(ci[i])} has no name ({where} lists {len(cfg.names)} classes)",
-                            line=int(lines.line[i]), hint=f"add the class to the names file or give {option('names')}")
+        unnamed: list[pd.DataFrame] = []  # class indices the names file does not name
+        lines = self._drop_invalid(lines, _unnamed(lines, cfg.names, self._names_src()), rel_files, unnamed)
+        lines = self._drop_invalid(lines, _row_problems(lines), rel_files, invalid)
+        n_rows = len(lines.ncol)
+        ci = lines.vals[lines.first].astype(np.int64) if n_rows else np.zeros(0, dtype=np.int64)
+        if cfg.names is None and n_rows:
+            self.top = max(self.top, int(ci.max()) + 1)
 
         # ---- what each file is
         has_image = ent_img >= 0
@@ -1221,7 +1248,22 @@ class _Run:
         if n_rows and cfg.task == "pose" and cfg.kpt_shape is None:
             self._kpt(lines, rel_files)
         row_kind = kinds[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
-        _check_columns(lines, row_kind, rel_files, self.kpt_shape)
+        wrong = _column_problems(lines, row_kind, self.kpt_shape)
+        if wrong is not None:
+            lines = self._drop_invalid(lines, wrong, rel_files, invalid)
+            n_rows = len(lines.ncol)
+            ci = ci[wrong == None]  # noqa: E711 - an object array compared element by element
+            row_kind = row_kind[wrong == None]  # noqa: E711
+        if lines.bad:
+            invalid.append(pd.DataFrame({
+                "category": None, "src_file": [rel_files[e] for e, _, _ in lines.bad],
+                "src_line": np.array([ln for _, ln, _ in lines.bad], dtype=np.int64),
+                "message": [m for _, _, m in lines.bad], "entry": [e for e, _, _ in lines.bad]}))
+        for slot, (frames, reason) in enumerate(((unnamed, "dropped.unknown_category"), (invalid, "dropped.invalid")),
+                                                3):
+            if frames:
+                rows = pd.concat(frames, ignore_index=True).sort_values(["entry", "src_line"], kind="stable")
+                self._defer(slot, reason, "", rows.drop(columns="entry").reset_index(drop=True))
 
         # ---- rows that cannot be kept
         row_img = ent_img[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
@@ -1280,6 +1322,27 @@ class _Run:
         })
         return _Piece(images=images, annotations=annotations, before=before)
 
+    def _names_src(self) -> str:
+        """Where the class names come from, as a message names it."""
+        src = self.cfg.names_src
+        return src if src == "--names" or not src else _rel(_norm(src), self.lay.root)
+
+    def _drop_invalid(self, lines: _Lines, problem: np.ndarray | None, files: list[str],
+                      into: list[pd.DataFrame]) -> _Lines:
+        """``lines`` without the rows that have a ``problem`` (a message, else None); those go to ``into``."""
+        if problem is None:
+            return lines
+        bad = problem != None  # noqa: E711 - an object array compared element by element
+        cls = lines.vals[lines.first[bad]]
+        names = self.names_array()
+        whole = (cls >= 0) & (cls == np.floor(cls)) & (cls < len(names))
+        category = np.full(len(cls), None, dtype=object)
+        category[whole] = names[cls[whole].astype(np.int64)]
+        entry = lines.entry[bad]
+        into.append(pd.DataFrame({"category": category, "src_file": np.array(files, dtype=object)[entry],
+                                  "src_line": lines.line[bad], "message": problem[bad], "entry": entry}))
+        return lines.keep(~bad)
+
     def _looked_for(self, label_file: str) -> str:
         """The image path a label file's image was looked for at (relative to the source): the one a missing
         split folder named, else the Ultralytics twin (last ``labels`` -> ``images``, any extension)."""
@@ -1304,11 +1367,6 @@ class _Run:
         kinds = np.full(n_entries, -1, dtype=np.int64)
         if not len(lines.ncol):
             return kinds
-        short = lines.ncol < 5
-        if short.any():
-            i = int(np.argmax(short))
-            raise ReadError(files[lines.entry[i]], f"expected at least 5 numbers (class cx cy w h), got "
-                            f"{int(lines.ncol[i])}", line=int(lines.line[i]))
         width = int(lines.ncol.max()) + 1
         pairs = np.unique(lines.entry * width + lines.ncol)
         mask = np.full(n_entries, _D | _S | _O, dtype=np.int64)
@@ -1440,13 +1498,60 @@ def _infer_kpt_shape(lines: _Lines, files: list[str], src: str) -> tuple[int, in
     return m // dim, dim
 
 
-def _check_columns(lines: _Lines, kind: np.ndarray, files: list[str], kpt_shape: tuple[int, int] | None) -> None:
+def _messages(bad: np.ndarray, prefix: str, numbers: np.ndarray, suffix: str = "") -> np.ndarray | None:
+    """``prefix + number + suffix`` for the rows of ``bad`` (object array, None elsewhere); None: no such row."""
+    if not bad.any():
+        return None
+    out = np.full(len(bad), None, dtype=object)
+    out[bad] = [f"{prefix}{v}{suffix}" for v in numbers[bad].tolist()]
+    return out
+
+
+def _first_of(found: list[np.ndarray | None], n: int) -> np.ndarray | None:
+    """One message a row: the first of ``found`` that names it; None when no row has a problem."""
+    out: np.ndarray | None = None
+    for msgs in found:
+        if msgs is None:
+            continue
+        if out is None:
+            out = msgs
+            continue
+        take = (out == None) & (msgs != None)  # noqa: E711 - object arrays compared element by element
+        out[take] = msgs[take]
+    return out
+
+
+def _unnamed(lines: _Lines, names: list[str] | None, names_src: str) -> np.ndarray | None:
+    """Rows whose class index (a whole number) the names file does not name: a message each, else None."""
+    if names is None or not len(lines.ncol):
+        return None
+    cls = lines.vals[lines.first]
+    bad = (cls >= len(names)) & (cls == np.floor(cls)) & (cls < 2**31)
+    return _first_of([_messages(bad, "class index ", np.where(bad, cls, 0).astype(np.int64),
+                                f" has no name ({names_src} lists {len(names)} classes; add it there or give "
+                                f"{option('names')})")], len(cls))
+
+
+def _row_problems(lines: _Lines) -> np.ndarray | None:
+    """What is wrong with each row whatever its task (None: nothing): a class index that is not a whole number
+    >= 0, or fewer than 5 values."""
+    n = len(lines.ncol)
+    if not n:
+        return None
+    cls = lines.vals[lines.first]
+    not_whole = ~((cls >= 0) & (cls == np.floor(cls)) & (cls < 2**31))
+    return _first_of([_messages(not_whole, "class index must be a whole number >= 0, got ", cls),
+                      _messages(lines.ncol < 5, "expected at least 5 numbers (class cx cy w h), got ", lines.ncol)], n)
+
+
+def _column_problems(lines: _Lines, kind: np.ndarray, kpt_shape: tuple[int, int] | None) -> np.ndarray | None:
+    """Rows whose value count does not fit their file's task (a message each, else None)."""
     n = lines.ncol
     checks: list[tuple[np.ndarray, str, str]] = []
     det = kind == _DETECT
     checks.append((det & ((n < 5) | (n > 7)),
                    "expected 5 numbers (class cx cy w h), 6 with a score or 7 with a score and a track id",
-                   f"rows of polygons? pass {option('task', 'segment')} (or {option('task', 'obb')} for 4 corners)"))
+                   f" (rows of polygons? pass {option('task', 'segment')}, or {option('task', 'obb')} for 4 corners)"))
     checks.append(((kind == _OBB) & ((n < 9) | (n > 11)),
                    "expected 9 numbers (class x1 y1 ... x4 y4), 10 with a score or 11 with a score and a track id",
                    ""))
@@ -1458,11 +1563,8 @@ def _check_columns(lines: _Lines, kind: np.ndarray, files: list[str], kpt_shape:
         checks.append(((kind == _POSE) & ((n < base) | (n > base + 2)),
                        f"expected {base} numbers (class cx cy w h and {k} keypoints of {d} values), {base + 1} with "
                        f"a score or {base + 2} with a score and a track id",
-                       "check kpt_shape in data.yaml"))
-    for bad, msg, hint in checks:
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ReadError(files[lines.entry[i]], f"{msg}; got {int(n[i])}", line=int(lines.line[i]), hint=hint)
+                       " (check kpt_shape in data.yaml)"))
+    return _first_of([_messages(bad, f"{msg}; got ", n, hint) for bad, msg, hint in checks], len(n))
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:

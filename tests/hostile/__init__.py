@@ -736,8 +736,8 @@ _YOLO_TEXT: dict[str, tuple[bytes, str]] = {
     "text.too_few_columns": (b"0 0.5 0.5\n", "either"),
     "text.one_column": (b"0\n", "either"),
     "text.ragged": (b"0 0.5 0.5 0.25 0.5\n1 0.5 0.5\n0 0.1 0.1 0.1 0.1 0.1 0.1 0.1 0.1\n", "either"),
-    "text.non_numeric": (b"0 0.5 abc 0.25 0.5\n", "refused"),
-    "text.non_numeric_class": (b"cat 0.5 0.5 0.25 0.5\n", "refused"),
+    "text.non_numeric": (b"0 0.5 abc 0.25 0.5\n", "read"),          # the row dropped at its line (issue 15 item 12)
+    "text.non_numeric_class": (b"cat 0.5 0.5 0.25 0.5\n", "read"),
     "text.float_class": (b"1.5 0.5 0.5 0.25 0.5\n", "either"),
     "text.negative_class": (b"-1 0.5 0.5 0.25 0.5\n", "either"),
     "text.huge_class": (b"99999999999999999999 0.5 0.5 0.25 0.5\n", "either"),
