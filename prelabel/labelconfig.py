@@ -150,10 +150,13 @@ class LabelStudioConfig:
         """``KeyPointLabels`` control name -> its label names, in ``model_index`` order, then config order."""
         out: dict[str, list[str]] = {}
         for c in self.controls("keypointlabels"):
-            labs = [(lab.name, lab.model_index, k) for k, lab in enumerate(c.labels) if lab.name]
-            order = sorted(labs, key=lambda t: (int(t[1]) if (t[1] or "").isdigit() else _LAST, t[2]))
-            out[c.name] = [t[0] for t in order]
+            labs = [(_index(lab.model_index), k, lab.name) for k, lab in enumerate(c.labels) if lab.name]
+            out[c.name] = [name for _, _, name in sorted(labs)]
         return out
+
+
+def _index(model_index: str | None) -> int:
+    return int(model_index) if model_index is not None and model_index.isdecimal() else _LAST
 
 
 def parse(text: str, *, where: str = "label_config") -> LabelStudioConfig:
