@@ -304,9 +304,10 @@ def load_schema(schema: Any) -> pd.DataFrame | None:
       ``data``); each question's ``question`` (or ``question_name`` / ``name``) is a category, in order, ids
       1..K; questions whose ``option_type`` (or ``question_type``) is a classification kind (radio, input,
       boolean, select, dropdown, checkbox, ...) are skipped.
-    - Label Studio labeling config XML: every ``<Label value=...>`` child of RectangleLabels, PolygonLabels,
-      BrushLabels, EllipseLabels or Labels, in document order, duplicates once, ids 1..K. KeyPointLabels values
-      are keypoint names, not categories, and are left out (unless an object control lists them too).
+    - Label Studio labeling config XML (read by :func:`prelabel.labelconfig.parse`: a DTD or entity is refused,
+      tag names in any case): every ``<Label value=...>`` inside RectangleLabels, PolygonLabels, BrushLabels,
+      EllipseLabels or Labels, in document order, duplicates once, ids 1..K. KeyPointLabels values are keypoint
+      names, not categories, and are left out (unless an object control lists them too).
     - a DataFrame with a ``name`` column (``id``, ``supercategory``, ``keypoints``, ``skeleton`` optional).
 
     >>> load_schema(["cat", "dog"])[["name", "id"]].values.tolist()
