@@ -19,7 +19,7 @@ PKG = Path(__file__).resolve().parents[1] / "prelabel"
 # module (or package prefix) -> floor; the longest matching prefix wins
 FLOORS = {
     "errors": 1, "memory": 1, "paths": 1, "geometry": 1, "imagesize": 1, "report": 1, "model": 1, "gcpause": 1, "workers": 1,
-    "progress": 1, "junk": 1,
+    "progress": 1, "junk": 1, "labelconfig": 1,
     "adapters": 2, "converters": 2,
     "storage": 3, "prefetch": 3, "distributed": 3, "upload": 3,
     "pipeline": 4, "engine": 4, "inspection": 4, "preview": 4, "pushing": 4,

@@ -17,6 +17,8 @@ from prelabel.errors import NotFoundError, UsageError, ValidationError
 from prelabel.upload import ShardResult, upload
 from prelabel.upload.journal import Journal, default_journal_path
 from prelabel.upload.local import LocalProject, LocalTarget, load_schema_names
+from prelabel.upload.match import MatchRules
+from prelabel.upload.resolve import resolve_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,3 +230,14 @@ def test_upload_a_dataset(tmp_path: Path) -> None:
     res = upload(ds, f"local:{proj.root}")
     assert (res.status, res.annotations_applied) == ("completed", 1)
     assert annotations(proj) == [("b.png", "dog", 2.0, 3.0, 4.0, 5.0)]
+
+
+def test_matched_by_counts_every_image_of_a_repeated_name() -> None:
+    # two images named a.jpg (both exact), one B.jpg (by case), one c.jpg (no asset)
+    coco = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "B.jpg"},
+                       {"id": 3, "file_name": "a.jpg"}, {"id": 4, "file_name": "c.jpg"}],
+            "categories": [{"id": 1, "name": "cat"}],
+            "annotations": [{"id": k, "image_id": k, "category_id": 1} for k in (1, 2, 3, 4)]}
+    r = resolve_shard(coco, assets=["a.jpg", "b.jpg"], categories=["cat"], match=MatchRules(fold_case=True))
+    assert r.how == {"exact": 2, "case": 1}
+    assert (r.keep, r.skipped_unmatched, r.applied_assets) == ([0, 1, 2], 1, ["a.jpg", "b.jpg"])

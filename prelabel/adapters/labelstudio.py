@@ -88,6 +88,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from .. import labelconfig
 from ..errors import ReadError, UsageError, option
 from ..gcpause import gc_paused
 from ..geometry import ellipse_polygon, ls_rle_decode, rle_bbox, rle_encode
@@ -126,7 +127,6 @@ _MIN_TYPE_KEYS = ("rectanglelabels", "polygonlabels", "ellipselabels", "keypoint
                   "choices", "taxonomy", "labels", "rating", "number", "datetime")
 _MIN_RESERVED = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement",
                  "history", "was_cancelled", "drafts", "predictions", "annotations"}
-_OBJECT_CONTROLS = {"rectanglelabels", "polygonlabels", "ellipselabels", "brushlabels", "labels"}
 _NUM = (int, float)
 _MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
 
@@ -205,45 +205,9 @@ class _Config:
 def _load_config(spec: Any) -> _Config | None:
     if spec is None:
         return None
-    from defusedxml import ElementTree
-    from defusedxml.common import DefusedXmlException
-
-    text = str(spec)
-    where = "label_config"
-    if not text.lstrip().startswith("<"):
-        where = text
-        try:
-            text = Path(text).read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as e:
-            raise ReadError(where, f"cannot read the label config: {e}") from None
-    try:
-        root = ElementTree.fromstring(text, forbid_dtd=True)
-    except DefusedXmlException:
-        raise ReadError(where, "not a valid label config: XML entities/DTD are not allowed",
-                        hint="remove the <!DOCTYPE ...> and <!ENTITY ...> declarations") from None
-    except (ElementTree.ParseError, ValueError) as e:  # ValueError: an encoding expat cannot read
-        raise ReadError(where, f"not a valid label config: {e}") from None
-    cfg = _Config()
-    for el in root.iter():
-        tag = str(el.tag).lower()
-        name = el.get("name")
-        if not name:
-            continue
-        if el.get("value", "").startswith("$") and el.get("toName") is None:
-            cfg.image_keys[name] = el.get("value", "")[1:]
-        if el.get("toName") is None:
-            continue
-        labels = [(c.get("alias") or c.get("value") or "", c.get("model_index"), k)
-                  for k, c in enumerate(el.iter()) if str(c.tag).lower() in ("label", "choice")]
-        labels = [t for t in labels if t[0]]
-        if tag == "keypointlabels":
-            order = sorted(labels, key=lambda t: (int(t[1]) if (t[1] or "").isdigit() else 1 << 30, t[2]))
-            cfg.keypoints[name] = [t[0] for t in order]
-        elif tag in _OBJECT_CONTROLS:
-            cfg.categories.extend(t[0] for t in labels if t[0] not in cfg.categories)
-        elif tag == "choices":
-            cfg.choices.add(name)
-    return cfg
+    parsed = labelconfig.load(str(spec))
+    return _Config(image_keys=parsed.data_keys(), categories=parsed.category_names(),
+                   keypoints=parsed.keypoint_names(), choices={c.name for c in parsed.controls("choices")})
 
 
 # ================================================================================================ reading

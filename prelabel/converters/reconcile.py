@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import labelconfig
 from ..errors import CategoryError, ReadError, UsageError, option
 from ..model import CATEGORY_COLUMNS, Dataset
 from ..report import Report
@@ -69,7 +70,6 @@ UNKNOWN_MODES = ("error", "drop", "keep")
 # Labellerr question types that classify an image or an object rather than draw one: not categories
 _CLASSIFICATION_TYPES = {"input", "radio", "boolean", "select", "dropdown", "checkbox", "stt", "imc", "text",
                          "textarea", "number", "date", "rating"}
-_LS_LABEL_TAGS = {"RectangleLabels", "PolygonLabels", "BrushLabels", "Labels", "EllipseLabels"}  # object controls
 
 
 # ------------------------------------------------------------------------------------------- normalization
@@ -281,30 +281,14 @@ def _rows_from_doc(doc: Any, where: str) -> list[dict[str, Any]]:
 
 
 def _label_studio_rows(text: str, path: Path) -> list[dict[str, Any]]:
-    from xml.etree.ElementTree import ParseError
-
-    import defusedxml.ElementTree as DET
-    from defusedxml import DefusedXmlException
-
-    try:
-        root = DET.fromstring(text)
-    except ParseError as e:
-        raise ReadError(str(path), f"not valid XML: {e}", line=e.position[0] if e.position else None) from None
-    except DefusedXmlException as e:
-        raise ReadError(str(path), f"refused XML: {e}", hint="remove the DTD / entity declarations") from None
     # KeyPointLabels values name keypoints (head, left_hand, ...), not object categories: only the labels of
     # object controls are categories (a value listed under both is one, through its object control)
-    seen: dict[str, None] = {}
-    for el in root.iter():
-        if el.tag in _LS_LABEL_TAGS:
-            for lab in el:
-                if lab.tag == "Label" and lab.get("value") is not None:
-                    seen.setdefault(str(lab.get("value")), None)
-    if not seen:
+    names = labelconfig.parse(text, where=str(path)).category_names(alias=False)
+    if not names:
         raise CategoryError(f"schema file {path}: no <Label value=...> inside RectangleLabels, PolygonLabels, "
                             f"BrushLabels, EllipseLabels or Labels (KeyPointLabels values are keypoint names, "
                             f"not categories)")
-    return [{"name": n} for n in seen]
+    return [{"name": n} for n in names]
 
 
 def load_schema(schema: Any) -> pd.DataFrame | None:
@@ -320,9 +304,10 @@ def load_schema(schema: Any) -> pd.DataFrame | None:
       ``data``); each question's ``question`` (or ``question_name`` / ``name``) is a category, in order, ids
       1..K; questions whose ``option_type`` (or ``question_type``) is a classification kind (radio, input,
       boolean, select, dropdown, checkbox, ...) are skipped.
-    - Label Studio labeling config XML: every ``<Label value=...>`` child of RectangleLabels, PolygonLabels,
-      BrushLabels, EllipseLabels or Labels, in document order, duplicates once, ids 1..K. KeyPointLabels values
-      are keypoint names, not categories, and are left out (unless an object control lists them too).
+    - Label Studio labeling config XML (read by :func:`prelabel.labelconfig.parse`: a DTD or entity is refused,
+      tag names in any case): every ``<Label value=...>`` inside RectangleLabels, PolygonLabels, BrushLabels,
+      EllipseLabels or Labels, in document order, duplicates once, ids 1..K. KeyPointLabels values are keypoint
+      names, not categories, and are left out (unless an object control lists them too).
     - a DataFrame with a ``name`` column (``id``, ``supercategory``, ``keypoints``, ``skeleton`` optional).
 
     >>> load_schema(["cat", "dog"])[["name", "id"]].values.tolist()

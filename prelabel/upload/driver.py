@@ -82,6 +82,7 @@ from ..errors import (
 )
 from ..memory import release_memory
 from ..model import Dataset
+from . import shardjson
 from .base import ShardResult, Target, UnmatchedFile, UploadResult
 from .journal import Journal, default_journal_path, shard_hash
 from .labellerr import LabellerrTarget, check_conf_bucket
@@ -200,7 +201,7 @@ class _Shard:
     size: int
 
     def load(self) -> dict[str, Any]:
-        doc = orjson.loads(self.path.read_bytes())
+        doc = shardjson.loads(self.path.read_bytes())
         if not isinstance(doc, dict):  # checked when the shard was made; the file changed since
             raise ValidationError(f"{self.path}: not a COCO file (expected a JSON object)")
         return doc
@@ -223,11 +224,28 @@ def human_size(n: int) -> str:
     return f"{n} bytes"
 
 
-def _inputs(coco: str | Path | Mapping[str, Any] | Dataset) -> Iterator[tuple[Path | None, dict[str, Any], bytes]]:
-    """The documents to upload, one at a time: (file or None, parsed document, its bytes)."""
+@dataclass
+class _Input:
+    """One document to upload: its file (None for a dict or a Dataset), the parsed document, its size and
+    content hash, and its bytes only when they are not in a file already."""
+
+    src: Path | None
+    doc: dict[str, Any]
+    size: int
+    digest: str
+    data: bytes | None
+
+
+def _in_memory(doc: dict[str, Any], data: bytes) -> _Input:
+    return _Input(None, doc, len(data), shard_hash(data), data)
+
+
+def _inputs(coco: str | Path | Mapping[str, Any] | Dataset) -> Iterator[_Input]:
+    """The documents to upload, one at a time. A file's bytes are let go once parsed: the document is
+    validated (and split) without them."""
     if isinstance(coco, Dataset):
         doc = coco_io.to_coco(coco)
-        yield None, doc, orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+        yield _in_memory(doc, orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
         return
     if isinstance(coco, Mapping):
         doc = dict(coco)
@@ -235,24 +253,29 @@ def _inputs(coco: str | Path | Mapping[str, Any] | Dataset) -> Iterator[tuple[Pa
             data = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
         except TypeError as e:
             raise UsageError(f"the COCO dict cannot be serialized: {e}") from None
-        yield None, doc, data
+        yield _in_memory(doc, data)
         return
     paths = coco_io.expand_shards(coco)
     if not paths:
         raise UsageError(f"{coco}: no such file (nor shards {Path(coco).stem}-001{Path(coco).suffix}, ...)")
     for p in paths:
-        try:
-            data = p.read_bytes()
-        except OSError as e:
-            raise UsageError(f"cannot read {p}: {e.strerror or e}") from None
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            doc = coco_io.load(p)   # raises a ReadError naming the file and line
-        if not isinstance(doc, dict):
-            raise ValidationError(f"{p}: not a COCO file (expected a JSON object)")
-        yield p, doc, data
-        del doc, data   # not held while the next file is parsed
+        yield _read_input(p)   # not named here: the caller's del frees it before the next file is read
+
+
+def _read_input(p: Path) -> _Input:
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {p}: {e.strerror or e}") from None
+    size, digest = len(data), shard_hash(data)
+    try:
+        doc = shardjson.loads(data)
+    except orjson.JSONDecodeError:
+        del data
+        doc = coco_io.load(p)   # raises a ReadError naming the file and line
+    if not isinstance(doc, dict):
+        raise ValidationError(f"{p}: not a COCO file (expected a JSON object)")
+    return _Input(p, doc, size, digest, None)
 
 
 def _prepare(coco: str | Path | Mapping[str, Any] | Dataset, *, max_file_size: int,
@@ -262,24 +285,25 @@ def _prepare(coco: str | Path | Mapping[str, Any] | Dataset, *, max_file_size: i
     name = _source_name(coco)
     stem, suffix = Path(name).stem, Path(name).suffix or ".json"
     out: list[_Shard] = []
-    for src, doc, data in _inputs(coco):
-        coco_io.fail_if_invalid(coco_io.validate(doc), str(src) if src else "the COCO to upload")
-        if len(data) <= max_file_size:
+    for item in _inputs(coco):
+        src = item.src
+        coco_io.fail_if_invalid(coco_io.validate(item.doc), str(src) if src else "the COCO to upload")
+        if item.size <= max_file_size:
             p = src if src is not None else workdir / name
-            if src is None:
-                coco_io.write_json_atomic(p, data)
-            out.append(_Shard(len(out) + 1, p, shard_hash(data), len(data)))
-            del doc, data   # one input document in memory at a time
+            if item.data is not None:
+                coco_io.write_json_atomic(p, item.data)
+            out.append(_Shard(len(out) + 1, p, item.digest, item.size))
+            del item   # one input document in memory at a time
             release_memory()
             continue
-        parts = coco_io.split_shards(doc, max_file_size=max_file_size)
-        msg = (f"{src if src is not None else 'the COCO to upload'} is {human_size(len(data))}, over the "
+        parts = coco_io.split_shards(item.doc, max_file_size=max_file_size)
+        msg = (f"{src if src is not None else 'the COCO to upload'} is {human_size(item.size)}, over the "
                f"{human_size(max_file_size)} limit: uploading it as {len(parts)} shard{'s' if len(parts) != 1 else ''}"
                " of whole images")
         log.info("%s", msg)
         if notify is not None:
             notify(msg)
-        del doc, data
+        del item
         for part in parts:
             pdata = orjson.dumps(part, option=orjson.OPT_SERIALIZE_NUMPY)
             sp = workdir / f"{(src.stem if src else stem)}-{len(out) + 1:03d}{suffix}"

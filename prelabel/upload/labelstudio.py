@@ -87,13 +87,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 import httpx
 import numpy as np
 
-from .. import geometry
-from ..errors import AuthError, NotFoundError, UploadError, UploadTimeoutError, UsageError
+from .. import geometry, labelconfig
+from ..errors import AuthError, NotFoundError, ReadError, UploadError, UploadTimeoutError, UsageError
+from ..labelconfig import CONTROL_TAGS, REGION_TYPES, label_config_for
 from ..paths import safe_join
 from .base import ShardResult, UnmatchedFile
 from .match import MatchRules, match_names
@@ -126,13 +126,6 @@ MAX_MESSAGES = 20              # skip / fallback messages kept per shard
 KEYPOINT_WIDTH = 0.5           # marker size of a keypoint region, percent of the image width
 _EPS = 1e-9                    # percent values this close outside [0, 100] are rounding, and clamped
 
-CONTROL_TAGS = {"rectanglelabels": "RectangleLabels", "polygonlabels": "PolygonLabels",
-                "brushlabels": "BrushLabels", "keypointlabels": "KeyPointLabels"}
-REGION_TYPES = ("rectanglelabels", "polygonlabels", "brushlabels")
-_KIND_TYPE = {"rectangle": "rectanglelabels", "polygon": "polygonlabels", "brush": "brushlabels",
-              "keypoints": "keypointlabels"}
-_CONTROL_NAMES = {"rectanglelabels": "label", "polygonlabels": "polygon", "brushlabels": "brush",
-                  "keypointlabels": "kp"}
 _AUTH_HINT = (f"set {ENV_KEY} to a legacy token or a personal access token (Label Studio: Account & Settings)")
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -178,7 +171,7 @@ class LabelConfig:
 
 
 def parse_label_config(xml: str) -> LabelConfig:
-    """Parse a Label Studio label config (defusedxml: entities and DTDs are refused).
+    """Parse a Label Studio label config (:func:`prelabel.labelconfig.parse`: entities and DTDs are refused).
 
     Raises UploadError when the XML is malformed or has no ``Image`` tag.
 
@@ -188,81 +181,21 @@ def parse_label_config(xml: str) -> LabelConfig:
     >>> cfg.image_key, cfg.control_for("rectanglelabels", "dog"), cfg.categories()
     ('photo', 'box', ['cat', 'dog'])
     """
-    from defusedxml import ElementTree
-    from defusedxml.common import DefusedXmlException
-
     try:
-        root = ElementTree.fromstring(xml)
-    except (ElementTree.ParseError, DefusedXmlException, ValueError) as e:
-        raise UploadError(f"the project's label config is not valid XML: {e}") from None
-    images = [el for el in root.iter() if str(el.tag).lower() == "image" and el.get("name")]
+        parsed = labelconfig.parse(xml, where="the project's label config")
+    except ReadError as e:
+        why = e.reason.removeprefix(labelconfig.INVALID)
+        raise UploadError(f"the project's label config is not valid XML: {why}", hint=e.raw_hint) from None
+    images = [t for t in parsed.tags if t.tag == "image"]
     if not images:
         raise UploadError("the project's label config has no <Image> tag: prelabel uploads image annotations",
                           hint="add <Image name=\"image\" value=\"$image\"/> to the label config")
     img = images[0]
-    cfg = LabelConfig(image_name=str(img.get("name")), image_key=str(img.get("value") or "$image").lstrip("$"))
-    by_tag = {v.lower(): k for k, v in CONTROL_TAGS.items()}
-    for el in root.iter():
-        rtype = by_tag.get(str(el.tag).lower())
-        if rtype is None or not el.get("name"):
-            continue
-        targets = [t.strip() for t in str(el.get("toName") or "").split(",")]
-        if cfg.image_name not in targets:
-            continue
-        labels = [str(lab.get("value")) for lab in el.iter() if str(lab.tag).lower() == "label"
-                  and lab.get("value") is not None]
-        cfg.controls.setdefault(rtype, []).append((str(el.get("name")), labels))
+    cfg = LabelConfig(image_name=img.name, image_key=(img.value or "$image").lstrip("$"))
+    for c in parsed.controls(*CONTROL_TAGS, to=cfg.image_name):
+        labels = [lab.value for lab in c.labels if lab.tag == "label" and lab.value is not None]
+        cfg.controls.setdefault(c.tag, []).append((c.name, labels))
     return cfg
-
-
-def label_config_for(categories: Sequence[str | Mapping[str, Any]], *,
-                     kinds: Iterable[str] = ("rectangle",)) -> str:
-    """A label config with one control per kind (``rectangle``, ``polygon``, ``brush``, ``keypoints``).
-
-    ``categories`` are names or COCO category dicts; the KeyPointLabels control (``kp``) holds the keypoint
-    names of the categories and is added whenever a category has keypoints.
-
-    >>> print(label_config_for(["cat", {"name": "person", "keypoints": ["nose"]}], kinds=["rectangle"]))
-    <View>
-      <Image name="image" value="$image"/>
-      <RectangleLabels name="label" toName="image">
-        <Label value="cat"/>
-        <Label value="person"/>
-      </RectangleLabels>
-      <KeyPointLabels name="kp" toName="image">
-        <Label value="nose"/>
-      </KeyPointLabels>
-    </View>
-    """
-    names: list[str] = []
-    kp_names: dict[str, None] = {}
-    for c in categories:
-        if isinstance(c, Mapping):
-            names.append(str(c["name"]))
-            kp_names.update(dict.fromkeys(str(k) for k in c.get("keypoints") or []))
-        else:
-            names.append(str(c))
-    types = [_KIND_TYPE[k] for k in kinds if k in _KIND_TYPE and k != "keypoints"]
-    unknown = [k for k in kinds if k not in _KIND_TYPE]
-    if unknown:
-        raise UsageError(f"unknown label config kind(s): {', '.join(unknown)}; use {', '.join(_KIND_TYPE)}")
-    if "keypoints" in kinds and not kp_names:
-        kp_names = dict.fromkeys(names)
-    lines = ["<View>", '  <Image name="image" value="$image"/>']
-
-    def control(rtype: str, labels: Iterable[str]) -> None:
-        tag = CONTROL_TAGS[rtype]
-        lines.append(f'  <{tag} name="{_CONTROL_NAMES[rtype]}" toName="image">')
-        lines.extend(f"    <Label value={quoteattr(v)}/>" for v in labels)
-        lines.append(f"  </{tag}>")
-
-    for rtype in REGION_TYPES:
-        if rtype in types:
-            control(rtype, dict.fromkeys(names))
-    if kp_names:
-        control("keypointlabels", kp_names)
-    lines.append("</View>")
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ image names

@@ -411,14 +411,17 @@ class LocalProject:
         r = resolve_shard(doc, assets=list(asset_ids), categories=list(proj), match=rules, exact=exact)
         cat_map = {int(k["id"]): proj[str(k["name"])] for k in doc["categories"] if str(k["name"]) in proj}
         anns = doc["annotations"]
-        rows = []
-        for i in r.keep:
-            a = anns[i]
-            x, y, w, h = (float(v) for v in a["bbox"])
-            seg = a.get("segmentation")
-            rows.append((asset_ids[r.image_asset[int(a["image_id"])]], cat_map[int(a["category_id"])], x, y, w, h,
-                         a.get("area"), int(a.get("iscrowd", 0)), a.get("score"), _json(seg) if seg else None,
-                         _json(a.get("keypoints")), _json(a.get("attributes")), aid))
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            """The rows to insert, made as SQLite takes them: never a list of the whole shard's rows."""
+            for i in r.keep:
+                a = anns[i]
+                x, y, w, h = (float(v) for v in a["bbox"])
+                seg = a.get("segmentation")
+                yield (asset_ids[r.image_asset[int(a["image_id"])]], cat_map[int(a["category_id"])], x, y, w, h,
+                       a.get("area"), int(a.get("iscrowd", 0)), a.get("score"), _json(seg) if seg else None,
+                       _json(a.get("keypoints")), _json(a.get("attributes")), aid)
+
         replaced = images_replaced = 0
         if mode == "replace":   # only the images that receive an annotation: skipped ones keep theirs
             for aid_ in sorted({asset_ids[n] for n in r.applied_assets}):
@@ -427,8 +430,8 @@ class LocalProject:
                 images_replaced += n > 0
         c.executemany("INSERT INTO annotations (asset_id, category_id, x, y, w, h, area, iscrowd, score, "
                       "segmentation, keypoints, attributes, activity_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      rows)
-        counts = {"images": len(doc["images"]), "annotations": len(anns), "annotations_applied": len(rows),
+                      rows())
+        counts = {"images": len(doc["images"]), "annotations": len(anns), "annotations_applied": len(r.keep),
                   "annotations_replaced": replaced, "images_replaced": images_replaced,
                   "files_matched": r.files_matched,
                   "files_not_matched": len(r.unmatched), "annotations_skipped_unmatched": r.skipped_unmatched,
