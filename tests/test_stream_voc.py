@@ -232,10 +232,10 @@ def test_small_case_by_hand(tmp_path: Path) -> None:
                                                       "parts": [{"name": "head", "bbox": [1.0, 1.0, 1.0, 1.0]}]}
     assert list(it) == []
     assert report.read == 3
-    # read()'s order: image names (c.xml) are noted before 0-based-looking files (a.xml), whatever the chunks
-    assert [(d.code, d.source) for d in report.diagnostics] == [("image.unsafe_name", "c.xml"),
-                                                                ("coordinates.suspect", "a.xml:2")]
-    assert "using 'c.png' instead" in report.diagnostics[0].message
+    # read()'s order: the notes in file order (a.xml before c.xml), whatever the chunks (and a plan's parts)
+    assert [(d.code, d.source) for d in report.diagnostics] == [("coordinates.suspect", "a.xml:2"),
+                                                                ("image.unsafe_name", "c.xml")]
+    assert "using 'c.png' instead" in report.diagnostics[1].message
     _check(tmp_path, 2)
 
 

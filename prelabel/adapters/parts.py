@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..model import Dataset
 from ..report import Diagnostic, Report
@@ -30,10 +31,16 @@ __all__ = ["ByteRange", "FilesPart", "Part", "RowRange", "merge"]
 
 @dataclass(frozen=True, kw_only=True)
 class FilesPart:
-    """A run of a folder source's files: ``files`` relative to ``source`` (posix), in the order read."""
+    """A run of a folder source's files: ``files`` relative to ``source`` (posix), in the order read.
+
+    ``context``: what the adapter's plan decided once for the whole source and each part needs to read its
+    files on its own (YOLO: the images root, the class names, the label file of each image), opaque to the
+    engines. An engine that copies a part's ``files`` elsewhere (a Dask worker reading a remote source) passes
+    the part with ``source`` naming the copy's folder; the adapter reads the files there."""
 
     source: str
     files: tuple[str, ...]
+    context: Any = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,8 +93,12 @@ def _dedupe_diagnostics(parts: Sequence[Dataset], kind_order: Sequence[str]) -> 
         d = parts[k].report.diagnostics[i]
         order = list(kind_order)
         text = ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts, key=lambda x: (
-            order.index(x) if x in order else len(order), x)))
-        parts[k].report.diagnostics[i] = Diagnostic(d.code, d.source, f"{_TASK_COUNTS}{text} file(s)", d.severity)
+            order.index(x) if x in order else len(order), x)) if counts[kind])
+        if text:  # (every part of a plan writes the note, with its counts of 0, so that it stands where read()'s does)
+            parts[k].report.diagnostics[i] = Diagnostic(d.code, d.source, f"{_TASK_COUNTS}{text} file(s)",
+                                                        d.severity)
+        else:
+            del parts[k].report.diagnostics[i]
 
 
 def merge(parts: Sequence[Dataset], *, report: Report | None = None, kind_order: Sequence[str] = ()) -> Dataset:

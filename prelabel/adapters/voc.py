@@ -84,7 +84,7 @@ from ..imagesize import image_sizes
 from ..junk import Skips, junk_reason
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_relative, why_unsafe
-from ..report import Report, format_source
+from ..report import Diagnostic, Report, format_source
 from ..workers import process_pool, wanted_workers
 from .base import DEFAULT_CHUNK_ROWS, ReadOptions
 from .parts import FilesPart
@@ -739,9 +739,25 @@ def read_part(part: FilesPart, *, options: ReadOptions) -> Dataset:
     return read(Path(part.source), options=options, report=Report(), files=part.files or None)
 
 
+def _by_file(notes: Sequence[Diagnostic], jobs: Sequence[tuple[str, str]]) -> list[Diagnostic]:
+    """The notes about the files (``rel`` or ``rel:line``) in file order, each file's in the order made (a
+    stable sort): so the notes of runs of files read one by one (a plan's parts) add up to those of one read."""
+    pos = {rel: i for i, (_, rel) in enumerate(jobs)}
+
+    def key(d: Diagnostic) -> int:
+        got = pos.get(d.source)
+        if got is None:
+            head, _, line = d.source.rpartition(":")
+            got = pos.get(head, len(pos)) if line.isdigit() else len(pos)
+        return got
+
+    return sorted(notes, key=key)
+
+
 def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] | None = None) -> Dataset:
     source = _source(src, options, files)
     _note_hidden(src, source, report)
+    first_note = len(report.diagnostics)
     jobs = source.jobs
     parsed = _parse_all(jobs, source.origin, workers=_workers(options, len(jobs)), single=source.single,
                         progress=options.extra.get("progress") if options.extra else None)
@@ -752,9 +768,10 @@ def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] 
     _drop_bad(parsed.bad, report)
     finder = _ImageFinder(voc_jpeg=source.voc_jpeg, images=options.images)
     abs_of = {rel: p for p, rel in jobs}
-    # one pass over the whole set: its notes go to the report phase after phase
+    # one pass over the whole set: its notes go to the report phase after phase, then in file order (_by_file)
     images, annotations = _assemble(parsed, source.origin, finder, abs_of, resolve=report, sizes=report,
                                     suspect=report)
+    report.diagnostics[first_note:] = _by_file(report.diagnostics[first_note:], jobs)
     report.add_read(len(parsed.names))
     # categories come in first-seen (sorted file) order
     categories = {"name": _objects(dict.fromkeys(parsed.names))}
@@ -942,7 +959,8 @@ class _Stream:
         self.finder = _ImageFinder(voc_jpeg=source.voc_jpeg, images=options.images)
         self.abs_of = {rel: p for p, rel in source.jobs}
         self.seen: dict[str, None] = {}     # category names in first-seen order
-        # read() notes phase after phase over the whole set; these hold each phase's notes until the end
+        # read() notes phase after phase over the whole set, then sorts them by file: these hold each phase's
+        # notes until the end
         self.skipped: list[tuple[str, str]] = []
         self.bad: list[tuple[str, int, str | None, str]] = []
         self.resolve, self.sizes, self.suspect = Report(), Report(), Report()
@@ -999,12 +1017,14 @@ class _Stream:
 
     def _flush(self) -> None:
         """The held-back notes, in read()'s order."""
+        first_note = len(self.report.diagnostics)
         for rel, why in self.skipped:
             self.report.note("file.skipped", rel, why)
         _drop_bad(self.bad, self.report)
         for held in (self.resolve, self.sizes, self.suspect):
             self.report.diagnostics.extend(held.diagnostics)
             held.diagnostics.clear()
+        self.report.diagnostics[first_note:] = _by_file(self.report.diagnostics[first_note:], self.source.jobs)
 
     def _batches(self) -> Generator[_Parsed, None, None]:
         """The parsed files in order, a batch at a time (a few batches in flight in the pool, when used)."""

@@ -99,7 +99,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +112,12 @@ from ..imagesize import image_sizes
 from ..junk import Skips
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS
-from ..report import Report
+from ..report import Diagnostic, Report
 from . import names as names_mod
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
+from .parts import FilesPart
 
-__all__ = ["DESCRIPTION", "NAME", "TASKS", "detect", "iter_chunks", "read"]
+__all__ = ["DESCRIPTION", "NAME", "TASKS", "detect", "iter_chunks", "plan", "read", "read_part"]
 
 NAME = "yolo"
 # YOLO records no image size: every size comes from the image's header (nothing for check_sizes to check)
@@ -958,9 +959,14 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
         return _read(lay, _config(lay, options), options, report, p)
 
 
-def _read(lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src: Path) -> Dataset:
-    """Every label file as one batch: the images' label files in image order, then the orphans."""
+def _read(lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src: str | Path,
+          part: _PartPlan | None = None) -> Dataset:
+    """Every label file as one batch: the images' label files in image order, then the orphans. ``part``: the
+    plan's context when this is one part of a plan (``lay`` its part of the layout)."""
     run = _Run(lay, cfg, options, report, str(src))
+    several = part is not None and part.n_parts > 1
+    if part is not None:
+        run.img_root = lay.image_roots[0]  # decided by the plan, from every image of the source
     sizes = image_sizes(lay.images)
     files = [lab for lab in lay.labels if lab is not None]
     image_of = [i for i, lab in enumerate(lay.labels) if lab is not None]
@@ -971,9 +977,125 @@ def _read(lay: _Layout, cfg: _Config, options: ReadOptions, report: Report, src:
     raw += orphan_raw
     del orphan_raw
     piece = run.batch(files, image_of, raw, 0, len(lay.images), sizes)
-    categories = run.finish()
+    if several and run.n_pending:
+        raise NeedsWholeRead("label files of 9-11 column rows only (4-point polygons or oriented boxes) are read "
+                             "as polygons when every other label file of the source holds polygons, else dropped: "
+                             f"one part cannot tell (pass {option('task', 'segment')} or {option('task', 'obb')})")
+    categories = run.finish(zeros=several, table_notes=part is None or part.last)
     return Dataset.build(images=piece.images, categories=categories, annotations=piece.annotations,
                          report=run.report)
+
+
+# ============================================================================================ parts
+@dataclass(frozen=True)
+class _PartPlan:
+    """What one part of :func:`plan` needs besides its files, decided once for the whole source: the layout's
+    paths as planned under ``base`` (a part whose ``source`` says another folder reads them there: its files
+    were moved, e.g. to a Dask worker), the images root, the config, and the layout's notes (first part)."""
+
+    base: str
+    src: str
+    root: str
+    img_root: str
+    images: tuple[str, ...]
+    labels: tuple[str | None, ...]
+    orphans: tuple[str, ...]
+    loose: frozenset[str]
+    looked_for: tuple[tuple[str, str], ...]
+    cfg: _Config
+    notes: tuple[Diagnostic, ...]
+    n_parts: int
+    last: bool
+
+
+def _base(paths: Iterable[str]) -> str:
+    """The folder every path is under ("" when there is none: absolute and relative paths mixed)."""
+    dirs = {os.path.dirname(p) for p in paths}
+    try:
+        return os.path.commonpath(sorted(dirs)) if dirs else ""
+    except ValueError:
+        return ""
+
+
+def _mover(old: str, new: str) -> Callable[[str], str]:
+    """Paths under the folder ``old`` put under ``new`` instead (others as they are)."""
+    if not old or old == new:
+        return lambda p: p
+    prefix = old.rstrip(_SEP) + _SEP
+    head = new.rstrip(_SEP) + _SEP
+
+    def mv(p: str) -> str:
+        return head + p[len(prefix):] if p.startswith(prefix) else (new if p == old else p)
+
+    return mv
+
+
+def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]:
+    """The source cut into ``parts`` contiguous runs of its images in output order (label files with no image go
+    with the first run, as ``read()`` reads them before any image's rows are kept): each read by
+    :func:`read_part`, their datasets merged in this order (:func:`prelabel.adapters.parts.merge`) give
+    :func:`read`'s, report included. The layout (every image and its label file, the class names, the images
+    root) is found once, here. A part's ``files`` are the images, label files and orphan label files it reads,
+    relative to its ``source`` (the folder all of them are under). One part when the task is pose without a
+    ``kpt_shape`` (inferred from every pose row); a part holding label files of 9-11 column rows only raises
+    :class:`NeedsWholeRead` (how they are read depends on every other file).
+
+    >>> parts = plan(Path("sample_data/yolo"), options=ReadOptions(), parts=2)
+    >>> [sum(f.startswith("images/") for f in p.files) for p in parts]
+    [2, 3]
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ReadError(str(p), "no such file or folder")
+    report = Report()
+    with gc_paused():
+        lay = _layout(p, options, report)
+        cfg = _config(lay, options)
+    roots = ([_norm(options.images)] if options.images is not None else []) + lay.image_roots
+    img_root = _images_root(lay.images, roots)
+    n = 1 if cfg.task == "pose" and cfg.kpt_shape is None else max(1, min(int(parts), len(lay.images)))
+    labelled = [lab for lab in lay.labels if lab is not None]
+    base = _base([os.path.join(lay.root, "x"), *([os.path.join(img_root, "x")] if lay.images else []),
+                  *lay.images, *labelled, *lay.orphans])
+    prefix = base.rstrip(_SEP) + _SEP if base else ""
+
+    def rel(f: str) -> str:
+        return (f[len(prefix):] if prefix and f.startswith(prefix) else f).replace(_SEP, "/")
+
+    looked_for = tuple(sorted(lay.looked_for.items()))
+    cuts = [len(lay.images) * k // n for k in range(n + 1)]
+    out: list[FilesPart] = []
+    for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+        first = k == 0
+        images, labels = tuple(lay.images[a:b]), tuple(lay.labels[a:b])
+        orphans = tuple(lay.orphans) if first else ()
+        files = [*images, *(lab for lab in labels if lab is not None), *orphans]
+        ctx = _PartPlan(base=base, src=str(p), root=lay.root, img_root=img_root, images=images, labels=labels,
+                        orphans=orphans, loose=frozenset(lay.loose) if first else frozenset(),
+                        looked_for=looked_for if first else (), cfg=cfg,
+                        notes=tuple(report.diagnostics) if first else (), n_parts=n, last=k == n - 1)
+        out.append(FilesPart(source=base, files=tuple(rel(f) for f in files), context=ctx))
+    return out
+
+
+def read_part(part: FilesPart, *, options: ReadOptions) -> Dataset:
+    """One part of :func:`plan`, read as :func:`read` reads its images and label files (a part without the plan's
+    context, ``FilesPart(source=path, files=())``: the whole source ``path``)."""
+    ctx = part.context
+    if not isinstance(ctx, _PartPlan):
+        return read(Path(part.source), options=options, report=Report())
+    mv = _mover(ctx.base, part.source)
+    report = Report()
+    report.diagnostics = [Diagnostic(d.code, mv(d.source), d.message, d.severity) for d in ctx.notes]
+    lay = _Layout(root=mv(ctx.root), images=[mv(f) for f in ctx.images],
+                  labels=[None if f is None else mv(f) for f in ctx.labels], orphans=[mv(f) for f in ctx.orphans],
+                  loose={mv(f) for f in ctx.loose}, image_roots=[mv(ctx.img_root)],
+                  looked_for={mv(k): mv(v) for k, v in ctx.looked_for})
+    cfg = ctx.cfg
+    if ctx.base and part.source != ctx.base:
+        cfg = replace(cfg, names_src=mv(cfg.names_src), yaml_file=None if cfg.yaml_file is None else mv(cfg.yaml_file))
+    with gc_paused():
+        return _read(lay, cfg, options, report, mv(ctx.src), ctx)
 
 
 def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
@@ -1177,8 +1299,8 @@ class _Run:
         self.deferred: dict[int, tuple[str, str, list[pd.DataFrame]]] = {}  # drops by their place in read()
         self.ambiguous: list[tuple[str, int]] = []  # files with rows dropped as ambiguous, and how many
         self.orphan_rows: list[tuple[str, int]] = []  # label files with no image, and their row counts
-        self.unsized: list[str] = []                # images whose size cannot be read
-        self.unlabeled: list[str] = []              # images with no label file
+        self.image_notes: list[tuple[str, bool]] = []  # per image, in order: (unsized: the file, True) or
+        #                                                (unlabeled: the file_name, False)
         self._names: tuple[int, np.ndarray] | None = None
         self._table: tuple[tuple[int, tuple[int, int] | None], pd.DataFrame] | None = None
 
@@ -1290,11 +1412,12 @@ class _Run:
         if not has_image.all():
             per_entry = np.bincount(lines.entry, minlength=n_entries)
             self.orphan_rows += [(rel_files[e], int(per_entry[e])) for e in np.flatnonzero(~has_image).tolist()]
-        self.unsized += [_rel(lay.images[lo + i], lay.root) for i in np.flatnonzero(~size_ok).tolist()]
         file_names = [_rel(i, self.img_root) for i in lay.images[lo:hi]]
         labelled = np.zeros(hi - lo, dtype=bool)
         labelled[ent_img[has_image] - lo] = True
-        self.unlabeled += [file_names[i] for i in np.flatnonzero(~labelled & size_ok).tolist()]
+        # one list in image order (not the unsized, then the unlabeled): the parts of a plan add up to it
+        self.image_notes += [(_rel(lay.images[lo + i], lay.root), True) if not size_ok[i] else (file_names[i], False)
+                             for i in np.flatnonzero(~(labelled & size_ok)).tolist()]
 
         # ---- conversion of the kept rows
         keep = ~(no_image | no_size | ambiguous)
@@ -1425,7 +1548,9 @@ class _Run:
                                  f"{files[0]} (put kpt_shape in data.yaml)")
 
     # ------------------------------------------------------------------ the end
-    def _task_note(self) -> str:
+    def _task_note(self, *, zeros: bool = False) -> str:
+        """The ``task.inferred`` note of the column counts (``zeros``: with counts of 0 too, as every part of a
+        plan writes it, so that :func:`prelabel.adapters.parts.merge` adds them up where the first part has it)."""
         if self.cfg.task is not None:
             return ""
         segment = self.n_segment
@@ -1435,13 +1560,14 @@ class _Run:
             note = (f"{self.n_pending} file(s) with only 9-11 column rows read as polygons like the rest of the "
                     f"dataset; pass {option('task', 'obb')} if they are oriented boxes")
         counts = {"detect": self.n_detect, "segment": segment}
-        summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+        summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n or zeros)
         if not summary:
             return ""
         return f"task inferred from the column counts: {summary} file(s)" + (f"; {note}" if note else "")
 
-    def finish(self) -> pd.DataFrame:
-        """Report the drops and notes in ``read()``'s order; the final category table."""
+    def finish(self, *, zeros: bool = False, table_notes: bool = True) -> pd.DataFrame:
+        """Report the drops and notes in ``read()``'s order; the final category table. A part of a plan writes
+        the task note with ``zeros``, and the category table's notes only in its last part (``table_notes``)."""
         rep, cfg = self.report, self.cfg
         for f in self.skipped:
             rep.note("file.skipped", f, "not a YOLO label file (no image of the same name)", severity="info")
@@ -1453,7 +1579,7 @@ class _Run:
             k, d = self.kpt_shape
             rep.note("task.inferred", self.src, f"kpt_shape inferred as [{k}, {d}] from rows of {self.kpt_cols} "
                      "numbers; put kpt_shape in data.yaml to be sure", severity="info")
-        note = self._task_note()
+        note = self._task_note(zeros=zeros)
         if note:
             rep.note("task.inferred", self.src, note, severity="info")
         for slot in sorted(self.deferred):
@@ -1467,13 +1593,14 @@ class _Run:
         for f, n in self.orphan_rows:
             rep.note("image.missing", f, f"no image for this label file ({n} row(s) dropped){fix}" if n
                      else "no image for this (empty) label file", severity="warning" if n else "info")
-        for f in self.unsized:
-            rep.note("image.missing", f,
-                     "the image size cannot be read from the file header (not an image, or a format not known)")
-        for f in self.unlabeled:
-            rep.note("image.unlabeled", f, "no label file: kept with no annotations", severity="info")
+        for f, unsized in self.image_notes:
+            if unsized:
+                rep.note("image.missing", f,
+                         "the image size cannot be read from the file header (not an image, or a format not known)")
+            else:
+                rep.note("image.unlabeled", f, "no label file: kept with no annotations", severity="info")
         kpt = self.kpt_shape if cfg.task == "pose" else None
-        return _categories(self.names(), cfg, kpt, rep, self.lay.root)
+        return _categories(self.names(), cfg, kpt, rep if table_notes else Report(), self.lay.root)
 
 
 def _infer_kpt_shape(lines: _Lines, files: list[str], src: str) -> tuple[int, int]:

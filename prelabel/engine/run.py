@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import adapters
-from ..adapters.base import ReadOptions
+from ..adapters.base import NeedsWholeRead, ReadOptions
 from ..adapters.parts import Part, merge
-from ..errors import UsageError
+from ..errors import ReadError, UsageError
 from ..model import Dataset
 from ..report import Report
 from ..workers import process_pool, wanted_workers
@@ -39,6 +39,13 @@ def _read_part(name: str, part: Part, options: ReadOptions) -> Dataset:
     return got
 
 
+def _read_whole(adapter: Any, path: Path, options: ReadOptions) -> Dataset:
+    report = Report()
+    report.input = {"format": adapter.NAME, "source": str(path)}
+    whole: Dataset = adapter.read(path, options=options, report=report)
+    return whole
+
+
 def _run_local(name: str, parts: Sequence[Part], options: ReadOptions, workers: int) -> list[Dataset]:
     pool = process_pool(min(workers, len(parts)))
     if pool is None:  # one worker, one part, or no process can start here: read them in this one
@@ -55,7 +62,9 @@ def read_parts(src: str | Path, *, fmt: str | None = None, options: ReadOptions 
                workers: int | None = None, engine: str = "local", client: Any = None) -> Dataset:
     """Read ``src`` part by part (the adapter's ``plan`` and ``read_part``) and concatenate the parts in plan
     order: the dataset and report of the adapter's ``read``. An adapter without ``plan`` reads the source as
-    one part. ``workers``: processes (None: the worker policy, else 1); ``engine="dask"`` runs the parts on
+    one part, and so does a source whose part raises :class:`~prelabel.adapters.base.NeedsWholeRead` (it
+    depends on the rest of the source) or a :class:`~prelabel.errors.ReadError` (the whole read raises
+    ``read()``'s own error). ``workers``: processes (None: the worker policy, else 1); ``engine="dask"`` runs the parts on
     ``client`` (a ``dask.distributed.Client``), each worker reading its own parts.
 
     >>> ds = read_parts("sample_data/voc", fmt="voc", workers=2)
@@ -68,20 +77,22 @@ def read_parts(src: str | Path, *, fmt: str | None = None, options: ReadOptions 
     adapter = adapters.get(fmt or adapters.detect(path))
     opts = options or ReadOptions()
     n = workers if workers is not None else (wanted_workers(opts.extra) or 1)
+    if engine == "dask" and client is None:
+        raise UsageError("engine='dask' needs a client", hint="pass client=prelabel.distributed.dask_client()")
     if not hasattr(adapter, "plan"):
-        report = Report()
-        report.input = {"format": adapter.NAME, "source": str(path)}
-        whole: Dataset = adapter.read(path, options=opts, report=report)
-        return whole
+        return _read_whole(adapter, path, opts)
     parts: list[Part] = adapter.plan(path, options=opts, parts=n)
     part_opts = with_workers(opts, 1)  # one process a part: the parallelism is the engine's
-    if engine == "dask":
-        if client is None:
-            raise UsageError("engine='dask' needs a client", hint="pass client=prelabel.distributed.dask_client()")
-        futures = [client.submit(_read_part, adapter.NAME, p, part_opts, pure=False) for p in parts]
-        results: list[Dataset] = client.gather(futures)
-    else:
-        results = _run_local(adapter.NAME, parts, part_opts if n > 1 else opts, n)
+    try:
+        if engine == "dask":
+            futures = [client.submit(_read_part, adapter.NAME, p, part_opts, pure=False) for p in parts]
+            results: list[Dataset] = client.gather(futures)
+        else:
+            results = _run_local(adapter.NAME, parts, part_opts if n > 1 else opts, n)
+    except (NeedsWholeRead, ReadError):
+        # a part that depends on the rest of the source (NeedsWholeRead), or a malformed file: the whole read
+        # decides, and raises the error read() raises (the first in its own order, which may be another part's)
+        return _read_whole(adapter, path, opts)
     ds = merge(results, report=Report(), kind_order=list(getattr(adapter, "KIND_NAMES", {}).values()))
     ds.report.input = {"format": adapter.NAME, "source": str(path)}
     return ds

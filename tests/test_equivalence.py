@@ -1,0 +1,273 @@
+"""One reader, however it is run: for every format with a plan, ``read()`` and the same source read part by part
+(the adapter's ``plan`` / ``read_part``, merged in plan order) in this process, in a process pool of 2 and on
+Dask (``engine.read_parts(engine="dask")`` and ``distributed.read_dask``) write byte-identical COCO and the same
+report JSON, on ``sample_data/`` and on generated sources with what splits badly (label files with no image,
+images with no label file or no readable size, classes named by their index, notes about the whole source,
+files whose reading depends on the rest of the source, malformed files in two parts).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SAMPLE
+from PIL import Image
+
+import prelabel
+from prelabel import adapters
+from prelabel.adapters.base import NeedsWholeRead, ReadOptions
+from prelabel.adapters.parts import merge
+from prelabel.engine import read_parts
+from prelabel.errors import PrelabelError, ReadError
+from prelabel.model import Dataset
+from prelabel.pipeline import prepare, write_dataset
+from prelabel.report import Report
+
+Reader = Callable[[], Dataset]
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    pytest.importorskip("distributed")
+    from prelabel.distributed import dask_client
+
+    with dask_client(workers=2, processes=False) as c:
+        yield c
+
+
+def _written(read: Reader, out: Path) -> tuple[bytes, str] | str:
+    """The COCO file's bytes and the report's JSON (without its output paths), or the error's text."""
+    try:
+        ds = read()
+        res = write_dataset(prepare(ds), out, max_file_size=10**10)
+    except PrelabelError as e:
+        return f"{type(e).__name__}: {e}"
+    doc = res.report.to_dict()
+    doc.pop("output")
+    return out.read_bytes(), json.dumps(doc, sort_keys=True, default=str)
+
+
+def _in_process(src: Path, fmt: str, parts: int) -> Reader:
+    """plan(parts=N), each part read in turn, merged in plan order (what every engine does, down to reading the
+    whole source when a part raises NeedsWholeRead or ReadError)."""
+    def run() -> Dataset:
+        adapter: Any = adapters.get(fmt)
+        opts = ReadOptions()
+        try:
+            got = [adapter.read_part(p, options=opts) for p in adapter.plan(src, options=opts, parts=parts)]
+        except (NeedsWholeRead, ReadError):
+            return prelabel.read(src, fmt=fmt)
+        ds = merge(got, report=Report(), kind_order=list(getattr(adapter, "KIND_NAMES", {}).values()))
+        ds.report.input = {"format": fmt, "source": str(src)}
+        return ds
+    return run
+
+
+def _check(src: Path, fmt: str, tmp: Path, client: Any, *, parts: tuple[int, ...] = (2, 3, 4)) -> bytes | str:
+    """Every way of reading ``src`` against ``prelabel.read``; the COCO bytes (or the error) they agree on."""
+    from prelabel.distributed import read_dask
+
+    want = _written(lambda: prelabel.read(src, fmt=fmt), tmp / "want.json")
+    ways: dict[str, Reader] = {f"plan(parts={n})": _in_process(src, fmt, n) for n in parts}
+    ways |= {
+        "workers=1": lambda: read_parts(src, fmt=fmt, workers=1),
+        "workers=2": lambda: read_parts(src, fmt=fmt, workers=2),
+        "engine=dask": lambda: read_parts(src, fmt=fmt, workers=3, engine="dask", client=client),
+        "read_dask": lambda: read_dask(src, fmt=fmt, client=client, partitions=3),
+    }
+    for name, run in ways.items():
+        got = _written(run, tmp / f"{name}.json")
+        assert got == want, name
+    return want if isinstance(want, str) else want[0]
+
+
+# ------------------------------------------------------------------------------------------- sample_data
+@pytest.mark.parametrize("fmt", ["yolo", "voc"])
+def test_sample_data(fmt: str, tmp_path: Path, client: Any) -> None:
+    coco = _check(SAMPLE / fmt, fmt, tmp_path, client)
+    assert isinstance(coco, bytes)
+    doc = json.loads(coco)
+    assert (len(doc["images"]), len(doc["annotations"])) == (5, 7)
+
+
+# ------------------------------------------------------------------------------------------- generated YOLO
+def _png(path: Path, w: int, h: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (w, h)).save(path)
+
+
+def _yolo(root: Path, n: int, *, names: bool) -> Path:
+    """n images in images/ with labels/: every 5th without a label file, every 7th a polygon file, every 9th an
+    empty label file, image 11 not an image (no size), two label files with no image, a hidden file."""
+    for i in range(n):
+        stem = f"img_{i:03d}"
+        if i == 11:
+            (root / "images").mkdir(parents=True, exist_ok=True)
+            (root / "images" / f"{stem}.jpg").write_bytes(b"not a jpeg")
+        else:
+            _png(root / "images" / f"{stem}.png", 40 + i, 30)
+        if i % 5 == 4:
+            continue
+        if i % 9 == 8:
+            rows = ""
+        elif i % 7 == 6:
+            rows = f"{i % 4} 0.1 0.1 0.9 0.1 0.9 0.9 0.5 0.95 0.1 0.9 0.05 0.5\n"
+        else:
+            rows = "".join(f"{(i + k) % 6} 0.5 0.5 0.{k + 2} 0.25 0.{k + 5}\n" for k in range(i % 3 + 1))
+        (root / "labels").mkdir(parents=True, exist_ok=True)
+        (root / "labels" / f"{stem}.txt").write_text(rows)
+    (root / "labels" / "zz_no_image.txt").write_text("3 0.5 0.5 0.2 0.2\n5 0.5 0.5 0.1 0.1\n")
+    (root / "labels" / "aa_no_image.txt").write_text("")
+    (root / "labels" / ".hidden.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    if names:
+        (root / "classes.txt").write_text("cat\ndog\ncat\nbird\nfish\nfrog\n")  # class 2 repeats class 0's name
+    return root
+
+
+@pytest.mark.parametrize("names", [False, True], ids=["unnamed", "named"])
+def test_yolo_generated(names: bool, tmp_path: Path, client: Any) -> None:
+    src = _yolo(tmp_path / "ds", 40, names=names)
+    coco = _check(src, "yolo", tmp_path, client)
+    assert isinstance(coco, bytes)
+    doc = json.loads(coco)
+    # 40 images, less the one with no size; rows: 1-3 boxes per labelled image, 1 polygon per 7th
+    assert len(doc["images"]) == 39
+    boxes = sum(i % 3 + 1 for i in range(40) if i % 5 != 4 and i % 9 != 8 and i % 7 != 6 and i != 11)
+    polygons = sum(1 for i in range(40) if i % 5 != 4 and i % 9 != 8 and i % 7 == 6 and i != 11)
+    assert len(doc["annotations"]) == boxes + polygons == 42 + 4
+    report = prelabel.read(src).report
+    codes = [d.code for d in report.diagnostics]
+    assert codes.count("image.unlabeled") == 8 and codes.count("image.missing") == 3
+    assert report.dropped_counts() == {"dropped.no_image": 2 + 3}  # 2 rows with no image, 3 of the unsized one
+
+
+def test_yolo_parts_cut_images_in_order_and_orphans_go_first(tmp_path: Path) -> None:
+    from prelabel.adapters import yolo
+
+    src = _yolo(tmp_path / "ds", 10, names=False)
+    parts = yolo.plan(src, options=ReadOptions(), parts=3)
+    assert [p.source for p in parts] == [str(src)] * 3
+    assert [[f for f in p.files if f.startswith("images/")] for p in parts] == [
+        ["images/img_000.png", "images/img_001.png", "images/img_002.png"],
+        ["images/img_003.png", "images/img_004.png", "images/img_005.png"],
+        ["images/img_006.png", "images/img_007.png", "images/img_008.png", "images/img_009.png"]]
+    assert [f for f in parts[0].files if not f.startswith("images/")] == [
+        "labels/img_000.txt", "labels/img_001.txt", "labels/img_002.txt",
+        "labels/aa_no_image.txt", "labels/zz_no_image.txt"]
+    assert [f for f in parts[1].files if not f.startswith("images/")] == ["labels/img_003.txt",
+                                                                           "labels/img_005.txt"]
+
+
+def test_yolo_part_read_where_its_files_were_copied(tmp_path: Path) -> None:
+    """A part whose ``source`` names another folder (a Dask worker's copy of the part's files) reads it there."""
+    import shutil
+    from dataclasses import replace
+
+    from prelabel.adapters import yolo
+
+    src = _yolo(tmp_path / "ds", 12, names=True)
+    parts = yolo.plan(src, options=ReadOptions(), parts=2)
+    copy = tmp_path / "copy"
+    for f in parts[1].files:  # (not classes.txt: the plan found the names)
+        (copy / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / f, copy / f)
+    shutil.rmtree(src)
+    ds = yolo.read_part(replace(parts[1], source=str(copy)), options=ReadOptions())
+    assert ds.images["file_name"].tolist() == [f"img_{i:03d}.png" for i in range(6, 12) if i != 11]
+    assert ds.images["path"].tolist() == [str(copy / "images" / f) for f in ds.images["file_name"]]
+    # image 6: a polygon of class 2 (named cat, as class 0); 7: 2 boxes; 8: an empty file; 9: no label file;
+    # 10: 2 boxes; 11: no size (its 3 rows dropped)
+    assert ds.annotations["src_file"].tolist() == ["labels/img_006.txt"] + ["labels/img_007.txt"] * 2 + [
+        "labels/img_010.txt"] * 2
+    assert ds.annotations["category"].tolist() == ["cat", "dog", "cat", "fish", "frog"]
+    assert ds.report.dropped_counts() == {"dropped.no_image": 3}
+
+
+def test_yolo_first_part_without_label_rows(tmp_path: Path, client: Any) -> None:
+    # the task note of the whole source stands before the image notes, though part 1 has no label row to count
+    root = tmp_path / "ds"
+    for i in range(6):
+        _png(root / "images" / f"{i}.png", 20, 20)
+        if i >= 3:
+            (root / "labels").mkdir(exist_ok=True)
+            (root / "labels" / f"{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    _check(root, "yolo", tmp_path, client)
+    notes = [(d.code, d.source) for d in prelabel.read(root).report.diagnostics]
+    assert notes == [("category.unnamed", str(root)), ("task.inferred", str(root)),
+                     ("image.unlabeled", "0.png"), ("image.unlabeled", "1.png"), ("image.unlabeled", "2.png")]
+
+
+@pytest.mark.parametrize("rest", ["segment", "detect"])
+def test_yolo_nine_columns_read_as_one_part(rest: str, tmp_path: Path, client: Any) -> None:
+    # a file of 9-column rows is a polygon when every other file is one, else dropped: a part cannot tell
+    poly = "0 0.1 0.1 0.9 0.1 0.9 0.9 0.5 0.95 0.1 0.9 0.05 0.5\n"
+    box = "0 0.5 0.5 0.2 0.2\n"
+    rows = [poly if rest == "segment" else box] * 5 + ["0 0.1 0.1 0.9 0.1 0.9 0.9 0.1 0.9\n"]
+    for i, text in enumerate(rows):
+        _png(tmp_path / "ds" / "images" / f"{i}.png", 20, 20)
+        (tmp_path / "ds" / "labels").mkdir(exist_ok=True)
+        (tmp_path / "ds" / "labels" / f"{i}.txt").write_text(text)
+    _check(tmp_path / "ds", "yolo", tmp_path, client)
+    dropped = prelabel.read(tmp_path / "ds").report.dropped_counts()
+    assert dropped == ({} if rest == "segment" else {"dropped.ambiguous": 1})
+
+
+def test_yolo_pose_with_an_inferred_kpt_shape_is_one_part(tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import yolo
+
+    root = tmp_path / "ds"
+    for i in range(6):
+        _png(root / "images" / f"{i}.png", 50, 50)
+        (root / "labels").mkdir(exist_ok=True)
+        (root / "labels" / f"{i}.txt").write_text("0 0.5 0.5 0.4 0.4 0.3 0.3 2 0.6 0.6 1\n")
+    (root / "data.yaml").write_text("names: [person]\ntrain: images\n")
+    opts = ReadOptions(task="pose")
+    assert len(yolo.plan(root, options=opts, parts=3)) == 1
+    assert len(yolo.plan(root, options=ReadOptions(task="pose", extra={"kpt_shape": [2, 3]}), parts=3)) == 3
+
+
+def test_yolo_malformed_files_in_two_parts_raise_read_s_error(tmp_path: Path, client: Any) -> None:
+    # read() parses every file before it checks class indices: the error is part 2's, not part 1's
+    root = tmp_path / "ds"
+    for i in range(6):
+        _png(root / "images" / f"{i}.png", 20, 20)
+        (root / "labels").mkdir(exist_ok=True)
+        (root / "labels" / f"{i}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "classes.txt").write_text("cat\n")
+    (root / "labels" / "0.txt").write_text("7 0.5 0.5 0.2 0.2\n")      # a class with no name
+    (root / "labels" / "5.txt").write_text("0 0.5 zero 0.2 0.2\n")     # not a number
+    error = _check(root, "yolo", tmp_path, client)
+    assert isinstance(error, str) and error.startswith("ReadError: labels/5.txt:1")
+
+
+# ------------------------------------------------------------------------------------------- generated VOC
+def _voc(root: Path, n: int) -> Path:
+    """n VOC files; every 7th has no <size> (read from its image header), every 11th no object, categories in a
+    shifting order, one file that is not VOC, a hidden file."""
+    (root / "Annotations").mkdir(parents=True)
+    names = ["cat", "dog", "car", "person", "bike"]
+    for i in range(n):
+        stem = f"img_{i:03d}"
+        _png(root / "JPEGImages" / f"{stem}.png", 50 + i, 40)
+        size = "" if i % 7 == 3 else f"<size><width>{50 + i}</width><height>40</height></size>"
+        objs = "" if i % 11 == 10 else "".join(
+            f"<object><name>{names[(i + k) % 5]}</name><bndbox><xmin>{1 + k}</xmin><ymin>2</ymin>"
+            f"<xmax>{20 + k}</xmax><ymax>30</ymax></bndbox></object>" for k in range(i % 3 + 1))
+        (root / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.png</filename>{size}{objs}</annotation>")
+    (root / "Annotations" / "notes.xml").write_text("<notes>not VOC</notes>")
+    (root / "Annotations" / ".hidden.xml").write_text("<annotation/>")
+    return root
+
+
+def test_voc_generated(tmp_path: Path, client: Any) -> None:
+    src = _voc(tmp_path / "ds", 30)
+    coco = _check(src, "voc", tmp_path, client)
+    assert isinstance(coco, bytes)
+    doc = json.loads(coco)
+    assert len(doc["images"]) == 30
+    assert len(doc["annotations"]) == sum(i % 3 + 1 for i in range(30) if i % 11 != 10)
