@@ -230,8 +230,9 @@ def test_yolo_pose_with_an_inferred_kpt_shape_is_one_part(tmp_path: Path, client
     assert len(yolo.plan(root, options=ReadOptions(task="pose", extra={"kpt_shape": [2, 3]}), parts=3)) == 3
 
 
-def test_yolo_malformed_files_in_two_parts_raise_read_s_error(tmp_path: Path, client: Any) -> None:
-    # read() parses every file before it checks class indices: the error is part 2's, not part 1's
+def test_yolo_malformed_rows_in_two_parts_are_dropped_as_read_drops_them(tmp_path: Path, client: Any) -> None:
+    # a class with no name in part 1, a value that is not a number in the last part: both rows are dropped at
+    # their file and line (issue 15 item 12), listed in file order however the files are split
     root = tmp_path / "ds"
     for i in range(6):
         _png(root / "images" / f"{i}.png", 20, 20)
@@ -240,8 +241,11 @@ def test_yolo_malformed_files_in_two_parts_raise_read_s_error(tmp_path: Path, cl
     (root / "classes.txt").write_text("cat\n")
     (root / "labels" / "0.txt").write_text("7 0.5 0.5 0.2 0.2\n")      # a class with no name
     (root / "labels" / "5.txt").write_text("0 0.5 zero 0.2 0.2\n")     # not a number
-    error = _check(root, "yolo", tmp_path, client)
-    assert isinstance(error, str) and error.startswith("ReadError: labels/5.txt:1")
+    coco = _check(root, "yolo", tmp_path, client)
+    assert isinstance(coco, bytes) and len(json.loads(coco)["annotations"]) == 4
+    rep = prelabel.read(root, fmt="yolo").report
+    assert rep.drops[["reason", "source"]].values.tolist() == [
+        ["dropped.unknown_category", "labels/0.txt:1"], ["dropped.invalid", "labels/5.txt:1"]]
 
 
 # ------------------------------------------------------------------------------------------- generated VOC

@@ -1296,7 +1296,9 @@ class _Run:
         self.n_detect = self.n_segment = self.n_pending = 0  # files per inferred task; 9-11 column files
         self.pending_as_segment: bool | None = None  # how rows of 9-11 column files were read (None: none yet)
         self.skipped: list[str] = []                # loose orphan .txt files that are not label files
-        self.deferred: dict[int, tuple[str, str, list[pd.DataFrame]]] = {}  # drops by their place in read()
+        self.pending_drops: list[pd.DataFrame] = []  # drops, reported in file and line order by finish()
+        self.n_batches = 0                            # batches read so far (a key of that order)
+        self.orphan_entry = np.zeros(0, dtype=bool)   # the current batch's label files without an image
         self.ambiguous: list[tuple[str, int]] = []  # files with rows dropped as ambiguous, and how many
         self.orphan_rows: list[tuple[str, int]] = []  # label files with no image, and their row counts
         self.image_notes: list[tuple[str, bool]] = []  # per image, in order: (unsized: the file, True) or
@@ -1351,6 +1353,7 @@ class _Run:
         raw.clear()
         self.report.add_read(len(lines.ncol) + len(lines.bad))
         ent_img = np.array(image_of, dtype=np.int64)
+        self.orphan_entry = ent_img < 0  # label files without an image: their drops come first, as read() has them
         invalid: list[pd.DataFrame] = []  # rows that cannot be read, dropped at their file and line
 
         # ---- class indices and names
@@ -1384,8 +1387,7 @@ class _Run:
         for slot, (frames, reason) in enumerate(((unnamed, "dropped.unknown_category"), (invalid, "dropped.invalid")),
                                                 3):
             if frames:
-                rows = pd.concat(frames, ignore_index=True).sort_values(["entry", "src_line"], kind="stable")
-                self._defer(slot, reason, "", rows.drop(columns="entry").reset_index(drop=True))
+                self._defer(slot, reason, "", pd.concat(frames, ignore_index=True))
 
         # ---- rows that cannot be kept
         row_img = ent_img[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
@@ -1400,7 +1402,7 @@ class _Run:
                                                     (ambiguous, "dropped.ambiguous", _AMBIGUOUS_MSG))):
             if mask.any():
                 rows = pd.DataFrame({"category": names_arr[ci[mask]], "src_file": files_arr[lines.entry[mask]],
-                                     "src_line": lines.line[mask]})
+                                     "src_line": lines.line[mask], "entry": lines.entry[mask]})
                 if slot == 0:  # the image path looked for, per label file
                     looked = np.array([f"no image for this label file (looked for {self._looked_for(f)})"
                                        for f in files], dtype=object)
@@ -1443,6 +1445,7 @@ class _Run:
             "attributes": [None] * len(kept_imgs),
             "src_file": [label_of_image.get(lo + i, _rel(lay.images[lo + i], lay.root)) for i in kept_imgs],
         })
+        self.n_batches += 1
         return _Piece(images=images, annotations=annotations, before=before)
 
     def _names_src(self) -> str:
@@ -1478,7 +1481,12 @@ class _Run:
         return _rel(looked, self.lay.root)
 
     def _defer(self, slot: int, reason: str, message: str, rows: pd.DataFrame) -> None:
-        self.deferred.setdefault(slot, (reason, message, []))[2].append(rows)
+        """Drops of this batch (``rows`` with the label file's ``entry`` in the batch), reported in
+        :meth:`finish` in file and line order: the order every split of the files into batches or parts gives."""
+        if "message" not in rows:
+            rows = rows.assign(message=message)
+        group = np.where(self.orphan_entry[rows["entry"].to_numpy(dtype=np.int64)], 0, 1)
+        self.pending_drops.append(rows.assign(reason=reason, group=group, batch=self.n_batches, slot=slot))
 
     def _kinds(self, lines: _Lines, n_entries: int, files: list[str], sized: np.ndarray) -> np.ndarray:
         """The task of each label file of the batch (``_DETECT`` ... ``_AMBIGUOUS``); ``sized``: the files whose
@@ -1582,10 +1590,14 @@ class _Run:
         note = self._task_note(zeros=zeros)
         if note:
             rep.note("task.inferred", self.src, note, severity="info")
-        for slot in sorted(self.deferred):
-            reason, message, frames = self.deferred[slot]
-            rep.drop(reason, frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True), message)
-        self.deferred.clear()
+        if self.pending_drops:
+            drops = pd.concat(self.pending_drops, ignore_index=True).sort_values(
+                ["group", "batch", "entry", "src_line", "slot"], kind="stable").reset_index(drop=True)
+            reasons = drops["reason"].to_numpy()
+            cuts = [0, *(np.flatnonzero(reasons[1:] != reasons[:-1]) + 1).tolist(), len(drops)]
+            for a, b in zip(cuts[:-1], cuts[1:], strict=False):  # runs of one reason, in file and line order
+                rep.drop(str(reasons[a]), drops.iloc[a:b])
+        self.pending_drops.clear()
         for f, n in self.ambiguous:
             rep.note("dropped.ambiguous", f, f"{n} row(s) dropped: {_AMBIGUOUS_MSG}")
         fix = for_face(" (check --images DIR: the folder that holds the images)" if self.images_given
