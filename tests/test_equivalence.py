@@ -275,3 +275,34 @@ def test_voc_generated(tmp_path: Path, client: Any) -> None:
     doc = json.loads(coco)
     assert len(doc["images"]) == 30
     assert len(doc["annotations"]) == sum(i % 3 + 1 for i in range(30) if i % 11 != 10)
+
+
+# ------------------------------------------------------------------------------------------- chunk sizes
+SOURCES = {"yolo": SAMPLE / "yolo", "voc": SAMPLE / "voc", "cvat": SAMPLE / "cvat" / "annotations.xml",
+           "labelstudio": SAMPLE / "labelstudio" / "export.json", "coco": SAMPLE / "coco" / "instances.json",
+           "predictions": SAMPLE / "predictions" / "predictions.csv"}
+
+
+def _converted(src: Path, fmt: str, out: Path, **kw: Any) -> tuple[bytes, dict[str, Any]]:
+    """The COCO bytes and the report (without its output paths) of one conversion."""
+    from prelabel.pipeline import convert
+
+    opts = ReadOptions() if fmt in ("yolo", "voc") else ReadOptions(images=SAMPLE / "images")
+    out.mkdir(parents=True)
+    convert(src, out / "out.json", fmt=fmt, options=opts, report_path=out / "report.json", **kw)
+    rep = json.loads((out / "report.json").read_text())
+    rep.pop("output", None)
+    return (out / "out.json").read_bytes(), rep
+
+
+@pytest.mark.parametrize("fmt", sorted(SOURCES))
+def test_chunk_sizes_and_workers_write_the_same_bytes(fmt: str, tmp_path: Path) -> None:
+    # the one conversion loop: a whole read, and streamed chunks of 1, 7 and unbounded rows, with 1 or 2 workers,
+    # give byte-identical COCO and the same report
+    want, want_rep = _converted(SOURCES[fmt], fmt, tmp_path / "whole", stream=False)
+    assert want_rep["ledger"]["balanced"] and want_rep["ledger"]["written"] == len(json.loads(want)["annotations"])
+    for name, kw in {"1": {"chunk_rows": 1}, "7": {"chunk_rows": 7}, "unbounded": {"chunk_rows": 10**9},
+                     "1, workers 2": {"chunk_rows": 1, "workers": 2}}.items():
+        got, rep = _converted(SOURCES[fmt], fmt, tmp_path / name.replace(", ", "_"), stream=True, **kw)
+        assert got == want, name
+        assert rep == want_rep, name
