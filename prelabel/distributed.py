@@ -54,7 +54,7 @@ from .adapters.base import NeedsWholeRead, ReadOptions
 from .adapters.parts import FilesPart, merge
 from .errors import ReadError, UsageError
 from .model import Dataset
-from .paths import IMAGE_EXTENSIONS
+from .paths import IMAGE_EXTENSIONS, moved
 from .report import Report
 
 __all__ = ["dask_client", "partition_bounds", "read_dask"]
@@ -245,10 +245,6 @@ def _worker_copy(url: str, keys: Sequence[str], storage_options: Mapping[str, An
                             placeholders=placeholders)
 
 
-def _moved(path: str, old: str, new: str) -> str:
-    return new + path[len(old):] if path == old or path.startswith(old + os.sep) else path
-
-
 def _read_part(name: str, part: FilesPart, opts: ReadOptions) -> Dataset:
     """One part of a plan, read by its adapter's ``read_part`` where the client planned it."""
     adapter: Any = adapters.get(name)
@@ -261,7 +257,7 @@ def _read_remote_part(name: str, part: FilesPart, opts: ReadOptions, url: str, k
     """One part of a remote source's plan: its files copied to this worker (images: their headers; with
     ``placeholders``, the other files of the source listed as empty stand-ins), read there."""
     with _worker_copy(url, keys, storage_options, placeholders) as loc:
-        ds = _read_part(name, replace(part, source=_moved(part.source, client_work, str(loc.workdir))), opts)
+        ds = _read_part(name, replace(part, source=moved(part.source, client_work, str(loc.workdir))), opts)
         out: Dataset = storage.relabel(ds, [loc])
         return out
 

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import unicodedata
@@ -123,3 +124,18 @@ def image_name(url: str) -> tuple[str | None, str]:
     if safe is None:
         return None, why_unsafe(name) or "unsafe file name"
     return safe, ""
+
+
+def moved(path: str, old: str, new: str) -> str:
+    """``path`` with the folder ``old`` it is under (or is) replaced by ``new``; other paths as they are. What
+    a part's files become once copied elsewhere (a Dask worker's folder).
+
+    >>> moved(os.path.join("data", "labels", "a.txt"), "data", "work") == os.path.join("work", "labels", "a.txt")
+    True
+    """
+    if not old or old == new:
+        return path
+    if path == old:
+        return new
+    prefix = old.rstrip(os.sep) + os.sep
+    return new.rstrip(os.sep) + os.sep + path[len(prefix):] if path.startswith(prefix) else path

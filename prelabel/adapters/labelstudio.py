@@ -1142,10 +1142,7 @@ class _Reader:
     def _drop_regions(self, results: list[Any], reason: str, line: int, message: str) -> None:
         for r in results:
             if isinstance(r, dict) and _is_region(r):
-                v = r.get("value")
-                labs = _labels_of(v, str(r.get("type"))) if isinstance(v, dict) else None
-                cat = labs[0] if isinstance(labs, list) and labs and isinstance(labs[0], str) else None
-                self._drop(reason, cat, line, f"{message} (region {r.get('id')})")
+                self._drop(reason, _region_label(r), line, f"{message} (region {r.get('id')})")
 
     def _drop_all(self, groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]], reason: str,
                   message: str) -> None:
@@ -1357,7 +1354,7 @@ def _region_label(r: Any) -> str | None:
     """The first label of a region, when it has a readable one (the category a dropped region is counted in)."""
     v = r.get("value") if isinstance(r, dict) else None
     labs = _labels_of(v, str(r.get("type"))) if isinstance(v, dict) else None
-    return labs[0] if isinstance(labs, list) and labs and isinstance(labs[0], str) and labs[0].strip() else None
+    return labs[0] if isinstance(labs, list) and labs and isinstance(labs[0], str) else None
 
 
 def _is_region(r: dict[str, Any]) -> bool:

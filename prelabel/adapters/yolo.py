@@ -111,7 +111,7 @@ from ..gcpause import gc_paused
 from ..imagesize import image_sizes
 from ..junk import Skips
 from ..model import Dataset
-from ..paths import IMAGE_EXTENSIONS
+from ..paths import IMAGE_EXTENSIONS, moved
 from ..report import Diagnostic, Report
 from . import names as names_mod
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
@@ -930,11 +930,7 @@ def _images_root(images: list[str], candidates: list[str]) -> str:
         prefix = c.rstrip(_SEP) + _SEP
         if all(i.startswith(prefix) for i in images):
             return c
-    dirs = {os.path.dirname(i) for i in images}
-    try:
-        return os.path.commonpath(sorted(dirs)) if dirs else "."
-    except ValueError:
-        return "."
+    return _base(images, default=".")
 
 
 # ============================================================================================ reading
@@ -1008,26 +1004,19 @@ class _PartPlan:
     last: bool
 
 
-def _base(paths: Iterable[str]) -> str:
-    """The folder every path is under ("" when there is none: absolute and relative paths mixed)."""
+def _base(paths: Iterable[str], *, default: str = "") -> str:
+    """The folder every path is under (``default`` when there is none: no path, or absolute and relative paths
+    mixed)."""
     dirs = {os.path.dirname(p) for p in paths}
     try:
-        return os.path.commonpath(sorted(dirs)) if dirs else ""
+        return os.path.commonpath(sorted(dirs)) if dirs else default
     except ValueError:
-        return ""
+        return default
 
 
 def _mover(old: str, new: str) -> Callable[[str], str]:
     """Paths under the folder ``old`` put under ``new`` instead (others as they are)."""
-    if not old or old == new:
-        return lambda p: p
-    prefix = old.rstrip(_SEP) + _SEP
-    head = new.rstrip(_SEP) + _SEP
-
-    def mv(p: str) -> str:
-        return head + p[len(prefix):] if p.startswith(prefix) else (new if p == old else p)
-
-    return mv
+    return lambda p: moved(p, old, new)
 
 
 def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]:
