@@ -11,8 +11,10 @@ worker by the adapter's ``read_part``, the parts merged in plan order (:func:`pr
   reads its run's label files and image headers.
 - **Pascal VOC** (a folder of XML files or a VOC root): ``voc.plan`` cuts the sorted XML files into contiguous
   runs (:class:`prelabel.adapters.parts.FilesPart`); each worker reads its runs with ``voc.read_part``.
-- **CVAT, Label Studio, COCO and prediction tables** are one file each: they run as one partition, on one
-  worker.
+- **One local file** (a CVAT XML, a Label Studio export, a prediction table, a LabelMe JSON): cut by its
+  adapter's ``plan`` into byte or row ranges at record boundaries (:class:`prelabel.adapters.parts.ByteRange`,
+  ``RowRange``), 4 per worker and at least 2 MB each (``MIN_PART_BYTES``); each worker reads its ranges with the
+  adapter's ``read_part``. A format without a plan (COCO) and a remote single file run as one partition.
 
 Each worker returns a :class:`~prelabel.model.Dataset` (pickled DataFrames) with its part of the report. The
 client concatenates the parts in plan order (images appended, categories united by name in first-seen order,
@@ -51,7 +53,7 @@ from typing import Any
 
 from . import adapters, storage
 from .adapters.base import NeedsWholeRead, ReadOptions
-from .adapters.parts import FilesPart, merge
+from .adapters.parts import FilesPart, Part, merge
 from .errors import ReadError, UsageError
 from .model import Dataset
 from .paths import IMAGE_EXTENSIONS, moved
@@ -60,6 +62,7 @@ from .report import Report
 __all__ = ["dask_client", "partition_bounds", "read_dask"]
 
 MIN_PER_PARTITION = 200  # files: fewer per task and the scheduling costs more than the parsing
+MIN_PART_BYTES = 2 * 2**20  # bytes of one file (CVAT XML, a Label Studio export, a table) a part at least
 PARTITIONS_PER_WORKER = 4
 
 
@@ -157,7 +160,7 @@ def _read(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
         name = adapter.NAME
         whole = (_read_whole, (str(src), name, opts, dict(storage_options or {}), remote))
         tasks: list[Task] = [whole]
-        if _splits(name, local):
+        if _splits(adapter, local, remote):
             try:
                 tasks = _plan(adapter, local, opts, client, partitions, skeleton, storage_options) or [whole]
             except ReadError:  # the whole read raises it, in its own words
@@ -179,11 +182,17 @@ def _read(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
     return ds
 
 
-def _splits(name: str, local: Path) -> bool:
-    """Whether the source is split into parts (a folder of files, a YOLO data.yaml / obj.data / list file)."""
-    if name == "yolo":
-        return local.is_dir() or local.suffix.lower() in (".yaml", ".yml", ".data", ".txt")
-    return name == "voc" and local.is_dir()
+def _splits(adapter: Any, local: Path, remote: bool) -> bool:
+    """Whether the source is split into parts: an adapter with a ``plan``, and a folder of files, a YOLO
+    data.yaml / obj.data / list file, or one local file (cut into byte or row ranges; a remote file is read
+    whole, by one worker)."""
+    if not hasattr(adapter, "plan"):
+        return False
+    if local.is_dir():
+        return True
+    if adapter.NAME == "yolo":
+        return local.suffix.lower() in (".yaml", ".yml", ".data", ".txt")
+    return adapter.NAME != "voc" and not remote and local.is_file()
 
 
 def _is_image(rel: str) -> bool:
@@ -200,17 +209,23 @@ def _plan(adapter: Any, local: Path, opts: ReadOptions, client: Any, partitions:
     parts, and made again for fewer when the source has fewer files."""
     most = max(1, int(partitions)) if partitions is not None else \
         max(1, len(client.scheduler_info().get("workers", {}))) * PARTITIONS_PER_WORKER
-    plan: list[FilesPart] = adapter.plan(local, options=opts, parts=most)
-    n_files = sum(len(p.files) for p in plan)
-    if not n_files:  # nothing to split: one partition
-        return []
-    want = _n_parts(client, n_files, partitions)
+    plan: list[Part] = adapter.plan(local, options=opts, parts=most)
+    files = [p for p in plan if isinstance(p, FilesPart)]
+    if len(files) == len(plan):  # runs of files: at least MIN_PER_PARTITION files a part
+        n_files = sum(len(p.files) for p in files)
+        if not n_files:  # nothing to split: one partition
+            return []
+        want = _n_parts(client, n_files, partitions)
+    else:  # byte or row ranges of one file: at least MIN_PART_BYTES a part
+        want = max(1, min(most, local.stat().st_size // MIN_PART_BYTES)) if partitions is None else most
     if want < len(plan):
         plan = adapter.plan(local, options=opts, parts=want)
     # one process per worker: a nested process pool is neither allowed in a Dask worker nor useful
     part_opts = replace(opts, extra={**dict(opts.extra or {}), "workers": 1})
     if skeleton is None:  # each worker reads its parts where the client planned them (a shared file system)
         return [(_read_part, (adapter.NAME, p, part_opts)) for p in plan]
+    if len(files) != len(plan):  # ranges of a remote file: one partition reads it whole
+        return []
     work = str(skeleton.workdir)
     images_by_stem: dict[str, list[str]] = {}
     if adapter.NAME == "voc":
@@ -222,7 +237,7 @@ def _plan(adapter: Any, local: Path, opts: ReadOptions, client: Any, partitions:
                     images_by_stem.setdefault(os.path.splitext(fn)[0], []).append(
                         _rel_to(os.path.join(dirpath, fn), work))
     tasks: list[Task] = []
-    for p in plan:
+    for p in files:
         base = _rel_to(p.source, work)
         keys = [f"{base}/{f}" if base != "." else f for f in p.files]
         if adapter.NAME == "voc":
@@ -245,7 +260,7 @@ def _worker_copy(url: str, keys: Sequence[str], storage_options: Mapping[str, An
                             placeholders=placeholders)
 
 
-def _read_part(name: str, part: FilesPart, opts: ReadOptions) -> Dataset:
+def _read_part(name: str, part: Part, opts: ReadOptions) -> Dataset:
     """One part of a plan, read by its adapter's ``read_part`` where the client planned it."""
     adapter: Any = adapters.get(name)
     got: Dataset = adapter.read_part(part, options=opts)

@@ -35,7 +35,7 @@ from .converters.same_images import merge_same_images
 from .converters.score import filter_min_score
 from .converters.sizes import check_sizes
 from .distributed import read_dask
-from .engine import with_workers
+from .engine import read_parts, with_workers
 from .errors import ReadError, StrictError, UsageError, option
 from .junk import junk_reason
 from .model import Dataset
@@ -88,11 +88,8 @@ def read(src: str | Path | Sequence[str | Path], *, fmt: str | None = None, opti
                                          scheduler=scheduler, workers=workers))
             continue
         p = adapters.locate(s, fmt)
-        adapter = adapters.get(fmt or adapters.detect(p))
-        part_report = Report()
-        part_report.input = {"format": adapter.NAME, "source": str(p)}
-        parts.append(adapter.read(p, options=opts if progress is None else _counting(opts, progress),
-                                  report=part_report))
+        parts.append(read_parts(p, fmt=fmt or adapters.detect(p),
+                                options=opts if progress is None else _counting(opts, progress)))
     if len(parts) == 1 and report is None:
         return parts[0]
     merged = Dataset.concat(parts, report=report or Report())

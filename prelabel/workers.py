@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-__all__ = ["WORKERS_ENV", "die_with_parent", "fork_worker", "may_fork", "os_threads", "process_pool",
-           "start_method", "stop_worker", "wanted_workers"]
+__all__ = ["WORKERS_ENV", "die_with_parent", "fork_worker", "may_fork", "may_start_processes", "os_threads",
+           "process_pool", "start_method", "stop_worker", "usable_cores", "wanted_workers"]
 
 WORKERS_ENV = "PRELABEL_WORKERS"
 _OLD_ENV = ("PRELABEL_CVAT_WORKERS",)  # aliases of PRELABEL_WORKERS, kept for users' scripts
@@ -90,10 +90,23 @@ def start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS has one, else the CPU count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def may_start_processes() -> bool:
+    """Whether this process may start worker processes: not a daemonic process (a pool's worker, the
+    streaming reader's child), which cannot have children."""
+    return not mp.current_process().daemon
+
+
 def process_pool(workers: int) -> ProcessPoolExecutor | None:
     """A pool of ``workers`` processes started with :func:`start_method`, or None when no process can start
     here (a daemonic process, a sandbox, limits): the caller then does the work itself."""
-    if workers < 2 or mp.current_process().daemon:
+    if workers < 2 or not may_start_processes():
         return None
     try:
         return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(start_method()))

@@ -21,6 +21,7 @@ from prelabel.adapters import voc
 from prelabel.adapters.base import ReadOptions
 from prelabel.adapters.parts import FilesPart
 from prelabel.engine import read_parts
+from prelabel.engine import run as engine_run
 from prelabel.errors import PrelabelError
 from prelabel.pipeline import prepare, write_dataset
 
@@ -120,11 +121,20 @@ def test_pipeline_workers_reach_the_reader(tmp_path: Path, monkeypatch: pytest.M
         seen.append(policy.wanted_workers(options.extra, "voc_workers"))
         return real(options, n_files)
 
+    pools: list[int] = []
+
+    def no_pool(workers: int) -> None:  # the engine asks for a pool; the parts are then read in this process
+        pools.append(workers)
+
     monkeypatch.setattr(voc, "_workers", spy)
+    monkeypatch.setattr(engine_run, "process_pool", no_pool)
     prelabel.convert(SAMPLE / "voc", tmp_path / "a.json", workers=1)
+    assert (seen, pools) == ([1], [])  # one process: the reader reads the whole source itself
     monkeypatch.setenv("PRELABEL_WORKERS", "3")
     prelabel.convert(SAMPLE / "voc", tmp_path / "b.json")
-    assert seen == [1, 3]
+    assert pools == [3]  # the engine reads the plan's 3 parts (5 XML files: 1, 2 and 2) in a pool of 3
+    assert seen == [1, 1, 1, 1]  # each part read with one process
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/task is Linux's")

@@ -14,9 +14,9 @@ from ..adapters.parts import Part, merge
 from ..errors import ReadError, UsageError
 from ..model import Dataset
 from ..report import Report
-from ..workers import process_pool, wanted_workers
+from ..workers import may_start_processes, process_pool, usable_cores, wanted_workers
 
-__all__ = ["ENGINES", "read_parts", "with_workers"]
+__all__ = ["ENGINES", "how_many", "read_parts", "with_workers"]
 
 ENGINES = ("local", "dask")
 
@@ -30,6 +30,34 @@ def with_workers(options: ReadOptions, workers: int | None) -> ReadOptions:
     if workers is None:
         return options
     return replace(options, extra={**dict(options.extra or {}), "workers": workers})
+
+
+def _portable(options: ReadOptions) -> ReadOptions:
+    """``options`` as a worker process gets them: one process a part (the parallelism is the engine's), and
+    no callable in ``extra`` (a progress hook lives in this process only)."""
+    extra = {k: v for k, v in dict(options.extra or {}).items() if not callable(v)}
+    return replace(options, extra={**extra, "workers": 1})
+
+
+def how_many(adapter: Any, path: Path, options: ReadOptions, workers: int | None = None) -> int:
+    """The processes to read ``path`` with: ``workers`` if given, else the worker policy's count
+    (:func:`prelabel.workers.wanted_workers`), else the adapter's own rule for this source (``auto_workers``,
+    capped by the cores this process may use and 1 where no process may start); 1 for an adapter without a
+    ``plan`` (its source is one part).
+
+    >>> from prelabel import adapters
+    >>> how_many(adapters.get("coco"), Path("sample_data/coco.json"), ReadOptions(), 4)
+    1
+    """
+    if not hasattr(adapter, "plan"):
+        return 1
+    asked = workers if workers is not None else wanted_workers(options.extra)
+    if asked is not None:
+        return max(1, asked)
+    auto = getattr(adapter, "auto_workers", None)
+    if auto is None or not may_start_processes():
+        return 1
+    return max(1, min(int(auto(path, options=options)), usable_cores()))
 
 
 def _read_part(name: str, part: Part, options: ReadOptions) -> Dataset:
@@ -64,7 +92,7 @@ def read_parts(src: str | Path, *, fmt: str | None = None, options: ReadOptions 
     order: the dataset and report of the adapter's ``read``. An adapter without ``plan`` reads the source as
     one part, and so does a source whose part raises :class:`~prelabel.adapters.base.NeedsWholeRead` (it
     depends on the rest of the source) or a :class:`~prelabel.errors.ReadError` (the whole read raises
-    ``read()``'s own error). ``workers``: processes (None: the worker policy, else 1); ``engine="dask"`` runs the parts on
+    ``read()``'s own error). ``workers``: processes (None: :func:`how_many`); ``engine="dask"`` runs the parts on
     ``client`` (a ``dask.distributed.Client``), each worker reading its own parts.
 
     >>> ds = read_parts("sample_data/voc", fmt="voc", workers=2)
@@ -76,19 +104,26 @@ def read_parts(src: str | Path, *, fmt: str | None = None, options: ReadOptions 
     path = Path(src)
     adapter = adapters.get(fmt or adapters.detect(path))
     opts = options or ReadOptions()
-    n = workers if workers is not None else (wanted_workers(opts.extra) or 1)
     if engine == "dask" and client is None:
         raise UsageError("engine='dask' needs a client", hint="pass client=prelabel.distributed.dask_client()")
     if not hasattr(adapter, "plan"):
         return _read_whole(adapter, path, opts)
+    if engine != "dask":
+        n = how_many(adapter, path, opts, workers)
+        if n <= 1 and (workers is not None or hasattr(adapter, "auto_workers")):
+            return _read_whole(adapter, path, with_workers(opts, 1))
+        if n <= 1:  # an adapter still choosing its own processes (VOC's pool): its read() decides, as before
+            return _read_whole(adapter, path, opts)
+    else:
+        n = workers if workers is not None else (wanted_workers(opts.extra) or 1)
     parts: list[Part] = adapter.plan(path, options=opts, parts=n)
-    part_opts = with_workers(opts, 1)  # one process a part: the parallelism is the engine's
+    part_opts = _portable(opts)
     try:
         if engine == "dask":
             futures = [client.submit(_read_part, adapter.NAME, p, part_opts, pure=False) for p in parts]
             results: list[Dataset] = client.gather(futures)
         else:
-            results = _run_local(adapter.NAME, parts, part_opts if n > 1 else opts, n)
+            results = _run_local(adapter.NAME, parts, part_opts, n)
     except (NeedsWholeRead, ReadError):
         # a part that depends on the rest of the source (NeedsWholeRead), or a malformed file: the whole read
         # decides, and raises the error read() raises (the first in its own order, which may be another part's)
