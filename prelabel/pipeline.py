@@ -35,7 +35,8 @@ from .converters.same_images import merge_same_images
 from .converters.score import filter_min_score
 from .converters.sizes import check_sizes
 from .distributed import read_dask
-from .engine import read_parts, with_workers
+from .engine import PartStream, read_parts, with_workers
+from .engine.stream import STREAM_PART_BYTES
 from .errors import ReadError, StrictError, UsageError, option
 from .junk import junk_reason
 from .model import Dataset
@@ -339,7 +340,7 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
     """The streamed conversion; None when the adapter cannot stream this input (it is read whole then).
     ``NeedsWholeRead`` passes through: nothing is written then."""
     adapter = adapters.get(fmt or adapters.detect(src))
-    if getattr(adapter, "iter_chunks", None) is None:
+    if getattr(adapter, "iter_chunks", None) is None and not hasattr(adapter, "auto_workers"):
         return None
     floor = getattr(adapter, "STREAM_MIN_BYTES", 0)  # below it the adapter's whole read is faster (and small)
     if floor and not at_least(src, floor):
@@ -354,8 +355,13 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
             progress("reading", done, total)
 
     # the adapter's report comes from the reader at the end (it may read in a child process)
-    reader = ChunkReader(adapter, src, options=options, chunk_rows=chunk_rows,
-                         progress=files if progress is not None else None)
+    reader: ChunkReader | PartStream
+    if hasattr(adapter, "plan") and hasattr(adapter, "auto_workers"):  # the engine streams the plan's parts
+        reader = PartStream(adapter, src, options=options,
+                            part_bytes=max(1, STREAM_PART_BYTES * chunk_rows // DEFAULT_CHUNK_ROWS))
+    else:
+        reader = ChunkReader(adapter, src, options=options, chunk_rows=chunk_rows,
+                             progress=files if progress is not None else None)
 
     def report() -> Report:
         rep = reader.report

@@ -21,7 +21,7 @@ import prelabel
 from prelabel import adapters
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
 from prelabel.adapters.parts import merge
-from prelabel.engine import read_parts
+from prelabel.engine import PartStream, read_parts
 from prelabel.errors import PrelabelError, ReadError
 from prelabel.model import Dataset
 from prelabel.pipeline import prepare, write_dataset
@@ -67,6 +67,23 @@ def _in_process(src: Path, fmt: str, parts: int) -> Reader:
     return run
 
 
+def _streamed(src: Path, fmt: str, parts: int, workers: int) -> Reader:
+    """The engine's streamed read (PartStream: the plan's parts in plan order, in a pool of ``workers``), the
+    parts' tables concatenated with the stream's merged report; a part's error passes through as read()'s."""
+    def run() -> Dataset:
+        stream = PartStream(adapters.get(fmt), src, options=ReadOptions(), parts=parts, workers=workers)
+        try:
+            tables = list(stream)
+        except NeedsWholeRead:
+            return prelabel.read(src, fmt=fmt)
+        shared = Report()
+        ds = Dataset.concat([Dataset(images=i, categories=c, annotations=a, report=shared) for i, c, a in tables],
+                            report=stream.report)
+        ds.report.input = {"format": fmt, "source": str(src)}
+        return ds
+    return run
+
+
 def _check(src: Path, fmt: str, tmp: Path, client: Any, *, parts: tuple[int, ...] = (2, 3, 4)) -> bytes | str:
     """Every way of reading ``src`` against ``prelabel.read``; the COCO bytes (or the error) they agree on."""
     from prelabel.distributed import read_dask
@@ -78,6 +95,8 @@ def _check(src: Path, fmt: str, tmp: Path, client: Any, *, parts: tuple[int, ...
         "workers=2": lambda: read_parts(src, fmt=fmt, workers=2),
         "engine=dask": lambda: read_parts(src, fmt=fmt, workers=3, engine="dask", client=client),
         "read_dask": lambda: read_dask(src, fmt=fmt, client=client, partitions=3),
+        "stream(parts=3, workers=1)": _streamed(src, fmt, 3, 1),
+        "stream(parts=4, workers=2)": _streamed(src, fmt, 4, 2),
     }
     for name, run in ways.items():
         got = _written(run, tmp / f"{name}.json")

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from .run import ENGINES, read_parts, with_workers
+from .run import ENGINES, how_many, read_parts, with_workers
+from .stream import PartStream
 
-__all__ = ["ENGINES", "read_parts", "with_workers"]
+__all__ = ["ENGINES", "PartStream", "how_many", "read_parts", "with_workers"]

@@ -16,7 +16,7 @@ from ..model import Dataset
 from ..report import Report
 from ..workers import may_start_processes, process_pool, usable_cores, wanted_workers
 
-__all__ = ["ENGINES", "how_many", "read_parts", "with_workers"]
+__all__ = ["ENGINES", "how_many", "portable", "read_one_part", "read_parts", "with_workers"]
 
 ENGINES = ("local", "dask")
 
@@ -32,7 +32,7 @@ def with_workers(options: ReadOptions, workers: int | None) -> ReadOptions:
     return replace(options, extra={**dict(options.extra or {}), "workers": workers})
 
 
-def _portable(options: ReadOptions) -> ReadOptions:
+def portable(options: ReadOptions) -> ReadOptions:
     """``options`` as a worker process gets them: one process a part (the parallelism is the engine's), and
     no callable in ``extra`` (a progress hook lives in this process only)."""
     extra = {k: v for k, v in dict(options.extra or {}).items() if not callable(v)}
@@ -60,7 +60,7 @@ def how_many(adapter: Any, path: Path, options: ReadOptions, workers: int | None
     return max(1, min(int(auto(path, options=options)), usable_cores()))
 
 
-def _read_part(name: str, part: Part, options: ReadOptions) -> Dataset:
+def read_one_part(name: str, part: Part, options: ReadOptions) -> Dataset:
     """One part read by the adapter ``name`` (a module-level function: what a pool or Dask worker runs)."""
     adapter: Any = adapters.get(name)  # an adapter with a plan (plan and read_part are optional)
     got: Dataset = adapter.read_part(part, options=options)
@@ -77,11 +77,11 @@ def _read_whole(adapter: Any, path: Path, options: ReadOptions) -> Dataset:
 def _run_local(name: str, parts: Sequence[Part], options: ReadOptions, workers: int) -> list[Dataset]:
     pool = process_pool(min(workers, len(parts)))
     if pool is None:  # one worker, one part, or no process can start here: read them in this one
-        return [_read_part(name, p, options) for p in parts]
+        return [read_one_part(name, p, options) for p in parts]
     try:
-        return list(pool.map(_read_part, [name] * len(parts), parts, [options] * len(parts)))
+        return list(pool.map(read_one_part, [name] * len(parts), parts, [options] * len(parts)))
     except (OSError, BrokenProcessPool):
-        return [_read_part(name, p, options) for p in parts]
+        return [read_one_part(name, p, options) for p in parts]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -117,10 +117,10 @@ def read_parts(src: str | Path, *, fmt: str | None = None, options: ReadOptions 
     else:
         n = workers if workers is not None else (wanted_workers(opts.extra) or 1)
     parts: list[Part] = adapter.plan(path, options=opts, parts=n)
-    part_opts = _portable(opts)
+    part_opts = portable(opts)
     try:
         if engine == "dask":
-            futures = [client.submit(_read_part, adapter.NAME, p, part_opts, pure=False) for p in parts]
+            futures = [client.submit(read_one_part, adapter.NAME, p, part_opts, pure=False) for p in parts]
             results: list[Dataset] = client.gather(futures)
         else:
             results = _run_local(adapter.NAME, parts, part_opts, n)
