@@ -20,7 +20,7 @@ import unicodedata
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["IMAGE_EXTENSIONS", "image_name", "is_url", "safe_join", "safe_relative", "why_unsafe"]
+__all__ = ["IMAGE_EXTENSIONS", "at_least", "image_name", "is_url", "safe_join", "safe_relative", "why_unsafe"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -139,3 +139,28 @@ def moved(path: str, old: str, new: str) -> str:
         return new
     prefix = old.rstrip(os.sep) + os.sep
     return new.rstrip(os.sep) + os.sep + path[len(prefix):] if path.startswith(prefix) else path
+
+
+def at_least(path: Path, limit: int) -> bool:
+    """Whether the file, or the files under the folder, hold at least ``limit`` bytes (stops counting there).
+
+    >>> at_least(Path("sample_data/voc"), 1), at_least(Path("sample_data/voc"), 2**40)
+    (True, False)
+    """
+    try:
+        if not path.is_dir():
+            return path.stat().st_size >= limit
+        total = 0
+        stack = [str(path)]
+        while stack:
+            with os.scandir(stack.pop()) as entries:
+                for e in entries:
+                    if e.is_dir(follow_symlinks=True):
+                        stack.append(e.path)
+                    elif e.is_file(follow_symlinks=True):
+                        total += e.stat(follow_symlinks=True).st_size
+                        if total >= limit:
+                            return True
+        return False
+    except OSError:
+        return False

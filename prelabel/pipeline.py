@@ -40,7 +40,8 @@ from .engine.stream import STREAM_PART_BYTES
 from .errors import ReadError, StrictError, UsageError, option
 from .junk import junk_reason
 from .model import Dataset
-from .prefetch import ChunkReader, at_least
+from .paths import at_least
+from .prefetch import ChunkReader
 from .report import Report
 
 __all__ = ["ConvertResult", "convert", "prepare", "read", "write_dataset"]
@@ -340,7 +341,7 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
     """The streamed conversion; None when the adapter cannot stream this input (it is read whole then).
     ``NeedsWholeRead`` passes through: nothing is written then."""
     adapter = adapters.get(fmt or adapters.detect(src))
-    if getattr(adapter, "iter_chunks", None) is None and not hasattr(adapter, "auto_workers"):
+    if getattr(adapter, "iter_chunks", None) is None and not hasattr(adapter, "plan"):
         return None
     floor = getattr(adapter, "STREAM_MIN_BYTES", 0)  # below it the adapter's whole read is faster (and small)
     if floor and not at_least(src, floor):
@@ -356,9 +357,10 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
 
     # the adapter's report comes from the reader at the end (it may read in a child process)
     reader: ChunkReader | PartStream
-    if hasattr(adapter, "plan") and hasattr(adapter, "auto_workers"):  # the engine streams the plan's parts
+    if getattr(adapter, "iter_chunks", None) is None:  # the engine streams the plan's parts
         reader = PartStream(adapter, src, options=options,
-                            part_bytes=max(1, STREAM_PART_BYTES * chunk_rows // DEFAULT_CHUNK_ROWS))
+                            part_bytes=max(1, STREAM_PART_BYTES * chunk_rows // DEFAULT_CHUNK_ROWS),
+                            progress=files if progress is not None else None)
     else:
         reader = ChunkReader(adapter, src, options=options, chunk_rows=chunk_rows,
                              progress=files if progress is not None else None)

@@ -33,35 +33,15 @@ from typing import Any
 import pandas as pd
 
 from .adapters.base import NeedsWholeRead, ReadOptions
+from .paths import at_least
 from .report import Report
 from .workers import die_with_parent, may_fork, wanted_workers
 
-__all__ = ["CHILD_MIN_BYTES", "ChunkReader", "at_least", "use_child"]
+__all__ = ["CHILD_MIN_BYTES", "ChunkReader", "use_child"]
 
 CHILD_MIN_BYTES = 8 * 2**20  # below this the fork and the pipe cost more than they save
 
 Tables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
-
-
-def at_least(path: Path, limit: int) -> bool:
-    """Whether the file, or the files under the folder, hold at least ``limit`` bytes (stops counting there)."""
-    try:
-        if not path.is_dir():
-            return path.stat().st_size >= limit
-        total = 0
-        stack = [str(path)]
-        while stack:
-            with os.scandir(stack.pop()) as entries:
-                for e in entries:
-                    if e.is_dir(follow_symlinks=True):
-                        stack.append(e.path)
-                    elif e.is_file(follow_symlinks=True):
-                        total += e.stat(follow_symlinks=True).st_size
-                        if total >= limit:
-                            return True
-        return False
-    except OSError:
-        return False
 
 
 def use_child(path: Path, adapter: Any = None, options: Any = None) -> bool:

@@ -103,10 +103,11 @@ def may_start_processes() -> bool:
     return not mp.current_process().daemon
 
 
-def process_pool(workers: int) -> ProcessPoolExecutor | None:
-    """A pool of ``workers`` processes started with :func:`start_method`, or None when no process can start
-    here (a daemonic process, a sandbox, limits): the caller then does the work itself."""
-    if workers < 2 or not may_start_processes():
+def process_pool(workers: int, *, least: int = 2) -> ProcessPoolExecutor | None:
+    """A pool of ``workers`` processes started with :func:`start_method`, or None when fewer than ``least``
+    are asked (1 is this process's own work, unless ``least=1``: one process reading ahead of this one) or no
+    process can start here (a daemonic process, a sandbox, limits): the caller then does the work itself."""
+    if workers < max(1, least) or not may_start_processes():
         return None
     try:
         return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(start_method()))

@@ -1074,3 +1074,16 @@ class _Stream:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+
+
+def auto_workers(path: Path, *, options: ReadOptions) -> int:
+    """Processes worth reading ``path`` with when none are asked for: one per 1,000 XML files above
+    POOL_THRESHOLD (at most 8; the engine caps it by the cores), else 1.
+
+    >>> auto_workers(Path("sample_data/voc"), options=ReadOptions())
+    1
+    """
+    if not Path(path).is_dir():
+        return 1
+    n = len(_source(Path(path), options).jobs)
+    return 1 if n <= POOL_THRESHOLD else max(1, min(_MAX_WORKERS, n // 1000))

@@ -1872,3 +1872,26 @@ def _skeleton(raw: Any, k: int, where: str) -> tuple[list[list[int]], bool]:
     if any(not 1 <= v <= k for pair in out for v in pair):
         raise ReadError(where, f"skeleton refers to keypoints outside 0..{k - 1}", element="skeleton")
     return out, bool(pairs) and not one_based
+
+
+PARALLEL_MIN_FILES = 4000  # label files and images: fewer and a second process costs more than it saves
+
+
+def auto_workers(path: Path, *, options: ReadOptions) -> int:
+    """Processes worth reading ``path`` with when none are asked for: 2 for a dataset of at least
+    PARALLEL_MIN_FILES files (the engine caps it by the cores), else 1.
+
+    >>> auto_workers(Path("sample_data/yolo"), options=ReadOptions())
+    1
+    """
+    root = str(path if Path(path).is_dir() else Path(path).parent)
+    seen = 0
+    stack = [root]
+    while stack and seen < PARALLEL_MIN_FILES:
+        with os.scandir(stack.pop()) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                else:
+                    seen += 1
+    return 2 if seen >= PARALLEL_MIN_FILES else 1

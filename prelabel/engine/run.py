@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
@@ -10,15 +10,17 @@ from typing import Any
 
 from .. import adapters
 from ..adapters.base import NeedsWholeRead, ReadOptions
-from ..adapters.parts import Part, merge
+from ..adapters.parts import FilesPart, Part, merge
 from ..errors import ReadError, UsageError
 from ..model import Dataset
 from ..report import Report
 from ..workers import may_start_processes, process_pool, usable_cores, wanted_workers
 
-__all__ = ["ENGINES", "how_many", "portable", "read_one_part", "read_parts", "with_workers"]
+__all__ = ["ENGINES", "OLD_SWITCHES", "counted", "hook", "how_many", "portable", "read_one_part", "read_parts", "with_workers"]
 
 ENGINES = ("local", "dask")
+# the formats' old worker switches, kept as aliases of ``workers`` for users' scripts (read only for their format)
+OLD_SWITCHES = {"voc": ("voc_workers",), "cvat": ("cvat_workers",), "labelstudio": ("ls_workers",)}
 
 
 def with_workers(options: ReadOptions, workers: int | None) -> ReadOptions:
@@ -51,7 +53,7 @@ def how_many(adapter: Any, path: Path, options: ReadOptions, workers: int | None
     """
     if not hasattr(adapter, "plan"):
         return 1
-    asked = workers if workers is not None else wanted_workers(options.extra)
+    asked = workers if workers is not None else wanted_workers(options.extra, *OLD_SWITCHES.get(adapter.NAME, ()))
     if asked is not None:
         return max(1, asked)
     auto = getattr(adapter, "auto_workers", None)
@@ -74,12 +76,36 @@ def _read_whole(adapter: Any, path: Path, options: ReadOptions) -> Dataset:
     return whole
 
 
-def _run_local(name: str, parts: Sequence[Part], options: ReadOptions, workers: int) -> list[Dataset]:
+def counted(parts: Sequence[Part], results: Iterable[Dataset],
+            progress: Callable[[int, int], None] | None) -> Iterator[Dataset]:
+    """``results`` (the parts' datasets, in plan order) passed on, calling ``progress(done, total)`` with the
+    files read so far when the plan is runs of files (a file cut in ranges has no file count to show)."""
+    files = [len(p.files) for p in parts if isinstance(p, FilesPart)]
+    if progress is None or len(files) != len(parts):
+        yield from results
+        return
+    done, total = 0, sum(files)
+    progress(0, total)
+    for n, ds in zip(files, results, strict=True):
+        done += n
+        progress(done, total)
+        yield ds
+
+
+def hook(options: ReadOptions) -> Callable[[int, int], None] | None:
+    """The per-file progress hook the pipeline put in ``options.extra["progress"]``, if any."""
+    got = dict(options.extra or {}).get("progress")
+    return got if callable(got) else None
+
+
+def _run_local(name: str, parts: Sequence[Part], options: ReadOptions, workers: int,
+               progress: Callable[[int, int], None] | None) -> list[Dataset]:
     pool = process_pool(min(workers, len(parts)))
     if pool is None:  # one worker, one part, or no process can start here: read them in this one
-        return [read_one_part(name, p, options) for p in parts]
+        return list(counted(parts, (read_one_part(name, p, options) for p in parts), progress))
     try:
-        return list(pool.map(read_one_part, [name] * len(parts), parts, [options] * len(parts)))
+        return list(counted(parts, pool.map(read_one_part, [name] * len(parts), parts, [options] * len(parts)),
+                            progress))
     except (OSError, BrokenProcessPool):
         return [read_one_part(name, p, options) for p in parts]
     finally:
@@ -123,7 +149,7 @@ def read_parts(src: str | Path, *, fmt: str | None = None, options: ReadOptions 
             futures = [client.submit(read_one_part, adapter.NAME, p, part_opts, pure=False) for p in parts]
             results: list[Dataset] = client.gather(futures)
         else:
-            results = _run_local(adapter.NAME, parts, part_opts, n)
+            results = _run_local(adapter.NAME, parts, part_opts, n, hook(opts))
     except (NeedsWholeRead, ReadError):
         # a part that depends on the rest of the source (NeedsWholeRead), or a malformed file: the whole read
         # decides, and raises the error read() raises (the first in its own order, which may be another part's)

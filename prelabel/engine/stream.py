@@ -18,8 +18,9 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -29,28 +30,53 @@ import pandas as pd
 from ..adapters.base import ReadOptions
 from ..adapters.parts import Part, merge
 from ..model import Dataset
+from ..paths import at_least
 from ..report import Report
-from ..workers import process_pool
-from .run import how_many, portable, read_one_part, with_workers
+from ..workers import process_pool, usable_cores, wanted_workers
+from .run import counted, how_many, portable, read_one_part
 
-__all__ = ["STREAM_PART_BYTES", "PartStream", "parts_for"]
+__all__ = ["READ_AHEAD_MIN_BYTES", "STREAM_PART_BYTES", "PartStream", "parts_for", "read_ahead"]
 
 STREAM_PART_BYTES = 16 * 2**20  # bytes of a source a streamed part (about 50,000 boxes of a CVAT or Label Studio file)
 
 Tables = tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 
 
+READ_AHEAD_MIN_BYTES = 8 * 2**20  # a source this big read on one worker is read in a process of its own, ahead
+FOLDER_PARTS_PER_WORKER = 8  # a folder's plan cuts runs of files: a few per worker keeps each part small
+
+
 def parts_for(path: Path, *, workers: int, part_bytes: int = STREAM_PART_BYTES) -> int:
     """How many parts to cut ``path`` into for a stream: one a worker at least, and none over ``part_bytes``
-    of a single file (a folder is cut one part a worker: its plan cuts runs of files).
+    of a single file; a folder in FOLDER_PARTS_PER_WORKER parts a worker (its plan makes fewer when it has
+    fewer files).
 
     >>> parts_for(Path("sample_data/voc"), workers=2)
-    2
+    16
     """
     if path.is_file():
         size = path.stat().st_size
         return max(workers, -(-size // max(1, part_bytes)))
-    return max(1, workers)
+    return max(1, workers) * FOLDER_PARTS_PER_WORKER
+
+
+def read_ahead(path: Path, options: ReadOptions) -> bool:
+    """Whether a source read by one process is read in a process of its own, a part or two ahead of the
+    conversion loop (both cores busy): at least READ_AHEAD_MIN_BYTES and two cores, unless one process was
+    asked for (``workers=1``). ``PRELABEL_READ_IN_CHILD`` (an alias of the worker policy, kept for users'
+    scripts): ``0`` never, ``always`` whatever the size.
+
+    >>> read_ahead(Path("sample_data/voc"), ReadOptions())
+    False
+    """
+    env = os.environ.get("PRELABEL_READ_IN_CHILD", "").lower()
+    if env in ("0", "no", "off", "false"):
+        return False
+    if env == "always":
+        return True
+    if wanted_workers(options.extra) == 1:
+        return False
+    return usable_cores() >= 2 and at_least(path, READ_AHEAD_MIN_BYTES)
 
 
 class PartStream:
@@ -59,12 +85,15 @@ class PartStream:
 
     ``parts``: how many parts (None: :func:`parts_for`); ``workers``: processes (None:
     :func:`prelabel.engine.how_many`). With several workers the parts are read in a process pool, at most
-    ``workers + 1`` parts in flight. A part's error is raised as it is, in plan order: the first error of a
+    ``workers + 1`` parts in flight; ``progress(done, total)``: files read, for a plan of runs of files; with one, in one process reading ahead when :func:`read_ahead` says so,
+    else here. A part's error is raised as it is, in plan order: the first error of a
     part is the one ``read()`` meets first. ``NeedsWholeRead`` passes through (the caller reads the source
     whole)."""
 
     def __init__(self, adapter: Any, path: Path, *, options: ReadOptions, parts: int | None = None,
-                 workers: int | None = None, part_bytes: int = STREAM_PART_BYTES) -> None:
+                 workers: int | None = None, part_bytes: int = STREAM_PART_BYTES,
+                 progress: Callable[[int, int], None] | None = None) -> None:
+        self.progress = progress
         self.adapter = adapter
         self.path = path
         self.options = options
@@ -75,7 +104,7 @@ class PartStream:
     def __iter__(self) -> Iterator[Tables]:
         plan: list[Part] = self.adapter.plan(self.path, options=self.options, parts=self.parts)
         reports: list[Report] = []
-        for ds in self._read(plan):
+        for ds in counted(plan, self._read(plan), self.progress):
             reports.append(ds.report)
             tables = ds.images, ds.categories, ds.annotations
             del ds  # nothing of this part is held here while the next one is read
@@ -88,17 +117,18 @@ class PartStream:
     def _read(self, plan: list[Part]) -> Iterator[Dataset]:
         name = self.adapter.NAME
         opts = portable(self.options)
-        pool = process_pool(min(self.workers, len(plan))) if self.workers > 1 else None
+        procs = min(self.workers, len(plan)) if self.workers > 1 else \
+            int(len(plan) > 1 and read_ahead(self.path, self.options))
+        pool = process_pool(procs, least=1) if procs else None
         if pool is None:  # one process: the parts one after the other, here
             for part in plan:
-                yield read_one_part(name, part, opts if self.workers > 1 else with_workers(self.options, 1))
+                yield read_one_part(name, part, opts)
             return
         try:
             ahead: deque[Future[Dataset]] = deque()
-            todo = iter(plan)
-            for part in todo:
+            for part in plan:
                 ahead.append(pool.submit(read_one_part, name, part, opts))
-                if len(ahead) > self.workers:
+                if len(ahead) > procs:
                     yield ahead.popleft().result()
             while ahead:
                 yield ahead.popleft().result()
