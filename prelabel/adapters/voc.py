@@ -63,17 +63,14 @@ from __future__ import annotations
 
 import os
 import re
-import xml.etree.ElementTree as ET
-from array import array
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
-from xml.parsers import expat
 
 import numpy as np
 import pandas as pd
@@ -88,6 +85,7 @@ from ..report import Diagnostic, Report, format_source
 from ..workers import process_pool, wanted_workers
 from .base import DEFAULT_CHUNK_ROWS, ReadOptions
 from .parts import FilesPart
+from .voc_xml import Parsed, parse_files
 
 __all__ = ["DESCRIPTION", "NAME", "detect", "iter_chunks", "plan", "read", "read_part"]
 
@@ -97,17 +95,6 @@ PARALLEL_READ = True  # files are parsed by a process pool: the pipeline does no
 
 POOL_THRESHOLD = 2000  # more files than this are parsed by a process pool
 _MAX_WORKERS = 8
-_DTD_MESSAGE = "XML entities/DTD are not allowed"
-_DTD_HINT = "remove the <!DOCTYPE ...> and <!ENTITY ...> declarations: VOC files need neither"
-_SAFE_ENCODINGS = frozenset({
-    "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "iso8859-1", "latin-1", "latin1", "windows-1252",
-    "cp1252"})
-_DECL_RE = re.compile(rb"^(?:\xef\xbb\xbf)?<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
-_OBJECT_TAG = re.compile(rb"<object[\s>/]")
-_BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
-_OBJECT_SKIP = frozenset({"name", "bndbox"})
-_OBJECT_NESTED = frozenset({"part", "actions", "attributes"})
-_OBJECT_COMMON = frozenset({"pose", "truncated", "difficult", "occluded"})  # simple children, checked first
 
 
 # ---------------------------------------------------------------------------------------------- detection
@@ -179,284 +166,13 @@ def detect(path: Path) -> float:
     return 0.0
 
 
-# ---------------------------------------------------------------------------------------------- parsing
-@dataclass
-class _Parsed:
-    """What a run of files gave: per-image lists, per-object flat lists, and the first error (if any)."""
-
-    img_rel: list[str] = field(default_factory=list)        # XML path relative to the source root
-    img_filename: list[str | None] = field(default_factory=list)  # <filename> text as written
-    img_w: list[int] = field(default_factory=list)          # 0 when missing
-    img_h: list[int] = field(default_factory=list)
-    img_nobj: list[int] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (rel, why): XML files that are not VOC
-    bad: list[tuple[str, int, str | None, str]] = field(default_factory=list)  # malformed objects: rel, line, name, why
-    names: list[str] = field(default_factory=list)
-    coords: array[float] = field(default_factory=lambda: array("d"))  # xmin, ymin, xmax, ymax per object
-    lines: array[int] = field(default_factory=lambda: array("q"))
-    attrs: list[dict[str, Any] | None] = field(default_factory=list)
-    error: tuple[str, str, int | None, str | None, str] | None = None  # ReadError(file, message, line, element, hint)
-
-
-class _Fail(Exception):
-    """A ReadError in waiting: carried as plain data so it crosses process boundaries."""
-
-    def __init__(self, message: str, *, line: int | None = None, element: str | None = None,
-                 hint: str = "") -> None:
-        super().__init__(message)
-        self.message, self.line, self.element, self.hint = message, line, element, hint
-
-
-def _may_declare_dtd(data: bytes) -> bool:
-    """True unless the bytes certainly hold no DTD: ASCII-compatible encoding and no ``<!DOCTYPE``/``<!ENTITY``."""
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data or b"\x00" in data:
-        return True
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return True
-    m = _DECL_RE.match(data[:400])
-    return m is not None and m.group(1).decode("ascii").lower() not in _SAFE_ENCODINGS
-
-
-def _line_of(data: bytes, needle: bytes) -> int | None:
-    pos = data.find(needle)
-    return data.count(b"\n", 0, pos) + 1 if pos >= 0 else None
-
-
-def _parse_xml(data: bytes) -> ET.Element:
-    """The root element, parsed securely (see the module docstring); raises _Fail with a line."""
-    try:
-        if _may_declare_dtd(data):
-            import defusedxml
-            import defusedxml.ElementTree as DET
-
-            try:
-                root: ET.Element = DET.fromstring(data, forbid_dtd=True)
-            except defusedxml.DefusedXmlException:
-                line = _line_of(data, b"<!DOCTYPE") or _line_of(data, b"<!ENTITY")
-                raise _Fail(_DTD_MESSAGE, line=line, hint=_DTD_HINT) from None
-            return root
-        return ET.fromstring(data)
-    except ET.ParseError as e:
-        line, col = getattr(e, "position", (None, None))
-        what = expat.ErrorString(e.code) if isinstance(getattr(e, "code", None), int) else str(e)
-        raise _Fail(f"malformed XML: {what} (column {col})" if col is not None else f"malformed XML: {what}",
-                    line=line) from None
-
-
-def _object_lines(data: bytes, n: int) -> list[int] | None:
-    """Lines of the ``<object`` start tags by text search; None when their count is not ``n``."""
-    starts = [m.start() for m in _OBJECT_TAG.finditer(data)]
-    if len(starts) != n:
-        return None
-    count = data.count
-    steps = [count(b"\n", a, b) for a, b in zip([0, *starts[:-1]], starts, strict=True)]
-    return list(accumulate(steps, initial=1))[1:]
-
-
-def _object_lines_exact(data: bytes) -> list[int]:
-    """Lines of the ``<object>`` children of the root by an expat pass (slower, exact)."""
-    parser = expat.ParserCreate()
-    lines: list[int] = []
-    depth = 0
-
-    def start(name: str, _attrs: Any) -> None:
-        nonlocal depth
-        depth += 1
-        if depth == 2 and name == "object":
-            lines.append(parser.CurrentLineNumber)
-
-    def end(_name: str) -> None:
-        nonlocal depth
-        depth -= 1
-
-    def refuse(*_args: Any) -> None:
-        raise _Fail(_DTD_MESSAGE, hint=_DTD_HINT)
-
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    parser.Parse(data, True)
-    return lines
-
-
-def _value(text: str | None) -> Any:
-    """An attribute value: int when integral, float when a finite number, else the stripped text."""
-    if text is None:
-        return ""
-    t = text.strip()
-    if t.isascii() and (t.isdecimal() or (t[:1] in ("-", "+") and t[1:].isdecimal())):
-        return int(t)
-    if t and t[0] in "0123456789-+.":
-        try:
-            v = float(t)
-        except ValueError:
-            return t
-        return v if v == v and v not in (float("inf"), float("-inf")) else t
-    return t
-
-
-def _box_values(box: ET.Element | None, what: str) -> tuple[float, float, float, float]:
-    if box is None:
-        raise _Fail(f"{what} has no <bndbox>")
-    vals: list[float] = []
-    for tag in _BOX_TAGS:
-        text = box.findtext(tag)
-        if text is None:
-            raise _Fail(f"{what}: <bndbox> has no <{tag}>", element=f"bndbox/{tag}")
-        try:
-            vals.append(float(text))
-        except ValueError:
-            raise _Fail(f"{what}: <{tag}> is not a number: {text.strip()!r}", element=f"bndbox/{tag}") from None
-    return vals[0], vals[1], vals[2], vals[3]
-
-
-_MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
-
-
-def _size_value(size: ET.Element | None, tag: str) -> int:
-    if size is None:
-        return 0
-    text = size.findtext(tag)
-    if text is None or not text.strip():
-        return 0
-    try:
-        v = float(text)
-    except ValueError:
-        raise _Fail(f"<size>: <{tag}> is not a number: {text.strip()!r}", element=f"size/{tag}") from None
-    if not v == v or v in (float("inf"), float("-inf")):
-        raise _Fail(f"<size>: <{tag}> is not a finite number: {text.strip()!r}", element=f"size/{tag}")
-    if v > _MAX_SIDE:
-        raise _Fail(f"<size>: <{tag}> is larger than {_MAX_SIDE} pixels: {text.strip()!r}", element=f"size/{tag}")
-    return max(int(round(v)), 0)
-
-
-def _nested_attribute(attrs: dict[str, Any], c: ET.Element, origin: int, what: str) -> None:
-    """Add a ``<part>``, ``<actions>`` or CVAT ``<attributes>`` child of an object to its attributes."""
-    tag = c.tag
-    if tag == "part":
-        pname = (c.findtext("name") or "").strip()
-        part: dict[str, Any] = {"name": pname}
-        pbox = c.find("bndbox")
-        if pbox is not None:
-            x0, y0, x1, y1 = _box_values(pbox, f"{what} <part> {pname!r}")
-            part["bbox"] = ([x0 - 1.0, y0 - 1.0, x1 - x0 + 1.0, y1 - y0 + 1.0] if origin == 1
-                            else [x0, y0, x1 - x0, y1 - y0])
-        attrs.setdefault("parts", []).append(part)
-    elif tag == "actions":
-        attrs["actions"] = {a.tag: _value(a.text) for a in c}
-    elif tag == "attributes":  # CVAT's VOC export: <attributes><attribute><name/><value/></attribute>
-        for a in c.iterfind("attribute"):
-            key = (a.findtext("name") or "").strip()
-            if key:
-                attrs[key] = _value(a.findtext("value"))
     # any other element with children is not a VOC field: ignored
 
 
-def _parse_one(data: bytes, origin: int, out: _Parsed, rel: str, single: bool,
-               name_cache: dict[str | None, str], value_cache: dict[str | None, Any]) -> None:
-    root = _parse_xml(data)
-    if root.tag != "annotation":
-        msg = f"not a Pascal VOC file: the root element is <{root.tag}>, expected <annotation>"
-        if single:
-            raise _Fail(msg, line=1)
-        out.skipped.append((rel, msg))
-        return
-    size = root.find("size")
-    width, height = _size_value(size, "width"), _size_value(size, "height")
-    objects = root.findall("object")
-    lines = _object_lines(data, len(objects)) if objects else []
-    if lines is None:
-        lines = _object_lines_exact(data)
-    names_append, coords_extend, attrs_append = out.names.append, out.coords.extend, out.attrs.append
-    skip, nested, common = _OBJECT_SKIP, _OBJECT_NESTED, _OBJECT_COMMON
-    kept_lines: list[int] | None = None  # the lines of the objects kept, once one is dropped
-    # the hot loop: one pass per object, errors explained (slowly) only when they happen. A malformed object
-    # (no <name>, no <bndbox>, a coordinate that is not a number) is dropped with its line; the rest is read
-    for k, obj in enumerate(objects):
-        name: str | None = None
-        try:
-            raw = obj.findtext("name")
-            name = name_cache.get(raw)
-            if name is None:
-                name = (raw or "").strip() or None
-                if name is None:
-                    raise _Fail(f"object {k + 1} has no <name>", element="name")
-                name_cache[raw] = name
-            b = obj.find("bndbox")
-            try:
-                box = (float(b.findtext("xmin")), float(b.findtext("ymin")),  # type: ignore[union-attr,arg-type]
-                       float(b.findtext("xmax")), float(b.findtext("ymax")))  # type: ignore[union-attr,arg-type]
-            except (AttributeError, TypeError, ValueError):
-                _box_values(b, f"object {k + 1}")
-                raise
-            attrs: dict[str, Any] = {}
-            for c in obj:
-                tag = c.tag
-                if tag not in common:
-                    if tag in skip:
-                        continue
-                    if tag in nested or len(c):
-                        _nested_attribute(attrs, c, origin, f"object {k + 1}")
-                        continue
-                text = c.text
-                v = value_cache.get(text, value_cache)  # the cache itself marks "absent"
-                if v is value_cache:
-                    v = value_cache[text] = _value(text)
-                attrs[tag] = v
-        except _Fail as e:
-            if kept_lines is None:
-                kept_lines = list(lines[:k])
-            where = f" (<{e.element}>)" if e.element else ""
-            out.bad.append((rel, lines[k], name, f"{e.message}{where}"))
-            continue
-        coords_extend(box)
-        attrs_append(attrs or None)
-        names_append(name)
-        if kept_lines is not None:
-            kept_lines.append(lines[k])
-    if kept_lines is not None:
-        lines = kept_lines
-    out.lines.extend(lines)
-    out.img_rel.append(rel)
-    fn = root.findtext("filename")
-    out.img_filename.append(fn.strip() if fn is not None else None)
-    out.img_w.append(width)
-    out.img_h.append(height)
-    out.img_nobj.append(len(lines))
-
-
-
-
-def _parse_files(jobs: Sequence[tuple[str, str]], origin: int, single: bool = False) -> _Parsed:
-    """Parse ``(path, rel)`` files in order; stops at the first error, which is returned as data."""
-    out = _Parsed()
-    name_cache: dict[str | None, str] = {}
-    value_cache: dict[str | None, Any] = {}
-    with gc_paused():
-        for path, rel in jobs:
-            try:
-                with open(path, "rb") as f:
-                    data = f.read()
-            except OSError as e:
-                out.error = (rel, f"cannot read the file: {e.strerror or e}", None, None, "")
-                return out
-            try:
-                _parse_one(data, origin, out, rel, single, name_cache, value_cache)
-            except _Fail as e:
-                out.error = (rel, e.message, e.line, e.element, e.hint)
-                return out
-            except (ValueError, TypeError, KeyError, IndexError, AttributeError, LookupError, RecursionError,
-                    expat.ExpatError) as e:  # LookupError: an unknown encoding in the XML declaration
-                out.error = (rel, f"cannot read the file: {e}", None, None, "")
-                return out
-    return out
-
-
-def _merge(parts: Sequence[_Parsed]) -> _Parsed:
+def _merge(parts: Sequence[Parsed]) -> Parsed:
     if len(parts) == 1:
         return parts[0]
-    out = _Parsed()
+    out = Parsed()
     for p in parts:
         _extend(out, p)
         out.skipped += p.skipped
@@ -484,23 +200,23 @@ _PROGRESS_RUN = 500  # with a progress hook, files are parsed (and counted) in r
 
 
 def _parse_counted(jobs: list[tuple[str, str]], origin: int, single: bool,
-                   progress: Callable[[int, int], None]) -> _Parsed:
-    """:func:`_parse_files` in runs of files, calling ``progress(done, total)`` after each: the same result."""
-    parts: list[_Parsed] = []
+                   progress: Callable[[int, int], None]) -> Parsed:
+    """:func:`parse_files` in runs of files, calling ``progress(done, total)`` after each: the same result."""
+    parts: list[Parsed] = []
     for a in range(0, len(jobs), _PROGRESS_RUN):
-        parts.append(_parse_files(jobs[a:a + _PROGRESS_RUN], origin, single))
+        parts.append(parse_files(jobs[a:a + _PROGRESS_RUN], origin, single))
         if parts[-1].error is not None:
             break
         progress(min(a + _PROGRESS_RUN, len(jobs)), len(jobs))
     return _merge(parts)
 
 
-def _counted(results: Iterator[_Parsed], chunks: list[list[tuple[str, str]]], total: int,
-             progress: Callable[[int, int], None] | None) -> list[_Parsed]:
+def _counted(results: Iterator[Parsed], chunks: list[list[tuple[str, str]]], total: int,
+             progress: Callable[[int, int], None] | None) -> list[Parsed]:
     """The pool's results in order, calling ``progress(done, total)`` as each chunk arrives (when given)."""
     if progress is None:
         return list(results)
-    out: list[_Parsed] = []
+    out: list[Parsed] = []
     done = 0
     for chunk, r in zip(chunks, results, strict=True):
         out.append(r)
@@ -510,24 +226,24 @@ def _counted(results: Iterator[_Parsed], chunks: list[list[tuple[str, str]]], to
 
 
 def _parse_all(jobs: list[tuple[str, str]], origin: int, *, workers: int, single: bool,
-               progress: Callable[[int, int], None] | None = None) -> _Parsed:
+               progress: Callable[[int, int], None] | None = None) -> Parsed:
     if progress is not None:  # options.extra["progress"]: the pipeline's per-file count
         progress(0, len(jobs))
     if workers <= 1 or len(jobs) < 2:
         if progress is not None:
             return _parse_counted(jobs, origin, single, progress)
-        return _parse_files(jobs, origin, single)
+        return parse_files(jobs, origin, single)
     n_chunks = min(len(jobs), workers * 4)
     bounds = np.linspace(0, len(jobs), n_chunks + 1).astype(int).tolist()
     chunks = [jobs[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
     pool = process_pool(workers)  # fork only when this process has one thread (prelabel.workers.start_method)
     if pool is None:  # no processes allowed here (a daemonic child, a sandbox, limits): parse in this one
-        return _parse_files(jobs, origin, single)
+        return parse_files(jobs, origin, single)
     try:
         with gc_paused():
-            results = _counted(pool.map(_parse_files, chunks, [origin] * len(chunks)), chunks, len(jobs), progress)
+            results = _counted(pool.map(parse_files, chunks, [origin] * len(chunks)), chunks, len(jobs), progress)
     except (OSError, BrokenProcessPool):
-        return _parse_files(jobs, origin, single)
+        return parse_files(jobs, origin, single)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return _merge(results)
@@ -615,7 +331,7 @@ class _ImageFinder:
         self.listing = _Listing()
         self.dirs: dict[str, tuple[str, bool]] = {}
 
-    def resolve(self, parsed: _Parsed, abs_of: dict[str, str], report: Report) -> tuple[list[str], list[str | None]]:
+    def resolve(self, parsed: Parsed, abs_of: dict[str, str], report: Report) -> tuple[list[str], list[str | None]]:
         """The COCO file name and the local path (or None) of every image of ``parsed``; ``abs_of`` maps each
         relative XML path to its path on disk."""
         listing, dirs = self.listing, self.dirs
@@ -784,7 +500,7 @@ def _drop_bad(bad: Sequence[tuple[str, int, str | None, str]], report: Report) -
         report.drop_one("dropped.invalid", category=name, source_file=rel, source_line=line, message=why)
 
 
-def _assemble(parsed: _Parsed, origin: int, finder: _ImageFinder, abs_of: dict[str, str], *, resolve: Report,
+def _assemble(parsed: Parsed, origin: int, finder: _ImageFinder, abs_of: dict[str, str], *, resolve: Report,
               sizes: Report, suspect: Report) -> tuple[dict[str, Any], dict[str, Any]]:
     """The images and annotations columns of the parsed files (all of them, or one chunk's), with their notes:
     the image names and places (``resolve``), sizes read from image headers (``sizes``) and 0-based-looking
@@ -900,7 +616,7 @@ def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
     yield from _Stream(source, options=options, report=report, chunk_rows=chunk_rows).chunks()
 
 
-def _extend(out: _Parsed, p: _Parsed) -> None:
+def _extend(out: Parsed, p: Parsed) -> None:
     """Append the images and rows of ``p`` to ``out`` (not its skipped files or error)."""
     out.img_rel += p.img_rel
     out.img_filename += p.img_filename
@@ -913,14 +629,14 @@ def _extend(out: _Parsed, p: _Parsed) -> None:
     out.attrs += p.attrs
 
 
-def _slice(p: _Parsed, a: int, b: int, ra: int, rb: int) -> _Parsed:
+def _slice(p: Parsed, a: int, b: int, ra: int, rb: int) -> Parsed:
     """Images ``a:b`` of ``p``, whose rows are ``ra:rb``."""
-    return _Parsed(img_rel=p.img_rel[a:b], img_filename=p.img_filename[a:b], img_w=p.img_w[a:b],
-                   img_h=p.img_h[a:b], img_nobj=p.img_nobj[a:b], names=p.names[ra:rb],
-                   coords=p.coords[4 * ra:4 * rb], lines=p.lines[ra:rb], attrs=p.attrs[ra:rb])
+    return Parsed(img_rel=p.img_rel[a:b], img_filename=p.img_filename[a:b], img_w=p.img_w[a:b],
+                  img_h=p.img_h[a:b], img_nobj=p.img_nobj[a:b], names=p.names[ra:rb],
+                  coords=p.coords[4 * ra:4 * rb], lines=p.lines[ra:rb], attrs=p.attrs[ra:rb])
 
 
-def _split(p: _Parsed, k: int, r: int) -> tuple[_Parsed, _Parsed]:
+def _split(p: Parsed, k: int, r: int) -> tuple[Parsed, Parsed]:
     """The first ``k`` images of ``p`` (whose rows are the first ``r``) and the rest: the first part is ``p``
     itself, cut short in place, so that a chunk's rows are not copied."""
     rest = _slice(p, k, len(p.img_rel), r, len(p.names))
@@ -967,7 +683,7 @@ class _Stream:
 
     def chunks(self) -> Iterator[Dataset]:
         batches = self._batches()
-        buf = _Parsed()
+        buf = Parsed()
         yielded = False
         try:
             for p in batches:
@@ -999,7 +715,7 @@ class _Stream:
         if len(last.images) or not yielded:
             yield last
 
-    def _chunk(self, part: _Parsed, batches: Iterator[_Parsed]) -> Dataset:
+    def _chunk(self, part: Parsed, batches: Iterator[Parsed]) -> Dataset:
         try:
             with gc_paused():
                 images, annotations = _assemble(part, self.source.origin, self.finder, self.abs_of,
@@ -1026,7 +742,7 @@ class _Stream:
             held.diagnostics.clear()
         self.report.diagnostics[first_note:] = _by_file(self.report.diagnostics[first_note:], self.source.jobs)
 
-    def _batches(self) -> Generator[_Parsed, None, None]:
+    def _batches(self) -> Generator[Parsed, None, None]:
         """The parsed files in order, a batch at a time (a few batches in flight in the pool, when used)."""
         jobs, origin, single = self.source.jobs, self.source.origin, self.source.single
         total = len(jobs)
@@ -1035,7 +751,7 @@ class _Stream:
             progress(0, total)
         workers = _workers(self.options, total)
         pool = process_pool(workers)
-        pending: deque[tuple[list[tuple[str, str]], Future[_Parsed] | None]] = deque()
+        pending: deque[tuple[list[tuple[str, str]], Future[Parsed] | None]] = deque()
         pos = done = rows = 0
         try:
             while pos < total or pending:
@@ -1046,7 +762,7 @@ class _Stream:
                     batch = jobs[pos:pos + size]
                     pos += len(batch)
                     try:
-                        fut: Future[_Parsed] | None = pool.submit(_parse_files, batch, origin, single)
+                        fut: Future[Parsed] | None = pool.submit(parse_files, batch, origin, single)
                     except (OSError, RuntimeError, BrokenProcessPool):  # no processes after all: this one parses
                         pool.shutdown(wait=False, cancel_futures=True)
                         pool, fut = None, None
@@ -1056,7 +772,7 @@ class _Stream:
                 else:
                     batch, fut = jobs[pos:pos + size], None
                     pos += len(batch)
-                parsed: _Parsed | None = None
+                parsed: Parsed | None = None
                 if fut is not None:
                     try:
                         parsed = fut.result()
@@ -1065,7 +781,7 @@ class _Stream:
                             pool.shutdown(wait=False, cancel_futures=True)
                             pool = None
                 if parsed is None:
-                    parsed = _parse_files(batch, origin, single)
+                    parsed = parse_files(batch, origin, single)
                 done += len(batch)
                 rows += len(parsed.names)
                 if progress is not None and parsed.error is None:

@@ -1,0 +1,445 @@
+"""One reading of a YOLO source, batch by batch of label files: each batch parsed, checked and converted into
+images and annotation rows; what the label files decide for the whole dataset (the class count without
+names, the task of each file, the fate of files of 9-11 column rows only, an inferred ``kpt_shape``); and
+the drops and notes, reported once in ``read()``'s order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ReadError, for_face, option
+from ..report import Report
+from .base import NeedsWholeRead, ReadOptions
+from .yolo_geometry import category_table, convert_rows
+from .yolo_layout import SEP, Config, Layout, images_root_of, norm, rel_path, stem
+from .yolo_rows import (
+    AMBIGUOUS,
+    DETECT,
+    OBB,
+    POSE,
+    SEGMENT,
+    Lines,
+    column_problems,
+    looks_like_labels,
+    parse_rows,
+    per_entry_any,
+    row_problems,
+    unnamed_classes,
+)
+
+_D, _S, _O = 1, 2, 4                  # candidate task bits: detect, segment, obb
+_AMBIGUOUS_MSG = ("9 to 11 columns: a 4-point polygon or an oriented box; "
+                  f"pass {option('task', 'segment')} or {option('task', 'obb')}")
+
+
+def _candidates(n: int) -> int:
+    if n in (5, 6):
+        return _D
+    if n == 7:
+        return _D | _S
+    if n in (9, 10, 11):
+        return _O | _S
+    return _S  # 8 and 12+ (fewer than 5 is refused before)
+
+
+@dataclass
+class Piece:
+    """A batch's images (those with a size, in order) and annotation rows (``image`` indexes ``images``)."""
+
+    images: pd.DataFrame
+    annotations: Any                    # a mapping of columns, or a DataFrame
+    before: np.ndarray                  # per image of the batch (and one past the end): sized images before it
+
+    def chunks(self, cuts: list[int], lo: int) -> list[tuple[pd.DataFrame, Any]]:
+        """The (images, annotations) of the images ``cuts[j]:cuts[j + 1]`` (global indices, ``lo`` the
+        batch's first), chunks without a sized image left out."""
+        ann = self.annotations
+        img = np.asarray(ann["image"])
+        out: list[tuple[pd.DataFrame, Any]] = []
+        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+            i0, i1 = int(self.before[a - lo]), int(self.before[b - lo])
+            if i1 == i0:
+                continue
+            if i0 == 0 and i1 == len(self.images):
+                out.append((self.images, ann))
+                continue
+            r0, r1 = (int(r) for r in np.searchsorted(img, [i0, i1]))
+            out.append((self.images.iloc[i0:i1], _rows(ann, r0, r1, i0)))
+        return out
+
+
+def _rows(ann: Any, r0: int, r1: int, shift: int) -> Any:
+    """Annotation rows ``r0:r1`` with their image index less ``shift``."""
+    if isinstance(ann, pd.DataFrame):
+        part = ann.iloc[r0:r1]
+        return part.assign(image=part["image"].to_numpy() - shift)
+    out = {k: v.iloc[r0:r1].reset_index(drop=True) if isinstance(v, pd.Series) else v[r0:r1]
+           for k, v in ann.items()}
+    out["image"] = out["image"] - shift
+    return out
+
+
+class Run:
+    """One reading of a YOLO source: what the label files decide for the whole dataset (the class count
+    without names, the fate of files of 9-11 column rows only, an inferred kpt_shape), gathered batch by
+    batch, and the drops and notes, held until :meth:`finish` reports them in ``read()``'s order.
+
+    ``read()`` is one batch of every label file; ``iter_chunks`` gives the orphan label files first, then the
+    images in order, and gets :class:`NeedsWholeRead` when a batch contradicts what earlier ones decided.
+    """
+
+    def __init__(self, lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: str) -> None:
+        self.lay, self.cfg, self.report, self.src = lay, cfg, report, src
+        self.images_given = options.images is not None
+        roots = ([norm(options.images)] if options.images is not None else []) + lay.image_roots
+        self.img_root = images_root_of(lay.images, roots)
+        self.top = 0                                # without names: 1 + the largest class index so far
+        self.kpt_shape = cfg.kpt_shape              # inferred from the first pose rows when not given
+        self.kpt_cols = 0                           # inferred: the value count of every pose row
+        self.decided: set[int] = set()              # the tasks of the files that decide theirs
+        self.n_detect = self.n_segment = self.n_pending = 0  # files per inferred task; 9-11 column files
+        self.pending_as_segment: bool | None = None  # how rows of 9-11 column files were read (None: none yet)
+        self.skipped: list[str] = []                # loose orphan .txt files that are not label files
+        self.pending_drops: list[pd.DataFrame] = []  # drops, reported in file and line order by finish()
+        self.n_batches = 0                            # batches read so far (a key of that order)
+        self.orphan_entry = np.zeros(0, dtype=bool)   # the current batch's label files without an image
+        self.ambiguous: list[tuple[str, int]] = []  # files with rows dropped as ambiguous, and how many
+        self.orphan_rows: list[tuple[str, int]] = []  # label files with no image, and their row counts
+        self.image_notes: list[tuple[str, bool]] = []  # per image, in order: (unsized: the file, True) or
+        #                                                (unlabeled: the file_name, False)
+        self._names: tuple[int, np.ndarray] | None = None
+        self._table: tuple[tuple[int, tuple[int, int] | None], pd.DataFrame] | None = None
+
+    # ------------------------------------------------------------------ names and categories
+    def names(self) -> list[str]:
+        return self.cfg.names if self.cfg.names is not None else [str(i) for i in range(self.top)]
+
+    def names_array(self) -> np.ndarray:
+        if self._names is None or self._names[0] != self.top:
+            self._names = (self.top, np.array(self.names(), dtype=object))
+        return self._names[1]
+
+    def table_ready(self) -> bool:
+        """Whether the category table is known (a pose table waits for the keypoint count)."""
+        return not (self.cfg.task == "pose" and self.kpt_shape is None)
+
+    def table(self) -> pd.DataFrame:
+        """The category table as known so far (its notes go to the report in :meth:`finish`)."""
+        kpt = self.kpt_shape if self.cfg.task == "pose" else None
+        if self._table is None or self._table[0] != (self.top, kpt):
+            self._table = ((self.top, kpt), category_table(self.names(), self.cfg, kpt, Report(), self.lay.root))
+        return self._table[1]
+
+    # ------------------------------------------------------------------ batches
+    def label_orphans(self, files: list[str], raw: list[bytes]) -> tuple[list[str], list[bytes]]:
+        """The orphan files that are label files; loose .txt files that do not look like one are skipped."""
+        kept: list[str] = []
+        kept_raw: list[bytes] = []
+        for f, data in zip(files, raw, strict=True):
+            if f in self.lay.loose and not looks_like_labels(data[:65536]):
+                self.skipped.append(rel_path(f, self.lay.root))
+                continue
+            kept.append(f)
+            kept_raw.append(data)
+        return kept, kept_raw
+
+    def batch(self, files: list[str], image_of: list[int], raw: list[bytes], lo: int, hi: int,
+              sizes: list[tuple[int, int] | None]) -> Piece:
+        """Parse and convert label ``files`` (the contents ``raw``, emptied once parsed), each the label file
+        of image ``image_of`` (or -1: no image); the images ``lo:hi`` (their ``sizes``) are the piece's."""
+        lay, cfg = self.lay, self.cfg
+        size_ok = np.array([s is not None for s in sizes], dtype=bool)
+        widths = np.array([s[0] if s is not None else 0 for s in sizes], dtype=np.int64)
+        heights = np.array([s[1] if s is not None else 0 for s in sizes], dtype=np.int64)
+        n_entries = len(files)
+        rel_files = [rel_path(f, lay.root) for f in files]
+        lines = parse_rows(raw, rel_files)
+        raw.clear()
+        self.report.add_read(len(lines.ncol) + len(lines.bad))
+        ent_img = np.array(image_of, dtype=np.int64)
+        self.orphan_entry = ent_img < 0  # label files without an image: their drops come first, as read() has them
+        invalid: list[pd.DataFrame] = []  # rows that cannot be read, dropped at their file and line
+
+        # ---- class indices and names
+        unnamed: list[pd.DataFrame] = []  # class indices the names file does not name
+        lines = self._drop_invalid(lines, unnamed_classes(lines, cfg.names, self._names_src()), rel_files, unnamed)
+        lines = self._drop_invalid(lines, row_problems(lines), rel_files, invalid)
+        n_rows = len(lines.ncol)
+        ci = lines.vals[lines.first].astype(np.int64) if n_rows else np.zeros(0, dtype=np.int64)
+        if cfg.names is None and n_rows:
+            self.top = max(self.top, int(ci.max()) + 1)
+
+        # ---- what each file is
+        has_image = ent_img >= 0
+        sized_entry = np.zeros(n_entries, dtype=bool)
+        sized_entry[has_image] = size_ok[ent_img[has_image] - lo]
+        kinds = self._kinds(lines, n_entries, rel_files, sized_entry)
+        if n_rows and cfg.task == "pose" and cfg.kpt_shape is None:
+            self._kpt(lines, rel_files)
+        row_kind = kinds[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
+        wrong = column_problems(lines, row_kind, self.kpt_shape)
+        if wrong is not None:
+            lines = self._drop_invalid(lines, wrong, rel_files, invalid)
+            n_rows = len(lines.ncol)
+            ci = ci[wrong == None]  # noqa: E711 - an object array compared element by element
+            row_kind = row_kind[wrong == None]  # noqa: E711
+        if lines.bad:
+            invalid.append(pd.DataFrame({
+                "category": None, "src_file": [rel_files[e] for e, _, _ in lines.bad],
+                "src_line": np.array([ln for _, ln, _ in lines.bad], dtype=np.int64),
+                "message": [m for _, _, m in lines.bad], "entry": [e for e, _, _ in lines.bad]}))
+        for slot, (frames, reason) in enumerate(((unnamed, "dropped.unknown_category"), (invalid, "dropped.invalid")),
+                                                3):
+            if frames:
+                self._defer(slot, reason, "", pd.concat(frames, ignore_index=True))
+
+        # ---- rows that cannot be kept
+        row_img = ent_img[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
+        no_image = row_img < 0
+        no_size = np.zeros(n_rows, dtype=bool)
+        no_size[~no_image] = ~size_ok[row_img[~no_image] - lo]
+        ambiguous = (row_kind == AMBIGUOUS) & ~no_image & ~no_size
+        names_arr = self.names_array()
+        files_arr = np.array(rel_files, dtype=object)
+        for slot, (mask, reason, msg) in enumerate(((no_image, "dropped.no_image", "no image for this label file"),
+                                                    (no_size, "dropped.no_image", "the image size cannot be read"),
+                                                    (ambiguous, "dropped.ambiguous", _AMBIGUOUS_MSG))):
+            if mask.any():
+                rows = pd.DataFrame({"category": names_arr[ci[mask]], "src_file": files_arr[lines.entry[mask]],
+                                     "src_line": lines.line[mask], "entry": lines.entry[mask]})
+                if slot == 0:  # the image path looked for, per label file
+                    looked = np.array([f"no image for this label file (looked for {self._looked_for(f)})"
+                                       for f in files], dtype=object)
+                    rows["message"] = looked[lines.entry[mask]]
+                self._defer(slot, reason, msg, rows)
+        if ambiguous.any():
+            per_file = np.bincount(lines.entry[ambiguous], minlength=n_entries)
+            self.ambiguous += [(rel_files[e], int(per_file[e])) for e in np.flatnonzero(per_file).tolist()]
+        if not has_image.all():
+            per_entry = np.bincount(lines.entry, minlength=n_entries)
+            self.orphan_rows += [(rel_files[e], int(per_entry[e])) for e in np.flatnonzero(~has_image).tolist()]
+        file_names = [rel_path(i, self.img_root) for i in lay.images[lo:hi]]
+        labelled = np.zeros(hi - lo, dtype=bool)
+        labelled[ent_img[has_image] - lo] = True
+        # one list in image order (not the unsized, then the unlabeled): the parts of a plan add up to it
+        self.image_notes += [(rel_path(lay.images[lo + i], lay.root), True) if not size_ok[i] else (file_names[i], False)
+                             for i in np.flatnonzero(~(labelled & size_ok)).tolist()]
+
+        # ---- conversion of the kept rows
+        keep = ~(no_image | no_size | ambiguous)
+        before = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(size_ok, dtype=np.int64)))
+        row_loc = row_img - lo
+        ann = convert_rows(lines, keep, row_kind, row_loc, widths, heights, self.kpt_shape, n_entries)
+        ann["image"] = before[row_loc[keep]]
+        # object Series: pandas would otherwise infer its str dtype, and the model's cast back to object makes a
+        # new str per row (memory)
+        ann["category"] = pd.Series(names_arr[ci[keep]], dtype=object)
+        ann["src_file"] = pd.Series(files_arr[lines.entry[keep]], dtype=object)
+        ann["src_line"] = lines.line[keep]
+        annotations: Any = ann  # a mapping of columns: Dataset.build makes the one DataFrame (no extra copy)
+        # (an infinite score is dropped by the shared clip step, for every source)
+
+        # ---- images
+        label_of_image = {i: rel_files[e] for e, i in enumerate(image_of) if i >= 0}
+        kept_imgs = np.flatnonzero(size_ok).tolist()
+        images = pd.DataFrame({
+            "file_name": [file_names[i] for i in kept_imgs],
+            "width": widths[size_ok], "height": heights[size_ok],
+            "path": [lay.images[lo + i] for i in kept_imgs],
+            "attributes": [None] * len(kept_imgs),
+            "src_file": [label_of_image.get(lo + i, rel_path(lay.images[lo + i], lay.root)) for i in kept_imgs],
+        })
+        self.n_batches += 1
+        return Piece(images=images, annotations=annotations, before=before)
+
+    def _names_src(self) -> str:
+        """Where the class names come from, as a message names it."""
+        src = self.cfg.names_src
+        return src if src == "--names" or not src else rel_path(norm(src), self.lay.root)
+
+    def _drop_invalid(self, lines: Lines, problem: np.ndarray | None, files: list[str],
+                      into: list[pd.DataFrame]) -> Lines:
+        """``lines`` without the rows that have a ``problem`` (a message, else None); those go to ``into``."""
+        if problem is None:
+            return lines
+        bad = problem != None  # noqa: E711 - an object array compared element by element
+        cls = lines.vals[lines.first[bad]]
+        names = self.names_array()
+        whole = (cls >= 0) & (cls == np.floor(cls)) & (cls < len(names))
+        category = np.full(len(cls), None, dtype=object)
+        category[whole] = names[cls[whole].astype(np.int64)]
+        entry = lines.entry[bad]
+        into.append(pd.DataFrame({"category": category, "src_file": np.array(files, dtype=object)[entry],
+                                  "src_line": lines.line[bad], "message": problem[bad], "entry": entry}))
+        return lines.keep(~bad)
+
+    def _looked_for(self, label_file: str) -> str:
+        """The image path a label file's image was looked for at (relative to the source): the one a missing
+        split folder named, else the Ultralytics twin (last ``labels`` -> ``images``, any extension)."""
+        looked = self.lay.looked_for.get(label_file)
+        if looked is None:
+            key = f"{SEP}labels{SEP}"
+            i = label_file.rfind(key)
+            twin = f"{label_file[:i]}{SEP}images{SEP}{label_file[i + len(key):]}" if i >= 0 else label_file
+            looked = stem(twin) + ".*"
+        return rel_path(looked, self.lay.root)
+
+    def _defer(self, slot: int, reason: str, message: str, rows: pd.DataFrame) -> None:
+        """Drops of this batch (``rows`` with the label file's ``entry`` in the batch), reported in
+        :meth:`finish` in file and line order: the order every split of the files into batches or parts gives."""
+        if "message" not in rows:
+            rows = rows.assign(message=message)
+        group = np.where(self.orphan_entry[rows["entry"].to_numpy(dtype=np.int64)], 0, 1)
+        self.pending_drops.append(rows.assign(reason=reason, group=group, batch=self.n_batches, slot=slot))
+
+    def _kinds(self, lines: Lines, n_entries: int, files: list[str], sized: np.ndarray) -> np.ndarray:
+        """The task of each label file of the batch (``DETECT`` ... ``AMBIGUOUS``); ``sized``: the files whose
+        rows can be kept (an image with a size)."""
+        cfg = self.cfg
+        if cfg.task is not None:
+            code = {"detect": DETECT, "segment": SEGMENT, "obb": OBB, "pose": POSE}[cfg.task]
+            return np.full(n_entries, code, dtype=np.int64)
+        kinds = np.full(n_entries, -1, dtype=np.int64)
+        if not len(lines.ncol):
+            return kinds
+        width = int(lines.ncol.max()) + 1
+        pairs = np.unique(lines.entry * width + lines.ncol)
+        mask = np.full(n_entries, _D | _S | _O, dtype=np.int64)
+        for key in pairs.tolist():
+            e, n = divmod(key, width)
+            mask[e] &= _candidates(n)
+        has_rows = np.bincount(lines.entry, minlength=n_entries) > 0
+        # all rows 7 columns: box + score + track id when the 6th value is a score and the 7th a whole number
+        sev = lines.ncol == 7
+        if sev.any():
+            f6 = lines.vals[lines.first[sev] + 5]
+            f7 = lines.vals[lines.first[sev] + 6]
+            not_track = ~((f6 >= 0) & (f6 <= 1) & np.isfinite(f7) & (f7 == np.floor(f7)))
+            bad = per_entry_any(lines.entry[sev], not_track, n_entries)
+            both = mask == (_D | _S)
+            mask[both & bad] = _S
+            mask[both & ~bad] = _D
+        kinds[has_rows & (mask == _D)] = DETECT
+        kinds[has_rows & ((mask == _S) | (mask == 0))] = SEGMENT  # 0: boxes and polygons mixed -> segment
+        pending = has_rows & (mask == (_O | _S))
+        decided = has_rows & ~pending
+        self.decided.update(kinds[decided].tolist())
+        self.n_detect += int((kinds == DETECT).sum())
+        self.n_segment += int((kinds == SEGMENT).sum())
+        self.n_pending += int(pending.sum())
+        # files of 9-11 column rows only are polygons when every other file of the dataset is a polygon file
+        as_segment = self.decided == {SEGMENT}
+        if self.pending_as_segment is not None and self.pending_as_segment != as_segment:
+            culprit = decided & (kinds != SEGMENT) if self.pending_as_segment else decided
+            raise NeedsWholeRead(
+                "label files of 9-11 column rows only (4-point polygons or oriented boxes) are read as polygons "
+                "when every other label file holds polygons, else dropped; the files read before "
+                f"{files[int(np.argmax(culprit))]} decided the one and that file the other (pass {option('task', 'segment')} "
+                f"or {option('task', 'obb')} to stream)")
+        if self.pending_as_segment is None and (pending & sized).any():
+            self.pending_as_segment = as_segment
+        kinds[pending] = SEGMENT if as_segment else AMBIGUOUS
+        return kinds
+
+    def _kpt(self, lines: Lines, files: list[str]) -> None:
+        """Infer kpt_shape from the first pose rows; later rows must fit what they gave."""
+        if not self.kpt_cols:
+            self.kpt_shape = _infer_kpt_shape(lines, files, self.src)
+            self.kpt_cols = int(lines.ncol[0])
+            return
+        other = lines.ncol != self.kpt_cols
+        if other.any():
+            i = int(np.argmax(other))
+            raise NeedsWholeRead(f"kpt_shape is inferred from every pose row: rows of {self.kpt_cols} numbers came "
+                                 f"first, {files[lines.entry[i]]}:{int(lines.line[i])} has {int(lines.ncol[i])} "
+                                 "(put kpt_shape in data.yaml)")
+        if _infer_kpt_shape(lines, files, self.src) != self.kpt_shape and self.kpt_shape is not None \
+                and self.kpt_shape[1] == 3:
+            raise NeedsWholeRead(f"kpt_shape is inferred from every pose row: the third values of the first rows "
+                                 f"of {self.kpt_cols} numbers were all visibilities (0, 1, 2), not those of "
+                                 f"{files[0]} (put kpt_shape in data.yaml)")
+
+    # ------------------------------------------------------------------ the end
+    def _task_note(self, *, zeros: bool = False) -> str:
+        """The ``task.inferred`` note of the column counts (``zeros``: with counts of 0 too, as every part of a
+        plan writes it, so that :func:`prelabel.adapters.parts.merge` adds them up where the first part has it)."""
+        if self.cfg.task is not None:
+            return ""
+        segment = self.n_segment
+        note = ""
+        if self.n_pending and self.decided == {SEGMENT}:
+            segment += self.n_pending
+            note = (f"{self.n_pending} file(s) with only 9-11 column rows read as polygons like the rest of the "
+                    f"dataset; pass {option('task', 'obb')} if they are oriented boxes")
+        counts = {"detect": self.n_detect, "segment": segment}
+        summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n or zeros)
+        if not summary:
+            return ""
+        return f"task inferred from the column counts: {summary} file(s)" + (f"; {note}" if note else "")
+
+    def finish(self, *, zeros: bool = False, table_notes: bool = True) -> pd.DataFrame:
+        """Report the drops and notes in ``read()``'s order; the final category table. A part of a plan writes
+        the task note with ``zeros``, and the category table's notes only in its last part (``table_notes``)."""
+        rep, cfg = self.report, self.cfg
+        for f in self.skipped:
+            rep.note("file.skipped", f, "not a YOLO label file (no image of the same name)", severity="info")
+        if cfg.names is None:
+            rep.note("category.unnamed", self.src,
+                     "no class names (data.yaml, classes.txt, obj.names): classes are named by their index",
+                     severity="warning")
+        if self.kpt_cols and self.kpt_shape is not None:
+            k, d = self.kpt_shape
+            rep.note("task.inferred", self.src, f"kpt_shape inferred as [{k}, {d}] from rows of {self.kpt_cols} "
+                     "numbers; put kpt_shape in data.yaml to be sure", severity="info")
+        note = self._task_note(zeros=zeros)
+        if note:
+            rep.note("task.inferred", self.src, note, severity="info")
+        if self.pending_drops:
+            drops = pd.concat(self.pending_drops, ignore_index=True).sort_values(
+                ["group", "batch", "entry", "src_line", "slot"], kind="stable").reset_index(drop=True)
+            reasons = drops["reason"].to_numpy()
+            cuts = [0, *(np.flatnonzero(reasons[1:] != reasons[:-1]) + 1).tolist(), len(drops)]
+            for a, b in zip(cuts[:-1], cuts[1:], strict=False):  # runs of one reason, in file and line order
+                rep.drop(str(reasons[a]), drops.iloc[a:b])
+        self.pending_drops.clear()
+        for f, n in self.ambiguous:
+            rep.note("dropped.ambiguous", f, f"{n} row(s) dropped: {_AMBIGUOUS_MSG}")
+        fix = for_face(" (check --images DIR: the folder that holds the images)" if self.images_given
+                       else " (give --images DIR: the folder that holds the images)")
+        for f, n in self.orphan_rows:
+            rep.note("image.missing", f, f"no image for this label file ({n} row(s) dropped){fix}" if n
+                     else "no image for this (empty) label file", severity="warning" if n else "info")
+        for f, unsized in self.image_notes:
+            if unsized:
+                rep.note("image.missing", f,
+                         "the image size cannot be read from the file header (not an image, or a format not known)")
+            else:
+                rep.note("image.unlabeled", f, "no label file: kept with no annotations", severity="info")
+        kpt = self.kpt_shape if cfg.task == "pose" else None
+        return category_table(self.names(), cfg, kpt, rep if table_notes else Report(), self.lay.root)
+
+
+def _infer_kpt_shape(lines: Lines, files: list[str], src: str) -> tuple[int, int]:
+    pose_cols = sorted(set(lines.ncol.tolist()))
+    hint = "add kpt_shape: [K, 2 or 3] to data.yaml"
+    if len(pose_cols) != 1 or pose_cols[0] < 7:
+        i = 0
+        raise ReadError(files[lines.entry[i]] if len(lines.ncol) else src,
+                        f"cannot tell the keypoint layout (kpt_shape) from rows of {pose_cols} numbers",
+                        line=int(lines.line[i]) if len(lines.ncol) else None, hint=hint)
+    m = pose_cols[0] - 5
+    if m % 3 == 0 and m % 2 == 0:
+        third = lines.vals[lines.first[:, None] + 5 + 3 * np.arange(m // 3)[None, :] + 2]
+        dim = 3 if np.isin(third, (0.0, 1.0, 2.0)).all() else 2
+    elif m % 3 == 0:
+        dim = 3
+    elif m % 2 == 0:
+        dim = 2
+    else:
+        raise ReadError(files[lines.entry[0]], f"cannot tell the keypoint layout (kpt_shape) from rows of "
+                        f"{pose_cols[0]} numbers", line=int(lines.line[0]), hint=hint)
+    return m // dim, dim
