@@ -340,6 +340,8 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
                     report_path: str | Path | None, chunk_rows: int) -> ConvertResult | None:
     """The streamed conversion; None when the adapter cannot stream this input (it is read whole then).
     ``NeedsWholeRead`` passes through: nothing is written then."""
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise UsageError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     adapter = adapters.get(fmt or adapters.detect(src))
     if getattr(adapter, "iter_chunks", None) is None and not hasattr(adapter, "plan"):
         return None

@@ -113,28 +113,22 @@ def test_one_switch_and_its_aliases(monkeypatch: pytest.MonkeyPatch) -> None:
     assert policy.wanted_workers({"cvat_workers": 1}, "cvat_workers") == 1
 
 
-def test_pipeline_workers_reach_the_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[int | None] = []
-    real = voc._workers
-
-    def spy(options: ReadOptions, n_files: int) -> int:
-        seen.append(policy.wanted_workers(options.extra, "voc_workers"))
-        return real(options, n_files)
-
+def test_pipeline_workers_reach_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pools: list[int] = []
 
     def no_pool(workers: int) -> None:  # the engine asks for a pool; the parts are then read in this process
         pools.append(workers)
 
-    monkeypatch.setattr(voc, "_workers", spy)
     monkeypatch.setattr(engine_run, "process_pool", no_pool)
     prelabel.convert(SAMPLE / "voc", tmp_path / "a.json", workers=1)
-    assert (seen, pools) == ([1], [])  # one process: the reader reads the whole source itself
+    assert pools == []  # one process: the whole source read here
     monkeypatch.setenv("PRELABEL_WORKERS", "3")
     prelabel.convert(SAMPLE / "voc", tmp_path / "b.json")
     assert pools == [3]  # the engine reads the plan's 3 parts (5 XML files: 1, 2 and 2) in a pool of 3
-    assert seen == [1, 1, 1, 1]  # each part read with one process
-    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    prelabel.convert(SAMPLE / "voc", tmp_path / "c.json", options=ReadOptions(extra={"voc_workers": 2}))
+    assert pools == [3, 2]  # the format's old switch is the worker policy's alias
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes() == \
+        (tmp_path / "c.json").read_bytes()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/task is Linux's")

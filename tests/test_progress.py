@@ -31,9 +31,13 @@ ETA = r"ETA \d+:\d\d:\d\d"
 # sample_data/voc/Annotations holds 5 XML files (empty, park, portrait, room, street); the output is one file
 # VOC streams (prelabel.pipeline._convert_stream): chunks are read, reconciled, clipped and written as they
 # come, so the stages are reading (with the files) and writing
-VOC_STAGES = [
+VOC_STAGES = [  # the 5 XML files are read in 5 parts (prelabel.engine.PartStream), counted as each part is in
     "convert: reading",
     "convert: reading 0/5 files",
+    "convert: reading 1/5 files",
+    "convert: reading 2/5 files",
+    "convert: reading 3/5 files",
+    "convert: reading 4/5 files",
     "convert: reading 5/5 files",
     "convert: writing",
     "convert: writing 1/1 files",

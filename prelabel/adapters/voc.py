@@ -33,15 +33,12 @@ What is read, and how:
   that is not ASCII-compatible, such as UTF-16) is parsed by :mod:`defusedxml` with DTDs forbidden. A file
   that cannot declare one is parsed by the C ElementTree parser, three times faster: with no DTD there is no
   entity to expand or fetch, and ElementTree never processes XInclude.
-- **Speed.** The garbage collector is paused while parsing, values accumulate in flat lists and arrays, the
-  columns are built once, and more than 2000 files are parsed by a pool of processes over contiguous runs of
-  the sorted file list (the result is identical to a single process). The one worker policy sets the number
-  of processes (:func:`prelabel.workers.wanted_workers`: ``workers``, its alias ``voc_workers``,
-  ``PRELABEL_WORKERS``; 1 = none; always none in a daemonic process, which cannot start one); they are
-  forked only from a process with one thread, else started by a fork server (:mod:`prelabel.workers`).
-- **Streaming.** :func:`iter_chunks` gives ``read()``'s dataset and report in chunks of whole images, parsing
-  the sorted files in batches (a few in flight in the pool), so memory follows the chunk size, not the
-  number of files.
+- **Speed.** The garbage collector is paused while parsing, values accumulate in flat lists and arrays, and
+  the columns are built once. :func:`plan` cuts the sorted files into runs and :func:`read_part` reads one:
+  the engine (:mod:`prelabel.engine`) reads a source of more than 2000 files (:func:`auto_workers`) in
+  several processes, or as the worker policy says (``workers``, its alias ``voc_workers``,
+  ``PRELABEL_WORKERS``), and streams a conversion part by part, so memory follows the part, not the number of
+  files; the result is identical to one read.
 
 Example:
     >>> import tempfile, pathlib
@@ -63,12 +60,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -82,18 +75,16 @@ from ..junk import Skips, junk_reason
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_relative, why_unsafe
 from ..report import Diagnostic, Report, format_source
-from ..workers import process_pool, wanted_workers
-from .base import DEFAULT_CHUNK_ROWS, ReadOptions
+from .base import ReadOptions
 from .parts import FilesPart
 from .voc_xml import Parsed, parse_files
 
-__all__ = ["DESCRIPTION", "NAME", "detect", "iter_chunks", "plan", "read", "read_part"]
+__all__ = ["DESCRIPTION", "NAME", "auto_workers", "detect", "plan", "read", "read_part"]
 
 NAME = "voc"
 DESCRIPTION = "Pascal VOC XML (Annotations/ + JPEGImages/, a folder of .xml files, or one .xml file)"
-PARALLEL_READ = True  # files are parsed by a process pool: the pipeline does not read it in a second process
 
-POOL_THRESHOLD = 2000  # more files than this are parsed by a process pool
+POOL_THRESHOLD = 2000  # more files than this are read by several processes (auto_workers)
 _MAX_WORKERS = 8
 
 
@@ -169,6 +160,19 @@ def detect(path: Path) -> float:
     # any other element with children is not a VOC field: ignored
 
 
+def _extend(out: Parsed, p: Parsed) -> None:
+    """Append the images and rows of ``p`` to ``out`` (not its skipped files or error)."""
+    out.img_rel += p.img_rel
+    out.img_filename += p.img_filename
+    out.img_w += p.img_w
+    out.img_h += p.img_h
+    out.img_nobj += p.img_nobj
+    out.names += p.names
+    out.coords.extend(p.coords)
+    out.lines.extend(p.lines)
+    out.attrs += p.attrs
+
+
 def _merge(parts: Sequence[Parsed]) -> Parsed:
     if len(parts) == 1:
         return parts[0]
@@ -181,19 +185,6 @@ def _merge(parts: Sequence[Parsed]) -> Parsed:
             out.error = p.error
             break
     return out
-
-
-def _workers(options: ReadOptions, n_files: int) -> int:
-    """Processes to parse ``n_files`` with: the one worker policy (:func:`prelabel.workers.wanted_workers`,
-    ``voc_workers`` its alias), else one per 1,000 files above POOL_THRESHOLD, at most _MAX_WORKERS and the
-    cores."""
-    want = wanted_workers(options.extra, "voc_workers")
-    if want is not None:
-        return want
-    if n_files <= POOL_THRESHOLD:
-        return 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(_MAX_WORKERS, cpus, n_files // 1000))
 
 
 _PROGRESS_RUN = 500  # with a progress hook, files are parsed (and counted) in runs of this many
@@ -211,42 +202,13 @@ def _parse_counted(jobs: list[tuple[str, str]], origin: int, single: bool,
     return _merge(parts)
 
 
-def _counted(results: Iterator[Parsed], chunks: list[list[tuple[str, str]]], total: int,
-             progress: Callable[[int, int], None] | None) -> list[Parsed]:
-    """The pool's results in order, calling ``progress(done, total)`` as each chunk arrives (when given)."""
-    if progress is None:
-        return list(results)
-    out: list[Parsed] = []
-    done = 0
-    for chunk, r in zip(chunks, results, strict=True):
-        out.append(r)
-        done += len(chunk)
-        progress(done, total)
-    return out
-
-
-def _parse_all(jobs: list[tuple[str, str]], origin: int, *, workers: int, single: bool,
+def _parse_all(jobs: list[tuple[str, str]], origin: int, *, single: bool,
                progress: Callable[[int, int], None] | None = None) -> Parsed:
-    if progress is not None:  # options.extra["progress"]: the pipeline's per-file count
-        progress(0, len(jobs))
-    if workers <= 1 or len(jobs) < 2:
-        if progress is not None:
-            return _parse_counted(jobs, origin, single, progress)
+    """Every file parsed in this process (the engine reads a large source's parts in several)."""
+    if progress is None:  # options.extra["progress"]: the pipeline's per-file count
         return parse_files(jobs, origin, single)
-    n_chunks = min(len(jobs), workers * 4)
-    bounds = np.linspace(0, len(jobs), n_chunks + 1).astype(int).tolist()
-    chunks = [jobs[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-    pool = process_pool(workers)  # fork only when this process has one thread (prelabel.workers.start_method)
-    if pool is None:  # no processes allowed here (a daemonic child, a sandbox, limits): parse in this one
-        return parse_files(jobs, origin, single)
-    try:
-        with gc_paused():
-            results = _counted(pool.map(parse_files, chunks, [origin] * len(chunks)), chunks, len(jobs), progress)
-    except (OSError, BrokenProcessPool):
-        return parse_files(jobs, origin, single)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return _merge(results)
+    progress(0, len(jobs))
+    return _parse_counted(jobs, origin, single, progress)
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -386,13 +348,18 @@ class _Source:
     voc_jpeg: str | None          # JPEGImages/ of a VOC root
 
 
-def _source(src: Path, options: ReadOptions, files: Sequence[str] | None = None) -> _Source:
-    """The files of ``src`` (see :func:`read` for ``files``); a ReadError when there are none."""
+def _origin(options: ReadOptions) -> int:
     origin = int(options.voc_origin)
     if origin not in (0, 1):
         raise UsageError(f"voc_origin must be 0 or 1, got {options.voc_origin!r}",
                          hint=f"{option('voc_origin', 1)} for the VOC spec's 1-based pixels, "
                               f"{option('voc_origin', 0)} for files from 0-based tools")
+    return origin
+
+
+def _source(src: Path, options: ReadOptions, files: Sequence[str] | None = None) -> _Source:
+    """The files of ``src`` (see :func:`read` for ``files``); a ReadError when there are none."""
+    origin = _origin(options)
     single = src.is_file()
     voc_root = False
     if single:
@@ -447,12 +414,34 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]
     rels = [r for _, r in source.jobs]
     n = max(1, min(parts, len(rels)))
     cuts = [len(rels) * k // n for k in range(n + 1)]
-    return [FilesPart(source=str(src), files=tuple(rels[a:b])) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    voc_root = source.voc_jpeg is not None
+    return [FilesPart(source=str(src), files=tuple(rels[a:b]),
+                      context=_Listed(voc_root=voc_root, skips=source.skips if not a else None))
+            for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """A part's context: what the plan's one walk of the folder found (a part does not walk it again)."""
+
+    voc_root: bool
+    skips: Skips | None  # the junk the walk skipped: noted by the first part only
 
 
 def read_part(part: FilesPart, *, options: ReadOptions) -> Dataset:
     """One part of :func:`plan`: its files read as :func:`read` reads them (``files=()``: the whole source)."""
-    return read(Path(part.source), options=options, report=Report(), files=part.files or None)
+    listed = part.context
+    if not isinstance(listed, _Listed) or not part.files:
+        return read(Path(part.source), options=options, report=Report(), files=part.files or None)
+    src = Path(part.source)
+    base = src / "Annotations" if listed.voc_root else src
+    jobs = [(str(base / rel.removeprefix("Annotations/")) if listed.voc_root else str(src / rel), rel)
+            for rel in part.files]
+    source = _Source(origin=_origin(options), single=False, jobs=jobs, skips=listed.skips or Skips(),
+                     voc_jpeg=str(src / "JPEGImages") if listed.voc_root else None)
+    report = Report()
+    with gc_paused():
+        return _read_listed(src, options, report, source)
 
 
 def _by_file(notes: Sequence[Diagnostic], jobs: Sequence[tuple[str, str]]) -> list[Diagnostic]:
@@ -471,11 +460,14 @@ def _by_file(notes: Sequence[Diagnostic], jobs: Sequence[tuple[str, str]]) -> li
 
 
 def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] | None = None) -> Dataset:
-    source = _source(src, options, files)
+    return _read_listed(src, options, report, _source(src, options, files))
+
+
+def _read_listed(src: Path, options: ReadOptions, report: Report, source: _Source) -> Dataset:
     _note_hidden(src, source, report)
     first_note = len(report.diagnostics)
     jobs = source.jobs
-    parsed = _parse_all(jobs, source.origin, workers=_workers(options, len(jobs)), single=source.single,
+    parsed = _parse_all(jobs, source.origin, single=source.single,
                         progress=options.extra.get("progress") if options.extra else None)
     if parsed.error is not None:
         raise _read_error(parsed.error)
@@ -573,225 +565,6 @@ def _assemble(parsed: Parsed, origin: int, finder: _ImageFinder, abs_of: dict[st
 
 
 # ---------------------------------------------------------------------------------------------- streaming
-_STREAM_BATCH = 512  # files parsed per batch at most while streaming (fewer when files hold many objects)
-
-
-def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
-                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Dataset]:
-    """``read()``'s dataset in chunks of whole images (the protocol of :mod:`prelabel.adapters.base`).
-
-    The sorted file list is known up front; files are parsed in batches (by the process pool when ``read()``
-    would use one, at most two batches per process in flight; not in a daemonic process such as the streaming
-    pipeline's reading child, which cannot start one), and a chunk is closed after the first image at which it
-    holds ``chunk_rows`` annotation rows or images. Each chunk's categories are the names seen so far, in
-    first-seen order. What ``read()`` notes over the whole set (files that are not VOC, unsafe names, missing
-    images, sizes read from image headers, 0-based-looking files) is held back and added to ``report`` with
-    the last chunk, in ``read()``'s order (when the files after the last chunk are all skipped, as the
-    iteration ends). A malformed file raises the ReadError ``read()`` raises (a file without a size and with
-    objects raises its ReadError only once every later file is parsed, as ``read()`` reports a malformed file
-    first). VOC files are independent of one another, so no input needs :class:`NeedsWholeRead`.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> from prelabel.adapters.base import ReadOptions
-        >>> from prelabel.report import Report
-        >>> d = pathlib.Path(tempfile.mkdtemp())
-        >>> box = "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>2</xmax><ymax>2</ymax></bndbox>"
-        >>> for stem, names in [("a", "cat dog"), ("b", ""), ("c", "cat bird")]:
-        ...     objects = "".join(f"<object><name>{n}</name>{box}</object>" for n in names.split())
-        ...     _ = (d / f"{stem}.xml").write_text(f"<annotation><filename>{stem}.jpg</filename><size>"
-        ...                                        f"<width>9</width><height>9</height></size>{objects}</annotation>")
-        >>> report = Report()
-        >>> chunks = list(iter_chunks(d, options=ReadOptions(), report=report, chunk_rows=2))
-        >>> [(c.images["file_name"].tolist(), c.category_names) for c in chunks]
-        [(['a.jpg'], ['cat', 'dog']), (['b.jpg', 'c.jpg'], ['cat', 'dog', 'bird'])]
-        >>> report.read
-        4
-    """
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise UsageError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-    src = Path(path)
-    source = _source(src, options)
-    _note_hidden(src, source, report)
-    yield from _Stream(source, options=options, report=report, chunk_rows=chunk_rows).chunks()
-
-
-def _extend(out: Parsed, p: Parsed) -> None:
-    """Append the images and rows of ``p`` to ``out`` (not its skipped files or error)."""
-    out.img_rel += p.img_rel
-    out.img_filename += p.img_filename
-    out.img_w += p.img_w
-    out.img_h += p.img_h
-    out.img_nobj += p.img_nobj
-    out.names += p.names
-    out.coords.extend(p.coords)
-    out.lines.extend(p.lines)
-    out.attrs += p.attrs
-
-
-def _slice(p: Parsed, a: int, b: int, ra: int, rb: int) -> Parsed:
-    """Images ``a:b`` of ``p``, whose rows are ``ra:rb``."""
-    return Parsed(img_rel=p.img_rel[a:b], img_filename=p.img_filename[a:b], img_w=p.img_w[a:b],
-                  img_h=p.img_h[a:b], img_nobj=p.img_nobj[a:b], names=p.names[ra:rb],
-                  coords=p.coords[4 * ra:4 * rb], lines=p.lines[ra:rb], attrs=p.attrs[ra:rb])
-
-
-def _split(p: Parsed, k: int, r: int) -> tuple[Parsed, Parsed]:
-    """The first ``k`` images of ``p`` (whose rows are the first ``r``) and the rest: the first part is ``p``
-    itself, cut short in place, so that a chunk's rows are not copied."""
-    rest = _slice(p, k, len(p.img_rel), r, len(p.names))
-    for name in ("img_rel", "img_filename", "img_w", "img_h", "img_nobj"):
-        del getattr(p, name)[k:]
-    del p.names[r:], p.coords[4 * r:], p.lines[r:], p.attrs[r:]
-    return p, rest
-
-
-def _cuts(nobj: Sequence[int], chunk_rows: int) -> list[int]:
-    """Image counts at which chunks close: after the first image at which a chunk holds ``chunk_rows`` rows or
-    images. Only cuts before the end (the images after the last cut may yet be joined by more)."""
-    n = len(nobj)
-    if n == 0:
-        return []
-    cum = np.cumsum(np.asarray(nobj, dtype=np.int64))
-    cuts: list[int] = []
-    start, base = 0, 0
-    while True:
-        by_rows = int(np.searchsorted(cum, base + chunk_rows, side="left"))  # first image reaching chunk_rows
-        end = min(by_rows, start + chunk_rows - 1) + 1
-        if end >= n:
-            return cuts
-        cuts.append(end)
-        start, base = end, int(cum[end - 1])
-
-
-class _Stream:
-    """The state of one streamed read: the held-back notes, the categories seen, the image finder."""
-
-    def __init__(self, source: _Source, *, options: ReadOptions, report: Report, chunk_rows: int) -> None:
-        self.source = source
-        self.options = options
-        self.report = report
-        self.chunk_rows = chunk_rows
-        self.finder = _ImageFinder(voc_jpeg=source.voc_jpeg, images=options.images)
-        self.abs_of = {rel: p for p, rel in source.jobs}
-        self.seen: dict[str, None] = {}     # category names in first-seen order
-        # read() notes phase after phase over the whole set, then sorts them by file: these hold each phase's
-        # notes until the end
-        self.skipped: list[tuple[str, str]] = []
-        self.bad: list[tuple[str, int, str | None, str]] = []
-        self.resolve, self.sizes, self.suspect = Report(), Report(), Report()
-
-    def chunks(self) -> Iterator[Dataset]:
-        batches = self._batches()
-        buf = Parsed()
-        yielded = False
-        try:
-            for p in batches:
-                if p.error is not None:
-                    raise _read_error(p.error)
-                self.skipped += p.skipped
-                self.bad += p.bad
-                _extend(buf, p)
-                del p
-                cuts = _cuts(buf.img_nobj, self.chunk_rows)
-                if not cuts:
-                    continue
-                # the images after the last cut wait for more; the ones before it become chunks
-                rows = list(accumulate(buf.img_nobj[:cuts[-1]], initial=0))
-                head, buf = _split(buf, cuts[-1], rows[-1])
-                for a, b in zip([0, *cuts[:-1]], cuts, strict=True):
-                    part = head if len(cuts) == 1 else _slice(head, a, b, rows[a], rows[b])
-                    ds = self._chunk(part, batches)
-                    del part
-                    if len(ds.images):
-                        yielded = True
-                        yield ds
-                    del ds  # not kept while the next chunk is built
-                del head
-            last = self._chunk(buf, batches)
-        finally:
-            batches.close()
-        self._flush()
-        if len(last.images) or not yielded:
-            yield last
-
-    def _chunk(self, part: Parsed, batches: Iterator[Parsed]) -> Dataset:
-        try:
-            with gc_paused():
-                images, annotations = _assemble(part, self.source.origin, self.finder, self.abs_of,
-                                                resolve=self.resolve, sizes=self.sizes, suspect=self.suspect)
-        except ReadError:
-            # read() raises a malformed file before any size problem: parse the rest first
-            for p in batches:
-                if p.error is not None:
-                    raise _read_error(p.error) from None
-            raise
-        self.report.add_read(len(part.names))
-        self.seen.update(dict.fromkeys(part.names))
-        return Dataset.build(images=images, categories={"name": _objects(self.seen)}, annotations=annotations,
-                             report=self.report)
-
-    def _flush(self) -> None:
-        """The held-back notes, in read()'s order."""
-        first_note = len(self.report.diagnostics)
-        for rel, why in self.skipped:
-            self.report.note("file.skipped", rel, why)
-        _drop_bad(self.bad, self.report)
-        for held in (self.resolve, self.sizes, self.suspect):
-            self.report.diagnostics.extend(held.diagnostics)
-            held.diagnostics.clear()
-        self.report.diagnostics[first_note:] = _by_file(self.report.diagnostics[first_note:], self.source.jobs)
-
-    def _batches(self) -> Generator[Parsed, None, None]:
-        """The parsed files in order, a batch at a time (a few batches in flight in the pool, when used)."""
-        jobs, origin, single = self.source.jobs, self.source.origin, self.source.single
-        total = len(jobs)
-        progress = self.options.extra.get("progress") if self.options.extra else None
-        if progress is not None:
-            progress(0, total)
-        workers = _workers(self.options, total)
-        pool = process_pool(workers)
-        pending: deque[tuple[list[tuple[str, str]], Future[Parsed] | None]] = deque()
-        pos = done = rows = 0
-        try:
-            while pos < total or pending:
-                # files per batch: about half a chunk of rows (at most _STREAM_BATCH files)
-                per_file = rows / done if done else 1.0
-                size = max(1, min(_STREAM_BATCH, int(self.chunk_rows / 2 / max(per_file, 1.0))))
-                while pool is not None and pos < total and len(pending) < 2 * workers:
-                    batch = jobs[pos:pos + size]
-                    pos += len(batch)
-                    try:
-                        fut: Future[Parsed] | None = pool.submit(parse_files, batch, origin, single)
-                    except (OSError, RuntimeError, BrokenProcessPool):  # no processes after all: this one parses
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        pool, fut = None, None
-                    pending.append((batch, fut))
-                if pending:
-                    batch, fut = pending.popleft()
-                else:
-                    batch, fut = jobs[pos:pos + size], None
-                    pos += len(batch)
-                parsed: Parsed | None = None
-                if fut is not None:
-                    try:
-                        parsed = fut.result()
-                    except (OSError, BrokenProcessPool):
-                        if pool is not None:
-                            pool.shutdown(wait=False, cancel_futures=True)
-                            pool = None
-                if parsed is None:
-                    parsed = parse_files(batch, origin, single)
-                done += len(batch)
-                rows += len(parsed.names)
-                if progress is not None and parsed.error is None:
-                    progress(done, total)
-                yield parsed
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-
-
 def auto_workers(path: Path, *, options: ReadOptions) -> int:
     """Processes worth reading ``path`` with when none are asked for: one per 1,000 XML files above
     POOL_THRESHOLD (at most 8; the engine caps it by the cores), else 1.

@@ -22,6 +22,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,12 @@ import pandas as pd
 
 from ..adapters.base import ReadOptions
 from ..adapters.parts import Part, merge
+from ..errors import ReadError
 from ..model import Dataset
 from ..paths import at_least
 from ..report import Report
 from ..workers import process_pool, usable_cores, wanted_workers
-from .run import counted, how_many, portable, read_one_part
+from .run import counted, how_many, portable, read_one_part, with_workers
 
 __all__ = ["READ_AHEAD_MIN_BYTES", "STREAM_PART_BYTES", "PartStream", "parts_for", "read_ahead"]
 
@@ -85,10 +87,11 @@ class PartStream:
 
     ``parts``: how many parts (None: :func:`parts_for`); ``workers``: processes (None:
     :func:`prelabel.engine.how_many`). With several workers the parts are read in a process pool, at most
-    ``workers + 1`` parts in flight; ``progress(done, total)``: files read, for a plan of runs of files; with one, in one process reading ahead when :func:`read_ahead` says so,
-    else here. A part's error is raised as it is, in plan order: the first error of a
-    part is the one ``read()`` meets first. ``NeedsWholeRead`` passes through (the caller reads the source
-    whole)."""
+    ``workers + 1`` parts in flight; with one, in one process reading ahead when :func:`read_ahead` says so,
+    else here. ``progress(done, total)``: files read, for a plan of runs of files. A part that raises a
+    :class:`~prelabel.errors.ReadError` makes the whole source be read here, so that the error raised is the
+    one ``read()`` raises (the first in its own order); ``NeedsWholeRead`` passes through (the caller reads
+    the source whole)."""
 
     def __init__(self, adapter: Any, path: Path, *, options: ReadOptions, parts: int | None = None,
                  workers: int | None = None, part_bytes: int = STREAM_PART_BYTES,
@@ -104,15 +107,24 @@ class PartStream:
     def __iter__(self) -> Iterator[Tables]:
         plan: list[Part] = self.adapter.plan(self.path, options=self.options, parts=self.parts)
         reports: list[Report] = []
+        try:
+            yield from self._parts(plan, reports)
+        except ReadError:
+            # read()'s own error, which may be another part's (a file whose error read() reports only once the
+            # files after it are read); should the whole read pass, the part's error stands
+            self.adapter.read(self.path, options=with_workers(self.options, 1), report=Report())
+            raise
+        shells = [Dataset.build(report=r) for r in reports]
+        kinds = list(getattr(self.adapter, "KIND_NAMES", {}).values())
+        self.report = merge(shells, report=Report(), kind_order=kinds).report
+
+    def _parts(self, plan: list[Part], reports: list[Report]) -> Iterator[Tables]:
         for ds in counted(plan, self._read(plan), self.progress):
             reports.append(ds.report)
             tables = ds.images, ds.categories, ds.annotations
             del ds  # nothing of this part is held here while the next one is read
             yield tables
             del tables
-        shells = [Dataset.build(report=r) for r in reports]
-        kinds = list(getattr(self.adapter, "KIND_NAMES", {}).values())
-        self.report = merge(shells, report=Report(), kind_order=kinds).report
 
     def _read(self, plan: list[Part]) -> Iterator[Dataset]:
         name = self.adapter.NAME
@@ -124,13 +136,22 @@ class PartStream:
             for part in plan:
                 yield read_one_part(name, part, opts)
             return
+        given = 0  # parts handed out; a pool that breaks or refuses work leaves the rest to this process
         try:
             ahead: deque[Future[Dataset]] = deque()
-            for part in plan:
-                ahead.append(pool.submit(read_one_part, name, part, opts))
-                if len(ahead) > procs:
-                    yield ahead.popleft().result()
-            while ahead:
-                yield ahead.popleft().result()
+            try:
+                for part in plan:
+                    ahead.append(pool.submit(read_one_part, name, part, opts))
+                    if len(ahead) > procs:
+                        ds = ahead.popleft().result()
+                        given += 1
+                        yield ds
+                while ahead:
+                    ds = ahead.popleft().result()
+                    given += 1
+                    yield ds
+            except (OSError, BrokenProcessPool):
+                for part in plan[given:]:
+                    yield read_one_part(name, part, opts)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
