@@ -397,6 +397,92 @@ def test_predictions_malformed_rows(bad: str, tmp_path: Path, client: Any) -> No
     _check(_table(tmp_path / "p.csv", rows), "predictions", tmp_path, client)
 
 
+# ------------------------------------------------------------------------------------------- LabelMe
+def _labelme(root: Path, n: int) -> Path:
+    """n LabelMe files (some in a subfolder) with every note a part counts: sizes from the image header and from
+    imageData, images not under the images folder, flags, groups; drops (lines, no label, bad points, no size),
+    masks overhanging the image, unsafe image paths, a file that is not LabelMe, a hidden folder."""
+    import base64
+    import io
+
+    def mask_b64(w: int, h: int) -> str:
+        buf = io.BytesIO()
+        Image.new("L", (w, h), 255).save(buf, "PNG")
+        return base64.b64encode(buf.getvalue()).decode("ascii")
+
+    for i in range(n):
+        sub = "sub/" if i % 4 == 3 else ""
+        shapes: list[dict[str, Any]] = [
+            {"label": ("cat", "dog", "car")[i % 3], "points": [[30, 40], [10 + i % 5, 20]], "shape_type": "rectangle",
+             "group_id": None, "flags": {}},
+            {"label": "tree", "points": [[0, 0], [9, 0], [9, 7 + i % 3]], "shape_type": "polygon",
+             "group_id": None, "flags": {"big": bool(i % 2)}}]
+        if i % 3 == 1:  # a group of two polygons, one annotation
+            shapes += [{"label": "part", "points": [[1, 1], [5, 1], [5, 5]], "shape_type": "polygon", "group_id": 7},
+                       {"label": "part", "points": [[8, 8], [12, 8], [12, 12]], "shape_type": "polygon",
+                        "group_id": 7}]
+        if i % 5 == 2:
+            shapes += [{"label": "tail", "points": [[1, 1], [2, 2]], "shape_type": "line", "group_id": None},
+                       {"label": "", "points": [[1, 1], [2, 2]], "shape_type": "rectangle", "group_id": None},
+                       {"label": "bad", "points": [[1, "x"]], "shape_type": "polygon", "group_id": None}]
+        if i % 6 == 4:
+            shapes.append({"label": "blob", "points": [[60, 40], [70, 50]], "shape_type": "mask", "group_id": None,
+                           "mask": mask_b64(10, 10)})
+        if i % 4 == 2:
+            shapes.append({"label": "ring", "points": [[20, 20], [25, 20]], "shape_type": "circle", "group_id": None})
+        doc: dict[str, Any] = {"version": "5.5.0", "flags": {"ok": True} if i % 3 == 0 else {}, "shapes": shapes,
+                               "imagePath": f"img_{i:02d}.png", "imageData": None,
+                               "imageHeight": 48, "imageWidth": 64}
+        if i % 7 == 5:      # no size: the image file's header
+            del doc["imageHeight"], doc["imageWidth"]
+            _png(root / sub / f"img_{i:02d}.png", 40 + i, 30)
+        elif i % 7 == 6:    # no size: the embedded imageData
+            del doc["imageHeight"], doc["imageWidth"]
+            doc["imageData"] = mask_b64(20 + i, 12)
+        elif i == 9:        # no size at all: its shapes are dropped
+            del doc["imageHeight"]
+        if i == 11:
+            doc["imagePath"] = "../../../etc/x.png"
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / sub / f"f_{i:02d}.json").write_text(json.dumps(doc))
+    (root / "notes.json").write_text('{"something": "else"}')
+    (root / ".hidden").mkdir()
+    (root / ".hidden" / "h.json").write_text("{}")
+    return root
+
+
+@pytest.mark.parametrize("images", [False, True], ids=["beside", "images root"])
+def test_labelme_generated(images: bool, tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import labelme
+
+    src = _labelme(tmp_path / "ds", 26)
+    opts = ReadOptions(images=tmp_path / "ds" / "sub") if images else None
+    assert [len(labelme.plan(src, options=opts or ReadOptions(), parts=n)) for n in (2, 3, 4)] == [2, 3, 4]
+    coco = _check(src, "labelme", tmp_path, client, opts=opts)
+    assert isinstance(coco, bytes) and len(json.loads(coco)["images"]) == 25 - 2 * images  # (headers not found)
+    codes = [d.code for d in prelabel.read(src, options=opts).report.diagnostics]
+    assert {"image.size_from_header", "image.attribute", "shape.grouped", "file.skipped"} <= set(codes)
+    assert codes.count("image.missing") == 1 + 3 * images  # no size (image 9; 5, 12: headers not found) + the tally
+
+
+def test_labelme_keypoints_and_single_files_are_one_part(tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import labelme
+
+    src = _labelme(tmp_path / "ds", 6)
+    opts = ReadOptions(points="keypoints")
+    assert len(labelme.plan(src, options=opts, parts=3)) == 1
+    _check(src, "labelme", tmp_path, client, opts=opts)
+    assert len(labelme.plan(src / "f_00.json", options=ReadOptions(), parts=3)) == 1
+    _check(src / "f_02.json", "labelme", tmp_path, client)
+
+
+def test_labelme_malformed_json_in_a_later_part(tmp_path: Path, client: Any) -> None:
+    src = _labelme(tmp_path / "ds", 8)
+    (src / "f_06.json").write_text('{"shapes": [')
+    got = _check(src, "labelme", tmp_path, client)
+    assert isinstance(got, str) and "not valid JSON" in got
+
+
 # ------------------------------------------------------------------------------------------- chunk sizes
 SOURCES = {"yolo": SAMPLE / "yolo", "voc": SAMPLE / "voc", "cvat": SAMPLE / "cvat" / "annotations.xml",
            "labelstudio": SAMPLE / "labelstudio" / "export.json", "coco": SAMPLE / "coco" / "instances.json",
