@@ -367,6 +367,22 @@ def test_predictions_normalized_decided_by_the_whole_table(case: str, tmp_path: 
     assert _plan_sizes(src, opts) == ([1, 1, 1] if case == "explicit normalized" else [2, 3, 4])
 
 
+@pytest.mark.parametrize("end", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_predictions_blank_lines_and_quoted_line_breaks(end: str, tmp_path: Path, client: Any) -> None:
+    # the plan cuts at record ends: a line break inside quotes is in its record, a line of blanks is no row
+    rows = []
+    for k in range(12):
+        rows.append(f'i{k // 3}.jpg,64,48,cat,1,1,5,5,0.5,"[1, 1,{end}9, 1, 9, 9]"' if k % 4 == 1 else
+                    f"i{k // 3}.jpg,64,48,dog,1,1,5,5,0.5,")
+        if k % 5 == 2:
+            rows.append("   " if k % 2 else "")
+    src = tmp_path / "p.csv"
+    src.write_bytes((HEADER.rstrip("\n") + ",polygon" + end + "".join(r + end for r in rows)).encode())
+    assert _plan_sizes(src) == [2, 3, 4]
+    _check(src, "predictions", tmp_path, client)
+    assert prelabel.read(src).annotations["src_line"].tolist()[-1] == 13
+
+
 def test_predictions_not_grouped_by_image_is_one_part(tmp_path: Path, client: Any) -> None:
     rows = [f"{n}.jpg,64,48,cat,1,1,5,5,0.5" for n in ("a", "b", "c", "./a", "d", "e")]
     src = _table(tmp_path / "p.csv", rows)

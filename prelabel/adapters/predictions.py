@@ -327,34 +327,37 @@ def _records(path: Path) -> np.ndarray | None:
     inside their record), then the file's size; the header line is the first. None when the file has line
     ends other than LF / CRLF or starts with a blank line (then it is read as one part)."""
     starts: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
-    marks: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]   # bytes that are not blank before each start
     parity = 0
-    seen = 0
     pos = 0
     with open(path, "rb") as fh:
         while data := fh.read(_RECORD_BLOCK):
             a = np.frombuffer(data, dtype=np.uint8)
             cr = np.flatnonzero(a == 13)
-            if len(cr):
-                nxt = np.append(a, 10 if len(data) == _RECORD_BLOCK else 0)[cr + 1]
-                if (nxt != 10).any():
-                    return None
-            q = np.cumsum(a == 34, dtype=np.int64) + parity
-            mark = np.cumsum(~np.isin(a, (9, 10, 13, 32)), dtype=np.int64) + seen
-            nl = np.flatnonzero((a == 10) & (q % 2 == 0))
+            if len(cr) and (np.append(a, 10 if len(data) == _RECORD_BLOCK else 0)[cr + 1] != 10).any():
+                return None
+            nl = np.flatnonzero(a == 10)
+            quotes = np.flatnonzero(a == 34)
+            if len(quotes):  # a line end inside quotes is not a record's end
+                nl = nl[(np.searchsorted(quotes, nl) + parity) % 2 == 0]
+                parity = (parity + len(quotes)) % 2
             starts.append(pos + nl + 1)
-            marks.append(mark[nl])
-            parity, seen = int(q[-1]) % 2, int(mark[-1])
             pos += len(data)
     st = np.concatenate(starts)
-    mk = np.concatenate(marks)
-    if st[-1] < pos:  # the last line without its line end
-        st = np.append(st, pos)
-        mk = np.append(mk, seen)
-    filled = np.diff(mk) > 0          # record i holds something besides blanks
-    if not len(filled) or not filled[0]:
+    st = np.append(st, pos) if st[-1] < pos else st   # the last line without its line end
+    if pos == 0:
         return None
-    return np.append(st[:-1][filled], pos)
+    # a line of blanks holds no row: only lines that start with a blank are looked at, one by one
+    first = np.memmap(path, dtype=np.uint8, mode="r")[st[:-1]]
+    maybe = np.flatnonzero(np.isin(first, (9, 10, 13, 32))).tolist()
+    with open(path, "rb") as fh:
+        blank = [i for i in maybe if not _read_at(fh, int(st[i]), int(st[i + 1])).strip()]
+    return None if blank and blank[0] == 0 else np.append(np.delete(st[:-1], blank), pos)
+
+
+def _read_at(fh: Any, start: int, stop: int) -> bytes:
+    fh.seek(start)
+    got: bytes = fh.read(stop - start)
+    return got
 
 
 def _part_rows(path: Path, part: RowRange, ctx: PartContext, roles_for: Any, *, names: Any
