@@ -413,6 +413,21 @@ def test_predictions_malformed_rows(bad: str, tmp_path: Path, client: Any) -> No
     _check(_table(tmp_path / "p.csv", rows), "predictions", tmp_path, client)
 
 
+def _hostile_ids(*fmts: str) -> list[str]:
+    from hostile import CASES
+
+    return [k for k in CASES if k.rpartition(":")[2] in fmts]
+
+
+@pytest.mark.parametrize("case_id", _hostile_ids("predictions", "labelme"))
+def test_hostile_tables_and_labelme(case_id: str, tmp_path: Path, client: Any) -> None:
+    # the hostile inputs: read in parts, each gives what read() gives (or the same error)
+    from hostile import CASES
+
+    case = CASES[case_id](tmp_path)
+    _check(case.src, case.fmt, tmp_path, client, opts=case.options, parts=(2, 3))
+
+
 # ------------------------------------------------------------------------------------------- LabelMe
 def _labelme(root: Path, n: int) -> Path:
     """n LabelMe files (some in a subfolder) with every note a part counts: sizes from the image header and from
