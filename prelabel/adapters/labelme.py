@@ -470,7 +470,13 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]
 
 def read_part(part: FilesPart, *, options: ReadOptions) -> Dataset:
     """One part of :func:`plan`: its files read as :func:`read` reads them (``files=()``: the whole source);
-    the first part carries the folder walk's notes (``context``)."""
+    the first part carries the folder walk's notes (``context``).
+
+    >>> read_part(FilesPart(source="no-such-folder", files=()), options=ReadOptions())
+    Traceback (most recent call last):
+    ...
+    prelabel.errors.ReadError: no-such-folder: no such file or folder
+    """
     src = Path(part.source)
     report = Report()
     if not part.files:
@@ -483,7 +489,11 @@ def read_part(part: FilesPart, *, options: ReadOptions) -> Dataset:
 
 
 def auto_workers(path: Path, *, options: ReadOptions) -> int:
-    """1: the files are read in one process unless a worker count is asked for."""
+    """1: the files are read in one process unless a worker count is asked for.
+
+    >>> auto_workers(Path("."), options=ReadOptions())
+    1
+    """
     return 1
 
 

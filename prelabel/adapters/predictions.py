@@ -525,7 +525,12 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
 
 def read_part(part: RowRange, *, options: ReadOptions) -> Dataset:
     """One part of :func:`plan`: its rows read as :func:`read` reads them, with what the plan decided for the
-    whole table (a part without ``context`` is the whole table)."""
+    whole table (a part without ``context`` is the whole table).
+
+    >>> src = Path("sample_data/predictions/predictions.csv")
+    >>> [len(read_part(p, options=ReadOptions()).annotations) for p in plan(src, options=ReadOptions(), parts=2)]
+    [4, 3]
+    """
     p = Path(part.source)
     ctx = part.context
     if not isinstance(ctx, PartContext):
@@ -549,7 +554,12 @@ def read_part(part: RowRange, *, options: ReadOptions) -> Dataset:
 
 
 def auto_workers(path: Path, *, options: ReadOptions) -> int:
-    """1: a table reads faster in one process than its parts in several (a 300,000-row CSV: 0.5 s whole)."""
+    """1: a table reads faster in one process than its parts in several (a 300,000-row CSV: 0.5 s whole, 1.9 s
+    in two processes, their start included).
+
+    >>> auto_workers(Path("sample_data/predictions/predictions.csv"), options=ReadOptions())
+    1
+    """
     return 1
 
 
