@@ -94,6 +94,9 @@ class Diagnostic:
     source: str
     message: str
     severity: str = "warning"  # "info" | "warning" | "error"
+    # a note that counts things (Report.tally): its template and counts, so that the notes of a source's parts
+    # add up to the note of one read (prelabel.adapters.parts.merge); not part of the note's identity
+    tally: tuple[str, tuple[int, ...]] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if "{option:" in self.message:  # an option named in the message, spelled for its reader
@@ -133,15 +136,30 @@ class Report:
         """Record a diagnostic that is not about one annotation row (a file, an image, a category)."""
         self.diagnostics.append(Diagnostic(code, str(source), spell(message), severity))
 
-    def drop(self, reason: str, rows: pd.DataFrame, message: str = "") -> None:
+    def tally(self, code: str, source: str, template: str, counts: tuple[int, ...], *,
+              severity: str = "warning") -> None:
+        """A note that counts things: ``template.format(*counts)``. The tallies of a source's parts with the same
+        code, source and template add up to one note (:func:`prelabel.adapters.parts.merge`).
+
+        >>> r = Report()
+        >>> r.tally("image.size_from_header", "ds", "{} size(s) read", (3,), severity="info")
+        >>> r.diagnostics[0].message, r.diagnostics[0].tally
+        ('3 size(s) read', ('{} size(s) read', (3,)))
+        """
+        self.diagnostics.append(Diagnostic(code, str(source), template.format(*counts), severity,
+                                           tally=(template, tuple(int(c) for c in counts))))
+
+    def drop(self, reason: str, rows: pd.DataFrame, message: str = "", *, phase: int = 0) -> None:
         """Record annotation rows removed for ``reason``.
 
         ``rows`` needs the columns ``category``, ``src_file`` and ``src_line`` (the annotation table's own);
-        a ``message`` column, when present, gives a per-row message.
+        a ``message`` column, when present, gives a per-row message. ``phase``: the step of a reader that drops
+        them, for a reader that records its drops step by step over the whole source: the drops of its parts,
+        merged, are put back in step order (:meth:`order_phases`).
         """
         if len(rows) == 0:
             return
-        self._drops.append(_ledger_frame(reason, rows, spell(message)))
+        self._drops.append(_phased(_ledger_frame(reason, rows, spell(message)), phase))
 
     def drop_one(self, reason: str, *, category: str | None, source_file: str, source_line: int = 0,
                  message: str = "") -> None:
@@ -151,11 +169,18 @@ class Report:
             "reason": [reason], "category": [category], "source": [format_source(source_file, source_line)],
             "message": [spell(message)]}))
 
-    def change(self, code: str, rows: pd.DataFrame, message: str = "") -> None:
-        """Record annotation rows that were kept but changed (clipped, repaired, recomputed)."""
+    def change(self, code: str, rows: pd.DataFrame, message: str = "", *, phase: int = 0) -> None:
+        """Record annotation rows that were kept but changed (clipped, repaired, recomputed); ``phase`` as for
+        :meth:`drop`."""
         if len(rows) == 0:
             return
-        self._changes.append(_ledger_frame(code, rows, spell(message)))
+        self._changes.append(_phased(_ledger_frame(code, rows, spell(message)), phase))
+
+    def order_phases(self) -> None:
+        """The drops and changes in phase order, each phase's in the order recorded (a stable sort): the
+        entries of a source's parts merged in plan order then stand as one read of the source records them."""
+        for frames in (self._drops, self._changes):
+            frames.sort(key=lambda f: int(f.attrs.get("phase", 0)))
 
     # ----------------------------------------------------------------- views
     @property
@@ -273,6 +298,12 @@ def _ledger_frame(reason: str, rows: pd.DataFrame, message: str) -> pd.DataFrame
     cats = (rows["category"].astype(object).reset_index(drop=True) if "category" in rows
             else pd.Series([None] * n, dtype=object))
     return pd.DataFrame({"reason": reason, "category": cats, "source": sources, "message": msg})
+
+
+def _phased(frame: pd.DataFrame, phase: int) -> pd.DataFrame:
+    if phase:
+        frame.attrs["phase"] = phase
+    return frame
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:

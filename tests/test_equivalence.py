@@ -51,31 +51,31 @@ def _written(read: Reader, out: Path) -> tuple[bytes, str] | str:
     return out.read_bytes(), json.dumps(doc, sort_keys=True, default=str)
 
 
-def _in_process(src: Path, fmt: str, parts: int) -> Reader:
+def _in_process(src: Path, fmt: str, parts: int, opts: ReadOptions | None = None) -> Reader:
     """plan(parts=N), each part read in turn, merged in plan order (what every engine does, down to reading the
     whole source when a part raises NeedsWholeRead or ReadError)."""
     def run() -> Dataset:
         adapter: Any = adapters.get(fmt)
-        opts = ReadOptions()
+        options = opts or ReadOptions()
         try:
-            got = [adapter.read_part(p, options=opts) for p in adapter.plan(src, options=opts, parts=parts)]
+            got = [adapter.read_part(p, options=options) for p in adapter.plan(src, options=options, parts=parts)]
         except (NeedsWholeRead, ReadError):
-            return prelabel.read(src, fmt=fmt)
+            return prelabel.read(src, fmt=fmt, options=options)
         ds = merge(got, report=Report(), kind_order=list(getattr(adapter, "KIND_NAMES", {}).values()))
         ds.report.input = {"format": fmt, "source": str(src)}
         return ds
     return run
 
 
-def _streamed(src: Path, fmt: str, parts: int, workers: int) -> Reader:
+def _streamed(src: Path, fmt: str, parts: int, workers: int, opts: ReadOptions | None = None) -> Reader:
     """The engine's streamed read (PartStream: the plan's parts in plan order, in a pool of ``workers``), the
     parts' tables concatenated with the stream's merged report; a part's error passes through as read()'s."""
     def run() -> Dataset:
-        stream = PartStream(adapters.get(fmt), src, options=ReadOptions(), parts=parts, workers=workers)
+        stream = PartStream(adapters.get(fmt), src, options=opts or ReadOptions(), parts=parts, workers=workers)
         try:
             tables = list(stream)
         except NeedsWholeRead:
-            return prelabel.read(src, fmt=fmt)
+            return prelabel.read(src, fmt=fmt, options=opts)
         shared = Report()
         ds = Dataset.concat([Dataset(images=i, categories=c, annotations=a, report=shared) for i, c, a in tables],
                             report=stream.report)
@@ -84,19 +84,20 @@ def _streamed(src: Path, fmt: str, parts: int, workers: int) -> Reader:
     return run
 
 
-def _check(src: Path, fmt: str, tmp: Path, client: Any, *, parts: tuple[int, ...] = (2, 3, 4)) -> bytes | str:
+def _check(src: Path, fmt: str, tmp: Path, client: Any, *, parts: tuple[int, ...] = (2, 3, 4),
+           opts: ReadOptions | None = None) -> bytes | str:
     """Every way of reading ``src`` against ``prelabel.read``; the COCO bytes (or the error) they agree on."""
     from prelabel.distributed import read_dask
 
-    want = _written(lambda: prelabel.read(src, fmt=fmt), tmp / "want.json")
-    ways: dict[str, Reader] = {f"plan(parts={n})": _in_process(src, fmt, n) for n in parts}
+    want = _written(lambda: prelabel.read(src, fmt=fmt, options=opts), tmp / "want.json")
+    ways: dict[str, Reader] = {f"plan(parts={n})": _in_process(src, fmt, n, opts) for n in parts}
     ways |= {
-        "workers=1": lambda: read_parts(src, fmt=fmt, workers=1),
-        "workers=2": lambda: read_parts(src, fmt=fmt, workers=2),
-        "engine=dask": lambda: read_parts(src, fmt=fmt, workers=3, engine="dask", client=client),
-        "read_dask": lambda: read_dask(src, fmt=fmt, client=client, partitions=3),
-        "stream(parts=3, workers=1)": _streamed(src, fmt, 3, 1),
-        "stream(parts=4, workers=2)": _streamed(src, fmt, 4, 2),
+        "workers=1": lambda: read_parts(src, fmt=fmt, options=opts, workers=1),
+        "workers=2": lambda: read_parts(src, fmt=fmt, options=opts, workers=2),
+        "engine=dask": lambda: read_parts(src, fmt=fmt, options=opts, workers=3, engine="dask", client=client),
+        "read_dask": lambda: read_dask(src, fmt=fmt, options=opts, client=client, partitions=3),
+        "stream(parts=3, workers=1)": _streamed(src, fmt, 3, 1, opts),
+        "stream(parts=4, workers=2)": _streamed(src, fmt, 4, 2, opts),
     }
     for name, run in ways.items():
         got = _written(run, tmp / f"{name}.json")
@@ -294,6 +295,242 @@ def test_voc_generated(tmp_path: Path, client: Any) -> None:
     doc = json.loads(coco)
     assert len(doc["images"]) == 30
     assert len(doc["annotations"]) == sum(i % 3 + 1 for i in range(30) if i % 11 != 10)
+
+
+# ------------------------------------------------------------------------------------------- prediction tables
+HEADER = "filename,width,height,class,xmin,ymin,xmax,ymax,score\n"
+
+
+def _table(path: Path, rows: list[str], header: str = HEADER) -> Path:
+    path.write_text(header + "".join(r + "\n" for r in rows))
+    return path
+
+
+def _plan_sizes(src: Path, opts: ReadOptions | None = None) -> list[int]:
+    from prelabel.adapters import predictions
+
+    return [len(predictions.plan(src, options=opts or ReadOptions(), parts=n)) for n in (2, 3, 4)]
+
+
+def test_predictions_sample(tmp_path: Path, client: Any) -> None:
+    src = SAMPLE / "predictions" / "predictions.csv"
+    assert _plan_sizes(src) == [2, 3, 4]
+    _check(src, "predictions", tmp_path, client)
+    _check(src, "predictions", tmp_path, client, opts=ReadOptions(images=SAMPLE / "images"))
+
+
+def _spread_rows() -> list[str]:
+    """Drops of every kind spread over the table, polygons whose box is recomputed or repaired, a blank line."""
+    rows = []
+    for i in range(40):
+        name = f"img_{i:02d}.jpg"
+        rows += [f"{name},64,48,{('cat', 'dog', 'car')[i % 3]},{1 + i % 5},2,{20 + i % 7},30,0.{i % 9 + 1},"
+                 for _ in range(i % 3 + 1)]
+        if i % 7 == 2:
+            rows.append(",64,48,cat,1,1,5,5,0.5,")                 # no image name
+        if i % 6 == 1:
+            rows.append(f"{name},64,48,,1,1,5,5,0.5,")              # no category
+        if i % 5 == 3:
+            rows.append(f"{name},64,48,dog,nan,1,5,5,0.5,")         # a NaN box
+        if i % 8 == 5:
+            rows.append(f"{name},64,48,dog,1,1,5,5,0.5,\"[1,1,9,1,9,9]\"")   # box recomputed from the polygon
+        if i % 9 == 4:
+            rows.append(f"{name},64,48,dog,1,1,5,5,0.5,\"[1,1,9,1]\"")       # a polygon of 2 points removed
+        if i == 17:
+            rows += ["../up.jpg,64,48,cat,1,1,5,5,0.5,", "nosize.jpg,,,cat,1,1,5,5,0.5,", ""]
+    return rows
+
+
+def test_predictions_generated_with_drops_in_every_part(tmp_path: Path, client: Any) -> None:
+    src = _table(tmp_path / "p.csv", _spread_rows(), header=HEADER.rstrip("\n") + ",polygon\n")
+    assert _plan_sizes(src) == [2, 3, 4]
+    coco = _check(src, "predictions", tmp_path, client)
+    assert isinstance(coco, bytes)
+    rep = prelabel.read(src).report
+    assert set(rep.dropped_counts()) == {"dropped.no_image", "dropped.unknown_category", "dropped.nonfinite"}
+    assert set(rep.changes["reason"]) == {"recomputed", "repaired"}
+    # read() lists its drops reason by reason (then by line): the parts' drops are put back in that order
+    reasons = rep.drops["reason"].tolist()
+    assert reasons == sorted(reasons, key=["dropped.no_image", "dropped.unknown_category",
+                                           "dropped.nonfinite"].index)
+
+
+def test_predictions_parquet(tmp_path: Path, client: Any) -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    rows = [r.split(",") for r in _spread_rows() if r and r.split(",")[0]]
+    df = pd.DataFrame([r[:9] for r in rows], columns=HEADER.strip().split(","))
+    for c in ("width", "height", "xmin", "ymin", "xmax", "ymax", "score"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    src = tmp_path / "p.parquet"
+    df.to_parquet(src, row_group_size=7)
+    assert _plan_sizes(src) == [2, 3, 4]
+    _check(src, "predictions", tmp_path, client)
+
+
+@pytest.mark.parametrize("case", ["normalized", "normalized then pixels", "pixels first", "explicit normalized",
+                                  "polygon first", "pixels option"])
+def test_predictions_normalized_decided_by_the_whole_table(case: str, tmp_path: Path, client: Any) -> None:
+    norm = [f"i{k}.jpg,64,48,cat,0.1,0.2,0.{3 + k % 5},0.9,0.5," for k in range(8)]
+    pix = "z.jpg,64,48,cat,1,2,30,40,0.5,"
+    rows, opts = {
+        "normalized": (norm, None),
+        "normalized then pixels": ([*norm, pix], None),
+        "pixels first": ([pix, *norm], None),
+        "explicit normalized": ([*norm, pix], ReadOptions(normalized=True)),
+        "polygon first": (['p.jpg,64,48,cat,,,,,0.5,"[0.1,0.1,0.9,0.1,0.9,0.9]"', *norm], None),
+        "pixels option": ([*norm, pix], ReadOptions(normalized=False)),
+    }[case]
+    src = _table(tmp_path / "p.csv", rows, header=HEADER.rstrip("\n") + ",polygon\n")
+    _check(src, "predictions", tmp_path, client, opts=opts)
+    assert _plan_sizes(src, opts) == ([1, 1, 1] if case == "explicit normalized" else [2, 3, 4])
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_predictions_blank_lines_and_quoted_line_breaks(end: str, tmp_path: Path, client: Any) -> None:
+    # the plan cuts at record ends: a line break inside quotes is in its record, a line of blanks is no row
+    rows = []
+    for k in range(12):
+        rows.append(f'i{k // 3}.jpg,64,48,cat,1,1,5,5,0.5,"[1, 1,{end}9, 1, 9, 9]"' if k % 4 == 1 else
+                    f"i{k // 3}.jpg,64,48,dog,1,1,5,5,0.5,")
+        if k % 5 == 2:
+            rows.append("   " if k % 2 else "")
+    src = tmp_path / "p.csv"
+    src.write_bytes((HEADER.rstrip("\n") + ",polygon" + end + "".join(r + end for r in rows)).encode())
+    assert _plan_sizes(src) == [2, 3, 4]
+    _check(src, "predictions", tmp_path, client)
+    assert prelabel.read(src).annotations["src_line"].tolist()[-1] == 13
+
+
+def test_predictions_not_grouped_by_image_is_one_part(tmp_path: Path, client: Any) -> None:
+    rows = [f"{n}.jpg,64,48,cat,1,1,5,5,0.5" for n in ("a", "b", "c", "./a", "d", "e")]
+    src = _table(tmp_path / "p.csv", rows)
+    assert _plan_sizes(src) == [1, 1, 1]
+    _check(src, "predictions", tmp_path, client)
+
+
+def test_predictions_absolute_names_and_header_sizes(tmp_path: Path, client: Any) -> None:
+    # absolute names outside the images root: named from the whole table's common folder; sizes from headers
+    # (noted with the count of every part's)
+    for k in range(6):
+        _png(tmp_path / "imgs" / f"h{k}.png", 30 + k, 20)
+    rows = [f"{tmp_path}/far/{d}/x{k}.jpg,64,48,cat,1,1,5,5,0.5" for k, d in enumerate("aabbcc")]
+    rows += [f"h{k}.png,,,dog,1,1,5,5,0.5" for k in range(6)]
+    src = _table(tmp_path / "p.csv", rows)
+    opts = ReadOptions(images=tmp_path / "imgs")
+    assert _plan_sizes(src, opts) == [2, 3, 4]
+    _check(src, "predictions", tmp_path, client, opts=opts)
+    notes = [d.message for d in prelabel.read(src, options=opts).report.diagnostics]
+    assert notes[1] == "6 image size(s) read from the image files' headers"
+
+
+@pytest.mark.parametrize("bad", ["a.jpg,64,48,cat,1,abc,5,5,0.5", "a.jpg,64,48,cat,1,1,5,5,0.5,extra",
+                                 "a.jpg,64,48,cat,1,1,5,5,high", "a.jpg,true,48,cat,1,1,5,5,0.5"])
+def test_predictions_malformed_rows(bad: str, tmp_path: Path, client: Any) -> None:
+    rows = [f"i{k // 2}.jpg,64,48,cat,1,1,5,5,0.5" for k in range(12)]
+    rows[9] = bad.replace("a.jpg", "i4.jpg")
+    _check(_table(tmp_path / "p.csv", rows), "predictions", tmp_path, client)
+
+
+def _hostile_ids(*fmts: str) -> list[str]:
+    from hostile import CASES
+
+    return [k for k in CASES if k.rpartition(":")[2] in fmts]
+
+
+@pytest.mark.parametrize("case_id", _hostile_ids("predictions", "labelme"))
+def test_hostile_tables_and_labelme(case_id: str, tmp_path: Path, client: Any) -> None:
+    # the hostile inputs: read in parts, each gives what read() gives (or the same error)
+    from hostile import CASES
+
+    case = CASES[case_id](tmp_path)
+    _check(case.src, case.fmt, tmp_path, client, opts=case.options, parts=(2, 3))
+
+
+# ------------------------------------------------------------------------------------------- LabelMe
+def _labelme(root: Path, n: int) -> Path:
+    """n LabelMe files (some in a subfolder) with every note a part counts: sizes from the image header and from
+    imageData, images not under the images folder, flags, groups; drops (lines, no label, bad points, no size),
+    masks overhanging the image, unsafe image paths, a file that is not LabelMe, a hidden folder."""
+    import base64
+    import io
+
+    def mask_b64(w: int, h: int) -> str:
+        buf = io.BytesIO()
+        Image.new("L", (w, h), 255).save(buf, "PNG")
+        return base64.b64encode(buf.getvalue()).decode("ascii")
+
+    for i in range(n):
+        sub = "sub/" if i % 4 == 3 else ""
+        shapes: list[dict[str, Any]] = [
+            {"label": ("cat", "dog", "car")[i % 3], "points": [[30, 40], [10 + i % 5, 20]], "shape_type": "rectangle",
+             "group_id": None, "flags": {}},
+            {"label": "tree", "points": [[0, 0], [9, 0], [9, 7 + i % 3]], "shape_type": "polygon",
+             "group_id": None, "flags": {"big": bool(i % 2)}}]
+        if i % 3 == 1:  # a group of two polygons, one annotation
+            shapes += [{"label": "part", "points": [[1, 1], [5, 1], [5, 5]], "shape_type": "polygon", "group_id": 7},
+                       {"label": "part", "points": [[8, 8], [12, 8], [12, 12]], "shape_type": "polygon",
+                        "group_id": 7}]
+        if i % 5 == 2:
+            shapes += [{"label": "tail", "points": [[1, 1], [2, 2]], "shape_type": "line", "group_id": None},
+                       {"label": "", "points": [[1, 1], [2, 2]], "shape_type": "rectangle", "group_id": None},
+                       {"label": "bad", "points": [[1, "x"]], "shape_type": "polygon", "group_id": None}]
+        if i % 6 == 4:
+            shapes.append({"label": "blob", "points": [[60, 40], [70, 50]], "shape_type": "mask", "group_id": None,
+                           "mask": mask_b64(10, 10)})
+        if i % 4 == 2:
+            shapes.append({"label": "ring", "points": [[20, 20], [25, 20]], "shape_type": "circle", "group_id": None})
+        doc: dict[str, Any] = {"version": "5.5.0", "flags": {"ok": True} if i % 3 == 0 else {}, "shapes": shapes,
+                               "imagePath": f"img_{i:02d}.png", "imageData": None,
+                               "imageHeight": 48, "imageWidth": 64}
+        if i % 7 == 5:      # no size: the image file's header
+            del doc["imageHeight"], doc["imageWidth"]
+            _png(root / sub / f"img_{i:02d}.png", 40 + i, 30)
+        elif i % 7 == 6:    # no size: the embedded imageData
+            del doc["imageHeight"], doc["imageWidth"]
+            doc["imageData"] = mask_b64(20 + i, 12)
+        elif i == 9:        # no size at all: its shapes are dropped
+            del doc["imageHeight"]
+        if i == 11:
+            doc["imagePath"] = "../../../etc/x.png"
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / sub / f"f_{i:02d}.json").write_text(json.dumps(doc))
+    (root / "notes.json").write_text('{"something": "else"}')
+    (root / ".hidden").mkdir()
+    (root / ".hidden" / "h.json").write_text("{}")
+    return root
+
+
+@pytest.mark.parametrize("images", [False, True], ids=["beside", "images root"])
+def test_labelme_generated(images: bool, tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import labelme
+
+    src = _labelme(tmp_path / "ds", 26)
+    opts = ReadOptions(images=tmp_path / "ds" / "sub") if images else None
+    assert [len(labelme.plan(src, options=opts or ReadOptions(), parts=n)) for n in (2, 3, 4)] == [2, 3, 4]
+    coco = _check(src, "labelme", tmp_path, client, opts=opts)
+    assert isinstance(coco, bytes) and len(json.loads(coco)["images"]) == 25 - 2 * images  # (headers not found)
+    codes = [d.code for d in prelabel.read(src, options=opts).report.diagnostics]
+    assert {"image.size_from_header", "image.attribute", "shape.grouped", "file.skipped"} <= set(codes)
+    assert codes.count("image.missing") == 1 + 3 * images  # no size (image 9; 5, 12: headers not found) + the tally
+
+
+def test_labelme_keypoints_and_single_files_are_one_part(tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import labelme
+
+    src = _labelme(tmp_path / "ds", 6)
+    opts = ReadOptions(points="keypoints")
+    assert len(labelme.plan(src, options=opts, parts=3)) == 1
+    _check(src, "labelme", tmp_path, client, opts=opts)
+    assert len(labelme.plan(src / "f_00.json", options=ReadOptions(), parts=3)) == 1
+    _check(src / "f_02.json", "labelme", tmp_path, client)
+
+
+def test_labelme_malformed_json_in_a_later_part(tmp_path: Path, client: Any) -> None:
+    src = _labelme(tmp_path / "ds", 8)
+    (src / "f_06.json").write_text('{"shapes": [')
+    got = _check(src, "labelme", tmp_path, client)
+    assert isinstance(got, str) and "not valid JSON" in got
 
 
 # ------------------------------------------------------------------------------------------- chunk sizes

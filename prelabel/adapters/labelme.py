@@ -69,8 +69,9 @@ from ..model import Dataset
 from ..paths import safe_relative, why_unsafe
 from ..report import Report
 from .base import ReadOptions
+from .parts import FilesPart
 
-__all__ = ["DESCRIPTION", "NAME", "detect", "read"]
+__all__ = ["DESCRIPTION", "NAME", "auto_workers", "detect", "plan", "read", "read_part"]
 
 NAME = "labelme"
 DESCRIPTION = "LabelMe JSON: one file per image (rectangles, polygons, circles, masks), or a folder of them"
@@ -201,6 +202,14 @@ class _Instance:
     box: tuple[float, float, float, float] | None = None  # a lone rectangle (x0, y0, x1, y1)
     kp: np.ndarray | None = None
     shapes: int = 0
+
+
+_SIZES_NOTE = ("{} image size(s) read from the image files and {} from the embedded imageData header (no "
+               "imageWidth/imageHeight)")
+_MISSING_NOTE = "{} image(s) named by imagePath are not under the images folder"
+_FLAGS_NOTE = "{} image(s) with flags kept as the image attribute 'flags'"
+_GROUPED_NOTE = ("{} shapes sharing a group_id and label were joined into {} annotation(s) (each counts once in "
+                 "the ledger)")
 
 
 class _Reader:
@@ -388,23 +397,19 @@ class _Reader:
             a[k].append(v)
 
     # ------------------------------------------------------------------ the Dataset
-    def build(self, src: Path) -> Dataset:
+    def build(self, src: Path, *, part: bool = False) -> Dataset:
+        """The Dataset of the files read; the notes counted over them come last (``part``: a part of
+        :func:`plan`, whose counts are written even when 0, for :func:`~prelabel.adapters.parts.merge` to add up)."""
         rep, c, a = self.report, self.counts, self.ann
         n = len(a["image"])
         rep.add_read(n)
-        if c["header"] or c["data"]:
-            rep.note("image.size_from_header", str(src), f"{c['header']} image size(s) read from the image files"
-                     f" and {c['data']} from the embedded imageData header (no imageWidth/imageHeight)",
-                     severity="info")
-        if c["missing"]:
-            rep.note("image.missing", str(self.img_root), f"{c['missing']} image(s) named by imagePath are not "
-                     "under the images folder")
-        if c["flags"]:
-            rep.note("image.attribute", str(src), f"{c['flags']} image(s) with flags kept as the image attribute "
-                     "'flags'", severity="info")
-        if c["groups"]:
-            rep.note("shape.grouped", str(src), f"{c['grouped']} shapes sharing a group_id and label were joined "
-                     f"into {c['groups']} annotation(s) (each counts once in the ledger)", severity="info")
+        for code, source, counts, template, severity in (
+                ("image.size_from_header", str(src), (c["header"], c["data"]), _SIZES_NOTE, "info"),
+                ("image.missing", str(self.img_root), (c["missing"],), _MISSING_NOTE, "warning"),
+                ("image.attribute", str(src), (c["flags"],), _FLAGS_NOTE, "info"),
+                ("shape.grouped", str(src), (c["grouped"], c["groups"]), _GROUPED_NOTE, "info")):
+            if part or any(counts):
+                rep.tally(code, source, template, counts, severity=severity)
         cats = self._categories()
         x0, y0 = np.asarray(a["x0"], dtype=np.float64), np.asarray(a["y0"], dtype=np.float64)
         ann = {"image": np.asarray(a["image"], dtype=np.int64), "category": pd.Series(a["category"], dtype=object),
@@ -433,6 +438,63 @@ class _Reader:
         return {"name": names, "keypoints": [[str(j + 1) for j in range(k_of[c])] if c in k_of else None
                                              for c in names],
                 "skeleton": [[] if c in k_of else None for c in names]}
+
+
+def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]:
+    """A folder cut into up to ``parts`` runs of its sorted JSON files, each read by :func:`read_part`; their
+    datasets merged in this order give :func:`read`'s (the notes counted over every file are added up by
+    :func:`~prelabel.adapters.parts.merge`). One part (``files=()``: the whole source) for a single file, and
+    with ``points="keypoints"``: a label's keypoint count is the largest of every file, which pads every row.
+
+    >>> plan(Path("no-such-folder"), options=ReadOptions(), parts=2)
+    [FilesPart(source='no-such-folder', files=(), context=None)]
+    """
+    src = Path(path)
+    whole = [FilesPart(source=str(src), files=())]
+    if parts <= 1 or not src.is_dir() or options.points == "keypoints":
+        return whole
+    skips = Skips()
+    files = [rel for _, rel in _list_json(src, skips)]
+    notes = Report()
+    try:
+        skips.flush(notes, str(src))
+    except ReadError:
+        return whole   # read() raises it
+    n = min(parts, len(files))
+    if n < 2:
+        return whole
+    cuts = [len(files) * k // n for k in range(n + 1)]
+    return [FilesPart(source=str(src), files=tuple(files[a:b]), context=tuple(notes.diagnostics) if not k else ())
+            for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True))]
+
+
+def read_part(part: FilesPart, *, options: ReadOptions) -> Dataset:
+    """One part of :func:`plan`: its files read as :func:`read` reads them (``files=()``: the whole source);
+    the first part carries the folder walk's notes (``context``).
+
+    >>> read_part(FilesPart(source="no-such-folder", files=()), options=ReadOptions())
+    Traceback (most recent call last):
+    ...
+    prelabel.errors.ReadError: no-such-folder: no such file or folder
+    """
+    src = Path(part.source)
+    report = Report()
+    if not part.files:
+        return read(src, options=options, report=report)
+    report.diagnostics.extend(part.context or ())
+    reader = _Reader(src, options, report)
+    for rel in part.files:
+        reader.file(os.path.join(src, rel), rel, single=False)
+    return reader.build(src, part=True)
+
+
+def auto_workers(path: Path, *, options: ReadOptions) -> int:
+    """1: the files are read in one process unless a worker count is asked for.
+
+    >>> auto_workers(Path("."), options=ReadOptions())
+    1
+    """
+    return 1
 
 
 def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:

@@ -32,7 +32,7 @@ from ..errors import ReadError, UsageError
 from ..geometry import rle_encode
 from ..model import Dataset
 from ..report import Report
-from .predictions import from_columns
+from .table_build import from_columns
 
 __all__ = ["COCO_KEYPOINTS", "COCO_SKELETON", "Objects", "array", "class_names", "mask_rles", "name_table",
            "with_keypoint_names"]

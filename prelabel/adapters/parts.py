@@ -45,20 +45,23 @@ class FilesPart:
 
 @dataclass(frozen=True, kw_only=True)
 class ByteRange:
-    """Bytes ``start``..``stop`` of the file ``source``, cut at record boundaries."""
+    """Bytes ``start``..``stop`` of the file ``source``, cut at record boundaries; ``context`` as for
+    :class:`FilesPart`."""
 
     source: str
     start: int
     stop: int
+    context: Any = None
 
 
 @dataclass(frozen=True, kw_only=True)
 class RowRange:
-    """Rows ``start``..``stop`` of the table ``source``."""
+    """Rows ``start``..``stop`` of the table ``source``; ``context`` as for :class:`FilesPart`."""
 
     source: str
     start: int
     stop: int
+    context: Any = None
 
 
 Part = FilesPart | ByteRange | RowRange
@@ -72,11 +75,16 @@ def _dedupe_diagnostics(parts: Sequence[Dataset], kind_order: Sequence[str]) -> 
     seen: set[Diagnostic] = set()
     first_task: tuple[int, int] | None = None
     counts: dict[str, int] = {}
+    tallies: dict[tuple[str, str, str, str], list[int]] = {}  # (code, source, severity, template): the sums
     for k, ds in enumerate(parts):
         diags = ds.report.diagnostics
         kept: list[Diagnostic] = []
         for d in diags:
-            if d.code == "task.inferred" and d.message.startswith(_TASK_COUNTS) and ";" not in d.message:
+            if d.tally is not None:
+                key = (d.code, d.source, d.severity, d.tally[0])
+                sums = tallies.setdefault(key, [0] * len(d.tally[1]))
+                sums[:] = [a + b for a, b in zip(sums, d.tally[1], strict=True)]
+            elif d.code == "task.inferred" and d.message.startswith(_TASK_COUNTS) and ";" not in d.message:
                 for item in d.message[len(_TASK_COUNTS):].removesuffix(" file(s)").split(", "):
                     n, _, kind = item.partition(" ")
                     counts[kind] = counts.get(kind, 0) + int(n)
@@ -99,10 +107,39 @@ def _dedupe_diagnostics(parts: Sequence[Dataset], kind_order: Sequence[str]) -> 
                                                         d.severity)
         else:
             del parts[k].report.diagnostics[i]
+    if tallies:
+        _add_up(parts, tallies)
+
+
+def _add_up(parts: Sequence[Dataset], tallies: dict[tuple[str, str, str, str], list[int]]) -> None:
+    """Each tally (:meth:`Report.tally`) once, with the parts' counts added up, where the last part's stands
+    (a reader writes its tallies after the notes about its files; every part writes them, counts of 0 too, and
+    a tally whose counts add up to 0 is left out, as a whole read leaves it out)."""
+    last: dict[tuple[str, str, str, str], tuple[int, int]] = {}
+    for k, ds in enumerate(parts):
+        for i, d in enumerate(ds.report.diagnostics):
+            if d.tally is not None:
+                last[(d.code, d.source, d.severity, d.tally[0])] = (k, i)
+    for k, ds in enumerate(parts):
+        out: list[Diagnostic] = []
+        for i, d in enumerate(ds.report.diagnostics):
+            if d.tally is None:
+                out.append(d)
+                continue
+            key = (d.code, d.source, d.severity, d.tally[0])
+            sums = tallies[key]
+            if last[key] == (k, i) and any(sums):
+                out.append(Diagnostic(d.code, d.source, d.tally[0].format(*sums), d.severity,
+                                      tally=(d.tally[0], tuple(sums))))
+        ds.report.diagnostics = out
 
 
 def merge(parts: Sequence[Dataset], *, report: Report | None = None, kind_order: Sequence[str] = ()) -> Dataset:
     """The parts' datasets as one, in plan order (:meth:`Dataset.concat`), the notes about the whole source
-    kept once. ``report``: the result's report (else a new one). The parts' reports are edited in place."""
+    kept once, the counts of their tallies added up (:meth:`~prelabel.report.Report.tally`) and their drops and
+    changes in phase order (:meth:`~prelabel.report.Report.order_phases`). ``report``: the result's report (else
+    a new one). The parts' reports are edited in place."""
     _dedupe_diagnostics(parts, kind_order)
-    return Dataset.concat(parts, report=report)
+    ds = Dataset.concat(parts, report=report)
+    ds.report.order_phases()
+    return ds
