@@ -20,7 +20,7 @@ PKG = Path(__file__).resolve().parents[1] / "prelabel"
 FLOORS = {
     "errors": 1, "memory": 1, "paths": 1, "geometry": 1, "imagesize": 1, "report": 1, "model": 1, "gcpause": 1, "workers": 1,
     "progress": 1, "junk": 1, "labelconfig": 1,
-    "adapters": 2, "converters": 2,
+    "adapters": 2, "adapters.cvat_reader": 2, "adapters.cvat_shapes": 2, "adapters.cvat_tracks": 2, "converters": 2,
     "storage": 3, "prefetch": 3, "distributed": 3, "upload": 3,
     "pipeline": 4, "engine": 4, "inspection": 4, "preview": 4, "pushing": 4,
     "cli": 5, "cli_upload": 5, "__init__": 5, "__main__": 5, "labellerr": 5,

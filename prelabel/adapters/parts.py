@@ -45,11 +45,13 @@ class FilesPart:
 
 @dataclass(frozen=True, kw_only=True)
 class ByteRange:
-    """Bytes ``start``..``stop`` of the file ``source``, cut at record boundaries."""
+    """Bytes ``start``..``stop`` of the file ``source``, cut at record boundaries. ``context``: what the plan
+    decided once for the whole file (CVAT: its ``<meta>``), opaque to the engines."""
 
     source: str
     start: int
     stop: int
+    context: Any = None
 
 
 @dataclass(frozen=True, kw_only=True)
