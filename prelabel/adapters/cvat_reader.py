@@ -501,9 +501,7 @@ class CvatReader(TrackRows):
             drops = pd.DataFrame({"reason": self.d_reason, "category": self.d_cat,
                                   "src_file": [self.file] * len(self.d_reason), "src_line": self.d_line,
                                   "message": self.d_msg})
-            runs = np.flatnonzero(drops["reason"].to_numpy()[1:] != drops["reason"].to_numpy()[:-1]) + 1
-            for a, b in zip([0, *runs.tolist()], [*runs.tolist(), len(drops)], strict=True):
-                self.report.drop(self.d_reason[a], drops.iloc[a:b])  # in file order (as parts add up)
+            self.report.drop(None, drops)  # in file order (the order parts add up to), each with its reason
         return ds
 
     def _check_categories(self, ds: Dataset) -> None:

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,12 +69,52 @@ Part = FilesPart | ByteRange | RowRange
 _TASK_COUNTS = "task inferred from the column counts: "
 
 
+_COUNT_RE = re.compile(r"(\d+) (\D.*)", re.DOTALL)
+
+
+def _counted(d: Diagnostic) -> tuple[int, tuple[str, str, str, str]] | None:
+    """A note that counts (its message starts with a number): the count, and what it counts (the code, the
+    severity, the source file without its ``:line``, the words after the number)."""
+    m = _COUNT_RE.fullmatch(d.message)
+    if m is None:
+        return None
+    head, _, line = d.source.rpartition(":")
+    return int(m.group(1)), (d.code, d.severity, head if head and line.isdigit() else d.source, m.group(2))
+
+
+def _add_counts(parts: Sequence[Dataset]) -> None:
+    """A note that counts, written by several parts about one file (each part writes it, with its count of 0
+    too, so that it stands where ``read()`` writes it), is added up into the first part's, with the source of
+    the first part that counted any (``file:line`` of the first one counted); a total of 0 is left out."""
+    found: dict[tuple[str, str, str, str], list[tuple[int, Diagnostic, int]]] = {}  # -> (part, note, count)
+    for k, ds in enumerate(parts):
+        for d in ds.report.diagnostics:
+            got = _counted(d)
+            if got is not None:
+                found.setdefault(got[1], []).append((k, d, got[0]))
+    replace: dict[int, Diagnostic | None] = {}  # id of a note -> what stands in its place (None: nothing)
+    for key, notes in found.items():
+        if len({k for k, _, _ in notes}) < 2 or len(notes) != len({k for k, _, _ in notes}):
+            continue  # (one part's note, or several in one part: as they are)
+        total = sum(n for _, _, n in notes)
+        src = next((d.source for _, d, n in notes if n), notes[0][1].source)
+        head = notes[0][1]
+        replace[id(head)] = Diagnostic(head.code, src, f"{total} {key[3]}", head.severity) if total else None
+        replace |= {id(d): None for _, d, _ in notes[1:]}
+    if replace:
+        for ds in parts:
+            new = [replace.get(id(d), d) for d in ds.report.diagnostics]
+            ds.report.diagnostics = [d for d in new if d is not None]
+
+
 def _dedupe_diagnostics(parts: Sequence[Dataset], kind_order: Sequence[str]) -> None:
-    """Notes every part makes about the whole source (``category.unnamed``, ...) are kept once, and YOLO's
-    "task inferred" counts are added up into one note (kinds in ``kind_order``), as a whole read writes it."""
+    """Notes every part makes about the whole source (``category.unnamed``, ...) are kept once, YOLO's
+    "task inferred" counts are added up into one note (kinds in ``kind_order``), as a whole read writes it,
+    and so are the notes that count (:func:`_add_counts`)."""
     seen: set[Diagnostic] = set()
     first_task: tuple[int, int] | None = None
     counts: dict[str, int] = {}
+    _add_counts(parts)
     for k, ds in enumerate(parts):
         diags = ds.report.diagnostics
         kept: list[Diagnostic] = []
