@@ -516,6 +516,9 @@ def test_cvat_what_needs_the_whole_file(tmp_path: Path, client: Any) -> None:
                                 'xbr="2" ybr="2"/></image>\n</annotations>'))
     assert len(cvat.plan(src, options=ReadOptions(), parts=2)) == 1
     _check(src, "cvat", tmp_path / "again", client)
+    src.write_text(src.read_text().replace('name="dir/img00001.jpg"', 'name="dir/./img00001.jpg"', 1))  # the same
+    assert len(cvat.plan(src, options=ReadOptions(), parts=2)) == 1
+    _check(src, "cvat", tmp_path / "again2", client)
     # a skeleton missing from <meta> in a later part; a track; a frame tag; a bad XML element
     late = {n - 3: '<skeleton label="hand"><points label="f1" points="1,2"/><points label="f2" points="3,4"/>'
                    '</skeleton>'}

@@ -108,6 +108,9 @@ _ENCODING_RE = re.compile(rb"""<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
 # an <image> start tag and its attributes (group 1; None when they cannot be read from the bytes), or a <track>
 _ELEMENT_RE = re.compile(rb"""<(?:image(?=[\s/>])((?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*/?>)?|track[\s/>])""")
 _ATTR_RE = re.compile(rb"""([^\s=/>]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_NAME_RE = re.compile(rb'\sname\s*=\s*"([^"]*)"')
+_SUBSET_RE = re.compile(rb'\ssubset\s*=\s*"([^"]*)"')
+_UNCLEAN_RE = re.compile(rb"\\|//|/\.|(?:^|\0)[/.]|/(?:\0|$)")
 
 
 # ------------------------------------------------------------------------------------------------ detect
@@ -259,7 +262,8 @@ def read_part(part: ByteRange, *, options: ReadOptions) -> Dataset:
 
 def _line_breaks(text: bytes) -> int:
     """The line breaks in ``text`` as expat counts them (``\\n``, ``\\r\\n`` and ``\\r``)."""
-    return text.count(b"\n") + text.count(b"\r") - text.count(b"\r\n")
+    breaks = text.count(b"\n")
+    return breaks + text.count(b"\r") - text.count(b"\r\n") if b"\r" in text else breaks
 
 
 def _plan_file(f: Path, size: int, images_root: str | None, options: ReadOptions, n: int) -> list[ByteRange]:
@@ -285,14 +289,13 @@ def _plan_file(f: Path, size: int, images_root: str | None, options: ReadOptions
                 cuts.append(m.start(1))
         if len(cuts) < 2 or not _names_apart(mm, [*cuts, size]):
             return whole
-        out: list[ByteRange] = []
-        lines = _line_breaks(mm[:cuts[0]])
-        for k, start in enumerate(cuts):
-            stop = cuts[k + 1] if k + 1 < len(cuts) else size
-            out.append(ByteRange(source=str(f), start=start, stop=stop, context=_Span(
-                images_root, meta, line0=lines, first=k == 0, last=stop == size)))
-            lines += _line_breaks(mm[start:stop])
-        return out
+        bounds = [*cuts, size]
+        lines = [_line_breaks(mm[:cuts[0]])]
+        for start, stop in zip(bounds[:-2], bounds[1:-1], strict=True):
+            lines.append(lines[-1] + _line_breaks(mm[start:stop]))
+        return [ByteRange(source=str(f), start=start, stop=stop, context=_Span(
+                    images_root, meta, line0=lines[k], first=k == 0, last=stop == size))
+                for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
 
 
 def _header(f: Path, mm: mmap.mmap, end: int, images_root: str | None, options: ReadOptions) -> Meta | None:
@@ -311,30 +314,45 @@ def _header(f: Path, mm: mmap.mmap, end: int, images_root: str | None, options: 
     return reader.meta()
 
 
+def _image_keys(tags: list[bytes]) -> list[tuple[str, str]] | None:
+    """(subset, name) of each ``<image>`` from its attributes' bytes, as the reader keys it; None when the bytes
+    cannot tell (a name missing or written twice, '-quoted values, entities and whitespace that expat turns,
+    bytes that are not UTF-8)."""
+    joined = b"\0".join(tags)
+    names = _NAME_RE.findall(joined)
+    if b"'" in joined or len(names) != len(tags):  # (a tag without a name, or with two, fails in read_part)
+        return None
+    subsets = ([m.group(1) if m else b"" for m in map(_SUBSET_RE.search, tags)] if b"subset" in joined
+               else [b""] * len(tags))
+    values = b"\0".join([*names, *subsets])
+    if any(c in values for c in (b"&", b"\t", b"\n", b"\r")):
+        return None
+    try:
+        text = values.decode("utf-8").split("\0")
+    except UnicodeDecodeError:
+        return None
+    n = len(tags)
+    plain = b"\0".join(names)
+    if not plain.isascii() or _UNCLEAN_RE.search(plain):  # names safe_relative would change
+        text[:n] = [safe_relative(t) or t for t in text[:n]]
+    return list(zip(text[n:], text[:n], strict=True))
+
+
 def _names_apart(mm: mmap.mmap, cuts: list[int]) -> bool:
     """Whether no image can be listed in two parts (``cuts``: the parts' bounds): the name (and subset) of every
-    ``<image>`` read from the bytes, compared as the reader would key them; False also for a ``<track>``, or an
-    ``<image>`` whose attributes cannot be read here (the file is then read whole)."""
-    seen: dict[tuple[str, str], int] = {}
+    ``<image>`` read from the bytes, compared as the reader keys them; False also for a ``<track>``, or an
+    ``<image>`` whose name cannot be read here (the file is then read whole)."""
+    seen: set[tuple[str, str]] = set()
+    total = 0
     for k in range(len(cuts) - 1):
-        for m in _ELEMENT_RE.finditer(mm, cuts[k], cuts[k + 1]):
-            raw = m.group(1)
-            if raw is None:
-                return False  # a <track>, or attributes this scan cannot read
-            attrs = {a.group(1): a.group(2) if a.group(2) is not None else a.group(3) for a in _ATTR_RE.finditer(raw)}
-            name, subset = attrs.get(b"name"), attrs.get(b"subset", b"")
-            if name is None:
-                continue  # (read_part raises read()'s error)
-            if any(c in v for v in (name, subset) for c in (b"&", b"\t", b"\n", b"\r")):
-                return False  # entities and whitespace are turned by expat: not compared here
-            try:
-                text, sub = name.decode("utf-8"), subset.decode("utf-8")
-            except UnicodeDecodeError:
-                return False
-            key = (sub, safe_relative(text) or text)
-            if seen.setdefault(key, k) != k:
-                return False
-    return True
+        tags = [m.group(1) for m in _ELEMENT_RE.finditer(mm, cuts[k], cuts[k + 1])]
+        keys = _image_keys(tags) if None not in tags else None
+        if keys is None:
+            return False
+        part = set(keys)
+        seen |= part
+        total += len(part)
+    return len(seen) == total
 
 
 class _Reader(CvatReader):
