@@ -363,7 +363,7 @@ class CvatReader(TrackRows):
 
     # ------------------------------------------------------------------ images mode
     def _image_start(self, attrs: dict[str, str]) -> None:
-        line = self._line()
+        line = self.parser.CurrentLineNumber + self.line0  # (inline: once an image)
         raw = attrs.get("name")
         if raw is None:
             raise BadValue("<image> without a name")

@@ -168,7 +168,7 @@ class ShapeRows:
         self._drop("dropped.invalid", label, self._line(), f"<{name}>: {why}")
 
     def _image_shape(self, name: str, a: dict[str, str]) -> None:
-        line = self._line()
+        line = self.parser.CurrentLineNumber + self.line0  # (inline: once a shape)
         img = self.cur_img
         label = a.get("label", "")
         label = self.strs.setdefault(label, label)  # one str object per label, not one per row

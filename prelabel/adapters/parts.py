@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from ..model import Dataset
 from ..report import Diagnostic, Report
 
@@ -148,4 +150,18 @@ def merge(parts: Sequence[Dataset], *, report: Report | None = None, kind_order:
     """The parts' datasets as one, in plan order (:meth:`Dataset.concat`), the notes about the whole source
     kept once. ``report``: the result's report (else a new one). The parts' reports are edited in place."""
     _dedupe_diagnostics(parts, kind_order)
+    if len(parts) == 1 and _as_built(parts[0]):  # one part (a source read whole): its tables, not a copy
+        ds = parts[0]
+        rep = ds.report if report is None else report
+        if rep is not ds.report:
+            rep.merge(ds.report)
+        return Dataset(images=ds.images, categories=ds.categories, annotations=ds.annotations, report=rep)
     return Dataset.concat(parts, report=report)
+
+
+def _as_built(ds: Dataset) -> bool:
+    """Whether :meth:`Dataset.concat` of ``ds`` alone would give its own tables (indexes 0..n-1, no category
+    name twice)."""
+    return (not ds.categories["name"].duplicated().any()
+            and all(isinstance(t.index, pd.RangeIndex) and t.index.start == 0 and t.index.step == 1
+                    for t in (ds.images, ds.categories, ds.annotations)))
