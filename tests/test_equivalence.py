@@ -562,3 +562,15 @@ def test_cvat_auto_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert cvat.auto_workers(src, options=ReadOptions(extra={"cvat_workers": 1})) == 1
     monkeypatch.setenv("PRELABEL_CVAT_WORKERS", "1")
     assert cvat.auto_workers(src, options=ReadOptions()) == 1
+
+
+def test_cvat_folder_of_files(tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import cvat
+
+    src = tmp_path / "ds"
+    src.mkdir()
+    _cvat(src / "a.xml", 50, seed=1)
+    b = _cvat(src / "b.xml", 20, seed=2)
+    b.write_text(b.read_text().replace('name="dir/', 'name="other/'))
+    assert [len(cvat.plan(src, options=ReadOptions(), parts=n)) for n in (1, 2, 4, 6)] == [1, 2, 3, 5]
+    _check(src, "cvat", tmp_path, client, parts=(2, 4, 6))

@@ -233,12 +233,13 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[ByteRange]
         sizes = [f.stat().st_size for f in files]
     except (ReadError, OSError):
         return whole  # read_part raises read()'s error
+    if len(files) > parts:
+        return whole
     total = max(sum(sizes), 1)
     images_root = None if root is None else str(root)
     out: list[ByteRange] = []
-    for f, size in zip(files, sizes, strict=True):
-        n = parts if len(files) == 1 else max(1, round(parts * size / total))
-        out.extend(_plan_file(f, size, images_root, options, n))
+    for f, size in zip(files, sizes, strict=True):  # a part a file, the others shared by size
+        out.extend(_plan_file(f, size, images_root, options, 1 + (parts - len(files)) * size // total))
     return out
 
 
