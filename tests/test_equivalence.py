@@ -557,11 +557,13 @@ def test_cvat_auto_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     src.write_bytes(b"<annotations><meta/>" + b" " * (17 * 2**20) + b"</annotations>")
     monkeypatch.delenv("PRELABEL_WORKERS", raising=False)
     monkeypatch.delenv("PRELABEL_CVAT_WORKERS", raising=False)
+    from prelabel.engine.run import how_many
+
     assert cvat.auto_workers(src, options=ReadOptions()) == 2
     assert cvat.auto_workers(SAMPLE / "cvat", options=ReadOptions()) == 1
-    assert cvat.auto_workers(src, options=ReadOptions(extra={"cvat_workers": 1})) == 1
+    assert how_many(cvat, src, ReadOptions(extra={"cvat_workers": 1})) == 1  # the old switches, read by the engine
     monkeypatch.setenv("PRELABEL_CVAT_WORKERS", "1")
-    assert cvat.auto_workers(src, options=ReadOptions()) == 1
+    assert how_many(cvat, src, ReadOptions()) == 1
 
 
 def test_cvat_folder_of_files(tmp_path: Path, client: Any) -> None:

@@ -55,7 +55,7 @@ Anything that makes a part depend on the rest of the file gives one part (video 
 ``interpolation`` task; an image name found in two parts; an XML encoding other than UTF-8) or makes the part
 raise ``NeedsWholeRead`` (frame tags, a skeleton label missing from ``<meta>``, points kept as keypoints), and
 the engine then reads the file whole. :func:`auto_workers`: two processes for a file of 16 MB to 96 MB (the
-worker policy's ``workers``, its aliases ``cvat_workers`` and ``PRELABEL_CVAT_WORKERS`` decide when given).
+worker policy's ``workers``, and its aliases ``cvat_workers`` and ``PRELABEL_CVAT_WORKERS``, decide when given).
 
 Example:
     >>> import tempfile, pathlib
@@ -87,7 +87,6 @@ from ..junk import junk_reason
 from ..model import Dataset
 from ..paths import safe_relative
 from ..report import Report
-from ..workers import wanted_workers
 from .base import DEFAULT_CHUNK_ROWS, ReadOptions
 from .cvat_reader import CvatReader, Meta
 from .cvat_shapes import BadValue
@@ -198,16 +197,13 @@ class _Span:
 
 
 def auto_workers(path: Path, *, options: ReadOptions) -> int:
-    """Processes for ``path`` when no worker count was asked for: 2 for a CVAT file of 16 MB to 96 MB (a
-    folder: its largest), else 1; ``extra["cvat_workers"]`` or ``PRELABEL_CVAT_WORKERS`` when given (the old
-    switches, aliases of the worker policy's).
+    """Processes for ``path`` when no worker count was asked for (``workers``, its aliases ``cvat_workers`` and
+    ``PRELABEL_CVAT_WORKERS`` are read by the engine): 2 for a CVAT file of 16 MB to 96 MB (a folder: its
+    largest), else 1.
 
     >>> auto_workers(Path("sample_data/cvat/annotations.xml"), options=ReadOptions())
     1
     """
-    want = wanted_workers(options.extra, "cvat_workers")
-    if want is not None:
-        return want
     try:
         files, _ = _inputs(Path(path), options)
         size = max(f.stat().st_size for f in files)
