@@ -239,6 +239,17 @@ class ReadError(PrelabelError):
         self.element = element
         self.reason = message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with its fields (a part read in a worker process raises it in the caller as it is)."""
+        return _rebuilt, (type(self), self.args, self.__dict__)
+
+
+def _rebuilt(cls: type[ReadError], args: tuple[Any, ...], state: dict[str, Any]) -> ReadError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
 
 class FormatDetectionError(ReadError):
     """No adapter, or more than one, recognises the source; ``candidates`` lists the close ones."""

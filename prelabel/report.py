@@ -149,8 +149,8 @@ class Report:
         self.diagnostics.append(Diagnostic(code, str(source), template.format(*counts), severity,
                                            tally=(template, tuple(int(c) for c in counts))))
 
-    def drop(self, reason: str, rows: pd.DataFrame, message: str = "", *, phase: int = 0) -> None:
-        """Record annotation rows removed for ``reason``.
+    def drop(self, reason: str | None, rows: pd.DataFrame, message: str = "", *, phase: int = 0) -> None:
+        """Record annotation rows removed for ``reason`` (None: each row's own, from a ``reason`` column).
 
         ``rows`` needs the columns ``category``, ``src_file`` and ``src_line`` (the annotation table's own);
         a ``message`` column, when present, gives a per-row message. ``phase``: the step of a reader that drops
@@ -283,7 +283,7 @@ class Report:
         return lines
 
 
-def _ledger_frame(reason: str, rows: pd.DataFrame, message: str) -> pd.DataFrame:
+def _ledger_frame(reason: str | None, rows: pd.DataFrame, message: str) -> pd.DataFrame:
     files = rows["src_file"].astype(str).reset_index(drop=True)
     if "src_line" in rows:
         lines = rows["src_line"].astype("int64").reset_index(drop=True)
@@ -297,7 +297,8 @@ def _ledger_frame(reason: str, rows: pd.DataFrame, message: str) -> pd.DataFrame
         msg = msg.map(spell)
     cats = (rows["category"].astype(object).reset_index(drop=True) if "category" in rows
             else pd.Series([None] * n, dtype=object))
-    return pd.DataFrame({"reason": reason, "category": cats, "source": sources, "message": msg})
+    reasons = rows["reason"].astype(object).reset_index(drop=True) if reason is None else reason
+    return pd.DataFrame({"reason": reasons, "category": cats, "source": sources, "message": msg})
 
 
 def _phased(frame: pd.DataFrame, phase: int) -> pd.DataFrame:

@@ -9,6 +9,7 @@ files whose reading depends on the rest of the source, malformed files in two pa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -562,3 +563,253 @@ def test_chunk_sizes_and_workers_write_the_same_bytes(fmt: str, tmp_path: Path) 
         got, rep = _converted(SOURCES[fmt], fmt, tmp_path / name.replace(", ", "_"), stream=True, **kw)
         assert got == want, name
         assert rep == want_rep, name
+
+
+# ------------------------------------------------------------------------------------------- CVAT
+CVAT_FIXTURES = [
+    "cvat/cvat-ai__datumaro/tests/assets/cvat_dataset/for_images",  # a folder: train.xml + images/
+    "cvat/cvat-ai__datumaro/tests/assets/cvat_dataset/for_images/train.xml",
+    "cvat/cvat-ai__datumaro/tests/assets/cvat_dataset/for_video/annotations.xml",  # tracks: one part
+    "cvat/openvinotoolkit__datumaro/tests/assets/cvat_dataset/for_images/export_project/annotations.xml",
+    "cvat/openvinotoolkit__datumaro/tests/assets/cvat_dataset/for_images/export_task/train.xml",
+    "cvat/cvat-ai__cvat/site/content/en/docs/other/xml_format.md.example_annotation.xml",
+]
+CVAT_META = """<meta><task><name>gen</name><mode>annotation</mode><labels>
+<label><name>car</name><type>rectangle</type><attributes>
+  <attribute><name>parked</name><input_type>checkbox</input_type></attribute>
+  <attribute><name>speed</name><input_type>number</input_type></attribute></attributes></label>
+<label><name>person</name><type>any</type></label>
+<label><name>pts</name><type>points</type></label>
+<label><name>day</name><type>tag</type></label>
+<label><name>sk</name><type>skeleton</type><svg>&lt;line data-node-from="1" data-node-to="2"&gt;&lt;/line&gt;</svg></label>
+<label><name>a</name><type>points</type><parent>sk</parent></label>
+<label><name>b</name><type>points</type><parent>sk</parent></label>
+</labels></task></meta>"""
+
+
+def _cvat_shape(rng: Any, kind: str, w: int, h: int) -> str:
+    x, y = rng.randint(0, w - 10), rng.randint(0, h - 10)
+    shapes = {
+        "box": (f'<box label="car" occluded="{rng.randint(0, 1)}" source="manual" xtl="{x}.5" ytl="{y}" '
+                f'xbr="{x + 7}" ybr="{y + 3}.25" z_order="{rng.randint(0, 1)}">'
+                + (f'<attribute name="parked">true</attribute><attribute name="speed">{x}</attribute>'
+                   if rng.random() < 0.3 else "") + "</box>"),
+        "rotated": f'<box label="person" xtl="{x}" ytl="{y}" xbr="{x + 6}" ybr="{y + 4}" rotation="30.5"/>',
+        "polygon": f'<polygon label="person" occluded="0" points="{x},{y};{x + 5},{y};{x + 5},{y + 5}" group_id="3"/>',
+        "polygon2": f'<polygon label="person" points="{x},{y};{x + 5},{y}"/>',  # degenerate
+        "ellipse": f'<ellipse label="car" cx="{x + 5}" cy="{y + 5}" rx="3" ry="{rng.choice([0, 2])}"/>',
+        "mask": f'<mask label="car" rle="3, 4, 5" left="{rng.choice([x, w - 2])}" top="{y}" width="4" height="3"/>',
+        "skeleton": (f'<skeleton label="sk" z_order="1"><points label="a" points="{x},{y}" outside="0" '
+                     f'occluded="0"/><points label="b" points="{x + 3},{y + 4}" occluded="1"/></skeleton>'),
+        "points": f'<points label="pts" points="{x},{y};{x + 1},{y + 1};{x + 2},{y}"/>',
+        "polyline": f'<polyline label="person" points="{x},{y};{x + 3},{y + 3}"/>',
+        "cuboid": '<cuboid label="car" xtl1="0" ytl1="0" xbl1="0" ybl1="1" xtr1="1" ytr1="0" xbr1="1" ybr1="1"/>',
+        "empty": f'<box label="" xtl="{x}" ytl="{y}" xbr="{x + 2}" ybr="{y + 2}"/>',
+        "bus": f'<box label="bus" xtl="{x}" ytl="{y}" xbr="{x + 4}" ybr="{y + 4}"/>',  # not in <meta>
+        "tag": '<tag label="day" source="manual"/>',
+        "outside": f'<box label="car" outside="1" xtl="{x}" ytl="{y}" xbr="{x + 4}" ybr="{y + 4}"/>',
+    }
+    return shapes[kind]
+
+
+CVAT_KINDS = ["box", "box", "box", "rotated", "polygon", "polygon2", "ellipse", "mask", "skeleton", "points",
+              "polyline", "cuboid", "empty", "bus", "tag", "outside"]
+
+
+def _cvat(path: Path, n_images: int, *, seed: int = 0, kinds: list[str] = CVAT_KINDS, nl: str = "\n",
+          late: dict[int, str] | None = None, subsets: bool = False) -> Path:
+    """A CVAT for images file of every shape kind (``late``: XML put in image i instead of its shapes)."""
+    import random
+
+    rng = random.Random(seed)
+    meta = CVAT_META.replace("<meta><task>", "<meta><tasks><task><subset>val</subset></task></tasks><task>"
+                             "<subset>train</subset>") if subsets else CVAT_META
+    parts = ['<?xml version="1.0" encoding="utf-8"?>', "<annotations><version>1.1</version>", meta]
+    for i in range(n_images):
+        w, h = rng.randint(20, 60), rng.randint(20, 60)
+        subset = f' subset="{("train", "val")[i % 2]}" task_id="{i % 2 + 1}"' if subsets else ""
+        parts.append(f'<image id="{i}" name="dir/img{i:05d}.jpg"{subset} width="{w}" height="{h}">')
+        if late and i in late:
+            parts.append(late[i])
+        elif rng.random() < 0.2:
+            parts.append(" </image>")  # no shapes
+            continue
+        else:
+            parts.extend(_cvat_shape(rng, rng.choice(kinds), w, h) for _ in range(rng.randint(1, 6)))
+        parts.append("</image>")
+    parts.append("</annotations>\n")
+    path.write_bytes("\n".join(parts).replace("\n", nl).encode("utf-8"))
+    return path
+
+
+def _cvat_same(src: Path, tmp: Path, options: ReadOptions, parts: tuple[int, ...] = (2, 3, 4)) -> bytes | str:
+    """read() against plan(parts=N) merged and engine.read_parts with 1 and 2 workers, with ``options``."""
+    from prelabel.adapters import cvat
+
+    def in_process(n: int) -> Reader:
+        def run() -> Dataset:
+            try:
+                got = [cvat.read_part(p, options=options) for p in cvat.plan(src, options=options, parts=n)]
+            except (NeedsWholeRead, ReadError):
+                return prelabel.read(src, fmt="cvat", options=options)
+            ds = merge(got, report=Report())
+            ds.report.input = {"format": "cvat", "source": str(src)}
+            return ds
+        return run
+
+    want = _written(lambda: prelabel.read(src, fmt="cvat", options=options), tmp / "want.json")
+    ways: dict[str, Reader] = {f"plan(parts={n})": in_process(n) for n in parts}
+    ways |= {f"workers={n}": (lambda n=n: read_parts(src, fmt="cvat", options=options, workers=n)) for n in (1, 2)}
+    for name, run in ways.items():
+        assert _written(run, tmp / f"{name}.json") == want, name
+    return want if isinstance(want, str) else want[0]
+
+
+def test_cvat_sample_data(tmp_path: Path, client: Any) -> None:
+    coco = _check(SAMPLE / "cvat" / "annotations.xml", "cvat", tmp_path, client)
+    assert isinstance(coco, bytes) and len(json.loads(coco)["annotations"]) > 0
+    _cvat_same(SAMPLE / "cvat", tmp_path / "images", ReadOptions(images=SAMPLE / "images"))
+
+
+@pytest.mark.parametrize("name", CVAT_FIXTURES, ids=lambda p: "/".join(p.split("/")[-3:]))
+def test_cvat_fixtures(name: str, fixtures_dir: Path, tmp_path: Path, client: Any) -> None:
+    _check(fixtures_dir / name, "cvat", tmp_path, client)
+    _cvat_same(fixtures_dir / name, tmp_path / "kp", ReadOptions(cvat_points="keypoints"))
+
+
+@pytest.mark.parametrize("nl", ["\n", "\r\n"])
+def test_cvat_generated_every_shape(nl: str, tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import cvat
+
+    src = _cvat(tmp_path / "a.xml", 300, nl=nl)
+    assert len(cvat.plan(src, options=ReadOptions(), parts=4)) == 4
+    coco = _check(src, "cvat", tmp_path, client)
+    assert isinstance(coco, bytes)
+    rep = prelabel.read(src, fmt="cvat").report
+    assert set(rep.dropped_counts()) == {"dropped.degenerate", "dropped.unknown_category", "dropped.unsupported",
+                                         "dropped.outside_frame"}
+    lines = [int(s.rsplit(":", 1)[1]) for s in rep.drops["source"]]
+    assert lines == sorted(lines)  # in file order, however the file is cut
+    notes = [d for d in rep.diagnostics if d.code == "image.attribute"]
+    assert len(notes) == 1 and notes[0].message.startswith(f"{src.read_text().count('<tag ')} tag(s)")
+    # every row at the line of its element in the file
+    text = src.read_bytes().decode().split(nl)
+    ds = prelabel.read(src, fmt="cvat")
+    assert all(text[line - 1].startswith(("<box", "<polygon", "<ellipse", "<mask", "<skeleton", "<points"))
+               for line in ds.annotations["src_line"])
+    # cvat_points="keypoints" makes the parts that hold points read the whole file
+    _cvat_same(src, tmp_path / "kp", ReadOptions(cvat_points="keypoints"))
+
+
+def test_cvat_malformed_records_in_several_parts(tmp_path: Path, client: Any) -> None:
+    n = 200
+    bad, badvalue = '<box label="car" xtl="1" ytl="2" xbr="3"/>', '<polygon label="car" points="1,2,3"/>'
+    late = {5: bad, 70: badvalue, 130: bad, 190: badvalue}  # malformed: each dropped.invalid at its line
+    src = _cvat(tmp_path / "a.xml", n, kinds=["box", "polygon2"], late=late, seed=3)
+    _check(src, "cvat", tmp_path, client)
+    rep = prelabel.read(src, fmt="cvat").report
+    invalid = rep.drops[rep.drops["reason"] == "dropped.invalid"]
+    assert invalid["message"].tolist() == ["<box>: missing attribute 'ybr'",
+                                           "<polygon>: points '1,2,3' has an odd number of coordinates"] * 2
+    text = src.read_text().split("\n")
+    assert [text[int(s.rsplit(":", 1)[1]) - 1] for s in invalid["source"]] == [late[i] for i in sorted(late)]
+
+
+def test_cvat_project_export_with_images_root(tmp_path: Path, client: Any) -> None:
+    src = _cvat(tmp_path / "annotations.xml", 60, seed=2, subsets=True)
+    for i in range(0, 60, 3):  # every third image exists
+        p = tmp_path / "images" / ("train", "val")[i % 2] / "dir" / f"img{i:05d}.jpg"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"")
+    _check(src, "cvat", tmp_path, client)
+    codes = [d.code for d in prelabel.read(src, fmt="cvat").report.diagnostics]
+    assert codes.count("image.missing") == 1 and codes.count("image.by_subset") == 1
+
+
+def test_cvat_generated_file_of_a_few_megabytes(tmp_path: Path) -> None:
+    from prelabel.adapters import cvat
+
+    src = _cvat(tmp_path / "big.xml", 12_000, kinds=["box"] * 8 + CVAT_KINDS, seed=7)
+    assert src.stat().st_size > 3 * 2**20
+    parts = cvat.plan(src, options=ReadOptions(), parts=3)
+    sizes = [p.stop - p.start for p in parts]
+    assert len(parts) == 3 and max(sizes) < 1.01 * min(sizes)  # about equal bytes
+    raw = src.read_bytes()
+    assert parts[0].start == raw.index(b"</meta>") + 7 and parts[-1].stop == len(raw)  # <meta>: read by the plan
+    assert all(raw[p.start:p.start + 7] == b"<image " and p.start == q.stop for q, p in zip(parts, parts[1:], strict=False))
+    assert _cvat_same(src, tmp_path, ReadOptions(), parts=(3,))
+
+
+def test_cvat_what_needs_the_whole_file(tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import cvat
+
+    n = 40
+    # an image listed again in another part: one part
+    src = _cvat(tmp_path / "again.xml", n, kinds=["box"])
+    text = src.read_text()
+    first = re.search(r'<image id="1" name="dir/img00001.jpg" width="\d+" height="\d+">', text)
+    assert first is not None
+    src.write_text(text.replace("</annotations>", first.group(0) + '<box label="person" xtl="1" ytl="1" '
+                                'xbr="2" ybr="2"/></image>\n</annotations>'))
+    assert len(cvat.plan(src, options=ReadOptions(), parts=2)) == 1
+    _check(src, "cvat", tmp_path / "again", client)
+    src.write_text(src.read_text().replace('name="dir/img00001.jpg"', 'name="dir/./img00001.jpg"', 1))  # the same
+    assert len(cvat.plan(src, options=ReadOptions(), parts=2)) == 1
+    _check(src, "cvat", tmp_path / "again2", client)
+    # a skeleton missing from <meta> in a later part; a track; a frame tag; a bad XML element
+    late = {n - 3: '<skeleton label="hand"><points label="f1" points="1,2"/><points label="f2" points="3,4"/>'
+                   '</skeleton>'}
+    _check(_cvat(tmp_path / "hand.xml", n, kinds=["box", "skeleton"], late=late), "cvat", tmp_path / "hand", client)
+    src = _cvat(tmp_path / "track.xml", n, kinds=["box"])
+    src.write_text(src.read_text().replace("</annotations>", '<track id="0" label="car"><box frame="0" xtl="1" '
+                                           'ytl="1" xbr="2" ybr="2" outside="0" occluded="0" keyframe="1"/></track>'
+                                           "\n</annotations>"))
+    assert len(cvat.plan(src, options=ReadOptions(), parts=2)) == 1
+    _check(src, "cvat", tmp_path / "track", client)
+    src = _cvat(tmp_path / "tag.xml", n, kinds=["box"])
+    src.write_text(src.read_text().replace("</annotations>", '<tag frame="0" label="day"/>\n</annotations>'))
+    _check(src, "cvat", tmp_path / "tag", client)
+    bad = _cvat(tmp_path / "bad.xml", n, kinds=["box"], late={n - 4: '<box label="car" xtl="1" ytl="2" xbr="3" ybr="4">'})
+    assert "not well-formed XML" in str(_check(bad, "cvat", tmp_path / "bad", client))
+
+
+def test_cvat_other_encoding_and_byte_order_mark(tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import cvat
+
+    src = _cvat(tmp_path / "bom.xml", 80, kinds=["box", "mask", "empty"])
+    src.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+    assert len(cvat.plan(src, options=ReadOptions(), parts=2)) == 2
+    _check(src, "cvat", tmp_path / "bom", client)
+    src = _cvat(tmp_path / "latin.xml", 80, kinds=["box"])
+    text = src.read_text().replace('encoding="utf-8"', 'encoding="ISO-8859-1"').replace("img00050", "img\xe900050")
+    src.write_bytes(text.encode("latin-1"))
+    assert len(cvat.plan(src, options=ReadOptions(), parts=2)) == 1
+    _check(src, "cvat", tmp_path / "latin", client)
+
+
+def test_cvat_auto_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prelabel.adapters import cvat
+
+    src = tmp_path / "a.xml"
+    src.write_bytes(b"<annotations><meta/>" + b" " * (17 * 2**20) + b"</annotations>")
+    monkeypatch.delenv("PRELABEL_WORKERS", raising=False)
+    monkeypatch.delenv("PRELABEL_CVAT_WORKERS", raising=False)
+    from prelabel.engine.run import how_many
+
+    assert cvat.auto_workers(src, options=ReadOptions()) == 2
+    assert cvat.auto_workers(SAMPLE / "cvat", options=ReadOptions()) == 1
+    assert how_many(cvat, src, ReadOptions(extra={"cvat_workers": 1})) == 1  # the old switches, read by the engine
+    monkeypatch.setenv("PRELABEL_CVAT_WORKERS", "1")
+    assert how_many(cvat, src, ReadOptions()) == 1
+
+
+def test_cvat_folder_of_files(tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import cvat
+
+    src = tmp_path / "ds"
+    src.mkdir()
+    _cvat(src / "a.xml", 50, seed=1)
+    b = _cvat(src / "b.xml", 20, seed=2)
+    b.write_text(b.read_text().replace('name="dir/', 'name="other/'))
+    assert [len(cvat.plan(src, options=ReadOptions(), parts=n)) for n in (1, 2, 4, 6)] == [1, 2, 3, 5]
+    _check(src, "cvat", tmp_path, client, parts=(2, 4, 6))

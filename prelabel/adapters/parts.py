@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from ..model import Dataset
 from ..report import Diagnostic, Report
 
@@ -69,21 +71,34 @@ Part = FilesPart | ByteRange | RowRange
 _TASK_COUNTS = "task inferred from the column counts: "
 
 
+TallyKey = tuple[str, str, str, str]  # code, source without its ":line", severity, template
+
+
+def _tally_key(d: Diagnostic) -> TallyKey:
+    """What a tally counts: one note of a whole read (its source's line, where the first counted thing is, may
+    differ from part to part)."""
+    head, _, line = d.source.rpartition(":")
+    tally = d.tally or ("", ())
+    return d.code, head if head and line.isdigit() else d.source, d.severity, tally[0]
+
+
 def _dedupe_diagnostics(parts: Sequence[Dataset], kind_order: Sequence[str]) -> None:
-    """Notes every part makes about the whole source (``category.unnamed``, ...) are kept once, and YOLO's
-    "task inferred" counts are added up into one note (kinds in ``kind_order``), as a whole read writes it."""
+    """Notes every part makes about the whole source (``category.unnamed``, ...) are kept once, YOLO's
+    "task inferred" counts are added up into one note (kinds in ``kind_order``), as a whole read writes it,
+    and so are the tallies (:func:`_add_up`)."""
     seen: set[Diagnostic] = set()
     first_task: tuple[int, int] | None = None
     counts: dict[str, int] = {}
-    tallies: dict[tuple[str, str, str, str], list[int]] = {}  # (code, source, severity, template): the sums
+    tallies: dict[TallyKey, tuple[list[int], list[str]]] = {}  # the sums, and the sources that counted any
     for k, ds in enumerate(parts):
         diags = ds.report.diagnostics
         kept: list[Diagnostic] = []
         for d in diags:
             if d.tally is not None:
-                key = (d.code, d.source, d.severity, d.tally[0])
-                sums = tallies.setdefault(key, [0] * len(d.tally[1]))
+                sums, sources = tallies.setdefault(_tally_key(d), ([0] * len(d.tally[1]), []))
                 sums[:] = [a + b for a, b in zip(sums, d.tally[1], strict=True)]
+                if any(d.tally[1]):
+                    sources.append(d.source)
             elif d.code == "task.inferred" and d.message.startswith(_TASK_COUNTS) and ";" not in d.message:
                 for item in d.message[len(_TASK_COUNTS):].removesuffix(" file(s)").split(", "):
                     n, _, kind = item.partition(" ")
@@ -111,25 +126,26 @@ def _dedupe_diagnostics(parts: Sequence[Dataset], kind_order: Sequence[str]) -> 
         _add_up(parts, tallies)
 
 
-def _add_up(parts: Sequence[Dataset], tallies: dict[tuple[str, str, str, str], list[int]]) -> None:
+def _add_up(parts: Sequence[Dataset], tallies: dict[TallyKey, tuple[list[int], list[str]]]) -> None:
     """Each tally (:meth:`Report.tally`) once, with the parts' counts added up, where the last part's stands
     (a reader writes its tallies after the notes about its files; every part writes them, counts of 0 too, and
-    a tally whose counts add up to 0 is left out, as a whole read leaves it out)."""
-    last: dict[tuple[str, str, str, str], tuple[int, int]] = {}
+    a tally whose counts add up to 0 is left out, as a whole read leaves it out), with the source of the first
+    part that counted any (``file:line`` of the first thing counted)."""
+    last: dict[TallyKey, tuple[int, int]] = {}
     for k, ds in enumerate(parts):
         for i, d in enumerate(ds.report.diagnostics):
             if d.tally is not None:
-                last[(d.code, d.source, d.severity, d.tally[0])] = (k, i)
+                last[_tally_key(d)] = (k, i)
     for k, ds in enumerate(parts):
         out: list[Diagnostic] = []
         for i, d in enumerate(ds.report.diagnostics):
             if d.tally is None:
                 out.append(d)
                 continue
-            key = (d.code, d.source, d.severity, d.tally[0])
-            sums = tallies[key]
+            key = _tally_key(d)
+            sums, sources = tallies[key]
             if last[key] == (k, i) and any(sums):
-                out.append(Diagnostic(d.code, d.source, d.tally[0].format(*sums), d.severity,
+                out.append(Diagnostic(d.code, sources[0], d.tally[0].format(*sums), d.severity,
                                       tally=(d.tally[0], tuple(sums))))
         ds.report.diagnostics = out
 
@@ -140,6 +156,21 @@ def merge(parts: Sequence[Dataset], *, report: Report | None = None, kind_order:
     changes in phase order (:meth:`~prelabel.report.Report.order_phases`). ``report``: the result's report (else
     a new one). The parts' reports are edited in place."""
     _dedupe_diagnostics(parts, kind_order)
+    if len(parts) == 1 and _as_built(parts[0]):  # one part (a source read whole): its tables, not a copy
+        ds = parts[0]
+        rep = ds.report if report is None else report
+        if rep is not ds.report:
+            rep.merge(ds.report)
+        rep.order_phases()
+        return Dataset(images=ds.images, categories=ds.categories, annotations=ds.annotations, report=rep)
     ds = Dataset.concat(parts, report=report)
     ds.report.order_phases()
     return ds
+
+
+def _as_built(ds: Dataset) -> bool:
+    """Whether :meth:`Dataset.concat` of ``ds`` alone would give its own tables (indexes 0..n-1, no category
+    name twice)."""
+    return (not ds.categories["name"].duplicated().any()
+            and all(isinstance(t.index, pd.RangeIndex) and t.index.start == 0 and t.index.step == 1
+                    for t in (ds.images, ds.categories, ds.annotations)))

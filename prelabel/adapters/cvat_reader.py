@@ -1,0 +1,595 @@
+"""The CVAT XML reader: expat callbacks for ``<meta>``, ``<image>`` and the dispatch of shapes and tracks
+(:mod:`.cvat_shapes`, :mod:`.cvat_tracks`), then the Dataset of what was read, whole or in chunks of whole images
+(the conventions of :mod:`prelabel.adapters.cvat`). :class:`Meta` is what ``<meta>`` says, read once and handed
+to the readers of a file's parts.
+
+Example:
+    >>> from prelabel.adapters.base import ReadOptions
+    >>> from prelabel.report import Report
+    >>> reader = CvatReader(Path("a.xml"), options=ReadOptions(), report=Report(), images_root=None)
+    >>> reader.meta_done
+    False
+"""
+
+from __future__ import annotations
+
+import re
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.parsers import expat
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ReadError
+from ..model import Dataset
+from ..paths import safe_join, safe_relative, why_unsafe
+from ..report import Diagnostic, Report
+from .base import NeedsWholeRead, ReadOptions, frame_file_name
+from .cvat_shapes import SHAPES, BadValue
+from .cvat_tracks import MAX_SIDE, TrackRows
+
+__all__ = ["CvatReader", "Meta", "Pending"]
+
+_LINE_RE = re.compile(r"<line\b[^>]*>", re.IGNORECASE)
+_CIRCLE_RE = re.compile(r"<circle\b[^>]*>", re.IGNORECASE)
+_SVG_ATTR_RE = re.compile(r'([\w:-]+)\s*=\s*"([^"]*)"')
+
+
+@dataclass(frozen=True)
+class Meta:
+    """What a file's ``<meta>`` says (read once by a plan, for the readers of its parts) and the notes reading it
+    made."""
+
+    labels: list[dict[str, Any]]
+    tasks: list[dict[str, Any]]
+    attr_types: dict[str, dict[str, str]]
+    nodes: dict[str, list[str]]
+    by_subset: bool
+    mode: str
+    notes: tuple[Diagnostic, ...]
+
+
+class Pending:
+    """The column lists of the images and rows not yet handed out (taken from the reader as one piece)."""
+
+    __slots__ = ("a_attr", "a_box", "a_cat", "a_il", "a_kp", "a_seg", "clipped_rows", "img_attrs", "img_h",
+                 "img_line", "img_name", "img_w", "kp_k", "kp_points_rows", "nodes")
+    LISTS = ("a_attr", "a_box", "a_cat", "a_il", "a_kp", "a_seg", "clipped_rows", "img_attrs", "img_h",
+             "img_line", "img_name", "img_w", "kp_points_rows")
+
+    img_name: list[str]
+    img_w: list[int]
+    img_h: list[int]
+    img_attrs: list[dict[str, Any] | None]
+    img_line: list[int]
+    a_box: array[float]
+    a_il: array[int]
+    a_cat: list[str]
+    a_seg: list[Any]
+    a_kp: list[Any]
+    a_attr: list[dict[str, Any] | None]
+    kp_points_rows: list[int]
+    clipped_rows: list[int]
+
+    def __init__(self, *, nodes: dict[str, list[str]], kp_k: dict[str, int]) -> None:
+        self.nodes = nodes  # the skeleton node names known when the chunk closed
+        self.kp_k = kp_k    # the keypoint counts of <points> known when the chunk closed
+
+
+class CvatReader(TrackRows):
+    """One CVAT file's streaming parse: expat callbacks fill column lists; the Dataset is built at the end
+    (:meth:`_build`), or in chunks of ``chunk_rows`` rows or images handed out as the parse goes (``sealed``).
+    ``meta``: the file's ``<meta>`` as a plan read it (a part's bytes hold none)."""
+
+    def __init__(self, path: Path, *, options: ReadOptions, report: Report, images_root: Path | None,
+                 chunk_rows: int = 0, part: bool = False, line0: int = 0, meta: Meta | None = None) -> None:
+        super().__init__(path, options=options, report=report, images_root=images_root, part=part, line0=line0)
+        self.stack: list[str] = []
+        # meta
+        self.in_meta = False
+        self.text: list[str] = []
+        self.meta_done = False
+        self.by_subset = False  # a project export of several subsets: images are named <subset>/<name>
+        self.mode = ""
+        self.attr_name = ""
+        # images
+        self.img_key: dict[tuple[str, str], int] = {}
+        self.repeated = False  # an image listed twice (its rows were added to the first one)
+        # what the whole file decides (kept across chunks)
+        self.used_cats: set[str] = set()    # category names of the rows built so far
+        self.missing_images = 0             # images not found under the images root
+        self.clip_rows: list[pd.DataFrame] = []  # category, src_file, src_line of masks cut at the border
+        # streaming (chunk_rows > 0): chunks closed at an </image> once this many rows or images are pending
+        self.chunk_rows = chunk_rows
+        self.seal_due = False               # the next <image> starts a new chunk
+        self.sealed: list[Pending] = []     # closed chunks not yet built
+        self.done_keys: set[tuple[str, str]] = set()  # images already handed out
+        self.prev_cats: list[tuple[Any, Any, Any]] | None = None  # the category table of the last chunk
+        if meta is not None:
+            self.labels, self.tasks, self.attr_types = meta.labels, meta.tasks, meta.attr_types
+            self.nodes = {k: list(v) for k, v in meta.nodes.items()}
+            self.by_subset, self.mode, self.meta_done = meta.by_subset, meta.mode, True
+
+    def meta(self) -> Meta:
+        """What ``<meta>`` said (once it was read), with the notes reading it made."""
+        return Meta(labels=self.labels, tasks=self.tasks, attr_types=self.attr_types,
+                    nodes={k: list(v) for k, v in self.nodes.items()}, by_subset=self.by_subset, mode=self.mode,
+                    notes=tuple(self.report.diagnostics))
+
+    def new_parser(self) -> Any:
+        """An expat parser whose callbacks are this reader's (DTDs and entities refused)."""
+        p = expat.ParserCreate()
+        p.buffer_text = True
+        p.buffer_size = 1 << 16
+        p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        p.StartDoctypeDeclHandler = self._refuse_doctype
+        p.EntityDeclHandler = self._refuse_entity
+        p.ExternalEntityRefHandler = self._refuse_external
+        p.StartElementHandler = self._start
+        p.EndElementHandler = self._end
+        self.parser = p
+        return p
+
+    def _seal(self) -> None:
+        """Close the pending images and rows as one chunk (at an image boundary; nothing is open)."""
+        self.seal_due = False
+        self.sealed.append(self._take(nodes=dict(self.nodes), kp_k=dict(self.kp_k)))
+        self.done_keys.update(self.img_key)
+        self.img_key = {}
+
+    def _take(self, *, nodes: dict[str, list[str]], kp_k: dict[str, int]) -> Pending:
+        """The pending images and rows (and what the categories depend on), leaving empty lists behind."""
+        cols = Pending(nodes=nodes, kp_k=kp_k)
+        for name in Pending.LISTS:
+            old = getattr(self, name)
+            setattr(cols, name, old)
+            setattr(self, name, array(old.typecode) if isinstance(old, array) else [])
+        return cols
+    def _where(self) -> str:
+        return self.stack[-1] if self.stack else ""
+
+    def _refuse_doctype(self, *args: Any) -> None:
+        raise ReadError(self.file, "DOCTYPE / DTD refused (entities and DTDs are not allowed in CVAT XML)",
+                        line=self._line(),
+                        hint="remove the <!DOCTYPE ...> declaration; CVAT never writes one")
+
+    def _refuse_entity(self, *args: Any) -> None:
+        raise ReadError(self.file, "entity declaration refused", line=self._line())
+
+    def _refuse_external(self, *args: Any) -> int:
+        raise ReadError(self.file, "external entity refused", line=self._line())
+
+    def _capture(self) -> None:
+        self.text = []
+        self.parser.CharacterDataHandler = self.text.append
+
+    def _release(self) -> str:
+        self.parser.CharacterDataHandler = None
+        return "".join(self.text)
+
+    # ------------------------------------------------------------------ element starts
+    def _start(self, name: str, attrs: dict[str, str]) -> None:
+        stack = self.stack
+        stack.append(name)
+        d = len(stack)
+        if d == 3 and self.cur_img >= 0:
+            rows, skel = len(self.a_cat), self.skel
+            try:
+                self._image_shape(name, attrs)
+            except (BadValue, KeyError, ValueError, TypeError, IndexError, OverflowError) as e:
+                self._bad_shape(name, attrs, e, rows=rows, skel=skel)
+            return
+        if name == "attribute" and self.cur_attrs is not None and d == self.attr_depth:
+            key = attrs["name"]
+            self.attr_name = self.strs.setdefault(key, key)
+            self._capture()
+            return
+        if self.in_meta:
+            self._meta_start(name, d)
+            return
+        if d == 2:
+            if name == "image":
+                if self.seal_due:
+                    self._seal()
+                self._image_start(attrs)
+            elif name == "track":
+                self._track_start(attrs)
+            elif name == "meta":
+                self.in_meta = True
+            elif name == "tag":
+                self._video_tag(attrs)
+            return
+        if d == 1:
+            if name != "annotations":
+                raise ReadError(self.file, f"not a CVAT XML: the root element is <{name}>, expected <annotations>",
+                                line=self._line())
+            return
+        if self.track is not None:
+            self._track_child(name, attrs, d)
+            return
+        if self.skel is not None and d == 4 and name == "points":
+            self._skeleton_node(attrs)
+
+    def _end(self, name: str) -> None:
+        stack = self.stack
+        d = len(stack)
+        if self.in_meta:
+            self._meta_end(name, d)
+        elif name == "attribute" and self.cur_attrs is not None and d == self.attr_depth:
+            if self.cur_shared_row >= 0:  # a shared dict (a plain box): this box gets its own copy
+                self.cur_attrs = dict(self.cur_attrs)
+                self.a_attr[self.cur_shared_row] = self.cur_attrs
+                self.cur_shared_row = -1
+            self.cur_attrs[self.attr_name] = self._attr_value(self.cur_label, self.attr_name, self._release())
+        elif d == 3 and self.cur_img >= 0:
+            if self.skel is not None:
+                self._skeleton_end()
+            self.cur_attrs = None
+            self.cur_shared_row = -1
+        elif d == 2:
+            if name == "image":
+                self.cur_img = -1
+                self.cur_attrs = None
+                if self.chunk_rows and (len(self.a_cat) >= self.chunk_rows or len(self.img_name) >= self.chunk_rows):
+                    self.seal_due = True
+            elif name == "track" and self.track is not None:
+                self._track_end(self.track)
+                self.track = None
+                self.cur_attrs = None
+            elif name == "tag":
+                self.cur_attrs = None
+        elif d == 3 and name == "track" and self.subtrack is not None:
+            if self.track is not None:
+                self.track.elements.append(self.subtrack)
+            self.subtrack = None
+        elif self.track is not None and name in SHAPES:
+            self.cur_attrs = None
+        stack.pop()
+
+    # ------------------------------------------------------------------ meta
+    def _meta_start(self, name: str, d: int) -> None:
+        stack = self.stack
+        parent = stack[-2]
+        if name == "label" and parent == "labels":
+            self.labels.append({"name": "", "type": "", "parent": None, "svg": "", "attrs": {}})
+        elif name == "attribute" and parent == "attributes" and d >= 4 and stack[-3] == "label":
+            self.labels[-1]["attrs"][None] = ["", ""]  # name, input_type being read
+        elif name in ("task", "job") and parent in ("meta", "tasks"):
+            self.tasks.append({})
+        self._capture()
+
+    def _meta_end(self, name: str, d: int) -> None:
+        stack = self.stack
+        value = self._release()
+        if name == "meta":
+            self.in_meta = False
+            self._finish_meta()
+            return
+        parent = stack[-2] if d >= 2 else ""
+        if parent == "label" and self.labels:
+            lab = self.labels[-1]
+            if name in ("name", "type", "parent", "svg"):
+                lab[name] = value.strip() if name != "svg" else value
+        elif parent == "attribute" and d >= 5 and stack[-4] == "label" and self.labels:
+            pending = self.labels[-1]["attrs"].get(None)
+            if pending is not None:
+                if name == "name":
+                    pending[0] = value.strip()
+                elif name == "input_type":
+                    pending[1] = value.strip()
+        elif name == "attribute" and parent == "attributes" and d >= 4 and stack[-3] == "label" and self.labels:
+            attrs = self.labels[-1]["attrs"]
+            pending = attrs.pop(None, None)
+            if pending and pending[0]:
+                attrs[pending[0]] = pending[1]
+        elif parent in ("task", "job") and self.tasks and name in (
+                "id", "name", "size", "mode", "start_frame", "stop_frame", "frame_filter", "subset"):
+            self.tasks[-1][name] = value.strip()
+        elif parent == "original_size" and d >= 3 and stack[-3] in ("task", "job") and self.tasks:
+            if name in ("width", "height"):
+                self.tasks[-1]["original_" + name] = value.strip()
+
+    def _finish_meta(self) -> None:
+        self.meta_done = True
+        for lab in self.labels:
+            lab["attrs"].pop(None, None)
+            self.attr_types[lab["name"]] = dict(lab["attrs"])
+        for lab in self.labels:
+            if lab["parent"]:
+                self.nodes.setdefault(lab["parent"], []).append(lab["name"])
+        subsets = sorted({str(t["subset"]) for t in self.tasks if t.get("subset")})
+        if len(subsets) > 1:  # the same name may be two pictures, one per subset (CVAT exports images/<subset>/)
+            self.by_subset = True
+            self.report.note("image.by_subset", self.file,
+                             f"a project export of the subsets {', '.join(subsets)}: each image is named "
+                             f"<subset>/<name> (the same name may be a different picture in each subset)",
+                             severity="info")
+        task = self._frame_task()
+        self.mode = str(task.get("mode", "")) if task else ""
+        for t in self.tasks:
+            if not self.mode and t.get("mode"):
+                self.mode = str(t["mode"])
+
+    def _skeleton_edges(self, lab: dict[str, Any], nodes: dict[str, list[str]], *, notes: bool) -> list[list[int]]:
+        names = nodes.get(lab["name"], [])
+        index = {n: i + 1 for i, n in enumerate(names)}
+        node_label: dict[str, str] = {}
+        svg = lab["svg"] or ""
+        for m in _CIRCLE_RE.finditer(svg):
+            a = dict(_SVG_ATTR_RE.findall(m.group(0)))
+            if "data-node-id" in a and "data-label-name" in a:
+                node_label[a["data-node-id"]] = a["data-label-name"]
+        edges: list[list[int]] = []
+        for m in _LINE_RE.finditer(svg):
+            a = dict(_SVG_ATTR_RE.findall(m.group(0)))
+            ends = []
+            for key in ("data-node-from", "data-node-to"):
+                nid = a.get(key)
+                if nid is None:
+                    break
+                if nid in node_label:
+                    k = index.get(node_label[nid])
+                else:  # no label names in the svg: node ids are 1-based positions
+                    k = int(nid) if nid.isdigit() and 1 <= int(nid) <= len(names) else None
+                if k is None:
+                    break
+                ends.append(k)
+            if len(ends) == 2 and ends[0] != ends[1] and ends not in edges:
+                edges.append(ends)
+            elif len(ends) != 2 and notes:
+                self.report.note("dropped.invalid", self.file,
+                                 f"skeleton {lab['name']!r}: an svg edge names an unknown node; edge left out")
+        return edges
+
+    def _attr_value(self, label: str, name: str, text: str) -> Any:
+        kind = self.attr_types.get(label, {}).get(name)
+        if kind == "checkbox":
+            low = text.strip().lower()
+            if low in ("true", "false"):
+                return low == "true"
+        elif kind == "number":
+            s = text.strip()
+            try:
+                return int(s)
+            except ValueError:
+                try:
+                    return float(s)
+                except ValueError:
+                    return text
+        return text
+
+    # ------------------------------------------------------------------ images mode
+    def _image_start(self, attrs: dict[str, str]) -> None:
+        line = self.parser.CurrentLineNumber + self.line0  # (inline: once an image)
+        raw = attrs.get("name")
+        if raw is None:
+            raise BadValue("<image> without a name")
+        name = safe_relative(raw)
+        if name is None:
+            raise ReadError(self.file, f"image name {raw!r} is unsafe: {why_unsafe(raw)}", line=line,
+                            element="image", hint="image names must be relative paths inside the images folder")
+        subset = attrs.get("subset", "")
+        if self.by_subset and subset:
+            qualified = safe_relative(f"{subset}/{name}")
+            if qualified is None:
+                raise ReadError(self.file, f"subset {subset!r} is not a safe folder name: {why_unsafe(subset)}",
+                                line=line, element="image")
+            name = qualified
+        key = (subset, name)
+        w, h = attrs.get("width"), attrs.get("height")
+        if w is None or h is None:
+            raise BadValue(f"<image name={raw!r}> has no width/height")
+        wi, hi = int(float(w)), int(float(h))
+        if wi < 1 or hi < 1 or wi > MAX_SIDE or hi > MAX_SIDE:
+            raise BadValue(f"<image name={raw!r}> has size {w}x{h}")
+        idx = self.img_key.get(key)
+        if idx is not None:
+            self.repeated = True
+        if idx is None:
+            if key in self.done_keys:
+                raise NeedsWholeRead(f"{self.file}:{line}: image {name!r}"
+                                     + (f" (subset {subset!r})" if subset else "")
+                                     + " is listed again after its chunk was handed out")
+            idx = len(self.img_name)
+            self.img_key[key] = idx
+            self.img_name.append(name)
+            self.img_w.append(wi)
+            self.img_h.append(hi)
+            extra: dict[str, Any] = {}
+            if "subset" in attrs:
+                extra["subset"] = subset
+            if "task_id" in attrs:
+                tid = attrs["task_id"]
+                extra["task_id"] = int(tid) if tid.isdigit() else tid
+            self.img_attrs.append(extra or None)
+            self.img_line.append(line)
+        elif (self.img_w[idx], self.img_h[idx]) != (wi, hi):
+            raise BadValue(f"image {name!r} appears twice with different sizes "
+                       f"({self.img_w[idx]}x{self.img_h[idx]} and {wi}x{hi})")
+        self.cur_img = idx
+    def _build(self) -> Dataset:
+        """After the whole file: tracks, frames and frame tags resolved, their notes, then the last Dataset."""
+        for track in self.pending_tracks:
+            self._expand_track(track)
+        self.pending_tracks = []
+        task = self._frame_task() or {}
+        if self.has_tracks or self.frame_tags or (self.mode == "interpolation" and task.get("original_width")):
+            self._ensure_frames()
+        lost_tags = 0
+        for f, tags in sorted(self.frame_tags.items()):
+            if f in self.frame_set:
+                img = self._frame_image(f)
+                for t in tags:
+                    self._add_tag(img, t)
+            else:
+                lost_tags += len(tags)
+        # tallies: a part writes its counts of 0 too, and parts.merge adds them up where read() writes them
+        if lost_tags or self.part:
+            self.report.tally("image.missing", self.file, "{} tag(s) name frames the task does not have; left out",
+                              (lost_tags,))
+        if self.tag_count - lost_tags or self.part:
+            self.report.tally("image.attribute", f"{self.file}:{self.tag_line}",
+                              "{} tag(s) kept as the image attribute 'tags' (not object annotations)",
+                              (self.tag_count - lost_tags,), severity="info")
+        if self.approx_tracks:
+            self.report.note("coordinates.suspect", self.file,
+                             f"track(s) {', '.join(self.approx_tracks[:10])}: polygons with different point "
+                             "counts between keyframes are repeated, not interpolated", severity="info")
+        return self._make(self._take(nodes=self.nodes, kp_k=self.kp_k), final=True)
+
+    def _make(self, c: Pending, *, final: bool) -> Dataset:
+        """The Dataset of one chunk's columns; ``final``: the last one, which also reports what the whole file
+        decides (the aggregated notes, the drops, the clipped masks) as one ``read()`` reports them."""
+        names = c.img_name
+        if final and self.frame_rows:
+            names = list(names)
+            pattern = self.options.frame_pattern
+            for f, idx in self.frame_rows.items():
+                names[idx] = frame_file_name(pattern, f)
+        paths = self._image_paths(names, c.img_attrs)
+        if final and (self.missing_images or (self.part and self.images_root is not None
+                                              and Path(self.images_root).is_dir())):
+            self.report.tally("image.missing", str(self.images_root),
+                              "{} image(s) named in " + self.file.replace("{", "{{").replace("}", "}}")
+                              + " are not under the images folder",
+                              (self.missing_images,))
+        images = {
+            "file_name": pd.Series(names, dtype=object),
+            "width": np.asarray(c.img_w, dtype=np.int64),
+            "height": np.asarray(c.img_h, dtype=np.int64),
+            "path": pd.Series(paths, dtype=object),
+            "attributes": pd.Series(c.img_attrs, dtype=object),
+            "src_file": pd.Series([self.file] * len(names), dtype=object),
+        }
+        self.used_cats.update(c.a_cat)
+        cats = self._categories(c, notes=final)
+        if self.prev_cats is not None:  # names that only rows of earlier chunks brought, in their order
+            known = set(cats["name"])
+            for name, kp, sk in self.prev_cats:
+                if name not in known:
+                    cats["name"].append(name)
+                    cats["keypoints"].append(kp)
+                    cats["skeleton"].append(sk)
+        n = len(c.a_cat)
+        box = np.asarray(c.a_box, dtype=np.float64).reshape(n, 4)
+        il = np.asarray(c.a_il, dtype=np.int64).reshape(n, 2)
+        x0, y0 = box[:, 0], box[:, 1]  # views: the table copies them into its own blocks
+        ann = {
+            "image": il[:, 0],
+            "category": pd.Series(c.a_cat, dtype=object),
+            "x": x0, "y": y0,
+            "w": box[:, 2] - x0,
+            "h": box[:, 3] - y0,
+            "iscrowd": np.zeros(n, dtype=np.int8),
+            "segmentation": pd.Series(c.a_seg, dtype=object),
+            "keypoints": pd.Series(c.a_kp, dtype=object),
+            "attributes": pd.Series(c.a_attr, dtype=object),
+            "src_file": pd.Series([self.file] * n, dtype=object),
+            "src_line": il[:, 1],
+        }
+        self.report.add_read(n + (len(self.d_reason) if final else 0))
+        ds = Dataset.build(images=images, categories=cats, annotations=ann, report=self.report)
+        if self.chunk_rows:
+            self._check_categories(ds)
+        if c.clipped_rows:
+            self.clip_rows.append(ds.annotations.iloc[c.clipped_rows][["category", "src_file", "src_line"]])
+        if final and self.clip_rows:
+            self.report.change("clipped", self.clip_rows[0] if len(self.clip_rows) == 1
+                               else pd.concat(self.clip_rows, ignore_index=True),
+                               "mask rectangle extends outside the image; cut at the border")
+        if final and self.d_reason:
+            drops = pd.DataFrame({"reason": self.d_reason, "category": self.d_cat,
+                                  "src_file": [self.file] * len(self.d_reason), "src_line": self.d_line,
+                                  "message": self.d_msg})
+            self.report.drop(None, drops)  # in file order (the order parts add up to), each with its reason
+        return ds
+
+    def _check_categories(self, ds: Dataset) -> None:
+        """Streaming: the chunks' category tables must grow by appending only, so that their union is the
+        table ``read()`` builds once at the end; a name defined again differently needs the whole file."""
+        cats = ds.categories
+        table = list(zip(cats["name"], cats["keypoints"], cats["skeleton"], strict=True))
+        prev = self.prev_cats or []
+        for i, (old, new) in enumerate(zip(prev, table[:len(prev)], strict=False)):
+            if old != new:
+                what = (f"category {old[0]!r} is defined again ({new[1]!r} keypoints)" if old[0] == new[0]
+                        else f"category {new[0]!r} takes the place of {old[0]!r} (position {i + 1})")
+                raise NeedsWholeRead(f"{self.file}: {what} after a chunk was handed out: a skeleton label "
+                                     "missing from <meta> or a keypoint count growing with cvat_points="
+                                     "'keypoints' is known only at the end of the file")
+        if len(table) < len(prev):
+            raise NeedsWholeRead(f"{self.file}: categories of an earlier chunk are missing from a later one")
+        self.prev_cats = table
+
+    def _categories(self, c: Pending, *, notes: bool) -> dict[str, list[Any]]:
+        names: list[str] = []
+        kps: list[Any] = []
+        skel: list[Any] = []
+        for lab in self.labels:
+            if lab["parent"] or lab["type"] == "tag" or lab["name"] in names or not lab["name"]:
+                continue
+            names.append(lab["name"])
+            if lab["type"] == "skeleton" or lab["name"] in c.nodes:
+                kps.append(list(c.nodes.get(lab["name"], [])))
+                skel.append(self._skeleton_edges(lab, c.nodes, notes=notes))
+            else:
+                kps.append(None)
+                skel.append(None)
+        known = set(names)
+        used = self.used_cats
+        for name, nodes in c.nodes.items():  # skeletons drawn with labels missing from <meta>
+            if name not in known and name in used:
+                names.append(name)
+                kps.append(list(nodes))
+                skel.append([])
+                known.add(name)
+        if c.kp_k:
+            self._pad_points(names, kps, skel, c)
+        return {"name": names, "keypoints": kps, "skeleton": skel}
+
+    def _pad_points(self, names: list[str], kps: list[Any], skel: list[Any], c: Pending) -> None:
+        """<points> kept as keypoints: one K per category (the largest count), shorter shapes padded with v=0."""
+        per_cat = dict(c.kp_k)
+        for cat, k in per_cat.items():
+            if cat in names:
+                i = names.index(cat)
+                if kps[i] is not None and len(kps[i]) >= k:
+                    per_cat[cat] = len(kps[i])
+                    continue
+                kps[i] = [str(j + 1) for j in range(k)]
+                skel[i] = []
+            else:
+                names.append(cat)
+                kps.append([str(j + 1) for j in range(k)])
+                skel.append([])
+        for r in c.kp_points_rows:
+            arr = c.a_kp[r]
+            k = per_cat[c.a_cat[r]]
+            if len(arr) < k:
+                pad = np.zeros((k, 3), dtype=np.float64)
+                pad[:len(arr)] = arr
+                c.a_kp[r] = pad
+
+    def _image_paths(self, names: list[str], img_attrs: list[dict[str, Any] | None]) -> list[str | None]:
+        root = self.images_root
+        if root is None or not Path(root).is_dir():
+            return [None] * len(names)
+        out: list[str | None] = []
+        missing = 0
+        for name, attrs in zip(names, img_attrs, strict=True):
+            found: Path | None = None
+            subset = (attrs or {}).get("subset")
+            bare = name[len(subset) + 1:] if self.by_subset and subset and name.startswith(f"{subset}/") else None
+            for cand in (name, f"{subset}/{name}" if subset and bare is None else bare):
+                p = safe_join(root, cand) if cand else None
+                if p is not None and p.is_file():
+                    found = p
+                    break
+            if found is None:
+                missing += 1
+            out.append(str(found) if found is not None else None)
+        self.missing_images += missing
+        return out
