@@ -97,6 +97,7 @@ class Diagnostic:
     # a note that counts things (Report.tally): its template and counts, so that the notes of a source's parts
     # add up to the note of one read (prelabel.adapters.parts.merge); not part of the note's identity
     tally: tuple[str, tuple[int, ...]] | None = field(default=None, compare=False, repr=False)
+    tally_first: bool = field(default=False, compare=False, repr=False)  # the sum stands where the first part's did
 
     def __post_init__(self) -> None:
         if "{option:" in self.message:  # an option named in the message, spelled for its reader
@@ -137,9 +138,11 @@ class Report:
         self.diagnostics.append(Diagnostic(code, str(source), spell(message), severity))
 
     def tally(self, code: str, source: str, template: str, counts: tuple[int, ...], *,
-              severity: str = "warning") -> None:
+              severity: str = "warning", first: bool = False) -> None:
         """A note that counts things: ``template.format(*counts)``. The tallies of a source's parts with the same
-        code, source and template add up to one note (:func:`prelabel.adapters.parts.merge`).
+        code, source (its ``:line`` aside) and template add up to one note (:func:`prelabel.adapters.parts.merge`),
+        standing where the last part's stood (``first``: where the first part's stood, for a reader that writes
+        it before the notes every part repeats).
 
         >>> r = Report()
         >>> r.tally("image.size_from_header", "ds", "{} size(s) read", (3,), severity="info")
@@ -147,7 +150,7 @@ class Report:
         ('3 size(s) read', ('{} size(s) read', (3,)))
         """
         self.diagnostics.append(Diagnostic(code, str(source), template.format(*counts), severity,
-                                           tally=(template, tuple(int(c) for c in counts))))
+                                           tally=(template, tuple(int(c) for c in counts)), tally_first=first))
 
     def drop(self, reason: str | None, rows: pd.DataFrame, message: str = "", *, phase: int = 0) -> None:
         """Record annotation rows removed for ``reason`` (None: each row's own, from a ``reason`` column).

@@ -1,8 +1,9 @@
-"""Streaming the CVAT adapter: ``iter_chunks`` must give ``read()``'s dataset and report, cut into whole images.
+"""Streaming the CVAT adapter: the engine's stream of its plan's parts (``PartStream``: byte ranges cut at
+``<image>``) must give ``read()``'s dataset and report, cut into whole images; what needs the whole file is
+planned as one part, or raises ``NeedsWholeRead`` for the pipeline to read it whole.
 
-The reference is ``read()`` (the same parser, but one table built once the whole file is known, where the
-chunks build theirs as they go); one small case is also checked value by value against numbers worked out by
-hand from its XML.
+The reference is ``read()`` (the same parser over the whole file, where each part parses its own bytes); one
+small case is also checked value by value against numbers worked out by hand from its XML.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from chunk_equality import datasets_equal, reports_equal
 
 from prelabel.adapters import cvat
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
-from prelabel.errors import ReadError, UsageError
+from prelabel.engine import PartStream
+from prelabel.errors import ReadError
 from prelabel.model import Dataset
 from prelabel.report import Report
 
@@ -43,30 +45,23 @@ def _whole(path: Path, **opts: Any) -> tuple[Dataset, Report]:
     return cvat.read(path, options=ReadOptions(**opts), report=report), report
 
 
-def _stream(path: Path, chunk_rows: int, **opts: Any) -> tuple[list[Dataset], Report]:
-    report = Report()
-    chunks = list(cvat.iter_chunks(path, options=ReadOptions(**opts), report=report, chunk_rows=chunk_rows))
-    for c in chunks:
-        assert c.report is report
-    return chunks, report
+def _stream(path: Path, parts: int, **opts: Any) -> tuple[list[Dataset], Report]:
+    stream = PartStream(cvat, path, options=ReadOptions(**opts), parts=parts)
+    shared = Report()
+    chunks = [Dataset(images=i, categories=c, annotations=a, report=shared) for i, c, a in stream]
+    return chunks, stream.report
 
 
-def _check(path: Path, chunk_rows: int, **opts: Any) -> list[Dataset]:
-    """Chunks of whole images, closed at the first image boundary past ``chunk_rows``; their concatenation
-    and the report equal ``read()``'s."""
+def _check(path: Path, parts: int, **opts: Any) -> list[Dataset]:
+    """Parts of whole images, rows grouped by image in order; their concatenation and the merged report equal
+    ``read()``'s."""
     ds, rep = _whole(path, **opts)
-    chunks, srep = _stream(path, chunk_rows, **opts)
+    chunks, srep = _stream(path, parts, **opts)
     assert chunks
-    for i, c in enumerate(chunks):
+    for c in chunks:
         img = c.annotations["image"].to_numpy()
         assert ((img >= 0) & (img < len(c.images))).all()
         assert len(c.images) >= 1 or len(ds.images) == 0
-        if i < len(chunks) - 1 and len(chunks) > 1 and Path(path).is_file():
-            # closed once it reached chunk_rows rows or images, not one image earlier
-            last = len(c.images) - 1
-            rows_before = int((img < last).sum())
-            assert len(c) >= chunk_rows or len(c.images) >= chunk_rows
-            assert rows_before < chunk_rows and last < chunk_rows
     datasets_equal(Dataset.concat(chunks), ds)
     reports_equal(srep, rep)
     return chunks
@@ -172,62 +167,51 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- equal to read()
-@pytest.mark.parametrize("chunk_rows", SIZES)
-def test_sample_data(chunk_rows: int) -> None:
-    _check(SAMPLE, chunk_rows)
-    _check(SAMPLE, chunk_rows, images=ROOT / "sample_data" / "images")  # paths found, some images missing
+@pytest.mark.parametrize("parts", SIZES)
+def test_sample_data(parts: int) -> None:
+    _check(SAMPLE, parts)
+    _check(SAMPLE, parts, images=ROOT / "sample_data" / "images")  # paths found, some images missing
 
 
 @pytest.mark.parametrize("name", FIXTURE_FILES, ids=lambda p: "/".join(p.parts[-3:]))
-@pytest.mark.parametrize("chunk_rows", SIZES)
-def test_fixtures(fixtures_dir: Path, name: Path, chunk_rows: int) -> None:
-    _check(fixtures_dir / name, chunk_rows)
+@pytest.mark.parametrize("parts", SIZES)
+def test_fixtures(fixtures_dir: Path, name: Path, parts: int) -> None:
+    _check(fixtures_dir / name, parts)
     try:
-        _check(fixtures_dir / name, chunk_rows, cvat_points="keypoints")
-    except NeedsWholeRead as e:  # only for a category whose <points> first come after an earlier chunk
-        m = re.search(r"category '([^']+)' is defined again", e.reason)
-        assert m and chunk_rows < 10**6, e.reason
-        ds, _ = _whole(fixtures_dir / name, cvat_points="keypoints")
-        first_chunk = ds.annotations[ds.annotations["image"] == 0]
-        assert m.group(1) in set(ds.annotations["category"]) - set(first_chunk["category"])
+        _check(fixtures_dir / name, parts, cvat_points="keypoints")
+    except NeedsWholeRead as e:  # points kept as keypoints: a label's count is known only at the end
+        assert "keypoints" in e.reason, e.reason
 
 
-@pytest.mark.parametrize("chunk_rows", SIZES)
-def test_generated_every_shape(generated: Path, chunk_rows: int) -> None:
-    chunks = _check(generated, chunk_rows)
+@pytest.mark.parametrize("parts", SIZES)
+def test_generated_every_shape(generated: Path, parts: int) -> None:
+    chunks = _check(generated, parts)
     ds, rep = _whole(generated)
     # the file exercises what it is meant to: drops of several reasons, clipped masks, empty images, tags
     assert set(rep.dropped_counts()) == {"dropped.degenerate", "dropped.unknown_category", "dropped.unsupported"}
     assert rep.to_dict()["changed"]["clipped"] > 1
     assert (~ds.images.index.isin(ds.annotations["image"])).sum() > 5
     assert ds.category_names == ["car", "person", "pts", "sk", "bus", "truck"]
-    if chunk_rows <= 3:
-        assert len(chunks) > 20
-        # drops come from many chunks, yet they are reported once, grouped by reason as read() does
+    if parts >= 5:
+        assert len(chunks) == parts if parts < 60 else len(chunks) == 60  # at most one part an image
+        # drops come from many parts, yet they are reported once, in file order, as read() does
         assert len(rep.drops) > len(rep.dropped_counts())
 
 
-@pytest.mark.parametrize("chunk_rows", SIZES)
-def test_generated_points_as_keypoints(generated: Path, chunk_rows: int) -> None:
-    chunks = _check(generated, chunk_rows, cvat_points="keypoints")
-    pts = Dataset.concat(chunks).categories.set_index("name").loc["pts"]
-    assert pts.keypoints == ["1", "2", "3"]
+@pytest.mark.parametrize("parts", (1, 3))
+def test_generated_points_as_keypoints(generated: Path, parts: int) -> None:
+    """Points kept as keypoints pad every row to the largest count of the file: a part raises NeedsWholeRead
+    (the pipeline then reads the file whole), and one part is read()."""
+    if parts == 1:
+        chunks = _check(generated, parts, cvat_points="keypoints")
+        pts = Dataset.concat(chunks).categories.set_index("name").loc["pts"]
+        assert pts.keypoints == ["1", "2", "3"]
+    else:
+        _raises(generated, parts, "keypoints", cvat_points="keypoints")
 
 
-def test_points_as_keypoints_declared_late(tmp_path: Path) -> None:
-    """<meta>'s label 'pts' has no keypoints until its first <points>: a chunk before that one has handed it
-    out without them, so the whole file is needed (whatever the size of the pieces read)."""
-    xml = _generate(tmp_path / "annotations.xml", 30, seed=4)
-    text = xml.read_text(encoding="utf-8")
-    first = text.index("<image ")
-    xml.write_text(text[:first] + '<image id="x" name="first.jpg" width="8" height="8"/>' + text[first:],
-                   encoding="utf-8")
-    _raises(xml, 1, "'pts' is defined again", cvat_points="keypoints")
-    _check(xml, 10**6, cvat_points="keypoints")
-
-
-@pytest.mark.parametrize("chunk_rows", (1, 4, 10**6))
-def test_generated_project_export_with_images_root(tmp_path: Path, chunk_rows: int) -> None:
+@pytest.mark.parametrize("parts", (1, 4, 10**6))
+def test_generated_project_export_with_images_root(tmp_path: Path, parts: int) -> None:
     xml = _generate(tmp_path / "annotations.xml", 30, seed=3, subsets=True)
     images = tmp_path / "images"
     for i in range(0, 30, 3):  # every third image exists (under its subset folder or at the top)
@@ -235,33 +219,34 @@ def test_generated_project_export_with_images_root(tmp_path: Path, chunk_rows: i
             p = images / sub / "dir" / f"img{i:04d}.jpg"
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(b"")
-    _check(xml, chunk_rows)  # the images folder beside the file is found by both
+    _check(xml, parts)  # the images folder beside the file is found by both
     ds, rep = _whole(xml)
     assert ds.images["path"].notna().sum() == 10
-    assert [d.code for d in rep.diagnostics].count("image.missing") == 1  # one note for all chunks
+    assert [d.code for d in rep.diagnostics].count("image.missing") == 1  # one note for all parts
 
 
-@pytest.mark.parametrize("chunk_rows", (1, 2, 10**6))
-def test_folder_of_files(tmp_path: Path, chunk_rows: int) -> None:
+@pytest.mark.parametrize("parts", (1, 2, 10**6))
+def test_folder_of_files(tmp_path: Path, parts: int) -> None:
     _generate(tmp_path / "a.xml", 8, seed=1)
     _generate(tmp_path / "b.xml", 9, seed=2)
-    chunks = _check(tmp_path, chunk_rows)
+    chunks = _check(tmp_path, parts)
     files = {str(tmp_path / "a.xml"), str(tmp_path / "b.xml")}
-    for c in chunks:  # a chunk never mixes files
-        assert len(set(c.images["src_file"])) <= 1 and set(c.images["src_file"]) <= files
+    for c in chunks:  # a part never mixes files (one part is the whole folder)
+        assert len(set(c.images["src_file"])) <= (1 if parts > 1 else 2) and set(c.images["src_file"]) <= files
 
 
-@pytest.mark.parametrize("chunk_rows", (1, 10**6))
-def test_no_images(tmp_path: Path, chunk_rows: int) -> None:
+@pytest.mark.parametrize("parts", (1, 10**6))
+def test_no_images(tmp_path: Path, parts: int) -> None:
     p = tmp_path / "annotations.xml"
     p.write_text(f"<annotations><version>1.1</version>{META}</annotations>", encoding="utf-8")
-    chunks = _check(p, chunk_rows)
+    chunks = _check(p, parts)
     assert len(chunks) == 1 and len(chunks[0].images) == 0
     assert chunks[0].category_names == ["car", "person", "pts", "sk"]
 
 
 def test_interpolation_task_images_export_adds_frames_last(tmp_path: Path) -> None:
-    """A CVAT for images export of a video task: read() appends the task's frames after the <image> rows."""
+    """A CVAT for images export of a video task: read() appends the task's frames after the <image> rows; the
+    plan reads such a file as one part."""
     p = tmp_path / "annotations.xml"
     p.write_text('<annotations><version>1.1</version><meta><task><mode>interpolation</mode><size>3</size>'
                  '<start_frame>0</start_frame><stop_frame>2</stop_frame><original_size><width>20</width>'
@@ -271,7 +256,7 @@ def test_interpolation_task_images_export_adds_frames_last(tmp_path: Path) -> No
                                      for i in range(3)) + '</annotations>', encoding="utf-8")
     for n in (1, 2, 10**6):
         chunks = _check(p, n)
-        assert len(chunks[-1].images) >= 3  # the frames come with the last chunk
+        assert len(chunks) == 1 and len(chunks[-1].images) >= 3
 
 
 # ---------------------------------------------------------------------------------------------- by hand
@@ -297,52 +282,53 @@ HAND = """<annotations><version>1.1</version><meta><task><labels><label><name>ca
 def test_small_case_by_hand(tmp_path: Path) -> None:
     p = tmp_path / "annotations.xml"
     p.write_text(HAND, encoding="utf-8")
-    chunks, rep = _stream(p, 2)
-    # chunk_rows=2: a has 1 row (not enough); with b the chunk holds 3 rows -> closed before c. c has no rows,
-    # c + d make 2 images -> the end of the file closes the last chunk anyway.
-    assert [list(c.images["file_name"]) for c in chunks] == [["a.jpg", "b.jpg"], ["c.jpg", "d.jpg"]]
-    a0, a1 = chunks[0].annotations, chunks[1].annotations
-    assert a0["image"].tolist() == [0, 1, 1] and a1["image"].tolist() == [1]
-    assert a0["category"].tolist() == ["car", "dog", "cat"]
-    # box (1,2)-(4,6) -> [1, 2, 3, 4]; triangle (1,1) (5,1) (5,4) -> [1, 1, 4, 3]; box (0,0)-(2,2) -> [0, 0, 2, 2]
-    assert a0[["x", "y", "w", "h"]].to_numpy().tolist() == [[1, 2, 3, 4], [1, 1, 4, 3], [0, 0, 2, 2]]
-    assert a0["src_line"].tolist() == [4, 8, 9] and a1["src_line"].tolist() == [14]
-    assert a0["attributes"].tolist() == [{"occluded": True}, {}, {}]
+    chunks, rep = _stream(p, 4)
+    assert [n for c in chunks for n in c.images["file_name"]] == ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    a = Dataset.concat(chunks).annotations
+    assert a["image"].tolist() == [0, 1, 1, 3]
+    assert a["category"].tolist() == ["car", "dog", "cat", "car"]
+    # box (1,2)-(4,6) -> [1, 2, 3, 4]; triangle (1,1) (5,1) (5,4) -> [1, 1, 4, 3]; box (0,0)-(2,2) -> [0, 0, 2, 2];
     # the mask 2x2 at (8, 7) in a 10x8 image, row-major runs 0 off, 3 on, 1 off: pixels (8,7) (9,7) (8,8) are
     # set; row 8 is outside the image, so what is left is (8,7) and (9,7): bbox [8, 7, 2, 1], "clipped"
-    assert a1[["x", "y", "w", "h"]].to_numpy().tolist() == [[8, 7, 2, 1]]
-    # categories: <meta>'s car, dog; cat appended where first seen (chunk 1), kept in chunk 2
-    assert chunks[0].category_names == ["car", "dog", "cat"] and chunks[1].category_names == ["car", "dog", "cat"]
+    assert a[["x", "y", "w", "h"]].to_numpy().tolist() == [[1, 2, 3, 4], [1, 1, 4, 3], [0, 0, 2, 2], [8, 7, 2, 1]]
+    assert a["src_line"].tolist() == [4, 8, 9, 14]  # lines counted from the file's start in every part
+    assert a["attributes"].tolist()[:3] == [{"occluded": True}, {}, {}]
+    # categories: <meta>'s car, dog in every part; cat appended where first seen
+    assert Dataset.concat(chunks).category_names == ["car", "dog", "cat"]
     assert rep.read == 5 and rep.dropped_counts() == {"dropped.unsupported": 1}
     assert rep.drops["source"].tolist() == [f"{p}:7"]
     assert rep.changes[["reason", "source"]].values.tolist() == [["clipped", f"{p}:14"]]
+    _check(p, 2)
 
 
 @pytest.mark.parametrize("piece", (97, 4096))
-def test_chunks_release_rows(generated: Path, monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
-    """Read in small pieces, the reader holds only the rows of the pieces since the last chunk handed out,
-    and the result does not depend on where the pieces end."""
+def test_pieces_fed_to_the_parser(generated: Path, monkeypatch: pytest.MonkeyPatch, piece: int) -> None:
+    """The file (or a part's bytes) fed to expat in small pieces: the result does not depend on where the
+    pieces end."""
     monkeypatch.setattr(cvat, "_CHUNK", piece)
-    reader = cvat._Reader(generated, options=ReadOptions(), report=Report(), images_root=None, chunk_rows=2)
-    most = 0
-    for c in reader.chunks():
-        most = max(most, len(reader.a_cat) + sum(len(s.a_cat) for s in reader.sealed))
-        assert len(c) < 2 + 6  # at most one image past the threshold (6 shapes an image)
-    assert most < (10 if piece < 100 else 40)
     for n in (1, 3, 10**6):
         _check(generated, n)
-        _check(generated, n, cvat_points="keypoints")
 
 
 # ---------------------------------------------------------------------------------------------- whole file needed
-def _raises(path: Path, chunk_rows: int, match: str, **opts: Any) -> None:
+def _raises(path: Path, parts: int, match: str, **opts: Any) -> None:
+    """The file cannot be streamed in parts: the plan reads it as one part, or a part raises NeedsWholeRead
+    (the pipeline then reads the whole file, and notes why)."""
+    if len(cvat.plan(path, options=ReadOptions(**opts), parts=parts)) == 1:
+        return
     with pytest.raises(NeedsWholeRead, match=match) as e:
-        list(cvat.iter_chunks(path, options=ReadOptions(**opts), report=Report(), chunk_rows=chunk_rows))
+        _stream(path, parts, **opts)
     assert e.value.reason == str(e.value)
 
 
+def _one_part(path: Path, **opts: Any) -> None:
+    """The plan reads the file as one part, however many are asked for; the stream is read()."""
+    assert len(cvat.plan(path, options=ReadOptions(**opts), parts=8)) == 1
+    _check(path, 8, **opts)
+
+
 def test_video_tracks_need_the_whole_file(fixtures_dir: Path) -> None:
-    _raises(fixtures_dir / FOR_VIDEO, 10**6, "tracks")
+    _one_part(fixtures_dir / FOR_VIDEO)
 
 
 def test_video_frame_tags_need_the_whole_file(tmp_path: Path) -> None:
@@ -351,7 +337,7 @@ def test_video_frame_tags_need_the_whole_file(tmp_path: Path) -> None:
                  '<original_size><width>8</width><height>6</height></original_size><labels><label>'
                  '<name>day</name><type>tag</type></label></labels></task></meta>'
                  '<tag frame="1" label="day"/></annotations>', encoding="utf-8")
-    _raises(p, 10**6, "frame tags")
+    _one_part(p)
 
 
 def test_image_listed_again(tmp_path: Path) -> None:
@@ -361,8 +347,8 @@ def test_image_listed_again(tmp_path: Path) -> None:
             '</image>')
     p = tmp_path / "annotations.xml"
     p.write_text(f"<annotations><version>1.1</version>{META}\n{body}</annotations>", encoding="utf-8")
-    _raises(p, 1, r"image 'a.jpg' is listed again")
-    ds = _check(p, 10**6)[0]  # within one chunk the second listing merges into the first, as in read()
+    _one_part(p)
+    ds = _check(p, 10**6)[0]  # the second listing merges into the first, as in read()
     assert ds.annotations["image"].tolist() == [0, 0] and len(ds.images) == 2
 
 
@@ -376,11 +362,10 @@ def test_skeleton_label_missing_from_meta(tmp_path: Path) -> None:
 
     p = tmp_path / "annotations.xml"
     p.write_text(doc('<box label="car" xtl="0" ytl="0" xbr="1" ybr="1"/>'), encoding="utf-8")
-    chunks = _check(p, 1)  # first seen in the second chunk: appended there, as read() appends it
-    assert chunks[1].categories.set_index("name").loc["hand"].keypoints == ["p"]
-    p.write_text(doc('<box label="hand" xtl="0" ytl="0" xbr="1" ybr="1"/>'), encoding="utf-8")
-    _raises(p, 1, "'hand' is defined again")  # a plain category in chunk 1, a skeleton in chunk 2
-    _check(p, 10**6)
+    _raises(p, 2, "skeleton")  # its nodes are known only where its first <skeleton> is
+    _check(p, 1)
+    ds, _ = _whole(p)
+    assert ds.categories.set_index("name").loc["hand"].keypoints == ["p"]
 
 
 def test_points_as_keypoints_count_growing(tmp_path: Path) -> None:
@@ -390,11 +375,11 @@ def test_points_as_keypoints_count_growing(tmp_path: Path) -> None:
                  '<image id="0" name="a.jpg" width="8" height="6"><points label="pts" points="1,1;2,2"/></image>'
                  '<image id="1" name="b.jpg" width="8" height="6"><points label="pts" points="1,1;2,2;3,3"/>'
                  '</image></annotations>', encoding="utf-8")
-    _raises(p, 1, "'pts' is defined again", cvat_points="keypoints")
-    ds = _check(p, 10**6, cvat_points="keypoints")[0]
+    _raises(p, 2, "keypoints", cvat_points="keypoints")
+    ds = _check(p, 1, cvat_points="keypoints")[0]
     assert ds.categories.set_index("name").loc["pts"].keypoints == ["1", "2", "3"]
     assert ds.annotations["keypoints"][0].tolist() == [[1, 1, 2], [2, 2, 2], [0, 0, 0]]  # padded with v=0
-    _check(p, 1)  # skipped points: nothing to pad, streams
+    _check(p, 2)  # skipped points: nothing to pad, streams
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -408,20 +393,14 @@ def test_errors_are_read_errors_as_read_raises_them(tmp_path: Path, monkeypatch:
     with pytest.raises(ReadError) as whole:
         _whole(p)
     assert f"annotations.xml:{line}#image: bad value" in str(whole.value)
-    for piece in (64, 1 << 20):  # the error comes after some chunks were handed out, or before any
+    for piece in (64, 1 << 20):  # fed in small pieces or at once
         monkeypatch.setattr(cvat, "_CHUNK", piece)
-        got = []
-        with pytest.raises(ReadError) as streamed:
-            for c in cvat.iter_chunks(p, options=ReadOptions(), report=Report(), chunk_rows=1):
-                got.append(list(c.images["file_name"]))
-        assert str(streamed.value) == str(whole.value)
-        # images 0..14 closed before image 15 fails; the last closed one is still the open chunk
-        assert got == [[f"dir/img{i:04d}.jpg"] for i in range(len(got))] and len(got) <= 14
-        assert len(got) > 10 if piece == 64 else not got
-    with pytest.raises(UsageError, match="chunk_rows"):
-        list(cvat.iter_chunks(p, options=ReadOptions(), report=Report(), chunk_rows=0))
+        for parts in (1, 4, 20):
+            with pytest.raises(ReadError) as streamed:
+                _stream(p, parts)
+            assert str(streamed.value) == str(whole.value)
     with pytest.raises(ReadError, match="no such file"):
-        list(cvat.iter_chunks(tmp_path / "nope.xml", options=ReadOptions(), report=Report()))
+        _stream(tmp_path / "nope.xml", 2)
 
 
 def test_cuboid_is_dropped_not_an_error(tmp_path: Path) -> None:

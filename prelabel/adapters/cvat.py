@@ -39,11 +39,13 @@ dropped with ``dropped.no_image``. A project export with tracks takes its frames
 describes them.
 
 The file is parsed as a stream with expat (elements are never kept; numbers go straight to flat arrays, labels
-are kept once), so a large export needs memory for its annotations, not for its XML tree. ``iter_chunks`` goes
-further: it hands out the images closed so far, in chunks of about ``chunk_rows`` rows, and forgets them, so its
-memory follows the chunk size, not the file; a video export (tracks, frame tags), an image listed again after
-its chunk, or a category whose keypoints change after a chunk (a skeleton label missing from ``<meta>``,
-``cvat_points="keypoints"`` counts that grow) raise ``NeedsWholeRead`` for ``read()`` to take over. A DOCTYPE, entity
+are kept once), so a large export needs memory for its annotations, not for its XML tree. :func:`plan` cuts a
+file into byte ranges at ``<image>`` boundaries (``<meta>`` read once and carried to every part) and
+:func:`read_part` reads one: the engine (:mod:`prelabel.engine`) reads a file of 16-96 MB on two processes
+(:func:`auto_workers`) and streams a conversion part by part, so memory follows the part, not the file. A
+video export (tracks, frame tags), an image listed in two parts, or a category whose keypoints a later part
+changes (a skeleton label missing from ``<meta>``, ``cvat_points="keypoints"`` counts that grow) is read
+whole. A DOCTYPE, entity
 declaration or external entity is refused with a ReadError naming the file, before anything is expanded. Source
 locations are ``file:line`` of each element (of the track for interpolated frames); drops are reported in file
 order.
@@ -77,22 +79,21 @@ from __future__ import annotations
 
 import mmap
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from xml.parsers import expat
 
-from ..errors import ReadError, UsageError
+from ..errors import ReadError
 from ..junk import junk_reason
 from ..model import Dataset
 from ..paths import safe_relative
 from ..report import Report
-from .base import DEFAULT_CHUNK_ROWS, ReadOptions
+from .base import ReadOptions
 from .cvat_reader import CvatReader, Meta
 from .cvat_shapes import BadValue
 from .parts import ByteRange
 
-__all__ = ["DESCRIPTION", "NAME", "auto_workers", "detect", "iter_chunks", "plan", "read", "read_part"]
+__all__ = ["DESCRIPTION", "NAME", "auto_workers", "detect", "plan", "read", "read_part"]
 
 NAME = "cvat"
 DESCRIPTION = "CVAT for images 1.1 / CVAT for video 1.1 XML (task, job and project exports)"
@@ -163,25 +164,6 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     files, root = _inputs(Path(path), options)
     parts = [_Reader(f, options=options, report=report, images_root=root).run() for f in files]
     return parts[0] if len(parts) == 1 else Dataset.concat(parts, report=report)
-
-
-def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
-                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Dataset]:
-    """``read()``'s dataset in chunks of whole images (the protocol of :mod:`prelabel.adapters.base`).
-
-    A chunk is closed at the first ``</image>`` after which it holds ``chunk_rows`` annotation rows or images;
-    the rows already handed out are released, so memory follows ``chunk_rows``, not the file. A folder is read
-    file after file, as ``read()`` concatenates them. Raises :class:`NeedsWholeRead` for video exports
-    (``<track>``, frame ``<tag>``), an image listed again after its chunk was handed out, and a category whose
-    definition changes after a chunk naming it was handed out (a skeleton missing from ``<meta>``, the
-    keypoint count of ``cvat_points="keypoints"`` growing); every drop and note goes to ``report`` as
-    ``read()`` puts it, the aggregated ones with the last chunk.
-    """
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise UsageError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-    files, root = _inputs(Path(path), options)
-    for f in files:
-        yield from _Reader(f, options=options, report=report, images_root=root, chunk_rows=chunk_rows).chunks()
 
 
 # ------------------------------------------------------------------------------------------------ parts
@@ -357,9 +339,8 @@ class _Reader(CvatReader):
 
     span: tuple[int, int, bool] | None = None  # start, stop, and whether the part ends the file
 
-    def _parse(self) -> Iterator[None]:
-        """Feed the file (or the part's bytes) to expat piece by piece; pause (yield) after each piece that closed
-        a chunk."""
+    def _parse(self) -> None:
+        """Feed the file (or the part's bytes) to expat piece by piece."""
         p = self.new_parser()
         start, stop, last = self.span or (0, -1, True)
         try:
@@ -374,8 +355,6 @@ class _Reader(CvatReader):
                         break
                     left -= len(chunk) if left > 0 else 0
                     p.Parse(chunk, False)
-                    if self.sealed:
-                        yield
                 if not last:
                     p.Parse(b"</annotations>", False)
                 p.Parse(b"", True)
@@ -398,17 +377,5 @@ class _Reader(CvatReader):
 
     def run(self) -> Dataset:
         """The whole file (or part) as one Dataset."""
-        for _ in self._parse():
-            pass
+        self._parse()
         return self._build()
-
-    def chunks(self) -> Iterator[Dataset]:
-        """The file as Datasets of ``chunk_rows`` rows (or images) each, the last one closing the report."""
-        for _ in self._parse():
-            yield from self._built()
-        yield from self._built()
-        yield self._build()
-
-    def _built(self) -> Iterator[Dataset]:
-        while self.sealed:
-            yield self._make(self.sealed.pop(0), final=False)

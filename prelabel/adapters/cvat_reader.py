@@ -1,5 +1,5 @@
 """The CVAT XML reader: expat callbacks for ``<meta>``, ``<image>`` and the dispatch of shapes and tracks
-(:mod:`.cvat_shapes`, :mod:`.cvat_tracks`), then the Dataset of what was read, whole or in chunks of whole images
+(:mod:`.cvat_shapes`, :mod:`.cvat_tracks`), then the Dataset of what was read
 (the conventions of :mod:`prelabel.adapters.cvat`). :class:`Meta` is what ``<meta>`` says, read once and handed
 to the readers of a file's parts.
 
@@ -27,7 +27,7 @@ from ..errors import ReadError
 from ..model import Dataset
 from ..paths import safe_join, safe_relative, why_unsafe
 from ..report import Diagnostic, Report
-from .base import NeedsWholeRead, ReadOptions, frame_file_name
+from .base import ReadOptions, frame_file_name
 from .cvat_shapes import SHAPES, BadValue
 from .cvat_tracks import MAX_SIDE, TrackRows
 
@@ -75,17 +75,17 @@ class Pending:
     clipped_rows: list[int]
 
     def __init__(self, *, nodes: dict[str, list[str]], kp_k: dict[str, int]) -> None:
-        self.nodes = nodes  # the skeleton node names known when the chunk closed
-        self.kp_k = kp_k    # the keypoint counts of <points> known when the chunk closed
+        self.nodes = nodes  # the skeleton node names known at the end
+        self.kp_k = kp_k    # the keypoint counts of <points> known at the end
 
 
 class CvatReader(TrackRows):
     """One CVAT file's streaming parse: expat callbacks fill column lists; the Dataset is built at the end
-    (:meth:`_build`), or in chunks of ``chunk_rows`` rows or images handed out as the parse goes (``sealed``).
+    (:meth:`_build`).
     ``meta``: the file's ``<meta>`` as a plan read it (a part's bytes hold none)."""
 
     def __init__(self, path: Path, *, options: ReadOptions, report: Report, images_root: Path | None,
-                 chunk_rows: int = 0, part: bool = False, line0: int = 0, meta: Meta | None = None) -> None:
+                 part: bool = False, line0: int = 0, meta: Meta | None = None) -> None:
         super().__init__(path, options=options, report=report, images_root=images_root, part=part, line0=line0)
         self.stack: list[str] = []
         # meta
@@ -98,16 +98,10 @@ class CvatReader(TrackRows):
         # images
         self.img_key: dict[tuple[str, str], int] = {}
         self.repeated = False  # an image listed twice (its rows were added to the first one)
-        # what the whole file decides (kept across chunks)
+        # what the whole file decides
         self.used_cats: set[str] = set()    # category names of the rows built so far
         self.missing_images = 0             # images not found under the images root
         self.clip_rows: list[pd.DataFrame] = []  # category, src_file, src_line of masks cut at the border
-        # streaming (chunk_rows > 0): chunks closed at an </image> once this many rows or images are pending
-        self.chunk_rows = chunk_rows
-        self.seal_due = False               # the next <image> starts a new chunk
-        self.sealed: list[Pending] = []     # closed chunks not yet built
-        self.done_keys: set[tuple[str, str]] = set()  # images already handed out
-        self.prev_cats: list[tuple[Any, Any, Any]] | None = None  # the category table of the last chunk
         if meta is not None:
             self.labels, self.tasks, self.attr_types = meta.labels, meta.tasks, meta.attr_types
             self.nodes = {k: list(v) for k, v in meta.nodes.items()}
@@ -132,13 +126,6 @@ class CvatReader(TrackRows):
         p.EndElementHandler = self._end
         self.parser = p
         return p
-
-    def _seal(self) -> None:
-        """Close the pending images and rows as one chunk (at an image boundary; nothing is open)."""
-        self.seal_due = False
-        self.sealed.append(self._take(nodes=dict(self.nodes), kp_k=dict(self.kp_k)))
-        self.done_keys.update(self.img_key)
-        self.img_key = {}
 
     def _take(self, *, nodes: dict[str, list[str]], kp_k: dict[str, int]) -> Pending:
         """The pending images and rows (and what the categories depend on), leaving empty lists behind."""
@@ -192,8 +179,6 @@ class CvatReader(TrackRows):
             return
         if d == 2:
             if name == "image":
-                if self.seal_due:
-                    self._seal()
                 self._image_start(attrs)
             elif name == "track":
                 self._track_start(attrs)
@@ -233,8 +218,6 @@ class CvatReader(TrackRows):
             if name == "image":
                 self.cur_img = -1
                 self.cur_attrs = None
-                if self.chunk_rows and (len(self.a_cat) >= self.chunk_rows or len(self.img_name) >= self.chunk_rows):
-                    self.seal_due = True
             elif name == "track" and self.track is not None:
                 self._track_end(self.track)
                 self.track = None
@@ -389,10 +372,6 @@ class CvatReader(TrackRows):
         if idx is not None:
             self.repeated = True
         if idx is None:
-            if key in self.done_keys:
-                raise NeedsWholeRead(f"{self.file}:{line}: image {name!r}"
-                                     + (f" (subset {subset!r})" if subset else "")
-                                     + " is listed again after its chunk was handed out")
             idx = len(self.img_name)
             self.img_key[key] = idx
             self.img_name.append(name)
@@ -429,11 +408,11 @@ class CvatReader(TrackRows):
         # tallies: a part writes its counts of 0 too, and parts.merge adds them up where read() writes them
         if lost_tags or self.part:
             self.report.tally("image.missing", self.file, "{} tag(s) name frames the task does not have; left out",
-                              (lost_tags,))
+                              (lost_tags,), first=True)
         if self.tag_count - lost_tags or self.part:
             self.report.tally("image.attribute", f"{self.file}:{self.tag_line}",
                               "{} tag(s) kept as the image attribute 'tags' (not object annotations)",
-                              (self.tag_count - lost_tags,), severity="info")
+                              (self.tag_count - lost_tags,), severity="info", first=True)
         if self.approx_tracks:
             self.report.note("coordinates.suspect", self.file,
                              f"track(s) {', '.join(self.approx_tracks[:10])}: polygons with different point "
@@ -441,7 +420,7 @@ class CvatReader(TrackRows):
         return self._make(self._take(nodes=self.nodes, kp_k=self.kp_k), final=True)
 
     def _make(self, c: Pending, *, final: bool) -> Dataset:
-        """The Dataset of one chunk's columns; ``final``: the last one, which also reports what the whole file
+        """The Dataset of the columns read; ``final``: it also reports what the whole file
         decides (the aggregated notes, the drops, the clipped masks) as one ``read()`` reports them."""
         names = c.img_name
         if final and self.frame_rows:
@@ -455,7 +434,7 @@ class CvatReader(TrackRows):
             self.report.tally("image.missing", str(self.images_root),
                               "{} image(s) named in " + self.file.replace("{", "{{").replace("}", "}}")
                               + " are not under the images folder",
-                              (self.missing_images,))
+                              (self.missing_images,), first=True)
         images = {
             "file_name": pd.Series(names, dtype=object),
             "width": np.asarray(c.img_w, dtype=np.int64),
@@ -466,13 +445,6 @@ class CvatReader(TrackRows):
         }
         self.used_cats.update(c.a_cat)
         cats = self._categories(c, notes=final)
-        if self.prev_cats is not None:  # names that only rows of earlier chunks brought, in their order
-            known = set(cats["name"])
-            for name, kp, sk in self.prev_cats:
-                if name not in known:
-                    cats["name"].append(name)
-                    cats["keypoints"].append(kp)
-                    cats["skeleton"].append(sk)
         n = len(c.a_cat)
         box = np.asarray(c.a_box, dtype=np.float64).reshape(n, 4)
         il = np.asarray(c.a_il, dtype=np.int64).reshape(n, 2)
@@ -492,8 +464,6 @@ class CvatReader(TrackRows):
         }
         self.report.add_read(n + (len(self.d_reason) if final else 0))
         ds = Dataset.build(images=images, categories=cats, annotations=ann, report=self.report)
-        if self.chunk_rows:
-            self._check_categories(ds)
         if c.clipped_rows:
             self.clip_rows.append(ds.annotations.iloc[c.clipped_rows][["category", "src_file", "src_line"]])
         if final and self.clip_rows:
@@ -501,28 +471,11 @@ class CvatReader(TrackRows):
                                else pd.concat(self.clip_rows, ignore_index=True),
                                "mask rectangle extends outside the image; cut at the border")
         if final and self.d_reason:
-            drops = pd.DataFrame({"reason": self.d_reason, "category": self.d_cat,
+            drops = pd.DataFrame({"reason": self.d_reason, "category": pd.Series(self.d_cat, dtype=object),
                                   "src_file": [self.file] * len(self.d_reason), "src_line": self.d_line,
                                   "message": self.d_msg})
             self.report.drop(None, drops)  # in file order (the order parts add up to), each with its reason
         return ds
-
-    def _check_categories(self, ds: Dataset) -> None:
-        """Streaming: the chunks' category tables must grow by appending only, so that their union is the
-        table ``read()`` builds once at the end; a name defined again differently needs the whole file."""
-        cats = ds.categories
-        table = list(zip(cats["name"], cats["keypoints"], cats["skeleton"], strict=True))
-        prev = self.prev_cats or []
-        for i, (old, new) in enumerate(zip(prev, table[:len(prev)], strict=False)):
-            if old != new:
-                what = (f"category {old[0]!r} is defined again ({new[1]!r} keypoints)" if old[0] == new[0]
-                        else f"category {new[0]!r} takes the place of {old[0]!r} (position {i + 1})")
-                raise NeedsWholeRead(f"{self.file}: {what} after a chunk was handed out: a skeleton label "
-                                     "missing from <meta> or a keypoint count growing with cvat_points="
-                                     "'keypoints' is known only at the end of the file")
-        if len(table) < len(prev):
-            raise NeedsWholeRead(f"{self.file}: categories of an earlier chunk are missing from a later one")
-        self.prev_cats = table
 
     def _categories(self, c: Pending, *, notes: bool) -> dict[str, list[Any]]:
         names: list[str] = []

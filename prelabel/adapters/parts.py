@@ -128,13 +128,14 @@ def _dedupe_diagnostics(parts: Sequence[Dataset], kind_order: Sequence[str]) -> 
 
 def _add_up(parts: Sequence[Dataset], tallies: dict[TallyKey, tuple[list[int], list[str]]]) -> None:
     """Each tally (:meth:`Report.tally`) once, with the parts' counts added up, where the last part's stands
+    (the first part's for a tally written ``first``)
     (a reader writes its tallies after the notes about its files; every part writes them, counts of 0 too, and
     a tally whose counts add up to 0 is left out, as a whole read leaves it out), with the source of the first
     part that counted any (``file:line`` of the first thing counted)."""
     last: dict[TallyKey, tuple[int, int]] = {}
     for k, ds in enumerate(parts):
         for i, d in enumerate(ds.report.diagnostics):
-            if d.tally is not None:
+            if d.tally is not None and not (d.tally_first and _tally_key(d) in last):
                 last[_tally_key(d)] = (k, i)
     for k, ds in enumerate(parts):
         out: list[Diagnostic] = []
@@ -146,7 +147,7 @@ def _add_up(parts: Sequence[Dataset], tallies: dict[TallyKey, tuple[list[int], l
             sums, sources = tallies[key]
             if last[key] == (k, i) and any(sums):
                 out.append(Diagnostic(d.code, sources[0], d.tally[0].format(*sums), d.severity,
-                                      tally=(d.tally[0], tuple(sums))))
+                                      tally=(d.tally[0], tuple(sums)), tally_first=d.tally_first))
         ds.report.diagnostics = out
 
 
