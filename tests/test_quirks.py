@@ -15,6 +15,7 @@ from prelabel import adapters
 from prelabel.adapters import coco as coco_in
 from prelabel.adapters import cvat, labelme, names, voc, yolo
 from prelabel.adapters.base import ReadOptions
+from prelabel.engine import PartStream
 from prelabel.errors import ReadError, option, spell
 from prelabel.model import Dataset
 from prelabel.report import Report
@@ -283,8 +284,10 @@ def test_voc_object_without_bndbox_is_dropped_with_its_line_and_the_rest_convert
         "</annotation>\n")
     for stream in (False, True):
         rep = Report()
-        if stream:
-            ds = Dataset.concat(list(voc.iter_chunks(tmp_path, options=ReadOptions(), report=rep, chunk_rows=1)))
+        if stream:  # the engine's stream of the plan's parts: one file a part
+            parts = PartStream(voc, tmp_path, options=ReadOptions(), parts=2)
+            ds = Dataset.concat([Dataset(images=i, categories=c, annotations=a, report=rep) for i, c, a in parts])
+            rep = parts.report
         else:
             ds = voc.read(tmp_path, options=ReadOptions(), report=rep)
         # a.xml (2,3)-(12,13) 1-based: x 1 y 2 w 11 h 11; b.xml (1,1)-(5,9): x 0 y 0 w 5 h 9
