@@ -201,12 +201,7 @@ class ShapeRows:
             attrs = shared
             self.cur_attrs, self.cur_label, self.attr_depth = attrs, label, 4
             self.cur_shared_row = len(self.a_attr)
-            self.a_il.extend((img, line))
-            self.a_box.extend((x0, y0, x1, y1))
-            self.a_cat.append(label)
-            self.a_seg.append(None)
-            self.a_kp.append(None)
-            self.a_attr.append(attrs)
+            self._row(img, label, x0, y0, x1, y1, None, None, attrs, line)
             return
         if name == "tag":
             self._listen({}, label, 4)
