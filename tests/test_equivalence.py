@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from conftest import SAMPLE
 from PIL import Image
@@ -813,3 +814,22 @@ def test_cvat_folder_of_files(tmp_path: Path, client: Any) -> None:
     b.write_text(b.read_text().replace('name="dir/', 'name="other/'))
     assert [len(cvat.plan(src, options=ReadOptions(), parts=n)) for n in (1, 2, 4, 6)] == [1, 2, 3, 5]
     _check(src, "cvat", tmp_path, client, parts=(2, 4, 6))
+
+
+# ------------------------------------------------------------------------------------------- Label Studio
+def test_labelstudio_sample(tmp_path: Path, client: Any) -> None:
+    coco = _check(SAMPLE / "labelstudio" / "export.json", "labelstudio", tmp_path, client)
+    assert isinstance(coco, bytes) and len(json.loads(coco)["annotations"]) > 0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_labelstudio_generated(tmp_path: Path, client: Any, seed: int) -> None:
+    """A random export of every kind of task the reader handles (plain rectangles beside polygons, brushes,
+    choices, several annotators, predictions, odd values), cut into runs of tasks."""
+    from test_labelstudio_speed_equivalence import _export  # the generator of that suite
+
+    src = tmp_path / "export.json"
+    src.write_bytes(orjson.dumps(_export(seed)))
+    for opts in (None, ReadOptions(ls_select="both"), ReadOptions(ls_select="predictions", ls_annotator="latest")):
+        coco = _check(src, "labelstudio", tmp_path, client, opts=opts)
+        assert isinstance(coco, bytes) and len(json.loads(coco)["annotations"]) > 300

@@ -2,9 +2,10 @@
 
 The fast paths (issue 6) are: the one-pass read of tasks whose regions are all plain rectangles
 (``_scan_rects``), the regex reading of upload URLs in ``image_name``, the reading of a large export in pieces,
-and a worker process that reads the end of a large export. The reference each is checked against is the
-general path, which reads region by region and the whole file at once: ``_scan_rects`` forced to decline every
-task, the upload regex that matches nothing, no pieces and no worker. The exports are made at random (seeded)
+and the export read in parts (its plan's runs of tasks, merged in this process or read by the engine in a pool
+of 2). The reference each is checked against is the general path, which reads region by region and the whole
+file at once: ``_scan_rects`` forced to decline every task, the upload regex that matches nothing, no pieces
+and no parts. The exports are made at random (seeded)
 with every kind of task the general path handles next to the plain ones, so that both paths interleave.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,9 @@ import pytest
 
 from prelabel import paths
 from prelabel.adapters import labelstudio as ls
-from prelabel.adapters.base import ReadOptions
+from prelabel.adapters.base import NeedsWholeRead, ReadOptions
+from prelabel.adapters.parts import merge
+from prelabel.engine import read_parts
 from prelabel.errors import ReadError
 from prelabel.model import Dataset
 from prelabel.report import Report
@@ -177,21 +179,33 @@ def _as_reference(monkeypatch: pytest.MonkeyPatch, path: Path, **opts: Any) -> A
     return got
 
 
-def _pieces(monkeypatch: pytest.MonkeyPatch, *, worker: bool) -> list[int]:
-    """Read files in pieces of 4 KiB, with a worker process or without; returns the list of worker ids."""
+def _pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read files in pieces of 4 KiB."""
     monkeypatch.setattr(ls, "_PIECE", 4096)
-    monkeypatch.setattr(ls, "_PARALLEL_MIN", 0 if worker else 1 << 40)
-    started: list[int] = []
-    start = ls._Worker.start.__func__  # type: ignore[attr-defined]
 
-    def spy(cls: type, *args: Any) -> Any:
-        w = start(cls, *args)
-        if w is not None:
-            started.append(w.pid)
-        return w
 
-    monkeypatch.setattr(ls._Worker, "start", classmethod(spy))
-    return started
+def _in_parts(path: Path, **opts: Any) -> list[Dataset | str]:
+    """The export read by the engine in parts: plan(parts=3) merged in this process, and a pool of 2."""
+    options = ReadOptions(**opts)
+    out: list[Dataset | str] = []
+    for workers in (1, 2):
+        try:
+            if workers == 1:  # as the engine does: a part's ReadError makes the whole file be read (read()'s error)
+                try:
+                    got = [ls.read_part(p, options=options) for p in ls.plan(path, options=options, parts=3)]
+                except ReadError:
+                    out.append(_read(path, **opts))
+                    continue
+                out.append(merge(got, report=Report()))
+            else:
+                ds = read_parts(path, fmt="labelstudio", options=options, workers=workers)
+                ds.report.input = {}  # (the engine names the format and source; ls.read here is given a bare report)
+                out.append(ds)
+        except ReadError as e:
+            out.append(f"ReadError: {e}")
+        except NeedsWholeRead:  # the engine then reads the whole file: read()'s result
+            out.append(_read(path, **opts))
+    return out
 
 
 def _same(a: Any, b: Any) -> None:
@@ -215,14 +229,10 @@ def test_fast_paths_read_what_the_general_path_reads(tmp_path, monkeypatch, seed
         assert len(ref.annotations) > 300  # the export is not trivial
         _same(_read(path, **opts), ref)  # one-pass rectangles, whole file
         with monkeypatch.context() as m:
-            _pieces(m, worker=False)
+            _pieces(m)
             _same(_read(path, **opts), ref)
-        with monkeypatch.context() as m:
-            started = _pieces(m, worker=True)
-            got = _read(path, **opts, extra={"ls_workers": 2})
-            if threading.active_count() == 1:
-                assert started, "the worker process did not start"
-            _same(got, ref)
+            for got in _in_parts(path, **opts):
+                _same(got, ref)
 
 
 def test_a_rotated_rectangle_and_its_attributes_come_out_the_same(tmp_path, monkeypatch):
@@ -315,10 +325,11 @@ def test_errors_and_odd_numbers_come_out_the_same(tmp_path, monkeypatch, name):
         assert ref.report.drops[["reason", "source", "message"]].values.tolist() == [
             [reason, f"{path}:{line}", message] for line, reason, message in drops]
     _same(_read(path), ref)
-    for worker in (False, True):
-        with monkeypatch.context() as m:
-            _pieces(m, worker=worker)
-            _same(_read(path, extra={"ls_workers": 2}), ref)
+    with monkeypatch.context() as m:
+        _pieces(m)
+        _same(_read(path), ref)
+        for got in _in_parts(path):
+            _same(got, ref)
 
 
 def test_a_bool_is_not_a_number(tmp_path, monkeypatch):
@@ -349,15 +360,16 @@ def test_a_piece_of_odd_values_only_reads_as_in_the_whole_file(tmp_path, monkeyp
     assert ref.report.drops[["reason", "category", "source", "message"]].values.tolist() == [
         ["dropped.invalid", "cow", f"{path}:150",
          "'cow' region: coordinates and original_width/height must be numbers, got True"]]
-    for worker in (False, True):
-        with monkeypatch.context() as m:
-            _pieces(m, worker=worker)
-            _same(_read(path, extra={"ls_workers": 2}), ref)
+    with monkeypatch.context() as m:
+        _pieces(m)
+        _same(_read(path), ref)
+        for got in _in_parts(path):
+            _same(got, ref)
 
 
-def test_a_false_boundary_where_the_worker_would_start(tmp_path, monkeypatch):
+def test_a_false_boundary_where_a_part_would_start(tmp_path, monkeypatch):
     # the middle of the file is inside task 150's data, a list of objects with integer ids: the first
-    # "}, {"id": 1" there is no task boundary (the worker is stopped and this process reads on alone)
+    # "}, {"id": 1" there is no task boundary (the plan checks each cut by counting brackets outside strings)
     tasks = [_plain(i) for i in range(1, 301)]
     tasks[149]["data"]["meta"] = [{"id": k, "pad": "x" * 1000} for k in range(300)]
     path = tmp_path / "export.json"
@@ -367,13 +379,12 @@ def test_a_false_boundary_where_the_worker_would_start(tmp_path, monkeypatch):
     ref = _as_reference(monkeypatch, path)
     assert not isinstance(ref, str) and len(ref.annotations) == 600
     with monkeypatch.context() as m:
-        started = _pieces(m, worker=True)
-        _same(_read(path, extra={"ls_workers": 2}), ref)
-        if threading.active_count() == 1:
-            assert started
+        _pieces(m)
+        for got in _in_parts(path):
+            _same(got, ref)
 
 
-def test_a_json_min_export_in_pieces_stops_the_worker(tmp_path, monkeypatch):
+def test_a_json_min_export_in_pieces_and_parts(tmp_path, monkeypatch):
     records = [{"image": f"/data/upload/1/0000abcd-i{i}.jpg", "id": i, "annotator": 1, "annotation_id": i,
                 "label": [{"x": 1.5, "y": 2, "width": 3, "height": 4, "rotation": 0, "rectanglelabels": ["cat"],
                            "original_width": 640, "original_height": 480}]} for i in range(1, 400)]
@@ -382,8 +393,9 @@ def test_a_json_min_export_in_pieces_stops_the_worker(tmp_path, monkeypatch):
     ref = _as_reference(monkeypatch, path)
     assert not isinstance(ref, str) and len(ref.annotations) == 399
     with monkeypatch.context() as m:
-        _pieces(m, worker=True)
-        _same(_read(path, extra={"ls_workers": 2}), ref)
+        _pieces(m)
+        for got in _in_parts(path):
+            _same(got, ref)
 
 
 # ------------------------------------------------------------------------------------------------ names

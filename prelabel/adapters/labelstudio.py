@@ -70,12 +70,8 @@ Example:
 
 from __future__ import annotations
 
-import gc
-import json
 import math
 import mmap
-import os
-import pickle
 import re
 import reprlib
 from collections.abc import Generator, Iterator
@@ -97,11 +93,13 @@ from ..junk import junk_reason
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, image_name, safe_join
 from ..report import Report
-from ..workers import fork_worker, may_fork, stop_worker, wanted_workers
+from . import labelstudio_tasks as tasks
 from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 from .labelstudio_video import has_video, read_video_task
+from .parts import ByteRange
 
-__all__ = ["DESCRIPTION", "NAME", "STREAM_MIN_BYTES", "detect", "image_name", "iter_chunks", "read"]
+__all__ = ["DESCRIPTION", "NAME", "STREAM_MIN_BYTES", "TaskRun", "auto_workers", "detect", "image_name",
+           "iter_chunks", "plan", "read", "read_part"]
 
 NAME = "labelstudio"
 DESCRIPTION = "Label Studio JSON / JSON-MIN export, or task files with predictions"
@@ -216,249 +214,61 @@ def _is_min(doc: list[Any]) -> bool:
     return bool(doc) and isinstance(doc[0], dict) and "data" not in doc[0] and not _has_labels(doc[0])
 
 
-def _loads(data: bytes, file: str) -> Any:
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    with gc_paused():
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as e:
-            first = e
-        if b"NaN" in data or b"Infinity" in data:
-            # NaN / Infinity are not JSON; read them so that the check of numbers names the task
-            try:
-                return json.loads(data)
-            except (ValueError, RecursionError):
-                pass
-        raise ReadError(file, f"not valid JSON: {first}")
-
-
 _PIECE = 8 << 20  # bytes of a large export parsed at a time (peak memory: the objects of one piece)
-# where the next top-level task may start: "}" "," "{" then an integer "id" (results have string ids);
-# each candidate is checked by parsing the piece it ends (a piece that parses is a run of whole tasks)
-_NEXT_TASK = re.compile(rb'\}\s*,\s*(\{)\s*"id"\s*:\s*-?\d')
-_MAX_MISSES = 8
-_LIST_START = re.compile(rb"\s*\[")
+_PARALLEL_MIN = 4 * _PIECE  # an export at least this large is read by two processes when none is asked for
 
 
-def _valid_json(raw: bytes, file: str) -> None:
+def _read_run(reader: _Reader, f: Path, *, start: int = 0, stop: int | None = None, first: int = 1,
+              part: bool = False) -> bool:
+    """Read the tasks of bytes ``start``..``stop`` of the export ``f`` (a run of whole tasks of one JSON list,
+    the first numbered ``first``; default: the whole list) a piece of ``_PIECE`` bytes at a time, so that only
+    one piece (its bytes and its objects) is in memory at once. Returns False, having read nothing, when the
+    whole file is not suited (not a list, JSON-MIN, or its first piece does not parse): the caller then reads
+    it whole. A ``part`` of a file raises NeedsWholeRead where the whole file would be read so."""
+    file = str(f)
     try:
-        orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        _loads(raw, file)  # raises the whole file's error
-
-
-def _read_file_in_pieces(reader: _Reader, path: Path) -> bool:
-    """Read a large export (a JSON list of tasks) a few MB at a time, so that only one piece (its bytes and its
-    objects) is in memory at once; the tasks, their order and numbering are those of the whole file. Returns
-    False, having read nothing, when the file is not suited (small, not a list, JSON-MIN, or no boundary
-    found): the caller then reads the whole file. A file of at least ``_PARALLEL_MIN`` bytes is shared with a
-    worker process (see :class:`_Worker`)."""
-    try:
-        if path.stat().st_size < 2 * _PIECE:
-            return False
-        with open(path, "rb", buffering=0) as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return _read_in_pieces(reader, mm, _Bytes(f), path)
+        with open(f, "rb", buffering=0) as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            at = start or tasks.list_start(mm)
+            if at is None:
+                return False
+            end = len(mm) if stop is None else stop
+            data = tasks.Bytes(fh)
+            n = first
+            while True:
+                doc, nxt = tasks.piece(mm, data, at, end, _PIECE)
+                if doc is not None and n == first and (not doc or _is_min(doc)) and (first == 1 or part):
+                    doc = None  # JSON-MIN (its records are grouped by task over the whole file), or no task
+                if doc is None:
+                    if part:
+                        raise NeedsWholeRead(f"{file}: bytes {start}..{stop} are not a run of tasks to read alone")
+                    if n == first:
+                        return False
+                    doc = _rest_of_file(mm, file, n)
+                try:
+                    reader.read_doc(doc, file, first=n, check_min=False)
+                except ReadError:
+                    del doc
+                    if nxt >= 0 and not part:  # as for a whole file, a JSON syntax error further on is the error
+                        tasks.valid_json(mm[:], file)
+                    raise
+                n += len(doc)
+                del doc
+                if nxt < 0:
+                    return True
+                at = nxt
     except (OSError, ValueError):  # not a regular file, cannot be mapped: read as a whole (which reports it)
+        if part:
+            raise
         return False
-
-
-class _Bytes:
-    """Byte ranges of a file read as a JSON list into one buffer (one copy; the memory map of the file is only
-    searched for boundaries)."""
-
-    def __init__(self, f: Any) -> None:
-        self.f = f
-        self.buf = bytearray()
-
-    def as_list(self, a: int, b: int, *, close: bool) -> memoryview:
-        """``[`` + bytes ``a:b`` (+ ``]`` when ``close``)."""
-        n = b - a
-        if len(self.buf) < n + 2:
-            self.buf = bytearray(n + 2 + (n >> 3))
-        view = memoryview(self.buf)
-        view[0] = 0x5B
-        self.f.seek(a)
-        got = 1
-        while got <= n:
-            k = self.f.readinto(view[got:n + 1])
-            if not k:
-                raise OSError(f"{self.f.name}: the file got shorter while read")
-            got += k
-        if close:
-            view[n + 1] = 0x5D
-            return view[:n + 2]
-        return view[:n + 1]
 
 
 def _rest_of_file(buf: Any, file: str, first: int) -> list[Any]:
     """The tasks from the ``first`` (1-based) on, when a piece did not parse: parsing the whole file raises its
     error, or reads NaN / Infinity as json does (which the pieces' parser refuses)."""
-    whole = _loads(buf[:], file)
+    whole = tasks.loads(buf[:], file)
     if not isinstance(whole, list):
         raise ReadError(file, "not valid JSON") from None
     return whole[first - 1:]
-
-
-def _piece(raw: mmap.mmap, data: _Bytes, start: int, cut: re.Match[bytes] | None) -> tuple[Any, int]:
-    """The tasks of the piece that starts at ``start`` (the first byte of a top-level task) and where the next
-    piece starts (-1: this one ran to the end of the file); (None, -1) when the rest of the file does not parse.
-    ``cut``: a boundary the piece must not pass (it ends there, unless that is no boundary)."""
-    m = _NEXT_TASK.search(raw, start + _PIECE) if start + _PIECE < len(raw) else None
-    if cut is not None and (m is None or m.start() >= cut.start()):
-        m = cut
-    for _ in range(_MAX_MISSES):
-        if m is None:
-            break
-        try:
-            return orjson.loads(data.as_list(start, m.start() + 1, close=True)), m.start(1)
-        except orjson.JSONDecodeError:  # not a top-level boundary: try the next one
-            m = _NEXT_TASK.search(raw, m.start() + 1)
-    try:  # the rest in one go
-        return orjson.loads(data.as_list(start, len(raw), close=False)), -1
-    except orjson.JSONDecodeError:
-        return None, -1
-
-
-def _read_in_pieces(reader: _Reader, raw: mmap.mmap, data: _Bytes, path: Path) -> bool:
-    file = str(path)
-    opening = _LIST_START.match(raw, 3 if raw[:3] == b"\xef\xbb\xbf" else 0)
-    if opening is None:
-        return False
-    start = opening.end()
-    first = 1
-    gc.disable()  # read() enables it again at the end, as for a whole file
-    worker = _Worker.start(reader, raw, path, start)
-    try:
-        while True:
-            doc, nxt = _piece(raw, data, start, worker.cut if worker is not None else None)
-            if worker is not None and not 0 <= nxt <= worker.begin:  # this piece went past the worker's start
-                worker.stop()
-                worker = None
-            if doc is None:
-                if first == 1:
-                    return False
-                doc = _rest_of_file(raw, file, first)
-            if first == 1 and (not doc or _is_min(doc)):
-                return False
-            try:
-                reader.read_doc(doc, file, first=first, check_min=False)
-            except ReadError:
-                del doc
-                if nxt >= 0:  # as for a whole file, a JSON syntax error further on is the error to report
-                    _valid_json(raw[:], file)
-                raise
-            first += len(doc)
-            del doc
-            if worker is not None and nxt == worker.begin:  # the worker's pieces, then on from where it stopped
-                done, worker = worker, None
-                nxt, first = done.add(reader, raw, file, first)
-            if nxt < 0:
-                return True
-            start = nxt
-    finally:
-        if worker is not None:
-            worker.stop()
-
-
-_PARALLEL_MIN = 4 * _PIECE  # an export at least this large is shared with a worker process
-_SHARE = 0.5  # the part of it (in bytes) that this process reads itself
-
-
-def _workers(options: ReadOptions) -> int:
-    """1, or 2 when a worker process may read part of a large export (the one worker policy,
-    :func:`prelabel.workers.wanted_workers`: ``workers``, its alias ``ls_workers``, ``PRELABEL_WORKERS``: 1
-    never, 2 where fork works; default: when this process may use two cores and has one OS thread)."""
-    if not may_fork():
-        return 1  # fork only where it is cheap and safe: Linux, and no other thread that holds a lock
-    want = wanted_workers(options.extra, "ls_workers")
-    if want is not None:
-        return 2 if want >= 2 else 1
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 2 if cpus >= 2 else 1
-
-
-class _Worker:
-    """A forked process that reads the end of a large export (from the first task boundary after ``_SHARE`` of
-    it) while this process reads the start, and leaves what it read in shared memory, piece by piece, as
-    :meth:`_Reader.prepare` makes it: this process then adds it in order (:meth:`add`). The boundary is checked
-    by this process (its last piece must end there and parse); if not, the worker is stopped and this process
-    reads on alone. Where the worker stops early (a piece that does not parse, full memory, any error), this
-    process reads on from there, so that every error is found and reported as without a worker."""
-
-    def __init__(self, pid: int, cut: re.Match[bytes], shm: mmap.mmap) -> None:
-        self.pid = pid               # 0 once waited for
-        self.cut = cut               # "}, {" before the worker's first task
-        self.begin = cut.start(1)    # the worker's first task
-        self.shm = shm
-
-    @classmethod
-    def start(cls, reader: _Reader, raw: mmap.mmap, path: Path, start: int) -> _Worker | None:
-        if len(raw) < _PARALLEL_MIN or _workers(reader.opts) < 2:
-            return None
-        cut = _NEXT_TASK.search(raw, start + int((len(raw) - start) * _SHARE))
-        if cut is None:
-            return None
-        begin = cut.start(1)
-        started = fork_worker(len(raw) - cut.start() + (1 << 20), lambda shm: _work(reader, raw, path, begin, shm))
-        if started is None:
-            return None
-        return cls(started[0], cut, started[1])
-
-    def stop(self) -> None:
-        if self.pid:
-            pid, self.pid = self.pid, 0
-            stop_worker(pid)
-        self.shm.close()
-
-    def add(self, reader: _Reader, raw: mmap.mmap, file: str, first: int) -> tuple[int, int]:
-        """Wait for the worker and read what it left, numbering its tasks from ``first``; returns where to read
-        on (-1: nowhere, it read to the end) and the number of the next task."""
-        try:
-            pid, self.pid = self.pid, 0
-            _, status = os.waitpid(pid, 0)
-            shm = self.shm
-            count = int.from_bytes(shm[0:8], "little") if os.waitstatus_to_exitcode(status) == 0 else 0
-            nxt, pos = self.begin, 8
-            for _ in range(count):
-                size = int.from_bytes(shm[pos:pos + 8], "little")
-                nxt, n_tasks, prep = pickle.loads(shm[pos + 8:pos + 8 + size])
-                pos += 8 + size
-                try:
-                    reader.apply(prep, file, first=first)
-                except ReadError:
-                    if nxt >= 0:  # as for a whole file, a JSON syntax error further on is the error to report
-                        _valid_json(raw[:], file)
-                    raise
-                first += n_tasks
-            return nxt, first
-        finally:
-            self.shm.close()
-
-
-def _work(reader: _Reader, raw: mmap.mmap, path: Path, start: int, shm: mmap.mmap) -> None:
-    """The worker: prepare the pieces from ``start`` on; shm holds their count, then each as (size, pickle of
-    (where the next starts, tasks, prepared)), the count updated after each."""
-    pos = 8
-    count = 0
-    with open(path, "rb", buffering=0) as f:
-        data = _Bytes(f)
-        while True:
-            doc, nxt = _piece(raw, data, start, None)
-            if doc is None:
-                return  # the parent reads on from here, and reports it
-            blob = pickle.dumps((nxt, len(doc), reader.prepare(doc)), protocol=pickle.HIGHEST_PROTOCOL)
-            del doc
-            if pos + 8 + len(blob) > len(shm):
-                return
-            shm[pos:pos + 8] = len(blob).to_bytes(8, "little")
-            shm[pos + 8:pos + 8 + len(blob)] = blob
-            pos += 8 + len(blob)
-            count += 1
-            shm[0:8] = count.to_bytes(8, "little")
-            if nxt < 0:
-                return
-            start = nxt
 
 
 def _source(path: Path, options: ReadOptions) -> tuple[list[Path], Any]:
@@ -477,27 +287,91 @@ def _source(path: Path, options: ReadOptions) -> tuple[list[Path], Any]:
 
 
 def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
-    """Read a Label Studio export (file or folder of ``.json`` files) into a Dataset."""
+    """Read a Label Studio export (file or folder of ``.json`` files) into a Dataset, in this process."""
     files, config = _source(path, options)
-    reader = _Reader(options=options, report=report, config=config)
-    enabled = gc.isenabled()
-    try:
+    return _read_files(files, _Reader(options=options, report=report, config=config))
+
+
+def _read_files(files: list[Path], reader: _Reader) -> Dataset:
+    with gc_paused():
         for f in files:
-            if _read_file_in_pieces(reader, f):
+            if f.stat().st_size >= 2 * _PIECE and _read_run(reader, f):
                 continue
             try:
                 raw = f.read_bytes()
             except OSError as e:
                 raise ReadError(str(f), f"cannot read: {e}") from None
-            doc = _loads(raw, str(f))
+            doc = tasks.loads(raw, str(f))
             del raw
-            gc.disable()
             reader.read_doc(doc, str(f))
             del doc
         return reader.finish()
-    finally:
-        if enabled:
-            gc.enable()
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """What :func:`plan` decided once for the whole source, carried by each of its parts: the number of the
+    part's first task in its file, the label config, and whether the part is the whole source."""
+
+    first: int
+    config: Any
+    whole: bool = False
+
+
+def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[ByteRange]:
+    """The export cut into up to ``parts`` runs of whole tasks of about equal bytes (:class:`ByteRange` parts,
+    each with its :class:`TaskRun`), each read by :func:`read_part`; their datasets merged in this order give
+    :func:`read`'s. A folder, a file that is not a JSON list, or one without a boundary found is one part.
+
+    >>> ps = plan(Path("sample_data/labelstudio/export.json"), options=ReadOptions(), parts=2)
+    >>> [(p.context.first, p.start == 0) for p in ps]
+    [(1, True), (3, False)]
+    """
+    files, config = _source(path, options)
+    whole = [ByteRange(source=str(path), start=0, stop=-1, context=TaskRun(first=1, config=config, whole=True))]
+    if parts < 2 or Path(path).is_dir():
+        return whole
+    f = files[0]
+    try:
+        with open(f, "rb", buffering=0) as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            start = tasks.list_start(mm)
+            if start is None:
+                return whole
+            found = tasks.cuts(mm, start, [start + (len(mm) - start) * k // parts for k in range(1, parts)])
+            size = len(mm)
+    except (OSError, ValueError):
+        return whole
+    if not found:
+        return whole
+    bounds = [(0, 0, 0), *found]
+    stops = [end for end, _, _ in found] + [size]
+    return [ByteRange(source=str(f), start=begin, stop=stop, context=TaskRun(first=n + 1, config=config))
+            for (_, begin, n), stop in zip(bounds, stops, strict=True)]
+
+
+def read_part(part: ByteRange, *, options: ReadOptions) -> Dataset:
+    """One part of :func:`plan`, read in this process with its own report. A part raises NeedsWholeRead when
+    what it read depends on the rest of the export (see :meth:`_Reader.alone`)."""
+    run: TaskRun = part.context
+    report = Report()
+    f = Path(part.source)
+    if run.whole:
+        files, config = _source(f, options)
+        return _read_files(files, _Reader(options=options, report=report, config=config))
+    reader = _Reader(options=options, report=report, config=run.config, part=True)
+    with gc_paused():
+        _read_run(reader, f, start=part.start, stop=part.stop, first=run.first, part=True)
+        return reader.finish()
+
+
+def auto_workers(path: Path, *, options: ReadOptions) -> int:
+    """2 for an export file of at least 32 MB (two processes read it faster), else 1.
+
+    >>> auto_workers(Path("sample_data/labelstudio/export.json"), options=ReadOptions())
+    1
+    """
+    p = Path(path)
+    return 2 if p.is_file() and p.stat().st_size >= _PARALLEL_MIN else 1
 
 
 class _Drop(Exception):
@@ -558,8 +432,9 @@ def _who(cb: Any) -> Any:
 class _Reader:
     """Accumulates images and annotation columns over tasks, then builds the Dataset once."""
 
-    def __init__(self, *, options: ReadOptions, report: Report, config: _Config | None) -> None:
+    def __init__(self, *, options: ReadOptions, report: Report, config: _Config | None, part: bool = False) -> None:
         self.opts = options
+        self.part = part  # a part of an export (plan): what depends on the rest of it raises NeedsWholeRead
         self.report = report
         self.config = config
         self.root = options.images
@@ -598,13 +473,15 @@ class _Reader:
         self.cur: Any = None
         self.rotated_images: list[str] = []
         self.from_header = 0
-        self.good_labels: dict[str, str] = {}  # labels seen to be non-blank strings: one str object each
+        self.good_labels: dict[str, str] = {}
+        self.files: dict[str, int] = {}  # file -> its place in the reading order (drops are listed in it)  # labels seen to be non-blank strings: one str object each
 
     # ------------------------------------------------------------------------------------------ documents
     def read_doc(self, doc: Any, file: str, *, first: int = 1, check_min: bool = True) -> None:
         """Read the tasks of ``doc`` (numbered from ``first``: a piece of a file continues its numbering;
         ``check_min=False``: the file's first task already said it is not JSON-MIN)."""
         self.file = file
+        self.files.setdefault(file, len(self.files))
         if isinstance(doc, dict):
             doc = [doc]
         if not isinstance(doc, list):
@@ -628,95 +505,6 @@ class _Reader:
             rid = self.cur.get("id") if isinstance(self.cur, dict) else None
             where = f"region {rid!r}: " if rid is not None else ""
             raise ReadError(file, f"{where}{what}", line=line, element=f"task={task.get('id')}") from None
-
-    # ------------------------------------------------------------------------------------------ pieces
-    def prepare(self, doc: list[Any]) -> _Prepared:
-        """What :meth:`apply` needs to read the tasks of ``doc`` as :meth:`read_doc` would: run in a worker
-        process on its copy of this reader (whose state it may change: it is thrown away). A task read by
-        :func:`_scan_rects` comes as its rows; any other task as itself, to be read here by :meth:`_one`."""
-        entries: list[Any] = []
-        rows: list[tuple[Any, ...]] = []
-        cats: list[str] = []
-        scores: list[float] = []
-        for i, task in enumerate(doc):
-            try:
-                ready = self._prepare_task(task)
-            except Exception:  # any trouble: the parent reads the task itself (and reports it)
-                ready = None
-            if ready is None:
-                entries.append((i, task))
-                continue
-            tid, url, name, fast, metas = ready
-            entries.append((i, tid, url, name, fast.size, fast.rotated, metas))
-            rows += fast.geo
-            cats += fast.cats
-            scores += fast.scores
-        block, types = _as_block(rows)
-        return _Prepared(entries, block if block is not None else rows, types, cats, scores)
-
-    def _prepare_task(self, task: Any) -> tuple[Any, str, str, _Rects, list[tuple[bool, Any, int]]] | None:
-        if type(task) is not dict or "__line" in task:
-            return None
-        data = task.get("data")
-        if type(data) is not dict:
-            return None
-        tid = task.get("id")
-        drops = len(self.drops)
-        groups = self._select(task, tid, "", _NO_LINE)  # type: ignore[arg-type]
-        if len(self.drops) != drops or any(g[4] is not _NO_LINE for g in groups):
-            return None  # a cancelled annotation (reported), or a line of its own
-        fast = _scan_rects(groups, self.good_labels)
-        if fast is None:
-            return None
-        url = self._url(data, fast.to_name)
-        name = image_name(url)[0] if url is not None else None
-        if url is None or name is None:
-            return None
-        return tid, url, name, fast, [(g[0], g[2], k) for g, k in zip(groups, fast.counts, strict=True)]
-
-    def apply(self, prep: _Prepared, file: str, *, first: int) -> None:
-        """Read the tasks that :meth:`prepare` made ready, numbered from ``first``."""
-        self.file = file
-        block = prep.geo if isinstance(prep.geo, np.ndarray) else None
-        at = sc = 0
-        run = -1  # where the current run of rows from block starts (-1: none)
-        for e in prep.entries:
-            if len(e) == 2:  # read here
-                if run >= 0:
-                    self._add_block(block, run, at, prep.types)
-                    run = -1
-                self._one(e[1], first + e[0], file)
-                continue
-            i, tid, url, name, size, rotated, metas = e
-            line = first + i
-            self.cur = None
-            label = f"task {tid}" if tid is not None else f"task #{line}"
-            n = sum(m[2] for m in metas)
-            img = self._place_image(name, url, tid, size, label, line, [], n)
-            if img is not None:
-                if rotated:
-                    self.rotated_images.append(f"{file}:{line}")
-                n_pred = sum(m[2] for m in metas if m[0])
-                self._commit(img, [(is_pred, base, line, k) for is_pred, base, k in metas],
-                             prep.cats[at:at + n], prep.scores[sc:sc + n_pred], None if block is not None else
-                             prep.geo[at:at + n])
-                if block is not None:
-                    if run < 0:
-                        self._seal()
-                        run = at
-            elif run >= 0:
-                self._add_block(block, run, at, prep.types)
-                run = -1
-            at += n
-            sc += sum(m[2] for m in metas if m[0])
-        if run >= 0:
-            self._add_block(block, run, at, prep.types)
-        self._seal()
-
-    def _add_block(self, block: Any, a: int, b: int, types: frozenset[type]) -> None:
-        if b > a:
-            self.geo_segs.append(_Seg(self.geo_rows, block[a:b], types))
-            self.geo_rows += b - a
 
     def _seal(self) -> None:
         """Move the rows read since the last call to geo_segs: as a float64 array when their values are plain
@@ -805,7 +593,7 @@ class _Reader:
         size = fast.size if fast is not None else _task_size(groups) or _task_size(self._all_groups(task))
         if fast is None and has_video(groups):  # frames of a video: labelstudio_video.py
             return read_video_task(self, groups, size=size, url=url, tid=tid, label=label, line=line,
-                                   streaming=isinstance(self, _StreamReader))
+                                   streaming=self.part or isinstance(self, _StreamReader))
         img = self._place_image(name, url, tid, size, label, line, groups, n_regions)
         if img is None:
             return
@@ -1151,6 +939,8 @@ class _Reader:
 
     # ------------------------------------------------------------------------------------------ finish
     def finish(self) -> Dataset:
+        if self.part:
+            self._alone()
         n = len(self.r_img)
         x, y, w, h, segs, attrs, dropped = self._boxes()
         kp_col = self._keypoint_column(n)
@@ -1307,12 +1097,27 @@ class _Reader:
             col[row] = arr
         return col
 
+    def _alone(self) -> None:
+        """NeedsWholeRead when a part read what only the whole export tells: notes that count over all of it,
+        and keypoint names (in order of first appearance over the whole export)."""
+        why = ("image-level choices" if self.choices_seen else "relations between regions" if self.relations
+               else "an image_rotation" if self.rotated_images else "image sizes from headers" if self.from_header
+               else "keypoints" if self.kp_names else None)
+        if why is not None:
+            raise NeedsWholeRead(f"{self.file}: {why}, noted over the whole export")
+
     def _report_drops(self) -> None:
+        """The drops in file and task order (the order that the parts of a plan add up to), in runs of one
+        reason."""
         if not self.drops:
             return
-        frame = pd.DataFrame(self.drops, columns=["reason", "category", "src_file", "src_line", "message"])
-        for reason in pd.unique(frame["reason"]):
-            self.report.drop(str(reason), frame[frame["reason"] == reason])
+        rank = self.files
+        rows = sorted(self.drops, key=lambda d: (rank.get(d[2], len(rank)), d[3]))
+        frame = pd.DataFrame(rows, columns=["reason", "category", "src_file", "src_line", "message"])
+        reasons = frame["reason"].to_numpy()
+        starts = [0, *np.flatnonzero(reasons[1:] != reasons[:-1]) + 1, len(frame)]
+        for a, b in zip(starts[:-1], starts[1:], strict=False):
+            self.report.drop(str(reasons[a]), frame.iloc[a:b])
 
     def _notes(self) -> None:
         rep = self.report
@@ -1444,7 +1249,6 @@ def _scan_rects(groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]],
     return _Rects(to_name, (w, h), rotated, counts, cats, geo, scores)
 
 
-_NO_LINE = object()
 _NONE = object()  # no such value (None is a value)  # the line given to _select in a worker: a group with another line has one of its own
 _PLAIN = frozenset((float, int))
 _BIG = float(2**63)
@@ -1457,16 +1261,6 @@ class _Seg(NamedTuple):
     start: int
     rows: Any
     types: frozenset[type]
-
-
-class _Prepared(NamedTuple):
-    """The tasks of one piece of a file as a worker made them ready (see :meth:`_Reader.prepare`)."""
-
-    entries: list[Any]   # (index, task) to read, or (index, id, url, name, size, rotated, [(pred, base, rows)])
-    geo: Any             # the rows of the ready tasks, in order: a float64 array, or a list of 7-tuples
-    types: frozenset[type]
-    cats: list[str]
-    scores: list[float]
 
 
 def _as_block(rows: list[tuple[Any, ...]]) -> tuple[np.ndarray | None, frozenset[type]]:
@@ -1638,17 +1432,6 @@ def _cuts(r_img: list[int], n_img: int, chunk_rows: int) -> list[tuple[int, int]
         s, base = c, int(cum[c - 1])
 
 
-def _forget(mm: mmap.mmap, end: int) -> None:
-    """Let the pages of ``mm`` before ``end`` go (read and searched already): else every page of the file searched
-    stays in this process's resident memory until the end."""
-    end -= end % mmap.PAGESIZE
-    if end > 0 and hasattr(mmap, "MADV_DONTNEED"):
-        try:
-            mm.madvise(mmap.MADV_DONTNEED, 0, end)
-        except OSError:  # pragma: no cover (only a hint)
-            pass
-
-
 _ROW_LISTS = ("r_img", "r_cat", "r_pct", "r_seg", "r_score", "r_attrs", "r_file", "r_line")
 _IMAGE_LISTS = ("img_name", "img_w", "img_h", "img_path", "img_attrs", "img_src")
 
@@ -1690,7 +1473,7 @@ class _Stream:
         try:
             if f.stat().st_size >= 2 * _PIECE:
                 with open(f, "rb", buffering=0) as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                    if (yield from self._pieces(mm, _Bytes(fh), file)):
+                    if (yield from self._pieces(mm, tasks.Bytes(fh), file)):
                         return
         except (OSError, ValueError) as e:  # not a regular file, cannot be mapped: read as a whole (which reports it)
             if self.started:  # the file changed while read
@@ -1699,7 +1482,7 @@ class _Stream:
             raw = f.read_bytes()
         except OSError as e:
             raise ReadError(file, f"cannot read: {e}") from None
-        doc = _loads(raw, file)
+        doc = tasks.loads(raw, file)
         del raw
         r = self.reader
         if isinstance(doc, dict):
@@ -1711,16 +1494,15 @@ class _Stream:
             doc = r._from_min(doc, file)
         yield from self._tasks(doc, file, 1, None)
 
-    def _pieces(self, mm: mmap.mmap, data: _Bytes, file: str) -> Generator[Dataset, None, bool]:
+    def _pieces(self, mm: mmap.mmap, data: tasks.Bytes, file: str) -> Generator[Dataset, None, bool]:
         """As :func:`_read_in_pieces` without a worker; False, having read nothing, when the file is not suited."""
-        opening = _LIST_START.match(mm, 3 if mm[:3] == b"\xef\xbb\xbf" else 0)
-        if opening is None:
+        start = tasks.list_start(mm)
+        if start is None:
             return False
-        start = opening.end()
         first = 1
         while True:
             with gc_paused():
-                doc, nxt = _piece(mm, data, start, None)
+                doc, nxt = tasks.piece(mm, data, start, len(mm), _PIECE)
             if doc is None:
                 if first == 1:
                     return False
@@ -1734,7 +1516,7 @@ class _Stream:
             first += n
             if nxt < 0:
                 return True
-            _forget(mm, nxt)
+            tasks.forget(mm, nxt)
             start = nxt
 
     def _tasks(self, doc: list[Any], file: str, first: int, rest: mmap.mmap | None) -> Iterator[Dataset]:
@@ -1748,7 +1530,7 @@ class _Stream:
                     r.read_doc(part, file, first=first + a, check_min=False)
             except ReadError:
                 if rest is not None:
-                    _valid_json(rest[:], file)
+                    tasks.valid_json(rest[:], file)
                 raise
             del part
             cuts = _cuts(r.r_img, len(r.img_name), self.chunk_rows)
