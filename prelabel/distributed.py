@@ -53,7 +53,7 @@ from typing import Any
 
 from . import adapters, storage
 from .adapters.base import NeedsWholeRead, ReadOptions
-from .adapters.parts import FilesPart, Part, merge
+from .adapters.parts import FilesPart, Part, merge, names_shared
 from .errors import ReadError, UsageError
 from .model import Dataset
 from .paths import IMAGE_EXTENSIONS, moved
@@ -168,6 +168,8 @@ def _read(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
         futures = [client.submit(fn, *args, pure=False) for fn, args in tasks]
         try:
             parts: list[Dataset] = client.gather(futures)
+            if names_shared(adapter, parts):
+                raise NeedsWholeRead("an image is named in two parts")
         except (NeedsWholeRead, ReadError):
             if len(tasks) == 1 and tasks[0] is whole:
                 raise

@@ -22,7 +22,7 @@ from PIL import Image
 import prelabel
 from prelabel import adapters
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
-from prelabel.adapters.parts import merge
+from prelabel.adapters.parts import merge, names_shared
 from prelabel.engine import PartStream, read_parts
 from prelabel.errors import PrelabelError, ReadError
 from prelabel.model import Dataset
@@ -61,6 +61,8 @@ def _in_process(src: Path, fmt: str, parts: int, opts: ReadOptions | None = None
         options = opts or ReadOptions()
         try:
             got = [adapter.read_part(p, options=options) for p in adapter.plan(src, options=options, parts=parts)]
+            if names_shared(adapter, got):
+                raise NeedsWholeRead("an image is named in two parts")
         except (NeedsWholeRead, ReadError):
             return prelabel.read(src, fmt=fmt, options=options)
         ds = merge(got, report=Report(), kind_order=list(getattr(adapter, "KIND_NAMES", {}).values()))
@@ -833,3 +835,21 @@ def test_labelstudio_generated(tmp_path: Path, client: Any, seed: int) -> None:
     for opts in (None, ReadOptions(ls_select="both"), ReadOptions(ls_select="predictions", ls_annotator="latest")):
         coco = _check(src, "labelstudio", tmp_path, client, opts=opts)
         assert isinstance(coco, bytes) and len(json.loads(coco)["annotations"]) > 300
+
+
+def test_labelstudio_image_named_in_two_parts(tmp_path: Path, client: Any) -> None:
+    """Tasks 1 and 300 name the same image: read() makes one image of them (an image.merged note), which no
+    part can see: every engine then reads the export whole, and the result is read()'s."""
+    from test_labelstudio_speed_equivalence import _plain
+
+    tasks = [_plain(i) for i in range(1, 301)]
+    tasks[299]["data"]["image"] = tasks[0]["data"]["image"]
+    src = tmp_path / "export.json"
+    src.write_bytes(orjson.dumps(tasks))
+    assert len(adapters.get("labelstudio").plan(src, options=ReadOptions(), parts=3)) == 3  # it does split
+    coco = _check(src, "labelstudio", tmp_path, client)
+    assert isinstance(coco, bytes)
+    doc = json.loads(coco)
+    # 300 tasks, 299 distinct images; the first image holds task 1's 2 boxes and task 300's 2
+    assert len(doc["images"]) == 299 and len(doc["annotations"]) == 600
+    assert sum(a["image_id"] == doc["images"][0]["id"] for a in doc["annotations"]) == 4

@@ -1341,6 +1341,8 @@ def _shape(kind: int, v: dict[str, Any], ow: float, oh: float) -> tuple[Any, tup
 
 
 # ================================================================================================ streaming
+# read() makes one image of the tasks naming the same image: parts that share a name need the whole export
+SAME_NAME_ONE_IMAGE = True
 STREAM_MIN_BYTES = 256 * 2**20  # below this the pipeline reads a Label Studio export whole (read() is faster)
 _STREAM_TASKS = 2000  # tasks read between two looks for chunks to hand out
 

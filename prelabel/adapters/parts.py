@@ -28,7 +28,7 @@ import pandas as pd
 from ..model import Dataset
 from ..report import Diagnostic, Report
 
-__all__ = ["ByteRange", "FilesPart", "Part", "RowRange", "merge"]
+__all__ = ["ByteRange", "FilesPart", "Part", "RowRange", "merge", "names_shared"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,6 +149,28 @@ def _add_up(parts: Sequence[Dataset], tallies: dict[TallyKey, tuple[list[int], l
                 out.append(Diagnostic(d.code, sources[0], d.tally[0].format(*sums), d.severity,
                                       tally=(d.tally[0], tuple(sums)), tally_first=d.tally_first))
         ds.report.diagnostics = out
+
+
+def names_shared(adapter: Any, parts: Sequence[Dataset], seen: set[str] | None = None) -> bool:
+    """Whether an image file name of one part is also another part's, for an adapter whose ``read()`` makes
+    one image of the records that name the same image (``SAME_NAME_ONE_IMAGE = True``: Label Studio tasks):
+    its parts cannot merge such images, and the source must be read whole. ``seen``: the names of the parts
+    before these (updated), for parts that come one at a time.
+
+    >>> class LS: SAME_NAME_ONE_IMAGE = True
+    >>> a = Dataset.build(images={"file_name": ["a.jpg"], "width": [8], "height": [8]})
+    >>> names_shared(LS, [a, a]), names_shared(object(), [a, a])
+    (True, False)
+    """
+    if not getattr(adapter, "SAME_NAME_ONE_IMAGE", False):
+        return False
+    known = set() if seen is None else seen
+    for ds in parts:
+        names = set(ds.images["file_name"])
+        if not known.isdisjoint(names):
+            return True
+        known |= names
+    return False
 
 
 def merge(parts: Sequence[Dataset], *, report: Report | None = None, kind_order: Sequence[str] = ()) -> Dataset:

@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import adapters
 from ..adapters.base import NeedsWholeRead, ReadOptions
-from ..adapters.parts import FilesPart, Part, merge
+from ..adapters.parts import FilesPart, Part, merge, names_shared
 from ..errors import ReadError, UsageError
 from ..model import Dataset
 from ..report import Report
@@ -150,6 +150,8 @@ def read_parts(src: str | Path, *, fmt: str | None = None, options: ReadOptions 
             results: list[Dataset] = client.gather(futures)
         else:
             results = _run_local(adapter.NAME, parts, part_opts, n, hook(opts))
+        if names_shared(adapter, results):
+            raise NeedsWholeRead("an image is named in two parts")
     except (NeedsWholeRead, ReadError):
         # a part that depends on the rest of the source (NeedsWholeRead), or a malformed file: the whole read
         # decides, and raises the error read() raises (the first in its own order, which may be another part's)

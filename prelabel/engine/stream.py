@@ -28,8 +28,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..adapters.base import ReadOptions
-from ..adapters.parts import Part, merge
+from ..adapters.base import NeedsWholeRead, ReadOptions
+from ..adapters.parts import Part, merge, names_shared
 from ..errors import ReadError
 from ..model import Dataset
 from ..paths import at_least
@@ -119,7 +119,10 @@ class PartStream:
         self.report = merge(shells, report=Report(), kind_order=kinds).report
 
     def _parts(self, plan: list[Part], reports: list[Report]) -> Iterator[Tables]:
+        seen: set[str] = set()
         for ds in counted(plan, self._read(plan), self.progress):
+            if names_shared(self.adapter, [ds], seen):  # (nothing is written: the caller reads it whole)
+                raise NeedsWholeRead(f"{self.path}: an image is named in two parts")
             reports.append(ds.report)
             tables = ds.images, ds.categories, ds.annotations
             del ds  # nothing of this part is held here while the next one is read
