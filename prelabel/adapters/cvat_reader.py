@@ -417,19 +417,19 @@ class CvatReader(TrackRows):
             self.report.note("coordinates.suspect", self.file,
                              f"track(s) {', '.join(self.approx_tracks[:10])}: polygons with different point "
                              "counts between keyframes are repeated, not interpolated", severity="info")
-        return self._make(self._take(nodes=self.nodes, kp_k=self.kp_k), final=True)
+        return self._make(self._take(nodes=self.nodes, kp_k=self.kp_k))
 
-    def _make(self, c: Pending, *, final: bool) -> Dataset:
-        """The Dataset of the columns read; ``final``: it also reports what the whole file
+    def _make(self, c: Pending) -> Dataset:
+        """The Dataset of the columns read; it also reports what the whole file
         decides (the aggregated notes, the drops, the clipped masks) as one ``read()`` reports them."""
         names = c.img_name
-        if final and self.frame_rows:
+        if self.frame_rows:
             names = list(names)
             pattern = self.options.frame_pattern
             for f, idx in self.frame_rows.items():
                 names[idx] = frame_file_name(pattern, f)
         paths = self._image_paths(names, c.img_attrs)
-        if final and (self.missing_images or (self.part and self.images_root is not None
+        if (self.missing_images or (self.part and self.images_root is not None
                                               and Path(self.images_root).is_dir())):
             self.report.tally("image.missing", str(self.images_root),
                               "{} image(s) named in " + self.file.replace("{", "{{").replace("}", "}}")
@@ -444,7 +444,7 @@ class CvatReader(TrackRows):
             "src_file": pd.Series([self.file] * len(names), dtype=object),
         }
         self.used_cats.update(c.a_cat)
-        cats = self._categories(c, notes=final)
+        cats = self._categories(c, notes=True)
         n = len(c.a_cat)
         box = np.asarray(c.a_box, dtype=np.float64).reshape(n, 4)
         il = np.asarray(c.a_il, dtype=np.int64).reshape(n, 2)
@@ -462,15 +462,15 @@ class CvatReader(TrackRows):
             "src_file": pd.Series([self.file] * n, dtype=object),
             "src_line": il[:, 1],
         }
-        self.report.add_read(n + (len(self.d_reason) if final else 0))
+        self.report.add_read(n + len(self.d_reason))
         ds = Dataset.build(images=images, categories=cats, annotations=ann, report=self.report)
         if c.clipped_rows:
             self.clip_rows.append(ds.annotations.iloc[c.clipped_rows][["category", "src_file", "src_line"]])
-        if final and self.clip_rows:
+        if self.clip_rows:
             self.report.change("clipped", self.clip_rows[0] if len(self.clip_rows) == 1
                                else pd.concat(self.clip_rows, ignore_index=True),
                                "mask rectangle extends outside the image; cut at the border")
-        if final and self.d_reason:
+        if self.d_reason:
             drops = pd.DataFrame({"reason": self.d_reason, "category": pd.Series(self.d_cat, dtype=object),
                                   "src_file": [self.file] * len(self.d_reason), "src_line": self.d_line,
                                   "message": self.d_msg})
