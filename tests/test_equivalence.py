@@ -853,3 +853,57 @@ def test_labelstudio_image_named_in_two_parts(tmp_path: Path, client: Any) -> No
     # 300 tasks, 299 distinct images; the first image holds task 1's 2 boxes and task 300's 2
     assert len(doc["images"]) == 299 and len(doc["annotations"]) == 600
     assert sum(a["image_id"] == doc["images"][0]["id"] for a in doc["annotations"]) == 4
+
+
+def test_labelstudio_notes_counted_over_the_export_add_up_across_parts(tmp_path: Path, client: Any) -> None:
+    """Image-level choices, relations, image_rotation and sizes from image headers are noted once over the whole
+    export; each part counts its own and the parts' counts add up (the export is not read whole for them)."""
+    from test_labelstudio_speed_equivalence import _plain
+
+    tasks = [_plain(i) for i in range(1, 121)]
+
+    def add(i: int, result: dict[str, Any]) -> None:
+        tasks[i - 1]["annotations"][0]["result"].append(result)
+
+    def choice(i: int, name: str) -> None:
+        add(i, {"id": f"c{i}", "type": "choices", "from_name": name, "to_name": "image",
+                "value": {"choices": ["yes"]}})
+
+    choice(10, "quality")
+    choice(50, "weather")
+    choice(90, "weather")
+    choice(100, "quality")
+    for i in (20, 110):
+        add(i, {"type": "relation", "from_id": f"r{i}", "to_id": f"s{i}", "direction": "right"})
+    for i in (60, 70):
+        tasks[i - 1]["annotations"][0]["result"][0]["image_rotation"] = 90
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(1, 121):
+        Image.new("RGB", (64, 48)).save(images / f"i{i}.jpg")
+    for i in (30, 95):
+        for r in tasks[i - 1]["annotations"][0]["result"]:
+            del r["original_width"], r["original_height"]
+    src = tmp_path / "export.json"
+    src.write_bytes(orjson.dumps(tasks))
+    opts = ReadOptions(images=images)
+    adapter: Any = adapters.get("labelstudio")
+    parts = adapter.plan(src, options=opts, parts=3)
+    assert [p.context.first for p in parts] == [1, 42, 82]  # part 3 names weather (90) before quality (100)
+    got = [adapter.read_part(p, options=opts) for p in parts]  # no part needs the whole export
+    assert not names_shared(adapter, got)
+    coco = _check(src, "labelstudio", tmp_path, client, opts=opts)
+    assert isinstance(coco, bytes)
+    notes = [(d.code, d.source, d.message) for d in merge(got, report=Report()).report.diagnostics]
+    f = str(src)
+    assert notes == [
+        ("image.attribute", f"{f}:10", "choices 'quality' of 2 annotation(s) kept as image attributes "
+                                       "(attributes['choices']['quality'])"),
+        ("image.attribute", f"{f}:50", "choices 'weather' of 2 annotation(s) kept as image attributes "
+                                       "(attributes['choices']['weather'])"),
+        ("dropped.unsupported", f, "2 relation(s) between regions not kept (COCO has no relations)"),
+        ("coordinates.suspect", f"{f}:60", "2 task(s) record an image_rotation: their coordinates are read as "
+                                           "given, against original_width x original_height"),
+        ("image.size_from_header", str(images), "2 image size(s) read from the image files (the export has no "
+                                                "original_width/height for them)"),
+    ]

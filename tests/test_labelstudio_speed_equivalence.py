@@ -23,7 +23,7 @@ import pytest
 from prelabel import paths
 from prelabel.adapters import labelstudio as ls
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
-from prelabel.adapters.parts import merge
+from prelabel.adapters.parts import merge, names_shared
 from prelabel.engine import read_parts
 from prelabel.errors import ReadError
 from prelabel.model import Dataset
@@ -196,6 +196,8 @@ def _in_parts(path: Path, **opts: Any) -> list[Dataset | str]:
                 except ReadError:
                     out.append(_read(path, **opts))
                     continue
+                if names_shared(ls, got):  # an image named by tasks of two parts: read whole, as the engine does
+                    raise NeedsWholeRead("an image is named in two parts")
                 out.append(merge(got, report=Report()))
             else:
                 ds = read_parts(path, fmt="labelstudio", options=options, workers=workers)

@@ -15,6 +15,7 @@ from prelabel.adapters import cvat
 from prelabel.adapters import labelstudio as ls
 from prelabel.adapters import labelstudio_video as ls_video
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
+from prelabel.engine import PartStream
 from prelabel.errors import ReadError
 from prelabel.model import Dataset
 from prelabel.report import Report
@@ -213,10 +214,12 @@ def test_same_track_from_cvat_and_label_studio_gives_the_same_boxes(tmp_path: Pa
 
 
 def test_streaming_a_video_export_asks_for_a_whole_read(tmp_path: Path) -> None:
+    """A part of a video export cannot be read alone: the pipeline reads the export whole."""
     p = tmp_path / "export.json"
-    p.write_text(json.dumps([_task([_kf(1, 0, 0, 10, 10)])]))
+    p.write_text(json.dumps([dict(_task([_kf(1, 0, 0, 10, 10)]), id=i) for i in range(1, 5)]))
+    assert len(ls.plan(p, options=ReadOptions(), parts=2)) == 2
     with pytest.raises(NeedsWholeRead, match="is a video"):
-        list(ls.iter_chunks(p, options=ReadOptions(), report=Report(), chunk_rows=10))
+        list(PartStream(ls, p, options=ReadOptions(), parts=2, workers=1))
 
 
 def test_rotation_turns_along_the_shorter_arc_about_the_top_left_corner(tmp_path: Path) -> None:

@@ -1,28 +1,27 @@
-"""Streaming the Label Studio adapter: ``iter_chunks`` must give ``read()``'s dataset and report, cut into whole
-images, or raise ``NeedsWholeRead`` where it cannot.
+"""Streaming the Label Studio adapter: the engine's stream of its plan's parts (``PartStream``: runs of whole
+tasks of an export, read here or in a pool) must give ``read()``'s dataset and report, cut into whole images,
+or raise ``NeedsWholeRead`` where a part cannot be read alone (then the pipeline reads the export whole).
 
-The reference is ``read()`` of the same export (the same task reader, but one table built once every task is
-read and, for files of 32 MB and more, a forked worker; the chunks build theirs as tasks complete and hold back
-the drops and notes ``read()`` makes at the end); one small case is also checked value by value against numbers
-worked out by hand from its JSON, and the streaming pipeline is checked to write the bytes the whole-dataset
-pipeline writes.
+The reference is ``read()`` of the same export (the same task reader, one table built once every task is read;
+the parts build theirs run by run and their reports are merged at the end); one small case is also checked
+value by value against numbers worked out by hand from its JSON, and the streaming pipeline is checked to write
+the bytes the whole-dataset pipeline writes.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
 from chunk_equality import datasets_equal, reports_equal
 
 from prelabel.adapters import labelstudio as ls
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
+from prelabel.engine import PartStream
 from prelabel.errors import ReadError, UsageError
 from prelabel.geometry import ls_rle_encode
 from prelabel.model import Dataset
@@ -31,7 +30,7 @@ from prelabel.report import Report
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data" / "labelstudio"
-SIZES = (1, 2, 3, 5, 10**6)
+PARTS = (1, 2, 3, 7, 40)
 SDK = Path("label_studio/HumanSignal__label-studio-sdk/tests/custom/converter/data")
 FIXTURES = [  # (export, label config) under ../shared/fixtures
     (SDK / "test_export_yolo/data.json", SDK / "test_export_yolo/label_config.xml"),
@@ -45,6 +44,7 @@ FIXTURES = [  # (export, label config) under ../shared/fixtures
 
 # ---------------------------------------------------------------------------------------------- comparing
 def _options(config: Path | str | None = None, **opts: Any) -> ReadOptions:
+    opts.pop("workers", None)
     extra = {"label_config": str(config)} if config is not None else {}
     return ReadOptions(**opts, extra=extra)
 
@@ -54,43 +54,36 @@ def _whole(path: Path, **opts: Any) -> tuple[Dataset, Report]:
     return ls.read(path, options=_options(**opts), report=report), report
 
 
-def _stream(path: Path, chunk_rows: int, **opts: Any) -> tuple[list[Dataset], Report]:
-    report = Report()
-    chunks = list(ls.iter_chunks(path, options=_options(**opts), report=report, chunk_rows=chunk_rows))
-    assert all(c.report is report for c in chunks)
-    return chunks, report
+def _stream(path: Path, parts: int, **opts: Any) -> tuple[list[Dataset], Report]:
+    """The export streamed in ``parts`` parts, in a pool of ``workers`` when given."""
+    stream = PartStream(ls, path, options=_options(**opts), parts=parts, workers=opts.get("workers"))
+    shared = Report()
+    chunks = [Dataset(images=i, categories=c, annotations=a, report=shared) for i, c, a in stream]
+    return chunks, stream.report
 
 
-def _check(path: Path, chunk_rows: int, **opts: Any) -> list[Dataset]:
-    """Chunks of whole images in read()'s order, closed once they hold ``chunk_rows`` rows or images (at the first
-    image where rows of later tasks do not come back to it); their concatenation and the report equal read()'s."""
+def _check(path: Path, parts: int, **opts: Any) -> list[Dataset]:
+    """Parts of whole images, each with its own images' rows; their concatenation and the merged report equal
+    ``read()``'s."""
     ds, rep = _whole(path, **opts)
-    chunks, srep = _stream(path, chunk_rows, **opts)
+    chunks, srep = _stream(path, parts, **opts)
     assert chunks
-    seen: list[str] = []
-    for i, c in enumerate(chunks):
+    for c in chunks:
         img = c.annotations["image"].to_numpy()
         assert ((img >= 0) & (img < len(c.images))).all()
-        assert len(c.images) >= 1 or (len(chunks) == 1 and len(ds.images) == 0)
-        if i < len(chunks) - 1:
-            assert len(c) >= chunk_rows or len(c.images) >= chunk_rows
-        # the categories of a chunk: read()'s, cut after the last name used so far
-        seen += [n for n in pd.unique(c.annotations["category"].to_numpy()) if n not in seen]
-        names = ds.category_names
-        used = max((names.index(n) for n in seen), default=-1)
-        assert c.category_names[:used + 1] == names[:used + 1]
     datasets_equal(Dataset.concat(chunks, report=Report()), ds)
     reports_equal(srep, rep)
     return chunks
 
 
-def _needs_whole(path: Path, chunk_rows: int, match: str, **opts: Any) -> str:
+def _needs_whole(path: Path, parts: int, match: str, **opts: Any) -> str:
     with pytest.raises(NeedsWholeRead) as e:
-        _stream(path, chunk_rows, **opts)
+        _stream(path, parts, **opts)
     assert match in e.value.reason, e.value.reason
     return e.value.reason
 
 
+# ---------------------------------------------------------------------------------------------- generated exports
 # ---------------------------------------------------------------------------------------------- generated exports
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -184,11 +177,11 @@ KINDS = ["box", "box", "box", "box", "rotated", "two_labels", "polygon", "ellips
 URLS = ["/data/upload/3/0a1b2c3d-img{i}.jpg", "s3://bucket/dir/img{i}.png", "/data/local-files/?d=ds%2Fimg%20{i}.jpg"]
 
 
-def _tasks(n: int, *, seed: int = 0, kinds: list[str] = KINDS) -> list[dict[str, Any]]:
+def _tasks(n: int, *, seed: int = 0, kinds: list[str] = KINDS, faces: bool = True) -> list[dict[str, Any]]:
     """Tasks with every region kind, several annotators (one cancelled now and then), predictions, tasks without
     regions, without an image URL or without a size; drops spread over the tasks; ``bus`` first used late. The
-    first task's annotations and prediction start with a face and both its keypoints (so that their names are
-    known from the first chunk on, whatever is selected)."""
+    first task's annotations and prediction start with a face and both its keypoints. ``faces=False``: no
+    keypoints at all (a part of an export with keypoints needs the whole export: their names are noted over it)."""
     g = _Gen(seed)
     rng = g.rng
     tasks: list[dict[str, Any]] = []
@@ -199,9 +192,9 @@ def _tasks(n: int, *, seed: int = 0, kinds: list[str] = KINDS) -> list[dict[str,
             data = {"caption": 5}  # no string: no image URL
 
         def results(first: bool = False, W: int = W, H: int = H, late: bool = i > n // 2) -> list[dict[str, Any]]:
-            out: list[dict[str, Any]] = g.region("face", W, H, False, full=True) if first else []
+            out: list[dict[str, Any]] = g.region("face", W, H, False, full=True) if first and faces else []
             for _ in range(rng.randint(0, 4)):
-                out += g.region(rng.choice(kinds), W, H, late)
+                out += g.region(rng.choice(kinds if faces else [k for k in kinds if k != "face"]), W, H, late)
             return out
 
         anns = []
@@ -233,7 +226,12 @@ def _write(path: Path, tasks: Any) -> Path:
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _write(tmp_path_factory.mktemp("gen") / "export.json", _tasks(90))
+    return _write(tmp_path_factory.mktemp("gen") / "export.json", _tasks(90, faces=False))
+
+
+@pytest.fixture(scope="module")
+def with_faces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _write(tmp_path_factory.mktemp("gen") / "faces.json", _tasks(90))
 
 
 @pytest.fixture(scope="module")
@@ -243,38 +241,40 @@ def config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return p
 
 
-@pytest.fixture(params=[7, 2000], ids=["read7", "read2000"])
-def tasks_per_read(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Tasks read between two looks for chunks: 7 puts the looks inside the file, 2000 reads a small file at once."""
-    monkeypatch.setattr(ls, "_STREAM_TASKS", request.param)
-    return int(request.param)
-
 
 # ---------------------------------------------------------------------------------------------- equal to read()
-@pytest.mark.parametrize("chunk_rows", SIZES)
-def test_sample_data(chunk_rows: int) -> None:
-    _check(SAMPLE / "export.json", chunk_rows)
-    _check(SAMPLE / "export.json", chunk_rows, config=SAMPLE / "label_config.xml")
-    _check(SAMPLE / "export.json", chunk_rows, images=ROOT / "sample_data" / "images")  # paths found
+@pytest.mark.parametrize("parts", PARTS)
+def test_sample_data(parts: int) -> None:
+    """The sample has keypoints: a part of it needs the whole export (their names are noted over it)."""
+    for opts in ({}, {"config": SAMPLE / "label_config.xml"}, {"images": ROOT / "sample_data" / "images"}):
+        if parts == 1:
+            _check(SAMPLE / "export.json", parts, **opts)
+        else:
+            _needs_whole(SAMPLE / "export.json", parts, "keypoints, whose names are noted", **opts)
 
 
 @pytest.mark.parametrize("pair", FIXTURES, ids=lambda p: "/".join(p[0].parts[-2:]))
-@pytest.mark.parametrize("chunk_rows", SIZES)
-def test_fixtures(fixtures_dir: Path, pair: tuple[Path, Path], chunk_rows: int) -> None:
+@pytest.mark.parametrize("parts", (1, 2, 3))
+def test_fixtures(fixtures_dir: Path, pair: tuple[Path, Path], parts: int) -> None:
     export, config = (fixtures_dir / p for p in pair)
-    _check(export, chunk_rows, config=config)
-    _check(export, chunk_rows, ls_select="both", ls_annotator="latest")
+    # a part of the keypoints export needs the whole (their names are noted over it); JSON-MIN is one part
+    why = "keypoints" if "keypoints" in export.name else None
+    for opts in ({"config": config}, {"ls_select": "both", "ls_annotator": "latest"}):
+        if why is None or len(ls.plan(export, options=_options(**opts), parts=parts)) == 1:
+            _check(export, parts, **opts)
+        else:
+            _needs_whole(export, parts, why, **opts)
 
 
-@pytest.mark.parametrize("chunk_rows", SIZES)
+@pytest.mark.parametrize("parts", (1, 3, 7, 40))
 @pytest.mark.parametrize(("select", "annotator"), [("auto", "all"), ("annotations", "first"),
                                                    ("predictions", "latest"), ("both", "latest")])
-def test_generated_every_region(generated: Path, config_file: Path, tasks_per_read: int, chunk_rows: int,
-                                select: str, annotator: str) -> None:
-    chunks = _check(generated, chunk_rows, ls_select=select, ls_annotator=annotator)
-    _check(generated, chunk_rows, config=config_file, ls_select=select, ls_annotator=annotator)
-    if chunk_rows == 1 and select == "auto":
-        assert len(chunks) > 40  # cut inside the file, not one chunk
+def test_generated_every_region(generated: Path, config_file: Path, parts: int, select: str,
+                                annotator: str) -> None:
+    chunks = _check(generated, parts, ls_select=select, ls_annotator=annotator)
+    _check(generated, parts, config=config_file, ls_select=select, ls_annotator=annotator)
+    if parts == 40 and select == "auto":
+        assert len(chunks) == 40  # cut inside the file, not one part
         # the export exercises what it is meant to: drops of several reasons, notes read() makes at the end
         _, rep = _whole(generated)
         assert set(rep.dropped_counts()) == {"dropped.cancelled", "dropped.degenerate", "dropped.invalid",
@@ -283,37 +283,52 @@ def test_generated_every_region(generated: Path, config_file: Path, tasks_per_re
         assert {"image.attribute", "coordinates.suspect", "dropped.unsupported", "dropped.no_image"} <= set(codes)
         ds, _ = _whole(generated)
         assert ds.category_names.index("bus") > ds.category_names.index("road")  # first used late
-        kp = ds.categories.set_index("name")["keypoints"]
-        assert kp["face"] == ["nose", "eye"]
 
 
-@pytest.mark.parametrize("chunk_rows", SIZES)
-def test_large_file_in_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int) -> None:
-    """Pieces of 32 KiB instead of 8 MB: read() and the stream both read the file a piece at a time, and the
-    chunks do not follow the pieces."""
+@pytest.mark.parametrize("parts", (2, 5))
+def test_generated_through_the_pool(generated: Path, config_file: Path, parts: int) -> None:
+    _check(generated, parts, workers=2)
+    _check(generated, parts, workers=2, config=config_file, ls_select="both", ls_annotator="all")
+
+
+@pytest.mark.parametrize("parts", (1, 3))
+def test_keypoints_need_the_whole_export(with_faces: Path, config_file: Path, parts: int) -> None:
+    """The keypoint names of a category are noted over the whole export (first appearance, then the label
+    config's order): a part with keypoints cannot be read alone; one part is read()."""
+    ds, _ = _whole(with_faces)
+    assert ds.categories.set_index("name")["keypoints"]["face"] == ["nose", "eye"]
+    for opts in ({}, {"config": config_file}):
+        if parts == 1:
+            _check(with_faces, parts, **opts)
+        else:
+            _needs_whole(with_faces, parts, "keypoints, whose names are noted over the whole export", **opts)
+
+
+@pytest.mark.parametrize("parts", (1, 3, 7))
+def test_large_file_in_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parts: int) -> None:
+    """Pieces of 32 KiB instead of 8 MB: read() and each part read the file a piece at a time, and the parts do
+    not follow the pieces."""
     monkeypatch.setattr(ls, "_PIECE", 32 << 10)
-    monkeypatch.setattr(ls, "_STREAM_TASKS", 11)
-    path = _write(tmp_path / "export.json", _tasks(300, seed=3))
+    path = _write(tmp_path / "export.json", _tasks(300, seed=3, faces=False))
     assert path.stat().st_size > 8 * (32 << 10)
-    _check(path, chunk_rows)
-    _check(path, chunk_rows, ls_select="both", ls_annotator="first")
+    _check(path, parts)
+    _check(path, parts, ls_select="both", ls_annotator="first")
 
 
 def test_file_larger_than_two_pieces(tmp_path: Path) -> None:
-    """A real file over 16 MB: read in 8 MB pieces, cut into chunks across their boundaries."""
-    tasks = _tasks(200, seed=5, kinds=["box"])
+    """A real file over 16 MB: read in 8 MB pieces, cut into parts across their boundaries."""
+    tasks = _tasks(200, seed=5, kinds=["box"], faces=False)
     big = [dict(t, id=k * 1000 + t["id"], data={**t["data"], "image": f"/data/upload/1/0a1b2c3d-{k}-{t['id']}.jpg"})
            for k in range(75) for t in tasks]
     path = _write(tmp_path / "big.json", big)
     assert path.stat().st_size > 2 * (8 << 20)
-    for chunk_rows in (997, 10**6):
-        chunks = _check(path, chunk_rows)
-        assert len(chunks) > 1 or chunk_rows == 10**6
+    assert len(_check(path, 5)) == 5
 
 
-@pytest.mark.parametrize("chunk_rows", SIZES)
-def test_json_min(tmp_path: Path, config_file: Path, chunk_rows: int) -> None:
-    """JSON-MIN: the records of one task are scattered over the file; read() groups them at the first one."""
+@pytest.mark.parametrize("parts", (1, 3))
+def test_json_min(tmp_path: Path, config_file: Path, parts: int) -> None:
+    """JSON-MIN: the records of one task are scattered over the file; read() groups them at the first one, so the
+    plan makes it one part."""
     rng = random.Random(7)
     records = []
     for k in range(60):
@@ -325,23 +340,25 @@ def test_json_min(tmp_path: Path, config_file: Path, chunk_rows: int) -> None:
                         "annotator": f"a{k % 3}@x.org", "annotation_id": k, "created_at": f"2024-01-{k % 28 + 1:02d}",
                         "updated_at": f"2024-01-{k % 28 + 1:02d}"})
     path = _write(tmp_path / "min.json", records)
+    assert len(ls.plan(path, options=ReadOptions(), parts=parts)) == 1
     for annotator in ("all", "latest"):
-        _check(path, chunk_rows, ls_annotator=annotator)
-        _check(path, chunk_rows, config=config_file, ls_annotator=annotator)
+        assert len(_check(path, parts, ls_annotator=annotator)) == 1
+        _check(path, parts, config=config_file, ls_annotator=annotator)
 
 
-@pytest.mark.parametrize("chunk_rows", SIZES)
-def test_folder(tmp_path: Path, chunk_rows: int) -> None:
-    tasks = _tasks(40, seed=9)
+@pytest.mark.parametrize("parts", (1, 4))
+def test_folder(tmp_path: Path, parts: int) -> None:
+    """A folder of exports is one part (read whole)."""
+    tasks = _tasks(40, seed=9, faces=False)
     _write(tmp_path / "b.json", tasks[20:])
     _write(tmp_path / "a.json", tasks[:20])
     (tmp_path / "c.json").write_text("[]")
     _write(tmp_path / "d.json", tasks[0] | {"id": 99, "data": {"image": "/data/upload/1/0a1b2c3d-one.jpg"}})
-    _check(tmp_path, chunk_rows)
+    assert len(_check(tmp_path, parts)) == 1
 
 
 def test_empty_export(tmp_path: Path, config_file: Path) -> None:
-    """No image: one empty chunk, with the label config's categories (as read())."""
+    """No image: one empty part, with the label config's categories (as read())."""
     path = _write(tmp_path / "e.json", [])
     chunks = _check(path, 3, config=config_file)
     assert len(chunks) == 1 and len(chunks[0].images) == 0
@@ -349,7 +366,7 @@ def test_empty_export(tmp_path: Path, config_file: Path) -> None:
 
 
 def test_by_hand(tmp_path: Path) -> None:
-    """Three tasks, chunk_rows=2: the values worked out from the JSON (percent of 200 x 100 -> pixels)."""
+    """Three tasks in three parts: the values worked out from the JSON (percent of 200 x 100 -> pixels)."""
     def rect(rid: str, x: float, y: float, w: float, h: float, label: str) -> dict[str, Any]:
         return {"id": rid, "type": "rectanglelabels", "original_width": 200, "original_height": 100,
                 "value": {"x": x, "y": y, "width": w, "height": h, "rectanglelabels": [label]}}
@@ -359,80 +376,48 @@ def test_by_hand(tmp_path: Path) -> None:
         {"id": 2, "data": {"image": "s3://b/k/b.jpg"},
          "annotations": [{"id": 21, "was_cancelled": True, "result": [rect("r3", 1, 1, 1, 1, "cat")]},
                          {"id": 22, "result": [rect("r5", 0, 0, 100, 100, "dog")]}]},
-        {"id": 3, "data": {"image": "/data/upload/1/0a1b2c3d-a.jpg"},  # the image of task 1, just held
+        {"id": 3, "data": {"image": "c.jpg"},
          "predictions": [{"id": 31, "score": 0.5, "result": [rect("r4", 50, 50, 10, 10, "bird")]}]},
     ]
-    path = _write(tmp_path / "x.json", tasks)
-    report = Report()
-    chunks = list(ls.iter_chunks(path, options=ReadOptions(), report=report, chunk_rows=2))
-    # task 3 adds to image a.jpg: no cut can separate a.jpg from the rows of b.jpg's task, so one chunk
-    assert [c.images["file_name"].tolist() for c in chunks] == [["a.jpg", "k/b.jpg"]]
-    c = chunks[0]
-    assert c.annotations["image"].tolist() == [0, 0, 1, 0]
-    assert c.boxes.tolist() == [[20.0, 20.0, 100.0, 30.0], [0.0, 0.0, 10.0, 5.0], [0.0, 0.0, 200.0, 100.0],
-                                [100.0, 50.0, 20.0, 10.0]]
-    assert c.category_names == ["cat", "dog", "bird"]
-    assert c.annotations["score"].tolist()[3] == 0.5
+    path = _write(tmp_path / "y.json", tasks)
+    chunks, report = _stream(path, 3)
+    assert [c.images["file_name"].tolist() for c in chunks] == [["a.jpg"], ["k/b.jpg"], ["c.jpg"]]
+    assert [c.category_names for c in chunks] == [["cat", "dog"], ["dog"], ["bird"]]
+    assert [c.boxes.tolist() for c in chunks] == [[[20.0, 20.0, 100.0, 30.0], [0.0, 0.0, 10.0, 5.0]],
+                                                  [[0.0, 0.0, 200.0, 100.0]], [[100.0, 50.0, 20.0, 10.0]]]
+    assert chunks[2].annotations["score"].tolist() == [0.5]
     assert report.read == 5 and report.dropped_counts() == {"dropped.cancelled": 1}
-    assert [d.code for d in report.diagnostics] == ["image.merged"]
-    # task 3 on its own image: a.jpg closes the first chunk (2 rows); b.jpg and c.jpg (the last image, held
-    # until the end) the second
-    path = _write(tmp_path / "y.json", tasks[:2] + [dict(tasks[2], data={"image": "c.jpg"})])
-    report = Report()
-    chunks = list(ls.iter_chunks(path, options=ReadOptions(), report=report, chunk_rows=2))
-    assert [c.images["file_name"].tolist() for c in chunks] == [["a.jpg"], ["k/b.jpg", "c.jpg"]]
-    assert [c.category_names for c in chunks] == [["cat", "dog"], ["cat", "dog", "bird"]]
-    assert [len(c) for c in chunks] == [2, 2]
-    assert [c.annotations["image"].tolist() for c in chunks] == [[0, 0], [0, 1]]
+    assert report.drops["source"].tolist() == [f"{path}:2"]
+    # task 3 names task 1's image: read() makes one image of them, which no part can see
+    path = _write(tmp_path / "x.json", tasks[:2] + [dict(tasks[2], data=tasks[0]["data"])])
+    _needs_whole(path, 3, "an image is named in two parts")
+    ds, rep = _whole(path)
+    assert ds.images["file_name"].tolist() == ["a.jpg", "k/b.jpg"]
+    assert ds.annotations["image"].tolist() == [0, 0, 1, 0]
+    assert [d.code for d in rep.diagnostics] == ["image.merged"]
 
 
-# ---------------------------------------------------------------------------------------------- whole reads
-@pytest.mark.parametrize("chunk_rows", SIZES)
-def test_shared_images(tmp_path: Path, tasks_per_read: int, chunk_rows: int) -> None:
-    """Tasks naming an image of an earlier task: equal to read() while that image is held, else NeedsWholeRead."""
-    tasks = _tasks(60, seed=11)
+@pytest.mark.parametrize("parts", (1, 3, 7))
+def test_shared_images(tmp_path: Path, parts: int) -> None:
+    """Tasks naming an image of an earlier task: one part is read(); parts apart, NeedsWholeRead."""
+    tasks = _tasks(60, seed=11, faces=False)
     for i in (30, 44, 58):
         tasks[i]["data"] = dict(tasks[i - 20]["data"]) if "image" in tasks[i - 20]["data"] else tasks[i]["data"]
     path = _write(tmp_path / "shared.json", tasks)
     ds, rep = _whole(path)
     assert "image.merged" in [d.code for d in rep.diagnostics]
-    merged = {a["task_ids"][1]: name for name, a in zip(ds.images["file_name"], ds.images["attributes"],
-                                                         strict=True) if "task_ids" in a}
-    assert set(merged) <= {31, 45, 59} and merged
-    if chunk_rows == 10**6 or tasks_per_read == 2000:  # no chunk before the end of the file / of what is read
-        _check(path, chunk_rows)
+    merged = {a["task_ids"][1] for a in ds.images["attributes"] if "task_ids" in a}
+    assert merged and merged <= {31, 45, 59}
+    if parts == 1:
+        _check(path, parts)
     else:
-        reason = _needs_whole(path, chunk_rows, "which an earlier task named")
-        m = re.search(r"task (\d+) names image '([^']+)'", reason)
-        assert m is not None and merged[int(m[1])] == m[2]
+        _needs_whole(path, parts, "an image is named in two parts")
 
 
-@pytest.mark.parametrize("chunk_rows", SIZES)
-def test_keypoint_names_growing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int,
-                                config_file: Path) -> None:
-    """A keypoint name first seen late changes the keypoint arrays of the rows handed out: NeedsWholeRead,
-    unless the label config fixes the names, or nothing was handed out yet."""
-    monkeypatch.setattr(ls, "_STREAM_TASKS", 5)
-    tasks = _tasks(30, seed=2, kinds=["box"])
-    g = _Gen(99)
-    face = g.region("face", 50, 50, False)
-    face = [r for r in face if r["value"].get("keypointlabels") != ["eye"]]  # nose only
-    tasks[0]["annotations"] = [{"id": 1, "result": face}]
-    late = g.region("face", 50, 50, False)
-    late[1]["value"]["keypointlabels"] = ["eye"]
-    tasks[20]["annotations"] = [{"id": 2, "result": late}]
-    path = _write(tmp_path / "kp.json", tasks)
-    _check(path, chunk_rows, config=config_file)  # the config gives both names from the start
-    if chunk_rows == 10**6:
-        _check(path, chunk_rows)
-    else:
-        _needs_whole(path, chunk_rows, "keypoint names of category 'face' changed")
-
-
-@pytest.mark.parametrize("chunk_rows", [1, 2, 10**6])
-def test_not_plain_numbers(tmp_path: Path, chunk_rows: int) -> None:
-    """A coordinate that is not a number (a bool here) drops its region, streamed as in read()."""
-    tasks = _tasks(20, seed=4, kinds=["box"])
+@pytest.mark.parametrize("parts", (1, 2, 7))
+def test_not_plain_numbers(tmp_path: Path, parts: int) -> None:
+    """A coordinate that is not a number (a bool here) drops its region, in a part as in read()."""
+    tasks = _tasks(20, seed=4, kinds=["box"], faces=False)
     tasks[12]["annotations"] = [{"id": 5, "result": [_Gen(1).box(40, 40, value={"x": True})]}]
     path = _write(tmp_path / "b.json", tasks)
     ds, rep = _whole(path)
@@ -440,14 +425,14 @@ def test_not_plain_numbers(tmp_path: Path, chunk_rows: int) -> None:
     assert bad["source"].tolist() == [f"{path}:13"]
     assert bad["message"].iloc[0].endswith("region: coordinates and original_width/height must be numbers, got True")
     assert rep.read == len(ds) + rep.dropped
-    _check(path, chunk_rows)
+    _check(path, parts)
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 10**6])
-def test_error_found_when_rows_are_built(tmp_path: Path, chunk_rows: int) -> None:
+@pytest.mark.parametrize("parts", (1, 7))
+def test_error_found_when_rows_are_built(tmp_path: Path, parts: int) -> None:
     """read() checks original_width/height of all rows once every task is read: a region whose size is 0 is
-    dropped at its line, the same way streamed."""
-    tasks = _tasks(20, seed=4, kinds=["box"])
+    dropped at its line, the same way in a part."""
+    tasks = _tasks(20, seed=4, kinds=["box"], faces=False)
     g = _Gen(1)
     tasks[5]["annotations"] = [{"id": 5, "result": [g.box(40, 40), g.box(40, 40, original_width=0)]}]
     path = _write(tmp_path / "w.json", tasks)
@@ -455,13 +440,13 @@ def test_error_found_when_rows_are_built(tmp_path: Path, chunk_rows: int) -> Non
     bad = rep.drops[rep.drops["reason"] == "dropped.invalid"]
     assert bad["source"].tolist() == [f"{path}:6"]
     assert "region: original_width/height must be > 0 and at most 2147483647, got 0 x " in bad["message"].iloc[0]
-    _check(path, chunk_rows)
+    _check(path, parts)
 
 
 # ---------------------------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("chunk_rows", [1, 3, 10**6])
-def test_malformed_region_late(tmp_path: Path, tasks_per_read: int, chunk_rows: int) -> None:
-    tasks = _tasks(80, seed=6)
+@pytest.mark.parametrize("parts", (1, 3, 9))
+def test_malformed_region_late(tmp_path: Path, parts: int) -> None:
+    tasks = _tasks(80, seed=6, faces=False)
     tasks[70]["annotations"] = [{"id": 7, "result": [{"id": "bad", "type": "polygonlabels",
                                                       "original_width": 10, "original_height": 10,
                                                       "value": {"polygonlabels": ["x"]}}]}]
@@ -469,13 +454,13 @@ def test_malformed_region_late(tmp_path: Path, tasks_per_read: int, chunk_rows: 
     ds, rep = _whole(path)
     assert rep.drops[rep.drops["source"] == f"{path}:71"].values.tolist() == [
         ["dropped.invalid", "x", f"{path}:71", "task 71, annotation 7, region bad: missing field 'points'"]]
-    _check(path, chunk_rows)
+    _check(path, parts)
 
 
 def test_malformed_task_then_syntax_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In pieces: a task's error, then broken JSON further on: the JSON error is read()'s, and the stream's."""
     monkeypatch.setattr(ls, "_PIECE", 16 << 10)
-    tasks = _tasks(200, seed=8)
+    tasks = _tasks(200, seed=8, faces=False)
     tasks[60]["data"] = "not an object"
     text = json.dumps(tasks)
     path = tmp_path / "s.json"
@@ -483,22 +468,19 @@ def test_malformed_task_then_syntax_error(tmp_path: Path, monkeypatch: pytest.Mo
         path.write_text(body)
         with pytest.raises(ReadError) as whole:
             _whole(path)
-        with pytest.raises(ReadError) as streamed:
-            list(ls.iter_chunks(path, options=ReadOptions(), report=Report(), chunk_rows=2))
-        assert str(streamed.value) == str(whole.value)
+        for parts in (1, 4):
+            with pytest.raises(ReadError) as streamed:
+                _stream(path, parts)
+            assert str(streamed.value) == str(whole.value)
         assert ("'data' must be an object" in str(whole.value)) == (body == text)
 
 
-def test_usage_errors(generated: Path) -> None:
+def test_usage_errors(generated: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="ls_select must be one of annotations, predictions, both, auto, got 'some'"):
+        _stream(generated, 3, ls_select="some")
     for bad in (0, -1, True, 2.0):
-        with pytest.raises(UsageError):
-            list(ls.iter_chunks(generated, options=ReadOptions(), report=Report(), chunk_rows=bad))  # type: ignore[arg-type]
-    with pytest.raises(UsageError):
-        list(ls.iter_chunks(generated, options=ReadOptions(ls_select="some"), report=Report()))
-
-
-def test_stream_min_bytes() -> None:
-    assert ls.STREAM_MIN_BYTES == 256 * 2**20
+        with pytest.raises(UsageError, match="chunk_rows must be a positive integer"):
+            convert(generated, tmp_path / "o.json", fmt="labelstudio", stream=True, chunk_rows=bad)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------- the pipeline
@@ -513,10 +495,10 @@ def _convert(tmp: Path, name: str, src: Path, **kw: Any) -> tuple[dict[str, byte
 
 
 @pytest.mark.parametrize("where", ["here", "child"])
-def test_streamed_conversion_writes_the_whole_conversion(generated: Path, tmp_path: Path,
+def test_streamed_conversion_writes_the_whole_conversion(generated: Path, with_faces: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     """With the size floor lifted, the CLI's streaming conversion writes the same bytes and report as reading
-    whole; a shared image makes it read whole (and say so)."""
+    whole; a shared image or keypoints make it read whole (and say so)."""
     monkeypatch.setenv("PRELABEL_READ_IN_CHILD", "0" if where == "here" else "always")
     monkeypatch.setattr(ls, "STREAM_MIN_BYTES", 0)
     whole, whole_rep = _convert(tmp_path, "whole", generated)
@@ -527,13 +509,14 @@ def test_streamed_conversion_writes_the_whole_conversion(generated: Path, tmp_pa
         assert streamed == whole
         assert not [d for d in rep["diagnostics"] if d["code"] == "stream.whole"]
         assert {**rep, "diagnostics": None} == {**whole_rep, "diagnostics": None}
+        # the reader's notes in read()'s order; the clip step's notes (after them) chunk by chunk
         key = json.dumps
         assert sorted(map(key, rep["diagnostics"])) == sorted(map(key, whole_rep["diagnostics"]))
         assert rep["diagnostics"][:len(notes)] == whole_rep["diagnostics"][:len(notes)] == notes
     tasks = json.loads(generated.read_bytes())
     tasks.append(dict(tasks[0], id=1000))
     shared = _write(tmp_path / "shared.json", tasks)
-    monkeypatch.setattr(ls, "_STREAM_TASKS", 7)
-    streamed, rep = _convert(tmp_path, "shared", shared, stream=True, chunk_rows=3)
-    assert streamed == _convert(tmp_path, "shared_whole", shared)[0]
-    assert [d["code"] for d in rep["diagnostics"]].count("stream.whole") == 1
+    for name, src in (("shared", shared), ("faces", with_faces)):
+        streamed, rep = _convert(tmp_path, name, src, stream=True, chunk_rows=3)
+        assert streamed == _convert(tmp_path, f"{name}_whole", src)[0]
+        assert [d["code"] for d in rep["diagnostics"]].count("stream.whole") == 1

@@ -43,11 +43,11 @@ Attribute dicts are shared by the regions of one annotation (no dict per box): t
 
 Speed: a task whose regions are all plain ``rectanglelabels`` is read in one pass (:func:`_scan_rects`),
 any other region by region; the results are the same. An export over 16 MB is read a piece of 8 MB at a time
-(bounded memory); one over 32 MB is shared with a forked worker process that reads its second half, where
-fork is cheap and safe (Linux, two cores available, no other thread in this process; ``extra["ls_workers"]``:
-1 never, 2 whenever it is safe). Both give the same dataset and the same errors as one process.
-:func:`iter_chunks` streams an export in chunks of whole images (in this process, piece by piece, no worker);
-below ``STREAM_MIN_BYTES`` the pipeline reads it whole, which is faster.
+(bounded memory). :func:`plan` cuts an export into runs of whole tasks (:func:`read_part` reads one), which the
+engine reads in two processes from 32 MB and streams from ``STREAM_MIN_BYTES`` (32 MB: below it the pipeline
+reads the export whole); what a part cannot tell alone (keypoint names, an image named by tasks of two parts,
+video, JSON-MIN) makes the export be read whole. The notes counted over the export (image-level choices,
+relations, rotations, sizes from headers) add up over the parts (:meth:`~prelabel.report.Report.tally`).
 
 Source locations: ``src_file`` is the export file and ``src_line`` the 1-based index of the task in it (of
 the record, for JSON-MIN); drop messages name the task id, annotation id and region id. Errors read
@@ -74,7 +74,6 @@ import math
 import mmap
 import re
 import reprlib
-from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -94,12 +93,12 @@ from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, image_name, safe_join
 from ..report import Report
 from . import labelstudio_tasks as tasks
-from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
+from .base import NeedsWholeRead, ReadOptions
 from .labelstudio_video import has_video, read_video_task
 from .parts import ByteRange
 
 __all__ = ["DESCRIPTION", "NAME", "STREAM_MIN_BYTES", "TaskRun", "auto_workers", "detect", "image_name",
-           "iter_chunks", "plan", "read", "read_part"]
+           "plan", "read", "read_part"]
 
 NAME = "labelstudio"
 DESCRIPTION = "Label Studio JSON / JSON-MIN export, or task files with predictions"
@@ -593,7 +592,7 @@ class _Reader:
         size = fast.size if fast is not None else _task_size(groups) or _task_size(self._all_groups(task))
         if fast is None and has_video(groups):  # frames of a video: labelstudio_video.py
             return read_video_task(self, groups, size=size, url=url, tid=tid, label=label, line=line,
-                                   streaming=self.part or isinstance(self, _StreamReader))
+                                   streaming=self.part)
         img = self._place_image(name, url, tid, size, label, line, groups, n_regions)
         if img is None:
             return
@@ -1098,13 +1097,10 @@ class _Reader:
         return col
 
     def _alone(self) -> None:
-        """NeedsWholeRead when a part read what only the whole export tells: notes that count over all of it,
-        and keypoint names (in order of first appearance over the whole export)."""
-        why = ("image-level choices" if self.choices_seen else "relations between regions" if self.relations
-               else "an image_rotation" if self.rotated_images else "image sizes from headers" if self.from_header
-               else "keypoints" if self.kp_names else None)
-        if why is not None:
-            raise NeedsWholeRead(f"{self.file}: {why}, noted over the whole export")
+        """NeedsWholeRead when a part read what only the whole export tells: keypoint names (in order of first
+        appearance over the whole export)."""
+        if self.kp_names:
+            raise NeedsWholeRead(f"{self.file}: keypoints, whose names are noted over the whole export")
 
     def _report_drops(self) -> None:
         """The drops in file and task order (the order that the parts of a plan add up to), in runs of one
@@ -1113,27 +1109,30 @@ class _Reader:
             return
         rank = self.files
         rows = sorted(self.drops, key=lambda d: (rank.get(d[2], len(rank)), d[3]))
-        frame = pd.DataFrame(rows, columns=["reason", "category", "src_file", "src_line", "message"])
+        frame = pd.DataFrame(rows, columns=["reason", "category", "src_file", "src_line", "message"],
+                             dtype=object)  # an empty category stays None (no string column inferred)
         reasons = frame["reason"].to_numpy()
         starts = [0, *np.flatnonzero(reasons[1:] != reasons[:-1]) + 1, len(frame)]
         for a, b in zip(starts[:-1], starts[1:], strict=False):
             self.report.drop(str(reasons[a]), frame.iloc[a:b])
 
     def _notes(self) -> None:
+        """The notes about what was counted over the export (closing tallies: the parts' counts add up)."""
         rep = self.report
         for name, (count, src) in self.choices_seen.items():
-            rep.note("image.attribute", src, f"choices '{name}' of {count} annotation(s) kept as image attributes "
-                     f"(attributes['choices']['{name}'])", severity="info")
+            esc = name.replace("{", "{{").replace("}", "}}")
+            rep.tally("image.attribute", src, f"choices '{esc}' of {{}} annotation(s) kept as image attributes "
+                      f"(attributes['choices']['{esc}'])", (count,), severity="info", end=1)
         if self.relations:
-            rep.note("dropped.unsupported", self.file, f"{self.relations} relation(s) between regions not kept "
-                     "(COCO has no relations)", severity="info")
+            rep.tally("dropped.unsupported", self.file, "{} relation(s) between regions not kept "
+                      "(COCO has no relations)", (self.relations,), severity="info", end=2)
         if self.rotated_images:
-            rep.note("coordinates.suspect", self.rotated_images[0],
-                     f"{len(self.rotated_images)} task(s) record an image_rotation: their coordinates are read "
-                     "as given, against original_width x original_height")
+            rep.tally("coordinates.suspect", self.rotated_images[0], "{} task(s) record an image_rotation: their "
+                      "coordinates are read as given, against original_width x original_height",
+                      (len(self.rotated_images),), end=3)
         if self.from_header:
-            rep.note("image.size_from_header", str(self.root), f"{self.from_header} image size(s) read from the "
-                     "image files (the export has no original_width/height for them)", severity="info")
+            rep.tally("image.size_from_header", str(self.root), "{} image size(s) read from the image files (the "
+                      "export has no original_width/height for them)", (self.from_header,), severity="info", end=4)
 
 
 def _source_name(base: dict[str, Any] | None) -> str:
@@ -1343,285 +1342,4 @@ def _shape(kind: int, v: dict[str, Any], ow: float, oh: float) -> tuple[Any, tup
 # ================================================================================================ streaming
 # read() makes one image of the tasks naming the same image: parts that share a name need the whole export
 SAME_NAME_ONE_IMAGE = True
-STREAM_MIN_BYTES = 256 * 2**20  # below this the pipeline reads a Label Studio export whole (read() is faster)
-_STREAM_TASKS = 2000  # tasks read between two looks for chunks to hand out
-
-
-def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
-                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Dataset]:
-    """``read()``'s dataset in chunks of whole images (the protocol of :mod:`prelabel.adapters.base`).
-
-    The export is read as ``read()`` reads it, in this process (no worker): a large JSON list a piece of 8 MB
-    at a time, anything else (a small file, JSON-MIN, one task object) parsed whole; tasks are read
-    ``_STREAM_TASKS`` at a time and a chunk is closed at the first image at which it holds ``chunk_rows``
-    annotation rows or images and after which no row read so far is of an earlier image (tasks that name the
-    same image), keeping the last image read (a later task may still add to it). The rows
-    handed out are released, so memory follows the piece and ``chunk_rows``, not the file (JSON-MIN and files
-    under 16 MB: the parsed document is held whole, as ``read()`` holds it). Each chunk's categories are the
-    label config's, then the names used so far in first-use order. Drops and the notes ``read()`` makes at the
-    end (choices, relations, rotations, sizes from headers) go to ``report`` with the last chunk, in
-    ``read()``'s order; notes made task by task go as the tasks are read.
-
-    Raises :class:`NeedsWholeRead` when a task names an image already handed out (``read()`` merges the two
-    tasks into one image), when the keypoint names of a category handed out change later (its rows' keypoint
-    arrays would differ), when coordinates are not all plain numbers (``read()`` checks them over the whole
-    file) and when a chunk's rows fail the checks ``read()`` makes once all tasks are read (``read()`` reports
-    the first error of the whole file, which may be a later task's). A malformed task raises the ReadError
-    ``read()`` raises. ``ls_select`` and ``ls_annotator`` choose per task, so they need nothing more.
-
-    Example:
-        >>> import json, tempfile, pathlib
-        >>> from prelabel.adapters.base import ReadOptions
-        >>> from prelabel.report import Report
-        >>> def task(i, labels):
-        ...     return {"id": i, "data": {"image": f"/data/upload/1/0000000{i}-im{i}.jpg"}, "annotations": [{"id": i,
-        ...             "result": [{"id": f"r{k}", "type": "rectanglelabels", "original_width": 10,
-        ...                         "original_height": 10, "value": {"x": 0, "y": 0, "width": 50, "height": 50,
-        ...                                                          "rectanglelabels": [lab]}}
-        ...                        for k, lab in enumerate(labels)]}]}
-        >>> p = pathlib.Path(tempfile.mkdtemp()) / "export.json"
-        >>> _ = p.write_text(json.dumps([task(1, ["cat", "dog"]), task(2, []), task(3, ["bird"])]))
-        >>> report = Report()
-        >>> chunks = list(iter_chunks(p, options=ReadOptions(), report=report, chunk_rows=2))
-        >>> [(c.images["file_name"].tolist(), c.category_names) for c in chunks]
-        [(['im1.jpg'], ['cat', 'dog']), (['im3.jpg'], ['cat', 'dog', 'bird'])]
-        >>> report.read, [d.code for d in report.diagnostics]  # task 2: no region, so no size for its image
-        (3, ['dropped.no_image'])
-    """
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise UsageError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-    files, config = _source(path, options)
-    yield from _Stream(options=options, report=report, config=config, chunk_rows=chunk_rows).chunks(files)
-
-
-class _StreamReader(_Reader):
-    """A :class:`_Reader` whose images handed out in chunks stay known by name (index -1), so that a later
-    task naming one of them stops the stream."""
-
-    def _place_image(self, name: str, url: str, tid: Any, size: tuple[int, int] | None, label: str, line: int,
-                     groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]], n_regions: int) -> int | None:
-        if self.img_of_name.get(name, 0) < 0:
-            raise NeedsWholeRead(f"{self.file}:{line}: {label} names image {name!r}, which an earlier task named "
-                                 "and whose chunk was already handed out (read() merges the tasks into one image)")
-        return super()._place_image(name, url, tid, size, label, line, groups, n_regions)
-
-
-def _cuts(r_img: list[int], n_img: int, chunk_rows: int) -> list[tuple[int, int]]:
-    """(images, rows) from the start at which the held images and rows can be cut into chunks: after the first image at which
-    a chunk holds ``chunk_rows`` rows or images, where every row before the cut is of an image before it and
-    every row after of an image after (tasks naming an earlier image put rows out of image order). The last
-    image held is never cut off (a later task may add to it)."""
-    if n_img == 0:
-        return []
-    r = np.asarray(r_img, dtype=np.int64)
-    cum = np.cumsum(np.bincount(r, minlength=n_img))     # cum[c - 1]: rows of the images before c
-    pmax = np.maximum.accumulate(r) if len(r) else r
-    cand = np.arange(1, n_img + 1)
-    p = cum[cand - 1]
-    ok = (p == 0) | (pmax[np.maximum(p - 1, 0)] < cand) if len(r) else np.ones(n_img, dtype=bool)
-    ok[-1] = False
-    valid = cand[ok]
-    cuts: list[tuple[int, int]] = []
-    s, base = 0, 0
-    while True:
-        by_rows = int(np.searchsorted(cum, base + chunk_rows, side="left")) + 1
-        want = min(by_rows, s + chunk_rows)
-        k = int(np.searchsorted(valid, want, side="left"))
-        if k == len(valid):
-            return cuts
-        c = int(valid[k])
-        cuts.append((c, int(cum[c - 1])))
-        s, base = c, int(cum[c - 1])
-
-
-_ROW_LISTS = ("r_img", "r_cat", "r_pct", "r_seg", "r_score", "r_attrs", "r_file", "r_line")
-_IMAGE_LISTS = ("img_name", "img_w", "img_h", "img_path", "img_attrs", "img_src")
-
-
-class _Stream:
-    """One streamed read: the reader holding the images and rows not yet handed out, the categories so far."""
-
-    def __init__(self, *, options: ReadOptions, report: Report, config: _Config | None, chunk_rows: int) -> None:
-        self.reader = _StreamReader(options=options, report=report, config=config)
-        self.chunk_rows = chunk_rows
-        self.cats: list[str] = list(config.categories) if config else []
-        self.known: set[Any] = set(self.cats)
-        self.handed_kp: dict[str, Any] = {}  # category -> the keypoint names of the chunks handed out
-        self.rows_out = 0
-        self.handed = 0  # chunks handed out
-        self.started = False  # tasks of the current file read from its pieces
-        self.late_drops: list[tuple[str, str | None, str, int, str]] = []  # rows the chunks left out (_boxes)
-
-    def chunks(self, files: list[Path]) -> Iterator[Dataset]:
-        for f in files:
-            yield from self._file(f)
-        r = self.reader
-        last = None
-        if r.img_name or not self.handed:
-            head = self._take(len(r.img_name), len(r.r_img))
-            last = self._chunk(head, 0, len(head.img_name), 0, len(head.r_img))
-        self._check_keypoints([c for c in self.handed_kp if c in r.kp_names])
-        r.report.add_read(self.rows_out + len(r.drops))
-        r.drops += self.late_drops  # after the regions dropped while reading, as read() lists them
-        r._report_drops()
-        r._notes()
-        if last is not None:
-            yield last
-
-    # ------------------------------------------------------------------------------------------ reading
-    def _file(self, f: Path) -> Iterator[Dataset]:
-        file = str(f)
-        self.started = False
-        try:
-            if f.stat().st_size >= 2 * _PIECE:
-                with open(f, "rb", buffering=0) as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                    if (yield from self._pieces(mm, tasks.Bytes(fh), file)):
-                        return
-        except (OSError, ValueError) as e:  # not a regular file, cannot be mapped: read as a whole (which reports it)
-            if self.started:  # the file changed while read
-                raise NeedsWholeRead(f"{file}: {e}") from None
-        try:
-            raw = f.read_bytes()
-        except OSError as e:
-            raise ReadError(file, f"cannot read: {e}") from None
-        doc = tasks.loads(raw, file)
-        del raw
-        r = self.reader
-        if isinstance(doc, dict):
-            doc = [doc]
-        if not isinstance(doc, list):
-            r.read_doc(doc, file)  # raises read()'s error
-        if _is_min(doc):
-            r.file = file
-            doc = r._from_min(doc, file)
-        yield from self._tasks(doc, file, 1, None)
-
-    def _pieces(self, mm: mmap.mmap, data: tasks.Bytes, file: str) -> Generator[Dataset, None, bool]:
-        """As :func:`_read_in_pieces` without a worker; False, having read nothing, when the file is not suited."""
-        start = tasks.list_start(mm)
-        if start is None:
-            return False
-        first = 1
-        while True:
-            with gc_paused():
-                doc, nxt = tasks.piece(mm, data, start, len(mm), _PIECE)
-            if doc is None:
-                if first == 1:
-                    return False
-                doc = _rest_of_file(mm, file, first)
-            if first == 1 and (not doc or _is_min(doc)):
-                return False
-            n = len(doc)
-            self.started = True
-            yield from self._tasks(doc, file, first, mm if nxt >= 0 else None)
-            del doc
-            first += n
-            if nxt < 0:
-                return True
-            tasks.forget(mm, nxt)
-            start = nxt
-
-    def _tasks(self, doc: list[Any], file: str, first: int, rest: mmap.mmap | None) -> Iterator[Dataset]:
-        """Read the tasks of ``doc`` (numbered from ``first``), handing out chunks as they fill; ``rest``: the
-        file, when more of it follows (a JSON syntax error there is the error to report, as ``read()`` does)."""
-        r = self.reader
-        for a in range(0, max(len(doc), 1), _STREAM_TASKS):
-            part = doc[a:a + _STREAM_TASKS]
-            try:
-                with gc_paused():
-                    r.read_doc(part, file, first=first + a, check_min=False)
-            except ReadError:
-                if rest is not None:
-                    tasks.valid_json(rest[:], file)
-                raise
-            del part
-            cuts = _cuts(r.r_img, len(r.img_name), self.chunk_rows)
-            if not cuts:
-                continue
-            head = self._take(*cuts[-1])  # all at once: the reader's lists are cut once, not once per chunk
-            a_img = a_row = 0
-            for b_img, b_row in cuts:
-                yield self._chunk(head, a_img, b_img, a_row, b_row)
-                a_img, a_row = b_img, b_row
-            del head
-
-    # ------------------------------------------------------------------------------------------ chunks
-    def _take(self, n_img: int, n_rows: int) -> _Reader:
-        """A reader of the first ``n_img`` images held and their rows (the first ``n_rows``), which this stream's
-        reader then forgets (the names of the images stay known, as handed out)."""
-        r = self.reader
-        r._seal()
-        geo = r._geo() if r.geo_segs else np.zeros((0, 7), dtype=np.float64)
-        head = _Reader(options=r.opts, report=r.report, config=r.config)
-        head.file = r.file
-        head.kp_names, head.kp_controls = r.kp_names, r.kp_controls
-        for name in _ROW_LISTS:
-            rows = getattr(r, name)
-            setattr(head, name, rows[:n_rows])
-            setattr(r, name, rows[n_rows:])
-        for name in _IMAGE_LISTS:
-            imgs = getattr(r, name)
-            setattr(head, name, imgs[:n_img])
-            setattr(r, name, imgs[n_img:])
-        if n_img:
-            r.r_img = [i - n_img for i in r.r_img]
-            for name in head.img_name:
-                r.img_of_name[name] = -1
-            for i, name in enumerate(r.img_name):
-                r.img_of_name[name] = i
-        head.geo_segs, head.geo_rows = [_Seg(0, geo[:n_rows], frozenset())], n_rows
-        rest = geo[n_rows:]
-        r.geo_segs = [_Seg(0, rest, frozenset())] if len(rest) else []
-        r.geo_rows = len(rest)
-        if r.kp_rows:
-            head.kp_rows = {k: v for k, v in r.kp_rows.items() if k < n_rows}
-            r.kp_rows = {k - n_rows: v for k, v in r.kp_rows.items() if k >= n_rows}
-        if r.bad_rows:
-            head.bad_rows = {k: v for k, v in r.bad_rows.items() if k < n_rows}
-            r.bad_rows = {k - n_rows: v for k, v in r.bad_rows.items() if k >= n_rows}
-        return head
-
-    def _chunk(self, src: _Reader, a_img: int, b_img: int, a_row: int, b_row: int) -> Dataset:
-        """The chunk of images ``a_img:b_img`` of ``src`` and their rows ``a_row:b_row``."""
-        if (a_img, a_row) == (0, 0) and (b_img, b_row) == (len(src.img_name), len(src.r_img)):
-            head = src
-        else:
-            head = _Reader(options=src.opts, report=src.report, config=src.config)
-            head.file = src.file
-            head.kp_names, head.kp_controls = src.kp_names, src.kp_controls
-            for name in _ROW_LISTS:
-                setattr(head, name, getattr(src, name)[a_row:b_row])
-            for name in _IMAGE_LISTS:
-                setattr(head, name, getattr(src, name)[a_img:b_img])
-            if a_img:
-                head.r_img = [i - a_img for i in head.r_img]
-            head.geo_segs, head.geo_rows = [_Seg(0, src.geo_segs[0].rows[a_row:b_row], frozenset())], b_row - a_row
-            if src.kp_rows:
-                kp = src.kp_rows
-                head.kp_rows = {k - a_row: kp[k] for k in range(a_row, b_row) if k in kp}
-            head.bad_rows = {k - a_row: m for k, m in src.bad_rows.items() if a_row <= k < b_row}
-        n_rows = b_row - a_row
-        x, y, w, h, segs, attrs, dropped = head._boxes()
-        self.late_drops += head.late_drops
-        kp_col = head._keypoint_column(n_rows)
-        for c in dict.fromkeys(head.r_cat):  # in order of first use
-            if c not in self.known:
-                self.cats.append(str(c))
-                self.known.add(c)
-        self._check_keypoints(self.cats)
-        cat_kp = [self.handed_kp[c] for c in self.cats]
-        self.rows_out += n_rows
-        self.handed += 1
-        return head._dataset(list(self.cats), cat_kp, (x, y, w, h), segs, attrs, kp_col, dropped)
-
-    def _check_keypoints(self, cats: list[str]) -> None:
-        """Record the keypoint names of ``cats``; NeedsWholeRead when one handed out has changed."""
-        r = self.reader
-        for c in cats:
-            kp = r._category_keypoints(c)
-            if c in self.handed_kp:
-                if self.handed_kp[c] != kp:
-                    raise NeedsWholeRead(f"{r.file}: the keypoint names of category {c!r} changed after a chunk "
-                                         f"with it was handed out ({self.handed_kp[c]} -> {kp})")
-            else:
-                self.handed_kp[c] = kp
+STREAM_MIN_BYTES = 4 * _PIECE  # from 32 MB the pipeline streams an export's parts (smaller: read whole, one part)

@@ -131,12 +131,28 @@ def _add_up(parts: Sequence[Dataset], tallies: dict[TallyKey, tuple[list[int], l
     (the first part's for a tally written ``first``)
     (a reader writes its tallies after the notes about its files; every part writes them, counts of 0 too, and
     a tally whose counts add up to 0 is left out, as a whole read leaves it out), with the source of the first
-    part that counted any (``file:line`` of the first thing counted)."""
+    part that counted any (``file:line`` of the first thing counted). The closing tallies (``end``) stand after
+    the last part's other notes, by ``end``, then in the order the parts first wrote them."""
     last: dict[TallyKey, tuple[int, int]] = {}
+    closing: dict[TallyKey, tuple[int, int, int]] = {}  # (end, part, index) where first written
     for k, ds in enumerate(parts):
         for i, d in enumerate(ds.report.diagnostics):
-            if d.tally is not None and not (d.tally_first and _tally_key(d) in last):
-                last[_tally_key(d)] = (k, i)
+            if d.tally is None:
+                continue
+            key = _tally_key(d)
+            if d.tally_end:
+                closing.setdefault(key, (d.tally_end, k, i))
+            elif not (d.tally_first and key in last):
+                last[key] = (k, i)
+
+    def added(d: Diagnostic) -> Diagnostic | None:
+        sums, sources = tallies[_tally_key(d)]
+        if not any(sums) or d.tally is None:
+            return None
+        return Diagnostic(d.code, sources[0], d.tally[0].format(*sums), d.severity, tally=(d.tally[0], tuple(sums)),
+                          tally_first=d.tally_first, tally_end=d.tally_end)
+
+    ends: dict[TallyKey, Diagnostic] = {}
     for k, ds in enumerate(parts):
         out: list[Diagnostic] = []
         for i, d in enumerate(ds.report.diagnostics):
@@ -144,11 +160,14 @@ def _add_up(parts: Sequence[Dataset], tallies: dict[TallyKey, tuple[list[int], l
                 out.append(d)
                 continue
             key = _tally_key(d)
-            sums, sources = tallies[key]
-            if last[key] == (k, i) and any(sums):
-                out.append(Diagnostic(d.code, sources[0], d.tally[0].format(*sums), d.severity,
-                                      tally=(d.tally[0], tuple(sums)), tally_first=d.tally_first))
+            if d.tally_end:
+                if closing[key][1:] == (k, i) and (sum_ := added(d)) is not None:
+                    ends[key] = sum_
+            elif last[key] == (k, i) and (sum_ := added(d)) is not None:
+                out.append(sum_)
         ds.report.diagnostics = out
+    if ends and parts:
+        parts[-1].report.diagnostics.extend(ends[key] for key in sorted(ends, key=closing.__getitem__))
 
 
 def names_shared(adapter: Any, parts: Sequence[Dataset], seen: set[str] | None = None) -> bool:
