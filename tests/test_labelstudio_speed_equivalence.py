@@ -22,6 +22,7 @@ import pytest
 
 from prelabel import paths
 from prelabel.adapters import labelstudio as ls
+from prelabel.adapters import labelstudio_reader
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
 from prelabel.adapters.parts import merge, names_shared
 from prelabel.engine import read_parts
@@ -159,7 +160,7 @@ def _canon(ds: Dataset) -> dict[str, Any]:
 
 
 def _general(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ls, "_scan_rects", lambda groups, good: None)
+    monkeypatch.setattr(labelstudio_reader, "scan_rects", lambda groups, good: None)  # where the reader calls it
     monkeypatch.setattr(paths, "_UPLOAD_URL", re.compile(r"(?!)(x)"))  # image_name's fast path off
 
 
