@@ -1007,15 +1007,21 @@ class Streamed:
 
 def run_stream(src: Path, out_dir: Path, *, fmt: str | None, options: ReadOptions | None = None,
                seconds: float = 30.0) -> Streamed | None:
-    """The streaming pipeline on ``src`` in this process (so that file access is recorded), chunks of one
-    image; None when the format does not stream."""
+    """The streaming pipeline on ``src`` in this process (so that file access is recorded), at its smallest
+    chunks (an adapter's plan cut into parts of about a hundred bytes of a file, or single files), whatever the
+    size of the source (the adapter's ``STREAM_MIN_BYTES`` lifted); None when the format does not stream (no
+    ``plan`` and no ``iter_chunks``)."""
     from prelabel import adapters
 
-    if fmt is None or getattr(adapters.get(fmt), "iter_chunks", None) is None:
+    adapter = adapters.get(fmt) if fmt is not None else None
+    if adapter is None or (getattr(adapter, "iter_chunks", None) is None and not hasattr(adapter, "plan")):
         return None
     out = Streamed()
     old = os.environ.get("PRELABEL_READ_IN_CHILD")
     os.environ["PRELABEL_READ_IN_CHILD"] = "0"
+    floor = getattr(adapter, "STREAM_MIN_BYTES", None)
+    if floor is not None:
+        adapter.STREAM_MIN_BYTES = 0
     try:
         with record_access() as seen, time_limit(seconds):
             try:
@@ -1027,6 +1033,8 @@ def run_stream(src: Path, out_dir: Path, *, fmt: str | None, options: ReadOption
                 out.error = e
         out.accessed = list(seen)
     finally:
+        if floor is not None:
+            adapter.STREAM_MIN_BYTES = floor
         if old is None:
             os.environ.pop("PRELABEL_READ_IN_CHILD", None)
         else:
