@@ -89,20 +89,25 @@ def _streamed(src: Path, fmt: str, parts: int, workers: int, opts: ReadOptions |
 
 
 def _check(src: Path, fmt: str, tmp: Path, client: Any, *, parts: tuple[int, ...] = (2, 3, 4),
-           opts: ReadOptions | None = None) -> bytes | str:
-    """Every way of reading ``src`` against ``prelabel.read``; the COCO bytes (or the error) they agree on."""
+           opts: ReadOptions | None = None, processes: bool = True) -> bytes | str:
+    """Every way of reading ``src`` against ``prelabel.read``; the COCO bytes (or the error) they agree on.
+    ``processes=False``: the ways of this process only (the plan's parts merged, the stream on one worker)."""
     from prelabel.distributed import read_dask
 
     want = _written(lambda: prelabel.read(src, fmt=fmt, options=opts), tmp / "want.json")
     ways: dict[str, Reader] = {f"plan(parts={n})": _in_process(src, fmt, n, opts) for n in parts}
-    ways |= {
-        "workers=1": lambda: read_parts(src, fmt=fmt, options=opts, workers=1),
-        "workers=2": lambda: read_parts(src, fmt=fmt, options=opts, workers=2),
-        "engine=dask": lambda: read_parts(src, fmt=fmt, options=opts, workers=3, engine="dask", client=client),
-        "read_dask": lambda: read_dask(src, fmt=fmt, options=opts, client=client, partitions=3),
-        "stream(parts=3, workers=1)": _streamed(src, fmt, 3, 1, opts),
-        "stream(parts=4, workers=2)": _streamed(src, fmt, 4, 2, opts),
-    }
+    if not processes:
+        ways["stream(parts=3, workers=1)"] = _streamed(src, fmt, 3, 1, opts)
+        ways["stream(parts=7, workers=1)"] = _streamed(src, fmt, 7, 1, opts)
+    else:
+        ways |= {
+            "workers=1": lambda: read_parts(src, fmt=fmt, options=opts, workers=1),
+            "workers=2": lambda: read_parts(src, fmt=fmt, options=opts, workers=2),
+            "engine=dask": lambda: read_parts(src, fmt=fmt, options=opts, workers=3, engine="dask", client=client),
+            "read_dask": lambda: read_dask(src, fmt=fmt, options=opts, client=client, partitions=3),
+            "stream(parts=3, workers=1)": _streamed(src, fmt, 3, 1, opts),
+            "stream(parts=4, workers=2)": _streamed(src, fmt, 4, 2, opts),
+        }
     for name, run in ways.items():
         got = _written(run, tmp / f"{name}.json")
         assert got == want, name
@@ -449,6 +454,19 @@ def test_hostile_tables_and_labelme(case_id: str, tmp_path: Path, client: Any) -
 
     case = CASES[case_id](tmp_path)
     _check(case.src, case.fmt, tmp_path, client, opts=case.options, parts=(2, 3))
+
+
+@pytest.mark.parametrize("case_id", _hostile_ids("yolo", "yolo-yaml", "voc", "voc-nosize", "cvat", "labelstudio",
+                                                 "labelstudio-config", "labelstudio-nosize", "coco", "coco-nosize"))
+def test_hostile_inputs_of_every_format(case_id: str, tmp_path: Path) -> None:
+    # the hostile inputs of the other formats: the plan's parts merged and the stream, in this process (their
+    # pools and Dask run the same parts), each what read() gives or the same error
+    from hostile import CASES
+
+    case = CASES[case_id](tmp_path)
+    if case.fmt is None or not hasattr(adapters.get(case.fmt), "plan"):
+        pytest.skip(f"{case.fmt} has no plan")
+    _check(case.src, case.fmt, tmp_path, None, opts=case.options, parts=(2, 3, 7), processes=False)
 
 
 # ------------------------------------------------------------------------------------------- LabelMe
