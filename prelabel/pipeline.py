@@ -41,7 +41,6 @@ from .errors import ReadError, StrictError, UsageError, option
 from .junk import junk_reason
 from .model import Dataset
 from .paths import at_least
-from .prefetch import ChunkReader
 from .report import Report
 
 __all__ = ["ConvertResult", "convert", "prepare", "read", "write_dataset"]
@@ -343,7 +342,7 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise UsageError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     adapter = adapters.get(fmt or adapters.detect(src))
-    if getattr(adapter, "iter_chunks", None) is None and not hasattr(adapter, "plan"):
+    if not hasattr(adapter, "plan"):
         return None
     floor = getattr(adapter, "STREAM_MIN_BYTES", 0)  # below it the adapter's whole read is faster (and small)
     if floor and not at_least(src, floor):
@@ -357,15 +356,10 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
         if progress is not None:
             progress("reading", done, total)
 
-    # the adapter's report comes from the reader at the end (it may read in a child process)
-    reader: ChunkReader | PartStream
-    if getattr(adapter, "iter_chunks", None) is None:  # the engine streams the plan's parts
-        reader = PartStream(adapter, src, options=options,
-                            part_bytes=max(1, STREAM_PART_BYTES * chunk_rows // DEFAULT_CHUNK_ROWS),
-                            progress=files if progress is not None else None)
-    else:
-        reader = ChunkReader(adapter, src, options=options, chunk_rows=chunk_rows,
-                             progress=files if progress is not None else None)
+    # the plan's parts in plan order (the adapter's report comes from the stream at the end)
+    reader = PartStream(adapter, src, options=options,
+                        part_bytes=max(1, STREAM_PART_BYTES * chunk_rows // DEFAULT_CHUNK_ROWS),
+                        progress=files if progress is not None else None)
 
     def report() -> Report:
         rep = reader.report

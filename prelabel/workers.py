@@ -4,30 +4,28 @@ The policy (:func:`wanted_workers`): ``workers`` (Python ``workers=N``, ``conver
 the old per-format switches (``voc_workers``, ``ls_workers``, ``cvat_workers``) kept as aliases, then the
 environment (``PRELABEL_WORKERS``, then the old ``PRELABEL_CVAT_WORKERS``). Start methods are explicit
 (:func:`start_method`): ``fork`` only when this process has one OS thread (Linux counts ``/proc/self/task``,
-native BLAS threads included), else ``forkserver`` (or ``spawn`` where it does not exist); :func:`may_fork`
-says whether a raw :func:`fork_worker` is allowed at all.
+native BLAS threads included), else ``forkserver`` (or ``spawn`` where it does not exist). Every process is the
+engine's (:mod:`prelabel.engine`: a pool of :func:`process_pool`); no reader forks one of its own.
 
-The readers fork workers (a CVAT or Label Studio file parsed on both cores, the reading child of
-:mod:`prelabel.prefetch`). When their parent is killed, a worker would go on parsing for nothing; Linux can
-send it SIGKILL when its parent ends (``PR_SET_PDEATHSIG``). Elsewhere this does nothing. Use, in the worker
-right after the fork: ``die_with_parent(parent_pid_taken_before_the_fork)`` (tests/test_workers.py).
+A process forked by hand would go on working when its parent is killed; Linux can send it SIGKILL when its
+parent ends (``PR_SET_PDEATHSIG``): ``die_with_parent(parent_pid_taken_before_the_fork)`` in the child right
+after the fork (tests/test_workers.py). Elsewhere this does nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
-import mmap
 import multiprocessing as mp
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-__all__ = ["WORKERS_ENV", "die_with_parent", "fork_worker", "may_fork", "may_start_processes", "os_threads",
-           "process_pool", "start_method", "stop_worker", "usable_cores", "wanted_workers"]
+__all__ = ["WORKERS_ENV", "die_with_parent", "may_fork", "may_start_processes", "os_threads", "process_pool",
+           "start_method", "usable_cores", "wanted_workers"]
 
 WORKERS_ENV = "PRELABEL_WORKERS"
 _OLD_ENV = ("PRELABEL_CVAT_WORKERS",)  # aliases of PRELABEL_WORKERS, kept for users' scripts
@@ -114,6 +112,7 @@ def process_pool(workers: int, *, least: int = 2) -> ProcessPoolExecutor | None:
     except (OSError, ValueError):
         return None
 
+
 _PR_SET_PDEATHSIG = 1
 
 
@@ -128,40 +127,3 @@ def die_with_parent(parent: int) -> None:
         return
     if os.getppid() != parent:  # the parent ended before the request took effect
         os._exit(1)
-
-
-def fork_worker(shm_size: int, work: Callable[[mmap.mmap], None]) -> tuple[int, mmap.mmap] | None:
-    """Fork a worker that runs ``work(shm)`` on an anonymous shared memory block of ``shm_size`` bytes and exits
-    (code 0, or 1 on any exception: the caller then does that part itself). Returns (pid, shm), or None when
-    the memory or the process cannot be had, or when this process may not be forked (:func:`may_fork`). The
-    worker dies with this process and cleans nothing up."""
-    if not may_fork():
-        return None
-    try:
-        shm = mmap.mmap(-1, shm_size)  # pages are used as they are written
-    except (OSError, ValueError):
-        return None
-    try:
-        parent = os.getpid()
-        pid = os.fork()
-    except OSError:
-        shm.close()
-        return None
-    if pid == 0:  # the worker: never returns
-        code = 1
-        try:
-            die_with_parent(parent)
-            work(shm)
-            code = 0
-        finally:
-            os._exit(code)  # no clean-up: the parent owns everything (and freeing the objects takes time)
-    return pid, shm
-
-
-def stop_worker(pid: int) -> None:
-    """Kill a worker and reap it (nothing happens when it is already gone)."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except OSError:
-        pass

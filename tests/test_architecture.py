@@ -25,7 +25,7 @@ FLOORS = {
     "adapters.voc_xml": 2, "adapters.table_columns": 2, "adapters.table_build": 2,
     "adapters.labelstudio_tasks": 2, "adapters.labelstudio_reader": 2, "adapters.labelstudio_regions": 2, "adapters.cvat_reader": 2, "adapters.cvat_shapes": 2, "adapters.cvat_tracks": 2,
     "upload.labelstudio_client": 3, "upload.labelstudio_results": 3, "upload.labelstudio_replace": 3,
-    "storage": 3, "prefetch": 3, "distributed": 3, "upload": 3,
+    "storage": 3, "distributed": 3, "upload": 3,
     "pipeline": 4, "engine": 4, "inspection": 4, "preview": 4, "pushing": 4,
     "cli": 5, "cli_upload": 5, "__init__": 5, "__main__": 5, "labellerr": 5,
 }

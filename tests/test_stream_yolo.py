@@ -26,7 +26,6 @@ from prelabel.adapters.base import NeedsWholeRead, ReadOptions
 from prelabel.errors import ReadError, UsageError
 from prelabel.model import Dataset
 from prelabel.pipeline import convert, prepare
-from prelabel.prefetch import ChunkReader
 from prelabel.report import Report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -515,18 +514,6 @@ def test_progress_is_reported_as_read_reports_it(tmp_path: Path) -> None:
     list(yolo.iter_chunks(src, options=ReadOptions(extra={"progress": lambda d, t: calls_stream.append((d, t))}),
                           report=Report(), chunk_rows=2))
     assert calls_stream == calls_whole == [(0, 10), (10, 10)]
-
-
-def test_chunk_reader_in_a_child(tmp_path: Path) -> None:
-    src = _flat(tmp_path, _random_labels(15, "segment", seed=21))
-    ds, rep = _whole(src)
-    reader = ChunkReader(yolo, src, options=ReadOptions(), chunk_rows=3, child=True)
-    tables = list(reader)
-    assert len(tables) > 1
-    got = Dataset.concat([Dataset(images=i, categories=c, annotations=a, report=reader.report)
-                          for i, c, a in tables], report=reader.report)
-    frames_equal(got.annotations, ds.annotations, "annotations")
-    reports_equal(reader.report, rep)
 
 
 @pytest.mark.parametrize("chunk_rows", (1, 4, 10**6))

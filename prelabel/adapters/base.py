@@ -6,27 +6,20 @@ format's conventions to the internal model at its boundary, counts every annotat
 (``report.add_read``), and records what it could not keep (``report.drop_one`` / ``report.drop``) or
 noticed (``report.note``). Malformed input raises :class:`prelabel.errors.ReadError` naming file and line.
 
-An adapter that can stream also has ``iter_chunks(path, *, options, report, chunk_rows) -> Iterator[Dataset]``:
-the same dataset as ``read()``, cut into pieces of whole images so memory stays bounded on huge inputs:
-
-- each chunk holds the next images in ``read()``'s image order (at least one image per chunk; a chunk is
-  closed at an image boundary once it has about ``chunk_rows`` annotation rows or images), the annotation
-  rows of exactly those images (``image`` indexes the chunk's own ``images`` table) in ``read()``'s row
-  order, and the categories declared so far (the same table in every chunk unless the format declares
-  categories as it goes; annotation names missing from it are fine: reconciliation appends them in
-  first-seen order, as it does for ``read()``);
-- every chunk carries the one ``report`` passed in: counts, drops and notes go there as ``read()`` puts them,
-  so after the last chunk the report equals ``read()``'s;
-- ``Dataset.concat(chunks)`` equals ``read()`` row for row (images, annotations and the category names);
-- when the input needs the whole file to be read correctly (something found late changes rows already
-  yielded: an image listed twice, tracks, a per-category keypoint count known only at the end, rows not
-  grouped by image), it raises :class:`NeedsWholeRead` with the reason, at any point: the caller then
-  discards what it wrote and calls ``read()`` with a fresh report.
+An adapter that splits its source also has ``plan(path, *, options, parts) -> list[Part]`` (runs of files,
+byte ranges cut at record boundaries, row ranges: :mod:`prelabel.adapters.parts`) and ``read_part(part, *,
+options) -> Dataset`` (one part, in this process, with its own report), and may have ``auto_workers(path, *,
+options) -> int``. The parts' datasets merged in plan order (:func:`prelabel.adapters.parts.merge`) are
+``read()``'s, report included; that is how the engine (:mod:`prelabel.engine`) reads a source in a pool, on
+Dask, or streams it a few parts at a time. A part that depends on the rest of the source (something only the
+whole source tells: a name shared with another part, a count noted over all of it that is not a tally, rows
+not grouped by image) raises :class:`NeedsWholeRead` with the reason: the caller then reads the source whole
+(a streamed conversion discards what it wrote and says why in the report, ``stream.whole``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,14 +29,14 @@ from ..model import Dataset
 from ..paths import safe_relative
 from ..report import Report
 
-__all__ = ["Adapter", "NeedsWholeRead", "ReadOptions", "StreamingAdapter", "frame_file_name"]
+__all__ = ["Adapter", "NeedsWholeRead", "ReadOptions", "PlannedAdapter", "frame_file_name"]
 
 DEFAULT_CHUNK_ROWS = 50_000  # annotation rows per streamed chunk (about 25-60 MB of rows in flight)
 
 
 class NeedsWholeRead(Exception):  # noqa: N818 (a signal to the pipeline, not an error a user sees)
-    """Raised by ``iter_chunks`` when this input cannot be streamed; ``reason`` says why (it goes in the
-    report as a diagnostic ``stream.whole``)."""
+    """Raised by ``read_part`` when a part cannot be read alone; ``reason`` says why (a streamed conversion puts
+    it in the report as a diagnostic ``stream.whole``)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -107,6 +100,7 @@ class Adapter(Protocol):
     def read(self, path: Path, *, options: ReadOptions, report: Report) -> Dataset: ...
 
 
-class StreamingAdapter(Adapter, Protocol):
-    def iter_chunks(self, path: Path, *, options: ReadOptions, report: Report,
-                    chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Dataset]: ...
+class PlannedAdapter(Adapter, Protocol):
+    def plan(self, path: Path, *, options: ReadOptions, parts: int = 1) -> Sequence[Any]: ...
+
+    def read_part(self, part: Any, *, options: ReadOptions) -> Dataset: ...

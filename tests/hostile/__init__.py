@@ -1010,11 +1010,11 @@ def run_stream(src: Path, out_dir: Path, *, fmt: str | None, options: ReadOption
     """The streaming pipeline on ``src`` in this process (so that file access is recorded), at its smallest
     chunks (an adapter's plan cut into parts of about a hundred bytes of a file, or single files), whatever the
     size of the source (the adapter's ``STREAM_MIN_BYTES`` lifted); None when the format does not stream (no
-    ``plan`` and no ``iter_chunks``)."""
+    ``plan``)."""
     from prelabel import adapters
 
     adapter = adapters.get(fmt) if fmt is not None else None
-    if adapter is None or (getattr(adapter, "iter_chunks", None) is None and not hasattr(adapter, "plan")):
+    if adapter is None or not hasattr(adapter, "plan"):
         return None
     out = Streamed()
     old = os.environ.get("PRELABEL_READ_IN_CHILD")
