@@ -60,7 +60,7 @@ def test_file_per_image_formats_split_and_identical(name, client, tmp_path, self
 
 
 @pytest.mark.parametrize("src", ["cvat/annotations.xml", "labelstudio/export.json"])
-def test_single_file_formats_run_as_one_partition(src, client, tmp_path):
+def test_small_single_files_run_as_one_partition(src, client, tmp_path):
     opts = ReadOptions(images=SAMPLE / "images")
     local = read(SAMPLE / src, options=opts)
     dask = read_dask(SAMPLE / src, options=opts, client=client, partitions=4)
@@ -215,3 +215,34 @@ def test_convert_engine_keyword(client, tmp_path):
         pytest.skip("needs the in-process cluster")
     res = convert(SAMPLE / "voc", tmp_path / "d.json", engine="dask", scheduler=address)
     assert res.paths[0].read_bytes() == convert(SAMPLE / "voc", tmp_path / "l.json").paths[0].read_bytes()
+
+
+class _Counting:
+    """A client that counts the partitions the engine submits."""
+
+    def __init__(self, client):
+        self.client, self.parts = client, []
+
+    def submit(self, fn, *args, **kw):
+        self.parts.append(type(args[1]).__name__ if len(args) > 1 and hasattr(args[1], "source") else fn.__name__)
+        return self.client.submit(fn, *args, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_a_large_label_studio_export_is_split(client, tmp_path):
+    """A 9 MB export (at least 2 MB a partition): 4 byte ranges of whole tasks, the output as the local read's."""
+    import orjson
+    from test_labelstudio_speed_equivalence import _plain
+
+    src = tmp_path / "export.json"
+    src.write_bytes(orjson.dumps([_plain(i) for i in range(1, 20_001)]))
+    assert 8 * 2**20 < src.stat().st_size < 10 * 2**20
+    counting = _Counting(client)
+    dask = read_dask(src, client=counting)
+    assert counting.parts == ["ByteRange"] * 4  # 9 MB // 2 MB, within 4 a worker
+    local = read(src)
+    assert len(local.annotations) == 40_000
+    assert _write(dask, tmp_path / "d.json") == _write(local, tmp_path / "l.json")
+    _same(local, dask)
