@@ -443,3 +443,21 @@ def test_same_boxes_as_yolo_normalized(tmp_path):
     assert v.annotations["category"].tolist() == y.annotations["category"].tolist() == ["cat", "dog"]
     np.testing.assert_allclose(v.boxes, y.boxes, atol=1e-6)
     np.testing.assert_allclose(v.boxes, [[10, 5, 30, 25], [0, 0, 100, 50]], atol=0)
+
+
+def test_auto_workers_counts_the_xml_files_it_would_read(tmp_path: Path) -> None:
+    """More than POOL_THRESHOLD (2,000) XML files: one process per 1,000; junk (hidden, AppleDouble) not counted."""
+    from prelabel.adapters.voc import auto_workers
+
+    ann = tmp_path / "Annotations"
+    (ann / "sub").mkdir(parents=True)
+    for i in range(2000):
+        (ann / ("sub" if i % 2 else "") / f"{i}.xml").write_bytes(b"")
+    (ann / "._0.xml").write_bytes(b"")
+    (ann / ".hidden").mkdir()
+    (ann / ".hidden" / "x.xml").write_bytes(b"")
+    assert auto_workers(tmp_path, options=ReadOptions()) == 1
+    (ann / "2000.xml").write_bytes(b"")
+    assert auto_workers(tmp_path, options=ReadOptions()) == 2
+    assert auto_workers(ann, options=ReadOptions()) == 2
+    assert auto_workers(ann / "2000.xml", options=ReadOptions()) == 1
