@@ -414,6 +414,7 @@ def _run(chunks: Iterator[Tables], source_report: Callable[[], Report], out: Pat
                     progress("streaming", writer.n_annotations, None)
         rep = source_report()
         rep.diagnostics.extend(stats.hints(source_text(rep.input.get("source"))))
+        records.order_phases()  # the steps' entries by step and reason / category: part by part as whole
         rep.merge(records)
         rec.finish(rep)
         categories = rec.categories()

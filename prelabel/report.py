@@ -291,6 +291,20 @@ class Report:
         return lines
 
 
+STEP_PHASE = 1_000_000  # Report.drop/change phases of the conversion steps: STEP_PHASE * step + rank
+
+
+def step_phase(step: int, rank: int) -> int:
+    """The phase of what a conversion step (1 score filter, 2 reconciliation, 3 clipping) records, ``rank`` its
+    place among that step's entries (a reason's, a category's): sorted by phase (:meth:`Report.order_phases`),
+    the entries of a streamed conversion, recorded part by part, stand as a whole conversion records them.
+
+    >>> step_phase(3, 4)
+    3000004
+    """
+    return STEP_PHASE * step + rank
+
+
 def _ledger_frame(reason: str | None, rows: pd.DataFrame, message: str) -> pd.DataFrame:
     files = rows["src_file"].astype(str).reset_index(drop=True)
     if "src_line" in rows:

@@ -508,11 +508,9 @@ def test_streamed_conversion_writes_the_whole_conversion(generated: Path, with_f
         streamed, rep = _convert(tmp_path, f"stream{k}", generated, stream=True, chunk_rows=k)
         assert streamed == whole
         assert not [d for d in rep["diagnostics"] if d["code"] == "stream.whole"]
-        assert {**rep, "diagnostics": None} == {**whole_rep, "diagnostics": None}
-        # the reader's notes in read()'s order; the clip step's notes (after them) chunk by chunk
-        key = json.dumps
-        assert sorted(map(key, rep["diagnostics"])) == sorted(map(key, whole_rep["diagnostics"]))
-        assert rep["diagnostics"][:len(notes)] == whole_rep["diagnostics"][:len(notes)] == notes
+        assert rep == whole_rep  # the clip step's entries too, in the whole conversion's order
+        assert rep["diagnostics"][:len(notes)] == notes  # the reader's notes first, in read()'s order
+        assert {d["code"] for d in rep["diagnostics"][len(notes):]} >= {"clipped", "repaired"}
     tasks = json.loads(generated.read_bytes())
     tasks.append(dict(tasks[0], id=1000))
     shared = _write(tmp_path / "shared.json", tasks)

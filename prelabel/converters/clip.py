@@ -55,10 +55,12 @@ import pandas as pd
 
 from ..geometry import rle_area, rle_bbox, rle_decode, rle_encode, rle_from_polygons
 from ..model import Dataset
+from ..report import CODES, step_phase
 
 __all__ = ["clip"]
 
 _CHANGE_ORDER = ("clipped", "repaired", "recomputed")
+_DROP_RANK = {code: k for k, code in enumerate(sorted(c for c in CODES if c.startswith("dropped.")))}
 
 
 def _g(v: float) -> str:
@@ -525,11 +527,11 @@ def clip(ds: Dataset, *, enabled: bool = True, min_area: float = 0.0, min_size: 
     reasons = led.reason
     for reason in sorted({str(r) for r in reasons[~alive]}):
         m = reasons == reason
-        rep.drop(reason, ann[m].assign(message=led.message[m]))
-    for code in _CHANGE_ORDER:
+        rep.drop(reason, ann[m].assign(message=led.message[m]), phase=step_phase(3, _DROP_RANK.get(reason, 999)))
+    for k, code in enumerate(_CHANGE_ORDER):
         idx, msgs = led.changed_rows(code, alive)
         if len(idx):
-            rep.change(code, ann.iloc[idx].assign(message=msgs))
+            rep.change(code, ann.iloc[idx].assign(message=msgs), phase=step_phase(3, k))
 
     out = ann.copy(deep=False)  # copy-on-write: the columns replaced below are new, the others shared
     out["x"], out["y"], out["w"], out["h"] = box[:, 0], box[:, 1], box[:, 2], box[:, 3]

@@ -60,7 +60,7 @@ import pandas as pd
 from .. import labelconfig
 from ..errors import CategoryError, ReadError, UsageError, option
 from ..model import CATEGORY_COLUMNS, Dataset
-from ..report import Report
+from ..report import Report, step_phase
 from .coco import category_ids
 
 __all__ = ["Reconciler", "load_mapping", "load_schema", "match_rule", "normalize_name", "reconcile"]
@@ -436,6 +436,7 @@ class Reconciler:
         self.matcher = _Matcher([str(n) for n in self.schema["name"]]) if self.schema is not None else None
         self.used_keys: set[str] = set()
         self.decisions: dict[str, _Decision] = {}
+        self.rank: dict[str, int] = {}  # a source category's place in self.decisions (the order of its drops)
         self.notes: list[tuple[str, str, str, str]] = []  # (code, source, message, severity) in decision order
         self.src_rows: dict[str, dict[str, Any]] = {}  # declared source categories by name
         self.extra_columns: list[str] = []
@@ -486,6 +487,7 @@ class Reconciler:
     def _register(self, names: Sequence[str]) -> None:
         for s in names:
             if s not in self.decisions:
+                self.rank[s] = len(self.decisions)
                 self.decisions[s] = self._decide(s)
                 self._table = None
 
@@ -512,7 +514,8 @@ class Reconciler:
         codes, uniques = pd.factorize(ann["category"].to_numpy(dtype=object), use_na_sentinel=True)
         no_cat = codes < 0
         if no_cat.any():
-            rep.drop("dropped.invalid", ann[no_cat].assign(category=None), "annotation has no category")
+            rep.drop("dropped.invalid", ann[no_cat].assign(category=None), "annotation has no category",
+                     phase=step_phase(2, 0))
         names = [str(u) for u in uniques.tolist()]
         self._register(names)
         counts = np.bincount(codes[~no_cat], minlength=len(names)).tolist()
@@ -526,10 +529,11 @@ class Reconciler:
             if d.target is not None or not counts[k]:
                 continue
             rows = ann[codes == k]
+            phase = step_phase(2, 1 + self.rank[names[k]])  # by category, as decided (not as this chunk met them)
             if d.how == "dropped":
-                rep.drop("dropped.mapped_to_null", rows, f"{_q(d.source)} is mapped to null")
+                rep.drop("dropped.mapped_to_null", rows, f"{_q(d.source)} is mapped to null", phase=phase)
             elif d.how == "unknown-dropped":
-                rep.drop("dropped.unknown_category", rows, f"{_q(d.lookup)} is not in the schema")
+                rep.drop("dropped.unknown_category", rows, f"{_q(d.lookup)} is not in the schema", phase=phase)
             else:
                 self.unknown_seen = True  # counted; finish() raises
         if any(t != u for t, u in zip(targets, uniques.tolist(), strict=True)):

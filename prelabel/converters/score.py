@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..model import Dataset
+from ..report import step_phase
 
 __all__ = ["filter_min_score"]
 
@@ -27,5 +28,6 @@ def filter_min_score(ds: Dataset, min_score: float | None) -> Dataset:
     low = score < float(min_score)  # NaN (ground truth) compares False: kept
     if not low.any():
         return ds
-    ds.report.drop("dropped.min_score", ds.annotations[low], f"score under --min-score {min_score:g}")
+    ds.report.drop("dropped.min_score", ds.annotations[low], f"score under --min-score {min_score:g}",
+                   phase=step_phase(1, 0))
     return ds.filter(~low)
