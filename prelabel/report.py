@@ -99,7 +99,7 @@ class Diagnostic:
     tally: tuple[str, tuple[int, ...]] | None = field(default=None, compare=False, repr=False)
     tally_first: bool = field(default=False, compare=False, repr=False)  # the sum stands where the first part's did
     tally_end: int = field(default=0, compare=False, repr=False)  # a closing note: its rank among them (Report.tally)
-    tally_source: str = field(default="", compare=False, repr=False)  # what it counts over, when shown ``at`` its first
+    tally_source: str | None = field(default=None, compare=False, repr=False)  # what it counts over, shown ``at``
 
     def __post_init__(self) -> None:
         if "{option:" in self.message:  # an option named in the message, spelled for its reader
@@ -158,7 +158,7 @@ class Report:
         """
         self.diagnostics.append(Diagnostic(code, at or str(source), template.format(*counts), severity,
                                            tally=(template, tuple(int(c) for c in counts)), tally_first=first,
-                                           tally_end=int(end), tally_source=str(source) if at else ""))
+                                           tally_end=int(end), tally_source=str(source) if at else None))
 
     def drop(self, reason: str | None, rows: pd.DataFrame, message: str = "", *, phase: int = 0) -> None:
         """Record annotation rows removed for ``reason`` (None: each row's own, from a ``reason`` column).

@@ -77,7 +77,7 @@ TallyKey = tuple[str, str, str, str]  # code, source without its ":line", severi
 def _tally_key(d: Diagnostic) -> TallyKey:
     """What a tally counts: one note of a whole read (its source's line, where the first counted thing is, may
     differ from part to part)."""
-    source = d.tally_source or d.source
+    source = d.source if d.tally_source is None else d.tally_source
     head, _, line = source.rpartition(":")
     tally = d.tally or ("", ())
     return d.code, head if head and line.isdigit() else source, d.severity, tally[0]
