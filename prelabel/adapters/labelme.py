@@ -246,7 +246,7 @@ class _Reader:
         image = self.images.place(self._name(doc.get("imagePath"), path, rel), at=rel,
                                   size=(w, h) if w is not None and h is not None else None,
                                   embedded=lambda: _data_size(data))
-        del data
+        data = None  # (the embedded image, held only until the size was known)
         name, local = image.name, image.path
         w, h = image.size if image.size is not None else (None, None)
         shapes = doc["shapes"]
