@@ -22,7 +22,8 @@ What is read, and how:
   the XML file. A ``<filename>`` without an image extension (or a missing one, then the XML file's stem) is
   matched by stem against the files in that folder. An unsafe ``<filename>`` (absolute, or with a ``..``
   segment) is reported (``image.unsafe_name``) and replaced by the XML file's own stem plus the image
-  extension. Two XML files naming the same image stay two images.
+  extension. Two XML files naming the same image stay two images. Names, sizes and the ``image.*`` notes go
+  through :class:`prelabel.images.ImageRoot` (missing images and header sizes: one counted note each).
 - **Source locations.** ``src_file`` is the XML path relative to the source root (for a single file: its
   name); ``src_line`` is the line of the ``<object>`` start tag, found by a text search of the bytes (checked
   against the element count; when the two disagree, as with ``<object`` in a comment, an exact expat pass
