@@ -63,7 +63,7 @@ FROM_HEADER = "{} image size(s) read from the image files' headers"
 FROM_DATA = "{} image size(s) read from the header of the image data embedded in the annotation file"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Placed:
     """An image as a reader keeps it: its safe relative ``name``, its local ``path`` (None when the file was
     not found) and its ``size`` (width, height; None when unknown: the image cannot be kept)."""
@@ -177,7 +177,7 @@ class ImageRoot:
         for the parts of one source to add up. ``end``: closing notes, ranked ``end``, ``end + 1``, ``end + 2``;
         ``first``: written where the first part writes them; ``part``: a part of a plan, which writes its counts
         of 0 too (for a tally that is not closing, to stand where one read's does). See
-        :meth:`prelabel.report.Report.tally`."""
+        :meth:`prelabel.report.Report.tally`. Called once, when the reading is done."""
         over = source or self.root or ""
         missing = MISSING.format("{}", (self.root or "the images folder").replace("{", "{{").replace("}", "}}"))
         for k, (code, rule, template, severity) in enumerate((
