@@ -99,6 +99,7 @@ class Diagnostic:
     tally: tuple[str, tuple[int, ...]] | None = field(default=None, compare=False, repr=False)
     tally_first: bool = field(default=False, compare=False, repr=False)  # the sum stands where the first part's did
     tally_end: int = field(default=0, compare=False, repr=False)  # a closing note: its rank among them (Report.tally)
+    tally_source: str | None = field(default=None, compare=False, repr=False)  # what it counts over, shown ``at``
 
     def __post_init__(self) -> None:
         if "{option:" in self.message:  # an option named in the message, spelled for its reader
@@ -139,23 +140,25 @@ class Report:
         self.diagnostics.append(Diagnostic(code, str(source), spell(message), severity))
 
     def tally(self, code: str, source: str, template: str, counts: tuple[int, ...], *,
-              severity: str = "warning", first: bool = False, end: int = 0) -> None:
+              severity: str = "warning", first: bool = False, end: int = 0, at: str = "") -> None:
         """A note that counts things: ``template.format(*counts)``. The tallies of a source's parts with the same
         code, source (its ``:line`` aside) and template add up to one note (:func:`prelabel.adapters.parts.merge`),
         standing where the last part's stood (``first``: where the first part's stood, for a reader that writes
         it before the notes every part repeats). ``end`` (1, 2, ...): one of the notes a reader writes last,
         about what it counted over the whole source (a part writes those it has counts for); merged, they
         stand after every part's other notes, by ``end``, then in the order the parts first wrote them (a
-        template names what was counted, e.g. one note per control name).
+        template names what was counted, e.g. one note per control name). ``at``: where the first thing counted
+        is (``file:line``), shown as the note's source; the tallies of parts with different ``at`` still add up
+        (over ``source``), the merged note shown at the first part's that counted any.
 
         >>> r = Report()
         >>> r.tally("image.size_from_header", "ds", "{} size(s) read", (3,), severity="info")
         >>> r.diagnostics[0].message, r.diagnostics[0].tally
         ('3 size(s) read', ('{} size(s) read', (3,)))
         """
-        self.diagnostics.append(Diagnostic(code, str(source), template.format(*counts), severity,
+        self.diagnostics.append(Diagnostic(code, at or str(source), template.format(*counts), severity,
                                            tally=(template, tuple(int(c) for c in counts)), tally_first=first,
-                                           tally_end=int(end)))
+                                           tally_end=int(end), tally_source=str(source) if at else None))
 
     def drop(self, reason: str | None, rows: pd.DataFrame, message: str = "", *, phase: int = 0) -> None:
         """Record annotation rows removed for ``reason`` (None: each row's own, from a ``reason`` column).

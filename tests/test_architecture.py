@@ -19,7 +19,7 @@ PKG = Path(__file__).resolve().parents[1] / "prelabel"
 # module (or package prefix) -> floor; the longest matching prefix wins
 FLOORS = {
     "errors": 1, "memory": 1, "paths": 1, "geometry": 1, "imagesize": 1, "report": 1, "model": 1, "gcpause": 1, "workers": 1,
-    "progress": 1, "junk": 1, "labelconfig": 1,
+    "progress": 1, "junk": 1, "labelconfig": 1, "images": 1,
     "adapters": 2, "converters": 2,
     "adapters.yolo_layout": 2, "adapters.yolo_rows": 2, "adapters.yolo_run": 2, "adapters.yolo_geometry": 2,
     "adapters.voc_xml": 2, "adapters.table_columns": 2, "adapters.table_build": 2,

@@ -223,6 +223,11 @@ def test_generated_project_export_with_images_root(tmp_path: Path, parts: int) -
     ds, rep = _whole(xml)
     assert ds.images["path"].notna().sum() == 10
     assert [d.code for d in rep.diagnostics].count("image.missing") == 1  # one note for all parts
+    # 20 of the 30 not there, the first the second <image> element (img0001)
+    starts = [k for k, t in enumerate(xml.read_text().splitlines(), 1) if t.lstrip().startswith("<image ")]
+    assert 'name="dir/img0001.jpg"' in xml.read_text().splitlines()[starts[1] - 1]
+    assert [(d.source, d.message) for d in rep.diagnostics if d.code == "image.missing"] == [
+        (f"{xml}:{starts[1]}", f"20 image(s) not found under {images}")]
 
 
 @pytest.mark.parametrize("parts", (1, 2, 10**6))

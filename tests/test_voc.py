@@ -296,8 +296,9 @@ def test_missing_size_from_the_image_header(tmp_path):
     ds, report = _read(tmp_path)
     assert ds.images[["file_name", "width", "height"]].to_numpy().tolist() == [["a.jpg", 30, 20],
                                                                                ["b.png", 11, 12]]
-    assert [(d.code, d.source) for d in report.diagnostics] == [("image.size_from_header", "a.xml"),
-                                                               ("image.size_from_header", "b.xml")]
+    # one note for both, at the first (a.xml: no <size>; b.xml: 0 x 0)
+    assert [(d.code, d.source, d.message) for d in report.diagnostics] == [
+        ("image.size_from_header", "a.xml", "2 image size(s) read from the image files' headers")]
     (tmp_path / "b.png").unlink()
     with pytest.raises(ReadError, match=r"^b.xml#size: no <size>.*no image 'b.png' found"):
         _read(tmp_path)
@@ -344,7 +345,8 @@ def test_missing_image_in_jpegimages_is_reported(tmp_path):
     (tmp_path / "Annotations" / "x.xml").write_text(_xml(_obj("cat", 1, 1, 2, 2), filename="gone.jpg"))
     ds, report = _read(tmp_path)
     assert ds.images.loc[0, "file_name"] == "gone.jpg" and ds.images.loc[0, "path"] is None
-    assert [(d.code, d.source) for d in report.diagnostics] == [("image.missing", "Annotations/x.xml")]
+    assert [(d.code, d.source, d.message) for d in report.diagnostics] == [
+        ("image.missing", "Annotations/x.xml", f"1 image(s) not found under {tmp_path / 'JPEGImages'}")]
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("../x.jpg", "evil.jpg"), ("/abs/dir/photo.png", "evil.png"),

@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ReadError
+from ..images import ImageRoot
 from ..model import Dataset
-from ..paths import safe_join, safe_relative, why_unsafe
+from ..paths import why_unsafe
 from ..report import Diagnostic, Report
 from .base import ReadOptions, frame_file_name
 from .cvat_shapes import SHAPES, BadValue
@@ -100,7 +101,9 @@ class CvatReader(TrackRows):
         self.repeated = False  # an image listed twice (its rows were added to the first one)
         # what the whole file decides
         self.used_cats: set[str] = set()    # category names of the rows built so far
-        self.missing_images = 0             # images not found under the images root
+        # image names made safe, looked up under the images root (when it is a folder), the image.missing tally
+        self.images = ImageRoot(images_root if images_root is not None and Path(images_root).is_dir() else None,
+                                report=report)
         self.clip_rows: list[pd.DataFrame] = []  # category, src_file, src_line of masks cut at the border
         if meta is not None:
             self.labels, self.tasks, self.attr_types = meta.labels, meta.tasks, meta.attr_types
@@ -350,13 +353,13 @@ class CvatReader(TrackRows):
         raw = attrs.get("name")
         if raw is None:
             raise BadValue("<image> without a name")
-        name = safe_relative(raw)
+        name = self.images.name(raw, at=f"{self.file}:{line}")
         if name is None:
             raise ReadError(self.file, f"image name {raw!r} is unsafe: {why_unsafe(raw)}", line=line,
                             element="image", hint="image names must be relative paths inside the images folder")
         subset = attrs.get("subset", "")
         if self.by_subset and subset:
-            qualified = safe_relative(f"{subset}/{name}")
+            qualified = self.images.name(f"{subset}/{name}", at=f"{self.file}:{line}")
             if qualified is None:
                 raise ReadError(self.file, f"subset {subset!r} is not a safe folder name: {why_unsafe(subset)}",
                                 line=line, element="image")
@@ -428,13 +431,8 @@ class CvatReader(TrackRows):
             pattern = self.options.frame_pattern
             for f, idx in self.frame_rows.items():
                 names[idx] = frame_file_name(pattern, f)
-        paths = self._image_paths(names, c.img_attrs)
-        if (self.missing_images or (self.part and self.images_root is not None
-                                              and Path(self.images_root).is_dir())):
-            self.report.tally("image.missing", str(self.images_root),
-                              "{} image(s) named in " + self.file.replace("{", "{{").replace("}", "}}")
-                              + " are not under the images folder",
-                              (self.missing_images,), first=True)
+        paths = self._image_paths(names, c)
+        self.images.notes(first=True, part=self.part)
         images = {
             "file_name": pd.Series(names, dtype=object),
             "width": np.asarray(c.img_w, dtype=np.int64),
@@ -526,23 +524,20 @@ class CvatReader(TrackRows):
                 pad[:len(arr)] = arr
                 c.a_kp[r] = pad
 
-    def _image_paths(self, names: list[str], img_attrs: list[dict[str, Any] | None]) -> list[str | None]:
-        root = self.images_root
-        if root is None or not Path(root).is_dir():
+    def _image_paths(self, names: list[str], c: Pending) -> list[str | None]:
+        """The local file of each image under the images root (by its name, else with or without its subset
+        folder), each settled through :class:`~prelabel.images.ImageRoot` (one not found is counted)."""
+        images = self.images
+        if images.root is None:
             return [None] * len(names)
         out: list[str | None] = []
-        missing = 0
-        for name, attrs in zip(names, img_attrs, strict=True):
-            found: Path | None = None
+        for name, attrs, w, h, line in zip(names, c.img_attrs, c.img_w, c.img_h, c.img_line, strict=True):
+            found: str | None = None
             subset = (attrs or {}).get("subset")
             bare = name[len(subset) + 1:] if self.by_subset and subset and name.startswith(f"{subset}/") else None
             for cand in (name, f"{subset}/{name}" if subset and bare is None else bare):
-                p = safe_join(root, cand) if cand else None
-                if p is not None and p.is_file():
-                    found = p
+                found = images.lookup(cand) if cand else None
+                if found is not None:
                     break
-            if found is None:
-                missing += 1
-            out.append(str(found) if found is not None else None)
-        self.missing_images += missing
+            out.append(images.settle(name, found, at=f"{self.file}:{line}" if line else self.file, size=(w, h)).path)
         return out

@@ -63,10 +63,11 @@ import pandas as pd
 
 from ..errors import ReadError, UsageError, option
 from ..geometry import bbox_of_polygons, ellipse_polygon, rle_bbox, rle_decode, rle_encode, rle_from_polygons
-from ..imagesize import HEADER_BYTES, image_size, size_from_bytes
+from ..images import ImageRoot
+from ..imagesize import HEADER_BYTES, size_from_bytes
 from ..junk import Skips, junk_reason
 from ..model import Dataset
-from ..paths import safe_relative, why_unsafe
+from ..paths import safe_relative
 from ..report import Report
 from .base import ReadOptions
 from .parts import FilesPart
@@ -204,9 +205,6 @@ class _Instance:
     shapes: int = 0
 
 
-_SIZES_NOTE = ("{} image size(s) read from the image files and {} from the embedded imageData header (no "
-               "imageWidth/imageHeight)")
-_MISSING_NOTE = "{} image(s) named by imagePath are not under the images folder"
 _FLAGS_NOTE = "{} image(s) with flags kept as the image attribute 'flags'"
 _GROUPED_NOTE = ("{} shapes sharing a group_id and label were joined into {} annotation(s) (each counts once in "
                  "the ledger)")
@@ -220,12 +218,14 @@ class _Reader:
         self.report = report
         self.src_root = os.path.abspath(src if src.is_dir() else src.parent)
         self.img_root = os.path.abspath(options.images) if options.images is not None else None
+        # images are looked up under --images, else beside the JSON files (then one not there is not noted)
+        self.images = ImageRoot(self.img_root or self.src_root, report=report, given=self.img_root is not None)
         self.img: dict[str, list[Any]] = {k: [] for k in ("file_name", "width", "height", "path", "attributes",
                                                            "src_file")}
         self.ann: dict[str, list[Any]] = {k: [] for k in ("image", "category", "x0", "y0", "x1", "y1",
                                                            "segmentation", "keypoints", "attributes", "src_file")}
         self.clipped: list[int] = []
-        self.counts = {"header": 0, "data": 0, "flags": 0, "grouped": 0, "groups": 0, "missing": 0}
+        self.counts = {"flags": 0, "grouped": 0, "groups": 0}
 
     # ------------------------------------------------------------------ one file
     def file(self, path: str, rel: str, *, single: bool) -> None:
@@ -242,16 +242,13 @@ class _Reader:
                              "'imageData')")
             return
         data = doc.pop("imageData", None)  # held only until the size is known
-        name, local = self._image(doc.get("imagePath"), path, rel)
         w, h = _int_size(doc.get("imageWidth")), _int_size(doc.get("imageHeight"))
-        if w is None or h is None:
-            size = image_size(local) if local is not None else None
-            self.counts["header"] += size is not None
-            if size is None:
-                size = _data_size(data)
-                self.counts["data"] += size is not None
-            w, h = size if size is not None else (None, None)
-        del data
+        image = self.images.place(self._name(doc.get("imagePath"), path, rel), at=rel,
+                                  size=(w, h) if w is not None and h is not None else None,
+                                  embedded=lambda: _data_size(data))
+        data = None  # (the embedded image, held only until the size was known)
+        name, local = image.name, image.path
+        w, h = image.size if image.size is not None else (None, None)
         shapes = doc["shapes"]
         if w is None or h is None:
             self.report.note("image.missing", rel, f"no imageWidth/imageHeight, and neither the image file nor "
@@ -271,28 +268,22 @@ class _Reader:
         self.img["src_file"].append(rel)
         self._shapes(shapes, len(self.img["file_name"]) - 1, rel, w, h)
 
-    def _image(self, raw: Any, path: str, rel: str) -> tuple[str, str | None]:
-        """The safe file name (relative to the images root) and the local path (when the file is there)."""
+    def _name(self, raw: Any, path: str, rel: str) -> str:
+        """The image's name relative to the images root: ``imagePath`` resolved against the JSON file's folder
+        (``..`` is fine while it stays under a root); else its base name, or the JSON file's stem, as unsafe."""
         if not isinstance(raw, str) or not raw.strip():
             raise ReadError(path, f"imagePath must be a non-empty string, got {raw!r}", element="imagePath")
         norm = raw.replace("\\", "/")
-        name: str | None = None
-        if "\x00" not in norm:  # '..' is fine while the joined path stays under a root; safe_relative checks the rest
+        if "\x00" not in norm:  # safe_relative checks the rest
             joined = posixpath.normpath(posixpath.join(os.path.dirname(os.path.abspath(path)), norm))
             for root in (self.img_root, self.src_root):
                 if root is not None and (joined + "/").startswith(root.rstrip("/") + "/"):
                     name = safe_relative(posixpath.relpath(joined, root))
+                    if name is not None:
+                        return name
                     break
-        if name is None:
-            base = posixpath.basename(norm)
-            name = safe_relative(base) or Path(rel).stem
-            why = why_unsafe(norm) or "'..' leads out of the images root"
-            self.report.note("image.unsafe_name", rel, f"imagePath {raw!r}: {why}; using {name!r} instead")
-        local = os.path.join(self.img_root or self.src_root, name)
-        if os.path.isfile(local):
-            return name, local
-        self.counts["missing"] += self.img_root is not None
-        return name, None
+        fallback = safe_relative(posixpath.basename(norm)) or Path(rel).stem
+        return self.images.name(raw, at=rel, fallback=fallback) or fallback
 
     # ------------------------------------------------------------------ shapes
     def _drop(self, reason: str, label: Any, where: str, message: str) -> None:
@@ -403,9 +394,8 @@ class _Reader:
         rep, c, a = self.report, self.counts, self.ann
         n = len(a["image"])
         rep.add_read(n)
+        self.images.notes(source=str(src), part=part)
         for code, source, counts, template, severity in (
-                ("image.size_from_header", str(src), (c["header"], c["data"]), _SIZES_NOTE, "info"),
-                ("image.missing", str(self.img_root), (c["missing"],), _MISSING_NOTE, "warning"),
                 ("image.attribute", str(src), (c["flags"],), _FLAGS_NOTE, "info"),
                 ("shape.grouped", str(src), (c["grouped"], c["groups"]), _GROUPED_NOTE, "info")):
             if part or any(counts):

@@ -15,9 +15,9 @@ import pandas as pd
 
 from .. import labelconfig
 from ..errors import ReadError, option
-from ..imagesize import image_size
+from ..images import ImageRoot
 from ..model import Dataset
-from ..paths import IMAGE_EXTENSIONS, image_name, safe_join
+from ..paths import IMAGE_EXTENSIONS, image_name
 from ..report import Report
 from .base import NeedsWholeRead, ReadOptions
 from .labelstudio_regions import (
@@ -79,6 +79,7 @@ class Reader:
         self.report = report
         self.config = config
         self.root = options.images
+        self.images = ImageRoot(self.root, report=report)  # names, places, sizes and the image.* tallies
         self.image_key = options.extra.get("ls_image_key")
         self.file = ""
         # images
@@ -113,7 +114,6 @@ class Reader:
         self.relations = 0
         self.cur: Any = None
         self.rotated_images: list[str] = []
-        self.from_header = 0
         self.good_labels: dict[str, str] = {}
         self.files: dict[str, int] = {}  # file -> its place in the reading order (drops are listed in it)  # labels seen to be non-blank strings: one str object each
 
@@ -262,31 +262,24 @@ class Reader:
             size = size or (self.img_w[img], self.img_h[img])
             self._merge_image(img, url, tid, size)
         else:
-            path = safe_join(self.root, name) if self.root is not None else None
-            found = path is not None and path.is_file()
-            if size is None and found:
-                size = image_size(path) if path is not None else None
-                if size is not None:
-                    self.from_header += 1
-            if size is None:
+            placed = self.images.place(name, at=f"{self.file}:{line}", size=size)
+            if placed.size is None:
                 why = (f"no original_width/height and no images root ({option('images')})" if self.root is None else
-                       f"no original_width/height and image {name!r} not found under the images root" if not found
-                       else f"no original_width/height and {name!r} is not a readable image")
+                       f"no original_width/height and image {name!r} not found under the images root"
+                       if placed.path is None else f"no original_width/height and {name!r} is not a readable image")
                 if n_regions:
                     self._drop_all(groups, "dropped.no_image", f"{label}: {why}")
                 else:
                     self.report.note("dropped.no_image", f"{self.file}:{line}",
                                      f"{label}: image {name!r} left out: {why}")
                 return None
-            if self.root is not None and not found:
-                self.report.note("image.missing", f"{self.file}:{line}",
-                                 f"{label}: image {name!r} not found under {self.root}")
+            size = placed.size
             img = len(self.img_name)
             self.img_of_name[name] = img
             self.img_name.append(name)
             self.img_w.append(int(size[0]))
             self.img_h.append(int(size[1]))
-            self.img_path.append(str(path) if found else None)
+            self.img_path.append(placed.path)
             self.img_attrs.append({"url": url, "task_id": tid})
             self.img_src.append(self.file)
         return img
@@ -772,8 +765,6 @@ class Reader:
             rep.tally("coordinates.suspect", self.rotated_images[0], "{} task(s) record an image_rotation: their "
                       "coordinates are read as given, against original_width x original_height",
                       (len(self.rotated_images),), end=3)
-        if self.from_header:
-            rep.tally("image.size_from_header", str(self.root), "{} image size(s) read from the image files (the "
-                      "export has no original_width/height for them)", (self.from_header,), severity="info", end=4)
+        self.images.notes(end=4)
 
 

@@ -43,8 +43,7 @@ import numpy as np
 
 from ..errors import option
 from ..geometry import angle_lerp, keyframe_lerp
-from ..imagesize import image_size
-from ..paths import safe_join
+from ..images import ImageRoot
 from ..report import Report
 from .base import NeedsWholeRead, ReadOptions, frame_file_name
 
@@ -77,6 +76,7 @@ class VideoHost(Protocol):
     opts: ReadOptions
     report: Report
     root: Path | None
+    images: ImageRoot
     file: str
     cur: Any
     img_of_name: dict[str, int]
@@ -169,7 +169,6 @@ def read_video_task(host: VideoHost, groups: list[tuple[bool, list[Any], dict[st
     if streaming:
         raise NeedsWholeRead(f"{host.file}:{line}: {label} is a video; its frame images are placed by read()")
     merged: list[str] = []
-    missing = 0
     for is_pred, results, base, score0, gline in groups:
         src = ("prediction " + str(base.get("prediction_id", base.get("model_version"))) if is_pred
                else f"annotation {base.get('annotation_id')}") if base else "annotation"
@@ -197,8 +196,9 @@ def read_video_task(host: VideoHost, groups: list[tuple[bool, list[Any], dict[st
             names = [frame_file_name(host.opts.frame_pattern, f) for f in fb.frames.tolist()]
             wh = size
             if wh is None and host.root is not None and names:
-                path = safe_join(host.root, names[0])
-                wh = image_size(path) if path is not None and path.is_file() else None
+                known = host.img_of_name.get(names[0], -1)
+                wh = ((host.img_w[known], host.img_h[known]) if known >= 0
+                      else host.images.place(names[0], at=f"{host.file}:{gline}").size)
             if wh is None:
                 why = (f"no images root ({option('images')})" if host.root is None
                        else f"frame image {names[0]!r} not found or not readable under {host.root}")
@@ -215,13 +215,11 @@ def read_video_task(host: VideoHost, groups: list[tuple[bool, list[Any], dict[st
                 if img is None:
                     img = len(host.img_name)
                     host.img_of_name[name] = img
-                    path = safe_join(host.root, name) if host.root is not None else None
-                    found = path is not None and path.is_file()
-                    missing += int(host.root is not None and not found)
+                    placed = host.images.place(name, at=f"{host.file}:{gline}", size=wh)
                     host.img_name.append(name)
                     host.img_w.append(int(wh[0]))
                     host.img_h.append(int(wh[1]))
-                    host.img_path.append(str(path) if found else None)
+                    host.img_path.append(placed.path)
                     host.img_attrs.append({"url": url, "task_id": tid, "frame": fr})
                     host.img_src.append(host.file)
                 elif host.img_attrs[img].get("task_id") != tid and name not in merged:
@@ -252,5 +250,3 @@ def read_video_task(host: VideoHost, groups: list[tuple[bool, list[Any], dict[st
         host.report.note("image.merged", host.file,
                          f"{label} names {len(merged)} frame image(s) an earlier task named (first {merged[0]!r}): "
                          "their boxes share those images", severity="warning")
-    if missing:
-        host.report.note("image.missing", host.file, f"{label}: {missing} frame image(s) not found under {host.root}")

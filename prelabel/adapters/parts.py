@@ -77,9 +77,10 @@ TallyKey = tuple[str, str, str, str]  # code, source without its ":line", severi
 def _tally_key(d: Diagnostic) -> TallyKey:
     """What a tally counts: one note of a whole read (its source's line, where the first counted thing is, may
     differ from part to part)."""
-    head, _, line = d.source.rpartition(":")
+    source = d.source if d.tally_source is None else d.tally_source
+    head, _, line = source.rpartition(":")
     tally = d.tally or ("", ())
-    return d.code, head if head and line.isdigit() else d.source, d.severity, tally[0]
+    return d.code, head if head and line.isdigit() else source, d.severity, tally[0]
 
 
 def _dedupe_diagnostics(parts: Sequence[Dataset], kind_order: Sequence[str]) -> None:
@@ -150,7 +151,7 @@ def _add_up(parts: Sequence[Dataset], tallies: dict[TallyKey, tuple[list[int], l
         if not any(sums) or d.tally is None:
             return None
         return Diagnostic(d.code, sources[0], d.tally[0].format(*sums), d.severity, tally=(d.tally[0], tuple(sums)),
-                          tally_first=d.tally_first, tally_end=d.tally_end)
+                          tally_first=d.tally_first, tally_end=d.tally_end, tally_source=d.tally_source)
 
     ends: dict[TallyKey, Diagnostic] = {}
     for k, ds in enumerate(parts):

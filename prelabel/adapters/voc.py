@@ -22,7 +22,8 @@ What is read, and how:
   the XML file. A ``<filename>`` without an image extension (or a missing one, then the XML file's stem) is
   matched by stem against the files in that folder. An unsafe ``<filename>`` (absolute, or with a ``..``
   segment) is reported (``image.unsafe_name``) and replaced by the XML file's own stem plus the image
-  extension. Two XML files naming the same image stay two images.
+  extension. Two XML files naming the same image stay two images. Names, sizes and the ``image.*`` notes go
+  through :class:`prelabel.images.ImageRoot` (missing images and header sizes: one counted note each).
 - **Source locations.** ``src_file`` is the XML path relative to the source root (for a single file: its
   name); ``src_line`` is the line of the ``<object>`` start tag, found by a text search of the bytes (checked
   against the element count; when the two disagree, as with ``<object`` in a comment, an exact expat pass
@@ -70,10 +71,10 @@ import pandas as pd
 
 from ..errors import ReadError, UsageError, option
 from ..gcpause import gc_paused
-from ..imagesize import image_sizes
+from ..images import ImageRoot
 from ..junk import Skips, junk_reason
 from ..model import Dataset
-from ..paths import IMAGE_EXTENSIONS, safe_relative, why_unsafe
+from ..paths import IMAGE_EXTENSIONS, safe_relative
 from ..report import Diagnostic, Report, format_source
 from .base import ReadOptions
 from .parts import FilesPart
@@ -293,12 +294,15 @@ class _ImageFinder:
         self.listing = _Listing()
         self.dirs: dict[str, tuple[str, bool]] = {}
 
-    def resolve(self, parsed: Parsed, abs_of: dict[str, str], report: Report) -> tuple[list[str], list[str | None]]:
-        """The COCO file name and the local path (or None) of every image of ``parsed``; ``abs_of`` maps each
-        relative XML path to its path on disk."""
+    def resolve(self, parsed: Parsed, abs_of: dict[str, str],
+                images: ImageRoot) -> tuple[list[str], list[str | None], list[bool]]:
+        """The COCO file name, the local path (or None) of every image of ``parsed``, and whether its place was
+        named or is standard (then a missing image is counted); ``abs_of`` maps each relative XML path to its
+        path on disk; unsafe names are replaced through ``images``."""
         listing, dirs = self.listing, self.dirs
         file_names: list[str] = []
         paths: list[str | None] = []
+        named: list[bool] = []
         for rel, raw in zip(parsed.img_rel, parsed.img_filename, strict=True):
             xml_path = abs_of[rel]
             xml_dir = os.path.dirname(xml_path)
@@ -311,21 +315,17 @@ class _ImageFinder:
                 stem = os.path.splitext(os.path.basename(xml_path))[0]
                 if raw:
                     ext = os.path.splitext(raw.replace("\\", "/"))[1]
-                    name = stem + ext if ext.lower() in IMAGE_EXTENSIONS else stem
-                    report.note("image.unsafe_name", rel,
-                                f"<filename> {raw!r} is unsafe ({why_unsafe(raw)}); using {name!r} instead")
+                    fallback = stem + ext if ext.lower() in IMAGE_EXTENSIONS else stem
+                    name = images.name(raw, at=rel, fallback=fallback) or fallback
                 else:
                     name = stem
             found = listing.find(img_dir, name)
             if found is not None:
                 name = found
-                paths.append(os.path.join(img_dir, found))
-            else:
-                paths.append(None)
-                if explicit:
-                    report.note("image.missing", rel, f"image {name!r} not found in {img_dir}")
+            paths.append(os.path.join(img_dir, found) if found is not None else None)
             file_names.append(name)
-        return file_names, paths
+            named.append(explicit)
+        return file_names, paths, named
 
 
 def _objects(values: Any) -> pd.Series:
@@ -476,10 +476,11 @@ def _read_listed(src: Path, options: ReadOptions, report: Report, source: _Sourc
     _drop_bad(parsed.bad, report)
     finder = _ImageFinder(voc_jpeg=source.voc_jpeg, images=options.images)
     abs_of = {rel: p for p, rel in jobs}
+    root = ImageRoot(options.images or source.voc_jpeg, report=report)
     # one pass over the whole set: its notes go to the report phase after phase, then in file order (_by_file)
-    images, annotations = _assemble(parsed, source.origin, finder, abs_of, resolve=report, sizes=report,
-                                    suspect=report)
+    images, annotations = _assemble(parsed, source.origin, finder, abs_of, root=root, report=report)
     report.diagnostics[first_note:] = _by_file(report.diagnostics[first_note:], jobs)
+    root.notes(end=1)  # the image.* tallies: closing notes, which the parts' add up to
     report.add_read(len(parsed.names))
     # categories come in first-seen (sorted file) order
     categories = {"name": _objects(dict.fromkeys(parsed.names))}
@@ -492,37 +493,32 @@ def _drop_bad(bad: Sequence[tuple[str, int, str | None, str]], report: Report) -
         report.drop_one("dropped.invalid", category=name, source_file=rel, source_line=line, message=why)
 
 
-def _assemble(parsed: Parsed, origin: int, finder: _ImageFinder, abs_of: dict[str, str], *, resolve: Report,
-              sizes: Report, suspect: Report) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The images and annotations columns of the parsed files (all of them, or one chunk's), with their notes:
-    the image names and places (``resolve``), sizes read from image headers (``sizes``) and 0-based-looking
-    files (``suspect``). A file whose size is unknown and that has objects is a ReadError."""
+def _assemble(parsed: Parsed, origin: int, finder: _ImageFinder, abs_of: dict[str, str], *, root: ImageRoot,
+              report: Report) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The images and annotations columns of the parsed files, with their notes: the image names, places and
+    sizes (through ``root``: a size is read from the image header when the file has none) and 0-based-looking
+    files. A file whose size is unknown and that has objects is a ReadError."""
     # ------------------------------------------------------------------ images
     n_img = len(parsed.img_rel)
-    widths = np.asarray(parsed.img_w, dtype=np.int64)
-    heights = np.asarray(parsed.img_h, dtype=np.int64)
-    file_names, paths = finder.resolve(parsed, abs_of, resolve)
-
+    names, paths, named = finder.resolve(parsed, abs_of, root)
+    recorded = [(w, h) if w > 0 and h > 0 else None for w, h in zip(parsed.img_w, parsed.img_h, strict=True)]
+    placed = root.settle_all(names, paths, at=parsed.img_rel, sizes=recorded, given=named)
+    file_names = [p.name for p in placed]
     keep = np.ones(n_img, dtype=bool)
-    need = np.flatnonzero((widths <= 0) | (heights <= 0))
-    if len(need):
-        have = [int(i) for i in need if paths[i] is not None]
-        got = dict(zip(have, image_sizes([paths[i] for i in have]), strict=True))  # type: ignore[misc]
-        for i in need.tolist():
-            rel = parsed.img_rel[i]
-            size = got.get(i)
-            if size is None:
-                why = (f"image {file_names[i]!r} could not be read" if paths[i] is not None
-                       else f"no image {file_names[i]!r} found to read it from")
-                if parsed.img_nobj[i]:
-                    raise ReadError(rel, f"no <size> (or a zero width/height) in the file, and {why}",
-                                    element="size", hint=f"give the images folder with {option('images')}")
-                keep[i] = False
-                sizes.note("file.skipped", rel, f"no <size> and {why}; the file has no objects, so it is skipped")
-                continue
-            widths[i], heights[i] = size
-            sizes.note("image.size_from_header", rel, f"size {size[0]}x{size[1]} read from {paths[i]}",
-                       severity="info")
+    widths = np.zeros(n_img, dtype=np.int64)
+    heights = np.zeros(n_img, dtype=np.int64)
+    for i, p in enumerate(placed):
+        if p.size is not None:
+            widths[i], heights[i] = p.size
+            continue
+        rel = parsed.img_rel[i]
+        why = (f"image {file_names[i]!r} could not be read" if paths[i] is not None
+               else f"no image {file_names[i]!r} found to read it from")
+        if parsed.img_nobj[i]:
+            raise ReadError(rel, f"no <size> (or a zero width/height) in the file, and {why}",
+                            element="size", hint=f"give the images folder with {option('images')}")
+        keep[i] = False
+        report.note("file.skipped", rel, f"no <size> and {why}; the file has no objects, so it is skipped")
 
     # ------------------------------------------------------------------ annotations
     nobj = np.asarray(parsed.img_nobj, dtype=np.int64)
@@ -537,7 +533,7 @@ def _assemble(parsed: Parsed, origin: int, finder: _ImageFinder, abs_of: dict[st
         if len(zero):
             _, first = np.unique(img_index[zero], return_index=True)
             for r in zero[first].tolist():
-                suspect.note("coordinates.suspect", format_source(parsed.img_rel[img_index[r]], int(lines[r])),
+                report.note("coordinates.suspect", format_source(parsed.img_rel[img_index[r]], int(lines[r])),
                              "a coordinate is 0, which 1-based VOC files never have: this file looks 0-based "
                              f"(datumaro, CVAT, Roboflow); read it with {option('voc_origin', 0)}")
     else:
