@@ -75,14 +75,17 @@ only when data.yaml has ``skeleton`` (0-based pairs are made 1-based; pairs reac
 
 ``options.extra`` keys: ``data_yaml`` (a data.yaml to take names / kpt_shape / kpt_names from), ``kpt_shape``.
 
-:func:`iter_chunks` gives ``read()``'s dataset and report in chunks of whole images, reading the label files and
-image headers batch by batch (bounded memory on huge datasets). What ``read()`` decides from every label file
-(the class count without names, the fate of files of 9-11 column rows only, an inferred ``kpt_shape``) is
-decided from the files read so far; ``NeedsWholeRead`` is raised when a later file would change it.
+Reading in parts: :func:`plan` cuts the source into runs of its images in output order (the layout, names and
+images root found once, there), :func:`read_part` reads one, and the engine (:mod:`prelabel.engine`) reads the
+parts in processes and merges them in plan order into ``read()``'s dataset and report; a streamed conversion
+is those parts in turn (``engine.PartStream``: bounded memory on huge datasets). What ``read()`` decides from
+every label file still is: pose without a ``kpt_shape`` is one part, and a part holding label files of 9-11
+column rows only raises ``NeedsWholeRead`` (the engine then reads the source whole). Without names, a part's
+category table names the classes up to its own largest index, and the parts' tables joined are ``read()``'s.
 
 The work is done by :mod:`.yolo_layout` (the layout and the config), :mod:`.yolo_rows` (label files parsed
-into rows, and their problems), :mod:`.yolo_run` (one reading, batch by batch) and :mod:`.yolo_geometry` (rows
-to pixels, the category table).
+into rows, and their problems), :mod:`.yolo_run` (one reading of the label files) and :mod:`.yolo_geometry`
+(rows to pixels, the category table).
 
 Example:
     >>> import tempfile, pathlib
@@ -101,21 +104,18 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
-
-from ..errors import ReadError, UsageError, option
+from ..errors import ReadError, option
 from ..gcpause import gc_paused
 from ..imagesize import image_sizes
 from ..model import Dataset
 from ..paths import moved
 from ..report import Diagnostic, Report
 from . import names as names_mod
-from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
+from .base import NeedsWholeRead, ReadOptions
 from .parts import FilesPart
 from .yolo_layout import (
     DATA_YAMLS,
@@ -136,13 +136,12 @@ from .yolo_layout import (
 from .yolo_rows import DETECT, OBB, POSE, SEGMENT, looks_like_labels
 from .yolo_run import Run
 
-__all__ = ["DESCRIPTION", "NAME", "TASKS", "detect", "iter_chunks", "plan", "read", "read_part"]
+__all__ = ["DESCRIPTION", "NAME", "TASKS", "auto_workers", "detect", "plan", "read", "read_part"]
 
 NAME = "yolo"
 # YOLO records no image size: every size comes from the image's header (nothing for check_sizes to check)
 SIZES_FROM_HEADERS = True
 DESCRIPTION = "YOLO / Ultralytics txt (detect, segment, OBB, pose; labels and predictions), Darknet obj.data"
-PARALLEL_READ = True  # image headers are read by threads: the pipeline does not read it in a second process
 
 KIND_NAMES = {DETECT: "detect", SEGMENT: "segment", OBB: "obb", POSE: "pose"}
 
@@ -234,16 +233,7 @@ def _read_files(paths: list[str], progress: Callable[[int, int], None] | None = 
     return [_read_one(p) for p in paths]  # sequential: faster than threads for small files in the page cache
 
 
-def _row_count(data: bytes) -> int:
-    """The lines of a label file (its rows, and any empty lines): what chunks are cut by."""
-    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
-
-
 # ============================================================================================ reading
-_BATCH_ROWS = 65_536   # iter_chunks: label rows parsed at once, at least (one bulk parse; what decides the task)
-_BATCH_IMAGES = 8_192  # ... or images
-
-
 def _progress_hook(options: ReadOptions) -> Callable[[int, int], None] | None:
     hook: Callable[[int, int], None] | None = options.extra.get("progress") if options.extra else None
     return hook
@@ -261,7 +251,7 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
 
 def _read(lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: str | Path,
           part: _PartPlan | None = None) -> Dataset:
-    """Every label file as one batch: the images' label files in image order, then the orphans. ``part``: the
+    """Every label file in one batch: the images' label files in image order, then the orphans. ``part``: the
     plan's context when this is one part of a plan (``lay`` its part of the layout)."""
     run = Run(lay, cfg, options, report, str(src))
     several = part is not None and part.n_parts > 1
@@ -276,7 +266,7 @@ def _read(lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: s
     image_of += [-1] * len(orphans)
     raw += orphan_raw
     del orphan_raw
-    piece = run.batch(files, image_of, raw, 0, len(lay.images), sizes)
+    piece = run.batch(files, image_of, raw, sizes)
     if several and run.n_pending:
         raise NeedsWholeRead("label files of 9-11 column rows only (4-point polygons or oriented boxes) are read "
                              "as polygons when every other label file of the source holds polygons, else dropped: "
@@ -379,146 +369,6 @@ def read_part(part: FilesPart, *, options: ReadOptions) -> Dataset:
         cfg = replace(cfg, names_src=mv(cfg.names_src), yaml_file=None if cfg.yaml_file is None else mv(cfg.yaml_file))
     with gc_paused():
         return _read(lay, cfg, options, report, mv(ctx.src), ctx)
-
-
-def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
-                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Dataset]:
-    """``read()``'s dataset in chunks of whole images (the protocol of :mod:`prelabel.adapters.base`).
-
-    The layout (every image and its label file) is found first, as ``read()`` finds it; then the label files
-    are read in image order, batch by batch (at least ``chunk_rows`` rows or images, and some 65,000 rows
-    or 8,000 images: one bulk parse and one threaded read of image headers per batch), and each batch is cut
-    into chunks closed at the first image at which a chunk holds ``chunk_rows`` annotation rows or images
-    (rows counted as the lines of the label files). Orphan label files (no image) are read before the
-    images: their rows are all dropped, but their class indices and tasks count for the whole dataset, as in
-    ``read()``. The rows are counted as they are read; the drops and notes go to ``report`` in ``read()``'s
-    order once the last chunk was handed out (when the iteration ends).
-
-    What ``read()`` decides from every label file is decided from the files read so far and checked on every
-    later one; :class:`NeedsWholeRead` is raised when a later file would change rows already handed out:
-    files of 9-11 column rows only (read as polygons when every other file is a polygon file, else
-    dropped) when a later file changes which, and an inferred ``kpt_shape`` that a later file's rows do not
-    fit. A malformed label file raises ReadError as ``read()`` does once every label file has been read;
-    before that, NeedsWholeRead (``read()`` reports the first error in its own order, which a file not read
-    yet may hold). Chunks of images without label rows wait while the category table waits for an inferred
-    ``kpt_shape`` (an images table only).
-    """
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
-        raise UsageError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-    p = Path(path)
-    if not p.exists():
-        raise ReadError(str(p), "no such file or folder")
-    with gc_paused():
-        lay = find_layout(p, options, report)
-        run = Run(lay, read_config(lay, options), options, report, str(p))
-    yield from _stream(run, options, chunk_rows)
-
-
-def _stream(run: Run, options: ReadOptions, chunk_rows: int) -> Iterator[Dataset]:
-    """The chunks of :func:`iter_chunks`, once the layout and config are known."""
-    lay, report = run.lay, run.report
-    n_img = len(lay.images)
-    n_labels = sum(lab is not None for lab in lay.labels)
-    unread = n_labels + len(lay.orphans)  # label files not read yet
-    batch_rows = max(chunk_rows, _BATCH_ROWS)
-    batch_images = max(chunk_rows, _BATCH_IMAGES)
-    progress = _progress_hook(options)
-
-    def whole(e: ReadError) -> NeedsWholeRead:
-        return NeedsWholeRead(f"{e}; read() reports the first such error in its own order, which a label file "
-                              "not read yet may hold")
-
-    # orphan label files first: no image, all rows dropped, but their classes and tasks are the dataset's
-    pos = 0
-    while pos < len(lay.orphans):
-        files: list[str] = []
-        raw: list[bytes] = []
-        rows = 0
-        with gc_paused():
-            try:
-                while pos < len(lay.orphans) and rows < batch_rows and len(files) < batch_images:
-                    data = _read_one(lay.orphans[pos])
-                    files.append(lay.orphans[pos])
-                    raw.append(data)
-                    rows += _row_count(data)
-                    pos += 1
-                    unread -= 1
-                kept, kept_raw = run.label_orphans(files, raw)
-                del raw
-                run.batch(kept, [-1] * len(kept), kept_raw, 0, 0, [])
-            except ReadError as e:
-                if unread:
-                    raise whole(e) from e
-                raise
-
-    # the images in order, with their label files
-    if progress is not None:
-        progress(0, n_labels)
-    done = 0
-    held: list[tuple[pd.DataFrame, Any]] = []  # chunks waiting for the category table (an inferred kpt_shape)
-    declared: int | None = None                # the class count of the last table handed out
-    cursor = 0
-    while cursor < n_img:
-        files, raw = [], []
-        image_of: list[int] = []
-        cuts = [cursor]
-        rows = imgs = in_batch_rows = in_batch_imgs = 0
-        i = cursor
-        with gc_paused():
-            try:
-                while i < n_img:
-                    lab = lay.labels[i]
-                    if lab is not None:
-                        data = _read_one(lab)
-                        files.append(lab)
-                        image_of.append(i)
-                        raw.append(data)
-                        rows += _row_count(data)
-                        unread -= 1
-                        done += 1
-                        if progress is not None and (done % 500 == 0 or done == n_labels):
-                            progress(done, n_labels)
-                    imgs += 1
-                    i += 1
-                    if rows >= chunk_rows or imgs >= chunk_rows:
-                        cuts.append(i)
-                        in_batch_rows += rows
-                        in_batch_imgs += imgs
-                        rows = imgs = 0
-                        if in_batch_rows >= batch_rows or in_batch_imgs >= batch_images:
-                            break
-                if cuts[-1] != i:
-                    cuts.append(i)
-                piece = run.batch(files, image_of, raw, cursor, i, image_sizes(lay.images[cursor:i]))
-                del raw
-                held.extend(piece.chunks(cuts, cursor))
-                del piece
-                table = run.table() if held and run.table_ready() else None
-            except ReadError as e:
-                if unread:
-                    raise whole(e) from e
-                raise
-        cursor = i
-        if table is not None:
-            declared = run.top
-            while held:
-                yield _next_chunk(held, table, report)
-    with gc_paused():
-        table = run.finish()
-    if held or declared is None:  # declared is None: no image at all; one chunk still declares the categories
-        if not held:
-            yield Dataset.build(categories=table, report=report)
-        while held:
-            yield _next_chunk(held, table, report)
-    elif declared != run.top:
-        raise NeedsWholeRead(f"classes {declared} to {run.top - 1} (named by their index) are only in label files "
-                             "read after the last chunk, of images whose size cannot be read: no chunk declares them")
-
-
-def _next_chunk(held: list[tuple[pd.DataFrame, Any]], table: pd.DataFrame, report: Report) -> Dataset:
-    """The first held chunk, taken out of ``held`` (no reference to it stays behind once handed out)."""
-    images, annotations = held.pop(0)
-    return Dataset.build(images=images, categories=table, annotations=annotations, report=report)
 
 
 PARALLEL_MIN_FILES = 4000  # label files and images: fewer and a second process costs more than it saves

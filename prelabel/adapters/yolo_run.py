@@ -1,7 +1,7 @@
-"""One reading of a YOLO source, batch by batch of label files: each batch parsed, checked and converted into
-images and annotation rows; what the label files decide for the whole dataset (the class count without
-names, the task of each file, the fate of files of 9-11 column rows only, an inferred ``kpt_shape``); and
-the drops and notes, reported once in ``read()``'s order."""
+"""One reading of a YOLO source (or of one part of its plan): its label files parsed, checked and converted
+into images and annotation rows in one batch; what the label files decide for the dataset (the class count
+without names, the task of each file, the fate of files of 9-11 column rows only, an inferred
+``kpt_shape``); and the drops and notes, reported in ``read()``'s order."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..errors import ReadError, for_face, option
 from ..report import Report
-from .base import NeedsWholeRead, ReadOptions
+from .base import ReadOptions
 from .yolo_geometry import category_table, convert_rows
 from .yolo_layout import SEP, Config, Layout, images_root_of, norm, rel_path, stem
 from .yolo_rows import (
@@ -48,49 +48,16 @@ def _candidates(n: int) -> int:
 
 @dataclass
 class Piece:
-    """A batch's images (those with a size, in order) and annotation rows (``image`` indexes ``images``)."""
+    """The images (those with a size, in order) and annotation rows (``image`` indexes ``images``) read."""
 
     images: pd.DataFrame
     annotations: Any                    # a mapping of columns, or a DataFrame
-    before: np.ndarray                  # per image of the batch (and one past the end): sized images before it
-
-    def chunks(self, cuts: list[int], lo: int) -> list[tuple[pd.DataFrame, Any]]:
-        """The (images, annotations) of the images ``cuts[j]:cuts[j + 1]`` (global indices, ``lo`` the
-        batch's first), chunks without a sized image left out."""
-        ann = self.annotations
-        img = np.asarray(ann["image"])
-        out: list[tuple[pd.DataFrame, Any]] = []
-        for a, b in zip(cuts[:-1], cuts[1:], strict=True):
-            i0, i1 = int(self.before[a - lo]), int(self.before[b - lo])
-            if i1 == i0:
-                continue
-            if i0 == 0 and i1 == len(self.images):
-                out.append((self.images, ann))
-                continue
-            r0, r1 = (int(r) for r in np.searchsorted(img, [i0, i1]))
-            out.append((self.images.iloc[i0:i1], _rows(ann, r0, r1, i0)))
-        return out
-
-
-def _rows(ann: Any, r0: int, r1: int, shift: int) -> Any:
-    """Annotation rows ``r0:r1`` with their image index less ``shift``."""
-    if isinstance(ann, pd.DataFrame):
-        part = ann.iloc[r0:r1]
-        return part.assign(image=part["image"].to_numpy() - shift)
-    out = {k: v.iloc[r0:r1].reset_index(drop=True) if isinstance(v, pd.Series) else v[r0:r1]
-           for k, v in ann.items()}
-    out["image"] = out["image"] - shift
-    return out
 
 
 class Run:
-    """One reading of a YOLO source: what the label files decide for the whole dataset (the class count
-    without names, the fate of files of 9-11 column rows only, an inferred kpt_shape), gathered batch by
-    batch, and the drops and notes, held until :meth:`finish` reports them in ``read()``'s order.
-
-    ``read()`` is one batch of every label file; ``iter_chunks`` gives the orphan label files first, then the
-    images in order, and gets :class:`NeedsWholeRead` when a batch contradicts what earlier ones decided.
-    """
+    """One reading of a YOLO source (or a part of its plan): what the label files decide for the dataset (the
+    class count without names, the fate of files of 9-11 column rows only, an inferred kpt_shape), found by
+    :meth:`batch`, and the drops and notes, held until :meth:`finish` reports them in ``read()``'s order."""
 
     def __init__(self, lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: str) -> None:
         self.lay, self.cfg, self.report, self.src = lay, cfg, report, src
@@ -102,17 +69,14 @@ class Run:
         self.kpt_cols = 0                           # inferred: the value count of every pose row
         self.decided: set[int] = set()              # the tasks of the files that decide theirs
         self.n_detect = self.n_segment = self.n_pending = 0  # files per inferred task; 9-11 column files
-        self.pending_as_segment: bool | None = None  # how rows of 9-11 column files were read (None: none yet)
         self.skipped: list[str] = []                # loose orphan .txt files that are not label files
         self.pending_drops: list[pd.DataFrame] = []  # drops, reported in file and line order by finish()
-        self.n_batches = 0                            # batches read so far (a key of that order)
-        self.orphan_entry = np.zeros(0, dtype=bool)   # the current batch's label files without an image
+        self.orphan_entry = np.zeros(0, dtype=bool)   # the label files without an image
         self.ambiguous: list[tuple[str, int]] = []  # files with rows dropped as ambiguous, and how many
         self.orphan_rows: list[tuple[str, int]] = []  # label files with no image, and their row counts
         self.image_notes: list[tuple[str, bool]] = []  # per image, in order: (unsized: the file, True) or
         #                                                (unlabeled: the file_name, False)
         self._names: tuple[int, np.ndarray] | None = None
-        self._table: tuple[tuple[int, tuple[int, int] | None], pd.DataFrame] | None = None
 
     # ------------------------------------------------------------------ names and categories
     def names(self) -> list[str]:
@@ -123,18 +87,7 @@ class Run:
             self._names = (self.top, np.array(self.names(), dtype=object))
         return self._names[1]
 
-    def table_ready(self) -> bool:
-        """Whether the category table is known (a pose table waits for the keypoint count)."""
-        return not (self.cfg.task == "pose" and self.kpt_shape is None)
-
-    def table(self) -> pd.DataFrame:
-        """The category table as known so far (its notes go to the report in :meth:`finish`)."""
-        kpt = self.kpt_shape if self.cfg.task == "pose" else None
-        if self._table is None or self._table[0] != (self.top, kpt):
-            self._table = ((self.top, kpt), category_table(self.names(), self.cfg, kpt, Report(), self.lay.root))
-        return self._table[1]
-
-    # ------------------------------------------------------------------ batches
+    # ------------------------------------------------------------------ the label files
     def label_orphans(self, files: list[str], raw: list[bytes]) -> tuple[list[str], list[bytes]]:
         """The orphan files that are label files; loose .txt files that do not look like one are skipped."""
         kept: list[str] = []
@@ -147,10 +100,11 @@ class Run:
             kept_raw.append(data)
         return kept, kept_raw
 
-    def batch(self, files: list[str], image_of: list[int], raw: list[bytes], lo: int, hi: int,
+    def batch(self, files: list[str], image_of: list[int], raw: list[bytes],
               sizes: list[tuple[int, int] | None]) -> Piece:
         """Parse and convert label ``files`` (the contents ``raw``, emptied once parsed), each the label file
-        of image ``image_of`` (or -1: no image); the images ``lo:hi`` (their ``sizes``) are the piece's."""
+        of the image ``image_of`` (an index into the layout's images, or -1: no image); ``sizes``: the layout's
+        images' sizes. Called once a reading: what the files decide is decided from all of them."""
         lay, cfg = self.lay, self.cfg
         size_ok = np.array([s is not None for s in sizes], dtype=bool)
         widths = np.array([s[0] if s is not None else 0 for s in sizes], dtype=np.int64)
@@ -175,11 +129,10 @@ class Run:
 
         # ---- what each file is
         has_image = ent_img >= 0
-        sized_entry = np.zeros(n_entries, dtype=bool)
-        sized_entry[has_image] = size_ok[ent_img[has_image] - lo]
-        kinds = self._kinds(lines, n_entries, rel_files, sized_entry)
-        if n_rows and cfg.task == "pose" and cfg.kpt_shape is None:
-            self._kpt(lines, rel_files)
+        kinds = self._kinds(lines, n_entries)
+        if n_rows and cfg.task == "pose" and cfg.kpt_shape is None:  # inferred from every pose row
+            self.kpt_shape = _infer_kpt_shape(lines, rel_files, self.src)
+            self.kpt_cols = int(lines.ncol[0])
         row_kind = kinds[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
         wrong = column_problems(lines, row_kind, self.kpt_shape)
         if wrong is not None:
@@ -201,7 +154,7 @@ class Run:
         row_img = ent_img[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
         no_image = row_img < 0
         no_size = np.zeros(n_rows, dtype=bool)
-        no_size[~no_image] = ~size_ok[row_img[~no_image] - lo]
+        no_size[~no_image] = ~size_ok[row_img[~no_image]]
         ambiguous = (row_kind == AMBIGUOUS) & ~no_image & ~no_size
         names_arr = self.names_array()
         files_arr = np.array(rel_files, dtype=object)
@@ -222,19 +175,18 @@ class Run:
         if not has_image.all():
             per_entry = np.bincount(lines.entry, minlength=n_entries)
             self.orphan_rows += [(rel_files[e], int(per_entry[e])) for e in np.flatnonzero(~has_image).tolist()]
-        file_names = [rel_path(i, self.img_root) for i in lay.images[lo:hi]]
-        labelled = np.zeros(hi - lo, dtype=bool)
-        labelled[ent_img[has_image] - lo] = True
+        file_names = [rel_path(i, self.img_root) for i in lay.images]
+        labelled = np.zeros(len(lay.images), dtype=bool)
+        labelled[ent_img[has_image]] = True
         # one list in image order (not the unsized, then the unlabeled): the parts of a plan add up to it
-        self.image_notes += [(rel_path(lay.images[lo + i], lay.root), True) if not size_ok[i] else (file_names[i], False)
+        self.image_notes += [(rel_path(lay.images[i], lay.root), True) if not size_ok[i] else (file_names[i], False)
                              for i in np.flatnonzero(~(labelled & size_ok)).tolist()]
 
         # ---- conversion of the kept rows
         keep = ~(no_image | no_size | ambiguous)
         before = np.concatenate((np.zeros(1, dtype=np.int64), np.cumsum(size_ok, dtype=np.int64)))
-        row_loc = row_img - lo
-        ann = convert_rows(lines, keep, row_kind, row_loc, widths, heights, self.kpt_shape, n_entries)
-        ann["image"] = before[row_loc[keep]]
+        ann = convert_rows(lines, keep, row_kind, row_img, widths, heights, self.kpt_shape, n_entries)
+        ann["image"] = before[row_img[keep]]
         # object Series: pandas would otherwise infer its str dtype, and the model's cast back to object makes a
         # new str per row (memory)
         ann["category"] = pd.Series(names_arr[ci[keep]], dtype=object)
@@ -249,12 +201,11 @@ class Run:
         images = pd.DataFrame({
             "file_name": [file_names[i] for i in kept_imgs],
             "width": widths[size_ok], "height": heights[size_ok],
-            "path": [lay.images[lo + i] for i in kept_imgs],
+            "path": [lay.images[i] for i in kept_imgs],
             "attributes": [None] * len(kept_imgs),
-            "src_file": [label_of_image.get(lo + i, rel_path(lay.images[lo + i], lay.root)) for i in kept_imgs],
+            "src_file": [label_of_image.get(i, rel_path(lay.images[i], lay.root)) for i in kept_imgs],
         })
-        self.n_batches += 1
-        return Piece(images=images, annotations=annotations, before=before)
+        return Piece(images=images, annotations=annotations)
 
     def _names_src(self) -> str:
         """Where the class names come from, as a message names it."""
@@ -289,16 +240,15 @@ class Run:
         return rel_path(looked, self.lay.root)
 
     def _defer(self, slot: int, reason: str, message: str, rows: pd.DataFrame) -> None:
-        """Drops of this batch (``rows`` with the label file's ``entry`` in the batch), reported in
-        :meth:`finish` in file and line order: the order every split of the files into batches or parts gives."""
+        """Drops (``rows`` with the label file's ``entry``), reported in :meth:`finish` in file and line order:
+        the order every split of the files into parts gives."""
         if "message" not in rows:
             rows = rows.assign(message=message)
         group = np.where(self.orphan_entry[rows["entry"].to_numpy(dtype=np.int64)], 0, 1)
-        self.pending_drops.append(rows.assign(reason=reason, group=group, batch=self.n_batches, slot=slot))
+        self.pending_drops.append(rows.assign(reason=reason, group=group, slot=slot))
 
-    def _kinds(self, lines: Lines, n_entries: int, files: list[str], sized: np.ndarray) -> np.ndarray:
-        """The task of each label file of the batch (``DETECT`` ... ``AMBIGUOUS``); ``sized``: the files whose
-        rows can be kept (an image with a size)."""
+    def _kinds(self, lines: Lines, n_entries: int) -> np.ndarray:
+        """The task of each label file (``DETECT`` ... ``AMBIGUOUS``)."""
         cfg = self.cfg
         if cfg.task is not None:
             code = {"detect": DETECT, "segment": SEGMENT, "obb": OBB, "pose": POSE}[cfg.task]
@@ -332,36 +282,8 @@ class Run:
         self.n_segment += int((kinds == SEGMENT).sum())
         self.n_pending += int(pending.sum())
         # files of 9-11 column rows only are polygons when every other file of the dataset is a polygon file
-        as_segment = self.decided == {SEGMENT}
-        if self.pending_as_segment is not None and self.pending_as_segment != as_segment:
-            culprit = decided & (kinds != SEGMENT) if self.pending_as_segment else decided
-            raise NeedsWholeRead(
-                "label files of 9-11 column rows only (4-point polygons or oriented boxes) are read as polygons "
-                "when every other label file holds polygons, else dropped; the files read before "
-                f"{files[int(np.argmax(culprit))]} decided the one and that file the other (pass {option('task', 'segment')} "
-                f"or {option('task', 'obb')} to stream)")
-        if self.pending_as_segment is None and (pending & sized).any():
-            self.pending_as_segment = as_segment
-        kinds[pending] = SEGMENT if as_segment else AMBIGUOUS
+        kinds[pending] = SEGMENT if self.decided == {SEGMENT} else AMBIGUOUS
         return kinds
-
-    def _kpt(self, lines: Lines, files: list[str]) -> None:
-        """Infer kpt_shape from the first pose rows; later rows must fit what they gave."""
-        if not self.kpt_cols:
-            self.kpt_shape = _infer_kpt_shape(lines, files, self.src)
-            self.kpt_cols = int(lines.ncol[0])
-            return
-        other = lines.ncol != self.kpt_cols
-        if other.any():
-            i = int(np.argmax(other))
-            raise NeedsWholeRead(f"kpt_shape is inferred from every pose row: rows of {self.kpt_cols} numbers came "
-                                 f"first, {files[lines.entry[i]]}:{int(lines.line[i])} has {int(lines.ncol[i])} "
-                                 "(put kpt_shape in data.yaml)")
-        if _infer_kpt_shape(lines, files, self.src) != self.kpt_shape and self.kpt_shape is not None \
-                and self.kpt_shape[1] == 3:
-            raise NeedsWholeRead(f"kpt_shape is inferred from every pose row: the third values of the first rows "
-                                 f"of {self.kpt_cols} numbers were all visibilities (0, 1, 2), not those of "
-                                 f"{files[0]} (put kpt_shape in data.yaml)")
 
     # ------------------------------------------------------------------ the end
     def _task_note(self, *, zeros: bool = False) -> str:
@@ -400,7 +322,7 @@ class Run:
             rep.note("task.inferred", self.src, note, severity="info")
         if self.pending_drops:
             drops = pd.concat(self.pending_drops, ignore_index=True).sort_values(
-                ["group", "batch", "entry", "src_line", "slot"], kind="stable").reset_index(drop=True)
+                ["group", "entry", "src_line", "slot"], kind="stable").reset_index(drop=True)
             reasons = drops["reason"].to_numpy()
             cuts = [0, *(np.flatnonzero(reasons[1:] != reasons[:-1]) + 1).tolist(), len(drops)]
             for a, b in zip(cuts[:-1], cuts[1:], strict=False):  # runs of one reason, in file and line order
