@@ -586,6 +586,20 @@ def test_chunk_sizes_and_workers_write_the_same_bytes(fmt: str, tmp_path: Path) 
         assert rep == want_rep, name
 
 
+@pytest.mark.parametrize("names", [False, True], ids=["unnamed", "named"])
+def test_yolo_generated_chunk_sizes_write_the_same_bytes(names: bool, tmp_path: Path) -> None:
+    # YOLO streams through the engine (PartStream over its plan): label files with no image, images without a
+    # label file or a size, classes named by their index, polygon files; chunks of 1, 7 and unbounded rows
+    src = _yolo(tmp_path / "ds", 40, names=names)
+    want, want_rep = _converted(src, "yolo", tmp_path / "whole", stream=False)
+    assert len(json.loads(want)["annotations"]) == 42 + 4  # as test_yolo_generated counts them
+    for name, kw in {"1": {"chunk_rows": 1}, "7": {"chunk_rows": 7}, "unbounded": {"chunk_rows": 10**9},
+                     "7, workers 2": {"chunk_rows": 7, "workers": 2}}.items():
+        got, rep = _converted(src, "yolo", tmp_path / name.replace(", ", "_"), stream=True, **kw)
+        assert got == want, name
+        assert rep == want_rep, name
+
+
 # ------------------------------------------------------------------------------------------- CVAT
 CVAT_FIXTURES = [
     "cvat/cvat-ai__datumaro/tests/assets/cvat_dataset/for_images",  # a folder: train.xml + images/

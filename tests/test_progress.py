@@ -136,13 +136,15 @@ def test_convert_voc_plain_stage_lines(tmp_path: Path, child: str) -> None:
     assert r.stdout == ""
 
 
-def test_convert_yolo_counts_label_files(tmp_path: Path) -> None:
-    # sample_data/yolo: 5 images, 4 of them with a label file (empty.jpg has none)
+def test_convert_yolo_counts_the_files_it_reads(tmp_path: Path) -> None:
+    # sample_data/yolo: 5 images, 4 of them with a label file (empty.jpg has none): 9 files read, images (their
+    # headers) and label files, counted part by part
     labels = sorted(p.name for p in (SAMPLE / "yolo").rglob("*.txt") if p.name != "classes.txt")
     r = run("convert", str(SAMPLE / "yolo"), "-o", str(tmp_path / "y.json"), env=PLAIN)
     assert r.exit_code == 0, r.output
     err = r.stderr.splitlines()
-    n = len(labels)
+    n = len(labels) + 5
+    assert n == 9
     assert f"convert: reading 0/{n} files" in err and f"convert: reading {n}/{n} files" in err
 
 
