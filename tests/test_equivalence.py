@@ -378,21 +378,49 @@ def test_predictions_parquet(tmp_path: Path, client: Any) -> None:
 
 
 @pytest.mark.parametrize("case", ["normalized", "normalized then pixels", "pixels first", "explicit normalized",
+                                  "explicit normalized, largest dropped", "explicit normalized, small values",
                                   "polygon first", "pixels option"])
 def test_predictions_normalized_decided_by_the_whole_table(case: str, tmp_path: Path, client: Any) -> None:
     norm = [f"i{k}.jpg,64,48,cat,0.1,0.2,0.{3 + k % 5},0.9,0.5," for k in range(8)]
     pix = "z.jpg,64,48,cat,1,2,30,40,0.5,"
+    dropped = "y.jpg,64,48,,1,2,90,40,0.5,"  # the largest value, on a row dropped (no category): not in the note
     rows, opts = {
         "normalized": (norm, None),
         "normalized then pixels": ([*norm, pix], None),
         "pixels first": ([pix, *norm], None),
         "explicit normalized": ([*norm, pix], ReadOptions(normalized=True)),
+        "explicit normalized, largest dropped": ([*norm[:4], dropped, *norm[4:], pix], ReadOptions(normalized=True)),
+        "explicit normalized, small values": (norm, ReadOptions(normalized=True)),
         "polygon first": (['p.jpg,64,48,cat,,,,,0.5,"[0.1,0.1,0.9,0.1,0.9,0.9]"', *norm], None),
         "pixels option": ([*norm, pix], ReadOptions(normalized=False)),
     }[case]
     src = _table(tmp_path / "p.csv", rows, header=HEADER.rstrip("\n") + ",polygon\n")
     _check(src, "predictions", tmp_path, client, opts=opts)
-    assert _plan_sizes(src, opts) == ([1, 1, 1] if case == "explicit normalized" else [2, 3, 4])
+    assert _plan_sizes(src, opts) == [2, 3, 4]
+    notes = [d.message for d in prelabel.read(src, options=opts).report.diagnostics]
+    if case.startswith("explicit normalized"):  # the note names the largest value of a row read() keeps
+        assert notes == ([] if case.endswith("small values") else
+                         ["ReadOptions(normalized=True) but box values reach 40: are they pixels? "
+                          "(ReadOptions(normalized=False))"])
+
+
+@pytest.mark.parametrize("normalized", [None, True, False])
+def test_predictions_bbox_column(normalized: bool | None, tmp_path: Path, client: Any) -> None:
+    # one "[x, y, w, h]" column (Kaggle style): split into parts as the four columns are, cell by cell
+    rows = [f'i{k // 2}.jpg,64,48,cat,"[{k % 5}, 2, {10 + k}, 3]"' for k in range(14)]
+    rows[5] = 'i2.jpg,64,48,cat,"[1, 2, 3]"'              # three numbers: dropped as a missing coordinate
+    rows[9] = 'i4.jpg,64,48,dog,"[0.1 0.2 0.3 0.4 0.5]"'  # five numbers: not a box
+    src = _table(tmp_path / "p.csv", rows, header="filename,width,height,class,bbox\n")
+    opts = ReadOptions(normalized=normalized)
+    assert _plan_sizes(src, opts) == [2, 3, 4]
+    _check(src, "predictions", tmp_path, client, opts=opts)
+    rep = prelabel.read(src, options=opts).report
+    assert rep.drops[["reason", "source"]].values.tolist() == [["dropped.nonfinite", f"{src}:7"],
+                                                              ["dropped.nonfinite", f"{src}:11"]]
+    norm = [_table(tmp_path / "n.csv", [f'i{k}.jpg,64,48,cat,"[0.1, 0.2, 0.{k + 3}, 0.5]"' for k in range(6)],
+                   header="filename,width,height,class,bbox\n")]
+    assert _plan_sizes(norm[0], opts) == [2, 3, 4]
+    _check(norm[0], "predictions", tmp_path, client, opts=opts)
 
 
 @pytest.mark.parametrize("end", ["\n", "\r\n"], ids=["lf", "crlf"])

@@ -81,8 +81,8 @@ import io
 import posixpath
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -94,15 +94,13 @@ from ..errors import ReadError, UsageError
 from ..model import Dataset
 from ..paths import safe_relative
 from ..report import Report
-from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
+from .base import NeedsWholeRead, ReadOptions
 from .parts import RowRange
 from .table_build import (
-    ChunkState,
     PartContext,
     SizeTable,
     from_columns,
     from_frame,
-    is_missing,
     outside_path,
     place_name,
     raw_image_name,
@@ -112,13 +110,13 @@ from .table_columns import (
     BOX_FORMATS,
     ROLE_COLUMNS,
     Roles,
-    name_lookup,
     numeric_column,
     resolve_roles,
+    split_bbox,
 )
 
 __all__ = ["BOX_FORMATS", "DESCRIPTION", "NAME", "ROLE_COLUMNS", "auto_workers", "detect", "from_columns",
-           "from_dataframe", "iter_chunks", "plan", "read", "read_part"]
+           "from_dataframe", "plan", "read", "read_part"]
 
 NAME = "predictions"
 DESCRIPTION = "prediction tables: CSV / TSV / Parquet (TF Object Detection CSV, pylabel, ...) and DataFrames"
@@ -430,9 +428,10 @@ def _cuts(names: np.ndarray, parts: int) -> list[int] | None:
 def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
     """The table cut into up to ``parts`` row ranges between images, each read by :func:`read_part`; their
     datasets merged in this order give :func:`read`'s (:func:`prelabel.adapters.parts.merge`). The plan reads
-    the image column (and the box and class columns, when the whole table decides how to read them) once; one
-    part when the rows of an image are not together, the table is small, or the boxes are said to be
-    normalized (the note about them names the largest value of the whole table).
+    the image column once, and the box and class columns when the whole table decides how they read: whether
+    the boxes are normalized (or, said to be, the largest value, which their note names: the part holding it
+    checks it) and whether the class column holds indices or names. One part when the rows of an image are not
+    together or the table is small.
 
     >>> [(p.start, p.stop) for p in plan(Path("sample_data/predictions/predictions.csv"), options=ReadOptions(),
     ...                                  parts=2)]
@@ -440,8 +439,7 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
     """
     p = Path(path)
     whole = [RowRange(source=str(p), start=0, stop=0)]
-    if parts <= 1 or options.normalized is True or not p.is_file() or \
-            p.suffix.lower() not in _SUFFIXES_CSV + _SUFFIXES_PARQUET:
+    if parts <= 1 or not p.is_file() or p.suffix.lower() not in _SUFFIXES_CSV + _SUFFIXES_PARQUET:
         return whole
     file = str(p)
 
@@ -464,17 +462,18 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
     found = roles.found
     is_id = "image" not in found
     key = found["image_id" if is_id else "image"]
-    box = [found[r] for r in BOX_FORMATS[roles.box_format]] if roles.box_format is not None and \
-        "bbox" not in found else []
-    if roles.box_format is not None and not box:
-        return whole   # one [x, y, w, h] column: read whole
+    box: list[str] = []   # the box columns, when the whole table decides how to read them
+    if roles.box_format is not None and options.normalized is not False:
+        box = [found["bbox"]] if "bbox" in found else [found[r] for r in BOX_FORMATS[roles.box_format]]
     class_col = found["category"] if "category" in found and options.names is not None else None
-    cols = list(dict.fromkeys([key, *(box if options.normalized is None else []),
-                               *([class_col] if class_col else [])]))
+    cols = list(dict.fromkeys([key, *box, *([class_col] if class_col else [])]))
     df = _columns_of(p, cols, names=options.names, roles_for=roles_for)
     n = len(df) if df is not None else 0
     if df is None or n < 2 or (records is not None and len(records) - 2 != n):
         return whole
+    if "bbox" in found and box:  # one [x, y, w, h] column: its four numbers, cell by cell as a part reads them
+        df, split = split_bbox(df, roles)
+        box = [split.found[r] for r in BOX_FORMATS[str(split.box_format)]]
     class_text = False
     if class_col is not None:
         dt = df[class_col].dtype
@@ -483,7 +482,7 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
         class_text = not pd.api.types.is_numeric_dtype(dt)
     # the image names as read() makes them: the common folder of absolute names is the whole table's
     raw_codes, uniques = pd.factorize(df[key], sort=False, use_na_sentinel=True)
-    raw = [raw_image_name(v, is_id=is_id, sizes=SizeTable()) for v in uniques]
+    raw = [raw_image_name(v, is_id=is_id, sizes=SizeTable()) for v in uniques.tolist()]
     roots = root_prefixes(options.images)
     placed = [place_name(nm, root=options.images, roots_posix=roots) if nm is not None else (None, None, "unsafe")
               for nm in raw]
@@ -502,19 +501,25 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
     if cuts is None or len(cuts) < 3:
         return whole
     first_line = 1 if records is None else 2
-    normalized, candidate, witness = bool(options.normalized), False, None
-    if options.normalized is None and box:
+    normalized, candidate, witness, top = bool(options.normalized), False, None, None
+    if box:
         vals = [numeric_column(df[c], role="box", file=file, lines=np.zeros(n, dtype=np.int64), invalid={}) for c in box]
         fin = np.logical_and.reduce([np.isfinite(v) for v in vals])
-        with np.errstate(invalid="ignore"):
-            out = fin & np.logical_or.reduce([(v < 0.0) | (v > 1.0) for v in vals])
-        candidate = True
-        if out.any():
-            witness = first_line + int(np.argmax(out))
-        elif fin.any():
-            normalized, witness = True, first_line + int(np.argmax(fin))
+        if options.normalized is None:  # read() calls them normalized when every finite box is within [0, 1]
+            with np.errstate(invalid="ignore"):
+                out = fin & np.logical_or.reduce([(v < 0.0) | (v > 1.0) for v in vals])
+            candidate = True
+            if out.any():
+                witness = first_line + int(np.argmax(out))
+            elif fin.any():
+                normalized, witness = True, first_line + int(np.argmax(fin))
+        elif fin.any():  # normalized=True: read()'s note names the largest value of a finite box, over 1.5
+            largest = np.where(fin, np.maximum.reduce([np.abs(v) for v in vals]), -1.0)
+            at = int(np.argmax(largest))
+            if largest[at] > 1.5:
+                top = (float(largest[at]), first_line + at)
     ctx = PartContext(common=common, absolute=absolute, normalized=normalized, candidate=candidate, witness=witness,
-                 class_text=class_text, header=int(records[1]) if records is not None else 0)
+                      top=top, class_text=class_text, header=int(records[1]) if records is not None else 0)
     out_parts = []
     for a, b in zip(cuts[:-1], cuts[1:], strict=True):
         br = (int(records[a + 1]), int(records[b + 1])) if records is not None else None
@@ -561,192 +566,3 @@ def auto_workers(path: Path, *, options: ReadOptions) -> int:
     1
     """
     return 1
-
-
-# ---------------------------------------------------------------------------------------------- streaming
-@dataclass
-class _Source:
-    """A table file opened for streaming: its roles, the line of its first row, its rows in pieces, one column
-    of the whole file in pieces (a second pass, for what the whole file decides), and its number of rows when
-    known (else a piece shorter than asked for is the last)."""
-
-    roles: Roles
-    first_line: int
-    chunks: Iterator[pd.DataFrame]
-    column: Callable[[str], Iterator[pd.Series]]
-    rows: int | None = None
-
-
-def _csv_source(path: Path, roles_for: Any, *, names: Any, chunk_rows: int) -> _Source:
-    file = str(path)
-    with _table_errors(file):
-        sep, roles, dtype = _csv_layout(path, roles_for, names=names)
-
-    def pieces(**kw: Any) -> Iterator[pd.DataFrame]:
-        with _table_errors(file):
-            reader = _read_csv(path, sep=sep, chunksize=chunk_rows, **kw)
-        with reader:
-            while True:
-                with _table_errors(file):
-                    df = next(reader, None)
-                if df is None:
-                    return
-                yield df
-
-    def column(name: str) -> Iterator[pd.Series]:
-        for df in pieces(dtype={name: dtype.get(name, str)}, usecols=[name]):
-            yield df[name]
-
-    return _Source(roles=roles, first_line=2, chunks=pieces(dtype=dtype), column=column)
-
-
-def _parquet_source(path: Path, roles_for: Any, *, chunk_rows: int) -> _Source | None:
-    """A Parquet file read in record batches; None when pyarrow is missing or cannot open it (``read()`` then
-    says why)."""
-    file = str(path)
-    try:
-        pa = importlib.import_module("pyarrow")
-        pf = importlib.import_module("pyarrow.parquet").ParquetFile(path)
-        schema = pf.schema_arrow
-        columns = list(schema.empty_table().to_pandas().columns)  # as pd.read_parquet names them
-    except Exception:  # noqa: BLE001 - any failure here is read()'s to report
-        return None
-    roles = roles_for(columns)
-
-    def batches(columns: list[str] | None) -> Iterator[Any]:
-        it = pf.iter_batches(batch_size=chunk_rows, columns=columns)
-        while True:
-            try:
-                b = next(it, None)
-            except Exception as e:  # noqa: BLE001 - pyarrow raises its own ArrowInvalid etc.
-                raise _parquet_error(file, e) from None
-            if b is None:
-                return
-            yield b
-
-    def chunks() -> Iterator[pd.DataFrame]:  # batches end at row groups: gather them up to chunk_rows rows
-        group: list[Any] = []
-        rows = 0
-        for b in batches(None):
-            group.append(b)
-            rows += b.num_rows
-            if rows >= chunk_rows:
-                yield pa.Table.from_batches(group, schema=schema).to_pandas().reset_index(drop=True)
-                group, rows = [], 0
-        if group:
-            yield pa.Table.from_batches(group, schema=schema).to_pandas().reset_index(drop=True)
-
-    def column(name: str) -> Iterator[pd.Series]:
-        for b in batches([str(name)]):
-            yield b.column(0).to_pandas()
-
-    return _Source(roles=roles, first_line=1, chunks=chunks(), column=column, rows=int(pf.metadata.num_rows))
-
-
-def _last_image_start(keys: pd.Series) -> int:
-    """Where the rows of the table's last image key begin (its trailing run); the length when it has none."""
-    n = len(keys)
-    if n == 0 or is_missing(keys.iloc[-1]):
-        return n
-    same = np.asarray((keys == keys.iloc[-1]).to_numpy(dtype=bool, na_value=False))
-    other = np.flatnonzero(~same)
-    return int(other[-1]) + 1 if len(other) else 0
-
-
-def iter_chunks(path: Path, *, options: ReadOptions, report: Report,
-                chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Dataset]:
-    """:func:`read` in pieces of whole images, so that a huge CSV / TSV / Parquet table is read in bounded
-    memory (the protocol is in :mod:`prelabel.adapters.base`).
-
-    The file is read ``chunk_rows`` rows at a time; the rows of the last image of a piece wait for the next
-    one, so each chunk holds whole images (about ``chunk_rows`` rows; one image with more rows makes a bigger
-    chunk). The rows are counted in ``report`` chunk by chunk; the rows dropped or changed while reading and
-    the notes are added when the file ends, as read() adds them. Raises :class:`NeedsWholeRead` when an
-    image's rows are not together (an image of an earlier chunk comes back), when a class column read with
-    ``names`` holds numbers in one piece and text in another, or when ``normalized`` is not given and the
-    boxes of the first chunks look normalized but a later one does not, and when a piece holds a value that is
-    not a number or a malformed row (read() names the file's first one in its own order, which a piece cannot
-    know).
-    """
-    p = _table_path(path)
-    file = str(p)
-    if chunk_rows < 1:
-        raise UsageError(f"chunk_rows must be at least 1, got {chunk_rows}")
-
-    def roles_for(cols: list[Any]) -> Roles:
-        return resolve_roles(cols, overrides=options.columns, box_format=options.box_format, file=file)
-
-    if p.suffix.lower() in _SUFFIXES_PARQUET:
-        src = _parquet_source(p, roles_for, chunk_rows=chunk_rows)
-        if src is None:
-            yield read(p, options=options, report=report)
-            return
-    else:
-        src = _csv_source(p, roles_for, names=options.names, chunk_rows=chunk_rows)
-    found = src.roles.found
-    is_id = "image" not in found
-    key = found["image_id"] if is_id else found["image"]
-    class_col = found["category"] if "category" in found and options.names is not None else None
-
-    def names_of_file() -> Iterator[list[str | None]]:
-        for col in src.column(key):
-            yield [raw_image_name(v, is_id=is_id, sizes=SizeTable()) for v in pd.unique(col.dropna())]
-
-    lookup = name_lookup(options.names)
-    stream = ChunkState(file=file, root=options.images, normalized=options.normalized, names_of_file=names_of_file,
-                     categories=dict.fromkeys(lookup[1]) if lookup is not None else {})
-
-    def chunk(frame: pd.DataFrame, start: int) -> Dataset:
-        first = src.first_line + start
-        lines = np.arange(first, first + len(frame), dtype=np.int64)
-        return from_frame(frame.reset_index(drop=True), roles=src.roles, names=options.names,
-                           normalized=options.normalized, image_sizes=None, images=options.images, file=file,
-                           src_line=lines, report=report, stream=stream)
-
-    try:
-        yield from _chunks_of(src, stream, chunk, key=key, class_col=class_col, chunk_rows=chunk_rows,
-                              report=report)
-    except ReadError as e:
-        # the file has a bad value or row: read() names the first one in its own order (column by column over
-        # the whole file), which a piece cannot know; the whole read reports it exactly
-        raise NeedsWholeRead(f"{e.file}{':' + str(e.line) if e.line else ''}: {e.reason}: read whole so that the "
-                             "error is the one a whole read reports first") from None
-
-
-def _chunks_of(src: Any, stream: ChunkState, chunk: Callable[[pd.DataFrame, int], Dataset], *, key: str,
-               class_col: str | None, chunk_rows: int, report: Report) -> Iterator[Dataset]:
-    """iter_chunks' loop: pieces of the table cut at image boundaries (the last image waits for the next)."""
-    carry: pd.DataFrame | None = None   # the rows of the last image seen, which may go on in the next piece
-    carry_start = 0                     # its position in the file (0 = the first row)
-    pos = 0
-    yielded = False
-    text_cols = {src.roles.found[r] for r in ("image", "image_id", "polygon", "rle", "keypoints", "category")
-                 if r in src.roles.found}
-    for df in src.chunks:
-        if class_col is not None:
-            stream.check_kind(df[class_col], first_line=src.first_line + pos)
-        for col in df.columns:
-            # pandas reads a piece whose values are all true / false as bool, and joining it to the next piece
-            # turns them into 1 and 0: read() sees the text (an error, or iscrowd's noted coercion)
-            if col not in text_cols and pd.api.types.is_bool_dtype(df[col].dtype):
-                raise NeedsWholeRead(f"column {col!r} holds true/false values (line {src.first_line + pos} on)")
-        start = carry_start if carry is not None else pos
-        buf = df if carry is None else pd.concat([carry, df], ignore_index=True)
-        pos += len(df)
-        final = pos >= src.rows if src.rows is not None else len(df) < chunk_rows
-        del df
-        cut = len(buf) if final else _last_image_start(buf[key])
-        carry, carry_start = (buf.iloc[cut:].copy(), start + cut) if cut < len(buf) else (None, 0)
-        if cut:
-            ds = chunk(buf.iloc[:cut], start)
-            del buf
-            if len(ds.images):
-                yielded = True
-                yield ds
-            del ds
-    last = chunk(carry, carry_start) if carry is not None else None
-    stream.finish(report)
-    if last is not None and (len(last.images) or not yielded):
-        yield last
-    elif not yielded:  # no image at all: one empty chunk still declares the categories, as read() does
-        yield Dataset.build(categories={"name": list(stream.categories)}, report=report)

@@ -1,9 +1,8 @@
 """The Dataset of a table of objects, one row per object: the one builder of prediction tables
 (:mod:`prelabel.adapters.predictions`) and model objects (:func:`from_columns`, for
 :mod:`prelabel.adapters.objects`). Image names made safe and their sizes found (columns, a size table, image
-headers), categories, geometry cells, normalized boxes, and the drops, changes and notes of the ledger; the
-state a streamed read carries from chunk to chunk (:class:`ChunkState`) and what a plan decided for the whole
-table (:class:`PartContext`).
+headers), categories, geometry cells, normalized boxes, and the drops, changes and notes of the ledger; and
+what a plan decided for the whole table (:class:`PartContext`).
 
 Example:
     >>> import numpy as np
@@ -18,7 +17,7 @@ from __future__ import annotations
 import math
 import posixpath
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,7 @@ from .table_columns import (
     split_bbox,
 )
 
-__all__ = ["ChunkState", "Images", "id_key", "is_missing", "PartContext", "SizeTable", "from_columns", "from_frame", "outside_path",
+__all__ = ["Images", "id_key", "is_missing", "PartContext", "SizeTable", "from_columns", "from_frame", "outside_path",
            "place_name", "raw_image_name", "resolve_images", "root_prefixes", "unsafe_name_note"]
 
 NAME = "predictions"
@@ -210,13 +209,12 @@ def outside_path(name: str) -> str:
 
 def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np.ndarray | None,
             sizes: SizeTable, root: Path | None, extra_sizes: Mapping[str, tuple[int, int]] | None,
-            report: Report, file: str, stream: ChunkState | None = None, whole: PartContext | None = None) -> Images:
+            report: Report, file: str, whole: PartContext | None = None) -> Images:
     """Factorize the image column, make names safe, and find every image's size (columns, table, headers).
 
-    Works per distinct image; rows only meet two ``take``s. With ``stream`` (a chunk of :func:`iter_chunks`),
-    the common folder of absolute names is the whole file's and the notes are counted there, not written; with
-    ``whole`` (a part of :func:`plan`) the common folder is the plan's, the last part writes the note about the
-    absolute names, and every part tallies the sizes read from headers."""
+    Works per distinct image; rows only meet two ``take``s. With ``whole`` (a part of
+    :func:`prelabel.adapters.predictions.plan`) the common folder of absolute names is the plan's, the last part
+    writes the note about them, and every part tallies the sizes read from headers."""
     if whole is not None and whole.last and whole.absolute is not None:
         report.note("image.unsafe_name", file, unsafe_name_note(*whole.absolute), severity="info")
     raw_codes, uniques = pd.factorize(keys, sort=False, use_na_sentinel=True)
@@ -240,17 +238,14 @@ def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, co
             why[i] = f"unsafe image file name {name!r}: {why_unsafe(name)}"
     if absolute:
         paths = [outside_path(str(raw_names[i])) for i in absolute]
-        common = (stream.common_folder() if stream is not None else whole.common if whole is not None and
-                  whole.common is not None else posixpath.commonpath([posixpath.dirname(p) for p in paths]))
+        common = (whole.common if whole is not None and whole.common is not None
+                  else posixpath.commonpath([posixpath.dirname(p) for p in paths]))
         for i, p in zip(absolute, paths, strict=True):
             rel[i] = safe_relative(posixpath.relpath(p, common))
             if rel[i] is None:
                 why[i] = f"unsafe image file name {raw_names[i]!r}"
         example = f"{raw_names[absolute[0]]!r} -> {rel[absolute[0]]!r}"
-        if stream is not None:
-            stream.n_absolute += len(absolute)
-            stream.absolute_example = stream.absolute_example or example
-        elif whole is None:
+        if whole is None:
             report.note("image.unsafe_name", file, unsafe_name_note(len(absolute), common, example),
                         severity="info")
     # several raw names may be one image ("./a.jpg", "a.jpg")
@@ -301,9 +296,7 @@ def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, co
             if size is not None:
                 fw[c], fh[c] = size
                 n_hdr += 1
-        if stream is not None:
-            stream.n_header += n_hdr
-        elif n_hdr and whole is None:
+        if n_hdr and whole is None:
             report.note("image.size_from_header", str(root or file), _header_note(n_hdr), severity="info")
     if whole is not None:  # every part, counts of 0 too: the merge adds them up where the last part's stands
         report.tally("image.size_from_header", str(root or file), _HEADER_NOTE, (n_hdr,), severity="info")
@@ -390,11 +383,9 @@ def _annotation_frame(cols: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Mapping[int, str] | None,
-              image_sizes: Any, images: Path | None, report: Report, stream: ChunkState | None = None,
-              whole: PartContext | None = None) -> Dataset:
-    """The Dataset of one table. With ``stream`` the table is one chunk of :func:`iter_chunks`: the rows are
-    counted in ``report`` at once, but drops, changes and notes wait in ``stream`` for the end of the file.
-    With ``whole`` the table is a part of :func:`plan`, read with what the plan decided for the whole table."""
+              image_sizes: Any, images: Path | None, report: Report, whole: PartContext | None = None) -> Dataset:
+    """The Dataset of one table. With ``whole`` the table is a part of
+    :func:`prelabel.adapters.predictions.plan`, read with what the plan decided for the whole table."""
     n = inp.n
     file = inp.file
     lines = inp.src_line
@@ -402,9 +393,7 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
     report.add_read(n)
     imgs = resolve_images(inp.image, is_id=inp.image_is_id, col_w=inp.width, col_h=inp.height,
                    sizes=_size_table(image_sizes), root=images, extra_sizes=inp.extra_sizes, report=report,
-                   file=file, stream=stream, whole=whole)
-    if stream is not None:
-        stream.check_grouped(imgs, lines)
+                   file=file, whole=whole)
     row_image = imgs.row_image
     table = imgs.table
 
@@ -417,19 +406,12 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
         return pd.DataFrame({"category": cats.per_row(rows), "src_file": src_files(rows), "src_line": lines[rows]})
 
     def drop(slot: int, reason: str, mask: np.ndarray, messages: Any) -> None:
-        """Drop rows; ``slot`` is the place of this drop in read()'s order, which streaming keeps."""
+        """Drop rows; ``slot`` is the place of this drop in read()'s order, which the merge of parts keeps."""
         if mask.any():
-            rows = rows_of(mask).assign(message=messages)
-            if stream is None:
-                report.drop(reason, rows, phase=slot + 2)
-            else:
-                stream.defer(slot, reason, rows)
+            report.drop(reason, rows_of(mask).assign(message=messages), phase=slot + 2)
 
     def change(slot: int, code: str, rows: pd.DataFrame, message: str) -> None:
-        if stream is None:
-            report.change(code, rows, message, phase=slot + 1)
-        else:
-            stream.defer(slot, code, rows, message=message, change=True)
+        report.change(code, rows, message, phase=slot + 1)
 
     unreadable = np.zeros(n, dtype=bool)   # a value that is not a number: dropped first, saying which
     if inp.invalid:
@@ -465,23 +447,12 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
             small = float(min(subs[4].min(), subs[5].min()))
         else:
             lo, hi, small = 0.0, 0.0, 0.0
-        if stream is not None:
-            def geometry() -> int | None:  # the first row whose reading depends on normalized, box or not
-                cells = [s.notna().to_numpy() for s in (inp.polygon, inp.keypoints) if s is not None]
-                rows = alive & np.logical_or.reduce(cells) if cells else np.zeros(0, dtype=bool)
-                return int(lines[np.argmax(rows)]) if rows.any() else None
-
-            def violation() -> int:  # the line of the first box that is not normalized-looking
-                with np.errstate(invalid="ignore"):
-                    out = np.logical_or.reduce([(c < 0.0) | (c > 1.0) for c in (c0, c1, c2, c3)]) | (W <= 2) | (H <= 2)
-                return int(lines[np.argmax(fin & out)])
-
-            normalized = stream.box_mode(any_fin=bool(fin.any()), lo=lo, hi=hi, small=small, geometry=geometry,
-                                         violation=violation)
-        elif whole is not None:
+        if whole is not None:
             normalized = whole.box_mode(fin, fits=lo >= 0.0 and hi <= 1.0 and small > 2, lines=lines)
             if whole.last and whole.candidate and normalized:
                 report.note("coordinates.suspect", file, _SUSPECT_NORMALIZED)
+            elif whole.last and whole.top is not None:
+                report.note("coordinates.suspect", file, _suspect_pixels(whole.top[0]))
         elif normalized is None:
             normalized = bool(fin.any()) and lo >= 0.0 and hi <= 1.0 and small > 2
             if normalized:
@@ -598,9 +569,6 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
         if name not in known:
             known.add(name)
             order.append(name)
-    if stream is not None:  # the categories declared so far: every chunk's table extends the previous one
-        stream.categories.update(dict.fromkeys(order))
-        order = list(stream.categories)
     base = Dataset.build(images=table, categories={"name": order}, report=report)
     ann = _annotation_frame({
         "image": kept(row_image), "category": cats.names[kept_codes] if k else np.zeros(0, dtype=object),
@@ -616,7 +584,7 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
 
 def from_frame(df: pd.DataFrame, *, roles: Roles, names: Sequence[str] | Mapping[int, str] | None,
                 normalized: bool | None, image_sizes: Any, images: Path | None, file: str, src_line: np.ndarray,
-                report: Report, stream: ChunkState | None = None, whole: PartContext | None = None) -> Dataset:
+                report: Report, whole: PartContext | None = None) -> Dataset:
     if "bbox" in roles.found:
         df, roles = split_bbox(df, roles)
     f = roles.found
@@ -645,7 +613,7 @@ def from_frame(df: pd.DataFrame, *, roles: Roles, names: Sequence[str] | Mapping
         keypoints=df[f["keypoints"]] if "keypoints" in f else None,
         iscrowd=iscrowd_column(df[f["iscrowd"]], file=file, lines=src_line) if "iscrowd" in f else None, invalid=bad)
     return _assemble(inp, normalized=normalized, names=names, image_sizes=image_sizes, images=images,
-                     report=report, stream=stream, whole=whole)
+                     report=report, whole=whole)
 
 
 def from_columns(*, image: np.ndarray, category: np.ndarray, xyxy: np.ndarray, score: np.ndarray | None = None,
@@ -701,6 +669,8 @@ class PartContext:
     normalized: bool = False                      # the boxes are fractions of the image size
     candidate: bool = False                       # ``normalized`` is the plan's finding (the option was not given)
     witness: int | None = None                    # the line that shows it; the part holding it checks it
+    top: tuple[float, int] | None = None          # normalized=True: the largest value of a finite box (over 1.5,
+                                                  # the note names it) and its line, checked by the part holding it
     class_text: bool = False                      # the class column is read as text (the whole column is not numbers)
     last: bool = False                            # this part writes the notes about the whole table
     byte_range: tuple[int, int] | None = None     # CSV: the bytes of the part's rows, and of the header line
@@ -708,7 +678,12 @@ class PartContext:
 
     def box_mode(self, fin: np.ndarray, *, fits: bool, lines: np.ndarray) -> bool:
         """``normalized`` for this part, after checking that its boxes agree with the plan's finding (read()
-        decides on every box of the table at once): else the table is read whole."""
+        decides on every box of the table at once, and names the largest one it kept): else the table is read
+        whole."""
+        if self.top is not None:
+            at = self.top[1]
+            if len(lines) and int(lines[0]) <= at <= int(lines[-1]) and not bool(fin[lines == at].any()):
+                raise NeedsWholeRead(f"the largest box value (line {at}) is on a row read() does not keep")
         if not self.candidate:
             return self.normalized
         w = self.witness
@@ -721,121 +696,3 @@ class PartContext:
         if not ok:
             raise NeedsWholeRead("whether the boxes are normalized is decided by the whole table")
         return self.normalized
-
-
-@dataclass
-class ChunkState:
-    """What :func:`iter_chunks` carries from chunk to chunk, and the drops, changes and notes that it reports
-    once, when the file ends, in the order and with the counts that ``read()`` reports them."""
-
-    file: str
-    root: Path | None
-    normalized: bool | None                       # the option; None: the boxes decide
-    names_of_file: Callable[[], Iterator[list[str | None]]]   # the raw image names of the whole file, by piece
-    guess: bool | None = None                     # normalized=None: what the first finite boxes said
-    any_fin: bool = False                         # every finite box so far: the extremes of its values
-    lo: float = math.inf
-    hi: float = -math.inf
-    n_header: int = 0                             # image sizes read from headers
-    n_absolute: int = 0                           # absolute image names outside the root, and one example
-    absolute_example: str = ""
-    common: str | None = None                     # the common folder of all of them (the whole file's)
-    categories: dict[str, None] = field(default_factory=dict)   # declared so far, in order
-    seen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # hashes of yielded images
-    class_kind: tuple[str, int] | None = None     # numbers or text, and the line that showed it
-    deferred: dict[tuple[bool, int], tuple[str, str, list[pd.DataFrame]]] = field(default_factory=dict)
-
-    def check_kind(self, col: pd.Series, *, first_line: int) -> None:
-        """A class column read without a forced type must hold numbers (indices into names) in every piece or
-        text (names) in every piece, as the whole column would."""
-        if bool(col.isna().all()):
-            return  # empty cells are "no category" either way
-        numeric = pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype)
-        kind = "numbers" if numeric else "text"
-        if self.class_kind is None:
-            self.class_kind = (kind, first_line)
-        elif self.class_kind[0] != kind:
-            raise NeedsWholeRead(f"the class column {col.name!r} holds {self.class_kind[0]} from line "
-                                 f"{self.class_kind[1]} and {kind} near line {first_line}: whether its values are "
-                                 "class indices or names is decided by the whole column")
-
-    def check_grouped(self, imgs: Images, lines: np.ndarray) -> None:
-        """No image of this chunk may have been in an earlier one (its rows would be split between images)."""
-        names = imgs.names
-        if not len(names):
-            return
-        h = np.asarray(pd.util.hash_array(names), dtype=np.uint64)
-        if len(self.seen):  # a hash collision only costs a whole read, never a wrong result
-            at = np.minimum(np.searchsorted(self.seen, h), len(self.seen) - 1)
-            hit = self.seen[at] == h
-            if hit.any():
-                c = int(np.flatnonzero(hit)[0])
-                line = int(lines[int(np.argmax(imgs.row_name == c))])
-                raise NeedsWholeRead(f"rows of image {names[c]!r} are not grouped together (line {line})")
-        self.seen = np.sort(np.concatenate([self.seen, h]), kind="stable")
-
-    def common_folder(self) -> str:
-        """The common folder of every absolute image name outside the root in the whole file (read once)."""
-        if self.common is None:
-            roots = root_prefixes(self.root)
-            common: str | None = None
-            for names in self.names_of_file():
-                dirs = [posixpath.dirname(outside_path(nm)) for nm in names
-                        if nm is not None and place_name(nm, root=self.root, roots_posix=roots)[2] == "outside"]
-                if dirs:
-                    common = posixpath.commonpath(dirs if common is None else [common, *dirs])
-            if common is None:
-                raise NeedsWholeRead("the absolute image names were not found again in a second pass")
-            self.common = common
-        return self.common
-
-    def box_mode(self, *, any_fin: bool, lo: float, hi: float, small: float, geometry: Callable[[], int | None],
-                 violation: Callable[[], int]) -> bool:
-        """Normalized or pixels for a chunk: the option, else what the first finite boxes say, which every
-        later box must agree with (read() decides it on all of them at once)."""
-        if any_fin:
-            self.any_fin = True
-            self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
-        if self.normalized is not None:
-            return self.normalized
-        why = ("whether boxes are normalized is decided by the whole file ({option('normalized', True)} or {option('normalized', False)} decide it "
-               "up front)")
-        if not any_fin:
-            if self.guess is None:
-                line = geometry()
-                if line is not None:
-                    raise NeedsWholeRead(f"line {line} has a polygon or keypoints before any finite box: {why}")
-                return False  # no row of this chunk depends on it
-            return self.guess
-        fits = lo >= 0.0 and hi <= 1.0 and small > 2
-        if self.guess is None:
-            self.guess = fits
-        elif self.guess and not fits:
-            raise NeedsWholeRead(f"the boxes before line {violation()} look normalized (values within [0, 1]) but "
-                                 f"not that line's: {why}")
-        return self.guess
-
-    def defer(self, slot: int, reason: str, rows: pd.DataFrame, *, message: str = "", change: bool = False) -> None:
-        """Keep dropped (or changed) rows until the end; ``slot`` is their place in read()'s order (one reason
-        and message per slot)."""
-        self.deferred.setdefault((change, slot), (reason, message, []))[2].append(rows)
-
-    def finish(self, report: Report) -> None:
-        """Report the drops, changes and notes of the whole file, as read() reports them."""
-        for (change, _), (reason, message, frames) in sorted(self.deferred.items()):
-            rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-            if change:
-                report.change(reason, rows, message)
-            else:
-                report.drop(reason, rows, message)
-        self.deferred.clear()
-        if self.n_absolute:
-            report.note("image.unsafe_name", self.file,
-                        unsafe_name_note(self.n_absolute, str(self.common), self.absolute_example), severity="info")
-        if self.n_header:
-            report.note("image.size_from_header", str(self.root or self.file), _header_note(self.n_header),
-                        severity="info")
-        if self.normalized is None and self.guess:
-            report.note("coordinates.suspect", self.file, _SUSPECT_NORMALIZED)
-        elif self.normalized and self.any_fin and max(abs(self.lo), abs(self.hi)) > 1.5:
-            report.note("coordinates.suspect", self.file, _suspect_pixels(max(abs(self.lo), abs(self.hi))))

@@ -246,7 +246,7 @@ def numeric_column(col: pd.Series, *, role: str, file: str, lines: np.ndarray,
         conv = pd.Series([_to_float(v) for v in col.to_numpy()], index=col.index, dtype=np.float64)
     out = np.array(conv.to_numpy(dtype=np.float64, na_value=np.nan), dtype=np.float64)
     raw_values = col.to_numpy()
-    # a bool among other values (pieces of a table joined): to_numeric makes it 1 or 0; it is not a number
+    # a bool among other values (an object column of a DataFrame): to_numeric makes it 1 or 0; not a number
     is_bool = np.fromiter((type(v) is bool or type(v) is np.bool_ for v in raw_values), dtype=bool,
                           count=len(raw_values))
     out[is_bool] = np.nan
