@@ -668,7 +668,8 @@ class PartContext:
     absolute: tuple[int, str, str] | None = None  # their note: count, common folder, example
     normalized: bool = False                      # the boxes are fractions of the image size
     candidate: bool = False                       # ``normalized`` is the plan's finding (the option was not given)
-    witness: int | None = None                    # the line that shows it; the part holding it checks it
+    witness: int | None = None                    # the line of the plan's first box out of [0, 1] (pixels) or
+                                                  # first finite box (normalized): its part checks it keeps such
     top: tuple[float, int] | None = None          # normalized=True: the largest value of a finite box (over 1.5,
                                                   # the note names it) and its line, checked by the part holding it
     class_text: bool = False                      # the class column is read as text (the whole column is not numbers)
@@ -688,11 +689,11 @@ class PartContext:
             return self.normalized
         w = self.witness
         held = w is not None and len(lines) > 0 and int(lines[0]) <= w <= int(lines[-1])
-        shown = held and bool(fin[lines == w].any())
-        if self.normalized:
-            ok = (fits or not fin.any()) and (shown or not held)
-        else:
-            ok = (not held or (shown and not fits)) and (self.witness is not None or not fin.any())
+        kept = bool(fin.any())   # this part has a finite box that read() keeps
+        if self.normalized:  # every part's boxes fit, and the part of the plan's first finite box keeps one
+            ok = (fits or not kept) and (kept or not held)
+        else:  # the part of the plan's first box out of [0, 1] keeps one that does not fit (none: no box at all)
+            ok = (not held or (kept and not fits)) and (w is not None or not kept)
         if not ok:
             raise NeedsWholeRead("whether the boxes are normalized is decided by the whole table")
         return self.normalized
