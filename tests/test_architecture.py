@@ -11,6 +11,7 @@ import pandas as pd
 
 from prelabel.adapters import predictions
 from prelabel.adapters.base import ReadOptions
+from prelabel.engine import PartStream
 from prelabel.model import Dataset
 from prelabel.report import Report
 
@@ -116,13 +117,16 @@ def test_every_module_is_on_the_floor_plan() -> None:
 
 
 def test_concat_of_streamed_chunks_counts_the_shared_report_once(tmp_path: Path) -> None:
-    # 7 rows over 3 images, cut into chunks of whole images by the streaming reader: one shared report
+    # 7 rows over 3 images, streamed in parts of whole images (the engine's PartStream over the table's plan),
+    # the parts' tables given one shared report (the stream's merged one)
     df = pd.DataFrame({"filename": ["a.jpg"] * 3 + ["b.jpg"] * 2 + ["c.jpg"] * 2, "width": 100, "height": 50,
                        "class": "car", "xmin": 1.0, "ymin": 2.0, "xmax": 11.0, "ymax": 12.0})
     csv = tmp_path / "preds.csv"
     df.to_csv(csv, index=False)
-    report = Report()
-    chunks = list(predictions.iter_chunks(csv, options=ReadOptions(), report=report, chunk_rows=2))
+    stream = PartStream(predictions, csv, options=ReadOptions(), parts=3)
+    tables = list(stream)
+    report = stream.report
+    chunks = [Dataset(images=i, categories=c, annotations=a, report=report) for i, c, a in tables]
     assert len(chunks) == 3 and all(c.report is report for c in chunks)
     merged = Dataset.concat(chunks)
     assert (merged.report.read, len(merged.annotations), len(merged.images)) == (7, 7, 3)

@@ -195,23 +195,26 @@ def test_tsv_and_image_id_column(tmp_path: Path) -> None:
     assert chunks[0].category_names[:2] == ["0", "1"]
 
 
-def test_rows_not_grouped_are_one_part(tmp_path: Path) -> None:
-    """An image whose rows are not together: read() makes one image of them, parts cannot: one part."""
+def test_rows_not_grouped_are_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image whose rows are not together: read() makes one image of them, parts cannot: the plan's one part
+    asks for the whole read, and the streamed conversion says why."""
     rows = ["a.jpg,64,48,cat,1,1,5,5,0.5", "b.jpg,64,48,cat,1,1,5,5,0.5", "c.jpg,64,48,cat,1,1,5,5,0.5",
             "a.jpg,64,48,dog,2,2,6,6,0.5"]
     p = _write(tmp_path / "p.csv", rows)
     assert _n_parts(p, 2) == 1
-    chunks = _check(p, 2)
+    _read_whole(p, 2, "rows of image 'a.jpg' are not grouped together (line 5)", tmp_path, monkeypatch)
     # a.jpg's rows (lines 2 and 5) are one image, the first
-    assert chunks[0].images["file_name"].tolist() == ["a.jpg", "b.jpg", "c.jpg"]
-    assert chunks[0].annotations["image"].tolist() == [0, 1, 2, 0]
+    ds = _whole(p)[0]
+    assert ds.images["file_name"].tolist() == ["a.jpg", "b.jpg", "c.jpg"]
+    assert ds.annotations["image"].tolist() == [0, 1, 2, 0]
+    assert _check(p, 1)[0].annotations["image"].tolist() == [0, 1, 2, 0]   # one part asked for: read()
 
 
-def test_image_without_a_size_coming_back(tmp_path: Path) -> None:
+def test_image_without_a_size_coming_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rows = ["c.jpg,,,cat,1,1,5,5,0.5", "a.jpg,64,48,cat,1,1,5,5,0.5", "c.jpg,,,dog,1,1,5,5,0.5"]
     p = _write(tmp_path / "p.csv", rows)
     assert _n_parts(p, 3) == 1
-    _check(p, 3)
+    _read_whole(p, 3, "rows of image 'c.jpg' are not grouped together (line 4)", tmp_path, monkeypatch)
     assert _whole(p)[1].drops["source"].tolist() == [f"{p}:2", f"{p}:4"]
 
 
@@ -225,12 +228,12 @@ def test_blank_lines_are_skipped_as_read_does(tmp_path: Path) -> None:
     assert _whole(p)[0].annotations["src_line"].tolist()[-1] == 21  # 20 rows: lines 2-21, blank lines not counted
 
 
-def test_two_spellings_of_one_image_in_two_places(tmp_path: Path) -> None:
+def test_two_spellings_of_one_image_in_two_places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rows = ["a.jpg,64,48,cat,1,1,5,5,0.5", "b.jpg,64,48,cat,1,1,5,5,0.5", "./a.jpg,64,48,dog,2,2,6,6,0.5"]
     p = _write(tmp_path / "p.csv", rows)
     assert _n_parts(p, 3) == 1   # ./a.jpg is a.jpg: its rows are not together
-    chunks = _check(p, 3)
-    assert chunks[0].images["file_name"].tolist() == ["a.jpg", "b.jpg"]
+    _read_whole(p, 3, "rows of image 'a.jpg' are not grouped together (line 4)", tmp_path, monkeypatch)
+    assert _whole(p)[0].images["file_name"].tolist() == ["a.jpg", "b.jpg"]
 
 
 def test_header_only(tmp_path: Path) -> None:

@@ -425,13 +425,27 @@ def _cuts(names: np.ndarray, parts: int) -> list[int] | None:
     return [0, *[c for c in picks if 0 < c < n], n]
 
 
+def _comes_back(names: np.ndarray) -> int:
+    """The first row of an image whose rows are not together that comes back after another image's (``names``
+    as for :func:`_cuts`, which found one)."""
+    has = np.flatnonzero(names >= 0)
+    codes = names[has]
+    run_start = np.ones(len(codes), dtype=bool)
+    run_start[1:] = codes[1:] != codes[:-1]
+    _, first = np.unique(codes[run_start], return_index=True)
+    again = np.ones(int(run_start.sum()), dtype=bool)
+    again[first] = False
+    return int(has[run_start][int(np.argmax(again))])
+
+
 def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
     """The table cut into up to ``parts`` row ranges between images, each read by :func:`read_part`; their
     datasets merged in this order give :func:`read`'s (:func:`prelabel.adapters.parts.merge`). The plan reads
     the image column once, and the box and class columns when the whole table decides how they read: whether
     the boxes are normalized (or, said to be, the largest value, which their note names: the part holding it
-    checks it) and whether the class column holds indices or names. One part when the rows of an image are not
-    together or the table is small.
+    checks it) and whether the class column holds indices or names. One part when the table is small; when
+    the rows of an image are not together, one part that asks for the whole read (``NeedsWholeRead``, whose
+    reason the streamed conversion notes).
 
     >>> [(p.start, p.stop) for p in plan(Path("sample_data/predictions/predictions.csv"), options=ReadOptions(),
     ...                                  parts=2)]
@@ -495,12 +509,16 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
         for i in outside:
             rel[i] = safe_relative(posixpath.relpath(outside_path(str(raw[i])), common))
         absolute = (len(outside), common, f"{raw[outside[0]]!r} -> {rel[outside[0]]!r}")
-    final, _ = pd.factorize(pd.Series(rel, dtype=object), sort=False, use_na_sentinel=True)
+    final, final_names = pd.factorize(pd.Series(rel, dtype=object), sort=False, use_na_sentinel=True)
     names = np.append(np.asarray(final, dtype=np.int64), -1)[np.where(raw_codes >= 0, raw_codes, len(final))]
     cuts = _cuts(names, parts)
-    if cuts is None or len(cuts) < 3:
-        return whole
     first_line = 1 if records is None else 2
+    if cuts is None:  # read() makes one image of its rows wherever they are: the part is the whole table, and
+        row = _comes_back(names)  # the stream says why it read it whole
+        why = f"rows of image {final_names[names[row]]!r} are not grouped together (line {first_line + row})"
+        return [RowRange(source=file, start=0, stop=0, context=PartContext(unsplit=why))]
+    if len(cuts) < 3:
+        return whole
     normalized, candidate, witness, top = bool(options.normalized), False, None, None
     if box:
         vals = [numeric_column(df[c], role="box", file=file, lines=np.zeros(n, dtype=np.int64), invalid={}) for c in box]
@@ -540,6 +558,8 @@ def read_part(part: RowRange, *, options: ReadOptions) -> Dataset:
     ctx = part.context
     if not isinstance(ctx, PartContext):
         return read(p, options=options, report=Report())
+    if ctx.unsplit:
+        raise NeedsWholeRead(ctx.unsplit)
     file = str(p)
 
     def roles_for(cols: list[Any]) -> Roles:

@@ -676,6 +676,7 @@ class PartContext:
     last: bool = False                            # this part writes the notes about the whole table
     byte_range: tuple[int, int] | None = None     # CSV: the bytes of the part's rows, and of the header line
     header: int = 0
+    unsplit: str = ""                             # why the table cannot be cut (read() is its one part)
 
     def box_mode(self, fin: np.ndarray, *, fits: bool, lines: np.ndarray) -> bool:
         """``normalized`` for this part, after checking that its boxes agree with the plan's finding (read()
