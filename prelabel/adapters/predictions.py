@@ -52,10 +52,14 @@ Decisions (documented, tested):
   ``file:row`` (1-based), DataFrames ``dataframe:row`` with the 1-based row position (``dataframe:1`` is the
   first row; a 0-based index would read as "no line"). Model objects: ``source[image]:k``, the k-th object.
 - Rows with a polygon or mask take their box from the geometry (``recomputed`` when it differed).
-- **Streaming** (:func:`iter_chunks`, for huge files): the same dataset and report as :func:`read`, in chunks
-  of whole images, when each image's rows are together (one model output per image); otherwise, or when the
-  whole file decides something late (normalized boxes, a class column of numbers and text), it raises
-  ``NeedsWholeRead`` and the caller reads the file whole.
+- **Parts** (:func:`plan` / :func:`read_part`: the engine's process pool, Dask, and the streamed conversion,
+  ``prelabel.engine.PartStream``, parts of about 6 MB of a huge file): the table cut into row ranges between
+  images, each part's dataset and report merged in order being :func:`read`'s. The plan decides once what
+  the whole table decides (the common folder of absolute names, normalized or pixels, the largest value of
+  boxes said to be normalized, indices or names in a class column) and each part reads its rows with that.
+  When an image's rows are not together (one model output per image keeps them together), or a part finds it
+  cannot read as :func:`read` would (a column of true / false values, a box the plan relied on dropped), it
+  raises ``NeedsWholeRead`` and the caller reads the table whole.
 
 Everything is done on whole columns (numpy and pandas), never row by row; only polygon, mask and keypoint
 cells are parsed one by one.

@@ -182,11 +182,20 @@ def root_prefixes(root: Path | None) -> list[str]:
     return sorted({p.as_posix().rstrip("/") for p in (root.absolute(), root.resolve())}, key=len, reverse=True)
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*")
+
+
 def place_name(name: str, *, root: Path | None, roots_posix: Sequence[str]) -> tuple[str | None, str | None, str]:
     """(relative name, local path, kind) of a raw image name; kind is ``ok``, ``outside`` (an absolute path
     outside every root: named relative to the common folder of all such paths, never opened) or ``unsafe``.
     A URL (``s3://bucket/key``, ``https://host/a.jpg?sig=...``) is named by the shared rule,
-    :func:`prelabel.paths.image_name`."""
+    :func:`prelabel.paths.image_name`.
+
+    >>> place_name("dir/a.jpg", root=None, roots_posix=[]), place_name("./dir//a.jpg", root=None, roots_posix=[])
+    (('dir/a.jpg', None, 'ok'), ('dir/a.jpg', None, 'ok'))
+    """
+    if _PLAIN_NAME.fullmatch(name):  # plain ASCII segments, none "." or "..": the name safe_relative gives
+        return name, (str(root / name) if root is not None else None), "ok"
     if is_url(name):
         u, _ = image_name(name)
         return (u, str(root / u) if root is not None else None, "ok") if u is not None else (None, None, "unsafe")
@@ -219,7 +228,7 @@ def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, co
         report.note("image.unsafe_name", file, unsafe_name_note(*whole.absolute), severity="info")
     raw_codes, uniques = pd.factorize(keys, sort=False, use_na_sentinel=True)
     raw_codes = np.asarray(raw_codes, dtype=np.int64)
-    u = list(uniques)
+    u = uniques.tolist()   # (a list of Python values at once: iterating Arrow-backed strings is slow)
     nu = len(u)
     raw_names = [raw_image_name(v, is_id=is_id, sizes=sizes) for v in u]
     why: dict[int, str] = {}
