@@ -466,6 +466,60 @@ def test_polygon_before_any_finite_box(tmp_path: Path) -> None:
     _check(p, 5)
 
 
+# ---------------------------------------------------------------------------------------------- the plan's pieces
+@pytest.mark.parametrize("case", ["absolute", "class numbers then text", "pixels late", "normalized",
+                                  "largest late", "not grouped late", "blank lines, quotes, CRLF", "parquet"])
+def test_the_plan_reads_the_table_a_piece_at_a_time(case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                     ) -> None:
+    """The plan reads the columns it needs a few rows at a time (and the CSV's bytes a block at a time): what
+    the whole table decides is decided over every piece, as read() decides it."""
+    monkeypatch.setattr(pred, "_SCAN_ROWS", 3)
+    monkeypatch.setattr(pred, "_RECORD_BLOCK", 7)
+    opts: dict[str, Any] = {}
+    rows = [f"i{k // 2}.jpg,64,48,cat,0.1,0.2,0.5,0.{k % 9 + 1},0.5" for k in range(20)]
+    if case == "absolute":
+        rows = [f"/data/{'ab'[k // 10]}/{k // 2 % 3}/x{k // 2}.jpg,64,48,cat,1,1,5,5,0.5" for k in range(20)]
+    elif case == "class numbers then text":
+        rows = [f"i{k // 2}.jpg,64,48,{k % 2},1,1,5,5,0.5" for k in range(19)] + ["i99.jpg,64,48,dog,1,1,5,5,0.5"]
+        opts = {"names": ["cat", "dog"]}
+    elif case == "pixels late":
+        rows[16] = "i8.jpg,64,48,cat,1,2,30,40,0.5"
+    elif case == "largest late":
+        rows[17] = "i8.jpg,64,48,cat,0.1,0.2,9.5,0.9,0.5"
+        rows[3] = "i1.jpg,64,48,cat,0.1,0.2,9,0.9,0.5"
+        opts = {"normalized": True}
+    elif case == "not grouped late":
+        rows.append("i2.jpg,64,48,cat,1,1,5,5,0.5")
+    p = _write(tmp_path / "p.csv", rows)
+    if case == "blank lines, quotes, CRLF":
+        p.write_bytes((HEADER.rstrip("\n") + ",polygon\r\n" + "".join(
+            r + (',"[1, 1,\r\n9, 1, 9, 9]"' if k % 3 == 1 else ",") + "\r\n" + ("  \r\n" if k % 5 == 2 else "")
+            for k, r in enumerate(rows))).encode())
+    if case == "parquet":
+        pytest.importorskip("pyarrow")
+        q = tmp_path / "p.parquet"
+        pd.read_csv(p).to_parquet(q, row_group_size=4)
+        p = q
+    parts = pred.plan(p, options=_options(**opts), parts=5)
+    if case == "not grouped late":   # line 22: i2.jpg again, after the rows of nine other images
+        assert len(parts) == 1 and parts[0].context.unsplit == "rows of image 'i2.jpg' are not grouped together (line 22)"
+        with pytest.raises(NeedsWholeRead):
+            _stream(p, 5, **opts)
+        return
+    assert len(parts) == 5
+    _check(p, 5, **opts)
+    rep = _whole(p, **opts)[1]
+    if case == "absolute":   # the common folder of every piece's names
+        assert [d.message.split(" (e.g.")[0] for d in rep.diagnostics] == [
+            "10 absolute image path(s) written relative to /data"]
+    if case == "largest late":
+        assert "box values reach 9.5:" in rep.diagnostics[0].message
+    if case == "normalized":
+        assert [d.code for d in rep.diagnostics] == ["coordinates.suspect"]
+    if case == "pixels late":
+        assert rep.diagnostics == []
+
+
 # ---------------------------------------------------------------------------------------------- images
 def _png(path: Path, size: tuple[int, int]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

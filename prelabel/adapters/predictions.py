@@ -321,35 +321,46 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
 
 
 # ---------------------------------------------------------------------------------------------- parts
-_RECORD_BLOCK = 1 << 24
+_RECORD_BLOCK = 1 << 22
 
 
 def _records(path: Path) -> np.ndarray | None:
     """Byte offsets of a CSV file's records: where each line that is not blank starts (quoted line breaks kept
     inside their record), then the file's size; the header line is the first. None when the file has line
-    ends other than LF / CRLF or starts with a blank line (then it is read as one part)."""
+    ends other than LF / CRLF or starts with a blank line (then it is read as one part). The file is read a
+    block of a few MB at a time, keeping 9 bytes a record."""
     starts: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+    firsts: list[np.ndarray] = []   # the first byte of each line after the first
     parity = 0
     pos = 0
+    carry = False                   # a line starts at the next block's first byte
+    cr_end = False                  # the block ended with a CR: the next must start with LF
     with open(path, "rb") as fh:
         while data := fh.read(_RECORD_BLOCK):
             a = np.frombuffer(data, dtype=np.uint8)
-            cr = np.flatnonzero(a == 13)
-            if len(cr) and (np.append(a, 10 if len(data) == _RECORD_BLOCK else 0)[cr + 1] != 10).any():
+            if pos == 0:
+                firsts.append(a[:1])
+            if carry:
+                firsts.append(a[:1])
+            cr = np.flatnonzero(a[:-1] == 13)
+            if (cr_end and a[0] != 10) or (len(cr) and (a[cr + 1] != 10).any()):
                 return None
+            cr_end = bool(a[-1] == 13)
             nl = np.flatnonzero(a == 10)
             quotes = np.flatnonzero(a == 34)
-            if len(quotes):  # a line end inside quotes is not a record's end
+            if len(quotes) or parity:  # a line end inside quotes is not a record's end
                 nl = nl[(np.searchsorted(quotes, nl) + parity) % 2 == 0]
                 parity = (parity + len(quotes)) % 2
+            carry = bool(len(nl)) and int(nl[-1]) + 1 == len(a)
+            firsts.append(a[nl[:len(nl) - carry] + 1])
             starts.append(pos + nl + 1)
             pos += len(data)
+    if pos == 0 or cr_end:
+        return None
     st = np.concatenate(starts)
     st = np.append(st, pos) if st[-1] < pos else st   # the last line without its line end
-    if pos == 0:
-        return None
     # a line of blanks holds no row: only lines that start with a blank are looked at, one by one
-    first = np.memmap(path, dtype=np.uint8, mode="r")[st[:-1]]
+    first = np.concatenate(firsts)
     maybe = np.flatnonzero(np.isin(first, (9, 10, 13, 32))).tolist()
     with open(path, "rb") as fh:
         blank = [i for i in maybe if not _read_at(fh, int(st[i]), int(st[i + 1])).strip()]
@@ -397,18 +408,6 @@ def _part_rows(path: Path, part: RowRange, ctx: PartContext, roles_for: Any, *, 
     return df, roles, 2
 
 
-def _columns_of(path: Path, cols: list[str], *, names: Any, roles_for: Any) -> pd.DataFrame | None:
-    """Some columns of the whole table, read as :func:`read` reads them; None when the table cannot be read."""
-    try:
-        if path.suffix.lower() in _SUFFIXES_PARQUET:
-            return pd.read_parquet(path, columns=cols).reset_index(drop=True)
-        with _table_errors(str(path)):
-            sep, _, dtype = _csv_layout(path, roles_for, names=names)
-            return _read_csv(path, sep=sep, dtype={c: t for c, t in dtype.items() if c in cols}, usecols=cols)
-    except (ReadError, ValueError, ImportError, OSError):
-        return None
-
-
 def _cuts(names: np.ndarray, parts: int) -> list[int] | None:
     """Up to ``parts`` + 1 row positions cutting the table between images (``names``: each row's final image
     name code, -1 for none), about as many rows in each; None when an image's rows are not together."""
@@ -427,6 +426,108 @@ def _cuts(names: np.ndarray, parts: int) -> list[int] | None:
     at = np.searchsorted(starts, want)
     picks = sorted({int(starts[min(i, len(starts) - 1)]) for i in at.tolist()})
     return [0, *[c for c in picks if 0 < c < n], n]
+
+
+_SCAN_ROWS = 100_000  # the plan reads a table's columns this many rows at a time (memory: a few MB)
+
+
+def _column_pieces(path: Path, cols: list[str], *, names: Any, roles_for: Any) -> Iterator[pd.DataFrame]:
+    """Some columns of the whole table, read as :func:`read` reads them, ``_SCAN_ROWS`` rows at a time."""
+    if path.suffix.lower() in _SUFFIXES_PARQUET:
+        pf = importlib.import_module("pyarrow.parquet").ParquetFile(path)
+        for batch in pf.iter_batches(batch_size=_SCAN_ROWS, columns=cols):
+            yield batch.to_pandas()
+        return
+    with _table_errors(str(path)):
+        sep, _, dtype = _csv_layout(path, roles_for, names=names)
+        reader = _read_csv(path, sep=sep, dtype={c: t for c, t in dtype.items() if c in cols}, usecols=cols,
+                           chunksize=_SCAN_ROWS)
+    with reader:
+        while True:
+            with _table_errors(str(path)):
+                df = next(reader, None)
+            if df is None:
+                return
+            yield df
+
+
+class _Scan:
+    """What the plan finds in a table read a piece at a time: each row's image (named as read() names it, once
+    the common folder of the absolute names outside the root is known), where the boxes say pixels or
+    normalized, their largest value, and whether the class column holds numbers."""
+
+    def __init__(self, *, is_id: bool, root: Path | None, normalized: bool | None) -> None:
+        self.is_id, self.root, self.normalized = is_id, root, normalized
+        self.roots = root_prefixes(root)
+        self.rows = 0
+        self.keys: dict[tuple[str, str], int] = {}   # ("rel", name) or ("abs", absolute name) -> provisional code
+        self.codes: list[np.ndarray] = []             # each piece's rows: their provisional codes (-1: no image)
+        self.outside: dict[Any, str] = {}             # the distinct cells naming an image outside the root
+        self.common: str | None = None
+        self.first_out: int | None = None             # the first row with a finite box outside [0, 1]
+        self.first_fin: int | None = None             # the first row with a finite box
+        self.largest: tuple[float, int] = (-1.0, 0)   # the largest value of a finite box, and its row
+        self.class_text = False
+
+    def class_kind(self, col: pd.Series) -> bool:
+        """Note whether this piece of the class column is text; False when it is true / false (read whole)."""
+        if pd.api.types.is_bool_dtype(col.dtype):
+            return False
+        self.class_text |= not pd.api.types.is_numeric_dtype(col.dtype)
+        return True
+
+    def add(self, keys: pd.Series, vals: list[np.ndarray]) -> None:
+        raw_codes, uniques = pd.factorize(keys, sort=False, use_na_sentinel=True)
+        cells = uniques.tolist()
+        prov = np.full(len(cells) + 1, -1, dtype=np.int64)
+        for i, cell in enumerate(cells):
+            nm = raw_image_name(cell, is_id=self.is_id, sizes=SizeTable())
+            if nm is None:
+                continue
+            rel, _, kind = place_name(nm, root=self.root, roots_posix=self.roots)
+            if kind == "outside":
+                if cell not in self.outside:
+                    self.outside[cell] = nm
+                    d = posixpath.dirname(outside_path(nm))
+                    self.common = d if self.common is None else posixpath.commonpath([self.common, d])
+                k = ("abs", nm)
+            elif rel is None:
+                continue
+            else:
+                k = ("rel", rel)
+            prov[i] = self.keys.setdefault(k, len(self.keys))
+        self.codes.append(prov[np.where(raw_codes >= 0, raw_codes, len(cells))])
+        if vals:
+            fin = np.logical_and.reduce([np.isfinite(v) for v in vals])
+            if self.normalized is None:
+                with np.errstate(invalid="ignore"):
+                    out = fin & np.logical_or.reduce([(v < 0.0) | (v > 1.0) for v in vals])
+                if self.first_out is None and out.any():
+                    self.first_out = self.rows + int(np.argmax(out))
+                if self.first_fin is None and fin.any():
+                    self.first_fin = self.rows + int(np.argmax(fin))
+            elif fin.any():
+                big = np.where(fin, np.maximum.reduce([np.abs(v) for v in vals]), -1.0)
+                at = int(np.argmax(big))
+                if big[at] > self.largest[0]:
+                    self.largest = (float(big[at]), self.rows + at)
+        self.rows += len(keys)
+
+    def names(self) -> tuple[np.ndarray, Any, str | None, tuple[int, str, str] | None]:
+        """(each row's final image code, -1 for none; the final names; the common folder; the note about the
+        absolute names: count, common folder, example)."""
+        common = self.common
+        final = [nm if kind == "rel" else safe_relative(posixpath.relpath(outside_path(nm), str(common)))
+                 for kind, nm in self.keys]
+        codes, final_names = pd.factorize(pd.Series(final, dtype=object), sort=False, use_na_sentinel=True)
+        prov = np.concatenate(self.codes) if self.codes else np.zeros(0, dtype=np.int64)
+        names = np.append(np.asarray(codes, dtype=np.int64), -1)[np.where(prov >= 0, prov, len(codes))]
+        absolute = None
+        if self.outside:
+            first = next(iter(self.outside.values()))
+            rel = safe_relative(posixpath.relpath(outside_path(first), str(common)))
+            absolute = (len(self.outside), str(common), f"{first!r} -> {rel!r}")
+        return names, final_names, common, absolute
 
 
 def _comes_back(names: np.ndarray) -> int:
@@ -485,36 +586,23 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
         box = [found["bbox"]] if "bbox" in found else [found[r] for r in BOX_FORMATS[roles.box_format]]
     class_col = found["category"] if "category" in found and options.names is not None else None
     cols = list(dict.fromkeys([key, *box, *([class_col] if class_col else [])]))
-    df = _columns_of(p, cols, names=options.names, roles_for=roles_for)
-    n = len(df) if df is not None else 0
-    if df is None or n < 2 or (records is not None and len(records) - 2 != n):
+    scan = _Scan(is_id=is_id, root=options.images, normalized=options.normalized)
+    try:
+        for df in _column_pieces(p, cols, names=options.names, roles_for=roles_for):
+            if class_col is not None and not scan.class_kind(df[class_col]):
+                return whole
+            bx = box
+            if "bbox" in found and box:  # one [x, y, w, h] column: its four numbers, cell by cell as a part reads
+                df, split = split_bbox(df, roles)
+                bx = [split.found[r] for r in BOX_FORMATS[str(split.box_format)]]
+            scan.add(df[key], [numeric_column(df[c], role="box", file=file, lines=np.zeros(len(df), dtype=np.int64),
+                                              invalid={}) for c in bx])
+        names, final_names, common, absolute = scan.names()
+    except Exception:  # noqa: BLE001 - a table read() cannot read either: it raises the error
         return whole
-    if "bbox" in found and box:  # one [x, y, w, h] column: its four numbers, cell by cell as a part reads them
-        df, split = split_bbox(df, roles)
-        box = [split.found[r] for r in BOX_FORMATS[str(split.box_format)]]
-    class_text = False
-    if class_col is not None:
-        dt = df[class_col].dtype
-        if pd.api.types.is_bool_dtype(dt):
-            return whole
-        class_text = not pd.api.types.is_numeric_dtype(dt)
-    # the image names as read() makes them: the common folder of absolute names is the whole table's
-    raw_codes, uniques = pd.factorize(df[key], sort=False, use_na_sentinel=True)
-    raw = [raw_image_name(v, is_id=is_id, sizes=SizeTable()) for v in uniques.tolist()]
-    roots = root_prefixes(options.images)
-    placed = [place_name(nm, root=options.images, roots_posix=roots) if nm is not None else (None, None, "unsafe")
-              for nm in raw]
-    outside = [i for i, (_, _, kind) in enumerate(placed) if kind == "outside"]
-    common: str | None = None
-    absolute: tuple[int, str, str] | None = None
-    rel = [r for r, _, _ in placed]
-    if outside:
-        common = posixpath.commonpath([posixpath.dirname(outside_path(str(raw[i]))) for i in outside])
-        for i in outside:
-            rel[i] = safe_relative(posixpath.relpath(outside_path(str(raw[i])), common))
-        absolute = (len(outside), common, f"{raw[outside[0]]!r} -> {rel[outside[0]]!r}")
-    final, final_names = pd.factorize(pd.Series(rel, dtype=object), sort=False, use_na_sentinel=True)
-    names = np.append(np.asarray(final, dtype=np.int64), -1)[np.where(raw_codes >= 0, raw_codes, len(final))]
+    n = scan.rows
+    if n < 2 or (records is not None and len(records) - 2 != n):
+        return whole
     cuts = _cuts(names, parts)
     first_line = 1 if records is None else 2
     if cuts is None:  # read() makes one image of its rows wherever they are: the part is the whole table, and
@@ -524,22 +612,15 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
     if len(cuts) < 3:
         return whole
     normalized, candidate, witness, top = bool(options.normalized), False, None, None
-    if box:
-        vals = [numeric_column(df[c], role="box", file=file, lines=np.zeros(n, dtype=np.int64), invalid={}) for c in box]
-        fin = np.logical_and.reduce([np.isfinite(v) for v in vals])
-        if options.normalized is None:  # read() calls them normalized when every finite box is within [0, 1]
-            with np.errstate(invalid="ignore"):
-                out = fin & np.logical_or.reduce([(v < 0.0) | (v > 1.0) for v in vals])
-            candidate = True
-            if out.any():
-                witness = first_line + int(np.argmax(out))
-            elif fin.any():
-                normalized, witness = True, first_line + int(np.argmax(fin))
-        elif fin.any():  # normalized=True: read()'s note names the largest value of a finite box, over 1.5
-            largest = np.where(fin, np.maximum.reduce([np.abs(v) for v in vals]), -1.0)
-            at = int(np.argmax(largest))
-            if largest[at] > 1.5:
-                top = (float(largest[at]), first_line + at)
+    if box and options.normalized is None:  # read() calls them normalized when every finite box is in [0, 1]
+        candidate = True
+        if scan.first_out is not None:
+            witness = first_line + scan.first_out
+        elif scan.first_fin is not None:
+            normalized, witness = True, first_line + scan.first_fin
+    elif box and scan.largest[0] > 1.5:  # normalized=True: read()'s note names the largest value over 1.5
+        top = (scan.largest[0], first_line + scan.largest[1])
+    class_text = scan.class_text
     ctx = PartContext(common=common, absolute=absolute, normalized=normalized, candidate=candidate, witness=witness,
                       top=top, class_text=class_text, header=int(records[1]) if records is not None else 0)
     out_parts = []
