@@ -1,20 +1,48 @@
-"""Exact equality of datasets and reports, cell by cell: what the streaming tests compare chunks against read() with.
+"""Exact equality of datasets and reports, cell by cell: what the streaming tests compare chunks against read() with;
+and the two ways those tests stream a source (the engine's stream of an adapter's parts, and a conversion).
 
 Imported by the tests (``from chunk_equality import ...``); pytest puts ``tests/`` on the path.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from prelabel.adapters.base import ReadOptions
+from prelabel.engine import PartStream
 from prelabel.model import Dataset
+from prelabel.pipeline import convert
 from prelabel.report import Report
 
-__all__ = ["datasets_equal", "frames_equal", "reports_equal", "same"]
+__all__ = ["converted", "datasets_equal", "frames_equal", "reports_equal", "same", "streamed"]
+
+
+def streamed(adapter: Any, path: Path, options: ReadOptions, *, parts: int,
+             workers: int | None = None) -> tuple[list[Dataset], Report]:
+    """``path`` streamed by the engine in ``parts`` parts of ``adapter``'s plan (in a pool of ``workers`` when
+    given): each part's tables as a Dataset (sharing one empty report), and the stream's merged report."""
+    stream = PartStream(adapter, path, options=options, parts=parts, workers=workers)
+    shared = Report()
+    chunks = [Dataset(images=i, categories=c, annotations=a, report=shared) for i, c, a in stream]
+    return chunks, stream.report
+
+
+def converted(tmp: Path, name: str, src: Path, *, fmt: str, **kw: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """One conversion of ``src`` into ``tmp/name``: the bytes of each COCO file written, by name, and the report
+    (its output files named without their folder)."""
+    out = tmp / name / "out.json"
+    rep = tmp / name / "report.json"
+    convert(src, out, fmt=fmt, report_path=rep, **kw)
+    files = {p.name: p.read_bytes() for p in sorted(out.parent.iterdir()) if p.name != "report.json"}
+    doc = json.loads(rep.read_bytes())
+    doc["output"]["files"] = [Path(f).name for f in doc["output"]["files"]]
+    return files, doc
 
 
 def same(a: Any, b: Any) -> bool:

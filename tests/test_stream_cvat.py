@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chunk_equality import datasets_equal, reports_equal
+from chunk_equality import datasets_equal, reports_equal, streamed
 
 from prelabel.adapters import cvat
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
-from prelabel.engine import PartStream
 from prelabel.errors import ReadError
 from prelabel.model import Dataset
 from prelabel.report import Report
@@ -46,10 +45,7 @@ def _whole(path: Path, **opts: Any) -> tuple[Dataset, Report]:
 
 
 def _stream(path: Path, parts: int, **opts: Any) -> tuple[list[Dataset], Report]:
-    stream = PartStream(cvat, path, options=ReadOptions(**opts), parts=parts)
-    shared = Report()
-    chunks = [Dataset(images=i, categories=c, annotations=a, report=shared) for i, c, a in stream]
-    return chunks, stream.report
+    return streamed(cvat, path, ReadOptions(**opts), parts=parts, workers=None)
 
 
 def _check(path: Path, parts: int, **opts: Any) -> list[Dataset]:

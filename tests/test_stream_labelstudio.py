@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from chunk_equality import datasets_equal, reports_equal
+from chunk_equality import converted, datasets_equal, reports_equal, streamed
 
 from prelabel.adapters import labelstudio as ls
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
-from prelabel.engine import PartStream
 from prelabel.errors import ReadError, UsageError
 from prelabel.geometry import ls_rle_encode
 from prelabel.model import Dataset
@@ -56,10 +55,7 @@ def _whole(path: Path, **opts: Any) -> tuple[Dataset, Report]:
 
 def _stream(path: Path, parts: int, **opts: Any) -> tuple[list[Dataset], Report]:
     """The export streamed in ``parts`` parts, in a pool of ``workers`` when given."""
-    stream = PartStream(ls, path, options=_options(**opts), parts=parts, workers=opts.get("workers"))
-    shared = Report()
-    chunks = [Dataset(images=i, categories=c, annotations=a, report=shared) for i, c, a in stream]
-    return chunks, stream.report
+    return streamed(ls, path, _options(**opts), parts=parts, workers=opts.get("workers"))
 
 
 def _check(path: Path, parts: int, **opts: Any) -> list[Dataset]:
@@ -485,13 +481,7 @@ def test_usage_errors(generated: Path, tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- the pipeline
 def _convert(tmp: Path, name: str, src: Path, **kw: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
-    out = tmp / name / "out.json"
-    rep = tmp / name / "report.json"
-    convert(src, out, fmt="labelstudio", report_path=rep, **kw)
-    files = {p.name: p.read_bytes() for p in sorted(out.parent.iterdir()) if p.name != "report.json"}
-    doc = json.loads(rep.read_bytes())
-    doc["output"]["files"] = [Path(f).name for f in doc["output"]["files"]]
-    return files, doc
+    return converted(tmp, name, src, fmt="labelstudio", **kw)
 
 
 @pytest.mark.parametrize("where", ["here", "child"])

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from chunk_equality import frames_equal, reports_equal
+from chunk_equality import converted, frames_equal, reports_equal, streamed
 from PIL import Image
 
 from prelabel import pipeline
@@ -49,10 +49,7 @@ def _whole(path: Path, **opts: Any) -> tuple[Dataset, Report]:
 
 def _stream(path: Path, parts: int, **opts: Any) -> tuple[list[Dataset], Report]:
     """The table streamed in up to ``parts`` parts, in a pool of ``workers`` when given."""
-    stream = PartStream(pred, path, options=_options(**opts), parts=parts, workers=opts.get("workers"))
-    shared = Report()
-    chunks = [Dataset(images=i, categories=c, annotations=a, report=shared) for i, c, a in stream]
-    return chunks, stream.report
+    return streamed(pred, path, _options(**opts), parts=parts, workers=opts.get("workers"))
 
 
 def _check(path: Path, parts: int, **opts: Any) -> list[Dataset]:
@@ -609,13 +606,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- the pipeline
 def _convert(tmp: Path, name: str, src: Path, **kw: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
-    out = tmp / name / "out.json"
-    rep = tmp / name / "report.json"
-    convert(src, out, fmt="predictions", report_path=rep, **kw)
-    files = {p.name: p.read_bytes() for p in sorted(out.parent.iterdir()) if p.name != "report.json"}
-    doc = json.loads(rep.read_bytes())
-    doc["output"]["files"] = [Path(f).name for f in doc["output"]["files"]]
-    return files, doc
+    return converted(tmp, name, src, fmt="predictions", **kw)
 
 
 def _spread(tmp: Path) -> Path:

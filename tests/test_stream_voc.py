@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from chunk_equality import frames_equal, reports_equal
+from chunk_equality import converted, frames_equal, reports_equal, streamed
 from PIL import Image
 
 from prelabel.adapters import voc
@@ -60,11 +60,7 @@ def _whole(path: Path, **opts: Any) -> tuple[Dataset, Report]:
 
 def _stream(path: Path, parts: int, **opts: Any) -> tuple[list[Dataset], Report]:
     """The source streamed in ``parts`` parts (at most one a file), in a pool of ``workers`` when given."""
-    options = _options(**opts)
-    stream = PartStream(voc, path, options=options, parts=parts, workers=opts.get("workers"))
-    shared = Report()
-    chunks = [Dataset(images=i, categories=c, annotations=a, report=shared) for i, c, a in stream]
-    return chunks, stream.report
+    return streamed(voc, path, _options(**opts), parts=parts, workers=opts.get("workers"))
 
 
 def _check(path: Path, parts: int, **opts: Any) -> list[Dataset]:
@@ -406,13 +402,7 @@ def test_progress_counts_files(gen_plain: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- the pipeline
 def _convert(tmp: Path, name: str, src: Path, **kw: Any) -> tuple[dict[str, bytes], dict[str, Any]]:
-    out = tmp / name / "out.json"
-    rep = tmp / name / "report.json"
-    convert(src, out, fmt="voc", report_path=rep, **kw)
-    files = {p.name: p.read_bytes() for p in sorted(out.parent.iterdir()) if p.name != "report.json"}
-    doc = json.loads(rep.read_bytes())
-    doc["output"]["files"] = [Path(f).name for f in doc["output"]["files"]]
-    return files, doc
+    return converted(tmp, name, src, fmt="voc", **kw)
 
 
 @pytest.mark.parametrize("where", ["here", "child"])

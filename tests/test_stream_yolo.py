@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from chunk_equality import frames_equal, reports_equal
+from chunk_equality import frames_equal, reports_equal, streamed
 from PIL import Image
 
 from prelabel.adapters import yolo
@@ -54,10 +54,7 @@ def _whole(path: Path, **opts: Any) -> tuple[Dataset, Report]:
 
 def _stream(path: Path, parts: int, workers: int = 1, **opts: Any) -> tuple[list[Dataset], Report]:
     """The source streamed in ``parts`` parts (at most one an image), by ``workers`` processes."""
-    stream = PartStream(yolo, path, options=ReadOptions(**opts), parts=parts, workers=workers)
-    shared = Report()
-    chunks = [Dataset(images=i, categories=c, annotations=a, report=shared) for i, c, a in stream]
-    return chunks, stream.report
+    return streamed(yolo, path, ReadOptions(**opts), parts=parts, workers=workers)
 
 
 def _check(path: Path, parts: int, workers: int = 1, **opts: Any) -> list[Dataset]:
