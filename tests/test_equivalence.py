@@ -1060,7 +1060,6 @@ def test_coco_keypoints_of_a_category_without_names(tmp_path: Path, client: Any)
 @pytest.mark.parametrize("case", ["list record", "scalar record", "annotations twice", "annotations first",
                                   "categories missing", "bad json late", "bom", "results list", "empty"])
 def test_coco_what_the_plan_reads_whole(case: str, tmp_path: Path, client: Any) -> None:
-    from prelabel.adapters import coco
 
     doc = _coco_spread(0)
     doc["images"] = [{"id": i, "file_name": f"{i}.jpg", "width": 20, "height": 20} for i in range(30)]

@@ -72,7 +72,7 @@ from ..model import Dataset
 from ..paths import image_name, is_url, safe_relative, why_unsafe
 from ..report import Diagnostic, Report
 from .base import NeedsWholeRead, ReadOptions
-from .json_array import closing, walk
+from .json_array import Scan, scan, walk
 from .parts import ByteRange
 
 __all__ = ["DESCRIPTION", "NAME", "AnnotationRun", "detect", "plan", "read", "read_part"]
@@ -691,37 +691,34 @@ def _plan(raw: Any, file: str, options: ReadOptions, parts: int) -> list[ByteRan
     start = _first_annotation(raw, opening.end())
     if start is None:
         return None
-    end = closing(raw, start)  # the array's "]": one pass over its quotes and brackets
+    structure = scan(raw, start)  # one pass over the array's quotes and brackets: its "]", and marks to count
+    end = structure.end
     if end is None or raw[end] != 0x5D:
         return None
     rest = _rest(raw, opening.end() - 1, start, end, file, options)
     if rest is None:
         return None
     imgs, cats, name_of, notes = rest
-    runs: list[tuple[int, int, int]] = []   # (first byte, annotations before it, the first row of its images)
-    ends: list[int] = []
-    a, n, lo = start, 0, 0
+    starts, stops, los = [start], [], [0]   # each part's first byte, last byte + 1, and first image row
     for k in range(1, parts):
-        cut = _cut(raw, a, end, start + (end - start) * k // parts, imgs)
+        cut = _cut(raw, structure, starts[-1], end, start + (end - start) * k // parts, imgs)
         if cut is None:
             continue
-        stop, nxt, counted, row = cut
-        if row <= lo:  # the annotations are not in the order of the images
+        stop, nxt, row = cut
+        if row <= los[-1]:  # the annotations are not in the order of the images
             return None
-        runs.append((a, n, lo))
-        ends.append(stop)
-        a, n, lo = nxt, n + counted, row
-    last = walk(raw[a:end])
-    if not last.balanced:
+        stops.append(stop)
+        starts.append(nxt)
+        los.append(row)
+    stops.append(end)
+    if not structure.at(raw, end).balanced:
         return None
-    runs.append((a, n, lo))
-    ends.append(end)
-    counts = [nb - na for (_, na, _), (_, nb, _) in zip(runs, runs[1:], strict=False)] + [last.values]
-    his = [r[2] for r in runs[1:]] + [len(imgs.table)]
-    return [ByteRange(source=file, start=begin, stop=stop, context=AnnotationRun(
-        first=first, count=count, lo=lo_k, hi=hi, images=imgs, categories=tuple(cats), name_of=name_of,
-        notes=tuple(notes) if k == 0 else ()))
-        for k, ((begin, first, lo_k), stop, count, hi) in enumerate(zip(runs, ends, counts, his, strict=True))]
+    firsts = [structure.at(raw, b).values for b in starts] + [structure.at(raw, end).values]
+    his = [*los[1:], len(imgs.table)]
+    return [ByteRange(source=file, start=starts[k], stop=stops[k], context=AnnotationRun(
+        first=firsts[k], count=firsts[k + 1] - firsts[k], lo=los[k], hi=his[k], images=imgs,
+        categories=tuple(cats), name_of=name_of, notes=tuple(notes) if k == 0 else ()))
+        for k in range(len(starts))]
 
 
 def _first_annotation(raw: Any, inside: int) -> int | None:
@@ -755,21 +752,20 @@ def _rest(raw: Any, begin: int, start: int, end: int, file: str, options: ReadOp
     return imgs, cats, name_of, report.diagnostics
 
 
-def _cut(raw: Any, a: int, end: int, target: int, imgs: _Images) -> tuple[int, int, int, int] | None:
-    """A cut near ``target`` of the annotations that start at ``a``: (the byte after the last annotation before
-    it, the first byte of the next, the objects and arrays before it since ``a``, the row of the next one's
-    image), between two annotations of different images; None: none found before ``end``."""
+def _cut(raw: Any, structure: Scan, a: int, end: int, target: int, imgs: _Images) -> tuple[int, int, int] | None:
+    """A cut near ``target`` of the annotations from ``a`` on: (the byte after the last annotation before it, the
+    first byte of the next, the row of the next one's image), between two annotations of different images; None:
+    none found before ``end``. A candidate ``}, {`` is a boundary when the brackets before it are balanced."""
     m = _NEXT.search(raw, max(target, a), end)
     for _ in range(_MAX_MISSES):
         if m is None:
             return None
-        w = walk(raw[a:m.start() + 1])
-        if w.balanced:
+        if structure.at(raw, m.start() + 1).balanced:
             break
         m = _NEXT.search(raw, m.start() + 1, end)
     else:
         return None
-    at, counted, before = m.start(1), w.values, None
+    at, before = m.start(1), None
     for _ in range(_MAX_WALK):
         got = _one_record(raw, at, end)
         if got is None:
@@ -777,12 +773,12 @@ def _cut(raw: Any, a: int, end: int, target: int, imgs: _Images) -> tuple[int, i
         record, nxt = got
         row = imgs.row_of.get(_key(record.get("image_id"))) if isinstance(record, dict) else None
         if row is not None and before is not None and row != before:
-            return raw.rfind(b"}", a, at) + 1, at, counted, row
+            return raw.rfind(b"}", a, at) + 1, at, row
         if row is not None:
             before = row
         if nxt is None:
             return None
-        at, counted = nxt, counted + 1
+        at = nxt
     return None
 
 

@@ -19,13 +19,14 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Walk", "closing", "count_values", "walk"]
+__all__ = ["Scan", "Walk", "closing", "count_values", "scan", "walk"]
 
 _ESCAPE = re.compile(rb"\\.", re.S)
 _STRUCTURE = b'"{}[]'
@@ -63,8 +64,9 @@ def count_values(run: bytes) -> int | None:
 
 @dataclass(frozen=True)
 class Walk:
-    """What :func:`walk` found in a run: the depth at its end and the least on the way (0 = where it started),
-    whether it ends inside a string, and how many objects and arrays it opened at its top level."""
+    """What :func:`walk` found in a run: the depth at its end and the least on the way (0 = the depth where it
+    started, unless given), whether it ends inside a string, and how many objects and arrays it opened at depth
+    1 (the top level of the run)."""
 
     depth: int
     least: int
@@ -78,28 +80,49 @@ class Walk:
         return self.depth == 0 and self.least >= 0 and not self.in_string
 
 
-def walk(run: bytes) -> Walk:
-    """The structure of ``run`` (see :class:`Walk`), which starts outside any string."""
-    s, in_string = _outside(run)
+def walk(run: bytes, *, depth: int = 0, in_string: bool = False) -> Walk:
+    """The structure of ``run`` (see :class:`Walk`), which starts at ``depth``, inside a string or not."""
+    s, ends_in = _outside(run, in_string)
     if not len(s):
-        return Walk(0, 0, in_string, 0)
+        return Walk(depth, depth, ends_in, 0)
     step = (s == 0x7B).astype(np.int64) + (s == 0x5B) - (s == 0x7D) - (s == 0x5D)
-    depth = np.cumsum(step)
-    opened = (depth == 1) & ((s == 0x7B) | (s == 0x5B))
-    return Walk(int(depth[-1]), min(0, int(depth.min())), in_string, int(np.count_nonzero(opened)))
+    levels = depth + np.cumsum(step)
+    opened = (levels == 1) & ((s == 0x7B) | (s == 0x5B))
+    return Walk(int(levels[-1]), min(depth, int(levels.min())), ends_in, int(np.count_nonzero(opened)))
 
 
-_BLOCK = 8 * 2**20  # bytes scanned at a time by closing()
+_BLOCK = 2 * 2**20  # bytes scanned at a time by scan()
 _LOOKUP = np.zeros(256, dtype=bool)
 _LOOKUP[list(b'"\\{}[]')] = True
 
 
-def closing(raw: Any, at: int, *, block: int = _BLOCK) -> int | None:
-    """Where the bracket that closes the array or object ``at`` stands in (``at``: outside strings, between
-    two of its values) is, found a block at a time (the brackets outside strings counted as :func:`walk`
-    counts them; in the block that closes it, the bracket found by its place); None when it is not closed."""
-    depth, in_string, pos, n = 0, False, at, len(raw)
+@dataclass(frozen=True)
+class Scan:
+    """What :func:`scan` found: where the array or object ends (``end``: its closing bracket, None: not closed)
+    and, at the start of each block scanned, the position, depth, whether inside a string, and the values
+    opened at depth 1 before it (``marks``)."""
+
+    end: int | None
+    marks: tuple[tuple[int, int, bool, int], ...]
+
+    def at(self, raw: Any, pos: int) -> Walk:
+        """The structure from the scan's start to ``pos`` (before ``end``): depth, inside a string, and the
+        values opened at depth 1 (``least``: from the block before ``pos`` only; the scan never went below 0
+        before ``end``)."""
+        k = max(0, bisect.bisect_right([m[0] for m in self.marks], pos) - 1)
+        start, depth, in_string, values = self.marks[k]
+        w = walk(raw[start:pos], depth=depth, in_string=in_string)
+        return Walk(w.depth, w.least, w.in_string, values + w.values)
+
+
+def scan(raw: Any, at: int, *, block: int = _BLOCK) -> Scan:
+    """Scan the array or object ``at`` stands in (``at``: outside strings, between two of its values) a block at
+    a time (the brackets outside strings counted as :func:`walk` counts them; in the block that closes it, the
+    bracket found by its place): see :class:`Scan`."""
+    depth, in_string, values, pos, n = 0, False, 0, at, len(raw)
+    marks: list[tuple[int, int, bool, int]] = []
     while pos < n:
+        marks.append((pos, depth, in_string, values))
         end = min(n, pos + block)
         while end < n and raw[end - 1] == 0x5C:  # a run of backslashes stays in one block
             end += 1
@@ -108,11 +131,18 @@ def closing(raw: Any, at: int, *, block: int = _BLOCK) -> int | None:
         step = (s == 0x7B).astype(np.int64) + (s == 0x5B) - (s == 0x7D) - (s == 0x5D)
         levels = depth + np.cumsum(step)
         if len(levels) and int(levels.min()) < 0:
-            return pos + _place(run, in_string, depth)
+            return Scan(pos + _place(run, in_string, depth), tuple(marks))
         if len(levels):
+            values += int(np.count_nonzero((levels == 1) & ((s == 0x7B) | (s == 0x5B))))
             depth = int(levels[-1])
         in_string, pos = ends_in, end
-    return None
+    return Scan(None, tuple(marks))
+
+
+def closing(raw: Any, at: int, *, block: int = _BLOCK) -> int | None:
+    """Where the bracket that closes the array or object ``at`` stands in is (:func:`scan`); None when it is
+    not closed."""
+    return scan(raw, at, block=block).end
 
 
 def _place(run: bytes, in_string: bool, depth: int) -> int:
