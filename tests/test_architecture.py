@@ -23,7 +23,7 @@ FLOORS = {
     "adapters": 2, "converters": 2,
     "adapters.yolo_layout": 2, "adapters.yolo_rows": 2, "adapters.yolo_run": 2, "adapters.yolo_geometry": 2,
     "adapters.voc_xml": 2, "adapters.table_columns": 2, "adapters.table_build": 2,
-    "adapters.labelstudio_tasks": 2, "adapters.cvat_reader": 2, "adapters.cvat_shapes": 2, "adapters.cvat_tracks": 2,
+    "adapters.labelstudio_tasks": 2, "adapters.json_array": 2, "adapters.cvat_reader": 2, "adapters.cvat_shapes": 2, "adapters.cvat_tracks": 2,
     "upload.labelstudio_client": 3, "upload.labelstudio_results": 3, "upload.labelstudio_replace": 3,
     "storage": 3, "prefetch": 3, "distributed": 3, "upload": 3,
     "pipeline": 4, "engine": 4, "inspection": 4, "preview": 4, "pushing": 4,

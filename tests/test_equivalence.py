@@ -266,7 +266,7 @@ def test_yolo_malformed_rows_in_two_parts_are_dropped_as_read_drops_them(tmp_pat
     (root / "labels" / "0.txt").write_text("7 0.5 0.5 0.2 0.2\n")      # a class with no name
     (root / "labels" / "5.txt").write_text("0 0.5 zero 0.2 0.2\n")     # not a number
     coco = _check(root, "yolo", tmp_path, client)
-    assert isinstance(coco, bytes) and len(json.loads(coco)["annotations"]) == 7  # the file's 7, none dropped
+    assert isinstance(coco, bytes) and len(json.loads(coco)["annotations"]) == 4
     rep = prelabel.read(root, fmt="yolo").report
     assert rep.drops[["reason", "source"]].values.tolist() == [
         ["dropped.unknown_category", "labels/0.txt:1"], ["dropped.invalid", "labels/5.txt:1"]]
