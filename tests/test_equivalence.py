@@ -1119,6 +1119,10 @@ def test_coco_file_of_a_few_megabytes(tmp_path: Path) -> None:
     assert [(p.context.lo, p.context.hi) for p in parts] == [(0, parts[1].context.lo),
                                                               (parts[1].context.lo, parts[2].context.lo),
                                                               (parts[2].context.lo, len(prelabel.read(src).images))]
+    # each part carries its own images only (the others' ids, to know an annotation of another part's image)
+    assert [len(p.context.images.table) for p in parts] == [p.context.hi - p.context.lo for p in parts]
+    assert [len(p.context.images.elsewhere) for p in parts] == [
+        len(prelabel.read(src).images) - (p.context.hi - p.context.lo) for p in parts]
     want = _written(lambda: prelabel.read(src, fmt="coco"), tmp_path / "want.json")
     assert _written(_in_process(src, "coco", 3), tmp_path / "parts.json") == want
     assert _written(lambda: read_parts(src, fmt="coco", workers=2), tmp_path / "w2.json") == want

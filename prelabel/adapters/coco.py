@@ -145,6 +145,31 @@ class _Images:
     table: pd.DataFrame
     row_of: dict[Any, int] = field(default_factory=dict)     # id key -> row position
     why: dict[Any, str] = field(default_factory=dict)        # id key -> why its annotations are dropped
+    # a part's images (rows lo..hi of the file's): the ids of the file's other images (sorted int64, or a set
+    # when some are strings); an annotation of one of them raises NeedsWholeRead
+    elsewhere: Any = None
+
+    def run(self, lo: int, hi: int) -> _Images:
+        """The images of rows ``lo``..``hi`` (renumbered from 0), knowing the others' ids."""
+        keys = list(self.row_of)
+        mine = {k: r - lo for k, r in self.row_of.items() if lo <= r < hi}
+        others = [k for k in keys if not lo <= self.row_of[k] < hi]
+        elsewhere: Any = (np.sort(np.asarray(others, dtype=np.int64))
+                          if all(type(k) is int and -2**63 <= k < 2**63 for k in others)
+                          else frozenset(others))
+        return _Images(table=self.table.iloc[lo:hi].reset_index(drop=True), row_of=mine, why=self.why,
+                       elsewhere=elsewhere)
+
+    def is_elsewhere(self, key: Any) -> bool:
+        """Whether ``key`` is the id of an image of another part."""
+        if self.elsewhere is None or key is None:
+            return False
+        if isinstance(self.elsewhere, np.ndarray):
+            if type(key) is not int or not len(self.elsewhere) or not -2**63 <= key < 2**63:
+                return False
+            at = int(np.searchsorted(self.elsewhere, key))
+            return at < len(self.elsewhere) and int(self.elsewhere[at]) == key
+        return key in self.elsewhere
 
 
 _MAX_KEYPOINTS = 100_000  # keypoint names synthesized for a category that names none (kp1..kpK)
@@ -461,6 +486,8 @@ def _one(a: Mapping[str, Any], *, file: str, el: str, imgs: _Images, img_w: np.n
     ik = _key(a["image_id"])
     row = imgs.row_of.get(ik) if ik is not None else None
     if row is None:
+        if imgs.is_elsewhere(ik):  # (a part of a plan: an annotation of another part's image)
+            raise NeedsWholeRead(f"{file}: {el} is on another part's image")
         return "dropped.no_image", imgs.why.get(ik) or f"image_id {a['image_id']!r} is not an image of the file"
     if cat is None:
         return "dropped.unknown_category", f"category_id {a.get('category_id')!r} is not in categories"
@@ -638,8 +665,8 @@ _MAX_WALK = 5000       # annotations looked at after a cut for one whose image d
 class AnnotationRun:
     """What a part of :func:`plan` reads (its ``context``): annotations ``first``.. (``count`` objects and
     arrays, as counted by the plan) of the file's ``annotations`` array, whose images are rows ``lo``..``hi`` of
-    the images table; the images and categories, read once by the plan, and the notes the plan wrote about
-    them (``notes``: the first part writes them)."""
+    the images table (``images``: those rows, and the ids of the others); the categories, and the notes the
+    plan wrote about the images and categories it read (``notes``: the first part writes them)."""
 
     first: int
     count: int
@@ -716,7 +743,7 @@ def _plan(raw: Any, file: str, options: ReadOptions, parts: int) -> list[ByteRan
     firsts = [structure.at(raw, b).values for b in starts] + [structure.at(raw, end).values]
     his = [*los[1:], len(imgs.table)]
     return [ByteRange(source=file, start=starts[k], stop=stops[k], context=AnnotationRun(
-        first=firsts[k], count=firsts[k + 1] - firsts[k], lo=los[k], hi=his[k], images=imgs,
+        first=firsts[k], count=firsts[k + 1] - firsts[k], lo=los[k], hi=his[k], images=imgs.run(los[k], his[k]),
         categories=tuple(cats), name_of=name_of, notes=tuple(notes) if k == 0 else ()))
         for k in range(len(starts))]
 
@@ -845,15 +872,10 @@ def read_part(part: ByteRange, *, options: ReadOptions) -> Dataset:
                                    report=report, first=run.first, part=True)
     except RecursionError:
         raise ReadError(file, "a value is nested too deeply to be a COCO field") from None
-    image = np.asarray(rows.image, dtype=np.int64)
-    if len(image) and (int(image.min()) < run.lo or int(image.max()) >= run.hi):
-        raise NeedsWholeRead(f"{file}: an annotation of annotations {run.first}.. is on another part's image")
     named = {c.name for c in cats if c.keypoints}
     if any(k is not None and c not in named for c, k in zip(rows.category, rows.kps, strict=True)):
         raise NeedsWholeRead(f"{file}: keypoints of a category that names none (their count is the file's)")
     report.add_read(len(items))
     _drop(report, drops, f"{file}#{prefix}")
     _keypoint_names(cats, rows, file=file, prefix=prefix, report=report)
-    rows.image = (image - run.lo).tolist()
-    table = imgs.table.iloc[run.lo:run.hi].reset_index(drop=True)
-    return _dataset(cats, _Images(table=table), rows, file=file, prefix=prefix, report=report)
+    return _dataset(cats, imgs, rows, file=file, prefix=prefix, report=report)
