@@ -862,7 +862,7 @@ def read_part(part: ByteRange, *, options: ReadOptions) -> Dataset:
     except orjson.JSONDecodeError:
         raise ReadError(file, "not valid JSON") from None
     del data
-    if sum(isinstance(a, (dict, list)) for a in items) != run.count or len(items) != run.count:
+    if len(items) != run.count or sum(isinstance(a, (dict, list)) for a in items) != run.count:
         raise NeedsWholeRead(f"{file}: annotations {run.first}.. are not the ones the plan counted")
     prefix = "annotations"
     imgs = run.images
