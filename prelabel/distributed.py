@@ -11,10 +11,11 @@ worker by the adapter's ``read_part``, the parts merged in plan order (:func:`pr
   reads its run's label files and image headers.
 - **Pascal VOC** (a folder of XML files or a VOC root): ``voc.plan`` cuts the sorted XML files into contiguous
   runs (:class:`prelabel.adapters.parts.FilesPart`); each worker reads its runs with ``voc.read_part``.
-- **One local file** (a CVAT XML, a Label Studio export, a prediction table, a LabelMe JSON): cut by its
-  adapter's ``plan`` into byte or row ranges at record boundaries (:class:`prelabel.adapters.parts.ByteRange`,
-  ``RowRange``), 4 per worker and at least 2 MB each (``MIN_PART_BYTES``); each worker reads its ranges with the
-  adapter's ``read_part``. A format without a plan (COCO) and a remote single file run as one partition.
+- **One local file** (a CVAT XML, a Label Studio export, a prediction table, a LabelMe JSON, a COCO file whose
+  annotations are in image order): cut by its adapter's ``plan`` into byte or row ranges at record boundaries
+  (:class:`prelabel.adapters.parts.ByteRange`, ``RowRange``), 4 per worker and at least 2 MB each
+  (``MIN_PART_BYTES``); each worker reads its ranges with the adapter's ``read_part``. A remote single file
+  runs as one partition.
 
 Each worker returns a :class:`~prelabel.model.Dataset` (pickled DataFrames) with its part of the report. The
 client concatenates the parts in plan order (images appended, categories united by name in first-seen order,

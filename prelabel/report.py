@@ -160,17 +160,23 @@ class Report:
                                            tally=(template, tuple(int(c) for c in counts)), tally_first=first,
                                            tally_end=int(end), tally_source=str(source) if at else None))
 
-    def drop(self, reason: str | None, rows: pd.DataFrame, message: str = "", *, phase: int = 0) -> None:
+    def drop(self, reason: str | None, rows: pd.DataFrame, message: str = "", *, phase: int = 0,
+             first: int | None = None) -> None:
         """Record annotation rows removed for ``reason`` (None: each row's own, from a ``reason`` column).
 
         ``rows`` needs the columns ``category``, ``src_file`` and ``src_line`` (the annotation table's own);
         a ``message`` column, when present, gives a per-row message. ``phase``: the step of a reader that drops
         them, for a reader that records its drops step by step over the whole source: the drops of its parts,
-        merged, are put back in step order (:meth:`order_phases`).
+        merged, are put back in step order (:meth:`order_phases`). ``first``: where the first of these rows
+        stands in the source (a record's number), for a reader that lists its drops reason by reason, the
+        reasons in the order of their first row (COCO): the drops of its parts, merged, are gathered so again.
         """
         if len(rows) == 0:
             return
-        self._drops.append(_phased(_ledger_frame(reason, rows, spell(message)), phase))
+        frame = _phased(_ledger_frame(reason, rows, spell(message)), phase)
+        if first is not None and reason is not None:
+            frame.attrs["first"] = (reason, int(first))
+        self._drops.append(frame)
 
     def drop_one(self, reason: str, *, category: str | None, source_file: str, source_line: int = 0,
                  message: str = "") -> None:
@@ -191,7 +197,15 @@ class Report:
         """The drops and changes in phase order, each phase's in the order recorded (a stable sort): the
         entries of a source's parts merged in plan order then stand as one read of the source records them."""
         for frames in (self._drops, self._changes):
-            frames.sort(key=lambda f: int(f.attrs.get("phase", 0)))
+            lead: dict[tuple[int, str], int] = {}  # (phase, reason) -> its first row (drops given ``first``)
+            for f in frames:
+                if "first" in f.attrs:
+                    reason, at = f.attrs["first"]
+                    key = (int(f.attrs.get("phase", 0)), reason)
+                    lead[key] = min(lead.get(key, at), at)
+            frames.sort(key=lambda f: (int(f.attrs.get("phase", 0)),
+                                       lead.get((int(f.attrs.get("phase", 0)), f.attrs["first"][0]), 0)
+                                       if "first" in f.attrs else 0))
 
     # ----------------------------------------------------------------- views
     @property

@@ -246,3 +246,26 @@ def test_a_large_label_studio_export_is_split(client, tmp_path):
     assert len(local.annotations) == 40_000
     assert _write(dask, tmp_path / "d.json") == _write(local, tmp_path / "l.json")
     _same(local, dask)
+
+
+def test_coco_file_split_into_partitions(client, tmp_path):
+    # a COCO file of about 6 MB in image order: cut into byte ranges of its annotations (at least 2 MB each, 4
+    # a worker), each read on a worker; the same COCO and report as the local read
+    images = [{"id": i + 1, "file_name": f"img_{i:05d}.jpg", "width": 640, "height": 480} for i in range(20_000)]
+    annotations = [{"id": k + 1, "image_id": k // 3 + 1, "category_id": 1 + k % 3, "iscrowd": 0,
+                    "bbox": [1.5 + k % 7, 2.0, 30.25, 40.0], "area": 1210.0} for k in range(60_000)]
+    categories = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 3, "name": "bird"}]
+    src = tmp_path / "big.json"
+    src.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    size = src.stat().st_size
+    assert 6 * 2**20 <= size < 8 * 2**20
+    local = read(src)
+    want = _write(local, tmp_path / "l.json")
+    for partitions, parts in [(None, 3), (5, 5)]:  # None: size // 2 MB = 3 (fewer than 2 workers * 4)
+        counting = _Counting(client)
+        dask = read_dask(src, client=counting, partitions=partitions)
+        assert counting.parts == ["ByteRange"] * parts
+        assert _write(dask, tmp_path / f"d{parts}.json") == want
+        _same(local, dask)
+        assert {**dask.report.to_dict(), "output": None} == {**local.report.to_dict(), "output": None}
+    assert len(local) == 60_000 and len(local.images) == 20_000

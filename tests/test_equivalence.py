@@ -487,13 +487,12 @@ def test_hostile_tables_and_labelme(case_id: str, tmp_path: Path, client: Any) -
 @pytest.mark.parametrize("case_id", _hostile_ids("yolo", "yolo-yaml", "voc", "voc-nosize", "cvat", "labelstudio",
                                                  "labelstudio-config", "labelstudio-nosize", "coco", "coco-nosize"))
 def test_hostile_inputs_of_every_format(case_id: str, tmp_path: Path) -> None:
-    # the hostile inputs of the other formats: the plan's parts merged and the stream, in this process (their
-    # pools and Dask run the same parts), each what read() gives or the same error
+    # the hostile inputs of the other formats (COCO's included): the plan's parts merged and the stream, in this
+    # process (their pools and Dask run the same parts), each what read() gives or the same error
     from hostile import CASES
 
     case = CASES[case_id](tmp_path)
-    if case.fmt is None or not hasattr(adapters.get(case.fmt), "plan"):
-        pytest.skip(f"{case.fmt} has no plan")
+    assert case.fmt is not None and hasattr(adapters.get(case.fmt), "plan")
     _check(case.src, case.fmt, tmp_path, None, opts=case.options, parts=(2, 3, 7), processes=False)
 
 
@@ -966,3 +965,277 @@ def test_labelstudio_notes_counted_over_the_export_add_up_across_parts(tmp_path:
                                            "given, against original_width x original_height"),
         ("image.size_from_header", f"{f}:30", "2 image size(s) read from the image files' headers"),  # 30, 95
     ]
+
+
+# ------------------------------------------------------------------------------------------- COCO
+COCO_FIXTURES = [
+    "coco/openvinotoolkit__datumaro/tests/assets/coco_dataset/coco_instances/annotations/instances_train.json",
+    "coco/openvinotoolkit__datumaro/tests/assets/coco_dataset/coco_instances/annotations/instances_val.json",
+    "coco/openvinotoolkit__datumaro/tests/assets/coco_dataset/coco_person_keypoints/annotations/"
+    "person_keypoints_train.json",
+    "coco/openvinotoolkit__datumaro/tests/assets/coco_dataset/coco_person_keypoints/annotations/"
+    "person_keypoints_val.json",
+    "coco/cvat-ai__datumaro/tests/assets/coco_dataset/coco_person_keypoints/annotations/person_keypoints_val.json",
+]
+
+
+def _coco_plan_sizes(src: Path, opts: ReadOptions | None = None) -> list[int]:
+    from prelabel.adapters import coco
+
+    return [len(coco.plan(src, options=opts or ReadOptions(), parts=n)) for n in (2, 3, 4)]
+
+
+def test_coco_sample(tmp_path: Path, client: Any) -> None:
+    src = SAMPLE / "coco" / "instances.json"
+    coco = _check(src, "coco", tmp_path, client)
+    assert isinstance(coco, bytes) and len(json.loads(coco)["annotations"]) == 7  # the file's 7, none dropped
+    _check(src, "coco", tmp_path, client, opts=ReadOptions(images=SAMPLE / "images"))
+
+
+@pytest.mark.parametrize("name", COCO_FIXTURES, ids=lambda p: "/".join(p.split("/")[-4:]))
+def test_coco_fixtures(name: str, fixtures_dir: Path, tmp_path: Path, client: Any) -> None:
+    _check(fixtures_dir / name, "coco", tmp_path, client)
+
+
+def _coco_spread(n_images: int = 60) -> dict[str, Any]:
+    """A COCO document in image order with what a read reports, spread over the file: annotations of unknown
+    images and categories, malformed ones (a list, no image_id, a bad bbox or iscrowd), an RLE of the wrong size,
+    images with an unsafe name or no size, polygons with a short part (repaired), stored boxes and areas that
+    differ (recomputed), iscrowd as strings (coerced), compressed and uncompressed RLE, keypoints of a category
+    that names them, string ids, a category name given twice, a 0-based skeleton, and strings with brackets,
+    quotes and backslashes in them."""
+    images: list[dict[str, Any]] = []
+    annotations: list[Any] = []
+    for i in range(n_images):
+        image: dict[str, Any] = {"id": str(i + 1) if i % 9 == 4 else i + 1, "file_name": f"dir/img_{i:03d}.jpg",
+                                 "width": 64, "height": 48}
+        if i % 17 == 5:
+            image["file_name"] = f"../up_{i}.jpg"        # unsafe: its annotations dropped (no image)
+        if i % 19 == 7:
+            del image["width"]                           # no size, no images root: left out
+        if i % 13 == 2:
+            image["attributes"] = {"note": 'a "quoted" ]}, {"id": 5 \\ text'}
+        images.append(image)
+        for k in range(i % 4 + 1):
+            x = 1 + (i + k) % 9
+            a: dict[str, Any] = {"id": len(annotations) + 1, "image_id": i + 1, "category_id": 1 + (i + k) % 3,
+                                 "bbox": [x, 2, 10, 12], "iscrowd": 0, "area": 120}
+            kind = (i * 4 + k) % 23
+            if kind == 1:
+                a["segmentation"] = [[x, 2, x + 10, 2, x + 10, 14, x, 14], [1, 1, 2, 2]]   # a short part
+                a["bbox"] = [x, 2, 10, 12]
+            elif kind == 2:
+                a["segmentation"] = {"size": [48, 64], "counts": [100, 20, 3000 - 120, 3072 - 3000]}
+                a["iscrowd"] = "1"
+            elif kind == 3:
+                a["segmentation"] = {"size": [48, 64], "counts": "PPYo0"}
+                a["iscrowd"] = True
+            elif kind == 4:
+                a["segmentation"] = {"size": [10, 10], "counts": [100]}                  # not the image's size
+            elif kind == 5:
+                a["bbox"] = [x, 2, "wide", 12]                                            # malformed
+            elif kind == 6:
+                a["image_id"] = 10_000 + i                                                # no such image
+            elif kind == 7:
+                a["category_id"] = 99                                                     # no such category
+            elif kind == 8:
+                a["iscrowd"] = "maybe"                                                    # malformed
+            elif kind == 9:
+                del a["image_id"]                                                         # malformed
+            elif kind == 10:
+                a["area"] = 7                                                             # recomputed
+            elif kind == 11:
+                a["category_id"] = 4
+                a["keypoints"] = [x, 3, 2, x + 2, 5, 1]
+            elif kind == 12:
+                a["attributes"] = {"text": '}, {"id": 7, "image_id": 1}] \\" ['}
+            elif kind == 13:
+                a["segmentation"] = [[x, 2, x + 12, 2, x + 12, 14, x, 14]]                # bbox recomputed
+            annotations.append(a)
+        if i % 11 == 6:
+            annotations.append([1, 2, 3])                                                 # not an object
+    categories = [{"id": 1, "name": "cat", "supercategory": "animal"}, {"id": "2", "name": "dog"},
+                  {"id": 3, "name": "cat"}, {"id": 4, "name": "person", "keypoints": ["a", "b"],
+                                             "skeleton": [[0, 1]]}]
+    return {"info": {"description": "spread"}, "images": images, "annotations": annotations,
+            "categories": categories}
+
+
+def test_coco_generated_with_drops_in_every_part(tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import coco
+
+    src = tmp_path / "spread.json"
+    src.write_bytes(orjson.dumps(_coco_spread()))
+    assert _coco_plan_sizes(src) == [2, 3, 4]
+    parts = coco.plan(src, options=ReadOptions(), parts=4)
+    raw = src.read_bytes()
+    # each part starts at an annotation's "{" and ends after one's "}", numbered as the file numbers them
+    assert all(raw[p.start:p.start + 1] == b"{" and raw[p.stop - 1:p.stop] == b"}" for p in parts)
+    doc = json.loads(raw)
+    text = raw.decode()  # (ASCII: character and byte offsets agree)
+    assert [p.context.first for p in parts] == [0] + [
+        doc["annotations"].index(json.JSONDecoder().raw_decode(text, p.start)[0]) for p in parts[1:]]
+    assert sum(p.context.count for p in parts) == len(doc["annotations"])
+    coco_bytes = _check(src, "coco", tmp_path, client)
+    assert isinstance(coco_bytes, bytes)
+    rep = prelabel.read(src, fmt="coco").report
+    assert rep.dropped_counts().keys() == {"dropped.invalid", "dropped.no_image", "dropped.unknown_category"}
+    assert set(rep.changes["reason"]) == {"recomputed", "repaired"}
+    # read() lists its drops reason by reason, the reasons in the order of their first annotation: image 1's
+    # RLE of the wrong size (invalid), image 5's unsafe name (no image), image 13's category 99
+    reasons = rep.drops["reason"].tolist()
+    order = ["dropped.invalid", "dropped.no_image", "dropped.unknown_category"]
+    assert reasons == sorted(reasons, key=order.index)
+    first = {r: min(int(s.rsplit("[", 1)[1][:-1]) for s, q in zip(rep.drops["source"], reasons, strict=True)
+                    if q == r) for r in set(reasons)}
+    assert sorted(first, key=first.__getitem__) == order
+    # (image 5's first annotation; image 13's second, after image 6's list)
+    assert [first[r] for r in order] == [1, sum(i % 4 + 1 for i in range(5)), sum(i % 4 + 1 for i in range(13)) + 1 + 1]
+    codes = [d.code for d in rep.diagnostics]
+    # unsafe names: images 5, 22, 39, 56; no size: 7, 26, 45
+    assert codes.count("image.unsafe_name") == 4 and codes.count("image.missing") == 3
+    # iscrowd "1" and true: annotation kinds 2 and 3 of 23 (i * 4 + k), none on an image left out
+    coerced = sum(1 for i in range(60) for k in range(i % 4 + 1) if (i * 4 + k) % 23 in (2, 3))
+    assert [d.message for d in rep.diagnostics if d.code == "value.coerced" and d.source == str(src)] == [
+        f"iscrowd written as a string or boolean in {coerced} annotation(s): read as 0/1"]
+
+
+def test_coco_drops_of_a_later_part_first(tmp_path: Path, client: Any) -> None:
+    # the first unknown category stands in the first part, the first malformed annotation in the last: merged,
+    # the parts' drops are listed as read() lists them, reason by reason in the order of their first annotation
+    doc = _coco_spread(0)
+    doc["images"] = [{"id": i, "file_name": f"{i}.jpg", "width": 20, "height": 20} for i in range(40)]
+    doc["annotations"] = [{"id": i, "image_id": i // 2, "category_id": 1, "bbox": [1, 1, 5, 5]} for i in range(80)]
+    doc["annotations"][3]["category_id"] = 77
+    doc["annotations"][70]["bbox"] = [1]
+    doc["annotations"][75]["category_id"] = 77
+    doc["annotations"][20]["bbox"] = "no"
+    src = tmp_path / "late.json"
+    src.write_bytes(orjson.dumps(doc))
+    assert _coco_plan_sizes(src) == [2, 3, 4]
+    _check(src, "coco", tmp_path, client)
+    rep = prelabel.read(src, fmt="coco").report
+    assert [s.rsplit("#", 1)[1] for s in rep.drops["source"]] == [
+        "annotations[3]", "annotations[75]", "annotations[20]", "annotations[70]"]
+
+
+def test_coco_not_in_image_order(tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import coco
+
+    doc = _coco_spread(0)
+    doc["images"] = [{"id": i, "file_name": f"{i}.jpg", "width": 20, "height": 20} for i in range(40)]
+    # by category, then image: the plan sees it at its cuts when it makes 3 or 4 parts (the images at the cuts
+    # go back), not when it makes 2 (its one cut, at image 20 of category 2, follows image 19): the second part
+    # then finds annotations of the first part's images (NeedsWholeRead), and the file is read whole
+    doc["annotations"] = [{"id": 1 + c * 40 + i, "image_id": i, "category_id": 1 + c, "bbox": [1, 1, 5, 5]}
+                          for c in range(3) for i in range(40)]
+    src = tmp_path / "by_category.json"
+    src.write_bytes(orjson.dumps(doc))
+    assert _coco_plan_sizes(src) == [2, 1, 1]
+    with pytest.raises(NeedsWholeRead):
+        coco.read_part(coco.plan(src, options=ReadOptions(), parts=2)[1], options=ReadOptions())
+    _check(src, "coco", tmp_path, client)
+    # in image order but for one annotation of image 0 near the end: the plan splits it, the last part sees an
+    # annotation of the first part's image (NeedsWholeRead), and every engine reads the file whole
+    doc["annotations"] = [{"id": i, "image_id": i // 2, "category_id": 1, "bbox": [1, 1, 5, 5]} for i in range(80)]
+    doc["annotations"][78]["image_id"] = 0
+    src.write_bytes(orjson.dumps(doc))
+    parts = coco.plan(src, options=ReadOptions(), parts=2)
+    assert len(parts) == 2
+    with pytest.raises(NeedsWholeRead):
+        coco.read_part(parts[1], options=ReadOptions())
+    coco_bytes = _check(src, "coco", tmp_path, client)
+    assert isinstance(coco_bytes, bytes)
+    out = json.loads(coco_bytes)
+    assert sum(a["image_id"] == out["images"][0]["id"] for a in out["annotations"]) == 3
+
+
+def test_coco_keypoints_of_a_category_without_names(tmp_path: Path, client: Any) -> None:
+    # the count of keypoints of a category that names none is the largest of the file's: a part cannot tell
+    from prelabel.adapters import coco
+
+    doc = _coco_spread(0)
+    doc["images"] = [{"id": i, "file_name": f"{i}.jpg", "width": 20, "height": 20} for i in range(30)]
+    doc["categories"] = [{"id": 1, "name": "person"}]
+    doc["annotations"] = [{"id": i, "image_id": i // 2, "category_id": 1, "bbox": [1, 1, 5, 5],
+                           "keypoints": [1, 1, 2] * (3 if i == 50 else 2)} for i in range(60)]
+    src = tmp_path / "kp.json"
+    src.write_bytes(orjson.dumps(doc))
+    parts = coco.plan(src, options=ReadOptions(), parts=2)
+    assert len(parts) == 2
+    with pytest.raises(NeedsWholeRead):
+        coco.read_part(parts[0], options=ReadOptions())
+    got = _check(src, "coco", tmp_path, client)
+    assert isinstance(got, str) and "2 keypoints but category 'person' has 3" in got
+
+
+@pytest.mark.parametrize("case", ["list record", "scalar record", "annotations twice", "annotations first",
+                                  "categories missing", "bad json late", "bom", "results list", "empty"])
+def test_coco_what_the_plan_reads_whole(case: str, tmp_path: Path, client: Any) -> None:
+
+    doc = _coco_spread(0)
+    doc["images"] = [{"id": i, "file_name": f"{i}.jpg", "width": 20, "height": 20} for i in range(30)]
+    doc["annotations"] = [{"id": i, "image_id": i // 2, "category_id": 1, "bbox": [1, 1, 5, 5]} for i in range(60)]
+    raw = orjson.dumps(doc)
+    opts = None
+    if case == "list record":
+        doc["annotations"][40] = [1, 2]
+    elif case == "scalar record":
+        doc["annotations"][40] = 5
+    elif case == "annotations first":
+        doc = {"annotations": doc["annotations"], "categories": doc["categories"], "images": doc["images"]}
+    elif case == "categories missing":
+        del doc["categories"]
+    elif case == "empty":
+        doc["annotations"] = []
+    raw = orjson.dumps(doc)
+    if case == "annotations twice":
+        raw = raw[:-1] + b',"annotations":[]}'
+    elif case == "bad json late":
+        raw = raw.replace(b'"id":50,', b'"id":50,,')
+    elif case == "bom":
+        raw = b"\xef\xbb\xbf" + raw
+    elif case == "results list":
+        gt = tmp_path / "gt.json"
+        gt.write_bytes(raw)
+        raw = orjson.dumps([{**a, "score": 0.5} for a in doc["annotations"]])
+        opts = ReadOptions(images_from=gt)
+    src = tmp_path / "doc.json"
+    src.write_bytes(raw)
+    want = {"list record": [2, 3, 4], "scalar record": [2, 3, 4], "annotations twice": [1, 1, 1],
+            "annotations first": [2, 3, 4], "categories missing": [2, 3, 4], "bad json late": [2, 3, 4],
+            "bom": [2, 3, 4], "results list": [1, 1, 1], "empty": [1, 1, 1]}[case]
+    assert _coco_plan_sizes(src, opts) == want
+    got = _check(src, "coco", tmp_path, client, opts=opts)
+    assert isinstance(got, str) == (case == "bad json late")
+
+
+@pytest.mark.parametrize("case_id", _hostile_ids("coco"))
+def test_hostile_coco(case_id: str, tmp_path: Path, client: Any) -> None:
+    from hostile import CASES
+
+    case = CASES[case_id](tmp_path)
+    _check(case.src, case.fmt, tmp_path, client, opts=case.options, parts=(2, 3))
+
+
+def test_coco_file_of_a_few_megabytes(tmp_path: Path) -> None:
+    from prelabel.adapters import coco
+
+    doc = _coco_spread(9000)
+    src = tmp_path / "big.json"
+    src.write_bytes(orjson.dumps(doc))
+    assert src.stat().st_size > 2 * 2**20
+    parts = coco.plan(src, options=ReadOptions(), parts=3)
+    sizes = [p.stop - p.start for p in parts]
+    assert len(parts) == 3 and max(sizes) < 1.01 * min(sizes)  # about equal bytes
+    assert [(p.context.lo, p.context.hi) for p in parts] == [(0, parts[1].context.lo),
+                                                              (parts[1].context.lo, parts[2].context.lo),
+                                                              (parts[2].context.lo, len(prelabel.read(src).images))]
+    # each part carries its own images only (the others' ids, to know an annotation of another part's image)
+    assert [len(p.context.images.table) for p in parts] == [p.context.hi - p.context.lo for p in parts]
+    assert [len(p.context.images.elsewhere) for p in parts] == [
+        len(prelabel.read(src).images) - (p.context.hi - p.context.lo) for p in parts]
+    want = _written(lambda: prelabel.read(src, fmt="coco"), tmp_path / "want.json")
+    assert _written(_in_process(src, "coco", 3), tmp_path / "parts.json") == want
+    assert _written(lambda: read_parts(src, fmt="coco", workers=2), tmp_path / "w2.json") == want
+    assert _written(_streamed(src, "coco", 5, 2), tmp_path / "s.json") == want

@@ -52,24 +52,30 @@ Example:
 from __future__ import annotations
 
 import math
+import mmap
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from ..converters.coco import load
 from ..errors import ReadError, option
+from ..gcpause import gc_paused
 from ..geometry import bbox_of_polygons, polygons_area, rle_area, rle_bbox
 from ..imagesize import image_sizes as read_image_sizes
 from ..model import Dataset
 from ..paths import image_name, is_url, safe_relative, why_unsafe
-from ..report import Report
-from .base import ReadOptions
+from ..report import Diagnostic, Report
+from .base import NeedsWholeRead, ReadOptions
+from .json_array import Scan, scan, walk
+from .parts import ByteRange
 
-__all__ = ["DESCRIPTION", "NAME", "detect", "read"]
+__all__ = ["DESCRIPTION", "NAME", "AnnotationRun", "detect", "plan", "read", "read_part"]
 
 NAME = "coco"
 DESCRIPTION = "COCO JSON (instances, keypoints; results lists with --images-from GT.json)"
@@ -139,6 +145,31 @@ class _Images:
     table: pd.DataFrame
     row_of: dict[Any, int] = field(default_factory=dict)     # id key -> row position
     why: dict[Any, str] = field(default_factory=dict)        # id key -> why its annotations are dropped
+    # a part's images (rows lo..hi of the file's): the ids of the file's other images (sorted int64, or a set
+    # when some are strings); an annotation of one of them raises NeedsWholeRead
+    elsewhere: Any = None
+
+    def run(self, lo: int, hi: int) -> _Images:
+        """The images of rows ``lo``..``hi`` (renumbered from 0), knowing the others' ids."""
+        keys = list(self.row_of)
+        mine = {k: r - lo for k, r in self.row_of.items() if lo <= r < hi}
+        others = [k for k in keys if not lo <= self.row_of[k] < hi]
+        elsewhere: Any = (np.sort(np.asarray(others, dtype=np.int64))
+                          if all(type(k) is int and -2**63 <= k < 2**63 for k in others)
+                          else frozenset(others))
+        return _Images(table=self.table.iloc[lo:hi].reset_index(drop=True), row_of=mine, why=self.why,
+                       elsewhere=elsewhere)
+
+    def is_elsewhere(self, key: Any) -> bool:
+        """Whether ``key`` is the id of an image of another part."""
+        if self.elsewhere is None or key is None:
+            return False
+        if isinstance(self.elsewhere, np.ndarray):
+            if type(key) is not int or not len(self.elsewhere) or not -2**63 <= key < 2**63:
+                return False
+            at = int(np.searchsorted(self.elsewhere, key))
+            return at < len(self.elsewhere) and int(self.elsewhere[at]) == key
+        return key in self.elsewhere
 
 
 _MAX_KEYPOINTS = 100_000  # keypoint names synthesized for a category that names none (kp1..kpK)
@@ -360,8 +391,11 @@ class _Rows:
 
 
 def _annotations(items: Any, *, file: str, prefix: str, imgs: _Images, name_of: Mapping[Any, str],
-                 report: Report) -> tuple[_Rows, dict[str, list[tuple[int, str | None, str]]]]:
-    """Parse the annotations; returns the kept rows and the dropped ones by reason: (index, category, why)."""
+                 report: Report, first: int = 0,
+                 part: bool = False) -> tuple[_Rows, dict[str, list[tuple[int, str | None, str]]]]:
+    """Parse the annotations; returns the kept rows and the dropped ones by reason: (index, category, why).
+    ``first``: the number of the first annotation in the file (a part of a plan); ``part``: write the count of
+    coerced values even when it is 0 (a tally that the parts add up)."""
     if not isinstance(items, list):
         raise ReadError(file, f"'{prefix or 'results'}' must be a list", element=prefix or None)
     rows = _Rows()
@@ -373,7 +407,7 @@ def _annotations(items: Any, *, file: str, prefix: str, imgs: _Images, name_of: 
     table = imgs.table
     img_w = table["width"].to_numpy(dtype=np.int64) if len(table) else np.zeros(0, dtype=np.int64)
     img_h = table["height"].to_numpy(dtype=np.int64) if len(table) else np.zeros(0, dtype=np.int64)
-    for i, a in enumerate(items):
+    for i, a in enumerate(items, start=first):
         el = f"{prefix}[{i}]"
         cat: str | None = None
         try:
@@ -410,19 +444,19 @@ def _annotations(items: Any, *, file: str, prefix: str, imgs: _Images, name_of: 
         rows.kps.append(got.kps)
         rows.attrs.append(got.attrs)
     where = f"{file}#{prefix}"
-    if changed:
+    if changed:  # (phases: the parts' changes, merged, stand as read() lists them, recomputed first)
         report.change("recomputed", pd.DataFrame({
             "category": [rows.category[k] for k in changed],
             "src_file": [f"{where}[{rows.keep[k]}]" for k in changed], "src_line": 0,
-            "message": changed_msg}))
+            "message": changed_msg}), phase=1)
     if repaired:
         report.change("repaired", pd.DataFrame({
             "category": [rows.category[k] for k in repaired],
             "src_file": [f"{where}[{rows.keep[k]}]" for k in repaired], "src_line": 0}),
-            "polygon part(s) with fewer than 3 points removed")
-    if coerced:
-        report.note("value.coerced", file, f"iscrowd written as a string or boolean in {coerced} annotation(s): "
-                    "read as 0/1", severity="info")
+            "polygon part(s) with fewer than 3 points removed", phase=2)
+    if coerced or part:
+        report.tally("value.coerced", file, "iscrowd written as a string or boolean in {} annotation(s): "
+                     "read as 0/1", (coerced,), severity="info", first=True)
     return rows, drops
 
 
@@ -452,6 +486,8 @@ def _one(a: Mapping[str, Any], *, file: str, el: str, imgs: _Images, img_w: np.n
     ik = _key(a["image_id"])
     row = imgs.row_of.get(ik) if ik is not None else None
     if row is None:
+        if imgs.is_elsewhere(ik):  # (a part of a plan: an annotation of another part's image)
+            raise NeedsWholeRead(f"{file}: {el} is on another part's image")
         return "dropped.no_image", imgs.why.get(ik) or f"image_id {a['image_id']!r} is not an image of the file"
     if cat is None:
         return "dropped.unknown_category", f"category_id {a.get('category_id')!r} is not in categories"
@@ -548,10 +584,13 @@ def _keypoint_names(cats: list[_Category], rows: _Rows, *, file: str, prefix: st
 
 
 def _drop(report: Report, drops: Mapping[str, list[tuple[int, str | None, str]]], where: str) -> None:
+    """The drops reason by reason, the reasons in the order of their first annotation (``first``: so that the
+    drops of a plan's parts, merged, are listed so too)."""
     for reason, lst in drops.items():
         report.drop(reason, pd.DataFrame({
             "category": pd.Series([t[1] for t in lst], dtype=object),
-            "src_file": [f"{where}[{t[0]}]" for t in lst], "src_line": 0, "message": [t[2] for t in lst]}))
+            "src_file": [f"{where}[{t[0]}]" for t in lst], "src_line": 0, "message": [t[2] for t in lst]}),
+            first=lst[0][0])
 
 
 def _dataset(cats: Sequence[_Category], imgs: _Images, rows: _Rows, *, file: str, prefix: str,
@@ -606,6 +645,236 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
         rows, drops = _annotations(items, file=file, prefix=prefix, imgs=imgs, name_of=name_of, report=report)
     except RecursionError:  # a value nested ~1000 deep (orjson allows 1024) whose repr would name it
         raise ReadError(file, "a value is nested too deeply to be a COCO field") from None
+    report.add_read(len(items))
+    _drop(report, drops, f"{file}#{prefix}")
+    _keypoint_names(cats, rows, file=file, prefix=prefix, report=report)
+    return _dataset(cats, imgs, rows, file=file, prefix=prefix, report=report)
+
+
+# ---------------------------------------------------------------------------------------------- plan
+# where the next annotation may start: "}" "," "{" (checked by counting the brackets since the last cut)
+_NEXT = re.compile(rb"\}\s*,\s*(\{)")
+_ANNOTATIONS_KEY = re.compile(rb'"annotations"\s*:\s*\[')
+_OBJECT = re.compile(rb"\s*\{")
+_CUT = b'"prelabel: the annotations, cut by the plan"'  # what stands for the annotations when the rest is parsed
+_MAX_MISSES = 8        # candidates tried for one boundary (or the annotations key) before giving up
+_MAX_WALK = 5000       # annotations looked at after a cut for one whose image differs from the one before
+
+
+@dataclass(frozen=True)
+class AnnotationRun:
+    """What a part of :func:`plan` reads (its ``context``): annotations ``first``.. (``count`` objects and
+    arrays, as counted by the plan) of the file's ``annotations`` array, whose images are rows ``lo``..``hi`` of
+    the images table (``images``: those rows, and the ids of the others); the categories, and the notes the
+    plan wrote about the images and categories it read (``notes``: the first part writes them)."""
+
+    first: int
+    count: int
+    lo: int
+    hi: int
+    images: _Images
+    categories: tuple[_Category, ...]
+    name_of: Mapping[Any, str]
+    notes: tuple[Diagnostic, ...] = ()
+
+
+def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[ByteRange]:
+    """A COCO file cut into up to ``parts`` runs of its ``annotations`` array (:class:`ByteRange` parts, each
+    with its :class:`AnnotationRun`), read by :func:`read_part`; their datasets merged in this order give
+    :func:`read`'s. The plan parses the rest of the file once (images, categories: each part gets them) and
+    cuts the annotations between two whose images differ, so that each part holds whole images: rows
+    ``lo``..``hi`` of the images table (a part that finds an annotation of another part's image raises
+    NeedsWholeRead: the file is not in image order). A results list, a file whose annotations are not in the
+    order of its images at the cuts, or one that is not a COCO document is one part (:func:`read` reads it).
+
+    >>> import json, tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "gt.json"
+    >>> _ = p.write_text(json.dumps({
+    ...     "images": [{"id": k, "file_name": f"{k}.jpg", "width": 9, "height": 9} for k in (1, 2, 3)],
+    ...     "annotations": [{"id": k, "image_id": i, "category_id": 1, "bbox": [1, 1, 2, 2]}
+    ...                     for k, i in enumerate([1, 1, 1, 2, 2, 2, 3, 3, 3])],
+    ...     "categories": [{"id": 1, "name": "cat"}]}))
+    >>> [(r.context.first, r.context.count, r.context.lo, r.context.hi) for r in plan(p, options=ReadOptions(), parts=2)]
+    [(0, 6, 0, 2), (6, 3, 2, 3)]
+    >>> len(plan(p, options=ReadOptions(), parts=1))
+    1
+    """
+    p = Path(path)
+    whole = [ByteRange(source=str(p), start=0, stop=-1)]
+    if parts < 2 or not p.is_file():
+        return whole
+    try:
+        with open(p, "rb", buffering=0) as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            got = _plan(mm, str(p), options, parts)
+    except (OSError, ValueError, ReadError, RecursionError, orjson.JSONDecodeError):
+        return whole  # read() says what is wrong, in its own words
+    return got if got is not None and len(got) > 1 else whole
+
+
+def _plan(raw: Any, file: str, options: ReadOptions, parts: int) -> list[ByteRange] | None:
+    opening = _OBJECT.match(raw, 3 if raw[:3] == b"\xef\xbb\xbf" else 0)
+    if opening is None:  # a results list, or not COCO
+        return None
+    start = _first_annotation(raw, opening.end())
+    if start is None:
+        return None
+    structure = scan(raw, start)  # one pass over the array's quotes and brackets: its "]", and marks to count
+    end = structure.end
+    if end is None or raw[end] != 0x5D:
+        return None
+    rest = _rest(raw, opening.end() - 1, start, end, file, options)
+    if rest is None:
+        return None
+    imgs, cats, name_of, notes = rest
+    starts, stops, los = [start], [], [0]   # each part's first byte, last byte + 1, and first image row
+    for k in range(1, parts):
+        cut = _cut(raw, structure, starts[-1], end, start + (end - start) * k // parts, imgs)
+        if cut is None:
+            continue
+        stop, nxt, row = cut
+        if row <= los[-1]:  # the annotations are not in the order of the images
+            return None
+        stops.append(stop)
+        starts.append(nxt)
+        los.append(row)
+    stops.append(end)
+    if not structure.at(raw, end).balanced:
+        return None
+    firsts = [structure.at(raw, b).values for b in starts] + [structure.at(raw, end).values]
+    his = [*los[1:], len(imgs.table)]
+    return [ByteRange(source=file, start=starts[k], stop=stops[k], context=AnnotationRun(
+        first=firsts[k], count=firsts[k + 1] - firsts[k], lo=los[k], hi=his[k], images=imgs.run(los[k], his[k]),
+        categories=tuple(cats), name_of=name_of, notes=tuple(notes) if k == 0 else ()))
+        for k in range(len(starts))]
+
+
+def _first_annotation(raw: Any, inside: int) -> int | None:
+    """Where the first annotation of the COCO object whose body starts at ``inside`` starts; None: no
+    top-level ``annotations`` array, or an empty one."""
+    for _, m in zip(range(_MAX_MISSES), _ANNOTATIONS_KEY.finditer(raw, inside), strict=False):
+        if walk(raw[inside:m.start()]).balanced:  # a key of the top-level object
+            break
+    else:
+        return None
+    start = m.end()
+    while start < len(raw) and raw[start] in b" \t\r\n":
+        start += 1
+    return None if start >= len(raw) or raw[start] == 0x5D else start
+
+
+def _rest(raw: Any, begin: int, start: int, end: int, file: str, options: ReadOptions
+          ) -> tuple[_Images, list[_Category], dict[Any, str], list[Diagnostic]] | None:
+    """The document without its annotations, parsed; its images and categories read as :func:`read` reads
+    them (None: read() decides, and raises its own error)."""
+    key_at = raw.rfind(b"[", 0, start)
+    with gc_paused():
+        doc = orjson.loads(raw[begin:key_at] + _CUT + raw[end + 1:])
+    if not isinstance(doc, dict) or doc.get("annotations") != orjson.loads(_CUT) \
+            or not isinstance(doc.get("images"), list):
+        return None
+    report = Report()
+    categories = doc.get("categories", [])
+    imgs = _images(doc["images"], file=file, root=options.images, report=report)
+    cats, name_of = _categories(categories if categories is not None else [], file=file, report=report)
+    return imgs, cats, name_of, report.diagnostics
+
+
+def _cut(raw: Any, structure: Scan, a: int, end: int, target: int, imgs: _Images) -> tuple[int, int, int] | None:
+    """A cut near ``target`` of the annotations from ``a`` on: (the byte after the last annotation before it, the
+    first byte of the next, the row of the next one's image), between two annotations of different images; None:
+    none found before ``end``. A candidate ``}, {`` is a boundary when the brackets before it are balanced."""
+    m = _NEXT.search(raw, max(target, a), end)
+    for _ in range(_MAX_MISSES):
+        if m is None:
+            return None
+        if structure.at(raw, m.start() + 1).balanced:
+            break
+        m = _NEXT.search(raw, m.start() + 1, end)
+    else:
+        return None
+    at, before = m.start(1), None
+    for _ in range(_MAX_WALK):
+        got = _one_record(raw, at, end)
+        if got is None:
+            return None
+        record, nxt = got
+        row = imgs.row_of.get(_key(record.get("image_id"))) if isinstance(record, dict) else None
+        if row is not None and before is not None and row != before:
+            return raw.rfind(b"}", a, at) + 1, at, row
+        if row is not None:
+            before = row
+        if nxt is None:
+            return None
+        at = nxt
+    return None
+
+
+def _one_record(raw: Any, at: int, end: int) -> tuple[Any, int | None] | None:
+    """The annotation object that starts at ``at`` and where the next one starts (None: it was the last)."""
+    m = _NEXT.search(raw, at, end)
+    for _ in range(_MAX_MISSES):
+        if m is None:
+            break
+        try:
+            return orjson.loads(raw[at:m.start() + 1]), m.start(1)
+        except orjson.JSONDecodeError:
+            m = _NEXT.search(raw, m.start() + 1, end)
+    try:
+        return orjson.loads(raw[at:end]), None
+    except orjson.JSONDecodeError:
+        return None
+
+
+def read_part(part: ByteRange, *, options: ReadOptions) -> Dataset:
+    """One part of :func:`plan`, read in this process with its own report: its annotations read as
+    :func:`read` reads them (numbered as in the file), its images rows ``lo``..``hi`` of the images table.
+    Raises NeedsWholeRead when what it read depends on the rest of the file (an annotation of another part's
+    image; keypoints of a category that names none: their count is the largest of the file's) and ReadError
+    when its bytes are not JSON (read() then says what is wrong).
+
+    >>> import json, tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "gt.json"
+    >>> _ = p.write_text(json.dumps({
+    ...     "images": [{"id": k, "file_name": f"{k}.jpg", "width": 9, "height": 9} for k in (1, 2, 3)],
+    ...     "annotations": [{"id": k, "image_id": i, "category_id": c, "bbox": [1, 1, 2, 2]}
+    ...                     for k, (i, c) in enumerate([(1, 1)] * 3 + [(2, 1)] * 3 + [(3, 7), (3, 1), (3, 1)])],
+    ...     "categories": [{"id": 1, "name": "cat"}]}))
+    >>> second = plan(p, options=ReadOptions(), parts=2)[1]
+    >>> ds = read_part(second, options=ReadOptions())
+    >>> ds.images["file_name"].tolist(), ds.annotations["src_file"].str.rpartition("#")[2].tolist()
+    (['3.jpg'], ['annotations[7]', 'annotations[8]'])
+    >>> ds.report.read, ds.report.drops["source"].str.rpartition("#")[2].tolist()
+    (3, ['annotations[6]'])
+    """
+    run = part.context
+    report = Report()
+    f = Path(part.source)
+    if not isinstance(run, AnnotationRun):
+        return read(f, options=options, report=report)
+    file = str(f)
+    report.diagnostics.extend(run.notes)
+    with open(f, "rb") as fh:
+        fh.seek(part.start)
+        data = b"[" + fh.read(part.stop - part.start) + b"]"
+    try:
+        with gc_paused():
+            items = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ReadError(file, "not valid JSON") from None
+    del data
+    if len(items) != run.count or sum(isinstance(a, (dict, list)) for a in items) != run.count:
+        raise NeedsWholeRead(f"{file}: annotations {run.first}.. are not the ones the plan counted")
+    prefix = "annotations"
+    imgs = run.images
+    cats = [replace(c) for c in run.categories]
+    try:
+        rows, drops = _annotations(items, file=file, prefix=prefix, imgs=imgs, name_of=run.name_of,
+                                   report=report, first=run.first, part=True)
+    except RecursionError:
+        raise ReadError(file, "a value is nested too deeply to be a COCO field") from None
+    named = {c.name for c in cats if c.keypoints}
+    if any(k is not None and c not in named for c, k in zip(rows.category, rows.kps, strict=True)):
+        raise NeedsWholeRead(f"{file}: keypoints of a category that names none (their count is the file's)")
     report.add_read(len(items))
     _drop(report, drops, f"{file}#{prefix}")
     _keypoint_names(cats, rows, file=file, prefix=prefix, report=report)

@@ -24,11 +24,14 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import orjson
 
 from ..errors import ReadError
 from ..gcpause import gc_paused
+from .json_array import count_values
+
+# (moved to adapters/json_array.py, shared with COCO's plan; the old name kept for this module's callers)
+count_tasks = count_values
 
 __all__ = ["LIST_START", "NEXT_TASK", "Bytes", "count_tasks", "cuts", "forget", "list_start", "loads", "piece",
            "valid_json"]
@@ -37,9 +40,6 @@ __all__ = ["LIST_START", "NEXT_TASK", "Bytes", "count_tasks", "cuts", "forget", 
 NEXT_TASK = re.compile(rb'\}\s*,\s*(\{)\s*"id"\s*:\s*-?\d')
 LIST_START = re.compile(rb"\s*\[")
 _MAX_MISSES = 8  # candidates tried for one boundary before giving up
-_ESCAPE = re.compile(rb"\\.", re.S)
-_STRUCTURE = b'"{}[]'
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in _STRUCTURE)
 
 
 def loads(data: bytes, file: str) -> Any:
@@ -120,28 +120,6 @@ def piece(raw: Any, data: Bytes, start: int, stop: int, size: int) -> tuple[Any,
         return orjson.loads(data.as_list(start, stop, close=stop < len(raw))), -1
     except orjson.JSONDecodeError:
         return None, -1
-
-
-def count_tasks(run: bytes) -> int | None:
-    """The number of top-level objects in ``run`` (bytes from a task's ``{`` to a task's ``}``), or None when
-    ``run`` is not a run of whole values (it starts or ends inside a task or a string): the brackets outside
-    strings counted, the strings found without a pass in Python (escapes removed, then everything but quotes
-    and brackets, then the empty strings left; a string with a bracket in it leaves quotes: then the quotes'
-    parity tells which brackets are inside one)."""
-    if b"\\" in run:
-        run = _ESCAPE.sub(b"", run)
-    s = np.frombuffer(run.translate(None, _NOT_STRUCTURE).replace(b'""', b""), dtype=np.uint8)
-    quote = s == 0x22
-    if quote.any():
-        outside = (np.cumsum(quote) & 1) == 0
-        s = s[outside & ~quote]
-    if not len(s):
-        return None
-    step = (s == 0x7B).astype(np.int64) + (s == 0x5B) - (s == 0x7D) - (s == 0x5D)
-    depth = np.cumsum(step)
-    if depth[-1] != 0 or (depth < 0).any():
-        return None
-    return int(np.count_nonzero((depth == 1) & (s == 0x7B)))
 
 
 def cuts(raw: Any, start: int, targets: Sequence[int]) -> list[tuple[int, int, int]]:
