@@ -372,7 +372,6 @@ def read_part(part: FilesPart, *, options: ReadOptions) -> Dataset:
 
 
 PARALLEL_MIN_FILES = 4000  # label files and images: fewer and a second process costs more than it saves
-STREAM_PARTS_PER_WORKER = 4  # streamed: 4 runs of images a worker (8 cost more in per-part work than they save in memory)
 
 
 def auto_workers(path: Path, *, options: ReadOptions) -> int:

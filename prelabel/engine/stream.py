@@ -48,21 +48,18 @@ READ_AHEAD_MIN_BYTES = 8 * 2**20  # a source this big read on one worker is read
 FOLDER_PARTS_PER_WORKER = 8  # a folder's plan cuts runs of files: a few per worker keeps each part small
 
 
-def parts_for(path: Path, *, workers: int, part_bytes: int = STREAM_PART_BYTES,
-              per_worker: int = FOLDER_PARTS_PER_WORKER) -> int:
+def parts_for(path: Path, *, workers: int, part_bytes: int = STREAM_PART_BYTES) -> int:
     """How many parts to cut ``path`` into for a stream: one a worker at least, and none over ``part_bytes``
-    of a single file; a folder in ``per_worker`` parts a worker (an adapter's ``STREAM_PARTS_PER_WORKER``, else
-    FOLDER_PARTS_PER_WORKER; its plan makes fewer when it has fewer files).
+    of a single file; a folder in FOLDER_PARTS_PER_WORKER parts a worker (its plan makes fewer when it has
+    fewer files).
 
     >>> parts_for(Path("sample_data/voc"), workers=2)
     16
-    >>> parts_for(Path("sample_data/yolo"), workers=2, per_worker=4)
-    8
     """
     if path.is_file():
         size = path.stat().st_size
         return max(workers, -(-size // max(1, part_bytes)))
-    return max(1, workers) * max(1, per_worker)
+    return max(1, workers) * FOLDER_PARTS_PER_WORKER
 
 
 def read_ahead(path: Path, options: ReadOptions) -> bool:
@@ -104,9 +101,7 @@ class PartStream:
         self.path = path
         self.options = options
         self.workers = how_many(adapter, path, options, workers)
-        self.parts = parts if parts is not None else parts_for(
-            path, workers=self.workers, part_bytes=part_bytes,
-            per_worker=getattr(adapter, "STREAM_PARTS_PER_WORKER", FOLDER_PARTS_PER_WORKER))
+        self.parts = parts if parts is not None else parts_for(path, workers=self.workers, part_bytes=part_bytes)
         self.report = Report()
 
     def __iter__(self) -> Iterator[Tables]:
