@@ -48,7 +48,9 @@ def how_many(adapter: Any, path: Path, options: ReadOptions, workers: int | None
     ``plan`` (its source is one part).
 
     >>> from prelabel import adapters
-    >>> how_many(adapters.get("coco"), Path("sample_data/coco.json"), ReadOptions(), 4)
+    >>> how_many(adapters.get("coco"), Path("sample_data/coco/instances.json"), ReadOptions(), 4)
+    4
+    >>> how_many(adapters.get("voc"), Path("sample_data/voc"), ReadOptions(), None)  # 5 files: auto_workers 1
     1
     """
     if not hasattr(adapter, "plan"):
