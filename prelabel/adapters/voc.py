@@ -568,21 +568,7 @@ def auto_workers(path: Path, *, options: ReadOptions) -> int:
     >>> auto_workers(Path("sample_data/voc"), options=ReadOptions())
     1
     """
-    p = Path(path)
-    if not p.is_dir():
+    if not Path(path).is_dir():
         return 1
-    n = _count_xml(p / "Annotations" if (p / "Annotations").is_dir() else p, limit=_MAX_WORKERS * 1000)
+    n = len(_source(Path(path), options).jobs)
     return 1 if n <= POOL_THRESHOLD else max(1, min(_MAX_WORKERS, n // 1000))
-
-
-def _count_xml(root: Path, *, limit: int) -> int:
-    """The .xml files under ``root`` that :func:`_list_xml` lists, counted up to ``limit`` (no sorting: the
-    plan lists them once, in order)."""
-    n = 0
-    skips = Skips()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if skips.keep(dirpath, d)]
-        n += sum(1 for fn in filenames if fn.lower().endswith(".xml") and skips.keep(dirpath, fn))
-        if n >= limit:
-            return n
-    return n
