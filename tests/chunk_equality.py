@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from prelabel.adapters.base import ReadOptions
 from prelabel.engine import PartStream
+from prelabel.errors import ReadError
 from prelabel.model import Dataset
 from prelabel.pipeline import convert
 from prelabel.report import Report
 
-__all__ = ["converted", "datasets_equal", "frames_equal", "reports_equal", "same", "streamed"]
+__all__ = ["converted", "datasets_equal", "frames_equal", "reports_equal", "same", "same_error", "streamed"]
 
 
 def streamed(adapter: Any, path: Path, options: ReadOptions, *, parts: int,
@@ -31,6 +34,18 @@ def streamed(adapter: Any, path: Path, options: ReadOptions, *, parts: int,
     shared = Report()
     chunks = [Dataset(images=i, categories=c, annotations=a, report=shared) for i, c, a in stream]
     return chunks, stream.report
+
+
+def same_error(whole: Callable[[], Any], streamed: Callable[[], Any]) -> ReadError:
+    """Both calls raise a ReadError, the same one (text, file, line, element and hint); the streamed one."""
+    errors = []
+    for fn in (whole, streamed):
+        with pytest.raises(ReadError) as e:
+            fn()
+        errors.append(e.value)
+    w, got = errors
+    assert (str(got), got.file, got.line, got.element, got.hint) == (str(w), w.file, w.line, w.element, w.hint)
+    return got
 
 
 def converted(tmp: Path, name: str, src: Path, *, fmt: str, **kw: Any) -> tuple[dict[str, bytes], dict[str, Any]]:

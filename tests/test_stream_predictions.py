@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from chunk_equality import converted, frames_equal, reports_equal, streamed
+from chunk_equality import converted, frames_equal, reports_equal, same_error, streamed
 from PIL import Image
 
 from prelabel import pipeline
@@ -79,19 +79,9 @@ def _n_parts(path: Path, parts: int, **opts: Any) -> int:
     return len(pred.plan(path, options=_options(**opts), parts=parts))
 
 
-def _raised(fn: Any) -> ReadError:
-    with pytest.raises(ReadError) as e:
-        fn()
-    return e.value
-
-
 def _same_error(path: Path, parts: int, **opts: Any) -> ReadError:
     """read() and the stream raise the same ReadError."""
-    whole = _raised(lambda: _whole(path, **opts))
-    streamed = _raised(lambda: _stream(path, parts, **opts))
-    assert (str(streamed), streamed.file, streamed.line, streamed.hint) == \
-        (str(whole), whole.file, whole.line, whole.hint)
-    return streamed
+    return same_error(lambda: _whole(path, **opts), lambda: _stream(path, parts, **opts))
 
 
 def _read_whole(path: Path, parts: int, reason: str, tmp: Path, monkeypatch: pytest.MonkeyPatch, **opts: Any) -> None:

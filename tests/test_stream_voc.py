@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from chunk_equality import converted, frames_equal, reports_equal, streamed
+from chunk_equality import converted, frames_equal, reports_equal, same_error, streamed
 from PIL import Image
 
 from prelabel.adapters import voc
@@ -83,19 +83,9 @@ def _check(path: Path, parts: int, **opts: Any) -> list[Dataset]:
     return chunks
 
 
-def _raised(fn: Any) -> ReadError:
-    with pytest.raises(ReadError) as e:
-        fn()
-    return e.value
-
-
 def _same_error(path: Path, parts: int, **opts: Any) -> ReadError:
     """read() and the stream raise the same ReadError."""
-    whole = _raised(lambda: _whole(path, **opts))
-    streamed = _raised(lambda: _stream(path, parts, **opts))
-    assert (str(streamed), streamed.file, streamed.line, streamed.element, streamed.hint) == \
-        (str(whole), whole.file, whole.line, whole.element, whole.hint)
-    return streamed
+    return same_error(lambda: _whole(path, **opts), lambda: _stream(path, parts, **opts))
 
 
 # ---------------------------------------------------------------------------------------------- generated VOC

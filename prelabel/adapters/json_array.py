@@ -49,13 +49,19 @@ def _outside(run: bytes, in_string: bool = False) -> tuple[np.ndarray, bool]:
     return s, in_string != bool(n_quotes & 1)
 
 
+def _steps(brackets: np.ndarray) -> np.ndarray:
+    """+1 for each opening bracket (byte codes), -1 for each closing one: their cumulative sum is the depth."""
+    step: np.ndarray = (brackets == 0x7B).astype(np.int64) + (brackets == 0x5B) - (brackets == 0x7D) - (brackets == 0x5D)
+    return step
+
+
 def count_values(run: bytes) -> int | None:
     """The number of top-level objects in ``run`` (bytes from an object's ``{`` to an object's ``}``), or None when ``run`` is not a run of whole values (it starts or ends inside one or inside a string) or
     holds no bracket."""
     s, _ = _outside(run)
     if not len(s):
         return None
-    step = (s == 0x7B).astype(np.int64) + (s == 0x5B) - (s == 0x7D) - (s == 0x5D)
+    step = _steps(s)
     depth = np.cumsum(step)
     if depth[-1] != 0 or (depth < 0).any():
         return None
@@ -85,7 +91,7 @@ def walk(run: bytes, *, depth: int = 0, in_string: bool = False) -> Walk:
     s, ends_in = _outside(run, in_string)
     if not len(s):
         return Walk(depth, depth, ends_in, 0)
-    step = (s == 0x7B).astype(np.int64) + (s == 0x5B) - (s == 0x7D) - (s == 0x5D)
+    step = _steps(s)
     levels = depth + np.cumsum(step)
     opened = (levels == 1) & ((s == 0x7B) | (s == 0x5B))
     return Walk(int(levels[-1]), min(depth, int(levels.min())), ends_in, int(np.count_nonzero(opened)))
@@ -128,7 +134,7 @@ def scan(raw: Any, at: int, *, block: int = _BLOCK) -> Scan:
             end += 1
         run = raw[pos:end]
         s, ends_in = _outside(run, in_string)
-        step = (s == 0x7B).astype(np.int64) + (s == 0x5B) - (s == 0x7D) - (s == 0x5D)
+        step = _steps(s)
         levels = depth + np.cumsum(step)
         if len(levels) and int(levels.min()) < 0:
             return Scan(pos + _place(run, in_string, depth), tuple(marks))
@@ -162,5 +168,5 @@ def _place(run: bytes, in_string: bool, depth: int) -> int:
     quote = ch == 0x22
     outside = ~quote & (((np.cumsum(quote) - quote) & 1) == int(in_string))
     brackets, places = ch[outside], idx[outside]
-    step = (brackets == 0x7B).astype(np.int64) + (brackets == 0x5B) - (brackets == 0x7D) - (brackets == 0x5D)
+    step = _steps(brackets)
     return int(places[np.flatnonzero(depth + np.cumsum(step) < 0)[0]])

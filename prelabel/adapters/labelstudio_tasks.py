@@ -6,13 +6,13 @@ parts of :func:`prelabel.adapters.labelstudio.plan` (exact cuts and the number o
 every part numbers its tasks as the whole file does: :func:`cuts`) and, inside a run of tasks, into pieces of
 a few MB parsed one at a time (bounded memory: :func:`piece`). Both look for the same candidates,
 ``}, {"id": <integer>`` (results have string ids), and check them: a piece by parsing it, a cut by counting
-the brackets outside strings from the previous cut (:func:`count_tasks`).
+the brackets outside strings from the previous cut (:func:`~prelabel.adapters.json_array.count_values`).
 
 Example:
     >>> doc = b'[{"id": 1, "data": {"t": "}, {\\\\"id\\\\": 5"}}, {"id": 2, "data": {}}, {"id": 3}]'
     >>> [(doc[a - 1:a], doc[b:b + 1], n) for a, b, n in cuts(doc, 1, [len(doc) // 2])]
     [(b'}', b'{', 1)]
-    >>> count_tasks(doc[1:doc.index(b"]")]), count_tasks(b'{"a": [1}')
+    >>> count_values(doc[1:doc.index(b"]")]), count_values(b'{"a": [1}')
     (3, None)
 """
 
@@ -30,10 +30,7 @@ from ..errors import ReadError
 from ..gcpause import gc_paused
 from .json_array import count_values
 
-# (moved to adapters/json_array.py, shared with COCO's plan; the old name kept for this module's callers)
-count_tasks = count_values
-
-__all__ = ["LIST_START", "NEXT_TASK", "Bytes", "count_tasks", "cuts", "forget", "list_start", "loads", "piece",
+__all__ = ["LIST_START", "NEXT_TASK", "Bytes", "cuts", "forget", "list_start", "loads", "piece",
            "valid_json"]
 
 # where the next top-level task may start: "}" "," "{" then an integer "id" (results have string ids)
@@ -133,7 +130,7 @@ def cuts(raw: Any, start: int, targets: Sequence[int]) -> list[tuple[int, int, i
         for _ in range(_MAX_MISSES):
             if m is None:
                 break
-            got = count_tasks(raw[a:m.start() + 1])
+            got = count_values(raw[a:m.start() + 1])
             if got is not None:
                 n += got
                 out.append((m.start() + 1, m.start(1), n))
