@@ -1,4 +1,4 @@
-"""The Dask engine: read a source's files on the workers of a Dask cluster, then reconcile and write as usual.
+"""The Dask engine: a source's partitions read, reconciled, clipped and serialized on the workers of a Dask cluster.
 
 ``prelabel convert SRC -o out.json --engine dask [--scheduler tcp://HOST:8786] [--workers N]``
 
@@ -17,14 +17,24 @@ worker by the adapter's ``read_part``, the parts merged in plan order (:func:`pr
   (``MIN_PART_BYTES``); each worker reads its ranges with the adapter's ``read_part``. A remote single file
   runs as one partition.
 
-Each worker returns a :class:`~prelabel.model.Dataset` (pickled DataFrames) with its part of the report. The
-client concatenates the parts in plan order (images appended, categories united by name in first-seen order,
-reports merged, the notes about the whole source kept once), then runs the normal reconcile, clip and write:
-category ids are given once, on the client, so they agree everywhere, and the output is byte-identical to the
-local engine's, report included. When a part depends on the rest of the source (YOLO files whose rows are all
-9-11 numbers are polygons only when the rest of the dataset is: ``NeedsWholeRead``) or a file is malformed
-(``ReadError``), the source is read again as one partition, so the result (or the error) is the local one's.
-A YOLO pose source without ``kpt_shape`` (inferred from every pose row) is planned as one part.
+How a conversion runs (``prelabel convert --engine dask``, :func:`prelabel.convert` with ``engine="dask"``):
+map-only (:func:`convert_parts`). Each partition is read, its sizes checked, its scores filtered, its rows
+mapped to the agreed categories, clipped and serialized as COCO bytes on its worker; the client holds only
+names, counts, reports and one partition's bytes at a time, which it appends to the file (or its shards) in
+plan order. The category ids are agreed before any row is mapped: the client learns each partition's category
+names and counts, in plan order, as the local loop meets them (:meth:`prelabel.converters.reconcile.Reconciler.learn`),
+and every worker maps its rows with those decisions; the image and annotation ids of a partition start where
+the partitions before it end. The output is byte-identical to the local engine's, report included.
+
+How a read runs (:func:`read_dask`, :func:`prelabel.read` with ``engine="dask"``: the caller wants the Dataset):
+each worker returns its partition's :class:`~prelabel.model.Dataset` (pickled DataFrames) with its part of the
+report, and the client concatenates the parts in plan order (images appended, categories united by name in
+first-seen order, reports merged, the notes about the whole source kept once).
+
+Either way, when a part depends on the rest of the source (YOLO files whose rows are all 9-11 numbers are
+polygons only when the rest of the dataset is: ``NeedsWholeRead``), a file is malformed (``ReadError``) or an
+image is named in two partitions, the source is read again as one partition, so the result (or the error) is
+the local one's. A YOLO pose source without ``kpt_shape`` (inferred from every pose row) is planned as one part.
 
 Where the workers read: a local path must be visible at the same path on every worker (a shared file system);
 an fsspec URL (``s3://...``) is read by each worker directly: the client downloads only the annotation files
@@ -48,19 +58,23 @@ import contextlib
 import os
 import posixpath
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from . import adapters, storage
 from .adapters.base import NeedsWholeRead, ReadOptions
 from .adapters.parts import FilesPart, Part, merge, names_shared
+from .converters.coco_write import ADD_ROWS, CocoStreamWriter, Piece, image_slices, serialize
+from .converters.conventions import ConventionStats
+from .converters.reconcile import Reconciler, Seen
+from .converters.steps import ChunkSteps, size_rule
 from .errors import ReadError, UsageError
 from .model import Dataset
 from .paths import IMAGE_EXTENSIONS, moved
 from .report import Report
 
-__all__ = ["dask_client", "partition_bounds", "read_dask"]
+__all__ = ["Converted", "convert_parts", "dask_client", "partition_bounds", "read_dask"]
 
 MIN_PER_PARTITION = 200  # files: fewer per task and the scheduling costs more than the parsing
 MIN_PART_BYTES = 2 * 2**20  # bytes of one file (CVAT XML, a Label Studio export, a table) a part at least
@@ -143,46 +157,188 @@ def _n_parts(client: Any, n_files: int, partitions: int | None) -> int:
 
 def _read(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
           storage_options: Mapping[str, Any] | None, partitions: int | None) -> Dataset:
-    remote = storage.is_url(src)
-    if storage.is_url(opts.images) and not storage.is_url(src):
-        raise UsageError("--images as a URL needs the source to be a URL too with --engine dask",
-                         hint="put the images under the source folder, or use the local engine")
-    skeleton: storage.Localized | None = None
-    whole: Task = (_read_whole, (str(src), "", opts, dict(storage_options or {}), remote))
-    try:
-        if remote:
-            # annotation files only: images are listed (empty placeholders), their headers are read by the workers
-            skeleton = storage.localize(str(src), storage_options=storage_options, placeholders=True,
-                                        select=lambda rel: not _is_image(rel))
-            local = skeleton.path
-        else:
-            local = Path(storage._local_path(str(src)))
-        adapter: Any = adapters.get(fmt or adapters.detect(local))  # plan and read_part are optional
-        name = adapter.NAME
-        whole = (_read_whole, (str(src), name, opts, dict(storage_options or {}), remote))
-        tasks: list[Task] = [whole]
-        if _splits(adapter, local, remote):
-            try:
-                tasks = _plan(adapter, local, opts, client, partitions, skeleton, storage_options) or [whole]
-            except ReadError:  # the whole read raises it, in its own words
-                tasks = [whole]
+    with contextlib.ExitStack() as stack:
+        adapter, tasks, whole = _tasks(client, src, fmt, opts, storage_options, partitions, stack)
         futures = [client.submit(fn, *args, pure=False) for fn, args in tasks]
         try:
             parts: list[Dataset] = client.gather(futures)
             if names_shared(adapter, parts):
                 raise NeedsWholeRead("an image is named in two parts")
         except (NeedsWholeRead, ReadError):
-            if len(tasks) == 1 and tasks[0] is whole:
+            if tasks == [whole]:
                 raise
             # a part depends on the rest of the source (YOLO's files of 9-11 column rows only), or a file is
             # malformed: read the source as one partition (which raises read()'s own error)
             parts = [client.gather(client.submit(whole[0], *whole[1], pure=False))]
-    finally:
-        if skeleton is not None:
-            skeleton.cleanup()
     ds = merge(parts, report=Report(), kind_order=list(getattr(adapter, "KIND_NAMES", {}).values()))
-    ds.report.input = {"format": name, "source": str(src)}
+    ds.report.input = {"format": adapter.NAME, "source": str(src)}
     return ds
+
+
+@dataclass
+class Converted:
+    """What :func:`convert_parts` leaves on the client: the reader's report (the parts' merged), the steps'
+    records (the parts' in plan order), the conventions gathered, and how many partitions there were."""
+
+    report: Report
+    records: Report
+    stats: ConventionStats
+    partitions: int
+
+
+def convert_parts(client: Any, src: str | Path, writer: CocoStreamWriter, reconciler: Reconciler, *,
+                  steps: ChunkSteps, fmt: str | None = None, options: ReadOptions | None = None,
+                  storage_options: Mapping[str, Any] | None = None, partitions: int | None = None) -> Converted:
+    """Convert ``src`` map-only: each partition is read, checked, reconciled, clipped and turned into COCO bytes
+    on its worker, and only names, counts, reports and the bytes reach the client, which appends them to
+    ``writer`` in plan order. The output is byte for byte the local engine's.
+
+    Three rounds, the partitions staying on the workers between them:
+
+    1. read and :meth:`~prelabel.converters.steps.ChunkSteps.before` (sizes, conventions, score filter); the
+       client gets each partition's category names and counts (:meth:`Reconciler.seen`), image file names,
+       reader report and conventions, and decides every category in plan order (:meth:`Reconciler.learn`):
+       the ids are agreed before any row is mapped;
+    2. the rows mapped with those decisions and clipped; the client gets the counts of images and annotations
+       left and the steps' records, and so each partition's first image and annotation id;
+    3. each partition serialized with its ids (:func:`~prelabel.converters.coco_write.serialize`); the client
+       appends the bytes one partition at a time.
+
+    A partition that needs the rest of the source (``NeedsWholeRead``), a malformed file (``ReadError``) or an
+    image name in two partitions makes the source be converted as one partition (the errors and the
+    duplicate-name check then those of the local engine). With ``unknown="error"`` and rows of an unknown
+    category, nothing is mapped or written: :meth:`Reconciler.finish` raises the local engine's error.
+    """
+    opts = options or ReadOptions()
+    with contextlib.ExitStack() as stack:
+        adapter, tasks, whole = _tasks(client, src, fmt, opts, storage_options, partitions, stack)
+        each = replace(steps, relative=size_rule(adapter))
+        try:
+            held, seen = _first_round(client, tasks, each)
+        except (NeedsWholeRead, ReadError):
+            if tasks == [whole]:
+                raise
+            tasks = [whole]
+            held, seen = _first_round(client, tasks, each)
+    stats = ConventionStats()
+    for got in seen:
+        reconciler.learn(got.seen)
+        stats.merge(got.stats)
+    shells = [Dataset.build(report=got.report) for got in seen]
+    report = merge(shells, report=Report(), kind_order=list(getattr(adapter, "KIND_NAMES", {}).values())).report
+    report.input = {"format": adapter.NAME, "source": str(src)}
+    records = Report()
+    if reconciler.unknown_seen:
+        return Converted(report, records, stats, len(tasks))
+    mapped = [client.submit(_second, h, reconciler, each, pure=False) for h in held]
+    del held
+    counts: list[tuple[int, int, Report]] = client.gather([client.submit(_counts, m, pure=False) for m in mapped])
+    pieces = []
+    image_base, annotation_base = writer.n_images, writer.n_annotations
+    for m, (n_images, n_annotations, part_records) in zip(mapped, counts, strict=True):
+        records.merge(part_records)
+        pieces.append(client.submit(_pieces, m, image_base, annotation_base, writer.rle, writer.info,
+                                    writer.allow_outside, pure=False))
+        image_base += n_images
+        annotation_base += n_annotations
+    del mapped
+    for k in range(len(pieces)):  # one partition's bytes on the client at a time
+        for piece in pieces[k].result():
+            writer.add_piece(piece)
+        pieces[k] = None
+    return Converted(report, records, stats, len(tasks))
+
+
+@dataclass
+class _Held:
+    """A partition kept on its worker between the rounds: its rows (their report: the steps' records), the
+    reader's report, the conventions gathered."""
+
+    ds: Dataset
+    report: Report
+    stats: ConventionStats
+
+
+@dataclass
+class _Seen:
+    """What the client learns of a partition in the first round."""
+
+    seen: Seen
+    file_names: list[str]
+    report: Report
+    stats: ConventionStats
+
+
+def _first_round(client: Any, tasks: list[Task], steps: ChunkSteps) -> tuple[list[Any], list[_Seen]]:
+    reads = [client.submit(fn, *args, pure=False) for fn, args in tasks]
+    held = [client.submit(_first, r, steps, pure=False) for r in reads]
+    del reads
+    seen: list[_Seen] = client.gather([client.submit(_seen, h, pure=False) for h in held])
+    names: set[str] = set()
+    for got in seen:
+        if not names.isdisjoint(got.file_names):
+            raise NeedsWholeRead("an image is named in two parts")
+        names.update(got.file_names)
+    return held, seen
+
+
+def _first(ds: Dataset, steps: ChunkSteps) -> _Held:
+    stats = ConventionStats()
+    chunk = Dataset(images=ds.images, categories=ds.categories, annotations=ds.annotations, report=Report())
+    return _Held(steps.before(chunk, stats), ds.report, stats)
+
+
+def _seen(held: _Held) -> _Seen:
+    return _Seen(Reconciler.seen(held.ds), [str(n) for n in held.ds.images["file_name"]], held.report, held.stats)
+
+
+def _second(held: _Held, reconciler: Reconciler, steps: ChunkSteps) -> Dataset:
+    return steps.after(reconciler.apply(held.ds, learnt=True))
+
+
+def _counts(ds: Dataset) -> tuple[int, int, Report]:
+    return len(ds.images), len(ds.annotations), ds.report
+
+
+def _pieces(ds: Dataset, image_base: int, annotation_base: int, rle: str, info: Mapping[str, Any] | None,
+            allow_outside: bool) -> list[Piece]:
+    out: list[Piece] = []
+    names: dict[str, tuple[int, Any]] = {}
+    for part in image_slices(ds, ADD_ROWS):
+        out.append(serialize(part, image_base=image_base, annotation_base=annotation_base, rle=rle, info=info,
+                             allow_outside=allow_outside, seen_names=names))
+        image_base += len(part.images)
+        annotation_base += out[-1].n_annotations
+    return out
+
+
+def _tasks(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
+           storage_options: Mapping[str, Any] | None, partitions: int | None,
+           stack: contextlib.ExitStack[Any]) -> tuple[Any, list[Task], Task]:
+    """The adapter, the tasks that read the source's partitions, and the task that reads it as one (what the
+    others fall back to). A remote source's local skeleton is removed when ``stack`` closes."""
+    remote = storage.is_url(src)
+    if storage.is_url(opts.images) and not storage.is_url(src):
+        raise UsageError("--images as a URL needs the source to be a URL too with --engine dask",
+                         hint="put the images under the source folder, or use the local engine")
+    skeleton: storage.Localized | None = None
+    if remote:
+        # annotation files only: images are listed (empty placeholders), their headers are read by the workers
+        skeleton = storage.localize(str(src), storage_options=storage_options, placeholders=True,
+                                    select=lambda rel: not _is_image(rel))
+        stack.callback(skeleton.cleanup)
+        local = skeleton.path
+    else:
+        local = Path(storage._local_path(str(src)))
+    adapter: Any = adapters.get(fmt or adapters.detect(local))  # plan and read_part are optional
+    whole: Task = (_read_whole, (str(src), adapter.NAME, opts, dict(storage_options or {}), remote))
+    tasks: list[Task] = [whole]
+    if _splits(adapter, local, remote):
+        try:
+            tasks = _plan(adapter, local, opts, client, partitions, skeleton, storage_options) or [whole]
+        except ReadError:  # the whole read raises it, in its own words
+            tasks = [whole]
+    return adapter, tasks, whole
 
 
 def _splits(adapter: Any, local: Path, remote: bool) -> bool:

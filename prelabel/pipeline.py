@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,7 +35,8 @@ from .converters.reconcile import reconcile as reconcile_step
 from .converters.same_images import merge_same_images
 from .converters.score import filter_min_score
 from .converters.sizes import check_sizes
-from .distributed import read_dask
+from .converters.steps import ChunkSteps, size_rule
+from .distributed import convert_parts, dask_client, read_dask
 from .engine import PartStream, read_parts, with_workers
 from .engine.stream import STREAM_PART_BYTES
 from .errors import ReadError, StrictError, UsageError, option
@@ -130,10 +132,6 @@ def _size_rule(fmt: Any) -> bool | None:
     return bool(known) and len(known) == len(names) and all(getattr(a, "RELATIVE_SIZES", False) for a in known)
 
 
-def _adapter_size_rule(adapter: Any) -> bool | None:
-    return None if getattr(adapter, "SIZES_FROM_HEADERS", False) else bool(getattr(adapter, "RELATIVE_SIZES", False))
-
-
 def _counting(opts: ReadOptions, progress: ProgressHook) -> ReadOptions:
     """``opts`` with the adapters' per-file hook ``extra["progress"](done, total)`` reporting to ``progress``."""
     def files(done: int, total: int) -> None:
@@ -200,6 +198,23 @@ def write_dataset(ds: Dataset, out: str | Path, *, max_file_size: int = coco_wri
         writer.abort()
 
 
+def _end(writer: CocoStreamWriter, rep: Report, records: Report, stats: ConventionStats, rec: Reconciler,
+         out: Path, *, steps: _Steps, report_path: str | Path | None, last: Dataset | None) -> ConvertResult:
+    """The end of every conversion loop: the reader's report ``rep`` takes the convention hints, the steps'
+    records (in their canonical order) and the category mapping; then the writer assembles the file (or its
+    shards). ``last``: the one chunk of a whole read, kept in the result."""
+    rep.diagnostics.extend(stats.hints(source_text(rep.input.get("source"))))
+    records.order_phases()  # the steps' entries by step and reason / category: part by part as whole
+    rep.merge(records)
+    rec.finish(rep)
+    categories = rec.categories()
+    if steps.progress is not None:
+        steps.progress("writing", 0, None)
+    kept = (Dataset(images=last.images, categories=categories, annotations=last.annotations, report=rep)
+            if last is not None else None)
+    return _finish(writer, rep, categories, out, report_path=report_path, strict=steps.strict, dataset=kept)
+
+
 def _finish(writer: CocoStreamWriter, rep: Report, categories: Any, out: str | Path, *,
             report_path: str | Path | None, strict: bool, dataset: Dataset | None) -> ConvertResult:
     """Validate the categories, fill in the report's output, write the files (unless ``strict`` finds
@@ -234,7 +249,8 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
             rle: str = "compressed", report_path: str | Path | None = None, strict: bool = False,
             storage_options: Mapping[str, Any] | None = None, engine: str = "local", scheduler: str | None = None,
             workers: int | None = None, progress: ProgressHook | None = None, stream: bool = False,
-            chunk_rows: int = DEFAULT_CHUNK_ROWS, min_size: float = 0.0) -> ConvertResult:
+            chunk_rows: int = DEFAULT_CHUNK_ROWS, min_size: float = 0.0, client: Any = None,
+            partitions: int | None = None) -> ConvertResult:
     """Read ``src``, reconcile, clip, and write COCO to ``out``; the report says what happened to everything.
 
     ``src``, ``out`` and ``report_path`` may be fsspec URLs; ``engine`` / ``scheduler`` / ``workers``: see
@@ -250,6 +266,13 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
     is the loop's one chunk; so are several sources, URLs and Dask, and an input the adapter finds it cannot
     stream (the report says why: ``stream.whole``).
 
+    ``engine="dask"`` converts one source map-only (:func:`prelabel.distributed.convert_parts`): each partition
+    is read, reconciled, clipped and serialized on a worker, and this process only appends the bytes, so it
+    holds no more than one partition's COCO (the result's ``dataset`` holds the categories and the report).
+    ``client``: an existing ``distributed.Client`` (else one is made from ``scheduler`` / ``workers``);
+    ``partitions``: how many to cut the source into (default: 4 per worker, at least 200 files or 2 MB each).
+    The bytes are the local engine's.
+
     ``min_area`` drops objects under that area (px², ``dropped.min_area``), ``min_size`` those with a side of
     their box under that many pixels (``dropped.min_size``).
     """
@@ -262,8 +285,9 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
     opts = options or ReadOptions()
     if engine == "local":
         opts = with_workers(opts, workers)
-    steps = _Steps(mapping=mapping, schema=schema, unknown=unknown, clip=clip, min_area=min_area,
-                   min_size=min_size, min_score=min_score, max_file_size=max_file_size, rle=rle, strict=strict, progress=progress)
+    steps = _Steps(mapping=mapping, schema=schema, unknown=unknown, max_file_size=max_file_size, rle=rle,
+                   chunk=ChunkSteps(clip=clip, min_area=min_area, min_size=min_size, min_score=min_score),
+                   strict=strict, progress=progress)
     with storage.write_outputs(out, report_path) as (local_out, local_report):
         whole_reason = None
         res: ConvertResult | None = None
@@ -276,6 +300,10 @@ def convert(src: str | Path | Sequence[str | Path], out: str | Path, *, fmt: str
                                           report_path=local_report, chunk_rows=chunk_rows)
                 except NeedsWholeRead as e:
                     whole_reason = e.reason
+            if res is None and engine == "dask" and isinstance(src, (str, Path)):
+                res = _convert_dask(src, Path(local_out), fmt=fmt, options=opts, steps=steps,
+                                    report_path=local_report, storage_options=storage_options,
+                                    scheduler=scheduler, workers=workers, client=client, partitions=partitions)
             if res is None:
                 ds = read(src, fmt=fmt, options=opts, storage_options=storage_options, engine=engine,
                           scheduler=scheduler, workers=workers, progress=progress)
@@ -310,14 +338,17 @@ class _Steps:
     mapping: Mapping[str, str | None] | str | Path | None
     schema: Any
     unknown: str
-    clip: bool
-    min_area: float
-    min_score: float | None
-    min_size: float
+    chunk: ChunkSteps
     max_file_size: int
     rle: str
     strict: bool
     progress: ProgressHook | None
+
+    def reconciler(self) -> Reconciler:
+        return Reconciler(mapping=self.mapping, schema=self.schema, unknown=self.unknown)
+
+    def writer(self, out: Path) -> CocoStreamWriter:
+        return CocoStreamWriter(out, max_file_size=self.max_file_size, rle=self.rle, allow_outside=not self.chunk.clip)
 
 
 def _upload_outputs(res: ConvertResult | None, out: str | Path, report_path: str | Path | None,
@@ -369,7 +400,29 @@ def _convert_stream(src: Path, out: Path, *, fmt: str | None, options: ReadOptio
     if progress is not None:
         progress("reading", 0, None)
     return _run(iter(reader), report, out, steps=steps, report_path=report_path, whole=False,
-                one_file=lambda: not counted_files, relative=_adapter_size_rule(adapter))
+                one_file=lambda: not counted_files, relative=size_rule(adapter))
+
+
+def _convert_dask(src: str | Path, out: Path, *, fmt: str | None, options: ReadOptions, steps: _Steps,
+                  report_path: str | Path | None, storage_options: Mapping[str, Any] | None,
+                  scheduler: str | None, workers: int | None, client: Any, partitions: int | None) -> ConvertResult:
+    """The Dask engine's conversion, map-only (:func:`prelabel.distributed.convert_parts`): the workers read,
+    reconcile, clip and serialize their partitions; here only the bytes are appended and the report is
+    finished, as at the end of :func:`_run`."""
+    rec = steps.reconciler()
+    writer = steps.writer(out)
+    if steps.progress is not None:
+        steps.progress("reading", 0, None)
+    try:
+        with contextlib.ExitStack() as stack:
+            if client is None:
+                client = stack.enter_context(dask_client(scheduler, workers=workers))
+            got = convert_parts(client, src, writer, rec, steps=steps.chunk, fmt=fmt, options=options,
+                                storage_options=storage_options, partitions=partitions)
+        return _end(writer, got.report, got.records, got.stats, rec, out, steps=steps, report_path=report_path,
+                    last=None)
+    finally:
+        writer.abort()
 
 
 def _take(box: list[Tables]) -> Iterator[Tables]:
@@ -387,41 +440,31 @@ def _run(chunks: Iterator[Tables], source_report: Callable[[], Report], out: Pat
     whole dataset (its progress stages are named; the result keeps its rows)."""
     progress = steps.progress
     records = Report()   # the steps record here, merged after the reader's own entries
-    rec = Reconciler(mapping=steps.mapping, schema=steps.schema, unknown=steps.unknown)
+    rec = steps.reconciler()
     stats = ConventionStats()
-    writer = CocoStreamWriter(out, max_file_size=steps.max_file_size, rle=steps.rle, allow_outside=not steps.clip)
+    each = replace(steps.chunk, relative=relative)
+    writer = steps.writer(out)
     last: Dataset | None = None
     try:
         for images, categories, annotations in chunks:
             chunk = Dataset(images=images, categories=categories, annotations=annotations, report=records)
-            if relative is not None:
-                chunk = check_sizes(chunk, relative=relative)
-            stats.add(chunk)
+            chunk = each.before(chunk, stats)
             if whole and progress is not None:
                 progress("reconciling", 0, None)
-            ds = rec.apply(filter_min_score(chunk, steps.min_score))
+            ds = rec.apply(chunk)
             del chunk, images, categories, annotations  # freed as soon as the next step has its output
             if rec.unknown_seen:  # the error comes at the end, with the whole input's counts
                 continue
             if whole and progress is not None:
                 progress("clipping", 0, None)
-            last = clip_step(ds, enabled=steps.clip, min_area=steps.min_area, min_size=steps.min_size)
+            last = each.after(ds)
             del ds
             writer.add(last)
             if not whole:
                 last = None  # not held while the next chunk is read
                 if progress is not None and one_file is not None and one_file():  # a big file: rows so far
                     progress("streaming", writer.n_annotations, None)
-        rep = source_report()
-        rep.diagnostics.extend(stats.hints(source_text(rep.input.get("source"))))
-        records.order_phases()  # the steps' entries by step and reason / category: part by part as whole
-        rep.merge(records)
-        rec.finish(rep)
-        categories = rec.categories()
-        if progress is not None:
-            progress("writing", 0, None)
-        kept = (Dataset(images=last.images, categories=categories, annotations=last.annotations, report=rep)
-                if last is not None else None)
-        return _finish(writer, rep, categories, out, report_path=report_path, strict=steps.strict, dataset=kept)
+        return _end(writer, source_report(), records, stats, rec, out, steps=steps, report_path=report_path,
+                    last=last)
     finally:
         writer.abort()

@@ -269,3 +269,169 @@ def test_coco_file_split_into_partitions(client, tmp_path):
         _same(local, dask)
         assert {**dask.report.to_dict(), "output": None} == {**local.report.to_dict(), "output": None}
     assert len(local) == 60_000 and len(local.images) == 20_000
+
+
+# ------------------------------------------------------------------------------------------- map-only convert
+class _Watching:
+    """A client that records everything that reaches it from the workers (gathered, or a future's result)."""
+
+    def __init__(self, client):
+        self.client, self.received, self.reads = client, [], 0
+
+    def submit(self, fn, *args, **kw):
+        if fn.__name__ in ("_read_part", "_read_whole", "_read_remote_part"):
+            self.reads += 1
+        return _Future(self.client.submit(fn, *[_unwrap(a) for a in args], **kw), self)
+
+    def gather(self, futures):
+        got = self.client.gather([_unwrap(f) for f in futures])
+        self.received.extend(got)
+        return got
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+class _Future:
+    def __init__(self, future, watch):
+        self.future, self.watch = future, watch
+
+    def result(self):
+        got = self.future.result()
+        self.watch.received.append(got)
+        return got
+
+
+def _unwrap(x):
+    return x.future if isinstance(x, _Future) else x
+
+
+def _everything(obj, seen=None):
+    """``obj`` and what it holds (containers, dataclass fields), each once."""
+    import dataclasses
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    yield obj
+    if isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _everything(x, seen)
+    elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            yield from _everything(getattr(obj, f.name), seen)
+
+
+def _local_and_dask(src, tmp_path, client, **kw):
+    local = convert(src, tmp_path / "local" / "out.json", **kw)
+    watch = _Watching(client)
+    dask = convert(src, tmp_path / "dask" / "out.json", engine="dask", client=watch, **kw)
+    assert [p.read_bytes() for p in dask.paths] == [p.read_bytes() for p in local.paths]
+    assert {**dask.report.to_dict(), "output": None} == {**local.report.to_dict(), "output": None}
+    return local, dask, watch
+
+
+def _no_rows_reached_the_client(watch) -> None:
+    from prelabel.converters.coco_write import Piece
+    from prelabel.model import Dataset
+
+    held = list(_everything(watch.received))
+    assert not [x for x in held if isinstance(x, Dataset)]
+    assert [x for x in held if isinstance(x, Piece)]  # the bytes came as pieces
+
+
+def test_convert_map_only_on_a_large_label_studio_export(client, tmp_path):
+    """A 9 MB export: 4 partitions (at least 2 MB each), each reconciled, clipped and serialized on its worker;
+    the client receives names, counts, reports and bytes, never a partition's rows; the bytes and the report
+    are the local engine's."""
+    import orjson
+    from test_labelstudio_speed_equivalence import _plain
+
+    src = tmp_path / "export.json"
+    src.write_bytes(orjson.dumps([_plain(i) for i in range(1, 20_001)]))
+    local, dask, watch = _local_and_dask(src, tmp_path, client, max_file_size=4 * 2**20)
+    assert watch.reads == 4
+    assert len(local.paths) == 3 and local.report.output["annotations"] == 40_000
+    _no_rows_reached_the_client(watch)
+
+
+def test_convert_map_only_on_a_large_cvat_file(client, tmp_path):
+    """A CVAT XML of about 5 MB (2 partitions) with every kind of shape: the same bytes and report."""
+    from test_equivalence import _cvat
+
+    src = _cvat(tmp_path / "big.xml", 16_000, seed=4)
+    assert 4 * 2**20 < src.stat().st_size < 8 * 2**20
+    local, dask, watch = _local_and_dask(src, tmp_path, client)
+    assert watch.reads == src.stat().st_size // (2 * 2**20)
+    _no_rows_reached_the_client(watch)
+    assert dask.report.output["annotations"] == local.report.output["annotations"] > 10_000
+
+
+def test_convert_an_image_named_in_two_partitions_is_converted_as_one(client, tmp_path):
+    """Two VOC files naming one image, in two partitions: no partition can see it, so the source is converted
+    again as one partition, which finds it as the local engine does (the same error, nothing written)."""
+    import re
+    import shutil
+
+    from prelabel.errors import ValidationError
+
+    src = tmp_path / "voc"
+    shutil.copytree(SAMPLE / "voc", src)
+    street = src / "Annotations" / "street.xml"  # the last of 5 files; empty.xml is the first
+    street.write_text(re.sub(r"<filename>.*?</filename>", "<filename>empty.jpg</filename>", street.read_text()))
+    with pytest.raises(ValidationError) as local:
+        convert(src, tmp_path / "l.json")
+    watch = _Watching(client)
+    with pytest.raises(ValidationError) as dask:
+        convert(src, tmp_path / "d.json", engine="dask", client=watch, partitions=3)
+    assert watch.reads == 3 + 1  # three partitions, then the whole folder as one
+    assert str(dask.value) == str(local.value).replace("l.json", "d.json")
+    assert "images[4] (id 5): file_name 'empty.jpg' is also the name of images[0] (id 1)" in str(local.value)
+    assert not (tmp_path / "d.json").exists()
+
+
+def test_convert_map_only_with_a_mapping_a_schema_and_scores(client, tmp_path):
+    """The categories decided on the client before any row is mapped: a mapping renaming one class and
+    dropping another, a schema with its own ids, a score filter and boxes to clip, in every partition."""
+    rows = ["image,class,score,x1,y1,x2,y2,image_width,image_height"]
+    for i in range(3000):
+        c = ("cat", "kitty", "dog", "noise")[i % 4]
+        rows.append(f"img{i // 3:04d}.jpg,{c},{(i % 10) / 10:.1f},{i % 50},5,{60 + i % 50},40,100,80")
+    src = tmp_path / "preds.csv"
+    src.write_text("\n".join(rows) + "\n")
+    mapping = tmp_path / "map.json"
+    mapping.write_text(json.dumps({"kitty": "cat", "noise": None}))
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps([{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}]))
+    local, dask, watch = _local_and_dask(src, tmp_path, client, partitions=3, mapping=mapping, schema=schema,
+                                         min_score=0.35)
+    assert watch.reads == 3
+    doc = json.loads(local.paths[0].read_bytes())
+    assert [(c["id"], c["name"]) for c in doc["categories"]] == [(7, "dog"), (3, "cat")]
+    # the score filter comes first: 4 of every 10 rows (0.0-0.3) dropped; of the rest, "noise" is mapped to null
+    kept = [i for i in range(3000) if i % 10 >= 4 and i % 4 != 3]
+    assert local.report.dropped_counts() == {"dropped.min_score": 1200, "dropped.mapped_to_null": 450}
+    assert [(a["category_id"], a["bbox"]) for a in doc["annotations"]] == [
+        (7 if i % 4 == 2 else 3, [float(i % 50), 5.0, float(min(60 + i % 50, 100) - i % 50), 35.0]) for i in kept]
+    assert len(kept) == 1350
+
+
+def test_convert_map_only_unknown_category_error(client, tmp_path):
+    """unknown="error" with rows of a class the schema lacks: the local engine's error, counted over the
+    whole source, and nothing written."""
+    rows = ["image,class,x1,y1,x2,y2,image_width,image_height"] + [
+        f"img{i // 2:04d}.jpg,{('cat', 'bird')[i % 2]},1,1,5,5,10,10" for i in range(2000)]
+    src = tmp_path / "preds.csv"
+    src.write_text("\n".join(rows) + "\n")
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps([{"id": 1, "name": "cat"}]))
+    from prelabel.errors import CategoryError
+
+    with pytest.raises(CategoryError) as local:
+        convert(src, tmp_path / "l.json", schema=schema)
+    with pytest.raises(CategoryError) as dask:
+        convert(src, tmp_path / "d.json", schema=schema, engine="dask", client=client, partitions=3)
+    assert str(dask.value) == str(local.value)
+    assert "'bird'" in str(local.value) and "1000" in str(local.value)
+    assert not (tmp_path / "d.json").exists()

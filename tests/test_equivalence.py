@@ -111,7 +111,24 @@ def _check(src: Path, fmt: str, tmp: Path, client: Any, *, parts: tuple[int, ...
     for name, run in ways.items():
         got = _written(run, tmp / f"{name}.json")
         assert got == want, name
+    if processes:  # the whole conversion, map-only on Dask (each partition reconciled, clipped, serialized
+        # on a worker) against the local engine's: the same bytes, the same report
+        local = _conversion(lambda out: prelabel.convert(src, out, fmt=fmt, options=opts), tmp / "local")
+        got = _conversion(lambda out: prelabel.convert(src, out, fmt=fmt, options=opts, engine="dask",
+                                                      client=client, partitions=3), tmp / "dask")
+        assert got == local, "convert(engine=dask, partitions=3)"
     return want if isinstance(want, str) else want[0]
+
+
+def _conversion(run: Callable[[Path], Any], out: Path) -> tuple[bytes, str] | str:
+    """The COCO file's bytes and the report's JSON (without its output paths) of a conversion, or its error."""
+    try:
+        res = run(out / "out.json")
+    except PrelabelError as e:
+        return f"{type(e).__name__}: {e}"
+    doc = res.report.to_dict()
+    doc.pop("output")
+    return b"".join(p.read_bytes() for p in res.paths), json.dumps(doc, sort_keys=True, default=str)
 
 
 # ------------------------------------------------------------------------------------------- sample_data

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,7 +43,8 @@ from ..model import Dataset
 from .coco_tables import DEFAULT_MAX_FILE_SIZE, JSON_OPT, CocoTables, category_dicts, category_ids, dumps
 from .coco_validate import ValidationResult, adder, check_category_table, validate_dataset
 
-__all__ = ["CocoStreamWriter", "greedy_shards", "shard_paths", "split_shards", "write", "write_json_atomic"]
+__all__ = ["ADD_ROWS", "CocoStreamWriter", "Piece", "greedy_shards", "image_slices", "serialize", "shard_paths", "split_shards", "write",
+           "write_json_atomic"]
 
 _COPY = 1 << 20
 
@@ -123,7 +125,7 @@ def split_shards(coco: Mapping[str, Any], *, max_file_size: int) -> list[dict[st
 ADD_ROWS = 100_000
 
 
-def _image_slices(ds: Dataset, rows: int) -> Iterator[Dataset]:
+def image_slices(ds: Dataset, rows: int) -> Iterator[Dataset]:
     """``ds`` cut into runs of whole images of about ``rows`` annotation rows (``ds`` itself when it is small
     or its rows are not in image order)."""
     at = ds.annotations["image"].to_numpy(dtype=np.int64)
@@ -141,6 +143,58 @@ def _image_slices(ds: Dataset, rows: int) -> Iterator[Dataset]:
         ann["image"] = ann["image"].to_numpy(dtype=np.int64) - lo
         yield Dataset(images=ds.images.iloc[lo:hi].reset_index(drop=True), categories=ds.categories,
                       annotations=ann, report=ds.report)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A chunk as COCO bytes (:func:`serialize`): its image entries and annotation rows, each followed by a
+    comma, the byte length of each image entry and of each image's rows, the rows per category name, and what
+    validating it found. Small enough to send from a Dask worker to the client that writes the file."""
+
+    image_base: int
+    annotation_base: int
+    head: bytes
+    images: bytes
+    annotations: bytes
+    image_len: np.ndarray       # bytes of each image entry (without its comma)
+    image_ann_len: np.ndarray   # bytes of each image's annotation rows (commas included)
+    n_annotations: int
+    by_category: dict[str, int]
+    errors: list[str]
+    warnings: list[str]
+
+
+def serialize(ds: Dataset, *, image_base: int, annotation_base: int, rle: str = "compressed",
+              info: Mapping[str, Any] | None = None, allow_outside: bool = False,
+              seen_names: dict[str, tuple[int, Any]] | None = None, annotations_to: IO[bytes] | None = None) -> Piece:
+    """``ds`` as the bytes :class:`CocoStreamWriter` appends after ``image_base`` images and
+    ``annotation_base`` annotations (its ids follow them), validated as written (positions and ids counted over
+    the whole document; ``seen_names``: the file names written before, updated). ``annotations_to``: the
+    writer's own file of annotation rows, written as they are made (the piece then carries none: its rows are
+    never all in memory at once)."""
+    t = CocoTables(ds, rle=rle, info=info, image_base=image_base, annotation_base=annotation_base)
+    res = validate_dataset(t, allow_outside=allow_outside, check_categories=False, seen_names=seen_names)
+    n_img = len(t.images)
+    images = b""
+    image_len = np.zeros(0, dtype=np.int64)
+    if n_img:
+        with gc_paused():
+            pieces = [orjson.dumps(im, option=JSON_OPT) for im in t.images]
+        images = b",".join(pieces) + b","
+        image_len = np.fromiter(map(len, pieces), dtype=np.int64, count=n_img)
+    row_len = np.zeros(0, dtype=np.int64)
+    annotations = b""
+    if t.n:
+        lengths: list[np.ndarray] = []
+        if annotations_to is not None:
+            annotations_to.writelines(t.annotation_chunks(lengths, trailing_comma=True))
+        else:
+            annotations = b"".join(t.annotation_chunks(lengths, trailing_comma=True))
+        row_len = np.concatenate(lengths)
+    per_image = np.bincount(t.image_id - 1 - image_base, weights=row_len, minlength=n_img).astype(np.int64)
+    return Piece(image_base=image_base, annotation_base=annotation_base, head=t.head(), images=images,
+                 annotations=annotations, image_len=image_len, image_ann_len=per_image, n_annotations=t.n,
+                 by_category=dict(t.by_category), errors=list(res.errors), warnings=list(res.warnings))
 
 
 class CocoStreamWriter:
@@ -183,37 +237,31 @@ class CocoStreamWriter:
 
         A large chunk (a whole read) is written in slices of whole images of about :data:`ADD_ROWS` rows, with
         the same bytes: its COCO entries are never all in memory at once."""
-        for part in _image_slices(ds, ADD_ROWS):
-            self._add(part)
+        for part in image_slices(ds, ADD_ROWS):
+            self.add_piece(serialize(part, image_base=self.n_images, annotation_base=self.n_annotations,
+                                     rle=self.rle, info=self.info, allow_outside=self.allow_outside,
+                                     seen_names=self._names, annotations_to=self._anns))
 
-    def _add(self, ds: Dataset) -> None:
-        t = CocoTables(ds, rle=self.rle, info=self.info, image_base=self.n_images,
-                       annotation_base=self.n_annotations)
+    def add_piece(self, piece: Piece) -> None:
+        """Append a chunk already turned into bytes by :func:`serialize` with this writer's bases (the number
+        of images and annotations written before it), here or on another machine."""
+        if piece.image_base != self.n_images or piece.annotation_base != self.n_annotations:
+            raise ValueError(f"a piece made for images from {piece.image_base} and annotations from "
+                             f"{piece.annotation_base} comes after {self.n_images} and {self.n_annotations}")
         if not self._head:
-            self._head = t.head()
-        res = validate_dataset(t, allow_outside=self.allow_outside, check_categories=False,
-                               seen_names=self._names)
-        for e in res.errors:
+            self._head = piece.head
+        for e in piece.errors:
             if not e.startswith("..."):
                 self._add_error(e)
-        self.validation.warnings.extend(res.warnings)
-        n_img = len(t.images)
-        if n_img:
-            with gc_paused():
-                pieces = [orjson.dumps(im, option=JSON_OPT) for im in t.images]
-            self._images.write(b",".join(pieces) + b",")
-            self._image_len.append(np.fromiter(map(len, pieces), dtype=np.int64, count=n_img))
-        row_len = np.zeros(0, dtype=np.int64)
-        if t.n:
-            lengths: list[np.ndarray] = []
-            self._anns.writelines(t.annotation_chunks(lengths, trailing_comma=True))
-            row_len = np.concatenate(lengths)
-        per_image = np.bincount(t.image_id - 1 - self.n_images, weights=row_len, minlength=n_img)
-        self._image_ann_len.append(per_image.astype(np.int64))
-        for name, c in t.by_category.items():
+        self.validation.warnings.extend(piece.warnings)
+        self._images.write(piece.images)
+        self._anns.write(piece.annotations)
+        self._image_len.append(piece.image_len)
+        self._image_ann_len.append(piece.image_ann_len)
+        for name, c in piece.by_category.items():
             self.by_category[name] = self.by_category.get(name, 0) + c
-        self.n_images += n_img
-        self.n_annotations += t.n
+        self.n_images += len(piece.image_len)
+        self.n_annotations += piece.n_annotations
 
     # ------------------------------------------------------------------ the end
     def check(self, categories: pd.DataFrame) -> ValidationResult:

@@ -81,6 +81,15 @@ class ConventionStats:
         self.max_w = max(self.max_w, int(W.max()))
         self.max_h = max(self.max_h, int(H.max()))
 
+    def merge(self, other: ConventionStats) -> None:
+        """Add what ``other`` gathered (another part of the same source, gathered elsewhere)."""
+        self.k += other.k
+        self.lo = min(self.lo, other.lo)
+        self.hi = max(self.hi, other.hi)
+        self.tiny = self.tiny and other.tiny
+        self.max_w = max(self.max_w, other.max_w)
+        self.max_h = max(self.max_h, other.max_h)
+
     def hints(self, src: str) -> list[Diagnostic]:
         if self.k == 0:
             return []

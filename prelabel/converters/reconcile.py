@@ -63,7 +63,7 @@ from ..model import CATEGORY_COLUMNS, Dataset
 from ..report import Report, step_phase
 from .coco import category_ids
 
-__all__ = ["Reconciler", "load_mapping", "load_schema", "match_rule", "normalize_name", "reconcile"]
+__all__ = ["Reconciler", "Seen", "load_mapping", "load_schema", "match_rule", "normalize_name", "reconcile"]
 
 _SEP = re.compile(r"[\s_\-]+")
 UNKNOWN_MODES = ("error", "drop", "keep")
@@ -400,6 +400,16 @@ def reconcile(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | N
     return out.replace(categories=rec.categories())
 
 
+@dataclass(frozen=True)
+class Seen:
+    """A chunk's categories as :meth:`Reconciler.learn` takes them: the declared table (one row a name), the
+    names its rows use in order of first use, and the rows of each."""
+
+    categories: pd.DataFrame
+    names: list[str]
+    counts: list[int]
+
+
 class Reconciler:
     """:func:`reconcile` one chunk of a dataset at a time (the streaming pipeline), with the same result.
 
@@ -492,12 +502,20 @@ class Reconciler:
                 self._table = None
 
     # ------------------------------------------------------------------ applying
-    def apply(self, ds: Dataset) -> Dataset:
-        """``ds`` with its rows mapped to the target categories (dropped rows go to its report) and the
-        category table as decided so far."""
-        rep = ds.report
-        ann = ds.annotations
-        cats = ds.categories.drop_duplicates(subset="name", keep="first")
+    @staticmethod
+    def seen(ds: Dataset) -> Seen:
+        """What :meth:`learn` needs of a chunk: its declared categories, the names its rows use (in order of
+        first use) and how many rows use each: a chunk on another machine is decided without its rows."""
+        codes, uniques = pd.factorize(ds.annotations["category"].to_numpy(dtype=object), use_na_sentinel=True)
+        names = [str(u) for u in uniques.tolist()]
+        counts = np.bincount(codes[codes >= 0], minlength=len(names)).tolist()
+        return Seen(ds.categories.drop_duplicates(subset="name", keep="first"), names, counts)
+
+    def learn(self, seen: Seen) -> None:
+        """Decide the categories a chunk declares and uses, in the order :meth:`apply` meets them, and count
+        its rows: the decisions of chunks learnt one after the other in their order are those of
+        :meth:`apply` over the same chunks (the Dask engine decides on the client, then maps on the workers)."""
+        cats = seen.categories
         for c in cats.columns:
             if c not in CATEGORY_COLUMNS and c not in self.extra_columns:
                 self.extra_columns.append(c)
@@ -509,19 +527,30 @@ class Reconciler:
             self.src_rows.setdefault(name, r)
             declared.append(name)
         self._register(declared)
+        self._register(seen.names)
+        for n, c in zip(seen.names, seen.counts, strict=True):
+            d = self.decisions[n]
+            d.annotations += int(c)
+            if c and d.target is None and d.how not in ("dropped", "unknown-dropped"):
+                self.unknown_seen = True  # counted; finish() raises
 
+    def apply(self, ds: Dataset, *, learnt: bool = False) -> Dataset:
+        """``ds`` with its rows mapped to the target categories (dropped rows go to its report) and the
+        category table as decided so far. ``learnt``: the chunk was already given to :meth:`learn` (its
+        categories decided and its rows counted): only its rows are mapped."""
+        rep = ds.report
+        ann = ds.annotations
         # one factorize of the category column: the rest works on its codes (no per-row Python)
         codes, uniques = pd.factorize(ann["category"].to_numpy(dtype=object), use_na_sentinel=True)
         no_cat = codes < 0
+        names = [str(u) for u in uniques.tolist()]
+        counts = np.bincount(codes[~no_cat], minlength=len(names)).tolist()
+        if not learnt:
+            self.learn(Seen(ds.categories.drop_duplicates(subset="name", keep="first"), names, counts))
         if no_cat.any():
             rep.drop("dropped.invalid", ann[no_cat].assign(category=None), "annotation has no category",
                      phase=step_phase(2, 0))
-        names = [str(u) for u in uniques.tolist()]
-        self._register(names)
-        counts = np.bincount(codes[~no_cat], minlength=len(names)).tolist()
         decisions = [self.decisions[n] for n in names]
-        for d, c in zip(decisions, counts, strict=True):
-            d.annotations += int(c)
         targets = [d.target for d in decisions]
         lost = np.array([t is None for t in targets] + [True], dtype=bool)  # the last: rows without a category
         gone = lost[codes]
@@ -534,8 +563,6 @@ class Reconciler:
                 rep.drop("dropped.mapped_to_null", rows, f"{_q(d.source)} is mapped to null", phase=phase)
             elif d.how == "unknown-dropped":
                 rep.drop("dropped.unknown_category", rows, f"{_q(d.lookup)} is not in the schema", phase=phase)
-            else:
-                self.unknown_seen = True  # counted; finish() raises
         if any(t != u for t, u in zip(targets, uniques.tolist(), strict=True)):
             lut = np.empty(len(targets) + 1, dtype=object)
             lut[:-1] = targets
