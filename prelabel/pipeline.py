@@ -27,14 +27,11 @@ import pandas as pd
 from . import adapters, storage
 from .adapters.base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 from .converters import coco as coco_writer
-from .converters.clip import clip as clip_step
 from .converters.coco_write import CocoStreamWriter
 from .converters.conventions import ConventionStats, source_text
 from .converters.reconcile import Reconciler
 from .converters.reconcile import reconcile as reconcile_step
 from .converters.same_images import merge_same_images
-from .converters.score import filter_min_score
-from .converters.sizes import check_sizes
 from .converters.steps import ChunkSteps, size_rule
 from .distributed import convert_parts, dask_client, read_dask
 from .engine import PartStream, read_parts, with_workers
@@ -157,17 +154,15 @@ def prepare(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | Non
             min_score: float | None = None, progress: ProgressHook | None = None, min_size: float = 0.0) -> Dataset:
     """The Dataset → Dataset steps: recorded image sizes checked against the image files, score filter,
     category reconciliation, clipping (``min_area`` in px², ``min_size``: the least side of a box in px)."""
-    relative = _size_rule(ds.report.input.get("format"))
-    if relative is not None:
-        ds = check_sizes(ds, relative=relative)
-    ds = filter_min_score(ds, min_score)
+    steps = ChunkSteps(min_score=min_score, clip=clip, min_area=min_area, min_size=min_size,
+                       relative=_size_rule(ds.report.input.get("format")))
+    ds = steps.before(ds, ConventionStats())  # (the convention hints are convert's: inspect lists them)
     if progress is not None:
         progress("reconciling", 0, None)
     ds = reconcile_step(ds, mapping=mapping, schema=schema, unknown=unknown)
     if progress is not None:
         progress("clipping", 0, None)
-    ds = clip_step(ds, enabled=clip, min_area=min_area, min_size=min_size)
-    return ds
+    return steps.after(ds)
 
 
 def write_dataset(ds: Dataset, out: str | Path, *, max_file_size: int = coco_writer.DEFAULT_MAX_FILE_SIZE,

@@ -11,6 +11,7 @@ from typing import Any
 from .. import adapters
 from ..adapters.base import NeedsWholeRead, ReadOptions
 from ..adapters.parts import FilesPart, Part, merge, names_shared
+from ..distributed import read_dask
 from ..errors import ReadError, UsageError
 from ..model import Dataset
 from ..report import Report
@@ -121,7 +122,8 @@ def read_parts(src: str | Path, *, fmt: str | None = None, options: ReadOptions 
     one part, and so does a source whose part raises :class:`~prelabel.adapters.base.NeedsWholeRead` (it
     depends on the rest of the source) or a :class:`~prelabel.errors.ReadError` (the whole read raises
     ``read()``'s own error). ``workers``: processes (None: :func:`how_many`); ``engine="dask"`` runs the parts on
-    ``client`` (a ``dask.distributed.Client``), each worker reading its own parts.
+    ``client`` (a ``dask.distributed.Client``), each worker reading its own parts
+    (:func:`prelabel.distributed.read_dask`, ``workers`` partitions).
 
     >>> ds = read_parts("sample_data/voc", fmt="voc", workers=2)
     >>> ds.report.input["format"]
@@ -132,26 +134,22 @@ def read_parts(src: str | Path, *, fmt: str | None = None, options: ReadOptions 
     path = Path(src)
     adapter = adapters.get(fmt or adapters.detect(path))
     opts = options or ReadOptions()
-    if engine == "dask" and client is None:
-        raise UsageError("engine='dask' needs a client", hint="pass client=prelabel.distributed.dask_client()")
+    if engine == "dask":  # the Dask engine's read (prelabel.distributed), in ``workers`` partitions
+        if client is None:
+            raise UsageError("engine='dask' needs a client", hint="pass client=prelabel.distributed.dask_client()")
+        return read_dask(path, fmt=adapter.NAME, options=opts, client=client,
+                         partitions=workers if workers is not None else (wanted_workers(opts.extra) or 1))
     if not hasattr(adapter, "plan"):
         return _read_whole(adapter, path, opts)
-    if engine != "dask":
-        n = how_many(adapter, path, opts, workers)
-        if n <= 1 and (workers is not None or hasattr(adapter, "auto_workers")):
-            return _read_whole(adapter, path, with_workers(opts, 1))
-        if n <= 1:  # an adapter still choosing its own processes (VOC's pool): its read() decides, as before
-            return _read_whole(adapter, path, opts)
-    else:
-        n = workers if workers is not None else (wanted_workers(opts.extra) or 1)
+    n = how_many(adapter, path, opts, workers)
+    if n <= 1 and (workers is not None or hasattr(adapter, "auto_workers")):
+        return _read_whole(adapter, path, with_workers(opts, 1))
+    if n <= 1:  # an adapter still choosing its own processes (VOC's pool): its read() decides, as before
+        return _read_whole(adapter, path, opts)
     parts: list[Part] = adapter.plan(path, options=opts, parts=n)
     part_opts = portable(opts)
     try:
-        if engine == "dask":
-            futures = [client.submit(read_one_part, adapter.NAME, p, part_opts, pure=False) for p in parts]
-            results: list[Dataset] = client.gather(futures)
-        else:
-            results = _run_local(adapter.NAME, parts, part_opts, n, hook(opts))
+        results = _run_local(adapter.NAME, parts, part_opts, n, hook(opts))
         if names_shared(adapter, results):
             raise NeedsWholeRead("an image is named in two parts")
     except (NeedsWholeRead, ReadError):
