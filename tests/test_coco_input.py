@@ -311,3 +311,60 @@ def test_detect(tmp_path):
     (tmp_path / "z.txt").write_text("{}")
     assert coco_in.detect(tmp_path / "z.txt") == 0.0
     assert coco_in.detect(tmp_path) == 0.0
+
+
+# ------------------------------------------------------------------------------------------- detection
+def test_a_coco_file_of_70_mb_is_detected_without_parsing_it(tmp_path):
+    """The "annotations" key 70 MB in, behind the images (as in COCO's own train2017 file): detected from the
+    bytes around the keys, a block at a time (it used to look for both keys in the first 1 MB of a file over
+    64 MB, and found no format)."""
+    import tracemalloc
+
+    from prelabel.adapters import coco
+
+    image = b'{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48},'
+    src = tmp_path / "big.json"
+    src.write_bytes(b'{"info": {"description": "images first"}, "images": [' + image * 1_300_000
+                    + b'{"id": 2, "file_name": "b.jpg", "width": 64, "height": 48}], "annotations": [], '
+                    b'"categories": []}')
+    assert src.stat().st_size > 70 * 10**6
+    tracemalloc.start()
+    try:
+        assert coco.detect(src) == 0.9
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20  # blocks of 2 MB, never the file
+
+
+@pytest.mark.parametrize(("text", "score"), [
+    (b'{"images": [], "annotations": []}', 0.9),
+    (b'\xef\xbb\xbf \n {"annotations": null, "images": [{"id": 1}]}', 0.9),   # a byte order mark, keys in any order
+    (b'{"info": {"annotations": []}, "images": []}', 0.0),                      # "annotations" of a nested object
+    (b'{"info": {"images": []}, "annotations": []}', 0.0),
+    (b'{"images": {"id": 1}, "annotations": []}', 0.0),                         # images not a list
+    (b'{"x": "\\"images\\": [", "annotations": []}', 0.0),                     # the key inside a string
+    (b'[{"image_id": 3, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.5}]', 0.5),   # a results file
+    (b'[{"image_id": 3, "category_id": 1}]', 0.0),
+    (b'[{"id": 1, "data": {"image": "a.jpg"}, "annotations": []}]', 0.0),      # a Label Studio export
+    (b'[]', 0.0),
+    (b'', 0.0),
+    (b'not json', 0.0),
+])
+def test_detection_from_the_keys(text, score, tmp_path):
+    from prelabel.adapters import coco
+
+    src = tmp_path / "a.json"
+    src.write_bytes(text)
+    assert coco.detect(src) == score
+
+
+def test_a_truncated_coco_file_is_coco_and_its_error_names_the_line(tmp_path):
+    from prelabel.cli import main
+
+    src = tmp_path / "cut.json"
+    src.write_text('{"images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 8}],\n"annotations": [\n'
+                   '{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 2, 2]},\n')
+    r = CliRunner().invoke(main, ["convert", str(src), "-o", str(tmp_path / "out.json")])
+    assert r.exit_code != 0
+    assert f"{src}:4" in r.output and "not valid JSON" in r.output

@@ -72,7 +72,7 @@ from ..model import Dataset
 from ..paths import image_name, is_url, safe_relative, why_unsafe
 from ..report import Diagnostic, Report
 from .base import NeedsWholeRead, ReadOptions
-from .json_array import Scan, scan, walk
+from .json_array import Scan, closing, scan, walk_far
 from .parts import ByteRange
 
 __all__ = ["DESCRIPTION", "NAME", "AnnotationRun", "detect", "plan", "read", "read_part"]
@@ -85,7 +85,6 @@ _BOX_TOLERANCE = 0.01   # px: a stored bbox further than this from the geometry'
 # reported as recomputed: pycocotools' own areas (rasterized polygons) stay within it
 _AREA_TOLERANCE = 1.0
 _AREA_RELATIVE = 0.01
-_DETECT_PARSE_LIMIT = 64 * 1024 * 1024  # parse files up to this size to detect; look at the first bytes above
 _ISCROWD = {"0": 0, "1": 1, "false": 0, "true": 1}
 
 
@@ -111,32 +110,54 @@ def _key(v: Any) -> Any:
 
 # ---------------------------------------------------------------------------------------------- detect
 def detect(path: Path) -> float:
-    """0.9 for a .json whose top level is a dict with ``images`` and ``annotations``; 0.5 for a list of dicts
-    with ``image_id`` and ``bbox`` / ``segmentation`` / ``keypoints`` (a results file); else 0."""
+    """0.9 for a .json whose top level is an object with an ``images`` array and an ``annotations`` key; 0.5 for
+    an array whose first value is an object with ``image_id`` and ``bbox`` / ``segmentation`` / ``keypoints`` (a
+    results file); else 0.
+
+    Told from the bytes around those keys (:mod:`prelabel.adapters.json_array`), never by parsing the whole
+    file, however large: a COCO file of any size is found, at no cost in memory, its ``annotations`` key
+    however far behind its images (a file malformed further on is COCO: its read says where)."""
     p = Path(path)
     if not p.is_file() or p.suffix.lower() != ".json":
         return 0.0
-    size = p.stat().st_size
-    if size > _DETECT_PARSE_LIMIT:
-        with open(p, "rb") as f:
-            head = f.read(1024 * 1024)
-        text = head.lstrip()
-        if text.startswith(b"{") and b'"images"' in head and b'"annotations"' in head:
-            return 0.9
-        if text.startswith(b"[") and b'"image_id"' in head and (b'"bbox"' in head or b'"segmentation"' in head):
-            return 0.5
+    try:
+        with open(p, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as raw:
+            return _detect(raw)
+    except (OSError, ValueError):  # unreadable, or empty (an empty file cannot be mapped)
+        return 0.0
+
+
+def _detect(raw: Any) -> float:
+    at = _skip_space(raw, 3 if raw[:3] == b"\xef\xbb\xbf" else 0)  # after a UTF-8 byte order mark, as load() does
+    if at >= len(raw):
+        return 0.0
+    if raw[at] == 0x7B:  # {
+        return 0.9 if _top_level(raw, at + 1, _IMAGES_KEY) and _top_level(raw, at + 1, _ANNOTATIONS_ANY) else 0.0
+    if raw[at] != 0x5B:  # [
+        return 0.0
+    first = _skip_space(raw, at + 1)
+    end = closing(raw, first + 1) if first < len(raw) and raw[first] == 0x7B else None
+    if end is None:
         return 0.0
     try:
-        doc = load(p)
-    except ReadError:
+        doc = orjson.loads(raw[first:end + 1])
+    except orjson.JSONDecodeError:
         return 0.0
-    if isinstance(doc, dict):
-        return 0.9 if isinstance(doc.get("images"), list) and "annotations" in doc else 0.0
-    if isinstance(doc, list) and doc and isinstance(doc[0], dict):
-        first = doc[0]
-        if "image_id" in first and any(k in first for k in ("bbox", "segmentation", "keypoints")):
-            return 0.5
+    if isinstance(doc, dict) and "image_id" in doc and any(k in doc for k in ("bbox", "segmentation", "keypoints")):
+        return 0.5
     return 0.0
+
+
+def _skip_space(raw: Any, at: int) -> int:
+    while at < len(raw) and raw[at] in b" \t\r\n":
+        at += 1
+    return at
+
+
+def _top_level(raw: Any, inside: int, key: re.Pattern[bytes]) -> bool:
+    """Whether ``key`` is a key of the object whose body starts at ``inside`` (not of an object inside it)."""
+    return any(walk_far(raw, inside, m.start()).balanced
+               for _, m in zip(range(_MAX_MISSES), key.finditer(raw, inside), strict=False))
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -655,6 +676,8 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
 # where the next annotation may start: "}" "," "{" (checked by counting the brackets since the last cut)
 _NEXT = re.compile(rb"\}\s*,\s*(\{)")
 _ANNOTATIONS_KEY = re.compile(rb'"annotations"\s*:\s*\[')
+_ANNOTATIONS_ANY = re.compile(rb'"annotations"\s*:')
+_IMAGES_KEY = re.compile(rb'"images"\s*:\s*\[')
 _OBJECT = re.compile(rb"\s*\{")
 _CUT = b'"prelabel: the annotations, cut by the plan"'  # what stands for the annotations when the rest is parsed
 _MAX_MISSES = 8        # candidates tried for one boundary (or the annotations key) before giving up
@@ -752,7 +775,7 @@ def _first_annotation(raw: Any, inside: int) -> int | None:
     """Where the first annotation of the COCO object whose body starts at ``inside`` starts; None: no
     top-level ``annotations`` array, or an empty one."""
     for _, m in zip(range(_MAX_MISSES), _ANNOTATIONS_KEY.finditer(raw, inside), strict=False):
-        if walk(raw[inside:m.start()]).balanced:  # a key of the top-level object
+        if walk_far(raw, inside, m.start()).balanced:  # a key of the top-level object
             break
     else:
         return None

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Scan", "Walk", "closing", "count_values", "scan", "walk"]
+__all__ = ["Scan", "Walk", "closing", "count_values", "scan", "walk", "walk_far"]
 
 _ESCAPE = re.compile(rb"\\.", re.S)
 _STRUCTURE = b'"{}[]'
@@ -97,7 +97,23 @@ def walk(run: bytes, *, depth: int = 0, in_string: bool = False) -> Walk:
     return Walk(int(levels[-1]), min(depth, int(levels.min())), ends_in, int(np.count_nonzero(opened)))
 
 
-_BLOCK = 2 * 2**20  # bytes scanned at a time by scan()
+_BLOCK = 2 * 2**20  # bytes scanned at a time by scan() and walk_far()
+
+
+def walk_far(raw: Any, start: int, stop: int, *, block: int = _BLOCK) -> Walk:
+    """:func:`walk` of ``raw[start:stop]``, a block at a time: a long run (a memory map's) is never copied whole.
+
+    >>> walk_far(b'{"a": "x\\\\"}, [1, 2], "b": ', 0, 25, block=8) == walk(b'{"a": "x\\\\"}, [1, 2], "b": ')
+    True
+    """
+    depth, least, in_string, values, pos = 0, 0, False, 0, start
+    while pos < stop:
+        end = min(stop, pos + block)
+        while end < stop and raw[end - 1] == 0x5C:  # a run of backslashes stays in one block
+            end += 1
+        w = walk(raw[pos:end], depth=depth, in_string=in_string)
+        depth, least, in_string, values, pos = w.depth, min(least, w.least), w.in_string, values + w.values, end
+    return Walk(depth, least, in_string, values)
 _LOOKUP = np.zeros(256, dtype=bool)
 _LOOKUP[list(b'"\\{}[]')] = True
 
