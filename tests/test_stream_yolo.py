@@ -214,7 +214,9 @@ def test_small_case_by_hand(tmp_path: Path) -> None:
     assert report.read == 3 and report.dropped == 0
     assert [(d.code, d.source, d.message) for d in report.diagnostics] == [
         ("task.inferred", str(tmp_path), "task inferred from the column counts: 2 detect file(s)"),
-        ("image.unlabeled", "b.png", "no label file: kept with no annotations")]
+        ("image.unlabeled", "b.png", "no label file: kept with no annotations"),
+        # every YOLO size is a header's (a.png, b.png, c.png), counted once by the image resolver at the first
+        ("image.size_from_header", "a.png", "3 image size(s) read from the image files' headers")]
     assert _check(tmp_path, 2, workers=2)
 
 

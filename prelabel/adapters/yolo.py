@@ -24,7 +24,10 @@ the image. Images with no label file are kept with no annotations (``image.unlab
 no image (only looked for where a folder is walked, not for list files) has its rows dropped
 (``dropped.no_image`` naming the image path looked for, with ``image.missing`` for the file; a data.yaml split
 whose image folder is missing has its ``labels`` twin read the same way): normalized coordinates need the image size, which
-comes from the image header (:mod:`prelabel.imagesize`, EXIF orientation applied).
+comes from the image header (YOLO records none), read through the one image resolver
+(:class:`prelabel.images.ImageRoot`: headers in threads, EXIF orientation applied; one ``image.size_from_header``
+note, info, counts them at the first image). An image whose header gives no size is left out, its rows dropped
+(``dropped.no_image``, with ``image.missing`` naming the file).
 
 ``file_name`` is the image path relative to the images root, with forward slashes: ``options.images`` when every
 image is under it, else ``<root>/images``, else ``<root>`` (the yaml's ``path:``, the folder given), else the
@@ -110,7 +113,6 @@ from pathlib import Path
 
 from ..errors import ReadError, option
 from ..gcpause import gc_paused
-from ..imagesize import image_sizes
 from ..model import Dataset
 from ..paths import moved
 from ..report import Diagnostic, Report
@@ -257,7 +259,7 @@ def _read(lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: s
     several = part is not None and part.n_parts > 1
     if part is not None:
         run.img_root = lay.image_roots[0]  # decided by the plan, from every image of the source
-    sizes = image_sizes(lay.images)
+    sizes = run.sizes()
     files = [lab for lab in lay.labels if lab is not None]
     image_of = [i for i, lab in enumerate(lay.labels) if lab is not None]
     raw = _read_files(files, _progress_hook(options))

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ReadError, for_face, option
+from ..images import ImageRoot, Size
 from ..report import Report
 from .base import ReadOptions
 from .yolo_geometry import category_table, convert_rows
@@ -77,6 +78,18 @@ class Run:
         self.image_notes: list[tuple[str, bool]] = []  # per image, in order: (unsized: the file, True) or
         #                                                (unlabeled: the file_name, False)
         self._names: tuple[int, np.ndarray] | None = None
+        self.images: ImageRoot | None = None         # the image resolver, once the sizes are read
+
+    # ------------------------------------------------------------------ images
+    def sizes(self) -> list[Size | None]:
+        """The size of each image of the layout (None: its header gives none), read through the one image
+        resolver (:class:`prelabel.images.ImageRoot`: headers in threads, EXIF applied, the
+        ``image.size_from_header`` tally written by :meth:`finish`). YOLO records no size, so every size is
+        a header's. The images are the files found (walked, or listed and found), so none is counted missing."""
+        lay = self.lay
+        self.images = ImageRoot(self.img_root, report=self.report)
+        placed = self.images.settle_all(lay.images, lay.images, at=lambda i: rel_path(lay.images[i], lay.root))
+        return [p.size for p in placed]
 
     # ------------------------------------------------------------------ names and categories
     def names(self) -> list[str]:
@@ -100,8 +113,7 @@ class Run:
             kept_raw.append(data)
         return kept, kept_raw
 
-    def batch(self, files: list[str], image_of: list[int], raw: list[bytes],
-              sizes: list[tuple[int, int] | None]) -> Piece:
+    def batch(self, files: list[str], image_of: list[int], raw: list[bytes], sizes: list[Size | None]) -> Piece:
         """Parse and convert label ``files`` (the contents ``raw``, emptied once parsed), each the label file
         of the image ``image_of`` (an index into the layout's images, or -1: no image); ``sizes``: the layout's
         images' sizes. Called once a reading: what the files decide is decided from all of them."""
@@ -330,6 +342,10 @@ class Run:
         self.pending_drops.clear()
         for f, n in self.ambiguous:
             rep.note("dropped.ambiguous", f, f"{n} row(s) dropped: {_AMBIGUOUS_MSG}")
+        # YOLO's own image.* notes, not the resolver's rules: a label file with no image (the layout pairs files
+        # by path and stem), an image with no label file (only YOLO has one annotation file an image), and an
+        # image whose header gives no size (the resolver leaves an unsized image to its reader, which drops its
+        # rows with its own reason: each format's differs)
         fix = for_face(" (check --images DIR: the folder that holds the images)" if self.images_given
                        else " (give --images DIR: the folder that holds the images)")
         for f, n in self.orphan_rows:
@@ -342,7 +358,10 @@ class Run:
             else:
                 rep.note("image.unlabeled", f, "no label file: kept with no annotations", severity="info")
         kpt = self.kpt_shape if cfg.task == "pose" else None
-        return category_table(self.names(), cfg, kpt, rep if table_notes else Report(), self.lay.root)
+        table = category_table(self.names(), cfg, kpt, rep if table_notes else Report(), self.lay.root)
+        if self.images is not None:  # the resolver's tallies: closing notes, which the parts' add up to
+            self.images.notes(source=self.src, end=1)
+        return table
 
 
 def _infer_kpt_shape(lines: Lines, files: list[str], src: str) -> tuple[int, int]:
