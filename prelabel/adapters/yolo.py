@@ -59,8 +59,8 @@ then it is a track id (Ultralytics ``save_txt`` while tracking without ``save_co
 Without a task, each file is judged by all of its rows together, never row by row. Row lengths 5-6 mean detect,
 8 and 12+ segment, 9-11 OBB or segment, 7 detect with a score and a track id when every row's 6th value is in
 [0, 1] and 7th a whole number, else a 3-point polygon. A file of 9-11 column rows only is ambiguous (a 4-point
-polygon or an oriented box): it is read as segment when the rest of the dataset is segment (note
-``task.inferred``), otherwise its rows are dropped (``dropped.ambiguous``, f"pass {option('task', 'segment')} or {option('task', 'obb')}").
+polygon or an oriented box): it is read as segment when the rest of the dataset is segment (a second
+``task.inferred`` note counting them), otherwise its rows are dropped (``dropped.ambiguous``, f"pass {option('task', 'segment')} or {option('task', 'obb')}").
 A file mixing box rows and polygon rows is read as segment with box rows. Pose is never inferred from column
 counts; with the pose task but no ``kpt_shape`` (data.yaml or ``options.extra["kpt_shape"]``), ``K`` and ``d``
 are inferred from label rows (no score) and noted.
@@ -82,8 +82,9 @@ Reading in parts: :func:`plan` cuts the source into runs of its images in output
 images root found once, there), :func:`read_part` reads one, and the engine (:mod:`prelabel.engine`) reads the
 parts in processes and merges them in plan order into ``read()``'s dataset and report; a streamed conversion
 is those parts in turn (``engine.PartStream``: bounded memory on huge datasets). What ``read()`` decides from
-every label file still is: pose without a ``kpt_shape`` is one part, and a part holding label files of 9-11
-column rows only raises ``NeedsWholeRead`` (the engine then reads the source whole). Without names, a part's
+every label file the plan decides once: whether files of 9-11 column rows only are polygons (a first pass over
+the label files, stopping at the first detect file; a part raises ``NeedsWholeRead`` only when that pass could
+not read a file); pose without a ``kpt_shape`` is one part. Without names, a part's
 category table names the classes up to its own largest index, and the parts' tables joined are ``read()``'s.
 
 The work is done by :mod:`.yolo_layout` (the layout and the config), :mod:`.yolo_rows` (label files parsed
@@ -135,7 +136,7 @@ from .yolo_layout import (
     read_config,
     yaml_keys,
 )
-from .yolo_rows import DETECT, OBB, POSE, SEGMENT, looks_like_labels
+from .yolo_rows import DETECT, OBB, POSE, SEGMENT, file_tasks, looks_like_labels, parse_rows, valid_rows
 from .yolo_run import Run
 
 __all__ = ["DESCRIPTION", "NAME", "TASKS", "auto_workers", "detect", "plan", "read", "read_part"]
@@ -255,7 +256,7 @@ def _read(lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: s
           part: _PartPlan | None = None) -> Dataset:
     """Every label file in one batch: the images' label files in image order, then the orphans. ``part``: the
     plan's context when this is one part of a plan (``lay`` its part of the layout)."""
-    run = Run(lay, cfg, options, report, str(src))
+    run = Run(lay, cfg, options, report, str(src), pending_polygons=None if part is None else part.polygons)
     several = part is not None and part.n_parts > 1
     if part is not None:
         run.img_root = lay.image_roots[0]  # decided by the plan, from every image of the source
@@ -269,7 +270,7 @@ def _read(lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: s
     raw += orphan_raw
     del orphan_raw
     piece = run.batch(files, image_of, raw, sizes)
-    if several and run.n_pending:
+    if several and run.n_pending and part is not None and part.polygons is None:  # (the plan's pass failed)
         raise NeedsWholeRead("label files of 9-11 column rows only (4-point polygons or oriented boxes) are read "
                              "as polygons when every other label file of the source holds polygons, else dropped: "
                              f"one part cannot tell (pass {option('task', 'segment')} or {option('task', 'obb')})")
@@ -298,6 +299,50 @@ class _PartPlan:
     notes: tuple[Diagnostic, ...]
     n_parts: int
     last: bool
+    polygons: bool | None = None  # files of 9-11 column rows only are polygons (None: undecided, see plan)
+
+
+FIRST_PASS_FILES = (256, 4096)  # the first pass's runs of label files: the first run, the largest
+
+
+def _pending_polygons(lay: Layout, cfg: Config) -> bool | None:
+    """Whether files of 9-11 column rows only are read as polygons (every other label file of the source is a
+    polygon file, and there is one), decided as :func:`read` decides it, for a plan whose parts cannot: a first
+    pass over the layout's label files (those :func:`read` reads: the images', then the orphans that look like
+    label files), their rows parsed (:func:`.yolo_rows.parse_rows`) and judged as :func:`read` judges them
+    (:func:`.yolo_rows.valid_rows`, :func:`.yolo_rows.file_tasks`), a run of files at a time (256, doubling up to
+    4,096), stopping at the first detect file (then they are not). None when a file cannot be read or parsed
+    (the parts then leave the decision to a whole read, whose error is its own).
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for n, row in enumerate(["0 .1 .1 .3 .1 .3 .3 .1 .3", "0 .1 .1 .3 .1 .2 .3"]):
+    ...     _ = (d / f"{n}.txt").write_text(row + "\\n")
+    >>> lay = Layout(root=str(d), images=["0.png", "1.png"], labels=[str(d / "0.txt"), str(d / "1.txt")])
+    >>> cfg = read_config(lay, ReadOptions())
+    >>> _pending_polygons(lay, cfg), _pending_polygons(replace(lay, labels=[str(d / "0.txt"), None]), cfg)
+    (True, False)
+    """
+    files = [lab for lab in lay.labels if lab is not None] + list(lay.orphans)
+    step, segment, a = FIRST_PASS_FILES[0], False, 0
+    try:
+        while a < len(files):
+            run = files[a:a + step]
+            raw = _read_files(run)
+            kept = [(f, data) for f, data in zip(run, raw, strict=True)
+                    if f not in lay.loose or looks_like_labels(data[:65536])]  # as Run.label_orphans keeps them
+            del raw
+            lines = parse_rows([data for _, data in kept], [f for f, _ in kept])
+            lines = lines.keep(valid_rows(lines, cfg.names))
+            tasks = file_tasks(lines, len(kept))
+            if (tasks == DETECT).any():
+                return False
+            segment = segment or bool((tasks == SEGMENT).any())
+            a += step
+            step = min(2 * step, FIRST_PASS_FILES[1])
+    except ReadError:
+        return None
+    return segment
 
 
 def _mover(old: str, new: str) -> Callable[[str], str]:
@@ -312,8 +357,9 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]
     :func:`read`'s, report included. The layout (every image and its label file, the class names, the images
     root) is found once, here. A part's ``files`` are the images, label files and orphan label files it reads,
     relative to its ``source`` (the folder all of them are under). One part when the task is pose without a
-    ``kpt_shape`` (inferred from every pose row); a part holding label files of 9-11 column rows only raises
-    :class:`NeedsWholeRead` (how they are read depends on every other file).
+    ``kpt_shape`` (inferred from every pose row). Whether label files of 9-11 column rows only are polygons
+    (which depends on every other file) is decided here (:func:`_pending_polygons`) and carried in the parts'
+    context; when it cannot be (a file not read), a part holding such files raises :class:`NeedsWholeRead`.
 
     >>> parts = plan(Path("sample_data/yolo"), options=ReadOptions(), parts=2)
     >>> [sum(f.startswith("images/") for f in p.files) for p in parts]
@@ -338,6 +384,8 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]
         return (f[len(prefix):] if prefix and f.startswith(prefix) else f).replace(SEP, "/")
 
     looked_for = tuple(sorted(lay.looked_for.items()))
+    # files of 9-11 column rows only: decided here, once, for the parts (which cannot tell) when no task is given
+    polygons = _pending_polygons(lay, cfg) if cfg.task is None and n > 1 else None
     cuts = [len(lay.images) * k // n for k in range(n + 1)]
     out: list[FilesPart] = []
     for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
@@ -348,7 +396,8 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]
         ctx = _PartPlan(base=base, src=str(p), root=lay.root, img_root=img_root, images=images, labels=labels,
                         orphans=orphans, loose=frozenset(lay.loose) if first else frozenset(),
                         looked_for=looked_for if first else (), cfg=cfg,
-                        notes=tuple(report.diagnostics) if first else (), n_parts=n, last=k == n - 1)
+                        notes=tuple(report.diagnostics) if first else (), n_parts=n, last=k == n - 1,
+                        polygons=polygons)
         out.append(FilesPart(source=base, files=tuple(rel(f) for f in files), context=ctx))
     return out
 
