@@ -681,6 +681,22 @@ def test_the_plans_first_pass_stops_at_a_detect_file(tmp_path: Path, monkeypatch
     assert _whole(src)[1].dropped_counts() == {"dropped.ambiguous": 1}
 
 
+def test_the_plans_first_pass_judges_valid_rows_only(tmp_path: Path) -> None:
+    # the pass counts values and parses only files that may decide; what decides is their valid rows, as in read()
+    four = "1 0.1 0.1 0.9 0.1 0.9 0.9 0.1 0.9\n"
+    six = "0 0.1 0.1 0.2 0.1 0.3 0.2 0.3 0.3 0.2 0.3 0.1 0.2\n"  # 13 values: a 6-point polygon
+    cases = {"unnamed_box": ([four, "9 0.5 0.5 0.2 0.2\n", six], True),   # class 9 has no name: no detect file
+             "box": ([four, "1 0.5 0.5 0.2 0.2\n", six], False),          # a detect file: the 4-point one dropped
+             "bad_polygon": ([four, "-1" + six[1:]], False),             # class -1: no polygon file
+             "not_a_number": ([four, "0 0.5 0.5 0.2 x\n" + six], True)}  # the box row unread: a polygon file
+    for name, (labels, polygons) in cases.items():
+        src = _flat(tmp_path / name, labels, names=["a", "b"])
+        parts = yolo.plan(src, options=ReadOptions(), parts=len(labels))
+        assert [p.context.polygons for p in parts] == [polygons] * len(labels), name  # type: ignore[union-attr]
+        _check(src, len(labels))
+        assert ("dropped.ambiguous" in _whole(src)[1].dropped_counts()) is not polygons, name
+
+
 @pytest.mark.parametrize("chunk_rows", (1, 4, 10**6))
 def test_convert_streamed_writes_the_same_bytes(tmp_path: Path, chunk_rows: int) -> None:
     labels = _random_labels(20, "segment", seed=22)

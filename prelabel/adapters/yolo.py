@@ -112,6 +112,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ReadError, option
 from ..gcpause import gc_paused
 from ..model import Dataset
@@ -136,7 +138,17 @@ from .yolo_layout import (
     read_config,
     yaml_keys,
 )
-from .yolo_rows import DETECT, OBB, POSE, SEGMENT, file_tasks, looks_like_labels, parse_rows, valid_rows
+from .yolo_rows import (
+    DETECT,
+    OBB,
+    POSE,
+    SEGMENT,
+    column_counts,
+    file_tasks,
+    looks_like_labels,
+    parse_rows,
+    valid_rows,
+)
 from .yolo_run import Run
 
 __all__ = ["DESCRIPTION", "NAME", "TASKS", "auto_workers", "detect", "plan", "read", "read_part"]
@@ -306,13 +318,16 @@ FIRST_PASS_FILES = (256, 4096)  # the first pass's runs of label files: the firs
 
 
 def _pending_polygons(lay: Layout, cfg: Config) -> bool | None:
-    """Whether files of 9-11 column rows only are read as polygons (every other label file of the source is a
-    polygon file, and there is one), decided as :func:`read` decides it, for a plan whose parts cannot: a first
+    """Whether files of 9-11 column rows only are read as polygons (no label file of the source is a detect
+    file, and one is a polygon file), decided as :func:`read` decides it, for a plan whose parts cannot: a first
     pass over the layout's label files (those :func:`read` reads: the images', then the orphans that look like
-    label files), their rows parsed (:func:`.yolo_rows.parse_rows`) and judged as :func:`read` judges them
-    (:func:`.yolo_rows.valid_rows`, :func:`.yolo_rows.file_tasks`), a run of files at a time (256, doubling up to
-    4,096), stopping at the first detect file (then they are not). None when a file cannot be read or parsed
-    (the parts then leave the decision to a whole read, whose error is its own).
+    label files), a run of files at a time (256, doubling up to 4,096), stopping at the first detect file (then
+    they are not). The values on each row are counted, not parsed (:func:`.yolo_rows.column_counts`); only a
+    file that may decide is parsed and judged as :func:`read` judges it (:func:`.yolo_rows.parse_rows`,
+    :func:`.yolo_rows.valid_rows`, :func:`.yolo_rows.file_tasks`): one with a row of 5-7 values (it may be a
+    detect file), and, until a polygon file is found, one with a row of 7, 8 or 12 or more. A file of rows of
+    9-11 values only (and rows of fewer than 5, never valid) can be neither, whatever its values. None when a
+    file cannot be read or parsed (the parts then leave the decision to a whole read, whose error is its own).
 
     >>> import tempfile
     >>> d = Path(tempfile.mkdtemp())
@@ -332,12 +347,18 @@ def _pending_polygons(lay: Layout, cfg: Config) -> bool | None:
             kept = [(f, data) for f, data in zip(run, raw, strict=True)
                     if f not in lay.loose or looks_like_labels(data[:65536])]  # as Run.label_orphans keeps them
             del raw
-            lines = parse_rows([data for _, data in kept], [f for f, _ in kept])
-            lines = lines.keep(valid_rows(lines, cfg.names))
-            tasks = file_tasks(lines, len(kept))
-            if (tasks == DETECT).any():
-                return False
-            segment = segment or bool((tasks == SEGMENT).any())
+            entry, ncol = column_counts([data for _, data in kept])
+            maybe_detect = np.bincount(entry[(ncol >= 5) & (ncol <= 7)], minlength=len(kept)) > 0
+            maybe_polygons = np.bincount(entry[(ncol == 7) | (ncol == 8) | (ncol >= 12)], minlength=len(kept)) > 0
+            parse = np.flatnonzero(maybe_detect | (maybe_polygons & (not segment))).tolist()
+            if parse:
+                lines = parse_rows([kept[i][1] for i in parse], [kept[i][0] for i in parse])
+                lines = lines.keep(valid_rows(lines, cfg.names))
+                tasks = file_tasks(lines, len(parse))
+                if (tasks == DETECT).any():
+                    return False
+                segment = segment or bool((tasks == SEGMENT).any())
+            del kept
             a += step
             step = min(2 * step, FIRST_PASS_FILES[1])
     except ReadError:

@@ -113,13 +113,9 @@ def parse_rows(raw: list[bytes], files: list[str]) -> Lines:
     return lines
 
 
-def _columns(datas: list[bytes], *, fast: bool) -> Lines | None:
-    """The rows of ``datas`` as columns; None when ``fast`` (numpy's parser) and a value is not a number."""
-    nlines = np.fromiter((d.count(b"\n") for d in datas), dtype=np.int64, count=len(datas))
-    buf = b"".join(datas)
-    empty = np.zeros(0, dtype=np.int64)
-    if not buf.strip():
-        return Lines(empty, empty, empty, empty, np.zeros(0, dtype=np.float64))
+def _counts(buf: bytes) -> np.ndarray:
+    """The number of values (runs of non-blank bytes) on each line of ``buf`` (cleaned files joined: every
+    line ends with a newline), without parsing them."""
     arr = np.frombuffer(buf, dtype=np.uint8)
     ends = np.flatnonzero(arr == 10)
     ws = _WS[arr]
@@ -128,9 +124,39 @@ def _columns(datas: list[bytes], *, fast: bool) -> Lines | None:
     prev[1:] = ws[:-1]
     np.logical_and(np.logical_not(ws, out=ws), prev, out=ws)  # in place: a value starts here
     starts = np.flatnonzero(ws)
-    counts = np.bincount(np.searchsorted(ends, starts), minlength=len(ends))
-    n_values = len(starts)
-    del arr, ws, prev, starts  # peak memory: the byte-sized masks go before the values are parsed
+    # (the byte-sized masks go when this returns, before any value is parsed: peak memory)
+    return np.bincount(np.searchsorted(ends, starts), minlength=len(ends))
+
+
+def column_counts(raw: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """The value count of every non-empty row of the label files ``raw`` and the file (entry) it is in, the rows
+    :func:`parse_rows` gives (a row with a value that is not a number counted too), none of them parsed: what a
+    first look at many files needs (:func:`file_tasks` judges the files worth parsing).
+
+    >>> column_counts([b"0 .5 .5 .2 .2\\n\\n1 2 3\\r\\n", b"", b"x 1"])
+    (array([0, 0, 2]), array([5, 3, 2]))
+    """
+    datas = [_clean(d) for d in raw]
+    buf = b"".join(datas)
+    if not buf.strip():
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    nlines = np.fromiter((d.count(b"\n") for d in datas), dtype=np.int64, count=len(datas))
+    counts = _counts(buf)
+    nonempty = np.flatnonzero(counts)
+    entry = np.searchsorted(np.cumsum(nlines), nonempty, side="right")
+    return entry.astype(np.int64), counts[nonempty].astype(np.int64)
+
+
+def _columns(datas: list[bytes], *, fast: bool) -> Lines | None:
+    """The rows of ``datas`` as columns; None when ``fast`` (numpy's parser) and a value is not a number."""
+    nlines = np.fromiter((d.count(b"\n") for d in datas), dtype=np.int64, count=len(datas))
+    buf = b"".join(datas)
+    empty = np.zeros(0, dtype=np.int64)
+    if not buf.strip():
+        return Lines(empty, empty, empty, empty, np.zeros(0, dtype=np.float64))
+    counts = _counts(buf)
+    n_values = int(counts.sum())
     vals: np.ndarray | None = None
     if not fast:  # every value is a number: Python's float, which reads what numpy's parser does not
         vals = np.fromiter((float(t) for d in datas for t in d.split()), dtype=np.float64, count=n_values)
