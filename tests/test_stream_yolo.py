@@ -666,22 +666,22 @@ def test_the_plans_first_pass_stops_at_a_detect_file(tmp_path: Path, monkeypatch
     # a detect file decides it (9-11 column files are then dropped as ambiguous): the pass reads no further run
     labels = ["0 0.5 0.5 0.2 0.2\n"] + ["0 0.5 0.5 0.2 0.2\n"] * 299 + ["0 0.1 0.1 0.9 0.1 0.9 0.9 0.1 0.9\n"]
     src = _flat(tmp_path, labels, names=["a"], sizes=[(10, 10)] * len(labels))
-    read: list[int] = []
-    real = yolo._read_files
+    read: list[str] = []
+    real = yolo._read_one
 
-    def counted(paths: list[str], progress: Any = None) -> list[bytes]:
-        read.append(len(paths))
-        return real(paths, progress)
+    def counted(path: str) -> bytes:
+        read.append(path)
+        return real(path)
 
-    monkeypatch.setattr(yolo, "_read_files", counted)
+    monkeypatch.setattr(yolo, "_read_one", counted)
     parts = yolo.plan(src, options=ReadOptions(), parts=2)
-    assert read == [256] and [p.context.polygons for p in parts] == [False, False]  # type: ignore[union-attr]
+    assert len(read) == 256 and [p.context.polygons for p in parts] == [False, False]  # type: ignore[union-attr]
     monkeypatch.undo()
     _check(src, 2)
     assert _whole(src)[1].dropped_counts() == {"dropped.ambiguous": 1}
 
 
-def test_the_plans_first_pass_judges_valid_rows_only(tmp_path: Path) -> None:
+def test_the_plans_first_pass_judges_valid_rows_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the pass counts values and parses only files that may decide; what decides is their valid rows, as in read()
     four = "1 0.1 0.1 0.9 0.1 0.9 0.9 0.1 0.9\n"
     six = "0 0.1 0.1 0.2 0.1 0.3 0.2 0.3 0.3 0.2 0.3 0.1 0.2\n"  # 13 values: a 6-point polygon
@@ -695,6 +695,9 @@ def test_the_plans_first_pass_judges_valid_rows_only(tmp_path: Path) -> None:
         assert [p.context.polygons for p in parts] == [polygons] * len(labels), name  # type: ignore[union-attr]
         _check(src, len(labels))
         assert ("dropped.ambiguous" in _whole(src)[1].dropped_counts()) is not polygons, name
+        with monkeypatch.context() as m:  # runs of one file each (the byte cap): the same decision
+            m.setattr(yolo, "FIRST_PASS_BYTES", 1)
+            assert yolo.plan(src, options=ReadOptions(), parts=2)[1].context.polygons is polygons  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("chunk_rows", (1, 4, 10**6))

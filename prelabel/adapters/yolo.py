@@ -315,13 +315,14 @@ class _PartPlan:
 
 
 FIRST_PASS_FILES = (256, 4096)  # the first pass's runs of label files: the first run, the largest
+FIRST_PASS_BYTES = 16 << 20     # ... and a run's bytes at most (big polygon files: the client's peak)
 
 
 def _pending_polygons(lay: Layout, cfg: Config) -> bool | None:
     """Whether files of 9-11 column rows only are read as polygons (no label file of the source is a detect
     file, and one is a polygon file), decided as :func:`read` decides it, for a plan whose parts cannot: a first
     pass over the layout's label files (those :func:`read` reads: the images', then the orphans that look like
-    label files), a run of files at a time (256, doubling up to 4,096), stopping at the first detect file (then
+    label files), a run of files at a time (256, doubling up to 4,096; 16 MB at most), stopping at the first detect file (then
     they are not). The values on each row are counted, not parsed (:func:`.yolo_rows.column_counts`); only a
     file that may decide is parsed and judged as :func:`read` judges it (:func:`.yolo_rows.parse_rows`,
     :func:`.yolo_rows.valid_rows`, :func:`.yolo_rows.file_tasks`): one with a row of 5-7 values (it may be a
@@ -342,8 +343,14 @@ def _pending_polygons(lay: Layout, cfg: Config) -> bool | None:
     step, segment, a = FIRST_PASS_FILES[0], False, 0
     try:
         while a < len(files):
-            run = files[a:a + step]
-            raw = _read_files(run)
+            run: list[str] = []
+            raw: list[bytes] = []
+            size = 0
+            while a < len(files) and len(run) < step and size < FIRST_PASS_BYTES:
+                run.append(files[a])
+                raw.append(_read_one(files[a]))
+                size += len(raw[-1])
+                a += 1
             kept = [(f, data) for f, data in zip(run, raw, strict=True)
                     if f not in lay.loose or looks_like_labels(data[:65536])]  # as Run.label_orphans keeps them
             del raw
@@ -359,7 +366,6 @@ def _pending_polygons(lay: Layout, cfg: Config) -> bool | None:
                     return False
                 segment = segment or bool((tasks == SEGMENT).any())
             del kept
-            a += step
             step = min(2 * step, FIRST_PASS_FILES[1])
     except ReadError:
         return None
