@@ -31,10 +31,9 @@ each worker returns its partition's :class:`~prelabel.model.Dataset` (pickled Da
 report, and the client concatenates the parts in plan order (images appended, categories united by name in
 first-seen order, reports merged, the notes about the whole source kept once).
 
-Either way, when a part depends on the rest of the source (YOLO files whose rows are all 9-11 numbers are
-polygons only when the rest of the dataset is: ``NeedsWholeRead``), a file is malformed (``ReadError``) or an
-image is named in two partitions, the source is read again as one partition, so the result (or the error) is
-the local one's. A YOLO pose source without ``kpt_shape`` (inferred from every pose row) is planned as one part.
+Either way, when a part depends on the rest of the source (``NeedsWholeRead``: a Label Studio image named
+by tasks of two parts), a file is malformed (``ReadError``) or an image is named in two partitions, the source is
+read again as one partition, so the result (or the error) is the local one's. A YOLO pose source without ``kpt_shape`` (inferred from every pose row) is planned as one part.
 
 Where the workers read: a local path must be visible at the same path on every worker (a shared file system);
 an fsspec URL (``s3://...``) is read by each worker directly: the client downloads only the annotation files
@@ -167,8 +166,8 @@ def _read(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
         except (NeedsWholeRead, ReadError):
             if tasks == [whole]:
                 raise
-            # a part depends on the rest of the source (YOLO's files of 9-11 column rows only), or a file is
-            # malformed: read the source as one partition (which raises read()'s own error)
+            # a part depends on the rest of the source, or a file is malformed: read the source as one
+            # partition (which raises read()'s own error)
             parts = [client.gather(client.submit(whole[0], *whole[1], pure=False))]
     ds = merge(parts, report=Report(), kind_order=list(getattr(adapter, "KIND_NAMES", {}).values()))
     ds.report.input = {"format": adapter.NAME, "source": str(src)}

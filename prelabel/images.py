@@ -147,22 +147,37 @@ class ImageRoot:
             self._count("missing", at, path is None and (self.given if given is None else given))
         return Placed(name, path, size)
 
-    def settle_all(self, names: Sequence[str], paths: Sequence[str | None], *, at: Sequence[str],
-                   sizes: Sequence[Size | None], given: Sequence[bool] | None = None) -> list[Placed]:
+    def settle_all(self, names: Sequence[str], paths: Sequence[str | None], *,
+                   at: Sequence[str] | Callable[[int], str], sizes: Sequence[Size | None] | None = None,
+                   given: Sequence[bool] | None = None) -> list[Placed]:
         """:meth:`settle` of many images, in order, the headers of those without a recorded size read together
-        in threads (:func:`prelabel.imagesize.image_sizes`)."""
-        need = [i for i, (s, p) in enumerate(zip(sizes, paths, strict=True)) if s is None and p is not None]
-        read = dict(zip(need, image_sizes([str(paths[i]) for i in need]), strict=True))
-        out = []
-        for i, (name, path) in enumerate(zip(names, paths, strict=True)):
-            size = sizes[i]
-            if i in read:
-                size = read[i]
-                self._count("from_header", at[i], size is not None)
-            if size is not None:
-                self._count("missing", at[i], path is None and (self.given if given is None else given[i]))
-            out.append(Placed(name, path, size))
-        return out
+        in threads (:func:`prelabel.imagesize.image_sizes`). ``at``: where each image is named (or a function of
+        its index, called only for the first image a rule counts: a reader of many images need not spell every
+        place); ``sizes`` None: no size recorded for any (a format that records none, e.g. YOLO).
+
+        >>> root = ImageRoot(None, report=Report())
+        >>> root.settle_all(["a.png", "b.png"], [None, None], at=lambda i: f"f:{i + 1}", sizes=[(4, 3), None])
+        [Placed(name='a.png', path=None, size=(4, 3)), Placed(name='b.png', path=None, size=None)]
+        """
+        recorded: Sequence[Size | None] = sizes if sizes is not None else [None] * len(names)
+        need = [i for i, (s, p) in enumerate(zip(recorded, paths, strict=True)) if s is None and p is not None]
+        read = image_sizes([str(paths[i]) for i in need])
+        final = list(recorded)
+        for i, size in zip(need, read, strict=True):
+            final[i] = size
+        where = at if callable(at) else at.__getitem__
+        # counted in bulk (a reader of 20,000 images pays no Python call an image): the same counts as settle()
+        header = [i for i, size in zip(need, read, strict=True) if size is not None]
+        self._count_many("from_header", header, where)
+        named = (lambda i: given[i]) if given is not None else (lambda i: self.given)
+        self._count_many("missing", [i for i, (p, s) in enumerate(zip(paths, final, strict=True))
+                                     if p is None and s is not None and named(i)], where)
+        return [Placed(n, p, s) for n, p, s in zip(names, paths, final, strict=True)]
+
+    def _count_many(self, rule: str, hits: list[int], where: Callable[[int], str]) -> None:
+        if hits:
+            setattr(self, rule, getattr(self, rule) + len(hits))
+            self._at.setdefault(rule, where(hits[0]))
 
     def _count(self, rule: str, at: str, yes: bool) -> None:
         if yes:

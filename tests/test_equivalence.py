@@ -244,7 +244,8 @@ def test_yolo_first_part_without_label_rows(tmp_path: Path, client: Any) -> None
     _check(root, "yolo", tmp_path, client)
     notes = [(d.code, d.source) for d in prelabel.read(root).report.diagnostics]
     assert notes == [("category.unnamed", str(root)), ("task.inferred", str(root)),
-                     ("image.unlabeled", "0.png"), ("image.unlabeled", "1.png"), ("image.unlabeled", "2.png")]
+                     ("image.unlabeled", "0.png"), ("image.unlabeled", "1.png"), ("image.unlabeled", "2.png"),
+                     ("image.size_from_header", "images/0.png")]  # the resolver's tally, at the first image
 
 
 @pytest.mark.parametrize("rest", ["segment", "detect"])

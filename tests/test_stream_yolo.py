@@ -214,7 +214,9 @@ def test_small_case_by_hand(tmp_path: Path) -> None:
     assert report.read == 3 and report.dropped == 0
     assert [(d.code, d.source, d.message) for d in report.diagnostics] == [
         ("task.inferred", str(tmp_path), "task inferred from the column counts: 2 detect file(s)"),
-        ("image.unlabeled", "b.png", "no label file: kept with no annotations")]
+        ("image.unlabeled", "b.png", "no label file: kept with no annotations"),
+        # every YOLO size is a header's (a.png, b.png, c.png), counted once by the image resolver at the first
+        ("image.size_from_header", "a.png", "3 image size(s) read from the image files' headers")]
     assert _check(tmp_path, 2, workers=2)
 
 
@@ -288,7 +290,7 @@ def _under(fixtures_dir: Path, opts: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("rel,opts", FIXTURES, ids=[f"{p}-{sorted(o)}" for p, o in FIXTURES])
 def test_fixtures(fixtures_dir: Path, rel: Path, opts: dict[str, Any], parts: int) -> None:
     if rel == DATUMARO and parts > 1:  # its OBB file: 9 columns, no task (see below)
-        _asks_whole_read(fixtures_dir / rel, parts)
+        _check(fixtures_dir / rel, parts)
     else:
         _check(fixtures_dir / rel, parts, **_under(fixtures_dir, opts))
 
@@ -299,9 +301,9 @@ def test_the_whole_datumaro_folder_needs_a_whole_read(fixtures_dir: Path, tmp_pa
     src = fixtures_dir / DATUMARO
     assert len(_whole(src)[0].images) == 9
     assert _whole(src)[1].dropped_counts()["dropped.ambiguous"] >= 1
-    _asks_whole_read(src, 9)
+    _check(src, 9)
     _check(src, 1, workers=2)
-    _user_sees_read(src, "c", streams=False)
+    _user_sees_read(src, "c", streams=True)
 
 
 # ---------------------------------------------------------------------------------------------- generated datasets
@@ -339,11 +341,11 @@ def test_segment_with_box_rows_and_4_point_files(tmp_path: Path, parts: int) -> 
     if parts == 1:
         _check(src, 1)  # one part: read() itself
     else:
-        _asks_whole_read(src, parts)
+        _check(src, parts)
     _, rep = _whole(src)
-    assert rep.dropped == 0 and "9-11 column rows read as polygons like the rest" in rep.diagnostics[0].message
+    assert rep.dropped == 0 and "9-11 column rows read as polygons like the rest" in rep.diagnostics[1].message
     if parts == 2:
-        _user_sees_read(src, "convert", streams=False)
+        _user_sees_read(src, "convert", streams=True)
         _user_sees_read(src, "segment", streams=True, task="segment")
 
 
@@ -357,7 +359,7 @@ def test_obb_and_ambiguous_files(tmp_path: Path, parts: int) -> None:
     if parts == 1:
         _check(src, 1)
     else:
-        _asks_whole_read(src, parts)
+        _check(src, parts)
     # detect files and 9-column files: the 9-column rows are dropped as ambiguous
     mixed = _random_labels(20, "detect", seed=6)
     rng = np.random.default_rng(7)
@@ -367,11 +369,11 @@ def test_obb_and_ambiguous_files(tmp_path: Path, parts: int) -> None:
     if parts == 1:
         _check(mixed_src, 1)
     else:
-        _asks_whole_read(mixed_src, parts)
+        _check(mixed_src, parts)
     if parts == 3:
         _user_sees_read(src, "c_obb", streams=True, task="obb")
-        _user_sees_read(src, "c_ambiguous", streams=False)
-        _user_sees_read(mixed_src, "c_mixed", streams=False)
+        _user_sees_read(src, "c_ambiguous", streams=True)
+        _user_sees_read(mixed_src, "c_mixed", streams=True)
 
 
 @pytest.mark.parametrize("kpt", [(3, 3), (2, 2), (4, 3)])
@@ -462,14 +464,14 @@ def test_drops_spread_over_files(tmp_path: Path, parts: int) -> None:
         if parts == 1:
             _check(labels, 1, **opts)
         else:
-            _asks_whole_read(labels, parts, **opts)
+            _check(labels, parts, **opts)
         _check(labels, parts, task="detect", **opts)  # the task given: the 9-column rows are invalid boxes
     ds, rep = _whole(labels)
     # the reader drops what it cannot read; the infinite score goes in the shared clip step (every source)
     assert set(rep.dropped_counts()) == {"dropped.no_image", "dropped.ambiguous"}
     assert set(prepare(ds).report.dropped_counts()) == {"dropped.no_image", "dropped.ambiguous", "dropped.nonfinite"}
     if parts == 2:
-        _user_sees_read(labels, "c_whole", streams=False)
+        _user_sees_read(labels, "c_whole", streams=True)
         _user_sees_read(labels, "c_detect", streams=True, task="detect", images=images)
     # a flat folder with a loose .txt that is no label file (skipped with a note)
     flat = _flat(tmp_path / "flat", _random_labels(6, "detect", seed=14))
@@ -525,28 +527,33 @@ def test_four_point_files_then_a_box_file(tmp_path: Path) -> None:
     labels = [_row(rng, "segment", 2, points=6) + "\n", _row(rng, "segment", 2, points=4) + "\n",
               _row(rng, "detect", 2) + "\n"]
     src = _flat(tmp_path, labels, names=["a", "b"])
-    _asks_whole_read(src, 3)
+    _check(src, 3)
     _check(src, 1)  # one part: the same as read() (which drops the 9-column rows as ambiguous)
     _, rep = _whole(src)
     assert rep.dropped_counts() == {"dropped.ambiguous": 1}
-    _user_sees_read(src, "convert", streams=False)
+    _user_sees_read(src, "convert", streams=True)
 
 
 def test_four_point_files_first_then_polygons(tmp_path: Path) -> None:
     rng = np.random.default_rng(19)
     labels = [_row(rng, "segment", 2, points=4) + "\n", _row(rng, "segment", 2, points=6) + "\n"]
     src = _flat(tmp_path, labels, names=["a", "b"])
-    _asks_whole_read(src, 2)
+    _check(src, 2)
     _, rep = _whole(src)
-    assert rep.dropped == 0 and "like the rest of the dataset" in rep.diagnostics[0].message
-    _user_sees_read(src, "c1", streams=False)
+    # img_000 a 4-point polygon (9 columns), img_001 a 6-point one: 2 segment files, the 9-column one among them
+    assert rep.dropped == 0 and [(d.code, d.message) for d in rep.diagnostics] == [
+        ("task.inferred", "task inferred from the column counts: 2 segment file(s)"),
+        ("task.inferred", "1 file(s) with only 9-11 column rows read as polygons like the rest of the dataset; "
+                          "pass ReadOptions(task='obb') if they are oriented boxes"),
+        ("image.size_from_header", "2 image size(s) read from the image files' headers")]
+    _user_sees_read(src, "c1", streams=True)
     # after a box file, a later polygon file cannot make the rest all polygons: dropped as ambiguous
     labels = [_row(rng, "detect", 2) + "\n", _row(rng, "segment", 2, points=4) + "\n",
               _row(rng, "segment", 2, points=6) + "\n"]
     src = _flat(tmp_path / "b", labels, names=["a", "b"])
-    _asks_whole_read(src, 3)
+    _check(src, 3)
     assert _whole(src)[1].dropped_counts() == {"dropped.ambiguous": 1}
-    _user_sees_read(src, "c2", streams=False)
+    _user_sees_read(src, "c2", streams=True)
     # the task given: every part reads alone
     _check(src, 3, task="segment")
     _user_sees_read(src, "c3", streams=True, task="segment")
@@ -616,6 +623,83 @@ def test_parts_read_a_process_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     _user_sees_read(src, "convert", streams=True, task="segment")
 
 
+def test_files_of_9_to_11_columns_stream(tmp_path: Path) -> None:
+    # no task: files of 9-11 column rows only are polygons when every other file is one. The first two images
+    # (the first part of two) hold nothing else, so a part alone cannot tell: the plan decides it once, from a
+    # first pass over every label file, and the parts stream (no stream.whole)
+    labels = ["1 0.1 0.1 0.9 0.1 0.9 0.9 0.1 0.9\n",                # 9: a 4-point polygon
+              "0 0.1 0.1 0.5 0.1 0.5 0.5 0.1 0.5 0.8\n",            # 10: a 4-point polygon and a score
+              "1 0.25 0.25 0.75 0.25 0.75 0.75 0.5 0.9 0.25 0.75\n",  # 11: a 5-point polygon
+              "0 0.1 0.2 0.5 0.2 0.3 0.6\n"]                        # 7: a 3-point polygon (0.6 is no track id)
+    src = _flat(tmp_path / "src", labels, names=["a", "b"], sizes=[(100, 50), (200, 100), (40, 40), (100, 50)])
+    parts = yolo.plan(src, options=ReadOptions(), parts=2)
+    assert [[f for f in p.files if f.endswith(".txt")] for p in parts] == [["img_000.txt", "img_001.txt"],
+                                                                          ["img_002.txt", "img_003.txt"]]
+    for k in (2, 3, 4):
+        _check(src, k)
+        _check(src, k, workers=2)
+    whole, whole_rep = _converted(src, tmp_path / "whole", options=ReadOptions())
+    for workers in (1, 2):
+        got, rep = _converted(src, tmp_path / f"stream{workers}", options=ReadOptions(), stream=True, chunk_rows=1,
+                              workers=workers)
+        assert got == whole and rep == whole_rep  # byte for byte, the report in read()'s order
+    assert [d["code"] for d in whole_rep["diagnostics"]].count("stream.whole") == 0
+    assert [(d["code"], d["message"]) for d in whole_rep["diagnostics"]][:2] == [
+        ("task.inferred", "task inferred from the column counts: 4 segment file(s)"),
+        ("task.inferred", "3 file(s) with only 9-11 column rows read as polygons like the rest of the dataset; "
+                          "pass ReadOptions(task='obb') if they are oriented boxes")]
+    coco = json.loads(whole)
+    # by hand: x * width, y * height
+    assert [(a["image_id"], a["category_id"], a.get("score")) for a in coco["annotations"]] == [
+        (1, 2, None), (2, 1, 0.8), (3, 2, None), (4, 1, None)]
+    assert [len(a["segmentation"]) for a in coco["annotations"]] == [1, 1, 1, 1]
+    for a, want in zip(coco["annotations"], ([10, 5, 90, 5, 90, 45, 10, 45],            # 100 x 50
+                                             [20, 10, 100, 10, 100, 50, 20, 50],        # 200 x 100
+                                             [10, 10, 30, 10, 30, 30, 20, 36, 10, 30],  # 40 x 40
+                                             [10, 10, 50, 10, 30, 30]), strict=True):   # 100 x 50
+        assert a["segmentation"][0] == pytest.approx(want)
+    np.testing.assert_allclose([a["bbox"] for a in coco["annotations"]],
+                               [[10, 5, 80, 40], [20, 10, 80, 40], [10, 10, 20, 26], [10, 10, 40, 20]], atol=1e-9)
+
+
+def test_the_plans_first_pass_stops_at_a_detect_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a detect file decides it (9-11 column files are then dropped as ambiguous): the pass reads no further run
+    labels = ["0 0.5 0.5 0.2 0.2\n"] + ["0 0.5 0.5 0.2 0.2\n"] * 299 + ["0 0.1 0.1 0.9 0.1 0.9 0.9 0.1 0.9\n"]
+    src = _flat(tmp_path, labels, names=["a"], sizes=[(10, 10)] * len(labels))
+    read: list[str] = []
+    real = yolo._read_one
+
+    def counted(path: str) -> bytes:
+        read.append(path)
+        return real(path)
+
+    monkeypatch.setattr(yolo, "_read_one", counted)
+    parts = yolo.plan(src, options=ReadOptions(), parts=2)
+    assert len(read) == 256 and [p.context.polygons for p in parts] == [False, False]  # type: ignore[union-attr]
+    monkeypatch.undo()
+    _check(src, 2)
+    assert _whole(src)[1].dropped_counts() == {"dropped.ambiguous": 1}
+
+
+def test_the_plans_first_pass_judges_valid_rows_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the pass counts values and parses only files that may decide; what decides is their valid rows, as in read()
+    four = "1 0.1 0.1 0.9 0.1 0.9 0.9 0.1 0.9\n"
+    six = "0 0.1 0.1 0.2 0.1 0.3 0.2 0.3 0.3 0.2 0.3 0.1 0.2\n"  # 13 values: a 6-point polygon
+    cases = {"unnamed_box": ([four, "9 0.5 0.5 0.2 0.2\n", six], True),   # class 9 has no name: no detect file
+             "box": ([four, "1 0.5 0.5 0.2 0.2\n", six], False),          # a detect file: the 4-point one dropped
+             "bad_polygon": ([four, "-1" + six[1:]], False),             # class -1: no polygon file
+             "not_a_number": ([four, "0 0.5 0.5 0.2 x\n" + six], True)}  # the box row unread: a polygon file
+    for name, (labels, polygons) in cases.items():
+        src = _flat(tmp_path / name, labels, names=["a", "b"])
+        parts = yolo.plan(src, options=ReadOptions(), parts=len(labels))
+        assert [p.context.polygons for p in parts] == [polygons] * len(labels), name  # type: ignore[union-attr]
+        _check(src, len(labels))
+        assert ("dropped.ambiguous" in _whole(src)[1].dropped_counts()) is not polygons, name
+        with monkeypatch.context() as m:  # runs of one file each (the byte cap): the same decision
+            m.setattr(yolo, "FIRST_PASS_BYTES", 1)
+            assert yolo.plan(src, options=ReadOptions(), parts=2)[1].context.polygons is polygons  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("chunk_rows", (1, 4, 10**6))
 def test_convert_streamed_writes_the_same_bytes(tmp_path: Path, chunk_rows: int) -> None:
     labels = _random_labels(20, "segment", seed=22)
@@ -628,7 +712,7 @@ def test_convert_streamed_writes_the_same_bytes(tmp_path: Path, chunk_rows: int)
                                        stream=True, chunk_rows=chunk_rows, workers=workers)
             assert streamed == whole
             notes = [d["message"] for d in rep["diagnostics"] if d["code"] == "stream.whole"]
-            assert len(notes) == (task is None) and all(WHOLE in n for n in notes)
+            assert notes == []  # no task: the plan decides its 4-point polygon files, the parts stream
             rest = [d for d in rep["diagnostics"] if d["code"] != "stream.whole"]
             assert sorted(map(str, whole_rep["diagnostics"])) == sorted(map(str, rest))
             assert {k: v for k, v in whole_rep.items() if k != "diagnostics"} == \

@@ -24,7 +24,10 @@ the image. Images with no label file are kept with no annotations (``image.unlab
 no image (only looked for where a folder is walked, not for list files) has its rows dropped
 (``dropped.no_image`` naming the image path looked for, with ``image.missing`` for the file; a data.yaml split
 whose image folder is missing has its ``labels`` twin read the same way): normalized coordinates need the image size, which
-comes from the image header (:mod:`prelabel.imagesize`, EXIF orientation applied).
+comes from the image header (YOLO records none), read through the one image resolver
+(:class:`prelabel.images.ImageRoot`: headers in threads, EXIF orientation applied; one ``image.size_from_header``
+note, info, counts them at the first image). An image whose header gives no size is left out, its rows dropped
+(``dropped.no_image``, with ``image.missing`` naming the file).
 
 ``file_name`` is the image path relative to the images root, with forward slashes: ``options.images`` when every
 image is under it, else ``<root>/images``, else ``<root>`` (the yaml's ``path:``, the folder given), else the
@@ -56,8 +59,8 @@ then it is a track id (Ultralytics ``save_txt`` while tracking without ``save_co
 Without a task, each file is judged by all of its rows together, never row by row. Row lengths 5-6 mean detect,
 8 and 12+ segment, 9-11 OBB or segment, 7 detect with a score and a track id when every row's 6th value is in
 [0, 1] and 7th a whole number, else a 3-point polygon. A file of 9-11 column rows only is ambiguous (a 4-point
-polygon or an oriented box): it is read as segment when the rest of the dataset is segment (note
-``task.inferred``), otherwise its rows are dropped (``dropped.ambiguous``, f"pass {option('task', 'segment')} or {option('task', 'obb')}").
+polygon or an oriented box): it is read as segment when the rest of the dataset is segment (a second
+``task.inferred`` note counting them), otherwise its rows are dropped (``dropped.ambiguous``, f"pass {option('task', 'segment')} or {option('task', 'obb')}").
 A file mixing box rows and polygon rows is read as segment with box rows. Pose is never inferred from column
 counts; with the pose task but no ``kpt_shape`` (data.yaml or ``options.extra["kpt_shape"]``), ``K`` and ``d``
 are inferred from label rows (no score) and noted.
@@ -79,8 +82,9 @@ Reading in parts: :func:`plan` cuts the source into runs of its images in output
 images root found once, there), :func:`read_part` reads one, and the engine (:mod:`prelabel.engine`) reads the
 parts in processes and merges them in plan order into ``read()``'s dataset and report; a streamed conversion
 is those parts in turn (``engine.PartStream``: bounded memory on huge datasets). What ``read()`` decides from
-every label file still is: pose without a ``kpt_shape`` is one part, and a part holding label files of 9-11
-column rows only raises ``NeedsWholeRead`` (the engine then reads the source whole). Without names, a part's
+every label file the plan decides once: whether files of 9-11 column rows only are polygons (a first pass over
+the label files, stopping at the first detect file; a part raises ``NeedsWholeRead`` only when that pass could
+not read a file); pose without a ``kpt_shape`` is one part. Without names, a part's
 category table names the classes up to its own largest index, and the parts' tables joined are ``read()``'s.
 
 The work is done by :mod:`.yolo_layout` (the layout and the config), :mod:`.yolo_rows` (label files parsed
@@ -108,9 +112,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ReadError, option
 from ..gcpause import gc_paused
-from ..imagesize import image_sizes
 from ..model import Dataset
 from ..paths import moved
 from ..report import Diagnostic, Report
@@ -133,7 +138,17 @@ from .yolo_layout import (
     read_config,
     yaml_keys,
 )
-from .yolo_rows import DETECT, OBB, POSE, SEGMENT, looks_like_labels
+from .yolo_rows import (
+    DETECT,
+    OBB,
+    POSE,
+    SEGMENT,
+    column_counts,
+    file_tasks,
+    looks_like_labels,
+    parse_rows,
+    valid_rows,
+)
 from .yolo_run import Run
 
 __all__ = ["DESCRIPTION", "NAME", "TASKS", "auto_workers", "detect", "plan", "read", "read_part"]
@@ -253,11 +268,11 @@ def _read(lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: s
           part: _PartPlan | None = None) -> Dataset:
     """Every label file in one batch: the images' label files in image order, then the orphans. ``part``: the
     plan's context when this is one part of a plan (``lay`` its part of the layout)."""
-    run = Run(lay, cfg, options, report, str(src))
+    run = Run(lay, cfg, options, report, str(src), pending_polygons=None if part is None else part.polygons)
     several = part is not None and part.n_parts > 1
     if part is not None:
         run.img_root = lay.image_roots[0]  # decided by the plan, from every image of the source
-    sizes = image_sizes(lay.images)
+    sizes = run.sizes()
     files = [lab for lab in lay.labels if lab is not None]
     image_of = [i for i, lab in enumerate(lay.labels) if lab is not None]
     raw = _read_files(files, _progress_hook(options))
@@ -267,7 +282,7 @@ def _read(lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: s
     raw += orphan_raw
     del orphan_raw
     piece = run.batch(files, image_of, raw, sizes)
-    if several and run.n_pending:
+    if several and run.n_pending and part is not None and part.polygons is None:  # (the plan's pass failed)
         raise NeedsWholeRead("label files of 9-11 column rows only (4-point polygons or oriented boxes) are read "
                              "as polygons when every other label file of the source holds polygons, else dropped: "
                              f"one part cannot tell (pass {option('task', 'segment')} or {option('task', 'obb')})")
@@ -296,6 +311,65 @@ class _PartPlan:
     notes: tuple[Diagnostic, ...]
     n_parts: int
     last: bool
+    polygons: bool | None = None  # files of 9-11 column rows only are polygons (None: undecided, see plan)
+
+
+FIRST_PASS_FILES = (256, 4096)  # the first pass's runs of label files: the first run, the largest
+FIRST_PASS_BYTES = 16 << 20     # ... and a run's bytes at most (big polygon files: the client's peak)
+
+
+def _pending_polygons(lay: Layout, cfg: Config) -> bool | None:
+    """Whether files of 9-11 column rows only are read as polygons (no label file of the source is a detect
+    file, and one is a polygon file), decided as :func:`read` decides it, for a plan whose parts cannot: a first
+    pass over the layout's label files (those :func:`read` reads: the images', then the orphans that look like
+    label files), a run of files at a time (256, doubling up to 4,096; 16 MB at most), stopping at the first detect file (then
+    they are not). The values on each row are counted, not parsed (:func:`.yolo_rows.column_counts`); only a
+    file that may decide is parsed and judged as :func:`read` judges it (:func:`.yolo_rows.parse_rows`,
+    :func:`.yolo_rows.valid_rows`, :func:`.yolo_rows.file_tasks`): one with a row of 5-7 values (it may be a
+    detect file), and, until a polygon file is found, one with a row of 7, 8 or 12 or more. A file of rows of
+    9-11 values only (and rows of fewer than 5, never valid) can be neither, whatever its values. None when a
+    file cannot be read or parsed (the parts then leave the decision to a whole read, whose error is its own).
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for n, row in enumerate(["0 .1 .1 .3 .1 .3 .3 .1 .3", "0 .1 .1 .3 .1 .2 .3"]):
+    ...     _ = (d / f"{n}.txt").write_text(row + "\\n")
+    >>> lay = Layout(root=str(d), images=["0.png", "1.png"], labels=[str(d / "0.txt"), str(d / "1.txt")])
+    >>> cfg = read_config(lay, ReadOptions())
+    >>> _pending_polygons(lay, cfg), _pending_polygons(replace(lay, labels=[str(d / "0.txt"), None]), cfg)
+    (True, False)
+    """
+    files = [lab for lab in lay.labels if lab is not None] + list(lay.orphans)
+    step, segment, a = FIRST_PASS_FILES[0], False, 0
+    try:
+        while a < len(files):
+            run: list[str] = []
+            raw: list[bytes] = []
+            size = 0
+            while a < len(files) and len(run) < step and size < FIRST_PASS_BYTES:
+                run.append(files[a])
+                raw.append(_read_one(files[a]))
+                size += len(raw[-1])
+                a += 1
+            kept = [(f, data) for f, data in zip(run, raw, strict=True)
+                    if f not in lay.loose or looks_like_labels(data[:65536])]  # as Run.label_orphans keeps them
+            del raw
+            entry, ncol = column_counts([data for _, data in kept])
+            maybe_detect = np.bincount(entry[(ncol >= 5) & (ncol <= 7)], minlength=len(kept)) > 0
+            maybe_polygons = np.bincount(entry[(ncol == 7) | (ncol == 8) | (ncol >= 12)], minlength=len(kept)) > 0
+            parse = np.flatnonzero(maybe_detect | (maybe_polygons & (not segment))).tolist()
+            if parse:
+                lines = parse_rows([kept[i][1] for i in parse], [kept[i][0] for i in parse])
+                lines = lines.keep(valid_rows(lines, cfg.names))
+                tasks = file_tasks(lines, len(parse))
+                if (tasks == DETECT).any():
+                    return False
+                segment = segment or bool((tasks == SEGMENT).any())
+            del kept
+            step = min(2 * step, FIRST_PASS_FILES[1])
+    except ReadError:
+        return None
+    return segment
 
 
 def _mover(old: str, new: str) -> Callable[[str], str]:
@@ -310,8 +384,9 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]
     :func:`read`'s, report included. The layout (every image and its label file, the class names, the images
     root) is found once, here. A part's ``files`` are the images, label files and orphan label files it reads,
     relative to its ``source`` (the folder all of them are under). One part when the task is pose without a
-    ``kpt_shape`` (inferred from every pose row); a part holding label files of 9-11 column rows only raises
-    :class:`NeedsWholeRead` (how they are read depends on every other file).
+    ``kpt_shape`` (inferred from every pose row). Whether label files of 9-11 column rows only are polygons
+    (which depends on every other file) is decided here (:func:`_pending_polygons`) and carried in the parts'
+    context; when it cannot be (a file not read), a part holding such files raises :class:`NeedsWholeRead`.
 
     >>> parts = plan(Path("sample_data/yolo"), options=ReadOptions(), parts=2)
     >>> [sum(f.startswith("images/") for f in p.files) for p in parts]
@@ -336,6 +411,8 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]
         return (f[len(prefix):] if prefix and f.startswith(prefix) else f).replace(SEP, "/")
 
     looked_for = tuple(sorted(lay.looked_for.items()))
+    # files of 9-11 column rows only: decided here, once, for the parts (which cannot tell) when no task is given
+    polygons = _pending_polygons(lay, cfg) if cfg.task is None and n > 1 else None
     cuts = [len(lay.images) * k // n for k in range(n + 1)]
     out: list[FilesPart] = []
     for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
@@ -346,7 +423,8 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]
         ctx = _PartPlan(base=base, src=str(p), root=lay.root, img_root=img_root, images=images, labels=labels,
                         orphans=orphans, loose=frozenset(lay.loose) if first else frozenset(),
                         looked_for=looked_for if first else (), cfg=cfg,
-                        notes=tuple(report.diagnostics) if first else (), n_parts=n, last=k == n - 1)
+                        notes=tuple(report.diagnostics) if first else (), n_parts=n, last=k == n - 1,
+                        polygons=polygons)
         out.append(FilesPart(source=base, files=tuple(rel(f) for f in files), context=ctx))
     return out
 

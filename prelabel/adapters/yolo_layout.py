@@ -280,7 +280,8 @@ def _list_file_images(list_file: str, roots: list[str], report: Report) -> list[
             first_missing = first_missing or entry
             continue
         out.append(found)
-    if missing:
+    if missing:  # the layout's note, not the resolver's image.missing (an image placed with a known size and
+        # no file under the root): a listed image not found has no size in YOLO, so it is left out, not placed
         report.note("image.missing", list_file,
                     f"{missing} listed image(s) not found (first: {first_missing!r})")
     return out
@@ -332,6 +333,7 @@ def _missing_split(entry: str, root: str, loc: _Locator, lay: Layout, pending: l
         found = loc("/".join([*parts[:i], "labels", *parts[i + 1:]]))
         labels_dir = found if found is not None and os.path.isdir(found) else None
     txts = _walk(labels_dir, lay)[1] if labels_dir is not None else []
+    # the layout's note (a folder, not an image, not found): no rule of the image resolver
     report.note("image.missing", where, f"image folder {entry!r} not found (looked for {rel_path(looked, lay.root)})"
                 + (f"; the {len(txts)} label file(s) of {rel_path(labels_dir, lay.root)} have no image"
                    if labels_dir is not None else ""))

@@ -1,6 +1,7 @@
 """YOLO label files as rows of numbers: every row of a batch of files parsed into columns at once (a row with a
 value that is not a number left out with its message), and what is wrong with a row (a class index that is
-not a whole number or has no name, a value count that does not fit its file's task)."""
+not a whole number or has no name, a value count that does not fit its file's task), and the task each file's
+rows say (:func:`file_tasks`, judged by :func:`valid_rows`)."""
 
 from __future__ import annotations
 
@@ -112,13 +113,9 @@ def parse_rows(raw: list[bytes], files: list[str]) -> Lines:
     return lines
 
 
-def _columns(datas: list[bytes], *, fast: bool) -> Lines | None:
-    """The rows of ``datas`` as columns; None when ``fast`` (numpy's parser) and a value is not a number."""
-    nlines = np.fromiter((d.count(b"\n") for d in datas), dtype=np.int64, count=len(datas))
-    buf = b"".join(datas)
-    empty = np.zeros(0, dtype=np.int64)
-    if not buf.strip():
-        return Lines(empty, empty, empty, empty, np.zeros(0, dtype=np.float64))
+def _counts(buf: bytes) -> np.ndarray:
+    """The number of values (runs of non-blank bytes) on each line of ``buf`` (cleaned files joined: every
+    line ends with a newline), without parsing them."""
     arr = np.frombuffer(buf, dtype=np.uint8)
     ends = np.flatnonzero(arr == 10)
     ws = _WS[arr]
@@ -127,9 +124,39 @@ def _columns(datas: list[bytes], *, fast: bool) -> Lines | None:
     prev[1:] = ws[:-1]
     np.logical_and(np.logical_not(ws, out=ws), prev, out=ws)  # in place: a value starts here
     starts = np.flatnonzero(ws)
-    counts = np.bincount(np.searchsorted(ends, starts), minlength=len(ends))
-    n_values = len(starts)
-    del arr, ws, prev, starts  # peak memory: the byte-sized masks go before the values are parsed
+    # (the byte-sized masks go when this returns, before any value is parsed: peak memory)
+    return np.bincount(np.searchsorted(ends, starts), minlength=len(ends))
+
+
+def column_counts(raw: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """The value count of every non-empty row of the label files ``raw`` and the file (entry) it is in, the rows
+    :func:`parse_rows` gives (a row with a value that is not a number counted too), none of them parsed: what a
+    first look at many files needs (:func:`file_tasks` judges the files worth parsing).
+
+    >>> column_counts([b"0 .5 .5 .2 .2\\n\\n1 2 3\\r\\n", b"", b"x 1"])
+    (array([0, 0, 2]), array([5, 3, 2]))
+    """
+    datas = [_clean(d) for d in raw]
+    buf = b"".join(datas)
+    if not buf.strip():
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    nlines = np.fromiter((d.count(b"\n") for d in datas), dtype=np.int64, count=len(datas))
+    counts = _counts(buf)
+    nonempty = np.flatnonzero(counts)
+    entry = np.searchsorted(np.cumsum(nlines), nonempty, side="right")
+    return entry.astype(np.int64), counts[nonempty].astype(np.int64)
+
+
+def _columns(datas: list[bytes], *, fast: bool) -> Lines | None:
+    """The rows of ``datas`` as columns; None when ``fast`` (numpy's parser) and a value is not a number."""
+    nlines = np.fromiter((d.count(b"\n") for d in datas), dtype=np.int64, count=len(datas))
+    buf = b"".join(datas)
+    empty = np.zeros(0, dtype=np.int64)
+    if not buf.strip():
+        return Lines(empty, empty, empty, empty, np.zeros(0, dtype=np.float64))
+    counts = _counts(buf)
+    n_values = int(counts.sum())
     vals: np.ndarray | None = None
     if not fast:  # every value is a number: Python's float, which reads what numpy's parser does not
         vals = np.fromiter((float(t) for d in datas for t in d.split()), dtype=np.float64, count=n_values)
@@ -152,6 +179,67 @@ def _columns(datas: list[bytes], *, fast: bool) -> Lines | None:
     first = (np.cumsum(counts) - counts)[nonempty]
     return Lines(entry=entry.astype(np.int64), line=line.astype(np.int64),
                  ncol=counts[nonempty].astype(np.int64), first=first.astype(np.int64), vals=vals)
+
+
+_D, _S, _O = 1, 2, 4                  # candidate task bits: detect, segment, obb
+
+
+def _candidates(n: int) -> int:
+    if n in (5, 6):
+        return _D
+    if n == 7:
+        return _D | _S
+    if n in (9, 10, 11):
+        return _O | _S
+    return _S  # 8 and 12+ (fewer than 5 is refused before)
+
+
+def valid_rows(lines: Lines, names: list[str] | None) -> np.ndarray:
+    """The rows neither :func:`unnamed_classes` nor :func:`row_problems` finds a problem in (whole class index
+    >= 0, named when there are names; at least 5 values): the rows :func:`file_tasks` judges a file by."""
+    cls = lines.vals[lines.first]
+    ok: np.ndarray = (cls >= 0) & (cls == np.floor(cls)) & (cls < 2**31) & (lines.ncol >= 5)
+    if names is not None:
+        ok &= cls < len(names)
+    return ok
+
+
+def file_tasks(lines: Lines, n_entries: int) -> np.ndarray:
+    """The task the rows of each label file say, judged by all of its rows together (the rows of a batch of
+    ``n_entries`` files, invalid rows left out): ``DETECT`` (5-6 columns; 7 when every 7-column row is a box, a
+    score in [0, 1] and a whole track id), ``SEGMENT`` (any other count, or boxes and polygons mixed),
+    ``AMBIGUOUS`` (rows of 9-11 columns only: 4-point polygons or oriented boxes, which the rest of the source
+    decides), -1 (no row).
+
+    >>> rows = parse_rows([b"0 .5 .5 .2 .2\\n", b"0 .1 .1 .2 .1 .2 .2 .1 .2\\n", b"0 .1 .1 .2 .1 .2 .2\\n", b""],
+    ...                   ["a", "b", "c", "d"])
+    >>> file_tasks(rows, 4).tolist() == [DETECT, AMBIGUOUS, SEGMENT, -1]
+    True
+    """
+    kinds = np.full(n_entries, -1, dtype=np.int64)
+    if not len(lines.ncol):
+        return kinds
+    width = int(lines.ncol.max()) + 1
+    pairs = np.unique(lines.entry * width + lines.ncol)
+    mask = np.full(n_entries, _D | _S | _O, dtype=np.int64)
+    for key in pairs.tolist():
+        e, n = divmod(key, width)
+        mask[e] &= _candidates(n)
+    has_rows = np.bincount(lines.entry, minlength=n_entries) > 0
+    # all rows 7 columns: box + score + track id when the 6th value is a score and the 7th a whole number
+    sev = lines.ncol == 7
+    if sev.any():
+        f6 = lines.vals[lines.first[sev] + 5]
+        f7 = lines.vals[lines.first[sev] + 6]
+        not_track = ~((f6 >= 0) & (f6 <= 1) & np.isfinite(f7) & (f7 == np.floor(f7)))
+        bad = per_entry_any(lines.entry[sev], not_track, n_entries)
+        both = mask == (_D | _S)
+        mask[both & bad] = _S
+        mask[both & ~bad] = _D
+    kinds[has_rows & (mask == _D)] = DETECT
+    kinds[has_rows & ((mask == _S) | (mask == 0))] = SEGMENT  # 0: boxes and polygons mixed -> segment
+    kinds[has_rows & (mask == (_O | _S))] = AMBIGUOUS
+    return kinds
 
 
 def per_entry_any(entry: np.ndarray, flag: np.ndarray, n: int) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ReadError, for_face, option
+from ..images import ImageRoot, Size
 from ..report import Report
 from .base import ReadOptions
 from .yolo_geometry import category_table, convert_rows
@@ -24,26 +25,18 @@ from .yolo_rows import (
     SEGMENT,
     Lines,
     column_problems,
+    file_tasks,
     looks_like_labels,
     parse_rows,
-    per_entry_any,
     row_problems,
     unnamed_classes,
 )
 
-_D, _S, _O = 1, 2, 4                  # candidate task bits: detect, segment, obb
+# a tally's template (the option's braces doubled: the count is formatted in, the option spelled after)
+_POLYGONS = ("{} file(s) with only 9-11 column rows read as polygons like the rest of the dataset; pass "
+             + option("task", "obb").replace("{", "{{").replace("}", "}}") + " if they are oriented boxes")
 _AMBIGUOUS_MSG = ("9 to 11 columns: a 4-point polygon or an oriented box; "
                   f"pass {option('task', 'segment')} or {option('task', 'obb')}")
-
-
-def _candidates(n: int) -> int:
-    if n in (5, 6):
-        return _D
-    if n == 7:
-        return _D | _S
-    if n in (9, 10, 11):
-        return _O | _S
-    return _S  # 8 and 12+ (fewer than 5 is refused before)
 
 
 @dataclass
@@ -59,8 +52,10 @@ class Run:
     class count without names, the fate of files of 9-11 column rows only, an inferred kpt_shape), found by
     :meth:`batch`, and the drops and notes, held until :meth:`finish` reports them in ``read()``'s order."""
 
-    def __init__(self, lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: str) -> None:
+    def __init__(self, lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: str, *,
+                 pending_polygons: bool | None = None) -> None:
         self.lay, self.cfg, self.report, self.src = lay, cfg, report, src
+        self.pending_polygons = pending_polygons    # the plan's decision for files of 9-11 column rows only
         self.images_given = options.images is not None
         roots = ([norm(options.images)] if options.images is not None else []) + lay.image_roots
         self.img_root = images_root_of(lay.images, roots)
@@ -72,11 +67,22 @@ class Run:
         self.skipped: list[str] = []                # loose orphan .txt files that are not label files
         self.pending_drops: list[pd.DataFrame] = []  # drops, reported in file and line order by finish()
         self.orphan_entry = np.zeros(0, dtype=bool)   # the label files without an image
-        self.ambiguous: list[tuple[str, int]] = []  # files with rows dropped as ambiguous, and how many
         self.orphan_rows: list[tuple[str, int]] = []  # label files with no image, and their row counts
-        self.image_notes: list[tuple[str, bool]] = []  # per image, in order: (unsized: the file, True) or
-        #                                                (unlabeled: the file_name, False)
+        self.image_notes: list[tuple[str, str, int]] = []  # one an image at most, in image order: (what, the
+        #   file, rows): "unsized" (the image file), "unlabeled" (its file_name), "ambiguous" (its label file)
         self._names: tuple[int, np.ndarray] | None = None
+        self.images: ImageRoot | None = None         # the image resolver, once the sizes are read
+
+    # ------------------------------------------------------------------ images
+    def sizes(self) -> list[Size | None]:
+        """The size of each image of the layout (None: its header gives none), read through the one image
+        resolver (:class:`prelabel.images.ImageRoot`: headers in threads, EXIF applied, the
+        ``image.size_from_header`` tally written by :meth:`finish`). YOLO records no size, so every size is
+        a header's. The images are the files found (walked, or listed and found), so none is counted missing."""
+        lay = self.lay
+        self.images = ImageRoot(self.img_root, report=self.report)
+        placed = self.images.settle_all(lay.images, lay.images, at=lambda i: rel_path(lay.images[i], lay.root))
+        return [p.size for p in placed]
 
     # ------------------------------------------------------------------ names and categories
     def names(self) -> list[str]:
@@ -100,8 +106,7 @@ class Run:
             kept_raw.append(data)
         return kept, kept_raw
 
-    def batch(self, files: list[str], image_of: list[int], raw: list[bytes],
-              sizes: list[tuple[int, int] | None]) -> Piece:
+    def batch(self, files: list[str], image_of: list[int], raw: list[bytes], sizes: list[Size | None]) -> Piece:
         """Parse and convert label ``files`` (the contents ``raw``, emptied once parsed), each the label file
         of the image ``image_of`` (an index into the layout's images, or -1: no image); ``sizes``: the layout's
         images' sizes. Called once a reading: what the files decide is decided from all of them."""
@@ -169,18 +174,21 @@ class Run:
                                        for f in files], dtype=object)
                     rows["message"] = looked[lines.entry[mask]]
                 self._defer(slot, reason, msg, rows)
-        if ambiguous.any():
-            per_file = np.bincount(lines.entry[ambiguous], minlength=n_entries)
-            self.ambiguous += [(rel_files[e], int(per_file[e])) for e in np.flatnonzero(per_file).tolist()]
         if not has_image.all():
             per_entry = np.bincount(lines.entry, minlength=n_entries)
             self.orphan_rows += [(rel_files[e], int(per_entry[e])) for e in np.flatnonzero(~has_image).tolist()]
         file_names = [rel_path(i, self.img_root) for i in lay.images]
         labelled = np.zeros(len(lay.images), dtype=bool)
         labelled[ent_img[has_image]] = True
-        # one list in image order (not the unsized, then the unlabeled): the parts of a plan add up to it
-        self.image_notes += [(rel_path(lay.images[i], lay.root), True) if not size_ok[i] else (file_names[i], False)
-                             for i in np.flatnonzero(~(labelled & size_ok)).tolist()]
+        # one list in image order (not the unsized, then the unlabeled, then the ambiguous): the parts of a plan
+        # add up to it. An ambiguous file's image has a size and a label file: one note an image at most
+        notes = {i: ("unsized", rel_path(lay.images[i], lay.root), 0) if not size_ok[i]
+                 else ("unlabeled", file_names[i], 0) for i in np.flatnonzero(~(labelled & size_ok)).tolist()}
+        if ambiguous.any():
+            per_file = np.bincount(lines.entry[ambiguous], minlength=n_entries)
+            notes.update((int(ent_img[e]), ("ambiguous", rel_files[e], int(per_file[e])))
+                         for e in np.flatnonzero(per_file).tolist())
+        self.image_notes += [notes[i] for i in sorted(notes)]
 
         # ---- conversion of the kept rows
         keep = ~(no_image | no_size | ambiguous)
@@ -248,60 +256,48 @@ class Run:
         self.pending_drops.append(rows.assign(reason=reason, group=group, slot=slot))
 
     def _kinds(self, lines: Lines, n_entries: int) -> np.ndarray:
-        """The task of each label file (``DETECT`` ... ``AMBIGUOUS``)."""
+        """The task of each label file (``DETECT`` ... ``AMBIGUOUS``): ``cfg.task``, else the rows' own
+        (:func:`.yolo_rows.file_tasks`), files of 9-11 column rows only read as polygons when every other file
+        of the source is a polygon file (:meth:`polygons`), else ``AMBIGUOUS`` (dropped)."""
         cfg = self.cfg
         if cfg.task is not None:
             code = {"detect": DETECT, "segment": SEGMENT, "obb": OBB, "pose": POSE}[cfg.task]
             return np.full(n_entries, code, dtype=np.int64)
-        kinds = np.full(n_entries, -1, dtype=np.int64)
-        if not len(lines.ncol):
-            return kinds
-        width = int(lines.ncol.max()) + 1
-        pairs = np.unique(lines.entry * width + lines.ncol)
-        mask = np.full(n_entries, _D | _S | _O, dtype=np.int64)
-        for key in pairs.tolist():
-            e, n = divmod(key, width)
-            mask[e] &= _candidates(n)
-        has_rows = np.bincount(lines.entry, minlength=n_entries) > 0
-        # all rows 7 columns: box + score + track id when the 6th value is a score and the 7th a whole number
-        sev = lines.ncol == 7
-        if sev.any():
-            f6 = lines.vals[lines.first[sev] + 5]
-            f7 = lines.vals[lines.first[sev] + 6]
-            not_track = ~((f6 >= 0) & (f6 <= 1) & np.isfinite(f7) & (f7 == np.floor(f7)))
-            bad = per_entry_any(lines.entry[sev], not_track, n_entries)
-            both = mask == (_D | _S)
-            mask[both & bad] = _S
-            mask[both & ~bad] = _D
-        kinds[has_rows & (mask == _D)] = DETECT
-        kinds[has_rows & ((mask == _S) | (mask == 0))] = SEGMENT  # 0: boxes and polygons mixed -> segment
-        pending = has_rows & (mask == (_O | _S))
-        decided = has_rows & ~pending
+        kinds = file_tasks(lines, n_entries)
+        pending = kinds == AMBIGUOUS
+        decided = kinds >= 0
+        decided &= ~pending
         self.decided.update(kinds[decided].tolist())
         self.n_detect += int((kinds == DETECT).sum())
         self.n_segment += int((kinds == SEGMENT).sum())
         self.n_pending += int(pending.sum())
-        # files of 9-11 column rows only are polygons when every other file of the dataset is a polygon file
-        kinds[pending] = SEGMENT if self.decided == {SEGMENT} else AMBIGUOUS
+        if self.polygons():
+            kinds[pending] = SEGMENT
         return kinds
 
+    def polygons(self) -> bool:
+        """Whether files of 9-11 column rows only are polygons: when every other label file of the source is a
+        polygon file (at least one). The plan's decision (``pending_polygons``, from a first pass over every
+        label file) when there is one, else this reading's (the whole source: ``read()``)."""
+        if self.pending_polygons is not None:
+            return self.pending_polygons
+        return self.decided == {SEGMENT}
+
     # ------------------------------------------------------------------ the end
-    def _task_note(self, *, zeros: bool = False) -> str:
-        """The ``task.inferred`` note of the column counts (``zeros``: with counts of 0 too, as every part of a
-        plan writes it, so that :func:`prelabel.adapters.parts.merge` adds them up where the first part has it)."""
+    def _task_notes(self, *, zeros: bool = False) -> None:
+        """The ``task.inferred`` notes of the column counts: the files per task, then (a tally) the files of 9-11
+        column rows only read as polygons. ``zeros``: with counts of 0 too, as every part of a plan writes them,
+        so that :func:`prelabel.adapters.parts.merge` adds them up where the first part has them."""
         if self.cfg.task is not None:
-            return ""
-        segment = self.n_segment
-        note = ""
-        if self.n_pending and self.decided == {SEGMENT}:
-            segment += self.n_pending
-            note = (f"{self.n_pending} file(s) with only 9-11 column rows read as polygons like the rest of the "
-                    f"dataset; pass {option('task', 'obb')} if they are oriented boxes")
-        counts = {"detect": self.n_detect, "segment": segment}
+            return
+        polygons = self.n_pending if self.polygons() else 0
+        counts = {"detect": self.n_detect, "segment": self.n_segment + polygons}
         summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n or zeros)
-        if not summary:
-            return ""
-        return f"task inferred from the column counts: {summary} file(s)" + (f"; {note}" if note else "")
+        if summary:
+            self.report.note("task.inferred", self.src, f"task inferred from the column counts: {summary} file(s)",
+                             severity="info")
+        if polygons or zeros:
+            self.report.tally("task.inferred", self.src, _POLYGONS, (polygons,), severity="info", first=True)
 
     def finish(self, *, zeros: bool = False, table_notes: bool = True) -> pd.DataFrame:
         """Report the drops and notes in ``read()``'s order; the final category table. A part of a plan writes
@@ -317,9 +313,7 @@ class Run:
             k, d = self.kpt_shape
             rep.note("task.inferred", self.src, f"kpt_shape inferred as [{k}, {d}] from rows of {self.kpt_cols} "
                      "numbers; put kpt_shape in data.yaml to be sure", severity="info")
-        note = self._task_note(zeros=zeros)
-        if note:
-            rep.note("task.inferred", self.src, note, severity="info")
+        self._task_notes(zeros=zeros)
         if self.pending_drops:
             drops = pd.concat(self.pending_drops, ignore_index=True).sort_values(
                 ["group", "entry", "src_line", "slot"], kind="stable").reset_index(drop=True)
@@ -328,21 +322,28 @@ class Run:
             for a, b in zip(cuts[:-1], cuts[1:], strict=False):  # runs of one reason, in file and line order
                 rep.drop(str(reasons[a]), drops.iloc[a:b])
         self.pending_drops.clear()
-        for f, n in self.ambiguous:
-            rep.note("dropped.ambiguous", f, f"{n} row(s) dropped: {_AMBIGUOUS_MSG}")
+        # YOLO's own image.* notes, not the resolver's rules: a label file with no image (the layout pairs files
+        # by path and stem), an image with no label file (only YOLO has one annotation file an image), and an
+        # image whose header gives no size (the resolver leaves an unsized image to its reader, which drops its
+        # rows with its own reason: each format's differs)
         fix = for_face(" (check --images DIR: the folder that holds the images)" if self.images_given
                        else " (give --images DIR: the folder that holds the images)")
         for f, n in self.orphan_rows:
             rep.note("image.missing", f, f"no image for this label file ({n} row(s) dropped){fix}" if n
                      else "no image for this (empty) label file", severity="warning" if n else "info")
-        for f, unsized in self.image_notes:
-            if unsized:
+        for what, f, n in self.image_notes:
+            if what == "unsized":
                 rep.note("image.missing", f,
                          "the image size cannot be read from the file header (not an image, or a format not known)")
-            else:
+            elif what == "unlabeled":
                 rep.note("image.unlabeled", f, "no label file: kept with no annotations", severity="info")
+            else:
+                rep.note("dropped.ambiguous", f, f"{n} row(s) dropped: {_AMBIGUOUS_MSG}")
         kpt = self.kpt_shape if cfg.task == "pose" else None
-        return category_table(self.names(), cfg, kpt, rep if table_notes else Report(), self.lay.root)
+        table = category_table(self.names(), cfg, kpt, rep if table_notes else Report(), self.lay.root)
+        if self.images is not None:  # the resolver's tallies: closing notes, which the parts' add up to
+            self.images.notes(source=self.src, end=1)
+        return table
 
 
 def _infer_kpt_shape(lines: Lines, files: list[str], src: str) -> tuple[int, int]:
