@@ -155,6 +155,12 @@ def test_remote_source_each_worker_fetches_its_part(client, s3_server, tmp_path)
         image_gets = [r for r in s3_server.requests[before:] if r.method == "GET"
                       and r.path.endswith((".png", ".jpg"))]
         assert len(image_gets) == 5 and all(r.status == 206 for r in image_gets)
+        # converted map-only from S3: each worker fetches, reads and serializes its part; the local bytes
+        local = convert(SAMPLE / name, tmp_path / f"{name}-cl.json")
+        remote = convert(f"s3://prelabel-dask/{name}", tmp_path / f"{name}-cd.json", engine="dask", client=client,
+                         partitions=3, storage_options=s3_server.storage_options)
+        assert remote.paths[0].read_bytes() == local.paths[0].read_bytes()
+        assert remote.report.input["source"] == f"s3://prelabel-dask/{name}"
 
 
 def test_local_cluster_starts_no_dashboard_and_asks_for_no_port_8787(monkeypatch):
