@@ -28,10 +28,10 @@ import pandas as pd
 from ..converters.score import filter_min_score
 from ..errors import UsageError, option
 from ..geometry import bbox_of_polygons, rle_bbox
-from ..imagesize import image_sizes as read_image_sizes
+from ..images import ImageRoot
 from ..model import ANNOTATION_COLUMNS, Dataset
 from ..paths import image_name, is_url, safe_relative, why_unsafe
-from ..report import Report
+from ..report import Report, format_source
 from .base import NeedsWholeRead
 from .table_columns import (
     BOX_FORMATS,
@@ -218,12 +218,15 @@ def outside_path(name: str) -> str:
 
 def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np.ndarray | None,
             sizes: SizeTable, root: Path | None, extra_sizes: Mapping[str, tuple[int, int]] | None,
-            report: Report, file: str, whole: PartContext | None = None) -> Images:
+            report: Report, file: str, whole: PartContext | None = None, lines: np.ndarray | None = None,
+            src_files: np.ndarray | None = None) -> Images:
     """Factorize the image column, make names safe, and find every image's size (columns, table, headers).
 
-    Works per distinct image; rows only meet two ``take``s. With ``whole`` (a part of
-    :func:`prelabel.adapters.predictions.plan`) the common folder of absolute names is the plan's, the last part
-    writes the note about them, and every part tallies the sizes read from headers."""
+    Works per distinct image; rows only meet two ``take``s. The headers are read, and their note written,
+    by :class:`prelabel.images.ImageRoot` (the tally shown at the first row of the first image whose header
+    gave its size: ``lines`` and ``src_files``, each row's line and file, else ``file``). With ``whole`` (a part
+    of :func:`prelabel.adapters.predictions.plan`) the common folder of absolute names is the plan's, the last
+    part writes the note about them, and every part tallies the sizes read from headers."""
     if whole is not None and whole.last and whole.absolute is not None:
         report.note("image.unsafe_name", file, unsafe_name_note(*whole.absolute), severity="info")
     raw_codes, uniques = pd.factorize(keys, sort=False, use_na_sentinel=True)
@@ -265,11 +268,13 @@ def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, co
     fh = np.full(nf, np.nan)
     flocal: list[str | None] = [None] * nf
     fraw: list[str] = [""] * nf
+    ffirst = np.zeros(nf, dtype=np.int64)  # each image's first raw value (its rows come first)
     for i in range(nu):
         c = int(final_codes[i])
         if c >= 0 and not fraw[c]:
             flocal[c] = local[i]
             fraw[c] = str(u[i])
+            ffirst[c] = i
     # 1. width/height columns: each image's first row with a usable size
     if col_w is not None and col_h is not None and nf:
         ok = (raw_codes >= 0) & np.isfinite(col_w) & np.isfinite(col_h) & (col_w >= 1) & (col_h >= 1)
@@ -296,19 +301,25 @@ def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, co
         too_big = (fw > _MAX_SIDE) | (fh > _MAX_SIDE)
     fw[too_big] = np.nan
     fh[too_big] = np.nan
-    # 3. the image files' headers
+    # 3. the image files' headers (the paths under the root, not looked up: a file not there gives no size)
+    resolver = ImageRoot(root, report=report, given=False)
     todo = [c for c in np.flatnonzero(np.isnan(fw)).tolist() if flocal[c] is not None]
-    n_hdr = 0
     if todo:
-        found = read_image_sizes([str(flocal[c]) for c in todo])
-        for c, size in zip(todo, found, strict=True):
-            if size is not None:
-                fw[c], fh[c] = size
-                n_hdr += 1
-        if n_hdr and whole is None:
-            report.note("image.size_from_header", str(root or file), _header_note(n_hdr), severity="info")
-    if whole is not None:  # every part, counts of 0 too: the merge adds them up where the last part's stands
-        report.tally("image.size_from_header", str(root or file), _HEADER_NOTE, (n_hdr,), severity="info")
+        first_row = np.zeros(nu, dtype=np.int64)     # each raw value's first row: the last assignment wins
+        named = np.flatnonzero(raw_codes >= 0)[::-1]
+        first_row[raw_codes[named]] = named
+        rows = first_row[ffirst[todo]]
+        at_files = src_files[rows].tolist() if src_files is not None else repeat_str(file, len(rows)).tolist()
+        at_lines = lines[rows].tolist() if lines is not None else [0] * len(rows)
+        placed = resolver.settle_all([str(final_names[c]) for c in todo], [flocal[c] for c in todo],
+                                     at=[format_source(str(f), int(n)) for f, n in zip(at_files, at_lines,
+                                                                                       strict=True)],
+                                     sizes=[None] * len(todo))
+        for c, img in zip(todo, placed, strict=True):
+            if img.size is not None:
+                fw[c], fh[c] = img.size
+    # (a part writes its count of 0 too: the merge adds them up where the last part's stands)
+    resolver.notes(source=str(root or file), part=whole is not None)
     has_size = ~np.isnan(fw)
     keep_idx = np.flatnonzero(has_size)          # images without a size are not in the table
     new_index = np.full(nf + 1, -1, dtype=np.int64)   # [nf] = -1 for "no image"
@@ -338,12 +349,6 @@ def unsafe_name_note(n: int, common: str, example: str) -> str:
     return (f"{n} absolute image path(s) written relative to {common} (e.g. {example}); give the images root "
             f"({option('images')}) to choose")
 
-
-_HEADER_NOTE = "{} image size(s) read from the image files' headers"
-
-
-def _header_note(n: int) -> str:
-    return _HEADER_NOTE.format(n)
 
 
 # ---------------------------------------------------------------------------------------------- assembly
@@ -402,7 +407,7 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
     report.add_read(n)
     imgs = resolve_images(inp.image, is_id=inp.image_is_id, col_w=inp.width, col_h=inp.height,
                    sizes=_size_table(image_sizes), root=images, extra_sizes=inp.extra_sizes, report=report,
-                   file=file, whole=whole)
+                   file=file, whole=whole, lines=lines, src_files=inp.src_files)
     row_image = imgs.row_image
     table = imgs.table
 
