@@ -6,6 +6,9 @@ Every reader that finds images on disk does it through :class:`ImageRoot`, so ea
   relative POSIX name (:func:`prelabel.paths.safe_relative`). An unsafe one (absolute, a ``..`` segment) is
   refused (None: the reader leaves the image out or fails, as its format says), or replaced by the reader's
   ``fallback`` with one ``image.unsafe_name`` note where it was written, naming both.
+  A table names its images by paths too (:meth:`ImageRoot.relate_all`, many distinct names at once): one under
+  the root is named relative to it; an absolute one outside it is named relative to the common folder of all
+  such paths (never opened), with one ``image.unsafe_name`` note saying so (:meth:`ImageRoot.outside_note`).
 - **Places.** :meth:`ImageRoot.place` looks the name up under the images root (never escaping it; a root of
   None finds nothing); a reader that looks files up its own way (a folder listing, several candidate names)
   hands the path it found to :meth:`ImageRoot.settle`.
@@ -47,20 +50,66 @@ Example:
 from __future__ import annotations
 
 import os
+import posixpath
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from .errors import option
 from .imagesize import image_size, image_sizes
-from .paths import safe_join, safe_relative, why_unsafe
+from .paths import image_name, is_url, safe_join, safe_relative, why_unsafe
 from .report import Report
 
-__all__ = ["ImageRoot", "Placed", "Size"]
+__all__ = ["ImageRoot", "Named", "Placed", "Size", "outside_path", "relative_to"]
 
 Size = tuple[int, int]
 
 MISSING = "{} image(s) not found under {}"
 FROM_HEADER = "{} image size(s) read from the image files' headers"
 FROM_DATA = "{} image size(s) read from the header of the image data embedded in the annotation file"
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*")
+
+
+def _is_absolute(name: str) -> bool:
+    n = name.replace("\\", "/")
+    return n.startswith("/") or (len(n) > 1 and n[1] == ":")
+
+
+def outside_path(name: str) -> str:
+    """An absolute name outside the images root as a POSIX path without a drive letter.
+
+    >>> outside_path("C:/data/a.jpg"), outside_path("/data/a.jpg")
+    ('/data/a.jpg', '/data/a.jpg')
+    """
+    p = name.replace("\\", "/")
+    return p[2:] if len(p) > 1 and p[1] == ":" else p
+
+
+def relative_to(name: str, common: str) -> str | None:
+    """The absolute ``name`` outside the root, named relative to ``common`` (the common folder of such names).
+
+    >>> relative_to("/data/set/a/x.jpg", "/data/set")
+    'a/x.jpg'
+    """
+    return safe_relative(posixpath.relpath(outside_path(name), common))
+
+
+@dataclass
+class Named:
+    """The names :meth:`ImageRoot.relate_all` gave many names from a source: per name, its safe relative
+    ``names`` (None: unusable) and ``paths`` under the root (not looked up; None without a root or outside it);
+    ``why`` (index -> why a name is unusable, for the reader's drops); ``outside``, the indices of absolute
+    names outside the root, named relative to ``common``, the first as ``example`` (``'raw' -> 'name'``)."""
+
+    names: list[str | None]
+    paths: list[str | None]
+    why: dict[int, str] = field(default_factory=dict)
+    outside: list[int] = field(default_factory=list)
+    common: str | None = None
+    example: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +138,7 @@ class ImageRoot:
         self.from_header = 0
         self.from_data = 0
         self._at: dict[str, str] = {}  # rule -> where the first thing it counted is
+        self._prefixes: list[str] | None = None
 
     # ------------------------------------------------------------------ names
     def name(self, raw: str, *, at: str, fallback: str | None = None) -> str | None:
@@ -106,6 +156,77 @@ class ImageRoot:
         self.report.note("image.unsafe_name", at,
                          f"image name {raw!r} is unsafe ({why_unsafe(raw)}); using {name!r} instead")
         return name
+
+    def prefixes(self) -> list[str]:
+        """The root made absolute and symlink-resolved (whichever a source's absolute paths were written from),
+        longest first: an absolute name under one of them is under the root."""
+        if self._prefixes is None:
+            r = Path(self.root) if self.root is not None else None
+            self._prefixes = [] if r is None else sorted({p.as_posix().rstrip("/") for p in (r.absolute(), r.resolve())},
+                                                         key=len, reverse=True)
+        return self._prefixes
+
+    def relate(self, raw: str) -> tuple[str | None, str | None, str]:
+        """(safe relative name, path under the root, kind) of a name from a table: kind is ``ok``, ``outside``
+        (an absolute path outside the root: see :meth:`relate_all`; never opened) or ``unsafe``. A name under
+        the root is named relative to it; a URL (``s3://bucket/key``, ``https://host/a.jpg?sig=...``) by the
+        shared rule, :func:`prelabel.paths.image_name`. The path is not looked up.
+
+        >>> ImageRoot(None, report=Report()).relate("./dir//a.jpg"), ImageRoot(None, report=Report()).relate("/x/a.jpg")
+        (('dir/a.jpg', None, 'ok'), (None, None, 'outside'))
+        """
+        root = self.root
+        if _PLAIN_NAME.fullmatch(raw):  # plain ASCII segments, none "." or "..": the name safe_relative gives
+            return raw, (str(Path(root) / raw) if root is not None else None), "ok"
+        if is_url(raw):
+            u, _ = image_name(raw)
+            return (u, str(Path(root) / u) if root is not None else None, "ok") if u is not None else (None, None, "unsafe")
+        r = safe_relative(raw)
+        if r is not None:
+            return r, (str(Path(root) / r) if root is not None else None), "ok"
+        norm = raw.replace("\\", "/")
+        if _is_absolute(raw) and "\x00" not in raw and ".." not in norm.split("/"):
+            under = next((rp for rp in self.prefixes() if norm.startswith(rp + "/")), None)
+            if under is not None:  # under the images root: its header may be read
+                return safe_relative(norm[len(under) + 1:]), raw, "ok"
+            return None, None, "outside"
+        return None, None, "unsafe"
+
+    def relate_all(self, raws: Sequence[str | None], *, common: str | None = None) -> Named:
+        """:meth:`relate` of many distinct names (None: no name), the absolute ones outside the root named
+        relative to ``common`` (a plan's, for the whole source), else to the common folder of their folders.
+        Writes no note: the reader writes :meth:`outside_note` once for its source.
+
+        >>> n = ImageRoot(None, report=Report()).relate_all(["/d/s/a/x.jpg", "b.jpg", "../c.jpg", "/d/s/y.jpg", None])
+        >>> n.names, n.common, n.example, n.why
+        (['a/x.jpg', 'b.jpg', None, 'y.jpg', None], '/d/s', "'/d/s/a/x.jpg' -> 'a/x.jpg'", {2: "unsafe image file name '../c.jpg': '..' segment escapes the root", 4: 'no image name'})
+        """
+        out = Named(names=[None] * len(raws), paths=[None] * len(raws))
+        for i, raw in enumerate(raws):
+            if raw is None:
+                out.why[i] = "no image name"
+                continue
+            out.names[i], out.paths[i], kind = self.relate(raw)
+            if kind == "outside":
+                out.outside.append(i)
+            elif kind == "unsafe":
+                out.why[i] = f"unsafe image file name {raw!r}: {why_unsafe(raw)}"
+        if out.outside:
+            out.common = common if common is not None else posixpath.commonpath(
+                [posixpath.dirname(outside_path(str(raws[i]))) for i in out.outside])
+            for i in out.outside:
+                out.names[i] = relative_to(str(raws[i]), out.common)
+                if out.names[i] is None:
+                    out.why[i] = f"unsafe image file name {raws[i]!r}"
+            first = out.outside[0]
+            out.example = f"{raws[first]!r} -> {out.names[first]!r}"
+        return out
+
+    def outside_note(self, count: int, common: str, example: str, *, at: str) -> None:
+        """The one ``image.unsafe_name`` note (info) about ``count`` absolute names outside the root named
+        relative to ``common`` (:meth:`relate_all`), ``example`` the first, written at ``at``."""
+        self.report.note("image.unsafe_name", at, f"{count} absolute image path(s) written relative to {common} (e.g. "
+                         f"{example}); give the images root ({option('images')}) to choose", severity="info")
 
     def lookup(self, name: str) -> str | None:
         """The local file of the safe relative ``name`` under the root, or None (no root, not a file, or a name

@@ -95,8 +95,8 @@ import pandas as pd
 
 from ..converters.score import filter_min_score
 from ..errors import ReadError, UsageError
+from ..images import ImageRoot, outside_path, relative_to
 from ..model import Dataset
-from ..paths import safe_relative
 from ..report import Report
 from .base import NeedsWholeRead, ReadOptions
 from .parts import RowRange
@@ -105,10 +105,7 @@ from .table_build import (
     SizeTable,
     from_columns,
     from_frame,
-    outside_path,
-    place_name,
     raw_image_name,
-    root_prefixes,
 )
 from .table_columns import (
     BOX_FORMATS,
@@ -457,8 +454,8 @@ class _Scan:
     normalized, their largest value, and whether the class column holds numbers."""
 
     def __init__(self, *, is_id: bool, root: Path | None, normalized: bool | None) -> None:
-        self.is_id, self.root, self.normalized = is_id, root, normalized
-        self.roots = root_prefixes(root)
+        self.is_id, self.normalized = is_id, normalized
+        self.resolver = ImageRoot(root, report=Report())   # names as read() makes them (it writes no note)
         self.rows = 0
         self.keys: dict[tuple[str, str], int] = {}   # ("rel", name) or ("abs", absolute name) -> provisional code
         self.codes: list[np.ndarray] = []             # each piece's rows: their provisional codes (-1: no image)
@@ -484,7 +481,7 @@ class _Scan:
             nm = raw_image_name(cell, is_id=self.is_id, sizes=SizeTable())
             if nm is None:
                 continue
-            rel, _, kind = place_name(nm, root=self.root, roots_posix=self.roots)
+            rel, _, kind = self.resolver.relate(nm)
             if kind == "outside":
                 if cell not in self.outside:
                     self.outside[cell] = nm
@@ -517,15 +514,14 @@ class _Scan:
         """(each row's final image code, -1 for none; the final names; the common folder; the note about the
         absolute names: count, common folder, example)."""
         common = self.common
-        final = [nm if kind == "rel" else safe_relative(posixpath.relpath(outside_path(nm), str(common)))
-                 for kind, nm in self.keys]
+        final = [nm if kind == "rel" else relative_to(nm, str(common)) for kind, nm in self.keys]
         codes, final_names = pd.factorize(pd.Series(final, dtype=object), sort=False, use_na_sentinel=True)
         prov = np.concatenate(self.codes) if self.codes else np.zeros(0, dtype=np.int64)
         names = np.append(np.asarray(codes, dtype=np.int64), -1)[np.where(prov >= 0, prov, len(codes))]
         absolute = None
         if self.outside:
             first = next(iter(self.outside.values()))
-            rel = safe_relative(posixpath.relpath(outside_path(first), str(common)))
+            rel = relative_to(first, str(common))
             absolute = (len(self.outside), str(common), f"{first!r} -> {rel!r}")
         return names, final_names, common, absolute
 
