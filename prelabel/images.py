@@ -139,23 +139,46 @@ class ImageRoot:
         self.from_data = 0
         self._at: dict[str, str] = {}  # rule -> where the first thing it counted is
         self._prefixes: list[str] | None = None
+        self._root_path = Path(self.root) if self.root is not None else None
 
     # ------------------------------------------------------------------ names
-    def name(self, raw: str, *, at: str, fallback: str | None = None) -> str | None:
+    def name(self, raw: str, *, at: str, fallback: str | None = None, refused: str = "",
+             urls: bool = False) -> str | None:
         """``raw`` as a safe relative name; when it is unsafe, ``fallback`` (made safe) with an
-        ``image.unsafe_name`` note at ``at`` naming both, or None without a fallback (the reader decides: no
-        note is written).
+        ``image.unsafe_name`` note at ``at`` naming both, or None without a fallback: with ``refused`` (what the
+        reader does with the image) one ``image.unsafe_name`` note saying so, else no note (the reader decides).
+        ``urls``: a URL (``s3://bucket/key``, ``https://host/a.jpg?sig=...``) is named by the shared rule,
+        :func:`prelabel.paths.image_name`.
 
         >>> ImageRoot(None, report=Report()).name("dir\\\\.\\\\a.jpg", at="x"), ImageRoot(None, report=Report()).name("/etc/x.png", at="x")
         ('dir/a.jpg', None)
+        >>> rep = Report()
+        >>> ImageRoot(None, report=rep).name("s3://bkt/a.jpg", at="x", urls=True)
+        'a.jpg'
+        >>> ImageRoot(None, report=rep).name("../a.jpg", at="f#images[3]", refused="the image is left out")
+        >>> [(d.code, d.source, d.message) for d in rep.diagnostics]
+        [('image.unsafe_name', 'f#images[3]', "image name '../a.jpg' is unsafe ('..' segment escapes the root); the image is left out")]
         """
-        name = safe_relative(raw)
-        if name is not None or fallback is None:
+        if urls and is_url(raw):
+            name, why = image_name(raw)
+        else:
+            name, why = safe_relative(raw), ""
+        if name is not None:
             return name
+        why = why or why_unsafe(raw) or ""
+        if fallback is None:
+            if refused:
+                self.report.note("image.unsafe_name", at, f"image name {raw!r} is unsafe ({why}); {refused}")
+            return None
         name = safe_relative(fallback) or "image"
-        self.report.note("image.unsafe_name", at,
-                         f"image name {raw!r} is unsafe ({why_unsafe(raw)}); using {name!r} instead")
+        self.report.note("image.unsafe_name", at, f"image name {raw!r} is unsafe ({why}); using {name!r} instead")
         return name
+
+    def path_of(self, name: str) -> str | None:
+        """Where the safe relative ``name`` would be under the root (None without a root), not looked up: for a
+        reader that needs a file only when the annotation file lacks its size (:meth:`settle_all` reads its
+        header; a file not there gives no size, and is not counted missing)."""
+        return str(self._root_path / name) if self._root_path is not None else None
 
     def prefixes(self) -> list[str]:
         """The root made absolute and symlink-resolved (whichever a source's absolute paths were written from),
@@ -175,15 +198,13 @@ class ImageRoot:
         >>> ImageRoot(None, report=Report()).relate("./dir//a.jpg"), ImageRoot(None, report=Report()).relate("/x/a.jpg")
         (('dir/a.jpg', None, 'ok'), (None, None, 'outside'))
         """
-        root = self.root
         if _PLAIN_NAME.fullmatch(raw):  # plain ASCII segments, none "." or "..": the name safe_relative gives
-            return raw, (str(Path(root) / raw) if root is not None else None), "ok"
-        if is_url(raw):
-            u, _ = image_name(raw)
-            return (u, str(Path(root) / u) if root is not None else None, "ok") if u is not None else (None, None, "unsafe")
-        r = safe_relative(raw)
+            return raw, self.path_of(raw), "ok"
+        r = image_name(raw)[0] if is_url(raw) else safe_relative(raw)
         if r is not None:
-            return r, (str(Path(root) / r) if root is not None else None), "ok"
+            return r, self.path_of(r), "ok"
+        if is_url(raw):
+            return None, None, "unsafe"
         norm = raw.replace("\\", "/")
         if _is_absolute(raw) and "\x00" not in raw and ".." not in norm.split("/"):
             under = next((rp for rp in self.prefixes() if norm.startswith(rp + "/")), None)
