@@ -4,14 +4,17 @@ Every reader that finds images on disk does it through :class:`ImageRoot`, so ea
 
 - **Names.** A name written in an input is data, not a path to trust: :meth:`ImageRoot.name` makes it a clean
   relative POSIX name (:func:`prelabel.paths.safe_relative`). An unsafe one (absolute, a ``..`` segment) is
-  refused (None: the reader leaves the image out or fails, as its format says), or replaced by the reader's
-  ``fallback`` with one ``image.unsafe_name`` note where it was written, naming both.
+  refused (None: the reader leaves the image out or fails, as its format says; with ``refused``, the reader's
+  words for what it does, one ``image.unsafe_name`` note saying so), or replaced by the reader's ``fallback``
+  with one ``image.unsafe_name`` note where it was written, naming both. With ``urls``, a URL is named by the
+  shared rule (:func:`prelabel.paths.image_name`: ``s3://bucket/key`` is ``key``).
   A table names its images by paths too (:meth:`ImageRoot.relate_all`, many distinct names at once): one under
   the root is named relative to it; an absolute one outside it is named relative to the common folder of all
   such paths (never opened), with one ``image.unsafe_name`` note saying so (:meth:`ImageRoot.outside_note`).
 - **Places.** :meth:`ImageRoot.place` looks the name up under the images root (never escaping it; a root of
   None finds nothing); a reader that looks files up its own way (a folder listing, several candidate names)
-  hands the path it found to :meth:`ImageRoot.settle`.
+  hands the path it found to :meth:`ImageRoot.settle`; one that needs a file only for an image without a
+  recorded size (COCO, tables) hands :meth:`ImageRoot.path_of` (not looked up: no file, no size).
 - **Sizes.** The size recorded in the annotation file when there is one, else the image file's header
   (:func:`prelabel.imagesize.image_size`, EXIF orientation applied, never a decode), counted;
   :meth:`ImageRoot.settle_all` reads many headers at once in threads (:func:`~prelabel.imagesize.image_sizes`).
@@ -159,13 +162,10 @@ class ImageRoot:
         >>> [(d.code, d.source, d.message) for d in rep.diagnostics]
         [('image.unsafe_name', 'f#images[3]', "image name '../a.jpg' is unsafe ('..' segment escapes the root); the image is left out")]
         """
-        if urls and is_url(raw):
-            name, why = image_name(raw)
-        else:
-            name, why = safe_relative(raw), ""
+        name = image_name(raw)[0] if urls and is_url(raw) else safe_relative(raw)
         if name is not None:
             return name
-        why = why or why_unsafe(raw) or ""
+        why = self.why_refused(raw, urls=urls)
         if fallback is None:
             if refused:
                 self.report.note("image.unsafe_name", at, f"image name {raw!r} is unsafe ({why}); {refused}")
@@ -173,6 +173,17 @@ class ImageRoot:
         name = safe_relative(fallback) or "image"
         self.report.note("image.unsafe_name", at, f"image name {raw!r} is unsafe ({why}); using {name!r} instead")
         return name
+
+    @staticmethod
+    def why_refused(raw: str, *, urls: bool = False) -> str:
+        """Why :meth:`name` refuses ``raw`` (``urls`` as there), for a reader's drops; "" when it does not.
+
+        >>> ImageRoot.why_refused("../a.jpg"), ImageRoot.why_refused("s3://bkt/", urls=True), ImageRoot.why_refused("a.jpg")
+        ("'..' segment escapes the root", 's3: URL without a key', '')
+        """
+        if urls and is_url(raw):
+            return image_name(raw)[1]
+        return why_unsafe(raw) or ""
 
     def path_of(self, name: str) -> str | None:
         """Where the safe relative ``name`` would be under the root (None without a root), not looked up: for a

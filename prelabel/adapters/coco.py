@@ -69,7 +69,7 @@ from ..gcpause import gc_paused
 from ..geometry import bbox_of_polygons, polygons_area, rle_area, rle_bbox
 from ..images import ImageRoot
 from ..model import Dataset
-from ..paths import image_name, is_url, why_unsafe
+from ..paths import is_url
 from ..report import Diagnostic, Report
 from .base import NeedsWholeRead, ReadOptions
 from .json_array import Scan, scan, walk
@@ -215,8 +215,7 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
         rel = images.name(fn, at=f"{file}#{el}", urls=True,
                           refused="the image is left out and its annotations dropped")
         if rel is None:
-            why = image_name(fn)[1] if url is not None else why_unsafe(fn)
-            out.why[key] = f"image {fn!r} has an unsafe file_name ({why})"
+            out.why[key] = f"image {fn!r} has an unsafe file_name ({images.why_refused(fn, urls=True)})"
             continue
         local = images.path_of(rel)
         w, h = _int_size(im.get("width")), _int_size(im.get("height"))
