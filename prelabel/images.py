@@ -55,7 +55,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +64,7 @@ from .imagesize import image_size, image_sizes
 from .paths import image_name, is_url, safe_join, safe_relative, why_unsafe
 from .report import Report
 
-__all__ = ["ImageRoot", "Named", "Placed", "Size", "outside_path", "relative_to"]
+__all__ = ["ImageRoot", "Named", "Placed", "Size", "common_folder", "outside_example", "outside_path", "relative_to"]
 
 Size = tuple[int, int]
 
@@ -98,6 +98,26 @@ def relative_to(name: str, common: str) -> str | None:
     'a/x.jpg'
     """
     return safe_relative(posixpath.relpath(outside_path(name), common))
+
+
+def common_folder(names: Iterable[str], start: str | None = None) -> str | None:
+    """The common folder of absolute ``names`` outside the root (of their folders), with ``start`` (the common
+    folder of the names seen so far, for a plan that sees them a piece at a time); None without any.
+
+    >>> common_folder(["/d/s/a/x.jpg", "/d/s/y.jpg"]), common_folder(["/d/t/z.jpg"], start="/d/s")
+    ('/d/s', '/d')
+    """
+    folders = [posixpath.dirname(outside_path(n)) for n in names] + ([start] if start is not None else [])
+    return posixpath.commonpath(folders) if folders else None
+
+
+def outside_example(raw: str, common: str) -> str:
+    """How the note about absolute names outside the root shows one: ``'raw' -> 'name'``.
+
+    >>> print(outside_example("/d/s/a/x.jpg", "/d/s"))
+    '/d/s/a/x.jpg' -> 'a/x.jpg'
+    """
+    return f"{raw!r} -> {relative_to(raw, common)!r}"
 
 
 @dataclass
@@ -244,14 +264,12 @@ class ImageRoot:
             elif kind == "unsafe":
                 out.why[i] = f"unsafe image file name {raw!r}: {why_unsafe(raw)}"
         if out.outside:
-            out.common = common if common is not None else posixpath.commonpath(
-                [posixpath.dirname(outside_path(str(raws[i]))) for i in out.outside])
+            out.common = common if common is not None else common_folder(str(raws[i]) for i in out.outside)
             for i in out.outside:
-                out.names[i] = relative_to(str(raws[i]), out.common)
+                out.names[i] = relative_to(str(raws[i]), str(out.common))
                 if out.names[i] is None:
                     out.why[i] = f"unsafe image file name {raws[i]!r}"
-            first = out.outside[0]
-            out.example = f"{raws[first]!r} -> {out.names[first]!r}"
+            out.example = outside_example(str(raws[out.outside[0]]), str(out.common))
         return out
 
     def outside_note(self, count: int, common: str, example: str, *, at: str) -> None:

@@ -82,7 +82,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-import posixpath
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -95,7 +94,7 @@ import pandas as pd
 
 from ..converters.score import filter_min_score
 from ..errors import ReadError, UsageError
-from ..images import ImageRoot, outside_path, relative_to
+from ..images import ImageRoot, common_folder, outside_example, relative_to
 from ..model import Dataset
 from ..report import Report
 from .base import NeedsWholeRead, ReadOptions
@@ -485,8 +484,7 @@ class _Scan:
             if kind == "outside":
                 if cell not in self.outside:
                     self.outside[cell] = nm
-                    d = posixpath.dirname(outside_path(nm))
-                    self.common = d if self.common is None else posixpath.commonpath([self.common, d])
+                    self.common = common_folder([nm], start=self.common)
                 k = ("abs", nm)
             elif rel is None:
                 continue
@@ -520,9 +518,7 @@ class _Scan:
         names = np.append(np.asarray(codes, dtype=np.int64), -1)[np.where(prov >= 0, prov, len(codes))]
         absolute = None
         if self.outside:
-            first = next(iter(self.outside.values()))
-            rel = relative_to(first, str(common))
-            absolute = (len(self.outside), str(common), f"{first!r} -> {rel!r}")
+            absolute = (len(self.outside), str(common), outside_example(next(iter(self.outside.values())), str(common)))
         return names, final_names, common, absolute
 
 
