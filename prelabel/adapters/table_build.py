@@ -171,10 +171,11 @@ def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, co
 
     Works per distinct image; rows only meet two ``take``s. Names are made safe and related to the images root
     (:meth:`prelabel.images.ImageRoot.relate_all`, with its note about absolute names outside the root), and
-    the headers are read, and their note written, by the same :class:`~prelabel.images.ImageRoot` (the tally shown at the first row of the first image whose header
-    gave its size: ``lines`` and ``src_files``, each row's line and file, else ``file``). With ``whole`` (a part
-    of :func:`prelabel.adapters.predictions.plan`) the common folder of absolute names is the plan's, the last
-    part writes the note about them, and every part tallies the sizes read from headers."""
+    the headers are read, and their note written, by the same :class:`~prelabel.images.ImageRoot` (the tally
+    shown at the first row of the first image whose header gave its size: ``lines`` and ``src_files``, each
+    row's line and file, else ``file``). With ``whole`` (a part of :func:`prelabel.adapters.predictions.plan`)
+    the common folder of absolute names is the plan's, the last part writes the note about them, and every part
+    tallies the sizes read from headers (counts of 0 too)."""
     resolver = ImageRoot(root, report=report, given=False)  # names, paths under the root, header sizes
     if whole is not None and whole.last and whole.absolute is not None:
         resolver.outside_note(*whole.absolute, at=file)
