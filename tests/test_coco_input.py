@@ -187,7 +187,9 @@ def test_unsafe_file_name_drops_that_image_and_its_annotations(tmp_path):
     ds, rep = _read(p)
     assert ds.images["file_name"].tolist() == ["ok.jpg"]
     assert ds.annotations["image"].tolist() == [0]
-    assert [(d.code, d.source) for d in rep.diagnostics] == [("image.unsafe_name", f"{p}#images[0]")]
+    assert [(d.code, d.source, d.message) for d in rep.diagnostics] == [(
+        "image.unsafe_name", f"{p}#images[0]", "image name '../../etc/passwd' is unsafe ('..' segment escapes the "
+        "root); the image is left out and its annotations dropped")]
     assert rep.drops[["reason", "source"]].values.tolist() == [["dropped.no_image", f"{p}#annotations[0]"]]
 
 
@@ -203,6 +205,11 @@ def test_image_without_size_reads_the_header_under_the_images_root(tmp_path, sel
     ds, rep = _read(p, images=root)
     assert ds.images[["file_name", "width", "height"]].values.tolist() == [["a.png", 12, 7]]
     assert rep.dropped_counts() == {"dropped.no_image": 1}
+    # the one resolver's header note, shown at the first image whose size it read
+    assert [(d.code, d.source, d.message) for d in rep.diagnostics] == [
+        ("image.missing", str(p), f"'gone.png': no width/height and no readable image file under {root}; its "
+         "annotations are dropped"),
+        ("image.size_from_header", f"{p}#images[0]", "1 image size(s) read from the image files' headers")]
     _checked(ds, self_ap)
     ds2, rep2 = _read(p)  # without the root, neither image has a size
     assert len(ds2.images) == 0 and len(ds2) == 0

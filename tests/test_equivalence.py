@@ -1118,6 +1118,35 @@ def test_coco_generated_with_drops_in_every_part(tmp_path: Path, client: Any) ->
         f"iscrowd written as a string or boolean in {coerced} annotation(s): read as 0/1"]
 
 
+def test_coco_sizes_from_headers_in_parts(tmp_path: Path, client: Any) -> None:
+    """Images without width/height take their size from the header under the images root (one resolver's note,
+    written by the plan once); 'gone.png' has no file: left out, its annotations dropped."""
+    root = tmp_path / "imgs"
+    for k in range(12):
+        if k % 3 == 1:
+            _png(root / f"i{k}.png", 40 + k, 30 + k)
+    images = [{"id": k, "file_name": "gone.png" if k == 7 else f"i{k}.png",
+               **({} if k % 3 == 1 else {"width": 64, "height": 48})} for k in range(12)]
+    annotations = [{"id": 10 * k + j, "image_id": k, "category_id": 1, "bbox": [1, 1, 4, 4]}
+                   for k in range(12) for j in range(3)]
+    src = tmp_path / "gt.json"
+    src.write_bytes(orjson.dumps({"images": images, "annotations": annotations,
+                                  "categories": [{"id": 1, "name": "cat"}]}))
+    opts = ReadOptions(images=root)
+    assert len(adapters.get("coco").plan(src, options=opts, parts=3)) == 3
+    coco_bytes = _check(src, "coco", tmp_path, client, opts=opts)
+    assert isinstance(coco_bytes, bytes)
+    doc = json.loads(coco_bytes)
+    assert [(im["file_name"], im["width"], im["height"]) for im in doc["images"] if im["width"] != 64] == [
+        ("i1.png", 41, 31), ("i4.png", 44, 34), ("i10.png", 50, 40)]
+    rep = prelabel.read(src, fmt="coco", options=opts).report
+    assert [(d.code, d.source, d.message) for d in rep.diagnostics] == [
+        ("image.missing", str(src), f"'gone.png': no width/height and no readable image file under {root}; its "
+         "annotations are dropped"),
+        ("image.size_from_header", f"{src}#images[1]", "3 image size(s) read from the image files' headers")]
+    assert rep.dropped_counts() == {"dropped.no_image": 3}
+
+
 def test_coco_drops_of_a_later_part_first(tmp_path: Path, client: Any) -> None:
     # the first unknown category stands in the first part, the first malformed annotation in the last: merged,
     # the parts' drops are listed as read() lists them, reason by reason in the order of their first annotation

@@ -48,6 +48,46 @@ def test_names_made_safe_or_replaced_with_one_note(tmp_path: Path) -> None:
                                        "instead", "warning")]
 
 
+def test_names_refused_with_a_note_and_urls_by_the_shared_rule(tmp_path: Path) -> None:
+    rep = Report()
+    images = ImageRoot(tmp_path, report=rep)
+    left_out = "the image is left out and its annotations dropped"
+    assert images.name("../x.png", at="gt.json#images[2]", refused=left_out) is None
+    assert images.name("https://host/", at="gt.json#images[3]", refused=left_out, urls=True) is None
+    assert images.name("s3://bucket/dir/a.png", at="gt.json#images[4]", urls=True) == "dir/a.png"
+    assert images.name("https://host/x/b.jpg?sig=1", at="gt.json#images[5]", urls=True) == "b.jpg"
+    assert _notes(rep) == [
+        ("image.unsafe_name", "gt.json#images[2]", "image name '../x.png' is unsafe ('..' segment escapes the root); "
+                                                   "the image is left out and its annotations dropped", "warning"),
+        ("image.unsafe_name", "gt.json#images[3]", "image name 'https://host/' is unsafe (URL has no file name); the "
+                                                   "image is left out and its annotations dropped", "warning")]
+    assert images.path_of("dir/a.png") == str(tmp_path / "dir" / "a.png")  # not looked up
+    assert ImageRoot(None, report=rep).path_of("a.png") is None
+
+
+def test_a_tables_names_at_once(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    root.mkdir()
+    rep = Report()
+    images = ImageRoot(root, report=rep)
+    raws = ["a.jpg", "./sub//b.jpg", f"{root}/c/d.png", "/data/set/x/1.jpg", "../e.jpg", None, "/data/set/2.jpg",
+            "s3://bkt/f.png"]
+    named = images.relate_all(raws)
+    assert named.names == ["a.jpg", "sub/b.jpg", "c/d.png", "x/1.jpg", None, None, "2.jpg", "f.png"]
+    # paths under the root, not looked up (an absolute one under the root as written); none outside it
+    assert named.paths == [str(root / "a.jpg"), str(root / "sub" / "b.jpg"), f"{root}/c/d.png", None, None, None,
+                           None, str(root / "f.png")]
+    assert named.why == {4: "unsafe image file name '../e.jpg': '..' segment escapes the root", 5: "no image name"}
+    assert (named.outside, named.common, named.example) == ([3, 6], "/data/set", "'/data/set/x/1.jpg' -> 'x/1.jpg'")
+    # a plan's common folder, for a part that holds only some of them
+    assert images.relate_all(["/data/set/x/1.jpg"], common="/data").names == ["set/x/1.jpg"]
+    assert rep.diagnostics == []   # the reader writes the one note, once for its source
+    images.outside_note(2, "/data/set", named.example, at="p.csv")
+    assert _notes(rep) == [("image.unsafe_name", "p.csv", "2 absolute image path(s) written relative to /data/set "
+                            "(e.g. '/data/set/x/1.jpg' -> 'x/1.jpg'); give the images root (ReadOptions(images=...)) to choose",
+                            "info")]
+
+
 def test_lookup_never_leaves_the_root(tmp_path: Path) -> None:
     root = _root(tmp_path)
     Image.new("RGB", (4, 4)).save(tmp_path / "outside.png")

@@ -71,6 +71,9 @@ def test_supervision_from_a_dict_of_results_with_images_root(tmp_path: Path) -> 
     ds = prelabel.from_detections({"a.png": det}, images=tmp_path / "imgs")   # sizes from the image header
     assert ds.images[["file_name", "width", "height"]].values.tolist() == [["a.png", 640, 480]]
     assert ds.annotations["category"].tolist() == ["2"] and _boxes(ds) == [[96, 48, 128, 192]]
+    # the one resolver's note, shown at the first object of the image whose header was read
+    assert [(d.code, d.source, d.message) for d in ds.report.diagnostics] == [
+        ("image.size_from_header", "detections[a.png]:1", "1 image size(s) read from the image files' headers")]
     with pytest.raises(UsageError, match="image file name: Detections"):
         prelabel.from_detections([det])  # type: ignore[arg-type]
 

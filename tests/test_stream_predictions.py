@@ -525,6 +525,9 @@ def test_sizes_from_the_images_folder(tmp_path: Path) -> None:
     # each part counts its own headers: the note adds them up
     assert [(d.code, d.message) for d in report.diagnostics] == [
         ("image.size_from_header", "7 image size(s) read from the image files' headers")]
+    # shown at the first row of the first image whose header was read (i0.png, line 2), as a whole read shows it
+    assert [d.source for d in report.diagnostics] == [d.source for d in _whole(p, images=root)[1].diagnostics] == [
+        f"{p}:2"]
     assert report.drops["source"].tolist() == [f"{p}:16", f"{p}:17"]
     assert "no such file under the images root" in report.drops["message"].iloc[0]
     sizes = [tuple(r) for ds in chunks for r in ds.images[["width", "height"]].to_numpy().tolist()]

@@ -67,9 +67,9 @@ from ..converters.coco import load
 from ..errors import ReadError, option
 from ..gcpause import gc_paused
 from ..geometry import bbox_of_polygons, polygons_area, rle_area, rle_bbox
-from ..imagesize import image_sizes as read_image_sizes
+from ..images import ImageRoot
 from ..model import Dataset
-from ..paths import image_name, is_url, safe_relative, why_unsafe
+from ..paths import is_url
 from ..report import Diagnostic, Report
 from .base import NeedsWholeRead, ReadOptions
 from .json_array import Scan, closing, scan, walk_far
@@ -215,7 +215,9 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
     attrs: list[Any] = []
     keys: list[Any] = []
     out = _Images(table=pd.DataFrame())
-    pending: list[tuple[int, Any, str, Path]] = []   # (position, key, name, local path): size from the header
+    pending: list[tuple[int, Any, str, str, str]] = []  # (position, key, name, local path, where): header size
+    # names, paths under the root (not looked up: only an image without a size needs its file) and header sizes
+    images = ImageRoot(root, report=report, given=False)
     seen: set[Any] = set()
     for i, im in enumerate(items):
         el = f"images[{i}]"
@@ -231,13 +233,12 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
         if not isinstance(fn, str) or not fn.strip():
             raise ReadError(file, f"file_name must be a non-empty string, got {fn!r}", element=el)
         url = fn if is_url(fn) else None   # s3://bucket/key, https://host/a.jpg?sig=...: the shared rule
-        rel, why = image_name(fn) if url is not None else (safe_relative(fn), why_unsafe(fn) or "")
+        rel = images.name(fn, at=f"{file}#{el}", urls=True,
+                          refused="the image is left out and its annotations dropped")
         if rel is None:
-            out.why[key] = f"image {fn!r} has an unsafe file_name ({why})"
-            report.note("image.unsafe_name", f"{file}#{el}",
-                        f"file_name {fn!r}: {why}; the image is left out and its annotations dropped")
+            out.why[key] = f"image {fn!r} has an unsafe file_name ({images.why_refused(fn, urls=True)})"
             continue
-        local = root / rel if root is not None else None
+        local = images.path_of(rel)
         w, h = _int_size(im.get("width")), _int_size(im.get("height"))
         if (im.get("width") is not None and w is None) or (im.get("height") is not None and h is None):
             raise ReadError(file, f"width and height must be integers from 1 to {_MAX_SIDE}, got {im.get('width')!r} x "
@@ -248,34 +249,32 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
                 report.note("image.missing", f"{file}#{el}", f"{rel!r} has no width/height: its annotations "
                             f"are dropped (give {option('images')} to read the sizes from the files)")
                 continue
-            pending.append((len(names), key, rel, local))
+            pending.append((len(names), key, rel, local, f"{file}#{el}"))
             w, h = 0, 0
         out.row_of[key] = len(names)
         keys.append(key)
         names.append(rel)
         widths.append(w)
         heights.append(h)
-        paths.append(str(local) if local is not None else None)
+        paths.append(local)
         a = im.get("attributes")
         attr = dict(a) if isinstance(a, Mapping) and a else None
         if url is not None:
             attr = {**(attr or {}), "url": url}
         attrs.append(attr)
     if pending:
-        sizes = read_image_sizes([str(t[3]) for t in pending])
+        placed = images.settle_all([t[2] for t in pending], [t[3] for t in pending], at=[t[4] for t in pending],
+                                   sizes=[None] * len(pending))
         gone: set[int] = set()
-        for (pos, key, rel, _local), size in zip(pending, sizes, strict=True):
-            if size is None:
+        for (pos, key, rel, _local, _at), img in zip(pending, placed, strict=True):
+            if img.size is None:
                 gone.add(pos)
                 out.why[key] = f"image {rel!r} has no width/height and no readable file under {root}"
                 report.note("image.missing", file, f"{rel!r}: no width/height and no readable image file under "
                             f"{root}; its annotations are dropped")
             else:
-                widths[pos], heights[pos] = size
-        n_hdr = len(pending) - len(gone)
-        if n_hdr:
-            report.note("image.size_from_header", str(root), f"{n_hdr} image size(s) read from the image files",
-                        severity="info")
+                widths[pos], heights[pos] = img.size
+        images.notes(source=str(root))  # the sizes read from headers: one note, at the first image counted
         if gone:
             keep = [k for k in range(len(names)) if k not in gone]
             names = [names[k] for k in keep]

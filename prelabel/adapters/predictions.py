@@ -82,7 +82,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-import posixpath
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -95,8 +94,8 @@ import pandas as pd
 
 from ..converters.score import filter_min_score
 from ..errors import ReadError, UsageError
+from ..images import ImageRoot, common_folder, outside_example, relative_to
 from ..model import Dataset
-from ..paths import safe_relative
 from ..report import Report
 from .base import NeedsWholeRead, ReadOptions
 from .parts import RowRange
@@ -105,10 +104,7 @@ from .table_build import (
     SizeTable,
     from_columns,
     from_frame,
-    outside_path,
-    place_name,
     raw_image_name,
-    root_prefixes,
 )
 from .table_columns import (
     BOX_FORMATS,
@@ -457,8 +453,8 @@ class _Scan:
     normalized, their largest value, and whether the class column holds numbers."""
 
     def __init__(self, *, is_id: bool, root: Path | None, normalized: bool | None) -> None:
-        self.is_id, self.root, self.normalized = is_id, root, normalized
-        self.roots = root_prefixes(root)
+        self.is_id, self.normalized = is_id, normalized
+        self.resolver = ImageRoot(root, report=Report())   # names as read() makes them (it writes no note)
         self.rows = 0
         self.keys: dict[tuple[str, str], int] = {}   # ("rel", name) or ("abs", absolute name) -> provisional code
         self.codes: list[np.ndarray] = []             # each piece's rows: their provisional codes (-1: no image)
@@ -484,12 +480,11 @@ class _Scan:
             nm = raw_image_name(cell, is_id=self.is_id, sizes=SizeTable())
             if nm is None:
                 continue
-            rel, _, kind = place_name(nm, root=self.root, roots_posix=self.roots)
+            rel, _, kind = self.resolver.relate(nm)
             if kind == "outside":
                 if cell not in self.outside:
                     self.outside[cell] = nm
-                    d = posixpath.dirname(outside_path(nm))
-                    self.common = d if self.common is None else posixpath.commonpath([self.common, d])
+                    self.common = common_folder([nm], start=self.common)
                 k = ("abs", nm)
             elif rel is None:
                 continue
@@ -517,16 +512,13 @@ class _Scan:
         """(each row's final image code, -1 for none; the final names; the common folder; the note about the
         absolute names: count, common folder, example)."""
         common = self.common
-        final = [nm if kind == "rel" else safe_relative(posixpath.relpath(outside_path(nm), str(common)))
-                 for kind, nm in self.keys]
+        final = [nm if kind == "rel" else relative_to(nm, str(common)) for kind, nm in self.keys]
         codes, final_names = pd.factorize(pd.Series(final, dtype=object), sort=False, use_na_sentinel=True)
         prov = np.concatenate(self.codes) if self.codes else np.zeros(0, dtype=np.int64)
         names = np.append(np.asarray(codes, dtype=np.int64), -1)[np.where(prov >= 0, prov, len(codes))]
         absolute = None
         if self.outside:
-            first = next(iter(self.outside.values()))
-            rel = safe_relative(posixpath.relpath(outside_path(first), str(common)))
-            absolute = (len(self.outside), str(common), f"{first!r} -> {rel!r}")
+            absolute = (len(self.outside), str(common), outside_example(next(iter(self.outside.values())), str(common)))
         return names, final_names, common, absolute
 
 

@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import math
-import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +27,9 @@ import pandas as pd
 from ..converters.score import filter_min_score
 from ..errors import UsageError, option
 from ..geometry import bbox_of_polygons, rle_bbox
-from ..imagesize import image_sizes as read_image_sizes
+from ..images import ImageRoot
 from ..model import ANNOTATION_COLUMNS, Dataset
-from ..paths import image_name, is_url, safe_relative, why_unsafe
-from ..report import Report
+from ..report import Report, format_source
 from .base import NeedsWholeRead
 from .table_columns import (
     BOX_FORMATS,
@@ -51,8 +49,8 @@ from .table_columns import (
     split_bbox,
 )
 
-__all__ = ["Images", "id_key", "is_missing", "PartContext", "SizeTable", "from_columns", "from_frame", "outside_path",
-           "place_name", "raw_image_name", "resolve_images", "root_prefixes", "unsafe_name_note"]
+__all__ = ["Images", "id_key", "is_missing", "PartContext", "SizeTable", "from_columns", "from_frame", "raw_image_name",
+           "resolve_images"]
 
 NAME = "predictions"
 _BOX_TOLERANCE = 0.01  # px: a stored box further than this from its geometry's box is reported as recomputed
@@ -156,15 +154,6 @@ class Images:
 _MAX_SIDE = 2**31 - 1  # the largest image width/height accepted
 
 
-def _is_absolute(name: str) -> bool:
-    n = name.replace("\\", "/")
-    return n.startswith("/") or (len(n) > 1 and n[1] == ":")
-
-
-def _strip_drive(p: str) -> str:
-    return p[2:] if len(p) > 1 and p[1] == ":" else p
-
-
 def raw_image_name(v: Any, *, is_id: bool, sizes: SizeTable) -> str | None:
     """The image name a distinct value of the image (or image id) column stands for; None when empty."""
     if is_id:
@@ -174,89 +163,31 @@ def raw_image_name(v: Any, *, is_id: bool, sizes: SizeTable) -> str | None:
     return s or None
 
 
-def root_prefixes(root: Path | None) -> list[str]:
-    """The images root made absolute and symlink-resolved (whichever the table's paths were written from),
-    longest first: absolute names under one of them are related to it."""
-    if root is None:
-        return []
-    return sorted({p.as_posix().rstrip("/") for p in (root.absolute(), root.resolve())}, key=len, reverse=True)
-
-
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*")
-
-
-def place_name(name: str, *, root: Path | None, roots_posix: Sequence[str]) -> tuple[str | None, str | None, str]:
-    """(relative name, local path, kind) of a raw image name; kind is ``ok``, ``outside`` (an absolute path
-    outside every root: named relative to the common folder of all such paths, never opened) or ``unsafe``.
-    A URL (``s3://bucket/key``, ``https://host/a.jpg?sig=...``) is named by the shared rule,
-    :func:`prelabel.paths.image_name`.
-
-    >>> place_name("dir/a.jpg", root=None, roots_posix=[]), place_name("./dir//a.jpg", root=None, roots_posix=[])
-    (('dir/a.jpg', None, 'ok'), ('dir/a.jpg', None, 'ok'))
-    """
-    if _PLAIN_NAME.fullmatch(name):  # plain ASCII segments, none "." or "..": the name safe_relative gives
-        return name, (str(root / name) if root is not None else None), "ok"
-    if is_url(name):
-        u, _ = image_name(name)
-        return (u, str(root / u) if root is not None else None, "ok") if u is not None else (None, None, "unsafe")
-    r = safe_relative(name)
-    if r is not None:
-        return r, (str(root / r) if root is not None else None), "ok"
-    norm = name.replace("\\", "/")
-    if _is_absolute(name) and "\x00" not in name and ".." not in norm.split("/"):
-        under = next((rp for rp in roots_posix if norm.startswith(rp + "/")), None)
-        if under is not None:  # under the images root: its header may be read
-            return safe_relative(norm[len(under) + 1:]), name, "ok"
-        return None, None, "outside"
-    return None, None, "unsafe"
-
-
-def outside_path(name: str) -> str:
-    """An absolute name outside the roots as a POSIX path without a drive letter."""
-    return _strip_drive(name.replace("\\", "/"))
-
-
 def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, col_h: np.ndarray | None,
             sizes: SizeTable, root: Path | None, extra_sizes: Mapping[str, tuple[int, int]] | None,
-            report: Report, file: str, whole: PartContext | None = None) -> Images:
+            report: Report, file: str, whole: PartContext | None = None, lines: np.ndarray | None = None,
+            src_files: np.ndarray | None = None) -> Images:
     """Factorize the image column, make names safe, and find every image's size (columns, table, headers).
 
-    Works per distinct image; rows only meet two ``take``s. With ``whole`` (a part of
-    :func:`prelabel.adapters.predictions.plan`) the common folder of absolute names is the plan's, the last part
-    writes the note about them, and every part tallies the sizes read from headers."""
+    Works per distinct image; rows only meet two ``take``s. Names are made safe and related to the images root
+    (:meth:`prelabel.images.ImageRoot.relate_all`, with its note about absolute names outside the root), and
+    the headers are read, and their note written, by the same :class:`~prelabel.images.ImageRoot` (the tally
+    shown at the first row of the first image whose header gave its size: ``lines`` and ``src_files``, each
+    row's line and file, else ``file``). With ``whole`` (a part of :func:`prelabel.adapters.predictions.plan`)
+    the common folder of absolute names is the plan's, the last part writes the note about them, and every part
+    tallies the sizes read from headers (counts of 0 too)."""
+    resolver = ImageRoot(root, report=report, given=False)  # names, paths under the root, header sizes
     if whole is not None and whole.last and whole.absolute is not None:
-        report.note("image.unsafe_name", file, unsafe_name_note(*whole.absolute), severity="info")
+        resolver.outside_note(*whole.absolute, at=file)
     raw_codes, uniques = pd.factorize(keys, sort=False, use_na_sentinel=True)
     raw_codes = np.asarray(raw_codes, dtype=np.int64)
     u = uniques.tolist()   # (a list of Python values at once: iterating Arrow-backed strings is slow)
     nu = len(u)
-    raw_names = [raw_image_name(v, is_id=is_id, sizes=sizes) for v in u]
-    why: dict[int, str] = {}
-    rel: list[str | None] = [None] * nu
-    local: list[str | None] = [None] * nu
-    absolute: list[int] = []
-    roots_posix = root_prefixes(root)
-    for i, name in enumerate(raw_names):
-        if name is None:
-            why[i] = "no image name"
-            continue
-        rel[i], local[i], kind = place_name(name, root=root, roots_posix=roots_posix)
-        if kind == "outside":
-            absolute.append(i)
-        elif kind == "unsafe":
-            why[i] = f"unsafe image file name {name!r}: {why_unsafe(name)}"
-    if absolute:
-        paths = [outside_path(str(raw_names[i])) for i in absolute]
-        common = (whole.common if whole is not None and whole.common is not None
-                  else posixpath.commonpath([posixpath.dirname(p) for p in paths]))
-        for i, p in zip(absolute, paths, strict=True):
-            rel[i] = safe_relative(posixpath.relpath(p, common))
-            if rel[i] is None:
-                why[i] = f"unsafe image file name {raw_names[i]!r}"
-        example = f"{raw_names[absolute[0]]!r} -> {rel[absolute[0]]!r}"
-        if whole is None:
-            report.note("image.unsafe_name", file, unsafe_name_note(len(absolute), common, example),
-                        severity="info")
+    named = resolver.relate_all([raw_image_name(v, is_id=is_id, sizes=sizes) for v in u],
+                                common=whole.common if whole is not None else None)
+    rel, local, why = named.names, named.paths, named.why
+    if named.outside and whole is None:
+        resolver.outside_note(len(named.outside), str(named.common), named.example, at=file)
     # several raw names may be one image ("./a.jpg", "a.jpg")
     final_codes, final_names = pd.factorize(pd.Series(rel, dtype=object), sort=False, use_na_sentinel=True)
     final_codes = np.asarray(final_codes, dtype=np.int64)
@@ -265,11 +196,13 @@ def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, co
     fh = np.full(nf, np.nan)
     flocal: list[str | None] = [None] * nf
     fraw: list[str] = [""] * nf
+    ffirst = np.zeros(nf, dtype=np.int64)  # each image's first raw value (its rows come first)
     for i in range(nu):
         c = int(final_codes[i])
         if c >= 0 and not fraw[c]:
             flocal[c] = local[i]
             fraw[c] = str(u[i])
+            ffirst[c] = i
     # 1. width/height columns: each image's first row with a usable size
     if col_w is not None and col_h is not None and nf:
         ok = (raw_codes >= 0) & np.isfinite(col_w) & np.isfinite(col_h) & (col_w >= 1) & (col_h >= 1)
@@ -296,19 +229,24 @@ def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, co
         too_big = (fw > _MAX_SIDE) | (fh > _MAX_SIDE)
     fw[too_big] = np.nan
     fh[too_big] = np.nan
-    # 3. the image files' headers
+    # 3. the image files' headers (the paths under the root, not looked up: a file not there gives no size)
     todo = [c for c in np.flatnonzero(np.isnan(fw)).tolist() if flocal[c] is not None]
-    n_hdr = 0
     if todo:
-        found = read_image_sizes([str(flocal[c]) for c in todo])
-        for c, size in zip(todo, found, strict=True):
-            if size is not None:
-                fw[c], fh[c] = size
-                n_hdr += 1
-        if n_hdr and whole is None:
-            report.note("image.size_from_header", str(root or file), _header_note(n_hdr), severity="info")
-    if whole is not None:  # every part, counts of 0 too: the merge adds them up where the last part's stands
-        report.tally("image.size_from_header", str(root or file), _HEADER_NOTE, (n_hdr,), severity="info")
+        first_row = np.zeros(nu, dtype=np.int64)     # each raw value's first row: the last assignment wins
+        with_name = np.flatnonzero(raw_codes >= 0)[::-1]
+        first_row[raw_codes[with_name]] = with_name
+        rows = first_row[ffirst[todo]]
+        at_files = src_files[rows].tolist() if src_files is not None else repeat_str(file, len(rows)).tolist()
+        at_lines = lines[rows].tolist() if lines is not None else [0] * len(rows)
+        placed = resolver.settle_all([str(final_names[c]) for c in todo], [flocal[c] for c in todo],
+                                     at=[format_source(str(f), int(n)) for f, n in zip(at_files, at_lines,
+                                                                                       strict=True)],
+                                     sizes=[None] * len(todo))
+        for c, img in zip(todo, placed, strict=True):
+            if img.size is not None:
+                fw[c], fh[c] = img.size
+    # (a part writes its count of 0 too: the merge adds them up where the last part's stands)
+    resolver.notes(source=str(root or file), part=whole is not None)
     has_size = ~np.isnan(fw)
     keep_idx = np.flatnonzero(has_size)          # images without a size are not in the table
     new_index = np.full(nf + 1, -1, dtype=np.int64)   # [nf] = -1 for "no image"
@@ -332,18 +270,6 @@ def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, co
     row_name = np.append(final_codes, -1)[np.where(raw_codes >= 0, raw_codes, nu)]
     return Images(row_image=row_image, raw_codes=raw_codes, why=why, table=table, row_name=row_name,
                    names=np.asarray(list(final_names), dtype=object))
-
-
-def unsafe_name_note(n: int, common: str, example: str) -> str:
-    return (f"{n} absolute image path(s) written relative to {common} (e.g. {example}); give the images root "
-            f"({option('images')}) to choose")
-
-
-_HEADER_NOTE = "{} image size(s) read from the image files' headers"
-
-
-def _header_note(n: int) -> str:
-    return _HEADER_NOTE.format(n)
 
 
 # ---------------------------------------------------------------------------------------------- assembly
@@ -402,7 +328,7 @@ def _assemble(inp: _Input, *, normalized: bool | None, names: Sequence[str] | Ma
     report.add_read(n)
     imgs = resolve_images(inp.image, is_id=inp.image_is_id, col_w=inp.width, col_h=inp.height,
                    sizes=_size_table(image_sizes), root=images, extra_sizes=inp.extra_sizes, report=report,
-                   file=file, whole=whole)
+                   file=file, whole=whole, lines=lines, src_files=inp.src_files)
     row_image = imgs.row_image
     table = imgs.table
 
