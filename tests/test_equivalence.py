@@ -91,7 +91,8 @@ def _streamed(src: Path, fmt: str, parts: int, workers: int, opts: ReadOptions |
 def _check(src: Path, fmt: str, tmp: Path, client: Any, *, parts: tuple[int, ...] = (2, 3, 4),
            opts: ReadOptions | None = None, processes: bool = True) -> bytes | str:
     """Every way of reading ``src`` against ``prelabel.read``; the COCO bytes (or the error) they agree on.
-    ``processes=False``: the ways of this process only (the plan's parts merged, the stream on one worker)."""
+    ``processes=False``: the ways of this process only (the plan's parts merged, the stream on one worker). With a
+    ``client``, the conversion map-only on Dask against the local conversion too."""
     from prelabel.distributed import read_dask
 
     want = _written(lambda: prelabel.read(src, fmt=fmt, options=opts), tmp / "want.json")
@@ -111,8 +112,8 @@ def _check(src: Path, fmt: str, tmp: Path, client: Any, *, parts: tuple[int, ...
     for name, run in ways.items():
         got = _written(run, tmp / f"{name}.json")
         assert got == want, name
-    if processes:  # the whole conversion, map-only on Dask (each partition reconciled, clipped, serialized
-        # on a worker) against the local engine's: the same bytes, the same report
+    if client is not None:  # the whole conversion, map-only on Dask (each partition reconciled, clipped,
+        # serialized on a worker) against the local engine's: the same bytes, the same report
         local = _conversion(lambda out: prelabel.convert(src, out, fmt=fmt, options=opts), tmp / "local")
         got = _conversion(lambda out: prelabel.convert(src, out, fmt=fmt, options=opts, engine="dask",
                                                       client=client, partitions=3), tmp / "dask")
@@ -504,14 +505,15 @@ def test_hostile_tables_and_labelme(case_id: str, tmp_path: Path, client: Any) -
 
 @pytest.mark.parametrize("case_id", _hostile_ids("yolo", "yolo-yaml", "voc", "voc-nosize", "cvat", "labelstudio",
                                                  "labelstudio-config", "labelstudio-nosize", "coco", "coco-nosize"))
-def test_hostile_inputs_of_every_format(case_id: str, tmp_path: Path) -> None:
+def test_hostile_inputs_of_every_format(case_id: str, tmp_path: Path, client: Any) -> None:
     # the hostile inputs of the other formats (COCO's included): the plan's parts merged and the stream, in this
-    # process (their pools and Dask run the same parts), each what read() gives or the same error
+    # process (their pools run the same parts), each what read() gives or the same error; and the conversion
+    # map-only on Dask, what the local conversion writes and reports (or the same error)
     from hostile import CASES
 
     case = CASES[case_id](tmp_path)
     assert case.fmt is not None and hasattr(adapters.get(case.fmt), "plan")
-    _check(case.src, case.fmt, tmp_path, None, opts=case.options, parts=(2, 3, 7), processes=False)
+    _check(case.src, case.fmt, tmp_path, client, opts=case.options, parts=(2, 3, 7), processes=False)
 
 
 # ------------------------------------------------------------------------------------------- LabelMe
