@@ -257,8 +257,8 @@ def test_a_large_chunk_is_written_in_slices_of_whole_images_with_the_same_bytes(
     expected = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
     slices = []
     monkeypatch.setattr(coco_write, "ADD_ROWS", rows)
-    real = coco_write._image_slices
-    monkeypatch.setattr(coco_write, "_image_slices", lambda d, r: slices.append(list(real(d, r))) or iter(slices[-1]))
+    real = coco_write.image_slices
+    monkeypatch.setattr(coco_write, "image_slices", lambda d, r: slices.append(list(real(d, r))) or iter(slices[-1]))
     writer = coco_write.CocoStreamWriter(tmp_path / "a.json")
     writer.add(ds)
     assert writer.finish(ds.categories)[0].read_bytes() == expected
