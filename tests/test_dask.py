@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from prelabel.adapters.base import ReadOptions
 from prelabel.cli import main
 from prelabel.distributed import dask_client, partition_bounds, read_dask
+from prelabel.errors import UsageError
 from prelabel.pipeline import convert, prepare, read, write_dataset
 
 pytest.importorskip("distributed")  # in the test extra; the engine itself says how to install it
@@ -441,3 +442,15 @@ def test_convert_map_only_unknown_category_error(client, tmp_path):
     assert str(dask.value) == str(local.value)
     assert "'bird'" in str(local.value) and "1000" in str(local.value)
     assert not (tmp_path / "d.json").exists()
+
+
+def test_engine_read_parts_on_dask_is_read_dask(client, tmp_path):
+    """engine.read_parts(engine="dask") runs the Dask engine's own read in ``workers`` partitions."""
+    from prelabel.engine import read_parts
+
+    watch = _Watching(client)
+    ds = read_parts(SAMPLE / "voc", engine="dask", client=watch, workers=3)
+    assert watch.reads == 3  # 5 files in runs of 2 + 2 + 1
+    assert _write(ds, tmp_path / "d.json") == _write(read(SAMPLE / "voc"), tmp_path / "l.json")
+    with pytest.raises(UsageError, match="needs a client"):
+        read_parts(SAMPLE / "voc", engine="dask")

@@ -1,9 +1,10 @@
 """One reader, however it is run: for every format with a plan, ``read()`` and the same source read part by part
 (the adapter's ``plan`` / ``read_part``, merged in plan order) in this process, in a process pool of 2 and on
-Dask (``engine.read_parts(engine="dask")`` and ``distributed.read_dask``) write byte-identical COCO and the same
-report JSON, on ``sample_data/`` and on generated sources with what splits badly (label files with no image,
-images with no label file or no readable size, classes named by their index, notes about the whole source,
-files whose reading depends on the rest of the source, malformed files in two parts).
+Dask (``distributed.read_dask``, which ``engine.read_parts(engine="dask")`` is) write byte-identical COCO and the
+same report JSON, on ``sample_data/`` and on generated sources with what splits badly (label files with no
+image, images with no label file or no readable size, classes named by their index, notes about the whole
+source, files whose reading depends on the rest of the source, malformed files in two parts); and the whole
+conversion, map-only on Dask, writes and reports what the local conversion does.
 """
 
 from __future__ import annotations
@@ -104,7 +105,6 @@ def _check(src: Path, fmt: str, tmp: Path, client: Any, *, parts: tuple[int, ...
         ways |= {
             "workers=1": lambda: read_parts(src, fmt=fmt, options=opts, workers=1),
             "workers=2": lambda: read_parts(src, fmt=fmt, options=opts, workers=2),
-            "engine=dask": lambda: read_parts(src, fmt=fmt, options=opts, workers=3, engine="dask", client=client),
             "read_dask": lambda: read_dask(src, fmt=fmt, options=opts, client=client, partitions=3),
             "stream(parts=3, workers=1)": _streamed(src, fmt, 3, 1, opts),
             "stream(parts=4, workers=2)": _streamed(src, fmt, 4, 2, opts),
