@@ -999,6 +999,16 @@ COCO_FIXTURES = [
 ]
 
 
+def _part_needs_the_whole_file(src: Path, k: int) -> None:
+    """The COCO plan cuts ``src`` in 2 parts, and part ``k`` alone raises NeedsWholeRead."""
+    from prelabel.adapters import coco
+
+    parts = coco.plan(src, options=ReadOptions(), parts=2)
+    assert len(parts) == 2
+    with pytest.raises(NeedsWholeRead):
+        coco.read_part(parts[k], options=ReadOptions())
+
+
 def _coco_plan_sizes(src: Path, opts: ReadOptions | None = None) -> list[int]:
     from prelabel.adapters import coco
 
@@ -1189,10 +1199,7 @@ def test_coco_not_in_image_order(tmp_path: Path, client: Any) -> None:
     doc["annotations"] = [{"id": i, "image_id": i // 2, "category_id": 1, "bbox": [1, 1, 5, 5]} for i in range(80)]
     doc["annotations"][78]["image_id"] = 0
     src.write_bytes(orjson.dumps(doc))
-    parts = coco.plan(src, options=ReadOptions(), parts=2)
-    assert len(parts) == 2
-    with pytest.raises(NeedsWholeRead):
-        coco.read_part(parts[1], options=ReadOptions())
+    _part_needs_the_whole_file(src, 1)
     coco_bytes = _check(src, "coco", tmp_path, client)
     assert isinstance(coco_bytes, bytes)
     out = json.loads(coco_bytes)
@@ -1201,8 +1208,6 @@ def test_coco_not_in_image_order(tmp_path: Path, client: Any) -> None:
 
 def test_coco_keypoints_of_a_category_without_names(tmp_path: Path, client: Any) -> None:
     # the count of keypoints of a category that names none is the largest of the file's: a part cannot tell
-    from prelabel.adapters import coco
-
     doc = _coco_spread(0)
     doc["images"] = [{"id": i, "file_name": f"{i}.jpg", "width": 20, "height": 20} for i in range(30)]
     doc["categories"] = [{"id": 1, "name": "person"}]
@@ -1210,10 +1215,7 @@ def test_coco_keypoints_of_a_category_without_names(tmp_path: Path, client: Any)
                            "keypoints": [1, 1, 2] * (3 if i == 50 else 2)} for i in range(60)]
     src = tmp_path / "kp.json"
     src.write_bytes(orjson.dumps(doc))
-    parts = coco.plan(src, options=ReadOptions(), parts=2)
-    assert len(parts) == 2
-    with pytest.raises(NeedsWholeRead):
-        coco.read_part(parts[0], options=ReadOptions())
+    _part_needs_the_whole_file(src, 0)
     got = _check(src, "coco", tmp_path, client)
     assert isinstance(got, str) and "2 keypoints but category 'person' has 3" in got
 

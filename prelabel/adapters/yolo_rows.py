@@ -194,11 +194,17 @@ def _candidates(n: int) -> int:
     return _S  # 8 and 12+ (fewer than 5 is refused before)
 
 
+def _whole(cls: np.ndarray) -> np.ndarray:
+    """Which class indices are whole numbers >= 0 (below 2**31): the one rule of a row's class index."""
+    ok: np.ndarray = (cls >= 0) & (cls == np.floor(cls)) & (cls < 2**31)
+    return ok
+
+
 def valid_rows(lines: Lines, names: list[str] | None) -> np.ndarray:
     """The rows neither :func:`unnamed_classes` nor :func:`row_problems` finds a problem in (whole class index
     >= 0, named when there are names; at least 5 values): the rows :func:`file_tasks` judges a file by."""
     cls = lines.vals[lines.first]
-    ok: np.ndarray = (cls >= 0) & (cls == np.floor(cls)) & (cls < 2**31) & (lines.ncol >= 5)
+    ok: np.ndarray = _whole(cls) & (lines.ncol >= 5)
     if names is not None:
         ok &= cls < len(names)
     return ok
@@ -275,7 +281,7 @@ def unnamed_classes(lines: Lines, names: list[str] | None, names_src: str) -> np
     if names is None or not len(lines.ncol):
         return None
     cls = lines.vals[lines.first]
-    bad = (cls >= len(names)) & (cls == np.floor(cls)) & (cls < 2**31)
+    bad = (cls >= len(names)) & _whole(cls)
     return _first_of([_messages(bad, "class index ", np.where(bad, cls, 0).astype(np.int64),
                                 f" has no name ({names_src} lists {len(names)} classes; add it there or give "
                                 f"{option('names')})")], len(cls))
@@ -288,7 +294,7 @@ def row_problems(lines: Lines) -> np.ndarray | None:
     if not n:
         return None
     cls = lines.vals[lines.first]
-    not_whole = ~((cls >= 0) & (cls == np.floor(cls)) & (cls < 2**31))
+    not_whole = ~_whole(cls)
     return _first_of([_messages(not_whole, "class index must be a whole number >= 0, got ", cls),
                       _messages(lines.ncol < 5, "expected at least 5 numbers (class cx cy w h), got ", lines.ncol)], n)
 

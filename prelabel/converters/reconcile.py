@@ -400,6 +400,15 @@ def reconcile(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | N
     return out.replace(categories=rec.categories())
 
 
+def _factorized(ann: pd.DataFrame) -> tuple[np.ndarray, list[Any], list[str], list[int]]:
+    """The category column's codes (-1: no category), its values in order of first use (as they are, and as
+    names), and the rows of each."""
+    codes, uniques = pd.factorize(ann["category"].to_numpy(dtype=object), use_na_sentinel=True)
+    values = uniques.tolist()
+    names = [str(u) for u in values]
+    return codes, values, names, np.bincount(codes[codes >= 0], minlength=len(names)).tolist()
+
+
 @dataclass(frozen=True)
 class Seen:
     """A chunk's categories as :meth:`Reconciler.learn` takes them: the declared table (one row a name), the
@@ -506,9 +515,7 @@ class Reconciler:
     def seen(ds: Dataset) -> Seen:
         """What :meth:`learn` needs of a chunk: its declared categories, the names its rows use (in order of
         first use) and how many rows use each: a chunk on another machine is decided without its rows."""
-        codes, uniques = pd.factorize(ds.annotations["category"].to_numpy(dtype=object), use_na_sentinel=True)
-        names = [str(u) for u in uniques.tolist()]
-        counts = np.bincount(codes[codes >= 0], minlength=len(names)).tolist()
+        _, _, names, counts = _factorized(ds.annotations)
         return Seen(ds.categories.drop_duplicates(subset="name", keep="first"), names, counts)
 
     def learn(self, seen: Seen) -> None:
@@ -541,10 +548,8 @@ class Reconciler:
         rep = ds.report
         ann = ds.annotations
         # one factorize of the category column: the rest works on its codes (no per-row Python)
-        codes, uniques = pd.factorize(ann["category"].to_numpy(dtype=object), use_na_sentinel=True)
+        codes, values, names, counts = _factorized(ann)
         no_cat = codes < 0
-        names = [str(u) for u in uniques.tolist()]
-        counts = np.bincount(codes[~no_cat], minlength=len(names)).tolist()
         if not learnt:
             self.learn(Seen(ds.categories.drop_duplicates(subset="name", keep="first"), names, counts))
         if no_cat.any():
@@ -563,7 +568,7 @@ class Reconciler:
                 rep.drop("dropped.mapped_to_null", rows, f"{_q(d.source)} is mapped to null", phase=phase)
             elif d.how == "unknown-dropped":
                 rep.drop("dropped.unknown_category", rows, f"{_q(d.lookup)} is not in the schema", phase=phase)
-        if any(t != u for t, u in zip(targets, uniques.tolist(), strict=True)):
+        if any(t != u for t, u in zip(targets, values, strict=True)):
             lut = np.empty(len(targets) + 1, dtype=object)
             lut[:-1] = targets
             ann = ann.assign(category=lut[codes])
