@@ -68,7 +68,7 @@ from .converters.coco_write import ADD_ROWS, CocoStreamWriter, Piece, image_slic
 from .converters.conventions import ConventionStats
 from .converters.reconcile import Reconciler, Seen
 from .converters.steps import ChunkSteps, size_rule
-from .errors import ReadError, UsageError
+from .errors import PrelabelError, ReadError, UsageError
 from .model import Dataset
 from .paths import IMAGE_EXTENSIONS, moved
 from .report import Report
@@ -158,9 +158,9 @@ def _read(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
           storage_options: Mapping[str, Any] | None, partitions: int | None) -> Dataset:
     with contextlib.ExitStack() as stack:
         adapter, tasks, whole = _tasks(client, src, fmt, opts, storage_options, partitions, stack)
-        futures = [client.submit(fn, *args, pure=False) for fn, args in tasks]
+        futures = [client.submit(_guarded, fn, *args, pure=False) for fn, args in tasks]
         try:
-            parts: list[Dataset] = client.gather(futures)
+            parts: list[Dataset] = _raised(client.gather(futures))
             if names_shared(adapter, parts):
                 raise NeedsWholeRead("an image is named in two parts")
         except (NeedsWholeRead, ReadError):
@@ -168,7 +168,7 @@ def _read(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
                 raise
             # a part depends on the rest of the source, or a file is malformed: read the source as one
             # partition (which raises read()'s own error)
-            parts = [client.gather(client.submit(whole[0], *whole[1], pure=False))]
+            parts = _raised(client.gather([client.submit(_guarded, whole[0], *whole[1], pure=False)]))
     ds = merge(parts, report=Report(), kind_order=list(getattr(adapter, "KIND_NAMES", {}).values()))
     ds.report.input = {"format": adapter.NAME, "source": str(src)}
     return ds
@@ -269,10 +269,10 @@ class _Seen:
 
 
 def _first_round(client: Any, tasks: list[Task], steps: ChunkSteps) -> tuple[list[Any], list[_Seen]]:
-    reads = [client.submit(fn, *args, pure=False) for fn, args in tasks]
+    reads = [client.submit(_guarded, fn, *args, pure=False) for fn, args in tasks]
     held = [client.submit(_first, r, steps, pure=False) for r in reads]
     del reads
-    seen: list[_Seen] = client.gather([client.submit(_seen, h, pure=False) for h in held])
+    seen: list[_Seen] = _raised(client.gather([client.submit(_seen, h, pure=False) for h in held]))
     names: set[str] = set()
     for got in seen:
         if not names.isdisjoint(got.file_names):
@@ -281,13 +281,17 @@ def _first_round(client: Any, tasks: list[Task], steps: ChunkSteps) -> tuple[lis
     return held, seen
 
 
-def _first(ds: Dataset, steps: ChunkSteps) -> _Held:
+def _first(ds: Dataset | _Refused, steps: ChunkSteps) -> _Held | _Refused:
+    if isinstance(ds, _Refused):
+        return ds
     stats = ConventionStats()
     chunk = Dataset(images=ds.images, categories=ds.categories, annotations=ds.annotations, report=Report())
     return _Held(steps.before(chunk, stats), ds.report, stats)
 
 
-def _seen(held: _Held) -> _Seen:
+def _seen(held: _Held | _Refused) -> _Seen | _Refused:
+    if isinstance(held, _Refused):
+        return held
     return _Seen(Reconciler.seen(held.ds), [str(n) for n in held.ds.images["file_name"]], held.report, held.stats)
 
 
@@ -411,6 +415,30 @@ def _rel_to(path: str, root: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- on the workers
+@dataclass
+class _Refused:
+    """A part's read that raised one of prelabel's own errors (``NeedsWholeRead`` when a part cannot stand
+    alone, a ``ReadError`` for a malformed file), returned as a value: the client raises it (and falls back to
+    the whole source where it should), and the worker logs no failed task for what is a planned outcome."""
+
+    error: PrelabelError | NeedsWholeRead
+
+
+def _guarded(fn: Callable[..., Dataset], *args: Any) -> Dataset | _Refused:
+    try:
+        return fn(*args)
+    except (PrelabelError, NeedsWholeRead) as e:
+        return _Refused(e)
+
+
+def _raised(got: list[Any]) -> list[Any]:
+    """``got`` (the parts' results, in plan order), or the first part's error raised."""
+    for g in got:
+        if isinstance(g, _Refused):
+            raise g.error
+    return got
+
+
 def _worker_copy(url: str, keys: Sequence[str], storage_options: Mapping[str, Any] | None,
                  placeholders: bool) -> Any:
     wanted = frozenset(keys)

@@ -224,6 +224,11 @@ def test_convert_engine_keyword(client, tmp_path):
     assert res.paths[0].read_bytes() == convert(SAMPLE / "voc", tmp_path / "l.json").paths[0].read_bytes()
 
 
+def _read_task(fn, args):
+    """The read a submitted task runs and its arguments (the engine submits each read through ``_guarded``)."""
+    return (args[0], args[1:]) if fn.__name__ == "_guarded" else (fn, args)
+
+
 class _Counting:
     """A client that counts the partitions the engine submits."""
 
@@ -231,7 +236,8 @@ class _Counting:
         self.client, self.parts = client, []
 
     def submit(self, fn, *args, **kw):
-        self.parts.append(type(args[1]).__name__ if len(args) > 1 and hasattr(args[1], "source") else fn.__name__)
+        read, rest = _read_task(fn, args)
+        self.parts.append(type(rest[1]).__name__ if len(rest) > 1 and hasattr(rest[1], "source") else read.__name__)
         return self.client.submit(fn, *args, **kw)
 
     def __getattr__(self, name):
@@ -286,7 +292,7 @@ class _Watching:
         self.client, self.received, self.reads = client, [], 0
 
     def submit(self, fn, *args, **kw):
-        if fn.__name__ in ("_read_part", "_read_whole", "_read_remote_part"):
+        if _read_task(fn, args)[0].__name__ in ("_read_part", "_read_whole", "_read_remote_part"):
             self.reads += 1
         return _Future(self.client.submit(fn, *[_unwrap(a) for a in args], **kw), self)
 
@@ -454,3 +460,21 @@ def test_engine_read_parts_on_dask_is_read_dask(client, tmp_path):
     assert _write(ds, tmp_path / "d.json") == _write(read(SAMPLE / "voc"), tmp_path / "l.json")
     with pytest.raises(UsageError, match="needs a client"):
         read_parts(SAMPLE / "voc", engine="dask")
+
+
+def test_a_part_that_needs_the_whole_source_logs_no_failed_task(client, tmp_path, caplog):
+    """Label Studio keypoints are named over the whole export, so each part refuses to stand alone
+    (``NeedsWholeRead``) and the source is read as one partition: a planned outcome, which a user's own cluster
+    must not log as a failed task with a traceback (``distributed.worker - ERROR - Compute Failed``)."""
+    import logging
+
+    src = SAMPLE / "labelstudio" / "export.json"
+    local = convert(src, tmp_path / "l.json")
+    with caplog.at_level(logging.INFO):
+        watch = _Watching(client)
+        dask = convert(src, tmp_path / "d.json", engine="dask", client=watch, partitions=3)
+        ds = read_dask(src, client=client, partitions=3)
+    assert watch.reads == 3 + 1  # three byte ranges refused, then the export as one partition
+    assert [p.read_bytes() for p in dask.paths] == [p.read_bytes() for p in local.paths]
+    assert len(ds) == 7
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
