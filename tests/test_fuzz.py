@@ -7,8 +7,13 @@ for XML, an attribute or an element's text replaced or removed. Whatever comes i
 (PrelabelError) may leave ``pipeline.read`` + ``prepare`` + ``to_coco``, and when it reads, the ledger balances
 (read == written + dropped) and the COCO validates.
 
+Every input is also streamed one image per chunk (the same document), and a share of them is converted
+map-only on the Dask engine (3 partitions on an in-process cluster) against the local conversion: the same
+bytes and the same report, or the same error.
+
 Budget: ``PRELABEL_FUZZ_EXAMPLES`` examples per test (default: 40 random-bytes and 60 mutation examples per
-adapter, derandomized so CI is stable). ``make fuzz`` sets it to 2000 and lets hypothesis pick new inputs.
+adapter, derandomized so CI is stable; every ``DASK_EVERY``-th of them on Dask too). ``make fuzz`` sets it to
+2000, lets hypothesis pick new inputs, and runs every example on Dask.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +33,9 @@ from hostile import WRONG_TYPES, run_pipeline, run_stream
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from prelabel import pipeline
 from prelabel.adapters.base import ReadOptions
+from prelabel.errors import PrelabelError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_data"
@@ -37,6 +44,7 @@ SHARED = ROOT.parent / "shared" / "fixtures"
 _ENV = os.environ.get("PRELABEL_FUZZ_EXAMPLES")
 RANDOM_EXAMPLES = int(_ENV) if _ENV else 40
 MUTATION_EXAMPLES = int(_ENV) if _ENV else 60
+DASK_EVERY = 1 if _ENV else 4  # a Dask conversion costs about 0.2 s an example
 
 
 def fuzz_settings(examples: int) -> settings:
@@ -131,6 +139,15 @@ ADAPTERS = sorted(BASES)
 
 
 @pytest.fixture(scope="module")
+def client() -> Iterator[Any]:
+    pytest.importorskip("distributed")
+    from prelabel.distributed import dask_client
+
+    with dask_client(workers=2, processes=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
 def targets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Target]]:
     work = tmp_path_factory.mktemp("fuzz")
     return {fmt: [b(work / f"{fmt}{i}") for i, b in enumerate(builders)] for fmt, builders in BASES.items()}
@@ -141,7 +158,28 @@ def _as_written(coco: Any) -> Any:
     return orjson.loads(orjson.dumps(coco, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
-def _run(t: Target, what: str) -> None:
+_examples = [0]
+
+
+def _conversion(t: Target, out: Path, **how: Any) -> tuple[bytes, str] | str:
+    """The COCO bytes and the report's JSON (without its output paths) of converting ``t``, or the error."""
+    try:
+        res = pipeline.convert(t.src, out / "out.json", fmt=t.fmt, options=t.options, **how)
+    except PrelabelError as e:
+        return f"{type(e).__name__}: {e}"
+    doc = res.report.to_dict()
+    doc.pop("output")
+    return b"".join(p.read_bytes() for p in res.paths), json.dumps(doc, sort_keys=True, default=str)
+
+
+def _run(t: Target, what: str, client: Any) -> None:
+    _examples[0] += 1
+    if _examples[0] % DASK_EVERY == 0:  # map-only on Dask, each partition on a worker: the local conversion
+        work = t.folder.parent / f"{t.folder.name}-converted"
+        local = _conversion(t, work / "local")
+        dask = _conversion(t, work / "dask", engine="dask", client=client, partitions=3)
+        shutil.rmtree(work)
+        assert dask == local, f"{what}: the Dask engine's conversion differs from the local one"
     out = run_pipeline(t.src, fmt=t.fmt, options=t.options, seconds=60)
     assert out.touched(FORBIDDEN) == [], f"{what}: accessed {out.touched(FORBIDDEN)}"
     if out.error is None:
@@ -305,17 +343,17 @@ _SUFFIX_FILE = {"coco": "x.json", "labelstudio": "x.json", "cvat": "x.xml", "voc
 @pytest.mark.parametrize("fmt", ADAPTERS)
 @fuzz_settings(RANDOM_EXAMPLES)
 @given(data=st.one_of(st.binary(max_size=2048), st.text(max_size=512).map(lambda t: t.encode("utf-8", "replace"))))
-def test_random_bytes(fmt: str, data: bytes, targets: dict[str, list[Target]]) -> None:
+def test_random_bytes(fmt: str, data: bytes, targets: dict[str, list[Target]], client: Any) -> None:
     """Random bytes in the adapter's file (a label file inside a real dataset for YOLO)."""
     t = targets[fmt][0]
     try:
         if fmt in ("yolo", "voc"):
             t.victim.write_bytes(data)
-            _run(t, f"{fmt} random bytes {data[:60]!r}")
+            _run(t, f"{fmt} random bytes {data[:60]!r}", client)
         else:
             f = t.folder / _SUFFIX_FILE[fmt]
             f.write_bytes(data)
-            _run(Target(fmt, t.folder, f, f, t.options, b""), f"{fmt} random bytes {data[:60]!r}")
+            _run(Target(fmt, t.folder, f, f, t.options, b""), f"{fmt} random bytes {data[:60]!r}", client)
     finally:
         t.restore()
 
@@ -323,7 +361,7 @@ def test_random_bytes(fmt: str, data: bytes, targets: dict[str, list[Target]]) -
 @pytest.mark.parametrize("fmt", ADAPTERS)
 @fuzz_settings(MUTATION_EXAMPLES)
 @given(data=st.data())
-def test_mutations(fmt: str, data: st.DataObject, targets: dict[str, list[Target]]) -> None:
+def test_mutations(fmt: str, data: st.DataObject, targets: dict[str, list[Target]], client: Any) -> None:
     """A real input with byte, number, column or structure mutations."""
     pool = targets[fmt]
     t = pool[data.draw(st.integers(0, len(pool) - 1), label="base")]
@@ -335,7 +373,7 @@ def test_mutations(fmt: str, data: st.DataObject, targets: dict[str, list[Target
     mutated = op(t.original, data.draw)
     try:
         t.victim.write_bytes(mutated)
-        _run(t, f"{fmt} {name} mutation of {t.victim.name}: {mutated[:200]!r}")
+        _run(t, f"{fmt} {name} mutation of {t.victim.name}: {mutated[:200]!r}", client)
     finally:
         t.restore()
 
