@@ -6,6 +6,8 @@ environment (``PRELABEL_WORKERS``, then the old ``PRELABEL_CVAT_WORKERS``). Star
 (:func:`start_method`): ``fork`` only when this process has one OS thread (Linux counts ``/proc/self/task``,
 native BLAS threads included), else ``forkserver`` (or ``spawn`` where it does not exist). Every process is the
 engine's (:mod:`prelabel.engine`: a pool of :func:`process_pool`); no reader forks one of its own.
+A forkserver's workers start with prelabel, numpy and pandas already imported (:mod:`prelabel.preload`,
+imported once by the forkserver, with numpy's and pyarrow's threads turned off there).
 
 A process forked by hand would go on working when its parent is killed; Linux can send it SIGKILL when its
 parent ends (``PR_SET_PDEATHSIG``): ``die_with_parent(parent_pid_taken_before_the_fork)`` in the child right
@@ -23,6 +25,11 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
+
+try:
+    from multiprocessing import forkserver as _forkserver
+except ImportError:  # a platform without it: spawn is used
+    _forkserver = None  # type: ignore[assignment]
 
 __all__ = ["WORKERS_ENV", "die_with_parent", "may_fork", "may_start_processes", "os_threads", "process_pool",
            "start_method", "usable_cores", "wanted_workers"]
@@ -107,10 +114,28 @@ def process_pool(workers: int, *, least: int = 2) -> ProcessPoolExecutor | None:
     process can start here (a daemonic process, a sandbox, limits): the caller then does the work itself."""
     if workers < max(1, least) or not may_start_processes():
         return None
+    method = start_method()
+    if method == "forkserver":
+        _preload()
     try:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(start_method()))
+        return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method))
     except (OSError, ValueError):
         return None
+
+
+PRELOAD = "prelabel.preload"
+
+
+def _preload() -> None:
+    """Have the forkserver import prelabel's reading modules once (:mod:`prelabel.preload`), so that each
+    worker forked from it starts with them: asked before the forkserver starts, and only when the program has
+    not set a preload list of its own. The default list, ``['__main__']``, is replaced: the forkserver imports
+    ``__main__`` before any other module of the list, and a main module that imports numpy or pandas would
+    start threads in it before the preload could turn them off (each worker still imports ``__main__`` as it
+    starts, as without a preload)."""
+    server = getattr(_forkserver, "_forkserver", None)
+    if getattr(server, "_preload_modules", None) == ["__main__"]:
+        mp.get_context("forkserver").set_forkserver_preload([PRELOAD])
 
 
 _PR_SET_PDEATHSIG = 1

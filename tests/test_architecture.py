@@ -28,7 +28,7 @@ FLOORS = {
     "adapters.json_array": 2, "adapters.cvat_reader": 2, "adapters.cvat_shapes": 2, "adapters.cvat_tracks": 2,
     "upload.labelstudio_client": 3, "upload.labelstudio_results": 3, "upload.labelstudio_replace": 3,
     "storage": 3, "distributed": 3, "upload": 3,
-    "pipeline": 4, "engine": 4, "inspection": 4, "preview": 4, "pushing": 4,
+    "pipeline": 4, "engine": 4, "preload": 4, "inspection": 4, "preview": 4, "pushing": 4,
     "cli": 5, "cli_upload": 5, "__init__": 5, "__main__": 5, "labellerr": 5,
 }
 LAZY_FACES = {"cli", "__init__"}

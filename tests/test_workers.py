@@ -48,3 +48,39 @@ def test_the_worker_goes_when_its_parent_is_killed(tmp_path: Path) -> None:
         time.sleep(0.05)
     with pytest.raises(ProcessLookupError):
         os.kill(worker, 0)
+
+
+_FORKSERVER = """
+import os, sys
+import numpy  # a thread for the math library: this process is not forked, its pools use the forkserver
+from prelabel.workers import process_pool, start_method
+
+def look():
+    server = os.getppid()
+    return (server, sorted(open(f"/proc/{server}/task/{t}/comm").read().strip() for t in os.listdir(f"/proc/{server}/task")),
+            [m for m in ("prelabel.engine.run", "prelabel.adapters.yolo", "prelabel.adapters.labelme", "pandas")
+             if m in sys.modules])
+
+if __name__ == "__main__":
+    print(start_method())
+    for _ in range(2):
+        pool = process_pool(2)
+        print(*pool.submit(look).result()[1:], sep="|")
+        pool.shutdown()
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_forkserver_workers_start_with_prelabel_imported_from_a_one_thread_server(tmp_path: Path) -> None:
+    """A pool started from a process with threads uses the forkserver, which imports prelabel's reading modules
+    once (prelabel.preload) with the math libraries' and jemalloc's threads off: it has one thread when it
+    forks, and every worker forked from it has the engine, the adapters and pandas imported before it runs
+    anything (a second pool's workers start at once)."""
+    script = tmp_path / "pool.py"
+    script.write_text(_FORKSERVER)
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    want = "['python']|['prelabel.engine.run', 'prelabel.adapters.yolo', 'prelabel.adapters.labelme', 'pandas']"
+    assert out.stdout.splitlines() == ["forkserver", want, want]
