@@ -565,3 +565,33 @@ def test_cli_label_config_option(fixtures_dir, tmp_path, self_ap):
                                   "-o", str(out)])
     assert r.exit_code == 1
     assert r.stderr.startswith(f"error: {tmp_path / 'no.xml'}: cannot read the label config: ")
+
+
+def test_every_rectangle_is_read_by_one_path(tmp_path, self_ap):
+    # issue 13: a rectangle of type "labels", one on a second object tag showing the same image, and a plain one
+    # are all read by the reader's one rectangle branch; their numbers are checked with all rows' at the end.
+    # 200 x 100 px: x 10 %, y 20 %, 50 % x 30 % -> [20, 20, 100, 30]; x 0, y 0, 10 % x 10 % -> [0, 0, 20, 10]
+    url = "/data/upload/1/0000abcd-a.jpg"
+    size = {"original_width": 200, "original_height": 100}
+    labels = {"id": "l", "type": "labels", "to_name": "image", **size,
+              "value": {"x": 10, "y": 20, "width": 50, "height": 30, "labels": ["cat"]}}
+    second = {"id": "s", "type": "rectanglelabels", "to_name": "image2", **size,
+              "value": {"x": 0, "y": 0, "width": 10, "height": 10, "rectanglelabels": ["dog"]}}
+    bad = {"id": "b", "type": "labels", "to_name": "image", **size,
+           "value": {"x": "a", "y": 0, "width": 1, "height": 1, "labels": ["cat"]}}
+    other = dict(second, id="o", to_name="image3")
+    task = {"id": 1, "data": {"image": url, "image2": url, "image3": "/data/upload/1/0000abcd-b.jpg"},
+            "annotations": [{"id": 7, "result": [labels, bad, second, other]}]}
+    path = _write(tmp_path, [task])
+    ds = _read(path)
+    assert ds.annotations["category"].tolist() == ["cat", "dog"]
+    assert ds.boxes.tolist() == [[20.0, 20.0, 100.0, 30.0], [0.0, 0.0, 20.0, 10.0]]
+    drops = ds.report.drops[["reason", "category", "source", "message"]].to_dict("records")
+    assert drops == [
+        {"reason": "dropped.unsupported", "category": None, "source": f"{path}:1",
+         "message": "task 1, annotation 7, region o: on a second image of the task ('image3'); only the first is read"},
+        {"reason": "dropped.invalid", "category": "cat", "source": f"{path}:1",
+         "message": "'cat' region: coordinates and original_width/height must be numbers, got 'a'"},
+    ]
+    assert ds.report.read == 4
+    _coco_ok(ds, self_ap)

@@ -1,12 +1,12 @@
-"""The Label Studio reader's fast paths give what its general path gives, value for value and error for error.
+"""The Label Studio reader's speed-ups give what its plain read gives, value for value and error for error.
 
-The fast paths (issue 6) are: the one-pass read of tasks whose regions are all plain rectangles
-(``_scan_rects``), the regex reading of upload URLs in ``image_name``, the reading of a large export in pieces,
-and the export read in parts (its plan's runs of tasks, merged in this process or read by the engine in a pool
-of 2). The reference each is checked against is the general path, which reads region by region and the whole
-file at once: ``_scan_rects`` forced to decline every task, the upload regex that matches nothing, no pieces
-and no parts. The exports are made at random (seeded)
-with every kind of task the general path handles next to the plain ones, so that both paths interleave.
+The speed-ups (issue 6) are: the regex reading of upload URLs in ``image_name``, the reading of a large export
+in pieces, and the export read in parts (its plan's runs of tasks, merged in this process or read by the engine
+in a pool of 2). The reference each is checked against is the plain read: the upload regex that matches
+nothing, no pieces and no parts. (Plain rectangles had a one-pass read of their own beside the region by region
+one until issue 13; the reader now has one path, so there is nothing left to compare for them.) The exports are
+made at random (seeded) with every kind of task the reader handles next to the plain ones, so that they
+interleave.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import pytest
 
 from prelabel import paths
 from prelabel.adapters import labelstudio as ls
-from prelabel.adapters import labelstudio_reader
 from prelabel.adapters.base import NeedsWholeRead, ReadOptions
 from prelabel.adapters.parts import merge, names_shared
 from prelabel.engine import read_parts
@@ -57,7 +56,7 @@ def _rect(rng: random.Random, rid: str, *, pred: bool = False, size: tuple[Any, 
 
 
 def _odd(rng: random.Random, rid: str, regions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A result that the one-pass read declines (so that the task is read region by region)."""
+    """A result other than a plain rectangle: another kind, or a rectangle with an odd label, type or value."""
     kind = rng.randrange(14)
     base = _rect(rng, rid)
     v = base["value"]
@@ -160,7 +159,6 @@ def _canon(ds: Dataset) -> dict[str, Any]:
 
 
 def _general(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(labelstudio_reader, "scan_rects", lambda groups, good: None)  # where the reader calls it
     monkeypatch.setattr(paths, "_UPLOAD_URL", re.compile(r"(?!)(x)"))  # image_name's fast path off
 
 
@@ -223,14 +221,14 @@ OPTIONS = [{}, {"ls_select": "both"}, {"ls_select": "predictions", "ls_annotator
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_fast_paths_read_what_the_general_path_reads(tmp_path, monkeypatch, seed):
+def test_speed_ups_read_what_the_plain_read_reads(tmp_path, monkeypatch, seed):
     path = tmp_path / "export.json"
     path.write_bytes(orjson.dumps(_export(seed)))
     for opts in OPTIONS:
         ref = _as_reference(monkeypatch, path, **opts)
         assert not isinstance(ref, str), ref
         assert len(ref.annotations) > 300  # the export is not trivial
-        _same(_read(path, **opts), ref)  # one-pass rectangles, whole file
+        _same(_read(path, **opts), ref)  # the upload regex, whole file
         with monkeypatch.context() as m:
             _pieces(m)
             _same(_read(path, **opts), ref)

@@ -41,8 +41,8 @@ A name that would escape the images root drops the task's regions (``dropped.no_
 
 Attribute dicts are shared by the regions of one annotation (no dict per box): treat them as read-only.
 
-Speed: a task whose regions are all plain ``rectanglelabels`` is read in one pass (:func:`~prelabel.adapters.labelstudio_regions.scan_rects`),
-any other region by region; the results are the same. An export over 16 MB is read a piece of 8 MB at a time
+Speed: every region is read by one loop (:meth:`~prelabel.adapters.labelstudio_reader.Reader._results`); a
+rectangle is appended as read and its numbers checked with all the rows' at the end, as arrays. An export over 16 MB is read a piece of 8 MB at a time
 (bounded memory). :func:`plan` cuts an export into runs of whole tasks (:func:`read_part` reads one), which the
 engine reads in two processes from 32 MB and streams from ``STREAM_MIN_BYTES`` (32 MB: below it the pipeline
 reads the export whole); what a part cannot tell alone (keypoint names, an image named by tasks of two parts,

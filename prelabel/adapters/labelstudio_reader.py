@@ -45,7 +45,6 @@ from .labelstudio_regions import (
     region_geometry,
     region_id,
     region_label,
-    scan_rects,
     source_name,
     task_size,
     what_is_wrong,
@@ -211,50 +210,36 @@ class Reader:
         if not isinstance(data, dict):
             raise TypeError("'data' must be an object")
         groups = self._select(task, tid, label, line)
-        # the common case (only plain rectangles) in one pass over the regions; None: the general path below
-        fast = scan_rects(groups, self.good_labels)
         # the image: its URL from the first region's to_name, its name, its size
-        if fast is not None:
-            to_name = fast.to_name
-            n_regions = len(fast.cats)
-        else:
-            to_name = next((r.get("to_name") for g in groups for r in g[1] if isinstance(r, dict)
-                            and r.get("to_name")), None)
-            n_regions = sum(count_regions(g[1]) for g in groups)
+        to_name = next((r.get("to_name") for g in groups for r in g[1] if isinstance(r, dict)
+                        and r.get("to_name")), None)
         url = self._url(data, to_name)
         name, why = image_name(url) if url is not None else (None, "")
         if name is None or url is None:
             problem = (f"{label}: no image URL in data (keys: {', '.join(map(str, data)) or 'none'}); task skipped"
                        if url is None else f"{label}: image {url!r} is not a usable file name ({why}); task skipped")
-            if n_regions:
+            if any(count_regions(g[1]) for g in groups):
                 self._drop_all(groups, "dropped.no_image", problem)
             else:
                 self.report.note("dropped.no_image", f"{self.file}:{line}", problem)
             return
-        size = fast.size if fast is not None else task_size(groups) or task_size(self._all_groups(task))
-        if fast is None and has_video(groups):  # frames of a video: labelstudio_video.py
+        size = task_size(groups) or task_size(self._all_groups(task))
+        if has_video(groups):  # frames of a video: labelstudio_video.py
             return read_video_task(self, groups, size=size, url=url, tid=tid, label=label, line=line,
                                    streaming=self.part)
-        img = self._place_image(name, url, tid, size, label, line, groups, n_regions)
+        img = self._place_image(name, url, tid, size, label, line, groups)
         if img is None:
             return
         size = size or (self.img_w[img], self.img_h[img])
-        if fast is not None:
-            if fast.rotated:
-                self.rotated_images.append(f"{self.file}:{line}")
-            n_pred = sum(k for g, k in zip(groups, fast.counts, strict=True) if g[0])
-            self._commit(img, [(g[0], g[2], g[4], k) for g, k in zip(groups, fast.counts, strict=True)], fast.cats,
-                         fast.scores[:n_pred], fast.geo)
-            return
-        first = next((r for g in groups for r in g[1] if isinstance(r, dict) and r.get("image_rotation")), None)
-        if first is not None:
-            self.rotated_images.append(f"{self.file}:{line}")
+        rotated = False
         for is_pred, results, base, score, gline in groups:
-            self._results(results, img, size, label, base, is_pred, score if is_pred else math.nan, gline,
-                          to_name, data)
+            rotated = self._results(results, img, size, label, base, is_pred, score if is_pred else math.nan, gline,
+                                    to_name, data) or rotated
+        if rotated:
+            self.rotated_images.append(f"{self.file}:{line}")
 
     def _place_image(self, name: str, url: str, tid: Any, size: tuple[int, int] | None, label: str, line: int,
-                     groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]], n_regions: int) -> int | None:
+                     groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]]) -> int | None:
         """The image of a task (a new one, or the one an earlier task named); None when it cannot be placed
         (its regions reported)."""
         img = self.img_of_name.get(name)
@@ -267,7 +252,7 @@ class Reader:
                 why = (f"no original_width/height and no images root ({option('images')})" if self.root is None else
                        f"no original_width/height and image {name!r} not found under the images root"
                        if placed.path is None else f"no original_width/height and {name!r} is not a readable image")
-                if n_regions:
+                if any(count_regions(g[1]) for g in groups):
                     self._drop_all(groups, "dropped.no_image", f"{label}: {why}")
                 else:
                     self.report.note("dropped.no_image", f"{self.file}:{line}",
@@ -283,32 +268,6 @@ class Reader:
             self.img_attrs.append({"url": url, "task_id": tid})
             self.img_src.append(self.file)
         return img
-
-    def _commit(self, img: int, groups: list[tuple[bool, dict[str, Any], int, int]], cats: list[str],
-                scores: list[float], geo: list[tuple[Any, ...]] | None) -> None:
-        """Append the rows of a task read by :func:`scan_rects` (``groups``: is_prediction, base attributes,
-        line, rows), the rows :meth:`_results` appends for it; ``geo`` None: the caller adds them."""
-        file = self.file
-        r_score = self.r_score
-        k0 = 0
-        for is_pred, base, gline, k in groups:
-            if not k:
-                continue
-            self.r_img += [img] * k
-            self.r_attrs += [base or None] * k
-            self.r_line += [gline] * k
-            self.r_file += [file] * k
-            if is_pred:
-                r_score += scores[k0:k0 + k]
-                k0 += k
-            else:
-                r_score += [math.nan] * k
-        n = len(cats)
-        self.r_cat += cats
-        if geo is not None:
-            self.r_geo += geo
-        self.r_pct += [True] * n
-        self.r_seg += [None] * n
 
     def _all_groups(self, task: dict[str, Any]) -> list[tuple[bool, list[Any], Any, Any, int]]:
         out = []
@@ -400,21 +359,28 @@ class Reader:
     # ------------------------------------------------------------------------------------------ regions
     def _results(self, results: list[Any], img: int, size: tuple[int, int], label: str,
                  base: dict[str, Any], is_pred: bool, score0: float, line: int, to_name: Any,
-                 data: dict[str, Any]) -> None:
+                 data: dict[str, Any]) -> bool:
+        """Append the rows of one annotation's (or prediction's) ``results`` on image ``img``, drop what cannot
+        be kept; whether a result records an ``image_rotation``. A rectangle on the task's image with a label
+        is appended as read, its numbers checked with all the rows' at the end (:meth:`_boxes`): every
+        rectangle of an export is read by that branch, the other kinds below it."""
         W, H = size
-        region_row: dict[Any, int] = {}
+        ids: list[Any] = []  # the region id of each row appended, in order
         kps: list[tuple[Any, Any, Any, float, float, Any]] = []
         rels: list[tuple[Any, Any]] = []
         classif: list[tuple[Any, Any, str, Any]] = []
         attrs0 = base or None
-        file = self.file
-        r_img, r_cat, r_geo, r_pct = self.r_img, self.r_cat, self.r_geo, self.r_pct
-        r_seg, r_score, r_attrs, r_file, r_line = self.r_seg, self.r_score, self.r_attrs, self.r_file, self.r_line
+        rotated = False
+        good = self.good_labels  # labels seen to be non-blank strings, each one str object all its rows share
+        r_cat, r_geo, r_pct = self.r_cat, self.r_geo, self.r_pct
+        r_seg, r_score, r_attrs = self.r_seg, self.r_score, self.r_attrs
+        n0 = len(r_cat)  # image, file and line are the same for every row of these results: added at the end
         for r in results:
             try:
-                self.cur = r
                 if type(r) is not dict:
                     raise TypeError(f"a result must be an object, got {type(r).__name__}")
+                if r.get("image_rotation"):
+                    rotated = True
                 t = r.get("type")
                 v = r.get("value")
                 kind = TYPE_KIND.get(t) if type(t) is str else None
@@ -422,24 +388,26 @@ class Reader:
                 if is_pred:
                     s = r.get("score")
                     if s is not None:
-                        score = num(s)
-                if kind == RECT and type(v) is dict and r.get("to_name", to_name) == to_name:
+                        score = s if type(s) is float else num(s)
+                if kind is None and t == "labels" and type(v) is dict:
+                    kind = infer_kind(v)
+                if kind == RECT and type(v) is dict and ((tn := r.get("to_name", to_name)) == to_name
+                                                         or self._url(data, tn) == self._url(data, to_name)):
                     labs = v.get(t) or labels_of(v, str(t))
-                    if labs and type(labs) is list and type(labs[0]) is str and labs[0].strip():
+                    c = labs[0] if labs and type(labs) is list else None
+                    cat = good.get(c) if type(c) is str else None
+                    if cat is None and type(c) is str and c.strip():
+                        good[c] = cat = c
+                    if cat is not None:
                         geo = (v["x"], v["y"], v["width"], v["height"], v.get("rotation") or 0,
                                r.get("original_width", W), r.get("original_height", H))  # before any append
-                        rid = r.get("id")
-                        if rid is not None:
-                            region_row[rid] = len(r_img)
-                        r_img.append(img)
-                        r_cat.append(labs[0])
+                        ids.append(r.get("id"))
+                        r_cat.append(cat)
                         r_geo.append(geo)
                         r_pct.append(True)
                         r_seg.append(None)
                         r_score.append(score)
                         r_attrs.append(attrs0 if len(labs) == 1 else {**base, "labels": list(labs)})
-                        r_file.append(file)
-                        r_line.append(line)
                         continue
                 if t == "relation":
                     rels.append((r.get("from_id"), r.get("to_id")))
@@ -453,8 +421,6 @@ class Reader:
                 if t in CLASSIFICATION:
                     classif.append((rid, r.get("from_name"), t, v.get(CLASSIFICATION[t])))
                     continue
-                if kind is None and t == "labels":
-                    kind = infer_kind(v)
                 if kind is None:
                     self._drop("dropped.unsupported", None, line, f"{msg}: a '{t}' result is not an image object")
                     continue
@@ -488,27 +454,22 @@ class Reader:
                 except Drop as d:
                     self._drop(d.reason, cat, line, f"{msg}: {d.message}")
                     continue
-                if kind == RECT:  # a rectangle result whose value was not the usual shape (e.g. type "labels")
-                    geo = (v["x"], v["y"], v["width"], v["height"], v.get("rotation") or 0, ow, oh)
-                    r_geo.append(geo)
-                    r_pct.append(True)
-                else:
-                    r_geo.append((*box, 0.0, 0.0, 0.0))
-                    r_pct.append(False)
-                if rid is not None:
-                    region_row[rid] = len(r_img)
-                r_img.append(img)
+                r_geo.append((*box, 0.0, 0.0, 0.0))
+                r_pct.append(False)
+                ids.append(rid)
                 r_cat.append(cat)
                 r_seg.append(seg)
                 r_score.append(score)
                 r_attrs.append(attrs0 if len(labs) == 1 else {**base, "labels": list(labs)})
-                r_file.append(file)
-                r_line.append(line)
             except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as e:
                 # one malformed region: dropped at its task's line, the rest of the task and the file are read
                 self._drop("dropped.invalid", region_label(r), line,
                            f"{label}, {source_name(base)}, region {region_id(r)}: {what_is_wrong(e)}")
-        self.cur = None
+        k = len(r_cat) - n0
+        region_row = ({rid: row for row, rid in enumerate(ids, n0) if rid is not None} if kps or classif else {})
+        self.r_img += [img] * k
+        self.r_file += [self.file] * k
+        self.r_line += [line] * k
         if kps:
             self._keypoints(kps, rels, region_row, label, base, line)
         if rels:
@@ -528,6 +489,7 @@ class Reader:
                 self._drop("dropped.unsupported", None, line,
                            f"{label}, {source_name(base)}, region {rid}: a '{t}' result ({from_name}) "
                            "that belongs to no region is not an image object")
+        return rotated
 
     def _keypoints(self, kps: list[tuple[Any, Any, Any, float, float, Any]], rels: list[tuple[Any, Any]],
                    region_row: dict[Any, int], label: str, base: dict[str, Any], line: int) -> None:

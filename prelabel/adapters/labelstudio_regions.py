@@ -1,9 +1,9 @@
-"""Label Studio regions: the kinds of results, one region's value read into numbers, a task's plain rectangles
-read in one pass (:func:`scan_rects`), and a polygon's, ellipse's or brush's geometry (:func:`region_geometry`).
+"""Label Studio regions: the kinds of results, one region's value read into numbers, and a polygon's, ellipse's
+or brush's geometry (:func:`region_geometry`).
 Used by the reader (:mod:`prelabel.adapters.labelstudio_reader`).
 
 Example:
-    >>> region_geometry(RECT, {"x": 10, "y": 20, "width": 50, "height": 30}, 200, 100)[1]
+    >>> region_geometry(POLY, {"points": [[10, 20], [60, 20], [60, 50]]}, 200, 100)[1]
     (20.0, 20.0, 100.0, 30.0)
 """
 
@@ -136,84 +136,6 @@ def count_regions(results: list[Any]) -> int:
     return sum(1 for r in results if isinstance(r, dict) and is_region(r))
 
 
-class Rects(NamedTuple):
-    """The rows of a task whose regions are all plain rectangles (see :func:`scan_rects`)."""
-
-    to_name: Any
-    size: tuple[int, int]
-    rotated: bool                  # a region records an image_rotation
-    counts: list[int]              # regions per group
-    cats: list[str]
-    geo: list[tuple[Any, ...]]     # as Reader.r_geo
-    scores: list[float]            # of the prediction groups' regions, in order
-
-
-def scan_rects(groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]],
-                good: dict[str, str]) -> Rects | None:
-    """The rows of a task in one pass over its regions, when they are all ``rectanglelabels`` with one
-    non-blank label on the first region's image (which gives whole-pixel ``original_width`` /
-    ``original_height``) and, in predictions, no score or a number as score. Else None, having changed
-    nothing but ``good``: :meth:`Reader._task` then reads the task region by region. The rows are those
-    that :meth:`Reader._results` makes of the same regions (its first branch); ``good`` holds the labels
-    already found to be non-blank strings, each as the one str object that the rows share (a column of a few
-    distinct objects hashes and compares fast)."""
-    to_name: Any = None
-    w: Any = 0
-    h: Any = 0
-    geo: list[tuple[Any, ...]] = []
-    cats: list[str] = []
-    counts: list[int] = []
-    scores: list[float] = []
-    rotated = False
-    try:
-        for is_pred, results, _, score0, _ in groups:
-            n0 = len(cats)
-            for r in results:
-                if type(r) is not dict or r["type"] != "rectanglelabels":
-                    return None
-                v = r["value"]
-                if type(v) is not dict:
-                    return None
-                if to_name is None:  # the task's first region names the image and gives its size
-                    to_name = r.get("to_name")
-                    w, h = r.get("original_width"), r.get("original_height")
-                    if not to_name or type(w) is not int or type(h) is not int or not (
-                            0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
-                        return None
-                elif r.get("to_name", to_name) != to_name:
-                    return None
-                labs = v["rectanglelabels"]
-                if type(labs) is not list or len(labs) != 1:
-                    return None
-                c = labs[0]
-                if type(c) is not str:
-                    return None
-                label = good.get(c)
-                if label is None:
-                    if not c.strip():
-                        return None
-                    good[c] = label = c
-                if is_pred:
-                    s = r.get("score")
-                    if s is None:
-                        scores.append(score0)
-                    elif type(s) is float:
-                        scores.append(s)
-                    else:
-                        return None
-                if r.get("image_rotation"):
-                    rotated = True
-                geo.append((v["x"], v["y"], v["width"], v["height"], v.get("rotation") or 0,
-                            r.get("original_width", w), r.get("original_height", h)))
-                cats.append(label)
-            counts.append(len(cats) - n0)
-    except KeyError:  # the general path reports it
-        return None
-    if to_name is None:
-        return None
-    return Rects(to_name, (w, h), rotated, counts, cats, geo, scores)
-
-
 NONE = object()  # no such value (None is a value)  # the line given to _select in a worker: a group with another line has one of its own
 PLAIN = frozenset((float, int))
 BIG = float(2**63)
@@ -256,11 +178,8 @@ def task_size(groups: list[tuple[bool, list[Any], Any, Any, int]]) -> tuple[int,
 
 
 def region_geometry(kind: int, v: dict[str, Any], ow: float, oh: float) -> tuple[Any, tuple[float, float, float, float]]:
-    """(segmentation, pixel box) of a polygon, ellipse or brush value; rectangles only get checked."""
-    if kind == RECT:
-        vals = [num(v[k]) for k in ("x", "y", "width", "height")]
-        sx, sy = ow / 100.0, oh / 100.0
-        return None, (vals[0] * sx, vals[1] * sy, vals[2] * sx, vals[3] * sy)
+    """(segmentation, pixel box) of a polygon, ellipse or brush value (a rectangle is read as it stands and its
+    numbers checked with all the rows' at the end, by the reader)."""
     if kind == POLY:
         pts = v["points"]
         try:

@@ -100,7 +100,11 @@ class VideoHost(Protocol):
 
 def has_video(groups: list[tuple[bool, list[Any], Any, Any, int]]) -> bool:
     """Whether any chosen result of a task is a video region."""
-    return any(type(r) is dict and r.get("type") in VIDEO_TYPES for g in groups for r in g[1])
+    for g in groups:  # a loop, not any() over a generator: this runs over every region of an export
+        for r in g[1]:
+            if type(r) is dict and r.get("type") in VIDEO_TYPES:
+                return True
+    return False
 
 
 def _number(v: Any, what: str) -> float:
