@@ -44,6 +44,9 @@ def why_unsafe(name: str) -> str | None:
 
 def safe_relative(name: str) -> str | None:
     """The clean relative POSIX form of ``name`` (NFC-normalized), or None when it is unsafe."""
+    if name.isascii() and name.isprintable() and "/" not in name and "\\" not in name and name[1:2] != ":" \
+            and name not in ("", ".", ".."):
+        return name  # a plain file name (most of them): already its clean form, as the lines below would give
     if why_unsafe(name) is not None:
         return None
     norm = unicodedata.normalize("NFC", name.replace("\\", "/"))

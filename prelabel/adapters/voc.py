@@ -276,14 +276,6 @@ def _image_dir(xml_dir: str, images: Path | None, voc_jpeg: str | None) -> tuple
     return xml_dir, False
 
 
-def _safe_name(raw: str) -> str | None:
-    """:func:`prelabel.paths.safe_relative`, with a fast path for plain names (most VOC files)."""
-    if raw.isascii() and raw.isprintable() and "/" not in raw and "\\" not in raw and raw not in (".", "..") \
-            and raw[1:2] != ":":
-        return raw
-    return safe_relative(raw)
-
-
 class _ImageFinder:
     """Finds the image file of each XML file (``_Listing`` and the per-folder image place, cached across calls,
     so that the chunks of a stream share them)."""
@@ -310,7 +302,7 @@ class _ImageFinder:
             if got is None:
                 got = dirs[xml_dir] = _image_dir(xml_dir, self.images, self.voc_jpeg)
             img_dir, explicit = got
-            name = _safe_name(raw) if raw else None
+            name = safe_relative(raw) if raw else None
             if name is None:
                 stem = os.path.splitext(os.path.basename(xml_path))[0]
                 if raw:
