@@ -7,6 +7,7 @@ import math
 import os
 from typing import Any
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -80,3 +81,38 @@ def test_an_int_too_large_for_a_float_is_an_error_not_a_crash() -> None:
     doc = _doc([{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "bbox": [2**1030, 0, 1, 1], "area": 1}])
     assert coco.validate(doc).errors[1:] == [
         f"annotations[0] (id 1): bbox must be 4 finite numbers [x, y, w, h], got {[2**1030, 0, 1, 1]!r}"]
+
+
+# ------------------------------------------------------------------- validate_dataset, the writer's check
+_NUMS = st.sampled_from([0.0, 1.0, 2.5, 9.5, 10.0, 11.0, -0.5, -1e-7, 1e-7, math.inf, -math.inf, math.nan])
+
+
+@st.composite
+def dataset_rows(draw: Any) -> Any:
+    n = draw(st.integers(0, 9))
+    return {"image": draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)),
+            "category": draw(st.lists(st.sampled_from(["cat", "dog"]), min_size=n, max_size=n)),
+            **{k: draw(st.lists(_NUMS, min_size=n, max_size=n)) for k in ("x", "y", "w", "h")},
+            "iscrowd": draw(st.lists(st.sampled_from([0, 1, 2, -1]), min_size=n, max_size=n)),
+            "score": draw(st.lists(st.sampled_from([math.nan, 0.5, 1.0, math.inf]), min_size=n, max_size=n)),
+            "segmentation": draw(st.lists(st.sampled_from([None, "tri", "short"]), min_size=n, max_size=n))}
+
+
+@settings(max_examples=int(os.environ.get("PRELABEL_FUZZ_EXAMPLES", "400")), deadline=None,
+          derandomize="PRELABEL_FUZZ_EXAMPLES" not in os.environ, database=None)
+@given(dataset_rows(), st.booleans())
+def test_validate_dataset_says_what_validate_says_of_the_written_document(rows: Any, allow_outside: bool) -> None:
+    # the columns' screen plus the one-by-one checks of the rows it flags (validate_dataset) against validate()
+    # of the document the writer makes of the same Dataset (every row checked by validate's own rules)
+    from prelabel.converters.coco import to_coco, validate_dataset
+    from prelabel.converters.coco_tables import CocoTables
+    from prelabel.model import Dataset
+
+    shapes = {None: None, "tri": [np.array([1.0, 1.0, 5.0, 1.0, 5.0, 5.0])], "short": [np.array([0.0, 0.0, 1.0, 1.0])]}
+    ds = Dataset.build(images={"file_name": ["a.jpg", "b.jpg", "c.jpg"], "width": [10, 0, 20], "height": [10, 5, 8]},
+                       annotations={**rows, "segmentation": [shapes[s] for s in rows["segmentation"]]})
+    got = validate_dataset(CocoTables(ds), allow_outside=allow_outside)
+    doc = to_coco(ds)
+    ref = coco.validate(doc, allow_outside=allow_outside)
+    assert got.errors == ref.errors
+    assert got.warnings == [w for w in ref.warnings if not w.startswith("top level")]

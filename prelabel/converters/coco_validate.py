@@ -264,6 +264,20 @@ def _check_annotation(i: int, a: Any, images: Mapping[int, tuple[int, int, str]]
         add(f"{where}: score must be a finite number, got {sc!r}")
 
 
+def _plain_box(W: np.ndarray, H: np.ndarray, x: np.ndarray, y: np.ndarray, w: np.ndarray, h: np.ndarray,
+               area: np.ndarray, *, tolerance: float) -> np.ndarray:
+    """The rows (``x y w h``: their boxes; ``W``, ``H``: their image's size, 0 when it has none) of which
+    :func:`_check_annotation` says nothing about the box and the area: finite, of positive size, inside the
+    image, and a finite area >= 0. The one numpy statement of those rules, for :func:`validate` and
+    :func:`validate_dataset`."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        ok: np.ndarray = (np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(h) & (w > 0) & (h > 0)
+                          & ((W == 0) | ~((x < -tolerance) | (y < -tolerance) | (x + w > W + tolerance)
+                                          | (y + h > H + tolerance)))
+                          & np.isfinite(area) & (area >= 0))
+    return ok
+
+
 def _types(values: list[Any]) -> set[type]:
     return set(map(type, values))
 
@@ -328,15 +342,10 @@ def _suspect_rows(anns: list[Any], images: Mapping[int, tuple[int, int, str]], c
         area = np.array(areas, dtype=np.float64)
     except OverflowError:
         return None
+    W = np.where(found, img_w[pos] if len(img_ids) else 0.0, 0.0)
+    H = np.where(found, img_h[pos] if len(img_ids) else 0.0, 0.0)
     x, y, w, h = box.T
-    with np.errstate(invalid="ignore", over="ignore"):
-        W = np.where(found, img_w[pos] if len(img_ids) else 0.0, 0.0)
-        H = np.where(found, img_h[pos] if len(img_ids) else 0.0, 0.0)
-        good = (np.isfinite(box).all(axis=1) & (w > 0) & (h > 0)
-                & ((W == 0) | ~((x < -tolerance) | (y < -tolerance) | (x + w > W + tolerance)
-                                | (y + h > H + tolerance)))
-                & np.isfinite(area) & (area >= 0))
-    suspect |= ~good
+    suspect |= ~_plain_box(W, H, x, y, w, h, area, tolerance=tolerance)
     return np.flatnonzero(suspect)
 
 
@@ -437,74 +446,31 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6, allow
     iw = np.where(bad_wh, 0, iw)
     ih = np.where(bad_wh, 0, ih)
 
-    found: list[tuple[int, int, str]] = []  # (row, order within the row, message) of the first problems
-    warnings: list[tuple[int, str]] = []
-
-    def report(rows: np.ndarray, step: int, make: Callable[[int], str]) -> None:
-        for r in rows[:_MAX_LISTED + 1].tolist():
-            found.append((r, step, make(r)))
-
+    # the annotations: the rows that the columns show to be plain (image and category known, iscrowd 0 or 1,
+    # box and area as _plain_box says, no score or a finite one, no segmentation or keypoints) pass; every other
+    # row is checked by _check_annotation, as validate() checks it, in row order
     n = t.n
-    simple = np.ones(n, dtype=bool)
-    simple[t.complex_rows] = False
     iid = t.image_id
     img_ok = (iid >= 1 + ib) & (iid <= ib + n_img)
-    cid = t.category_id
-    known = np.fromiter(cats, dtype=np.int64, count=len(cats))
-    x, y, w, h = t.x, t.y, t.w, t.h
-
-    def where(r: int) -> str:
-        return f"annotations[{r + ab}] (id {r + ab + 1})"
-
-    def bb(r: int) -> list[float]:
-        return [float(x[r]), float(y[r]), float(w[r]), float(h[r])]
-
-    report(np.flatnonzero(simple & ~img_ok), 1, lambda r: f"{where(r)}: image_id {int(iid[r])!r} is not an "
-           "image of this file")
-    report(np.flatnonzero(simple & ~np.isin(cid, known)), 2,
-           lambda r: f"{where(r)}: category_id {int(cid[r])!r} is not defined in categories")
-    report(np.flatnonzero(simple & (t.iscrowd != 0) & (t.iscrowd != 1)), 3,
-           lambda r: f"{where(r)}: iscrowd must be the integer 0 or 1, got {int(t.iscrowd[r])!r}")
-    with np.errstate(invalid="ignore", over="ignore"):
-        finite = np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(h)
-        report(np.flatnonzero(simple & ~finite), 4,
-               lambda r: f"{where(r)}: bbox must be 4 finite numbers [x, y, w, h], got {bb(r)!r}")
-        sized = finite & (w > 0) & (h > 0)
-        report(np.flatnonzero(simple & finite & ~sized), 4, lambda r: f"{where(r)}: bbox {bb(r)} has zero or "
-               "negative size")
-        idx = np.where(img_ok, iid - 1 - ib, 0)
-        W = np.where(img_ok, iw[idx], 0).astype(np.float64)
-        H = np.where(img_ok, ih[idx], 0).astype(np.float64)
-        outside = simple & sized & (W > 0) & ((x < -tolerance) | (y < -tolerance) | (x + w > W + tolerance)
-                                              | (y + h > H + tolerance))
-
-        def out_msg(r: int) -> str:
-            return f"{where(r)}: bbox {bb(r)} extends outside image {int(iid[r])} ({int(W[r])}x{int(H[r])})"
-
-        if allow_outside:
-            warnings.extend((r, out_msg(r)) for r in np.flatnonzero(outside).tolist())
-        else:
-            report(np.flatnonzero(outside), 4, out_msg)
-        area = t.area
-        report(np.flatnonzero(simple & ~(np.isfinite(area) & (area >= 0))), 5,
-               lambda r: f"{where(r)}: area must be a finite number >= 0, got {float(area[r])!r}")
-        report(np.flatnonzero(simple & t.has_score & ~np.isfinite(t.score)), 6,
-               lambda r: f"{where(r)}: score must be a finite number, got {float(t.score[r])!r}")
-    if len(t.complex_rows):
+    idx = np.where(img_ok, iid - 1 - ib, 0)
+    W = np.where(img_ok, iw[idx] if n_img else 0, 0).astype(np.float64)
+    H = np.where(img_ok, ih[idx] if n_img else 0, 0).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        plain = (img_ok & np.isin(t.category_id, np.fromiter(cats, dtype=np.int64, count=len(cats)))
+                 & ((t.iscrowd == 0) | (t.iscrowd == 1))
+                 & _plain_box(W, H, t.x, t.y, t.w, t.h, t.area, tolerance=tolerance)
+                 & ~(t.has_score & ~np.isfinite(t.score)))
+    plain[t.complex_rows] = False
+    suspects = np.flatnonzero(~plain).tolist()
+    if suspects:
         images = {im["id"]: (int(iw[i]), int(ih[i]), str(im["file_name"] or "")) for i, im in enumerate(t.images)}
         seen: set[int] = set()
-        for r in t.complex_rows.tolist():
-            errs: list[str] = []
-            warns: list[str] = []
-            _check_annotation(r + ab, t.complex[r], images, cats, seen, errs.append, warns.append,
-                              tolerance=tolerance, allow_outside=allow_outside)
-            found.extend((r, 0, e) for e in errs)
-            warnings.extend((r, m) for m in warns)
-    found.sort(key=lambda f: (f[0], f[1]))
-    for _, _, msg in found[:_MAX_LISTED + 1]:
-        add(msg)
-    warnings.sort(key=lambda wm: wm[0])
-    res.warnings.extend(m for _, m in warnings)
+        warn = res.warnings.append
+        for r in suspects:
+            _check_annotation(r + ab, t.annotation(r), images, cats, seen, add, warn, tolerance=tolerance,
+                              allow_outside=allow_outside)
+            if len(res.errors) > _MAX_LISTED and not allow_outside:
+                break  # the rest would not be listed (with allow_outside, every warning is)
     res.counts = {"images": n_img, "annotations": n, "categories": len(t.categories)}
     return res
 
