@@ -171,11 +171,14 @@ def _parents(p: str, levels: int) -> list[str]:
 def _label_for(img: str, have: set[str]) -> str | None:
     """The label file of an image: the Ultralytics images/ -> labels/ twin, else the .txt beside it, else the
     one in ``labels/`` beside it (an Ultralytics ``runs/detect/predict`` folder: rendered images, ``labels/``)."""
-    beside_dir = os.path.join(os.path.dirname(img), "labels", os.path.basename(stem(img)) + ".txt")
-    for cand in (_img2label(img), _beside(img), norm(beside_dir)):
-        if cand in have:
-            return cand
-    return None
+    cand = _img2label(img)  # the candidates made one at a time: the first is the usual answer
+    if cand in have:
+        return cand
+    cand = _beside(img)
+    if cand in have:
+        return cand
+    cand = norm(os.path.join(os.path.dirname(img), "labels", os.path.basename(stem(img)) + ".txt"))
+    return cand if cand in have else None
 
 
 def _pair_walked(images: list[str], txts: list[str], lay: Layout) -> None:
