@@ -706,3 +706,19 @@ def test_the_command_line_streams_through_part_stream(tmp_path: Path, monkeypatc
     assert seen[0][0] == n > 3
     assert len(pd.read_csv(src)) / n <= seen[0][1] < len(pd.read_csv(src)) / n + 5
     assert (tmp_path / "s.json").read_bytes() == (tmp_path / "o.json").read_bytes()
+
+
+def test_a_part_holds_at_most_a_chunk_of_rows_whatever_was_asked(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # a few MB of a table can hold hundreds of thousands of rows: the plan cuts parts of about DEFAULT_CHUNK_ROWS
+    # rows (100 here) even when fewer parts were asked. 350 images of one row each, asked for 2 parts: 4, cut
+    # at 350 * k // 4 = 87, 175, 262 (every row starts an image)
+    monkeypatch.setattr(pred, "DEFAULT_CHUNK_ROWS", 100)
+    rows = "\n".join(f"img_{i:03d}.jpg,cat,1,2,11,12,0.5,64,48" for i in range(350))
+    src = tmp_path / "preds.csv"
+    src.write_text("image,category,x1,y1,x2,y2,score,width,height\n" + rows + "\n")
+    parts = pred.plan(src, options=ReadOptions(), parts=2)
+    assert [(p.start, p.stop) for p in parts] == [(0, 87), (87, 175), (175, 262), (262, 350)]
+    got = [pred.read_part(p, options=ReadOptions()) for p in parts]
+    assert [len(ds.annotations) for ds in got] == [87, 88, 87, 88]
+    assert got[3].images["file_name"].tolist()[0] == "img_262.jpg"

@@ -97,7 +97,7 @@ from ..errors import ReadError, UsageError
 from ..images import ImageRoot, common_folder, outside_example, relative_to
 from ..model import Dataset
 from ..report import Report
-from .base import NeedsWholeRead, ReadOptions
+from .base import DEFAULT_CHUNK_ROWS, NeedsWholeRead, ReadOptions
 from .parts import RowRange
 from .table_build import (
     PartContext,
@@ -536,7 +536,8 @@ def _comes_back(names: np.ndarray) -> int:
 
 
 def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
-    """The table cut into up to ``parts`` row ranges between images, each read by :func:`read_part`; their
+    """The table cut into ``parts`` row ranges between images (more when a part would hold over
+    DEFAULT_CHUNK_ROWS rows; fewer when it has fewer images), each read by :func:`read_part`; their
     datasets merged in this order give :func:`read`'s (:func:`prelabel.adapters.parts.merge`). The plan reads
     the image column once, and the box and class columns when the whole table decides how they read: whether
     the boxes are normalized (or, said to be, the largest value, which their note names: the part holding it
@@ -595,7 +596,9 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
     n = scan.rows
     if n < 2 or (records is not None and len(records) - 2 != n):
         return whole
-    cuts = _cuts(names, parts)
+    # parts of at most about DEFAULT_CHUNK_ROWS rows whatever was asked: a part's rows are what a conversion holds
+    # at once, and a few MB of a table (a Parquet file most of all) can hold hundreds of thousands
+    cuts = _cuts(names, max(parts, -(-n // DEFAULT_CHUNK_ROWS)))
     first_line = 1 if records is None else 2
     if cuts is None:  # read() makes one image of its rows wherever they are: the part is the whole table, and
         row = _comes_back(names)  # the stream says why it read it whole
