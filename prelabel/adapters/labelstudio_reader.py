@@ -113,8 +113,8 @@ class Reader:
         self.relations = 0
         self.cur: Any = None
         self.rotated_images: list[str] = []
-        self.good_labels: dict[str, str] = {}
-        self.files: dict[str, int] = {}  # file -> its place in the reading order (drops are listed in it)  # labels seen to be non-blank strings: one str object each
+        self.good_labels: dict[str, str] = {}  # labels seen to be non-blank strings: one str object each
+        self.files: dict[str, int] = {}  # file -> its place in the reading order (drops are listed in it)
 
     # ------------------------------------------------------------------------------------------ documents
     def read_doc(self, doc: Any, file: str, *, first: int = 1, check_min: bool = True) -> None:
