@@ -36,7 +36,6 @@ from .labelstudio_regions import (
     annotation_order,
     annotator_name,
     as_block,
-    count_regions,
     infer_kind,
     is_min,
     is_region,
@@ -218,9 +217,7 @@ class Reader:
         if name is None or url is None:
             problem = (f"{label}: no image URL in data (keys: {', '.join(map(str, data)) or 'none'}); task skipped"
                        if url is None else f"{label}: image {url!r} is not a usable file name ({why}); task skipped")
-            if any(count_regions(g[1]) for g in groups):
-                self._drop_all(groups, "dropped.no_image", problem)
-            else:
+            if not self._drop_all(groups, "dropped.no_image", problem):  # no region: the task is noted
                 self.report.note("dropped.no_image", f"{self.file}:{line}", problem)
             return
         size = task_size(groups) or task_size(self._all_groups(task))
@@ -252,9 +249,7 @@ class Reader:
                 why = (f"no original_width/height and no images root ({option('images')})" if self.root is None else
                        f"no original_width/height and image {name!r} not found under the images root"
                        if placed.path is None else f"no original_width/height and {name!r} is not a readable image")
-                if any(count_regions(g[1]) for g in groups):
-                    self._drop_all(groups, "dropped.no_image", f"{label}: {why}")
-                else:
+                if not self._drop_all(groups, "dropped.no_image", f"{label}: {why}"):
                     self.report.note("dropped.no_image", f"{self.file}:{line}",
                                      f"{label}: image {name!r} left out: {why}")
                 return None
@@ -391,8 +386,9 @@ class Reader:
                         score = s if type(s) is float else num(s)
                 if kind is None and t == "labels" and type(v) is dict:
                     kind = infer_kind(v)
-                if kind == RECT and type(v) is dict and ((tn := r.get("to_name", to_name)) == to_name
-                                                         or self._url(data, tn) == self._url(data, to_name)):
+                tn = r.get("to_name", to_name)  # the task's image when it names its tag or one showing the same URL
+                on_image = kind is not None and (tn == to_name or self._url(data, tn) == self._url(data, to_name))
+                if kind == RECT and type(v) is dict and on_image:
                     labs = v.get(t) or labels_of(v, str(t))
                     c = labs[0] if labs and type(labs) is list else None
                     cat = good.get(c) if type(c) is str else None
@@ -424,8 +420,7 @@ class Reader:
                 if kind is None:
                     self._drop("dropped.unsupported", None, line, f"{msg}: a '{t}' result is not an image object")
                     continue
-                tn = r.get("to_name", to_name)
-                if tn != to_name and self._url(data, tn) != self._url(data, to_name):
+                if not on_image:
                     self._drop("dropped.unsupported", None, line,
                                f"{msg}: on a second image of the task ({tn!r}); only the first is read")
                     continue
@@ -523,15 +518,20 @@ class Reader:
     def _drop(self, reason: str, cat: str | None, line: int, message: str) -> None:
         self.drops.append((reason, cat, self.file, line, message))
 
-    def _drop_regions(self, results: list[Any], reason: str, line: int, message: str) -> None:
+    def _drop_regions(self, results: list[Any], reason: str, line: int, message: str) -> int:
+        """Drop the regions of ``results`` (not relations or classifications); how many."""
+        n = 0
         for r in results:
             if isinstance(r, dict) and is_region(r):
                 self._drop(reason, region_label(r), line, f"{message} (region {r.get('id')})")
+                n += 1
+        return n
 
     def _drop_all(self, groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]], reason: str,
-                  message: str) -> None:
-        for _, results, base, _, line in groups:
-            self._drop_regions(results, reason, line, f"{message}; {source_name(base)}")
+                  message: str) -> int:
+        """Drop the regions of every chosen annotation; how many (0: the caller notes the task instead)."""
+        return sum(self._drop_regions(results, reason, line, f"{message}; {source_name(base)}")
+                   for _, results, base, _, line in groups)
 
     # ------------------------------------------------------------------------------------------ finish
     def finish(self) -> Dataset:

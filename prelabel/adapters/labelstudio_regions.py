@@ -132,10 +132,6 @@ def is_region(r: dict[str, Any]) -> bool:
     return t != "relation" and t not in CLASSIFICATION
 
 
-def count_regions(results: list[Any]) -> int:
-    return sum(1 for r in results if isinstance(r, dict) and is_region(r))
-
-
 NONE = object()  # no such value (None is a value)  # the line given to _select in a worker: a group with another line has one of its own
 PLAIN = frozenset((float, int))
 BIG = float(2**63)
