@@ -1130,6 +1130,77 @@ def test_coco_generated_with_drops_in_every_part(tmp_path: Path, client: Any) ->
         f"iscrowd written as a string or boolean in {coerced} annotation(s): read as 0/1"]
 
 
+def test_coco_results_list_in_parts(tmp_path: Path, client: Any) -> None:
+    """A results list (--images-from GT.json) is cut like a COCO file's annotations, its images and categories
+    the ground truth's: each part reads its detections with the images of its run, and what every way reads is
+    what read() reads; a drop is named file#[i], as read() names it."""
+    from prelabel.adapters import coco
+
+    doc = _coco_spread()
+    gt = tmp_path / "gt.json"
+    gt.write_bytes(orjson.dumps(doc))
+    results = [a if not isinstance(a, dict) else {**a, "score": 0.5 + (a["id"] % 5) / 10} for a in doc["annotations"]]
+    src = tmp_path / "results.json"
+    src.write_bytes(orjson.dumps(results))
+    opts = ReadOptions(images_from=gt)
+    assert _coco_plan_sizes(src, opts) == [2, 3, 4]
+    parts = coco.plan(src, options=opts, parts=3)
+    assert [p.context.prefix for p in parts] == ["", "", ""]
+    assert sum(p.context.count for p in parts) == len(results)
+    got = _check(src, "coco", tmp_path, client, opts=opts)
+    assert isinstance(got, bytes)
+    # the same detections as the ground truth's annotations: the same ones dropped, for the same reasons, named
+    # by their place in the list; the notes about the images are the ground truth's
+    res = prelabel.read(src, fmt="coco", options=opts).report
+    ann = prelabel.read(gt, fmt="coco").report
+    assert res.drops["source"].tolist() == [s.replace(f"{gt}#annotations[", f"{src}#[")
+                                            for s in ann.drops["source"]]
+    assert res.drops["reason"].tolist() == ann.drops["reason"].tolist()
+    assert [(d.code, d.source) for d in res.diagnostics if d.code.startswith("image.")] == [
+        (d.code, d.source) for d in ann.diagnostics if d.code.startswith("image.")]
+    assert len(json.loads(got)["annotations"]) == len(json.loads(_check(gt, "coco", tmp_path, None))["annotations"])
+
+
+@pytest.mark.parametrize("case", ["by score", "bytes after the list", "no ground truth"])
+def test_coco_results_list_read_whole(case: str, tmp_path: Path, client: Any) -> None:
+    from prelabel.adapters import coco
+
+    doc = _coco_spread(0)
+    doc["images"] = [{"id": i, "file_name": f"{i}.jpg", "width": 20, "height": 20} for i in range(30)]
+    gt = tmp_path / "gt.json"
+    gt.write_bytes(orjson.dumps(doc))
+    results = [{"image_id": i // 2, "category_id": 1, "bbox": [1, 1, 5, 5], "score": (i * 7 % 60) / 60}
+               for i in range(60)]
+    opts: ReadOptions | None = ReadOptions(images_from=gt)
+    if case == "by score":  # a detector's list sorted by score: images come back, the plan finds it at its cuts
+        results.sort(key=lambda r: -r["score"])
+    raw = orjson.dumps(results)
+    if case == "bytes after the list":
+        raw += b" []"
+    elif case == "no ground truth":
+        opts = None
+    src = tmp_path / "results.json"
+    src.write_bytes(raw)
+    if case == "by score":  # where its cuts happen to go forward, a part finds another part's image
+        plans = [coco.plan(src, options=opts or ReadOptions(), parts=n) for n in (2, 3, 4)]
+        assert [len(p) for p in plans] == [2, 1, 4]
+        for parts in (plans[0], plans[2]):
+            with pytest.raises(NeedsWholeRead):
+                for part in parts:
+                    coco.read_part(part, options=opts or ReadOptions())
+    else:
+        assert _coco_plan_sizes(src, opts) == [1, 1, 1]
+    got = _check(src, "coco", tmp_path, client, opts=opts)
+    if case == "by score":
+        assert isinstance(got, bytes) and len(json.loads(got)["annotations"]) == 60
+    else:
+        want = {"bytes after the list": f"ReadError: {src}:1: not valid JSON: unexpected content after document",
+                "no ground truth": f"ReadError: {src}: a COCO results list (no images or categories): the image "
+                                   "table must come from the ground-truth file"}[case]
+        assert isinstance(got, str) and got.startswith(want), got
+        assert got == want or case == "no ground truth"
+
+
 def test_coco_sizes_from_headers_in_parts(tmp_path: Path, client: Any) -> None:
     """Images without width/height take their size from the header under the images root (one resolver's note,
     written by the plan once); 'gone.png' has no file: left out, its annotations dropped."""
@@ -1255,7 +1326,7 @@ def test_coco_what_the_plan_reads_whole(case: str, tmp_path: Path, client: Any) 
     src.write_bytes(raw)
     want = {"list record": [2, 3, 4], "scalar record": [2, 3, 4], "annotations twice": [1, 1, 1],
             "annotations first": [2, 3, 4], "categories missing": [2, 3, 4], "bad json late": [2, 3, 4],
-            "bom": [2, 3, 4], "results list": [1, 1, 1], "empty": [1, 1, 1]}[case]
+            "bom": [2, 3, 4], "results list": [2, 3, 4], "empty": [1, 1, 1]}[case]
     assert _coco_plan_sizes(src, opts) == want
     got = _check(src, "coco", tmp_path, client, opts=opts)
     assert isinstance(got, str) == (case == "bad json late")

@@ -678,6 +678,7 @@ _ANNOTATIONS_KEY = re.compile(rb'"annotations"\s*:\s*\[')
 _ANNOTATIONS_ANY = re.compile(rb'"annotations"\s*:')
 _IMAGES_KEY = re.compile(rb'"images"\s*:\s*\[')
 _OBJECT = re.compile(rb"\s*\{")
+_ARRAY = re.compile(rb"\s*\[")
 _CUT = b'"prelabel: the annotations, cut by the plan"'  # what stands for the annotations when the rest is parsed
 _MAX_MISSES = 8        # candidates tried for one boundary (or the annotations key) before giving up
 _MAX_WALK = 5000       # annotations looked at after a cut for one whose image differs from the one before
@@ -698,6 +699,7 @@ class AnnotationRun:
     categories: tuple[_Category, ...]
     name_of: Mapping[Any, str]
     notes: tuple[Diagnostic, ...] = ()
+    prefix: str = "annotations"   # "" for a results list (its annotations are named file#[i])
 
 
 def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[ByteRange]:
@@ -706,8 +708,9 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[ByteRange]
     :func:`read`'s. The plan parses the rest of the file once (images, categories: each part gets them) and
     cuts the annotations between two whose images differ, so that each part holds whole images: rows
     ``lo``..``hi`` of the images table (a part that finds an annotation of another part's image raises
-    NeedsWholeRead: the file is not in image order). A results list, a file whose annotations are not in the
-    order of its images at the cuts, or one that is not a COCO document is one part (:func:`read` reads it).
+    NeedsWholeRead: the file is not in image order). A results list (``options.images_from``) is cut the same
+    way, its images and categories read from the ground truth. A file whose annotations are not in the order of
+    its images at the cuts, or one that is not a COCO document, is one part (:func:`read` reads it).
 
     >>> import json, tempfile
     >>> p = Path(tempfile.mkdtemp()) / "gt.json"
@@ -734,17 +737,25 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[ByteRange]
 
 
 def _plan(raw: Any, file: str, options: ReadOptions, parts: int) -> list[ByteRange] | None:
-    opening = _OBJECT.match(raw, 3 if raw[:3] == b"\xef\xbb\xbf" else 0)
-    if opening is None:  # a results list, or not COCO
-        return None
-    start = _first_annotation(raw, opening.end())
+    at = 3 if raw[:3] == b"\xef\xbb\xbf" else 0
+    opening = _OBJECT.match(raw, at)
+    prefix = "annotations"
+    if opening is not None:
+        start = _first_annotation(raw, opening.end())
+    else:  # a results list (its images and categories are the ground truth's), or not COCO
+        opening = _ARRAY.match(raw, at)
+        if opening is None or options.images_from is None:
+            return None
+        prefix, start = "", _skip_space(raw, opening.end())
+        if start >= len(raw) or raw[start] == 0x5D:
+            return None
     if start is None:
         return None
     structure = scan(raw, start)  # one pass over the array's quotes and brackets: its "]", and marks to count
     end = structure.end
     if end is None or raw[end] != 0x5D:
         return None
-    rest = _rest(raw, opening.end() - 1, start, end, file, options)
+    rest = _rest(raw, opening.end() - 1, start, end, file, options) if prefix else _ground_truth(raw, end, options)
     if rest is None:
         return None
     imgs, cats, name_of, notes = rest
@@ -766,7 +777,7 @@ def _plan(raw: Any, file: str, options: ReadOptions, parts: int) -> list[ByteRan
     his = [*los[1:], len(imgs.table)]
     return [ByteRange(source=file, start=starts[k], stop=stops[k], context=AnnotationRun(
         first=firsts[k], count=firsts[k + 1] - firsts[k], lo=los[k], hi=his[k], images=imgs.run(los[k], his[k]),
-        categories=tuple(cats), name_of=name_of, notes=tuple(notes) if k == 0 else ()))
+        categories=tuple(cats), name_of=name_of, notes=tuple(notes) if k == 0 else (), prefix=prefix))
         for k in range(len(starts))]
 
 
@@ -798,6 +809,24 @@ def _rest(raw: Any, begin: int, start: int, end: int, file: str, options: ReadOp
     categories = doc.get("categories", [])
     imgs = _images(doc["images"], file=file, root=options.images, report=report)
     cats, name_of = _categories(categories if categories is not None else [], file=file, report=report)
+    return imgs, cats, name_of, report.diagnostics
+
+
+def _ground_truth(raw: Any, end: int, options: ReadOptions
+                  ) -> tuple[_Images, list[_Category], dict[Any, str], list[Diagnostic]] | None:
+    """A results list's images and categories: the ground-truth file's (``options.images_from``), read as
+    :func:`read` reads them (None: read() decides, and raises its own error: bytes after the list, a ground
+    truth that is not a COCO document)."""
+    if raw[end + 1:].strip(b" \t\r\n") or options.images_from is None:
+        return None
+    gt_file = str(options.images_from)
+    gt = load(options.images_from)
+    if not isinstance(gt, dict) or not isinstance(gt.get("images"), list):
+        return None
+    report = Report()
+    categories = gt.get("categories", [])
+    imgs = _images(gt["images"], file=gt_file, root=options.images, report=report)
+    cats, name_of = _categories(categories if categories is not None else [], file=gt_file, report=report)
     return imgs, cats, name_of, report.diagnostics
 
 
@@ -886,7 +915,7 @@ def read_part(part: ByteRange, *, options: ReadOptions) -> Dataset:
     del data
     if len(items) != run.count or sum(isinstance(a, (dict, list)) for a in items) != run.count:
         raise NeedsWholeRead(f"{file}: annotations {run.first}.. are not the ones the plan counted")
-    prefix = "annotations"
+    prefix = run.prefix
     imgs = run.images
     cats = [replace(c) for c in run.categories]
     try:
