@@ -644,24 +644,16 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
         if options.images_from is None:
             raise ReadError(file, "a COCO results list (no images or categories): the image table must come "
                                   "from the ground-truth file", hint=f"give {option('images_from', 'GT.json')}")
-        gt_file = str(options.images_from)
-        gt = load(options.images_from)
-        if not isinstance(gt, dict) or not isinstance(gt.get("images"), list):
-            raise ReadError(gt_file, f"{option('images_from')} must be a COCO file with 'images' and 'categories'")
-        gt_images, gt_categories, items, prefix = gt["images"], gt.get("categories", []), doc, ""
+        (gt_file, gt), items, prefix = _ground_truth(options.images_from), doc, ""
     elif isinstance(doc, dict):
         if not isinstance(doc.get("images"), list):
             raise ReadError(file, "not a COCO file: no 'images' list at the top level",
                             hint="a COCO file is an object with images, annotations and categories")
-        gt_file = file
-        gt_images, gt_categories, items, prefix = doc["images"], doc.get("categories", []), \
-            doc.get("annotations", []), "annotations"
+        gt_file, gt, items, prefix = file, doc, doc.get("annotations", []), "annotations"
     else:
         raise ReadError(file, "not a COCO file: expected an object with images/annotations or a results list")
     try:
-        imgs = _images(gt_images, file=gt_file, root=options.images, report=report)
-        cats, name_of = _categories(gt_categories if gt_categories is not None else [], file=gt_file,
-                                    report=report)
+        imgs, cats, name_of = _tables(gt, file=gt_file, options=options, report=report)
         rows, drops = _annotations(items, file=file, prefix=prefix, imgs=imgs, name_of=name_of, report=report)
     except RecursionError:  # a value nested ~1000 deep (orjson allows 1024) whose repr would name it
         raise ReadError(file, "a value is nested too deeply to be a COCO field") from None
@@ -669,6 +661,23 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     _drop(report, drops, f"{file}#{prefix}")
     _keypoint_names(cats, rows, file=file, prefix=prefix, report=report)
     return _dataset(cats, imgs, rows, file=file, prefix=prefix, report=report)
+
+
+def _ground_truth(path: Path | str) -> tuple[str, dict[str, Any]]:
+    """The ground truth of a results list (``--images-from``): its file's name, and the COCO document."""
+    gt = load(path)
+    if not isinstance(gt, dict) or not isinstance(gt.get("images"), list):
+        raise ReadError(str(path), f"{option('images_from')} must be a COCO file with 'images' and 'categories'")
+    return str(path), gt
+
+
+def _tables(doc: Mapping[str, Any], *, file: str, options: ReadOptions, report: Report
+            ) -> tuple[_Images, list[_Category], dict[Any, str]]:
+    """The images and categories of ``doc``: a COCO file's own, or the ground truth of a results list."""
+    categories = doc.get("categories", [])
+    imgs = _images(doc["images"], file=file, root=options.images, report=report)
+    cats, name_of = _categories(categories if categories is not None else [], file=file, report=report)
+    return imgs, cats, name_of
 
 
 # ---------------------------------------------------------------------------------------------- plan
@@ -755,10 +764,17 @@ def _plan(raw: Any, file: str, options: ReadOptions, parts: int) -> list[ByteRan
     end = structure.end
     if end is None or raw[end] != 0x5D:
         return None
-    rest = _rest(raw, opening.end() - 1, start, end, file, options) if prefix else _ground_truth(raw, end, options)
-    if rest is None:
+    if prefix:
+        gt_file, gt = file, _rest(raw, opening.end() - 1, start, end)
+    elif not raw[end + 1:].strip(b" \t\r\n") and options.images_from is not None:
+        gt_file, gt = _ground_truth(options.images_from)
+    else:  # bytes after the list: read() says what is wrong
         return None
-    imgs, cats, name_of, notes = rest
+    if gt is None:
+        return None
+    report = Report()
+    imgs, cats, name_of = _tables(gt, file=gt_file, options=options, report=report)
+    notes = report.diagnostics
     starts, stops, los = [start], [], [0]   # each part's first byte, last byte + 1, and first image row
     for k in range(1, parts):
         cut = _cut(raw, structure, starts[-1], end, start + (end - start) * k // parts, imgs)
@@ -795,39 +811,15 @@ def _first_annotation(raw: Any, inside: int) -> int | None:
     return None if start >= len(raw) or raw[start] == 0x5D else start
 
 
-def _rest(raw: Any, begin: int, start: int, end: int, file: str, options: ReadOptions
-          ) -> tuple[_Images, list[_Category], dict[Any, str], list[Diagnostic]] | None:
-    """The document without its annotations, parsed; its images and categories read as :func:`read` reads
-    them (None: read() decides, and raises its own error)."""
+def _rest(raw: Any, begin: int, start: int, end: int) -> dict[str, Any] | None:
+    """The document without its annotations, parsed (None: not a COCO document: read() raises its own error)."""
     key_at = raw.rfind(b"[", 0, start)
     with gc_paused():
         doc = orjson.loads(raw[begin:key_at] + _CUT + raw[end + 1:])
     if not isinstance(doc, dict) or doc.get("annotations") != orjson.loads(_CUT) \
             or not isinstance(doc.get("images"), list):
         return None
-    report = Report()
-    categories = doc.get("categories", [])
-    imgs = _images(doc["images"], file=file, root=options.images, report=report)
-    cats, name_of = _categories(categories if categories is not None else [], file=file, report=report)
-    return imgs, cats, name_of, report.diagnostics
-
-
-def _ground_truth(raw: Any, end: int, options: ReadOptions
-                  ) -> tuple[_Images, list[_Category], dict[Any, str], list[Diagnostic]] | None:
-    """A results list's images and categories: the ground-truth file's (``options.images_from``), read as
-    :func:`read` reads them (None: read() decides, and raises its own error: bytes after the list, a ground
-    truth that is not a COCO document)."""
-    if raw[end + 1:].strip(b" \t\r\n") or options.images_from is None:
-        return None
-    gt_file = str(options.images_from)
-    gt = load(options.images_from)
-    if not isinstance(gt, dict) or not isinstance(gt.get("images"), list):
-        return None
-    report = Report()
-    categories = gt.get("categories", [])
-    imgs = _images(gt["images"], file=gt_file, root=options.images, report=report)
-    cats, name_of = _categories(categories if categories is not None else [], file=gt_file, report=report)
-    return imgs, cats, name_of, report.diagnostics
+    return doc
 
 
 def _cut(raw: Any, structure: Scan, a: int, end: int, target: int, imgs: _Images) -> tuple[int, int, int] | None:
