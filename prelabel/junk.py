@@ -26,11 +26,12 @@ Example:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from .errors import ReadError
 from .report import Report
 
-__all__ = ["Skips", "is_valid_name", "junk_reason", "shown_name"]
+__all__ = ["Skips", "first_file", "is_valid_name", "junk_reason", "shown_name"]
 
 _SYSTEM = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
 _SYSTEM_AS_WRITTEN = frozenset({"Thumbs.db", "thumbs.db", "desktop.ini", "Desktop.ini", "ehthumbs.db"})
@@ -46,6 +47,38 @@ def junk_reason(name: str) -> str | None:
         return "hidden"
     if name.lower() in _SYSTEM:
         return "Windows folder metadata"
+    return None
+
+
+def first_file(folder: Path, suffix: str, *, depth: int) -> Path | None:
+    """The first file ending in ``suffix`` (any case) under ``folder`` in sorted order, junk skipped, looking at
+    most ``depth`` folders down (what a format's detector looks at); None when there is none or the folder
+    cannot be listed.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("b/x.XML", "a/._y.xml", "c.txt"):
+    ...     (root / name).parent.mkdir(exist_ok=True)
+    ...     _ = (root / name).write_text("")
+    >>> first_file(root, ".xml", depth=1).relative_to(root).as_posix(), first_file(root, ".xml", depth=0)
+    ('b/x.XML', None)
+    """
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return None
+    subdirs = []
+    for e in entries:
+        if junk_reason(e.name) is not None:
+            continue
+        if e.name.lower().endswith(suffix) and e.is_file():
+            return Path(e.path)
+        if e.is_dir():
+            subdirs.append(e.path)
+    for sub in subdirs if depth > 0 else []:
+        found = first_file(Path(sub), suffix, depth=depth - 1)
+        if found is not None:
+            return found
     return None
 
 

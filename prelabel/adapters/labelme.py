@@ -65,7 +65,7 @@ from ..errors import ReadError, UsageError, option
 from ..geometry import bbox_of_polygons, ellipse_polygon, rle_bbox, rle_decode, rle_encode, rle_from_polygons
 from ..images import ImageRoot
 from ..imagesize import HEADER_BYTES, size_from_bytes
-from ..junk import Skips, junk_reason
+from ..junk import Skips, first_file
 from ..model import Dataset
 from ..paths import safe_relative
 from ..report import Report
@@ -100,24 +100,6 @@ def _looks_like(p: Path) -> bool:
         return False
 
 
-def _first_json(folder: Path, *, depth: int) -> Path | None:
-    """The first ``.json`` file under ``folder`` in sorted order, at most ``depth`` folders down."""
-    entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    subdirs = []
-    for e in entries:
-        if junk_reason(e.name) is not None:
-            continue
-        if e.name.lower().endswith(".json") and e.is_file():
-            return Path(e.path)
-        if e.is_dir():
-            subdirs.append(e.path)
-    for sub in subdirs if depth > 0 else []:
-        found = _first_json(Path(sub), depth=depth - 1)
-        if found is not None:
-            return found
-    return None
-
-
 def detect(path: Path) -> float:
     """0.95 for a LabelMe JSON file (a dict with a ``shapes`` list and ``imagePath`` or ``imageData``); 0.55 for
     a folder whose first JSON file (sorted, up to 4 levels down) is one: below every other folder detector, so
@@ -126,7 +108,7 @@ def detect(path: Path) -> float:
     if p.is_file():
         return 0.95 if p.suffix.lower() == ".json" and _looks_like(p) else 0.0
     if p.is_dir():
-        first = _first_json(p, depth=4)
+        first = first_file(p, ".json", depth=4)
         return 0.55 if first is not None and _looks_like(first) else 0.0
     return 0.0
 

@@ -73,7 +73,7 @@ import pandas as pd
 from ..errors import ReadError, UsageError, option
 from ..gcpause import gc_paused
 from ..images import ImageRoot
-from ..junk import Skips, junk_reason
+from ..junk import Skips, first_file
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_relative
 from ..report import Diagnostic, Report, format_source
@@ -108,28 +108,6 @@ def _root_tag_of(path: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def _first_xml(folder: Path, *, max_depth: int) -> Path | None:
-    """The first ``.xml`` file under ``folder`` in sorted order, looking at most ``max_depth`` levels down."""
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return None
-    subdirs = []
-    for e in entries:
-        if junk_reason(e.name) is not None:
-            continue
-        if e.name.lower().endswith(".xml") and e.is_file():
-            return Path(e.path)
-        if e.is_dir():
-            subdirs.append(e.path)
-    if max_depth > 0:
-        for sub in subdirs:
-            found = _first_xml(Path(sub), max_depth=max_depth - 1)
-            if found is not None:
-                return found
-    return None
-
-
 def detect(path: Path) -> float:
     """How sure this is Pascal VOC: 1.0 for a VOC root, 0.9 for one VOC file, 0.8 for a folder of VOC files.
 
@@ -150,10 +128,10 @@ def detect(path: Path) -> float:
         return 0.0
     ann = p / "Annotations"
     if ann.is_dir():
-        first = _first_xml(ann, max_depth=2)
+        first = first_file(ann, ".xml", depth=2)
         if first is not None and _root_tag_of(first) == "annotation":
             return 1.0
-    first = _first_xml(p, max_depth=4)
+    first = first_file(p, ".xml", depth=4)
     if first is not None and _root_tag_of(first) == "annotation":
         return 0.8
     return 0.0
