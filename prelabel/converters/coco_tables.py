@@ -170,7 +170,8 @@ class CocoTables:
         self.y = take(ann["y"].to_numpy(dtype=np.float64))
         self.w = take(ann["w"].to_numpy(dtype=np.float64))
         self.h = take(ann["h"].to_numpy(dtype=np.float64))
-        self.area = self.w * self.h
+        with np.errstate(invalid="ignore"):  # an inf side times a 0 one: NaN (the checks report the box)
+            self.area = self.w * self.h
         self.iscrowd = take(ann["iscrowd"].to_numpy(dtype=np.int64))
         self.score = take(ann["score"].to_numpy(dtype=np.float64))
         self.has_score = ~np.isnan(self.score)
