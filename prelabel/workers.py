@@ -7,7 +7,8 @@ environment (``PRELABEL_WORKERS``, then the old ``PRELABEL_CVAT_WORKERS``). Star
 native BLAS threads included), else ``forkserver`` (or ``spawn`` where it does not exist). Every process is the
 engine's (:mod:`prelabel.engine`: a pool of :func:`process_pool`); no reader forks one of its own.
 A forkserver's workers start with prelabel, numpy and pandas already imported (:mod:`prelabel.preload`,
-imported once by the forkserver, with numpy's and pyarrow's threads turned off there).
+imported once by the forkserver, with numpy's and pyarrow's threads turned off there), and no worker runs the
+program's main module (a script without a main guard is not run again in each worker).
 
 A process forked by hand would go on working when its parent is killed; Linux can send it SIGKILL when its
 parent ends (``PR_SET_PDEATHSIG``): ``die_with_parent(parent_pid_taken_before_the_fork)`` in the child right
@@ -24,6 +25,7 @@ import sys
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
+from importlib.machinery import ModuleSpec
 from typing import Any
 
 try:
@@ -118,9 +120,32 @@ def process_pool(workers: int, *, least: int = 2) -> ProcessPoolExecutor | None:
     if method == "forkserver":
         _preload()
     try:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context(method))
+        return _Pool(max_workers=workers, mp_context=mp.get_context(method))
     except (OSError, ValueError):
         return None
+
+
+class _Pool(ProcessPoolExecutor):
+    """A process pool whose workers never run the program's main module.
+
+    A worker started by the forkserver or spawned imports ``__main__`` first (it runs the user's script again
+    as ``__mp_main__``), so that functions defined there can be called in it. prelabel's workers only run
+    prelabel's functions; a data-prep script without an ``if __name__ == "__main__":`` guard would otherwise
+    run again, whole, in every worker: its conversions, and its uploads to a project. Each worker is started
+    with ``__main__`` marked as a module named ``__main__``, which :mod:`multiprocessing` leaves alone."""
+
+    def _spawn_process(self) -> None:  # the one place a worker is started (a private hook of the stdlib's pool)
+        start = super()._spawn_process  # type: ignore[misc]
+        main = sys.modules.get("__main__")
+        if main is None:
+            start()
+            return
+        spec = getattr(main, "__spec__", None)  # None for a script, the module's for ``python -m module``
+        main.__spec__ = ModuleSpec("__main__", None)
+        try:
+            start()
+        finally:
+            main.__spec__ = spec
 
 
 PRELOAD = "prelabel.preload"
@@ -131,8 +156,8 @@ def _preload() -> None:
     worker forked from it starts with them: asked before the forkserver starts, and only when the program has
     not set a preload list of its own. The default list, ``['__main__']``, is replaced: the forkserver imports
     ``__main__`` before any other module of the list, and a main module that imports numpy or pandas would
-    start threads in it before the preload could turn them off (each worker still imports ``__main__`` as it
-    starts, as without a preload)."""
+    start threads in it before the preload could turn them off (and the workers do not import it either:
+    :class:`_Pool`)."""
     server = getattr(_forkserver, "_forkserver", None)
     if getattr(server, "_preload_modules", None) == ["__main__"]:
         mp.get_context("forkserver").set_forkserver_preload([PRELOAD])
