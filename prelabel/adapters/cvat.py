@@ -85,6 +85,7 @@ from xml.parsers import expat
 
 from ..errors import ReadError
 from ..junk import junk_reason
+from ..memory import let_go
 from ..model import Dataset
 from ..paths import safe_relative
 from ..report import Report
@@ -266,12 +267,12 @@ def _plan_file(f: Path, size: int, images_root: str | None, options: ReadOptions
                 break
             if m.start(1) > cuts[-1]:
                 cuts.append(m.start(1))
-        if len(cuts) < 2 or not _names_apart(mm, [*cuts, size]):
+        if len(cuts) < 2:
             return whole
         bounds = [*cuts, size]
         lines = [_line_breaks(mm[:cuts[0]])]
-        for start, stop in zip(bounds[:-2], bounds[1:-1], strict=True):
-            lines.append(lines[-1] + _line_breaks(mm[start:stop]))
+        if not _names_apart(mm, bounds, lines):
+            return whole
         return [ByteRange(source=str(f), start=start, stop=stop, context=_Span(
                     images_root, meta, line0=lines[k], first=k == 0, last=stop == size))
                 for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))]
@@ -317,10 +318,12 @@ def _image_keys(tags: list[bytes]) -> list[tuple[str, str]] | None:
     return list(zip(text[n:], text[:n], strict=True))
 
 
-def _names_apart(mm: mmap.mmap, cuts: list[int]) -> bool:
+def _names_apart(mm: mmap.mmap, cuts: list[int], lines: list[int]) -> bool:
     """Whether no image can be listed in two parts (``cuts``: the parts' bounds): the name (and subset) of every
     ``<image>`` read from the bytes, compared as the reader keys them; False also for a ``<track>``, or an
-    ``<image>`` whose name cannot be read here (the file is then read whole)."""
+    ``<image>`` whose name cannot be read here (the file is then read whole). ``lines`` (the line breaks before
+    the first part) takes the line breaks before each next part. Each part's pages are let go once read, so
+    that the file is never resident whole in this process."""
     seen: set[tuple[str, str]] = set()
     total = 0
     for k in range(len(cuts) - 1):
@@ -331,6 +334,9 @@ def _names_apart(mm: mmap.mmap, cuts: list[int]) -> bool:
         part = set(keys)
         seen |= part
         total += len(part)
+        if k < len(cuts) - 2:
+            lines.append(lines[-1] + _line_breaks(mm[cuts[k]:cuts[k + 1]]))
+        let_go(mm, cuts[k], cuts[k + 1])
     return len(seen) == total
 
 

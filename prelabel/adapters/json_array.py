@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..memory import let_go
+
 __all__ = ["Scan", "Walk", "closing", "count_values", "scan", "walk", "walk_far"]
 
 _ESCAPE = re.compile(rb"\\.", re.S)
@@ -157,6 +159,7 @@ def scan(raw: Any, at: int, *, block: int = _BLOCK) -> Scan:
         if len(levels):
             values += int(np.count_nonzero((levels == 1) & ((s == 0x7B) | (s == 0x5B))))
             depth = int(levels[-1])
+        let_go(raw, pos, end)  # (a mapped file's block, scanned: the file is never resident whole)
         in_string, pos = ends_in, end
     return Scan(None, tuple(marks))
 

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import json
-import mmap
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -28,9 +27,10 @@ import orjson
 
 from ..errors import ReadError
 from ..gcpause import gc_paused
+from ..memory import let_go
 from .json_array import count_values
 
-__all__ = ["LIST_START", "NEXT_TASK", "Bytes", "cuts", "forget", "list_start", "loads", "piece",
+__all__ = ["LIST_START", "NEXT_TASK", "Bytes", "cuts", "list_start", "loads", "piece",
            "valid_json"]
 
 # where the next top-level task may start: "}" "," "{" then an integer "id" (results have string ids)
@@ -134,20 +134,10 @@ def cuts(raw: Any, start: int, targets: Sequence[int]) -> list[tuple[int, int, i
             if got is not None:
                 n += got
                 out.append((m.start() + 1, m.start(1), n))
+                let_go(raw, a, m.start(1))  # (searched and counted: a file of GBs is never resident whole)
                 a = m.start(1)
                 break
             m = NEXT_TASK.search(raw, m.start() + 1)
         if m is None:
             break
     return out
-
-
-def forget(mm: mmap.mmap, end: int) -> None:
-    """Let the pages of ``mm`` before ``end`` go (read and searched already): else every page of the file searched
-    stays in this process's resident memory until the end."""
-    end -= end % mmap.PAGESIZE
-    if end > 0 and hasattr(mmap, "MADV_DONTNEED"):
-        try:
-            mm.madvise(mmap.MADV_DONTNEED, 0, end)
-        except OSError:  # pragma: no cover (only a hint)
-            pass
