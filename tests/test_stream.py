@@ -3,7 +3,7 @@ bytes the whole-dataset pipeline writes, with the same report.
 
 The whole-dataset pipeline is the oracle here (it is checked against the sample truth table, pycocotools and
 the fixtures elsewhere). The stream is the engine's (``PartStream``: the adapter's plan cut into parts of about
-``6 MB * chunk_rows / 50,000`` bytes of a file, or runs of files); small ``chunk_rows`` cut the samples into
+``4 MB * chunk_rows / 50,000`` bytes of a file, or runs of files); small ``chunk_rows`` cut the samples into
 parts of a few images. Each adapter's parts are checked against its ``read()`` in its own stream test file and
 in ``tests/test_equivalence.py``; this file checks the pipeline side.
 """
@@ -260,7 +260,7 @@ def test_the_command_line_streams(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     res = CliRunner().invoke(main, ["-q", "convert", str(csv), "--from", "predictions", "-o",
                                     str(tmp_path / "o.json")])
     assert res.exit_code == 0, res.output
-    assert parts.streams == [1]  # one part: the file is far under a part's 6 MB
+    assert parts.streams == [1]  # one part: the file is far under a part's 4 MB
     doc = json.loads((tmp_path / "o.json").read_bytes())
     assert [a["bbox"] for a in doc["annotations"]] == [[10.0, 10.0, 10.0, 10.0], [90.0, 10.0, 10.0, 10.0]]
 

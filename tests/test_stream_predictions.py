@@ -11,6 +11,7 @@ streaming pipeline is checked to write the bytes the whole-dataset pipeline writ
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -696,12 +697,12 @@ def test_the_command_line_streams_through_part_stream(tmp_path: Path, monkeypatc
     size = src.stat().st_size
     res = CliRunner().invoke(main, ["-q", "convert", str(src), "-o", str(tmp_path / "o.json"), "--workers", "1"])
     assert res.exit_code == 0, res.output
-    assert seen == [(1, len(pd.read_csv(src)))]   # under 6 MB: one part
+    assert seen == [(1, len(pd.read_csv(src)))]   # under 4 MB: one part
     assert parts_for(src, workers=1) == 1
     seen.clear()
-    # chunk_rows=500: parts of 6 MB * 500 / 50,000 = 63 kB, rows cut between images (up to 5 rows each)
+    # chunk_rows=500: parts of 4 MB * 500 / 50,000 = 42 kB, rows cut between images (up to 5 rows each)
     convert(src, tmp_path / "s.json", fmt="predictions", stream=True, chunk_rows=500)
-    part = 6 * 2**20 * 500 // 50_000
+    part = 4 * 2**20 * 500 // 50_000
     n = -(-size // part)
     assert seen[0][0] == n > 3
     assert len(pd.read_csv(src)) / n <= seen[0][1] < len(pd.read_csv(src)) / n + 5
@@ -722,3 +723,29 @@ def test_a_part_holds_at_most_a_chunk_of_rows_whatever_was_asked(tmp_path: Path,
     got = [pred.read_part(p, options=ReadOptions()) for p in parts]
     assert [len(ds.annotations) for ds in got] == [87, 88, 87, 88]
     assert got[3].images["file_name"].tolist()[0] == "img_262.jpg"
+
+
+def test_a_parquet_file_of_many_rows_is_cut_even_when_one_part_is_asked(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a Parquet file packs its rows in a few bytes (the stream asks for parts by bytes: 1 here) and often in one
+    # row group: its metadata's row count makes the plan cut it (DEFAULT_CHUNK_ROWS = 100 here), and a part reads
+    # its own rows of the row group, a batch at a time. 350 one-row images: 4 parts cut at 87, 175, 262
+    monkeypatch.setattr(pred, "DEFAULT_CHUNK_ROWS", 100)
+    monkeypatch.setattr(pred, "_PARQUET_BATCH", 30)  # parts that start and end inside a batch
+    df = pd.DataFrame({"image": [f"img_{i:03d}.jpg" for i in range(350)], "category": "cat", "x1": 1.0,
+                       "y1": 2.0, "x2": [11.0 + i % 7 for i in range(350)], "y2": 12.0, "score": 0.5, "width": 64,
+                       "height": 48})
+    src = tmp_path / "preds.parquet"
+    df.to_parquet(src, index=False)
+    assert importlib.import_module("pyarrow.parquet").ParquetFile(src).metadata.num_row_groups == 1
+    parts = pred.plan(src, options=ReadOptions(), parts=1)
+    assert [(p.start, p.stop) for p in parts] == [(0, 87), (87, 175), (175, 262), (262, 350)]
+    got = [pred.read_part(p, options=ReadOptions()) for p in parts]
+    assert [ds.images["file_name"].tolist()[0] for ds in got] == ["img_000.jpg", "img_087.jpg", "img_175.jpg",
+                                                                  "img_262.jpg"]
+    # each row's box: x2 - x1 = 10 + i % 7 for image i
+    widths = [w for ds in got for w in ds.annotations["w"].tolist()]
+    assert widths == [10.0 + i % 7 for i in range(350)]
+    # a file of fewer rows than a chunk is one part
+    df.head(100).to_parquet(src, index=False)
+    assert [(p.start, p.stop) for p in pred.plan(src, options=ReadOptions(), parts=1)] == [(0, 0)]

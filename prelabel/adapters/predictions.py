@@ -383,9 +383,18 @@ def _part_rows(path: Path, part: RowRange, ctx: PartContext, roles_for: Any, *, 
                 if first < part.stop and first + n > part.start:
                     groups.append(g)
                 first += n
-            start = sum(pf.metadata.row_group(g).num_rows for g in range(groups[0])) if groups else 0
-            table = pf.read_row_groups(groups) if groups else pf.schema_arrow.empty_table()
-            df = table.slice(part.start - start, part.stop - part.start).to_pandas()
+            at = sum(pf.metadata.row_group(g).num_rows for g in range(groups[0])) if groups else 0
+            kept = []  # the part's rows, a batch at a time (a row group can hold the whole table)
+            for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, row_groups=groups) if groups else ():
+                lo, hi = max(part.start - at, 0), min(part.stop - at, batch.num_rows)
+                if lo < hi:
+                    kept.append(batch.slice(lo, hi - lo))
+                at += batch.num_rows
+                if at >= part.stop:
+                    break
+            pa = importlib.import_module("pyarrow")
+            table = pa.Table.from_batches(kept, schema=pf.schema_arrow) if kept else pf.schema_arrow.empty_table()
+            df = table.to_pandas()
         except Exception as e:  # noqa: BLE001 - OSError, ValueError, pyarrow's own ArrowInvalid etc.
             raise _parquet_error(file, e) from None
         return df.reset_index(drop=True), roles_for(columns), 1
@@ -425,6 +434,7 @@ def _cuts(names: np.ndarray, parts: int) -> list[int] | None:
 
 
 _SCAN_ROWS = 100_000  # the plan reads a table's columns this many rows at a time (memory: a few MB)
+_PARQUET_BATCH = 10_000  # a part of a Parquet file is read this many rows at a time (not its whole row group)
 
 
 def _column_pieces(path: Path, cols: list[str], *, names: Any, roles_for: Any) -> Iterator[pd.DataFrame]:
@@ -535,6 +545,17 @@ def _comes_back(names: np.ndarray) -> int:
     return int(has[run_start][int(np.argmax(again))])
 
 
+def _many_rows(p: Path) -> bool:
+    """Whether a Parquet file says it holds more than DEFAULT_CHUNK_ROWS rows (its metadata; a CSV file's rows
+    are not known before the plan's scan, but its bytes tell: the stream asks for parts by bytes)."""
+    if p.suffix.lower() not in _SUFFIXES_PARQUET:
+        return False
+    try:
+        return int(importlib.import_module("pyarrow.parquet").ParquetFile(p).metadata.num_rows) > DEFAULT_CHUNK_ROWS
+    except Exception:  # noqa: BLE001 - not a Parquet file, pyarrow missing: read() says what is wrong
+        return False
+
+
 def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
     """The table cut into ``parts`` row ranges between images (more when a part would hold over
     DEFAULT_CHUNK_ROWS rows; fewer when it has fewer images), each read by :func:`read_part`; their
@@ -551,7 +572,9 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
     """
     p = Path(path)
     whole = [RowRange(source=str(p), start=0, stop=0)]
-    if parts <= 1 or not p.is_file() or p.suffix.lower() not in _SUFFIXES_CSV + _SUFFIXES_PARQUET:
+    if not p.is_file() or p.suffix.lower() not in _SUFFIXES_CSV + _SUFFIXES_PARQUET:
+        return whole
+    if parts <= 1 and not _many_rows(p):
         return whole
     file = str(p)
 
