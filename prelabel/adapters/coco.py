@@ -755,9 +755,7 @@ def _plan(raw: Any, file: str, options: ReadOptions, parts: int) -> list[ByteRan
         opening = _ARRAY.match(raw, at)
         if opening is None or options.images_from is None:
             return None
-        prefix, start = "", _skip_space(raw, opening.end())
-        if start >= len(raw) or raw[start] == 0x5D:
-            return None
+        prefix, start = "", _first_value(raw, opening.end())
     if start is None:
         return None
     structure = scan(raw, start)  # one pass over the array's quotes and brackets: its "]", and marks to count
@@ -766,7 +764,7 @@ def _plan(raw: Any, file: str, options: ReadOptions, parts: int) -> list[ByteRan
         return None
     if prefix:
         gt_file, gt = file, _rest(raw, opening.end() - 1, start, end)
-    elif not raw[end + 1:].strip(b" \t\r\n") and options.images_from is not None:
+    elif options.images_from is not None and _skip_space(raw, end + 1) == len(raw):
         gt_file, gt = _ground_truth(options.images_from)
     else:  # bytes after the list: read() says what is wrong
         return None
@@ -805,9 +803,12 @@ def _first_annotation(raw: Any, inside: int) -> int | None:
             break
     else:
         return None
-    start = m.end()
-    while start < len(raw) and raw[start] in b" \t\r\n":
-        start += 1
+    return _first_value(raw, m.end())
+
+
+def _first_value(raw: Any, inside: int) -> int | None:
+    """Where the first value of the array whose body starts at ``inside`` starts; None when it is empty."""
+    start = _skip_space(raw, inside)
     return None if start >= len(raw) or raw[start] == 0x5D else start
 
 

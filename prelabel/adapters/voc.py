@@ -551,7 +551,7 @@ def auto_workers(path: Path, *, options: ReadOptions) -> int:
     src = Path(path)
     if not src.is_dir():
         return 1
-    _origin(options)
+    _origin(options)  # a bad voc_origin raises here, as the whole read's listing would
     xml_dir = src / "Annotations" if (src / "Annotations").is_dir() else src
     # counted only as far as the answer needs (the plan lists and sorts them all once, after this): 0.1 s less
     # wall time on 20,000 files; the large benchmark's process tree is 10-15 MiB higher than with the whole
