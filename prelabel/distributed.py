@@ -63,7 +63,7 @@ from typing import Any
 
 from . import adapters, storage
 from .adapters.base import NeedsWholeRead, ReadOptions
-from .adapters.parts import FilesPart, Part, merge, names_shared
+from .adapters.parts import FilesPart, Part, merge, merge_reports, names_shared
 from .converters.coco_write import ADD_ROWS, CocoStreamWriter, Piece, image_slices, serialize
 from .converters.conventions import ConventionStats
 from .converters.reconcile import Reconciler, Seen
@@ -223,8 +223,8 @@ def convert_parts(client: Any, src: str | Path, writer: CocoStreamWriter, reconc
     for got in seen:
         reconciler.learn(got.seen)
         stats.merge(got.stats)
-    shells = [Dataset.build(report=got.report) for got in seen]
-    report = merge(shells, report=Report(), kind_order=list(getattr(adapter, "KIND_NAMES", {}).values())).report
+    report = merge_reports([got.report for got in seen],
+                           kind_order=list(getattr(adapter, "KIND_NAMES", {}).values()))
     report.input = {"format": adapter.NAME, "source": str(src)}
     records = Report()
     if reconciler.unknown_seen:

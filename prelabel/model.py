@@ -72,30 +72,38 @@ TableLike = Any  # a DataFrame, a mapping of column name to values, or None
 
 
 def _table(data: TableLike, columns: dict[str, Any], what: str) -> pd.DataFrame:
-    if data is None:
-        frame = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in columns.items()})
-        return frame
+    """The table with ``columns`` first, in that order and with those dtypes (a missing one filled with its
+    default), then the other columns given; built in one step (a part's tables are built for every part of a
+    stream: column by column, this took 13 ms a part and 3.6 ms an empty table)."""
     # no copy of the caller's columns: pandas' copy-on-write keeps the caller's frame unchanged when this one
     # changes; arrays from a mapping are used as they are (the adapters hand over arrays they no longer touch)
-    frame = data.copy(deep=False) if isinstance(data, pd.DataFrame) else pd.DataFrame(dict(data), copy=False)
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    else:
+        frame = pd.DataFrame(dict(data) if data is not None else {}, copy=False)
+    index = frame.index
+    if not (isinstance(index, pd.RangeIndex) and index.start == 0 and index.step == 1):
+        frame = frame.reset_index(drop=True)
     n = len(frame)
+    given = set(frame.columns)
+    out: dict[Any, Any] = {}
     for col, dtype in columns.items():
-        if col not in frame.columns:
-            if col not in _DEFAULTS:
-                raise KeyError(f"{what} table needs a '{col}' column")
-            default = _DEFAULTS[col]
-            if dtype is object:
-                frame[col] = pd.Series([default] * n, dtype=object, index=frame.index)
-            else:
-                frame[col] = pd.Series([default] * n, index=frame.index).astype(dtype)
-        elif frame[col].dtype != dtype:
-            if dtype is object:
-                frame[col] = frame[col].astype(object)
-            else:
-                frame[col] = frame[col].astype(dtype)
-    extra = [c for c in frame.columns if c not in columns]
-    frame = frame[list(columns) + extra]
-    return frame.reset_index(drop=True)
+        if col in given:
+            values = frame[col]
+            out[col] = values if values.dtype == dtype else values.astype(dtype)
+            continue
+        if col not in _DEFAULTS and data is not None:
+            raise KeyError(f"{what} table needs a '{col}' column")
+        default = _DEFAULTS.get(col)
+        if dtype is object:  # a Series: an object array of strings in a frame would be read as pandas' str
+            out[col] = pd.Series(np.full(n, default, dtype=object), index=frame.index, dtype=object, copy=False)
+        else:
+            out[col] = np.full(n, default, dtype=dtype) if isinstance(dtype, type) else pd.array([default] * n,
+                                                                                                  dtype=dtype)
+    for col in frame.columns:
+        if col not in columns:
+            out[col] = frame[col]
+    return pd.DataFrame(out, index=frame.index, copy=False)
 
 
 @dataclass

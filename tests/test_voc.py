@@ -463,3 +463,37 @@ def test_auto_workers_counts_the_xml_files_it_would_read(tmp_path: Path) -> None
     assert auto_workers(tmp_path, options=ReadOptions()) == 2
     assert auto_workers(ann, options=ReadOptions()) == 2
     assert auto_workers(ann / "2000.xml", options=ReadOptions()) == 1
+
+
+def test_an_image_folder_is_listed_once_while_it_is_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parts of a plan read in one worker share the listing of their image folder; a folder that changes
+    (an image added), or that changed just before it was listed, is listed again."""
+    import os
+
+    folder = tmp_path / "JPEGImages"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"")
+    calls: list[str] = []
+    real = os.listdir
+
+    def counting(path: str) -> list[str]:
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(voc.os, "listdir", counting)
+    monkeypatch.setattr(voc, "_LISTED", {})
+    # changed a moment ago: listed each time, not kept
+    assert voc._listed(str(folder)) == {"a.jpg"}
+    assert voc._listed(str(folder)) == {"a.jpg"}
+    assert len(calls) == 2
+    # unchanged for a minute: listed once
+    old = os.stat(folder).st_mtime_ns - 60 * 10**9
+    os.utime(folder, ns=(old, old))
+    assert voc._listed(str(folder)) == {"a.jpg"}
+    assert voc._listed(str(folder)) == {"a.jpg"}
+    assert len(calls) == 3
+    # an image added: the folder's modification time moves, and it is listed again
+    (folder / "b.jpg").write_bytes(b"")
+    assert voc._listed(str(folder)) == {"a.jpg", "b.jpg"}
+    assert len(calls) == 4
+    assert voc._listed(str(tmp_path / "missing")) == frozenset()

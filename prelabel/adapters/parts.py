@@ -28,7 +28,7 @@ import pandas as pd
 from ..model import Dataset
 from ..report import Diagnostic, Report
 
-__all__ = ["ByteRange", "FilesPart", "Part", "RowRange", "merge", "names_shared"]
+__all__ = ["ByteRange", "FilesPart", "Part", "RowRange", "merge", "merge_reports", "names_shared"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +83,7 @@ def _tally_key(d: Diagnostic) -> TallyKey:
     return d.code, head if head and line.isdigit() else source, d.severity, tally[0]
 
 
-def _dedupe_diagnostics(parts: Sequence[Dataset], kind_order: Sequence[str]) -> None:
+def _dedupe_diagnostics(parts: Sequence[Report], kind_order: Sequence[str]) -> None:
     """Notes every part makes about the whole source (``category.unnamed``, ...) are kept once, YOLO's
     "task inferred" counts are added up into one note (kinds in ``kind_order``), as a whole read writes it,
     and so are the tallies (:func:`_add_up`)."""
@@ -91,8 +91,8 @@ def _dedupe_diagnostics(parts: Sequence[Dataset], kind_order: Sequence[str]) -> 
     first_task: tuple[int, int] | None = None
     counts: dict[str, int] = {}
     tallies: dict[TallyKey, tuple[list[int], list[str]]] = {}  # the sums, and the sources that counted any
-    for k, ds in enumerate(parts):
-        diags = ds.report.diagnostics
+    for k, rep in enumerate(parts):
+        diags = rep.diagnostics
         kept: list[Diagnostic] = []
         for d in diags:
             if d.tally is not None:
@@ -111,23 +111,23 @@ def _dedupe_diagnostics(parts: Sequence[Dataset], kind_order: Sequence[str]) -> 
                 continue
             kept.append(d)
         seen.update(diags)
-        ds.report.diagnostics = kept
+        rep.diagnostics = kept
     if first_task is not None:
         k, i = first_task
-        d = parts[k].report.diagnostics[i]
+        d = parts[k].diagnostics[i]
         order = list(kind_order)
         text = ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts, key=lambda x: (
             order.index(x) if x in order else len(order), x)) if counts[kind])
         if text:  # (every part of a plan writes the note, with its counts of 0, so that it stands where read()'s does)
-            parts[k].report.diagnostics[i] = Diagnostic(d.code, d.source, f"{_TASK_COUNTS}{text} file(s)",
+            parts[k].diagnostics[i] = Diagnostic(d.code, d.source, f"{_TASK_COUNTS}{text} file(s)",
                                                         d.severity)
         else:
-            del parts[k].report.diagnostics[i]
+            del parts[k].diagnostics[i]
     if tallies:
         _add_up(parts, tallies)
 
 
-def _add_up(parts: Sequence[Dataset], tallies: dict[TallyKey, tuple[list[int], list[str]]]) -> None:
+def _add_up(parts: Sequence[Report], tallies: dict[TallyKey, tuple[list[int], list[str]]]) -> None:
     """Each tally (:meth:`Report.tally`) once, with the parts' counts added up, where the last part's stands
     (the first part's for a tally written ``first``)
     (a reader writes its tallies after the notes about its files; every part writes them, counts of 0 too, and
@@ -136,8 +136,8 @@ def _add_up(parts: Sequence[Dataset], tallies: dict[TallyKey, tuple[list[int], l
     the last part's other notes, by ``end``, then in the order the parts first wrote them."""
     last: dict[TallyKey, tuple[int, int]] = {}
     closing: dict[TallyKey, tuple[int, int, int]] = {}  # (end, part, index) where first written
-    for k, ds in enumerate(parts):
-        for i, d in enumerate(ds.report.diagnostics):
+    for k, rep in enumerate(parts):
+        for i, d in enumerate(rep.diagnostics):
             if d.tally is None:
                 continue
             key = _tally_key(d)
@@ -154,9 +154,9 @@ def _add_up(parts: Sequence[Dataset], tallies: dict[TallyKey, tuple[list[int], l
                           tally_first=d.tally_first, tally_end=d.tally_end, tally_source=d.tally_source)
 
     ends: dict[TallyKey, Diagnostic] = {}
-    for k, ds in enumerate(parts):
+    for k, rep in enumerate(parts):
         out: list[Diagnostic] = []
-        for i, d in enumerate(ds.report.diagnostics):
+        for i, d in enumerate(rep.diagnostics):
             if d.tally is None:
                 out.append(d)
                 continue
@@ -166,9 +166,9 @@ def _add_up(parts: Sequence[Dataset], tallies: dict[TallyKey, tuple[list[int], l
                     ends[key] = sum_
             elif last[key] == (k, i) and (sum_ := added(d)) is not None:
                 out.append(sum_)
-        ds.report.diagnostics = out
+        rep.diagnostics = out
     if ends and parts:
-        parts[-1].report.diagnostics.extend(ends[key] for key in sorted(ends, key=closing.__getitem__))
+        parts[-1].diagnostics.extend(ends[key] for key in sorted(ends, key=closing.__getitem__))
 
 
 def names_shared(adapter: Any, parts: Sequence[Dataset], seen: set[str] | None = None) -> bool:
@@ -198,7 +198,7 @@ def merge(parts: Sequence[Dataset], *, report: Report | None = None, kind_order:
     kept once, the counts of their tallies added up (:meth:`~prelabel.report.Report.tally`) and their drops and
     changes in phase order (:meth:`~prelabel.report.Report.order_phases`). ``report``: the result's report (else
     a new one). The parts' reports are edited in place."""
-    _dedupe_diagnostics(parts, kind_order)
+    _dedupe_diagnostics([ds.report for ds in parts], kind_order)
     if len(parts) == 1 and _as_built(parts[0]):  # one part (a source read whole): its tables, not a copy
         ds = parts[0]
         rep = ds.report if report is None else report
@@ -209,6 +209,26 @@ def merge(parts: Sequence[Dataset], *, report: Report | None = None, kind_order:
     ds = Dataset.concat(parts, report=report)
     ds.report.order_phases()
     return ds
+
+
+def merge_reports(reports: Sequence[Report], *, kind_order: Sequence[str] = ()) -> Report:
+    """The parts' reports merged as :func:`merge` merges them (its ``report``, a new one, without the parts'
+    tables): for a caller that has handed the tables on and kept the reports. The reports are edited in place.
+
+    >>> a, b = Report(), Report()
+    >>> a.add_read(2); b.add_read(3)
+    >>> merge_reports([a, b]).read
+    5
+    """
+    _dedupe_diagnostics(reports, kind_order)
+    rep = Report()
+    merged: set[int] = {id(rep)}
+    for r in reports:  # each distinct report once (Dataset.concat)
+        if id(r) not in merged:
+            merged.add(id(r))
+            rep.merge(r)
+    rep.order_phases()
+    return rep
 
 
 def _as_built(ds: Dataset) -> bool:

@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from ..adapters.base import NeedsWholeRead, ReadOptions
-from ..adapters.parts import Part, merge, names_shared
+from ..adapters.parts import Part, merge_reports, names_shared
 from ..errors import ReadError
 from ..model import Dataset
 from ..paths import at_least
@@ -114,9 +114,8 @@ class PartStream:
             # files after it are read); should the whole read pass, the part's error stands
             self.adapter.read(self.path, options=with_workers(self.options, 1), report=Report())
             raise
-        shells = [Dataset.build(report=r) for r in reports]
         kinds = list(getattr(self.adapter, "KIND_NAMES", {}).values())
-        self.report = merge(shells, report=Report(), kind_order=kinds).report
+        self.report = merge_reports(reports, kind_order=kinds)
 
     def _parts(self, plan: list[Part], reports: list[Report]) -> Iterator[Tables]:
         seen: set[str] = set()
