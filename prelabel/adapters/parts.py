@@ -83,15 +83,15 @@ def _tally_key(d: Diagnostic) -> TallyKey:
     return d.code, head if head and line.isdigit() else source, d.severity, tally[0]
 
 
-def _dedupe_diagnostics(parts: Sequence[Report], kind_order: Sequence[str]) -> None:
-    """Notes every part makes about the whole source (``category.unnamed``, ...) are kept once, YOLO's
-    "task inferred" counts are added up into one note (kinds in ``kind_order``), as a whole read writes it,
-    and so are the tallies (:func:`_add_up`)."""
+def _dedupe_diagnostics(reports: Sequence[Report], kind_order: Sequence[str]) -> None:
+    """The parts' reports, in plan order, edited in place: notes every part makes about the whole source
+    (``category.unnamed``, ...) are kept once, YOLO's "task inferred" counts are added up into one note (kinds in
+    ``kind_order``), as a whole read writes it, and so are the tallies (:func:`_add_up`)."""
     seen: set[Diagnostic] = set()
     first_task: tuple[int, int] | None = None
     counts: dict[str, int] = {}
     tallies: dict[TallyKey, tuple[list[int], list[str]]] = {}  # the sums, and the sources that counted any
-    for k, rep in enumerate(parts):
+    for k, rep in enumerate(reports):
         diags = rep.diagnostics
         kept: list[Diagnostic] = []
         for d in diags:
@@ -114,20 +114,20 @@ def _dedupe_diagnostics(parts: Sequence[Report], kind_order: Sequence[str]) -> N
         rep.diagnostics = kept
     if first_task is not None:
         k, i = first_task
-        d = parts[k].diagnostics[i]
+        d = reports[k].diagnostics[i]
         order = list(kind_order)
         text = ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts, key=lambda x: (
             order.index(x) if x in order else len(order), x)) if counts[kind])
         if text:  # (every part of a plan writes the note, with its counts of 0, so that it stands where read()'s does)
-            parts[k].diagnostics[i] = Diagnostic(d.code, d.source, f"{_TASK_COUNTS}{text} file(s)",
-                                                        d.severity)
+            reports[k].diagnostics[i] = Diagnostic(d.code, d.source, f"{_TASK_COUNTS}{text} file(s)",
+                                                     d.severity)
         else:
-            del parts[k].diagnostics[i]
+            del reports[k].diagnostics[i]
     if tallies:
-        _add_up(parts, tallies)
+        _add_up(reports, tallies)
 
 
-def _add_up(parts: Sequence[Report], tallies: dict[TallyKey, tuple[list[int], list[str]]]) -> None:
+def _add_up(reports: Sequence[Report], tallies: dict[TallyKey, tuple[list[int], list[str]]]) -> None:
     """Each tally (:meth:`Report.tally`) once, with the parts' counts added up, where the last part's stands
     (the first part's for a tally written ``first``)
     (a reader writes its tallies after the notes about its files; every part writes them, counts of 0 too, and
@@ -136,7 +136,7 @@ def _add_up(parts: Sequence[Report], tallies: dict[TallyKey, tuple[list[int], li
     the last part's other notes, by ``end``, then in the order the parts first wrote them."""
     last: dict[TallyKey, tuple[int, int]] = {}
     closing: dict[TallyKey, tuple[int, int, int]] = {}  # (end, part, index) where first written
-    for k, rep in enumerate(parts):
+    for k, rep in enumerate(reports):
         for i, d in enumerate(rep.diagnostics):
             if d.tally is None:
                 continue
@@ -154,7 +154,7 @@ def _add_up(parts: Sequence[Report], tallies: dict[TallyKey, tuple[list[int], li
                           tally_first=d.tally_first, tally_end=d.tally_end, tally_source=d.tally_source)
 
     ends: dict[TallyKey, Diagnostic] = {}
-    for k, rep in enumerate(parts):
+    for k, rep in enumerate(reports):
         out: list[Diagnostic] = []
         for i, d in enumerate(rep.diagnostics):
             if d.tally is None:
@@ -167,8 +167,8 @@ def _add_up(parts: Sequence[Report], tallies: dict[TallyKey, tuple[list[int], li
             elif last[key] == (k, i) and (sum_ := added(d)) is not None:
                 out.append(sum_)
         rep.diagnostics = out
-    if ends and parts:
-        parts[-1].diagnostics.extend(ends[key] for key in sorted(ends, key=closing.__getitem__))
+    if ends and reports:
+        reports[-1].diagnostics.extend(ends[key] for key in sorted(ends, key=closing.__getitem__))
 
 
 def names_shared(adapter: Any, parts: Sequence[Dataset], seen: set[str] | None = None) -> bool:
