@@ -377,13 +377,14 @@ def _part_rows(path: Path, part: RowRange, ctx: PartContext, roles_for: Any, *, 
         try:
             pf = importlib.import_module("pyarrow.parquet").ParquetFile(path)
             columns = list(pf.schema_arrow.empty_table().to_pandas().columns)
-            groups, first = [], 0
+            groups: list[int] = []
+            first, at = 0, 0  # at: the first row of the first group read
             for g in range(pf.metadata.num_row_groups):
                 n = pf.metadata.row_group(g).num_rows
                 if first < part.stop and first + n > part.start:
+                    at = at if groups else first
                     groups.append(g)
                 first += n
-            at = sum(pf.metadata.row_group(g).num_rows for g in range(groups[0])) if groups else 0
             kept = []  # the part's rows, a batch at a time (a row group can hold the whole table)
             for batch in pf.iter_batches(batch_size=_PARQUET_BATCH, row_groups=groups) if groups else ():
                 lo, hi = max(part.start - at, 0), min(part.stop - at, batch.num_rows)
