@@ -131,3 +131,11 @@ def serve(project: LocalProject) -> Iterator[Any]:
     yield start
     for s in servers:
         s.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist (``make test`` runs two workers), every test that needs the real Label Studio server
+    runs on the same worker (``--dist loadgroup``), so that one server is started, not one per worker."""
+    for item in items:
+        if "label_studio" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("labelstudio"))
