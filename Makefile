@@ -22,6 +22,10 @@ $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/uv
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
+# Label Studio in its own venv under .ls/ and its migrated template (the tests' real server; skipped when there)
+labelstudio:
+	bash scripts/labelstudio.sh all
+
 demo: install
 	@echo "== the formats prelabel reads"
 	$(VENV)/bin/prelabel formats
@@ -35,12 +39,12 @@ demo: install
 	$(VENV)/bin/prelabel upload build/demo/sample.coco.json --to local:build/demo/project
 	$(VENV)/bin/prelabel project status build/demo/project
 
-# Two pytest workers (pytest-xdist; TEST_WORKERS=0 runs the tests in this one process): the suite takes about half the time on
-# two cores. Every test that needs the real Label Studio server runs on one worker (tests/conftest.py).
+# Two pytest workers (pytest-xdist; TEST_WORKERS=0 runs the tests in this one process): the suite takes about half
+# the time on two cores. Each worker that runs a Label Studio test starts its own server (tests/conftest.py).
 TEST_WORKERS ?= 2
 
 test: install-test labelstudio
-	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules -n $(TEST_WORKERS) --dist loadgroup prelabel tests
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules -n $(TEST_WORKERS) prelabel tests
 
 # Real Ultralytics Results and torchvision outputs (tests/test_models_torch.py and the docs' py-models blocks),
 # in a venv of their own: torch 2.13.0+cpu is the CPU wheel on this machine's disk (pip finds it; an exact

@@ -65,21 +65,27 @@ def self_ap():
 # ---------------------------------------------------------------------------------------------- Label Studio
 @pytest.fixture(scope="session")
 def label_studio():
-    """A real Label Studio on 127.0.0.1, started once per session from the .ls/ template (tests/ls_server.py).
+    """A real Label Studio on 127.0.0.1, started once per session (once per pytest worker) from the .ls/ template
+    (tests/ls_server.py).
 
     Installs it first when .ls/venv is missing (``scripts/labelstudio.sh``). When it cannot start, the tests
     that use it FAIL with the server's log tail: never skipped, so CI notices.
     """
+    import fcntl
     import subprocess
 
     import ls_server
 
-    if not ls_server.installed() or not (ls_server.TEMPLATE / "ready").is_file():
-        done = subprocess.run(["bash", str(ROOT / "scripts" / "labelstudio.sh"), "all"], capture_output=True,
-                              text=True, check=False)
-        if done.returncode != 0:
-            pytest.fail(f"installing Label Studio failed (exit {done.returncode}):\n"
-                        f"{(done.stdout + done.stderr)[-3000:]}", pytrace=False)
+    ls_server.ROOT.mkdir(parents=True, exist_ok=True)
+    with open(ls_server.ROOT / "install.lock", "w") as lock:
+        # make test runs two pytest workers, each with its own server: one installs, the other waits for it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ls_server.installed() or not (ls_server.TEMPLATE / "ready").is_file():
+            done = subprocess.run(["bash", str(ROOT / "scripts" / "labelstudio.sh"), "all"], capture_output=True,
+                                  text=True, check=False)
+            if done.returncode != 0:
+                pytest.fail(f"installing Label Studio failed (exit {done.returncode}):\n"
+                            f"{(done.stdout + done.stderr)[-3000:]}", pytrace=False)
     try:
         server = ls_server.start()
     except ls_server.ServerError as e:
@@ -131,11 +137,3 @@ def serve(project: LocalProject) -> Iterator[Any]:
     yield start
     for s in servers:
         s.stop()
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist (``make test`` runs two workers), every test that needs the real Label Studio server
-    runs on the same worker (``--dist loadgroup``), so that one server is started, not one per worker."""
-    for item in items:
-        if "label_studio" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("labelstudio"))
