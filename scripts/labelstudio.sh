@@ -17,10 +17,12 @@ VENV="$ROOT/venv"
 STAMP="$VENV/.installed-label-studio-$LS_VERSION"
 
 install() {
+  mkdir -p "$ROOT"
+  exec 9>"$ROOT/install.lock"
+  flock 9  # two installs at once (make test's two pytest workers, two sessions): one installs, the other waits
   if [[ -f "$STAMP" && -x "$VENV/bin/label-studio" ]]; then
     return 0
   fi
-  mkdir -p "$ROOT"
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check uv
   "$VENV/bin/uv" pip install -q -p "$VENV/bin/python" "label-studio==$LS_VERSION"

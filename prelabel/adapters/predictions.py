@@ -382,7 +382,8 @@ def _part_rows(path: Path, part: RowRange, ctx: PartContext, roles_for: Any, *, 
             for g in range(pf.metadata.num_row_groups):
                 n = pf.metadata.row_group(g).num_rows
                 if first < part.stop and first + n > part.start:
-                    at = at if groups else first
+                    if not groups:
+                        at = first
                     groups.append(g)
                 first += n
             kept = []  # the part's rows, a batch at a time (a row group can hold the whole table)
