@@ -98,13 +98,9 @@ class CvatReader(TrackRows):
         self.attr_name = ""
         # images
         self.img_key: dict[tuple[str, str], int] = {}
-        self.repeated = False  # an image listed twice (its rows were added to the first one)
-        # what the whole file decides
-        self.used_cats: set[str] = set()    # category names of the rows built so far
         # image names made safe, looked up under the images root (when it is a folder), the image.missing tally
         self.images = ImageRoot(images_root if images_root is not None and Path(images_root).is_dir() else None,
                                 report=report)
-        self.clip_rows: list[pd.DataFrame] = []  # category, src_file, src_line of masks cut at the border
         if meta is not None:
             self.labels, self.tasks, self.attr_types = meta.labels, meta.tasks, meta.attr_types
             self.nodes = {k: list(v) for k, v in meta.nodes.items()}
@@ -130,14 +126,6 @@ class CvatReader(TrackRows):
         self.parser = p
         return p
 
-    def _take(self, *, nodes: dict[str, list[str]], kp_k: dict[str, int]) -> Pending:
-        """The pending images and rows (and what the categories depend on), leaving empty lists behind."""
-        cols = Pending(nodes=nodes, kp_k=kp_k)
-        for name in Pending.LISTS:
-            old = getattr(self, name)
-            setattr(cols, name, old)
-            setattr(self, name, array(old.typecode) if isinstance(old, array) else [])
-        return cols
     def _where(self) -> str:
         return self.stack[-1] if self.stack else ""
 
@@ -299,8 +287,8 @@ class CvatReader(TrackRows):
             if not self.mode and t.get("mode"):
                 self.mode = str(t["mode"])
 
-    def _skeleton_edges(self, lab: dict[str, Any], nodes: dict[str, list[str]], *, notes: bool) -> list[list[int]]:
-        names = nodes.get(lab["name"], [])
+    def _skeleton_edges(self, lab: dict[str, Any]) -> list[list[int]]:
+        names = self.nodes.get(lab["name"], [])
         index = {n: i + 1 for i, n in enumerate(names)}
         node_label: dict[str, str] = {}
         svg = lab["svg"] or ""
@@ -325,7 +313,7 @@ class CvatReader(TrackRows):
                 ends.append(k)
             if len(ends) == 2 and ends[0] != ends[1] and ends not in edges:
                 edges.append(ends)
-            elif len(ends) != 2 and notes:
+            elif len(ends) != 2:
                 self.report.note("dropped.invalid", self.file,
                                  f"skeleton {lab['name']!r}: an svg edge names an unknown node; edge left out")
         return edges
@@ -372,8 +360,6 @@ class CvatReader(TrackRows):
         if wi < 1 or hi < 1 or wi > MAX_SIDE or hi > MAX_SIDE:
             raise BadValue(f"<image name={raw!r}> has size {w}x{h}")
         idx = self.img_key.get(key)
-        if idx is not None:
-            self.repeated = True
         if idx is None:
             idx = len(self.img_name)
             self.img_key[key] = idx
@@ -420,54 +406,50 @@ class CvatReader(TrackRows):
             self.report.note("coordinates.suspect", self.file,
                              f"track(s) {', '.join(self.approx_tracks[:10])}: polygons with different point "
                              "counts between keyframes are repeated, not interpolated", severity="info")
-        return self._make(self._take(nodes=self.nodes, kp_k=self.kp_k))
+        return self._make()
 
-    def _make(self, c: Pending) -> Dataset:
+    def _make(self) -> Dataset:
         """The Dataset of the columns read; it also reports what the whole file
         decides (the aggregated notes, the drops, the clipped masks) as one ``read()`` reports them."""
-        names = c.img_name
+        names = self.img_name
         if self.frame_rows:
             names = list(names)
             pattern = self.options.frame_pattern
             for f, idx in self.frame_rows.items():
                 names[idx] = frame_file_name(pattern, f)
-        paths = self._image_paths(names, c)
+        paths = self._image_paths(names)
         self.images.notes(first=True, part=self.part)
         images = {
             "file_name": pd.Series(names, dtype=object),
-            "width": np.asarray(c.img_w, dtype=np.int64),
-            "height": np.asarray(c.img_h, dtype=np.int64),
+            "width": np.asarray(self.img_w, dtype=np.int64),
+            "height": np.asarray(self.img_h, dtype=np.int64),
             "path": pd.Series(paths, dtype=object),
-            "attributes": pd.Series(c.img_attrs, dtype=object),
+            "attributes": pd.Series(self.img_attrs, dtype=object),
             "src_file": pd.Series([self.file] * len(names), dtype=object),
         }
-        self.used_cats.update(c.a_cat)
-        cats = self._categories(c, notes=True)
-        n = len(c.a_cat)
-        box = np.asarray(c.a_box, dtype=np.float64).reshape(n, 4)
-        il = np.asarray(c.a_il, dtype=np.int64).reshape(n, 2)
+        cats = self._categories()
+        n = len(self.a_cat)
+        box = np.asarray(self.a_box, dtype=np.float64).reshape(n, 4)
+        il = np.asarray(self.a_il, dtype=np.int64).reshape(n, 2)
         x0, y0 = box[:, 0], box[:, 1]  # views: the table copies them into its own blocks
         ann = {
             "image": il[:, 0],
-            "category": pd.Series(c.a_cat, dtype=object),
+            "category": pd.Series(self.a_cat, dtype=object),
             "x": x0, "y": y0,
             "w": box[:, 2] - x0,
             "h": box[:, 3] - y0,
             "iscrowd": np.zeros(n, dtype=np.int8),
-            "segmentation": pd.Series(c.a_seg, dtype=object),
-            "keypoints": pd.Series(c.a_kp, dtype=object),
-            "attributes": pd.Series(c.a_attr, dtype=object),
+            "segmentation": pd.Series(self.a_seg, dtype=object),
+            "keypoints": pd.Series(self.a_kp, dtype=object),
+            "attributes": pd.Series(self.a_attr, dtype=object),
             "src_file": pd.Series([self.file] * n, dtype=object),
             "src_line": il[:, 1],
         }
         self.report.add_read(n + len(self.d_reason))
         ds = Dataset.build(images=images, categories=cats, annotations=ann, report=self.report)
-        if c.clipped_rows:
-            self.clip_rows.append(ds.annotations.iloc[c.clipped_rows][["category", "src_file", "src_line"]])
-        if self.clip_rows:
-            self.report.change("clipped", self.clip_rows[0] if len(self.clip_rows) == 1
-                               else pd.concat(self.clip_rows, ignore_index=True),
-                               "mask rectangle extends outside the image; cut at the border")
+        if self.clipped_rows:
+            clipped = ds.annotations.iloc[self.clipped_rows][["category", "src_file", "src_line"]]
+            self.report.change("clipped", clipped, "mask rectangle extends outside the image; cut at the border")
         if self.d_reason:
             drops = pd.DataFrame({"reason": self.d_reason, "category": pd.Series(self.d_cat, dtype=object),
                                   "src_file": [self.file] * len(self.d_reason), "src_line": self.d_line,
@@ -475,7 +457,7 @@ class CvatReader(TrackRows):
             self.report.drop(None, drops)  # in file order (the order parts add up to), each with its reason
         return ds
 
-    def _categories(self, c: Pending, *, notes: bool) -> dict[str, list[Any]]:
+    def _categories(self) -> dict[str, list[Any]]:
         names: list[str] = []
         kps: list[Any] = []
         skel: list[Any] = []
@@ -483,27 +465,27 @@ class CvatReader(TrackRows):
             if lab["parent"] or lab["type"] == "tag" or lab["name"] in names or not lab["name"]:
                 continue
             names.append(lab["name"])
-            if lab["type"] == "skeleton" or lab["name"] in c.nodes:
-                kps.append(list(c.nodes.get(lab["name"], [])))
-                skel.append(self._skeleton_edges(lab, c.nodes, notes=notes))
+            if lab["type"] == "skeleton" or lab["name"] in self.nodes:
+                kps.append(list(self.nodes.get(lab["name"], [])))
+                skel.append(self._skeleton_edges(lab))
             else:
                 kps.append(None)
                 skel.append(None)
         known = set(names)
-        used = self.used_cats
-        for name, nodes in c.nodes.items():  # skeletons drawn with labels missing from <meta>
+        used = set(self.a_cat)
+        for name, nodes in self.nodes.items():  # skeletons drawn with labels missing from <meta>
             if name not in known and name in used:
                 names.append(name)
                 kps.append(list(nodes))
                 skel.append([])
                 known.add(name)
-        if c.kp_k:
-            self._pad_points(names, kps, skel, c)
+        if self.kp_k:
+            self._pad_points(names, kps, skel)
         return {"name": names, "keypoints": kps, "skeleton": skel}
 
-    def _pad_points(self, names: list[str], kps: list[Any], skel: list[Any], c: Pending) -> None:
+    def _pad_points(self, names: list[str], kps: list[Any], skel: list[Any]) -> None:
         """<points> kept as keypoints: one K per category (the largest count), shorter shapes padded with v=0."""
-        per_cat = dict(c.kp_k)
+        per_cat = dict(self.kp_k)
         for cat, k in per_cat.items():
             if cat in names:
                 i = names.index(cat)
@@ -516,22 +498,23 @@ class CvatReader(TrackRows):
                 names.append(cat)
                 kps.append([str(j + 1) for j in range(k)])
                 skel.append([])
-        for r in c.kp_points_rows:
-            arr = c.a_kp[r]
-            k = per_cat[c.a_cat[r]]
+        for r in self.kp_points_rows:
+            arr = self.a_kp[r]
+            k = per_cat[self.a_cat[r]]
             if len(arr) < k:
                 pad = np.zeros((k, 3), dtype=np.float64)
                 pad[:len(arr)] = arr
-                c.a_kp[r] = pad
+                self.a_kp[r] = pad
 
-    def _image_paths(self, names: list[str], c: Pending) -> list[str | None]:
+    def _image_paths(self, names: list[str]) -> list[str | None]:
         """The local file of each image under the images root (by its name, else with or without its subset
         folder), each settled through :class:`~prelabel.images.ImageRoot` (one not found is counted)."""
         images = self.images
         if images.root is None:
             return [None] * len(names)
         out: list[str | None] = []
-        for name, attrs, w, h, line in zip(names, c.img_attrs, c.img_w, c.img_h, c.img_line, strict=True):
+        for name, attrs, w, h, line in zip(names, self.img_attrs, self.img_w, self.img_h, self.img_line,
+                                                 strict=True):
             found: str | None = None
             subset = (attrs or {}).get("subset")
             bare = name[len(subset) + 1:] if self.by_subset and subset and name.startswith(f"{subset}/") else None

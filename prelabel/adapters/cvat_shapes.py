@@ -161,11 +161,26 @@ class ShapeRows:
             del arr[rows * per:]
         self.skel = skel
         self.cur_shared_row = -1
-        why = (f"missing attribute {e.args[0]!r}" if isinstance(e, KeyError) else str(e) if isinstance(e, BadValue)
-               else f"bad value: {e}")
         label = a.get("label") or None
         self._listen({}, label or "", 4)  # its <attribute> children go nowhere
-        self._drop("dropped.invalid", label, self._line(), f"<{name}>: {why}")
+        self._drop("dropped.invalid", label, self._line(), f"<{name}>: {self._why(e)}")
+
+    @staticmethod
+    def _why(e: Exception) -> str:
+        """Why a shape's values could not be read, for its drop message."""
+        return (f"missing attribute {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
+                if isinstance(e, BadValue) else f"bad value: {e}")
+
+    @staticmethod
+    def _ellipse(a: dict[str, str]) -> tuple[float, ...]:
+        """cx, cy, rx, ry of an ``<ellipse>``."""
+        return (float(a["cx"]), float(a["cy"]), float(a["rx"]), float(a["ry"]))
+
+    @staticmethod
+    def _mask(a: dict[str, str]) -> tuple[str, int, int, int, int]:
+        """rle, left, top, width, height of a ``<mask>``."""
+        return (a["rle"], int(float(a["left"])), int(float(a["top"])), int(float(a["width"])),
+                int(float(a["height"])))
 
     def _image_shape(self, name: str, a: dict[str, str]) -> None:
         line = self.parser.CurrentLineNumber + self.line0  # (inline: once a shape)
@@ -222,13 +237,11 @@ class ShapeRows:
             self._drop("dropped.unknown_category", None, line, f"{name} with an empty label")
             return
         if name == "mask":
-            m = (a["rle"], int(float(a["left"])), int(float(a["top"])), int(float(a["width"])),
-                 int(float(a["height"])))
-            self._emit_mask(img, label, m, attrs, line)
+            self._emit_mask(img, label, self._mask(a), attrs, line)
             return
         vec: tuple[float, ...]
         if name == "ellipse":
-            vec = (float(a["cx"]), float(a["cy"]), float(a["rx"]), float(a["ry"]))
+            vec = self._ellipse(a)
             r = float(a.get("rotation", 0.0))
             self._emit_shape("ellipse", vec, r, None, img, label, attrs, line, False)
             return

@@ -80,7 +80,6 @@ class TrackRows(ShapeRows):
         self.pending_tracks: list[Track] = []  # held only when <meta> gives no stop_frame nor size
         self.has_tracks = False
         self.approx_tracks: list[str] = []
-        self.chunk_rows = 0
 
     def _frame_task(self) -> dict[str, Any] | None:
         for t in self.tasks:
@@ -89,7 +88,7 @@ class TrackRows(ShapeRows):
         return self.tasks[0] if self.tasks else None
 
     def _video_tag(self, a: dict[str, str]) -> None:
-        if self.chunk_rows or self.part:
+        if self.part:
             raise NeedsWholeRead(f"{self.file}:{self._line()}: frame tags (CVAT for video) are "
                                  "placed on the task's frames only at the end of the file")
         self.cur_attrs = None
@@ -102,7 +101,7 @@ class TrackRows(ShapeRows):
         self.frame_tags.setdefault(int(frame), []).append(a.get("label", ""))
 
     def _track_start(self, a: dict[str, str]) -> None:
-        if self.chunk_rows or self.part:
+        if self.part:
             raise NeedsWholeRead(f"{self.file}:{self._line()}: tracks (CVAT for video) write "
                                  "rows on every frame, known only at the end of the file")
         self.has_tracks = True
@@ -123,9 +122,7 @@ class TrackRows(ShapeRows):
             # one malformed keyframe: its track cannot be interpolated, so the track is dropped (at the end)
             track = self.track
             if track is not None and track.bad is None:
-                why = (f"missing attribute {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
-                       if isinstance(e, BadValue) else f"bad value: {e}")
-                track.bad = f"<{name}> at line {self._line()}: {why}"
+                track.bad = f"<{name}> at line {self._line()}: {self._why(e)}"
             self._listen({}, target.label, d + 1)  # its <attribute> children go nowhere
             return
         target.shapes.append(shape)
@@ -146,10 +143,9 @@ class TrackRows(ShapeRows):
         if name == "box":
             vec = (float(a["xtl"]), float(a["ytl"]), float(a["xbr"]), float(a["ybr"]))
         elif name == "ellipse":
-            vec = (float(a["cx"]), float(a["cy"]), float(a["rx"]), float(a["ry"]))
+            vec = self._ellipse(a)
         elif name == "mask":
-            mask = (a["rle"], int(float(a["left"])), int(float(a["top"])), int(float(a["width"])),
-                    int(float(a["height"])))
+            mask = self._mask(a)
         elif name in ("polygon", "polyline", "points"):
             vec = parse_points(a.get("points", ""))
         return TShape(frame, name, vec, rot, outside, occluded, keyframe, z_order, {}, line, mask)
