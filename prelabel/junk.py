@@ -26,12 +26,13 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import ReadError
 from .report import Report
 
-__all__ = ["Skips", "first_file", "is_valid_name", "junk_reason", "shown_name"]
+__all__ = ["Skips", "first_file", "is_valid_name", "junk_reason", "shown_name", "walk_files"]
 
 _SYSTEM = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
 _SYSTEM_AS_WRITTEN = frozenset({"Thumbs.db", "thumbs.db", "desktop.ini", "Desktop.ini", "ehthumbs.db"})
@@ -80,6 +81,29 @@ def first_file(folder: Path, suffix: str, *, depth: int) -> Path | None:
         if found is not None:
             return found
     return None
+
+
+def walk_files(root: Path, suffix: str, skips: Skips) -> Iterator[tuple[str, str]]:
+    """(path, posix path relative to ``root``) of each file ending in ``suffix`` (lower case; the name's case
+    does not matter) under ``root``, as the folders are walked (not sorted); the junk skipped and the names that
+    are not UTF-8 go to ``skips``.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("b/x.XML", "a/._y.xml", "c.xml", "d.txt"):
+    ...     (root / name).parent.mkdir(exist_ok=True)
+    ...     _ = (root / name).write_text("")
+    >>> skips = Skips()
+    >>> sorted(rel for _, rel in walk_files(root, ".xml", skips)), list(skips.by_reason)
+    (['b/x.XML', 'c.xml'], ['macOS AppleDouble file (resource fork)'])
+    """
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if skips.keep(dirpath, d)]
+        reldir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        prefix = "" if reldir == "." else reldir + "/"
+        for fn in filenames:
+            if fn.lower().endswith(suffix) and skips.keep(dirpath, fn):
+                yield os.path.join(dirpath, fn), prefix + fn
 
 
 def is_valid_name(name: str) -> bool:

@@ -65,7 +65,7 @@ from ..errors import ReadError, UsageError, option
 from ..geometry import bbox_of_polygons, ellipse_polygon, rle_bbox, rle_decode, rle_encode, rle_from_polygons
 from ..images import ImageRoot
 from ..imagesize import HEADER_BYTES, size_from_bytes
-from ..junk import Skips, first_file
+from ..junk import Skips, first_file, walk_files
 from ..model import Dataset
 from ..paths import safe_relative
 from ..report import Report
@@ -117,14 +117,7 @@ def detect(path: Path) -> float:
 def _list_json(root: Path, skips: Skips) -> Iterator[tuple[str, str]]:
     """(path, posix path relative to ``root``) of every ``.json`` file under ``root`` that is not junk
     (:mod:`prelabel.junk`, recorded in ``skips``), sorted."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if skips.keep(dirpath, d)]
-        reldir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        for fn in filenames:
-            if fn.lower().endswith(".json") and skips.keep(dirpath, fn):
-                found.append((os.path.join(dirpath, fn), fn if reldir == "." else f"{reldir}/{fn}"))
-    return iter(sorted(found, key=lambda t: t[1]))
+    return iter(sorted(walk_files(root, ".json", skips), key=lambda t: t[1]))
 
 
 def _int_size(v: Any) -> int | None:

@@ -62,7 +62,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -74,7 +74,7 @@ import pandas as pd
 from ..errors import ReadError, UsageError, option
 from ..gcpause import gc_paused
 from ..images import ImageRoot
-from ..junk import Skips, first_file
+from ..junk import Skips, first_file, walk_files
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, safe_relative
 from ..report import Diagnostic, Report, format_source
@@ -138,81 +138,7 @@ def detect(path: Path) -> float:
     return 0.0
 
 
-    # any other element with children is not a VOC field: ignored
-
-
-def _extend(out: Parsed, p: Parsed) -> None:
-    """Append the images and rows of ``p`` to ``out`` (not its skipped files or error)."""
-    out.img_rel += p.img_rel
-    out.img_filename += p.img_filename
-    out.img_w += p.img_w
-    out.img_h += p.img_h
-    out.img_nobj += p.img_nobj
-    out.names += p.names
-    out.coords.extend(p.coords)
-    out.lines.extend(p.lines)
-    out.attrs += p.attrs
-
-
-def _merge(parts: Sequence[Parsed]) -> Parsed:
-    if len(parts) == 1:
-        return parts[0]
-    out = Parsed()
-    for p in parts:
-        _extend(out, p)
-        out.skipped += p.skipped
-        out.bad += p.bad
-        if p.error is not None:
-            out.error = p.error
-            break
-    return out
-
-
-_PROGRESS_RUN = 500  # with a progress hook, files are parsed (and counted) in runs of this many
-
-
-def _parse_counted(jobs: list[tuple[str, str]], origin: int, single: bool,
-                   progress: Callable[[int, int], None]) -> Parsed:
-    """:func:`parse_files` in runs of files, calling ``progress(done, total)`` after each: the same result."""
-    parts: list[Parsed] = []
-    for a in range(0, len(jobs), _PROGRESS_RUN):
-        parts.append(parse_files(jobs[a:a + _PROGRESS_RUN], origin, single))
-        if parts[-1].error is not None:
-            break
-        progress(min(a + _PROGRESS_RUN, len(jobs)), len(jobs))
-    return _merge(parts)
-
-
-def _parse_all(jobs: list[tuple[str, str]], origin: int, *, single: bool,
-               progress: Callable[[int, int], None] | None = None) -> Parsed:
-    """Every file parsed in this process (the engine reads a large source's parts in several)."""
-    if progress is None:  # options.extra["progress"]: the pipeline's per-file count
-        return parse_files(jobs, origin, single)
-    progress(0, len(jobs))
-    return _parse_counted(jobs, origin, single, progress)
-
-
 # ---------------------------------------------------------------------------------------------- files
-def _xml_files(root: Path, skips: Skips) -> Iterator[tuple[str, str]]:
-    """(path, relative posix path) of each .xml file under ``root``, as the folders are walked; the junk
-    skipped goes to ``skips`` (:mod:`prelabel.junk`: hidden files and folders, ``__MACOSX``, ``._*``; names that
-    are not UTF-8)."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if skips.keep(dirpath, d)]
-        reldir = os.path.relpath(dirpath, root).replace(os.sep, "/")
-        prefix = "" if reldir == "." else reldir + "/"
-        for fn in filenames:
-            if fn.lower().endswith(".xml") and skips.keep(dirpath, fn):
-                yield os.path.join(dirpath, fn), prefix + fn
-
-
-def _list_xml(root: Path) -> tuple[list[tuple[str, str]], Skips]:
-    """Every .xml file under ``root`` (:func:`_xml_files`), sorted by relative path; and the junk skipped."""
-    skips = Skips()
-    found = sorted(_xml_files(root, skips), key=lambda t: t[1])
-    return found, skips
-
-
 _LISTED: dict[str, tuple[tuple[int, int, int], frozenset[str]]] = {}  # folder -> (its stat when listed, names)
 _LISTED_MAX = 16
 _QUIET_NS = 2 * 10**9  # a listing is kept only of a folder unchanged this long before it was listed
@@ -334,11 +260,6 @@ def _objects(values: Any) -> pd.Series:
     return pd.Series(list(values), dtype=object)
 
 
-def _read_error(err: tuple[str, str, int | None, str | None, str]) -> ReadError:
-    file, message, line, element, hint = err
-    return ReadError(file, message, line=line, element=element, hint=hint)
-
-
 @dataclass
 class _Source:
     """What a source is, before any file is parsed: the sorted XML files and where their images are."""
@@ -371,7 +292,8 @@ def _source(src: Path, options: ReadOptions, files: Sequence[str] | None = None)
     elif src.is_dir():
         root = src
         voc_root = (src / "Annotations").is_dir()
-        jobs, skips = _list_xml(src / "Annotations" if voc_root else src)
+        skips = Skips()
+        jobs = sorted(walk_files(src / "Annotations" if voc_root else src, ".xml", skips), key=lambda t: t[1])
         if voc_root:
             jobs = [(p, "Annotations/" + r) for p, r in jobs]
         if files is not None:  # one partition: the hidden-files note goes with the first
@@ -388,18 +310,15 @@ def _source(src: Path, options: ReadOptions, files: Sequence[str] | None = None)
                    voc_jpeg=str(root / "JPEGImages") if voc_root else None)
 
 
-def _note_hidden(src: Path, source: _Source, report: Report) -> None:
-    source.skips.flush(report, str(src))
-
-
 def read(path: Path, *, options: ReadOptions, report: Report, files: Sequence[str] | None = None) -> Dataset:
     """Read Pascal VOC XML into a Dataset (see the module docstring for the conventions).
 
     ``files`` (relative XML paths as in ``src_file``, e.g. ``Annotations/a.xml``) reads only those files of a
     folder source, in the usual sorted order: one partition of a distributed read.
     """
+    src = Path(path)
     with gc_paused():
-        return _read(Path(path), options, report, files)
+        return _read_listed(src, options, report, _source(src, options, files))
 
 
 def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]:
@@ -466,18 +385,16 @@ def _by_file(notes: Sequence[Diagnostic], jobs: Sequence[tuple[str, str]]) -> li
     return sorted(notes, key=key)
 
 
-def _read(src: Path, options: ReadOptions, report: Report, files: Sequence[str] | None = None) -> Dataset:
-    return _read_listed(src, options, report, _source(src, options, files))
-
-
 def _read_listed(src: Path, options: ReadOptions, report: Report, source: _Source) -> Dataset:
-    _note_hidden(src, source, report)
+    source.skips.flush(report, str(src))
     first_note = len(report.diagnostics)
     jobs = source.jobs
-    parsed = _parse_all(jobs, source.origin, single=source.single,
-                        progress=options.extra.get("progress") if options.extra else None)
+    # options.extra["progress"]: the pipeline's per-file count
+    parsed = parse_files(jobs, source.origin, source.single,
+                         progress=options.extra.get("progress") if options.extra else None)
     if parsed.error is not None:
-        raise _read_error(parsed.error)
+        file, message, line, element, hint = parsed.error
+        raise ReadError(file, message, line=line, element=element, hint=hint)
     for rel, why in parsed.skipped:
         report.note("file.skipped", rel, why)
     _drop_bad(parsed.bad, report)
@@ -583,5 +500,5 @@ def auto_workers(path: Path, *, options: ReadOptions) -> int:
     # counted only as far as the answer needs (the plan lists and sorts them all once, after this): 0.1 s less
     # wall time on 20,000 files; the large benchmark's process tree is 10-15 MiB higher than with the whole
     # listing here (allocator effects, measured twice), still below fafc6fc's (212 against 220 MiB)
-    n = sum(1 for _ in islice(_xml_files(xml_dir, Skips()), (_MAX_WORKERS + 1) * 1000))
+    n = sum(1 for _ in islice(walk_files(xml_dir, ".xml", Skips()), (_MAX_WORKERS + 1) * 1000))
     return 1 if n <= POOL_THRESHOLD else max(1, min(_MAX_WORKERS, n // 1000))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
@@ -275,13 +275,22 @@ def _parse_one(data: bytes, origin: int, out: Parsed, rel: str, single: bool,
     out.img_nobj.append(len(lines))
 
 
-def parse_files(jobs: Sequence[tuple[str, str]], origin: int, single: bool = False) -> Parsed:
-    """Parse ``(path, rel)`` files in order; stops at the first error, which is returned as data."""
+PROGRESS_RUN = 500  # with a progress hook, the files parsed are counted in runs of this many
+
+
+def parse_files(jobs: Sequence[tuple[str, str]], origin: int, single: bool = False, *,
+                progress: Callable[[int, int], None] | None = None) -> Parsed:
+    """Parse ``(path, rel)`` files in order; stops at the first error, which is returned as data.
+    ``progress(done, total)`` is called first with 0, then after each :data:`PROGRESS_RUN` files parsed (and
+    after the last), not after an error."""
     out = Parsed()
     name_cache: dict[str | None, str] = {}
     value_cache: dict[str | None, Any] = {}
+    total = len(jobs)
+    if progress is not None:
+        progress(0, total)
     with gc_paused():
-        for path, rel in jobs:
+        for done, (path, rel) in enumerate(jobs, 1):
             try:
                 with open(path, "rb") as f:
                     data = f.read()
@@ -297,4 +306,6 @@ def parse_files(jobs: Sequence[tuple[str, str]], origin: int, single: bool = Fal
                     expat.ExpatError) as e:  # LookupError: an unknown encoding in the XML declaration
                 out.error = (rel, f"cannot read the file: {e}", None, None, "")
                 return out
+            if progress is not None and (done % PROGRESS_RUN == 0 or done == total):
+                progress(done, total)
     return out
