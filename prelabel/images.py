@@ -61,7 +61,7 @@ from pathlib import Path
 
 from .errors import option
 from .imagesize import image_size, image_sizes
-from .paths import image_name, is_url, safe_join, safe_relative, why_unsafe
+from .paths import image_name, is_absolute, is_url, safe_join, safe_relative, why_unsafe
 from .report import Report
 
 __all__ = ["ImageRoot", "Named", "Placed", "Size", "common_folder", "outside_example", "outside_path", "relative_to"]
@@ -74,11 +74,6 @@ FROM_DATA = "{} image size(s) read from the header of the image data embedded in
 
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*(?:/[A-Za-z0-9_\-][A-Za-z0-9_.\-]*)*")
-
-
-def _is_absolute(name: str) -> bool:
-    n = name.replace("\\", "/")
-    return n.startswith("/") or (len(n) > 1 and n[1] == ":")
 
 
 def outside_path(name: str) -> str:
@@ -237,7 +232,7 @@ class ImageRoot:
         if is_url(raw):
             return None, None, "unsafe"
         norm = raw.replace("\\", "/")
-        if _is_absolute(raw) and "\x00" not in raw and ".." not in norm.split("/"):
+        if is_absolute(raw) and "\x00" not in raw and ".." not in norm.split("/"):
             under = next((rp for rp in self.prefixes() if norm.startswith(rp + "/")), None)
             if under is not None:  # under the images root: its header may be read
                 return safe_relative(norm[len(under) + 1:]), raw, "ok"

@@ -20,9 +20,16 @@ import unicodedata
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["IMAGE_EXTENSIONS", "at_least", "image_name", "is_url", "safe_join", "safe_relative", "why_unsafe"]
+__all__ = ["IMAGE_EXTENSIONS", "at_least", "image_name", "is_absolute", "is_url", "safe_join", "safe_relative",
+           "why_unsafe"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def is_absolute(name: str) -> bool:
+    """True for a POSIX or Windows absolute path (``/a``, ``\\a``, ``C:...``)."""
+    norm = name.replace("\\", "/")
+    return norm.startswith("/") or (len(norm) > 1 and norm[1] == ":")
 
 
 def why_unsafe(name: str) -> str | None:
@@ -31,9 +38,9 @@ def why_unsafe(name: str) -> str | None:
         return "empty file name"
     if "\x00" in name:
         return "file name contains a NUL byte"
-    norm = name.replace("\\", "/")
-    if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":"):
+    if is_absolute(name):
         return "absolute path"
+    norm = name.replace("\\", "/")
     parts = [p for p in norm.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         return "'..' segment escapes the root"
