@@ -54,7 +54,7 @@ from __future__ import annotations
 import math
 import mmap
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ from ..model import Dataset
 from ..paths import is_url
 from ..report import Diagnostic, Report
 from .base import NeedsWholeRead, ReadOptions
-from .json_array import Scan, closing, scan, walk_far
+from .json_array import LIST_START, MAX_MISSES, Scan, closing, scan, walk_far
 from .parts import ByteRange
 
 __all__ = ["DESCRIPTION", "NAME", "AnnotationRun", "detect", "plan", "read", "read_part"]
@@ -132,7 +132,7 @@ def _detect(raw: Any) -> float:
     if at >= len(raw):
         return 0.0
     if raw[at] == 0x7B:  # {
-        return 0.9 if _top_level(raw, at + 1, _IMAGES_KEY) and _top_level(raw, at + 1, _ANNOTATIONS_ANY) else 0.0
+        return 0.9 if _top_key(raw, at + 1, _IMAGES_KEY) and _top_key(raw, at + 1, _ANNOTATIONS_ANY) else 0.0
     if raw[at] != 0x5B:  # [
         return 0.0
     first = _skip_space(raw, at + 1)
@@ -154,10 +154,13 @@ def _skip_space(raw: Any, at: int) -> int:
     return at
 
 
-def _top_level(raw: Any, inside: int, key: re.Pattern[bytes]) -> bool:
-    """Whether ``key`` is a key of the object whose body starts at ``inside`` (not of an object inside it)."""
-    return any(walk_far(raw, inside, m.start()).balanced
-               for _, m in zip(range(_MAX_MISSES), key.finditer(raw, inside), strict=False))
+def _top_key(raw: Any, inside: int, key: re.Pattern[bytes]) -> re.Match[bytes] | None:
+    """The first match of ``key`` that is a key of the object whose body starts at ``inside`` (not of an object
+    inside it), among its first candidates; None when there is none."""
+    for _, m in zip(range(MAX_MISSES), key.finditer(raw, inside), strict=False):
+        if walk_far(raw, inside, m.start()).balanced:
+            return m
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- images
@@ -251,7 +254,6 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
                 continue
             pending.append((len(names), key, rel, local, f"{file}#{el}"))
             w, h = 0, 0
-        out.row_of[key] = len(names)
         keys.append(key)
         names.append(rel)
         widths.append(w)
@@ -283,9 +285,7 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
             paths = [paths[k] for k in keep]
             attrs = [attrs[k] for k in keep]
             keys = [keys[k] for k in keep]
-    out.row_of = {}
-    for pos, key in enumerate(keys):
-        out.row_of[key] = pos
+    out.row_of = {key: pos for pos, key in enumerate(keys)}
     out.table = pd.DataFrame({"file_name": names, "width": np.asarray(widths, dtype=np.int64),
                               "height": np.asarray(heights, dtype=np.int64), "path": paths,
                               "attributes": pd.Series(attrs, dtype=object), "src_file": file})
@@ -613,9 +613,15 @@ def _drop(report: Report, drops: Mapping[str, list[tuple[int, str | None, str]]]
             first=lst[0][0])
 
 
-def _dataset(cats: Sequence[_Category], imgs: _Images, rows: _Rows, *, file: str, prefix: str,
-             report: Report) -> Dataset:
+def _finish(cats: list[_Category], imgs: _Images, rows: _Rows,
+            drops: Mapping[str, list[tuple[int, str | None, str]]], *, n_read: int, file: str, prefix: str,
+            report: Report) -> Dataset:
+    """The end of a read (of the file or of a part): the ``n_read`` annotations counted, the drops reported,
+    the keypoint names settled, then the Dataset."""
     where = f"{file}#{prefix}"
+    report.add_read(n_read)
+    _drop(report, drops, where)
+    _keypoint_names(cats, rows, file=file, prefix=prefix, report=report)
     categories = {
         "name": [c.name for c in cats], "supercategory": [c.supercategory for c in cats],
         "keypoints": pd.Series([c.keypoints for c in cats], dtype=object),
@@ -657,10 +663,7 @@ def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
         rows, drops = _annotations(items, file=file, prefix=prefix, imgs=imgs, name_of=name_of, report=report)
     except RecursionError:  # a value nested ~1000 deep (orjson allows 1024) whose repr would name it
         raise ReadError(file, "a value is nested too deeply to be a COCO field") from None
-    report.add_read(len(items))
-    _drop(report, drops, f"{file}#{prefix}")
-    _keypoint_names(cats, rows, file=file, prefix=prefix, report=report)
-    return _dataset(cats, imgs, rows, file=file, prefix=prefix, report=report)
+    return _finish(cats, imgs, rows, drops, n_read=len(items), file=file, prefix=prefix, report=report)
 
 
 def _ground_truth(path: Path | str) -> tuple[str, dict[str, Any]]:
@@ -687,9 +690,7 @@ _ANNOTATIONS_KEY = re.compile(rb'"annotations"\s*:\s*\[')
 _ANNOTATIONS_ANY = re.compile(rb'"annotations"\s*:')
 _IMAGES_KEY = re.compile(rb'"images"\s*:\s*\[')
 _OBJECT = re.compile(rb"\s*\{")
-_ARRAY = re.compile(rb"\s*\[")
 _CUT = b'"prelabel: the annotations, cut by the plan"'  # what stands for the annotations when the rest is parsed
-_MAX_MISSES = 8        # candidates tried for one boundary (or the annotations key) before giving up
 _MAX_WALK = 5000       # annotations looked at after a cut for one whose image differs from the one before
 
 
@@ -752,7 +753,7 @@ def _plan(raw: Any, file: str, options: ReadOptions, parts: int) -> list[ByteRan
     if opening is not None:
         start = _first_annotation(raw, opening.end())
     else:  # a results list (its images and categories are the ground truth's), or not COCO
-        opening = _ARRAY.match(raw, at)
+        opening = LIST_START.match(raw, at)
         if opening is None or options.images_from is None:
             return None
         prefix, start = "", _first_value(raw, opening.end())
@@ -798,12 +799,8 @@ def _plan(raw: Any, file: str, options: ReadOptions, parts: int) -> list[ByteRan
 def _first_annotation(raw: Any, inside: int) -> int | None:
     """Where the first annotation of the COCO object whose body starts at ``inside`` starts; None: no
     top-level ``annotations`` array, or an empty one."""
-    for _, m in zip(range(_MAX_MISSES), _ANNOTATIONS_KEY.finditer(raw, inside), strict=False):
-        if walk_far(raw, inside, m.start()).balanced:  # a key of the top-level object
-            break
-    else:
-        return None
-    return _first_value(raw, m.end())
+    m = _top_key(raw, inside, _ANNOTATIONS_KEY)
+    return None if m is None else _first_value(raw, m.end())
 
 
 def _first_value(raw: Any, inside: int) -> int | None:
@@ -828,7 +825,7 @@ def _cut(raw: Any, structure: Scan, a: int, end: int, target: int, imgs: _Images
     first byte of the next, the row of the next one's image), between two annotations of different images; None:
     none found before ``end``. A candidate ``}, {`` is a boundary when the brackets before it are balanced."""
     m = _NEXT.search(raw, max(target, a), end)
-    for _ in range(_MAX_MISSES):
+    for _ in range(MAX_MISSES):
         if m is None:
             return None
         if structure.at(raw, m.start() + 1).balanced:
@@ -856,7 +853,7 @@ def _cut(raw: Any, structure: Scan, a: int, end: int, target: int, imgs: _Images
 def _one_record(raw: Any, at: int, end: int) -> tuple[Any, int | None] | None:
     """The annotation object that starts at ``at`` and where the next one starts (None: it was the last)."""
     m = _NEXT.search(raw, at, end)
-    for _ in range(_MAX_MISSES):
+    for _ in range(MAX_MISSES):
         if m is None:
             break
         try:
@@ -919,7 +916,4 @@ def read_part(part: ByteRange, *, options: ReadOptions) -> Dataset:
     named = {c.name for c in cats if c.keypoints}
     if any(k is not None and c not in named for c, k in zip(rows.category, rows.kps, strict=True)):
         raise NeedsWholeRead(f"{file}: keypoints of a category that names none (their count is the file's)")
-    report.add_read(len(items))
-    _drop(report, drops, f"{file}#{prefix}")
-    _keypoint_names(cats, rows, file=file, prefix=prefix, report=report)
-    return _dataset(cats, imgs, rows, file=file, prefix=prefix, report=report)
+    return _finish(cats, imgs, rows, drops, n_read=len(items), file=file, prefix=prefix, report=report)

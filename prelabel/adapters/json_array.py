@@ -28,7 +28,10 @@ import numpy as np
 
 from ..memory import let_go
 
-__all__ = ["Scan", "Walk", "closing", "count_values", "scan", "walk", "walk_far"]
+__all__ = ["LIST_START", "MAX_MISSES", "Scan", "Walk", "closing", "count_values", "scan", "walk", "walk_far"]
+
+LIST_START = re.compile(rb"\s*\[")  # blanks, then the ``[`` that opens an array
+MAX_MISSES = 8  # candidates tried for one boundary (or a key of the top-level object) before giving up
 
 _ESCAPE = re.compile(rb"\\.", re.S)
 _STRUCTURE = b'"{}[]'
@@ -151,16 +154,13 @@ def scan(raw: Any, at: int, *, block: int = _BLOCK) -> Scan:
         while end < n and raw[end - 1] == 0x5C:  # a run of backslashes stays in one block
             end += 1
         run = raw[pos:end]
-        s, ends_in = _outside(run, in_string)
-        step = _steps(s)
-        levels = depth + np.cumsum(step)
-        if len(levels) and int(levels.min()) < 0:
+        w = walk(run, depth=depth, in_string=in_string)
+        if w.least < 0:
             return Scan(pos + _place(run, in_string, depth), tuple(marks))
-        if len(levels):
-            values += int(np.count_nonzero((levels == 1) & ((s == 0x7B) | (s == 0x5B))))
-            depth = int(levels[-1])
+        values += w.values
+        depth = w.depth
         let_go(raw, pos, end)  # (a mapped file's block, scanned: the file is never resident whole)
-        in_string, pos = ends_in, end
+        in_string, pos = w.in_string, end
     return Scan(None, tuple(marks))
 
 

@@ -28,15 +28,13 @@ import orjson
 from ..errors import ReadError
 from ..gcpause import gc_paused
 from ..memory import let_go
-from .json_array import count_values
+from .json_array import LIST_START, MAX_MISSES, count_values
 
 __all__ = ["LIST_START", "NEXT_TASK", "Bytes", "cuts", "list_start", "loads", "piece",
            "valid_json"]
 
 # where the next top-level task may start: "}" "," "{" then an integer "id" (results have string ids)
 NEXT_TASK = re.compile(rb'\}\s*,\s*(\{)\s*"id"\s*:\s*-?\d')
-LIST_START = re.compile(rb"\s*\[")
-_MAX_MISSES = 8  # candidates tried for one boundary before giving up
 
 
 def loads(data: bytes, file: str) -> Any:
@@ -105,14 +103,12 @@ def piece(raw: Any, data: Bytes, start: int, stop: int, size: int) -> tuple[Any,
     task) and where the next piece starts (-1: this one ran to ``stop``); (None, -1) when the rest does not
     parse. ``stop``: the end of the run of tasks, ``len(raw)`` (the file's own ``]`` closes the list) or the
     byte after a task's ``}``. Each candidate boundary is checked by parsing the piece it ends."""
-    m = NEXT_TASK.search(raw, start + size, stop) if start + size < stop else None
-    for _ in range(_MAX_MISSES):
-        if m is None:
-            break
-        try:
-            return orjson.loads(data.as_list(start, m.start() + 1, close=True)), m.start(1)
-        except orjson.JSONDecodeError:  # not a top-level boundary: try the next one
-            m = NEXT_TASK.search(raw, m.start() + 1, stop)
+    if start + size < stop:
+        for _, m in zip(range(MAX_MISSES), NEXT_TASK.finditer(raw, start + size, stop), strict=False):
+            try:
+                return orjson.loads(data.as_list(start, m.start() + 1, close=True)), m.start(1)
+            except orjson.JSONDecodeError:  # not a top-level boundary: try the next one
+                pass
     try:  # the rest in one go
         return orjson.loads(data.as_list(start, stop, close=stop < len(raw))), -1
     except orjson.JSONDecodeError:
@@ -127,7 +123,7 @@ def cuts(raw: Any, start: int, targets: Sequence[int]) -> list[tuple[int, int, i
     a, n = start, 0
     for target in targets:
         m = NEXT_TASK.search(raw, max(target, a))
-        for _ in range(_MAX_MISSES):
+        for _ in range(MAX_MISSES):
             if m is None:
                 break
             got = count_values(raw[a:m.start() + 1])
