@@ -36,6 +36,7 @@ __all__ = [
     "ls_rle_encode",
     "ls_rle_pack",
     "ls_rle_unpack",
+    "paste_clipped",
     "polygon_area",
     "polygons_area",
     "rle_area",
@@ -167,13 +168,16 @@ def rle_uncompress(rle: dict[str, Any]) -> dict[str, Any]:
     if isinstance(rle["counts"], list):
         return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": [int(v) for v in rle["counts"]]}
     m = rle_decode(rle)
-    flat = m.ravel(order="F")
+    return {"size": [int(m.shape[0]), int(m.shape[1])], "counts": _runs(m.ravel(order="F"))}
+
+
+def _runs(flat: np.ndarray) -> list[int]:
+    """The run lengths of a flat 0/1 array, a run of 0s first (of length 0 when it starts with a 1); ``[0]``
+    for an empty one."""
     change = np.flatnonzero(np.diff(flat)) + 1
     bounds = np.concatenate([[0], change, [flat.size]])
-    runs = np.diff(bounds).tolist()
-    if flat.size and flat[0] == 1:
-        runs = [0, *runs]
-    return {"size": [int(m.shape[0]), int(m.shape[1])], "counts": [int(v) for v in runs]}
+    runs: list[int] = np.diff(bounds).tolist()
+    return [0, *runs] if flat.size and flat[0] == 1 else runs
 
 
 def rle_area(rle: dict[str, Any]) -> float:
@@ -248,13 +252,25 @@ def cvat_rle_to_coco(rle: str | Sequence[int], *, left: int, top: int, width: in
     >>> rle_decode(m).tolist()
     [[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0]]
     """
-    part = cvat_rle_decode(rle, width, height)
     full = np.zeros((image_height, image_width), dtype=np.uint8)
-    x0, y0 = max(left, 0), max(top, 0)
-    x1, y1 = min(left + width, image_width), min(top + height, image_height)
-    if x1 > x0 and y1 > y0:
-        full[y0:y1, x0:x1] = part[y0 - top:y1 - top, x0 - left:x1 - left]
+    paste_clipped(full, cvat_rle_decode(rle, width, height), left, top)
     return rle_encode(full)
+
+
+def paste_clipped(full: np.ndarray, part: np.ndarray, left: int, top: int) -> bool:
+    """OR the 2-D mask ``part`` into ``full`` with its top-left corner at ``(left, top)``, any of it outside
+    ``full`` cut off; True when some of its rectangle was outside (cut off).
+
+    >>> full = np.zeros((2, 3), dtype=np.uint8)
+    >>> paste_clipped(full, np.ones((2, 2), dtype=np.uint8), 2, 1), full.tolist()
+    (True, [[0, 0, 0], [0, 0, 1]])
+    """
+    h, w = full.shape
+    ph, pw = part.shape
+    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + pw, w), min(top + ph, h)
+    if x1 > x0 and y1 > y0:
+        full[y0:y1, x0:x1] |= part[y0 - top:y1 - top, x0 - left:x1 - left]
+    return left < 0 or top < 0 or left + pw > w or top + ph > h
 
 
 def cvat_rle_encode(mask: np.ndarray) -> list[int]:
@@ -264,12 +280,7 @@ def cvat_rle_encode(mask: np.ndarray) -> list[int]:
     [1, 2, 3]
     """
     flat = (np.asarray(mask).ravel(order="C") != 0).astype(np.int8)
-    if flat.size == 0:
-        return []
-    change = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    runs = [int(v) for v in np.diff(bounds)]
-    return [0, *runs] if flat[0] == 1 else runs
+    return _runs(flat) if flat.size else []
 
 
 def coco_to_cvat_rle(rle: dict[str, Any]) -> tuple[list[int], int, int, int, int]:

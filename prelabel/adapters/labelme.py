@@ -62,7 +62,15 @@ import orjson
 import pandas as pd
 
 from ..errors import ReadError, UsageError, option
-from ..geometry import bbox_of_polygons, ellipse_polygon, rle_bbox, rle_decode, rle_encode, rle_from_polygons
+from ..geometry import (
+    bbox_of_polygons,
+    ellipse_polygon,
+    paste_clipped,
+    rle_bbox,
+    rle_decode,
+    rle_encode,
+    rle_from_polygons,
+)
 from ..images import ImageRoot
 from ..imagesize import HEADER_BYTES, size_from_bytes
 from ..junk import Skips, first_file, walk_files
@@ -339,11 +347,8 @@ class _Reader:
             full = rle_decode(rle_from_polygons(inst.polys, h, w)).astype(bool) if inst.polys else \
                 np.zeros((h, w), dtype=bool)
             for m, left, top in inst.masks:
-                if left < 0 or top < 0 or left + m.shape[1] > w or top + m.shape[0] > h:
+                if paste_clipped(full, m, left, top):
                     self.clipped.append(len(self.ann["image"]))
-                xa, ya, xb, yb = max(left, 0), max(top, 0), min(left + m.shape[1], w), min(top + m.shape[0], h)
-                if xb > xa and yb > ya:
-                    full[ya:yb, xa:xb] |= m[ya - top:yb - top, xa - left:xb - left]
             seg = rle_encode(full)
             bx, by, bw, bh = rle_bbox(seg)
             x0, y0, x1, y1 = bx, by, bx + bw, by + bh
