@@ -21,9 +21,10 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-__all__ = ["HEADER_BYTES", "image_size", "image_sizes", "size_from_bytes"]
+__all__ = ["HEADER_BYTES", "MAX_SIDE", "image_size", "image_sizes", "size_from_bytes"]
 
 HEADER_BYTES = 64 * 1024  # EXIF (APP1) may come before SOF; 64 KiB covers it in practice
+MAX_SIDE = 2**31 - 1  # the largest image width/height a source may give (int32, as pycocotools)
 
 
 def _jpeg(data: bytes) -> tuple[int, int] | None:

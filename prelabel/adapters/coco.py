@@ -68,6 +68,7 @@ from ..errors import ReadError, option
 from ..gcpause import gc_paused
 from ..geometry import bbox_of_polygons, polygons_area, rle_area, rle_bbox
 from ..images import ImageRoot
+from ..imagesize import MAX_SIDE
 from ..model import Dataset
 from ..paths import is_url
 from ..report import Diagnostic, Report
@@ -197,13 +198,12 @@ class _Images:
 
 
 _MAX_KEYPOINTS = 100_000  # keypoint names synthesized for a category that names none (kp1..kpK)
-_MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
 
 
 def _int_size(v: Any) -> int | None:
-    if _is_num(v) and math.isfinite(v) and float(v).is_integer() and 1 <= v <= _MAX_SIDE:
+    if _is_num(v) and math.isfinite(v) and float(v).is_integer() and 1 <= v <= MAX_SIDE:
         return int(v)
-    if isinstance(v, str) and v.strip().isdigit() and len(v.strip()) <= 10 and 1 <= int(v) <= _MAX_SIDE:
+    if isinstance(v, str) and v.strip().isdigit() and len(v.strip()) <= 10 and 1 <= int(v) <= MAX_SIDE:
         return int(v)
     return None
 
@@ -244,7 +244,7 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
         local = images.path_of(rel)
         w, h = _int_size(im.get("width")), _int_size(im.get("height"))
         if (im.get("width") is not None and w is None) or (im.get("height") is not None and h is None):
-            raise ReadError(file, f"width and height must be integers from 1 to {_MAX_SIDE}, got {im.get('width')!r} x "
+            raise ReadError(file, f"width and height must be integers from 1 to {MAX_SIDE}, got {im.get('width')!r} x "
                                   f"{im.get('height')!r}", element=el)
         if w is None or h is None:
             if local is None:

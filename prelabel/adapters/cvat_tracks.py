@@ -19,13 +19,13 @@ import numpy as np
 
 from ..errors import ReadError
 from ..geometry import angle_lerp, keyframe_lerp
+from ..imagesize import MAX_SIDE
 from ..report import Report
 from .base import NeedsWholeRead, ReadOptions
 from .cvat_shapes import BadValue, ShapeRows, flag, parse_points
 
 __all__ = ["MAX_SIDE", "TrackRows", "frame_step"]
 
-MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
 _MAX_FRAMES = 1_000_000  # a video task with more frames is a broken <meta> (each frame becomes an image row)
 _STEP_RE = re.compile(r"step\s*=\s*(\d+)")
 

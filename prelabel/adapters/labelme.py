@@ -72,7 +72,7 @@ from ..geometry import (
     rle_from_polygons,
 )
 from ..images import ImageRoot
-from ..imagesize import HEADER_BYTES, size_from_bytes
+from ..imagesize import HEADER_BYTES, MAX_SIDE, size_from_bytes
 from ..junk import Skips, first_file, walk_files
 from ..model import Dataset
 from ..paths import safe_relative
@@ -88,7 +88,6 @@ DESCRIPTION = "LabelMe JSON: one file per image (rectangles, polygons, circles, 
 _DETECT_PARSE_LIMIT = 16 * 1024 * 1024  # larger files are judged by their first bytes
 _POINT_KINDS = frozenset({"point", "line", "linestrip"})
 _B64_HEAD = (HEADER_BYTES // 3 + 1) * 4  # base64 characters that decode to a little over HEADER_BYTES
-_MAX_SIDE = 2**31 - 1
 
 
 # ---------------------------------------------------------------------------------------------- detect
@@ -130,7 +129,7 @@ def _list_json(root: Path, skips: Skips) -> Iterator[tuple[str, str]]:
 
 def _int_size(v: Any) -> int | None:
     if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and float(v).is_integer() \
-            and 1 <= v <= _MAX_SIDE:
+            and 1 <= v <= MAX_SIDE:
         return int(v)
     return None
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..geometry import ellipse_polygon, ls_rle_decode, rle_bbox, rle_encode
+from ..imagesize import MAX_SIDE as MAX_SIDE  # (imported from here by labelstudio_reader)
 
 RECT, POLY, ELLIPSE, KP, BRUSH = range(5)
 TYPE_KIND = {
@@ -34,7 +35,6 @@ MIN_TYPE_KEYS = ("rectanglelabels", "polygonlabels", "ellipselabels", "keypointl
 MIN_RESERVED = {"id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement",
                 "history", "was_cancelled", "drafts", "predictions", "annotations"}
 NUM = (int, float)
-MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
 
 
 def has_labels(task: dict[str, Any]) -> bool:

@@ -28,6 +28,7 @@ from ..converters.score import filter_min_score
 from ..errors import UsageError, option
 from ..geometry import bbox_of_polygons, rle_bbox
 from ..images import ImageRoot
+from ..imagesize import MAX_SIDE
 from ..model import ANNOTATION_COLUMNS, Dataset
 from ..report import Report, format_source
 from .base import NeedsWholeRead
@@ -151,7 +152,6 @@ class Images:
     names: np.ndarray                  # object array: every distinct image name, with a size or not
 
 
-_MAX_SIDE = 2**31 - 1  # the largest image width/height accepted
 
 
 def raw_image_name(v: Any, *, is_id: bool, sizes: SizeTable) -> str | None:
@@ -226,7 +226,7 @@ def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, co
             fw[c], fh[c] = hit
     # sizes no image can have (above int32, as pycocotools) are unknown: the header, else a drop, decides
     with np.errstate(invalid="ignore"):
-        too_big = (fw > _MAX_SIDE) | (fh > _MAX_SIDE)
+        too_big = (fw > MAX_SIDE) | (fh > MAX_SIDE)
     fw[too_big] = np.nan
     fh[too_big] = np.nan
     # 3. the image files' headers (the paths under the root, not looked up: a file not there gives no size)

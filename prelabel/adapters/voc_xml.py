@@ -16,6 +16,7 @@ from typing import Any
 from xml.parsers import expat
 
 from ..gcpause import gc_paused
+from ..imagesize import MAX_SIDE
 
 _DTD_MESSAGE = "XML entities/DTD are not allowed"
 _DTD_HINT = "remove the <!DOCTYPE ...> and <!ENTITY ...> declarations: VOC files need neither"
@@ -161,9 +162,6 @@ def _box_values(box: ET.Element | None, what: str) -> tuple[float, float, float,
     return vals[0], vals[1], vals[2], vals[3]
 
 
-_MAX_SIDE = 2**31 - 1  # the largest image width/height accepted (int32, as pycocotools)
-
-
 def _size_value(size: ET.Element | None, tag: str) -> int:
     if size is None:
         return 0
@@ -176,8 +174,8 @@ def _size_value(size: ET.Element | None, tag: str) -> int:
         raise _Fail(f"<size>: <{tag}> is not a number: {text.strip()!r}", element=f"size/{tag}") from None
     if not v == v or v in (float("inf"), float("-inf")):
         raise _Fail(f"<size>: <{tag}> is not a finite number: {text.strip()!r}", element=f"size/{tag}")
-    if v > _MAX_SIDE:
-        raise _Fail(f"<size>: <{tag}> is larger than {_MAX_SIDE} pixels: {text.strip()!r}", element=f"size/{tag}")
+    if v > MAX_SIDE:
+        raise _Fail(f"<size>: <{tag}> is larger than {MAX_SIDE} pixels: {text.strip()!r}", element=f"size/{tag}")
     return max(int(round(v)), 0)
 
 
