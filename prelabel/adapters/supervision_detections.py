@@ -74,7 +74,8 @@ def from_detections(detections: Mapping[str, Any], *, image_sizes: Any = None, i
         elif cid is not None:
             cat, why = class_names(array(cid), table)
         mask = getattr(det, "mask", None)
-        seg = objs.masks(str(key), array(mask), m, shape="mask: expected shape (N, H, W)") if mask is not None else None
+        seg = (objs.masks(str(key), array(mask), m, shape="mask: expected shape (N, H, W)") if mask is not None
+               else None)
         conf = getattr(det, "confidence", None)
         objs.add(str(key), xyxy, category=cat, why=why, score=array(conf, dtype=np.float64) if conf is not None
                  else None, segmentation=seg, attributes=track_attributes(getattr(det, "tracker_id", None), m))
