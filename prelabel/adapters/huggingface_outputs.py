@@ -28,7 +28,7 @@ import pandas as pd
 from ..errors import UsageError
 from ..model import Dataset
 from ..report import Report
-from .objects import Objects
+from .objects import Objects, sizes_by_name
 
 __all__ = ["from_huggingface"]
 
@@ -84,13 +84,7 @@ def from_huggingface(outputs: Any, *, image_names: str | Sequence[str], image_si
         (1, 1)
     """
     pairs = _per_image(outputs, image_names)
-    sizes = image_sizes
-    if image_sizes is not None and not isinstance(image_sizes, Mapping) and not hasattr(image_sizes, "columns"):
-        listed = list(image_sizes)
-        if len(listed) != len(pairs):
-            raise UsageError(f"{len(listed)} image sizes for {len(pairs)} images",
-                             hint="give one (width, height) per image, or a {file_name: (w, h)} mapping")
-        sizes = {name: tuple(s) for (name, _), s in zip(pairs, listed, strict=True)}
+    sizes = sizes_by_name(image_sizes, [name for name, _ in pairs], each="image")
     objs = Objects(source)
     rep = report if report is not None else Report()
     for name, dets in pairs:

@@ -161,6 +161,16 @@ def yaml_error(file: str, e: Exception) -> ReadError:
     return ReadError(file, f"not valid YAML: {problem}", line=line)
 
 
+def _parse_yaml(text: str, file: str) -> Any:
+    """:func:`load_yaml`, its parse error as :func:`yaml_error`'s ReadError."""
+    import yaml
+
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as e:
+        raise yaml_error(file, e) from None
+
+
 def read_names(path: str | Path) -> list[str]:
     """Names from a YAML file (data.yaml), a text file with one name per line (classes.txt, obj.names), or an
     ``obj.data`` (its ``names =`` file, looked up beside it)."""
@@ -170,13 +180,7 @@ def read_names(path: str | Path) -> list[str]:
     except (OSError, UnicodeDecodeError) as e:
         raise ReadError(str(p), f"cannot read class names: {e}") from None
     if p.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            doc = load_yaml(text)
-        except yaml.YAMLError as e:
-            raise yaml_error(str(p), e) from None
-        names = names_from_yaml(doc, str(p))
+        names = names_from_yaml(_parse_yaml(text, str(p)), str(p))
         if names is None:
             raise ReadError(str(p), "no 'names' or 'nc' in the file")
         return names
@@ -205,14 +209,11 @@ def find_names(folders: Sequence[str | Path]) -> tuple[list[str], Path] | tuple[
             if not f.is_file():
                 continue
             if fname.startswith("data.y"):
-                import yaml
-
                 try:
-                    doc = load_yaml(f.read_text(encoding="utf-8-sig"))
-                except yaml.YAMLError as e:
-                    raise yaml_error(str(f), e) from None
+                    text = f.read_text(encoding="utf-8-sig")
                 except (OSError, UnicodeDecodeError) as e:
                     raise ReadError(str(f), f"not valid YAML: {e}") from None
+                doc = _parse_yaml(text, str(f))
                 names = names_from_yaml(doc, str(f)) if isinstance(doc, dict) else None
                 if names is None:
                     continue

@@ -20,7 +20,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,8 @@ from ..model import Dataset
 from ..report import Report
 from .table_build import from_columns
 
-__all__ = ["COCO_KEYPOINTS", "COCO_SKELETON", "Objects", "array", "class_names", "mask_rles", "name_table",
-           "with_keypoint_names"]
+__all__ = ["COCO_KEYPOINTS", "COCO_SKELETON", "Objects", "array", "class_names", "keypoint_arrays",
+           "mask_rles", "name_table", "sizes_by_name", "track_attributes", "with_keypoint_names"]
 
 COCO_KEYPOINTS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
                   "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
@@ -121,6 +121,44 @@ def mask_rles(masks: np.ndarray, *, where: str) -> np.ndarray:
     return out
 
 
+def sizes_by_name(image_sizes: Any, names: Sequence[str], *, each: str,
+                  size: Callable[[Any], Any] = tuple) -> Any:
+    """``image_sizes`` as given when None, a mapping or a table; a list of sizes, one per ``each`` (the images
+    ``names``, in order), as ``{name: size(s)}``."""
+    if image_sizes is None or isinstance(image_sizes, Mapping) or hasattr(image_sizes, "columns"):
+        return image_sizes
+    listed = list(image_sizes)
+    if len(listed) != len(names):
+        raise UsageError(f"{len(listed)} image sizes for {len(names)} {each}s",
+                         hint=f"give one (width, height) per {each}, or a {{file_name: (w, h)}} mapping")
+    return {n: size(s) for n, s in zip(names, listed, strict=True)}
+
+
+def track_attributes(track: Any, n: int) -> np.ndarray | None:
+    """The attributes ``{"track_id": id}`` of ``n`` objects from their track ids; None without track ids."""
+    if track is None:
+        return None
+    out = np.empty(n, dtype=object)
+    out[:] = [{"track_id": int(t)} for t in array(track).reshape(-1)]
+    return out
+
+
+def keypoint_arrays(xy: np.ndarray, v: np.ndarray,
+                    scores: np.ndarray | None) -> tuple[list[np.ndarray], list[dict[str, Any]] | None]:
+    """(COCO (K, 3) keypoints, attributes ``{"keypoint_scores": [...]}`` or None) of N objects from (N, K, 2+)
+    pixels ``xy``, (N, K) visibilities ``v`` (a point with ``v = 0`` is ``0, 0, 0``) and (N, K) ``scores``.
+
+    >>> kps, attrs = keypoint_arrays(np.array([[[3.0, 4.0], [5.0, 6.0]]]), np.array([[2.0, 0.0]]), None)
+    >>> kps[0].tolist(), attrs
+    ([[3.0, 4.0, 2.0], [0.0, 0.0, 0.0]], None)
+    """
+    kps = [np.column_stack([np.where(vi > 0, p[:, 0], 0.0), np.where(vi > 0, p[:, 1], 0.0), vi])
+           for p, vi in zip(xy, v, strict=True)]
+    if scores is None:
+        return kps, None
+    return kps, [{"keypoint_scores": [float(s) for s in row]} for row in scores]
+
+
 def with_keypoint_names(ds: Dataset, names: Sequence[str] | Mapping[str, Sequence[str]] | None) -> Dataset:
     """``ds`` whose categories that carry keypoints are given the keypoint ``names`` (one list for all, or
     ``{category: list}``), with COCO's skeleton when they are the 17 COCO person keypoints; ``ds`` itself when
@@ -152,15 +190,14 @@ class Objects:
     source: str
     parts: dict[str, list[np.ndarray]] = field(default_factory=dict)
     mask_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)   # image -> (w, h) of its masks
-    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)        # image -> (w, h) the model gave
     changes: list[tuple[str, int, str]] = field(default_factory=list)  # kept but changed: (code, row, message)
 
-    def add(self, image: str, xyxy: np.ndarray, *, category: np.ndarray, why: np.ndarray | None = None,
-            score: np.ndarray | None = None, segmentation: np.ndarray | None = None,
-            keypoints: np.ndarray | None = None, attributes: np.ndarray | None = None,
+    def add(self, image: str, xyxy: np.ndarray, *, category: np.ndarray | None, why: np.ndarray | None = None,
+            score: np.ndarray | None = None, segmentation: np.ndarray | Sequence[Any] | None = None,
+            keypoints: np.ndarray | Sequence[Any] | None = None, attributes: np.ndarray | Sequence[Any] | None = None,
             lines: np.ndarray | None = None) -> None:
-        """One image's objects: (N, 4) pixel boxes and N names; the other arrays, when given, hold N values.
-        ``lines``: each object's 1-based position in its image's list (default 1..N)."""
+        """One image's objects: (N, 4) pixel boxes and N names (None: no category); the other arrays (or lists),
+        when given, hold N values. ``lines``: each object's 1-based position in its image's list (default 1..N)."""
         box = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
         n = len(box)
         where = f"{self.source}[{image}]"
@@ -187,6 +224,15 @@ class Objects:
                              else np.arange(1, n + 1, dtype=np.int64))):
             self.parts.setdefault(name, []).append(value)
 
+    def masks(self, image: str, masks: np.ndarray, n: int, *, shape: str) -> np.ndarray:
+        """The RLEs of one image's (N, H, W) boolean masks (:func:`mask_rles`), whose (W, H) is the image's size;
+        ``shape`` says the shape expected when they are not ``n`` such masks (a ReadError)."""
+        where = f"{self.source}[{image}]"
+        if masks.ndim != 3 or len(masks) != n:
+            raise ReadError(where, f"{shape} with N = {n}, got {masks.shape}")
+        self.mask_sizes[image] = (int(masks.shape[2]), int(masks.shape[1]))
+        return mask_rles(masks, where=where)
+
     def column(self, name: str, dtype: Any, shape: tuple[int, ...] = (0,)) -> np.ndarray:
         got = self.parts.get(name)
         return np.concatenate(got) if got else np.zeros(shape, dtype=dtype)
@@ -194,11 +240,7 @@ class Objects:
     def dataset(self, *, categories: Sequence[str] | None = None, image_sizes: Any = None,
                 images: str | Path | None = None, min_score: float | None = None,
                 report: Report | None = None) -> Dataset:
-        """The Dataset of everything added (the shared builder), with ``categories`` declared first.
-        Sizes the model gave (:attr:`sizes`) fill in the images that ``image_sizes`` does not name."""
-        sizes: Any = image_sizes
-        if self.sizes:
-            sizes = {**self.sizes, **dict(image_sizes or {})} if not hasattr(image_sizes, "columns") else image_sizes
+        """The Dataset of everything added (the shared builder), with ``categories`` declared first."""
         rep = report if report is not None else Report()
         ds = from_columns(
             image=self.column("image", object), category=self.column("category", object),
@@ -206,7 +248,7 @@ class Objects:
             why=self.column("why", object), segmentation=self.column("segmentation", object),
             keypoints=self.column("keypoints", object), attributes=self.column("attributes", object),
             src_file=self.column("src_file", object), src_line=self.column("src_line", np.int64),
-            mask_sizes=self.mask_sizes, categories=categories, image_sizes=sizes, images=images,
+            mask_sizes=self.mask_sizes, categories=categories, image_sizes=image_sizes, images=images,
             min_score=min_score, source=self.source, report=rep)
         if self.changes:   # the readers' own changes (e.g. a mask with no polygon: the box is kept)
             rows = np.asarray([r for _, r, _ in self.changes], dtype=np.intp)

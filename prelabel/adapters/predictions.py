@@ -226,14 +226,24 @@ def _table_errors(file: str) -> Iterator[None]:
         raise ReadError(file, f"cannot read: {e.strerror or e}") from None
 
 
-def _csv_layout(path: Path, roles_for: Any, *, names: Any) -> tuple[str, Roles, dict[str, Any]]:
+def _roles(cols: list[Any], options: ReadOptions, file: str) -> Roles:
+    """The roles of a table's columns, with the options' overrides and box format."""
+    return resolve_roles(cols, overrides=options.columns, box_format=options.box_format, file=file)
+
+
+def _parquet_columns(pf: Any) -> list[Any]:
+    """The columns of a ``pyarrow.parquet.ParquetFile`` as pandas names them."""
+    return list(pf.schema_arrow.empty_table().to_pandas().columns)
+
+
+def _csv_layout(path: Path, options: ReadOptions) -> tuple[str, Roles, dict[str, Any]]:
     """(separator, roles, ``read_csv`` dtypes) of a CSV / TSV file, from its header."""
     with open(path, encoding="utf-8-sig", newline="") as fh:
         sep = _separator(path.suffix.lower(), fh.readline(65536))
     head = pd.read_csv(path, sep=sep, nrows=0, encoding="utf-8-sig")
-    roles = roles_for(list(head.columns))
+    roles = _roles(list(head.columns), options, str(path))
     text_roles = ["image", "image_id", "polygon", "rle", "keypoints", "bbox"]
-    if names is None:  # without names a numeric class column is a name ("01" stays "01")
+    if options.names is None:  # without names a numeric class column is a name ("01" stays "01")
         text_roles.append("category")
     return sep, roles, {roles.found[r]: str for r in text_roles if r in roles.found}
 
@@ -269,7 +279,7 @@ def _parquet_error(file: str, e: Exception) -> ReadError:
     return ReadError(file, f"cannot read Parquet: {e}")
 
 
-def _read_table(path: Path, roles_for: Any, *, names: Any) -> tuple[pd.DataFrame, Roles, int]:
+def _read_table(path: Path, options: ReadOptions) -> tuple[pd.DataFrame, Roles, int]:
     """(table, roles, line of the first row) of a CSV / TSV / Parquet file."""
     file = str(path)
     suffix = path.suffix.lower()
@@ -283,9 +293,9 @@ def _read_table(path: Path, roles_for: Any, *, names: Any) -> tuple[pd.DataFrame
             df = pd.read_parquet(path)
         except Exception as e:  # noqa: BLE001 - OSError, ValueError, pyarrow's own ArrowInvalid etc.
             raise _parquet_error(file, e) from None
-        return df, roles_for(list(df.columns)), 1
+        return df, _roles(list(df.columns), options, file), 1
     with _table_errors(file):
-        sep, roles, dtype = _csv_layout(path, roles_for, names=names)
+        sep, roles, dtype = _csv_layout(path, options)
         df = _read_csv(path, sep=sep, dtype=dtype)
     return df, roles, 2
 
@@ -304,16 +314,11 @@ def _table_path(path: Path) -> Path:
 def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     """Read a predictions CSV / TSV / Parquet file (``--from predictions``)."""
     p = _table_path(path)
-    file = str(p)
-
-    def roles_for(cols: list[Any]) -> Roles:
-        return resolve_roles(cols, overrides=options.columns, box_format=options.box_format, file=file)
-
-    df, roles, first_line = _read_table(p, roles_for, names=options.names)
+    df, roles, first_line = _read_table(p, options)
     df = df.reset_index(drop=True)
     lines = np.arange(first_line, first_line + len(df), dtype=np.int64)
     return from_frame(df, roles=roles, names=options.names, normalized=options.normalized,
-                       image_sizes=None, images=options.images, file=file, src_line=lines, report=report)
+                       image_sizes=None, images=options.images, file=str(p), src_line=lines, report=report)
 
 
 # ---------------------------------------------------------------------------------------------- parts
@@ -369,14 +374,14 @@ def _read_at(fh: Any, start: int, stop: int) -> bytes:
     return got
 
 
-def _part_rows(path: Path, part: RowRange, ctx: PartContext, roles_for: Any, *, names: Any
-               ) -> tuple[pd.DataFrame, Roles, int]:
+def _part_rows(path: Path, part: RowRange, ctx: PartContext,
+               options: ReadOptions) -> tuple[pd.DataFrame, Roles, int]:
     """(rows, roles, line of the table's first row) of a part."""
     file = str(path)
     if path.suffix.lower() in _SUFFIXES_PARQUET:
         try:
             pf = importlib.import_module("pyarrow.parquet").ParquetFile(path)
-            columns = list(pf.schema_arrow.empty_table().to_pandas().columns)
+            columns = _parquet_columns(pf)
             groups: list[int] = []
             first, at = 0, 0  # at: the first row of the first group read
             for g in range(pf.metadata.num_row_groups):
@@ -399,9 +404,9 @@ def _part_rows(path: Path, part: RowRange, ctx: PartContext, roles_for: Any, *, 
             df = table.to_pandas()
         except Exception as e:  # noqa: BLE001 - OSError, ValueError, pyarrow's own ArrowInvalid etc.
             raise _parquet_error(file, e) from None
-        return df.reset_index(drop=True), roles_for(columns), 1
+        return df.reset_index(drop=True), _roles(columns, options, file), 1
     with _table_errors(file):
-        sep, roles, dtype = _csv_layout(path, roles_for, names=names)
+        sep, roles, dtype = _csv_layout(path, options)
         if ctx.class_text:
             dtype = {**dtype, roles.found["category"]: str}
         a, b = ctx.byte_range or (0, 0)
@@ -415,18 +420,24 @@ def _part_rows(path: Path, part: RowRange, ctx: PartContext, roles_for: Any, *, 
     return df, roles, 2
 
 
-def _cuts(names: np.ndarray, parts: int) -> list[int] | None:
-    """Up to ``parts`` + 1 row positions cutting the table between images (``names``: each row's final image
-    name code, -1 for none), about as many rows in each; None when an image's rows are not together."""
-    n = len(names)
+def _runs(names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the image code, the first row) of each run of rows of one image (``names``: each row's final image name
+    code, -1 for none, which neither starts nor breaks a run)."""
     has = np.flatnonzero(names >= 0)
     codes = names[has]
     run_start = np.ones(len(codes), dtype=bool)
     run_start[1:] = codes[1:] != codes[:-1]
-    runs = codes[run_start]
+    return codes[run_start], has[run_start]
+
+
+def _cuts(names: np.ndarray, parts: int) -> list[int] | None:
+    """Up to ``parts`` + 1 row positions cutting the table between images (``names``: each row's final image
+    name code, -1 for none), about as many rows in each; None when an image's rows are not together."""
+    n = len(names)
+    runs, firsts = _runs(names)
     if len(np.unique(runs)) != len(runs):
         return None
-    starts = has[run_start][1:]           # a cut may go where an image's first row is
+    starts = firsts[1:]           # a cut may go where an image's first row is
     if parts <= 1 or not len(starts):
         return [0, n]
     want = [n * k // parts for k in range(1, parts)]
@@ -439,7 +450,7 @@ _SCAN_ROWS = 100_000  # the plan reads a table's columns this many rows at a tim
 _PARQUET_BATCH = 10_000  # a part of a Parquet file is read this many rows at a time (not its whole row group)
 
 
-def _column_pieces(path: Path, cols: list[str], *, names: Any, roles_for: Any) -> Iterator[pd.DataFrame]:
+def _column_pieces(path: Path, cols: list[str], options: ReadOptions) -> Iterator[pd.DataFrame]:
     """Some columns of the whole table, read as :func:`read` reads them, ``_SCAN_ROWS`` rows at a time."""
     if path.suffix.lower() in _SUFFIXES_PARQUET:
         pf = importlib.import_module("pyarrow.parquet").ParquetFile(path)
@@ -447,7 +458,7 @@ def _column_pieces(path: Path, cols: list[str], *, names: Any, roles_for: Any) -
             yield batch.to_pandas()
         return
     with _table_errors(str(path)):
-        sep, _, dtype = _csv_layout(path, roles_for, names=names)
+        sep, _, dtype = _csv_layout(path, options)
         reader = _read_csv(path, sep=sep, dtype={c: t for c, t in dtype.items() if c in cols}, usecols=cols,
                            chunksize=_SCAN_ROWS)
     with reader:
@@ -537,14 +548,11 @@ class _Scan:
 def _comes_back(names: np.ndarray) -> int:
     """The first row of an image whose rows are not together that comes back after another image's (``names``
     as for :func:`_cuts`, which found one)."""
-    has = np.flatnonzero(names >= 0)
-    codes = names[has]
-    run_start = np.ones(len(codes), dtype=bool)
-    run_start[1:] = codes[1:] != codes[:-1]
-    _, first = np.unique(codes[run_start], return_index=True)
-    again = np.ones(int(run_start.sum()), dtype=bool)
+    runs, starts = _runs(names)
+    _, first = np.unique(runs, return_index=True)
+    again = np.ones(len(runs), dtype=bool)
     again[first] = False
-    return int(has[run_start][int(np.argmax(again))])
+    return int(starts[int(np.argmax(again))])
 
 
 def _many_rows(p: Path) -> bool:
@@ -579,18 +587,14 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
     if parts <= 1 and not _many_rows(p):
         return whole
     file = str(p)
-
-    def roles_for(cols: list[Any]) -> Roles:
-        return resolve_roles(cols, overrides=options.columns, box_format=options.box_format, file=file)
-
     try:
         if p.suffix.lower() in _SUFFIXES_PARQUET:
             pq = importlib.import_module("pyarrow.parquet")
-            roles = roles_for(list(pq.ParquetFile(p).schema_arrow.empty_table().to_pandas().columns))
+            roles = _roles(_parquet_columns(pq.ParquetFile(p)), options, file)
             records = None
         else:
             with _table_errors(file):
-                _, roles, _ = _csv_layout(p, roles_for, names=options.names)
+                _, roles, _ = _csv_layout(p, options)
             records = _records(p)
             if records is None:
                 return whole
@@ -606,7 +610,7 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
     cols = list(dict.fromkeys([key, *box, *([class_col] if class_col else [])]))
     scan = _Scan(is_id=is_id, root=options.images, normalized=options.normalized)
     try:
-        for df in _column_pieces(p, cols, names=options.names, roles_for=roles_for):
+        for df in _column_pieces(p, cols, options):
             if class_col is not None and not scan.class_kind(df[class_col]):
                 return whole
             bx = box
@@ -666,11 +670,7 @@ def read_part(part: RowRange, *, options: ReadOptions) -> Dataset:
     if ctx.unsplit:
         raise NeedsWholeRead(ctx.unsplit)
     file = str(p)
-
-    def roles_for(cols: list[Any]) -> Roles:
-        return resolve_roles(cols, overrides=options.columns, box_format=options.box_format, file=file)
-
-    df, roles, first_line = _part_rows(p, part, ctx, roles_for, names=options.names)
+    df, roles, first_line = _part_rows(p, part, ctx, options)
     text = {roles.found[r] for r in ("image", "image_id", "polygon", "rle", "keypoints", "category")
             if r in roles.found}
     for col in df.columns:

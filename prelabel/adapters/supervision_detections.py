@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import ReadError, UsageError
 from ..model import Dataset
 from ..report import Report
-from .objects import Objects, array, class_names, mask_rles, name_table
+from .objects import Objects, array, class_names, name_table, track_attributes
 
 __all__ = ["from_detections"]
 
@@ -67,28 +67,17 @@ def from_detections(detections: Mapping[str, Any], *, image_sizes: Any = None, i
         data = getattr(det, "data", None)
         cname = data.get("class_name") if data is not None and hasattr(data, "get") else None
         cid = getattr(det, "class_id", None)
+        cat: np.ndarray | None = None   # neither names nor ids: no category
+        why = None
         if cname is not None:
             cat = np.asarray([str(v) for v in np.asarray(cname, dtype=object).reshape(-1)], dtype=object)
-            why = None
         elif cid is not None:
             cat, why = class_names(array(cid), table)
-        else:
-            cat, why = np.full(m, None, dtype=object), None
-        seg = None
         mask = getattr(det, "mask", None)
-        if mask is not None:
-            mk = array(mask)
-            if mk.ndim != 3 or len(mk) != m:
-                raise ReadError(where, f"mask: expected shape (N, H, W) with N = {m}, got {mk.shape}")
-            objs.mask_sizes[str(key)] = (int(mk.shape[2]), int(mk.shape[1]))
-            seg = mask_rles(mk, where=where)
+        seg = (objs.masks(str(key), array(mask), m, shape="mask: expected shape (N, H, W)") if mask is not None
+               else None)
         conf = getattr(det, "confidence", None)
-        track = getattr(det, "tracker_id", None)
-        attrs = None
-        if track is not None:
-            attrs = np.empty(m, dtype=object)
-            attrs[:] = [{"track_id": int(t)} for t in array(track).reshape(-1)]
         objs.add(str(key), xyxy, category=cat, why=why, score=array(conf, dtype=np.float64) if conf is not None
-                 else None, segmentation=seg, attributes=attrs)
+                 else None, segmentation=seg, attributes=track_attributes(getattr(det, "tracker_id", None), m))
     return objs.dataset(categories=list(table[k] for k in sorted(table)) if table is not None else None,
                         image_sizes=image_sizes, images=images, min_score=min_score, report=report)

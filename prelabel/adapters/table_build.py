@@ -528,16 +528,17 @@ def from_frame(df: pd.DataFrame, *, roles: Roles, names: Sequence[str] | Mapping
     else:
         cats = category_codes(df[f["class_id"]], as_index=True, names=names, file=file, lines=src_line)
     bad: dict[int, str] = {}   # rows with a value that is not a number: dropped at their line
+
+    def num(role: str) -> np.ndarray:
+        return numeric_column(df[f[role]], role=role, file=file, lines=src_line, invalid=bad)
+
+    def opt_num(role: str) -> np.ndarray | None:
+        return num(role) if role in f else None
+
     box = None
     if roles.box_format is not None:
         r0, r1, r2, r3 = BOX_FORMATS[roles.box_format]
-        box = (numeric_column(df[f[r0]], role=r0, file=file, lines=src_line, invalid=bad),
-               numeric_column(df[f[r1]], role=r1, file=file, lines=src_line, invalid=bad),
-               numeric_column(df[f[r2]], role=r2, file=file, lines=src_line, invalid=bad),
-               numeric_column(df[f[r3]], role=r3, file=file, lines=src_line, invalid=bad))
-
-    def opt_num(role: str) -> np.ndarray | None:
-        return numeric_column(df[f[role]], role=role, file=file, lines=src_line, invalid=bad) if role in f else None
+        box = (num(r0), num(r1), num(r2), num(r3))
 
     image_is_id = "image" not in f
     inp = _Input(

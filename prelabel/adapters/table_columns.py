@@ -95,13 +95,11 @@ def resolve_roles(columns: Sequence[Any], *, overrides: Mapping[str, str], box_f
     def pick(role: str) -> str | None:
         if role in roles.found:
             return roles.found[role]
-        for cand in ROLE_COLUMNS[role]:
-            name = lower.get(cand)
-            if name is not None and name not in used:
-                roles.found[role] = name
-                used.add(name)
-                return name
-        return None
+        name = _first_free(role, lower, used)
+        if name is not None:
+            roles.found[role] = name
+            used.add(name)
+        return name
 
     if pick("image") is None:
         pick("image_id")
@@ -111,9 +109,9 @@ def resolve_roles(columns: Sequence[Any], *, overrides: Mapping[str, str], box_f
     if box_format is not None and box_format not in BOX_FORMATS:
         raise UsageError(f"unknown box format {box_format!r}", hint="use xyxy, xywh or cxcywh")
     fmt = box_format
-    if fmt is None:  # an override of a format-specific role decides
+    if fmt is None:  # an override of a format-specific role decides (the only box roles found yet)
         for name, rs in BOX_FORMATS.items():
-            if any(r in _override_roles(overrides) for r in rs[:2]):
+            if any(r in roles.found for r in rs[:2]):
                 fmt = name
                 break
     candidates = [fmt] if fmt else list(BOX_FORMATS)
@@ -125,7 +123,7 @@ def resolve_roles(columns: Sequence[Any], *, overrides: Mapping[str, str], box_f
         for r in rs:
             if trial[r] is not None:
                 continue
-            hit = next((lower[c] for c in ROLE_COLUMNS[r] if c in lower and lower[c] not in taken), None)
+            hit = _first_free(r, lower, taken)
             if hit is None:
                 ok = False
                 break
@@ -165,11 +163,16 @@ def resolve_roles(columns: Sequence[Any], *, overrides: Mapping[str, str], box_f
     return roles
 
 
+def _first_free(role: str, lower: Mapping[str, str], used: set[str]) -> str | None:
+    """The first of the role's column names in the table (``lower``: lower-cased name -> column) not yet used."""
+    return next((lower[c] for c in ROLE_COLUMNS[role] if c in lower and lower[c] not in used), None)
+
+
 def _box_fallbacks(roles: Roles, lower: Mapping[str, str], used: set[str], *, fmt: str | None) -> None:
     """The common layouts that match no box format by name: ``xmin, ymin, width, height`` (a corner and a size,
     with no ``xmax``) and one ``bbox`` column holding ``[x, y, w, h]``; both are ``xywh``."""
     def first(role: str) -> str | None:
-        return next((lower[c] for c in ROLE_COLUMNS[role] if c in lower and lower[c] not in used), None)
+        return _first_free(role, lower, used)
 
     corner = (first("x1"), first("y1"), first("w"), first("h"))
     if all(corner) and first("x2") is None and first("y2") is None:
@@ -203,10 +206,6 @@ def split_bbox(df: pd.DataFrame, roles: Roles) -> tuple[pd.DataFrame, Roles]:
         out[key] = nums[i].to_numpy(dtype=np.float64)
         found[role] = key
     return out, Roles(found=found, box_format=roles.box_format)
-
-
-def _override_roles(overrides: Mapping[str, str]) -> set[str]:
-    return {_ROLE_ALIASES.get(k.strip().lower(), k.strip().lower()) for k in overrides}
 
 
 def _to_float(v: Any) -> float:

@@ -40,21 +40,20 @@ import numpy as np
 from ..errors import ReadError, UsageError
 from ..model import Dataset
 from ..report import Report
-from .objects import COCO_KEYPOINTS, Objects, array, class_names, mask_rles, name_table, with_keypoint_names
+from .objects import (
+    COCO_KEYPOINTS,
+    Objects,
+    array,
+    class_names,
+    keypoint_arrays,
+    name_table,
+    sizes_by_name,
+    with_keypoint_names,
+)
 
 __all__ = ["from_torchvision"]
 
 _PLACEHOLDERS = frozenset({"__background__", "N/A"})
-
-
-def _sizes(image_sizes: Any, names: Sequence[str]) -> Any:
-    if image_sizes is None or isinstance(image_sizes, Mapping) or hasattr(image_sizes, "columns"):
-        return image_sizes
-    listed = list(image_sizes)
-    if len(listed) != len(names):
-        raise UsageError(f"{len(listed)} image sizes for {len(names)} outputs",
-                         hint="give one (width, height) per output, or a {file_name: (w, h)} mapping")
-    return {n: (int(s[0]), int(s[1])) for n, s in zip(names, listed, strict=True)}
 
 
 def from_torchvision(outputs: Sequence[Mapping[str, Any]], *, image_names: Sequence[str],
@@ -102,28 +101,22 @@ def from_torchvision(outputs: Sequence[Mapping[str, Any]], *, image_names: Seque
             m = array(out["masks"], dtype=np.float32)
             if m.ndim == 4 and m.shape[1] == 1:
                 m = m[:, 0]
-            if m.ndim != 3 or len(m) != n:
-                raise ReadError(where, f"masks: expected shape (N, 1, H, W) with N = {n}, got {m.shape}")
-            objs.mask_sizes[name] = (int(m.shape[2]), int(m.shape[1]))
-            seg = mask_rles(m > float(mask_threshold), where=where)
+            seg = objs.masks(name, m > float(mask_threshold), n, shape="masks: expected shape (N, 1, H, W)")
         kps = attrs = None
         if out.get("keypoints") is not None:
             k = array(out["keypoints"], dtype=np.float64)
             if k.ndim != 3 or len(k) != n or k.shape[2] not in (2, 3):
                 raise ReadError(where, f"keypoints: expected shape (N, K, 3) with N = {n}, got {k.shape}")
             vis = k[:, :, 2] > 0 if k.shape[2] == 3 else np.ones(k.shape[:2], dtype=bool)
-            kps = np.empty(n, dtype=object)
-            kps[:] = [np.column_stack([np.where(v, p[:, 0], 0.0), np.where(v, p[:, 1], 0.0),
-                                       np.where(v, 2.0, 0.0)]) for p, v in zip(k, vis, strict=True)]
+            ks = (array(out["keypoints_scores"], dtype=np.float64).reshape(n, -1)
+                  if out.get("keypoints_scores") is not None else None)
+            kps, attrs = keypoint_arrays(k, np.where(vis, 2.0, 0.0), ks)
             if kp_names is None:
                 kp_names = list(COCO_KEYPOINTS) if k.shape[1] == 17 else [f"kp{i}" for i in range(k.shape[1])]
-            if out.get("keypoints_scores") is not None:
-                ks = array(out["keypoints_scores"], dtype=np.float64).reshape(n, -1)
-                attrs = np.empty(n, dtype=object)
-                attrs[:] = [{"keypoint_scores": [float(v) for v in row]} for row in ks]
         objs.add(name, xyxy, category=cat, why=why, score=score, segmentation=seg, keypoints=kps,
                  attributes=attrs)
     declared = [v for _, v in sorted(table.items()) if v not in _PLACEHOLDERS]
-    ds = objs.dataset(categories=list(dict.fromkeys(declared)), image_sizes=_sizes(image_sizes, img_names),
-                      images=images, min_score=min_score, report=report)
+    ds = objs.dataset(categories=declared, images=images, min_score=min_score, report=report,
+                      image_sizes=sizes_by_name(image_sizes, img_names, each="output",
+                                                size=lambda s: (int(s[0]), int(s[1]))))
     return with_keypoint_names(ds, kp_names)

@@ -45,12 +45,21 @@ import numpy as np
 from ..errors import ReadError, UsageError
 from ..model import Dataset
 from ..report import Report
-from .objects import COCO_KEYPOINTS, Objects, array, class_names, name_table, with_keypoint_names
+from .objects import (
+    COCO_KEYPOINTS,
+    Objects,
+    array,
+    class_names,
+    keypoint_arrays,
+    name_table,
+    track_attributes,
+    with_keypoint_names,
+)
 
 __all__ = ["from_ultralytics"]
 
 
-def _keypoints(kp: Any, n: int, where: str) -> tuple[np.ndarray, np.ndarray | None, int]:
+def _keypoints(kp: Any, n: int, where: str) -> tuple[list[np.ndarray], list[dict[str, Any]] | None, int]:
     """(COCO (K, 3) arrays per object, attributes with the keypoint scores, K)."""
     xy = array(kp.xy, dtype=np.float64)
     if xy.ndim != 3 or len(xy) != n:
@@ -59,13 +68,7 @@ def _keypoints(kp: Any, n: int, where: str) -> tuple[np.ndarray, np.ndarray | No
     c = array(conf, dtype=np.float64).reshape(n, -1) if conf is not None else None
     missing = (xy[:, :, 0] == 0) & (xy[:, :, 1] == 0)
     v = np.where(missing, 0.0, 2.0) if c is None else np.where(missing, 0.0, np.where(c > 0.5, 2.0, 1.0))
-    kps = np.empty(n, dtype=object)
-    kps[:] = [np.column_stack([np.where(vi > 0, p[:, 0], 0.0), np.where(vi > 0, p[:, 1], 0.0), vi])
-              for p, vi in zip(xy, v, strict=True)]
-    attrs = None
-    if c is not None:
-        attrs = np.empty(n, dtype=object)
-        attrs[:] = [{"keypoint_scores": [float(s) for s in row]} for row in c]
+    kps, attrs = keypoint_arrays(xy, v, c)
     return kps, attrs, int(xy.shape[1])
 
 
@@ -107,6 +110,7 @@ def from_ultralytics(results: Any, *, names: Sequence[str] | Mapping[int, str] |
     elif keypoint_names is not None:
         kp_names = [str(v) for v in keypoint_names]
     model_table: dict[int, str] = {}
+    sizes: dict[str, tuple[int, int]] = {}   # image -> (w, h) the model gave
     for i, r in enumerate(items):
         path = getattr(r, "path", None)
         name = str(path) if path else f"image{i}.jpg"
@@ -116,7 +120,7 @@ def from_ultralytics(results: Any, *, names: Sequence[str] | Mapping[int, str] |
         shape = getattr(r, "orig_shape", None)
         if shape is None:
             raise ReadError(where, "expected an Ultralytics Results (no .orig_shape)")
-        objs.sizes[name] = (int(shape[1]), int(shape[0]))
+        sizes[name] = (int(shape[1]), int(shape[0]))
         rnames = table if table is not None else name_table(getattr(r, "names", None))
         for k, v in sorted((rnames or {}).items()):
             model_table.setdefault(k, v)
@@ -127,12 +131,10 @@ def from_ultralytics(results: Any, *, names: Sequence[str] | Mapping[int, str] |
             n = len(corners)
             xs, ys = corners[:, 0::2], corners[:, 1::2]
             xyxy = np.column_stack([xs.min(1), ys.min(1), xs.max(1), ys.max(1)])
-            quads = np.empty(n, dtype=object)
-            quads[:] = [[c.copy()] for c in corners]
             cat, why = class_names(array(obb.cls), rnames)
-            track = getattr(obb, "id", None)
             objs.add(name, xyxy, category=cat, why=why, score=array(obb.conf, dtype=np.float64),
-                     segmentation=quads, attributes=_tracks(track, n))
+                     segmentation=[[c.copy()] for c in corners],
+                     attributes=track_attributes(getattr(obb, "id", None), n))
             continue
         if boxes is None or not len(array(boxes.cls).reshape(-1)):
             if getattr(r, "probs", None) is not None:
@@ -156,8 +158,8 @@ def from_ultralytics(results: Any, *, names: Sequence[str] | Mapping[int, str] |
                     seg[k] = [flat]
                 else:
                     objs.changes.append(("repaired", start + k, "the mask gave no polygon; the box is kept"))
-        kps: np.ndarray | None = None
-        attrs: np.ndarray | None = None
+        kps: list[np.ndarray] | None = None
+        attrs: np.ndarray | list[dict[str, Any]] | None = None
         kp = getattr(r, "keypoints", None)
         if kp is not None:
             kps, attrs, n_kp = _keypoints(kp, n, where)
@@ -165,23 +167,14 @@ def from_ultralytics(results: Any, *, names: Sequence[str] | Mapping[int, str] |
                 given = getattr(r, "kpt_names", None)
                 kp_names = ([str(v) for v in given] if given is not None and len(given) == n_kp
                             else list(COCO_KEYPOINTS) if n_kp == 17 else [f"kp{j}" for j in range(n_kp)])
-        tracks = _tracks(getattr(boxes, "id", None), n)
+        tracks = track_attributes(getattr(boxes, "id", None), n)
         if tracks is not None:
             attrs = tracks if attrs is None else np.asarray([{**a, **t} for a, t in zip(attrs, tracks, strict=True)],
                                                              dtype=object)
         objs.add(name, xyxy, category=cat, why=why, score=array(boxes.conf, dtype=np.float64), segmentation=seg,
                  keypoints=kps, attributes=attrs)
-    declared = list(dict.fromkeys(v for _, v in sorted(model_table.items())))
-    ds = objs.dataset(categories=declared, images=images, min_score=min_score, report=rep)
+    declared = [v for _, v in sorted(model_table.items())]
+    ds = objs.dataset(categories=declared, image_sizes=sizes, images=images, min_score=min_score, report=rep)
     if kp_by_class is not None:
         return with_keypoint_names(ds, {model_table.get(int(k), str(k)): v for k, v in kp_by_class.items()})
     return with_keypoint_names(ds, kp_names)
-
-
-def _tracks(track: Any, n: int) -> np.ndarray | None:
-    if track is None:
-        return None
-    ids = array(track).reshape(-1)
-    out = np.empty(n, dtype=object)
-    out[:] = [{"track_id": int(t)} for t in ids]
-    return out
