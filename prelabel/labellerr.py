@@ -54,7 +54,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,7 +62,7 @@ from .adapters import FORMATS
 from .errors import JobFailedError, PrelabelError, UploadError, UsageError
 from .pipeline import convert
 from .upload.credentials import Credentials, load_credentials
-from .upload.driver import upload
+from .upload.driver import run_in_thread, upload
 from .upload.labellerr import ANSWER_FORMATS, LabellerrTarget, check_conf_bucket
 from .upload.labellerr import LabellerrClient as _Http
 
@@ -84,17 +83,7 @@ class LabellerrError(UploadError):
 def _in_background(fn: Callable[[], T]) -> cf.Future[T]:
     """A Future of ``fn()``, returned at once; ``fn`` runs on a thread of its own."""
     fut: cf.Future[T] = cf.Future()
-
-    def run() -> None:
-        if not fut.set_running_or_notify_cancel():
-            return
-        try:
-            fut.set_result(fn())
-        except BaseException as e:  # noqa: B036 - delivered to the caller through the Future
-            fut.set_exception(e)
-
-    threading.Thread(target=run, name="prelabel-labellerr-sdk", daemon=False).start()
-    return fut
+    return run_in_thread(fut, fn, name="prelabel-labellerr-sdk")
 
 
 def _sdk_errors(fn: Callable[[], T]) -> T:

@@ -207,25 +207,25 @@ def localize(url: str, *, kind: str = "source", storage_options: Mapping[str, An
     base = posixpath.basename(root) or "data"
     loc = Localized(url=url, path=tmp / base, workdir=tmp, remote_root=url, local_root=tmp / base)
     try:
-        if _isfile(fs, root) and kind == "source" and posixpath.splitext(root)[1].lower() in _DATASET_FILES:
+        if _says(fs.isfile, root) and kind == "source" and posixpath.splitext(root)[1].lower() in _DATASET_FILES:
             # a data.yaml, obj.data or list file names files around it: bring its folder, point at the file
             loc.cleanup()
             parent = localize(_parent_url(url), kind=kind, storage_options=storage_options, select=select,
                               placeholders=placeholders, workdir=workdir)
             parent.url, parent.path = url, parent.path / posixpath.basename(root)
             return parent
-        if _isfile(fs, root):
+        if _says(fs.isfile, root):
             info = fs.info(root)
             _fetch_whole(fs, [(root, loc.path, int(info.get("size") or 0))], loc, url)
             return loc
-        if not _isdir(fs, root):
+        if not _says(fs.isdir, root):
             raise ReadError(url, "no such file or folder")
         whole, heads = _plan(fs, root, tmp, base, kind=kind, select=select, placeholders=placeholders, loc=loc)
         low = base.lower()
         sib = _SIBLING_IMAGES.get("labels" if low.startswith("labels") else low)
         if kind == "source" and sib is not None:
             sib_root = posixpath.join(posixpath.dirname(root), sib)
-            if sib_root != root and _isdir(fs, sib_root):
+            if sib_root != root and _says(fs.isdir, sib_root):
                 more = _plan(fs, sib_root, tmp, sib, kind="images", select=select, placeholders=placeholders,
                              loc=loc)
                 whole, heads = whole + more[0], heads + more[1]
@@ -249,16 +249,10 @@ def _parent_url(url: str) -> str:
     return (f"{proto}://{parent}" if colon else parent) + sep + tail
 
 
-def _isfile(fs: Any, path: str) -> bool:
+def _says(check: Callable[[str], Any], path: str) -> bool:
+    """``check(path)`` (a file system's ``isfile`` or ``isdir``) as a bool: False when the file system cannot tell."""
     try:
-        return bool(fs.isfile(path))
-    except (OSError, ValueError):
-        return False
-
-
-def _isdir(fs: Any, path: str) -> bool:
-    try:
-        return bool(fs.isdir(path))
+        return bool(check(path))
     except (OSError, ValueError):
         return False
 

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -130,14 +131,11 @@ class UploadResult:
                 seen_unmatched.setdefault(u.name, u)
         ignored = sorted({c for s in shards for c in s.categories_ignored})
         ignored_n = {c: sum(s.annotations_by_category.get(c, 0) for s in shards) for c in ignored}
-        tags: dict[str, int] = {}
-        for s in shards:
-            for t, n in s.image_tags.items():
-                tags[t] = tags.get(t, 0) + n
-        matched_by: dict[str, int] = {}
-        for s in shards:
-            for how, n in s.matched_by.items():
-                matched_by[how] = matched_by.get(how, 0) + n
+        tags: Counter[str] = Counter()
+        matched_by: Counter[str] = Counter()
+        for s in shards:   # update, not +: a count of 0 is kept
+            tags.update(s.image_tags)
+            matched_by.update(s.matched_by)
         def total(name: str) -> int | None:
             vals = [getattr(s, name) for s in shards if getattr(s, name) is not None]
             return sum(vals) if vals else None
@@ -147,13 +145,13 @@ class UploadResult:
                    annotations_applied=sum(s.annotations_applied for s in shards),
                    files_matched=sum(s.files_matched for s in shards),
                    files_not_matched=list(seen_unmatched.values()), categories_ignored=ignored,
-                   errors=[e for s in shards for e in s.errors], duration=duration, matched_by=matched_by,
+                   errors=[e for s in shards for e in s.errors], duration=duration, matched_by=dict(matched_by),
                    annotations_in_file=sum(s.annotations_in_file for s in shards),
                    annotations_replaced=total("annotations_replaced"), images_replaced=total("images_replaced"),
                    applied_source="estimate" if any(s.applied_source == "estimate" for s in shards) else "service",
                    files_not_matched_count=sum(s.not_matched for s in shards),
                    categories_ignored_annotations={c: n for c, n in ignored_n.items() if n},
-                   image_tags_not_kept=tags)
+                   image_tags_not_kept=dict(tags))
 
 
 class Target(Protocol):

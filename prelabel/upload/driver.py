@@ -57,10 +57,11 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypeVar, overload
 
 import orjson
 
@@ -90,9 +91,10 @@ from .labelstudio import LabelStudioTarget
 from .local import LocalTarget
 from .match import MatchRules
 
-__all__ = ["TARGET_FORMS", "UploadFuture", "UploadProgress", "parse_target", "upload"]
+__all__ = ["TARGET_FORMS", "UploadFuture", "UploadProgress", "parse_target", "run_in_thread", "upload"]
 
 log = logging.getLogger("prelabel.upload")
+T = TypeVar("T")
 
 TARGET_FORMS = "local:DIR, labellerr:PROJECT_ID or labelstudio:PROJECT_ID"
 
@@ -414,15 +416,11 @@ def _shard_facts(r: ShardResult, doc: Mapping[str, Any], *, keeps_tags: bool) ->
     image-level tags, which no target keeps (``keeps_image_tags``) unless it says so."""
     r.annotations_in_file = _n_annotations(doc)
     names = {c.get("id"): str(c.get("name")) for c in doc.get("categories") or [] if isinstance(c, Mapping)}
-    by_cat: dict[str, int] = {}
-    for a in doc.get("annotations") or []:
-        if isinstance(a, Mapping):
-            name = names.get(a.get("category_id"), str(a.get("category_id")))
-            by_cat[name] = by_cat.get(name, 0) + 1
-    r.annotations_by_category = by_cat
+    r.annotations_by_category = dict(Counter(names.get(a.get("category_id"), str(a.get("category_id")))
+                                             for a in doc.get("annotations") or [] if isinstance(a, Mapping)))
     if keeps_tags:
         return
-    tags: dict[str, int] = {}
+    tags: Counter[str] = Counter()
     for im in doc.get("images") or []:
         attrs = im.get("attributes") if isinstance(im, Mapping) else None
         if not isinstance(attrs, Mapping):
@@ -434,9 +432,8 @@ def _shard_facts(r: ShardResult, doc: Mapping[str, Any], *, keeps_tags: bool) ->
         if isinstance(choices, Mapping):
             for vals in choices.values():
                 seen.update(str(v) for v in (vals if isinstance(vals, list) else [vals]))
-        for t in seen:
-            tags[t] = tags.get(t, 0) + 1
-    r.image_tags = tags
+        tags.update(seen)
+    r.image_tags = dict(tags)
 
 
 def _category_hints(res: UploadResult, tgt: Target) -> None:
@@ -754,16 +751,22 @@ def upload(coco: str | Path | Mapping[str, Any] | Dataset, target: str | Target,
             cancel.set()
             raise
     fut = UploadFuture(cancel)
+    run_in_thread(fut, lambda: _run(coco, target, **kw), name="prelabel-upload")
+    return fut
 
-    def runner() -> None:
+
+def run_in_thread(fut: cf.Future[T], fn: Callable[[], T], *, name: str) -> cf.Future[T]:
+    """``fut``, returned at once, given the result or the exception of ``fn()``, which runs on a thread of its own
+    called ``name`` (not a daemon: the program waits for it). ``fn`` does not run if ``fut`` was cancelled first."""
+    def run() -> None:
         if not fut.set_running_or_notify_cancel():
             return
         try:
-            result = _run(coco, target, **kw)
+            result = fn()
         except BaseException as e:  # noqa: B036 - delivered to the caller through the Future
             fut.set_exception(e)
         else:
             fut.set_result(result)
 
-    threading.Thread(target=runner, name="prelabel-upload", daemon=False).start()
+    threading.Thread(target=run, name=name, daemon=False).start()
     return fut

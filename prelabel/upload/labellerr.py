@@ -71,7 +71,7 @@ from ..errors import (
 from .base import ShardResult
 from .credentials import AUTH_HINT, DEFAULT_BASE_URL, Credentials, load_credentials, redact
 from .labellerr_reply import failure_reason, inner, read_result, redact_reply
-from .match import MatchRules, match_names
+from .match import MatchResult, MatchRules, match_names
 from .resolve import resolve_shard
 
 __all__ = ["ANSWER_FORMATS", "CONF_BUCKETS", "MAX_UPLOAD_BYTES", "LabellerrClient", "LabellerrTarget"]
@@ -506,11 +506,12 @@ class LabellerrTarget:
     def renames(self, coco: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
         """COCO file name -> (the project's exact file name, rule), for every name that some rule matches to a
         project file that is not the very same string (the service would not match it)."""
+        return self._matches(coco).renamed()
+
+    def _matches(self, coco: Mapping[str, Any]) -> MatchResult:
+        """The shard's image names matched to the project's file names (read only when there are names)."""
         names = [str(im.get("file_name", "")) for im in coco.get("images") or []]
-        if not names:
-            return {}
-        m = match_names(names, self.assets(), rules=self.match)
-        return {n: (a, m.how[n]) for n, a in m.matched.items() if a != n}
+        return match_names(names, self.assets(), rules=self.match) if names else MatchResult()
 
     def start_shard(self, coco: dict[str, Any], *, index: int, path: Path, deadline: float | None,
                     cancel: threading.Event) -> str:
@@ -551,21 +552,16 @@ class LabellerrTarget:
         except JobFailedError as e:
             return ShardResult(index=index, path=str(path), status="failed", activity_id=job_id, errors=[str(e)],
                                service_reply=e.reply, applied_source="service")
+        matches: MatchResult | None
         try:   # the names this shard was sent under (the project's file list is read once, cached)
-            renames = self.renames(coco) if coco is not None else {}
+            matches = self._matches(coco) if coco is not None else MatchResult()
         except AuthError:
             raise
-        except UploadError as e:   # the result then names renamed images as they were sent
+        except UploadError as e:   # the result then names renamed images as they were sent, without hints
             log.warning("Labellerr: cannot read the project's file names (%s)", e)
-            renames = {}
+            matches = None
         return read_result(self.client.redact_reply(doc), job_id=job_id, index=index, path=path, coco=coco,
-                           renames=renames, assets=self._assets_or_none, rules=self.match)
-
-    def _assets_or_none(self) -> list[str] | None:
-        try:
-            return self.assets()
-        except UploadError:
-            return None
+                           renames=matches.renamed() if matches is not None else {}, matches=matches)
 
     def upload_shard(self, coco: dict[str, Any], *, index: int, path: Path, dry_run: bool,
                      deadline: float | None, cancel: threading.Event) -> ShardResult:

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ import orjson
 
 from .base import ShardResult, UnmatchedFile
 from .credentials import Credentials, redact
-from .match import MatchRules, match_names
+from .match import MatchResult, MatchRules, match_names
 
 __all__ = ["failure_reason", "inner", "read_result", "redact_reply"]
 
@@ -106,11 +107,13 @@ def question_names(v: Any) -> list[str]:
 
 def read_result(doc: Mapping[str, Any], *, job_id: str, index: int, path: Path, coco: Mapping[str, Any] | None,
                 renames: Mapping[str, tuple[str, str]],
-                assets: Callable[[], list[str] | None] | None = None, rules: MatchRules | None = None) -> ShardResult:
+                assets: Callable[[], list[str] | None] | None = None, rules: MatchRules | None = None,
+                matches: MatchResult | None = None) -> ShardResult:
     """A completed job's ShardResult from its (redacted) final status reply ``doc``.
 
-    ``renames``: COCO name -> (the name sent, rule). ``assets``: the project's file names (for the closest-name
-    hints of the images the service did not match), or None when they cannot be read.
+    ``renames``: COCO name -> (the name sent, rule). ``matches``: the names of ``coco`` matched to the project's
+    file names (for the closest-name hints of the images the service did not match); without it, those images
+    are matched to ``assets()`` with ``rules``: the project's file names, or None when they cannot be read.
     """
     resp = inner(doc)
     raw = resp.get("metadata")
@@ -126,12 +129,12 @@ def read_result(doc: Mapping[str, Any], *, job_id: str, index: int, path: Path, 
     reported = set(not_updated)
     unmatched_names = [n for n, x in zip(names, sent, strict=True) if x in reported]
     others = [x for x in dict.fromkeys(not_updated) if x not in set(sent)]   # not a name we sent: kept as is
-    matched_by: dict[str, int] = {}
-    for n, x in zip(names, sent, strict=True):
-        if x not in reported:
-            rule = renames[n][1] if n in renames else "exact"
-            matched_by[rule] = matched_by.get(rule, 0) + 1
-    unmatched = _hints(unmatched_names, assets() if assets is not None and unmatched_names else None, rules)
+    matched_by = Counter(renames[n][1] if n in renames else "exact"
+                         for n, x in zip(names, sent, strict=True) if x not in reported)
+    if matches is None and assets is not None and unmatched_names:
+        listed = assets()
+        matches = match_names(unmatched_names, listed, rules=rules) if listed is not None else None
+    unmatched = _hints(unmatched_names, matches)
     unmatched += [UnmatchedFile(x) for x in others]
     matched_files = meta.get("matched_files")
     matched_count = _count(matched_files)
@@ -153,17 +156,15 @@ def read_result(doc: Mapping[str, Any], *, job_id: str, index: int, path: Path, 
         source = "estimate"
     return ShardResult(index=index, path=str(path), status="completed", activity_id=activity,
                        annotations_applied=applied, files_matched=files_matched, files_not_matched=unmatched,
-                       categories_ignored=ignored, matched_by=matched_by, applied_source=source,
+                       categories_ignored=ignored, matched_by=dict(matched_by), applied_source=source,
                        files_not_matched_count=unmatched_count, service_reply=dict(doc))
 
 
-def _hints(names: list[str], assets: list[str] | None, rules: MatchRules | None) -> list[UnmatchedFile]:
-    """The closest project file names for the names Labellerr did not match (and which rule would match them)."""
-    if not names:
-        return []
-    if assets is None:
+def _hints(names: list[str], m: MatchResult | None) -> list[UnmatchedFile]:
+    """The closest project file names for the names Labellerr did not match (and which rule would match them),
+    from ``m``, their match to the project's file names (None: they could not be read)."""
+    if m is None:
         return [UnmatchedFile(n) for n in names]
-    m = match_names(names, assets, rules=rules)
     hints = {u.name: u for u in m.unmatched}
     out = []
     for n in names:

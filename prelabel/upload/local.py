@@ -531,7 +531,6 @@ class LocalTarget:
         self.project = LocalProject(root)
         self.mode = mode
         self.match = match or MatchRules()
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalTarget({self.describe()!r}, mode={self.mode!r})"

@@ -65,8 +65,6 @@ WHY_TEXT = {
     "name-map": "the --name-map target",
     "service": "the service did not match it",
 }
-#: the rules a target must apply itself (a Labellerr upload sends the project's names instead)
-USER_RULES = ("name-map", "strip-prefix", "case", "extension")
 NAME_MAP_HEADERS = ({"coco_name", "project_name"}, {"coco", "project"}, {"source", "target"})
 
 
@@ -223,6 +221,10 @@ class MatchResult:
     matched: dict[str, str] = field(default_factory=dict)
     how: dict[str, str] = field(default_factory=dict)
     unmatched: list[UnmatchedFile] = field(default_factory=list)
+
+    def renamed(self) -> dict[str, tuple[str, str]]:
+        """COCO name -> (asset name, rule), for every name matched to an asset that is not the very same string."""
+        return {n: (a, self.how[n]) for n, a in self.matched.items() if a != n}
 
 
 def _index(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:

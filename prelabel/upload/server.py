@@ -410,7 +410,6 @@ class LabellerrServer:
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._jobs: list[threading.Thread] = []
-        self._started: dict[str, float] = {}
         self._odd_failures: set[str] = set()
         self._receiving = threading.Lock()
         self._httpd = _HTTPServer((HOST, port), _Handler)
@@ -467,8 +466,6 @@ class LabellerrServer:
             with self._lock:
                 self._odd_failures.add(job_id)
         self.count("jobs")
-        with self._lock:
-            self._started[job_id] = time.monotonic()
         t = threading.Thread(target=self._run_job, args=(job_id, delay, fail), name=f"job-{job_id[:8]}",
                              daemon=True)
         t.start()
