@@ -142,8 +142,6 @@ def _shape_score(doc: Any) -> float:
     return 0.0
 
 
-
-
 _PEEK_LIST = re.compile(r"^\ufeff?\s*\[\s*\{")
 _PEEK_DICT = re.compile(r"^\ufeff?\s*\{")
 

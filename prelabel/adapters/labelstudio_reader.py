@@ -67,7 +67,6 @@ def load_config(spec: Any) -> Config | None:
                    keypoints=parsed.keypoint_names(), choices={c.name for c in parsed.controls("choices")})
 
 
-
 class Reader:
     """Accumulates images and annotation columns over tasks, then builds the Dataset once."""
 
@@ -220,7 +219,7 @@ class Reader:
             if not self._drop_all(groups, "dropped.no_image", problem):  # no region: the task is noted
                 self.report.note("dropped.no_image", f"{self.file}:{line}", problem)
             return
-        size = task_size(groups) or task_size(self._all_groups(task))
+        size = task_size(g[1] for g in groups) or task_size(self._all_results(task))
         if has_video(groups):  # frames of a video: labelstudio_video.py
             return read_video_task(self, groups, size=size, url=url, tid=tid, label=label, line=line,
                                    streaming=self.part)
@@ -253,23 +252,30 @@ class Reader:
                     self.report.note("dropped.no_image", f"{self.file}:{line}",
                                      f"{label}: image {name!r} left out: {why}")
                 return None
-            size = placed.size
-            img = len(self.img_name)
-            self.img_of_name[name] = img
-            self.img_name.append(name)
-            self.img_w.append(int(size[0]))
-            self.img_h.append(int(size[1]))
-            self.img_path.append(placed.path)
-            self.img_attrs.append({"url": url, "task_id": tid})
-            self.img_src.append(self.file)
+            img = self.add_image(name, placed.size, placed.path, {"url": url, "task_id": tid})
         return img
 
-    def _all_groups(self, task: dict[str, Any]) -> list[tuple[bool, list[Any], Any, Any, int]]:
+    def add_image(self, name: str, size: tuple[int, int], path: str | None, attrs: dict[str, Any]) -> int:
+        """Append a new image named ``name`` (its size, path and attributes), read from the current file; its
+        index."""
+        img = len(self.img_name)
+        self.img_of_name[name] = img
+        self.img_name.append(name)
+        self.img_w.append(int(size[0]))
+        self.img_h.append(int(size[1]))
+        self.img_path.append(path)
+        self.img_attrs.append(attrs)
+        self.img_src.append(self.file)
+        return img
+
+    @staticmethod
+    def _all_results(task: dict[str, Any]) -> list[list[Any]]:
+        """The results of every annotation and prediction of ``task``, chosen or not."""
         out = []
         for key in ("annotations", "completions", "predictions"):
             for a in task.get(key) or []:
                 if isinstance(a, dict) and isinstance(a.get("result"), list):
-                    out.append((False, a["result"], None, None, 0))
+                    out.append(a["result"])
         return out
 
     def _select(self, task: dict[str, Any], tid: Any, label: str,

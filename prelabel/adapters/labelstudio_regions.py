@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import reprlib
+from collections.abc import Iterable
 from itertools import chain
 from typing import Any, NamedTuple
 
@@ -162,9 +163,10 @@ def as_block(rows: list[tuple[Any, ...]]) -> tuple[np.ndarray | None, frozenset[
     return arr, types
 
 
-def task_size(groups: list[tuple[bool, list[Any], Any, Any, int]]) -> tuple[int, int] | None:
-    for g in groups:
-        for r in g[1]:
+def task_size(results: Iterable[list[Any]]) -> tuple[int, int] | None:
+    """The size the first region of ``results`` (result lists) with a valid original_width/height gives."""
+    for rs in results:
+        for r in rs:
             if isinstance(r, dict):
                 w, h = r.get("original_width"), r.get("original_height")
                 if (isinstance(w, NUM) and isinstance(h, NUM) and not isinstance(w, bool) and 0 < w <= MAX_SIDE

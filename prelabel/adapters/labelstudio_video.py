@@ -36,16 +36,17 @@ Example:
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from ..errors import option
 from ..geometry import angle_lerp, keyframe_lerp
-from ..images import ImageRoot
-from ..report import Report
-from .base import NeedsWholeRead, ReadOptions, frame_file_name
+from .base import NeedsWholeRead, frame_file_name
+from .labelstudio_regions import is_region, source_name
+
+if TYPE_CHECKING:
+    from .labelstudio_reader import Reader
 
 __all__ = ["VIDEO_TYPES", "FrameBoxes", "VideoDrop", "frame_boxes", "has_video", "read_video_task"]
 
@@ -68,34 +69,6 @@ class FrameBoxes(NamedTuple):
     frames: np.ndarray    # int64: 0-based frame numbers (CVAT's), increasing
     geo: np.ndarray       # float64 (n, 5): x, y, width, height in percent of the frame, rotation in degrees
     keyframe: np.ndarray  # bool: the frame is a keyframe of the sequence
-
-
-class VideoHost(Protocol):
-    """What :func:`read_video_task` needs of the Label Studio reader (its public columns)."""
-
-    opts: ReadOptions
-    report: Report
-    root: Path | None
-    images: ImageRoot
-    file: str
-    cur: Any
-    img_of_name: dict[str, int]
-    img_name: list[str]
-    img_w: list[int]
-    img_h: list[int]
-    img_path: list[str | None]
-    img_attrs: list[dict[str, Any]]
-    img_src: list[str]
-    r_img: list[int]
-    r_cat: list[str]
-    r_geo: list[tuple[Any, ...]]
-    r_pct: list[bool]
-    r_seg: list[Any]
-    r_score: list[Any]
-    r_attrs: list[dict[str, Any] | None]
-    r_file: list[str]
-    r_line: list[int]
-    drops: list[tuple[str, str | None, str, int, str]]
 
 
 def has_video(groups: list[tuple[bool, list[Any], Any, Any, int]]) -> bool:
@@ -164,7 +137,7 @@ def frame_boxes(value: dict[str, Any]) -> FrameBoxes:
     return FrameBoxes(frames[seg] + offset - 1, geo, offset == 0)
 
 
-def read_video_task(host: VideoHost, groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]], *,
+def read_video_task(host: Reader, groups: list[tuple[bool, list[Any], dict[str, Any], Any, int]], *,
                     size: tuple[int, int] | None, url: str, tid: Any, label: str, line: int,
                     streaming: bool) -> None:
     """Append the boxes of a video task's chosen results to ``host``'s columns (images placed by frame name);
@@ -174,13 +147,11 @@ def read_video_task(host: VideoHost, groups: list[tuple[bool, list[Any], dict[st
         raise NeedsWholeRead(f"{host.file}:{line}: {label} is a video; its frame images are placed by read()")
     merged: list[str] = []
     for is_pred, results, base, score0, gline in groups:
-        src = ("prediction " + str(base.get("prediction_id", base.get("model_version"))) if is_pred
-               else f"annotation {base.get('annotation_id')}") if base else "annotation"
+        src = source_name(base)
         for r in results:
             host.cur = r
-            if type(r) is not dict or r.get("type") in ("relation", "choices", "taxonomy", "textarea", "rating",
-                                                          "number", "datetime"):
-                continue
+            if type(r) is not dict or (type(r.get("type")) is str and not is_region(r)):
+                continue  # a relation or a classification
             v = r.get("value")
             labs = v.get("labels") if type(v) is dict else None
             cat = labs[0] if isinstance(labs, list) and labs and isinstance(labs[0], str) else None
@@ -217,15 +188,8 @@ def read_video_task(host: VideoHost, groups: list[tuple[bool, list[Any], dict[st
                     raise NeedsWholeRead(f"{host.file}:{gline}: {label} names frame image {name!r}, whose chunk was "
                                          "already handed out (read() merges the tasks into one image)")
                 if img is None:
-                    img = len(host.img_name)
-                    host.img_of_name[name] = img
                     placed = host.images.place(name, at=f"{host.file}:{gline}", size=wh)
-                    host.img_name.append(name)
-                    host.img_w.append(int(wh[0]))
-                    host.img_h.append(int(wh[1]))
-                    host.img_path.append(placed.path)
-                    host.img_attrs.append({"url": url, "task_id": tid, "frame": fr})
-                    host.img_src.append(host.file)
+                    img = host.add_image(name, wh, placed.path, {"url": url, "task_id": tid, "frame": fr})
                 elif host.img_attrs[img].get("task_id") != tid and name not in merged:
                     merged.append(name)
                 imgs.append(img)

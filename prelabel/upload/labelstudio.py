@@ -89,12 +89,7 @@ from ..labelconfig import label_config_for
 from ..paths import safe_join
 from .base import ShardResult, UnmatchedFile
 from .labelstudio_client import AUTH_HINT, ENV_KEY, ENV_URL, RETRY_DELAYS
-from .labelstudio_replace import IMPORT_BATCH as IMPORT_BATCH
-from .labelstudio_replace import LIST_BATCH as LIST_BATCH
-from .labelstudio_replace import STAGING as STAGING
 from .labelstudio_replace import PredictionWriter
-from .labelstudio_results import KEYPOINT_WIDTH as KEYPOINT_WIDTH
-from .labelstudio_results import MAX_MESSAGES as MAX_MESSAGES
 from .labelstudio_results import (
     Conversion,
     LabelConfig,
@@ -145,36 +140,6 @@ def task_image_name(url: Any) -> str:
     if path.startswith("/data/"):
         return path[len("/data/"):]
     return path.lstrip("/")
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 class LabelStudioTarget(PredictionWriter):
@@ -463,7 +428,3 @@ class LabelStudioTarget(PredictionWriter):
         if self.images is None:
             return "rerun with --images DIR to upload it and create its task"
         return f"not in {self.images} either: add it there (or to the project)"
-
-
-
-
