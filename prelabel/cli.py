@@ -184,6 +184,13 @@ def _reading_options(*, images_help: str) -> list[Any]:
     ]
 
 
+def _decorated(f: Any, opts: list[Any]) -> Any:
+    """``f`` with the click options ``opts``, listed in --help in their order."""
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
 def convert_options(f: Any) -> Any:
     """The options shared by 'convert' and 'push'."""
     opts = [
@@ -209,9 +216,7 @@ def convert_options(f: Any) -> Any:
         click.option("--scheduler", metavar="ADDRESS",
                      help="--engine dask: the scheduler (tcp://host:8786); default: a local cluster."),
     ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
+    return _decorated(f, opts)
 
 
 def _read_options(kw: dict[str, Any]) -> Any:
@@ -438,9 +443,7 @@ def _source_options(f: Any) -> Any:
         click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
                      help="fsspec option for URL sources, e.g. endpoint_url=http://127.0.0.1:9000 (repeatable)."),
     ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
+    return _decorated(f, opts)
 
 
 @main.command("preview", context_settings=CONTEXT)
@@ -568,9 +571,7 @@ def _upload_options(f: Any) -> Any:
                      help="Exit 0 even when the file holds annotations and none of them is applied "
                           "(by default that is a failure: exit 1)."),
     ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
+    return _decorated(f, opts)
 
 
 @main.command(context_settings=CONTEXT)

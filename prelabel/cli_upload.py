@@ -47,6 +47,12 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word[:-1]}ies" if word.endswith("y") else f"{n} {word}s"
 
 
+def _unmatched_count(result: Any) -> int:
+    """How many images matched no project file: the service's count, else the names listed."""
+    n = result.files_not_matched_count
+    return len(result.files_not_matched) if n is None else int(n)
+
+
 def ignored_lines(result: Any) -> list[str]:
     """The "categories ignored" lines: the categories that carry annotations by name, each with the project's
     category it differs from only in case (or spaces, separators) and the fix; the others as one count."""
@@ -83,8 +89,7 @@ def strict_problems(result: Any) -> list[str]:
     ['2 image(s) matched no project file', '1 category ignored with 3 annotation(s): car']
     """
     out = []
-    n = result.files_not_matched_count
-    n = len(result.files_not_matched) if n is None else n
+    n = _unmatched_count(result)
     if n:
         out.append(f"{n} image(s) matched no project file")
     counts = dict(getattr(result, "categories_ignored_annotations", None) or {})
@@ -131,14 +136,13 @@ def print_upload(result: Any, *, as_json: bool, quiet: bool = False, temporary: 
     click.echo(f"  annotations {verb}: {result.annotations_applied}{source}{shards}{res_txt}")
     if result.annotations_replaced is not None and (result.dry_run or result.annotations_replaced):
         n, m = result.annotations_replaced, result.images_replaced or 0
-        what = (f"{n} existing pre-annotation{'s' if n != 1 else ''} on {m} image{'s' if m != 1 else ''}")
+        what = f"{_plural(n, 'existing pre-annotation')} on {_plural(m, 'image')}"
         click.echo(f"  {'would replace' if result.dry_run else 'replaced'} {what}")
     how = result.matched_by or {}
     detail = (", ".join(f"{n} {RULE_WORDS.get(k, k)}" for k, n in sorted(how.items()) if n)
               if set(how) - {"exact"} else "")
     click.echo(f"  images matched: {result.files_matched}" + (f" ({detail})" if detail else ""))
-    n_unmatched = result.files_not_matched_count
-    n_unmatched = len(result.files_not_matched) if n_unmatched is None else n_unmatched
+    n_unmatched = _unmatched_count(result)
     if n_unmatched and not result.files_not_matched:
         click.echo(f"  images not matched: {n_unmatched} (the service gave the count, not the names)")
     if result.files_not_matched:
@@ -183,7 +187,7 @@ def run_upload(coco: Any, *, target: Any, async_: bool, timeout: float | None, d
         def on_progress(p: UploadProgress) -> None:
             verb = "would be applied" if p.dry_run else "applied"
             bar.update(completed=p.shards_done, total=p.shards_total, eta=p.eta,
-                       note=f"{p.annotations_applied} annotation{'s' if p.annotations_applied != 1 else ''} {verb}")
+                       note=f"{_plural(p.annotations_applied, 'annotation')} {verb}")
 
         result = do_upload(coco, target, timeout=timeout, dry_run=dry_run, mode=mode, workers=workers,
                            journal=False if no_journal else journal, max_file_size=max_file_size,
@@ -205,7 +209,7 @@ def echo_mapping(mapping: list[dict[str, Any]], unknown: str) -> None:
     unused = 0
     for m in mapping:
         n = int(m.get("annotations") or 0)
-        count = f"{n} annotation{'s' if n != 1 else ''}"
+        count = _plural(n, "annotation")
         how = str(m.get("how"))
         if m.get("target") is None:
             if how == "unused":

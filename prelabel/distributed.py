@@ -63,8 +63,16 @@ from typing import Any
 
 from . import adapters, storage
 from .adapters.base import NeedsWholeRead, ReadOptions
-from .adapters.parts import FilesPart, Part, merge, merge_reports, names_shared
-from .converters.coco_write import ADD_ROWS, CocoStreamWriter, Piece, image_slices, serialize
+from .adapters.parts import (
+    FilesPart,
+    Part,
+    kind_order,
+    merge_reports,
+    merge_source,
+    names_shared,
+    read_one_part,
+)
+from .converters.coco_write import CocoStreamWriter, Piece, serialize_slices
 from .converters.conventions import ConventionStats
 from .converters.reconcile import Reconciler, Seen
 from .converters.steps import ChunkSteps, size_rule
@@ -146,14 +154,6 @@ def read_dask(src: str | Path, *, fmt: str | None = None, options: ReadOptions |
     return _read(client, src, fmt, opts, storage_options, partitions)
 
 
-# ------------------------------------------------------------------------------------------- planning
-def _n_parts(client: Any, n_files: int, partitions: int | None) -> int:
-    if partitions is not None:
-        return max(1, min(int(partitions), n_files))
-    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-    return max(1, min(n_workers * PARTITIONS_PER_WORKER, n_files // MIN_PER_PARTITION))
-
-
 def _read(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
           storage_options: Mapping[str, Any] | None, partitions: int | None) -> Dataset:
     with contextlib.ExitStack() as stack:
@@ -169,9 +169,7 @@ def _read(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
             # a part depends on the rest of the source, or a file is malformed: read the source as one
             # partition (which raises read()'s own error)
             parts = _raised(client.gather([client.submit(_guarded, whole[0], *whole[1], pure=False)]))
-    ds = merge(parts, report=Report(), kind_order=list(getattr(adapter, "KIND_NAMES", {}).values()))
-    ds.report.input = {"format": adapter.NAME, "source": str(src)}
-    return ds
+    return merge_source(parts, adapter=adapter, source=src)
 
 
 @dataclass
@@ -223,8 +221,7 @@ def convert_parts(client: Any, src: str | Path, writer: CocoStreamWriter, reconc
     for got in seen:
         reconciler.learn(got.seen)
         stats.merge(got.stats)
-    report = merge_reports([got.report for got in seen],
-                           kind_order=list(getattr(adapter, "KIND_NAMES", {}).values()))
+    report = merge_reports([got.report for got in seen], kind_order=kind_order(adapter))
     report.input = {"format": adapter.NAME, "source": str(src)}
     records = Report()
     if reconciler.unknown_seen:
@@ -305,14 +302,8 @@ def _counts(ds: Dataset) -> tuple[int, int, Report]:
 
 def _pieces(ds: Dataset, image_base: int, annotation_base: int, rle: str, info: Mapping[str, Any] | None,
             allow_outside: bool) -> list[Piece]:
-    out: list[Piece] = []
-    names: dict[str, tuple[int, Any]] = {}
-    for part in image_slices(ds, ADD_ROWS):
-        out.append(serialize(part, image_base=image_base, annotation_base=annotation_base, rle=rle, info=info,
-                             allow_outside=allow_outside, seen_names=names))
-        image_base += len(part.images)
-        annotation_base += out[-1].n_annotations
-    return out
+    return list(serialize_slices(ds, image_base=image_base, annotation_base=annotation_base, rle=rle, info=info,
+                                 allow_outside=allow_outside, seen_names={}))
 
 
 def _tasks(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
@@ -334,7 +325,7 @@ def _tasks(client: Any, src: str | Path, fmt: str | None, opts: ReadOptions,
     else:
         local = Path(storage._local_path(str(src)))
     adapter: Any = adapters.get(fmt or adapters.detect(local))  # plan and read_part are optional
-    whole: Task = (_read_whole, (str(src), adapter.NAME, opts, dict(storage_options or {}), remote))
+    whole: Task = (_read_whole, (str(src), adapter.NAME, opts, dict(storage_options or {})))
     tasks: list[Task] = [whole]
     if _splits(adapter, local, remote):
         try:
@@ -377,15 +368,13 @@ def _plan(adapter: Any, local: Path, opts: ReadOptions, client: Any, partitions:
         n_files = sum(len(p.files) for p in files)
         if not n_files:  # nothing to split: one partition
             return []
-        want = _n_parts(client, n_files, partitions)
+        want = max(1, min(most, n_files // MIN_PER_PARTITION)) if partitions is None else min(most, n_files)
     else:  # byte or row ranges of one file: at least MIN_PART_BYTES a part
         want = max(1, min(most, local.stat().st_size // MIN_PART_BYTES)) if partitions is None else most
     if want < len(plan):
         plan = adapter.plan(local, options=opts, parts=want)
-    # one process per worker: a nested process pool is neither allowed in a Dask worker nor useful
-    part_opts = replace(opts, extra={**dict(opts.extra or {}), "workers": 1})
     if skeleton is None:  # each worker reads its parts where the client planned them (a shared file system)
-        return [(_read_part, (adapter.NAME, p, part_opts)) for p in plan]
+        return [(read_one_part, (adapter.NAME, p, opts)) for p in plan]
     if len(files) != len(plan):  # ranges of a remote file: one partition reads it whole
         return []
     work = str(skeleton.workdir)
@@ -405,7 +394,7 @@ def _plan(adapter: Any, local: Path, opts: ReadOptions, client: Any, partitions:
         if adapter.NAME == "voc":
             for f in p.files:
                 keys += images_by_stem.get(posixpath.splitext(posixpath.basename(f))[0], [])
-        tasks.append((_read_remote_part, (adapter.NAME, p, part_opts, skeleton.url, sorted(set(keys)), work,
+        tasks.append((_read_remote_part, (adapter.NAME, p, opts, skeleton.url, sorted(set(keys)), work,
                                           adapter.NAME == "voc", dict(storage_options or {}))))
     return tasks
 
@@ -446,32 +435,20 @@ def _worker_copy(url: str, keys: Sequence[str], storage_options: Mapping[str, An
                             placeholders=placeholders)
 
 
-def _read_part(name: str, part: Part, opts: ReadOptions) -> Dataset:
-    """One part of a plan, read by its adapter's ``read_part`` where the client planned it."""
-    adapter: Any = adapters.get(name)
-    got: Dataset = adapter.read_part(part, options=opts)
-    return got
-
-
 def _read_remote_part(name: str, part: FilesPart, opts: ReadOptions, url: str, keys: Sequence[str],
                       client_work: str, placeholders: bool, storage_options: Mapping[str, Any] | None) -> Dataset:
     """One part of a remote source's plan: its files copied to this worker (images: their headers; with
     ``placeholders``, the other files of the source listed as empty stand-ins), read there."""
     with _worker_copy(url, keys, storage_options, placeholders) as loc:
-        ds = _read_part(name, replace(part, source=moved(part.source, client_work, str(loc.workdir))), opts)
+        ds = read_one_part(name, replace(part, source=moved(part.source, client_work, str(loc.workdir))), opts)
         out: Dataset = storage.relabel(ds, [loc])
         return out
 
 
-def _read_whole(src: str, name: str, opts: ReadOptions, storage_options: Mapping[str, Any],
-                remote: bool) -> Dataset:
+def _read_whole(src: str, name: str, opts: ReadOptions, storage_options: Mapping[str, Any]) -> Dataset:
     """A whole source as one partition (single-file formats; a source whose parts need the whole source)."""
-    if remote or storage.is_url(opts.images):
-        got: Dataset = storage.read_source(src, fmt=name or None, options=opts, storage_options=storage_options)
-        return got
-    report = Report()
-    report.input = {"format": name, "source": src}
-    return adapters.get(name).read(Path(src), options=opts, report=report)
+    got: Dataset = storage.read_source(src, fmt=name or None, options=opts, storage_options=storage_options)
+    return got
 
 
 

@@ -115,10 +115,7 @@ def summarize(ds: Dataset, *, prepare: bool = True) -> dict[str, Any]:
         :func:`convention_hints`, as the same dicts.
     """
     ann = ds.annotations
-    cats = [str(c) for c in ds.categories["name"]]
-    for c in pd.unique(ann["category"].astype(str).to_numpy()) if len(ann) else []:
-        if c not in cats:
-            cats.append(str(c))
+    cats = ds.all_category_names
     kinds = geometry_kinds(ds)
     per_cat = {c: 0 for c in cats}
     per_cat_kind = {c: dict.fromkeys(KINDS, 0) for c in cats}
@@ -154,9 +151,6 @@ def summarize(ds: Dataset, *, prepare: bool = True) -> dict[str, Any]:
         prepared = prepare_steps(work, unknown="keep", clip=True)
         rep = prepared.report
         kept = len(prepared)
-    changes = rep.changes
-    changed = ({str(k): int(v) for k, v in sorted(changes["reason"].value_counts().items())}
-               if not changes.empty else {})
     annotated = int(pd.unique(ann["image"].to_numpy()).size) if len(ann) else 0
     return {
         "format": rep.input.get("format"),
@@ -172,7 +166,7 @@ def summarize(ds: Dataset, *, prepare: bool = True) -> dict[str, Any]:
         "scores": scores,
         "kept": kept,
         "dropped": rep.dropped_counts(),
-        "changed": changed,
+        "changed": rep.changed_counts(),
         "problems": [d.to_dict() for d in rep.problems()],
         "hints": [d.to_dict() for d in convention_hints(ds)],
     }

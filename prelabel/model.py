@@ -185,6 +185,23 @@ class Dataset:
     def category_names(self) -> list[str]:
         return [str(n) for n in self.categories["name"]]
 
+    @property
+    def all_category_names(self) -> list[str]:
+        """The category table's names, then the names the annotations use that it lacks, in first-seen order.
+
+        >>> ds = Dataset.build(images={"file_name": ["a.jpg"], "width": [8], "height": [8]},
+        ...     categories={"name": ["cat"]}, annotations={"image": [0, 0], "category": ["dog", "cat"],
+        ...     "x": [1.0, 1.0], "y": [1.0, 1.0], "w": [2.0, 2.0], "h": [2.0, 2.0]})
+        >>> ds.all_category_names
+        ['cat', 'dog']
+        """
+        names = self.category_names
+        if len(self.annotations):
+            seen = set(names)
+            names.extend(str(c) for c in pd.unique(self.annotations["category"].astype(str).to_numpy())
+                         if str(c) not in seen)
+        return names
+
     def image_sizes(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-annotation image (width, height) as float64 arrays."""
         idx = self.annotations["image"].to_numpy()

@@ -119,14 +119,14 @@ def _zip_url(src: str | Path) -> str | Path:
 
 
 def _size_rule(fmt: Any) -> bool | None:
-    """How recorded image sizes are checked (:func:`check_sizes`): ``True`` when the format's coordinates are
-    relative to the image size (they then follow the image file), ``False`` for pixel coordinates, ``None`` when
-    the format records no size (its sizes already come from the image headers: nothing to check)."""
+    """How the recorded image sizes of a report's format (or formats: sources merged) are checked: the
+    formats' one :func:`~prelabel.converters.steps.size_rule`, else (formats with different rules, or one
+    unknown) ``False``, pixel coordinates."""
     names = fmt if isinstance(fmt, (list, tuple)) else [fmt]
-    known = [adapters.get(n) for n in names if isinstance(n, str) and n in adapters.FORMATS]
-    if known and len(known) == len(names) and all(getattr(a, "SIZES_FROM_HEADERS", False) for a in known):
-        return None
-    return bool(known) and len(known) == len(names) and all(getattr(a, "RELATIVE_SIZES", False) for a in known)
+    if not names or not all(isinstance(n, str) and n in adapters.FORMATS for n in names):
+        return False
+    rules = {size_rule(adapters.get(n)) for n in names}
+    return rules.pop() if len(rules) == 1 else False
 
 
 def _counting(opts: ReadOptions, progress: ProgressHook) -> ReadOptions:

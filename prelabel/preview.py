@@ -53,6 +53,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from .converters.coco import write_json_atomic
+from .converters.conventions import source_text
 from .errors import PrelabelError, UsageError
 from .geometry import rle_decode
 from .model import Dataset
@@ -120,18 +121,9 @@ def category_colors(names: Iterable[str]) -> dict[str, tuple[int, int, int]]:
     return {name: _colour(i) for i, name in enumerate(sorted({str(n) for n in names}))}
 
 
-def _all_names(ds: Dataset) -> list[str]:
-    names = [str(c) for c in ds.categories["name"]]
-    if len(ds.annotations):
-        seen = set(names)
-        names.extend(str(c) for c in pd.unique(ds.annotations["category"].astype(str).to_numpy())
-                     if str(c) not in seen)
-    return names
-
-
 def legend_entries(ds: Dataset) -> list[tuple[str, tuple[int, int, int], int]]:
     """The legend, in drawing order: (category name, colour, annotations in the whole dataset)."""
-    colours = category_colors(_all_names(ds))
+    colours = category_colors(ds.all_category_names)
     counts = ds.annotations["category"].astype(str).value_counts().to_dict() if len(ds.annotations) else {}
     return [(name, colours[name], int(counts.get(name, 0))) for name in sorted(colours)]
 
@@ -510,8 +502,7 @@ def render(ds: Dataset, *, images: str | Path | None = None, n: int = 16, seed: 
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     d = ImageDraw.Draw(sheet)
 
-    src = ds.report.input.get("source")
-    src_txt = ", ".join(str(x) for x in src) if isinstance(src, (list, tuple)) else (str(src) if src else "")
+    src_txt = source_text(ds.report.input.get("source"))
     title = (f"{k} of {len(ds.images)} image(s), {len(ds.annotations)} annotation(s)"
              + (f"; {sum(1 for i in chosen if i in problems)} with problems first" if problems else ""))
     d.text((MARGIN, MARGIN + 2), _fit(f"{title}   {src_txt}" if src_txt else title, font, width - 2 * MARGIN,

@@ -228,6 +228,13 @@ class Report:
             return {}
         return {str(k): int(v) for k, v in sorted(Counter(d["reason"]).items())}
 
+    def changed_counts(self) -> dict[str, int]:
+        """How many annotations were changed, by change code (sorted), as :meth:`dropped_counts` counts drops."""
+        c = self.changes
+        if c.empty:
+            return {}
+        return {str(k): int(v) for k, v in sorted(Counter(c["reason"]).items())}
+
     def dropped_by_category(self) -> dict[str, dict[str, int]]:
         d = self.drops
         out: dict[str, dict[str, int]] = {}
@@ -248,10 +255,8 @@ class Report:
         out = [d for d in self.diagnostics if d.severity != "info"]
         for reason, n in self.dropped_counts().items():
             out.append(Diagnostic(reason, "", f"{n} annotation(s) dropped: {CODES.get(reason, reason)}"))
-        ch = self.changes
-        if not ch.empty:
-            for code, n in sorted(Counter(ch["reason"]).items()):
-                out.append(Diagnostic(str(code), "", f"{n} annotation(s) changed: {CODES.get(str(code), code)}"))
+        for code, n in self.changed_counts().items():
+            out.append(Diagnostic(code, "", f"{n} annotation(s) changed: {CODES.get(code, code)}"))
         return out
 
     def merge(self, other: Report) -> None:
@@ -283,8 +288,7 @@ class Report:
             "dropped": self.dropped_counts(),
             "dropped_by_category": self.dropped_by_category(),
             "written_by_category": dict(self.written_by_category),
-            "changed": ({str(k): int(v) for k, v in sorted(Counter(changes["reason"]).items())}
-                        if not changes.empty else {}),
+            "changed": self.changed_counts(),
             "mapping": list(self.mapping),
             "diagnostics": diags,
             **({"extra": self.extra} if self.extra else {}),
@@ -296,10 +300,8 @@ class Report:
                  f"dropped {self.dropped}"]
         for reason, n in self.dropped_counts().items():
             lines.append(f"  dropped  {reason:<28} {n:>8}  {CODES.get(reason, '')}")
-        ch = self.changes
-        if not ch.empty:
-            for code, n in sorted(Counter(ch["reason"]).items()):
-                lines.append(f"  changed  {code!s:<28} {n:>8}  {CODES.get(str(code), '')}")
+        for code, n in self.changed_counts().items():
+            lines.append(f"  changed  {code:<28} {n:>8}  {CODES.get(code, '')}")
         counts = Counter((d.code, d.severity) for d in self.diagnostics)
         for (code, sev), n in sorted(counts.items()):
             first = next(d for d in self.diagnostics if d.code == code and d.severity == sev)

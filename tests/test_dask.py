@@ -292,7 +292,7 @@ class _Watching:
         self.client, self.received, self.reads = client, [], 0
 
     def submit(self, fn, *args, **kw):
-        if _read_task(fn, args)[0].__name__ in ("_read_part", "_read_whole", "_read_remote_part"):
+        if _read_task(fn, args)[0].__name__ in ("read_one_part", "_read_whole", "_read_remote_part"):
             self.reads += 1
         return _Future(self.client.submit(fn, *[_unwrap(a) for a in args], **kw), self)
 

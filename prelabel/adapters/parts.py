@@ -21,14 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ..model import Dataset
 from ..report import Diagnostic, Report
+from . import get
+from .base import ReadOptions
 
-__all__ = ["ByteRange", "FilesPart", "Part", "RowRange", "merge", "merge_reports", "names_shared"]
+__all__ = ["ByteRange", "FilesPart", "Part", "RowRange", "kind_order", "merge", "merge_reports", "merge_source",
+           "names_shared", "read_one_part"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +71,14 @@ class RowRange:
 
 
 Part = FilesPart | ByteRange | RowRange
+
+
+def read_one_part(name: str, part: Part, options: ReadOptions) -> Dataset:
+    """One part read by the adapter ``name``'s ``read_part`` (a module-level function: what a process pool or
+    a Dask worker runs)."""
+    adapter: Any = get(name)  # an adapter with a plan (plan and read_part are optional)
+    got: Dataset = adapter.read_part(part, options=options)
+    return got
 
 _TASK_COUNTS = "task inferred from the column counts: "
 
@@ -208,6 +220,25 @@ def merge(parts: Sequence[Dataset], *, report: Report | None = None, kind_order:
         return Dataset(images=ds.images, categories=ds.categories, annotations=ds.annotations, report=rep)
     ds = Dataset.concat(parts, report=report)
     ds.report.order_phases()
+    return ds
+
+
+def kind_order(adapter: Any) -> list[str]:
+    """The kinds whose "task inferred" counts :func:`merge` adds up, in the adapter's order (its
+    ``KIND_NAMES``; none for an adapter without).
+
+    >>> from prelabel import adapters
+    >>> kind_order(adapters.get("yolo")), kind_order(adapters.get("voc"))
+    (['detect', 'segment', 'obb', 'pose'], [])
+    """
+    return list(getattr(adapter, "KIND_NAMES", {}).values())
+
+
+def merge_source(parts: Sequence[Dataset], *, adapter: Any, source: str | Path) -> Dataset:
+    """The parts of ``source``, read by ``adapter`` in plan order, merged (:func:`merge`, a new report) into
+    the dataset its ``read()`` gives, the report's ``input`` naming the format and the source."""
+    ds = merge(parts, report=Report(), kind_order=kind_order(adapter))
+    ds.report.input = {"format": adapter.NAME, "source": str(source)}
     return ds
 
 

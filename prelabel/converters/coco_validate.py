@@ -107,6 +107,19 @@ def duplicate_names(names: list[Any], ids: list[Any], add: Callable[[str], None]
                 f"(id {first[1]}): two records name the same image")
 
 
+def _check_image(i: int, iid: Any, width: Any, height: Any, file_name: Any, bad_size: bool,
+                 add: Callable[[str], None]) -> None:
+    """The size (``bad_size``: not integers >= 1) and the file name of ``images[i]`` (id ``iid``) checked."""
+    if bad_size:
+        add(f"images[{i}] (id {iid}): width and height must be integers >= 1, got {width!r} x {height!r}")
+    if not isinstance(file_name, str) or not file_name:
+        add(f"images[{i}] (id {iid}): file_name must be a non-empty string")
+    else:
+        why = why_unsafe(file_name)
+        if why:
+            add(f"images[{i}] (id {iid}): file_name {file_name!r} is unsafe: {why}")
+
+
 def _check_images(images: Iterable[Any], add: Callable[[str], None]) -> dict[int, tuple[int, int, str]]:
     out: dict[int, tuple[int, int, str]] = {}
     names: list[Any] = []
@@ -122,16 +135,12 @@ def _check_images(images: Iterable[Any], add: Callable[[str], None]) -> dict[int
             continue
         if iid in out:
             add(f"{where}: duplicate image id {iid}")
-        if not _is_int(w) or not _is_int(h) or w < 1 or h < 1:
-            add(f"{where} (id {iid}): width and height must be integers >= 1, got {w!r} x {h!r}")
+        bad_size = not _is_int(w) or not _is_int(h) or w < 1 or h < 1
+        _check_image(i, iid, w, h, fn, bad_size, add)
+        if bad_size:
             w, h = 0, 0
-        if not isinstance(fn, str) or not fn:
-            add(f"{where} (id {iid}): file_name must be a non-empty string")
+        if not isinstance(fn, str):
             fn = ""
-        else:
-            why = why_unsafe(fn)
-            if why:
-                add(f"{where} (id {iid}): file_name {fn!r} is unsafe: {why}")
         out[iid] = (int(w or 0), int(h or 0), str(fn))
         names.append(fn)
         ids.append(iid)
@@ -429,17 +438,7 @@ def validate_dataset(ds: Dataset | CocoTables, *, tolerance: float = 1e-6, allow
     names_ok = names_plainly_safe([im["file_name"] for im in t.images])
     for k in (np.flatnonzero(bad_wh).tolist() if names_ok else range(n_img)):
         im = t.images[k]
-        i = k + ib
-        iid, fn = im["id"], im["file_name"]
-        if bad_wh[k]:
-            add(f"images[{i}] (id {iid}): width and height must be integers >= 1, got {im['width']!r} x "
-                f"{im['height']!r}")
-        if not isinstance(fn, str) or not fn:
-            add(f"images[{i}] (id {iid}): file_name must be a non-empty string")
-        else:
-            why = why_unsafe(fn)
-            if why:
-                add(f"images[{i}] (id {iid}): file_name {fn!r} is unsafe: {why}")
+        _check_image(k + ib, im["id"], im["width"], im["height"], im["file_name"], bool(bad_wh[k]), add)
     duplicate_names([im["file_name"] for im in t.images], [im["id"] for im in t.images], add, base=ib,
                     seen=seen_names)
     cats = check_category_table(t.categories, add if check_categories else _ignore)

@@ -43,8 +43,8 @@ from ..model import Dataset
 from .coco_tables import DEFAULT_MAX_FILE_SIZE, JSON_OPT, CocoTables, category_dicts, category_ids, dumps
 from .coco_validate import ValidationResult, adder, check_category_table, validate_dataset
 
-__all__ = ["ADD_ROWS", "CocoStreamWriter", "Piece", "greedy_shards", "image_slices", "serialize", "shard_paths", "split_shards", "write",
-           "write_json_atomic"]
+__all__ = ["ADD_ROWS", "CocoStreamWriter", "Piece", "greedy_shards", "image_slices", "serialize", "serialize_slices",
+           "shard_paths", "split_shards", "write", "write_json_atomic"]
 
 _COPY = 1 << 20
 
@@ -197,6 +197,23 @@ def serialize(ds: Dataset, *, image_base: int, annotation_base: int, rle: str = 
                  by_category=dict(t.by_category), errors=list(res.errors), warnings=list(res.warnings))
 
 
+def serialize_slices(ds: Dataset, *, image_base: int, annotation_base: int, rle: str = "compressed",
+                     info: Mapping[str, Any] | None = None, allow_outside: bool = False,
+                     seen_names: dict[str, tuple[int, Any]] | None = None,
+                     annotations_to: IO[bytes] | None = None) -> Iterator[Piece]:
+    """The pieces of ``ds`` appended after ``image_base`` images and ``annotation_base`` annotations: ``ds``
+    cut into runs of whole images of about :data:`ADD_ROWS` rows (:func:`image_slices`), each run made into a
+    piece by :func:`serialize` (its arguments) after the runs before it. A run is serialized when the piece
+    before it has been taken."""
+    for part in image_slices(ds, ADD_ROWS):
+        piece = serialize(part, image_base=image_base, annotation_base=annotation_base, rle=rle, info=info,
+                          allow_outside=allow_outside, seen_names=seen_names, annotations_to=annotations_to)
+        image_base += len(part.images)
+        annotation_base += piece.n_annotations
+        yield piece
+        del piece  # not held while the next run is serialized
+
+
 class CocoStreamWriter:
     """Write a COCO document chunk by chunk: :meth:`add` each chunk (images in output order, their rows),
     then :meth:`finish` with the final category table; :meth:`abort` removes the temporary files.
@@ -237,10 +254,11 @@ class CocoStreamWriter:
 
         A large chunk (a whole read) is written in slices of whole images of about :data:`ADD_ROWS` rows, with
         the same bytes: its COCO entries are never all in memory at once."""
-        for part in image_slices(ds, ADD_ROWS):
-            self.add_piece(serialize(part, image_base=self.n_images, annotation_base=self.n_annotations,
-                                     rle=self.rle, info=self.info, allow_outside=self.allow_outside,
-                                     seen_names=self._names, annotations_to=self._anns))
+        for piece in serialize_slices(ds, image_base=self.n_images, annotation_base=self.n_annotations,
+                                      rle=self.rle, info=self.info, allow_outside=self.allow_outside,
+                                      seen_names=self._names, annotations_to=self._anns):
+            self.add_piece(piece)
+            del piece  # written: not held while the next run is serialized
 
     def add_piece(self, piece: Piece) -> None:
         """Append a chunk already turned into bytes by :func:`serialize` with this writer's bases (the number

@@ -615,6 +615,8 @@ class Reconciler:
         if self._table is not None:
             return self._table
         out_rows: list[dict[str, Any]] = []
+        have: set[str] = set()  # the names in the table
+        next_id: int | None = None  # the id of the next category added (None: ids come later, without a schema)
         if self.schema is not None:
             for r in self.schema.to_dict(orient="records"):
                 src = self._source_attrs(str(r["name"]))
@@ -624,23 +626,15 @@ class Reconciler:
                                  or "", "keypoints": kp, "skeleton": sk, "id": int(r["id"])})
             next_id = int(self.schema["id"].max()) + 1
             have = {str(n) for n in self.schema["name"]}
-            for d in self.decisions.values():
-                if d.how == "unknown-kept" and d.target is not None and d.target not in have:
-                    have.add(d.target)
-                    src = self._source_attrs(d.target)
-                    out_rows.append({"name": d.target, "supercategory": src.get("supercategory") or "",
-                                     "keypoints": src.get("keypoints"), "skeleton": src.get("skeleton"),
-                                     "id": next_id})
-                    next_id += 1
-        else:
-            seen: set[str] = set()
-            for d in self.decisions.values():
-                if d.target is not None and d.target not in seen:
-                    seen.add(d.target)
-                    src = self._source_attrs(d.target)
-                    out_rows.append({"name": d.target, "supercategory": src.get("supercategory") or "",
-                                     "keypoints": src.get("keypoints"), "skeleton": src.get("skeleton"),
-                                     "id": None})
+        for d in self.decisions.values():  # the targets not in the schema: those --unknown keep added (all without one)
+            if d.target is None or d.target in have or (self.schema is not None and d.how != "unknown-kept"):
+                continue
+            have.add(d.target)
+            src = self._source_attrs(d.target)
+            out_rows.append({"name": d.target, "supercategory": src.get("supercategory") or "",
+                             "keypoints": src.get("keypoints"), "skeleton": src.get("skeleton"), "id": next_id})
+            if next_id is not None:
+                next_id += 1
         table = pd.DataFrame({
             "name": pd.Series([r["name"] for r in out_rows], dtype=object),
             "supercategory": pd.Series([r["supercategory"] for r in out_rows], dtype=object),

@@ -8,13 +8,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .. import adapters
+from .. import adapters, storage
 from ..adapters.base import NeedsWholeRead, ReadOptions
-from ..adapters.parts import FilesPart, Part, merge, names_shared
+from ..adapters.parts import FilesPart, Part, merge_source, names_shared, read_one_part
 from ..distributed import read_dask
 from ..errors import ReadError, UsageError
 from ..model import Dataset
-from ..report import Report
 from ..workers import may_start_processes, process_pool, usable_cores, wanted_workers
 
 __all__ = ["ENGINES", "OLD_SWITCHES", "counted", "hook", "how_many", "portable", "read_one_part", "read_parts", "with_workers"]
@@ -36,10 +35,10 @@ def with_workers(options: ReadOptions, workers: int | None) -> ReadOptions:
 
 
 def portable(options: ReadOptions) -> ReadOptions:
-    """``options`` as a worker process gets them: one process a part (the parallelism is the engine's), and
-    no callable in ``extra`` (a progress hook lives in this process only)."""
+    """``options`` as a worker process gets them: no callable in ``extra`` (a progress hook lives in this
+    process only)."""
     extra = {k: v for k, v in dict(options.extra or {}).items() if not callable(v)}
-    return replace(options, extra={**extra, "workers": 1})
+    return replace(options, extra=extra)
 
 
 def how_many(adapter: Any, path: Path, options: ReadOptions, workers: int | None = None) -> int:
@@ -65,17 +64,8 @@ def how_many(adapter: Any, path: Path, options: ReadOptions, workers: int | None
     return max(1, min(int(auto(path, options=options)), usable_cores()))
 
 
-def read_one_part(name: str, part: Part, options: ReadOptions) -> Dataset:
-    """One part read by the adapter ``name`` (a module-level function: what a pool or Dask worker runs)."""
-    adapter: Any = adapters.get(name)  # an adapter with a plan (plan and read_part are optional)
-    got: Dataset = adapter.read_part(part, options=options)
-    return got
-
-
 def _read_whole(adapter: Any, path: Path, options: ReadOptions) -> Dataset:
-    report = Report()
-    report.input = {"format": adapter.NAME, "source": str(path)}
-    whole: Dataset = adapter.read(path, options=options, report=report)
+    whole: Dataset = storage.read_source(path, fmt=adapter.NAME, options=options)
     return whole
 
 
@@ -142,9 +132,7 @@ def read_parts(src: str | Path, *, fmt: str | None = None, options: ReadOptions 
     if not hasattr(adapter, "plan"):
         return _read_whole(adapter, path, opts)
     n = how_many(adapter, path, opts, workers)
-    if n <= 1 and (workers is not None or hasattr(adapter, "auto_workers")):
-        return _read_whole(adapter, path, with_workers(opts, 1))
-    if n <= 1:  # an adapter still choosing its own processes (VOC's pool): its read() decides, as before
+    if n <= 1:
         return _read_whole(adapter, path, opts)
     parts: list[Part] = adapter.plan(path, options=opts, parts=n)
     part_opts = portable(opts)
@@ -156,6 +144,4 @@ def read_parts(src: str | Path, *, fmt: str | None = None, options: ReadOptions 
         # a part that depends on the rest of the source (NeedsWholeRead), or a malformed file: the whole read
         # decides, and raises the error read() raises (the first in its own order, which may be another part's)
         return _read_whole(adapter, path, opts)
-    ds = merge(results, report=Report(), kind_order=list(getattr(adapter, "KIND_NAMES", {}).values()))
-    ds.report.input = {"format": adapter.NAME, "source": str(path)}
-    return ds
+    return merge_source(results, adapter=adapter, source=path)

@@ -29,13 +29,13 @@ from typing import Any
 import pandas as pd
 
 from ..adapters.base import NeedsWholeRead, ReadOptions
-from ..adapters.parts import Part, merge_reports, names_shared
+from ..adapters.parts import Part, kind_order, merge_reports, names_shared, read_one_part
 from ..errors import ReadError
 from ..model import Dataset
 from ..paths import at_least
 from ..report import Report
 from ..workers import process_pool, usable_cores, wanted_workers
-from .run import counted, how_many, portable, read_one_part, with_workers
+from .run import counted, how_many, portable
 
 __all__ = ["READ_AHEAD_MIN_BYTES", "STREAM_PART_BYTES", "PartStream", "parts_for", "read_ahead"]
 
@@ -112,10 +112,9 @@ class PartStream:
         except ReadError:
             # read()'s own error, which may be another part's (a file whose error read() reports only once the
             # files after it are read); should the whole read pass, the part's error stands
-            self.adapter.read(self.path, options=with_workers(self.options, 1), report=Report())
+            self.adapter.read(self.path, options=self.options, report=Report())
             raise
-        kinds = list(getattr(self.adapter, "KIND_NAMES", {}).values())
-        self.report = merge_reports(reports, kind_order=kinds)
+        self.report = merge_reports(reports, kind_order=kind_order(self.adapter))
 
     def _parts(self, plan: list[Part], reports: list[Report]) -> Iterator[Tables]:
         seen: set[str] = set()
