@@ -133,8 +133,7 @@ from .yolo_layout import (
     find_layout,
     head_bytes,
     head_text,
-    images_root_of,
-    norm,
+    images_root,
     read_config,
     yaml_keys,
 )
@@ -268,10 +267,11 @@ def _read(lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: s
           part: _PartPlan | None = None) -> Dataset:
     """Every label file in one batch: the images' label files in image order, then the orphans. ``part``: the
     plan's context when this is one part of a plan (``lay`` its part of the layout)."""
-    run = Run(lay, cfg, options, report, str(src), pending_polygons=None if part is None else part.polygons)
+    # a part's images root is the plan's, found from every image of the source
+    img_root = images_root(lay, options) if part is None else lay.image_roots[0]
+    run = Run(lay, cfg, options, report, str(src), img_root=img_root,
+              pending_polygons=None if part is None else part.polygons)
     several = part is not None and part.n_parts > 1
-    if part is not None:
-        run.img_root = lay.image_roots[0]  # decided by the plan, from every image of the source
     sizes = run.sizes()
     files = [lab for lab in lay.labels if lab is not None]
     image_of = [i for i, lab in enumerate(lay.labels) if lab is not None]
@@ -399,8 +399,7 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]
     with gc_paused():
         lay = find_layout(p, options, report)
         cfg = read_config(lay, options)
-    roots = ([norm(options.images)] if options.images is not None else []) + lay.image_roots
-    img_root = images_root_of(lay.images, roots)
+    img_root = images_root(lay, options)
     n = 1 if cfg.task == "pose" and cfg.kpt_shape is None else max(1, min(int(parts), len(lay.images)))
     labelled = [lab for lab in lay.labels if lab is not None]
     base = common_folder([os.path.join(lay.root, "x"), *([os.path.join(img_root, "x")] if lay.images else []),

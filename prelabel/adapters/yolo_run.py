@@ -16,7 +16,7 @@ from ..images import ImageRoot, Size
 from ..report import Report
 from .base import ReadOptions
 from .yolo_geometry import category_table, convert_rows
-from .yolo_layout import SEP, Config, Layout, images_root_of, norm, rel_path, stem
+from .yolo_layout import Config, Layout, norm, rel_path, stem, swap_folder
 from .yolo_rows import (
     AMBIGUOUS,
     DETECT,
@@ -52,13 +52,12 @@ class Run:
     class count without names, the fate of files of 9-11 column rows only, an inferred kpt_shape), found by
     :meth:`batch`, and the drops and notes, held until :meth:`finish` reports them in ``read()``'s order."""
 
-    def __init__(self, lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: str, *,
+    def __init__(self, lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: str, *, img_root: str,
                  pending_polygons: bool | None = None) -> None:
         self.lay, self.cfg, self.report, self.src = lay, cfg, report, src
         self.pending_polygons = pending_polygons    # the plan's decision for files of 9-11 column rows only
         self.images_given = options.images is not None
-        roots = ([norm(options.images)] if options.images is not None else []) + lay.image_roots
-        self.img_root = images_root_of(lay.images, roots)
+        self.img_root = img_root                    # file_name is relative to this
         self.top = 0                                # without names: 1 + the largest class index so far
         self.kpt_shape = cfg.kpt_shape              # inferred from the first pose rows when not given
         self.kpt_cols = 0                           # inferred: the value count of every pose row
@@ -136,7 +135,7 @@ class Run:
         has_image = ent_img >= 0
         kinds = self._kinds(lines, n_entries)
         if n_rows and cfg.task == "pose" and cfg.kpt_shape is None:  # inferred from every pose row
-            self.kpt_shape = _infer_kpt_shape(lines, rel_files, self.src)
+            self.kpt_shape = _infer_kpt_shape(lines, rel_files)
             self.kpt_cols = int(lines.ncol[0])
         row_kind = kinds[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
         wrong = column_problems(lines, row_kind, self.kpt_shape)
@@ -241,10 +240,7 @@ class Run:
         split folder named, else the Ultralytics twin (last ``labels`` -> ``images``, any extension)."""
         looked = self.lay.looked_for.get(label_file)
         if looked is None:
-            key = f"{SEP}labels{SEP}"
-            i = label_file.rfind(key)
-            twin = f"{label_file[:i]}{SEP}images{SEP}{label_file[i + len(key):]}" if i >= 0 else label_file
-            looked = stem(twin) + ".*"
+            looked = stem(swap_folder(label_file, "labels", "images") or label_file) + ".*"
         return rel_path(looked, self.lay.root)
 
     def _defer(self, slot: int, reason: str, message: str, rows: pd.DataFrame) -> None:
@@ -316,11 +312,8 @@ class Run:
         self._task_notes(zeros=zeros)
         if self.pending_drops:
             drops = pd.concat(self.pending_drops, ignore_index=True).sort_values(
-                ["group", "entry", "src_line", "slot"], kind="stable").reset_index(drop=True)
-            reasons = drops["reason"].to_numpy()
-            cuts = [0, *(np.flatnonzero(reasons[1:] != reasons[:-1]) + 1).tolist(), len(drops)]
-            for a, b in zip(cuts[:-1], cuts[1:], strict=False):  # runs of one reason, in file and line order
-                rep.drop(str(reasons[a]), drops.iloc[a:b])
+                ["group", "entry", "src_line", "slot"], kind="stable")
+            rep.drop(None, drops)  # in file and line order, each row with its own reason
         self.pending_drops.clear()
         # YOLO's own image.* notes, not the resolver's rules: a label file with no image (the layout pairs files
         # by path and stem), an image with no label file (only YOLO has one annotation file an image), and an
@@ -346,14 +339,13 @@ class Run:
         return table
 
 
-def _infer_kpt_shape(lines: Lines, files: list[str], src: str) -> tuple[int, int]:
+def _infer_kpt_shape(lines: Lines, files: list[str]) -> tuple[int, int]:
+    """(K, d) from the value count of the pose rows ``lines`` (at least one), which must all have the same."""
     pose_cols = sorted(set(lines.ncol.tolist()))
     hint = "add kpt_shape: [K, 2 or 3] to data.yaml"
     if len(pose_cols) != 1 or pose_cols[0] < 7:
-        i = 0
-        raise ReadError(files[lines.entry[i]] if len(lines.ncol) else src,
-                        f"cannot tell the keypoint layout (kpt_shape) from rows of {pose_cols} numbers",
-                        line=int(lines.line[i]) if len(lines.ncol) else None, hint=hint)
+        raise ReadError(files[lines.entry[0]], f"cannot tell the keypoint layout (kpt_shape) from rows of {pose_cols} "
+                        "numbers", line=int(lines.line[0]), hint=hint)
     m = pose_cols[0] - 5
     if m % 3 == 0 and m % 2 == 0:
         third = lines.vals[lines.first[:, None] + 5 + 3 * np.arange(m // 3)[None, :] + 2]
