@@ -17,9 +17,10 @@ from ..paths import IMAGE_EXTENSIONS
 from ..report import Report
 from . import names as names_mod
 from .base import ReadOptions
-from .yolo_rows import looks_like_labels
+from .yolo_rows import DETECT, OBB, POSE, SEGMENT, looks_like_labels
 
-TASKS = ("detect", "segment", "obb", "pose")
+TASK_CODES = {"detect": DETECT, "segment": SEGMENT, "obb": OBB, "pose": POSE}  # a task's code in the rows
+TASKS = tuple(TASK_CODES)
 SEP = os.sep
 _IMG_EXT = frozenset(IMAGE_EXTENSIONS)
 # .txt files that are never label files (names and image lists)

@@ -5,7 +5,6 @@ without names, the task of each file, the fate of files of 9-11 column rows only
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,12 +15,10 @@ from ..images import ImageRoot, Size
 from ..report import Report
 from .base import ReadOptions
 from .yolo_geometry import category_table, convert_rows
-from .yolo_layout import Config, Layout, norm, rel_path, stem, swap_folder
+from .yolo_layout import TASK_CODES, Config, Layout, norm, rel_path, stem, swap_folder
 from .yolo_rows import (
     AMBIGUOUS,
     DETECT,
-    OBB,
-    POSE,
     SEGMENT,
     Lines,
     column_problems,
@@ -37,14 +34,6 @@ _POLYGONS = ("{} file(s) with only 9-11 column rows read as polygons like the re
              + option("task", "obb").replace("{", "{{").replace("}", "}}") + " if they are oriented boxes")
 _AMBIGUOUS_MSG = ("9 to 11 columns: a 4-point polygon or an oriented box; "
                   f"pass {option('task', 'segment')} or {option('task', 'obb')}")
-
-
-@dataclass
-class Piece:
-    """The images (those with a size, in order) and annotation rows (``image`` indexes ``images``) read."""
-
-    images: pd.DataFrame
-    annotations: Any                    # a mapping of columns, or a DataFrame
 
 
 class Run:
@@ -105,10 +94,13 @@ class Run:
             kept_raw.append(data)
         return kept, kept_raw
 
-    def batch(self, files: list[str], image_of: list[int], raw: list[bytes], sizes: list[Size | None]) -> Piece:
+    def batch(self, files: list[str], image_of: list[int], raw: list[bytes],
+              sizes: list[Size | None]) -> tuple[pd.DataFrame, Any]:
         """Parse and convert label ``files`` (the contents ``raw``, emptied once parsed), each the label file
         of the image ``image_of`` (an index into the layout's images, or -1: no image); ``sizes``: the layout's
-        images' sizes. Called once a reading: what the files decide is decided from all of them."""
+        images' sizes. Called once a reading: what the files decide is decided from all of them. The images
+        read (those with a size, in order) and the annotation rows (``image`` indexes them; a mapping of
+        columns)."""
         lay, cfg = self.lay, self.cfg
         size_ok = np.array([s is not None for s in sizes], dtype=bool)
         widths = np.array([s[0] if s is not None else 0 for s in sizes], dtype=np.int64)
@@ -212,7 +204,7 @@ class Run:
             "attributes": [None] * len(kept_imgs),
             "src_file": [label_of_image.get(i, rel_path(lay.images[i], lay.root)) for i in kept_imgs],
         })
-        return Piece(images=images, annotations=annotations)
+        return images, annotations
 
     def _names_src(self) -> str:
         """Where the class names come from, as a message names it."""
@@ -257,8 +249,7 @@ class Run:
         of the source is a polygon file (:meth:`polygons`), else ``AMBIGUOUS`` (dropped)."""
         cfg = self.cfg
         if cfg.task is not None:
-            code = {"detect": DETECT, "segment": SEGMENT, "obb": OBB, "pose": POSE}[cfg.task]
-            return np.full(n_entries, code, dtype=np.int64)
+            return np.full(n_entries, TASK_CODES[cfg.task], dtype=np.int64)
         kinds = file_tasks(lines, n_entries)
         pending = kinds == AMBIGUOUS
         decided = kinds >= 0
