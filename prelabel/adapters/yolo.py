@@ -110,6 +110,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +127,7 @@ from .yolo_layout import (
     DATA_YAMLS,
     NOT_LABELS,
     SEP,
+    TASK_CODES,
     TASKS,
     Config,
     Layout,
@@ -133,15 +135,12 @@ from .yolo_layout import (
     find_layout,
     head_bytes,
     head_text,
-    images_root_of,
-    norm,
+    images_root,
     read_config,
     yaml_keys,
 )
 from .yolo_rows import (
     DETECT,
-    OBB,
-    POSE,
     SEGMENT,
     column_counts,
     file_tasks,
@@ -158,7 +157,7 @@ NAME = "yolo"
 SIZES_FROM_HEADERS = True
 DESCRIPTION = "YOLO / Ultralytics txt (detect, segment, OBB, pose; labels and predictions), Darknet obj.data"
 
-KIND_NAMES = {DETECT: "detect", SEGMENT: "segment", OBB: "obb", POSE: "pose"}
+KIND_NAMES = {code: name for name, code in TASK_CODES.items()}
 
 
 # ============================================================================================ detection
@@ -249,11 +248,6 @@ def _read_files(paths: list[str], progress: Callable[[int, int], None] | None = 
 
 
 # ============================================================================================ reading
-def _progress_hook(options: ReadOptions) -> Callable[[int, int], None] | None:
-    hook: Callable[[int, int], None] | None = options.extra.get("progress") if options.extra else None
-    return hook
-
-
 def read(path: Path, *, options: ReadOptions, report: Report) -> Dataset:
     """Read a YOLO source (see the module docstring) into a Dataset; count, drop and note into ``report``."""
     p = Path(path)
@@ -268,27 +262,27 @@ def _read(lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: s
           part: _PartPlan | None = None) -> Dataset:
     """Every label file in one batch: the images' label files in image order, then the orphans. ``part``: the
     plan's context when this is one part of a plan (``lay`` its part of the layout)."""
-    run = Run(lay, cfg, options, report, str(src), pending_polygons=None if part is None else part.polygons)
+    # a part's images root is the plan's, found from every image of the source
+    img_root = images_root(lay, options) if part is None else lay.image_roots[0]
+    run = Run(lay, cfg, options, report, str(src), img_root=img_root,
+              pending_polygons=None if part is None else part.polygons)
     several = part is not None and part.n_parts > 1
-    if part is not None:
-        run.img_root = lay.image_roots[0]  # decided by the plan, from every image of the source
     sizes = run.sizes()
     files = [lab for lab in lay.labels if lab is not None]
     image_of = [i for i, lab in enumerate(lay.labels) if lab is not None]
-    raw = _read_files(files, _progress_hook(options))
+    raw = _read_files(files, options.extra.get("progress") if options.extra else None)
     orphans, orphan_raw = run.label_orphans(lay.orphans, _read_files(lay.orphans))
     files += orphans
     image_of += [-1] * len(orphans)
     raw += orphan_raw
     del orphan_raw
-    piece = run.batch(files, image_of, raw, sizes)
+    images, annotations = run.batch(files, image_of, raw, sizes)
     if several and run.n_pending and part is not None and part.polygons is None:  # (the plan's pass failed)
         raise NeedsWholeRead("label files of 9-11 column rows only (4-point polygons or oriented boxes) are read "
                              "as polygons when every other label file of the source holds polygons, else dropped: "
                              f"one part cannot tell (pass {option('task', 'segment')} or {option('task', 'obb')})")
     categories = run.finish(zeros=several, table_notes=part is None or part.last)
-    return Dataset.build(images=piece.images, categories=categories, annotations=piece.annotations,
-                         report=run.report)
+    return Dataset.build(images=images, categories=categories, annotations=annotations, report=run.report)
 
 
 # ============================================================================================ parts
@@ -372,11 +366,6 @@ def _pending_polygons(lay: Layout, cfg: Config) -> bool | None:
     return segment
 
 
-def _mover(old: str, new: str) -> Callable[[str], str]:
-    """Paths under the folder ``old`` put under ``new`` instead (others as they are)."""
-    return lambda p: moved(p, old, new)
-
-
 def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]:
     """The source cut into ``parts`` contiguous runs of its images in output order (label files with no image go
     with the first run, as ``read()`` reads them before any image's rows are kept): each read by
@@ -399,8 +388,7 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[FilesPart]
     with gc_paused():
         lay = find_layout(p, options, report)
         cfg = read_config(lay, options)
-    roots = ([norm(options.images)] if options.images is not None else []) + lay.image_roots
-    img_root = images_root_of(lay.images, roots)
+    img_root = images_root(lay, options)
     n = 1 if cfg.task == "pose" and cfg.kpt_shape is None else max(1, min(int(parts), len(lay.images)))
     labelled = [lab for lab in lay.labels if lab is not None]
     base = common_folder([os.path.join(lay.root, "x"), *([os.path.join(img_root, "x")] if lay.images else []),
@@ -435,7 +423,7 @@ def read_part(part: FilesPart, *, options: ReadOptions) -> Dataset:
     ctx = part.context
     if not isinstance(ctx, _PartPlan):
         return read(Path(part.source), options=options, report=Report())
-    mv = _mover(ctx.base, part.source)
+    mv = partial(moved, old=ctx.base, new=part.source)  # the plan's paths where this part's files are
     report = Report()
     report.diagnostics = [Diagnostic(d.code, mv(d.source), d.message, d.severity) for d in ctx.notes]
     lay = Layout(root=mv(ctx.root), images=[mv(f) for f in ctx.images],

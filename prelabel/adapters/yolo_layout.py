@@ -5,8 +5,9 @@ the config (class names, task, ``kpt_shape``, keypoint names, skeleton), found o
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ from ..paths import IMAGE_EXTENSIONS
 from ..report import Report
 from . import names as names_mod
 from .base import ReadOptions
-from .yolo_rows import looks_like_labels
+from .yolo_rows import DETECT, OBB, POSE, SEGMENT, looks_like_labels
 
-TASKS = ("detect", "segment", "obb", "pose")
+TASK_CODES = {"detect": DETECT, "segment": SEGMENT, "obb": OBB, "pose": POSE}  # a task's code in the rows
+TASKS = tuple(TASK_CODES)
 SEP = os.sep
 _IMG_EXT = frozenset(IMAGE_EXTENSIONS)
 # .txt files that are never label files (names and image lists)
@@ -69,7 +71,6 @@ class Layout:
     names: list[str] | None = None
     names_src: str | None = None
     claimed: set[str] = field(default_factory=set)       # label files paired with an image
-    orphan_set: set[str] = field(default_factory=set)
     walks: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # folder walks, done once
     skips: Skips = field(default_factory=Skips)               # junk next to the data, names not UTF-8
     looked_for: dict[str, str] = field(default_factory=dict)  # orphan label file -> the image path looked for
@@ -119,13 +120,20 @@ def stem(path: str) -> str:
     return path[:dot] if dot > path.rfind(SEP) else path
 
 
+def swap_folder(path: str, old: str, new: str) -> str | None:
+    """``path`` with its last ``/old/`` component made ``/new/`` (None when it has no ``/old/``).
+
+    >>> swap_folder(os.path.join("d", "images", "a", "images", "1.jpg"), "images", "labels").split(SEP)
+    ['d', 'images', 'a', 'labels', '1.jpg']
+    """
+    key = f"{SEP}{old}{SEP}"
+    i = path.rfind(key)
+    return f"{path[:i]}{SEP}{new}{SEP}{path[i + len(key):]}" if i >= 0 else None
+
+
 def _img2label(img: str) -> str:
     """Ultralytics: the last ``/images/`` becomes ``/labels/``, the extension becomes ``.txt``."""
-    key = f"{SEP}images{SEP}"
-    i = img.rfind(key)
-    if i >= 0:
-        img = f"{img[:i]}{SEP}labels{SEP}{img[i + len(key):]}"
-    return stem(img) + ".txt"
+    return stem(swap_folder(img, "images", "labels") or img) + ".txt"
 
 
 def _beside(img: str) -> str:
@@ -133,12 +141,8 @@ def _beside(img: str) -> str:
 
 
 def _labels_dir_of(images_dir: str) -> str | None:
-    s = images_dir + SEP
-    key = f"{SEP}images{SEP}"
-    i = s.rfind(key)
-    if i < 0:
-        return None
-    return norm(f"{s[:i]}{SEP}labels{SEP}{s[i + len(key):]}")
+    labels_dir = swap_folder(images_dir + SEP, "images", "labels")
+    return norm(labels_dir) if labels_dir is not None else None
 
 
 def _sibling_images(labels_dir: str) -> str | None:
@@ -181,21 +185,31 @@ def _label_for(img: str, have: set[str]) -> str | None:
     return cand if cand in have else None
 
 
-def _pair_walked(images: list[str], txts: list[str], lay: Layout) -> None:
-    """Pair walked images with walked .txt files; the rest of the .txt files are orphans."""
-    have = set(txts)
-    claimed: set[str] = set()
+def _listed_label(img: str) -> str | None:
+    """The label file of a listed image (no folder walked): its Ultralytics twin, else the .txt beside it."""
+    for cand in (_img2label(img), _beside(img)):
+        if os.path.isfile(cand):
+            return cand
+    return None
+
+
+def _add_images(images: list[str], lay: Layout, seen: set[str], label_of: Callable[[str], str | None]) -> None:
+    """Add the ``images`` not ``seen`` yet to the layout, each with its label file (``label_of``), which is claimed."""
     for img in images:
-        lab = _label_for(img, have)
+        if img in seen:
+            continue
+        seen.add(img)
+        lab = label_of(img)
         lay.images.append(img)
         lay.labels.append(lab)
         if lab is not None:
-            claimed.add(lab)
-    for t in txts:
-        if t not in claimed:
-            lay.orphans.append(t)
-            if f"{SEP}labels{SEP}" not in t:
-                lay.loose.add(t)
+            lay.claimed.add(lab)
+
+
+def _pair_walked(images: list[str], txts: list[str], lay: Layout) -> None:
+    """Pair walked images with walked .txt files; the rest of the .txt files are orphans."""
+    _add_images(images, lay, set(), partial(_label_for, have=set(txts)))
+    _settle_orphans(txts, lay)
 
 
 def _from_folder(folder: str, options: ReadOptions, lay: Layout) -> Layout:
@@ -207,8 +221,6 @@ def _from_folder(folder: str, options: ReadOptions, lay: Layout) -> Layout:
         lay.config_dirs += [*_parents(folder, 1), os.path.join(folder, "labels")]
         return lay
     images_root = norm(options.images) if options.images is not None else _sibling_images(folder)
-    if images_root is None and images:
-        images_root = folder
     return _from_labels(folder, txts, images_root, lay)
 
 
@@ -290,37 +302,12 @@ def _list_file_images(list_file: str, roots: list[str], report: Report) -> list[
     return out
 
 
-def _add_listed(images: list[str], lay: Layout, seen: set[str]) -> None:
-    for img in images:
-        if img in seen:
-            continue
-        seen.add(img)
-        lab: str | None = None
-        for cand in (_img2label(img), _beside(img)):
-            if os.path.isfile(cand):
-                lab = cand
-                break
-        lay.images.append(img)
-        lay.labels.append(lab)
-        if lab is not None:
-            lay.claimed.add(lab)
-
-
 def _add_dir_split(d: str, lay: Layout, seen: set[str], pending: list[str]) -> None:
     images, txts = _walk(d, lay)
     labels_dir = _labels_dir_of(d)
     if labels_dir is not None and os.path.isdir(labels_dir) and labels_dir != d:
         txts = txts + _walk(labels_dir, lay)[1]
-    have = set(txts)
-    for img in images:
-        if img in seen:
-            continue
-        seen.add(img)
-        lab = _label_for(img, have)
-        lay.images.append(img)
-        lay.labels.append(lab)
-        if lab is not None:
-            lay.claimed.add(lab)
+    _add_images(images, lay, seen, partial(_label_for, have=set(txts)))
     pending.extend(txts)
 
 
@@ -346,10 +333,9 @@ def _missing_split(entry: str, root: str, loc: _Locator, lay: Layout, pending: l
 
 
 def _settle_orphans(pending: list[str], lay: Layout) -> None:
-    """Label files walked in split folders that no image of any split claimed."""
-    for t in pending:
-        if t not in lay.claimed and t not in lay.orphan_set:
-            lay.orphan_set.add(t)
+    """Label files walked (in split folders) that no image claimed."""
+    for t in dict.fromkeys(pending):
+        if t not in lay.claimed:
             lay.orphans.append(t)
             if f"{SEP}labels{SEP}" not in t:
                 lay.loose.add(t)
@@ -406,9 +392,9 @@ def _from_yaml(yaml_file: str, options: ReadOptions, report: Report, lay: Layout
             elif os.path.isdir(target):
                 _add_dir_split(target, lay, seen, pending)
             elif os.path.splitext(target)[1].lower() in _IMG_EXT:
-                _add_listed([target], lay, seen)
+                _add_images([target], lay, seen, _listed_label)
             else:
-                _add_listed(_list_file_images(target, roots, report), lay, seen)
+                _add_images(_list_file_images(target, roots, report), lay, seen, _listed_label)
     _settle_orphans(pending, lay)
     return lay
 
@@ -433,18 +419,26 @@ def _from_darknet(obj_data: str, options: ReadOptions, report: Report, lay: Layo
             report.note("file.skipped", obj_data, f"image list {entry!r} not found beside it", severity="info")
             continue
         found_any = True
-        _add_listed(_list_file_images(norm(found), roots, report), lay, seen)
+        _add_images(_list_file_images(norm(found), roots, report), lay, seen, _listed_label)
     if not found_any:
         images, txts = _walk(ddir, lay)
         _pair_walked(images, txts, lay)
     return lay
 
 
-def _find_data_yaml(folder: str, report: Report) -> str | None:
+def _data_yaml_in(folder: str) -> str | None:
+    """The first of ``DATA_YAMLS`` in ``folder`` (None: none is there)."""
     for name in DATA_YAMLS:
         f = os.path.join(folder, name)
         if os.path.isfile(f):
             return f
+    return None
+
+
+def _find_data_yaml(folder: str, report: Report) -> str | None:
+    named = _data_yaml_in(folder)
+    if named is not None:
+        return named
     try:
         yamls = sorted(e.name for e in os.scandir(folder) if e.is_file()
                        and e.name.lower().endswith((".yaml", ".yml")))
@@ -490,7 +484,7 @@ def _layout_of(p: Path, options: ReadOptions, report: Report) -> Layout:
         if suffix == ".txt":
             lay.image_roots += [os.path.join(root, "images"), root]
             lay.config_dirs += _parents(root, 1)
-            _add_listed(_list_file_images(s, [root], report), lay, set())
+            _add_images(_list_file_images(s, [root], report), lay, set(), _listed_label)
             return lay
         raise ReadError(s, "not a YOLO source: give a folder, a data.yaml, an obj.data or a .txt label file")
     lay = Layout(root=s)
@@ -528,19 +522,17 @@ def read_config(lay: Layout, options: ReadOptions) -> Config:
         yaml_file, doc = lay.yaml_file, lay.yaml_doc
     else:
         for d in dict.fromkeys(lay.config_dirs):
-            for name in DATA_YAMLS:
-                f = os.path.join(d, name)
-                if os.path.isfile(f):
-                    yaml_file, doc = f, _load_yaml(f)
-                    break
-            if doc is not None:
+            yaml_file = _data_yaml_in(d)
+            if yaml_file is not None:
+                doc = _load_yaml(yaml_file)
                 break
     names: list[str] | None = None
     names_src = ""
     if options.names is not None:
         names, names_src = [str(n) for n in options.names], "--names"
-    elif doc is not None and yaml_file is not None and names_mod.names_from_yaml(doc, yaml_file) is not None:
-        names, names_src = names_mod.names_from_yaml(doc, yaml_file), yaml_file
+    elif doc is not None and yaml_file is not None and (
+            from_yaml := names_mod.names_from_yaml(doc, yaml_file)) is not None:
+        names, names_src = from_yaml, yaml_file
     elif lay.names is not None:
         names, names_src = lay.names, lay.names_src or ""
     else:
@@ -579,6 +571,13 @@ def rel_path(path: str, root: str) -> str:
         except ValueError:
             rel = path
     return rel.replace(SEP, "/")
+
+
+def images_root(lay: Layout, options: ReadOptions) -> str:
+    """The images root of a layout (``file_name`` is relative to it): ``options.images`` when every image is
+    under it, else the first of the layout's ``image_roots`` that holds them all (:func:`images_root_of`)."""
+    roots = ([norm(options.images)] if options.images is not None else []) + lay.image_roots
+    return images_root_of(lay.images, roots)
 
 
 def images_root_of(images: list[str], candidates: list[str]) -> str:

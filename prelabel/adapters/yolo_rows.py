@@ -136,26 +136,41 @@ def column_counts(raw: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     >>> column_counts([b"0 .5 .5 .2 .2\\n\\n1 2 3\\r\\n", b"", b"x 1"])
     (array([0, 0, 2]), array([5, 3, 2]))
     """
-    datas = [_clean(d) for d in raw]
-    buf = b"".join(datas)
-    if not buf.strip():
+    joined = _joined([_clean(d) for d in raw])
+    if joined is None:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
-    nlines = np.fromiter((d.count(b"\n") for d in datas), dtype=np.int64, count=len(datas))
-    counts = _counts(buf)
-    nonempty = np.flatnonzero(counts)
-    entry = np.searchsorted(np.cumsum(nlines), nonempty, side="right")
+    _, nlines, counts = joined
+    nonempty, entry, _ = _row_index(nlines, counts)
     return entry.astype(np.int64), counts[nonempty].astype(np.int64)
+
+
+def _joined(datas: list[bytes]) -> tuple[bytes, np.ndarray, np.ndarray] | None:
+    """The cleaned files ``datas`` joined, the line count of each, and the value count of each line of the
+    joined buffer (:func:`_counts`); None when there is no value at all."""
+    buf = b"".join(datas)
+    if not buf.strip():
+        return None
+    nlines = np.fromiter((d.count(b"\n") for d in datas), dtype=np.int64, count=len(datas))
+    return buf, nlines, _counts(buf)
+
+
+def _row_index(nlines: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows (the non-empty lines, as indexes into ``counts``), the file (entry) each is in, and the index of
+    each file's first line: from the line count of each file and the value count of each line (:func:`_joined`)."""
+    nonempty = np.flatnonzero(counts)
+    cum = np.cumsum(nlines)
+    entry = np.searchsorted(cum, nonempty, side="right")
+    return nonempty, entry, cum - nlines
 
 
 def _columns(datas: list[bytes], *, fast: bool) -> Lines | None:
     """The rows of ``datas`` as columns; None when ``fast`` (numpy's parser) and a value is not a number."""
-    nlines = np.fromiter((d.count(b"\n") for d in datas), dtype=np.int64, count=len(datas))
-    buf = b"".join(datas)
-    empty = np.zeros(0, dtype=np.int64)
-    if not buf.strip():
+    joined = _joined(datas)
+    if joined is None:
+        empty = np.zeros(0, dtype=np.int64)
         return Lines(empty, empty, empty, empty, np.zeros(0, dtype=np.float64))
-    counts = _counts(buf)
+    buf, nlines, counts = joined
     n_values = int(counts.sum())
     vals: np.ndarray | None = None
     if not fast:  # every value is a number: Python's float, which reads what numpy's parser does not
@@ -172,26 +187,20 @@ def _columns(datas: list[bytes], *, fast: bool) -> Lines | None:
                 return None
         except (ValueError, DeprecationWarning):
             return None
-    nonempty = np.flatnonzero(counts)
-    cum = np.cumsum(nlines)
-    entry = np.searchsorted(cum, nonempty, side="right")
-    line = nonempty - (cum - nlines)[entry] + 1
+    # the rows indexed once the values are parsed (peak memory)
+    nonempty, entry, file_start = _row_index(nlines, counts)
+    line = nonempty - file_start[entry] + 1
     first = (np.cumsum(counts) - counts)[nonempty]
     return Lines(entry=entry.astype(np.int64), line=line.astype(np.int64),
                  ncol=counts[nonempty].astype(np.int64), first=first.astype(np.int64), vals=vals)
 
 
 _D, _S, _O = 1, 2, 4                  # candidate task bits: detect, segment, obb
-
-
-def _candidates(n: int) -> int:
-    if n in (5, 6):
-        return _D
-    if n == 7:
-        return _D | _S
-    if n in (9, 10, 11):
-        return _O | _S
-    return _S  # 8 and 12+ (fewer than 5 is refused before)
+# the tasks a row of N values may be, by N (12: 12 or more): 8 and 12+ segment (fewer than 5 is refused before)
+_CANDIDATES = np.full(13, _S, dtype=np.int64)
+_CANDIDATES[[5, 6]] = _D
+_CANDIDATES[7] = _D | _S
+_CANDIDATES[[9, 10, 11]] = _O | _S
 
 
 def _whole(cls: np.ndarray) -> np.ndarray:
@@ -225,12 +234,8 @@ def file_tasks(lines: Lines, n_entries: int) -> np.ndarray:
     kinds = np.full(n_entries, -1, dtype=np.int64)
     if not len(lines.ncol):
         return kinds
-    width = int(lines.ncol.max()) + 1
-    pairs = np.unique(lines.entry * width + lines.ncol)
-    mask = np.full(n_entries, _D | _S | _O, dtype=np.int64)
-    for key in pairs.tolist():
-        e, n = divmod(key, width)
-        mask[e] &= _candidates(n)
+    mask = np.full(n_entries, _D | _S | _O, dtype=np.int64)  # the tasks every row of the file may be
+    np.bitwise_and.at(mask, lines.entry, _CANDIDATES[np.minimum(lines.ncol, 12)])
     has_rows = np.bincount(lines.entry, minlength=n_entries) > 0
     # all rows 7 columns: box + score + track id when the 6th value is a score and the 7th a whole number
     sev = lines.ncol == 7

@@ -5,7 +5,6 @@ without names, the task of each file, the fate of files of 9-11 column rows only
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,12 +15,10 @@ from ..images import ImageRoot, Size
 from ..report import Report
 from .base import ReadOptions
 from .yolo_geometry import category_table, convert_rows
-from .yolo_layout import SEP, Config, Layout, images_root_of, norm, rel_path, stem
+from .yolo_layout import TASK_CODES, Config, Layout, norm, rel_path, stem, swap_folder
 from .yolo_rows import (
     AMBIGUOUS,
     DETECT,
-    OBB,
-    POSE,
     SEGMENT,
     Lines,
     column_problems,
@@ -39,26 +36,17 @@ _AMBIGUOUS_MSG = ("9 to 11 columns: a 4-point polygon or an oriented box; "
                   f"pass {option('task', 'segment')} or {option('task', 'obb')}")
 
 
-@dataclass
-class Piece:
-    """The images (those with a size, in order) and annotation rows (``image`` indexes ``images``) read."""
-
-    images: pd.DataFrame
-    annotations: Any                    # a mapping of columns, or a DataFrame
-
-
 class Run:
     """One reading of a YOLO source (or a part of its plan): what the label files decide for the dataset (the
     class count without names, the fate of files of 9-11 column rows only, an inferred kpt_shape), found by
     :meth:`batch`, and the drops and notes, held until :meth:`finish` reports them in ``read()``'s order."""
 
-    def __init__(self, lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: str, *,
+    def __init__(self, lay: Layout, cfg: Config, options: ReadOptions, report: Report, src: str, *, img_root: str,
                  pending_polygons: bool | None = None) -> None:
         self.lay, self.cfg, self.report, self.src = lay, cfg, report, src
         self.pending_polygons = pending_polygons    # the plan's decision for files of 9-11 column rows only
         self.images_given = options.images is not None
-        roots = ([norm(options.images)] if options.images is not None else []) + lay.image_roots
-        self.img_root = images_root_of(lay.images, roots)
+        self.img_root = img_root                    # file_name is relative to this
         self.top = 0                                # without names: 1 + the largest class index so far
         self.kpt_shape = cfg.kpt_shape              # inferred from the first pose rows when not given
         self.kpt_cols = 0                           # inferred: the value count of every pose row
@@ -106,10 +94,13 @@ class Run:
             kept_raw.append(data)
         return kept, kept_raw
 
-    def batch(self, files: list[str], image_of: list[int], raw: list[bytes], sizes: list[Size | None]) -> Piece:
+    def batch(self, files: list[str], image_of: list[int], raw: list[bytes],
+              sizes: list[Size | None]) -> tuple[pd.DataFrame, Any]:
         """Parse and convert label ``files`` (the contents ``raw``, emptied once parsed), each the label file
         of the image ``image_of`` (an index into the layout's images, or -1: no image); ``sizes``: the layout's
-        images' sizes. Called once a reading: what the files decide is decided from all of them."""
+        images' sizes. Called once a reading: what the files decide is decided from all of them. The images
+        read (those with a size, in order) and the annotation rows (``image`` indexes them; a mapping of
+        columns)."""
         lay, cfg = self.lay, self.cfg
         size_ok = np.array([s is not None for s in sizes], dtype=bool)
         widths = np.array([s[0] if s is not None else 0 for s in sizes], dtype=np.int64)
@@ -136,7 +127,7 @@ class Run:
         has_image = ent_img >= 0
         kinds = self._kinds(lines, n_entries)
         if n_rows and cfg.task == "pose" and cfg.kpt_shape is None:  # inferred from every pose row
-            self.kpt_shape = _infer_kpt_shape(lines, rel_files, self.src)
+            self.kpt_shape = _infer_kpt_shape(lines, rel_files)
             self.kpt_cols = int(lines.ncol[0])
         row_kind = kinds[lines.entry] if n_rows else np.zeros(0, dtype=np.int64)
         wrong = column_problems(lines, row_kind, self.kpt_shape)
@@ -213,7 +204,7 @@ class Run:
             "attributes": [None] * len(kept_imgs),
             "src_file": [label_of_image.get(i, rel_path(lay.images[i], lay.root)) for i in kept_imgs],
         })
-        return Piece(images=images, annotations=annotations)
+        return images, annotations
 
     def _names_src(self) -> str:
         """Where the class names come from, as a message names it."""
@@ -241,10 +232,7 @@ class Run:
         split folder named, else the Ultralytics twin (last ``labels`` -> ``images``, any extension)."""
         looked = self.lay.looked_for.get(label_file)
         if looked is None:
-            key = f"{SEP}labels{SEP}"
-            i = label_file.rfind(key)
-            twin = f"{label_file[:i]}{SEP}images{SEP}{label_file[i + len(key):]}" if i >= 0 else label_file
-            looked = stem(twin) + ".*"
+            looked = stem(swap_folder(label_file, "labels", "images") or label_file) + ".*"
         return rel_path(looked, self.lay.root)
 
     def _defer(self, slot: int, reason: str, message: str, rows: pd.DataFrame) -> None:
@@ -261,8 +249,7 @@ class Run:
         of the source is a polygon file (:meth:`polygons`), else ``AMBIGUOUS`` (dropped)."""
         cfg = self.cfg
         if cfg.task is not None:
-            code = {"detect": DETECT, "segment": SEGMENT, "obb": OBB, "pose": POSE}[cfg.task]
-            return np.full(n_entries, code, dtype=np.int64)
+            return np.full(n_entries, TASK_CODES[cfg.task], dtype=np.int64)
         kinds = file_tasks(lines, n_entries)
         pending = kinds == AMBIGUOUS
         decided = kinds >= 0
@@ -316,11 +303,8 @@ class Run:
         self._task_notes(zeros=zeros)
         if self.pending_drops:
             drops = pd.concat(self.pending_drops, ignore_index=True).sort_values(
-                ["group", "entry", "src_line", "slot"], kind="stable").reset_index(drop=True)
-            reasons = drops["reason"].to_numpy()
-            cuts = [0, *(np.flatnonzero(reasons[1:] != reasons[:-1]) + 1).tolist(), len(drops)]
-            for a, b in zip(cuts[:-1], cuts[1:], strict=False):  # runs of one reason, in file and line order
-                rep.drop(str(reasons[a]), drops.iloc[a:b])
+                ["group", "entry", "src_line", "slot"], kind="stable")
+            rep.drop(None, drops)  # in file and line order, each row with its own reason
         self.pending_drops.clear()
         # YOLO's own image.* notes, not the resolver's rules: a label file with no image (the layout pairs files
         # by path and stem), an image with no label file (only YOLO has one annotation file an image), and an
@@ -346,14 +330,13 @@ class Run:
         return table
 
 
-def _infer_kpt_shape(lines: Lines, files: list[str], src: str) -> tuple[int, int]:
+def _infer_kpt_shape(lines: Lines, files: list[str]) -> tuple[int, int]:
+    """(K, d) from the value count of the pose rows ``lines`` (at least one), which must all have the same."""
     pose_cols = sorted(set(lines.ncol.tolist()))
     hint = "add kpt_shape: [K, 2 or 3] to data.yaml"
     if len(pose_cols) != 1 or pose_cols[0] < 7:
-        i = 0
-        raise ReadError(files[lines.entry[i]] if len(lines.ncol) else src,
-                        f"cannot tell the keypoint layout (kpt_shape) from rows of {pose_cols} numbers",
-                        line=int(lines.line[i]) if len(lines.ncol) else None, hint=hint)
+        raise ReadError(files[lines.entry[0]], f"cannot tell the keypoint layout (kpt_shape) from rows of {pose_cols} "
+                        "numbers", line=int(lines.line[0]), hint=hint)
     m = pose_cols[0] - 5
     if m % 3 == 0 and m % 2 == 0:
         third = lines.vals[lines.first[:, None] + 5 + 3 * np.arange(m // 3)[None, :] + 2]
