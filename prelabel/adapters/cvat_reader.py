@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import re
-from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from .base import ReadOptions, frame_file_name
 from .cvat_shapes import SHAPES, BadValue
 from .cvat_tracks import MAX_SIDE, TrackRows
 
-__all__ = ["CvatReader", "Meta", "Pending"]
+__all__ = ["CvatReader", "Meta"]
 
 _LINE_RE = re.compile(r"<line\b[^>]*>", re.IGNORECASE)
 _CIRCLE_RE = re.compile(r"<circle\b[^>]*>", re.IGNORECASE)
@@ -51,33 +50,6 @@ class Meta:
     by_subset: bool
     mode: str
     notes: tuple[Diagnostic, ...]
-
-
-class Pending:
-    """The column lists of the images and rows not yet handed out (taken from the reader as one piece)."""
-
-    __slots__ = ("a_attr", "a_box", "a_cat", "a_il", "a_kp", "a_seg", "clipped_rows", "img_attrs", "img_h",
-                 "img_line", "img_name", "img_w", "kp_k", "kp_points_rows", "nodes")
-    LISTS = ("a_attr", "a_box", "a_cat", "a_il", "a_kp", "a_seg", "clipped_rows", "img_attrs", "img_h",
-             "img_line", "img_name", "img_w", "kp_points_rows")
-
-    img_name: list[str]
-    img_w: list[int]
-    img_h: list[int]
-    img_attrs: list[dict[str, Any] | None]
-    img_line: list[int]
-    a_box: array[float]
-    a_il: array[int]
-    a_cat: list[str]
-    a_seg: list[Any]
-    a_kp: list[Any]
-    a_attr: list[dict[str, Any] | None]
-    kp_points_rows: list[int]
-    clipped_rows: list[int]
-
-    def __init__(self, *, nodes: dict[str, list[str]], kp_k: dict[str, int]) -> None:
-        self.nodes = nodes  # the skeleton node names known at the end
-        self.kp_k = kp_k    # the keypoint counts of <points> known at the end
 
 
 class CvatReader(TrackRows):
