@@ -223,17 +223,12 @@ class Report:
         return int(sum(len(d) for d in self._drops))
 
     def dropped_counts(self) -> dict[str, int]:
-        d = self.drops
-        if d.empty:
-            return {}
-        return {str(k): int(v) for k, v in sorted(Counter(d["reason"]).items())}
+        """How many annotations were dropped, by reason (sorted)."""
+        return _by_reason(self.drops)
 
     def changed_counts(self) -> dict[str, int]:
         """How many annotations were changed, by change code (sorted), as :meth:`dropped_counts` counts drops."""
-        c = self.changes
-        if c.empty:
-            return {}
-        return {str(k): int(v) for k, v in sorted(Counter(c["reason"]).items())}
+        return _by_reason(self.changes)
 
     def dropped_by_category(self) -> dict[str, dict[str, int]]:
         d = self.drops
@@ -340,6 +335,13 @@ def _ledger_frame(reason: str | None, rows: pd.DataFrame, message: str) -> pd.Da
             else pd.Series([None] * n, dtype=object))
     reasons = rows["reason"].astype(object).reset_index(drop=True) if reason is None else reason
     return pd.DataFrame({"reason": reasons, "category": cats, "source": sources, "message": msg})
+
+
+def _by_reason(frame: pd.DataFrame) -> dict[str, int]:
+    """The rows of a ledger frame (drops or changes) counted by their ``reason``, sorted by it."""
+    if frame.empty:
+        return {}
+    return {str(k): int(v) for k, v in sorted(Counter(frame["reason"]).items())}
 
 
 def _phased(frame: pd.DataFrame, phase: int) -> pd.DataFrame:

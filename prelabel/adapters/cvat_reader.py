@@ -24,12 +24,13 @@ import pandas as pd
 
 from ..errors import ReadError
 from ..images import ImageRoot
+from ..imagesize import MAX_SIDE
 from ..model import Dataset
 from ..paths import why_unsafe
 from ..report import Diagnostic, Report
 from .base import ReadOptions, frame_file_name
 from .cvat_shapes import SHAPES, BadValue
-from .cvat_tracks import MAX_SIDE, TrackRows
+from .cvat_tracks import TrackRows
 
 __all__ = ["CvatReader", "Meta"]
 
@@ -486,7 +487,7 @@ class CvatReader(TrackRows):
             return [None] * len(names)
         out: list[str | None] = []
         for name, attrs, w, h, line in zip(names, self.img_attrs, self.img_w, self.img_h, self.img_line,
-                                                 strict=True):
+                                           strict=True):
             found: str | None = None
             subset = (attrs or {}).get("subset")
             bare = name[len(subset) + 1:] if self.by_subset and subset and name.startswith(f"{subset}/") else None

@@ -24,7 +24,7 @@ from ..report import Report
 from .base import NeedsWholeRead, ReadOptions
 from .cvat_shapes import BadValue, ShapeRows, flag, parse_points
 
-__all__ = ["MAX_SIDE", "TrackRows", "frame_step"]
+__all__ = ["TrackRows", "frame_step"]
 
 _MAX_FRAMES = 1_000_000  # a video task with more frames is a broken <meta> (each frame becomes an image row)
 _STEP_RE = re.compile(r"step\s*=\s*(\d+)")

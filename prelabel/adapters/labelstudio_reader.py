@@ -16,6 +16,7 @@ import pandas as pd
 from .. import labelconfig
 from ..errors import ReadError, option
 from ..images import ImageRoot
+from ..imagesize import MAX_SIDE
 from ..model import Dataset
 from ..paths import IMAGE_EXTENSIONS, image_name
 from ..report import Report
@@ -24,7 +25,6 @@ from .labelstudio_regions import (
     CLASSIFICATION,
     KIND_NAME,
     KP,
-    MAX_SIDE,
     MIN_RESERVED,
     MIN_TYPE_KEYS,
     NONE,

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..geometry import ellipse_polygon, ls_rle_decode, rle_bbox, rle_encode
-from ..imagesize import MAX_SIDE as MAX_SIDE  # (imported from here by labelstudio_reader)
+from ..imagesize import MAX_SIDE
 
 RECT, POLY, ELLIPSE, KP, BRUSH = range(5)
 TYPE_KIND = {

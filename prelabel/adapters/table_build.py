@@ -152,8 +152,6 @@ class Images:
     names: np.ndarray                  # object array: every distinct image name, with a size or not
 
 
-
-
 def raw_image_name(v: Any, *, is_id: bool, sizes: SizeTable) -> str | None:
     """The image name a distinct value of the image (or image id) column stands for; None when empty."""
     if is_id:
