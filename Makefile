@@ -12,11 +12,11 @@ $(VENV)/bin/uv:
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv
 
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/uv
-	$(UV) pip install -q -p $(PY) -e .
+	$(UV) pip install -q --compile-bytecode -p $(PY) -e .
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/uv
-	$(UV) pip install -q -p $(PY) -e '.[test]'
+	$(UV) pip install -q --compile-bytecode -p $(PY) -e '.[test]'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

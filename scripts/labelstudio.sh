@@ -25,7 +25,7 @@ install() {
   fi
   [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check uv
-  "$VENV/bin/uv" pip install -q -p "$VENV/bin/python" "label-studio==$LS_VERSION"
+  "$VENV/bin/uv" pip install -q --compile-bytecode -p "$VENV/bin/python" "label-studio==$LS_VERSION"
   touch "$STAMP"
 }
 
