@@ -120,6 +120,34 @@ def ensure_bytecode(python: Path, *extra: Path) -> None:
     marker.touch()
 
 
+# the libraries prelabel's reading and writing use: a baseline venv must hold the same versions, or the table
+# compares venvs, not code (pyarrow alone, which pandas 3 uses for its strings when it is installed, moves CVAT's
+# peak memory by about 37 MiB)
+LIBRARIES = ("pandas", "numpy", "pyarrow", "orjson", "shapely", "pycocotools", "defusedxml", "lxml", "pillow",
+             "click", "fsspec")
+
+
+def library_versions(python: Path) -> dict[str, str | None]:
+    """The version of each of LIBRARIES in the venv of ``python`` (None: not installed)."""
+    code = ("import importlib.metadata as m, json, sys\n"
+            "def v(n):\n"
+            "    try:\n"
+            "        return m.version(n)\n"
+            "    except m.PackageNotFoundError:\n"
+            "        return None\n"
+            "print(json.dumps({n: v(n) for n in sys.argv[1:]}))\n")
+    out = subprocess.run([str(python), "-c", code, *LIBRARIES], check=True, capture_output=True, text=True).stdout
+    got: dict[str, str | None] = json.loads(out)
+    return got
+
+
+def same_libraries(python: Path, baseline: Path) -> str:
+    """"" when the two venvs hold the same versions of LIBRARIES, else what differs."""
+    mine, theirs = library_versions(python), library_versions(baseline)
+    return ", ".join(f"{n} {mine[n] or 'missing'} here, {theirs[n] or 'missing'} in the baseline"
+                     for n in LIBRARIES if mine[n] != theirs[n])
+
+
 # Every tool is started by this small helper process, not by the runner: a child's peak resident memory
 # (ru_maxrss) starts at its parent's resident size when it forks, even across exec, and the runner grows
 # when it loads outputs to check them. The helper stays at ~10 MiB, below any tool's own peak.
@@ -206,6 +234,11 @@ def main() -> None:
                     help="another prelabel checkout with its own .venv (e.g. a worktree of an earlier commit): "
                          "run as the tool 'baseline' beside this one, for before/after tables")
     a = ap.parse_args()
+    if a.baseline is not None:
+        differ = same_libraries(Path(sys.executable), a.baseline / ".venv" / "bin" / "python")
+        if differ:
+            sys.exit(f"the baseline's venv differs from this one ({differ}): install the same versions there, "
+                     "e.g. with uv pip install -p <baseline>/.venv/bin/python <package>==<version>")
     launcher = Launcher()  # first, while this process is small
     n = a.images or SIZES[a.size]
     data = HERE / "data" / f"{a.size}-{n}"
