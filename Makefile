@@ -13,10 +13,12 @@ $(VENV)/bin/uv:
 
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/uv
 	$(UV) pip install -q --compile-bytecode -p $(PY) -e .
+	$(PY) -m compileall -q prelabel > /dev/null
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/uv
 	$(UV) pip install -q --compile-bytecode -p $(PY) -e '.[test]'
+	$(PY) -m compileall -q prelabel > /dev/null
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
