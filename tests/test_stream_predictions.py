@@ -749,3 +749,25 @@ def test_a_parquet_file_of_many_rows_is_cut_even_when_one_part_is_asked(tmp_path
     # a file of fewer rows than a chunk is one part
     df.head(100).to_parquet(src, index=False)
     assert [(p.start, p.stop) for p in pred.plan(src, options=ReadOptions(), parts=1)] == [(0, 0)]
+
+
+def test_parquet_plan_leaves_the_process_able_to_fork(tmp_path: Path) -> None:
+    """The plan scans a Parquet file on its own thread: Arrow's thread pools would leave threads in the process,
+    which then starts the engine's workers from a fork server instead of forking them (about a second more)."""
+    pytest.importorskip("pyarrow")
+    import subprocess
+    import sys
+
+    p = tmp_path / "p.parquet"
+    n = 5000
+    pd.DataFrame({"filename": [f"i{k // 5}.jpg" for k in range(n)], "width": 64, "height": 48, "class": "cat",
+                  "xmin": 1.0, "ymin": 2.0, "xmax": 9.0, "ymax": 8.0}).to_parquet(p)
+    code = ("import prelabel.cli\n"  # first: the command line's thread settings, before numpy is imported
+            "from pathlib import Path\n"
+            "from prelabel.adapters import predictions\n"
+            "from prelabel.adapters.base import ReadOptions\n"
+            "from prelabel.workers import os_threads, start_method\n"
+            f"parts = predictions.plan(Path({str(p)!r}), options=ReadOptions(), parts=4)\n"
+            "print(len(parts), os_threads(), start_method())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["4", "1", "fork"]

@@ -233,7 +233,7 @@ def _roles(cols: list[Any], options: ReadOptions, file: str) -> Roles:
 
 def _parquet_columns(pf: Any) -> list[Any]:
     """The columns of a ``pyarrow.parquet.ParquetFile`` as pandas names them."""
-    return list(pf.schema_arrow.empty_table().to_pandas().columns)
+    return list(pf.schema_arrow.empty_table().to_pandas(use_threads=False).columns)  # no pool: see _column_pieces
 
 
 def _csv_layout(path: Path, options: ReadOptions) -> tuple[str, Roles, dict[str, Any]]:
@@ -453,9 +453,11 @@ _PARQUET_BATCH = 10_000  # a part of a Parquet file is read this many rows at a 
 def _column_pieces(path: Path, cols: list[str], options: ReadOptions) -> Iterator[pd.DataFrame]:
     """Some columns of the whole table, read as :func:`read` reads them, ``_SCAN_ROWS`` rows at a time."""
     if path.suffix.lower() in _SUFFIXES_PARQUET:
-        pf = importlib.import_module("pyarrow.parquet").ParquetFile(path)
-        for batch in pf.iter_batches(batch_size=_SCAN_ROWS, columns=cols):
-            yield batch.to_pandas()
+        # on this thread only: pyarrow's thread pools would keep threads in this process, which then could not
+        # fork the engine's workers (a fork server costs about a second more)
+        pf = importlib.import_module("pyarrow.parquet").ParquetFile(path, pre_buffer=False)
+        for batch in pf.iter_batches(batch_size=_SCAN_ROWS, columns=cols, use_threads=False):
+            yield batch.to_pandas(use_threads=False)
         return
     with _table_errors(str(path)):
         sep, _, dtype = _csv_layout(path, options)
@@ -620,6 +622,8 @@ def plan(path: Path, *, options: ReadOptions, parts: int = 1) -> list[RowRange]:
             scan.add(df[key], [numeric_column(df[c], role="box", file=file, lines=np.zeros(len(df), dtype=np.int64),
                                               invalid={}) for c in bx])
         names, final_names, common, absolute = scan.names()
+        if records is None:  # the batches Arrow decoded for the scan go back to the system before the parts come
+            importlib.import_module("pyarrow").default_memory_pool().release_unused()
     except Exception:  # noqa: BLE001 - a table read() cannot read either: it raises the error
         return whole
     n = scan.rows
