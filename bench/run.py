@@ -122,7 +122,7 @@ def ensure_bytecode(python: Path, *extra: Path) -> None:
 
 # the libraries prelabel's reading and writing use: a baseline venv must hold the same versions, or the table
 # compares venvs, not code (pyarrow alone, which pandas 3 uses for its strings when it is installed, moves CVAT's
-# peak memory by about 37 MiB)
+# peak memory by about 36 MiB)
 LIBRARIES = ("pandas", "numpy", "pyarrow", "orjson", "shapely", "pycocotools", "defusedxml", "lxml", "pillow",
              "click", "fsspec")
 
