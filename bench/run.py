@@ -142,7 +142,7 @@ def library_versions(python: Path) -> dict[str, str | None]:
 
 
 def same_libraries(python: Path, baseline: Path) -> str:
-    """"" when the two venvs hold the same versions of LIBRARIES, else what differs."""
+    """What differs between the two venvs' versions of LIBRARIES, as one line; empty when nothing does."""
     mine, theirs = library_versions(python), library_versions(baseline)
     return ", ".join(f"{n} {mine[n] or 'missing'} here, {theirs[n] or 'missing'} in the baseline"
                      for n in LIBRARIES if mine[n] != theirs[n])
