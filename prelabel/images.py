@@ -19,7 +19,8 @@ Every reader that finds images on disk does it through :class:`ImageRoot`, so ea
   (:func:`prelabel.imagesize.image_size`, EXIF orientation applied, never a decode), counted;
   :meth:`ImageRoot.settle_all` reads many headers at once in threads (:func:`~prelabel.imagesize.image_sizes`).
   An image whose size stays unknown is not placed (``size`` None, nothing counted): the reader leaves it out
-  and drops its annotations (``dropped.no_image``) with its own reason.
+  and drops its annotations (``dropped.no_image``) with the reason :meth:`ImageRoot.why_unsized` gives, the
+  same words in every format (only what the format could have recorded is its own).
 - **Notes.** What was counted is written by :meth:`ImageRoot.notes` as tallies
   (:meth:`prelabel.report.Report.tally`), one wording a rule, each shown at the first thing it counted
   (``file:line``), so that the notes of a source's parts add up to those of one read
@@ -272,6 +273,26 @@ class ImageRoot:
         relative to ``common`` (:meth:`relate_all`), ``example`` the first, written at ``at``."""
         self.report.note("image.unsafe_name", at, f"{count} absolute image path(s) written relative to {common} (e.g. "
                          f"{example}); give the images root ({option('images')}) to choose", severity="info")
+
+    def why_unsized(self, name: str, path: str | None, *, lacks: str = "") -> str:
+        """Why the image ``name`` has no size, for the reader's drops of its annotations (``dropped.no_image``):
+        ``lacks``, what the annotation file could have recorded and does not (empty for a format that records
+        no size), then why no file gave it: no images root, no file at ``path`` (None: not found under the
+        root), or a file whose header gives none.
+
+        >>> from prelabel.errors import spell
+        >>> spell(ImageRoot(None, report=Report()).why_unsized("a.jpg", None, lacks="no width/height in the file"), cli=True)
+        "image 'a.jpg' has no known size: no width/height in the file, and no images root (--images) to read it from"
+        >>> ImageRoot("imgs", report=Report()).why_unsized("a.jpg", "imgs/a.jpg")
+        "image 'a.jpg' has no known size: no such file under imgs"
+        """
+        if self.root is None:
+            where = f"no images root ({option('images')}) to read it from"
+        elif path is None or not os.path.isfile(path):
+            where = f"no such file under {self.root}"
+        else:
+            where = "its file's header gives none (not an image, or a format not known)"
+        return f"image {name!r} has no known size: {lacks + ', and ' if lacks else ''}{where}"
 
     def lookup(self, name: str) -> str | None:
         """The local file of the safe relative ``name`` under the root, or None (no root, not a file, or a name

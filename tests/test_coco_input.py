@@ -207,13 +207,19 @@ def test_image_without_size_reads_the_header_under_the_images_root(tmp_path, sel
     assert rep.dropped_counts() == {"dropped.no_image": 1}
     # the one resolver's header note, shown at the first image whose size it read
     assert [(d.code, d.source, d.message) for d in rep.diagnostics] == [
-        ("image.missing", str(p), f"'gone.png': no width/height and no readable image file under {root}; its "
-         "annotations are dropped"),
+        ("image.missing", str(p), f"image 'gone.png' has no known size: no width/height in the file, and no such file "
+                                  f"under {root}; its annotations are dropped"),
         ("image.size_from_header", f"{p}#images[0]", "1 image size(s) read from the image files' headers")]
     _checked(ds, self_ap)
     ds2, rep2 = _read(p)  # without the root, neither image has a size
     assert len(ds2.images) == 0 and len(ds2) == 0
     assert rep2.dropped_counts() == {"dropped.no_image": 2}
+    assert rep2.drops["message"].tolist() == [
+        f"image {n!r} has no known size: no width/height in the file, and no images root (ReadOptions(images=...)) "
+        "to read it from" for n in ("a.png", "gone.png")]
+    assert [(d.code, d.message) for d in rep2.diagnostics][:1] == [
+        ("image.missing", "image 'a.png' has no known size: no width/height in the file, and no images root "
+                          "(ReadOptions(images=...)) to read it from; its annotations are dropped")]
 
 
 def test_short_polygon_parts_are_removed(tmp_path, self_ap):

@@ -1224,8 +1224,8 @@ def test_coco_sizes_from_headers_in_parts(tmp_path: Path, client: Any) -> None:
         ("i1.png", 41, 31), ("i4.png", 44, 34), ("i10.png", 50, 40)]
     rep = prelabel.read(src, fmt="coco", options=opts).report
     assert [(d.code, d.source, d.message) for d in rep.diagnostics] == [
-        ("image.missing", str(src), f"'gone.png': no width/height and no readable image file under {root}; its "
-         "annotations are dropped"),
+        ("image.missing", str(src), f"image 'gone.png' has no known size: no width/height in the file, and no such "
+                                    f"file under {root}; its annotations are dropped"),
         ("image.size_from_header", f"{src}#images[1]", "3 image size(s) read from the image files' headers")]
     assert rep.dropped_counts() == {"dropped.no_image": 3}
 

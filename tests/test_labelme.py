@@ -199,12 +199,14 @@ def test_missing_size_falls_back_to_the_header_then_image_data(tmp_path: Path) -
     assert ds.images["path"].tolist() == [str(tmp_path / "a.png"), None]
     # a.png's size from its header (a.json), b's from its imageData (b.json); c has neither: left out
     assert [(d.code, d.source, d.message) for d in rep.diagnostics] == [
-        ("image.missing", "c.json", "no imageWidth/imageHeight, and neither the image file nor imageData gives the "
-                                    "size of 'c.png': the image is left out"),
+        ("image.missing", "c.json", f"image 'c.png' has no known size: no imageWidth/imageHeight or readable "
+                                    f"imageData, and no such file under {tmp_path}; the image is left out"),
         ("image.size_from_header", "a.json", "1 image size(s) read from the image files' headers"),
         ("image.size_from_header", "b.json", "1 image size(s) read from the header of the image data embedded in "
                                              "the annotation file")]
-    assert rep.drops[["reason", "source"]].values.tolist() == [["dropped.no_image", "c.json#shapes[0]"]]
+    assert rep.drops[["reason", "source", "message"]].values.tolist() == [
+        ["dropped.no_image", "c.json#shapes[0]", f"image 'c.png' has no known size: no imageWidth/imageHeight or "
+                                                 f"readable imageData, and no such file under {tmp_path}"]]
     assert rep.read == 3
 
 

@@ -400,8 +400,9 @@ def test_missing_original_size(tmp_path, self_ap):
     ds = _read(p)
     assert len(ds) == 0 and len(ds.images) == 0
     assert ds.report.dropped_counts() == {"dropped.no_image": 1}
-    assert ds.report.drops["message"][0] == "task 3: no original_width/height and no images root (ReadOptions(images=...)); annotation 103 " \
-                                            "(region r)"
+    assert ds.report.drops["message"][0] == ("task 3: image 'pic.png' has no known size: no original_width/height in the "
+                                             "task, and no images root (ReadOptions(images=...)) to read it from; "
+                                             "annotation 103 (region r)")
     # with --images: the size comes from the header of images/pic.png (40 x 30)
     root = tmp_path / "images"
     root.mkdir()
@@ -415,7 +416,16 @@ def test_missing_original_size(tmp_path, self_ap):
     _coco_ok(ds, self_ap)
     # --images given but the file is not there
     ds = _read(p, images=tmp_path / "elsewhere")
-    assert "no original_width/height and image 'pic.png' not found under the images root" in ds.report.drops["message"][0]
+    assert ds.report.drops["message"][0] == (f"task 3: image 'pic.png' has no known size: no original_width/height in the "
+                                             f"task, and no such file under {tmp_path / 'elsewhere'}; annotation 103 "
+                                             "(region r)")
+    # --images given, and the file there is not an image
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "pic.png").write_text("not an image")
+    ds = _read(p, images=tmp_path / "text")
+    assert ds.report.drops["message"][0] == ("task 3: image 'pic.png' has no known size: no original_width/height in the "
+                                             "task, and its file's header gives none (not an image, or a format not "
+                                             "known); annotation 103 (region r)")
 
 
 def test_image_names():
@@ -540,7 +550,8 @@ def test_task_without_image_url_or_size_is_reported(tmp_path):
     assert len(ds.images) == 0 and ds.report.read == 0
     assert [(n.code, n.message) for n in ds.report.diagnostics] == [
         ("dropped.no_image", "task 1: no image URL in data (keys: n); task skipped"),
-        ("dropped.no_image", "task 2: image 'x.jpg' left out: no original_width/height and no images root (ReadOptions(images=...))")]
+        ("dropped.no_image", "task 2: image 'x.jpg' has no known size: no original_width/height in the task, and no "
+                             "images root (ReadOptions(images=...)) to read it from; the image is left out")]
 
 
 def test_cli_label_config_option(fixtures_dir, tmp_path, self_ap):

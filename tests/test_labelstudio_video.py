@@ -124,8 +124,10 @@ def test_missing_size_is_dropped_naming_the_task(tmp_path: Path) -> None:
     d = ds.report.drops
     assert d["reason"].tolist() == ["dropped.no_image"] and d["category"].tolist() == ["car"]
     assert d["source"].tolist() == [f"{tmp_path / 'export.json'}:1"]
-    msg = d["message"][0]
-    assert msg.startswith("task 42, annotation 52, region trk1: the video frame size is unknown") and "5 frame box" in msg
+    # the first frame's image (LS frame 1 is frame 0 of frame_pattern) in the one resolver's words
+    assert d["message"][0] == ("task 42, annotation 52, region trk1: the video frame size is unknown (image "
+                               "'frame_000000.png' has no known size: no original_width/height in the task, and no "
+                               "images root (ReadOptions(images=...)) to read it from); 5 frame box(es) left out")
     _balanced(ds)
 
 

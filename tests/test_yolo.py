@@ -539,8 +539,10 @@ def test_unreadable_image_drops_its_rows(tmp_path):
     (root / "images" / "a.png").write_bytes(b"not an image")
     ds, rep = _read(root)
     assert len(ds.images) == 0 and len(ds) == 0
-    assert rep.drops["reason"].tolist() == ["dropped.no_image"]
-    assert "image.missing" in _codes(rep)
+    why = "image 'a.png' has no known size: its file's header gives none (not an image, or a format not known)"
+    assert rep.drops[["reason", "source", "message"]].values.tolist() == [["dropped.no_image", "labels/a.txt:1", why]]
+    assert [(d.code, d.source, d.message) for d in rep.diagnostics if d.code == "image.missing"] == [
+        ("image.missing", "images/a.png", why)]
 
 
 def test_bulk_and_row_parsing_agree(tmp_path):

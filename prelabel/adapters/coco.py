@@ -197,6 +197,7 @@ class _Images:
         return key in self.elsewhere
 
 
+_NO_SIZE = "no width/height in the file"  # what an image without a size lacks (ImageRoot.why_unsized)
 _MAX_KEYPOINTS = 100_000  # keypoint names synthesized for a category that names none (kp1..kpK)
 
 
@@ -248,9 +249,8 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
                                   f"{im.get('height')!r}", element=el)
         if w is None or h is None:
             if local is None:
-                out.why[key] = f"image {rel!r} has no width/height (give the images root, {option('images')}, to read them)"
-                report.note("image.missing", f"{file}#{el}", f"{rel!r} has no width/height: its annotations "
-                            f"are dropped (give {option('images')} to read the sizes from the files)")
+                out.why[key] = images.why_unsized(rel, None, lacks=_NO_SIZE)
+                report.note("image.missing", f"{file}#{el}", f"{out.why[key]}; its annotations are dropped")
                 continue
             pending.append((len(names), key, rel, local, f"{file}#{el}"))
             w, h = 0, 0
@@ -268,12 +268,11 @@ def _images(items: Any, *, file: str, root: Path | None, report: Report) -> _Ima
         placed = images.settle_all([t[2] for t in pending], [t[3] for t in pending], at=[t[4] for t in pending],
                                    sizes=[None] * len(pending))
         gone: set[int] = set()
-        for (pos, key, rel, _local, _at), img in zip(pending, placed, strict=True):
+        for (pos, key, rel, local, _at), img in zip(pending, placed, strict=True):
             if img.size is None:
                 gone.add(pos)
-                out.why[key] = f"image {rel!r} has no width/height and no readable file under {root}"
-                report.note("image.missing", file, f"{rel!r}: no width/height and no readable image file under "
-                            f"{root}; its annotations are dropped")
+                out.why[key] = images.why_unsized(rel, local, lacks=_NO_SIZE)
+                report.note("image.missing", file, f"{out.why[key]}; its annotations are dropped")
             else:
                 widths[pos], heights[pos] = img.size
         images.notes(source=str(root))  # the sizes read from headers: one note, at the first image counted

@@ -233,12 +233,12 @@ class _Reader:
         w, h = image.size if image.size is not None else (None, None)
         shapes = doc["shapes"]
         if w is None or h is None:
-            self.report.note("image.missing", rel, f"no imageWidth/imageHeight, and neither the image file nor "
-                             f"imageData gives the size of {name!r}: the image is left out")
+            why = self.images.why_unsized(name, local, lacks="no imageWidth/imageHeight or readable imageData")
+            self.report.note("image.missing", rel, f"{why}; the image is left out")
             for i, s in enumerate(shapes):
                 label = s.get("label") if isinstance(s, dict) else None
                 self.report.drop_one("dropped.no_image", category=label if isinstance(label, str) else None,
-                                     source_file=f"{rel}#shapes[{i}]", message=f"image {name!r} has no known size")
+                                     source_file=f"{rel}#shapes[{i}]", message=why)
             return
         flags = doc.get("flags")
         self.img["file_name"].append(name)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import labelconfig
-from ..errors import ReadError, option
+from ..errors import ReadError
 from ..images import ImageRoot
 from ..imagesize import MAX_SIDE
 from ..model import Dataset
@@ -245,12 +245,9 @@ class Reader:
         else:
             placed = self.images.place(name, at=f"{self.file}:{line}", size=size)
             if placed.size is None:
-                why = (f"no original_width/height and no images root ({option('images')})" if self.root is None else
-                       f"no original_width/height and image {name!r} not found under the images root"
-                       if placed.path is None else f"no original_width/height and {name!r} is not a readable image")
+                why = self.images.why_unsized(name, placed.path, lacks="no original_width/height in the task")
                 if not self._drop_all(groups, "dropped.no_image", f"{label}: {why}"):
-                    self.report.note("dropped.no_image", f"{self.file}:{line}",
-                                     f"{label}: image {name!r} left out: {why}")
+                    self.report.note("dropped.no_image", f"{self.file}:{line}", f"{label}: {why}; the image is left out")
                 return None
             img = self.add_image(name, placed.size, placed.path, {"url": url, "task_id": tid})
         return img

@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from ..errors import option
 from ..geometry import angle_lerp, keyframe_lerp
 from .base import NeedsWholeRead, frame_file_name
 from .labelstudio_regions import is_region, source_name
@@ -169,17 +168,19 @@ def read_video_task(host: Reader, groups: list[tuple[bool, list[Any], dict[str, 
                 host.drops.append((d.reason, cat, host.file, gline, f"{msg}: {d.message}"))
                 continue
             names = [frame_file_name(host.opts.frame_pattern, f) for f in fb.frames.tolist()]
-            wh = size
+            wh, path = size, None
             if wh is None and host.root is not None and names:
                 known = host.img_of_name.get(names[0], -1)
-                wh = ((host.img_w[known], host.img_h[known]) if known >= 0
-                      else host.images.place(names[0], at=f"{host.file}:{gline}").size)
+                if known >= 0:
+                    wh = (host.img_w[known], host.img_h[known])
+                else:
+                    placed = host.images.place(names[0], at=f"{host.file}:{gline}")
+                    wh, path = placed.size, placed.path
             if wh is None:
-                why = (f"no images root ({option('images')})" if host.root is None
-                       else f"frame image {names[0]!r} not found or not readable under {host.root}")
+                why = host.images.why_unsized(names[0], path, lacks="no original_width/height in the task")
                 host.drops.append(("dropped.no_image", cat, host.file, gline,
-                                   f"{msg}: the video frame size is unknown (no original_width/height in the task, "
-                                   f"{why}); {len(names)} frame box(es) left out"))
+                                   f"{msg}: the video frame size is unknown ({why}); {len(names)} frame box(es) "
+                                   "left out"))
                 continue
             imgs = []
             for fr, name in zip(fb.frames.tolist(), names, strict=True):

@@ -254,9 +254,7 @@ def resolve_images(keys: pd.Series, *, is_id: bool, col_w: np.ndarray | None, co
         c = int(final_codes[i])
         if i in why or c < 0 or has_size[c]:
             continue
-        hint = ("no such file under the images root" if flocal[c] is not None and root is not None
-                else f"give width/height columns, image_sizes, or the images root ({option('images')})")
-        why[i] = f"image {final_names[c]!r} has no known size ({hint})"
+        why[i] = resolver.why_unsized(str(final_names[c]), flocal[c], lacks="no width/height columns or image_sizes")
     row_image = raw_to_row[np.where(raw_codes >= 0, raw_codes, nu)]
     table = pd.DataFrame({
         "file_name": pd.Series([str(final_names[c]) for c in keep_idx], dtype=object),

@@ -5,6 +5,7 @@ without names, the task of each file, the fate of files of 9-11 column rows only
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -164,6 +165,10 @@ class Run:
                     looked = np.array([f"no image for this label file (looked for {self._looked_for(f)})"
                                        for f in files], dtype=object)
                     rows["message"] = looked[lines.entry[mask]]
+                elif slot == 1:  # the image, and why it has no size, per label file
+                    why = np.array([self._why_unsized(lay.images[i]) if i >= 0 and not size_ok[i] else ""
+                                    for i in image_of], dtype=object)
+                    rows["message"] = why[lines.entry[mask]]
                 self._defer(slot, reason, msg, rows)
         if not has_image.all():
             per_entry = np.bincount(lines.entry, minlength=n_entries)
@@ -226,6 +231,11 @@ class Run:
         into.append(pd.DataFrame({"category": category, "src_file": np.array(files, dtype=object)[entry],
                                   "src_line": lines.line[bad], "message": problem[bad], "entry": entry}))
         return lines.keep(~bad)
+
+    def _why_unsized(self, image: str) -> str:
+        """Why the image file ``image`` has no size (the one resolver's words: its header gives none)."""
+        images = self.images if self.images is not None else ImageRoot(self.img_root, report=Report())
+        return images.why_unsized(rel_path(image, self.img_root), image)
 
     def _looked_for(self, label_file: str) -> str:
         """The image path a label file's image was looked for at (relative to the source): the one a missing
@@ -308,8 +318,7 @@ class Run:
         self.pending_drops.clear()
         # YOLO's own image.* notes, not the resolver's rules: a label file with no image (the layout pairs files
         # by path and stem), an image with no label file (only YOLO has one annotation file an image), and an
-        # image whose header gives no size (the resolver leaves an unsized image to its reader, which drops its
-        # rows with its own reason: each format's differs)
+        # image whose header gives no size (in the resolver's words, ImageRoot.why_unsized, as its dropped rows)
         fix = for_face(" (check --images DIR: the folder that holds the images)" if self.images_given
                        else " (give --images DIR: the folder that holds the images)")
         for f, n in self.orphan_rows:
@@ -317,8 +326,7 @@ class Run:
                      else "no image for this (empty) label file", severity="warning" if n else "info")
         for what, f, n in self.image_notes:
             if what == "unsized":
-                rep.note("image.missing", f,
-                         "the image size cannot be read from the file header (not an image, or a format not known)")
+                rep.note("image.missing", f, self._why_unsized(os.path.join(self.lay.root, f)))
             elif what == "unlabeled":
                 rep.note("image.unlabeled", f, "no label file: kept with no annotations", severity="info")
             else:
