@@ -39,7 +39,8 @@ class _Group(click.Group):
                 click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_global_flag,
                              help="Print only errors (no progress, no summary); also before the command."),
                 click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, callback=_global_flag,
-                             help="Print every diagnostic; also before the command.")]
+                             help="Print every diagnostic, dropped and changed annotation; also before the "
+                                  "command.")]
         super().add_command(cmd, name)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -88,7 +89,7 @@ def _tune_allocator() -> None:
 @click.group(cls=_Group, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="prelabel")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors (no progress, no summary).")
-@click.option("-v", "--verbose", is_flag=True, help="Print every diagnostic.")
+@click.option("-v", "--verbose", is_flag=True, help="Print every diagnostic, dropped and changed annotation.")
 @click.pass_context
 def main(ctx: click.Context, quiet: bool, verbose: bool) -> None:
     """prelabel: bring existing labels and model predictions into annotation projects.
@@ -314,8 +315,9 @@ def run_convert(ctx: click.Context, src: tuple[Path, ...], out: Path, kw: dict[s
         raise
     if not ctx.obj.get("quiet"):
         rep = result.report
-        lines = rep.summary_lines()
-        if not ctx.obj.get("verbose"):
+        verbose = bool(ctx.obj.get("verbose"))
+        lines = rep.summary_lines(every=verbose)
+        if not verbose:
             lines = lines[:25]
         for line in lines:
             click.echo(line, err=True)

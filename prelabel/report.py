@@ -289,19 +289,34 @@ class Report:
             **({"extra": self.extra} if self.extra else {}),
         }
 
-    def summary_lines(self) -> list[str]:
-        """A short human summary (the CLI prints it on stderr)."""
+    def summary_lines(self, *, every: bool = False) -> list[str]:
+        """A short human summary (the CLI prints it on stderr): the counts by reason, and the first diagnostic of
+        each code. ``every`` (``-v``): under each reason, every dropped or changed annotation (its source and
+        why), and every diagnostic.
+
+        >>> rep = Report()
+        >>> rep.drop_one("dropped.invalid", category="cat", source_file="a.txt:3", message="5 values, not 4")
+        >>> for line in rep.summary_lines(every=True):
+        ...     print(line)
+        read 1 annotation(s); written -; dropped 1
+          dropped  dropped.invalid                     1  a row that could not be parsed
+                     a.txt:3: 5 values, not 4
+        """
         lines = [f"read {self.read} annotation(s); written {self.written if self.written is not None else '-'}; "
                  f"dropped {self.dropped}"]
-        for reason, n in self.dropped_counts().items():
-            lines.append(f"  dropped  {reason:<28} {n:>8}  {CODES.get(reason, '')}")
-        for code, n in self.changed_counts().items():
-            lines.append(f"  changed  {code:<28} {n:>8}  {CODES.get(code, '')}")
-        counts = Counter((d.code, d.severity) for d in self.diagnostics)
-        for (code, sev), n in sorted(counts.items()):
-            first = next(d for d in self.diagnostics if d.code == code and d.severity == sev)
-            more = f" (+{n - 1} more)" if n > 1 else ""
-            lines.append(f"  {sev:<8} {code:<28} {first.source}: {first.message}{more}")
+        for kind, frame, counts in (("dropped", self.drops, self.dropped_counts()),
+                                    ("changed", self.changes, self.changed_counts())):
+            for reason, n in counts.items():
+                lines.append(f"  {kind}  {reason:<28} {n:>8}  {CODES.get(reason, '')}")
+                if every:
+                    rows = frame[frame["reason"] == reason]
+                    src, msg = rows["source"].astype(str), rows["message"].astype(str)
+                    lines += ("             " + src.where(msg == "", src + ": " + msg)).tolist()
+        kinds = Counter((d.code, d.severity) for d in self.diagnostics)
+        for (code, sev), n in sorted(kinds.items()):
+            same = [d for d in self.diagnostics if d.code == code and d.severity == sev]
+            more = f" (+{n - 1} more)" if n > 1 and not every else ""
+            lines += [f"  {sev:<8} {code:<28} {d.source}: {d.message}{more}" for d in (same if every else same[:1])]
         return lines
 
 

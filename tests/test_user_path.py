@@ -212,6 +212,33 @@ def test_quiet_and_verbose_after_the_command(tmp_path: Path) -> None:
     assert r.exit_code == 0 and r.output == ""
 
 
+def test_verbose_prints_every_drop_and_every_diagnostic(tmp_path: Path) -> None:
+    # two images without a size and no images root: each image's note and each annotation's drop, in the words
+    # of the one image resolver; the summary shows the first note and counts the rest, -v shows them all
+    doc = {"images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"},
+                      {"id": 3, "file_name": "c.jpg", "width": 20, "height": 10}],
+           "categories": [{"id": 1, "name": "cat"}],
+           "annotations": [{"id": k, "image_id": k, "category_id": 1, "bbox": [1, 1, 2, 2]} for k in (1, 2, 3)]}
+    src = write_json(tmp_path / "gt.json", doc)
+    why = "image '{}' has no known size: no width/height in the file, and no images root (--images) to read it from"
+    r = run("convert", str(src), "-o", str(tmp_path / "o.json"))
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines()[:3] == [
+        "read 3 annotation(s); written 1; dropped 2",
+        f"  dropped  {'dropped.no_image':<28} {2:>8}  annotation for an image that does not exist or has no known size",
+        f"  warning  {'image.missing':<28} {src}#images[0]: {why.format('a.jpg')}; its annotations are dropped "
+        "(+1 more)"]
+    r = run("convert", str(src), "-o", str(tmp_path / "o.json"), "-v")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines()[:6] == [
+        "read 3 annotation(s); written 1; dropped 2",
+        f"  dropped  {'dropped.no_image':<28} {2:>8}  annotation for an image that does not exist or has no known size",
+        f"             {src}#annotations[0]: {why.format('a.jpg')}",
+        f"             {src}#annotations[1]: {why.format('b.jpg')}",
+        f"  warning  {'image.missing':<28} {src}#images[0]: {why.format('a.jpg')}; its annotations are dropped",
+        f"  warning  {'image.missing':<28} {src}#images[1]: {why.format('b.jpg')}; its annotations are dropped"]
+
+
 # --------------------------------------------------------------------------------------------- item 10
 def test_image_tags_the_target_does_not_keep_are_reported(tmp_path: Path) -> None:
     proj = new_project(tmp_path)
