@@ -376,9 +376,9 @@ def validate(coco: Mapping[str, Any] | str | Path, *, images_root: str | Path | 
     for key in ("images", "annotations", "categories"):
         if not isinstance(doc.get(key), list):
             add(f"top level: '{key}' must be a list")
-    for key in ("info", "licenses"):
+    for key, why in (("info", "pycocotools 2.0.9-2.0.10 loadRes needs it"), ("licenses", "a key of the COCO format")):
         if key not in doc:
-            res.warnings.append(f"top level: '{key}' is missing (pycocotools 2.0.9-2.0.10 loadRes needs 'info')")
+            res.warnings.append(f"top level: '{key}' is missing ({why})")
     if res.errors:
         return res
     images = _check_images(doc["images"], add)
