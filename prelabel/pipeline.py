@@ -156,7 +156,9 @@ def prepare(ds: Dataset, *, mapping: Mapping[str, str | None] | str | Path | Non
     category reconciliation, clipping (``min_area`` in px², ``min_size``: the least side of a box in px)."""
     steps = ChunkSteps(min_score=min_score, clip=clip, min_area=min_area, min_size=min_size,
                        relative=_size_rule(ds.report.input.get("format")))
-    ds = steps.before(ds, ConventionStats())  # (the convention hints are convert's: inspect lists them)
+    stats = ConventionStats()
+    ds = steps.before(ds, stats)  # (the convention hints are convert's: inspect lists them)
+    ds.report.diagnostics.extend(stats.score_note(source_text(ds.report.input.get("source")), min_score))
     if progress is not None:
         progress("reconciling", 0, None)
     ds = reconcile_step(ds, mapping=mapping, schema=schema, unknown=unknown)
@@ -198,7 +200,8 @@ def _end(writer: CocoStreamWriter, rep: Report, records: Report, stats: Conventi
     """The end of every conversion loop: the reader's report ``rep`` takes the convention hints, the steps'
     records (in their canonical order) and the category mapping; then the writer assembles the file (or its
     shards). ``last``: the one chunk of a whole read, kept in the result."""
-    rep.diagnostics.extend(stats.hints(source_text(rep.input.get("source"))))
+    src = source_text(rep.input.get("source"))
+    rep.diagnostics.extend([*stats.hints(src), *stats.score_note(src, steps.chunk.min_score)])
     records.order_phases()  # the steps' entries by step and reason / category: part by part as whole
     rep.merge(records)
     rec.finish(rep)

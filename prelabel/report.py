@@ -49,6 +49,7 @@ CODES: dict[str, str] = {
     "dropped.min_size": "a side (width or height of the box) under --min-size",
     "ledger.unbalanced": "read is not written + dropped: rows were removed without a record "
                          "(Dataset.filter without reason=)",
+    "score.missing": "annotations without a score kept by --min-score: ground truth, or scores that were not read",
     "dropped.min_score": "score under --min-score",
     "dropped.unknown_category": "no usable category: not in the schema (--unknown drop), an empty or missing "
                                 "label (e.g. pylabel rows of images without annotations), or a category id or "

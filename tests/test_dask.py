@@ -406,11 +406,13 @@ def test_convert_an_image_named_in_two_partitions_is_converted_as_one(client, tm
 
 def test_convert_map_only_with_a_mapping_a_schema_and_scores(client, tmp_path):
     """The categories decided on the client before any row is mapped: a mapping renaming one class and
-    dropping another, a schema with its own ids, a score filter and boxes to clip, in every partition."""
+    dropping another, a schema with its own ids, a score filter and boxes to clip, in every partition; the
+    rows without a score (kept by the filter) counted over every partition."""
     rows = ["image,class,score,x1,y1,x2,y2,image_width,image_height"]
     for i in range(3000):
         c = ("cat", "kitty", "dog", "noise")[i % 4]
-        rows.append(f"img{i // 3:04d}.jpg,{c},{(i % 10) / 10:.1f},{i % 50},5,{60 + i % 50},40,100,80")
+        score = f"{(i % 10) / 10:.1f}" if i % 10 != 9 else ""  # a 0.9 left empty: kept either way
+        rows.append(f"img{i // 3:04d}.jpg,{c},{score},{i % 50},5,{60 + i % 50},40,100,80")
     src = tmp_path / "preds.csv"
     src.write_text("\n".join(rows) + "\n")
     mapping = tmp_path / "map.json"
@@ -425,6 +427,9 @@ def test_convert_map_only_with_a_mapping_a_schema_and_scores(client, tmp_path):
     # the score filter comes first: 4 of every 10 rows (0.0-0.3) dropped; of the rest, "noise" is mapped to null
     kept = [i for i in range(3000) if i % 10 >= 4 and i % 4 != 3]
     assert local.report.dropped_counts() == {"dropped.min_score": 1200, "dropped.mapped_to_null": 450}
+    assert [(d.severity, d.message) for d in dask.report.diagnostics if d.code == "score.missing"] == [
+        ("info", "300 of 3000 annotation(s) have no score: min_score=0.35 kept them (ground truth, or scores not "
+                 "read: a table names its score column with ReadOptions(columns={'score': 'NAME'}))")]
     assert [(a["category_id"], a["bbox"]) for a in doc["annotations"]] == [
         (7 if i % 4 == 2 else 3, [float(i % 50), 5.0, float(min(60 + i % 50, 100) - i % 50), 35.0]) for i in kept]
     assert len(kept) == 1350

@@ -239,6 +239,35 @@ def test_verbose_prints_every_drop_and_every_diagnostic(tmp_path: Path) -> None:
         f"  warning  {'image.missing':<28} {src}#images[1]: {why.format('b.jpg')}; its annotations are dropped"]
 
 
+def test_min_score_on_annotations_without_a_score_says_so(tmp_path: Path) -> None:
+    # a model's predictions whose score column has a name prelabel does not know: --min-score filters nothing,
+    # and the summary says why (a warning) instead of passing every low-confidence box to the annotators
+    src = tmp_path / "preds.csv"
+    src.write_text("image,width,height,class,xmin,ymin,xmax,ymax,certainty\n"
+                   "a.jpg,100,80,car,1,1,20,20,0.9\na.jpg,100,80,car,30,30,50,50,0.2\nb.jpg,100,80,dog,5,5,9,9,0.4\n")
+    r = run("convert", str(src), "-o", str(tmp_path / "o.json"), "--min-score", "0.5")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines()[:2] == [
+        "read 3 annotation(s); written 3; dropped 0",
+        f"  warning  {'score.missing':<28} {src}: none of the 3 annotation(s) has a score: --min-score 0.5 kept them "
+        "all (ground truth, or scores not read: a table names its score column with --column score=NAME)"]
+    r = run("convert", str(src), "-o", str(tmp_path / "o.json"), "--min-score", "0.5", "--column", "score=certainty")
+    assert r.exit_code == 0, r.output
+    assert r.stderr.splitlines()[:2] == ["read 3 annotation(s); written 1; dropped 2",
+                                         f"  dropped  {'dropped.min_score':<28} {2:>8}  score under --min-score"]
+    assert "score.missing" not in r.stderr
+    # some rows without a score (empty cells), streamed an image a part: one note over the whole table, info
+    src.write_text("image,width,height,class,xmin,ymin,xmax,ymax,score\n"
+                   "a.jpg,100,80,car,1,1,20,20,0.9\na.jpg,100,80,car,30,30,50,50,\nb.jpg,100,80,dog,5,5,9,9,\n"
+                   "c.jpg,100,80,dog,5,5,9,9,0.1\n")
+    res = prelabel.convert(src, tmp_path / "p.json", min_score=0.5, stream=True, chunk_rows=1)
+    notes = [(d.code, d.severity, d.message) for d in res.report.diagnostics if d.code == "score.missing"]
+    assert notes == [("score.missing", "info", "2 of 4 annotation(s) have no score: min_score=0.5 kept them (ground "
+                      "truth, or scores not read: a table names its score column with ReadOptions(columns={'score': "
+                      "'NAME'}))")]
+    assert res.report.dropped_counts() == {"dropped.min_score": 1} and res.report.output["annotations"] == 3
+
+
 # --------------------------------------------------------------------------------------------- item 10
 def test_image_tags_the_target_does_not_keep_are_reported(tmp_path: Path) -> None:
     proj = new_project(tmp_path)

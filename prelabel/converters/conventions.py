@@ -1,6 +1,7 @@
 """Coordinates written in another convention than the source's format says (normalized boxes where pixels were
 expected): :func:`convention_hints` for a whole dataset, :class:`ConventionStats` gathered chunk by chunk by the
-pipeline. ``prelabel inspect`` lists the hints and ``convert`` adds them to the report.
+pipeline. ``prelabel inspect`` lists the hints and ``convert`` adds them to the report. Under a score filter the
+stats also count the annotations that have no score, which the filter keeps (:meth:`ConventionStats.score_note`).
 
 Example:
     >>> from prelabel.model import Dataset
@@ -54,6 +55,36 @@ class ConventionStats:
         self.tiny = True    # every box within the top-left 1/100 of its image
         self.max_w = 0
         self.max_h = 0
+        self.scored = 0     # annotations the score filter looked at
+        self.unscored = 0   # of them, those without a score (kept)
+
+    def count_scores(self, ds: Dataset) -> None:
+        """Count the annotations of ``ds`` that the score filter looks at, and those of them without a score."""
+        score = ds.annotations["score"].to_numpy(dtype=np.float64)
+        self.scored += len(score)
+        self.unscored += int(np.isnan(score).sum())
+
+    def score_note(self, src: str, min_score: float | None) -> list[Diagnostic]:
+        """``score.missing`` when ``min_score`` kept annotations that have no score: ground truth, or a source
+        whose scores were not read (a table's score column under a name prelabel does not know). A warning when
+        no annotation had one (the filter did nothing), else info.
+
+        >>> stats = ConventionStats()
+        >>> stats.count_scores(Dataset.build(images={"file_name": ["a.jpg"], "width": [9], "height": [9]},
+        ...     annotations={"image": [0, 0], "category": ["cat", "cat"], "x": [1.0, 2.0], "y": [1.0, 1.0],
+        ...                  "w": [2.0, 2.0], "h": [2.0, 2.0]}))
+        >>> [(d.severity, d.message) for d in stats.score_note("preds.csv", 0.5)]  # doctest: +NORMALIZE_WHITESPACE
+        [('warning', "none of the 2 annotation(s) has a score: min_score=0.5 kept them all (ground truth, or scores
+          not read: a table names its score column with ReadOptions(columns={'score': 'NAME'}))")]
+        """
+        if min_score is None or not self.unscored:
+            return []
+        why = f"(ground truth, or scores not read: a table names its score column with {option('columns', 'score=NAME')})"
+        if self.unscored == self.scored:
+            return [Diagnostic("score.missing", src, f"none of the {self.scored} annotation(s) has a score: "
+                                                     f"{option('min_score', min_score)} kept them all {why}")]
+        return [Diagnostic("score.missing", src, f"{self.unscored} of {self.scored} annotation(s) have no score: "
+                                                 f"{option('min_score', min_score)} kept them {why}", "info")]
 
     def add(self, ds: Dataset) -> None:
         ann = ds.annotations
@@ -89,6 +120,8 @@ class ConventionStats:
         self.tiny = self.tiny and other.tiny
         self.max_w = max(self.max_w, other.max_w)
         self.max_h = max(self.max_h, other.max_h)
+        self.scored += other.scored
+        self.unscored += other.unscored
 
     def hints(self, src: str) -> list[Diagnostic]:
         if self.k == 0:

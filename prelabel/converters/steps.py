@@ -56,11 +56,13 @@ class ChunkSteps:
     relative: bool | None = False
 
     def before(self, chunk: Dataset, stats: ConventionStats) -> Dataset:
-        """Sizes checked, conventions gathered into ``stats``, scores filtered (what they drop or note goes to
-        the chunk's report)."""
+        """Sizes checked, conventions (and, under ``min_score``, the annotations without a score) gathered into
+        ``stats``, scores filtered (what they drop or note goes to the chunk's report)."""
         if self.relative is not None:
             chunk = check_sizes(chunk, relative=self.relative)
         stats.add(chunk)
+        if self.min_score is not None:
+            stats.count_scores(chunk)
         return filter_min_score(chunk, self.min_score)
 
     def after(self, ds: Dataset) -> Dataset:
