@@ -5,7 +5,6 @@ without names, the task of each file, the fate of files of 9-11 column rows only
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -57,8 +56,9 @@ class Run:
         self.pending_drops: list[pd.DataFrame] = []  # drops, reported in file and line order by finish()
         self.orphan_entry = np.zeros(0, dtype=bool)   # the label files without an image
         self.orphan_rows: list[tuple[str, int]] = []  # label files with no image, and their row counts
-        self.image_notes: list[tuple[str, str, int]] = []  # one an image at most, in image order: (what, the
-        #   file, rows): "unsized" (the image file), "unlabeled" (its file_name), "ambiguous" (its label file)
+        self.image_notes: list[tuple[str, str, int, str]] = []  # one an image at most, in image order: (what,
+        #   the file, rows, why): "unsized" (the image file, why_unsized), "unlabeled" (its file_name), "ambiguous"
+        #   (its label file)
         self._names: tuple[int, np.ndarray] | None = None
         self.images: ImageRoot | None = None         # the image resolver, once the sizes are read
 
@@ -155,6 +155,12 @@ class Run:
         ambiguous = (row_kind == AMBIGUOUS) & ~no_image & ~no_size
         names_arr = self.names_array()
         files_arr = np.array(rel_files, dtype=object)
+        # why each image without a size has none (the one resolver's words), for its rows' drops and its note
+        why_unsized = np.full(len(lay.images), "", dtype=object)
+        if not size_ok.all():
+            images = self.images if self.images is not None else ImageRoot(self.img_root, report=Report())
+            for i in np.flatnonzero(~size_ok).tolist():
+                why_unsized[i] = images.why_unsized(rel_path(lay.images[i], self.img_root), lay.images[i])
         for slot, (mask, reason, msg) in enumerate(((no_image, "dropped.no_image", "no image for this label file"),
                                                     (no_size, "dropped.no_image", "the image size cannot be read"),
                                                     (ambiguous, "dropped.ambiguous", _AMBIGUOUS_MSG))):
@@ -165,10 +171,8 @@ class Run:
                     looked = np.array([f"no image for this label file (looked for {self._looked_for(f)})"
                                        for f in files], dtype=object)
                     rows["message"] = looked[lines.entry[mask]]
-                elif slot == 1:  # the image, and why it has no size, per label file
-                    why = np.array([self._why_unsized(lay.images[i]) if i >= 0 and not size_ok[i] else ""
-                                    for i in image_of], dtype=object)
-                    rows["message"] = why[lines.entry[mask]]
+                elif slot == 1:  # the image, and why it has no size
+                    rows["message"] = why_unsized[row_img[mask]]
                 self._defer(slot, reason, msg, rows)
         if not has_image.all():
             per_entry = np.bincount(lines.entry, minlength=n_entries)
@@ -178,11 +182,11 @@ class Run:
         labelled[ent_img[has_image]] = True
         # one list in image order (not the unsized, then the unlabeled, then the ambiguous): the parts of a plan
         # add up to it. An ambiguous file's image has a size and a label file: one note an image at most
-        notes = {i: ("unsized", rel_path(lay.images[i], lay.root), 0) if not size_ok[i]
-                 else ("unlabeled", file_names[i], 0) for i in np.flatnonzero(~(labelled & size_ok)).tolist()}
+        notes = {i: ("unsized", rel_path(lay.images[i], lay.root), 0, str(why_unsized[i])) if not size_ok[i]
+                 else ("unlabeled", file_names[i], 0, "") for i in np.flatnonzero(~(labelled & size_ok)).tolist()}
         if ambiguous.any():
             per_file = np.bincount(lines.entry[ambiguous], minlength=n_entries)
-            notes.update((int(ent_img[e]), ("ambiguous", rel_files[e], int(per_file[e])))
+            notes.update((int(ent_img[e]), ("ambiguous", rel_files[e], int(per_file[e]), ""))
                          for e in np.flatnonzero(per_file).tolist())
         self.image_notes += [notes[i] for i in sorted(notes)]
 
@@ -231,11 +235,6 @@ class Run:
         into.append(pd.DataFrame({"category": category, "src_file": np.array(files, dtype=object)[entry],
                                   "src_line": lines.line[bad], "message": problem[bad], "entry": entry}))
         return lines.keep(~bad)
-
-    def _why_unsized(self, image: str) -> str:
-        """Why the image file ``image`` has no size (the one resolver's words: its header gives none)."""
-        images = self.images if self.images is not None else ImageRoot(self.img_root, report=Report())
-        return images.why_unsized(rel_path(image, self.img_root), image)
 
     def _looked_for(self, label_file: str) -> str:
         """The image path a label file's image was looked for at (relative to the source): the one a missing
@@ -324,9 +323,9 @@ class Run:
         for f, n in self.orphan_rows:
             rep.note("image.missing", f, f"no image for this label file ({n} row(s) dropped){fix}" if n
                      else "no image for this (empty) label file", severity="warning" if n else "info")
-        for what, f, n in self.image_notes:
+        for what, f, n, why in self.image_notes:
             if what == "unsized":
-                rep.note("image.missing", f, self._why_unsized(os.path.join(self.lay.root, f)))
+                rep.note("image.missing", f, why)
             elif what == "unlabeled":
                 rep.note("image.unlabeled", f, "no label file: kept with no annotations", severity="info")
             else:
